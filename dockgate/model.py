@@ -1,0 +1,126 @@
+"""Value types shared by the pure core and the I/O layer.
+
+These are the seams between parsing (``admission``), deciding (``decision``
+and ``policy``), recording (``audit``) and forwarding (``protocol``).  They are
+frozen so that what was decided is exactly what is forwarded: nothing can
+change a request between the decision and the bytes sent upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+BodyKind = Literal["none", "json", "stream"]
+"""How an endpoint's request body is handled.
+
+``none``: the endpoint takes no body; a body is refused.
+``json``: the body is buffered (under a cap), decoded strictly, validated and
+re-serialised; the decision sees it.
+``stream``: the body (a tar, an image) streams through unbuffered; the decision
+sees only the head and query.
+"""
+
+Transport = Literal["unix", "tcp", "tls"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One operation of the Engine API, as the route table knows it.
+
+    Attributes:
+        id: stable dotted name used by policies and audit (``container.create``).
+        method: HTTP method in upper case.
+        template: path template without version prefix (``/containers/{id}/attach``).
+        body: how the request body is handled.
+        hijack: the daemon may take over the connection (101 or raw-stream 200).
+        since: first API version with this operation.
+        until: last API version with it, or None while it still exists.
+    """
+
+    id: str
+    method: str
+    template: str
+    body: BodyKind = "none"
+    hijack: bool = False
+    since: str = "1.18"
+    until: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who is on the other end of a client connection, fixed when it is accepted."""
+
+    listener: str
+    transport: Transport
+    address: str
+    pid: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    principal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CanonicalRequest:
+    """A request in the one form that is decided and forwarded.
+
+    Attributes:
+        method: upper-case method.
+        endpoint: the route it matched.
+        path: canonical path without the version prefix.
+        version: API version named in the ``/vX.Y`` prefix, or None.
+        params: path parameters by template name.
+        query: canonical query pairs, in the order they are forwarded.
+        headers: end-to-end request headers to forward (lower-case names),
+            without framing and hop-by-hop headers.
+        body: the decoded JSON body for ``json`` endpoints, else None.
+        body_bytes: the canonical serialisation of ``body`` that is forwarded.
+    """
+
+    method: str
+    endpoint: Endpoint
+    path: str
+    version: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+    query: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    body: Any = None
+    body_bytes: bytes | None = None
+
+    @property
+    def target(self) -> str:
+        """The request target forwarded upstream: version prefix, path, query."""
+        from urllib.parse import quote, urlencode
+
+        prefix = f"/v{self.version}" if self.version else ""
+        q = urlencode(self.query, quote_via=quote, safe="") if self.query else ""
+        return prefix + self.path + ("?" + q if q else "")
+
+
+Verdict = Literal["allow", "deny", "warn"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of the single decision point for one request.
+
+    Attributes:
+        verdict: ``allow``, ``deny``, or ``warn`` (allowed, with warnings).
+        policy: the name of the policy that decided.
+        rule: the rule id that decided, or None for the policy default.
+        reason: a human sentence; for a denial it is sent to the client.
+        warnings: messages for ``warn``-mode rules, returned to the client
+            where the endpoint has a ``Warnings`` field.
+    """
+
+    verdict: Verdict
+    policy: str
+    rule: str | None = None
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the request may be forwarded."""
+        return self.verdict != "deny"
