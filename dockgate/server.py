@@ -1,0 +1,58 @@
+"""Assembles the proxy: the settings one listener's connections share, and the
+factory that builds a protocol per accepted connection.
+
+``tap`` and ``cli`` build a ``ProxySettings`` from the command line or config
+file and call ``build_proxy_factory`` once per listener.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import ServerFactory
+
+from dockgate.admission import ApiContext
+from dockgate.decision import Policy
+
+
+class AuditSink(Protocol):
+    """Where per-request audit records go (the JSONL writer, or a list in tests)."""
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Record one audit record; raise if it cannot be recorded."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """What every connection of a listener shares.
+
+    Attributes:
+        upstream: endpoint of the daemon's socket.
+        policy: returns the policy in force now (so SIGHUP reloads apply to new requests).
+        audit: the audit sink.
+        api: API context for admission (daemon version, JSON body cap).
+        connect_timeout: seconds to connect to the daemon before answering 502.
+        response_timeout: seconds to wait for the daemon's response head before 504.
+        max_head_size: request head cap in bytes (431 above).
+        pool_size: idle keep-alive upstream connections kept.
+    """
+
+    upstream: IStreamClientEndpoint
+    policy: Callable[[], Policy]
+    audit: AuditSink
+    api: ApiContext = ApiContext()
+    connect_timeout: float = 10.0
+    response_timeout: float = 300.0
+    max_head_size: int = 64 * 1024
+    pool_size: int = 16
+
+
+def build_proxy_factory(settings: ProxySettings, listener: str, reactor: IReactorTime) -> ServerFactory:
+    """Return the factory for connections accepted on ``listener`` (a name for logs and audit)."""
+    from dockgate.protocol import ProxyServerFactory
+
+    return ProxyServerFactory(settings, listener, reactor)
