@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
 BodyKind = Literal["none", "json", "stream"]
 """How an endpoint's request body is handled.
@@ -91,8 +92,6 @@ class CanonicalRequest:
     @property
     def target(self) -> str:
         """The request target forwarded upstream: version prefix, path, query."""
-        from urllib.parse import quote, urlencode
-
         prefix = f"/v{self.version}" if self.version else ""
         q = urlencode(self.query, quote_via=quote, safe="") if self.query else ""
         return prefix + self.path + ("?" + q if q else "")

@@ -8,7 +8,7 @@ file and call ``build_proxy_factory`` once per listener.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
@@ -44,15 +44,17 @@ class ProxySettings:
     upstream: IStreamClientEndpoint
     policy: Callable[[], Policy]
     audit: AuditSink
-    api: ApiContext = ApiContext()
+    api: ApiContext = field(default_factory=ApiContext)
     connect_timeout: float = 10.0
     response_timeout: float = 300.0
     max_head_size: int = 64 * 1024
     pool_size: int = 16
 
 
-def build_proxy_factory(settings: ProxySettings, listener: str, reactor: IReactorTime) -> ServerFactory:
+def build_proxy_factory(
+    settings: ProxySettings, listener: str, reactor: IReactorTime
+) -> ServerFactory:
     """Return the factory for connections accepted on ``listener`` (a name for logs and audit)."""
-    from dockgate.protocol import ProxyServerFactory
+    from dockgate.protocol import ProxyServerFactory  # noqa: PLC0415 (protocol imports us)
 
     return ProxyServerFactory(settings, listener, reactor)

@@ -1,0 +1,764 @@
+"""The client side of the proxy: one protocol instance per accepted connection.
+
+Theory of operation
+-------------------
+Each client connection is an h11 server.  Requests are handled strictly one at
+a time: h11 reports ``PAUSED`` for a pipelined request until the current
+exchange has finished and ``start_next_cycle`` was called, and reading from
+the client is paused meanwhile, so nothing is buffered without bound.
+
+For every request head:
+
+1. ``wire.check_request_head`` checks the raw head bytes for framing that two
+   parsers could read differently (h11 would silently accept some of it);
+2. ``admission.admit_head`` routes and canonicalises it;
+3. for JSON endpoints the body is buffered (under a cap) and
+   ``admission.admit_body`` canonicalises it;
+4. ``decision.decide`` returns allow or deny — the single decision point;
+5. only then is an upstream connection taken from the pool and a head that
+   dockgate serialised itself sent, followed by the canonical body, or by the
+   client's body streamed with back-pressure.
+
+The response comes back through h11 in both directions, so framing is
+re-derived rather than copied.  On a route that may hijack, a 101 (or the
+daemon's legacy raw-stream 200 without framing) turns both connections into a
+byte-for-byte splice with half-close (``splice.Splice``); such connections
+never carry another HTTP request and never return to the pool.
+
+Back-pressure: this protocol is the push producer registered on the client
+transport (a full client socket pauses reading from the daemon), and each
+``UpstreamConnection`` is the producer on its own transport (a full daemon
+socket pauses reading from the client).  ``gate.ReadGate`` combines the
+reasons a side may be paused.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IPushProducer
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dockgate import wire
+from dockgate.admission import admit_body, admit_head
+from dockgate.decision import decide
+from dockgate.errors import (
+    BadRequest,
+    BodyTooLarge,
+    DockgateError,
+    Forbidden,
+    HeadTooLarge,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from dockgate.gate import ReadGate
+from dockgate.model import CanonicalRequest, Decision, Peer
+from dockgate.peer import peer_of
+from dockgate.server import ProxySettings
+from dockgate.splice import Splice
+from dockgate.upstream import UpstreamConnection, UpstreamPool
+
+_HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
+"""Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
+
+
+@dataclass
+class Exchange:
+    """The state of one request/response exchange on a client connection."""
+
+    id: str
+    method: str
+    raw_target: str
+    started: float
+    has_body: bool
+    chunked: bool
+    length: int | None
+    upgrade: bytes | None
+    request: CanonicalRequest | None = None
+    decision: Decision | None = None
+    upstream: UpstreamConnection | None = None
+    body: bytearray = field(default_factory=bytearray)
+    buffering: bool = False
+    waiting: bool = False
+    request_done: bool = False
+    response_started: bool = False
+    status: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    timer: IDelayedCall | None = None
+    error: str | None = None
+    draining: bool = False
+    audited: bool = False
+
+
+class ProxyServerFactory(ServerFactory):
+    """Builds a ``ProxyServerProtocol`` per accepted connection on one listener."""
+
+    def __init__(self, settings: ProxySettings, listener: str, reactor: Any) -> None:
+        self.settings = settings
+        self.listener = listener
+        self.reactor = reactor
+        self.pool = UpstreamPool(
+            settings.upstream,
+            reactor,
+            size=settings.pool_size,
+            connect_timeout=settings.connect_timeout,
+        )
+        self.open_connections = 0
+
+    def buildProtocol(self, addr: Any) -> ProxyServerProtocol:
+        """A fresh protocol for each connection."""
+        return ProxyServerProtocol(self)
+
+    def stopFactory(self) -> None:
+        """Close pooled upstream connections when the listener stops."""
+        self.pool.close_idle()
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class ProxyServerProtocol(Protocol):
+    """One client connection: parse, decide, forward, one request at a time."""
+
+    log = Logger()
+
+    def __init__(self, factory: ProxyServerFactory) -> None:
+        self.factory = factory
+        self.settings = factory.settings
+        self.reactor = factory.reactor
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_head_size)
+        self.peer: Peer | None = None
+        self.gate: ReadGate | None = None
+        self.exchange: Exchange | None = None
+        self.splice: Splice | None = None
+        self.closed = False
+        self.client_eof = False
+        # The raw head of the next request, collected until its blank line so
+        # that wire.check_request_head sees exactly the bytes h11 will parse.
+        self._scan = bytearray()
+        self._scanning = True
+
+    # -- Twisted interfaces -------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Fix the peer's identity and register for write back-pressure."""
+        assert self.transport is not None
+        self.factory.open_connections += 1
+        self.peer = peer_of(self.transport, self.factory.listener)
+        self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        """Scan and parse HTTP, or pass bytes straight on once spliced."""
+        if self.splice is not None:
+            self.splice.from_client(data)
+            return
+        if self.closed:
+            return
+        if self._scanning and not self._scan_head(data):
+            return
+        self.h11.receive_data(data)
+        self._pump()
+
+    def readConnectionLost(self) -> None:
+        """The client closed its sending side."""
+        self.client_eof = True
+        if self.splice is not None:
+            self.splice.client_read_closed()
+            return
+        if self.closed:
+            return
+        if self.exchange is None and not self.h11.trailing_data[0]:
+            self._close()
+            return
+        self.h11.receive_data(b"")
+        self._pump()
+
+    def writeConnectionLost(self) -> None:
+        """Our half-close reached the client (spliced connections)."""
+        if self.splice is not None:
+            self.splice.client_write_closed()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Abort whatever the client left behind: nothing stays half-open."""
+        self.factory.open_connections -= 1
+        self.closed = True
+        if self.splice is not None:
+            self.splice.client_lost()
+            return
+        x = self.exchange
+        if x is not None:
+            self._cancel_timer(x)
+            if x.upstream is not None:
+                x.upstream.abort()
+                x.upstream = None
+            if x.error is None and not (x.request_done and x.status is not None):
+                x.error = "client disconnected"
+            self._audit(x)
+            self.exchange = None
+
+    def pauseProducing(self) -> None:
+        """The client reads slowly: stop reading from the daemon."""
+        x = self.exchange
+        if x is not None and x.upstream is not None:
+            x.upstream.pause_reading("client-full")
+        if self.splice is not None:
+            self.splice.pause_upstream(True)
+
+    def resumeProducing(self) -> None:
+        """The client caught up."""
+        x = self.exchange
+        if x is not None and x.upstream is not None:
+            x.upstream.resume_reading("client-full")
+        if self.splice is not None:
+            self.splice.pause_upstream(False)
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost follows."""
+
+    # -- request side -------------------------------------------------------
+
+    def _scan_head(self, data: bytes) -> bool:
+        """Collect raw bytes of the next head; check it once complete.
+
+        Returns False if the connection was refused.
+        """
+        self._scan += data
+        end = wire.find_head_end(self._scan)
+        if end < 0:
+            if len(self._scan) > self.settings.max_head_size:
+                self._refuse_connection(HeadTooLarge("request head too large"))
+                return False
+            return True
+        head = bytes(self._scan[:end])
+        self._scanning = False
+        self._scan.clear()
+        try:
+            wire.check_request_head(head)
+        except DockgateError as e:
+            self._refuse_connection(e)
+            return False
+        return True
+
+    def _pump(self) -> None:
+        """Take h11 events while the current exchange can accept them."""
+        while not self.closed and self.splice is None:
+            if self._scanning:
+                return
+            x = self.exchange
+            if x is not None and x.waiting:
+                return
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as e:
+                status = e.error_status_hint
+                err: DockgateError = (
+                    HeadTooLarge("request head too large")
+                    if status == 431
+                    else BadRequest(f"malformed HTTP request: {e}")
+                )
+                self._refuse_connection(err)
+                return
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                # A pipelined request (or legacy-hijack stdin) waits in h11.
+                assert self.gate is not None
+                self.gate.hold("pipelined")
+                return
+            if isinstance(event, h11.Request):
+                self._begin(event)
+            elif isinstance(event, h11.Data):
+                self._client_data(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                self._client_end()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._close()
+                return
+
+    def _begin(self, event: h11.Request) -> None:
+        """A request head arrived: admit it, then buffer, or decide and forward."""
+        headers = list(event.headers)
+        length = None
+        chunked = False
+        upgrade = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"upgrade":
+                upgrade = value.strip().lower()
+        method = event.method.decode("ascii", "replace")
+        x = Exchange(
+            id=uuid.uuid4().hex,
+            method=method,
+            raw_target=event.target.decode("ascii", "backslashreplace"),
+            started=time.monotonic(),
+            has_body=chunked or bool(length),
+            chunked=chunked,
+            length=length,
+            upgrade=upgrade,
+        )
+        self.exchange = x
+        try:
+            request = admit_head(method, bytes(event.target), headers, self.settings.api)
+        except DockgateError as e:
+            self._refuse(x, e)
+            return
+        x.request = request
+        kind = request.endpoint.body
+        if kind == "json":
+            if length is not None and length > self.settings.api.max_json_body:
+                self._refuse(x, BodyTooLarge(self._too_large()))
+                return
+            x.buffering = True
+            self._continue_if_expected()
+            return
+        if kind == "none" and x.has_body:
+            self._refuse(x, BadRequest(f"{request.endpoint.id} takes no request body"))
+            return
+        self._decide_and_forward(x)
+
+    def _continue_if_expected(self) -> None:
+        """Send ``100 Continue`` when the client waits for it (only once allowed to send)."""
+        if self.h11.they_are_waiting_for_100_continue:
+            self._send_client(h11.InformationalResponse(status_code=100, headers=[]))
+
+    def _too_large(self) -> str:
+        return f"JSON request body exceeds {self.settings.api.max_json_body} bytes"
+
+    def _client_data(self, data: bytes) -> None:
+        x = self.exchange
+        if x is None:
+            return
+        x.bytes_in += len(data)
+        if x.buffering:
+            x.body += data
+            if len(x.body) > self.settings.api.max_json_body:
+                self._refuse(x, BodyTooLarge(self._too_large()))
+            return
+        if x.upstream is not None:
+            x.upstream.send(h11.Data(data=data))
+
+    def _client_end(self) -> None:
+        x = self.exchange
+        if x is None:
+            return
+        if x.draining:
+            x.request_done = True
+            self._finish(x)
+            return
+        if x.buffering:
+            x.buffering = False
+            assert x.request is not None
+            try:
+                x.request = admit_body(x.request, bytes(x.body), self.settings.api)
+            except DockgateError as e:
+                self._refuse(x, e)
+                return
+            x.body = bytearray()
+            x.request_done = True
+            self._decide_and_forward(x)
+            return
+        x.request_done = True
+        if x.upstream is not None:
+            x.upstream.send(h11.EndOfMessage())
+            self._start_timer(x)
+
+    def _decide_and_forward(self, x: Exchange) -> None:
+        """The single decision point, then the upstream connection."""
+        assert x.request is not None and self.peer is not None
+        x.decision = decide(self.settings.policy(), x.request, self.peer)
+        if not x.decision.allowed:
+            self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
+            return
+        x.waiting = True
+        assert self.gate is not None
+        self.gate.hold("upstream")
+        d = self.factory.pool.acquire()
+        d.addCallbacks(self._upstream_ready, self._upstream_failed, (x,), None, (x,), None)
+
+    def _upstream_failed(self, reason: Failure, x: Exchange) -> None:
+        if self.closed or self.exchange is not x:
+            return
+        self.log.warn("upstream connect failed: {reason}", reason=reason.getErrorMessage())
+        x.waiting = False
+        self._release_gate("upstream")
+        self._refuse(
+            x, UpstreamUnavailable(f"cannot reach the Docker daemon: {reason.getErrorMessage()}")
+        )
+
+    def _upstream_ready(self, conn: UpstreamConnection, x: Exchange) -> None:
+        if self.closed or self.exchange is not x:
+            self.factory.pool.release(conn)
+            return
+        x.upstream = conn
+        conn.delegate = self
+        request = x.request
+        assert request is not None
+        headers: list[tuple[bytes, bytes]] = [(b"host", b"docker")]
+        headers += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
+        if request.endpoint.hijack and x.upgrade in _HIJACK_UPGRADES:
+            assert x.upgrade is not None
+            headers += [(b"connection", b"Upgrade"), (b"upgrade", x.upgrade)]
+        body: bytes | None = None
+        kind = request.endpoint.body
+        if kind == "json":
+            body = request.body_bytes
+            if body is not None or request.method in ("POST", "PUT"):
+                headers.append((b"content-length", b"%d" % len(body or b"")))
+        elif kind == "stream" and x.chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif kind == "stream" and x.length is not None:
+            headers.append((b"content-length", b"%d" % x.length))
+        elif request.method in ("POST", "PUT"):
+            headers.append((b"content-length", b"0"))
+        try:
+            conn.send(
+                h11.Request(
+                    method=request.method, target=request.target.encode("ascii"), headers=headers
+                )
+            )
+            if kind != "stream":
+                if body:
+                    conn.send(h11.Data(data=body))
+                conn.send(h11.EndOfMessage())
+                self._start_timer(x)
+        except h11.LocalProtocolError as e:
+            self._refuse(x, BadRequest(f"cannot forward request: {e}"))
+            return
+        x.waiting = False
+        if kind == "stream":
+            self._continue_if_expected()
+        self._release_gate("upstream")
+        self._pump()
+
+    def _start_timer(self, x: Exchange) -> None:
+        if x.timer is None and not x.response_started:
+            x.timer = self.reactor.callLater(
+                self.settings.response_timeout, self._response_timeout, x
+            )
+
+    def _cancel_timer(self, x: Exchange) -> None:
+        if x.timer is not None:
+            if x.timer.active():
+                x.timer.cancel()
+            x.timer = None
+
+    def _response_timeout(self, x: Exchange) -> None:
+        x.timer = None
+        if self.exchange is not x or x.response_started:
+            return
+        if x.upstream is not None:
+            x.upstream.abort()
+            x.upstream = None
+        self._refuse(x, UpstreamTimeout("the Docker daemon did not answer in time"))
+
+    # -- response side (UpstreamDelegate) -----------------------------------
+
+    def upstream_event(self, event: object) -> None:
+        """An h11 event from the daemon for the current exchange."""
+        x = self.exchange
+        if x is None:
+            return
+        if isinstance(event, h11.InformationalResponse):
+            if event.status_code == 101:
+                self._splice(x, event.status_code, event.reason, list(event.headers), upgrade=True)
+            return
+        if isinstance(event, h11.Response):
+            self._cancel_timer(x)
+            headers = list(event.headers)
+            names = {n for n, _ in headers}
+            assert x.request is not None
+            if (
+                x.request.endpoint.hijack
+                and event.status_code == 200
+                and b"content-length" not in names
+                and b"transfer-encoding" not in names
+            ):
+                self._splice(x, 200, event.reason, headers, upgrade=False)
+                return
+            x.response_started = True
+            x.status = event.status_code
+            out = wire.end_to_end(headers)
+            out += [(n, v) for n, v in headers if n == b"content-length"]
+            self._send_client(
+                h11.Response(status_code=event.status_code, headers=out, reason=event.reason)
+            )
+            return
+        if isinstance(event, h11.Data):
+            x.bytes_out += len(event.data)
+            self._send_client(h11.Data(data=bytes(event.data)))
+            return
+        if isinstance(event, h11.EndOfMessage):
+            self._send_client(h11.EndOfMessage())
+            self._finish(x)
+
+    def upstream_raw(self, data: bytes) -> None:
+        """Raw daemon bytes: only spliced connections produce these."""
+        if self.splice is not None:
+            self.splice.from_upstream(data)
+
+    def upstream_read_closed(self) -> None:
+        """The daemon half-closed a spliced connection."""
+        if self.splice is not None:
+            self.splice.upstream_read_closed()
+
+    def upstream_lost(self, reason: Failure) -> None:
+        """The daemon went away mid-exchange: 502 before the head, abort after it."""
+        if self.splice is not None:
+            self.splice.upstream_lost()
+            return
+        x = self.exchange
+        if x is None or self.closed:
+            return
+        x.upstream = None
+        self._cancel_timer(x)
+        if not x.response_started:
+            self._refuse(
+                x,
+                UpstreamUnavailable(
+                    f"the Docker daemon closed the connection: {reason.getErrorMessage()}"
+                ),
+            )
+            return
+        x.error = "daemon disconnected mid-response"
+        self._abort()
+
+    def upstream_paused(self, paused: bool) -> None:
+        """The daemon's socket is full (True) or drained (False)."""
+        if paused:
+            assert self.gate is not None
+            self.gate.hold("upstream-full")
+        else:
+            self._release_gate("upstream-full")
+
+    # -- endings ------------------------------------------------------------
+
+    def _finish(self, x: Exchange) -> None:
+        """The response is complete: recycle the upstream, start the next cycle."""
+        self._cancel_timer(x)
+        upstream, x.upstream = x.upstream, None
+        if upstream is not None:
+            upstream.resume_reading("client-full")
+            self.factory.pool.release(upstream)
+        self._audit(x)
+        self.exchange = None
+        if (
+            not x.request_done
+            or self.h11.our_state is not h11.DONE
+            or self.h11.their_state is not h11.DONE
+        ):
+            self._close()
+            return
+        try:
+            self.h11.start_next_cycle()
+        except h11.LocalProtocolError:
+            self._close()
+            return
+        self._scan = bytearray(self.h11.trailing_data[0])
+        self._scanning = True
+        if not self._scan_head(b""):
+            return
+        self._release_gate("pipelined")
+        if self.client_eof and not self._scan:
+            self._close()
+            return
+        self._pump()
+
+    def _splice(
+        self,
+        x: Exchange,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        upgrade: bool,
+    ) -> None:
+        """Hand both connections over to a byte-for-byte splice."""
+        conn = x.upstream
+        assert conn is not None and self.transport is not None
+        self._cancel_timer(x)
+        x.status = status
+        x.response_started = True
+        out = wire.end_to_end(headers)
+        if upgrade:
+            proto = dict(headers).get(b"upgrade", x.upgrade or b"tcp")
+            out += [(b"connection", b"Upgrade"), (b"upgrade", proto)]
+        from_daemon = conn.go_raw()
+        from_client, client_closed = self.h11.trailing_data
+        self.transport.write(wire.serialise_response_head(status, reason, out))
+        self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s))
+        self._release_gate("pipelined")
+        self._release_gate("upstream")
+        if from_daemon:
+            self.splice.from_upstream(from_daemon)
+        if from_client:
+            self.splice.from_client(bytes(from_client))
+        if client_closed or self.client_eof:
+            self.splice.client_read_closed()
+
+    def _splice_done(self, x: Exchange, splice: Splice) -> None:
+        x.bytes_in += splice.bytes_in
+        x.bytes_out += splice.bytes_out
+        x.upstream = None
+        self._audit(x, session=True)
+        self.exchange = None
+
+    def _refuse(self, x: Exchange, error: DockgateError) -> None:
+        """Answer ``error`` ourselves; nothing of this request goes upstream."""
+        self._cancel_timer(x)
+        if x.upstream is not None:
+            x.upstream.abort()
+            x.upstream = None
+        x.status = error.status
+        x.error = error.reason
+        if x.decision is None or x.decision.allowed:
+            x.decision = Decision("deny", self._policy_name(), error.reason, error.message)
+        if x.response_started:
+            self._abort()
+            return
+        x.response_started = True
+        body = error.body()
+        try:
+            self._send_client(
+                h11.Response(
+                    status_code=error.status,
+                    headers=[
+                        (b"content-type", b"application/json"),
+                        (b"content-length", b"%d" % len(body)),
+                    ],
+                )
+            )
+            self._send_client(h11.Data(data=body))
+            self._send_client(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            self._abort()
+            return
+        x.waiting = False
+        self._release_gate("upstream")
+        if x.request_done:
+            self._finish(x)
+        elif not x.has_body:
+            # h11 has yet to report the (empty) end of this request: let the
+            # pump reach it, then carry on with the next request.
+            x.draining = True
+            x.buffering = False
+        else:
+            # The rest of the body cannot be told apart from a next request
+            # without reading it all: close instead of resynchronising.
+            self._audit(x)
+            self.exchange = None
+            self._close()
+
+    def _refuse_connection(self, error: DockgateError) -> None:
+        """A head we cannot even parse: answer and close the connection."""
+        body = error.body()
+        assert self.transport is not None
+        head = wire.serialise_response_head(
+            error.status,
+            b"Error",
+            [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+        )
+        x = self.exchange or Exchange(
+            id=uuid.uuid4().hex,
+            method="?",
+            raw_target="?",
+            started=time.monotonic(),
+            has_body=False,
+            chunked=False,
+            length=None,
+            upgrade=None,
+        )
+        x.status = error.status
+        x.error = error.reason
+        x.decision = Decision("deny", self._policy_name(), error.reason, error.message)
+        if x.upstream is not None:
+            x.upstream.abort()
+            x.upstream = None
+        self.transport.write(head + body)
+        self._audit(x)
+        self.exchange = None
+        self._close()
+
+    def _policy_name(self) -> str:
+        try:
+            return self.settings.policy().name
+        except Exception:
+            return "?"
+
+    def _send_client(self, event: Any) -> None:
+        assert self.transport is not None
+        data = self.h11.send_with_data_passthrough(event)
+        if data:
+            self.transport.writeSequence(data)
+
+    def _release_gate(self, reason: str) -> None:
+        if self.gate is not None:
+            self.gate.release(reason)
+
+    def _close(self) -> None:
+        """Close gracefully after what was written is flushed."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.loseConnection()
+
+    def _abort(self) -> None:
+        """Drop the connection at once (a response cannot be completed)."""
+        x = self.exchange
+        if x is not None:
+            self._cancel_timer(x)
+            if x.upstream is not None:
+                x.upstream.abort()
+                x.upstream = None
+            self._audit(x)
+            self.exchange = None
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _audit(self, x: Exchange, *, session: bool = False) -> None:
+        """Write the one audit line for this exchange (once)."""
+        if x.audited:
+            return
+        x.audited = True
+        request = x.request
+        decision = x.decision
+        record: dict[str, Any] = {
+            "time": time.time(),
+            "id": x.id,
+            "listener": self.factory.listener,
+            "peer": self.peer.address if self.peer else None,
+            "uid": self.peer.uid if self.peer else None,
+            "method": x.method,
+            "path": request.target if request else x.raw_target,
+            "endpoint": request.endpoint.id if request else None,
+            "status": x.status,
+            "decision": decision.verdict if decision else None,
+            "policy": decision.policy if decision else None,
+            "rule": decision.rule if decision else None,
+            "reason": decision.reason if decision else None,
+            "duration": round(time.monotonic() - x.started, 6),
+            "bytes_in": x.bytes_in,
+            "bytes_out": x.bytes_out,
+        }
+        if session:
+            record["session"] = True
+        if x.error:
+            record["error"] = x.error
+        try:
+            self.settings.audit.write(record)
+        except Exception:
+            self.log.failure("audit write failed")

@@ -1,0 +1,115 @@
+"""Byte-for-byte splicing of a hijacked connection, with half-close.
+
+After the daemon switches protocols (101) or answers a hijack route with its
+legacy raw-stream 200, the connection no longer carries HTTP: it carries a
+container's stdin one way and its output the other.  Two rules matter:
+
+* Half-close must travel: when the client closes its sending side (stdin
+  EOF), the daemon must see EOF too, yet output written after that must still
+  reach the client.  So each side's read EOF becomes a ``loseWriteConnection``
+  on the other, and the pair is only closed once both directions are done.
+* A spliced connection never goes back to HTTP, on either side: it never
+  carries another request and never returns to the upstream pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dockgate.protocol import ProxyServerProtocol
+    from dockgate.upstream import UpstreamConnection
+
+
+class Splice:
+    """Joins a client connection and a daemon connection until both directions end.
+
+    Attributes:
+        bytes_in: bytes passed from the client to the daemon.
+        bytes_out: bytes passed from the daemon to the client.
+    """
+
+    def __init__(
+        self,
+        client: ProxyServerProtocol,
+        upstream: UpstreamConnection,
+        on_done: Callable[[Splice], None],
+    ) -> None:
+        self._client = client
+        self._upstream = upstream
+        self._on_done: Callable[[Splice], None] | None = on_done
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._client_eof = False
+        self._upstream_eof = False
+
+    def from_client(self, data: bytes) -> None:
+        """Client to daemon (stdin)."""
+        if self._client_eof:
+            return
+        self.bytes_in += len(data)
+        self._upstream.write_raw(data)
+
+    def from_upstream(self, data: bytes) -> None:
+        """Daemon to client (output)."""
+        self.bytes_out += len(data)
+        transport = self._client.transport
+        if transport is not None:
+            transport.write(data)
+
+    def client_read_closed(self) -> None:
+        """stdin ended: pass the EOF on to the daemon."""
+        if not self._client_eof:
+            self._client_eof = True
+            self._upstream.half_close()
+            self._maybe_done()
+
+    def upstream_read_closed(self) -> None:
+        """The daemon finished its output: pass the EOF on to the client."""
+        if not self._upstream_eof:
+            self._upstream_eof = True
+            transport = self._client.transport
+            if transport is not None:
+                transport.loseWriteConnection()  # type: ignore[attr-defined]
+            self._maybe_done()
+
+    def client_write_closed(self) -> None:
+        """Our EOF reached the client; nothing more to do."""
+
+    def client_lost(self) -> None:
+        """The client connection is gone: close the daemon side too."""
+        self._client_eof = self._upstream_eof = True
+        self._upstream.close()
+        self._done()
+
+    def upstream_lost(self) -> None:
+        """The daemon connection is gone: flush and close the client side."""
+        self._client_eof = self._upstream_eof = True
+        self._client_close()
+        self._done()
+
+    def pause_upstream(self, paused: bool) -> None:
+        """The client reads slowly (True) or caught up (False)."""
+        if paused:
+            self._upstream.pause_reading("client-full")
+        else:
+            self._upstream.resume_reading("client-full")
+
+    def _maybe_done(self) -> None:
+        if self._client_eof and self._upstream_eof:
+            self._upstream.close()
+            self._client_close()
+            self._done()
+
+    def _client_close(self) -> None:
+        transport = self._client.transport
+        if transport is not None:
+            self._client.closed = True
+            transport.unregisterProducer()  # type: ignore[attr-defined]
+            transport.loseConnection()
+
+    def _done(self) -> None:
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done(self)

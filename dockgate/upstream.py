@@ -1,0 +1,253 @@
+"""Connections to the daemon: an h11 client per connection, and a pool of
+idle keep-alive connections.
+
+A connection belongs to one exchange at a time (its ``delegate``).  It goes
+back to the pool only when both sides of h11 finished the exchange cleanly
+and the daemon kept it alive; a connection that was spliced, failed, or was
+abandoned by its client is closed, never reused, so that no half-read
+response can leak into another client's exchange.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol as TypingProtocol
+
+import h11
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import connectProtocol
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dockgate.gate import ReadGate
+
+Event = h11.Request | h11.InformationalResponse | h11.Response | h11.Data | h11.EndOfMessage
+
+
+class UpstreamDelegate(TypingProtocol):
+    """What an upstream connection reports to the exchange that holds it."""
+
+    def upstream_event(self, event: object) -> None:
+        """An h11 event from the daemon (response head, data, end, 101)."""
+
+    def upstream_raw(self, data: bytes) -> None:
+        """Raw bytes from the daemon after the connection was spliced."""
+
+    def upstream_read_closed(self) -> None:
+        """The daemon closed its sending side (spliced connections only)."""
+
+    def upstream_lost(self, reason: Failure) -> None:
+        """The connection failed or closed."""
+
+    def upstream_paused(self, paused: bool) -> None:
+        """The daemon's socket buffer filled (True) or drained (False)."""
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class UpstreamConnection(Protocol):
+    """One connection to the daemon, speaking HTTP/1.1 through h11 until spliced."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.delegate: UpstreamDelegate | None = None
+        self.raw = False
+        self.connected_ = False
+        self.gate: ReadGate | None = None
+
+    # Twisted interfaces
+
+    def connectionMade(self) -> None:
+        """Register as the producer for our own transport, for back-pressure."""
+        self.connected_ = True
+        assert self.transport is not None
+        self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed h11 (or pass raw bytes once spliced)."""
+        if self.raw:
+            if self.delegate is not None:
+                self.delegate.upstream_raw(data)
+            return
+        if self.delegate is None:
+            # An idle pooled connection must never speak: discard it.
+            self.abort()
+            return
+        self.h11.receive_data(data)
+        self.pump()
+
+    def readConnectionLost(self) -> None:
+        """The daemon half-closed: pass it on when spliced, else it is the end."""
+        if self.raw and self.delegate is not None:
+            self.delegate.upstream_read_closed()
+            return
+        if self.delegate is not None:
+            self.h11.receive_data(b"")
+            self.pump()
+        self.close()
+
+    def writeConnectionLost(self) -> None:
+        """Our half-close went out; nothing to do."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Tell the holder, and forget this connection in the pool."""
+        self.connected_ = False
+        self.pool.forget(self)
+        delegate, self.delegate = self.delegate, None
+        if delegate is not None:
+            delegate.upstream_lost(reason)
+
+    def pauseProducing(self) -> None:
+        """The daemon's socket is full: the holder should stop reading its client."""
+        if self.delegate is not None:
+            self.delegate.upstream_paused(True)
+
+    def resumeProducing(self) -> None:
+        """The daemon's socket drained."""
+        if self.delegate is not None:
+            self.delegate.upstream_paused(False)
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost follows."""
+
+    # Used by the exchange
+
+    def pump(self) -> None:
+        """Deliver h11 events to the delegate until h11 needs more data."""
+        while self.delegate is not None and not self.raw:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as e:
+                self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            self.delegate.upstream_event(event)
+
+    def send(self, event: Event) -> None:
+        """Serialise an h11 event to the daemon."""
+        assert self.transport is not None
+        data = self.h11.send_with_data_passthrough(event)
+        if data:
+            self.transport.writeSequence(data)
+
+    def write_raw(self, data: bytes) -> None:
+        """Write spliced bytes to the daemon."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def go_raw(self) -> bytes:
+        """Stop speaking HTTP; return bytes h11 received past the response head."""
+        self.raw = True
+        return bytes(self.h11.trailing_data[0])
+
+    @property
+    def reusable(self) -> bool:
+        """Whether both sides finished the exchange and the daemon keeps it alive."""
+        return (
+            self.connected_
+            and not self.raw
+            and self.h11.our_state is h11.DONE
+            and self.h11.their_state is h11.DONE
+        )
+
+    def pause_reading(self, reason: str) -> None:
+        """Stop reading from the daemon for ``reason``."""
+        if self.gate is not None:
+            self.gate.hold(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        """Stop holding reading paused for ``reason``."""
+        if self.gate is not None:
+            self.gate.release(reason)
+
+    def half_close(self) -> None:
+        """Send EOF to the daemon (spliced stdin ended)."""
+        if self.transport is not None and self.connected_:
+            self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        """Close gracefully, flushing what was written."""
+        if self.transport is not None and self.connected_:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Drop the connection at once: its state can no longer be trusted."""
+        self.delegate = None
+        if self.transport is not None and self.connected_:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def abort_with(self, reason: Failure) -> None:
+        """Report ``reason`` to the holder, then drop the connection."""
+        delegate, self.delegate = self.delegate, None
+        self.abort()
+        if delegate is not None:
+            delegate.upstream_lost(reason)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one daemon endpoint, and new ones on demand."""
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        reactor: IReactorTime,
+        *,
+        size: int = 16,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self._endpoint = endpoint
+        self._reactor = reactor
+        self._size = size
+        self._connect_timeout = connect_timeout
+        self._idle: list[UpstreamConnection] = []
+        self.open_connections = 0
+
+    def acquire(self) -> Deferred[UpstreamConnection]:
+        """Return an idle connection, or connect a new one (with a timeout)."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.connected_:
+                conn.h11.start_next_cycle()
+                return succeed(conn)
+        d: Deferred[UpstreamConnection] = connectProtocol(  # type: ignore[no-untyped-call]
+            self._endpoint, UpstreamConnection(self)
+        )
+        d.addTimeout(self._connect_timeout, self._reactor)
+        return d
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take a connection back after an exchange, or close it if it cannot be reused."""
+        conn.delegate = None
+        if conn.reusable and len(self._idle) < self._size:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed: make sure it is not handed out again."""
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    def close_idle(self) -> None:
+        """Close every idle connection (at shutdown)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    @property
+    def idle_count(self) -> int:
+        """How many idle connections are pooled."""
+        return len(self._idle)
+
+
+__all__ = ["ConnectionDone", "UpstreamConnection", "UpstreamDelegate", "UpstreamPool"]

@@ -1,0 +1,134 @@
+"""Wire-level rules for HTTP/1.1 heads that h11 alone does not enforce.
+
+h11 is a correct parser, but it is lenient in ways a security proxy cannot
+afford: it silently merges repeated identical ``Content-Length`` headers,
+accepts bare-LF line endings, and lets ``Transfer-Encoding`` win over
+``Content-Length`` when both are present.  Any of these is a place where two
+parsers can disagree about where a request ends (request smuggling), so the
+raw head is checked here before h11 interprets it, and any doubt is a 400.
+
+The module also knows which headers are hop-by-hop, so that the heads dockgate
+serialises itself carry only end-to-end headers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from dockgate.errors import BadRequest
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+"""Headers that describe one connection, never the message (RFC 9110 7.6.1)."""
+
+HEAD_END = re.compile(rb"\r?\n\r?\n")
+"""The end of a head, as h11 finds it (it accepts bare LF; we then refuse it)."""
+
+_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def find_head_end(buffer: bytes | bytearray) -> int:
+    """Return the offset just past the blank line ending a head, or -1."""
+    m = HEAD_END.search(buffer)
+    return -1 if m is None else m.end()
+
+
+def check_request_head(head: bytes) -> None:
+    """Refuse a raw request head whose framing two parsers could read differently.
+
+    Args:
+        head: the bytes of the request line and header lines, up to and
+            including the blank line.
+
+    Raises:
+        BadRequest: on bare LF line endings, leading blank lines, folded
+            headers, repeated Content-Length, Content-Length together with
+            Transfer-Encoding, repeated Transfer-Encoding, or any
+            Transfer-Encoding other than exactly ``chunked``.
+    """
+    if head[:1] in (b"\r", b"\n"):
+        raise BadRequest("request head starts with a blank line")
+    if _BARE_LF.search(head):
+        raise BadRequest("request head uses a bare LF line ending; CRLF is required")
+    lines = head.split(b"\r\n")
+    content_length: list[bytes] = []
+    transfer_encoding: list[bytes] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise BadRequest("folded (obs-fold) header lines are not accepted")
+        name, sep, value = line.partition(b":")
+        if not sep or not _TOKEN.match(name):
+            raise BadRequest(f"malformed header line {line[:64]!r}")
+        lname = name.lower()
+        if lname == b"content-length":
+            content_length.append(value.strip(b" \t"))
+        elif lname == b"transfer-encoding":
+            transfer_encoding.append(value.strip(b" \t"))
+    if len(content_length) > 1:
+        raise BadRequest("duplicate Content-Length headers")
+    if content_length and not content_length[0].isdigit():
+        raise BadRequest(f"invalid Content-Length {content_length[0][:32]!r}")
+    if transfer_encoding:
+        if content_length:
+            raise BadRequest("both Content-Length and Transfer-Encoding are present")
+        if len(transfer_encoding) > 1:
+            raise BadRequest("repeated Transfer-Encoding headers")
+        if transfer_encoding[0].lower() != b"chunked":
+            raise BadRequest(
+                f"unsupported Transfer-Encoding {transfer_encoding[0][:32]!r}; only chunked"
+            )
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The lower-cased header names listed in any Connection header."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            names.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(names)
+
+
+def end_to_end(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Drop hop-by-hop headers, the ones named in Connection, and framing.
+
+    Content-Length is dropped too: whoever serialises the message decides its
+    framing from the body it actually sends.
+    """
+    named = connection_tokens(headers)
+    return [
+        (n, v)
+        for n, v in headers
+        if (ln := n.lower()) not in HOP_BY_HOP and ln not in named and ln != b"content-length"
+    ]
+
+
+def serialise_response_head(
+    status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> bytes:
+    """Serialise a response head ourselves, for the one case h11 cannot frame.
+
+    A hijacked response (101, or Docker's legacy raw-stream 200) is followed
+    by raw bytes, not an HTTP body, so it must not get chunked framing.
+    """
+    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    for name, value in headers:
+        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
+            raise ValueError("header contains a line break")
+        out.append(name + b": " + value + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
