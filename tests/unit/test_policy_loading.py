@@ -1,0 +1,93 @@
+"""Loading policy files: the contract the serve command relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dockgate.decision import Policy, decide
+from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.policy import PolicyError, PolicyHolder, load_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+PEER = Peer("main", "unix", "@")
+
+
+def _create(body: object) -> CanonicalRequest:
+    ep = Endpoint("container.create", "POST", "/containers/create", "json")
+    return CanonicalRequest("POST", ep, "/containers/create", body=body)
+
+
+def test_privileged_profile_allows_everything() -> None:
+    policy: Policy = load_policy(str(ROOT / "policies" / "privileged.yaml"))
+    d = decide(policy, _create({"HostConfig": {"Privileged": True, "Binds": ["/:/host"]}}), PEER)
+    assert d.verdict == "allow"
+    assert d.policy == "privileged"
+
+
+def _write(tmp_path: Path, text: str, name: str = "p.yaml") -> str:
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def test_error_names_file_line_and_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\nrules:\n  - id: a\n    privileged: {allow: 1}\n")
+    with pytest.raises(PolicyError) as e:
+        load_policy(path)
+    assert str(e.value).startswith(f"{path}:4: rules[0].privileged.allow:")
+
+
+def test_unknown_field_is_an_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\nrules:\n  - id: a\n    privileged: {alow: false}\n")
+    with pytest.raises(PolicyError, match=r":4: rules\[0\]\.privileged: unknown field\(s\) alow"):
+        load_policy(path)
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    text = (
+        "name: x\nrules:\n  - id: a\n    privileged: {}\n    volumes_from: {}\n"
+        "  - id: a\n    privileged: {}\n  - id: b\n    mode: block\n    privileged: {}\n"
+    )
+    with pytest.raises(PolicyError) as e:
+        load_policy(_write(tmp_path, text))
+    assert len(e.value.problems) >= 2
+
+
+def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:
+    text = "name: x\nrules:\n  - id: a\n    privileged: {allow: false, allow: true}\n"
+    with pytest.raises(PolicyError, match=r":4: .*duplicate key"):
+        load_policy(_write(tmp_path, text))
+
+
+def test_semantic_errors_are_located(tmp_path: Path) -> None:
+    text = "name: x\nrules:\n  - id: a\n  - id: b\n    ports: {host_ports: ['9-1']}\n"
+    with pytest.raises(PolicyError) as e:
+        load_policy(_write(tmp_path, text))
+    joined = str(e.value)
+    assert ":3: rules[0]: a rule needs exactly one control" in joined
+    assert ":5: rules[1].ports:" in joined
+
+
+def test_bad_yaml_is_located(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"p\.yaml:\d+: \(yaml\)"):
+        load_policy(_write(tmp_path, "name: x\nrules:\n  - [\n"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(str(tmp_path / "nope.yaml"))
+
+
+def test_holder_reload_keeps_old_policy_on_error(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: one\nrules: []\n")
+    holder = PolicyHolder(path)
+    assert holder.current.name == "one"
+    _write(tmp_path, "name: two\nrules: []\n")
+    holder.reload()
+    assert holder.current.name == "two"
+    _write(tmp_path, "name: three\nrules: [\n")
+    with pytest.raises(PolicyError):
+        holder.reload()
+    assert holder.current.name == "two"
