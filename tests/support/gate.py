@@ -1,0 +1,154 @@
+"""The dockgate process the session starts in front of each daemon, and its audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from support import unixhttp as http
+from support.engines import terminate
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "policies" / "privileged.yaml"
+
+
+def dockgate_command() -> list[str]:
+    """How to run dockgate: the console script if installed, else ``python -m dockgate``."""
+    exe = shutil.which("dockgate")
+    return [exe] if exe else [sys.executable, "-m", "dockgate"]
+
+
+@dataclass
+class DockgateProcess:
+    """A running ``dockgate serve`` (what the ``dockgate_process`` fixture hands out)."""
+
+    engine: str
+    process: subprocess.Popen[bytes]
+    socket: str
+    upstream: str
+    audit_log: Path
+    log_path: Path
+    argv: list[str]
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_size(self) -> int:
+        return _size(self.log_path)
+
+    def audit_size(self) -> int:
+        return _size(self.audit_log)
+
+    def log_text(self, start: int = 0) -> str:
+        return _read(self.log_path, start).decode(errors="replace")
+
+    def audit_records(self, start: int = 0) -> list[dict[str, Any]]:
+        """Audit records written after byte offset ``start``.
+
+        A line that is not a JSON object is returned as ``{"unparsable": line}``.
+        """
+        records: list[dict[str, Any]] = []
+        for line in _read(self.audit_log, start).decode(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            records.append(record if isinstance(record, dict) else {"unparsable": line})
+        return records
+
+    def stop(self, timeout: float = 15.0) -> None:
+        terminate(self.process, timeout)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _read(path: Path, start: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return f.read()
+    except OSError:
+        return b""
+
+
+def refusals(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of requests dockgate refused or answered itself (or could not log properly)."""
+    return [r for r in records if "unparsable" in r or r.get("decision") == "deny" or "error" in r]
+
+
+def start_dockgate(engine: str, upstream: str, workdir: Path) -> DockgateProcess:
+    """Start ``dockgate serve`` in front of ``upstream`` without waiting for it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sock = workdir / "g.sock"
+    audit = workdir / "audit.jsonl"
+    log_path = workdir / "dockgate.log"
+    argv = [
+        *dockgate_command(),
+        "serve",
+        "--listen",
+        f"unix:{sock}",
+        "--upstream",
+        f"unix:{upstream}",
+        "--policy",
+        str(POLICY),
+        "--audit-log",
+        str(audit),
+    ]
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    return DockgateProcess(
+        engine=engine,
+        process=process,
+        socket=str(sock),
+        upstream=upstream,
+        audit_log=audit,
+        log_path=log_path,
+        argv=argv,
+    )
+
+
+def wait_dockgate(gate: DockgateProcess, timeout: float = 30.0) -> None:
+    """Wait until the socket exists and GET /_ping answers through it."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not os.path.exists(gate.socket):
+            if not gate.alive():
+                raise RuntimeError(f"dockgate exited with {gate.process.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{gate.socket} did not appear")
+            time.sleep(0.05)
+        http.wait_ping(gate.socket, deadline, alive=gate.alive)
+    except (RuntimeError, TimeoutError) as exc:
+        gate.stop()
+        raise RuntimeError(
+            f"dockgate for engine {gate.engine} did not come up: {exc}\n"
+            f"argv: {' '.join(gate.argv)}\n--- dockgate log ---\n{gate.log_text()[-6000:]}"
+        ) from exc

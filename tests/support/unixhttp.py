@@ -1,0 +1,74 @@
+"""A minimal HTTP/1.1 client over a unix socket, for readiness checks and
+bookkeeping that must not depend on the code under test or on docker-py."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from typing import Any
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """``http.client`` connection to a unix socket path."""
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def request(
+    path: str, method: str, target: str, body: bytes | None = None, timeout: float = 30.0
+) -> tuple[int, bytes]:
+    """One request on a fresh connection; returns (status, body)."""
+    conn = UnixHTTPConnection(path, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        conn.request(method, target, body=body, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def get_json(path: str, target: str, timeout: float = 30.0) -> Any:
+    """GET ``target`` and decode its JSON body; raise on a non-2xx status."""
+    status, body = request(path, "GET", target, timeout=timeout)
+    if not 200 <= status < 300:
+        raise RuntimeError(f"GET {target} on {path}: {status} {body[:300]!r}")
+    return json.loads(body)
+
+
+def ping(path: str, timeout: float = 2.0) -> bool:
+    """True when GET /_ping on the socket answers 200 OK."""
+    try:
+        status, body = request(path, "GET", "/_ping", timeout=timeout)
+    except OSError:
+        return False
+    return status == 200 and body.strip() == b"OK"
+
+
+def wait_ping(path: str, deadline: float, alive: Any = None) -> None:
+    """Poll /_ping until it answers or ``deadline`` (time.monotonic) passes.
+
+    ``alive`` is an optional callable; when it returns False the wait stops
+    early (the server process died).
+    """
+    while time.monotonic() < deadline:
+        if ping(path):
+            return
+        if alive is not None and not alive():
+            raise RuntimeError(f"the server for {path} exited before answering /_ping")
+        time.sleep(0.1)
+    raise TimeoutError(f"no answer to GET /_ping on {path}")
