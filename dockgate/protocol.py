@@ -95,6 +95,7 @@ class Exchange:
     timer: IDelayedCall | None = None
     error: str | None = None
     draining: bool = False
+    sent_end: bool = False
     audited: bool = False
 
 
@@ -368,7 +369,8 @@ class ProxyServerProtocol(Protocol):
             self._decide_and_forward(x)
             return
         x.request_done = True
-        if x.upstream is not None:
+        if x.upstream is not None and not x.sent_end:
+            x.sent_end = True
             x.upstream.send(h11.EndOfMessage())
             self._start_timer(x)
 
@@ -430,6 +432,7 @@ class ProxyServerProtocol(Protocol):
                 if body:
                     conn.send(h11.Data(data=body))
                 conn.send(h11.EndOfMessage())
+                x.sent_end = True
                 self._start_timer(x)
         except h11.LocalProtocolError as e:
             self._refuse(x, BadRequest(f"cannot forward request: {e}"))

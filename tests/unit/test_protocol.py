@@ -1,0 +1,331 @@
+"""In-memory tests of the proxy protocol: exact bytes in, exact bytes out.
+
+A real client is replaced by a StringTransport fed raw bytes; the daemon by an
+UpstreamConnection on a StringTransport that the test answers by hand.  Time is
+a MemoryReactorClock, so timeouts are tested without waiting.  Real sockets and
+real daemons are the integration suite's job; these tests pin the protocol's
+decisions, including faults a real daemon cannot be made to show.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+
+from dockgate.decision import AllowAll
+from dockgate.model import CanonicalRequest, Decision, Peer
+from dockgate.protocol import ProxyServerFactory, ProxyServerProtocol
+from dockgate.server import ProxySettings
+from dockgate.upstream import UpstreamConnection
+
+
+class HalfCloseTransport(StringTransport):
+    """A StringTransport that records half-closes (sockets support them; StringTransport doesn't)."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+
+class _Endpoint:
+    """A client endpoint whose connections are StringTransports the test drives."""
+
+    def __init__(self) -> None:
+        self.connections: list[UpstreamConnection] = []
+        self.refuse = False
+        self.pending: Deferred[Any] | None = None
+
+    def connect(self, factory: Any) -> Deferred[Any]:
+        if self.refuse:
+            return fail(ConnectionRefusedError("no daemon"))
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(HalfCloseTransport())
+        self.connections.append(proto)
+        return succeed(proto)
+
+
+class _Audit:
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, record: Any) -> None:
+        self.records.append(dict(record))
+
+
+class _DenyPrivileged:
+    name = "test"
+
+    def decide(self, request: CanonicalRequest, peer: Peer) -> Decision:
+        body = request.body or {}
+        if (body.get("HostConfig") or {}).get("Privileged"):
+            return Decision(
+                "deny",
+                "test",
+                "no-privileged",
+                "denied by policy test rule no-privileged: HostConfig.Privileged must not be true",
+            )
+        return Decision("allow", "test")
+
+
+class Harness:
+    """A proxy protocol wired to a fake upstream endpoint and a memory clock."""
+
+    def __init__(self, policy: Any = None, **settings: Any) -> None:
+        self.clock = MemoryReactorClock()
+        self.endpoint = _Endpoint()
+        self.audit = _Audit()
+        pol = policy or AllowAll()
+        self.settings = ProxySettings(
+            upstream=self.endpoint,  # type: ignore[arg-type]
+            policy=lambda: pol,
+            audit=self.audit,
+            **settings,
+        )
+        self.factory = ProxyServerFactory(self.settings, "test", self.clock)
+        self.client = HalfCloseTransport()
+        self.proto: ProxyServerProtocol = self.factory.buildProtocol(None)
+        self.proto.makeConnection(self.client)
+
+    def send(self, data: bytes) -> None:
+        self.proto.dataReceived(data)
+
+    @property
+    def upstream(self) -> UpstreamConnection:
+        return self.endpoint.connections[-1]
+
+    def upstream_sent(self) -> bytes:
+        if not self.endpoint.connections:
+            return b""
+        return b"".join(c.transport.value() for c in self.endpoint.connections)  # type: ignore[union-attr]
+
+    def reply(self, data: bytes) -> None:
+        self.upstream.dataReceived(data)
+
+    def received(self) -> bytes:
+        return self.client.value()
+
+
+def _status_and_json(raw: bytes) -> tuple[int, dict[str, Any]]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    return status, json.loads(body)
+
+
+PING_OK = b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nOK"
+
+
+def test_forwards_a_clean_head_of_its_own() -> None:
+    """The daemon gets a head dockgate serialised: fixed Host, no hop-by-hop or Connection-named headers."""
+    h = Harness()
+    h.send(
+        b"GET /_ping HTTP/1.1\r\nHost: evil\r\nConnection: keep-alive, X-Drop\r\n"
+        b"X-Drop: 1\r\nKeep-Alive: 5\r\nUser-Agent: t\r\n\r\n"
+    )
+    sent = h.upstream_sent()
+    assert sent.startswith(b"GET /_ping HTTP/1.1\r\n")
+    assert b"host: docker\r\n" in sent
+    assert (
+        b"evil" not in sent and b"x-drop" not in sent.lower() and b"keep-alive" not in sent.lower()
+    )
+    assert b"user-agent: t\r\n" in sent
+    h.reply(PING_OK)
+    assert h.received().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert h.received().endswith(b"\r\n\r\nOK")
+    assert h.audit.records[-1]["status"] == 200
+
+
+def test_pipelined_requests_are_answered_in_order_one_at_a_time() -> None:
+    """Two requests in one segment: the second is forwarded only after the first completes."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\nGET /version HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.upstream_sent().count(b"HTTP/1.1\r\n") == 1
+    h.reply(PING_OK)
+    assert h.upstream_sent().count(b"HTTP/1.1\r\n") == 2
+    assert b"GET /version" in h.upstream_sent()
+    assert len(h.endpoint.connections) == 1, "the kept-alive upstream connection is reused"
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    assert h.received().count(b"HTTP/1.1 200 OK") == 2
+
+
+def test_conflicting_framing_is_refused_and_nothing_forwarded() -> None:
+    """Content-Length with Transfer-Encoding gets a Docker-shaped 400 and no upstream connection."""
+    h = Harness()
+    h.send(
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
+    status, body = _status_and_json(h.received())
+    assert status == 400
+    assert body["message"].startswith("dockgate: ") and "Transfer-Encoding" in body["message"]
+    assert h.endpoint.connections == []
+    assert h.client.disconnecting
+
+
+def test_head_too_large_is_431() -> None:
+    """A head over the cap is answered 431 before it is complete."""
+    h = Harness(max_head_size=1024)
+    h.send(b"GET /_ping HTTP/1.1\r\nX-Big: " + b"a" * 2000)
+    status, body = _status_and_json(h.received())
+    assert status == 431
+    assert "too large" in body["message"]
+    assert h.endpoint.connections == []
+
+
+def test_daemon_unreachable_is_502() -> None:
+    """No daemon behind the socket: 502 with a JSON message."""
+    h = Harness()
+    h.endpoint.refuse = True
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    status, body = _status_and_json(h.received())
+    assert status == 502
+    assert "cannot reach the Docker daemon" in body["message"]
+
+
+def test_daemon_silent_is_504_and_the_upstream_is_aborted() -> None:
+    """No response head within the timeout: 504, and the daemon connection is dropped."""
+    h = Harness(response_timeout=5.0)
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.clock.advance(4.9)
+    assert h.received() == b""
+    h.clock.advance(0.2)
+    status, body = _status_and_json(h.received())
+    assert status == 504
+    assert h.upstream.transport.disconnecting or h.upstream.transport.disconnected  # type: ignore[union-attr]
+
+
+def test_long_streams_are_not_cut_once_the_head_arrived() -> None:
+    """After the response head, no proxy timer runs: /events may stay open for hours."""
+    h = Harness(response_timeout=5.0)
+    h.send(b"GET /events HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    h.clock.advance(3600)
+    h.reply(b"5\r\nhello\r\n")
+    assert h.received().endswith(b"hello\r\n")
+    assert not h.client.disconnecting
+
+
+def test_daemon_disconnect_mid_response_aborts_the_client() -> None:
+    """A truncated response is never passed off as complete: the client connection is aborted."""
+    h = Harness()
+    h.send(b"GET /containers/json HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{")
+    h.upstream.connectionLost(Failure(ConnectionDone()))
+    assert h.received().endswith(b"[{")
+    assert h.proto.closed
+    assert h.audit.records[-1]["error"] == "daemon disconnected mid-response"
+
+
+def test_client_disconnect_mid_request_aborts_the_upstream() -> None:
+    """A client that goes away mid-upload takes its upstream request with it."""
+    h = Harness()
+    h.send(
+        b"POST /images/load HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: 1000\r\n\r\nabc"
+    )
+    assert h.upstream_sent().endswith(b"abc")
+    h.proto.connectionLost(Failure(ConnectionDone()))
+    assert h.upstream.transport.disconnecting or h.upstream.transport.disconnected  # type: ignore[union-attr]
+    assert h.factory.pool.idle_count == 0
+
+
+def test_upgrade_on_a_non_hijack_route_is_dropped() -> None:
+    """Only hijack routes may switch protocols; elsewhere Upgrade is dropped and HTTP continues."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    assert b"upgrade" not in h.upstream_sent().lower()
+    h.reply(PING_OK)
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.upstream_sent().count(b"GET /_ping") == 2
+
+
+def test_attach_101_splices_both_ways_with_early_bytes_and_half_close() -> None:
+    """After a 101, bytes flow raw both ways, including bytes sent before the switch, and EOF travels."""
+    h = Harness()
+    target = b"/v1.41/containers/abc/attach?stream=1&stdin=1&stdout=1"
+    h.send(
+        b"POST "
+        + target
+        + b" HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\nEARLY"
+    )
+    sent = h.upstream_sent()
+    assert b"upgrade: tcp" in sent.lower() and b"connection: upgrade" in sent.lower()
+    h.reply(
+        b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nOUT1"
+    )
+    got = h.received()
+    assert got.startswith(b"HTTP/1.1 101 UPGRADED\r\n") and got.endswith(b"\r\n\r\nOUT1")
+    assert h.upstream_sent().endswith(b"EARLY")
+    h.send(b"MORE")
+    assert h.upstream_sent().endswith(b"EARLYMORE")
+    h.proto.readConnectionLost()
+    up = h.upstream.transport
+    assert up.write_closed and not up.disconnecting  # type: ignore[union-attr]
+    h.reply(b"AFTER-EOF")
+    assert h.received().endswith(b"OUT1AFTER-EOF")
+    h.upstream.readConnectionLost()
+    assert h.client.write_closed
+    assert h.client.disconnecting and up.disconnecting  # type: ignore[union-attr]
+    assert h.audit.records[-1]["session"] is True
+    assert h.audit.records[-1]["bytes_in"] == len(b"EARLYMORE")
+
+
+def test_legacy_raw_stream_200_on_hijack_route_splices() -> None:
+    """The daemon's legacy hijack (200 raw-stream, no framing) is spliced, not chunk-framed."""
+    h = Harness()
+    h.send(
+        b"POST /containers/abc/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n"
+    )
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nRAW")
+    got = h.received()
+    assert got.endswith(b"\r\n\r\nRAW")
+    assert b"chunked" not in got.lower()
+    assert h.proto.splice is not None
+
+
+def test_json_body_over_cap_is_413_without_forwarding() -> None:
+    """A JSON body over the cap is refused before any of it goes upstream."""
+    from dockgate.admission import ApiContext
+
+    h = Harness(api=ApiContext(daemon_version="1.41", max_json_body=100))
+    h.send(
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+    )
+    status, _ = _status_and_json(h.received())
+    assert status == 413
+    assert h.endpoint.connections == []
+
+
+def test_policy_denial_is_403_with_the_reason_and_keeps_the_connection() -> None:
+    """A denied create gets 403 with the policy's sentence; nothing reaches the daemon; keep-alive continues."""
+    h = Harness(policy=_DenyPrivileged())
+    body = json.dumps({"Image": "dgtest", "HostConfig": {"Privileged": True}}).encode()
+    h.send(
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    status, msg = _status_and_json(h.received())
+    assert status == 403
+    assert (
+        msg["message"]
+        == "dockgate: denied by policy test rule no-privileged: HostConfig.Privileged must not be true"
+    )
+    assert h.endpoint.connections == []
+    assert not h.client.disconnecting
+    assert h.audit.records[-1]["decision"] == "deny"
+
+
+def test_slow_client_pauses_the_daemon_side() -> None:
+    """When the client's socket is full, dockgate stops reading from the daemon (back-pressure)."""
+    h = Harness()
+    h.send(b"GET /containers/abc/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    h.proto.pauseProducing()
+    assert h.upstream.transport.producerState == "paused"  # type: ignore[union-attr]
+    h.proto.resumeProducing()
+    assert h.upstream.transport.producerState == "producing"  # type: ignore[union-attr]

@@ -1,0 +1,94 @@
+"""Unit tests for dockgate.wire: raw head checks and hop-by-hop handling."""
+
+from __future__ import annotations
+
+import pytest
+
+from dockgate import wire
+from dockgate.errors import BadRequest
+
+OK_HEADS = [
+    b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
+    b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n\r\n",
+    b"POST /build HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST /build HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: Chunked\r\n\r\n",
+]
+
+BAD_HEADS = [
+    (
+        b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
+        "duplicate Content-Length",
+    ),
+    (
+        b"POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 3\r\n\r\n",
+        "duplicate Content-Length",
+    ),
+    (b"POST / HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
+    (
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "repeated",
+    ),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", "unsupported"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding:\tchunked ,\r\n\r\n", "unsupported"),
+    (b"POST / HTTP/1.1\r\nContent-Length: +2\r\n\r\n", "invalid Content-Length"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 0x2\r\n\r\n", "invalid Content-Length"),
+    (b"GET / HTTP/1.1\nHost: d\n\n", "bare LF"),
+    (b"GET / HTTP/1.1\r\nHost: d\n\r\n", "bare LF"),
+    (b"\r\nGET / HTTP/1.1\r\n\r\n", "blank line"),
+    (b"GET / HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\r\n", "folded"),
+    (b"GET / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", "malformed header"),
+    (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", "malformed header"),
+]
+
+
+@pytest.mark.parametrize("head", OK_HEADS)
+def test_accepts_plain_heads(head: bytes) -> None:
+    """Ordinary framing passes the raw check."""
+    wire.check_request_head(head)
+
+
+@pytest.mark.parametrize(("head", "why"), BAD_HEADS)
+def test_refuses_ambiguous_framing(head: bytes, why: str) -> None:
+    """Every framing that two parsers could read differently is a 400 naming the problem."""
+    with pytest.raises(BadRequest) as info:
+        wire.check_request_head(head)
+    assert why in info.value.message
+    assert info.value.status == 400
+
+
+def test_find_head_end() -> None:
+    """The head ends after the first blank line, CRLF or (to be refused later) bare LF."""
+    assert wire.find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nBODY") == len(
+        b"GET / HTTP/1.1\r\nA: b\r\n\r\n"
+    )
+    assert wire.find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n") == -1
+    assert wire.find_head_end(b"GET / HTTP/1.1\n\nX") == len(b"GET / HTTP/1.1\n\n")
+
+
+def test_end_to_end_drops_hop_by_hop_and_connection_named() -> None:
+    """Hop-by-hop headers, those named in Connection, and Content-Length are dropped."""
+    headers = [
+        (b"connection", b"keep-alive, X-Secret"),
+        (b"x-secret", b"1"),
+        (b"keep-alive", b"timeout=5"),
+        (b"upgrade", b"tcp"),
+        (b"te", b"trailers"),
+        (b"content-length", b"5"),
+        (b"content-type", b"application/json"),
+        (b"x-registry-auth", b"abc"),
+    ]
+    assert wire.end_to_end(headers) == [
+        (b"content-type", b"application/json"),
+        (b"x-registry-auth", b"abc"),
+    ]
+
+
+def test_serialise_response_head_refuses_line_breaks() -> None:
+    """A header value with CR or LF can never be written into a raw head."""
+    assert (
+        wire.serialise_response_head(101, b"UPGRADED", [(b"upgrade", b"tcp")])
+        == b"HTTP/1.1 101 UPGRADED\r\nupgrade: tcp\r\n\r\n"
+    )
+    with pytest.raises(ValueError):
+        wire.serialise_response_head(200, b"OK", [(b"x", b"a\r\nb: c")])
