@@ -75,7 +75,7 @@ class Rule:
     exempt: Mapping[str, Any] | None = None
 
     def applies_to(self, endpoint_id: str) -> bool:
-        """Whether the rule's ``endpoints`` scope covers ``endpoint_id``."""
+        """Whether the rule's ``applies_to`` scope covers ``endpoint_id``."""
         return self.scope is None or any(p.match(endpoint_id) for p in self.scope)
 
     def exempts(self, peer: Peer) -> bool:
@@ -224,7 +224,7 @@ def compile_policy(doc: Document) -> CompiledPolicy:
             problems.append(doc.problem((*path, control), str(e)))
             continue
         scope = (
-            tuple(spelling.name_pattern(g) for g in r["endpoints"]) if "endpoints" in r else None
+            tuple(spelling.name_pattern(g) for g in r["applies_to"]) if "applies_to" in r else None
         )
         exempt = None
         if "exempt" in r:

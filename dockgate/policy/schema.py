@@ -120,7 +120,7 @@ RULE: dict[str, Any] = {
         "id": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9._-]*$"},
         "description": {"type": "string"},
         "mode": {"enum": ["enforce", "warn", "audit"]},
-        "endpoints": _globs,
+        "applies_to": _globs,
         "exempt": _peer_match,
         **CONTROLS,
     },
