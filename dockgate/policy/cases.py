@@ -13,6 +13,11 @@ names the policy (relative to itself) and a list of cases::
         peer: {uid: 1000}                 # optional
         context: {default_user: "1000"}   # optional: what the I/O layer would supply
         expect: {verdict: deny, rule: no-privileged, reason_contains: Privileged}
+
+``expect`` may hold ``verdict`` (required), ``rule`` (the deciding rule),
+``reason`` or ``reason_contains``, ``warnings_contain``, ``audit_rules`` (the
+exact set of audit-mode rules that fired) and ``fired`` (rules that must have
+found something, whichever rule decided).
 """
 
 from __future__ import annotations
@@ -85,6 +90,7 @@ CASES_SCHEMA: dict[str, Any] = {
                             "reason_contains": {"type": "string"},
                             "warnings_contain": _str_list,
                             "audit_rules": _str_list,
+                        "fired": _str_list,
                         },
                     },
                 },
@@ -157,6 +163,10 @@ def _compare(expect: Mapping[str, Any], ev: Any) -> list[str]:
     for w in expect.get("warnings_contain", ()):
         if not any(w in x for x in d.warnings):
             wrong.append(f"no warning contains {w!r} (warnings: {list(d.warnings)})")
+    fired = {f.rule for f in ev.findings}
+    for r in expect.get("fired", ()):
+        if r not in fired:
+            wrong.append(f"rule {r} did not fire (fired: {sorted(fired)})")
     if "audit_rules" in expect:
         got = sorted({f.rule for f in ev.audit})
         if got != sorted(set(expect["audit_rules"])):
