@@ -23,10 +23,12 @@ from twisted.logger import (
     LogEvent,
     LogLevel,
     LogLevelFilterPredicate,
+    PredicateResult,
     formatEvent,
     globalLogBeginner,
     textFileLogObserver,
 )
+from zope.interface import directlyProvides
 
 __all__ = ["LOG_FORMATS", "json_lines_observer", "start_logging"]
 
@@ -54,7 +56,23 @@ def json_lines_observer(stream: TextIO) -> ILogObserver:
         stream.write(json.dumps(record, ensure_ascii=True, default=str) + "\n")
         stream.flush()
 
+    directlyProvides(observe, ILogObserver)
     return ILogObserver(observe)
+
+
+_PER_CONNECTION_NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+"""Twisted logs these at info for every outgoing connection's one-shot factory;
+at dockgate's volume they would drown everything else."""
+
+
+def _drop_factory_chatter(event: LogEvent) -> object:
+    """Drop Twisted's per-factory start/stop lines below debug level."""
+    if event.get("log_format") in _PER_CONNECTION_NOISE:
+        return PredicateResult.no
+    return PredicateResult.maybe
+
+
+directlyProvides(_drop_factory_chatter, ILogFilterPredicate)
 
 
 def start_logging(
@@ -70,6 +88,8 @@ def start_logging(
         if log_format == "text"
         else json_lines_observer(stream)
     )
-    by_level = ILogFilterPredicate(LogLevelFilterPredicate(level))
-    filtered = ILogObserver(FilteringLogObserver(observer, [by_level]))
+    predicates = [ILogFilterPredicate(LogLevelFilterPredicate(level))]
+    if level > LogLevel.debug:
+        predicates.append(ILogFilterPredicate(_drop_factory_chatter))
+    filtered = ILogObserver(FilteringLogObserver(observer, predicates))
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
