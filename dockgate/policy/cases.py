@@ -90,7 +90,7 @@ CASES_SCHEMA: dict[str, Any] = {
                             "reason_contains": {"type": "string"},
                             "warnings_contain": _str_list,
                             "audit_rules": _str_list,
-                        "fired": _str_list,
+                            "fired": _str_list,
                         },
                     },
                 },

@@ -91,3 +91,22 @@ def test_holder_reload_keeps_old_policy_on_error(tmp_path: Path) -> None:
     with pytest.raises(PolicyError):
         holder.reload()
     assert holder.current.name == "two"
+
+
+def test_example_policy_shows_every_control() -> None:
+    from dockgate.policy.schema import CONTROLS  # noqa: PLC0415
+
+    policy = load_policy(str(ROOT / "policies" / "example.yaml"))
+    assert {r.control for r in policy.rules} == set(CONTROLS)
+    for name, schema in CONTROLS.items():
+        shown = next(r for r in policy.rules if r.control == name)
+        text = (ROOT / "policies" / "example.yaml").read_text()
+        for option in schema["properties"]:
+            assert f"{option}:" in text, (shown.id, option)
+
+
+def test_builders_cover_every_control() -> None:
+    from dockgate.policy.controls import BUILDERS  # noqa: PLC0415
+    from dockgate.policy.schema import CONTROLS  # noqa: PLC0415
+
+    assert set(BUILDERS) == set(CONTROLS)
