@@ -105,6 +105,21 @@ class CompiledPolicy:
     def __post_init__(self) -> None:
         self.checks_bodies = any(r.control != "endpoints" for r in self.rules)
 
+    def wants_default_user(self, request: CanonicalRequest, peer: Peer) -> bool:
+        """Whether the decision depends on ``DecisionContext.default_user``.
+
+        True when a ``user`` rule applies to this endpoint and peer and the
+        request leaves some ``User`` empty.  The I/O layer can call this first
+        and only then look up the image's (or container's) configured user,
+        so ordinary requests cost no extra daemon round trip.
+        """
+        eid = request.endpoint.id
+        if not any(
+            r.control == "user" and r.applies_to(eid) and not r.exempts(peer) for r in self.rules
+        ):
+            return False
+        return any(not v for _, v in extract(request).users)
+
     def decide(
         self, request: CanonicalRequest, peer: Peer, context: DecisionContext | None = None
     ) -> Decision:

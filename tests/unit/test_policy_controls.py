@@ -457,6 +457,15 @@ def test_empty_user_uses_default_user_hook() -> None:
     assert not decide(p, empty, DecisionContext(default_user="")).allowed
 
 
+def test_wants_default_user() -> None:
+    p = rule("user: {non_root: true}")
+    assert p.wants_default_user(req("container.create", {"Image": "x"}), PEER)
+    assert p.wants_default_user(req("exec.create", {"User": ""}), PEER)
+    assert not p.wants_default_user(req("container.create", {"User": "1000"}), PEER)
+    assert not p.wants_default_user(req("volume.create", {}), PEER)
+    assert not rule("privileged: {}").wants_default_user(req("container.create", {}), PEER)
+
+
 def test_user_numeric_and_group() -> None:
     p = rule("user: {non_root: true, require_numeric: true, allow_root_group: false}")
     assert not denied(p, req("container.create", {"User": "1000:1000"}))
