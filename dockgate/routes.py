@@ -82,6 +82,7 @@ _TABLE: tuple[tuple[str, str, str, BodyKind, bool, str, str | None], ...] = (
     ("container.export", "GET", "/containers/{id}/export", "none", False, "1.18", None),
     ("container.stats", "GET", "/containers/{id}/stats", "none", False, "1.18", None),
     ("container.resize", "POST", "/containers/{id}/resize", "none", False, "1.18", None),
+    # "json": clients may send "{}" (ignored by the daemon, see admission.admit_body).
     ("container.start", "POST", "/containers/{id}/start", "json", False, "1.18", None),
     ("container.stop", "POST", "/containers/{id}/stop", "none", False, "1.18", None),
     ("container.restart", "POST", "/containers/{id}/restart", "none", False, "1.18", None),
@@ -113,7 +114,8 @@ _TABLE: tuple[tuple[str, str, str, BodyKind, bool, str, str | None], ...] = (
     ("image.get", "GET", "/images/{name*}/get", "none", False, "1.18", None),
     ("image.history", "GET", "/images/{name*}/history", "none", False, "1.18", None),
     ("image.inspect", "GET", "/images/{name*}/json", "none", False, "1.18", None),
-    ("image.push", "POST", "/images/{name*}/push", "none", False, "1.18", None),
+    # "json" only because docker-py sends "{}" here (see admission.admit_body).
+    ("image.push", "POST", "/images/{name*}/push", "json", False, "1.18", None),
     ("image.tag", "POST", "/images/{name*}/tag", "none", False, "1.18", None),
     ("image.delete", "DELETE", "/images/{name*}", "none", False, "1.18", None),
     ("distribution.inspect", "GET", "/distribution/{name*}/json", "none", False, "1.30", None),

@@ -132,6 +132,11 @@ def convert(schema: Any) -> Any:
         out["format"] = fmt
     if "properties" in schema:
         out["properties"] = {k: convert(v) for k, v in schema["properties"].items()}
+        if "ConsoleSize" in out["properties"]:
+            # Go type [2]uint (moby api/types/container HostConfig.ConsoleSize,
+            # ExecOptions.ConsoleSize, ExecStartOptions.ConsoleSize): no negatives.
+            out["properties"]["ConsoleSize"] = {
+                "type": "array", "items": {"type": "integer", "format": "uint64"}}
     if "additionalProperties" in schema:
         ap = schema["additionalProperties"]
         out["additionalProperties"] = ap if isinstance(ap, bool) else convert(ap)

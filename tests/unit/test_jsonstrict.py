@@ -1,0 +1,200 @@
+"""Strict JSON decoding and Go-rules canonicalisation of bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.errors import BadRequest
+from dockgate.jsonstrict import Pairs, dumps, go_fold, loads, plain
+from dockgate.validation import SchemaSet
+
+CTX = ApiContext("1.51")
+JSON_CT = [(b"content-type", b"application/json")]
+
+
+def create(body: bytes, version: str = "1.51") -> Any:
+    head = admit_head("POST", f"/v{version}/containers/create".encode(), JSON_CT, CTX)
+    return admit_body(head, body, CTX).body
+
+
+@pytest.mark.parametrize(("data", "needle"), [
+    (b'{"a":1} {"b":2}', "after the JSON value"),
+    (b'{"a":1}x', "after the JSON value"),
+    (b'\xef\xbb\xbf{"a":1}', "byte-order mark"),
+    (b'{"a":"\xff"}', "UTF-8"),
+    (b'{"a":"\\ud800"}', "surrogate"),
+    (b'{"a":NaN}', "NaN"),
+    (b'{"a":Infinity}', "Infinity"),
+    (b'{"a":', "not valid JSON"),
+    (b"[" * 100000, "nested too deeply"),
+])
+def test_loads_refusals(data: bytes, needle: str) -> None:
+    with pytest.raises(BadRequest) as exc:
+        loads(data)
+    assert needle in exc.value.message
+
+
+def test_loads_keeps_duplicates_for_the_walker() -> None:
+    v = loads(b'{"a":1,"a":2}')
+    assert isinstance(v, Pairs)
+    assert list(v) == [("a", 1), ("a", 2)]
+    with pytest.raises(BadRequest, match="duplicate"):
+        plain(v)
+
+
+def test_surrogate_pair_is_fine() -> None:
+    assert loads(b'"\\ud83d\\ude00"') == "\U0001F600"
+
+
+def test_go_fold() -> None:
+    assert go_fold("Privileged") == "privileged"
+    assert go_fold("Bind\u017f") == "binds"  # long s folds to s in Go
+    assert go_fold("\u212aernelMemory") == "kernelmemory"  # Kelvin sign
+    assert go_fold("\u0130mage") != "image"  # dotted I does not fold to ASCII
+
+
+def test_keys_canonicalised_to_schema_spelling() -> None:
+    body = create(b'{"image":"alpine","hostconfig":{"privileged":true,"BINDS":["/:/h"]}}')
+    assert body == {"Image": "alpine", "HostConfig": {"Privileged": True, "Binds": ["/:/h"]}}
+
+
+@pytest.mark.parametrize("data", [
+    b'{"Image":"a","image":"b"}',
+    b'{"Image":"a","Image":"b"}',
+    b'{"HostConfig":{"Privileged":false,"privileged":true}}',
+    b'{"HostConfig":{"Binds":[],"Bind\xc5\xbf":["/:/h"]}}',
+    b'{"HostConfig":{},"hostConfig":{"Privileged":true}}',
+])
+def test_two_keys_for_one_field_refused(data: bytes) -> None:
+    with pytest.raises(BadRequest, match="both set field"):
+        create(data)
+
+
+@pytest.mark.parametrize("field", ["Privileged", "privileged", "Binds", "CapAdd", "PidMode",
+                                   "Devices", "NetworkMode", "Cpuset", "SecurityOpt"])
+def test_top_level_host_config_fields_refused(field: str) -> None:
+    """Engines before API 1.44 read these at top level when HostConfig is absent
+    (moby runconfig ContainerConfigWrapper embedded *HostConfig)."""
+    for version in ("1.41", "1.51"):
+        with pytest.raises(BadRequest, match="unknown field"):
+            create(json.dumps({"Image": "a", field: True}).encode(), version)
+
+
+def test_labels_map_keys_are_exact() -> None:
+    body = create(b'{"Labels":{"a":"1","A":"2"}}')
+    assert body == {"Labels": {"a": "1", "A": "2"}}
+    with pytest.raises(BadRequest, match="duplicate"):
+        create(b'{"Labels":{"a":"1","a":"2"}}')
+
+
+@pytest.mark.parametrize("data", [
+    b'{"StopTimeout":1.0}',
+    b'{"StopTimeout":1e3}',
+    b'{"HostConfig":{"Memory":9223372036854775808}}',
+    b'{"HostConfig":{"Privileged":"true"}}',
+    b'{"Image":1}',
+    b'{"Env":"A=1"}',
+    b'{"HostConfig":{"ConsoleSize":[1,-1]}}',
+])
+def test_type_mismatches_refused(data: bytes) -> None:
+    with pytest.raises(BadRequest):
+        create(data)
+
+
+def test_null_is_accepted_like_go() -> None:
+    assert create(b'{"Image":null,"HostConfig":null}') == {"Image": None, "HostConfig": None}
+
+
+def test_strslice_accepts_string() -> None:
+    assert create(b'{"Cmd":"echo hi","Entrypoint":["sh"]}') == {"Cmd": "echo hi",
+                                                                 "Entrypoint": ["sh"]}
+
+
+def test_canonical_serialisation_is_ascii_and_sorted() -> None:
+    head = admit_head("POST", b"/v1.51/containers/create", JSON_CT, CTX)
+    req = admit_body(head, '{"Labels":{"z":"\u00e9"},"Image":"a"}'.encode(), CTX)
+    assert req.body_bytes == b'{"Image":"a","Labels":{"z":"\\u00e9"}}'
+
+
+@pytest.mark.parametrize("ct", [b"text/plain", b"application/jsonx", b"application/json+x",
+                                b"multipart/form-data; boundary=x"])
+def test_json_endpoint_refuses_other_content_types(ct: bytes) -> None:
+    with pytest.raises(BadRequest, match="Content-Type"):
+        admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
+
+
+@pytest.mark.parametrize("ct", [b"application/json", b"Application/JSON; charset=utf-8",
+                                b"application/json;charset=UTF-8"])
+def test_json_media_type_parsed(ct: bytes) -> None:
+    admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
+
+
+def test_body_without_content_type_refused() -> None:
+    head = admit_head("POST", b"/v1.51/containers/create", [], CTX)
+    with pytest.raises(BadRequest, match="Content-Type"):
+        admit_body(head, b'{"Image":"a"}', CTX)
+
+
+def test_create_requires_body() -> None:
+    head = admit_head("POST", b"/v1.51/containers/create", JSON_CT, CTX)
+    with pytest.raises(BadRequest, match="requires a JSON body"):
+        admit_body(head, b"", CTX)
+
+
+# Property tests over a small struct schema with nested structs and maps.
+_SCHEMA = SchemaSet({
+    "Inner": {"type": "object", "properties": {"Name": {"type": "string"},
+                                               "Count": {"type": "integer"}}},
+})
+_WALK = _SCHEMA.compile({"type": "object", "properties": {
+    "Image": {"type": "string"},
+    "HostConfig": {"$ref": "#/$defs/Inner"},
+    "Labels": {"type": "object", "additionalProperties": {"type": "string"}},
+}})
+_FIELDS = {"image": "Image", "hostconfig": "HostConfig", "labels": "Labels"}
+
+
+def _spellings(name: str) -> st.SearchStrategy[str]:
+    return st.lists(st.booleans(), min_size=len(name), max_size=len(name)).map(
+        lambda flags: "".join(c.upper() if f else c.lower()
+                              for c, f in zip(name, flags, strict=True)))
+
+
+_inner = st.lists(st.tuples(st.one_of(_spellings("name"), _spellings("count"), st.text(max_size=3)),
+                            st.one_of(st.text(max_size=3), st.integers(-5, 5))), max_size=3)
+_outer = st.lists(st.tuples(
+    st.one_of(_spellings("image"), _spellings("hostconfig"), _spellings("labels"),
+              st.text(max_size=4)),
+    st.one_of(st.text(max_size=3), _inner.map(Pairs),
+              st.lists(st.tuples(st.text(max_size=2), st.text(max_size=2)), max_size=2)
+              .map(Pairs))),
+    max_size=4)
+
+
+@given(_outer.map(Pairs))
+def test_walker_reads_like_go(value: Pairs) -> None:
+    """Whatever the walker accepts, Go would decode to the same struct: each
+    field is set by exactly one key (so last-wins cannot change it), and the
+    canonical output, decoded again, is a fixed point."""
+    try:
+        out = _WALK(value, "")
+    except BadRequest:
+        return
+    folded = [go_fold(k) for k, _ in value if go_fold(k) in _FIELDS]
+    assert len(folded) == len(set(folded))
+    assert set(out) == {_FIELDS[f] for f in folded}
+    assert _WALK(loads(dumps(out)), "") == out
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=3), c,
+                                                                        max_size=3),
+                    max_leaves=10))
+def test_dumps_loads_round_trip(value: Any) -> None:
+    assert plain(loads(dumps(value))) == value

@@ -1,0 +1,117 @@
+"""Query parsing with Go's rules and canonical values."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, urlencode
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dockgate.errors import BadRequest
+from dockgate.query import (
+    canonical_bool,
+    canonical_filters,
+    canonical_int,
+    canonical_query,
+    parse_query,
+)
+
+SPEC = {
+    "all": {"type": "boolean"},
+    "limit": {"type": "integer"},
+    "name": {"type": "string"},
+    "t": {"type": "array"},
+    "filters": {"type": "filters"},
+    "buildargs": {"type": "json"},
+}
+
+
+def test_parse_like_go() -> None:
+    assert parse_query("a=1&&b&c=x+y%21&a=2") == {"a": ["1", "2"], "b": [""], "c": ["x y!"]}
+
+
+@pytest.mark.parametrize("raw", ["a=1;b=2", "a=%zz", "a=%ff", "a=%0a"])
+def test_parse_refusals(raw: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_query(raw)
+
+
+@pytest.mark.parametrize(("value", "out"), [
+    ("1", "1"), ("true", "1"), ("True", "1"), ("YES", "1"), (" 1 ", "1"),
+    ("0", "0"), ("false", "0"), ("False", "0"), ("no", "0"), ("none", "0"), ("", "0"),
+])
+def test_bool_spellings(value: str, out: str) -> None:
+    assert canonical_bool("all", value) == out
+
+
+@pytest.mark.parametrize("value", ["t", "f", "on", "off", "2", "banana"])
+def test_ambiguous_bools_refused(value: str) -> None:
+    """moby's BoolValue and strconv.ParseBool read these differently (or not at all)."""
+    with pytest.raises(BadRequest):
+        canonical_bool("all", value)
+
+
+def test_ints() -> None:
+    assert canonical_int("t", "+007") == "7"
+    assert canonical_int("t", "-1") == "-1"
+    assert canonical_int("t", "") == ""
+    for bad in ("1.0", "0x10", "1e3", "9223372036854775808", "\u0661"):
+        with pytest.raises(BadRequest):
+            canonical_int("t", bad)
+
+
+def test_filters_both_forms_become_one() -> None:
+    legacy = canonical_filters("filters", '{"label":["a=b","c"]}')
+    modern = canonical_filters("filters", '{"label":{"c":true,"a=b":true}}')
+    assert legacy == modern == '{"label":{"a=b":true,"c":true}}'
+
+
+@pytest.mark.parametrize("value", [
+    "[]", '{"label":"a"}', '{"label":[1]}', '{"label":{"a":1}}', '{"a":[],"a":[]}',
+    '{"label":{"x":true,"x":true}}', "{", '{"a":[]} x',
+])
+def test_filters_refused(value: str) -> None:
+    with pytest.raises(BadRequest):
+        canonical_filters("filters", value)
+
+
+def test_repeat_of_scalar_refused_but_array_allowed() -> None:
+    with pytest.raises(BadRequest, match="repeated"):
+        canonical_query("name=a&name=b", SPEC)
+    assert canonical_query("t=a&t=b", SPEC) == (("t", "a"), ("t", "b"))
+
+
+def test_unknown_parameter_refused() -> None:
+    with pytest.raises(BadRequest, match="unknown query parameter"):
+        canonical_query("privileged=1", SPEC)
+    with pytest.raises(BadRequest, match="unknown query parameter"):
+        canonical_query("All=1", SPEC)  # Go's form keys are case-sensitive
+
+
+def test_canonical_query_sorted_and_normalised() -> None:
+    out = canonical_query("name=x&all=True&limit=010&buildargs=%7B%22A%22%3A+%221%22%7D", SPEC)
+    assert out == (("all", "1"), ("buildargs", '{"A":"1"}'), ("limit", "10"), ("name", "x"))
+
+
+_values = st.text(max_size=10)
+
+
+@given(st.dictionaries(st.sampled_from(sorted(SPEC)), _values, max_size=4))
+def test_canonical_query_is_a_fixed_point(params: dict[str, str]) -> None:
+    raw = urlencode(params, quote_via=quote, safe="")
+    try:
+        first = canonical_query(raw, SPEC)
+    except BadRequest:
+        return
+    again = canonical_query(urlencode(first, quote_via=quote, safe=""), SPEC)
+    assert again == first
+
+
+@given(st.dictionaries(st.text(max_size=5), st.lists(st.text(max_size=5), max_size=3),
+                       max_size=3))
+def test_filters_canonical_is_fixed_point(value: dict[str, list[str]]) -> None:
+    text = json.dumps(value)
+    first = canonical_filters("filters", text)
+    assert canonical_filters("filters", first) == first

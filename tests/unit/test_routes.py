@@ -1,0 +1,127 @@
+"""Routing decisions: 404 / 403 / 405 / version checks / header hygiene."""
+
+from __future__ import annotations
+
+import pytest
+
+from dockgate.admission import ApiContext, admit_head, is_json_media_type
+from dockgate.errors import BadRequest, DockgateError, Forbidden, MethodNotAllowed, NotFound
+from dockgate.routes import ENDPOINTS, ROUTES, match
+from dockgate.versions import MAX_API_VERSION
+
+CTX = ApiContext("1.51")
+
+
+def refuse(method: str, target: bytes, headers: list[tuple[bytes, bytes]] | None = None
+           ) -> DockgateError:
+    with pytest.raises(DockgateError) as exc:
+        admit_head(method, target, headers or [], CTX)
+    return exc.value
+
+
+def test_ids_unique_and_dotted() -> None:
+    ids = [r.endpoint.id for r in ROUTES]
+    assert len(ids) == len(set(ids))
+    assert all(i == i.lower() and "." in i for i in ids)
+
+
+def test_hijack_endpoints() -> None:
+    hijack = {r.endpoint.id for r in ROUTES if r.endpoint.hijack}
+    assert hijack == {"container.attach", "container.attach.ws", "exec.start",
+                      "build.session", "build.grpc"}
+
+
+@pytest.mark.parametrize(("ident", "kind"), [
+    ("image.build", "stream"), ("image.load", "stream"), ("image.create", "stream"),
+    ("container.archive.put", "stream"), ("plugin.create", "stream"),
+    ("container.create", "json"), ("exec.start", "json"), ("system.ping", "none"),
+])
+def test_body_kinds(ident: str, kind: str) -> None:
+    assert ENDPOINTS[ident].body == kind
+
+
+def test_image_names_may_contain_slashes_but_container_ids_not() -> None:
+    m = match("GET", "/images/registry:5000/a/b:c/json")
+    assert m.route is not None
+    assert m.params == {"name": "registry:5000/a/b:c"}
+    # The daemon would route this (to DELETE /containers/{name:.*}); dockgate does not guess.
+    assert isinstance(refuse("DELETE", b"/v1.51/containers/c/checkpoints/x"), Forbidden)
+
+
+def test_unknown_path_is_404() -> None:
+    err = refuse("GET", b"/v1.51/nothing/here")
+    assert isinstance(err, NotFound)
+    assert isinstance(refuse("GET", b"/v1.51"), NotFound)
+
+
+def test_wrong_method_is_405_with_allowed_list() -> None:
+    err = refuse("PUT", b"/v1.51/_ping")
+    assert isinstance(err, MethodNotAllowed)
+    assert "GET" in err.message and "HEAD" in err.message
+    assert isinstance(refuse("HEAD", b"/v1.51/containers/json"), MethodNotAllowed)
+    assert isinstance(refuse("PATCH", b"/v1.51/containers/json"), MethodNotAllowed)
+    assert isinstance(refuse("OPTIONS", b"/v1.51/containers/json"), MethodNotAllowed)
+
+
+@pytest.mark.parametrize("version", ["1.17", "1.12", "1.52", "1.56", "2.0", "9.99"])
+def test_unknown_version_is_403_naming_it(version: str) -> None:
+    err = refuse("GET", f"/v{version}/_ping".encode())
+    assert isinstance(err, Forbidden)
+    assert version in err.message
+
+
+def test_version_range_of_endpoint() -> None:
+    assert isinstance(refuse("PUT", b"/v1.41/volumes/x", [(b"content-type",
+                                                            b"application/json")]), NotFound)
+    admit_head("PUT", b"/v1.51/volumes/x", [], CTX)
+    assert isinstance(refuse("POST", b"/v1.24/containers/x/copy"), NotFound)
+    admit_head("POST", b"/v1.23/containers/x/copy", [], CTX)
+
+
+def test_no_prefix_uses_daemon_version() -> None:
+    req = admit_head("GET", b"/containers/json?all=1", [], ApiContext("1.41"))
+    assert req.version is None
+    assert req.target == "/containers/json?all=1"
+    # A daemon newer than dockgate: its default version is validated as MAX.
+    admit_head("GET", b"/_ping", [], ApiContext("1.60"))
+
+
+def test_trailing_slash_and_networks_alias() -> None:
+    assert isinstance(refuse("GET", b"/v1.51/containers/json/"), BadRequest)
+    req = admit_head("GET", b"/v1.51/networks/", [], CTX)
+    assert req.endpoint.id == "network.list"
+    assert req.target == "/v1.51/networks"
+
+
+def test_hop_by_hop_and_connection_named_headers_dropped() -> None:
+    headers = [
+        (b"host", b"docker"), (b"connection", b"Upgrade, X-Secret"), (b"upgrade", b"tcp"),
+        (b"x-secret", b"1"), (b"keep-alive", b"5"), (b"te", b"trailers"),
+        (b"proxy-authorization", b"Basic x"), (b"content-length", b"0"), (b"expect", b"100"),
+        (b"x-registry-auth", b"abc"), (b"user-agent", b"Docker-Client/28"),
+    ]
+    req = admit_head("POST", b"/v1.51/containers/abc/attach?stream=1", headers, CTX)
+    assert req.headers == (("x-registry-auth", "abc"), ("user-agent", "Docker-Client/28"))
+
+
+def test_canonical_target_reencodes_path() -> None:
+    req = admit_head("DELETE", b"/v1.51/images/%61lpine%3Alatest?force=true", [], CTX)
+    assert req.params == {"name": "alpine:latest"}
+    assert req.target == "/v1.51/images/alpine:latest?force=1"
+
+
+def test_repeated_scalar_query_refused() -> None:
+    err = refuse("GET", b"/v1.51/containers/json?all=0&all=1")
+    assert isinstance(err, BadRequest)
+    assert "repeated" in err.message
+
+
+def test_media_type() -> None:
+    assert is_json_media_type("application/json")
+    assert is_json_media_type("APPLICATION/JSON ; charset=utf-8")
+    assert not is_json_media_type("application/json; charset")
+    assert not is_json_media_type("text/json")
+
+
+def test_max_version_constant() -> None:
+    assert MAX_API_VERSION == "1.51"

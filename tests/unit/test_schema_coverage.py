@@ -1,0 +1,97 @@
+"""Every operation in the reference specs has a route and a schema.
+
+Reads /work/shared/reference (or $DOCKGATE_REFERENCE) as data: the v1.18
+Markdown and the v1.41/v1.51 OpenAPI documents.  v1.56-dev is checked only
+for the operations it adds, which must be listed in ``NOT_YET``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dockgate.routes import ENDPOINTS, ROUTES, endpoint_for
+from dockgate.schemas import load_snapshot
+from dockgate.versions import SNAPSHOTS, compare_versions
+
+REF = Path(os.environ.get("DOCKGATE_REFERENCE", "/work/shared/reference"))
+pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="reference specs not available")
+
+NOT_YET = {("GET", "/images/{name}/attestations")}
+"""Operations of engine-api-v1.56-dev.yaml beyond MAX_API_VERSION."""
+
+
+@cache
+def openapi_ops(version: str) -> list[tuple[str, str]]:
+    doc = yaml.safe_load((REF / f"engine-api-v{version}.yaml").read_text())
+    return [(m.upper(), p) for p, item in doc["paths"].items() for m in item
+            if m in ("get", "post", "put", "delete", "head")]
+
+
+def markdown_ops() -> list[tuple[str, str]]:
+    text = (REF / "docker-remote-api-v1.18.md").read_text()
+    ops = []
+    for m in re.finditer(r"^`(GET|POST|PUT|DELETE|HEAD) (/[^`]*)`$", text, re.M):
+        path = re.sub(r"\([^)]*\)", "{x}", m.group(2)).split("?")[0]
+        ops.append((m.group(1), path))
+    return sorted(set(ops))
+
+
+def test_markdown_has_43_endpoints() -> None:
+    assert len(markdown_ops()) == 43
+
+
+@pytest.mark.parametrize(("method", "path"), markdown_ops())
+def test_v1_18_endpoints_are_routed(method: str, path: str) -> None:
+    ep = endpoint_for(method, path)
+    assert ep is not None, f"no route for {method} {path}"
+    assert compare_versions(ep.since, "1.18") <= 0
+    schemas = load_snapshot(SNAPSHOTS[0])
+    assert schemas.has_endpoint(ep.id), f"no v{SNAPSHOTS[0]} schema for {ep.id}"
+
+
+@pytest.mark.parametrize("version", SNAPSHOTS)
+def test_openapi_endpoints_have_route_and_schema(version: str) -> None:
+    schemas = load_snapshot(version)
+    missing = []
+    for method, path in openapi_ops(version):
+        ep = endpoint_for(method, path)
+        if ep is None:
+            missing.append(f"route {method} {path}")
+            continue
+        if not schemas.has_endpoint(ep.id):
+            missing.append(f"schema {ep.id}")
+        elif ep.body == "json" and schemas.body_walker(ep.id) is None and ep.id not in (
+            "container.start", "image.push"
+        ):
+            missing.append(f"body schema {ep.id}")
+    assert not missing
+
+
+def test_every_route_has_a_schema_where_it_exists() -> None:
+    for route in ROUTES:
+        ep = route.endpoint
+        for snap in SNAPSHOTS:
+            if compare_versions(snap, ep.since) < 0:
+                continue
+            if ep.until is not None and compare_versions(snap, ep.until) > 0:
+                continue
+            assert load_snapshot(snap).has_endpoint(ep.id), (snap, ep.id)
+
+
+def test_dev_spec_additions_are_known() -> None:
+    newest = set(openapi_ops("1.51"))
+    dev = set(openapi_ops("1.56-dev"))
+    added = {(m, re.sub(r"\{[^}]*\}", "{name}", p)) for m, p in dev - newest}
+    assert added == NOT_YET
+
+
+def test_snapshot_count_matches() -> None:
+    assert len(openapi_ops("1.41")) == 106
+    assert len(openapi_ops("1.51")) == 107
+    assert len(ENDPOINTS) == len(ROUTES)
