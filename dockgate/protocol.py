@@ -37,6 +37,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -67,6 +68,14 @@ from dockgate.upstream import UpstreamConnection, UpstreamPool
 
 _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
+
+
+def _phrase(status: int) -> bytes:
+    """The standard reason phrase for ``status``."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b"Error"
 
 
 @dataclass
@@ -175,9 +184,12 @@ class ProxyServerProtocol(Protocol):
             return
         if self.closed:
             return
-        if self.exchange is None and not self.h11.trailing_data[0]:
+        if self.exchange is None:
+            # Idle, or in the middle of a head that can now never complete.
             self._close()
             return
+        # An exchange is in flight: let it finish (h11 reports a truncated
+        # request body as an error), then _finish closes the connection.
         self.h11.receive_data(b"")
         self._pump()
 
@@ -232,10 +244,11 @@ class ProxyServerProtocol(Protocol):
         """
         self._scan += data
         end = wire.find_head_end(self._scan)
+        limit = self.settings.max_head_size
+        if end > limit or (end < 0 and len(self._scan) > limit):
+            self._refuse_connection(HeadTooLarge(f"request head larger than {limit} bytes"))
+            return False
         if end < 0:
-            if len(self._scan) > self.settings.max_head_size:
-                self._refuse_connection(HeadTooLarge("request head too large"))
-                return False
             return True
         head = bytes(self._scan[:end])
         self._scanning = False
@@ -634,6 +647,7 @@ class ProxyServerProtocol(Protocol):
             self._send_client(
                 h11.Response(
                     status_code=error.status,
+                    reason=_phrase(error.status),
                     headers=[
                         (b"content-type", b"application/json"),
                         (b"content-length", b"%d" % len(body)),
@@ -667,7 +681,7 @@ class ProxyServerProtocol(Protocol):
         assert self.transport is not None
         head = wire.serialise_response_head(
             error.status,
-            b"Error",
+            _phrase(error.status),
             [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(body)),
