@@ -203,7 +203,7 @@ def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> Canon
     if content_type is None or not content_type.strip():
         raise BadRequest("a JSON body needs Content-Type: application/json "
                          "(the daemon refuses it otherwise)")
-    value = walker(loads(body), "")
+    value = walker(loads(body), None)
     if request.endpoint.id == "container.create":
         _refuse_legacy_host_config(value)
     return replace(request, body=value, body_bytes=dumps(value))

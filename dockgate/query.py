@@ -122,7 +122,7 @@ def canonical_json(name: str, value: str, walker: Any = None) -> str:
         return ""
     decoded = loads(value, f"query parameter {name!r}")
     walk = walker or any_value
-    return dumps(walk(decoded, f"query parameter {name!r}")).decode("ascii")
+    return dumps(walk(decoded, (None, f"query parameter {name!r}"))).decode("ascii")
 
 
 def canonical_query(

@@ -32,7 +32,11 @@ from typing import Any
 from dockgate.errors import BadRequest
 from dockgate.jsonstrict import Pairs, go_fold
 
-Walker = Callable[[Any, str], Any]
+Loc = tuple["Loc", str | int] | None
+"""Where a value sits, as a linked list built only by reference (cheap); it is
+rendered into ``HostConfig.Binds[0]`` only when an error is reported."""
+
+Walker = Callable[[Any, Loc], Any]
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     **{f"int{b}": (-(1 << (b - 1)), (1 << (b - 1)) - 1) for b in (8, 16, 32, 64)},
@@ -41,8 +45,21 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 """Value ranges of the Go integer kinds named by a schema's ``format``."""
 
 
-def _where(path: str) -> str:
-    return path or "body"
+def where(loc: Loc) -> str:
+    """Render a location for an error message (``body`` for the root)."""
+    parts: list[str | int] = []
+    while loc is not None:
+        loc, key = loc
+        parts.append(key)
+    if not parts:
+        return "body"
+    out = ""
+    for key in reversed(parts):
+        if isinstance(key, int):
+            out += f"[{key}]"
+        else:
+            out += f".{key}" if out else key
+    return out
 
 
 _TYPE_NAMES: tuple[tuple[type, str], ...] = (
@@ -56,17 +73,17 @@ def _type_name(value: Any) -> str:
     return next((name for kind, name in _TYPE_NAMES if isinstance(value, kind)), "null")
 
 
-def any_value(value: Any, path: str) -> Any:
+def any_value(value: Any, loc: Loc) -> Any:
     """A schema-less value: objects become dicts, duplicate keys are refused."""
-    if isinstance(value, Pairs):
+    if type(value) is Pairs:
         out: dict[str, Any] = {}
         for k, v in value:
             if k in out:
-                raise BadRequest(f"{_where(path)}: duplicate key {k!r}")
-            out[k] = any_value(v, f"{path}.{k}" if path else k)
+                raise BadRequest(f"{where(loc)}: duplicate key {k!r}")
+            out[k] = any_value(v, (loc, k))
         return out
-    if isinstance(value, list):
-        return [any_value(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if type(value) is list:
+        return [any_value(v, (loc, i)) for i, v in enumerate(value)]
     return value
 
 
@@ -86,8 +103,8 @@ class SchemaSet:
         if schema is True or schema == {}:
             return any_value
         if schema is False:
-            def refuse(value: Any, path: str) -> Any:
-                raise BadRequest(f"{_where(path)}: no value is allowed here")
+            def refuse(value: Any, loc: Loc) -> Any:
+                raise BadRequest(f"{where(loc)}: no value is allowed here")
             return refuse
         assert isinstance(schema, Mapping)
         ref = schema.get("$ref")
@@ -103,43 +120,50 @@ class SchemaSet:
                 types = ["array"]
             else:
                 return any_value
-        kinds = set(types)
+        return self._typed(schema, frozenset(types))
+
+    def _typed(self, schema: Mapping[str, Any], kinds: frozenset[str]) -> Walker:
         obj = self._object(schema) if "object" in kinds else None
         arr = self._array(schema) if "array" in kinds else None
         fmt = schema.get("format")
         lo, hi = _INT_RANGES.get(fmt if isinstance(fmt, str) else "", _INT_RANGES["int64"])
         want = " or ".join(sorted(kinds))
+        str_ok, bool_ok = "string" in kinds, "boolean" in kinds
+        int_ok, num_ok = "integer" in kinds, "number" in kinds
 
-        def walk(value: Any, path: str) -> Any:
-            if value is None:
-                return None
-            if isinstance(value, Pairs):
-                if obj is not None:
-                    return obj(value, path)
-            elif isinstance(value, list):
-                if arr is not None:
-                    return arr(value, path)
-            elif isinstance(value, bool):
-                if "boolean" in kinds:
+        def mismatch(value: Any, loc: Loc) -> Any:
+            if type(value) is float and int_ok:
+                raise BadRequest(f"{where(loc)}: expected an integer literal, got a number "
+                                 "with a fraction or exponent (the daemon refuses it)")
+            raise BadRequest(f"{where(loc)}: expected {want}, got {_type_name(value)}")
+
+        def walk(value: Any, loc: Loc) -> Any:
+            t = type(value)
+            if t is str:
+                if str_ok:
                     return value
-            elif isinstance(value, int):
-                if "integer" in kinds:
+            elif value is None:
+                return None
+            elif t is bool:
+                if bool_ok:
+                    return value
+            elif t is int:
+                if int_ok:
                     if not lo <= value <= hi:
-                        raise BadRequest(f"{_where(path)}: {value} does not fit the "
+                        raise BadRequest(f"{where(loc)}: {value} does not fit the "
                                          f"daemon's {fmt or 'int64'} field")
                     return value
-                if "number" in kinds:
+                if num_ok:
                     return value
-            elif isinstance(value, float):
-                if "number" in kinds:
-                    return value
-                if "integer" in kinds:
-                    raise BadRequest(f"{_where(path)}: expected an integer literal, got a "
-                                     "number with a fraction or exponent (the daemon "
-                                     "refuses it)")
-            elif isinstance(value, str) and "string" in kinds:
+            elif t is Pairs:
+                if obj is not None:
+                    return obj(value, loc)
+            elif t is list:
+                if arr is not None:
+                    return arr(value, loc)
+            elif t is float and num_ok:
                 return value
-            raise BadRequest(f"{_where(path)}: expected {want}, got {_type_name(value)}")
+            return mismatch(value, loc)
 
         return walk
 
@@ -150,8 +174,8 @@ class SchemaSet:
             return cached
         slot: list[Walker] = []
 
-        def late(value: Any, path: str) -> Any:
-            return slot[0](value, path)
+        def late(value: Any, loc: Loc) -> Any:
+            return slot[0](value, loc)
 
         self._compiled[name] = late
         target = self._defs.get(name)
@@ -165,12 +189,12 @@ class SchemaSet:
     def _array(self, schema: Mapping[str, Any]) -> Walker:
         items = self.compile(schema.get("items", True))
 
-        def walk(value: list[Any], path: str) -> Any:
-            return [items(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        def walk(value: list[Any], loc: Loc) -> Any:
+            return [items(v, (loc, i)) for i, v in enumerate(value)]
 
         return walk
 
-    def _object(self, schema: Mapping[str, Any]) -> Callable[[Pairs, str], Any]:
+    def _object(self, schema: Mapping[str, Any]) -> Walker:
         props: dict[str, Walker] = {
             name: self.compile(sub) for name, sub in schema.get("properties", {}).items()
         }
@@ -178,31 +202,31 @@ class SchemaSet:
         extra_schema = schema.get("additionalProperties", not props)
         extra = None if extra_schema is False else self.compile(extra_schema)
 
-        def walk(value: Pairs, path: str) -> Any:
+        def walk(value: Pairs, loc: Loc) -> Any:
             out: dict[str, Any] = {}
             spelled: dict[str, str] = {}
             for key, item in value:
-                if key in props:
+                sub = props.get(key)
+                if sub is not None:
                     name = key
                 elif props and (cand := folded.get(go_fold(key))) is not None:
                     name = cand
-                elif extra is not None and not props:
-                    if key in out:
-                        raise BadRequest(f"{_where(path)}: duplicate key {key!r}")
-                    out[key] = extra(item, f"{path}.{key}" if path else key)
-                    continue
+                    sub = props[name]
                 elif extra is not None:
-                    name = key
+                    name, sub = key, extra
+                    if not props:
+                        if key in out:
+                            raise BadRequest(f"{where(loc)}: duplicate key {key!r}")
+                        out[key] = extra(item, (loc, key))
+                        continue
                 else:
-                    raise BadRequest(f"{_where(path)}: unknown field {key!r}")
+                    raise BadRequest(f"{where(loc)}: unknown field {key!r}")
                 if name in out:
                     raise BadRequest(
-                        f"{_where(path)}: keys {spelled[name]!r} and {key!r} both set field "
+                        f"{where(loc)}: keys {spelled[name]!r} and {key!r} both set field "
                         f"{name!r} (the daemon matches keys case-insensitively, last wins)")
                 spelled[name] = key
-                sub = props.get(name, extra)
-                assert sub is not None
-                out[name] = sub(item, f"{path}.{name}" if path else name)
+                out[name] = sub(item, (loc, name))
             return out
 
         return walk
