@@ -13,6 +13,10 @@ to ``serverFromString``, for three reasons:
   reaches it, so dockgate binds loopback unless an interface is named.
 * Twisted spells the unix path ``address=`` on the server side and ``path=``
   on the client side; dockgate accepts ``path=`` on both.
+* Twisted's unix port ``chmod``s an inherited (``systemd:``) unix socket to
+  0666 when it starts listening and unlinks its file when it stops, undoing
+  the unit's ``SocketMode=0660`` and leaving a restarted service with a
+  socket nobody can reach by path.  dockgate adopts such sockets as they are.
 
 Parsing is pure (it returns frozen specs and raises ``ValueError``), so option
 parsing can reject a bad string before anything is bound; building endpoints
@@ -28,8 +32,13 @@ import stat
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from twisted.internet import defer
-from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, serverFromString
+from twisted.internet import defer, tcp, unix
+from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
+    HostnameEndpoint,
+    UNIXClientEndpoint,
+    serverFromString,
+)
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -37,12 +46,13 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger
-from zope.interface import implementer  # type: ignore[import-untyped]
+from zope.interface import implementer
 
 __all__ = [
     "DEFAULT_UNIX_MODE",
     "CannotListen",
     "DelegatedListenerSpec",
+    "InheritedUnixListener",
     "UnixListener",
     "UnixListenerSpec",
     "UpstreamSpec",
@@ -306,13 +316,56 @@ class UnixListener:
         return IListeningPort(port)
 
 
+class _InheritedUnixPort(unix.Port):
+    """A listening unix socket whose file belongs to whoever passed it (systemd).
+
+    The socket keeps the mode it was given (``SocketMode=``) instead of the
+    port's default 0666, and its file stays when the port closes, so that the
+    next start of the service adopts a socket clients can still reach.
+    """
+
+    def startListening(self) -> None:
+        path = self._bindPath
+        if path[:1] not in (b"\0", "\0"):  # not Linux's abstract namespace: a file
+            self.mode = stat.S_IMODE(os.stat(path).st_mode)
+        super().startListening()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: object) -> None:
+        tcp.Port.connectionLost(self, reason)  # type: ignore[no-untyped-call]
+
+
+@implementer(IStreamServerEndpoint)
+class InheritedUnixListener:
+    """Listens on a unix socket inherited as file descriptor ``fileno``, as it is."""
+
+    def __init__(self, reactor: object, fileno: int) -> None:
+        self._reactor = reactor
+        self.fileno = fileno
+
+    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        """Adopt the socket; see L{IStreamServerEndpoint.listen}."""
+        return defer.execute(self._listen, protocolFactory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        os.set_blocking(self.fileno, False)
+        port = _InheritedUnixPort._fromListeningDescriptor(  # type: ignore[no-untyped-call]
+            self._reactor, self.fileno, factory
+        )
+        port.startListening()
+        os.close(self.fileno)  # the port holds its own duplicate
+        return IListeningPort(port)
+
+
 def listener_endpoint(reactor: _UnixReactor, spec: ListenerSpec) -> IStreamServerEndpoint:
     """Build the server endpoint for a parsed listener."""
     if isinstance(spec, UnixListenerSpec):
         return IStreamServerEndpoint(UnixListener(reactor, spec))
-    return IStreamServerEndpoint(
-        serverFromString(reactor, spec.description)  # type: ignore[no-untyped-call]
-    )
+    endpoint = serverFromString(reactor, spec.description)  # type: ignore[no-untyped-call]
+    if isinstance(endpoint, AdoptedStreamServerEndpoint) and (
+        endpoint.addressFamily == socket.AF_UNIX
+    ):
+        return IStreamServerEndpoint(InheritedUnixListener(reactor, endpoint.fileno))
+    return IStreamServerEndpoint(endpoint)
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,3 +214,44 @@ def test_second_instance_refuses_live_socket(run: Run) -> None:
     assert result.returncode == 1
     assert b"another process is listening" in result.stderr
     assert request(str(run.socket), "GET", "/_ping") == (200, b"OK")
+
+
+SYSTEMD_LAUNCHER = """
+import os, socket, sys
+path, mode, argv = sys.argv[1], int(sys.argv[2], 8), sys.argv[3:]
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(path)
+os.chmod(path, mode)
+sock.listen(16)
+os.dup2(sock.fileno(), 3)
+os.set_inheritable(3, True)  # dup2 onto itself (the socket may be fd 3) keeps CLOEXEC
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="dockgate")
+os.execv(argv[0], argv)
+"""
+"""Does what systemd does for a socket unit: bind, set SocketMode, pass the socket as
+fd 3 with LISTEN_* variables, and exec the service in the same process."""
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_systemd_socket_activation(workdir: Path, upstream: Path, command: str) -> None:
+    """With --listen systemd:domain=UNIX:name=dockgate, dockgate serves on the inherited
+    socket, keeps the unit's 0660 mode, and leaves the socket file to systemd on exit."""
+    sock = workdir / "activated.sock"
+    argv = [sys.executable, "-c", SYSTEMD_LAUNCHER, str(sock), "660", *COMMANDS[command](),
+            "--listen", "systemd:domain=UNIX:name=dockgate", "--upstream", f"unix:{upstream}",
+            "--policy", str(POLICY)]
+    log = workdir / "activated.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                   cwd=workdir)
+    try:
+        wait_ping(str(sock), time.monotonic() + 30, alive=lambda: process.poll() is None)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+        assert "Main loop terminated" in log.read_text()
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP6ServerEndpoint, UNIXClientEndpoint
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.selectreactor import SelectReactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from twisted.python.systemd import ListenFDs
 
 from dockgate.listeners import (
     CannotListen,
     DelegatedListenerSpec,
+    InheritedUnixListener,
     UnixListener,
     UnixListenerSpec,
     UpstreamSpec,
@@ -325,3 +328,48 @@ def test_upstream_tcp_connect_timeout() -> None:
     reactor.advance(0.1)
     [(host, port, _, timeout, _)] = reactor.tcpClients
     assert (host, port, timeout) == ("127.0.0.1", 2375, 4.0)
+
+
+# --- inherited (systemd) unix sockets ------------------------------------------------
+
+
+def bound_socket(path: str, mode: int) -> int:
+    """A listening unix socket at ``path`` with ``mode``, as systemd passes it: a bare fd."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(path)
+        os.chmod(path, mode)
+        sock.listen(4)
+        return os.dup(sock.fileno())
+
+
+def test_inherited_socket_keeps_mode_and_file(
+    real_reactor: SelectReactor, sock_path: str
+) -> None:
+    """An inherited unix socket keeps systemd's mode (not Twisted's 0666) and its file
+    survives the port closing, for the next start to adopt."""
+    fd = bound_socket(sock_path, 0o660)
+    port = result_of(InheritedUnixListener(real_reactor, fd).listen(FACTORY))
+    assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o660
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(sock_path)
+    port.stopListening()
+    real_reactor.runUntilCurrent()
+    assert stat.S_ISSOCK(os.stat(sock_path).st_mode)
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_systemd_unix_listener_is_adopted_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A systemd: listener naming a UNIX socket is built as an InheritedUnixListener on the
+    descriptor systemd passed; INET ones stay Twisted's adopted endpoint."""
+    passed = ListenFDs([3, 4], ("dockgate", "web"))
+    monkeypatch.setattr(endpoints._SystemdParser, "_sddaemon", passed)
+    unix_endpoint = listener_endpoint(
+        memory_reactor(), parse_listener("systemd:domain=UNIX:name=dockgate")
+    )
+    assert isinstance(unix_endpoint, InheritedUnixListener)
+    assert unix_endpoint.fileno == 3
+    inet_endpoint = listener_endpoint(
+        memory_reactor(), parse_listener("systemd:domain=INET:name=web")
+    )
+    assert isinstance(inet_endpoint, endpoints.AdoptedStreamServerEndpoint)
