@@ -19,6 +19,18 @@ Order of checks for a head, each with its own status:
    a ``json`` endpoint's ``Content-Type`` must be JSON when present (400).
 
 ``admit_body`` then decodes, canonicalises and re-serialises a JSON body.
+
+Container create and the deprecated top-level HostConfig fields: up to engine
+24 (moby ``runconfig.ContainerConfigWrapper`` before API 1.44 types) the
+wrapper embedded ``*container.HostConfig`` next to the ``HostConfig`` member,
+so ``{"Image": "x", "Privileged": true}`` created a privileged container when
+``HostConfig`` was absent, and top-level ``Memory``, ``MemorySwap``,
+``CpuShares``, ``CpusetCpus``, ``VolumeDriver`` and ``Cpuset`` were merged
+into a present ``HostConfig``.  Engine 20.10 (API 1.41) still does this;
+engine 28 does not.  dockgate's create schema has no top-level HostConfig
+fields, so such keys, in any spelling Go would match, are refused as unknown
+fields for every version: a policy reading ``HostConfig.Privileged`` sees
+everything the daemon will act on.  No real client sends them.
 """
 
 from __future__ import annotations
@@ -203,18 +215,9 @@ def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> Canon
     if content_type is None or not content_type.strip():
         raise BadRequest("a JSON body needs Content-Type: application/json "
                          "(the daemon refuses it otherwise)")
-    value = walker(loads(body), None)
-    if request.endpoint.id == "container.create":
-        _refuse_legacy_host_config(value)
-    return replace(request, body=value, body_bytes=dumps(value))
-
-
-def _refuse_legacy_host_config(value: object) -> None:
-    """Container create is schema-checked, but say why top-level HostConfig
-    fields are refused: before API 1.44 (engine < 25) moby's
-    ``runconfig.ContainerConfigWrapper`` embedded ``*container.HostConfig``
-    and applied top-level ``Privileged``, ``Binds``... when ``HostConfig`` was
-    absent, so a policy reading ``HostConfig`` alone could be bypassed.  The
-    schema has no such top-level fields, so the walker already refused them;
-    this hook exists for future explicit handling."""
-    return None
+    try:
+        value = walker(loads(body), None)
+        encoded = dumps(value)
+    except RecursionError:
+        raise BadRequest("JSON body is nested too deeply") from None
+    return replace(request, body=value, body_bytes=encoded)

@@ -43,7 +43,15 @@ def _reject_constant(name: str) -> Any:
     raise BadRequest(f"JSON body contains {name}, which is not JSON")
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_hook, parse_constant=_reject_constant)
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadRequest(f"JSON number {text[:20]} is out of range (Go refuses it)")
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_hook, parse_constant=_reject_constant,
+                            parse_float=_parse_float)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _WS = " \t\n\r"
@@ -69,6 +77,9 @@ def loads(data: bytes | str, what: str = "JSON body") -> Any:
         raise BadRequest(f"{what} is not valid JSON: {e.msg} at offset {e.pos}") from None
     except RecursionError:
         raise BadRequest(f"{what} is nested too deeply") from None
+    except ValueError as e:
+        # e.g. an integer literal beyond Python's digit limit
+        raise BadRequest(f"{what} is not acceptable JSON: {e}") from None
     if text[end:].strip(_WS):
         raise BadRequest(f"{what} has data after the JSON value (offset {end}); the daemon "
                          "would ignore it")

@@ -33,6 +33,8 @@ def create(body: bytes, version: str = "1.51") -> Any:
     (b'{"a":Infinity}', "Infinity"),
     (b'{"a":', "not valid JSON"),
     (b"[" * 100000, "nested too deeply"),
+    (b"[1e400]", "out of range"),
+    (b"[" + b"9" * 5000 + b"]", "not acceptable JSON"),
 ])
 def test_loads_refusals(data: bytes, needle: str) -> None:
     with pytest.raises(BadRequest) as exc:
