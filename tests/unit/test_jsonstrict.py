@@ -126,15 +126,25 @@ def test_canonical_serialisation_is_ascii_and_sorted() -> None:
 
 @pytest.mark.parametrize("ct", [b"text/plain", b"application/jsonx", b"application/json+x",
                                 b"multipart/form-data; boundary=x"])
-def test_json_endpoint_refuses_other_content_types(ct: bytes) -> None:
+def test_json_body_refuses_other_content_types(ct: bytes) -> None:
+    head = admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
     with pytest.raises(BadRequest, match="Content-Type"):
-        admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
+        admit_body(head, b'{"Image":"a"}', CTX)
+
+
+def test_empty_body_labelled_text_plain_is_fine() -> None:
+    """The moby client (CLI 20.10 and 28) sends Content-Type: text/plain on every
+    bodiless POST."""
+    head = admit_head("POST", b"/v1.41/containers/abc/start", [(b"content-type",
+                                                                b"text/plain")], CTX)
+    assert admit_body(head, b"", CTX).body_bytes is None
 
 
 @pytest.mark.parametrize("ct", [b"application/json", b"Application/JSON; charset=utf-8",
                                 b"application/json;charset=UTF-8"])
 def test_json_media_type_parsed(ct: bytes) -> None:
-    admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
+    head = admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
+    assert admit_body(head, b'{"Image":"a"}', CTX).body == {"Image": "a"}
 
 
 def test_body_without_content_type_refused() -> None:
