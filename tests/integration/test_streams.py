@@ -1,0 +1,97 @@
+"""Long-lived and hijacked streams with the CLI: attach (no tty), logs -f, events."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+from support.engines import IMAGE, Engine, unique
+
+pytestmark = pytest.mark.engine
+
+ECHO_LOOP = 'while read l; do [ "$l" = quit ] && exit 7; echo "echo:$l"; done'
+
+
+def read_line(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bytes:
+    """One line of ``proc``'s stdout, or fail after ``timeout``."""
+    assert proc.stdout is not None
+    result: list[bytes] = []
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        result.append(proc.stdout.readline())
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert result, f"no line within {timeout}s"
+    return result[0]
+
+
+def test_attach_stdin_stdout_until_container_exits(engine: Engine) -> None:
+    name = unique("attach")
+    engine.docker(
+        "run", "-d", "-i", "--network", "none", "--name", name, IMAGE, "sh", "-c", ECHO_LOOP
+    )
+    proc = subprocess.Popen(
+        [engine.cli, "attach", name],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=engine.env,
+    )
+    try:
+        assert proc.stdin is not None
+        for word in ("alpha", "beta"):
+            proc.stdin.write(word.encode() + b"\n")
+            proc.stdin.flush()
+            assert read_line(proc) == f"echo:{word}\n".encode()
+        proc.stdin.write(b"quit\n")
+        proc.stdin.flush()
+        assert proc.wait(30) == 7
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert engine.docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "7"
+
+
+def test_logs_follow_until_exit(engine: Engine) -> None:
+    name = unique("logs")
+    script = "for i in 1 2 3 4 5; do echo line$i; echo err$i >&2; sleep 0.3; done"
+    engine.docker("run", "-d", "--network", "none", "--name", name, IMAGE, "sh", "-c", script)
+    started = time.monotonic()
+    out = engine.docker("logs", "-f", name, timeout=60)
+    # -f returned by itself when the container ended, after its output was produced.
+    assert time.monotonic() - started >= 0.5
+    assert out.stdout.split() == [f"line{i}" for i in range(1, 6)]
+    assert out.stderr.split() == [f"err{i}" for i in range(1, 6)]
+    tail = engine.docker("logs", "--tail", "4", name).stdout.split()
+    assert tail == ["line4", "line5"]
+
+
+def test_events_since_until(engine: Engine) -> None:
+    since = time.time()
+    name = unique("events")
+    cid = engine.docker("create", "--network", "none", "--name", name, IMAGE, "true").stdout.strip()
+    engine.docker("start", "-a", name)
+    engine.docker("rm", name)
+    until = time.time() + 1
+    out = engine.docker(
+        "events",
+        "--since",
+        f"{since - 1:.3f}",
+        "--until",
+        f"{until:.3f}",
+        "--filter",
+        f"container={cid}",
+        "--format",
+        "{{.Action}}",
+        timeout=30,
+    )
+    actions = [a.split(":")[0] for a in out.stdout.split()]
+    for expected in ("create", "start", "die", "destroy"):
+        assert expected in actions, actions
+    assert actions.index("create") < actions.index("start") < actions.index("destroy")
