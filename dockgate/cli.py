@@ -33,8 +33,8 @@ _DELEGATES = {
 _COMMANDS = """\
 commands:
   serve     run the proxy (dockgate serve --help for its options)
-  api       query the Engine API route table dockgate knows
-  policy    check and explain policies
+  api       list the Engine API operations dockgate routes
+  policy    check, test and explain policies
   version   print dockgate's version
 """
 
