@@ -69,11 +69,15 @@ class ApiContext:
 
     Attributes:
         daemon_version: API version used when a request names none (the
-            daemon's own default version, as it applies it).
+            daemon's own default version, as it applies it; set it from the
+            daemon's ``Api-Version``).  The default, MAX_API_VERSION, selects
+            the newest schemas, a superset of older ones, so an unversioned
+            request from a client is not refused for a field an older schema
+            lacks.
         max_json_body: cap on a JSON body that must be buffered (413 above).
     """
 
-    daemon_version: str = "1.41"
+    daemon_version: str = MAX_API_VERSION
     max_json_body: int = 1 << 20
 
 

@@ -8,9 +8,14 @@ the oldest snapshot at or above V, so 1.18 to 1.41 use ``v1.41.json`` and 1.42
 to 1.51 use ``v1.51.json``.  The 1.51 document also carries the fields and
 parameters of 1.41 that later specs dropped (clients built against older
 types still send them and the daemon ignores or honours them; either way the
-policy sees them in the canonical body).  Nothing newer than 1.51 is accepted;
-``engine-api-v1.56-dev.yaml`` adds ``GET /images/{name}/attestations`` and
-further fields, which need a new snapshot and a MAX_API_VERSION bump.
+policy sees them in the canonical body).  Nothing newer than 1.51 is accepted.
+
+What ``engine-api-v1.56-dev.yaml`` changes (for the next snapshot): a new
+``GET /images/{name}/attestations``; query ``identity`` on ``GET /images/json``
+and ``verbose`` on ``GET /system/df``; ``keep-storage`` dropped from
+``POST /build/prune``; ``ContainerConfig.MacAddress`` and
+``Resources.KernelMemoryTCP`` dropped.  Adding it means a ``v1.56.json``
+snapshot, a route for attestations and a MAX_API_VERSION bump.
 """
 
 from __future__ import annotations
