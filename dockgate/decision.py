@@ -37,13 +37,19 @@ class AllowAll:
         return Decision("allow", self.name, None, "privileged profile allows all")
 
 
-def decide(policy: Policy, request: CanonicalRequest, peer: Peer) -> Decision:
+def decide(
+    policy: Policy, request: CanonicalRequest, peer: Peer, context: object | None = None
+) -> Decision:
     """Ask ``policy`` for a decision, failing closed if the policy itself fails.
 
     A bug in a policy must never turn into an allow, so any exception becomes a
-    denial that names it.
+    denial that names it.  ``context`` carries facts the I/O layer looked up
+    for the policy (see ``dockgate.policy.DecisionContext``); it is passed only
+    when there is one, so simple policies need not accept it.
     """
     try:
+        if context is not None:
+            return policy.decide(request, peer, context)  # type: ignore[call-arg]
         return policy.decide(request, peer)
     except Exception as e:
         return Decision("deny", policy.name, "internal-error", f"policy error: {e!r}")

@@ -34,11 +34,13 @@ reasons a side may be paused.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 
 import h11
 from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IPushProducer
@@ -49,7 +51,7 @@ from zope.interface import implementer
 
 from dockgate import wire
 from dockgate.admission import admit_body, admit_head
-from dockgate.decision import decide
+from dockgate.decision import Policy, decide
 from dockgate.errors import (
     BadRequest,
     BodyTooLarge,
@@ -62,12 +64,32 @@ from dockgate.errors import (
 from dockgate.gate import ReadGate
 from dockgate.model import CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of
+from dockgate.policy import DecisionContext
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
-from dockgate.upstream import UpstreamConnection, UpstreamPool
+from dockgate.upstream import JsonFetch, UpstreamConnection, UpstreamPool
 
 _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
+
+
+_WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
+"""Endpoints whose JSON response has a ``Warnings`` list the docker CLI prints."""
+
+
+def _carries_warnings(x: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether to hold this response to add a warn-mode decision's warnings to it."""
+    if x.decision is None or not x.decision.warnings or x.request is None:
+        return False
+    if x.request.endpoint.id not in _WARNABLE or not 200 <= status < 300:
+        return False
+    values = dict(headers)
+    length = values.get(b"content-length", b"")
+    return (
+        values.get(b"content-type", b"").startswith(b"application/json")
+        and length.isdigit()
+        and int(length) <= 1 << 20
+    )
 
 
 def _phrase(status: int) -> bytes:
@@ -104,6 +126,8 @@ class Exchange:
     timer: IDelayedCall | None = None
     error: str | None = None
     draining: bool = False
+    held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+    held_body: bytearray = field(default_factory=bytearray)
     sent_end: bool = False
     audited: bool = False
 
@@ -388,9 +412,47 @@ class ProxyServerProtocol(Protocol):
             self._start_timer(x)
 
     def _decide_and_forward(self, x: Exchange) -> None:
-        """The single decision point, then the upstream connection."""
+        """The single decision point (after any fact lookup), then the upstream connection."""
+        policy = self.settings.policy()
+        lookup = self._default_user_target(policy, x)
+        if lookup is None:
+            self._decide_with(x, policy, None)
+            return
+        x.waiting = True
+        assert self.gate is not None
+        self.gate.hold("lookup")
+        d = JsonFetch(self.factory.pool, lookup).start()
+        d.addCallback(self._looked_up, x, policy)
+
+    def _default_user_target(self, policy: Policy, x: Exchange) -> str | None:
+        """Where to read the user an empty ``User`` falls back to, if the policy needs it."""
+        wants = getattr(policy, "wants_default_user", None)
+        request = x.request
+        assert request is not None and self.peer is not None
+        if wants is None or not wants(request, self.peer):
+            return None
+        if request.endpoint.id == "container.create" and isinstance(request.body, dict):
+            image = request.body.get("Image")
+            if isinstance(image, str) and image:
+                return f"/images/{quote(image, safe='/:@')}/json"
+        if request.endpoint.id == "exec.create" and "id" in request.params:
+            return f"/containers/{quote(request.params['id'], safe='')}/json"
+        return None
+
+    def _looked_up(self, value: object, x: Exchange, policy: Policy) -> None:
+        if self.closed or self.exchange is not x:
+            return
+        x.waiting = False
+        self._release_gate("lookup")
+        user = None
+        if isinstance(value, dict) and isinstance(value.get("Config"), dict):
+            found = value["Config"].get("User")
+            user = found if isinstance(found, str) else ""
+        self._decide_with(x, policy, DecisionContext(default_user=user))
+
+    def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
         assert x.request is not None and self.peer is not None
-        x.decision = decide(self.settings.policy(), x.request, self.peer)
+        x.decision = decide(policy, x.request, self.peer, context)
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
@@ -503,6 +565,10 @@ class ProxyServerProtocol(Protocol):
                 return
             x.response_started = True
             x.status = event.status_code
+            if _carries_warnings(x, event.status_code, headers):
+                # Hold this small JSON response to add the policy's warnings.
+                x.held = (event.status_code, event.reason, headers)
+                return
             out = wire.end_to_end(headers)
             out += [(n, v) for n, v in headers if n == b"content-length"]
             self._send_client(
@@ -511,11 +577,36 @@ class ProxyServerProtocol(Protocol):
             return
         if isinstance(event, h11.Data):
             x.bytes_out += len(event.data)
+            if x.held is not None:
+                x.held_body += event.data
+                return
             self._send_client(h11.Data(data=bytes(event.data)))
             return
         if isinstance(event, h11.EndOfMessage):
+            if x.held is not None:
+                self._send_with_warnings(x)
             self._send_client(h11.EndOfMessage())
             self._finish(x)
+
+    def _send_with_warnings(self, x: Exchange) -> None:
+        """Send a held JSON response with the policy's warnings in ``Warnings``."""
+        assert x.held is not None and x.decision is not None
+        status, reason, headers = x.held
+        body = bytes(x.held_body)
+        try:
+            value = json.loads(body)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            found = value.get("Warnings")
+            warnings = list(found) if isinstance(found, list) else []
+            warnings.extend(x.decision.warnings)
+            value["Warnings"] = warnings
+            body = json.dumps(value).encode() + b"\n"
+        out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
+        x.held = None
+        self._send_client(h11.Response(status_code=status, headers=out, reason=reason))
+        self._send_client(h11.Data(data=body))
 
     def upstream_raw(self, data: bytes) -> None:
         """Raw daemon bytes: only spliced connections produce these."""

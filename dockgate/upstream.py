@@ -10,12 +10,12 @@ response can leak into another client's exchange.
 
 from __future__ import annotations
 
+import json
 from typing import Protocol as TypingProtocol
 
 import h11
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import connectProtocol
-from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IPushProducer,
@@ -250,4 +250,83 @@ class UpstreamPool:
         return len(self._idle)
 
 
-__all__ = ["ConnectionDone", "UpstreamConnection", "UpstreamDelegate", "UpstreamPool"]
+class JsonFetch:
+    """A side request of dockgate's own to the daemon, answered as decoded JSON.
+
+    Some decisions need a fact only the daemon knows (the user an image runs
+    as).  The request goes over a pooled connection like any other and its
+    small response is read whole; any failure yields None, which the policy
+    treats as "unknown" (the strict reading).
+    """
+
+    def __init__(self, pool: UpstreamPool, target: str, limit: int = 4 << 20) -> None:
+        self._pool = pool
+        self._target = target
+        self._limit = limit
+        self._conn: UpstreamConnection | None = None
+        self._status = 0
+        self._body = bytearray()
+        self.result: Deferred[object] = Deferred()
+
+    def start(self) -> Deferred[object]:
+        """Send the request; the Deferred fires with the JSON value or None."""
+        d = self._pool.acquire()
+        d.addCallbacks(self._ready, self._failed)
+        return self.result
+
+    def _ready(self, conn: UpstreamConnection) -> None:
+        self._conn = conn
+        conn.delegate = self
+        try:
+            conn.send(
+                h11.Request(
+                    method="GET",
+                    target=self._target.encode("ascii"),
+                    headers=[(b"host", b"docker"), (b"user-agent", b"dockgate")],
+                )
+            )
+            conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError:
+            conn.abort()
+            self._done(None)
+
+    def _failed(self, reason: Failure) -> None:
+        self._done(None)
+
+    def _done(self, value: object) -> None:
+        if not self.result.called:
+            self.result.callback(value)
+
+    def upstream_event(self, event: object) -> None:
+        """Collect the response."""
+        if isinstance(event, h11.Response):
+            self._status = event.status_code
+        elif isinstance(event, h11.Data):
+            self._body += event.data
+            if len(self._body) > self._limit and self._conn is not None:
+                self._conn.abort()
+                self._done(None)
+        elif isinstance(event, h11.EndOfMessage):
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self._pool.release(conn)
+            value = None
+            if self._status == 200:
+                try:
+                    value = json.loads(self._body)
+                except ValueError:
+                    value = None
+            self._done(value)
+
+    def upstream_raw(self, data: bytes) -> None:
+        """Not used: side requests never hijack."""
+
+    def upstream_read_closed(self) -> None:
+        """Not used: side requests never hijack."""
+
+    def upstream_lost(self, reason: Failure) -> None:
+        """The daemon went away: the fact stays unknown."""
+        self._done(None)
+
+    def upstream_paused(self, paused: bool) -> None:
+        """Nothing to pause: the request has no body."""

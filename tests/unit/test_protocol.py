@@ -329,3 +329,87 @@ def test_slow_client_pauses_the_daemon_side() -> None:
     assert h.upstream.transport.producerState == "paused"  # type: ignore[union-attr]
     h.proto.resumeProducing()
     assert h.upstream.transport.producerState == "producing"  # type: ignore[union-attr]
+
+
+class _Warn:
+    name = "w"
+
+    def decide(self, request: CanonicalRequest, peer: Peer) -> Decision:
+        return Decision(
+            "warn",
+            "w",
+            "limits",
+            "allowed",
+            ("dockgate: policy w rule limits: set a memory limit",),
+        )
+
+
+def _create(body: dict[str, Any]) -> bytes:
+    raw = json.dumps(body).encode()
+    return (
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(raw), raw)
+    )
+
+
+def test_warn_decisions_reach_the_client_in_warnings() -> None:
+    """A warn-mode finding is added to the create response's Warnings, with a correct length."""
+    h = Harness(policy=_Warn())
+    h.send(_create({"Image": "dgtest"}))
+    reply = b'{"Id":"abc","Warnings":["daemon says"]}'
+    h.reply(
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(reply), reply)
+    )
+    head, _, body = h.received().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 201")
+    assert b"content-length: %d" % len(body) in head.lower()
+    assert json.loads(body)["Warnings"] == [
+        "daemon says",
+        "dockgate: policy w rule limits: set a memory limit",
+    ]
+
+
+class _NeedsUser:
+    name = "u"
+
+    def __init__(self) -> None:
+        self.contexts: list[Any] = []
+
+    def wants_default_user(self, request: CanonicalRequest, peer: Peer) -> bool:
+        return True
+
+    def decide(self, request: CanonicalRequest, peer: Peer, context: Any = None) -> Decision:
+        self.contexts.append(context)
+        if context is None or context.default_user in (None, "", "root", "0"):
+            return Decision(
+                "deny", "u", "non-root", "denied by policy u rule non-root: User must not be root"
+            )
+        return Decision("allow", "u")
+
+
+def test_the_image_default_user_is_looked_up_before_deciding() -> None:
+    """When the policy needs the image's user, dockgate asks the daemon first, then decides."""
+    policy = _NeedsUser()
+    h = Harness(policy=policy)
+    h.send(_create({"Image": "docker.io/library/dgtest:latest"}))
+    lookup = h.endpoint.connections[0]
+    assert lookup.transport.value().startswith(  # type: ignore[union-attr]
+        b"GET /images/docker.io/library/dgtest:latest/json HTTP/1.1\r\n"
+    )
+    assert len(h.endpoint.connections) == 1, "nothing of the create was forwarded yet"
+    info = b'{"Config":{"User":"1000"}}'
+    lookup.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(info), info))
+    assert policy.contexts[-1].default_user == "1000"
+    assert b"POST /containers/create" in h.upstream_sent()
+
+
+def test_an_unknown_default_user_counts_as_root() -> None:
+    """If the lookup fails, the policy sees no user and a non-root rule denies."""
+    policy = _NeedsUser()
+    h = Harness(policy=policy)
+    h.send(_create({"Image": "nosuch"}))
+    h.endpoint.connections[0].dataReceived(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}")
+    status, msg = _status_and_json(h.received())
+    assert status == 403 and "non-root" in msg["message"]
+    assert b"POST /containers/create" not in h.upstream_sent()
