@@ -281,7 +281,18 @@ def _group_id(group: str) -> int:
 
 
 @implementer(IStreamServerEndpoint)
-class UnixListener:
+class _ImmediateListener:
+    """An endpoint whose ``listen`` binds (or fails) before it returns."""
+
+    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        """Listen now; see L{IStreamServerEndpoint.listen}."""
+        return defer.execute(self._listen, protocolFactory)
+
+    def _listen(self, factory: IProtocolFactory) -> IListeningPort:
+        raise NotImplementedError
+
+
+class UnixListener(_ImmediateListener):
     """A unix socket server endpoint whose socket is never more open than its mode.
 
     Twisted binds first and ``chmod``s after; binding under a 0177 umask makes
@@ -292,10 +303,6 @@ class UnixListener:
     def __init__(self, reactor: _UnixReactor, spec: UnixListenerSpec) -> None:
         self._reactor = reactor
         self.spec = spec
-
-    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        """Bind and listen; see L{IStreamServerEndpoint.listen}."""
-        return defer.execute(self._listen, protocolFactory)
 
     def _listen(self, factory: IProtocolFactory) -> IListeningPort:
         spec = self.spec
@@ -334,17 +341,12 @@ class _InheritedUnixPort(unix.Port):
         tcp.Port.connectionLost(self, reason)  # type: ignore[no-untyped-call]
 
 
-@implementer(IStreamServerEndpoint)
-class InheritedUnixListener:
+class InheritedUnixListener(_ImmediateListener):
     """Listens on a unix socket inherited as file descriptor ``fileno``, as it is."""
 
     def __init__(self, reactor: object, fileno: int) -> None:
         self._reactor = reactor
         self.fileno = fileno
-
-    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        """Adopt the socket; see L{IStreamServerEndpoint.listen}."""
-        return defer.execute(self._listen, protocolFactory)
 
     def _listen(self, factory: IProtocolFactory) -> IListeningPort:
         os.set_blocking(self.fileno, False)
