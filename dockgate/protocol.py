@@ -37,7 +37,8 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
@@ -68,6 +69,7 @@ from dockgate.policy import DecisionContext
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
 from dockgate.upstream import JsonFetch, UpstreamConnection, UpstreamPool
+from dockgate.versions import clamp_api_version, clamp_version_body, is_known_version
 
 _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
@@ -75,21 +77,6 @@ _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 
 _WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
 """Endpoints whose JSON response has a ``Warnings`` list the docker CLI prints."""
-
-
-def _carries_warnings(x: Exchange, status: int, headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether to hold this response to add a warn-mode decision's warnings to it."""
-    if x.decision is None or not x.decision.warnings or x.request is None:
-        return False
-    if x.request.endpoint.id not in _WARNABLE or not 200 <= status < 300:
-        return False
-    values = dict(headers)
-    length = values.get(b"content-length", b"")
-    return (
-        values.get(b"content-type", b"").startswith(b"application/json")
-        and length.isdigit()
-        and int(length) <= 1 << 20
-    )
 
 
 def _phrase(status: int) -> bytes:
@@ -128,6 +115,7 @@ class Exchange:
     draining: bool = False
     held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
     held_body: bytearray = field(default_factory=bytearray)
+    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sent_end: bool = False
     audited: bool = False
 
@@ -146,10 +134,28 @@ class ProxyServerFactory(ServerFactory):
             connect_timeout=settings.connect_timeout,
         )
         self.open_connections = 0
+        self.api = settings.api
+
+    def note_daemon_version(self, version: str) -> None:
+        """Use the daemon's own API version for requests that name none.
+
+        Unversioned requests are read by the daemon at its own version, so
+        they are validated against that version's schema too.
+        """
+        if is_known_version(version) and version != self.api.daemon_version:
+            self.api = replace(self.api, daemon_version=version)
 
     def buildProtocol(self, addr: Any) -> ProxyServerProtocol:
         """A fresh protocol for each connection."""
         return ProxyServerProtocol(self)
+
+    def startFactory(self) -> None:
+        """Ask the daemon for its API version once, before clients do."""
+        JsonFetch(self.pool, "/version").start().addCallback(self._learn_version)
+
+    def _learn_version(self, value: object) -> None:
+        if isinstance(value, dict) and isinstance(value.get("ApiVersion"), str):
+            self.note_daemon_version(value["ApiVersion"])
 
     def stopFactory(self) -> None:
         """Close pooled upstream connections when the listener stops."""
@@ -346,7 +352,7 @@ class ProxyServerProtocol(Protocol):
         )
         self.exchange = x
         try:
-            request = admit_head(method, bytes(event.target), headers, self.settings.api)
+            request = admit_head(method, bytes(event.target), headers, self.factory.api)
         except DockgateError as e:
             self._refuse(x, e)
             return
@@ -397,7 +403,7 @@ class ProxyServerProtocol(Protocol):
             x.buffering = False
             assert x.request is not None
             try:
-                x.request = admit_body(x.request, bytes(x.body), self.settings.api)
+                x.request = admit_body(x.request, bytes(x.body), self.factory.api)
             except DockgateError as e:
                 self._refuse(x, e)
                 return
@@ -565,9 +571,11 @@ class ProxyServerProtocol(Protocol):
                 return
             x.response_started = True
             x.status = event.status_code
-            if _carries_warnings(x, event.status_code, headers):
-                # Hold this small JSON response to add the policy's warnings.
+            headers = self._note_api_version(headers)
+            transform = self._response_transform(x, event.status_code, headers)
+            if transform is not None:
                 x.held = (event.status_code, event.reason, headers)
+                x.transform = transform
                 return
             out = wire.end_to_end(headers)
             out += [(n, v) for n, v in headers if n == b"content-length"]
@@ -584,13 +592,25 @@ class ProxyServerProtocol(Protocol):
             return
         if isinstance(event, h11.EndOfMessage):
             if x.held is not None:
-                self._send_with_warnings(x)
+                self._send_held(x)
             self._send_client(h11.EndOfMessage())
             self._finish(x)
 
-    def _send_with_warnings(self, x: Exchange) -> None:
-        """Send a held JSON response with the policy's warnings in ``Warnings``."""
-        assert x.held is not None and x.decision is not None
+    def _note_api_version(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Learn the daemon's API version from its header, and clamp what clients see."""
+        out = []
+        for name, value in headers:
+            if name == b"api-version":
+                text = value.decode("ascii", "replace")
+                self.factory.note_daemon_version(text)
+                out.append((name, clamp_api_version(text).encode("ascii")))
+            else:
+                out.append((name, value))
+        return out
+
+    def _send_held(self, x: Exchange) -> None:
+        """Send a held small JSON response, rewritten by the exchange's transform."""
+        assert x.held is not None and x.transform is not None
         status, reason, headers = x.held
         body = bytes(x.held_body)
         try:
@@ -598,15 +618,45 @@ class ProxyServerProtocol(Protocol):
         except ValueError:
             value = None
         if isinstance(value, dict):
-            found = value.get("Warnings")
-            warnings = list(found) if isinstance(found, list) else []
-            warnings.extend(x.decision.warnings)
-            value["Warnings"] = warnings
-            body = json.dumps(value).encode() + b"\n"
+            body = json.dumps(x.transform(value)).encode() + b"\n"
         out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
         x.held = None
         self._send_client(h11.Response(status_code=status, headers=out, reason=reason))
         self._send_client(h11.Data(data=body))
+
+    def _response_transform(
+        self, x: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        """How to rewrite this response's JSON body, if it must be rewritten.
+
+        Two cases: warn-mode findings go into ``Warnings``, and ``/version``
+        reports API versions clamped to those dockgate knows, so negotiating
+        clients (docker-py reads the body) settle on one it can check.
+        """
+        values = dict(headers)
+        length = values.get(b"content-length", b"")
+        if not (
+            200 <= status < 300
+            and values.get(b"content-type", b"").startswith(b"application/json")
+            and length.isdigit()
+            and int(length) <= 1 << 20
+            and x.request is not None
+        ):
+            return None
+        endpoint = x.request.endpoint.id
+        decision = x.decision
+        if endpoint in _WARNABLE and decision is not None and decision.warnings:
+            warnings = decision.warnings
+
+            def add_warnings(value: dict[str, Any]) -> dict[str, Any]:
+                found = value.get("Warnings")
+                value["Warnings"] = [*(found if isinstance(found, list) else []), *warnings]
+                return value
+
+            return add_warnings
+        if endpoint == "system.version":
+            return clamp_version_body
+        return None
 
     def upstream_raw(self, data: bytes) -> None:
         """Raw daemon bytes: only spliced connections produce these."""

@@ -413,3 +413,20 @@ def test_an_unknown_default_user_counts_as_root() -> None:
     status, msg = _status_and_json(h.received())
     assert status == 403 and "non-root" in msg["message"]
     assert b"POST /containers/create" not in h.upstream_sent()
+
+
+def test_api_versions_are_clamped_and_the_daemon_version_learned() -> None:
+    """Clients never see an API version dockgate has no schemas for; dockgate adopts the daemon's."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nApi-Version: 1.99\r\nContent-Length: 2\r\n\r\nOK")
+    assert b"api-version: 1.51\r\n" in h.received().lower()
+    h.send(b"GET /version HTTP/1.1\r\nHost: d\r\n\r\n")
+    body = json.dumps({"ApiVersion": "1.99", "MinAPIVersion": "1.12", "Version": "99"}).encode()
+    h.reply(
+        b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    got = json.loads(h.received().rpartition(b"\r\n\r\n")[2])
+    assert got["ApiVersion"] == "1.51" and got["MinAPIVersion"] == "1.18" and got["Version"] == "99"
+    assert h.factory.api.daemon_version == "1.41"
