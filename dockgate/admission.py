@@ -155,9 +155,9 @@ def admit_head(
     elif len(path) > 1 and path.endswith("/"):
         raise BadRequest("request path ends with '/'; the daemon routes such paths "
                          "differently from the path without it")
-    if method not in _METHODS:
-        raise MethodNotAllowed(f"method {method} is not used by the Engine API")
     found = match(method, path)
+    if found.route is None and not found.daemon_routes and method not in _METHODS:
+        raise MethodNotAllowed(f"method {method} is not used by the Engine API")
     if found.route is None:
         if found.allowed:
             raise MethodNotAllowed(f"{method} is not allowed on {path} "

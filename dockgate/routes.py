@@ -238,8 +238,23 @@ class RouteMatch:
     daemon_routes: bool = False
 
 
+_UNSUPPORTED: tuple[tuple[str | None, re.Pattern[str]], ...] = (
+    # moby system router: OPTIONS /{anyroute:.*} answers CORS preflights.
+    ("OPTIONS", re.compile(r"/.*")),
+    # moby debug router (daemon started with debug): /debug/vars, /debug/pprof/...
+    (None, re.compile(r"/debug(/.*)?")),
+    # moby checkpoint router (experimental daemons):
+    # GET/POST /containers/{name}/checkpoints, DELETE .../checkpoints/{checkpoint}.
+    (None, re.compile(r"/containers/[^/]+/checkpoints(/[^/]+)?")),
+)
+"""Routes some daemons serve that dockgate deliberately does not (403, not 404)."""
+
+
 def match(method: str, path: str) -> RouteMatch:
     """Find the route for ``method`` and a canonical decoded ``path``."""
+    for only, pattern in _UNSUPPORTED:
+        if (only is None or only == method) and pattern.fullmatch(path):
+            return RouteMatch(daemon_routes=True)
     hit = _BY_LITERAL.get((method, path))
     if hit is not None:
         return RouteMatch(hit, {})

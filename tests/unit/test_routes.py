@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote, urlencode
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockgate.admission import ApiContext, admit_head, is_json_media_type
 from dockgate.errors import BadRequest, DockgateError, Forbidden, MethodNotAllowed, NotFound
+from dockgate.model import Endpoint
 from dockgate.routes import ENDPOINTS, ROUTES, match
 from dockgate.versions import MAX_API_VERSION
 
@@ -60,7 +66,19 @@ def test_wrong_method_is_405_with_allowed_list() -> None:
     assert "GET" in err.message and "HEAD" in err.message
     assert isinstance(refuse("HEAD", b"/v1.51/containers/json"), MethodNotAllowed)
     assert isinstance(refuse("PATCH", b"/v1.51/containers/json"), MethodNotAllowed)
-    assert isinstance(refuse("OPTIONS", b"/v1.51/containers/json"), MethodNotAllowed)
+    assert isinstance(refuse("BREW", b"/v1.51/containers/json"), MethodNotAllowed)
+
+
+@pytest.mark.parametrize(("method", "target"), [
+    ("OPTIONS", b"/v1.51/containers/json"),  # the daemon's CORS preflight route
+    ("GET", b"/debug/pprof/heap"),
+    ("GET", b"/v1.51/debug/vars"),
+    ("GET", b"/v1.51/containers/abc/checkpoints"),
+    ("POST", b"/v1.51/containers/abc/checkpoints"),
+    ("DELETE", b"/v1.51/containers/abc/checkpoints/cp1"),
+])
+def test_daemon_routes_dockgate_does_not_support_are_403(method: str, target: bytes) -> None:
+    assert isinstance(refuse(method, target), Forbidden)
 
 
 @pytest.mark.parametrize("version", ["1.17", "1.12", "1.52", "1.56", "2.0", "9.99"])
@@ -125,3 +143,32 @@ def test_media_type() -> None:
 
 def test_max_version_constant() -> None:
     assert MAX_API_VERSION == "1.51"
+
+
+_seg = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x17F,
+                                      exclude_characters="/"), min_size=1, max_size=8)
+_templates = st.sampled_from([r.endpoint for r in ROUTES])
+
+
+@given(_templates, st.lists(_seg, min_size=1, max_size=3),
+       st.sampled_from(["", "1.24", "1.41", "1.44", "1.51"]),
+       st.dictionaries(st.sampled_from(["all", "force", "filters", "t", "name", "tail"]),
+                       st.text(max_size=6), max_size=3))
+def test_admitted_targets_are_fixed_points(
+    ep: Endpoint, names: list[str], version: str, params: dict[str, str]
+) -> None:
+    """Whatever admission accepts, its forwarded target is admitted again as
+    the same request: the daemon reads what the decision saw."""
+    path = ep.template
+    for i, name in enumerate(re.findall(r"\{[a-z]+\}", ep.template)):
+        path = path.replace(name, quote("/".join(names) if i == 0 and "images" in path
+                                        else names[0], safe="/"), 1)
+    target = (f"/v{version}" if version else "") + path
+    if params:
+        target += "?" + urlencode(params, quote_via=quote, safe="")
+    try:
+        req = admit_head(ep.method, target.encode(), [], CTX)
+    except DockgateError:
+        return
+    again = admit_head(ep.method, req.target.encode(), [], CTX)
+    assert again == req
