@@ -77,6 +77,20 @@ class MethodNotAllowed(DockgateError):
     reason = "method-not-allowed"
 
 
+class RequestTimeout(DockgateError):
+    """The client did not send a whole request head in time (slowloris)."""
+
+    status = 408
+    reason = "request-timeout"
+
+
+class TooManyConnections(DockgateError):
+    """Over the connection cap, overall or for this caller."""
+
+    status = 429
+    reason = "too-many-connections"
+
+
 class UpstreamUnavailable(DockgateError):
     """The daemon could not be reached."""
 

@@ -59,6 +59,8 @@ from dockgate.errors import (
     DockgateError,
     Forbidden,
     HeadTooLarge,
+    RequestTimeout,
+    TooManyConnections,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -77,6 +79,15 @@ _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 
 _WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
 """Endpoints whose JSON response has a ``Warnings`` list the docker CLI prints."""
+
+
+def _peer_key(peer: Peer) -> str:
+    """The caller a per-peer connection cap counts against."""
+    if peer.principal:
+        return f"principal:{peer.principal}"
+    if peer.uid is not None:
+        return f"uid:{peer.uid}"
+    return "host:" + peer.address.rpartition(":")[0]
 
 
 def _phrase(status: int) -> bytes:
@@ -134,7 +145,23 @@ class ProxyServerFactory(ServerFactory):
             connect_timeout=settings.connect_timeout,
         )
         self.open_connections = 0
+        self.per_peer: dict[str, int] = {}
         self.api = settings.api
+
+    def connection_opened(self, key: str) -> tuple[int, int]:
+        """Count a new connection; return the totals overall and for its peer."""
+        self.open_connections += 1
+        self.per_peer[key] = self.per_peer.get(key, 0) + 1
+        return self.open_connections, self.per_peer[key]
+
+    def connection_closed(self, key: str) -> None:
+        """Uncount a connection."""
+        self.open_connections -= 1
+        left = self.per_peer.get(key, 1) - 1
+        if left > 0:
+            self.per_peer[key] = left
+        else:
+            self.per_peer.pop(key, None)
 
     def note_daemon_version(self, version: str) -> None:
         """Use the daemon's own API version for requests that name none.
@@ -183,16 +210,27 @@ class ProxyServerProtocol(Protocol):
         # that wire.check_request_head sees exactly the bytes h11 will parse.
         self._scan = bytearray()
         self._scanning = True
+        self._head_timer: IDelayedCall | None = None
+        self._peer_key = ""
 
     # -- Twisted interfaces -------------------------------------------------
 
     def connectionMade(self) -> None:
         """Fix the peer's identity and register for write back-pressure."""
         assert self.transport is not None
-        self.factory.open_connections += 1
         self.peer = peer_of(self.transport, self.factory.listener)
+        self._peer_key = _peer_key(self.peer)
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        overall, mine = self.factory.connection_opened(self._peer_key)
+        if overall > self.settings.max_connections:
+            self._refuse_connection(TooManyConnections("too many connections to dockgate"))
+        elif mine > self.settings.max_connections_per_peer:
+            self._refuse_connection(
+                TooManyConnections(f"too many connections from {self.peer.address}")
+            )
+        else:
+            self._arm_head_timer()
 
     def dataReceived(self, data: bytes) -> None:
         """Scan and parse HTTP, or pass bytes straight on once spliced."""
@@ -201,8 +239,14 @@ class ProxyServerProtocol(Protocol):
             return
         if self.closed:
             return
-        if self._scanning and not self._scan_head(data):
-            return
+        if self._scanning:
+            if not self._scan and self._head_timer is not None:
+                # The first byte of a head: from now on the whole head must
+                # arrive within head_timeout, however slowly it trickles.
+                self._cancel_head_timer()
+                self._arm_head_timer(self.settings.head_timeout)
+            if not self._scan_head(data):
+                return
         self.h11.receive_data(data)
         self._pump()
 
@@ -230,7 +274,8 @@ class ProxyServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Abort whatever the client left behind: nothing stays half-open."""
-        self.factory.open_connections -= 1
+        self.factory.connection_closed(self._peer_key)
+        self._cancel_head_timer()
         self.closed = True
         if self.splice is not None:
             self.splice.client_lost()
@@ -283,12 +328,34 @@ class ProxyServerProtocol(Protocol):
         head = bytes(self._scan[:end])
         self._scanning = False
         self._scan.clear()
+        self._cancel_head_timer()
         try:
             wire.check_request_head(head)
         except DockgateError as e:
             self._refuse_connection(e)
             return False
         return True
+
+    def _arm_head_timer(self, seconds: float | None = None) -> None:
+        """Bound the wait for the next head: idle_timeout, or head_timeout once it began."""
+        self._cancel_head_timer()
+        delay = self.settings.idle_timeout if seconds is None else seconds
+        self._head_timer = self.reactor.callLater(delay, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            if self._head_timer.active():
+                self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.closed or self.splice is not None or not self._scanning:
+            return
+        if self._scan:
+            self._refuse_connection(RequestTimeout("request head not received in time"))
+        else:
+            self._close()
 
     def _pump(self) -> None:
         """Take h11 events while the current exchange can accept them."""
@@ -722,6 +789,7 @@ class ProxyServerProtocol(Protocol):
             return
         self._scan = bytearray(self.h11.trailing_data[0])
         self._scanning = True
+        self._arm_head_timer(self.settings.head_timeout if self._scan else None)
         if not self._scan_head(b""):
             return
         self._release_gate("pipelined")

@@ -39,6 +39,13 @@ class ProxySettings:
         response_timeout: seconds to wait for the daemon's response head before 504.
         max_head_size: request head cap in bytes (431 above).
         pool_size: idle keep-alive upstream connections kept.
+        head_timeout: seconds a client may take to send a whole request head
+            once it started one (slowloris); 408 after.
+        idle_timeout: seconds an idle keep-alive client connection is kept.
+            Spliced sessions and streaming responses are never cut.
+        max_connections: client connections open at once on a listener; 429 above.
+        max_connections_per_peer: the same, per caller (unix uid, certificate
+            principal, or remote host).
     """
 
     upstream: IStreamClientEndpoint
@@ -49,6 +56,10 @@ class ProxySettings:
     response_timeout: float = 300.0
     max_head_size: int = 64 * 1024
     pool_size: int = 16
+    head_timeout: float = 30.0
+    idle_timeout: float = 300.0
+    max_connections: int = 4096
+    max_connections_per_peer: int = 512
 
 
 def build_proxy_factory(

@@ -430,3 +430,43 @@ def test_api_versions_are_clamped_and_the_daemon_version_learned() -> None:
     got = json.loads(h.received().rpartition(b"\r\n\r\n")[2])
     assert got["ApiVersion"] == "1.51" and got["MinAPIVersion"] == "1.18" and got["Version"] == "99"
     assert h.factory.api.daemon_version == "1.41"
+
+
+def test_slowloris_head_is_cut_with_408() -> None:
+    """A head that trickles in never gets more than head_timeout in total."""
+    h = Harness(head_timeout=10.0, idle_timeout=300.0)
+    h.send(b"GET /_ping HTTP/1.1\r\n")
+    for _ in range(9):
+        h.clock.advance(1.0)
+        h.send(b"X-A: b\r\n")
+    h.clock.advance(1.1)
+    status, body = _status_and_json(h.received())
+    assert status == 408 and "in time" in body["message"]
+    assert h.endpoint.connections == []
+
+
+def test_idle_keep_alive_connections_are_closed_quietly() -> None:
+    """An idle connection is closed after idle_timeout, without a response."""
+    h = Harness(idle_timeout=60.0)
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(PING_OK)
+    h.clock.advance(59)
+    assert not h.client.disconnecting
+    h.clock.advance(2)
+    assert h.client.disconnecting
+    assert h.received().count(b"HTTP/1.1") == 1
+
+
+def test_connections_over_the_per_peer_cap_get_429() -> None:
+    """Beyond the per-caller cap a new connection gets a JSON 429 and is closed."""
+    h = Harness(max_connections_per_peer=2)
+    second = h.factory.buildProtocol(None)
+    second.makeConnection(HalfCloseTransport())
+    third_transport = HalfCloseTransport()
+    third = h.factory.buildProtocol(None)
+    third.makeConnection(third_transport)
+    status, body = _status_and_json(third_transport.value())
+    assert status == 429 and "too many connections" in body["message"]
+    assert third_transport.disconnecting and not h.client.disconnecting
+    third.connectionLost(Failure(ConnectionDone()))
+    assert h.factory.open_connections == 2
