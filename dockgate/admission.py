@@ -16,6 +16,8 @@ Order of checks for a head, each with its own status:
    version range (as the daemon does for the removed ``/containers/{id}/copy``);
 4. the query (``query.canonical_query``) against the version's schema: 400;
 5. headers: hop-by-hop, framing and ``Connection``-named headers are dropped;
+   a form-encoded ``Content-Type`` is refused on every endpoint (Go's
+   ``ParseForm`` would merge the body into the query parameters);
    a ``json`` endpoint's non-empty body must be labelled ``application/json``
    (checked in ``admit_body``, 400).
 
@@ -120,12 +122,19 @@ def _headers(
     return tuple(kept), content_type
 
 
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _media_type(value: str) -> str:
+    """The lower-cased media type of a Content-Type value, without parameters."""
+    return value.partition(";")[0].strip().lower()
+
+
 def is_json_media_type(value: str) -> bool:
     """moby's ``httputils.CheckForJSON`` reading: ``mime.ParseMediaType`` and
     ``application/json`` (case-insensitive), parameters allowed."""
-    media, _, params = value.partition(";")
-    media = media.strip().lower()
-    if media != "application/json":
+    _, _, params = value.partition(";")
+    if _media_type(value) != "application/json":
         return False
     for param in params.split(";"):
         if not param.strip():
@@ -176,7 +185,13 @@ def admit_head(
     schemas = schemas_for(version)
     query = canonical_query(parsed.raw_query, schemas.query_spec(endpoint.id),
                             schemas.query_walkers(endpoint.id))
-    kept, _content_type = _headers(headers)
+    kept, content_type = _headers(headers)
+    if content_type is not None and _media_type(content_type) == _FORM:
+        # Go's r.ParseForm (moby httputils.ParseForm) reads a POST/PUT body of
+        # this type into r.Form, and body values win over the query string: a
+        # streamed body could replace the parameters the decision saw.
+        raise BadRequest("Content-Type application/x-www-form-urlencoded is refused: the "
+                         "daemon would read the body as query parameters")
     return CanonicalRequest(
         method=method,
         endpoint=endpoint,

@@ -172,3 +172,13 @@ def test_admitted_targets_are_fixed_points(
         return
     again = admit_head(ep.method, req.target.encode(), [], CTX)
     assert again == req
+
+
+@pytest.mark.parametrize("ct", [b"application/x-www-form-urlencoded",
+                                b"Application/X-WWW-Form-Urlencoded; charset=utf-8"])
+def test_form_encoded_bodies_refused(ct: bytes) -> None:
+    """moby's ParseForm would read the (streamed) body into r.Form, overriding
+    the query that was decided."""
+    err = refuse("POST", b"/v1.51/build?t=app", [(b"content-type", ct)])
+    assert isinstance(err, BadRequest)
+    assert "x-www-form-urlencoded" in err.message
