@@ -93,6 +93,11 @@ def canonical_filters(name: str, value: str) -> str:
     if not isinstance(decoded, Pairs):
         raise BadRequest(f"query parameter {name!r} must be a JSON object")
     out: dict[str, dict[str, bool]] = {}
+    forms = {type(terms) for _, terms in decoded}
+    if len(forms) > 1:
+        # moby filters.FromJSON tries the object form, then the legacy list
+        # form, for the whole value: a mixture is an error there.
+        raise BadRequest(f"query parameter {name!r} mixes the list and object filter forms")
     for key, terms in decoded:
         if key in out:
             raise BadRequest(f"query parameter {name!r}: duplicate filter {key!r}")
