@@ -15,14 +15,13 @@ from typing import Protocol as TypingProtocol
 
 import h11
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import connectProtocol
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -219,11 +218,10 @@ class UpstreamPool:
             if conn.connected_:
                 conn.h11.start_next_cycle()
                 return succeed(conn)
-        d: Deferred[UpstreamConnection] = connectProtocol(  # type: ignore[no-untyped-call]
-            self._endpoint, UpstreamConnection(self)
-        )
+        conn = UpstreamConnection(self)
+        d = self._endpoint.connect(_Quiet(conn))
         d.addTimeout(self._connect_timeout, self._reactor)
-        return d
+        return d.addCallback(lambda _: conn)
 
     def release(self, conn: UpstreamConnection) -> None:
         """Take a connection back after an exchange, or close it if it cannot be reused."""
@@ -248,6 +246,19 @@ class UpstreamPool:
     def idle_count(self) -> int:
         """How many idle connections are pooled."""
         return len(self._idle)
+
+
+class _Quiet(Factory):
+    """Hands the endpoint one prepared connection, without a log line per connection."""
+
+    noisy = False
+
+    def __init__(self, proto: UpstreamConnection) -> None:
+        self._proto = proto
+
+    def buildProtocol(self, addr: object) -> UpstreamConnection:
+        """The prepared connection."""
+        return self._proto
 
 
 class JsonFetch:
