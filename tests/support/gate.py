@@ -20,7 +20,10 @@ POLICY = REPO / "policies" / "privileged.yaml"
 
 
 def dockgate_command() -> list[str]:
-    """How to run dockgate: the console script if installed, else ``python -m dockgate``."""
+    """How to run dockgate: ``python -m dockgate`` (so the pid is dockgate's own
+    interpreter, not a wrapper's), else the console script."""
+    if (REPO / "dockgate" / "__main__.py").exists():
+        return [sys.executable, "-m", "dockgate"]
     exe = shutil.which("dockgate")
     return [exe] if exe else [sys.executable, "-m", "dockgate"]
 
