@@ -25,7 +25,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["JsonLinesAudit", "NullAudit", "encode_record"]
+from dockgate.model import AuditEvent
+
+__all__ = ["JsonLinesAudit", "NullAudit", "encode_record", "flat_record"]
 
 _FILE_MODE = 0o640
 """Audit records name callers and what they did; not for every local user."""
@@ -57,6 +59,35 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     return text.encode("ascii") + b"\n"
 
 
+def flat_record(event: AuditEvent) -> dict[str, Any]:
+    """The flat, metadata-level record of one audit event."""
+    request = event.request
+    decision = event.decision
+    peer = event.peer
+    record: dict[str, Any] = {
+        "time": event.time,
+        "stage": event.stage,
+        "id": event.id,
+        "listener": event.listener,
+        "peer": peer.address if peer else None,
+        "uid": peer.uid if peer else None,
+        "method": event.method,
+        "path": request.target if request else event.raw_target,
+        "endpoint": request.endpoint.id if request else None,
+        "status": event.status,
+        "decision": decision.verdict if decision else None,
+        "policy": decision.policy if decision else None,
+        "rule": decision.rule if decision else None,
+        "reason": decision.reason if decision else None,
+        "duration": event.duration,
+        "bytes_in": event.bytes_in,
+        "bytes_out": event.bytes_out,
+    }
+    if event.error:
+        record["error"] = event.error
+    return record
+
+
 class JsonLinesAudit:
     """Appends audit records to a file, one JSON object per line.
 
@@ -86,6 +117,13 @@ class JsonLinesAudit:
             # than leave a torn record behind a "successful" call.
             raise OSError(f"audit log {self.path}: short write ({written} of {len(line)} bytes)")
 
+    def record(self, event: AuditEvent) -> None:
+        """Append the flat record of ``event``."""
+        self.write(flat_record(event))
+
+    def session_data(self, event_id: str, direction: str, data: bytes) -> None:
+        """Session bytes are not recorded by this writer."""
+
     def reopen(self) -> None:
         """Start writing to whatever file is now at ``path`` (after logrotate moved ours).
 
@@ -110,6 +148,12 @@ class NullAudit:
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Drop ``record``."""
+
+    def record(self, event: AuditEvent) -> None:
+        """Drop ``event``."""
+
+    def session_data(self, event_id: str, direction: str, data: bytes) -> None:
+        """Drop session bytes."""
 
     def reopen(self) -> None:
         """Nothing to reopen."""

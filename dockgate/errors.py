@@ -91,6 +91,13 @@ class TooManyConnections(DockgateError):
     reason = "too-many-connections"
 
 
+class AuditUnavailable(DockgateError):
+    """The audit record could not be written, so the request is not forwarded."""
+
+    status = 503
+    reason = "audit-unavailable"
+
+
 class UpstreamUnavailable(DockgateError):
     """The daemon could not be reached."""
 

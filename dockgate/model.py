@@ -123,3 +123,37 @@ class Decision:
     def allowed(self) -> bool:
         """Whether the request may be forwarded."""
         return self.verdict != "deny"
+
+
+AuditStage = Literal["RequestDecided", "ResponseComplete", "SessionStarted", "SessionEnded"]
+"""When an audit event is emitted, as Kubernetes names its audit stages.
+
+``RequestDecided`` is written before anything is forwarded (or before a
+refusal is sent); ``ResponseComplete`` when the exchange ends, however it
+ends; a hijacked exchange has ``SessionStarted`` and ``SessionEnded`` instead.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Everything the I/O layer knows about an exchange at one stage.
+
+    The audit sink turns it into its record format; keeping the canonical
+    request and the decision whole lets the sink choose what to record
+    (metadata only, or the canonical body) and what to redact.
+    """
+
+    stage: AuditStage
+    id: str
+    time: float
+    listener: str
+    peer: Peer | None
+    method: str
+    raw_target: str
+    request: CanonicalRequest | None = None
+    decision: Decision | None = None
+    status: int | None = None
+    duration: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    error: str | None = None

@@ -54,6 +54,7 @@ from dockgate import wire
 from dockgate.admission import admit_body, admit_head
 from dockgate.decision import Policy, decide
 from dockgate.errors import (
+    AuditUnavailable,
     BadRequest,
     BodyTooLarge,
     DockgateError,
@@ -65,7 +66,7 @@ from dockgate.errors import (
     UpstreamUnavailable,
 )
 from dockgate.gate import ReadGate
-from dockgate.model import CanonicalRequest, Decision, Peer
+from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of
 from dockgate.policy import DecisionContext
 from dockgate.server import ProxySettings
@@ -128,7 +129,7 @@ class Exchange:
     held_body: bytearray = field(default_factory=bytearray)
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sent_end: bool = False
-    audited: bool = False
+    stages: set[str] = field(default_factory=set)
 
 
 class ProxyServerFactory(ServerFactory):
@@ -288,7 +289,7 @@ class ProxyServerProtocol(Protocol):
                 x.upstream = None
             if x.error is None and not (x.request_done and x.status is not None):
                 x.error = "client disconnected"
-            self._audit(x)
+            self._emit(x, "ResponseComplete")
             self.exchange = None
 
     def pauseProducing(self) -> None:
@@ -528,6 +529,11 @@ class ProxyServerProtocol(Protocol):
         x.decision = decide(policy, x.request, self.peer, context)
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
+            return
+        if not self._emit(x, "RequestDecided"):
+            # Fail closed: what cannot be recorded is not forwarded.
+            x.decision = None
+            self._refuse(x, AuditUnavailable("cannot write the audit log; request refused"))
             return
         x.waiting = True
         assert self.gate is not None
@@ -773,7 +779,7 @@ class ProxyServerProtocol(Protocol):
         if upstream is not None:
             upstream.resume_reading("client-full")
             self.factory.pool.release(upstream)
-        self._audit(x)
+        self._emit(x, "ResponseComplete")
         self.exchange = None
         if (
             not x.request_done
@@ -820,7 +826,14 @@ class ProxyServerProtocol(Protocol):
         from_daemon = conn.go_raw()
         from_client, client_closed = self.h11.trailing_data
         self.transport.write(wire.serialise_response_head(status, reason, out))
-        self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s))
+        self._emit(x, "SessionStarted")
+        audit = self.settings.audit
+        self.splice = Splice(
+            self,
+            conn,
+            on_done=lambda s: self._splice_done(x, s),
+            record=lambda direction, data: audit.session_data(x.id, direction, data),
+        )
         self._release_gate("pipelined")
         self._release_gate("upstream")
         if from_daemon:
@@ -834,7 +847,7 @@ class ProxyServerProtocol(Protocol):
         x.bytes_in += splice.bytes_in
         x.bytes_out += splice.bytes_out
         x.upstream = None
-        self._audit(x, session=True)
+        self._emit(x, "SessionEnded")
         self.exchange = None
 
     def _refuse(self, x: Exchange, error: DockgateError) -> None:
@@ -845,8 +858,11 @@ class ProxyServerProtocol(Protocol):
             x.upstream = None
         x.status = error.status
         x.error = error.reason
-        if x.decision is None or x.decision.allowed:
+        if x.decision is None:
             x.decision = Decision("deny", self._policy_name(), error.reason, error.message)
+        # A refusal is on record before it is sent (a failure here still
+        # refuses: there is nothing to fail open to).
+        self._emit(x, "RequestDecided")
         if x.response_started:
             self._abort()
             return
@@ -880,7 +896,7 @@ class ProxyServerProtocol(Protocol):
         else:
             # The rest of the body cannot be told apart from a next request
             # without reading it all: close instead of resynchronising.
-            self._audit(x)
+            self._emit(x, "ResponseComplete")
             self.exchange = None
             self._close()
 
@@ -913,8 +929,9 @@ class ProxyServerProtocol(Protocol):
         if x.upstream is not None:
             x.upstream.abort()
             x.upstream = None
+        self._emit(x, "RequestDecided")
         self.transport.write(head + body)
-        self._audit(x)
+        self._emit(x, "ResponseComplete")
         self.exchange = None
         self._close()
 
@@ -949,42 +966,39 @@ class ProxyServerProtocol(Protocol):
             if x.upstream is not None:
                 x.upstream.abort()
                 x.upstream = None
-            self._audit(x)
+            self._emit(x, "ResponseComplete")
             self.exchange = None
         if self.transport is not None:
             self.closed = True
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
-    def _audit(self, x: Exchange, *, session: bool = False) -> None:
-        """Write the one audit line for this exchange (once)."""
-        if x.audited:
-            return
-        x.audited = True
-        request = x.request
-        decision = x.decision
-        record: dict[str, Any] = {
-            "time": time.time(),
-            "id": x.id,
-            "listener": self.factory.listener,
-            "peer": self.peer.address if self.peer else None,
-            "uid": self.peer.uid if self.peer else None,
-            "method": x.method,
-            "path": request.target if request else x.raw_target,
-            "endpoint": request.endpoint.id if request else None,
-            "status": x.status,
-            "decision": decision.verdict if decision else None,
-            "policy": decision.policy if decision else None,
-            "rule": decision.rule if decision else None,
-            "reason": decision.reason if decision else None,
-            "duration": round(time.monotonic() - x.started, 6),
-            "bytes_in": x.bytes_in,
-            "bytes_out": x.bytes_out,
-        }
-        if session:
-            record["session"] = True
-        if x.error:
-            record["error"] = x.error
+    def _emit(self, x: Exchange, stage: AuditStage) -> bool:
+        """Send one audit event for this exchange (once per stage).
+
+        Returns False if the sink could not record it.
+        """
+        if stage in x.stages:
+            return True
+        x.stages.add(stage)
+        event = AuditEvent(
+            stage=stage,
+            id=x.id,
+            time=time.time(),
+            listener=self.factory.listener,
+            peer=self.peer,
+            method=x.method,
+            raw_target=x.raw_target,
+            request=x.request,
+            decision=x.decision,
+            status=x.status,
+            duration=round(time.monotonic() - x.started, 6),
+            bytes_in=x.bytes_in,
+            bytes_out=x.bytes_out,
+            error=x.error,
+        )
         try:
-            self.settings.audit.write(record)
+            self.settings.audit.record(event)
         except Exception:
-            self.log.failure("audit write failed")
+            self.log.failure("audit write failed at {stage}", stage=stage)
+            return False
+        return True

@@ -7,22 +7,31 @@ file and call ``build_proxy_factory`` once per listener.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import ServerFactory
 
 from dockgate.admission import ApiContext
 from dockgate.decision import Policy
+from dockgate.model import AuditEvent
 
 
 class AuditSink(Protocol):
-    """Where per-request audit records go (the JSONL writer, or a list in tests)."""
+    """Where audit events go (the audit log writer, or a list in tests)."""
 
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Record one audit record; raise if it cannot be recorded."""
+    def record(self, event: AuditEvent) -> None:
+        """Record one event; raise if it cannot be recorded.
+
+        A failure at the ``RequestDecided`` stage makes the protocol refuse
+        the request (fail closed) instead of forwarding it unrecorded.
+        """
+        ...
+
+    def session_data(self, event_id: str, direction: str, data: bytes) -> None:
+        """Bytes of a hijacked session: ``in`` from the client, ``out`` from the daemon."""
         ...
 
 

@@ -35,8 +35,10 @@ class Splice:
         client: ProxyServerProtocol,
         upstream: UpstreamConnection,
         on_done: Callable[[Splice], None],
+        record: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._client = client
+        self._record = record
         self._upstream = upstream
         self._on_done: Callable[[Splice], None] | None = on_done
         self.bytes_in = 0
@@ -49,11 +51,15 @@ class Splice:
         if self._client_eof:
             return
         self.bytes_in += len(data)
+        if self._record is not None:
+            self._record("in", data)
         self._upstream.write_raw(data)
 
     def from_upstream(self, data: bytes) -> None:
         """Daemon to client (output)."""
         self.bytes_out += len(data)
+        if self._record is not None:
+            self._record("out", data)
         transport = self._client.transport
         if transport is not None:
             transport.write(data)

@@ -17,8 +17,9 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from dockgate.audit import flat_record
 from dockgate.decision import AllowAll
-from dockgate.model import CanonicalRequest, Decision, Peer
+from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.protocol import ProxyServerFactory, ProxyServerProtocol
 from dockgate.server import ProxySettings
 from dockgate.upstream import UpstreamConnection
@@ -53,9 +54,16 @@ class _Endpoint:
 class _Audit:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.session: list[tuple[str, bytes]] = []
+        self.fail = False
 
-    def write(self, record: Any) -> None:
-        self.records.append(dict(record))
+    def record(self, event: AuditEvent) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        self.records.append(flat_record(event))
+
+    def session_data(self, event_id: str, direction: str, data: bytes) -> None:
+        self.session.append((direction, data))
 
 
 class _DenyPrivileged:
@@ -271,7 +279,14 @@ def test_attach_101_splices_both_ways_with_early_bytes_and_half_close() -> None:
     h.upstream.readConnectionLost()
     assert h.client.write_closed
     assert h.client.disconnecting and up.disconnecting  # type: ignore[union-attr]
-    assert h.audit.records[-1]["session"] is True
+    assert h.audit.records[-1]["stage"] == "SessionEnded"
+    assert [r["stage"] for r in h.audit.records] == [
+        "RequestDecided",
+        "SessionStarted",
+        "SessionEnded",
+    ]
+    assert b"".join(d for k, d in h.audit.session if k == "in") == b"EARLYMORE"
+    assert b"".join(d for k, d in h.audit.session if k == "out") == b"OUT1AFTER-EOF"
     assert h.audit.records[-1]["bytes_in"] == len(b"EARLYMORE")
 
 
@@ -470,3 +485,24 @@ def test_connections_over_the_per_peer_cap_get_429() -> None:
     assert third_transport.disconnecting and not h.client.disconnecting
     third.connectionLost(Failure(ConnectionDone()))
     assert h.factory.open_connections == 2
+
+
+def test_unwritable_audit_refuses_instead_of_forwarding() -> None:
+    """Fail closed: when the allow cannot be recorded, nothing is forwarded and the client gets 503."""
+    h = Harness()
+    h.audit.fail = True
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    status, body = _status_and_json(h.received())
+    assert status == 503 and "audit log" in body["message"]
+    assert h.endpoint.connections == []
+
+
+def test_stages_are_recorded_before_forwarding_and_at_completion() -> None:
+    """An allowed request is on record before it is forwarded; completion adds the status."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert [r["stage"] for r in h.audit.records] == ["RequestDecided"]
+    assert h.audit.records[0]["decision"] == "allow"
+    h.reply(PING_OK)
+    assert [r["stage"] for r in h.audit.records] == ["RequestDecided", "ResponseComplete"]
+    assert h.audit.records[-1]["status"] == 200
