@@ -85,6 +85,8 @@ def flat_record(event: AuditEvent) -> dict[str, Any]:
     }
     if event.error:
         record["error"] = event.error
+    if event.exit_code is not None:
+        record["exit_code"] = event.exit_code
     return record
 
 

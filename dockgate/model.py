@@ -157,3 +157,4 @@ class AuditEvent:
     bytes_in: int = 0
     bytes_out: int = 0
     error: str | None = None
+    exit_code: int | None = None

@@ -82,6 +82,19 @@ _WARNABLE = frozenset({"container.create", "container.update", "service.create",
 """Endpoints whose JSON response has a ``Warnings`` list the docker CLI prints."""
 
 
+def _exit_code_source(x: Exchange) -> str | None:
+    """Where the daemon reports how a hijacked session's process ended, if it does."""
+    request = x.request
+    if request is None or "id" not in request.params:
+        return None
+    ident = quote(request.params["id"], safe="")
+    if request.endpoint.id == "exec.start":
+        return f"/exec/{ident}/json"
+    if request.endpoint.id == "container.attach":
+        return f"/containers/{ident}/json"
+    return None
+
+
 def _peer_key(peer: Peer) -> str:
     """The caller a per-peer connection cap counts against."""
     if peer.principal:
@@ -130,6 +143,7 @@ class Exchange:
     transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     sent_end: bool = False
     stages: set[str] = field(default_factory=set)
+    exit_code: int | None = None
 
 
 class ProxyServerFactory(ServerFactory):
@@ -847,8 +861,23 @@ class ProxyServerProtocol(Protocol):
         x.bytes_in += splice.bytes_in
         x.bytes_out += splice.bytes_out
         x.upstream = None
-        self._emit(x, "SessionEnded")
         self.exchange = None
+        target = _exit_code_source(x)
+        if target is None:
+            self._emit(x, "SessionEnded")
+            return
+        # The stream does not carry the exit code; the daemon's record does.
+        d = JsonFetch(self.factory.pool, target).start()
+        d.addCallback(self._session_exit_code, x)
+
+    def _session_exit_code(self, value: object, x: Exchange) -> None:
+        if isinstance(value, dict):
+            state = value.get("State") if isinstance(value.get("State"), dict) else value
+            assert isinstance(state, dict)
+            code = state.get("ExitCode")
+            if isinstance(code, int) and not state.get("Running"):
+                x.exit_code = code
+        self._emit(x, "SessionEnded")
 
     def _refuse(self, x: Exchange, error: DockgateError) -> None:
         """Answer ``error`` ourselves; nothing of this request goes upstream."""
@@ -995,6 +1024,7 @@ class ProxyServerProtocol(Protocol):
             bytes_in=x.bytes_in,
             bytes_out=x.bytes_out,
             error=x.error,
+            exit_code=x.exit_code,
         )
         try:
             self.settings.audit.record(event)

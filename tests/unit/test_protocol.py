@@ -279,7 +279,12 @@ def test_attach_101_splices_both_ways_with_early_bytes_and_half_close() -> None:
     h.upstream.readConnectionLost()
     assert h.client.write_closed
     assert h.client.disconnecting and up.disconnecting  # type: ignore[union-attr]
+    lookup = h.endpoint.connections[-1]
+    assert lookup.transport.value().startswith(b"GET /containers/abc/json ")  # type: ignore[union-attr]
+    state = b'{"State":{"Running":false,"ExitCode":3}}'
+    lookup.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(state), state))
     assert h.audit.records[-1]["stage"] == "SessionEnded"
+    assert h.audit.records[-1]["exit_code"] == 3
     assert [r["stage"] for r in h.audit.records] == [
         "RequestDecided",
         "SessionStarted",
