@@ -7,6 +7,8 @@ mode, SIGHUP handling and a clean SIGTERM, without a Docker engine.
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
 import os
 import shutil
@@ -142,10 +144,13 @@ def test_ping_goes_through(run: Run) -> None:
     status, body = request(str(run.socket), "GET", "/v1.41/_ping")
     assert (status, body) == (200, b"OK")
     deadline = time.monotonic() + 5
-    while not any(r.get("path") == "/v1.41/_ping" for r in run.audit_records()):
+    def done(r: dict[str, Any]) -> bool:
+        return r.get("path") == "/v1.41/_ping" and r.get("stage") == "ResponseComplete"
+
+    while not any(done(r) for r in run.audit_records()):
         assert time.monotonic() < deadline, run.audit.read_text()
         time.sleep(0.05)
-    record = next(r for r in run.audit_records() if r.get("path") == "/v1.41/_ping")
+    record = next(r for r in run.audit_records() if done(r))
     assert record["status"] == 200
     assert record["decision"] == "allow"
 
