@@ -7,8 +7,6 @@ mode, SIGHUP handling and a clean SIGTERM, without a Docker engine.
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
 import os
 import shutil
@@ -25,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.unixhttp import request, wait_ping
