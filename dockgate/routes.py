@@ -219,6 +219,17 @@ _BY_LITERAL: dict[tuple[str, str], Route] = {
 }
 
 
+def _first_segment(path: str) -> str:
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
+_BY_FIRST: dict[str, tuple[Route, ...]] = {
+    first: tuple(r for r in ROUTES if _first_segment(r.endpoint.template) == first)
+    for first in {_first_segment(r.endpoint.template) for r in ROUTES}
+}
+"""Routes by their first (always literal) segment, in table order."""
+
+
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
     """Outcome of matching a path: exactly one of the fields explains it.
@@ -258,8 +269,9 @@ def match(method: str, path: str) -> RouteMatch:
     hit = _BY_LITERAL.get((method, path))
     if hit is not None:
         return RouteMatch(hit, {})
+    candidates = _BY_FIRST.get(_first_segment(path), ())
     allowed: list[str] = []
-    for r in ROUTES:
+    for r in candidates:
         m = r.pattern.fullmatch(path)
         if m is None:
             continue
@@ -269,7 +281,7 @@ def match(method: str, path: str) -> RouteMatch:
             allowed.append(r.endpoint.method)
     if allowed:
         return RouteMatch(allowed=tuple(allowed))
-    for r in ROUTES:
+    for r in candidates:
         if r.endpoint.method == method and r.loose.fullmatch(path):
             return RouteMatch(daemon_routes=True)
     return RouteMatch()

@@ -46,6 +46,8 @@ _GO_PATH_SAFE = frozenset(
 )
 
 _HEX = "0123456789ABCDEF"
+_CTL = re.compile("[\x00-\x1f\x7f]")
+_CTL_OR_SPACE = re.compile("[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +121,7 @@ def parse_target(target: bytes) -> ParsedTarget:
     if bad:
         raise BadRequest(f"request path contains characters that must be escaped: "
                          f"{''.join(sorted(bad))!r}")
-    bad_q = {c for c in raw_query if ord(c) < 0x21 or ord(c) == 0x7F}
-    if bad_q:
+    if _CTL_OR_SPACE.search(raw_query):
         raise BadRequest("query string contains control characters or spaces")
     if re.search(r"%2[fF]", raw_path):
         raise BadRequest("request path contains an escaped '/' (%2F); the daemon decodes "
@@ -128,7 +129,7 @@ def parse_target(target: bytes) -> ParsedTarget:
     if "%5C" in raw_path.upper() or "\\" in raw_path:
         raise BadRequest("request path contains a backslash")
     path = percent_decode(raw_path, "request path")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+    if _CTL.search(path):
         raise BadRequest("request path contains control characters")
     if "//" in path:
         raise BadRequest("request path contains an empty segment ('//'); the daemon "

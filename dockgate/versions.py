@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 MIN_API_VERSION = "1.18"
@@ -42,6 +43,7 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2))
 
 
+@lru_cache(maxsize=256)
 def version_key(text: str) -> tuple[int, ...]:
     """A sort key with the daemon's comparison rules (non-numeric parts count as 0)."""
     parts = []

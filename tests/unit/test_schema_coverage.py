@@ -95,3 +95,23 @@ def test_snapshot_count_matches() -> None:
     assert len(openapi_ops("1.41")) == 106
     assert len(openapi_ops("1.51")) == 107
     assert len(ENDPOINTS) == len(ROUTES)
+
+
+def test_warm_all_compiles_every_schema() -> None:
+    from dockgate.schemas import warm_all
+
+    assert warm_all() > 50
+
+
+@pytest.mark.parametrize("version", SNAPSHOTS)
+def test_body_schemas_are_valid_json_schema(version: str) -> None:
+    """The stored documents are a JSON Schema subset; a standard validator accepts them."""
+    import json
+    from importlib import resources
+
+    from jsonschema import Draft202012Validator
+
+    doc = json.loads(resources.files("dockgate.schemas").joinpath(f"v{version}.json")
+                     .read_text("utf-8"))
+    bodies = {i: e["body"] for i, e in doc["endpoints"].items() if "body" in e}
+    Draft202012Validator.check_schema({"$defs": doc["$defs"], "properties": bodies})
