@@ -7,16 +7,19 @@ for the operations it adds, which must be listed in ``NOT_YET``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 
 from dockgate.routes import ENDPOINTS, ROUTES, endpoint_for
-from dockgate.schemas import load_snapshot
+from dockgate.schemas import load_snapshot, warm_all
 from dockgate.versions import SNAPSHOTS, compare_versions
 
 REF = Path(os.environ.get("DOCKGATE_REFERENCE", "/work/shared/reference"))
@@ -98,19 +101,12 @@ def test_snapshot_count_matches() -> None:
 
 
 def test_warm_all_compiles_every_schema() -> None:
-    from dockgate.schemas import warm_all
-
     assert warm_all() > 50
 
 
 @pytest.mark.parametrize("version", SNAPSHOTS)
 def test_body_schemas_are_valid_json_schema(version: str) -> None:
     """The stored documents are a JSON Schema subset; a standard validator accepts them."""
-    import json
-    from importlib import resources
-
-    from jsonschema import Draft202012Validator
-
     doc = json.loads(resources.files("dockgate.schemas").joinpath(f"v{version}.json")
                      .read_text("utf-8"))
     bodies = {i: e["body"] for i, e in doc["endpoints"].items() if "body" in e}
