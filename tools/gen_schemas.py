@@ -74,8 +74,12 @@ QUERY_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # may send since/before; moby getContainersJSON still reads since/before.
     "container.list": {"trunc_cmd": {"type": "boolean"}, "since": {"type": "string"},
                        "before": {"type": "string"}},
-    # docker-py 7 (docker/api/image.py images()) always sends only_ids (ignored).
-    "image.list": {"only_ids": {"type": "boolean"}},
+    # docker-py 7 (docker/api/image.py images()) always sends only_ids (ignored), and
+    # "filter" for API <= 1.24 (moby getImagesJSON read it until the 1.13 deprecation).
+    "image.list": {"only_ids": {"type": "boolean"}, "filter": {"type": "string"}},
+    # docker-py 7 (docker/api/image.py tag()) always sends force (moby ignores it
+    # since tag forcing was removed in API 1.24).
+    "image.tag": {"force": {"type": "boolean"}},
 }
 
 # Body properties real clients send that the specs lack, by endpoint.

@@ -80,6 +80,8 @@ HEADS = [
     ("GET", "/v1.51/images/alpine/history"),
     ("POST", "/v1.51/images/registry.example:5000/team/app/push?tag=v1"),
     ("POST", "/v1.51/images/alpine/tag?repo=example%2Falpine&tag=mine"),
+    ("POST", "/v1.44/images/alpine/tag?tag=mine&repo=example&force=0"),  # docker-py
+    ("GET", "/v1.24/images/json?only_ids=0&all=0&filter=alpine"),  # docker-py, old API
     ("DELETE", "/v1.51/images/example/alpine:mine?force=0&noprune=0"),
     ("GET", "/v1.51/images/search?limit=25&term=alpine"),
     ("POST", "/v1.51/images/prune?filters=" + q({"dangling": {"false": True}})),
