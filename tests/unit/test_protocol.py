@@ -17,6 +17,7 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from dockgate.admission import ApiContext
 from dockgate.audit import flat_record
 from dockgate.decision import AllowAll
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
@@ -201,7 +202,7 @@ def test_daemon_silent_is_504_and_the_upstream_is_aborted() -> None:
     h.clock.advance(4.9)
     assert h.received() == b""
     h.clock.advance(0.2)
-    status, body = _status_and_json(h.received())
+    status, _ = _status_and_json(h.received())
     assert status == 504
     assert h.upstream.transport.disconnecting or h.upstream.transport.disconnected  # type: ignore[union-attr]
 
@@ -310,8 +311,6 @@ def test_legacy_raw_stream_200_on_hijack_route_splices() -> None:
 
 def test_json_body_over_cap_is_413_without_forwarding() -> None:
     """A JSON body over the cap is refused before any of it goes upstream."""
-    from dockgate.admission import ApiContext
-
     h = Harness(api=ApiContext(daemon_version="1.41", max_json_body=100))
     h.send(
         b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
