@@ -10,6 +10,7 @@ no networking of its own. Containers run with ``--network none`` only.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from support import unixhttp as http
 
 SID_ROOT = Path(os.environ.get("DOCKGATE_SID_ROOT", "/opt/dockgate-sid"))
 ENGINE_NAMES = ("20.10", "28.5")
+PR_SET_PDEATHSIG = 1
 IMAGE = "dgtest:latest"
 CLI20 = "/usr/bin/docker"
 BUSYBOX = "/bin/busybox"
@@ -150,6 +152,12 @@ def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
             process.wait(10)
 
 
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child when the test process dies (a killed run leaks nothing)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_daemon(name: str, root: Path) -> Daemon:
     """Start engine ``name`` under ``root`` (a short path) without waiting for it."""
     root.mkdir(parents=True, exist_ok=True)
@@ -159,7 +167,13 @@ def start_daemon(name: str, root: Path) -> Daemon:
     log_path = root / "dockerd.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
         )
     return Daemon(name=name, root=root, process=process, log_path=log_path)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from support import unixhttp as http
-from support.engines import terminate
+from support.engines import die_with_parent, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policies" / "privileged.yaml"
@@ -126,6 +126,7 @@ def start_dockgate(engine: str, upstream: str, workdir: Path) -> DockgateProcess
             env=env,
             cwd=REPO,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
         )
     return DockgateProcess(
         engine=engine,
