@@ -24,16 +24,19 @@ Order of checks for a head, each with its own status:
 ``admit_body`` then decodes, canonicalises and re-serialises a JSON body.
 
 Container create and the deprecated top-level HostConfig fields: up to engine
-24 (moby ``runconfig.ContainerConfigWrapper`` before API 1.44 types) the
-wrapper embedded ``*container.HostConfig`` next to the ``HostConfig`` member,
-so ``{"Image": "x", "Privileged": true}`` created a privileged container when
-``HostConfig`` was absent, and top-level ``Memory``, ``MemorySwap``,
-``CpuShares``, ``CpusetCpus``, ``VolumeDriver`` and ``Cpuset`` were merged
-into a present ``HostConfig``.  Engine 20.10 (API 1.41) still does this;
-engine 28 does not.  dockgate's create schema has no top-level HostConfig
-fields, so such keys, in any spelling Go would match, are refused as unknown
-fields for every version: a policy reading ``HostConfig.Privileged`` sees
-everything the daemon will act on.  No real client sends them.
+24 (moby ``runconfig.ContainerConfigWrapper`` before the API 1.44 types) the
+wrapper embedded ``*container.HostConfig`` next to the ``HostConfig`` member.
+When ``HostConfig`` was absent, top-level HostConfig fields (``Privileged``,
+``Binds``...) *were* the host config; when present, only top-level
+``Memory``, ``MemorySwap``, ``CpuShares``, ``CpusetCpus`` and ``VolumeDriver``
+were merged into it where it left them zero, and ``Cpuset`` filled an empty
+``CpusetCpus``.  Engine 20.10 does this for every API version; engine 28 no
+longer does.  Low-level clients still send such fields (docker-py's
+``create_container(runtime=...)`` puts ``Runtime`` at top level), so instead of
+refusing them ``admit_body`` moves them into ``HostConfig`` exactly as engine
+20.10 reads them, and drops those it ignores.  A policy reading
+``HostConfig.Privileged`` thus sees what any engine would act on, and the
+forwarded body has no top-level HostConfig fields left.
 """
 
 from __future__ import annotations
@@ -42,12 +45,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from dockgate.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
-from dockgate.jsonstrict import dumps, loads
+from dockgate.jsonstrict import Pairs, dumps, go_fold, loads
 from dockgate.model import CanonicalRequest
 from dockgate.query import canonical_query
 from dockgate.routes import match
-from dockgate.schemas import schemas_for
+from dockgate.schemas import SnapshotSchemas, schemas_for
 from dockgate.target import escape_path, parse_target
+from dockgate.validation import Walker
 from dockgate.versions import (
     MAX_API_VERSION,
     MIN_API_VERSION,
@@ -238,8 +242,56 @@ def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> Canon
     if not is_json_media_type(content_type):
         raise BadRequest(f"Content-Type {content_type!r} is not application/json")
     try:
-        value = walker(loads(body), None)
+        decoded = loads(body)
+        if request.endpoint.id == "container.create" and isinstance(decoded, Pairs):
+            value = _create_body(decoded, schemas, walker)
+        else:
+            value = walker(decoded, None)
         encoded = dumps(value)
     except RecursionError:
         raise BadRequest("JSON body is nested too deeply") from None
     return replace(request, body=value, body_bytes=encoded)
+
+
+_MERGED = ("Memory", "MemorySwap", "CpuShares", "CpusetCpus", "VolumeDriver")
+"""Top-level fields engine 20.10 merges into a present HostConfig (getHostConfig)."""
+
+
+def _create_body(decoded: Pairs, schemas: SnapshotSchemas, walker: Walker) -> object:
+    """Canonicalise a container-create body, lifting legacy top-level
+    HostConfig fields the way engine 20.10's ``getHostConfig`` reads them."""
+    own = {go_fold(name) for name in schemas.body_fields("container.create")}
+    host = {go_fold(name) for name in schemas.definition_fields("HostConfig")}
+    rest, legacy, cpuset = Pairs(), Pairs(), Pairs()
+    for key, item in decoded:
+        folded = go_fold(key)
+        if folded in own or folded not in host | {"cpuset"}:
+            rest.append((key, item))
+        elif folded == "cpuset":
+            cpuset.append((key, item))
+        else:
+            legacy.append((key, item))
+    value = walker(rest, None)
+    if not legacy and not cpuset:
+        return value
+    assert isinstance(value, dict)
+    lifted = schemas.definition_walker("HostConfig")(legacy, None) if legacy else {}
+    if len(cpuset) > 1:
+        raise BadRequest("body: several keys set field 'Cpuset' (the daemon matches keys "
+                         "case-insensitively, last wins)")
+    cpus = cpuset[0][1] if cpuset else None
+    if cpus is not None and not isinstance(cpus, str):
+        raise BadRequest("Cpuset: expected string")
+    hc = value.get("HostConfig")
+    if hc is None:
+        if not legacy:
+            return value  # no host config at all: Cpuset is ignored
+        hc = lifted
+    else:
+        for name in _MERGED:
+            if lifted.get(name) and not hc.get(name):
+                hc[name] = lifted[name]
+    if cpus and not hc.get("CpusetCpus"):
+        hc["CpusetCpus"] = cpus
+    value["HostConfig"] = hc
+    return value

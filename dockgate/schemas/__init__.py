@@ -36,7 +36,8 @@ class SnapshotSchemas:
     def __init__(self, document: Mapping[str, Any]):
         self.version: str = document.get("version", "")
         self._endpoints: Mapping[str, Any] = document.get("endpoints", {})
-        self._set = SchemaSet(document.get("$defs", {}))
+        self._defs: Mapping[str, Any] = document.get("$defs", {})
+        self._set = SchemaSet(self._defs)
         self._body: dict[str, Walker | None] = {}
         self._qwalk: dict[str, dict[str, Walker]] = {}
 
@@ -67,6 +68,19 @@ class SnapshotSchemas:
             schema = entry.get("body")
             self._body[endpoint_id] = None if schema is None else self._set.compile(schema)
         return self._body[endpoint_id]
+
+    def definition_walker(self, name: str) -> Walker:
+        """The walker of a shared definition (``HostConfig``...)."""
+        return self._set.compile({"$ref": f"#/$defs/{name}"})
+
+    def definition_fields(self, name: str) -> tuple[str, ...]:
+        """The property names of a shared object definition."""
+        return tuple(self._defs.get(name, {}).get("properties", {}))
+
+    def body_fields(self, endpoint_id: str) -> tuple[str, ...]:
+        """The top-level property names of an endpoint's body schema."""
+        entry = self._endpoints.get(endpoint_id) or {}
+        return tuple((entry.get("body") or {}).get("properties", {}))
 
     def body_required(self, endpoint_id: str) -> bool:
         """Whether the daemon refuses the endpoint without a body."""

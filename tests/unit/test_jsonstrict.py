@@ -78,14 +78,33 @@ def test_two_keys_for_one_field_refused(data: bytes) -> None:
         create(data)
 
 
-@pytest.mark.parametrize("field", ["Privileged", "privileged", "Binds", "CapAdd", "PidMode",
-                                   "Devices", "NetworkMode", "Cpuset", "SecurityOpt"])
-def test_top_level_host_config_fields_refused(field: str) -> None:
-    """Engines before API 1.44 read these at top level when HostConfig is absent
-    (moby runconfig ContainerConfigWrapper embedded *HostConfig)."""
+@pytest.mark.parametrize(("body", "want"), [
+    # No HostConfig: engine 20.10 used the top-level fields as the host config.
+    ({"Image": "a", "Privileged": True}, {"Image": "a", "HostConfig": {"Privileged": True}}),
+    ({"Image": "a", "privileged": True, "BINDS": ["/:/h"], "Runtime": "runc"},
+     {"Image": "a", "HostConfig": {"Privileged": True, "Binds": ["/:/h"], "Runtime": "runc"}}),
+    ({"Image": "a", "HostConfig": None, "CapAdd": ["ALL"]},
+     {"Image": "a", "HostConfig": {"CapAdd": ["ALL"]}}),
+    # HostConfig present: only five fields merge where it leaves them zero.
+    ({"HostConfig": {"Memory": 0}, "Memory": 5, "CpuShares": 2, "Privileged": True},
+     {"HostConfig": {"Memory": 5, "CpuShares": 2}}),
+    ({"HostConfig": {"Memory": 7}, "Memory": 5}, {"HostConfig": {"Memory": 7}}),
+    # Cpuset fills an empty CpusetCpus, and only when there is a host config.
+    ({"HostConfig": {}, "Cpuset": "0-1"}, {"HostConfig": {"CpusetCpus": "0-1"}}),
+    ({"HostConfig": {"CpusetCpus": "3"}, "Cpuset": "0-1"}, {"HostConfig": {"CpusetCpus": "3"}}),
+    ({"Image": "a", "Cpuset": "0-1"}, {"Image": "a"}),
+    ({"Image": "a", "Privileged": True, "Cpuset": "1"},
+     {"Image": "a", "HostConfig": {"Privileged": True, "CpusetCpus": "1"}}),
+])
+def test_top_level_host_config_fields_lifted_like_engine_20_10(
+    body: dict[str, Any], want: dict[str, Any]
+) -> None:
+    """moby runconfig ContainerConfigWrapper (engines up to 24) embedded
+    *HostConfig; a policy reading HostConfig must see those fields there."""
     for version in ("1.41", "1.51"):
-        with pytest.raises(BadRequest, match="unknown field"):
-            create(json.dumps({"Image": "a", field: True}).encode(), version)
+        got = create(json.dumps(body).encode(), version)
+        assert got == want
+        assert create(dumps(got), version) == got
 
 
 def test_labels_map_keys_are_exact() -> None:
@@ -103,8 +122,13 @@ def test_labels_map_keys_are_exact() -> None:
     b'{"Image":1}',
     b'{"Env":"A=1"}',
     b'{"HostConfig":{"ConsoleSize":[1,-1]}}',
+    # legacy top-level HostConfig fields: ambiguous spellings, wrong types
+    b'{"Privileged":true,"privileged":false}',
+    b'{"Cpuset":"1","cpuset":"2","HostConfig":{}}',
+    b'{"Privileged":"yes"}',
+    b'{"Cpuset":1,"HostConfig":{}}',
 ])
-def test_type_mismatches_refused(data: bytes) -> None:
+def test_ambiguous_or_mistyped_bodies_refused(data: bytes) -> None:
     with pytest.raises(BadRequest):
         create(data)
 
@@ -210,3 +234,30 @@ def test_walker_reads_like_go(value: Pairs) -> None:
                     max_leaves=10))
 def test_dumps_loads_round_trip(value: Any) -> None:
     assert plain(loads(dumps(value))) == value
+
+
+_HOST_FIELDS = ["Privileged", "Binds", "Memory", "CpuShares", "CapAdd", "PidMode", "Runtime",
+                "VolumeDriver", "CpusetCpus", "Cpuset"]
+_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "Privileged": st.booleans(), "Binds": st.lists(st.text(max_size=3), max_size=2),
+    "Memory": st.integers(0, 9), "CpuShares": st.integers(0, 9),
+    "CapAdd": st.lists(st.text(max_size=3), max_size=2), "PidMode": st.text(max_size=3),
+    "Runtime": st.text(max_size=3), "VolumeDriver": st.text(max_size=3),
+    "CpusetCpus": st.text(max_size=3), "Cpuset": st.text(max_size=3),
+}
+
+
+@given(st.dictionaries(st.sampled_from(_HOST_FIELDS), st.just(None), max_size=5),
+       st.booleans(), st.data())
+def test_lifted_bodies_leave_nothing_at_top_level(
+    fields: dict[str, None], with_hc: bool, data: st.DataObject
+) -> None:
+    body: dict[str, Any] = {"Image": "a"}
+    for name in fields:
+        body[data.draw(_spellings(name))] = data.draw(_VALUES[name])
+    if with_hc:
+        body["HostConfig"] = {"Memory": data.draw(st.integers(0, 2))}
+    got = create(json.dumps(body).encode())
+    host = {go_fold(f) for f in _HOST_FIELDS}
+    assert not [k for k in got if go_fold(k) in host]
+    assert create(dumps(got)) == got
