@@ -257,15 +257,25 @@ _MERGED = ("Memory", "MemorySwap", "CpuShares", "CpusetCpus", "VolumeDriver")
 """Top-level fields engine 20.10 merges into a present HostConfig (getHostConfig)."""
 
 
+_CREATE_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+"""Per snapshot: folded top-level create fields, folded HostConfig fields + cpuset."""
+
+
 def _create_body(decoded: Pairs, schemas: SnapshotSchemas, walker: Walker) -> object:
     """Canonicalise a container-create body, lifting legacy top-level
     HostConfig fields the way engine 20.10's ``getHostConfig`` reads them."""
-    own = {go_fold(name) for name in schemas.body_fields("container.create")}
-    host = {go_fold(name) for name in schemas.definition_fields("HostConfig")}
+    sets = _CREATE_FIELDS.get(schemas.version)
+    if sets is None:
+        sets = _CREATE_FIELDS[schemas.version] = (
+            frozenset(go_fold(n) for n in schemas.body_fields("container.create")),
+            frozenset(go_fold(n) for n in schemas.definition_fields("HostConfig"))
+            | {"cpuset"},
+        )
+    own, host = sets
     rest, legacy, cpuset = Pairs(), Pairs(), Pairs()
     for key, item in decoded:
         folded = go_fold(key)
-        if folded in own or folded not in host | {"cpuset"}:
+        if folded in own or folded not in host:
             rest.append((key, item))
         elif folded == "cpuset":
             cpuset.append((key, item))
