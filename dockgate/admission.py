@@ -12,8 +12,9 @@ Order of checks for a head, each with its own status:
    either, 403 where the daemon would but dockgate deliberately does not,
    405 for a known path with another method (the daemon itself answers 404
    "page not found" there: its mux sends method mismatches to the not-found
-   handler; 405 tells the user more), 404 for an operation outside its
-   version range (as the daemon does for the removed ``/containers/{id}/copy``);
+   handler; 405 tells the user more), 404 for an operation after its
+   ``until`` version (as the daemon does for the removed
+   ``/containers/{id}/copy``) or absent from the version's schema snapshot;
 4. the query (``query.canonical_query``) against the version's schema: 400;
 5. headers: hop-by-hop, framing and ``Connection``-named headers are dropped;
    a form-encoded ``Content-Type`` is refused on every endpoint (Go's
@@ -183,10 +184,13 @@ def admit_head(
     if endpoint.until is not None and compare_versions(version, endpoint.until) > 0:
         raise NotFound(f"{endpoint.id} was removed after API {endpoint.until}",
                        reason="not-found")
-    if compare_versions(version, endpoint.since) < 0:
-        raise NotFound(f"{endpoint.id} requires API {endpoint.since} or newer",
-                       reason="not-found")
     schemas = schemas_for(version)
+    if not schemas.has_endpoint(endpoint.id):
+        # ``since`` is not enforced by itself: daemons serve most routes at any
+        # version they accept.  Only an operation the version's schema snapshot
+        # lacks (nothing to validate it against) is refused.
+        raise NotFound(f"{endpoint.id} is not part of API {version} (it appeared in "
+                       f"{endpoint.since})", reason="not-found")
     query = canonical_query(parsed.raw_query, schemas.query_spec(endpoint.id),
                             schemas.query_walkers(endpoint.id))
     kept, content_type = _headers(headers)
