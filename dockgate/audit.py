@@ -1,148 +1,199 @@
-"""Audit sinks: the JSON Lines file writer and the sink used when there is no audit log.
+"""Audit sinks: the chained JSON Lines audit log, and the sink used when there is none.
 
-The protocol builds one record (a flat mapping) per request; a sink only
-serialises and stores it.  The file format is the contract with whatever
-reads it (a SIEM, ``jq``, ``audit replay``), so it is kept deliberately
-boring:
+``JsonLinesAudit`` is what the protocol's ``AuditSink`` calls.  For each
+event it asks the audit policy for a level, builds the versioned record
+(``audit_schema``), appends it to the chained file (``audit_writer``) and
+manages session recordings (``audit_session``).  It is synchronous on
+purpose: the protocol emits ``RequestDecided`` before forwarding an allowed
+request and before sending a refusal, and this call returns only once the
+line is in the kernel (and on disk, under ``fsync always``), so nothing is
+forwarded that is not on record.
 
-* one JSON object per line, UTF-8, ASCII-only (``ensure_ascii``), so a
-  hostile path, header or reason cannot add a line, a record or a terminal
-  escape: newlines, control characters and U+2028/2029 all become ``\\u``
-  escapes;
-* each record reaches the file in a single ``write(2)`` on a descriptor
-  opened with ``O_APPEND``, so records from concurrent writers (a second
-  dockgate, a restart) never interleave within a line and nothing is lost
-  to a buffer if the process dies;
-* values that JSON cannot carry (NaN, infinities, arbitrary objects) are
-  an error, not a silently altered record.
+Failure modes:
+
+* ``fail-closed`` (the default): ``record`` raises when the record cannot be
+  written, so the protocol refuses the request (503) and forwards nothing;
+  ``session_data`` raises too, which ends a session whose bytes cannot be
+  recorded (Teleport's ``strict``);
+* ``fail-open``: the failure is logged (at most every few seconds, with a
+  count) and the request carries on unrecorded.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
+from twisted.logger import Logger
+
+from dockgate.audit_redact import Redactor
+from dockgate.audit_rules import AuditPolicy, load_audit_policy
+from dockgate.audit_schema import build_record, encode_record
+from dockgate.audit_session import FORMAT, SessionWriter
+from dockgate.audit_writer import ChainedLog
 from dockgate.model import AuditEvent
+from dockgate.policy.source import PolicyError
 
-__all__ = ["JsonLinesAudit", "NullAudit", "encode_record", "flat_record"]
+__all__ = ["FailureMode", "JsonLinesAudit", "NullAudit", "encode_record", "flat_record"]
 
-_FILE_MODE = 0o640
-"""Audit records name callers and what they did; not for every local user."""
+log = Logger()
 
-
-def _to_json(value: object) -> object:
-    """Serialise the few non-JSON types records may hold without losing information.
-
-    Bytes (a raw path or header the protocol could not decode) keep every byte
-    through Latin-1; anything else is refused so that a record never carries a
-    ``repr`` nobody can parse back.
-    """
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("latin-1")
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    raise TypeError(f"audit record value of type {type(value).__name__} is not serialisable")
-
-
-def encode_record(record: Mapping[str, Any]) -> bytes:
-    """Return ``record`` as one JSON Lines record: ASCII JSON and a final newline.
-
-    Raises:
-        TypeError, ValueError: the record holds a value JSON cannot represent.
-    """
-    text = json.dumps(
-        record, ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_to_json
-    )
-    return text.encode("ascii") + b"\n"
+FailureMode = Literal["closed", "open"]
+_REPORT_EVERY = 10.0
+_DEFAULT_REDACTOR = Redactor()
 
 
 def flat_record(event: AuditEvent) -> dict[str, Any]:
-    """The flat, metadata-level record of one audit event."""
-    request = event.request
-    decision = event.decision
-    peer = event.peer
-    record: dict[str, Any] = {
-        "time": event.time,
-        "stage": event.stage,
-        "id": event.id,
-        "listener": event.listener,
-        "peer": peer.address if peer else None,
-        "uid": peer.uid if peer else None,
-        "method": event.method,
-        "path": request.target if request else event.raw_target,
-        "endpoint": request.endpoint.id if request else None,
-        "status": event.status,
-        "decision": decision.verdict if decision else None,
-        "policy": decision.policy if decision else None,
-        "rule": decision.rule if decision else None,
-        "reason": decision.reason if decision else None,
-        "duration": event.duration,
-        "bytes_in": event.bytes_in,
-        "bytes_out": event.bytes_out,
-    }
-    if event.error:
-        record["error"] = event.error
-    if event.exit_code is not None:
-        record["exit_code"] = event.exit_code
-    return record
+    """The metadata-level record of one event, without chain fields (tests, tools)."""
+    return build_record(event, "metadata", _DEFAULT_REDACTOR)
 
 
 class JsonLinesAudit:
-    """Appends audit records to a file, one JSON object per line.
+    """The audit log: policy, record building, the chained file and session recordings.
 
-    ``path`` ``-`` means standard output (for containers whose logs are
-    collected from it); ``reopen`` is then a no-op.
-
-    Invariant: every record written is complete on disk (in the kernel's
-    page cache) when ``write`` returns, and occupies exactly one line.
+    Args:
+        path: the log file, ``-`` for standard output.
+        policy: the audit policy (levels, sessions, redaction patterns).
+        policy_path: where ``policy`` came from; re-read on ``reopen`` (SIGHUP).
+        sessions_dir: where session recordings go (needed only when a rule
+            records sessions).
+        failure: ``closed`` or ``open`` (see the module docstring).
+        log_options: passed to ``ChainedLog`` (fsync, rotation, key, copies).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        policy: AuditPolicy | None = None,
+        policy_path: str | None = None,
+        sessions_dir: str | None = None,
+        failure: FailureMode = "closed",
+        **log_options: Any,
+    ) -> None:
         self.path = path
-        self._fd = self._open()
+        self.policy = policy or AuditPolicy()
+        self.policy_path = policy_path
+        self.sessions_dir = sessions_dir
+        self.failure = failure
+        self.log = ChainedLog(path, on_copy_error=self._copy_failed, **log_options)
+        self._sessions: dict[str, SessionWriter] = {}
+        self._failures = 0
+        self._reported = 0.0
 
-    def _open(self) -> int:
-        if self.path == "-":
-            return sys.stdout.fileno()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-        return os.open(self.path, flags, _FILE_MODE)
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        """Append ``record``; raise if it cannot be serialised or written in full."""
-        line = encode_record(record)
-        written = os.write(self._fd, line)
-        if written != len(line):
-            # A short write on a regular file means a full disk; say so rather
-            # than leave a torn record behind a "successful" call.
-            raise OSError(f"audit log {self.path}: short write ({written} of {len(line)} bytes)")
+    # -- AuditSink ----------------------------------------------------------
 
     def record(self, event: AuditEvent) -> None:
-        """Append the flat record of ``event``."""
-        self.write(flat_record(event))
+        """Record ``event`` at the level its rule chooses; raise (fail closed) if it cannot."""
+        try:
+            self._record(event)
+        except Exception as e:
+            if self.failure == "closed":
+                raise
+            self._failed(f"audit record ({event.stage} {event.id})", e)
+
+    def _record(self, event: AuditEvent) -> None:
+        request, decision = event.request, event.decision
+        choice = self.policy.choose(
+            request.endpoint.id if request else None, decision.verdict if decision else None
+        )
+        extra: dict[str, Any] | None = None
+        if event.stage == "RequestDecided":
+            if choice.session and request is not None and request.endpoint.hijack and (
+                decision is not None and decision.allowed
+            ):
+                extra = {"session": self._open_session(event)}
+        elif event.stage == "SessionStarted":
+            writer = self._sessions.get(event.id)
+            if writer is not None:
+                extra = {"session": {"file": writer.path, "format": FORMAT}}
+        else:
+            writer = self._sessions.pop(event.id, None)
+            if writer is not None:
+                if event.stage == "SessionEnded":
+                    extra = {"session": writer.close()}
+                else:  # the exchange ended without becoming a session
+                    writer.discard()
+        if choice.level == "none":
+            return
+        self.log.append(build_record(event, choice.level, self.policy.redactor, extra))
+
+    def _open_session(self, event: AuditEvent) -> dict[str, Any]:
+        if self.sessions_dir is None:
+            raise OSError("session recording is on but no session directory is configured")
+        request = event.request
+        assert request is not None
+        body = request.body if isinstance(request.body, dict) else {}
+        header = {
+            "v": 1,
+            "request_id": event.id,
+            "start": event.time,
+            "endpoint": request.endpoint.id,
+            "target": request.target,
+            "container": request.params.get("id"),
+            "tty": body.get("Tty") if isinstance(body.get("Tty"), bool) else None,
+            "console_size": body.get("ConsoleSize"),
+        }
+        path = os.path.join(self.sessions_dir, f"{event.id}.dgrec")
+        self._sessions[event.id] = SessionWriter(path, header)
+        return {"file": path, "format": FORMAT}
 
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
-        """Session bytes are not recorded by this writer."""
+        """Append spliced bytes to the session's recording, if it is being recorded."""
+        writer = self._sessions.get(event_id)
+        if writer is None:
+            return
+        try:
+            writer.chunk(direction, data)
+        except Exception as e:
+            if self.failure == "closed":
+                raise
+            self._sessions.pop(event_id, None)
+            self._failed(f"session recording {writer.path} (recording stopped)", e)
+
+    # -- compatibility and upkeep ------------------------------------------
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Append an already built record (chain fields are added)."""
+        self.log.append(dict(record))
+
+    def tick(self) -> None:
+        """Periodic upkeep (fsync under ``interval``, timed checkpoints and rotation)."""
+        try:
+            self.log.tick()
+        except Exception as e:
+            self._failed("audit log upkeep", e)
 
     def reopen(self) -> None:
-        """Start writing to whatever file is now at ``path`` (after logrotate moved ours).
-
-        The new file is opened before the old descriptor is closed, so a
-        failure leaves the writer on the old file rather than on none.
-        """
-        if self.path == "-":
-            return
-        fd = self._open()
-        old, self._fd = self._fd, fd
-        os.close(old)
+        """SIGHUP/SIGUSR1: re-read the audit policy (keeping the old one if invalid), reopen."""
+        if self.policy_path is not None:
+            try:
+                self.policy = load_audit_policy(self.policy_path)
+            except (PolicyError, OSError) as e:
+                log.error("Audit policy reload from {path} failed; keeping the old one:\n{why}",
+                          path=self.policy_path, why=str(e))
+        self.log.reopen()
 
     def close(self) -> None:
-        """Release the file."""
-        if self.path != "-" and self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+        """Close open recordings, seal and close the log."""
+        for writer in self._sessions.values():
+            writer.close()
+        self._sessions.clear()
+        self.log.close()
+
+    def _failed(self, what: str, error: Exception) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._reported >= _REPORT_EVERY:
+            self._reported = now
+            log.error("fail-open: {what} could not be written ({error}); "
+                      "{count} audit failure(s) so far", what=what, error=str(error),
+                      count=self._failures)
+
+    def _copy_failed(self, error: Exception) -> None:
+        self._failed("audit copy (syslog/journald)", error)
 
 
 class NullAudit:
@@ -156,6 +207,9 @@ class NullAudit:
 
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
         """Drop session bytes."""
+
+    def tick(self) -> None:
+        """Nothing to maintain."""
 
     def reopen(self) -> None:
         """Nothing to reopen."""

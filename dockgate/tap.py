@@ -22,7 +22,7 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from dockgate import __version__
+from dockgate import __version__, audit_config
 from dockgate.admission import ApiContext
 from dockgate.audit import JsonLinesAudit, NullAudit
 from dockgate.listeners import (
@@ -98,7 +98,8 @@ class Options(usage.Options):
          "Default: /etc/dockgate/policy.yaml if it exists, else the bundled privileged.yaml."],
         ["audit-log", "a", None,
          "Append JSON Lines audit records to this file ('-' for standard output). "
-         "Reopened on SIGHUP. Default: no audit log."],
+         "Reopened on SIGHUP and SIGUSR1. Default: no audit log."],
+        *audit_config.OPTIONS,
         ["connect-timeout", None, _default(ProxySettings, "connect_timeout"),
          "Seconds to connect to the daemon before answering 502.", _positive(float)],
         ["response-timeout", None, _default(ProxySettings, "response_timeout"),
@@ -136,6 +137,9 @@ class Options(usage.Options):
             raise usage.UsageError(f"--upstream: {e}") from None
         if self["pool-size"] < 0:
             raise usage.UsageError("--pool-size must not be negative")
+        audit_problems = audit_config.check_options(self)
+        if audit_problems:
+            raise usage.UsageError("; ".join(audit_problems))
         if self["policy"] is None:
             found = default_policy_path()
             if found is None:
@@ -156,14 +160,16 @@ class Options(usage.Options):
         yield "api", ApiContext(max_json_body=int(self["max-json-body"]))
 
 
-class ReloadOnHangup(Service):
-    """Runs ``reload`` in the reactor thread whenever the process gets SIGHUP.
+class OnSignal(Service):
+    """Runs ``reload`` in the reactor thread whenever the process gets ``signum``.
 
-    Only while running: the previous SIGHUP disposition is restored on stop,
+    Only while running: the previous disposition is restored on stop,
     so a stopped service leaves no handler behind (tests start and stop many).
     The handler itself only schedules the work, because a signal can arrive
     in the middle of anything, including an audit write.
     """
+
+    signum: int = signal.SIGHUP
 
     def __init__(self, reload: Callable[[], None], reactor: Any) -> None:
         self._reload = reload
@@ -171,19 +177,62 @@ class ReloadOnHangup(Service):
         self._previous: Any = None
 
     def startService(self) -> None:
-        """Install the SIGHUP handler."""
+        """Install the signal handler."""
         super().startService()  # type: ignore[no-untyped-call]
-        self._previous = signal.signal(signal.SIGHUP, self._on_hangup)
+        self._previous = signal.signal(self.signum, self._on_hangup)
 
     def stopService(self) -> None:
-        """Restore the previous SIGHUP handler."""
+        """Restore the previous handler."""
         if self._previous is not None:
-            signal.signal(signal.SIGHUP, self._previous)
+            signal.signal(self.signum, self._previous)
             self._previous = None
         super().stopService()  # type: ignore[no-untyped-call]
 
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
         self._reactor.callFromThread(self._reload)
+
+
+class ReloadOnHangup(OnSignal):
+    """SIGHUP: reload the policy and reopen the audit log (see ``reload_everything``)."""
+
+    signum = signal.SIGHUP
+
+
+class ReopenOnUsr1(OnSignal):
+    """SIGUSR1 reopens the audit log only (logrotate's usual signal for log files),
+    without the policy reload SIGHUP also does."""
+
+    signum = signal.SIGUSR1
+
+
+class AuditUpkeep(Service):
+    """Calls the audit sink's ``tick`` every second: fsync under ``--audit-fsync
+    interval`` and timed checkpoints and rotation happen even when no request comes."""
+
+    def __init__(self, audit: JsonLinesAudit | NullAudit, reactor: Any) -> None:
+        self._audit = audit
+        self._reactor = reactor
+        self._call: Any = None
+
+    def startService(self) -> None:
+        """Start ticking."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self._call = self._reactor.callLater(1.0, self._tick)
+
+    def stopService(self) -> None:
+        """Stop ticking and close the audit log (sealing it when keyed)."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        try:
+            self._audit.close()
+        except OSError:
+            log.failure("Could not close the audit log cleanly")
+        super().stopService()  # type: ignore[no-untyped-call]
+
+    def _tick(self) -> None:
+        self._audit.tick()
+        self._call = self._reactor.callLater(1.0, self._tick)
 
 
 class ProxyService(MultiService):
@@ -240,6 +289,16 @@ def reload_everything(holder: PolicyHolder, audit: JsonLinesAudit | NullAudit) -
         log.failure("Could not reopen the audit log; still writing to the old file")
 
 
+def _reopen_audit(audit: JsonLinesAudit | NullAudit) -> None:
+    """What SIGUSR1 does: reopen the audit log, keeping the old file on failure."""
+    try:
+        audit.reopen()
+    except OSError:
+        log.failure("Could not reopen the audit log; still writing to the old file")
+    else:
+        log.info("Audit log reopened")
+
+
 def makeService(options: Options, reactor: Any = None) -> MultiService:
     """Build the dockgate service from parsed options (see L{IServiceMaker.makeService}).
 
@@ -255,7 +314,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         reactor = global_reactor
     assert options.upstream is not None, "parseOptions() was not called"
     holder = PolicyHolder(options["policy"])
-    audit = JsonLinesAudit(options["audit-log"]) if options["audit-log"] else NullAudit()
+    audit = audit_config.build_audit(options)
     fields = dict(options.settings_fields())
     settings = ProxySettings(
         upstream=upstream_endpoint(reactor, options.upstream, fields["connect_timeout"]),
@@ -279,4 +338,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         root.addService(listener)  # type: ignore[no-untyped-call]
     hangup = ReloadOnHangup(lambda: reload_everything(holder, audit), reactor)
     root.addService(hangup)  # type: ignore[no-untyped-call]
+    root.addService(ReopenOnUsr1(lambda: _reopen_audit(audit), reactor))  # type: ignore[no-untyped-call]
+    if options["audit-log"]:
+        root.addService(AuditUpkeep(audit, reactor))  # type: ignore[no-untyped-call]
     return root

@@ -1,0 +1,219 @@
+"""The audit record schema (version 1): one ``AuditEvent`` in, one JSON-ready mapping out.
+
+Pure: no I/O, no clock.  The record layout is the contract with everything
+that reads the log (``dockgate audit``, a SIEM, ``jq``); docs/audit.md
+documents it field by field and ``SCHEMA_VERSION`` changes whenever a field
+changes meaning.  The chain fields (``v``, ``seq``, ``prev``) are added by the
+writer, which alone knows the previous line.
+
+Bounded by construction: every free-text field is clipped to ``MAX_TEXT``
+characters and a request body larger than ``MAX_BODY`` bytes (encoded) is
+replaced by its size and digest, so one hostile request cannot make a record
+that a line-oriented reader chokes on.  Escaping of newlines and control
+characters is the encoder's job (``encode_record``), so no value can end a
+line or start another record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from dockgate.audit_redact import Redactor, target_of
+from dockgate.model import AuditEvent, Peer
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_TEXT",
+    "SCHEMA_VERSION",
+    "Level",
+    "build_record",
+    "clip",
+    "encode_record",
+    "iso_time",
+]
+
+SCHEMA_VERSION = 1
+MAX_TEXT = 2048
+"""Longest free-text value (path, reason, header) kept whole, in characters."""
+MAX_BODY = 64 * 1024
+"""Largest canonical body (encoded JSON bytes) kept in a ``request``-level record."""
+
+Level = Literal["none", "metadata", "request"]
+LEVELS: tuple[Level, ...] = ("none", "metadata", "request")
+
+
+def _to_json(value: object) -> object:
+    """Serialise the few non-JSON types records may hold without losing information.
+
+    Bytes (a raw path or header the protocol could not decode) keep every byte
+    through Latin-1; anything else is refused so that a record never carries a
+    ``repr`` nobody can parse back.
+    """
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"audit record value of type {type(value).__name__} is not serialisable")
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """Return ``record`` as one JSON Lines record: ASCII JSON and a final newline.
+
+    ASCII-only output turns newlines, control characters and U+2028/2029 into
+    ``\\u`` escapes, so a value can neither add a line nor put a terminal
+    escape in front of someone running ``tail``.
+
+    Raises:
+        TypeError, ValueError: the record holds a value JSON cannot represent.
+    """
+    text = json.dumps(
+        record, ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_to_json
+    )
+    return text.encode("ascii") + b"\n"
+
+
+def iso_time(seconds: float) -> str:
+    """Unix time as ISO 8601 UTC with microseconds (``2026-01-02T03:04:05.678901Z``)."""
+    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def clip(value: str | None, limit: int = MAX_TEXT) -> str | None:
+    """``value`` cut to ``limit`` characters, with a marker saying how much was cut."""
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[:limit]}...[dockgate: truncated {len(value) - limit} chars]"
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1")
+    return clip(str(value))
+
+
+def _peer(peer: Peer | None) -> dict[str, Any] | None:
+    if peer is None:
+        return None
+    return {
+        "transport": peer.transport,
+        "address": _text(peer.address),
+        "uid": peer.uid,
+        "gid": peer.gid,
+        "pid": peer.pid,
+    }
+
+
+def principal_of(peer: Peer | None) -> str | None:
+    """Who acted, as one filterable string.
+
+    The certificate principal when the connection had one; else the unix
+    uid the kernel vouched for; else nothing (a plain TCP caller has no
+    identity, only an address).
+    """
+    if peer is None:
+        return None
+    if peer.principal:
+        return _text(peer.principal)
+    if peer.uid is not None:
+        return f"uid:{peer.uid}"
+    return None
+
+
+def _body(event: AuditEvent, redactor: Redactor, masked: list[str],
+          erased: list[str]) -> Any:
+    request = event.request
+    assert request is not None
+    body = redactor.body(request.endpoint.id, request.body, ("request", "body"), masked, erased)
+    if body is None:
+        return None
+    encoded = encode_record(body)
+    if len(encoded) <= MAX_BODY:
+        return _clip_strings(body)
+    return {
+        "dockgate_truncated": True,
+        "size": len(encoded),
+        "sha256": hashlib.sha256(encoded).hexdigest(),
+    }
+
+
+def _clip_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, dict):
+        return {k: _clip_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clip_strings(v) for v in value]
+    return value
+
+
+def build_record(
+    event: AuditEvent,
+    level: Level,
+    redactor: Redactor,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record of ``event`` at ``level`` (``metadata`` or ``request``).
+
+    ``extra`` adds writer-side members (the session file reference).  The
+    ``error`` key is present only when dockgate answered or ended the
+    exchange itself, so readers can treat its presence as "not a normal
+    outcome".
+    """
+    request = event.request
+    decision = event.decision
+    masked: list[str] = []
+    erased: list[str] = []
+    if request is not None:
+        query = redactor.query(request.query, masked)
+        path = target_of(request.version, request.path, query)
+    else:
+        path = _text(event.raw_target) or ""
+    record: dict[str, Any] = {
+        "id": event.id,
+        "record_id": f"{event.id}/{event.stage}",
+        "stage": event.stage,
+        "time": iso_time(event.time),
+        "level": level,
+        "principal": principal_of(event.peer),
+        "tenant": None,
+        "peer": _peer(event.peer),
+        "listener": _text(event.listener),
+        "method": _text(event.method),
+        "path": clip(path),
+        "endpoint": request.endpoint.id if request else None,
+        "api_version": request.version if request else None,
+        "decision": decision.verdict if decision else None,
+        "policy": _text(decision.policy) if decision else None,
+        "rules": [_text(decision.rule)] if decision and decision.rule else [],
+        "reasons": [_text(decision.reason)] if decision and decision.reason else [],
+        "status": event.status,
+        "duration": event.duration,
+        "bytes_in": event.bytes_in,
+        "bytes_out": event.bytes_out,
+    }
+    if decision is not None and decision.warnings:
+        record["warnings"] = [_text(w) for w in decision.warnings]
+    if event.error:
+        record["error"] = _text(event.error)
+    if event.exit_code is not None:
+        record["exit_code"] = event.exit_code
+    if level == "request" and request is not None and event.stage == "RequestDecided":
+        headers = redactor.headers(request.headers, ("request", "headers"), erased)
+        record["request"] = {
+            "headers": {k: clip(v) for k, v in headers.items()},
+            "body": _body(event, redactor, masked, erased),
+        }
+    if masked:
+        record["masked"] = masked
+    if erased:
+        record["erased"] = erased
+    if extra:
+        record.update(extra)
+    return record
+
