@@ -15,7 +15,7 @@ def test_cli20_version_negotiates(engine: Engine) -> None:
     out = engine.docker20("version", "--format", "{{.Client.Version}} {{.Server.Version}}")
     client, server = out.stdout.split()
     assert client.startswith("20.10.")
-    assert server.startswith({"20.10": "20.10.", "28.5": "28.5."}[engine.name])
+    assert server == engine.version
 
 
 def test_cli20_run(engine: Engine) -> None:

@@ -160,5 +160,5 @@ def test_events_bounded(engine: Engine, client: Any) -> None:
 def test_low_level_version_and_ping(engine: Engine, client: Any) -> None:
     assert client.ping() is True
     version = client.version()
-    assert version["Version"].startswith({"20.10": "20.10.", "28.5": "28.5."}[engine.name])
+    assert version["Version"] == engine.version
     assert any(i.tags == ["dgtest:latest"] for i in client.images.list())

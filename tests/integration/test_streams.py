@@ -95,3 +95,45 @@ def test_events_since_until(engine: Engine) -> None:
     for expected in ("create", "start", "die", "destroy"):
         assert expected in actions, actions
     assert actions.index("create") < actions.index("start") < actions.index("destroy")
+
+
+def test_events_stream_stays_open_and_delivers_live(engine: Engine) -> None:
+    name = unique("live")
+    proc = subprocess.Popen(
+        [engine.cli, "events", "--since", f"{time.time() - 1:.3f}", "--filter", "type=container",
+         "--filter", f"container={name}", "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=engine.env,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # the stream is open and idle before anything happens
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        engine.docker("create", "--network", "none", "--name", name, IMAGE, "true")
+        assert read_line(proc) == f"create {name}\n".encode()
+        engine.docker("rm", name)
+        assert read_line(proc) == f"destroy {name}\n".encode()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_stats_stream(engine: Engine) -> None:
+    name = unique("stats")
+    engine.docker("run", "-d", "--init", "--network", "none", "--name", name, IMAGE, "sleep", "300")
+    proc = subprocess.Popen(
+        [engine.cli, "stats", "--format", "row {{.Name}} {{.PIDs}}", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=engine.env,
+    )
+    rows = 0
+    try:
+        deadline = time.monotonic() + 30
+        while rows < 3 and time.monotonic() < deadline:
+            line = read_line(proc, timeout=max(deadline - time.monotonic(), 0.1))
+            rows += line.count(f"row {name} ".encode())
+    finally:
+        proc.kill()  # the stats CLI ignores SIGTERM
+        proc.wait(10)
+    assert rows >= 3  # the stream keeps sending samples (one a second)

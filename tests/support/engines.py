@@ -116,6 +116,7 @@ class Daemon:
     root: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    version: str  # as `dockerd --version` prints it, e.g. "28.5.2+dfsg4"
 
     @property
     def socket(self) -> str:
@@ -165,6 +166,12 @@ def start_daemon(name: str, root: Path) -> Daemon:
     if len(str(root / "d.sock")) >= 100:
         raise SetupError(f"socket path too long for a unix socket: {root}")
     log_path = root / "dockerd.log"
+    printed = subprocess.run(
+        [argv[0], "--version"], capture_output=True, text=True, env=env, timeout=30, check=True
+    ).stdout  # "Docker version 28.5.2+dfsg4, build 3ef3c07"
+    version = printed.split("version", 1)[1].split(",", 1)[0].strip()
+    if not version.startswith(name + "."):
+        raise SetupError(f"engine {name}: {argv[0]} is version {version}")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             argv,
@@ -175,7 +182,7 @@ def start_daemon(name: str, root: Path) -> Daemon:
             start_new_session=True,
             preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
         )
-    return Daemon(name=name, root=root, process=process, log_path=log_path)
+    return Daemon(name=name, root=root, process=process, log_path=log_path, version=version)
 
 
 def build_rootfs(path: Path) -> Path:
@@ -242,6 +249,11 @@ class Engine:
     @property
     def daemon_socket(self) -> str:
         return self.daemon.socket
+
+    @property
+    def version(self) -> str:
+        """The daemon's exact version (what /version reports as Version)."""
+        return self.daemon.version
 
     def _env(self, socket_path: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "BUILDX_"))}
