@@ -30,6 +30,14 @@ command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-engines: apt-get install ${need_apt[*]}"
+  # Keep the packages' maintainer scripts from starting a system dockerd or
+  # containerd (with its default bridge and iptables rules): the tests start
+  # their own daemons.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
