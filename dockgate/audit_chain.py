@@ -126,7 +126,10 @@ def _parse(line: bytes) -> dict[str, Any] | None:
 
 
 def verify_lines(
-    lines: Iterable[tuple[str, int, bytes]], verifier: Verifier | None = None
+    lines: Iterable[tuple[str, int, bytes]],
+    verifier: Verifier | None = None,
+    *,
+    partial: bool = False,
 ) -> Iterator[Finding]:
     """Check the chain over ``lines`` (in chain order across files); yield findings.
 
@@ -134,6 +137,10 @@ def verify_lines(
     callers usually report the first and stop.  Non-fatal findings are
     notes (a chain that starts from scratch, checkpoints left unchecked for
     want of a key).  The summary at the end is a non-fatal ``summary``.
+
+    A chain must start at record 1 (``seq`` 1, no ``prev``): otherwise its
+    first records were removed, which the chain alone cannot tell from old
+    files deleted on purpose; ``partial`` accepts that, as a note.
     """
     st = _State()
     where: tuple[str, int] = ("-", 0)
@@ -150,9 +157,13 @@ def verify_lines(
             yield Finding(file, number, "edited", "record has no valid seq/prev chain fields")
             return
         if st.prev_hash is None and st.records == 0:
-            if prev is not None:
-                yield Finding(file, number, "note", f"chain starts at seq {seq}, continuing "
-                              "an earlier file that was not given", fatal=False)
+            if prev is not None or seq != 1:
+                yield Finding(file, number, "note" if partial else "head-missing",
+                              f"the chain starts at seq {seq}: records before it are not in "
+                              "the files given (removed, or older files not given; "
+                              "--partial accepts that)", fatal=not partial)
+                if not partial:
+                    return
         elif prev is None:
             yield Finding(file, number, "restarted",
                           f"the chain starts over at seq {seq} after seq {st.prev_seq}: "

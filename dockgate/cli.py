@@ -1,10 +1,10 @@
-"""The ``dockgate`` command: ``serve``, ``api``, ``policy`` and ``version``.
+"""The ``dockgate`` command: ``serve``, ``api``, ``policy``, ``audit`` and ``version``.
 
 The top level only picks the subcommand; each subcommand parses its own
 arguments.  ``serve`` uses the same ``usage.Options`` as ``twistd dockgate``
 (so the two cannot drift apart) and runs ``tap.makeService`` under the
-reactor.  ``api`` and ``policy`` are other modules' ``main``, imported only
-when those commands are used.
+reactor.  ``api``, ``policy`` and ``audit`` are other modules' ``main``,
+imported only when those commands are used.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ log = Logger()
 
 _DELEGATES = {
     "api": "dockgate.routes_cli",
+    "audit": "dockgate.audit_cli",
     "policy": "dockgate.policy.cli",
 }
 
@@ -35,6 +36,7 @@ commands:
   serve     run the proxy (dockgate serve --help for its options)
   api       list the Engine API operations dockgate routes
   policy    check, test and explain policies
+  audit     verify, show, summarise and replay audit logs; play and export sessions
   version   print dockgate's version
 """
 
@@ -150,8 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"dockgate {__version__}")
-    parser.add_argument("command", nargs="?", choices=["serve", "api", "policy", "version"],
-                        metavar="command")
+    parser.add_argument("command", nargs="?",
+                        choices=["serve", "api", "audit", "policy", "version"], metavar="command")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
     return parser
 
@@ -168,5 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version": version,
         "api": _delegate("api"),
         "policy": _delegate("policy"),
+        "audit": _delegate("audit"),
     }
     return commands[args.command](args.args)
