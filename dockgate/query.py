@@ -150,8 +150,9 @@ def canonical_query(
         kind = p.get("type", "string")
         if kind == "array":
             item = p.get("items", "string")
+            walk = (walkers or {}).get(key)
             for v in values:
-                out.append((key, canonical_json(key, v) if item == "json" else v))
+                out.append((key, canonical_json(key, v, walk) if item == "json" else v))
             continue
         if len(values) > 1:
             raise BadRequest(f"query parameter {key!r} is repeated; the daemon reads only "

@@ -30,6 +30,30 @@ SNAPSHOTS = ("1.41", "1.51")
 OUT = Path(__file__).resolve().parent.parent / "dockgate" / "schemas"
 _KEEP_FORMATS = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
 
+# Go types of JSON-valued query parameters, so their keys are resolved (and
+# duplicates refused) the way encoding/json reads them.
+# ocispec.Platform (image-spec specs-go/v1): lower-case json tags.
+_PLATFORM = {"type": "object", "properties": {
+    "architecture": {"type": "string"}, "os": {"type": "string"},
+    "os.version": {"type": "string"}, "os.features": {"type": "array",
+                                                      "items": {"type": "string"}},
+    "variant": {"type": "string"}}}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+# moby build router: buildargs map[string]*string, labels map[string]string,
+# cachefrom []string, ulimits []*units.Ulimit, outputs []ImageBuildOutput.
+_BUILD_JSON = {
+    "buildargs": {"type": "json", "schema": {"type": "object", "additionalProperties": {
+        "type": ["string", "null"]}}},
+    "labels": {"type": "json", "schema": _STRING_MAP},
+    "cachefrom": {"type": "json", "schema": {"type": "array", "items": {"type": "string"}}},
+    "ulimits": {"type": "json", "schema": {"type": "array", "items": {
+        "type": "object", "properties": {"Name": {"type": "string"},
+                                         "Hard": {"type": "integer", "format": "int64"},
+                                         "Soft": {"type": "integer", "format": "int64"}}}}},
+    "outputs": {"type": "json", "schema": {"type": "array", "items": {
+        "type": "object", "properties": {"Type": {"type": "string"}, "Attrs": _STRING_MAP}}}},
+}
+
 # Query parameter kinds that differ from the specs' declared types.
 QUERY_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # moby postBuild reads r.Form["t"], ["extrahosts"], ["securityopt"]; the client
@@ -38,11 +62,7 @@ QUERY_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "t": {"type": "array"},
         "extrahosts": {"type": "array"},
         "securityopt": {"type": "array"},
-        "buildargs": {"type": "json"},
-        "labels": {"type": "json"},
-        "cachefrom": {"type": "json"},
-        "ulimits": {"type": "json"},
-        "outputs": {"type": "json"},
+        **_BUILD_JSON,
         # Sent by the docker client (imageBuildOptionsToQuery) for BuildKit builds.
         "session": {"type": "string"},
         "buildid": {"type": "string"},
@@ -57,12 +77,12 @@ QUERY_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     # client ContainerCommit adds one "changes" value per change; moby reads r.Form["changes"].
     "image.commit": {"changes": {"type": "array"}},
     # API 1.48+: several platforms for save/load (moby reads r.Form["platform"]).
-    "image.get": {"platform": {"type": "array", "items": "json"}},
-    "image.get_all": {"platform": {"type": "array", "items": "json"}},
-    "image.load": {"platform": {"type": "array", "items": "json"}},
-    "image.inspect": {"platform": {"type": "json"}},
-    "image.history": {"platform": {"type": "json"}},
-    "image.push": {"platform": {"type": "json"}},
+    "image.get": {"platform": {"type": "array", "items": "json", "schema": _PLATFORM}},
+    "image.get_all": {"platform": {"type": "array", "items": "json", "schema": _PLATFORM}},
+    "image.load": {"platform": {"type": "array", "items": "json", "schema": _PLATFORM}},
+    "image.inspect": {"platform": {"type": "json", "schema": _PLATFORM}},
+    "image.history": {"platform": {"type": "json", "schema": _PLATFORM}},
+    "image.push": {"platform": {"type": "json", "schema": _PLATFORM}},
     # moby build router postCancel reads "id"; not in the specs.
     "build.cancel": {"id": {"type": "string"}},
     # The specs say integer, but the docker CLI sends timetypes.GetTimestamp values

@@ -78,6 +78,10 @@ HEADS = [
     ("GET", "/v1.51/images/docker.io/library/alpine:3.20/json"),
     ("GET", "/v1.51/images/alpine@sha256:" + "a" * 64 + "/json"),
     ("GET", "/v1.51/images/alpine/history"),
+    ("GET", "/v1.51/images/alpine/json?platform=" + q({"os": "linux", "architecture": "arm64",
+                                                      "variant": "v8"})),
+    ("GET", "/v1.51/images/get?names=alpine&platform=" + q({"os": "linux",
+                                                            "architecture": "amd64"})),
     ("POST", "/v1.51/images/registry.example:5000/team/app/push?tag=v1"),
     ("POST", "/v1.51/images/alpine/tag?repo=example%2Falpine&tag=mine"),
     ("POST", "/v1.44/images/alpine/tag?tag=mine&repo=example&force=0"),  # docker-py
@@ -92,8 +96,12 @@ HEADS = [
     ("GET", "/v1.51/system/df?type=container&type=image"),
     ("POST", "/v1.51/build?buildargs=%7B%7D&cachefrom=%5B%5D&cgroupparent=&cpuperiod=0"
              "&cpuquota=0&cpusetcpus=&cpusetmems=&cpushares=0&dockerfile=Dockerfile"
-             "&labels=%7B%7D&memory=0&memswap=0&networkmode=default&rm=1&shmsize=0"
+             "&labels=%7B%22a%22%3A%22b%22%7D&memory=0&memswap=0&networkmode=default&rm=1"
+             "&shmsize=0&extrahosts=db%3A10.0.0.5"
              "&t=app%3Alatest&t=app%3Av1&target=&ulimits=null&version=1"),
+    ("POST", "/v1.51/build?t=app&buildargs=" + q({"HTTP_PROXY": None, "V": "1"}) +
+     "&ulimits=" + q([{"Name": "nofile", "Hard": 2048, "Soft": 1024}]) + "&cachefrom=" +
+     q(["app:cache"]) + "&labels=" + q({"a": "b"})),
     ("POST", "/v1.41/build?buildid=0123abc&dockerfile=Dockerfile&remote=client-session"
              "&session=s3ss10n&t=app&version=2&rm=1&outputs=" +
      q([{"Type": "moby", "Attrs": {}}])),

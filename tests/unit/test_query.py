@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dockgate.admission import ApiContext, admit_head
 from dockgate.errors import BadRequest
 from dockgate.query import (
     canonical_bool,
@@ -115,3 +116,16 @@ def test_filters_canonical_is_fixed_point(value: dict[str, list[str]]) -> None:
     text = json.dumps(value)
     first = canonical_filters("filters", text)
     assert canonical_filters("filters", first) == first
+
+
+def test_json_parameters_resolve_keys_like_go() -> None:
+    """ocispec.Platform has lower-case json tags; Go matches them case-insensitively."""
+    ctx = ApiContext()
+    req = admit_head("GET", b"/v1.51/images/a/json?platform=%7B%22OS%22%3A%22linux%22%7D", [],
+                     ctx)
+    assert req.query == (("platform", '{"os":"linux"}'),)
+    with pytest.raises(BadRequest, match="both set field"):
+        admit_head("GET", b"/v1.51/images/a/json?platform=%7B%22OS%22%3A%22linux%22%2C%22os"
+                          b"%22%3A%22windows%22%7D", [], ctx)
+    with pytest.raises(BadRequest, match="expected"):
+        admit_head("POST", b"/v1.51/build?labels=%7B%22a%22%3A1%7D", [], ctx)
