@@ -18,6 +18,10 @@ to ``serverFromString``, for three reasons:
   the unit's ``SocketMode=0660`` and leaving a restarted service with a
   socket nobody can reach by path.  dockgate adopts such sockets as they are.
 
+* ``tls:`` listeners require client certificates signed by the given CA
+  (mutual TLS, TLS 1.2 or newer), as ``dockerd --tlsverify`` does: the
+  certificate is the caller's identity for tenants (``dockgate.peer``).
+
 Parsing is pure (it returns frozen specs and raises ``ValueError``), so option
 parsing can reject a bad string before anything is bound; building endpoints
 from specs is the only part that needs a reactor.
@@ -32,10 +36,15 @@ import stat
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from twisted.internet import defer, tcp, unix
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from OpenSSL import SSL, crypto
+from twisted.internet import defer, ssl, tcp, unix
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     HostnameEndpoint,
+    SSL4ServerEndpoint,
     UNIXClientEndpoint,
     serverFromString,
 )
@@ -53,6 +62,7 @@ __all__ = [
     "CannotListen",
     "DelegatedListenerSpec",
     "InheritedUnixListener",
+    "TLSListenerSpec",
     "UnixListener",
     "UnixListenerSpec",
     "UpstreamSpec",
@@ -60,6 +70,7 @@ __all__ = [
     "parse_description",
     "parse_listener",
     "parse_upstream",
+    "tls_options",
     "upstream_endpoint",
 ]
 
@@ -202,7 +213,52 @@ class DelegatedListenerSpec:
     description: str
 
 
-ListenerSpec = UnixListenerSpec | DelegatedListenerSpec
+@dataclass(frozen=True, slots=True)
+class TLSListenerSpec:
+    """A TCP listener with mutual TLS.
+
+    Attributes:
+        port: TCP port.
+        interface: address to bind (loopback unless configured).
+        cert: PEM file with the server certificate (then any intermediates).
+        key: PEM file with the server's private key (unencrypted).
+        ca: PEM file with the CA certificate(s) client certificates must chain to.
+        backlog: listen queue length.
+    """
+
+    port: int
+    interface: str
+    cert: str
+    key: str
+    ca: str
+    backlog: int = 50
+
+
+ListenerSpec = UnixListenerSpec | DelegatedListenerSpec | TLSListenerSpec
+
+
+def _parse_tls(text: str, positional: list[str], options: dict[str, str]) -> TLSListenerSpec:
+    given = positional + ([options.pop("port")] if "port" in options else [])
+    if len(given) != 1 or not given[0]:
+        raise ValueError(f"endpoint {text!r} must name exactly one port")
+    port = _parse_number(text, "port", given[0])
+    if not 0 < port < 65536:
+        raise ValueError(f"endpoint {text!r}: port must be between 1 and 65535")
+    files: dict[str, str] = {}
+    for name in ("cert", "key", "ca"):
+        value = options.pop(name, "")
+        if not value:
+            raise ValueError(f"endpoint {text!r}: tls: needs {name}=FILE "
+                             "(server certificate, its key, and the clients' CA)")
+        files[name] = value
+    spec = TLSListenerSpec(
+        port=port,
+        interface=options.pop("interface", "") or _LOOPBACK["tcp"],
+        backlog=_parse_number(text, "backlog", options.pop("backlog", "50")),
+        **files,
+    )
+    _reject_unknown(text, options)
+    return spec
 
 
 def parse_listener(text: str) -> ListenerSpec:
@@ -210,8 +266,10 @@ def parse_listener(text: str) -> ListenerSpec:
 
     Accepted types are ``unix:`` (``unix:/path`` or ``unix:path=/path``, with
     ``mode``, ``backlog``, ``lockfile`` and ``group`` options), ``tcp:`` and
-    ``tcp6:`` (loopback unless ``interface=`` is given) and ``systemd:``
-    (socket activation; systemd sets the socket's mode and group).
+    ``tcp6:`` (loopback unless ``interface=`` is given), ``tls:`` (``tls:PORT``
+    with ``cert``, ``key`` and ``ca`` files, all required, and ``interface``
+    (loopback by default) and ``backlog``) and ``systemd:`` (socket
+    activation; systemd sets the socket's mode and group).
 
     Raises:
         ValueError: with a message fit for the command line.
@@ -234,10 +292,12 @@ def parse_listener(text: str) -> ListenerSpec:
         if "interface" not in options:
             text = f"{text}:interface={_quote(_LOOPBACK[kind])}"
         return DelegatedListenerSpec(text)
+    if kind == "tls":
+        return _parse_tls(text, positional, options)
     if kind == "systemd":
         return DelegatedListenerSpec(text)
     raise ValueError(f"endpoint {text!r}: listener type {kind!r} is not supported "
-                     "(use unix:, tcp:, tcp6: or systemd:)")
+                     "(use unix:, tcp:, tcp6:, tls: or systemd:)")
 
 
 def _clear_stale_socket(path: str) -> None:
@@ -358,10 +418,61 @@ class InheritedUnixListener(_ImmediateListener):
         return IListeningPort(port)
 
 
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CannotListen(f"cannot read TLS {what} {path}: {e.strerror or e}") from None
+
+
+def tls_options(spec: TLSListenerSpec) -> ssl.CertificateOptions:
+    """The server TLS options for ``spec``: its certificate and key, client
+    certificates required and verified against ``spec.ca``, TLS 1.2 or newer.
+
+    Raises:
+        CannotListen: a file is unreadable or not PEM, or the key does not
+            match the certificate.
+    """
+    try:
+        chain = x509.load_pem_x509_certificates(_read(spec.cert, "certificate"))
+        key = serialization.load_pem_private_key(_read(spec.key, "key"), password=None)
+        cas = x509.load_pem_x509_certificates(_read(spec.ca, "CA"))
+    except (ValueError, TypeError) as e:
+        raise CannotListen(f"TLS listener on port {spec.port}: {e}") from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise CannotListen(f"TLS listener on port {spec.port}: {spec.key} must hold an RSA "
+                           "or EC private key")
+    if not chain or not cas:
+        raise CannotListen(f"TLS listener on port {spec.port}: no certificate in "
+                           f"{spec.cert if not chain else spec.ca}")
+    try:
+        options = ssl.CertificateOptions(
+            privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
+            certificate=crypto.X509.from_cryptography(chain[0]),
+            extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]],
+            verify=True,
+            requireCertificate=True,
+            caCerts=[crypto.X509.from_cryptography(c) for c in cas],
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        )
+        options.getContext()  # loads and cross-checks key and certificate now
+    except (crypto.Error, SSL.Error, ValueError, TypeError) as e:
+        raise CannotListen(f"TLS listener on port {spec.port}: certificate and key do not "
+                           f"work together: {e}") from None
+    return options
+
+
 def listener_endpoint(reactor: _UnixReactor, spec: ListenerSpec) -> IStreamServerEndpoint:
     """Build the server endpoint for a parsed listener."""
     if isinstance(spec, UnixListenerSpec):
         return IStreamServerEndpoint(UnixListener(reactor, spec))
+    if isinstance(spec, TLSListenerSpec):
+        endpoint = SSL4ServerEndpoint(  # type: ignore[no-untyped-call]
+            reactor, spec.port, tls_options(spec), backlog=spec.backlog,
+            interface=spec.interface,
+        )
+        return IStreamServerEndpoint(endpoint)
     endpoint = serverFromString(reactor, spec.description)  # type: ignore[no-untyped-call]
     if isinstance(endpoint, AdoptedStreamServerEndpoint) and (
         endpoint.addressFamily == socket.AF_UNIX

@@ -1,0 +1,70 @@
+"""Tenancy: several teams on one Docker host, each seeing and touching only its own objects.
+
+Pure core (no Twisted, no I/O besides reading the tenants file).  The I/O
+layer calls, per request, in this order (see docs/tenants.md):
+
+1. ``TenantMap.resolve(peer, user, groups, principal, sans)`` → ``Tenant`` or
+   None (403); ``admin_only(endpoint_id)`` refuses unscopable endpoints for
+   non-admins;
+2. ``stamp`` and ``scope_list``;
+3. ``object_refs``; per reference ``inspect_target`` → ``GET`` →
+   ``owner_of``/``exec_container`` → ``may_access`` → ``full_id`` → ``pin``;
+4. ``quota_check`` with ``usage_from_list``;
+5. the tenant's policy decides the final request.
+
+Responses: ``filter_list`` for list bodies, ``event_visible`` per event line.
+"""
+
+from dockgate.tenancy.ownership import (
+    OWNER_LABEL,
+    RESERVED_PREFIX,
+    ObjectRef,
+    admin_only,
+    event_visible,
+    exec_container,
+    filter_list,
+    full_id,
+    inspect_target,
+    is_reserved_label,
+    may_access,
+    object_refs,
+    owner_of,
+    pin,
+    scope_list,
+    stamp,
+)
+from dockgate.tenancy.quota import (
+    Usage,
+    needs_inspect,
+    needs_usage,
+    quota_check,
+    usage_from_list,
+)
+from dockgate.tenancy.tenants import Quotas, Tenant, TenantMap
+
+__all__ = [
+    "OWNER_LABEL",
+    "RESERVED_PREFIX",
+    "ObjectRef",
+    "Quotas",
+    "Tenant",
+    "TenantMap",
+    "Usage",
+    "admin_only",
+    "event_visible",
+    "exec_container",
+    "filter_list",
+    "full_id",
+    "inspect_target",
+    "is_reserved_label",
+    "may_access",
+    "needs_inspect",
+    "needs_usage",
+    "object_refs",
+    "owner_of",
+    "pin",
+    "quota_check",
+    "scope_list",
+    "stamp",
+    "usage_from_list",
+]

@@ -1,0 +1,628 @@
+"""Ownership: stamping the objects a tenant creates, scoping what it lists, and
+naming every object a request touches so the I/O layer can check its owner.
+
+Everything here is pure: functions over ``CanonicalRequest`` that return new
+requests (``dataclasses.replace``) with ``body``, ``body_bytes`` and ``query``
+kept consistent (bodies are re-serialised with ``jsonstrict.dumps``, the same
+canonical serialiser admission uses).
+
+How the daemon resolves the names this module hands out (moby):
+
+* containers (``daemon.GetContainer``): the full id, then the exact name
+  (a leading ``/`` is optional), then a unique id prefix (truncindex); an
+  ambiguous prefix is an error.  ``pin`` therefore rewrites a checked
+  reference to the full id, so a name reused or a prefix that becomes
+  ambiguous between the check and the action cannot redirect the request.
+* exec instances: the exact id only.  An exec belongs to its container's owner.
+* networks (``FindNetwork``): full id, exact name, then id prefix; pinned to
+  the full id like containers.
+* volumes: the exact name, which is the volume's identity; nothing to pin.
+* images: id, digest or ``name:tag``.  Image references are *not* pinned:
+  rewriting ``alpine:3`` to ``sha256:…`` would change what delete, tag and
+  create mean (untag versus delete, the container's recorded image).
+
+Label filters: ``filters.Args.MatchKVList`` requires *every* ``label`` term to
+match, and every filter key narrows the result, so adding
+``label=io.dockgate.owner=<tenant>`` to a client's filters can only narrow what
+the client asked for (moby ``api/types/filters/parse.go``; events use the same
+``MatchKVList`` on ``Actor.Attributes``, ``daemon/events/filter.go``).
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from dockgate.errors import BadRequest, Forbidden
+from dockgate.jsonstrict import dumps
+from dockgate.model import CanonicalRequest
+from dockgate.policy import spelling
+from dockgate.target import escape_path
+from dockgate.tenancy.tenants import Tenant
+
+OWNER_LABEL = "io.dockgate.owner"
+"""The label that records which tenant owns an object."""
+
+RESERVED_PREFIX = "io.dockgate."
+"""Label keys in this namespace are dockgate's; clients may not set any of them."""
+
+Kind = Literal["container", "exec", "volume", "network", "image", "plugin",
+               "service", "node", "task", "secret", "config"]
+Where = Literal["path", "body", "query"]
+Access = Literal["read", "write"]
+
+BUILTIN_NETWORKS = frozenset({"", "default", "bridge", "host", "none", "nat"})
+"""Network modes that name no user-defined network."""
+
+# -- reserved labels ------------------------------------------------------------
+
+
+def _fold(key: str) -> str:
+    """A label key as a human would read it: NFKC, case-folded, without
+    whitespace or invisible format characters."""
+    text = unicodedata.normalize("NFKC", key).casefold()
+    return "".join(ch for ch in text
+                   if not ch.isspace() and unicodedata.category(ch) not in ("Cf", "Cc"))
+
+
+def is_reserved_label(key: str) -> bool:
+    """Whether ``key`` spells (in any case, spacing or compatibility form) a dockgate label."""
+    return _fold(key).startswith(RESERVED_PREFIX)
+
+
+def _check_labels(labels: Any, where: str) -> dict[str, Any]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise BadRequest(f"{where} must be an object")
+    for key in labels:
+        if is_reserved_label(str(key)):
+            raise Forbidden(f"{where}: label {key!r} is reserved for dockgate "
+                            f"({OWNER_LABEL} is set from the caller's tenant)",
+                            reason="reserved-label")
+    return dict(labels)
+
+
+def _check_changes(changes: Iterable[str], where: str) -> None:
+    """Refuse Dockerfile ``LABEL`` instructions (also under ``ONBUILD``) in commit/import
+    ``changes``: with ``ENV`` substitution and quoting their keys cannot be read reliably."""
+    for change in changes:
+        words = change.replace("\\", " ").split()
+        upper = [w.upper() for w in words[:2]]
+        if upper[:1] == ["LABEL"] or upper == ["ONBUILD", "LABEL"]:
+            raise Forbidden(f"{where}: LABEL instructions are not allowed in changes "
+                            "(labels are set by dockgate)", reason="reserved-label")
+
+
+# -- rewriting helpers ------------------------------------------------------------
+
+
+def _with_body(request: CanonicalRequest, body: Any) -> CanonicalRequest:
+    headers = request.headers
+    if not any(name == "content-type" for name, _ in headers):
+        headers = (*headers, ("content-type", "application/json"))
+    return replace(request, body=body, body_bytes=dumps(body), headers=headers)
+
+
+def _with_query(request: CanonicalRequest, key: str, values: list[str]) -> CanonicalRequest:
+    """Replace every ``key`` pair with ``values``, keeping the query sorted by key."""
+    kept = [(k, v) for k, v in request.query if k != key]
+    kept.extend((key, v) for v in values)
+    kept.sort(key=lambda kv: kv[0])  # stable: repeated values keep their order
+    return replace(request, query=tuple(kept))
+
+
+def _query_values(request: CanonicalRequest, key: str) -> list[str]:
+    return [v for k, v in request.query if k == key]
+
+
+def _copy(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+# -- stamp ----------------------------------------------------------------------
+
+_LABELLED_BODIES = frozenset({
+    "container.create", "volume.create", "network.create", "secret.create", "config.create",
+    "image.commit",
+})
+
+
+def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
+    """Set the owner label on the object the request creates; refuse client-set dockgate labels.
+
+    Covers container, volume, network, secret and config create (``Labels``),
+    service create (``Labels`` and the task ``ContainerSpec.Labels``), image
+    build (the ``labels`` query parameter, which overrides Dockerfile
+    ``LABEL``s), commit (body ``Labels``, which win over the container's; no
+    ``LABEL`` in ``changes``) and import (``image.create`` with ``fromSrc``:
+    a ``LABEL`` change is appended).  Other requests are returned unchanged.
+
+    Raises:
+        Forbidden: the client set a label in the ``io.dockgate.`` namespace.
+    """
+    ep = request.endpoint.id
+    owner = {OWNER_LABEL: tenant.name}
+    if ep in _LABELLED_BODIES or ep == "service.create":
+        body = _copy(request.body) if request.body is not None else {}
+        if not isinstance(body, dict):
+            raise BadRequest(f"{ep} body must be a JSON object")
+        body["Labels"] = {**_check_labels(body.get("Labels"), "Labels"), **owner}
+        if ep == "service.create":
+            spec = (body.get("TaskTemplate") or {}).get("ContainerSpec")
+            if isinstance(spec, dict):
+                spec["Labels"] = {
+                    **_check_labels(spec.get("Labels"), "TaskTemplate.ContainerSpec.Labels"),
+                    **owner,
+                }
+        if ep == "image.commit":
+            _check_changes(_query_values(request, "changes"), "changes")
+        return _with_body(request, body)
+    if ep == "image.build":
+        raw = _query_values(request, "labels")
+        labels = json.loads(raw[0]) if raw and raw[0] else {}
+        labels = {**_check_labels(labels, "labels"), **owner}
+        return _with_query(request, "labels", [dumps(labels).decode("ascii")])
+    if ep == "image.create":
+        changes = _query_values(request, "changes")
+        _check_changes(changes, "changes")
+        if any(k == "fromSrc" for k, _ in request.query):
+            return _with_query(request, "changes", [*changes, f"LABEL {OWNER_LABEL}={tenant.name}"])
+    return request
+
+
+# -- scope_list -----------------------------------------------------------------
+
+SCOPED_ENDPOINTS = frozenset({
+    "container.list", "volume.list", "network.list", "image.list", "system.events",
+    "container.prune", "volume.prune", "network.prune", "image.prune",
+})
+"""Endpoints whose ``filters`` get the tenant's owner label (prunes too: they
+accept label filters, and unscoped they would remove other tenants' objects)."""
+
+ADMIN_ONLY = frozenset({
+    "system.df", "build.prune", "image.load", "image.get_all",
+})
+"""Endpoints that expose or change every tenant's objects and cannot be scoped."""
+
+_ADMIN_ONLY_PREFIXES = ("swarm.", "node.", "service.", "task.", "secret.", "config.", "plugin.")
+
+
+def admin_only(endpoint_id: str) -> bool:
+    """Whether only admin tenants may call ``endpoint_id`` (unscopable: swarm, plugins, df...)."""
+    return endpoint_id in ADMIN_ONLY or endpoint_id.startswith(_ADMIN_ONLY_PREFIXES)
+
+
+def scope_list(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
+    """Add ``label=io.dockgate.owner=<tenant>`` to the ``filters`` of a list, events or
+    prune request (merged with the client's; the daemon ANDs label terms).
+    Admins and other endpoints are returned unchanged.
+
+    Raises:
+        BadRequest: the client's ``filters`` is not a canonical filters object.
+    """
+    if tenant.admin or request.endpoint.id not in SCOPED_ENDPOINTS:
+        return request
+    raw = _query_values(request, "filters")
+    filters: dict[str, dict[str, bool]] = {}
+    if raw and raw[0]:
+        try:
+            decoded = json.loads(raw[0])
+        except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict) or not all(
+            isinstance(v, dict) and all(isinstance(b, bool) for b in v.values())
+            for v in decoded.values()
+        ):
+            raise BadRequest("query parameter 'filters' cannot be combined with the tenant filter")
+        filters = decoded
+    labels = dict(filters.get("label", {}))
+    labels[f"{OWNER_LABEL}={tenant.name}"] = True
+    filters["label"] = labels
+    return _with_query(request, "filters", [dumps(filters).decode("ascii")])
+
+
+# -- object references ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object a request names.
+
+    Attributes:
+        kind: ``container``, ``exec``, ``volume``, ``network``, ``image``,
+            ``plugin``, or a swarm kind (``service``, ``node``, ...).
+        ref: the reference as the client wrote it (name, id or prefix).
+        where: ``path``, ``body`` or ``query``.
+        key: where exactly, for messages: the path parameter name, a dotted
+            body path (``HostConfig.VolumesFrom[0]``) or the query key.
+        access: ``read`` or ``write``; only images distinguish them (unowned
+            images, the shared pull cache, are readable by every tenant).
+        path: the machine form of ``key`` used by ``pin``.
+    """
+
+    kind: Kind
+    ref: str
+    where: Where
+    key: str
+    access: Access = "write"
+    path: tuple[str | int, ...] = ()
+
+
+_PATH_KINDS: dict[str, Kind] = {
+    "containers": "container", "exec": "exec", "volumes": "volume", "networks": "network",
+    "images": "image", "plugins": "plugin", "services": "service", "nodes": "node",
+    "tasks": "task", "secrets": "secret", "configs": "config",
+}
+
+_IMAGE_READS = frozenset({"image.inspect", "image.history", "image.get", "image.push",
+                          "image.tag"})
+
+
+def _dotted(path: Iterable[str | int]) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (("." if out else "") + p)
+    return out
+
+
+def _body_ref(refs: list[ObjectRef], kind: Kind, ref: str, path: tuple[str | int, ...],
+              access: Access = "write") -> None:
+    if ref:
+        refs.append(ObjectRef(kind, ref, "body", _dotted(path), access, path))
+
+
+def _container_mode(value: Any) -> str | None:
+    """The container named by a ``container:<ref>`` mode (prefix read case-insensitively)."""
+    if not isinstance(value, str):
+        return None
+    head, sep, rest = value.partition(":")
+    return rest if sep and head.strip().lower() == "container" else None
+
+
+def _link_name(link: str) -> str:
+    return link.split(":", 1)[0]
+
+
+def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> None:
+    image = body.get("Image")
+    if isinstance(image, str):
+        _body_ref(refs, "image", image, ("Image",), "read")
+    host = body.get("HostConfig")
+    if isinstance(host, Mapping):
+        for i, spec in enumerate(host.get("VolumesFrom") or ()):
+            if isinstance(spec, str):
+                _body_ref(refs, "container", spec.split(":", 1)[0],
+                          ("HostConfig", "VolumesFrom", i))
+        for field in ("NetworkMode", "PidMode", "IpcMode"):
+            value = host.get(field)
+            target = _container_mode(value)
+            if target is not None:
+                _body_ref(refs, "container", target, ("HostConfig", field))
+            elif field == "NetworkMode" and isinstance(value, str) \
+                    and value.strip().lower() not in BUILTIN_NETWORKS:
+                _body_ref(refs, "network", value, ("HostConfig", field))
+        for i, link in enumerate(host.get("Links") or ()):
+            if isinstance(link, str):
+                _body_ref(refs, "container", _link_name(link), ("HostConfig", "Links", i))
+        for i, mount in enumerate(host.get("Mounts") or ()):
+            if isinstance(mount, Mapping) and str(mount.get("Type", "")).lower() == "volume":
+                source = mount.get("Source")
+                if isinstance(source, str):
+                    _body_ref(refs, "volume", source, ("HostConfig", "Mounts", i, "Source"))
+        for i, bind in enumerate(host.get("Binds") or ()):
+            if not isinstance(bind, str):
+                continue
+            try:
+                parsed = spelling.parse_bind(bind)
+            except ValueError:
+                continue  # the daemon refuses it; nothing is named
+            if parsed.source and not parsed.is_host_path:
+                _body_ref(refs, "volume", parsed.source, ("HostConfig", "Binds", i))
+    net = body.get("NetworkingConfig")
+    endpoints = net.get("EndpointsConfig") if isinstance(net, Mapping) else None
+    if isinstance(endpoints, Mapping):
+        _endpoints_refs(endpoints, ("NetworkingConfig", "EndpointsConfig"), refs)
+
+
+def _endpoints_refs(endpoints: Mapping[str, Any], base: tuple[str | int, ...],
+                    refs: list[ObjectRef]) -> None:
+    # The network (a mapping key) comes after the references inside its value,
+    # so that pinning in order renames the key last.
+    for name, settings in endpoints.items():
+        if isinstance(settings, Mapping):
+            for i, link in enumerate(settings.get("Links") or ()):
+                if isinstance(link, str):
+                    _body_ref(refs, "container", _link_name(link), (*base, name, "Links", i))
+        if name.strip().lower() not in BUILTIN_NETWORKS:
+            refs.append(ObjectRef("network", name, "body", _dotted((*base, name)) + " (key)",
+                                  "write", (*base, name, "")))
+
+
+def _image_name(repo: str, tag: str) -> str:
+    return f"{repo}:{tag}" if tag else repo
+
+
+def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
+    """Every object ``request`` names, in a stable order (path, body, query).
+
+    The I/O layer checks each one (``inspect_target``, ``owner_of``,
+    ``may_access``) and pins it (``pin``) before deciding.  Pin in the order
+    returned: a network named by an ``EndpointsConfig`` key comes after the
+    references inside that key's value, since pinning it renames the key.
+    """
+    ep = request.endpoint.id
+    refs: list[ObjectRef] = []
+    first = request.endpoint.template.split("/", 2)[1]
+    kind = _PATH_KINDS.get(first)
+    for name, value in request.params.items():
+        if kind is None:
+            break
+        if ep == "exec.create":
+            refs.append(ObjectRef("container", value, "path", name, "write", (name,)))
+        else:
+            access: Access = "read" if ep in _IMAGE_READS else "write"
+            refs.append(ObjectRef(kind, value, "path", name, access, (name,)))
+    body = request.body if isinstance(request.body, Mapping) else None
+    if body is not None:
+        if ep == "container.create":
+            _container_create_refs(body, refs)
+        elif ep in ("network.connect", "network.disconnect"):
+            container = body.get("Container")
+            if isinstance(container, str):
+                _body_ref(refs, "container", container, ("Container",))
+            cfg = body.get("EndpointConfig")
+            if isinstance(cfg, Mapping):
+                for i, link in enumerate(cfg.get("Links") or ()):
+                    if isinstance(link, str):
+                        _body_ref(refs, "container", _link_name(link),
+                                  ("EndpointConfig", "Links", i))
+    q = dict(request.query)
+    if ep == "image.commit":
+        if q.get("container"):
+            refs.append(ObjectRef("container", q["container"], "query", "container", "write",
+                                  ("container",)))
+        if q.get("repo"):
+            refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
+                                  "repo", "write", ("repo",)))
+    elif ep == "image.tag" and q.get("repo"):
+        refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
+                              "repo", "write", ("repo",)))
+    elif ep == "image.build":
+        for i, tag in enumerate(_query_values(request, "t")):
+            refs.append(ObjectRef("image", tag, "query", f"t[{i}]", "write", ("t", i)))
+        for raw in _query_values(request, "cachefrom"):
+            names = json.loads(raw) if raw else []
+            for i, name in enumerate(names if isinstance(names, list) else ()):
+                if isinstance(name, str):
+                    refs.append(ObjectRef("image", name, "query", f"cachefrom[{i}]", "read",
+                                          ("cachefrom", i)))
+    return refs
+
+
+# -- inspecting -----------------------------------------------------------------
+
+_INSPECT: dict[str, str] = {
+    "container": "/containers/{}/json", "exec": "/exec/{}/json", "volume": "/volumes/{}",
+    "network": "/networks/{}", "image": "/images/{}/json", "plugin": "/plugins/{}/json",
+    "service": "/services/{}", "node": "/nodes/{}", "task": "/tasks/{}",
+    "secret": "/secrets/{}", "config": "/configs/{}",
+}
+
+_SLASHED = frozenset({"image", "plugin"})
+
+
+def inspect_target(ref: ObjectRef, version: str | None = None) -> str:
+    """The request target that inspects ``ref`` (``GET``), with ``/vX.Y`` when given.
+
+    Raises:
+        BadRequest: a reference that cannot name such an object (empty, or a
+            ``/`` in a container, volume or network name), so it can never
+            make the inspection hit another endpoint.
+    """
+    name = ref.ref
+    if ref.kind == "container" and name.startswith("/"):
+        name = name[1:]  # the daemon reads "/web" and "web" alike
+    bad = not name or name in (".", "..") or any(ord(c) < 0x20 for c in name)
+    if ref.kind not in _SLASHED and "/" in name:
+        bad = True
+    if ref.kind in _SLASHED and any(p in ("", ".", "..") for p in name.split("/")):
+        bad = True
+    if bad:
+        raise BadRequest(f"{ref.key}: {ref.ref!r} is not a valid {ref.kind} reference")
+    prefix = f"/v{version}" if version else ""
+    return prefix + escape_path(_INSPECT[ref.kind].format(name))
+
+
+def _labels_of(kind: str, data: Mapping[str, Any]) -> Any:
+    if kind in ("container", "image"):
+        return (data.get("Config") or {}).get("Labels")
+    if kind in ("volume", "network"):
+        return data.get("Labels")
+    if kind in ("service", "node", "secret", "config"):
+        return (data.get("Spec") or {}).get("Labels")
+    return None
+
+
+def owner_of(kind: str, inspect_json: Mapping[str, Any]) -> str | None:
+    """The owner label of an inspected object, or None when it has none.
+
+    Exec instances have no labels: check their container (``exec_container``).
+    """
+    labels = _labels_of(kind, inspect_json)
+    if not isinstance(labels, Mapping):
+        return None
+    owner = labels.get(OWNER_LABEL)
+    return owner if isinstance(owner, str) else None
+
+
+def full_id(kind: str, inspect_json: Mapping[str, Any]) -> str:
+    """The identity the daemon resolves without ambiguity (full id; a volume's name).
+
+    Raises:
+        ValueError: the inspection carries no id.
+    """
+    if kind == "volume":
+        value = inspect_json.get("Name")
+    elif kind in ("exec", "service", "node", "task", "secret", "config"):
+        value = inspect_json.get("ID")
+    else:
+        value = inspect_json.get("Id")
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{kind} inspection has no id")
+    return value
+
+
+def exec_container(inspect_json: Mapping[str, Any]) -> ObjectRef:
+    """The container an exec instance belongs to, as a reference to check next."""
+    cid = inspect_json.get("ContainerID")
+    if not isinstance(cid, str) or not cid:
+        raise ValueError("exec inspection has no ContainerID")
+    return ObjectRef("container", cid, "path", "id (exec's container)", "write")
+
+
+def may_access(tenant: Tenant, owner: str | None, ref: ObjectRef | None = None) -> bool:
+    """Whether ``tenant`` may act on an object owned by ``owner``.
+
+    Admins may act on everything; others only on their own objects.  An
+    unowned object (None) is for admins only, except that any tenant may
+    *read* an unowned image (pulled images are the host's shared cache);
+    pass ``ref`` to get that exception.
+    """
+    if tenant.admin or owner == tenant.name:
+        return True
+    return owner is None and ref is not None and ref.kind == "image" and ref.access == "read"
+
+
+# -- pin ------------------------------------------------------------------------
+
+_PINNED = frozenset({"container", "exec", "network"})
+
+
+def _render_path(request: CanonicalRequest, params: Mapping[str, str]) -> str:
+    path = request.endpoint.template
+    for name, value in params.items():
+        path = path.replace("{" + name + "}", value)
+    return escape_path(path)
+
+
+def pin(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalRequest:
+    """Rewrite ``request`` so the object ``ref`` names is named by ``full`` (its full id).
+
+    Containers, exec instances and networks are pinned; volume names are
+    already identities, and image references are kept as written (see the
+    module docstring), so those come back unchanged.
+
+    Raises:
+        ValueError: ``ref`` is not one of ``object_refs(request)``.
+    """
+    if ref.kind not in _PINNED:
+        return request
+    if ref.where == "path":
+        name = str(ref.path[0]) if ref.path else ref.key
+        if name not in request.params:
+            raise ValueError(f"{ref.key} is not a path parameter of this request")
+        params = {**request.params, name: full}
+        return replace(request, params=params, path=_render_path(request, params))
+    if ref.where == "query":
+        key = str(ref.path[0])
+        if not _query_values(request, key):
+            raise ValueError(f"query has no {key}")
+        return _with_query(request, key, [full])
+    body = _copy(request.body)
+    _pin_body(body, ref, full)
+    return _with_body(request, body)
+
+
+def _pin_body(body: Any, ref: ObjectRef, full: str) -> None:
+    *parents, last = ref.path
+    try:
+        if last == "":
+            # A mapping key (an EndpointsConfig network name): rename the key.
+            *holder_path, old = parents
+            holder = _walk(body, holder_path)
+            if not isinstance(holder, dict) or old not in holder:
+                raise KeyError(old)
+            if full != old:
+                if full in holder:
+                    raise ValueError(f"{ref.key}: {full!r} is named twice")
+                holder[full] = holder.pop(old)
+            return
+        node = _walk(body, parents)
+        value = node[last]
+    except (KeyError, IndexError, TypeError):
+        raise ValueError(f"{ref.key} is not in the body") from None
+    if not isinstance(value, str):
+        raise ValueError(f"{ref.key} is not a string")
+    node[last] = _replace_ref(value, ref, full)
+
+
+def _walk(body: Any, path: Iterable[str | int]) -> Any:
+    node = body
+    for p in path:
+        node = node[p]
+    return node
+
+
+def _replace_ref(value: str, ref: ObjectRef, full: str) -> str:
+    field = ref.path[-2] if len(ref.path) >= 2 and isinstance(ref.path[-1], int) else ref.path[-1]
+    if field in ("NetworkMode", "PidMode", "IpcMode") and ref.kind == "container":
+        head, _, _ = value.partition(":")
+        return f"{head}:{full}"
+    if field == "VolumesFrom":
+        _, sep, mode = value.partition(":")
+        return full + sep + mode
+    if field == "Links":
+        name, sep, alias = value.partition(":")
+        return f"{full}:{alias if sep else name.lstrip('/')}"
+    return full
+
+
+# -- responses ------------------------------------------------------------------
+
+_HIDDEN_EVENT_TYPES = frozenset({"daemon", "node", "service", "secret", "config", "plugin"})
+
+
+def event_visible(event: Mapping[str, Any], tenant: Tenant, owned_ids: Iterable[str] = ()) -> bool:
+    """Whether an ``/events`` message may be shown to ``tenant``.
+
+    Visible when its actor carries the tenant's owner label (container, exec
+    and image events copy the object's labels into ``Actor.Attributes``), or
+    when the actor's id is one of ``owned_ids`` (networks and volumes, whose
+    events carry no labels).  Daemon and swarm events are for admins only.
+    """
+    if tenant.admin:
+        return True
+    kind = event.get("Type")
+    if kind in _HIDDEN_EVENT_TYPES:
+        return False
+    actor = event.get("Actor")
+    actor = actor if isinstance(actor, Mapping) else {}
+    attrs = actor.get("Attributes")
+    if isinstance(attrs, Mapping) and attrs.get(OWNER_LABEL) == tenant.name:
+        return True
+    ident = actor.get("ID", event.get("id"))
+    return isinstance(ident, str) and bool(ident) and ident in set(owned_ids)
+
+
+def filter_list(kind: str, items: Iterable[Any], tenant: Tenant) -> list[Any]:
+    """The items of a list response that ``tenant`` may see (its own; all for admins).
+
+    ``kind`` is ``container``, ``image``, ``network`` or ``volume``; items are
+    the list elements (for volumes, the elements of ``Volumes``), whose
+    ``Labels`` carry the owner.
+    """
+    items = list(items)
+    if tenant.admin:
+        return items
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        labels = item.get("Labels")
+        if isinstance(labels, Mapping) and labels.get(OWNER_LABEL) == tenant.name:
+            out.append(item)
+    return out
