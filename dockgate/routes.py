@@ -142,7 +142,8 @@ _TABLE: tuple[tuple[str, str, str, BodyKind, bool, str, str | None], ...] = (
     ("plugin.inspect", "GET", "/plugins/{name*}/json", "none", False, "1.25", None),
     ("plugin.enable", "POST", "/plugins/{name*}/enable", "none", False, "1.25", None),
     ("plugin.disable", "POST", "/plugins/{name*}/disable", "none", False, "1.25", None),
-    ("plugin.push", "POST", "/plugins/{name*}/push", "none", False, "1.25", None),
+    # No client sends a body here; "stream" lets one through unread, as for create.
+    ("plugin.push", "POST", "/plugins/{name*}/push", "stream", False, "1.25", None),
     ("plugin.upgrade", "POST", "/plugins/{name*}/upgrade", "json", False, "1.26", None),
     ("plugin.set", "POST", "/plugins/{name*}/set", "json", False, "1.25", None),
     ("plugin.delete", "DELETE", "/plugins/{name*}", "none", False, "1.25", None),
