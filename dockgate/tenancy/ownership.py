@@ -497,6 +497,17 @@ def may_access(tenant: Tenant, owner: str | None, ref: ObjectRef | None = None) 
     return owner is None and ref is not None and ref.kind == "image" and ref.access == "read"
 
 
+def not_yours(ref: ObjectRef, tenant: Tenant) -> Forbidden:
+    """The refusal for a reference ``may_access`` said no to (raise it).
+
+    The same answer for another tenant's object and an unowned one, so the
+    message tells nothing about who owns it.
+    """
+    where = ref.key if ref.where != "path" else "path"
+    return Forbidden(f"{ref.kind} {ref.ref!r} ({where}) belongs to another tenant "
+                     f"than {tenant.name}", reason="not-owner")
+
+
 # -- pin ------------------------------------------------------------------------
 
 _PINNED = frozenset({"container", "exec", "network"})
