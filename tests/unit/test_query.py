@@ -18,6 +18,7 @@ from dockgate.query import (
     canonical_query,
     parse_query,
 )
+from dockgate.schemas import load_snapshot
 
 SPEC = {
     "all": {"type": "boolean"},
@@ -129,3 +130,24 @@ def test_json_parameters_resolve_keys_like_go() -> None:
                           b"%22%3A%22windows%22%7D", [], ctx)
     with pytest.raises(BadRequest, match="expected"):
         admit_head("POST", b"/v1.51/build?labels=%7B%22a%22%3A1%7D", [], ctx)
+
+
+_SNAP = load_snapshot("1.51")
+_ENDPOINTS = sorted(i for i in _SNAP.raw() if _SNAP.query_spec(i))
+
+
+@given(st.sampled_from(_ENDPOINTS), st.data())
+def test_real_specs_canonical_query_is_a_fixed_point(endpoint: str, data: st.DataObject) -> None:
+    """For every endpoint's real parameter spec, canonical output parses to itself."""
+    spec = _SNAP.query_spec(endpoint) or {}
+    walkers = _SNAP.query_walkers(endpoint)
+    names = data.draw(st.lists(st.sampled_from(sorted(spec)), max_size=4))
+    pairs = [(n, data.draw(st.one_of(st.text(max_size=6), st.sampled_from(
+        ["1", "0", "true", "False", "-3", "+07", "{}", '{"a":["b"]}', "[]", "null"]))))
+        for n in names]
+    raw = urlencode(pairs, quote_via=quote, safe="")
+    try:
+        first = canonical_query(raw, spec, walkers)
+    except BadRequest:
+        return
+    assert canonical_query(urlencode(first, quote_via=quote, safe=""), spec, walkers) == first
