@@ -34,6 +34,7 @@ __all__ = [
     "MASK",
     "SECRET_HEADERS",
     "Redactor",
+    "clip",
 ]
 
 DEFAULT_ENV_PATTERNS: tuple[str, ...] = ("*PASSWORD*", "*SECRET*", "*TOKEN*", "*KEY*")
@@ -61,6 +62,17 @@ ENV_LIST_ENDPOINTS = frozenset({"plugin.set"})
 """Endpoints whose whole body is a ``NAME=value`` list."""
 
 
+TEXT_LIMIT = 2048
+"""Longest free-text value kept whole in a record, in characters."""
+
+
+def clip(value: str | None, limit: int = TEXT_LIMIT) -> str | None:
+    """``value`` cut to ``limit`` characters, with a marker saying how much was cut."""
+    if value is None or len(value) <= limit:
+        return value
+    return f"{value[:limit]}...[dockgate: truncated {len(value) - limit} chars]"
+
+
 def _pointer_part(part: str | int) -> str:
     return str(part).replace("~", "~0").replace("/", "~1")
 
@@ -80,6 +92,7 @@ class Redactor:
 
     patterns: tuple[str, ...] = DEFAULT_ENV_PATTERNS
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _seen: dict[str, bool] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         joined = "|".join(f"(?:{fnmatch.translate(p.upper())})" for p in self.patterns)
@@ -87,8 +100,13 @@ class Redactor:
         object.__setattr__(self, "_regex", re.compile(joined or "(?!)", re.DOTALL))
 
     def secret_name(self, name: str) -> bool:
-        """Whether a value under ``name`` is masked."""
-        return self._regex.match(name.upper()) is not None
+        """Whether a value under ``name`` is masked (memoised: bodies repeat their keys)."""
+        hit = self._seen.get(name)
+        if hit is None:
+            if len(self._seen) > 8192:
+                self._seen.clear()
+            hit = self._seen[name] = self._regex.match(name.upper()) is not None
+        return hit
 
     def headers(
         self, headers: Iterable[tuple[str, str]], at: Sequence[str | int], erased: list[str]
@@ -115,8 +133,8 @@ class Redactor:
             return entry, False
         name, eq, _value = entry.partition("=")
         if eq and self.secret_name(name):
-            return f"{name}={MASK}", True
-        return entry, False
+            return f"{clip(name)}={MASK}", True
+        return clip(entry), False
 
     def body(self, endpoint: str, body: Any, at: Sequence[str | int], masked: list[str],
              erased: list[str]) -> Any:
@@ -154,6 +172,9 @@ class Redactor:
         return out
 
     def _walk(self, value: Any, at: tuple[str | int, ...], masked: list[str]) -> Any:
+        """Copy ``value`` masking secrets and clipping long strings, in one pass."""
+        if isinstance(value, str):
+            return clip(value)
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for key, item in value.items():
@@ -164,7 +185,7 @@ class Redactor:
                     out[key] = MASK
                     masked.append(pointer(*here))
                 else:
-                    out[key] = self._walk(item, here, masked)
+                    out[clip(key) or ""] = self._walk(item, here, masked)
             return out
         if isinstance(value, list):
             return [self._walk(item, (*at, i), masked) for i, item in enumerate(value)]

@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from dockgate.audit_redact import Redactor, target_of
+from dockgate.audit_redact import TEXT_LIMIT, Redactor, clip, target_of
 from dockgate.model import AuditEvent, Peer
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-MAX_TEXT = 2048
+MAX_TEXT = TEXT_LIMIT
 """Longest free-text value (path, reason, header) kept whole, in characters."""
 MAX_BODY = 64 * 1024
 """Largest canonical body (encoded JSON bytes) kept in a ``request``-level record."""
@@ -80,13 +80,6 @@ def iso_time(seconds: float) -> str:
     """Unix time as ISO 8601 UTC with microseconds (``2026-01-02T03:04:05.678901Z``)."""
     stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def clip(value: str | None, limit: int = MAX_TEXT) -> str | None:
-    """``value`` cut to ``limit`` characters, with a marker saying how much was cut."""
-    if value is None or len(value) <= limit:
-        return value
-    return f"{value[:limit]}...[dockgate: truncated {len(value) - limit} chars]"
 
 
 def _text(value: object) -> str | None:
@@ -134,22 +127,12 @@ def _body(event: AuditEvent, redactor: Redactor, masked: list[str],
         return None
     encoded = encode_record(body)
     if len(encoded) <= MAX_BODY:
-        return _clip_strings(body)
+        return body
     return {
         "dockgate_truncated": True,
         "size": len(encoded),
         "sha256": hashlib.sha256(encoded).hexdigest(),
     }
-
-
-def _clip_strings(value: Any) -> Any:
-    if isinstance(value, str):
-        return clip(value)
-    if isinstance(value, dict):
-        return {k: _clip_strings(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clip_strings(v) for v in value]
-    return value
 
 
 def build_record(
