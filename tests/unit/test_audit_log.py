@@ -491,3 +491,50 @@ def test_ed25519_checkpoints(tmp_path: Path) -> None:
 def test_default_policy_is_metadata_everywhere() -> None:
     assert AuditPolicy().choose("container.create", "allow").level == "metadata"
     assert AuditPolicy().choose(None, "deny").level == "metadata"
+
+
+# -- serve options ---------------------------------------------------------------
+
+
+def serve_options(*argv: str) -> Any:
+    from dockgate import tap  # noqa: PLC0415
+
+    options = tap.Options()
+    options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
+    return options
+
+
+@pytest.mark.parametrize("argv", [
+    ("--audit-fsync", "sometimes"), ("--audit-failure", "maybe"),
+    ("--audit-checkpoint-every", "0"), ("--audit-policy", "/nonexistent.yaml"),
+])
+def test_bad_audit_options_are_usage_errors(argv: tuple[str, ...]) -> None:
+    from twisted.python import usage  # noqa: PLC0415
+
+    with pytest.raises(usage.UsageError):
+        serve_options("--audit-log", "/tmp/x.jsonl", *argv)
+
+
+def test_serve_builds_the_configured_sink(tmp_path: Path) -> None:
+    from twisted.internet.task import Clock  # noqa: PLC0415
+
+    from dockgate import tap  # noqa: PLC0415
+    from dockgate.audit_config import build_audit  # noqa: PLC0415
+
+    policy = write(tmp_path, "p.yaml", "rules:\n  - {endpoints: [exec.start], level: request, "
+                                       "session: true}\n")
+    key = tmp_path / "k"
+    key.write_bytes(b"k" * 32)
+    options = serve_options("--audit-log", str(tmp_path / "a.jsonl"), "--audit-policy", policy,
+                            "--audit-key", str(key), "--audit-failure", "open",
+                            "--audit-fsync", "always", "--audit-rotate-size", "4096")
+    sink = build_audit(options)
+    assert isinstance(sink, JsonLinesAudit)
+    assert sink.failure == "open" and sink.log.fsync == "always" and sink.log.signer is not None
+    assert sink.log.rotate_size == 4096 and (tmp_path / "sessions").is_dir()
+    sink.close()
+    root = tap.makeService(options, Clock())
+    assert sum(isinstance(c, tap.ReopenOnUsr1) for c in root) == 1
+    assert sum(isinstance(c, tap.AuditUpkeep) for c in root) == 1
+    with pytest.raises(PolicyError):
+        build_audit(serve_options("--audit-policy", policy))
