@@ -13,14 +13,23 @@ pytestmark = pytest.mark.engine
 PROMPT = r"/ # "
 
 
+def await_size(term: Terminal, rows: int, cols: int) -> None:
+    """The CLI resizes the container's tty just after start or exec start; wait for it."""
+    term.send(
+        f'n=0; until [ "$(stty size 2>/dev/null)" = "{rows} {cols}" ] || [ $n -gt 100 ]; '
+        "do n=$((n+1)); sleep 0.1; done; echo size-$(stty size | tr ' ' x)-ok\r"
+    )
+    term.expect(rf"size-{rows}x{cols}-ok")
+
+
 def test_run_it_interactive_shell(engine: Engine) -> None:
     name = unique("runit")
     argv = [engine.cli, "run", "-it", "--rm", "--network", "none", "--name", name, IMAGE, "sh"]
     with Terminal(argv, engine.env) as term:
         term.expect(PROMPT)
-        term.send("tty; stty size; echo out-$((6*7))\r")
+        await_size(term, 24, 80)
+        term.send("tty; echo out-$((6*7))\r")
         term.expect(r"/dev/pts/\d+")
-        term.expect(r"24 80")
         term.expect(r"out-42")
         term.send("exit 5\r")
         assert term.wait(30) == 5
@@ -32,8 +41,8 @@ def test_exec_it_in_running_container(engine: Engine) -> None:
     argv = [engine.cli, "exec", "-it", name, "sh"]
     with Terminal(argv, engine.env, rows=30, cols=100) as term:
         term.expect(PROMPT)
-        term.send("stty size; echo exec-$((3*5)); read line; echo got-$line\r")
-        term.expect(r"30 100")
+        await_size(term, 30, 100)
+        term.send("echo exec-$((3*5)); read line; echo got-$line\r")
         term.expect(r"exec-15")
         term.send("typed\r")
         term.expect(r"got-typed")
