@@ -1,0 +1,182 @@
+"""Extra dockgate processes running a chosen policy (baseline, restricted) in
+front of a session daemon, for the policy integration tests.
+
+The session's own dockgates run policies/privileged.yaml and are watched by
+the autouse audit guard in tests/conftest.py; these are not, so tests check
+their audit logs themselves (``PolicyGate.refusals_since``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import docker
+import pytest
+
+from support import engines as eng
+from support import gate
+from support.engines import Engine
+
+POLICIES = gate.REPO / "policies"
+POLICY_NAMES = ("baseline", "restricted")
+
+
+def start_policy_gate(engine: Engine, policy: str, workdir: Path) -> gate.DockgateProcess:
+    """Start ``dockgate serve --policy policies/<policy>.yaml`` in front of ``engine``'s daemon.
+
+    ``gate.start_dockgate`` with its policy swapped (it reads ``gate.POLICY``
+    when called); socket, audit log and log live under ``workdir``.  Does not
+    wait: call ``gate.wait_dockgate``.
+    """
+    if len(str(workdir / "g.sock")) >= 100:
+        raise RuntimeError(f"socket path too long for a unix socket: {workdir}")
+    with mock.patch.object(gate, "POLICY", POLICIES / f"{policy}.yaml"):
+        return gate.start_dockgate(f"{engine.name}/{policy}", engine.daemon_socket, workdir)
+
+
+@dataclass
+class PolicyGate:
+    """A policy dockgate in front of one engine, and a way to drive clients through it."""
+
+    engine: Engine
+    policy: str
+    process: gate.DockgateProcess
+    docker_config: Path
+
+    @property
+    def socket(self) -> str:
+        return self.process.socket
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Client environment whose DOCKER_HOST is this dockgate.
+
+        Its own DOCKER_CONFIG, so buildx state made here stays out of the
+        session's config.
+        """
+        env = self.engine._env(self.socket)
+        env["DOCKER_CONFIG"] = str(self.docker_config)
+        return env
+
+    def docker(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+        """Run the current docker CLI through this dockgate (keywords as ``Engine.run_cli``)."""
+        return self.engine.run_cli(self.engine.cli, args, env=self.env, **kwargs)
+
+    def client(self, timeout: int = 60) -> Any:
+        """A docker-py DockerClient through this dockgate."""
+        return docker.DockerClient(
+            base_url=f"unix://{self.socket}", version="auto", timeout=timeout
+        )
+
+    def mark(self) -> int:
+        """The audit log's current size: pass it to ``records_since``/``refusals_since``."""
+        return self.process.audit_size()
+
+    def records_since(self, mark: int) -> list[dict[str, Any]]:
+        return self.process.audit_records(mark)
+
+    def refusals_since(self, mark: int) -> list[dict[str, Any]]:
+        """Requests this dockgate refused (or answered itself) since ``mark``."""
+        return gate.refusals(self.process.audit_records(mark))
+
+
+def rules_of(record: dict[str, Any]) -> list[str]:
+    """The rules an audit record names, deciding one first (``rules`` in v1, else ``rule``)."""
+    if "rules" in record:
+        return list(record["rules"] or [])
+    return [record["rule"]] if record.get("rule") else []
+
+
+def reasons_of(record: dict[str, Any]) -> list[str]:
+    """The reasons an audit record gives (``reasons`` in v1, else ``reason``)."""
+    if "reasons" in record:
+        return list(record["reasons"] or [])
+    return [record["reason"]] if record.get("reason") else []
+
+
+def _start_gates(engines: dict[str, Engine], base: Path) -> dict[tuple[str, str], PolicyGate]:
+    """One dockgate per (engine, policy in POLICY_NAMES), started together and waited for.
+
+    ``base`` must be short: sockets live at ``base/<major><policy initial>/g.sock``.
+    On any failure the ones already started are stopped.
+    """
+    started: dict[tuple[str, str], PolicyGate] = {}
+    try:
+        for name, engine in engines.items():
+            for policy in POLICY_NAMES:
+                workdir = base / f"{name.split('.')[0]}{policy[0]}"
+                config = eng.make_docker_config(workdir / "cfg")
+                proc = start_policy_gate(engine, policy, workdir)
+                started[(name, policy)] = PolicyGate(engine, policy, proc, config)
+        for pg in started.values():
+            gate.wait_dockgate(pg.process)
+    except BaseException:
+        _stop(started)
+        raise
+    return started
+
+
+def _stop(gates: dict[tuple[str, str], PolicyGate]) -> None:
+    for pg in gates.values():
+        pg.process.stop()
+
+
+_shared: dict[tuple[str, str], PolicyGate] = {}
+_users = 0
+
+
+@pytest.fixture(scope="session")
+def policy_gates(engine_set: dict[str, Engine]) -> Iterator[dict[tuple[str, str], PolicyGate]]:
+    """``{(engine name, policy): PolicyGate}`` for every selected engine and POLICY_NAMES.
+
+    Several test modules import this fixture; pytest then holds one session
+    fixture per module, so the processes are shared through a use count and
+    started once.  It depends on ``engine_set`` so the gates stop before the
+    daemons do; their directories live under the session's and go with it.
+    """
+    global _users
+    if not _shared:
+        base = next(iter(engine_set.values())).daemon.root.parent / "pg"
+        _shared.update(_start_gates(engine_set, base))
+    _users += 1
+    try:
+        yield _shared
+    finally:
+        _users -= 1
+        if _users == 0:
+            _stop(_shared)
+            _shared.clear()
+
+
+@pytest.fixture(autouse=True)
+def policy_audit_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The conftest audit guard for the policy gates (it only watches the session's own).
+
+    Autouse in the modules that import it.  After a test that uses the policy
+    gates and is not marked ``allow_refusals``, fail if any of them refused a
+    request during it; fail any such test if one has died.  Marked tests check
+    their own gate's records (``PolicyGate.refusals_since``).
+    """
+    if "policy_gates" not in request.fixturenames:
+        yield
+        return
+    gates: dict[tuple[str, str], PolicyGate] = request.getfixturevalue("policy_gates")
+    marks = {key: pg.mark() for key, pg in gates.items()}
+    yield
+    dead = [pg for pg in gates.values() if not pg.process.alive()]
+    assert not dead, "policy dockgate exited: " + "; ".join(
+        f"{pg.process.engine}: {pg.process.log_text()[-3000:]}" for pg in dead
+    )
+    if request.node.get_closest_marker("allow_refusals"):
+        return
+    problems = [
+        f"{pg.process.engine}: {record}"
+        for key, pg in gates.items()
+        for record in pg.refusals_since(marks[key])
+    ]
+    assert not problems, "a policy dockgate refused requests:\n" + "\n".join(problems)
