@@ -1,0 +1,609 @@
+"""dockgate's benchmark: the same workloads direct to the daemon and through dockgate.
+
+    python benchmarks/run.py [--seconds 5] [--quick] [--keep]
+
+Starts a private Docker engine (28.5 by default, vfs, no networking) and
+``dockgate serve`` in front of it, then measures each figure on the
+daemon's own socket and on dockgate's, one after the other in the same
+run, and prints each figure with its ratio (dockgate / direct) and, where
+there is one, PASS or FAIL against its target.  The results also go to
+benchmarks/results/<UTC time>.json.  See benchmarks/README.md.
+
+The load generator runs as a separate process (benchmarks/_load.py), so
+the client never shares dockgate's interpreter; the streaming figures are
+read by this process, which is otherwise idle.  The benchmarks/bench_*.py
+micro-benchmarks (admission, policy, audit, ...), when present, run as
+subprocesses and their output is included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT / "tests")]
+
+from _fixtures import (  # noqa: E402
+    RssSampler,
+    append_blob,
+    cpu_seconds,
+    create_container,
+    remove_containers,
+    rss_kib,
+    write_image_archive,
+)
+from _profile import Profiler, format_summary, summary  # noqa: E402
+from _wire import Conn, HttpError, call  # noqa: E402
+from support import engines, unixhttp  # noqa: E402
+
+MB = 1_000_000
+IMAGE = engines.IMAGE
+BIG_IMAGE = "dgbench-export:latest"
+LOAD_IMAGE = "dgbench-load:latest"
+CPU_UNITS = {"req": (1e6, "µs/req"), "cycle": (1e3, "ms/cycle"), "MB": (1e3, "ms/MB"),
+             "exec": (1e3, "ms/exec")}
+"""How CPU time per unit is shown: (seconds → shown unit, its label)."""
+ROUNDS = 2
+"""Direct and dockgate alternate this many times for each throughput figure."""
+RATIO_TARGET = 0.9
+RSS_IDLE_MAX = 80 * MB
+RSS_SESSIONS_MAX = 200 * MB
+RSS_FLAT_MAX = 16 * MB
+""""Flat" during a 1 GiB image load: the peak may exceed idle by at most this."""
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    direct: float | None
+    dockgate: float
+    target: str = ""
+    passed: bool | None = None
+    higher_is_better: bool = True
+    cpu_unit: str = ""
+    cpu_dockgate: float | None = None
+    """dockgate's CPU time per unit of work on the dockgate side."""
+    cpu_dockerd: float | None = None
+    """The daemon's CPU time per unit of work on the direct side, for scale."""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.direct is None or self.direct == 0:
+            return None
+        return self.dockgate / self.direct
+
+
+@dataclass
+class Sizes:
+    seconds: float
+    clients: int
+    containers: int
+    export_bytes: int
+    attach_bytes: int
+    load_bytes: int
+    sessions: int
+    execs: int
+
+
+FULL = Sizes(5.0, 8, 32, 500 * MB, 1000 * MB, 1 << 30, 200, 200)
+QUICK = Sizes(2.0, 8, 32, 20 * MB, 50 * MB, 64 << 20, 20, 20)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """One benchmark run: the engine, dockgate, and the figures measured so far."""
+
+    def __init__(self, sizes: Sizes, work: Path, stack: ExitStack) -> None:
+        self.sizes = sizes
+        self.work = work
+        self.stack = stack
+        self.figures: list[Figure] = []
+        self.extra: dict[str, Any] = {}
+        self.cli = engines.find_cli()
+        self.daemon = engines.start_daemon("28.5", work / "e")
+        stack.callback(self._stop_daemon)
+        self.daemon.wait_ready()
+        self.dsock = self.daemon.socket
+        self.psock = str(work / "g.sock")
+        self.audit = work / "audit.jsonl"
+        self.gate: subprocess.Popen[bytes] | None = None
+        self.containers: set[str] = set()
+        self.profile_dir: Path | None = None
+        self.cpu: dict[str, dict[str, float]] = {}
+
+    # --- processes -------------------------------------------------------
+
+    def _stop_daemon(self) -> None:
+        if self.containers:
+            log(f"removing {len(self.containers)} containers")
+            remove_containers(self.dsock, self.containers)
+        self.daemon.stop()
+
+    def start_gate(self) -> int:
+        argv = [
+            sys.executable, "-m", "dockgate", "serve",
+            "--listen", f"unix:{self.psock}",
+            "--upstream", f"unix:{self.dsock}",
+            "--policy", str(ROOT / "policies/privileged.yaml"),
+            "--audit-log", str(self.audit),
+        ]
+        log_file = open(self.work / "dockgate.log", "ab")  # noqa: SIM115 (closed by the stack)
+        self.stack.callback(log_file.close)
+        self.gate = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
+        )
+        self.stack.callback(self._stop_gate)
+        gate = self.gate
+        unixhttp.wait_ping(self.psock, time.monotonic() + 30, alive=lambda: gate.poll() is None)
+        return gate.pid
+
+    def _stop_gate(self) -> None:
+        if self.gate is not None:
+            engines.terminate(self.gate, 15)
+
+    @property
+    def pid(self) -> int:
+        assert self.gate is not None
+        return self.gate.pid
+
+    def both(self, label: str, rounds: int = 1) -> Iterator[tuple[str, str]]:
+        """The two sides, alternating ``rounds`` times, direct first.
+
+        Alternating spreads any background load over both sides alike.  The
+        first dockgate round is profiled when asked (--profile).
+        """
+        for round_ in range(rounds):
+            with self.cpu_of(label, "direct", self.daemon.process.pid):
+                yield "direct", self.dsock
+            if self.profile_dir is None or round_:
+                with self.cpu_of(label, "dockgate", self.pid):
+                    yield "dockgate", self.psock
+                continue
+            out = self.profile_dir / f"{label}.txt"
+            with Profiler(self.pid, out), self.cpu_of(label, "dockgate", self.pid):
+                yield "dockgate", self.psock
+            if out.exists():
+                self.extra.setdefault("profiles", {})[label] = summary(out)
+
+    @contextmanager
+    def cpu_of(self, label: str, side: str, pid: int) -> Iterator[None]:
+        """Add the CPU time ``pid`` uses during the block to ``self.cpu[label][side]``."""
+        before = cpu_seconds(pid)
+        yield
+        spent = self.cpu.setdefault(label, {})
+        spent[side] = spent.get(side, 0.0) + cpu_seconds(pid) - before
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        ratio = f" ratio {figure.ratio:.2f}" if figure.ratio is not None else ""
+        direct = f"direct {figure.direct:.1f}, " if figure.direct is not None else ""
+        log(f"{figure.name}: {direct}dockgate {figure.dockgate:.1f} {figure.unit}{ratio}")
+
+    def ratio_figure(
+        self, name: str, unit: str, tally: Tally, *, gated: bool, label: str, cpu_unit: str
+    ) -> None:
+        """Add a direct-vs-dockgate figure, with the CPU each side's server spent per unit."""
+        values = tally.rates()
+        figure = Figure(name, unit, values["direct"], values["dockgate"])
+        if gated:
+            figure.target = f">= {RATIO_TARGET}x direct"
+            figure.passed = (figure.ratio or 0) >= RATIO_TARGET
+        spent = self.cpu.get(label, {})
+        scale, figure.cpu_unit = CPU_UNITS[cpu_unit]
+        for side, attr in (("dockgate", "cpu_dockgate"), ("direct", "cpu_dockerd")):
+            amount = tally.amount.get(side, 0) / tally.unit
+            if side in spent and amount:
+                setattr(figure, attr, spent[side] * scale / amount)
+        self.add(figure)
+
+    # --- setup -----------------------------------------------------------
+
+    def docker(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [self.cli, "-H", f"unix://{self.dsock}", *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def prepare_images(self) -> None:
+        rootfs = engines.build_rootfs(self.work / "rootfs.tar")
+        self.docker("import", "-c", "ENV PATH=/bin", str(rootfs), IMAGE)
+        log(f"writing a {self.sizes.export_bytes / MB:.0f} MB rootfs for the export image")
+        append_blob(rootfs, "data/blob", self.sizes.export_bytes)
+        self.docker("import", "-c", "ENV PATH=/bin", str(rootfs), BIG_IMAGE)
+        rootfs.unlink()
+        log(f"writing a {self.sizes.load_bytes / MB:.0f} MB image archive for images/load")
+        write_image_archive(self.work / "load.tar", self.sizes.load_bytes, LOAD_IMAGE)
+
+    def create(self, image: str, cmd: list[str], **extra: object) -> str:
+        ident = create_container(self.dsock, image, cmd, **extra)
+        self.containers.add(ident)
+        return ident
+
+    def remove(self, idents: list[str]) -> None:
+        remove_containers(self.dsock, idents)
+        self.containers.difference_update(idents)
+
+    # --- figures ---------------------------------------------------------
+
+    def rss_idle(self) -> int:
+        time.sleep(1.0)
+        idle = rss_kib(self.pid) * 1024
+        self.add(Figure("RSS idle", "MB", None, idle / MB, "<= 80 MB", idle <= RSS_IDLE_MAX, False))
+        return idle
+
+    def image_load(self, idle: int) -> None:
+        archive = self.work / "load.tar"
+        size = archive.stat().st_size
+        tally = Tally(MB)
+        peak = 0
+        for side, sock in self.both("images-load"):
+            with ExitStack() as sampling:
+                if side == "dockgate":
+                    sampler = sampling.enter_context(RssSampler(self.pid, 0.1))
+                start = time.monotonic()
+                post_file(sock, "/images/load?quiet=1", archive)
+                tally.add(side, size, time.monotonic() - start)
+            call(self.dsock, "DELETE", f"/images/{LOAD_IMAGE}?force=1")
+        peak = sampler.peak * 1024
+        growth = max(0, peak - idle)
+        self.ratio_figure(f"POST /images/load ({size / (1 << 30):.3g} GiB)", "MB/s", tally,
+                          gated=False, label="images-load", cpu_unit="MB")
+        self.add(Figure("RSS peak - idle during images/load", "MB", None, growth / MB,
+                        f"flat (<= {RSS_FLAT_MAX // MB} MB)", growth <= RSS_FLAT_MAX, False))
+        self.extra["rss_during_load"] = {"idle": idle, "peak": peak,
+                                         "samples": len(sampler.samples)}
+
+    def load(self, mode: str) -> Tally:
+        tally = Tally()
+        seconds = self.sizes.seconds / ROUNDS
+        for side, sock in self.both(mode, ROUNDS):
+            out = subprocess.run(
+                [sys.executable, str(HERE / "_load.py"), "--socket", sock, "--mode", mode,
+                 "--clients", str(self.sizes.clients), "--seconds", str(seconds)],
+                capture_output=True, text=True, timeout=seconds + 180, check=False,
+            )
+            if out.returncode != 0:
+                raise RuntimeError(f"load {mode} on {side}: {out.stdout}{out.stderr}")
+            result = json.loads(out.stdout)
+            if result["errors"]:
+                raise RuntimeError(f"load {mode} on {side}: {result['errors']} errors")
+            tally.add(side, result["requests"], result["seconds"])
+            self.extra.setdefault("load", {}).setdefault(f"{mode}/{side}", []).append(result)
+        return tally
+
+    def request_rates(self) -> None:
+        for _ in range(self.sizes.containers):
+            self.create(IMAGE, ["true"], Labels={"dockgate.bench": "list"})
+        n = self.sizes.clients
+        self.ratio_figure(f"GET /_ping, {n} clients", "req/s", self.load("ping"), gated=False,
+                          label="ping", cpu_unit="req")
+        self.ratio_figure(
+            f"GET /containers/json?all=1 ({self.sizes.containers} ctrs), {n} clients",
+            "req/s", self.load("json"), gated=True, label="json", cpu_unit="req",
+        )
+        self.ratio_figure(f"create+delete cycle, {n} clients", "cycles/s",
+                          self.load("cycle"), gated=True, label="cycle", cpu_unit="cycle")
+
+    def export(self) -> None:
+        ident = self.create(BIG_IMAGE, ["true"])
+        tally = Tally(MB)
+        export_rate(self.dsock, ident)  # warm the page cache: both sides read it warm
+        for side, sock in self.both("export", ROUNDS):
+            tally.add(side, *export_rate(sock, ident))
+        self.remove([ident])
+        self.extra["export"] = tally.raw()
+        self.ratio_figure(f"GET /containers/{{id}}/export ({self.sizes.export_bytes // MB} MB)",
+                          "MB/s", tally, gated=True, label="export", cpu_unit="MB")
+
+    def attach(self) -> None:
+        tally = Tally(MB)
+        n = self.sizes.attach_bytes
+        for side, sock in self.both("attach", ROUNDS):
+            # dd's 1 MB writes and no log driver: with head's 4 KiB writes or
+            # the json-file driver the daemon itself manages only 20-60 MB/s.
+            ident = self.create(
+                IMAGE, ["dd", "if=/dev/zero", f"bs={MB}", f"count={n // MB}"], AttachStdout=True,
+                HostConfig={"NetworkMode": "none", "LogConfig": {"Type": "none"}},
+            )
+            with Conn(sock, timeout=300) as conn:
+                conn.hijack("POST", f"/containers/{ident}/attach?stream=1&stdout=1")
+                call(self.dsock, "POST", f"/containers/{ident}/start")
+                first = conn.buf or conn.sock.recv(1 << 20)
+                start = time.monotonic()
+                conn.buf = b""
+                size = conn.drain()
+                tally.add(side, size, time.monotonic() - start)
+            if size + len(first) < n:
+                raise RuntimeError(f"attach on {side}: {size + len(first)} bytes of {n}")
+            self.remove([ident])
+        self.extra["attach"] = tally.raw()
+        self.ratio_figure(f"attach stdout ({n // MB} MB)", "MB/s", tally, gated=True,
+                          label="attach", cpu_unit="MB")
+
+    def exec_latency(self) -> None:
+        ident = self.create(IMAGE, ["sleep", "3600"])
+        call(self.dsock, "POST", f"/containers/{ident}/start")
+        spec = {"AttachStdout": True, "AttachStderr": True, "Cmd": ["echo", "hi"]}
+        p50: dict[str, float] = {}
+        p99: dict[str, float] = {}
+        for side, sock in self.both("exec"):
+            times = []
+            for _ in range(self.sizes.execs):
+                start = time.monotonic()
+                exec_id = call(sock, "POST", f"/containers/{ident}/exec", spec)["Id"]
+                with Conn(sock) as conn:
+                    conn.hijack("POST", f"/exec/{exec_id}/start", b'{"Detach":false,"Tty":false}')
+                    got = conn.drain()
+                times.append((time.monotonic() - start) * 1000)
+                if got < 3:
+                    raise RuntimeError(f"exec on {side}: {got} bytes of output")
+            cuts = statistics.quantiles(times, n=100)
+            p50[side], p99[side] = cuts[49], cuts[98]
+        self.remove([ident])
+        n = self.sizes.execs
+        for name, values in ((f"exec echo p50 (N={n})", p50), (f"exec echo p99 (N={n})", p99)):
+            figure = Figure(name, "ms", values["direct"], values["dockgate"],
+                            higher_is_better=False)
+            if name.startswith("exec echo p50"):
+                spent = self.cpu.get("exec", {})
+                figure.cpu_unit = "ms/exec"
+                figure.cpu_dockgate = spent.get("dockgate", 0) * 1e3 / n
+                figure.cpu_dockerd = spent.get("direct", 0) * 1e3 / n
+            self.add(figure)
+
+    def sessions(self) -> None:
+        n = self.sizes.sessions
+        log(f"starting {n} containers for the attach sessions")
+
+        def start_one(_: int) -> str:
+            ident = create_container(self.dsock, IMAGE, ["sleep", "3600"], AttachStdout=True)
+            self.containers.add(ident)
+            call(self.dsock, "POST", f"/containers/{ident}/start")
+            return ident
+
+        with ThreadPoolExecutor(4) as pool:
+            idents = list(pool.map(start_one, range(n)))
+        before = rss_kib(self.pid) * 1024
+        conns = []
+        try:
+            for ident in idents:
+                conn = Conn(self.psock)
+                conns.append(conn)
+                conn.hijack("POST", f"/containers/{ident}/attach?stream=1&stdout=1&stderr=1")
+            with RssSampler(self.pid, 0.1) as sampler:
+                time.sleep(2.0)
+            rss = sampler.peak * 1024
+        finally:
+            for conn in conns:
+                conn.close()
+        self.extra["sessions"] = {"rss_before": before, "rss_with_sessions": rss,
+                                  "open": len(conns)}
+        self.add(Figure(f"RSS with {n} attach sessions", "MB", None, rss / MB,
+                        "<= 200 MB", rss <= RSS_SESSIONS_MAX, False))
+        log("removing the session containers")
+        self.remove(idents)
+
+    def extra_benches(self) -> None:
+        for path in sorted(HERE.glob("bench_*.py")):
+            name = path.name
+            log(f"running {name}")
+            out = subprocess.run([sys.executable, str(path)], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=300, check=False)
+            self.extra.setdefault("micro", {})[name] = {
+                "returncode": out.returncode, "stdout": out.stdout, "stderr": out.stderr[-2000:],
+            }
+
+
+class Tally:
+    """Amounts and seconds per side, over several rounds."""
+
+    def __init__(self, unit: float = 1) -> None:
+        self.unit = unit
+        self.amount: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def add(self, side: str, amount: float, seconds: float) -> None:
+        self.amount[side] = self.amount.get(side, 0) + amount
+        self.seconds[side] = self.seconds.get(side, 0) + seconds
+
+    def rates(self) -> dict[str, float]:
+        return {side: self.amount[side] / self.unit / self.seconds[side] for side in self.amount}
+
+    def raw(self) -> dict[str, Any]:
+        return {"amount": self.amount, "seconds": self.seconds}
+
+
+def export_rate(sock: str, ident: str) -> tuple[int, float]:
+    """Export a container and read the tar to its end; returns (bytes, seconds)."""
+    with Conn(sock) as conn:
+        start = time.monotonic()
+        conn.sock.sendall(b"GET /containers/%s/export HTTP/1.1\r\nHost: docker\r\n\r\n"
+                          % ident.encode())
+        status, head = conn.read_head()
+        if status != 200:
+            raise HttpError(f"export on {sock}: {status}")
+        size = conn.discard_body(head)
+        return size, time.monotonic() - start
+
+
+def post_file(sock: str, target: str, path: Path) -> None:
+    """POST a file as the request body (streamed), and read the whole response."""
+    size = path.stat().st_size
+    with Conn(sock, timeout=600) as conn, open(path, "rb") as f:
+        conn.sock.sendall(
+            f"POST {target} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n"
+            f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        conn.sock.sendfile(f)
+        status, head = conn.read_head()
+        body = conn.read_body(head, status)
+    if status != 200 or b"errorDetail" in body:
+        raise HttpError(f"POST {target}: {status} {body[-300:]!r}")
+
+
+def machine(daemon_sock: str) -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    version = call(daemon_sock, "GET", "/version")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                          capture_output=True, text=True, check=False).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "engine": f"{version['Version']} (API {version['ApiVersion']})",
+        "kernel": platform.release(),
+        "git": head,
+        "loadavg_start": loadavg(),
+    }
+
+
+def loadavg() -> str:
+    """The 1-minute load average: above nproc, other work competed for the CPUs."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def table(figures: list[Figure]) -> str:
+    """The figures as a Markdown table."""
+    rows = ["| figure | direct | dockgate | ratio | target | result | CPU: dockgate (dockerd) |",
+            "| --- | ---: | ---: | ---: | --- | --- | ---: |"]
+    for f in figures:
+        direct = f"{f.direct:,.1f} {f.unit}" if f.direct is not None else "-"
+        ratio = f"{f.ratio:.2f}x" if f.ratio is not None else "-"
+        result = {True: "PASS", False: "FAIL", None: "-"}[f.passed]
+        cpu = "-"
+        if f.cpu_dockgate is not None:
+            cpu = _num(f.cpu_dockgate)
+            if f.cpu_dockerd is not None:
+                cpu += f" ({_num(f.cpu_dockerd)})"
+            cpu += f" {f.cpu_unit}"
+        rows.append(f"| {f.name} | {direct} | {f.dockgate:,.1f} {f.unit} | {ratio} | "
+                    f"{f.target or '-'} | {result} | {cpu} |")
+    return "\n".join(rows)
+
+
+@contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    # Short, so the sockets' paths stay far below the 108-byte limit.
+    path = Path(tempfile.mkdtemp(prefix="dgb-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        if keep:
+            log(f"kept {path}")
+        else:
+            engines.remove_tree(path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--seconds", type=float, help="measuring time per request-rate figure")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample dockgate with py-spy during each dockgate-side measurement "
+                        "(slows it a little) and print the hot spots")
+    parser.add_argument("--only", default="", help="comma-separated subset: load,rates,export,"
+                        "attach,exec,sessions,micro")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.seconds:
+        sizes.seconds = args.seconds
+    need = (sizes.export_bytes * 4 + sizes.load_bytes * 3) + (2 << 30)
+    free = shutil.disk_usage("/tmp").free
+    if free < need:
+        print(f"need about {need / MB:.0f} MB free under /tmp, have {free / MB:.0f}",
+              file=sys.stderr)
+        return 2
+    steps: dict[str, Callable[[Bench], None]] = {
+        "rates": Bench.request_rates,
+        "export": Bench.export,
+        "attach": Bench.attach,
+        "exec": Bench.exec_latency,
+        "sessions": Bench.sessions,
+        "micro": Bench.extra_benches,
+    }
+    only = set(filter(None, args.only.split(",")))
+    began = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with workdir(args.keep) as work, ExitStack() as stack:
+        log(f"starting engine 28.5 under {work}")
+        bench = Bench(sizes, work, stack)
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        out_dir = HERE / "results"
+        if args.profile:
+            bench.profile_dir = out_dir / f"profile-{stamp}"
+            bench.profile_dir.mkdir(parents=True, exist_ok=True)
+        info = machine(bench.dsock)
+        bench.prepare_images()
+        bench.start_gate()
+        idle = bench.rss_idle()
+        if not only or "load" in only:
+            bench.image_load(idle)
+        for name, step in steps.items():
+            if not only or name in only:
+                log(f"-- {name}")
+                step(bench)
+        info["seconds"] = round(time.monotonic() - began, 1)
+        info["loadavg_end"] = loadavg()
+        results = {"machine": info, "sizes": asdict(sizes),
+                   "figures": [{**asdict(f), "ratio": f.ratio} for f in bench.figures],
+                   "extra": bench.extra}
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / f"{stamp}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(" · ".join(f"{k}: {v}" for k, v in info.items()))
+    print()
+    print(table(bench.figures))
+    for name, micro in bench.extra.get("micro", {}).items():
+        print(f"\n{name} (exit {micro['returncode']}):\n{micro['stdout'].rstrip()}")
+    for label, profile in bench.extra.get("profiles", {}).items():
+        print(f"\nprofile of dockgate during {label}:\n{format_summary(profile)}")
+    busy = max(float(info["loadavg_start"]), float(info["loadavg_end"]))
+    if busy > (os.cpu_count() or 1) * 0.75:
+        print(f"\nwarning: load average {busy} on {os.cpu_count()} CPUs: other work competed "
+              "with this run; ratios are unreliable (compare the CPU column instead)")
+    failed = [f.name for f in bench.figures if f.passed is False]
+    print(f"\n{len(failed)} target(s) failed{': ' + '; '.join(failed) if failed else ''}")
+    print(f"results: {out.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
