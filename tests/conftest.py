@@ -30,7 +30,7 @@ SELECTED = tuple(
     for n in os.environ.get("DOCKGATE_TEST_ENGINES", ",".join(eng.ENGINE_NAMES)).split(",")
     if n.strip()
 )
-ENGINE_FIXTURES = ("engine", "engine20", "engine28", "dockgate_process")
+ENGINE_FIXTURES = ("engine", "engine20", "engine28", "engine_set", "dockgate_process")
 
 # What the session started; the per-test guard reads it.
 STARTED: dict[str, eng.Engine] = {}

@@ -60,16 +60,33 @@ def test_attach_stdin_stdout_until_container_exits(engine: Engine) -> None:
 
 def test_logs_follow_until_exit(engine: Engine) -> None:
     name = unique("logs")
-    script = "for i in 1 2 3 4 5; do echo line$i; echo err$i >&2; sleep 0.3; done"
+    script = (
+        "for i in 1 2 3; do echo line$i; echo err$i >&2; done; "
+        "while [ ! -e /tmp/go ]; do sleep 0.1; done; echo line4; echo err4 >&2"
+    )
     engine.docker("run", "-d", "--network", "none", "--name", name, IMAGE, "sh", "-c", script)
-    started = time.monotonic()
-    out = engine.docker("logs", "-f", name, timeout=60)
-    # -f returned by itself when the container ended, after its output was produced.
-    assert time.monotonic() - started >= 0.5
-    assert out.stdout.split() == [f"line{i}" for i in range(1, 6)]
-    assert out.stderr.split() == [f"err{i}" for i in range(1, 6)]
-    tail = engine.docker("logs", "--tail", "4", name).stdout.split()
-    assert tail == ["line4", "line5"]
+    proc = subprocess.Popen(
+        [engine.cli, "logs", "-f", name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=engine.env,
+    )
+    try:
+        for i in (1, 2, 3):
+            assert read_line(proc) == f"line{i}\n".encode()
+        time.sleep(1)  # the follow stream stays open while the container is quiet
+        assert proc.poll() is None
+        engine.docker("exec", name, "touch", "/tmp/go")
+        assert read_line(proc) == b"line4\n"
+        assert proc.wait(30) == 0  # -f ends by itself when the container exits
+        assert proc.stderr is not None
+        assert proc.stderr.read().split() == [b"err1", b"err2", b"err3", b"err4"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    tail = engine.docker("logs", "--tail", "2", name)
+    assert sorted(tail.stdout.split() + tail.stderr.split()) == ["err4", "line4"]
 
 
 def test_events_since_until(engine: Engine) -> None:
