@@ -51,7 +51,13 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Who is on the other end of a client connection, fixed when it is accepted."""
+    """Who is on the other end of a client connection, fixed when it is accepted.
+
+    Attributes:
+        user, groups: the unix user and groups of ``uid`` (unix listeners).
+        principal, sans: the client certificate's CN and subject alternative
+            names (TLS listeners), set once the handshake completed.
+    """
 
     listener: str
     transport: Transport
@@ -60,6 +66,9 @@ class Peer:
     uid: int | None = None
     gid: int | None = None
     principal: str | None = None
+    user: str | None = None
+    groups: tuple[str, ...] = ()
+    sans: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +167,4 @@ class AuditEvent:
     bytes_out: int = 0
     error: str | None = None
     exit_code: int | None = None
+    tenant: str | None = None

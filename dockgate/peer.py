@@ -41,7 +41,10 @@ def peer_of(transport: ITransport, listener: str) -> Peer:
                 pid, uid, gid = struct.unpack("3i", raw)
             except OSError:
                 pass
-        return Peer(listener, "unix", f"unix:pid={pid}", pid=pid, uid=uid, gid=gid)
+        user, groups = describe_unix_peer(uid, gid)
+        return Peer(
+            listener, "unix", f"unix:pid={pid}", pid=pid, uid=uid, gid=gid, user=user, groups=groups
+        )
     host = getattr(address, "host", "?")
     port = getattr(address, "port", 0)
     secure = getattr(transport, "getPeerCertificate", None) is not None

@@ -35,6 +35,7 @@ reasons a side may be paused.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -44,7 +45,13 @@ from typing import Any
 from urllib.parse import quote
 
 import h11
-from twisted.internet.interfaces import IDelayedCall, IHalfCloseableProtocol, IPushProducer
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IPushProducer,
+)
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -67,15 +74,41 @@ from dockgate.errors import (
 )
 from dockgate.gate import ReadGate
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
-from dockgate.peer import peer_of
-from dockgate.policy import DecisionContext
+from dockgate.peer import peer_of, principal_from_certificate
+from dockgate.policy import DecisionContext, load_policy
+from dockgate.scoping import check_quota, scope_request
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
+from dockgate.tenancy import Tenant, event_visible, filter_list, needs_usage
 from dockgate.upstream import JsonFetch, UpstreamConnection, UpstreamPool
 from dockgate.versions import clamp_api_version, clamp_version_body, is_known_version
 
 _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
+
+
+_MAX_HELD = 64 << 20
+"""Largest response body (or event line) dockgate holds to rewrite or filter."""
+
+_TENANT_LISTS = {
+    "container.list": "container",
+    "image.list": "image",
+    "network.list": "network",
+    "volume.list": "volume",
+}
+"""List endpoints whose responses are filtered to the tenant's objects."""
+
+
+def _list_filter(kind: str, tenant: Tenant) -> Callable[[Any], Any]:
+    """The transform that keeps only ``tenant``'s objects in a list response."""
+
+    def keep_own(value: Any) -> Any:
+        if kind == "volume" and isinstance(value, dict):
+            value["Volumes"] = filter_list(kind, value.get("Volumes") or [], tenant)
+            return value
+        return filter_list(kind, value if isinstance(value, list) else [], tenant)
+
+    return keep_own
 
 
 _WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
@@ -93,6 +126,15 @@ def _exit_code_source(x: Exchange) -> str | None:
     if request.endpoint.id == "container.attach":
         return f"/containers/{ident}/json"
     return None
+
+
+def _caller(peer: Peer) -> str:
+    """A caller's identity in words, for refusals."""
+    if peer.principal:
+        return f"certificate {peer.principal}"
+    if peer.user or peer.uid is not None:
+        return f"user {peer.user or peer.uid}"
+    return peer.address
 
 
 def _peer_key(peer: Peer) -> str:
@@ -140,14 +182,21 @@ class Exchange:
     draining: bool = False
     held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
     held_body: bytearray = field(default_factory=bytearray)
-    transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    transform: Callable[[Any], Any] | None = None
+    must_filter: bool = False
     sent_end: bool = False
     stages: set[str] = field(default_factory=set)
     exit_code: int | None = None
+    tenant: Tenant | None = None
+    quota_lock: DeferredLock | None = None
+    line_filter: Callable[[dict[str, Any]], bool] | None = None
+    line_buffer: bytearray = field(default_factory=bytearray)
 
 
 class ProxyServerFactory(ServerFactory):
     """Builds a ``ProxyServerProtocol`` per accepted connection on one listener."""
+
+    log = Logger()
 
     def __init__(self, settings: ProxySettings, listener: str, reactor: Any) -> None:
         self.settings = settings
@@ -162,6 +211,35 @@ class ProxyServerFactory(ServerFactory):
         self.open_connections = 0
         self.per_peer: dict[str, int] = {}
         self.api = settings.api
+        self._quota_locks: dict[str, DeferredLock] = {}
+        self._policies: dict[str, tuple[int, Policy]] = {}
+
+    def quota_lock(self, tenant: str) -> DeferredLock:
+        """The lock that serialises a tenant's quota-checked requests."""
+        return self._quota_locks.setdefault(tenant, DeferredLock())
+
+    def policy_at(self, path: str) -> Policy:
+        """A tenant's own policy, re-read when its file changes.
+
+        An invalid file keeps the policy that was last loaded from it; with
+        none loaded yet, the error refuses the request (fail closed).
+        """
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            stamp = -1
+        cached = self._policies.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            policy = load_policy(path)
+        except Exception as e:
+            if cached is not None:
+                self.log.warn("policy {path} invalid, keeping the old one: {e}", path=path, e=e)
+                return cached[1]
+            raise Forbidden(f"tenant policy {path} cannot be loaded", reason="policy") from e
+        self._policies[path] = (stamp, policy)
+        return policy
 
     def connection_opened(self, key: str) -> tuple[int, int]:
         """Count a new connection; return the totals overall and for its peer."""
@@ -204,7 +282,7 @@ class ProxyServerFactory(ServerFactory):
         self.pool.close_idle()
 
 
-@implementer(IHalfCloseableProtocol, IPushProducer)
+@implementer(IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
 class ProxyServerProtocol(Protocol):
     """One client connection: parse, decide, forward, one request at a time."""
 
@@ -246,6 +324,14 @@ class ProxyServerProtocol(Protocol):
             )
         else:
             self._arm_head_timer()
+
+    def handshakeCompleted(self) -> None:
+        """TLS listeners: the caller is the verified client certificate's subject."""
+        get = getattr(self.transport, "getPeerCertificate", None)
+        cert = get() if get is not None else None
+        if cert is not None and self.peer is not None:
+            cn, sans = principal_from_certificate(cert.to_cryptography())
+            self.peer = replace(self.peer, transport="tls", principal=cn or None, sans=sans)
 
     def dataReceived(self, data: bytes) -> None:
         """Scan and parse HTTP, or pass bytes straight on once spliced."""
@@ -298,6 +384,7 @@ class ProxyServerProtocol(Protocol):
         x = self.exchange
         if x is not None:
             self._cancel_timer(x)
+            self._release_quota(x)
             if x.upstream is not None:
                 x.upstream.abort()
                 x.upstream = None
@@ -500,17 +587,80 @@ class ProxyServerProtocol(Protocol):
             self._start_timer(x)
 
     def _decide_and_forward(self, x: Exchange) -> None:
-        """The single decision point (after any fact lookup), then the upstream connection."""
-        policy = self.settings.policy()
-        lookup = self._default_user_target(policy, x)
-        if lookup is None:
-            self._decide_with(x, policy, None)
-            return
+        """Scope the request to its tenant, look up facts, decide, then forward.
+
+        The preparation may need the daemon's answers (ownership, quotas, the
+        image's user); reading from the client stays paused meanwhile.  With
+        no tenants and no lookups it completes at once.
+        """
         x.waiting = True
         assert self.gate is not None
-        self.gate.hold("lookup")
-        d = JsonFetch(self.factory.pool, lookup).start()
-        d.addCallback(self._looked_up, x, policy)
+        self.gate.hold("prepare")
+        d = Deferred.fromCoroutine(self._prepare(x))
+        d.addCallbacks(self._prepared, self._prepare_failed, callbackArgs=(x,), errbackArgs=(x,))
+
+    async def _prepare(self, x: Exchange) -> tuple[Policy, DecisionContext | None]:
+        policy = self.settings.policy()
+        tenants = self.settings.tenants() if self.settings.tenants is not None else None
+        assert x.request is not None and self.peer is not None
+        if tenants is not None:
+            peer = self.peer
+            tenant = tenants.resolve(peer, peer.user, peer.groups, peer.principal, peer.sans)
+            if tenant is None:
+                raise Forbidden(f"no tenant for {_caller(peer)}", reason="no-tenant")
+            x.tenant = tenant
+            x.request, target = await scope_request(x.request, tenant, self._fetch)
+            if needs_usage(tenant, x.request.endpoint.id):
+                # One quota-checked request at a time per tenant, until the
+                # daemon answered it, so two cannot both pass the same check.
+                lock = self.factory.quota_lock(tenant.name)
+                await lock.acquire()
+                x.quota_lock = lock
+                await check_quota(x.request, tenant, target, self._fetch)
+            if tenant.policy_path:
+                policy = self.factory.policy_at(tenant.policy_path)
+        context = None
+        lookup = self._default_user_target(policy, x)
+        if lookup is not None:
+            _, value = await self._fetch("GET", lookup, None)
+            user = None
+            if isinstance(value, dict) and isinstance(value.get("Config"), dict):
+                found = value["Config"].get("User")
+                user = found if isinstance(found, str) else ""
+            context = DecisionContext(default_user=user)
+        return policy, context
+
+    async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
+        """A side request to the daemon (see scoping.Fetch)."""
+        fetch = JsonFetch(self.factory.pool, target, method=method, body=body)
+        value = await fetch.start()
+        return fetch.status, value
+
+    def _prepared(self, result: tuple[Policy, DecisionContext | None], x: Exchange) -> None:
+        if self.closed or self.exchange is not x:
+            self._release_quota(x)
+            return
+        x.waiting = False
+        self._release_gate("prepare")
+        policy, context = result
+        self._decide_with(x, policy, context)
+
+    def _prepare_failed(self, failure: Failure, x: Exchange) -> None:
+        if self.closed or self.exchange is not x:
+            self._release_quota(x)
+            return
+        x.waiting = False
+        self._release_gate("prepare")
+        error = failure.value
+        if not isinstance(error, DockgateError):
+            self.log.failure("preparing a request failed", failure)
+            error = DockgateError("internal error while checking the request", status=500)
+        self._refuse(x, error)
+
+    def _release_quota(self, x: Exchange) -> None:
+        lock, x.quota_lock = x.quota_lock, None
+        if lock is not None:
+            lock.release()
 
     def _default_user_target(self, policy: Policy, x: Exchange) -> str | None:
         """Where to read the user an empty ``User`` falls back to, if the policy needs it."""
@@ -526,17 +676,6 @@ class ProxyServerProtocol(Protocol):
         if request.endpoint.id == "exec.create" and "id" in request.params:
             return f"/containers/{quote(request.params['id'], safe='')}/json"
         return None
-
-    def _looked_up(self, value: object, x: Exchange, policy: Policy) -> None:
-        if self.closed or self.exchange is not x:
-            return
-        x.waiting = False
-        self._release_gate("lookup")
-        user = None
-        if isinstance(value, dict) and isinstance(value.get("Config"), dict):
-            found = value["Config"].get("User")
-            user = found if isinstance(found, str) else ""
-        self._decide_with(x, policy, DecisionContext(default_user=user))
 
     def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
         assert x.request is not None and self.peer is not None
@@ -658,7 +797,11 @@ class ProxyServerProtocol(Protocol):
                 return
             x.response_started = True
             x.status = event.status_code
+            self._release_quota(x)
             headers = self._note_api_version(headers)
+            tenant = x.tenant
+            if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
+                x.line_filter = lambda e, t=tenant: event_visible(e, t)
             transform = self._response_transform(x, event.status_code, headers)
             if transform is not None:
                 x.held = (event.status_code, event.reason, headers)
@@ -674,8 +817,16 @@ class ProxyServerProtocol(Protocol):
             x.bytes_out += len(event.data)
             if x.held is not None:
                 x.held_body += event.data
+                if len(x.held_body) > _MAX_HELD:
+                    x.error = "response too large to rewrite"
+                    self._abort()
                 return
-            self._send_client(h11.Data(data=bytes(event.data)))
+            data = bytes(event.data)
+            if x.line_filter is not None:
+                data = self._filtered_lines(x, data)
+                if not data:
+                    return
+            self._send_client(h11.Data(data=data))
             return
         if isinstance(event, h11.EndOfMessage):
             if x.held is not None:
@@ -696,7 +847,11 @@ class ProxyServerProtocol(Protocol):
         return out
 
     def _send_held(self, x: Exchange) -> None:
-        """Send a held small JSON response, rewritten by the exchange's transform."""
+        """Send a held JSON response, rewritten by the exchange's transform.
+
+        A response that must be filtered (a tenant's list) but cannot be read
+        is not passed on: the connection is aborted instead (fail closed).
+        """
         assert x.held is not None and x.transform is not None
         status, reason, headers = x.held
         body = bytes(x.held_body)
@@ -704,8 +859,12 @@ class ProxyServerProtocol(Protocol):
             value = json.loads(body)
         except ValueError:
             value = None
-        if isinstance(value, dict):
+        if value is not None:
             body = json.dumps(x.transform(value)).encode() + b"\n"
+        elif x.must_filter:
+            x.error = "unreadable response to filter"
+            self._abort()
+            return
         out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
         x.held = None
         self._send_client(h11.Response(status_code=status, headers=out, reason=reason))
@@ -713,37 +872,61 @@ class ProxyServerProtocol(Protocol):
 
     def _response_transform(
         self, x: Exchange, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    ) -> Callable[[Any], Any] | None:
         """How to rewrite this response's JSON body, if it must be rewritten.
 
-        Two cases: warn-mode findings go into ``Warnings``, and ``/version``
+        Three cases: warn-mode findings go into ``Warnings``; ``/version``
         reports API versions clamped to those dockgate knows, so negotiating
-        clients (docker-py reads the body) settle on one it can check.
+        clients (docker-py reads the body) settle on one it can check; and a
+        tenant's list shows only its own objects (a second line of defence
+        behind the label filter dockgate added to the query).
         """
         values = dict(headers)
-        length = values.get(b"content-length", b"")
-        if not (
-            200 <= status < 300
-            and values.get(b"content-type", b"").startswith(b"application/json")
-            and length.isdigit()
-            and int(length) <= 1 << 20
-            and x.request is not None
+        if (
+            not 200 <= status < 300
+            or not values.get(b"content-type", b"").startswith(b"application/json")
+            or x.request is None
         ):
             return None
         endpoint = x.request.endpoint.id
+        tenant = x.tenant
+        if tenant is not None and not tenant.admin and endpoint in _TENANT_LISTS:
+            x.must_filter = True
+            return _list_filter(_TENANT_LISTS[endpoint], tenant)
         decision = x.decision
         if endpoint in _WARNABLE and decision is not None and decision.warnings:
             warnings = decision.warnings
 
-            def add_warnings(value: dict[str, Any]) -> dict[str, Any]:
-                found = value.get("Warnings")
-                value["Warnings"] = [*(found if isinstance(found, list) else []), *warnings]
+            def add_warnings(value: Any) -> Any:
+                if isinstance(value, dict):
+                    found = value.get("Warnings")
+                    value["Warnings"] = [*(found if isinstance(found, list) else []), *warnings]
                 return value
 
             return add_warnings
         if endpoint == "system.version":
-            return clamp_version_body
+            return lambda value: clamp_version_body(value) if isinstance(value, dict) else value
         return None
+
+    def _filtered_lines(self, x: Exchange, data: bytes) -> bytes:
+        """Pass on only the complete event lines the tenant may see."""
+        assert x.line_filter is not None
+        x.line_buffer += data
+        if len(x.line_buffer) > _MAX_HELD:
+            x.error = "event line too long"
+            self._abort()
+            return b""
+        *lines, rest = bytes(x.line_buffer).split(b"\n")
+        x.line_buffer = bytearray(rest)
+        kept = []
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and x.line_filter(event):
+                kept.append(line + b"\n")
+        return b"".join(kept)
 
     def upstream_raw(self, data: bytes) -> None:
         """Raw daemon bytes: only spliced connections produce these."""
@@ -789,6 +972,7 @@ class ProxyServerProtocol(Protocol):
     def _finish(self, x: Exchange) -> None:
         """The response is complete: recycle the upstream, start the next cycle."""
         self._cancel_timer(x)
+        self._release_quota(x)
         upstream, x.upstream = x.upstream, None
         if upstream is not None:
             upstream.resume_reading("client-full")
@@ -882,6 +1066,7 @@ class ProxyServerProtocol(Protocol):
     def _refuse(self, x: Exchange, error: DockgateError) -> None:
         """Answer ``error`` ourselves; nothing of this request goes upstream."""
         self._cancel_timer(x)
+        self._release_quota(x)
         if x.upstream is not None:
             x.upstream.abort()
             x.upstream = None
@@ -908,7 +1093,8 @@ class ProxyServerProtocol(Protocol):
                     ],
                 )
             )
-            self._send_client(h11.Data(data=body))
+            if x.method != "HEAD":  # a HEAD response has a length but no body
+                self._send_client(h11.Data(data=body))
             self._send_client(h11.EndOfMessage())
         except h11.LocalProtocolError:
             self._abort()
@@ -1025,6 +1211,7 @@ class ProxyServerProtocol(Protocol):
             bytes_out=x.bytes_out,
             error=x.error,
             exit_code=x.exit_code,
+            tenant=x.tenant.name if x.tenant is not None else None,
         )
         try:
             self.settings.audit.record(event)

@@ -17,6 +17,7 @@ from twisted.internet.protocol import ServerFactory
 from dockgate.admission import ApiContext
 from dockgate.decision import Policy
 from dockgate.model import AuditEvent
+from dockgate.tenancy import TenantMap
 
 
 class AuditSink(Protocol):
@@ -55,6 +56,8 @@ class ProxySettings:
         max_connections: client connections open at once on a listener; 429 above.
         max_connections_per_peer: the same, per caller (unix uid, certificate
             principal, or remote host).
+        tenants: returns the tenant map in force, if tenancy is configured
+            (then every caller must map to a tenant).
     """
 
     upstream: IStreamClientEndpoint
@@ -69,6 +72,7 @@ class ProxySettings:
     idle_timeout: float = 300.0
     max_connections: int = 4096
     max_connections_per_peer: int = 512
+    tenants: Callable[[], TenantMap | None] | None = None
 
 
 def build_proxy_factory(

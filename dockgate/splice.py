@@ -17,6 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from twisted.logger import Logger
+
+log = Logger()
+
 if TYPE_CHECKING:
     from dockgate.protocol import ProxyServerProtocol
     from dockgate.upstream import UpstreamConnection
@@ -51,18 +55,42 @@ class Splice:
         if self._client_eof:
             return
         self.bytes_in += len(data)
-        if self._record is not None:
-            self._record("in", data)
+        if not self._recorded("in", data):
+            return
         self._upstream.write_raw(data)
 
     def from_upstream(self, data: bytes) -> None:
         """Daemon to client (output)."""
         self.bytes_out += len(data)
-        if self._record is not None:
-            self._record("out", data)
+        if not self._recorded("out", data):
+            return
         transport = self._client.transport
         if transport is not None:
             transport.write(data)
+
+    def _recorded(self, direction: str, data: bytes) -> bool:
+        """Record session bytes; a session that cannot be recorded is ended at once.
+
+        Recording is on when the audit policy asks for it, and then a gap in
+        the recording must not be possible: rather than pass bytes that were
+        not recorded, both connections are dropped.
+        """
+        if self._record is None:
+            return True
+        try:
+            self._record(direction, data)
+        except Exception:
+            log.failure("session recording failed; ending the session")
+            self._record = None
+            self._client_eof = self._upstream_eof = True
+            self._upstream.abort()
+            transport = self._client.transport
+            if transport is not None:
+                self._client.closed = True
+                transport.abortConnection()  # type: ignore[attr-defined]
+            self._done()
+            return False
+        return True
 
     def client_read_closed(self) -> None:
         """stdin ended: pass the EOF on to the daemon."""

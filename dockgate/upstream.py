@@ -270,12 +270,22 @@ class JsonFetch:
     treats as "unknown" (the strict reading).
     """
 
-    def __init__(self, pool: UpstreamPool, target: str, limit: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        target: str,
+        limit: int = 4 << 20,
+        *,
+        method: str = "GET",
+        body: object = None,
+    ) -> None:
         self._pool = pool
         self._target = target
         self._limit = limit
+        self._method = method
+        self._payload = None if body is None else json.dumps(body).encode()
         self._conn: UpstreamConnection | None = None
-        self._status = 0
+        self.status = 0
         self._body = bytearray()
         self.result: Deferred[object] = Deferred()
 
@@ -288,14 +298,20 @@ class JsonFetch:
     def _ready(self, conn: UpstreamConnection) -> None:
         self._conn = conn
         conn.delegate = self
+        headers = [(b"host", b"docker"), (b"user-agent", b"dockgate")]
+        if self._payload is not None:
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(self._payload)),
+            ]
         try:
             conn.send(
                 h11.Request(
-                    method="GET",
-                    target=self._target.encode("ascii"),
-                    headers=[(b"host", b"docker"), (b"user-agent", b"dockgate")],
+                    method=self._method, target=self._target.encode("ascii"), headers=headers
                 )
             )
+            if self._payload:
+                conn.send(h11.Data(data=self._payload))
             conn.send(h11.EndOfMessage())
         except h11.LocalProtocolError:
             conn.abort()
@@ -311,7 +327,7 @@ class JsonFetch:
     def upstream_event(self, event: object) -> None:
         """Collect the response."""
         if isinstance(event, h11.Response):
-            self._status = event.status_code
+            self.status = event.status_code
         elif isinstance(event, h11.Data):
             self._body += event.data
             if len(self._body) > self._limit and self._conn is not None:
@@ -322,7 +338,7 @@ class JsonFetch:
             if conn is not None:
                 self._pool.release(conn)
             value = None
-            if self._status == 200:
+            if 200 <= self.status < 300:
                 try:
                     value = json.loads(self._body)
                 except ValueError:

@@ -1,0 +1,149 @@
+"""Scoping a request to its tenant before it is decided: the steps that need
+the daemon's answers.
+
+The tenancy core (``dockgate.tenancy``) is pure: it says which objects a
+request names and how to stamp, scope and pin it.  Ownership, though, can only
+be checked against the daemon's own records (labels on the object as it exists
+now), so this module walks those steps with a ``fetch`` function the I/O layer
+supplies.  Keeping the walk here, apart from the protocol, lets it be tested
+with a scripted fetch and keeps the order of the checks in one place:
+
+stamp and scope → for each named object: inspect, check the owner, pin the
+request to the full id that was checked → quota.
+
+Pinning matters: the daemon resolves names and id prefixes again when it acts,
+so the forwarded request must name the exact object that was checked, or a
+name reused in between would be acted on unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
+from dockgate.model import CanonicalRequest
+from dockgate.tenancy import (
+    OWNER_LABEL,
+    Tenant,
+    admin_only,
+    exec_container,
+    full_id,
+    inspect_target,
+    may_access,
+    needs_inspect,
+    needs_usage,
+    not_yours,
+    object_refs,
+    owner_of,
+    pin,
+    quota_check,
+    scope_list,
+    stamp,
+    usage_from_list,
+)
+
+Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+"""``fetch(method, target, json_body)`` → (status, decoded JSON or None)."""
+
+
+async def scope_request(
+    request: CanonicalRequest, tenant: Tenant, fetch: Fetch
+) -> tuple[CanonicalRequest, Mapping[str, Any] | None]:
+    """Stamp, scope, check and pin ``request`` for ``tenant``.
+
+    Returns the request to decide and forward, and the inspection of the
+    container the request acts on (for quota checks of start and update).
+
+    Raises:
+        Forbidden: an admin-only endpoint, a spoofed owner label, or an object
+            that belongs to someone else.
+        NotFound: a named container, exec or network does not exist (absence
+            is never taken as permission).
+        UpstreamUnavailable: the daemon could not answer an inspection.
+    """
+    endpoint = request.endpoint.id
+    if admin_only(endpoint) and not tenant.admin:
+        raise Forbidden(f"{endpoint} is for administrators only", reason="admin-only")
+    request = scope_list(stamp(request, tenant), tenant)
+    target: Mapping[str, Any] | None = None
+    for ref in object_refs(request):
+        status, info = await fetch("GET", inspect_target(ref, request.version), None)
+        if status == 404 and ref.kind == "image":
+            continue  # the daemon answers for a missing image itself
+        if status == 404 and ref.kind == "volume":
+            info = await _create_owned_volume(request, ref.ref, tenant, fetch)
+        elif status == 404:
+            raise NotFound(f"no such {ref.kind}: {ref.ref}", reason="no-such-object")
+        elif status != 200 or not isinstance(info, dict):
+            raise UpstreamUnavailable(
+                f"cannot check {ref.kind} {ref.ref}: the daemon answered {status}"
+            )
+        checked, kind = info, ref.kind
+        if ref.kind == "exec":
+            owner_ref = exec_container(info)
+            status, checked = await fetch("GET", inspect_target(owner_ref, request.version), None)
+            if status != 200 or not isinstance(checked, dict):
+                raise NotFound(f"no such exec: {ref.ref}", reason="no-such-object")
+            kind = "container"
+        if not may_access(tenant, owner_of(kind, checked), ref):
+            raise not_yours(ref, tenant)
+        request = pin(request, ref, full_id(ref.kind, info))
+        if target is None and ref.kind == "container" and ref.where == "path":
+            target = info
+    return request, target
+
+
+async def _create_owned_volume(
+    request: CanonicalRequest, name: str, tenant: Tenant, fetch: Fetch
+) -> Mapping[str, Any]:
+    """Create a volume the request names but that does not exist yet, owned by the tenant.
+
+    The daemon would create it implicitly, unlabelled, so it would belong to
+    nobody the tenant can reach; creating it first, stamped, keeps the
+    tenant's own volume reachable and everyone else's out.
+    """
+    prefix = f"/v{request.version}" if request.version else ""
+    body = {"Name": name, "Labels": {OWNER_LABEL: tenant.name}}
+    status, info = await fetch("POST", prefix + "/volumes/create", body)
+    if status not in (200, 201) or not isinstance(info, dict):
+        raise UpstreamUnavailable(f"cannot create volume {name}: the daemon answered {status}")
+    if info.get("Labels", {}).get(OWNER_LABEL) != tenant.name:
+        # It appeared in between, created by someone else.
+        raise Forbidden(f"volume {name} belongs to another tenant", reason="not-yours")
+    return info
+
+
+async def check_quota(
+    request: CanonicalRequest,
+    tenant: Tenant,
+    target: Mapping[str, Any] | None,
+    fetch: Fetch,
+) -> None:
+    """Refuse a request that would take ``tenant`` over a quota.
+
+    Raises:
+        Forbidden: over a quota (the message names it).
+        UpstreamUnavailable: usage could not be measured (fail closed).
+    """
+    if not needs_usage(tenant, request.endpoint.id):
+        return
+    filters = json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}})
+    status, items = await fetch("GET", f"/containers/json?all=1&filters={quote(filters)}", None)
+    if status != 200 or not isinstance(items, list):
+        raise UpstreamUnavailable(f"cannot measure the quota of {tenant.name}")
+    inspections: dict[str, Mapping[str, Any]] | None = None
+    if needs_inspect(tenant):
+        inspections = {}
+        for item in items:
+            ident = str(item.get("Id", "")) if isinstance(item, dict) else ""
+            if not ident:
+                continue
+            status, info = await fetch("GET", f"/containers/{quote(ident, safe='')}/json", None)
+            if status == 200 and isinstance(info, dict):
+                inspections[ident] = info
+    message = quota_check(tenant, request, usage_from_list(items, inspections), target)
+    if message:
+        raise Forbidden(message, reason="quota")
