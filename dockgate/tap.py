@@ -35,6 +35,7 @@ from dockgate.listeners import (
 )
 from dockgate.policy import PolicyError, PolicyHolder
 from dockgate.server import ProxySettings, build_proxy_factory
+from dockgate.tenancy import TenantMap
 
 __all__ = ["DEFAULT_LISTEN", "DEFAULT_UPSTREAM", "Options", "ReloadOnHangup", "makeService"]
 
@@ -111,6 +112,18 @@ class Options(usage.Options):
          "Largest request head, in bytes (431 above).", _positive(int)],
         ["pool-size", None, _default(ProxySettings, "pool_size"),
          "Idle keep-alive connections to the daemon kept for reuse.", int],
+        ["tenants", None, None,
+         "Tenants file (YAML): callers map to tenants, each with its own objects, policy "
+         "and quotas; reloaded on SIGHUP. Default: no tenancy (one shared view)."],
+        ["head-timeout", None, _default(ProxySettings, "head_timeout"),
+         "Seconds a client may take to send a request head once begun (408 after).",
+         _positive(float)],
+        ["idle-timeout", None, _default(ProxySettings, "idle_timeout"),
+         "Seconds an idle keep-alive client connection is kept open.", _positive(float)],
+        ["max-connections", None, _default(ProxySettings, "max_connections"),
+         "Client connections open at once per listener (429 above).", _positive(int)],
+        ["max-connections-per-peer", None, _default(ProxySettings, "max_connections_per_peer"),
+         "Client connections open at once per caller (429 above).", _positive(int)],
     ]
 
     def __init__(self) -> None:
@@ -150,6 +163,8 @@ class Options(usage.Options):
             self["policy"] = str(found)
         elif not Path(self["policy"]).is_file():
             raise usage.UsageError(f"--policy: {self['policy']} is not a file")
+        if self["tenants"] is not None and not Path(self["tenants"]).is_file():
+            raise usage.UsageError(f"--tenants: {self['tenants']} is not a file")
 
     def settings_fields(self) -> Iterator[tuple[str, Any]]:
         """The ``ProxySettings`` fields set from options, as (field, value)."""
@@ -157,6 +172,10 @@ class Options(usage.Options):
         yield "response_timeout", float(self["response-timeout"])
         yield "max_head_size", int(self["max-head-size"])
         yield "pool_size", int(self["pool-size"])
+        yield "head_timeout", float(self["head-timeout"])
+        yield "idle_timeout", float(self["idle-timeout"])
+        yield "max_connections", int(self["max-connections"])
+        yield "max_connections_per_peer", int(self["max-connections-per-peer"])
         yield "api", ApiContext(max_json_body=int(self["max-json-body"]))
 
 
@@ -265,8 +284,24 @@ class ProxyService(MultiService):
             raise
 
 
-def reload_everything(holder: PolicyHolder, audit: JsonLinesAudit | NullAudit) -> None:
-    """What SIGHUP does: reload the policy and reopen the audit log.
+class TenantHolder:
+    """The tenant map in force, swapped whole on reload (an invalid file keeps the old one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.current: TenantMap | None = TenantMap.load(path)
+
+    def reload(self) -> None:
+        """Re-read the file; on error keep the map in force and re-raise."""
+        self.current = TenantMap.load(self.path)
+
+
+def reload_everything(
+    holder: PolicyHolder,
+    audit: JsonLinesAudit | NullAudit,
+    tenants: TenantHolder | None = None,
+) -> None:
+    """What SIGHUP does: reload the policy and tenants, and reopen the audit log.
 
     A policy that fails to load leaves the one in force untouched; a log that
     cannot be reopened leaves the writer on the old file.  Either way the
@@ -283,6 +318,14 @@ def reload_everything(holder: PolicyHolder, audit: JsonLinesAudit | NullAudit) -
     else:
         log.info("Policy {name!r} reloaded from {path}", name=holder.current.name,
                  path=holder.path)
+    if tenants is not None:
+        try:
+            tenants.reload()
+        except (PolicyError, OSError) as e:
+            log.error("Tenants reload from {path} failed; keeping the old map:\n{why}",
+                      path=tenants.path, why=str(e))
+        else:
+            log.info("Tenants reloaded from {path}", path=tenants.path)
     try:
         audit.reopen()
     except OSError:
@@ -314,12 +357,14 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         reactor = global_reactor
     assert options.upstream is not None, "parseOptions() was not called"
     holder = PolicyHolder(options["policy"])
+    tenants = TenantHolder(options["tenants"]) if options["tenants"] else None
     audit = audit_config.build_audit(options)
     fields = dict(options.settings_fields())
     settings = ProxySettings(
         upstream=upstream_endpoint(reactor, options.upstream, fields["connect_timeout"]),
         policy=lambda: holder.current,
         audit=audit,
+        tenants=(lambda: tenants.current) if tenants is not None else None,
         **fields,
     )
     root = ProxyService(
@@ -336,7 +381,7 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         listener._raiseSynchronously = True
         listener.setName(name)  # type: ignore[no-untyped-call]
         root.addService(listener)  # type: ignore[no-untyped-call]
-    hangup = ReloadOnHangup(lambda: reload_everything(holder, audit), reactor)
+    hangup = ReloadOnHangup(lambda: reload_everything(holder, audit, tenants), reactor)
     root.addService(hangup)  # type: ignore[no-untyped-call]
     root.addService(ReopenOnUsr1(lambda: _reopen_audit(audit), reactor))  # type: ignore[no-untyped-call]
     if options["audit-log"]:
