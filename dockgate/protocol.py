@@ -87,6 +87,10 @@ _HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
 
 
+_DRAIN_BYTES = 1 << 30
+_DRAIN_SECONDS = 60.0
+"""How much of a refused request's body is read and dropped before closing."""
+
 _MAX_HELD = 64 << 20
 """Largest response body (or event line) dockgate holds to rewrite or filter."""
 
@@ -552,6 +556,10 @@ class ProxyServerProtocol(Protocol):
         if x is None:
             return
         x.bytes_in += len(data)
+        if x.draining:
+            if x.bytes_in > _DRAIN_BYTES:
+                self._drain_expired(x)
+            return
         if x.buffering:
             x.body += data
             if len(x.body) > self.settings.api.max_json_body:
@@ -1103,14 +1111,21 @@ class ProxyServerProtocol(Protocol):
         self._release_gate("upstream")
         if x.request_done:
             self._finish(x)
-        elif not x.has_body:
-            # h11 has yet to report the (empty) end of this request: let the
-            # pump reach it, then carry on with the next request.
+        else:
+            # Read and drop the rest of the request (nothing of it is
+            # forwarded): a client still uploading, such as `docker cp` or
+            # `docker load`, would otherwise hit a broken pipe and report
+            # that instead of the refusal.  Bounded in bytes and time; past
+            # either, the connection is closed.
             x.draining = True
             x.buffering = False
-        else:
-            # The rest of the body cannot be told apart from a next request
-            # without reading it all: close instead of resynchronising.
+            x.body = bytearray()
+            if x.has_body:
+                x.timer = self.reactor.callLater(_DRAIN_SECONDS, self._drain_expired, x)
+
+    def _drain_expired(self, x: Exchange) -> None:
+        x.timer = None
+        if self.exchange is x and not self.closed:
             self._emit(x, "ResponseComplete")
             self.exchange = None
             self._close()

@@ -510,3 +510,34 @@ def test_stages_are_recorded_before_forwarding_and_at_completion() -> None:
     h.reply(PING_OK)
     assert [r["stage"] for r in h.audit.records] == ["RequestDecided", "ResponseComplete"]
     assert h.audit.records[-1]["status"] == 200
+
+
+class _DenyLoad:
+    name = "noload"
+
+    def decide(self, request: CanonicalRequest, peer: Peer) -> Decision:
+        if request.endpoint.id == "image.load":
+            return Decision("deny", "noload", "no-load", "denied by policy noload rule no-load: image.load is not allowed")
+        return Decision("allow", "noload")
+
+
+def test_a_refused_upload_is_drained_so_the_client_reads_the_refusal() -> None:
+    """A denied streamed upload is read and dropped (never forwarded); the connection stays usable."""
+    h = Harness(policy=_DenyLoad())
+    h.send(b"POST /images/load HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: 10\r\n\r\n01234")
+    status, body = _status_and_json(h.received())
+    assert status == 403 and "no-load" in body["message"]
+    assert not h.client.disconnecting
+    h.send(b"56789")
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.upstream_sent().startswith(b"GET /_ping")
+    assert b"01234" not in h.upstream_sent() and b"56789" not in h.upstream_sent()
+
+
+def test_a_refused_upload_that_never_ends_is_cut() -> None:
+    """Draining is bounded in time: a client that keeps the body open is disconnected."""
+    h = Harness(policy=_DenyLoad())
+    h.send(b"POST /images/load HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\nContent-Length: 1000000\r\n\r\nabc")
+    assert not h.client.disconnecting
+    h.clock.advance(61)
+    assert h.client.disconnecting
