@@ -549,6 +549,12 @@ def user(cfg: Mapping[str, Any]) -> Check:
                 out.append(Finding(f, f"{shown} must be a numeric non-root uid"))
             elif not root_group_ok and spec.root_group:
                 out.append(Finding(f, f"{shown} runs with the root group"))
+            elif not root_group_ok and spec.group is None and not spec.is_root:
+                # The daemon takes the group from the image's /etc/passwd, and
+                # falls back to gid 0 when the user is not listed there.
+                out.append(
+                    Finding(f, f"{shown} names no group, so it may run with the root group")
+                )
         return out
 
     return check
@@ -674,7 +680,10 @@ def resources(cfg: Mapping[str, Any]) -> Check:
             )
         f_pids, pids, has_pids = get("PidsLimit")
         need_pids = "pids" in required or max_pids is not None
-        if need_pids and (creating or has_pids) and not (pids and pids > 0):
+        # On update, an absent or null PidsLimit leaves the limit unchanged
+        # (the CLI sends null on every `docker update`); 0 or -1 removes it.
+        changing = has_pids and pids is not None
+        if need_pids and (creating or changing) and not (pids and pids > 0):
             out.append(Finding(f_pids, "must set a pids limit"))
         elif max_pids is not None and pids and pids > max_pids:
             out.append(Finding(f_pids, f"{int(pids)} exceeds the maximum {max_pids}"))

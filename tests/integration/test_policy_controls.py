@@ -630,12 +630,6 @@ def test_update_keeps_limits_under_restricted(
 
 
 @pytest.mark.allow_refusals
-@pytest.mark.xfail(
-    strict=True,
-    reason='finding: the CLI sends "PidsLimit": null on every docker update; restricted\'s '
-    "resource-limits reads null as 'sent and not positive' and denies an update that does "
-    "not touch the pids limit (baseline only warns)",
-)
 def test_update_of_cpu_alone_is_allowed_under_restricted(
     engine: Engine,
     policy_gates: dict[tuple[str, str], PolicyGate],

@@ -32,7 +32,7 @@ HARDENED = {"CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "Memory": 
             "NanoCpus": 10**9, "PidsLimit": 100}
 
 
-def create(hc: dict[str, Any], user: str = "1000") -> CanonicalRequest:
+def create(hc: dict[str, Any], user: str = "1000:1000") -> CanonicalRequest:
     ep = Endpoint("container.create", "POST", "/containers/create", "json")
     body = {"Image": "busybox", "User": user, "HostConfig": {**HARDENED, **hc}}
     return CanonicalRequest("POST", ep, "/containers/create", body=body)
