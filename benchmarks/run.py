@@ -136,10 +136,12 @@ class Bench:
     # --- processes -------------------------------------------------------
 
     def _stop_daemon(self) -> None:
-        if self.containers:
-            log(f"removing {len(self.containers)} containers")
-            remove_containers(self.dsock, self.containers)
-        self.daemon.stop()
+        try:
+            if self.containers:
+                log(f"removing {len(self.containers)} containers")
+                remove_containers(self.dsock, self.containers)
+        finally:
+            self.daemon.stop()
 
     def start_gate(self) -> int:
         argv = [
