@@ -35,7 +35,10 @@ section "mypy --strict dockgate"
 "$PYTHON" -m mypy --strict dockgate || failed+=(mypy)
 
 section "pytest"
-"$PYTHON" -m pytest -ra --durations=15 "$@"
+# importlib mode: test files in different folders may share a basename
+# (tests/unit/test_x.py and tests/integration/test_x.py); tests/conftest.py
+# puts tests/ on sys.path for the support package.
+"$PYTHON" -m pytest --import-mode=importlib -ra --durations=15 "$@"
 rc=$?
 case $rc in
   0) ;;
