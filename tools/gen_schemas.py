@@ -107,6 +107,12 @@ BODY_OVERRIDES: dict[str, dict[str, Any]] = {
     # moby api/types ExecConfig/ExecOptions has Detach; the docker CLI sends it.
     # docker-py 7 (exec_create) sends Container, which older ExecConfig types had.
     "exec.create": {"Detach": {"type": "boolean"}, "Container": {"type": "string"}},
+    # moby api/types/swarm InitRequest has AutoLockManagers and Availability; the
+    # docker CLI (cli/command/swarm/init.go) always sends both.
+    "swarm.init": {"AutoLockManagers": {"type": "boolean"},
+                   "Availability": {"type": "string", "enum": ["active", "pause", "drain"]}},
+    # ... and JoinRequest has Availability (cli/command/swarm/join.go sends it).
+    "swarm.join": {"Availability": {"type": "string", "enum": ["active", "pause", "drain"]}},
 }
 
 # Fields the daemon's Go types decode in more shapes than the spec says.

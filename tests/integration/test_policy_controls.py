@@ -644,12 +644,6 @@ def test_update_of_cpu_alone_is_allowed_under_restricted(
 
 
 @pytest.mark.allow_refusals
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: dockgate's swarm.init body schema lacks AutoLockManagers (and "
-    "Availability), which the docker CLI always sends, so `docker swarm init` gets "
-    "400 'body: unknown field' under every policy instead of the baseline denial",
-)
 def test_swarm_init_is_denied_by_policy(
     engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
 ) -> None:
