@@ -140,6 +140,10 @@ class JsonLinesAudit:
         self._sessions[event.id] = SessionWriter(path, header)
         return {"file": path, "format": FORMAT}
 
+    def recording(self, event_id: str) -> bool:
+        """Whether the session of ``event_id`` is being recorded."""
+        return event_id in self._sessions
+
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
         """Append spliced bytes to the session's recording, if it is being recorded."""
         writer = self._sessions.get(event_id)
@@ -204,6 +208,10 @@ class NullAudit:
 
     def record(self, event: AuditEvent) -> None:
         """Drop ``event``."""
+
+    def recording(self, event_id: str) -> bool:
+        """Nothing is recorded."""
+        return False
 
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
         """Drop session bytes."""

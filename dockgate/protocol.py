@@ -1034,12 +1034,11 @@ class ProxyServerProtocol(Protocol):
         self.transport.write(wire.serialise_response_head(status, reason, out))
         self._emit(x, "SessionStarted")
         audit = self.settings.audit
-        self.splice = Splice(
-            self,
-            conn,
-            on_done=lambda s: self._splice_done(x, s),
-            record=lambda direction, data: audit.session_data(x.id, direction, data),
-        )
+        recording = getattr(audit, "recording", None)
+        record = None
+        if recording is None or recording(x.id):
+            record = lambda direction, data: audit.session_data(x.id, direction, data)  # noqa: E731
+        self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s), record=record)
         self._release_gate("pipelined")
         self._release_gate("upstream")
         if from_daemon:
@@ -1048,6 +1047,7 @@ class ProxyServerProtocol(Protocol):
             self.splice.from_client(bytes(from_client))
         if client_closed or self.client_eof:
             self.splice.client_read_closed()
+        self.splice.offload(self.reactor)
 
     def _splice_done(self, x: Exchange, splice: Splice) -> None:
         x.bytes_in += splice.bytes_in

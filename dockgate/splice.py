@@ -15,9 +15,12 @@ container's stdin one way and its output the other.  Two rules matter:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
+
+from dockgate import kernelsplice
+from dockgate.kernelsplice import KernelSplice
 
 log = Logger()
 
@@ -49,6 +52,90 @@ class Splice:
         self.bytes_out = 0
         self._client_eof = False
         self._upstream_eof = False
+        self._kernel: KernelSplice | None = None
+        self._kernel_tries = 0
+
+    # -- moving to the kernel ---------------------------------------------
+
+    def offload(self, reactor: Any) -> None:
+        """Move the session into the kernel (``kernelsplice``) once that is safe.
+
+        Not for recorded sessions (the bytes must pass through the recorder)
+        nor TLS; and only once Twisted has flushed what it still holds for
+        either socket (the response head, early bytes), tried for up to a
+        second after the switch.
+        """
+        if self._record is not None or not kernelsplice.AVAILABLE or self._on_done is None:
+            return
+        client = self._client.transport
+        upstream = self._upstream.transport
+        if (self._client_eof and self._upstream_eof) or client is None or upstream is None:
+            return
+        if not (kernelsplice.eligible(client) and kernelsplice.eligible(upstream)):
+            self._kernel_tries += 1
+            if self._kernel_tries == 100:
+                log.debug("session stays in user space: {c!r} {u!r}", c=client, u=upstream)
+            if self._kernel_tries < 100:
+                reactor.callLater(0.01, self.offload, reactor)
+            return
+        for transport in (client, upstream):
+            transport.stopReading()  # type: ignore[attr-defined]
+            transport.stopWriting()  # type: ignore[attr-defined]
+        self._kernel = KernelSplice(
+            reactor,
+            client,  # type: ignore[arg-type]
+            upstream,  # type: ignore[arg-type]
+            on_in=self._count_in,
+            on_out=self._count_out,
+            on_client_eof=self._kernel_client_eof,
+            on_upstream_eof=self._kernel_upstream_eof,
+            on_error=self._kernel_failed,
+            up=not self._client_eof,
+            down=not self._upstream_eof,
+        )
+        self._kernel.start()
+        log.debug("session moved to kernel splice after {tries} tries", tries=self._kernel_tries)
+
+    @property
+    def in_kernel(self) -> bool:
+        """Whether the kernel moves this session's bytes now."""
+        return self._kernel is not None
+
+    def _count_in(self, n: int) -> None:
+        self.bytes_in += n
+
+    def _count_out(self, n: int) -> None:
+        self.bytes_out += n
+
+    def _kernel_client_eof(self) -> None:
+        self._client_eof = True
+        self._kernel_maybe_done()
+
+    def _kernel_upstream_eof(self) -> None:
+        self._upstream_eof = True
+        self._kernel_maybe_done()
+
+    def _kernel_maybe_done(self) -> None:
+        if self._client_eof and self._upstream_eof:
+            self._leave_kernel()
+            self._upstream.close()
+            self._client_close()
+            self._done()
+
+    def _kernel_failed(self) -> None:
+        self._leave_kernel()
+        self._client_eof = self._upstream_eof = True
+        self._upstream.abort()
+        transport = self._client.transport
+        if transport is not None:
+            self._client.closed = True
+            transport.abortConnection()  # type: ignore[attr-defined]
+        self._done()
+
+    def _leave_kernel(self) -> None:
+        kernel, self._kernel = self._kernel, None
+        if kernel is not None:
+            kernel.stop()
 
     def from_client(self, data: bytes) -> None:
         """Client to daemon (stdin)."""
@@ -113,18 +200,22 @@ class Splice:
 
     def client_lost(self) -> None:
         """The client connection is gone: close the daemon side too."""
+        self._leave_kernel()
         self._client_eof = self._upstream_eof = True
         self._upstream.close()
         self._done()
 
     def upstream_lost(self) -> None:
         """The daemon connection is gone: flush and close the client side."""
+        self._leave_kernel()
         self._client_eof = self._upstream_eof = True
         self._client_close()
         self._done()
 
     def pause_upstream(self, paused: bool) -> None:
         """The client reads slowly (True) or caught up (False)."""
+        if self._kernel is not None:
+            return  # the kernel pipe applies back-pressure itself
         if paused:
             self._upstream.pause_reading("client-full")
         else:
