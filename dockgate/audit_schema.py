@@ -164,7 +164,7 @@ def build_record(
         "time": iso_time(event.time),
         "level": level,
         "principal": principal_of(event.peer),
-        "tenant": None,
+        "tenant": _text(event.tenant) if event.tenant else None,
         "peer": _peer(event.peer),
         "listener": _text(event.listener),
         "method": _text(event.method),

@@ -44,7 +44,6 @@ from twisted.internet import defer, ssl, tcp, unix
 from twisted.internet.endpoints import (
     AdoptedStreamServerEndpoint,
     HostnameEndpoint,
-    SSL4ServerEndpoint,
     UNIXClientEndpoint,
     serverFromString,
 )
@@ -56,6 +55,8 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from zope.interface import implementer
+
+from dockgate.tlshalfclose import HalfCloseTLSEndpoint
 
 __all__ = [
     "DEFAULT_UNIX_MODE",
@@ -455,6 +456,10 @@ def tls_options(spec: TLSListenerSpec) -> ssl.CertificateOptions:
             requireCertificate=True,
             caCerts=[crypto.X509.from_cryptography(c) for c in cas],
             raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            # Clients offer ALPN (the docker CLI on attach and exec, docker-py on
+            # everything); without a protocol of our own to select, OpenSSL
+            # here fails those handshakes with internal_error.
+            acceptableProtocols=[b"http/1.1"],
         )
         options.getContext()  # loads and cross-checks key and certificate now
     except (crypto.Error, SSL.Error, ValueError, TypeError) as e:
@@ -468,11 +473,13 @@ def listener_endpoint(reactor: _UnixReactor, spec: ListenerSpec) -> IStreamServe
     if isinstance(spec, UnixListenerSpec):
         return IStreamServerEndpoint(UnixListener(reactor, spec))
     if isinstance(spec, TLSListenerSpec):
-        endpoint = SSL4ServerEndpoint(  # type: ignore[no-untyped-call]
+        # Not SSL4ServerEndpoint: its TLS layer ends the whole connection on
+        # the client's close_notify, which loses output after stdin EOF.
+        tls = HalfCloseTLSEndpoint(
             reactor, spec.port, tls_options(spec), backlog=spec.backlog,
             interface=spec.interface,
         )
-        return IStreamServerEndpoint(endpoint)
+        return IStreamServerEndpoint(tls)
     endpoint = serverFromString(reactor, spec.description)  # type: ignore[no-untyped-call]
     if isinstance(endpoint, AdoptedStreamServerEndpoint) and (
         endpoint.addressFamily == socket.AF_UNIX

@@ -73,7 +73,10 @@ async def scope_request(
         status, info = await fetch("GET", inspect_target(ref, request.version), None)
         if status == 404 and ref.kind == "image":
             continue  # the daemon answers for a missing image itself
-        if status == 404 and ref.kind == "volume":
+        if status == 404 and ref.kind == "volume" and ref.where == "body":
+            # A container that mounts a missing named volume makes the daemon
+            # create it; create it first, owned.  Anywhere else (inspect,
+            # remove) a missing volume is simply not found.
             info = await _create_owned_volume(request, ref.ref, tenant, fetch)
         elif status == 404:
             raise NotFound(f"no such {ref.kind}: {ref.ref}", reason="no-such-object")

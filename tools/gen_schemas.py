@@ -117,6 +117,11 @@ BODY_OVERRIDES: dict[str, dict[str, Any]] = {
 
 # Fields the daemon's Go types decode in more shapes than the spec says.
 DEF_OVERRIDES: dict[str, dict[str, Any]] = {
+    # docker CLI 28 (cli/command/network/connect.go) sends EndpointSettings.GwPriority
+    # (moby api/types/network, an int) and DNSNames even when it talks API 1.41 to
+    # engine 20.10, which ignores both.
+    "EndpointSettings": {"GwPriority": {"type": "integer", "format": "int64"},
+                         "DNSNames": {"type": "array", "items": {"type": "string"}}},
     # moby api/types/registry AuthConfig also has auth, identitytoken and registrytoken
     # (json tags in lower case); the docker CLI sends identitytoken after a token login.
     "AuthConfig": {"auth": {"type": "string"}, "identitytoken": {"type": "string"},

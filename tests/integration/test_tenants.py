@@ -228,9 +228,6 @@ CROSS = [
 ]
 
 
-GW_PRIORITY = "dockgate: EndpointConfig: unknown field 'GwPriority'"
-
-
 def fill(text: str, w: World, extra: dict[str, str]) -> str:
     return text.format(c=w.container, v=w.volume, n=w.network, i=w.image, **extra)
 
@@ -246,11 +243,6 @@ def test_cross_tenant_action_denied(w: World, args: tuple[str, ...], expect: str
     before = a_state(w)
     mark = w.tg.mark()
     result = w.b.docker(*argv, check=False, timeout=30)
-    if args[:2] == ("network", "connect") and w.engine.name == "20.10" \
-            and GW_PRIORITY in result.stderr:
-        # Finding: CLI 28 sends EndpointConfig.GwPriority even at API 1.41, and dockgate's
-        # 1.41 schema refuses it before ownership is checked (engine 20.10 ignores it).
-        expect = GW_PRIORITY
     assert_denied(result, fill(expect, w, extra))
     after = a_state(w)
     if extra["bc"]:
@@ -367,26 +359,12 @@ def test_events_show_own_objects_only(w: World) -> None:
 
 # -- streams over each transport ----------------------------------------------------------
 
-ALPN_BUG = (
-    "dockgate's tls: listener fails every TLS handshake in which the client offers ALPN "
-    "(alert 80 internal_error); the docker CLI offers ALPN on its hijacked connections "
-    "(attach, exec start), so over TLS they never reach dockgate and the CLI prints nothing"
-)
-
-
-def _hijack_over_tls(request: pytest.FixtureRequest, w: World) -> None:
-    if w.pair == "tls":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=ALPN_BUG))
-
-
 def test_tls_handshake_with_alpn(w: World) -> None:
     """A client that offers ALPN http/1.1 (Go's hijack dialer, docker-py, curl) must get a
     TLS session (dockgate need not select a protocol)."""
     if w.pair != "tls":
         pytest.skip("TLS only")
     for alpn in (None, ["http/1.1"]):
-        if alpn:
-            pytest.xfail(ALPN_BUG)
         ctx = w.a.tls_context(alpn)
         with socket.create_connection(("127.0.0.1", w.tg.port), timeout=10) as raw, \
                 ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
@@ -398,7 +376,6 @@ def test_tls_handshake_with_alpn(w: World) -> None:
 
 
 def test_run_stdin_eof_reaches_process(request: pytest.FixtureRequest, w: World) -> None:
-    _hijack_over_tls(request, w)
     for caller in (w.a, w.b):
         result = caller.docker("run", "-i", "--rm", *NONE, IMAGE, "sh", "-c", "cat; echo after-eof",
                                input="hi\n", timeout=60)
@@ -406,7 +383,6 @@ def test_run_stdin_eof_reaches_process(request: pytest.FixtureRequest, w: World)
 
 
 def test_exec_stdin_eof_reaches_process(request: pytest.FixtureRequest, w: World) -> None:
-    _hijack_over_tls(request, w)
     result = w.a.docker("exec", "-i", w.container, "sh", "-c", "cat; echo after-eof",
                         input="hi\n", timeout=60)
     assert result.stdout == "hi\nafter-eof\n", result.stderr
@@ -458,8 +434,6 @@ def test_quotas(w: World) -> None:
 # -- the audit log names the tenant ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="audit_schema.record_of writes \"tenant\": null for "
-                   "every record; AuditEvent.tenant is never copied into the record")
 def test_audit_records_name_the_tenant(w: World) -> None:
     mark = w.tg.mark()
     w.a.docker("ps")
@@ -474,14 +448,6 @@ def test_audit_records_name_the_tenant(w: World) -> None:
 
 # -- references to objects that do not exist ----------------------------------------------
 
-MISSING_VOLUME_BUG = (
-    "scoping.scope_request creates an owned volume for every volume reference that 404s, "
-    "also for GET /volumes/{name} and DELETE /volumes/{name}: inspecting a missing volume "
-    "creates it (and `docker inspect NAME` of any missing name ends in volume inspect)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=MISSING_VOLUME_BUG)
 def test_inspect_missing_volume_creates_nothing(w: World) -> None:
     before = w.engine.snapshot()
     missing = f"b-missing-{uuid.uuid4().hex[:8]}"

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
-from twisted.internet.endpoints import SSL4ServerEndpoint
+from dockgate.tlshalfclose import HalfCloseTLSEndpoint
 from twisted.internet.testing import MemoryReactorClock
 
 from dockgate.listeners import (
@@ -125,8 +125,8 @@ def test_parse_rejects(text: str, why: str) -> None:
 
 def test_endpoint(pki: PKI) -> None:
     endpoint = listener_endpoint(MemoryReactorClock(), pki.spec)  # type: ignore[no-untyped-call]
-    assert isinstance(endpoint, SSL4ServerEndpoint)
-    assert endpoint._interface == "127.0.0.1" and endpoint._port == 2376
+    assert isinstance(endpoint, HalfCloseTLSEndpoint)
+    assert endpoint._tcp._interface == "127.0.0.1" and endpoint._tcp._port == 2376
 
 
 def test_options_refuse_bad_files(pki: PKI, tmp_path: Path) -> None:
