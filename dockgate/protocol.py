@@ -578,6 +578,7 @@ class ProxyServerProtocol(Protocol):
             return
         if x.buffering:
             x.buffering = False
+            x.request_done = True  # all of it is here, whatever we decide
             assert x.request is not None
             try:
                 x.request = admit_body(x.request, bytes(x.body), self.factory.api)
@@ -585,7 +586,6 @@ class ProxyServerProtocol(Protocol):
                 self._refuse(x, e)
                 return
             x.body = bytearray()
-            x.request_done = True
             self._decide_and_forward(x)
             return
         x.request_done = True

@@ -541,3 +541,18 @@ def test_a_refused_upload_that_never_ends_is_cut() -> None:
     assert not h.client.disconnecting
     h.clock.advance(61)
     assert h.client.disconnecting
+
+
+def test_a_refused_json_body_keeps_the_connection_in_step() -> None:
+    """A JSON body refused after it was read whole is answered at once; the next request follows."""
+    h = Harness()
+    body = b'{"Image":"dgtest","image":"x"}'
+    h.send(
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    status, msg = _status_and_json(h.received())
+    assert status == 400 and "case-insensitively" in msg["message"]
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.upstream_sent().startswith(b"GET /_ping")
+    assert b"dgtest" not in h.upstream_sent()
