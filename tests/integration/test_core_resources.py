@@ -270,3 +270,59 @@ def test_malformed_framing_gets_a_docker_shaped_error_and_nothing_reaches_the_da
     assert engine.snapshot()["containers"] == before
     records = dockgate_process.audit_records()
     assert records[-1]["status"] == status and records[-1]["decision"] == "deny"
+
+
+AMBIGUOUS = [
+    ("dup-key-case", b"POST", b"/containers/create", b'{"Image":"dgtest","image":"x"}', 400, "case-insensitively"),
+    ("dup-key", b"POST", b"/containers/create", b'{"Image":"dgtest","Image":"evil"}', 400, "both set field"),
+    ("trailing-data", b"POST", b"/containers/create", b'{"Image":"dgtest"} {}', 400, "data after the JSON value"),
+    ("unknown-field", b"POST", b"/containers/create", b'{"Image":"dgtest","Bogus":1}', 400, "unknown field 'Bogus'"),
+    ("bad-utf8", b"POST", b"/containers/create", b'{"Image":"dg\xfftest"}', 400, "not valid UTF-8"),
+    ("not-json-type", b"POST", b"/containers/create", b'{"Image":"dgtest"}', 400, "is not application/json"),
+    ("wrong-type", b"POST", b"/containers/create", b'{"Image":"dgtest","HostConfig":{"Privileged":1}}', 400, "expected boolean"),
+    ("dot-segment", b"GET", b"/containers/../_ping", None, 400, "'..' segment"),
+    ("empty-segment", b"GET", b"//_ping", None, 400, "empty segment"),
+    ("escaped-slash", b"GET", b"/containers/abc%2Fdef/json", None, 400, "%2F"),
+    ("unknown-version", b"GET", b"/v1.99/_ping", None, 403, "API version 1.99"),
+    ("odd-version", b"GET", b"/v1.041/_ping", None, 400, "leading zeros"),
+    ("no-route", b"GET", b"/nope", None, 404, "page not found"),
+    ("wrong-method", b"DELETE", b"/_ping", None, 405, "DELETE is not allowed"),
+    ("repeated-query", b"GET", b"/containers/json?all=1&all=0", None, 400, "repeated"),
+    ("absolute-form", b"GET", b"http://docker/_ping", None, 400, "origin-form"),
+    ("bad-filters", b"GET", b"/containers/json?filters=%7Bbad", None, 400, "not valid JSON"),
+]
+
+
+@pytest.mark.allow_refusals
+@pytest.mark.parametrize(
+    ("method", "target", "body", "status", "words"),
+    [case[1:] for case in AMBIGUOUS],
+    ids=[case[0] for case in AMBIGUOUS],
+)
+def test_ambiguous_requests_are_refused_precisely_and_never_reach_the_daemon(
+    engine: Engine,
+    dockgate_process: DockgateProcess,
+    method: bytes,
+    target: bytes,
+    body: bytes | None,
+    status: int,
+    words: str,
+) -> None:
+    """Each request the daemon could read differently gets its status and a precise message;
+    the daemon's event stream and container list show that nothing reached it."""
+    before = engine.snapshot()["containers"]
+    start = time.time()
+    head = b"%s %s HTTP/1.1\r\nHost: d\r\nConnection: close\r\n" % (method, target)
+    if body is not None:
+        ctype = b"text/plain" if words == "is not application/json" else b"application/json"
+        head += b"Content-Type: %s\r\nContent-Length: %d\r\n" % (ctype, len(body))
+    reply = raw(engine.proxy_socket, head + b"\r\n" + (body or b""))
+    status_line, _, payload = reply.partition(b"\r\n\r\n")
+    assert status_line.split(b" ")[1] == str(status).encode(), reply[:300]
+    message = json.loads(payload)["message"]
+    assert message.startswith("dockgate: ") and words in message, message
+    assert engine.snapshot()["containers"] == before
+    events = http.request(
+        engine.daemon_socket, "GET", f"/events?since={start:.3f}&until={time.time():.3f}"
+    )[1]
+    assert b"create" not in events and b"container" not in events, events[:500]
