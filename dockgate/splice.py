@@ -124,6 +124,10 @@ class Splice:
 
     def _kernel_failed(self) -> None:
         self._leave_kernel()
+        self._abort_both()
+
+    def _abort_both(self) -> None:
+        """Drop both connections at once: the session cannot go on as it should."""
         self._client_eof = self._upstream_eof = True
         self._upstream.abort()
         transport = self._client.transport
@@ -169,13 +173,7 @@ class Splice:
         except Exception:
             log.failure("session recording failed; ending the session")
             self._record = None
-            self._client_eof = self._upstream_eof = True
-            self._upstream.abort()
-            transport = self._client.transport
-            if transport is not None:
-                self._client.closed = True
-                transport.abortConnection()  # type: ignore[attr-defined]
-            self._done()
+            self._abort_both()
             return False
         return True
 
