@@ -1,4 +1,5 @@
-"""The ``dockgate`` command: ``serve``, ``api``, ``policy``, ``audit`` and ``version``.
+"""The ``dockgate`` command: ``serve``, ``api``, ``policy``, ``audit``, ``config``,
+``import-env`` and ``version``.
 
 The top level only picks the subcommand; each subcommand parses its own
 arguments.  ``serve`` uses the same ``usage.Options`` as ``twistd dockgate``
@@ -29,6 +30,8 @@ _DELEGATES = {
     "api": "dockgate.routes_cli",
     "audit": "dockgate.audit_cli",
     "policy": "dockgate.policy.cli",
+    "config": "dockgate.config",
+    "import-env": "dockgate.compat",
 }
 
 _COMMANDS = """\
@@ -37,6 +40,8 @@ commands:
   api       list the Engine API operations dockgate routes
   policy    check, test and explain policies
   audit     verify, show, summarise and replay audit logs; play and export sessions
+  config    check config files (dockgate config check FILE)
+  import-env  print the policy equivalent to docker-socket-proxy's variables
   version   print dockgate's version
 """
 
@@ -98,7 +103,7 @@ def serve(argv: Sequence[str]) -> int:
     """``dockgate serve``: parse options, set up logging and run the proxy."""
     options = ServeOptions()
     try:
-        options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
+        options.parseOptions(list(argv))
     except usage.UsageError as e:
         print(f"dockgate serve: {e}", file=sys.stderr)
         print("Run 'dockgate serve --help' for the options.", file=sys.stderr)
@@ -153,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dockgate {__version__}")
     parser.add_argument("command", nargs="?",
-                        choices=["serve", "api", "audit", "policy", "version"], metavar="command")
+                        choices=["serve", "api", "audit", "policy", "config", "import-env",
+                                 "version"], metavar="command")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments")
     return parser
 
@@ -171,5 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "api": _delegate("api"),
         "policy": _delegate("policy"),
         "audit": _delegate("audit"),
+        "config": _delegate("config"),
+        "import-env": _delegate("import-env"),
     }
     return commands[args.command](args.args)

@@ -11,7 +11,10 @@ audit log on SIGHUP.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -22,9 +25,11 @@ from twisted.application.service import MultiService, Service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from dockgate import __version__, audit_config
+from dockgate import __version__, audit_config, compat
+from dockgate.admin import READY_TIMEOUT, admin_site, parse_admin_listener
 from dockgate.admission import ApiContext
 from dockgate.audit import JsonLinesAudit, NullAudit
+from dockgate.config import Config, load_config
 from dockgate.listeners import (
     ListenerSpec,
     UpstreamSpec,
@@ -33,6 +38,7 @@ from dockgate.listeners import (
     parse_upstream,
     upstream_endpoint,
 )
+from dockgate.metrics import Metrics, MetricsAudit
 from dockgate.policy import PolicyError, PolicyHolder
 from dockgate.server import ProxySettings, build_proxy_factory
 from dockgate.tenancy import TenantMap
@@ -40,6 +46,9 @@ from dockgate.tenancy import TenantMap
 __all__ = ["DEFAULT_LISTEN", "DEFAULT_UPSTREAM", "Options", "ReloadOnHangup", "makeService"]
 
 log = Logger()
+
+AuditLog = JsonLinesAudit | NullAudit | MetricsAudit
+"""The audit sinks ``makeService`` builds (the metrics wrapper when --admin-listen is set)."""
 
 DEFAULT_LISTEN = "unix:/var/run/dockgate.sock"
 DEFAULT_UPSTREAM = "unix:/var/run/docker.sock"
@@ -124,12 +133,42 @@ class Options(usage.Options):
          "Client connections open at once per listener (429 above).", _positive(int)],
         ["max-connections-per-peer", None, _default(ProxySettings, "max_connections_per_peer"),
          "Client connections open at once per caller (429 above).", _positive(int)],
+        ["config", None, None,
+         "Config file (YAML) with the settings of these options; options given on the "
+         "command line win. Re-read on SIGHUP for policy, tenants and audit policy."],
+        ["admin-listen", None, None,
+         "Admin endpoint for /metrics, /healthz and /readyz: unix:/path, or tcp:PORT on "
+         "loopback. Default: off."],
+    ]
+    optFlags: ClassVar[list[list[Any]]] = [
+        ["compat-env", None,
+         "Run from docker-socket-proxy variables (CONTAINERS=1, POST=0, ...): the policy is "
+         "generated from them, and dockgate listens on DOCKGATE_LISTEN, else tcp:2375 "
+         "(every interface inside a container, loopback on a host)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.listeners: list[tuple[str, ListenerSpec]] = []
         self.upstream: UpstreamSpec | None = None
+        self.admin: ListenerSpec | None = None
+        self.config: Config | None = None
+        self.from_config: dict[str, Any] = {}
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """Read ``--config`` first, so its values are defaults the command line overrides."""
+        args = list(options) if options is not None else sys.argv[1:]
+        path = _config_argument(args)
+        if path is not None:
+            try:
+                self.config = load_config(path)
+            except PolicyError as e:
+                raise usage.UsageError(f"--config:\n{e}") from None
+            for name, value in self.config.options.items():
+                if name in self:
+                    self[name] = value
+                    self.from_config[name] = value
+        super().parseOptions(args)  # type: ignore[no-untyped-call]
 
     def opt_listen(self, description: str) -> None:
         """Endpoint to listen on; repeatable. Default: unix:/var/run/dockgate.sock"""
@@ -142,8 +181,18 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Apply the defaults that depend on other options, and validate."""
+        if self["compat-env"]:
+            self._apply_compat_env()
+        if not self.listeners and self.config is not None:
+            for text in self.config.listeners:
+                self.opt_listen(text)
         if not self.listeners:
             self.opt_listen(DEFAULT_LISTEN)
+        if self["admin-listen"]:
+            try:
+                self.admin = parse_admin_listener(self["admin-listen"])
+            except ValueError as e:
+                raise usage.UsageError(f"--admin-listen: {e}") from None
         try:
             self.upstream = parse_upstream(self["upstream"])
         except ValueError as e:
@@ -166,6 +215,20 @@ class Options(usage.Options):
         if self["tenants"] is not None and not Path(self["tenants"]).is_file():
             raise usage.UsageError(f"--tenants: {self['tenants']} is not a file")
 
+    def _apply_compat_env(self) -> None:
+        """``--compat-env``: a policy, listener and upstream from docker-socket-proxy's variables.
+
+        The generated policy is written to a file so SIGHUP can re-read it as
+        it re-reads any policy; an explicit ``--policy`` still wins.
+        """
+        env = os.environ
+        if self["policy"] is None:
+            self["policy"] = _write_compat_policy(compat.policy_yaml(env))
+        if not self.listeners:
+            self.opt_listen(compat.default_listen(env))
+        if self["upstream"] == DEFAULT_UPSTREAM and env.get("SOCKET_PATH"):
+            self["upstream"] = f"unix:{env['SOCKET_PATH']}"
+
     def settings_fields(self) -> Iterator[tuple[str, Any]]:
         """The ``ProxySettings`` fields set from options, as (field, value)."""
         yield "connect_timeout", float(self["connect-timeout"])
@@ -177,6 +240,27 @@ class Options(usage.Options):
         yield "max_connections", int(self["max-connections"])
         yield "max_connections_per_peer", int(self["max-connections-per-peer"])
         yield "api", ApiContext(max_json_body=int(self["max-json-body"]))
+
+
+def _config_argument(args: list[str]) -> str | None:
+    """The value of ``--config`` in ``args`` (last one wins), read before full parsing."""
+    found: str | None = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--config" and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def _write_compat_policy(text: str) -> str:
+    """Write the ``--compat-env`` policy to a private temporary file and return its path."""
+    fd, path = tempfile.mkstemp(prefix="dockgate-compat-", suffix=".yaml")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
 
 
 class OnSignal(Service):
@@ -228,7 +312,7 @@ class AuditUpkeep(Service):
     """Calls the audit sink's ``tick`` every second: fsync under ``--audit-fsync
     interval`` and timed checkpoints and rotation happen even when no request comes."""
 
-    def __init__(self, audit: JsonLinesAudit | NullAudit, reactor: Any) -> None:
+    def __init__(self, audit: AuditLog, reactor: Any) -> None:
         self._audit = audit
         self._reactor = reactor
         self._call: Any = None
@@ -298,15 +382,18 @@ class TenantHolder:
 
 def reload_everything(
     holder: PolicyHolder,
-    audit: JsonLinesAudit | NullAudit,
+    audit: AuditLog,
     tenants: TenantHolder | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """What SIGHUP does: reload the policy and tenants, and reopen the audit log.
 
     A policy that fails to load leaves the one in force untouched; a log that
     cannot be reopened leaves the writer on the old file.  Either way the
-    reason is logged and the proxy keeps serving.
+    reason is logged and the proxy keeps serving.  With ``metrics``, the
+    policy reload is counted as ok or failed.
     """
+    ok = False
     try:
         holder.reload()
     except (PolicyError, OSError) as e:
@@ -316,8 +403,11 @@ def reload_everything(
         log.failure("Policy reload from {path} failed; keeping policy {name!r} in force",
                     path=holder.path, name=holder.current.name)
     else:
+        ok = True
         log.info("Policy {name!r} reloaded from {path}", name=holder.current.name,
                  path=holder.path)
+    if metrics is not None:
+        metrics.reloaded(ok)
     if tenants is not None:
         try:
             tenants.reload()
@@ -332,7 +422,58 @@ def reload_everything(
         log.failure("Could not reopen the audit log; still writing to the old file")
 
 
-def _reopen_audit(audit: JsonLinesAudit | NullAudit) -> None:
+_LIVE = frozenset({"policy", "tenants", "audit-policy"})
+"""Config settings a SIGHUP applies; every other change needs a restart."""
+
+
+def _inner(audit: AuditLog) -> Any:
+    return audit.inner if isinstance(audit, MetricsAudit) else audit
+
+
+def reread_config(
+    options: Options, holder: PolicyHolder, audit: AuditLog, tenants: TenantHolder | None
+) -> None:
+    """On SIGHUP, read the config file again and point the reloads at changed paths.
+
+    Only settings that came from the config (not overridden on the command
+    line) follow the file.  A changed policy, tenants or audit policy path
+    applies with this reload; any other change is logged as needing a
+    restart.  An invalid file changes nothing.
+    """
+    if options.config is None:
+        return
+    try:
+        fresh = load_config(options.config.path)
+    except PolicyError as e:
+        log.error("Config reload from {path} failed; keeping the settings in force:\n{why}",
+                  path=options.config.path, why=str(e))
+        return
+    old = options.config
+    for name in sorted(set(old.options) | set(fresh.options)):
+        before, after = old.options.get(name), fresh.options.get(name)
+        if before == after or options.from_config.get(name, before) != options[name]:
+            continue
+        if name == "policy" and after is not None:
+            holder.path = after
+        elif name == "tenants" and tenants is not None and after is not None:
+            tenants.path = after
+        elif name == "audit-policy" and isinstance(_inner(audit), JsonLinesAudit):
+            _inner(audit).policy_path = after
+        else:
+            log.warn("Config {path}: {name} changed; restart dockgate to apply it",
+                     path=old.path, name=name)
+            continue
+        options[name] = after
+        options.from_config[name] = after
+        log.info("Config {path}: {name} is now {value}", path=old.path, name=name, value=after)
+    if fresh.listeners != old.listeners:
+        log.warn("Config {path}: listeners changed; restart dockgate to apply them",
+                 path=old.path)
+    fresh.listeners = old.listeners
+    options.config = fresh
+
+
+def _reopen_audit(audit: AuditLog) -> None:
     """What SIGUSR1 does: reopen the audit log, keeping the old file on failure."""
     try:
         audit.reopen()
@@ -358,7 +499,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     assert options.upstream is not None, "parseOptions() was not called"
     holder = PolicyHolder(options["policy"])
     tenants = TenantHolder(options["tenants"]) if options["tenants"] else None
-    audit = audit_config.build_audit(options)
+    metrics = Metrics() if options.admin is not None else None
+    audit: AuditLog = audit_config.build_audit(options)
+    if metrics is not None:
+        audit = MetricsAudit(audit, metrics)
     fields = dict(options.settings_fields())
     settings = ProxySettings(
         upstream=upstream_endpoint(reactor, options.upstream, fields["connect_timeout"]),
@@ -373,15 +517,32 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         f"from {options['policy']}, audit log {options['audit-log'] or 'off'}"
     )
     for name, spec in options.listeners:
+        factory = build_proxy_factory(settings, name, reactor)
+        if metrics is not None:
+            metrics.add_listener(name, factory)
         listener = StreamServerEndpointService(  # type: ignore[no-untyped-call]
-            listener_endpoint(reactor, spec), build_proxy_factory(settings, name, reactor)
+            listener_endpoint(reactor, spec), factory
         )
         # Fail the start when a listener cannot bind, instead of logging and
         # running without it (what strports.service also asks for).
         listener._raiseSynchronously = True
         listener.setName(name)  # type: ignore[no-untyped-call]
         root.addService(listener)  # type: ignore[no-untyped-call]
-    hangup = ReloadOnHangup(lambda: reload_everything(holder, audit, tenants), reactor)
+    if metrics is not None and options.admin is not None:
+        ping = upstream_endpoint(reactor, options.upstream, min(READY_TIMEOUT, 2.0))
+        admin = StreamServerEndpointService(  # type: ignore[no-untyped-call]
+            listener_endpoint(reactor, options.admin), admin_site(metrics, ping, reactor)
+        )
+        admin._raiseSynchronously = True
+        admin.setName("admin:" + options["admin-listen"])  # type: ignore[no-untyped-call]
+        root.addService(admin)  # type: ignore[no-untyped-call]
+        root.summary += f", admin on {options['admin-listen']}"
+
+    def hangup_reload() -> None:
+        reread_config(options, holder, audit, tenants)
+        reload_everything(holder, audit, tenants, metrics)
+
+    hangup = ReloadOnHangup(hangup_reload, reactor)
     root.addService(hangup)  # type: ignore[no-untyped-call]
     root.addService(ReopenOnUsr1(lambda: _reopen_audit(audit), reactor))  # type: ignore[no-untyped-call]
     if options["audit-log"]:

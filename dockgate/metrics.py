@@ -1,0 +1,201 @@
+"""Prometheus metrics, fed by the audit events the protocol already emits.
+
+Every exchange passes through the audit sink exactly once per stage, with the
+endpoint, decision, status, durations and byte counts the metrics need.  So
+the metrics are an ``AuditSink`` wrapper (``MetricsAudit``) around the real
+sink rather than counters sprinkled through the protocol: the protocol stays
+unchanged, and what is counted is by construction what is audited.
+
+The durations are named for what they measure.  The protocol stamps one
+clock per exchange, so ``RequestDecided``'s duration is the time from the
+start of the request to its decision (parsing, validation, policy, audit
+record), and ``ResponseComplete``'s is the whole exchange, upstream included.
+There is no separate upstream-only timing, and no metric pretends there is.
+
+Each ``Metrics`` has its own registry, so several proxies (tests) in one
+process do not share counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from dockgate.model import AuditEvent
+
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsAudit"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+UPSTREAM_ERRORS = frozenset({"upstream-unavailable", "upstream-timeout"})
+"""Error reason codes that mean the daemon failed us, not the client."""
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            10.0, 30.0, 60.0, 300.0)
+
+
+class _Connections(Collector):
+    """Open client connections per listener, read from the factories when scraped.
+
+    Read at scrape time instead of counted on the side, because the factory's
+    own count is the one the 429 limit is enforced against.
+    """
+
+    def __init__(self, factories: Callable[[], Iterable[tuple[str, Any]]]) -> None:
+        self._factories = factories
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per listener."""
+        family = GaugeMetricFamily(
+            "dockgate_open_connections", "Client connections open now, per listener.",
+            labels=["listener"],
+        )
+        for name, factory in self._factories():
+            family.add_metric([name], float(getattr(factory, "open_connections", 0)))
+        yield family
+
+
+class Metrics:
+    """dockgate's metrics and the registry they are exposed from."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._factories: list[tuple[str, Any]] = []
+        r = self.registry
+        self.requests = Counter(
+            "dockgate_requests", "Finished exchanges, by endpoint id, decision and status.",
+            ["endpoint", "decision", "status"], registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "dockgate_decision_seconds",
+            "Seconds from the start of a request to its decision (parse, validate, policy, "
+            "audit record).", buckets=_BUCKETS, registry=r,
+        )
+        self.exchange_seconds = Histogram(
+            "dockgate_exchange_seconds",
+            "Seconds from the start of a request to the end of its response, upstream "
+            "included (hijacked sessions excluded).", ["endpoint"], buckets=_BUCKETS,
+            registry=r,
+        )
+        self.sessions_open = Gauge(
+            "dockgate_sessions_open", "Hijacked sessions (attach, exec) open now.", registry=r,
+        )
+        self.sessions = Counter(
+            "dockgate_sessions", "Hijacked sessions started, by endpoint id.", ["endpoint"],
+            registry=r,
+        )
+        self.spliced_bytes = Counter(
+            "dockgate_spliced_bytes",
+            "Bytes carried by hijacked sessions once they ended; direction in is from the "
+            "client.", ["direction"], registry=r,
+        )
+        self.errors = Counter(
+            "dockgate_errors",
+            "Exchanges dockgate answered itself or cut short, by reason code "
+            "(too-many-connections is a 429).", ["reason"], registry=r,
+        )
+        self.upstream_errors = Counter(
+            "dockgate_upstream_errors",
+            "Exchanges that failed because the daemon could not be reached or did not answer "
+            "in time.", ["reason"], registry=r,
+        )
+        self.audit_failures = Counter(
+            "dockgate_audit_write_failures", "Audit events the audit sink failed to record.",
+            registry=r,
+        )
+        self.policy_reloads = Counter(
+            "dockgate_policy_reloads", "Policy reloads (SIGHUP), by result (ok or failed).",
+            ["result"], registry=r,
+        )
+        self.registry.register(_Connections(lambda: list(self._factories)))
+
+    def add_listener(self, name: str, factory: Any) -> None:
+        """Report ``factory.open_connections`` as the open connections of ``name``."""
+        self._factories.append((name, factory))
+
+    def observe(self, event: AuditEvent) -> None:
+        """Update the metrics for one audit event."""
+        endpoint = event.request.endpoint.id if event.request is not None else "none"
+        if event.stage == "RequestDecided":
+            self.decision_seconds.observe(event.duration)
+            return
+        if event.stage == "SessionStarted":
+            self.sessions_open.inc()
+            self.sessions.labels(endpoint).inc()
+            return
+        decision = event.decision.verdict if event.decision is not None else "none"
+        status = str(event.status) if event.status is not None else "none"
+        self.requests.labels(endpoint, decision, status).inc()
+        if event.stage == "SessionEnded":
+            self.sessions_open.dec()
+            self.spliced_bytes.labels("in").inc(event.bytes_in)
+            self.spliced_bytes.labels("out").inc(event.bytes_out)
+        else:
+            self.exchange_seconds.labels(endpoint).observe(event.duration)
+        if event.error:
+            self.errors.labels(event.error).inc()
+            if event.error in UPSTREAM_ERRORS:
+                self.upstream_errors.labels(event.error).inc()
+
+    def reloaded(self, ok: bool) -> None:
+        """Count one policy reload."""
+        self.policy_reloads.labels("ok" if ok else "failed").inc()
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+class MetricsAudit:
+    """An audit sink that updates ``metrics`` and hands everything on to ``inner``.
+
+    Metrics are updated whether or not ``inner`` could record the event: a
+    request refused because the audit log failed still happened.  A failure
+    of ``inner`` is counted and re-raised, so fail-closed behaviour is kept.
+    """
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    def record(self, event: AuditEvent) -> None:
+        """Count ``event``, then record it with the inner sink."""
+        try:
+            self.inner.record(event)
+        except Exception:
+            self.metrics.audit_failures.inc()
+            raise
+        finally:
+            self.metrics.observe(event)
+
+    def session_data(self, event_id: str, direction: str, data: bytes) -> None:
+        """Pass session bytes on; a failure to record them is an audit failure."""
+        try:
+            self.inner.session_data(event_id, direction, data)
+        except Exception:
+            self.metrics.audit_failures.inc()
+            raise
+
+    def recording(self, event_id: str) -> bool:
+        """Whether the inner sink records this session."""
+        return bool(self.inner.recording(event_id))
+
+    def write(self, record: Any) -> None:
+        """Pass a prebuilt record on."""
+        self.inner.write(record)
+
+    def tick(self) -> None:
+        """Pass periodic upkeep on."""
+        self.inner.tick()
+
+    def reopen(self) -> None:
+        """Pass reopen (SIGHUP, SIGUSR1) on."""
+        self.inner.reopen()
+
+    def close(self) -> None:
+        """Pass close on."""
+        self.inner.close()
