@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
-from dockgate.tlshalfclose import HalfCloseTLSEndpoint
 from twisted.internet.testing import MemoryReactorClock
 
 from dockgate.listeners import (
@@ -24,6 +23,7 @@ from dockgate.listeners import (
     tls_options,
 )
 from dockgate.peer import principal_from_certificate
+from dockgate.tlshalfclose import HalfCloseTLSEndpoint
 
 Key = ec.EllipticCurvePrivateKey
 
