@@ -6,11 +6,11 @@ the metrics are an ``AuditSink`` wrapper (``MetricsAudit``) around the real
 sink rather than counters sprinkled through the protocol: the protocol stays
 unchanged, and what is counted is by construction what is audited.
 
-The durations are named for what they measure.  The protocol stamps one
-clock per exchange, so ``RequestDecided``'s duration is the time from the
-start of the request to its decision (parsing, validation, policy, audit
-record), and ``ResponseComplete``'s is the whole exchange, upstream included.
-There is no separate upstream-only timing, and no metric pretends there is.
+The durations are named for what they measure: ``RequestDecided``'s duration
+is the time from the start of the request to its decision (parsing,
+validation, policy, audit record); ``upstream_seconds`` the time from
+forwarding to the daemon's response head; ``ResponseComplete``'s duration the
+whole exchange.
 
 Each ``Metrics`` has its own registry, so several proxies (tests) in one
 process do not share counters.
@@ -81,6 +81,11 @@ class Metrics:
             "included (hijacked sessions excluded).", ["endpoint"], buckets=_BUCKETS,
             registry=r,
         )
+        self.upstream_seconds = Histogram(
+            "dockgate_upstream_seconds",
+            "Seconds from forwarding a request to the daemon's response head.",
+            ["endpoint"], buckets=_BUCKETS, registry=r,
+        )
         self.sessions_open = Gauge(
             "dockgate_sessions_open", "Hijacked sessions (attach, exec) open now.", registry=r,
         )
@@ -136,6 +141,8 @@ class Metrics:
             self.spliced_bytes.labels("out").inc(event.bytes_out)
         else:
             self.exchange_seconds.labels(endpoint).observe(event.duration)
+            if event.upstream_seconds is not None:
+                self.upstream_seconds.labels(endpoint).observe(event.upstream_seconds)
         if event.error:
             self.errors.labels(event.error).inc()
             if event.error in UPSTREAM_ERRORS:

@@ -150,6 +150,8 @@ class AuditEvent:
     The audit sink turns it into its record format; keeping the canonical
     request and the decision whole lets the sink choose what to record
     (metadata only, or the canonical body) and what to redact.
+    ``upstream_seconds`` is the time from forwarding the request (its head
+    sent to the daemon) to the daemon's response head, once known.
     """
 
     stage: AuditStage
@@ -168,3 +170,4 @@ class AuditEvent:
     error: str | None = None
     exit_code: int | None = None
     tenant: str | None = None
+    upstream_seconds: float | None = None

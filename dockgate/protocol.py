@@ -192,6 +192,8 @@ class Exchange:
     stages: set[str] = field(default_factory=set)
     exit_code: int | None = None
     tenant: Tenant | None = None
+    forwarded: float | None = None
+    upstream_seconds: float | None = None
     quota_lock: DeferredLock | None = None
     line_filter: Callable[[dict[str, Any]], bool] | None = None
     line_buffer: bytearray = field(default_factory=bytearray)
@@ -737,6 +739,7 @@ class ProxyServerProtocol(Protocol):
             headers.append((b"content-length", b"%d" % x.length))
         elif request.method in ("POST", "PUT"):
             headers.append((b"content-length", b"0"))
+        x.forwarded = time.monotonic()
         try:
             conn.send(
                 h11.Request(
@@ -790,6 +793,8 @@ class ProxyServerProtocol(Protocol):
             if event.status_code == 101:
                 self._splice(x, event.status_code, event.reason, list(event.headers), upgrade=True)
             return
+        if isinstance(event, (h11.Response, h11.InformationalResponse)) and x.forwarded:
+            x.upstream_seconds = round(time.monotonic() - x.forwarded, 6)
         if isinstance(event, h11.Response):
             self._cancel_timer(x)
             headers = list(event.headers)
@@ -1227,6 +1232,7 @@ class ProxyServerProtocol(Protocol):
             error=x.error,
             exit_code=x.exit_code,
             tenant=x.tenant.name if x.tenant is not None else None,
+            upstream_seconds=x.upstream_seconds,
         )
         try:
             self.settings.audit.record(event)

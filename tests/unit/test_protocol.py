@@ -56,12 +56,14 @@ class _Audit:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self.session: list[tuple[str, bytes]] = []
+        self.events: list[AuditEvent] = []
         self.fail = False
 
     def record(self, event: AuditEvent) -> None:
         if self.fail:
             raise OSError("disk full")
         self.records.append(flat_record(event))
+        self.events.append(event)
 
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
         self.session.append((direction, data))
@@ -507,9 +509,12 @@ def test_stages_are_recorded_before_forwarding_and_at_completion() -> None:
     h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
     assert [r["stage"] for r in h.audit.records] == ["RequestDecided"]
     assert h.audit.records[0]["decision"] == "allow"
+    h.clock.advance(0)
     h.reply(PING_OK)
     assert [r["stage"] for r in h.audit.records] == ["RequestDecided", "ResponseComplete"]
     assert h.audit.records[-1]["status"] == 200
+    assert h.audit.events[0].upstream_seconds is None, "not forwarded yet when decided"
+    assert h.audit.events[-1].upstream_seconds is not None
 
 
 class _DenyLoad:
