@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import engines
 from support import unixhttp as http
 from support.engines import Engine, die_with_parent, terminate
 from support.gate import POLICY, REPO, dockgate_command
@@ -251,3 +252,26 @@ def test_connection_limit_per_peer(fake_daemon: FakeDaemon, workdir: Path) -> No
         for s in conns:
             s.close()
         gate.stop()
+
+
+def test_readyz_follows_a_real_daemon_stopping_and_starting(workdir: Path) -> None:
+    """/readyz is 200 while a real dockerd runs, 503 once it is stopped, 200 when it is back."""
+    root = workdir / "e"
+    daemon = engines.start_daemon("20.10", root)
+    gate = None
+    try:
+        daemon.wait_ready()
+        gate = Gate(workdir, ["--listen", f"unix:{workdir / 'g.sock'}", "--upstream",
+                              f"unix:{daemon.socket}", "--policy", str(POLICY)])
+        assert _wait_for(lambda: gate is not None and gate.get("/readyz")[0] == 200)
+        daemon.stop()
+        assert _wait_for(lambda: gate is not None and gate.get("/readyz")[0] == 503)
+        assert gate.get("/healthz")[0] == 200, "dockgate itself stays up"
+        daemon = engines.start_daemon("20.10", root)
+        daemon.wait_ready()
+        assert _wait_for(lambda: gate is not None and gate.get("/readyz")[0] == 200, 30)
+    finally:
+        if gate is not None:
+            gate.stop()
+        daemon.stop()
+        engines.remove_tree(root)

@@ -39,6 +39,7 @@ class DockgateProcess:
     audit_log: Path
     log_path: Path
     argv: list[str]
+    admin: str = ""
 
     @property
     def pid(self) -> int:
@@ -114,6 +115,8 @@ def start_dockgate(engine: str, upstream: str, workdir: Path) -> DockgateProcess
         str(POLICY),
         "--audit-log",
         str(audit),
+        "--admin-listen",
+        f"unix:{workdir / 'a.sock'}",
     ]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
@@ -136,6 +139,7 @@ def start_dockgate(engine: str, upstream: str, workdir: Path) -> DockgateProcess
         audit_log=audit,
         log_path=log_path,
         argv=argv,
+        admin=str(workdir / "a.sock"),
     )
 
 
