@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from support import engines
 from support import unixhttp as http
@@ -275,3 +276,55 @@ def test_readyz_follows_a_real_daemon_stopping_and_starting(workdir: Path) -> No
             gate.stop()
         daemon.stop()
         engines.remove_tree(root)
+
+
+TECNATIVA_COMPOSE = """
+# A compose file written for Tecnativa's docker-socket-proxy (its README's read-only
+# example for Traefik), used as it is: only the proxy's environment is read.
+services:
+  dockerproxy:
+    image: tecnativa/docker-socket-proxy
+    environment:
+      CONTAINERS: 1
+      NETWORKS: 1
+      SERVICES: 0
+      TASKS: 0
+      POST: 0
+    volumes:
+      - /var/run/docker.sock:/var/run/docker.sock:ro
+  traefik:
+    image: traefik
+    environment:
+      DOCKER_HOST: tcp://dockerproxy:2375
+"""
+
+
+def test_a_tecnativa_compose_file_works_unchanged_with_compat_env(
+    engine28: Engine, workdir: Path
+) -> None:
+    """The proxy environment of a compose file written for Tecnativa's proxy runs dockgate
+    as it is: what a Traefik-style consumer reads works, and writes are refused."""
+    import yaml  # noqa: PLC0415
+
+    compose = yaml.safe_load(TECNATIVA_COMPOSE)
+    env = {k: str(v) for k, v in compose["services"]["dockerproxy"]["environment"].items()}
+    env.update(SOCKET_PATH=engine28.daemon_socket, DOCKGATE_LISTEN=f"unix:{workdir}/g.sock")
+    gate = Gate(workdir, ["--compat-env"], env)
+    try:
+        http.wait_ping(gate.socket, time.monotonic() + 30)
+        client = docker.DockerClient(base_url=f"unix://{gate.socket}", version="auto", timeout=30)
+        try:
+            assert isinstance(client.containers.list(all=True), list)
+            assert isinstance(client.networks.list(), list)
+            assert client.version()["ApiVersion"]
+            events = client.events(since=int(time.time()) - 5, until=int(time.time()), decode=True)
+            assert isinstance(list(events), list)
+            with pytest.raises(docker.errors.APIError) as refused:
+                client.containers.create("dgtest:latest", "true", network_mode="none")
+            assert "dockgate: denied by policy compat" in str(refused.value)
+            with pytest.raises(docker.errors.APIError):
+                client.images.list()
+        finally:
+            client.close()
+    finally:
+        gate.stop()
