@@ -10,6 +10,8 @@ audit log on SIGHUP.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import os
 import signal
@@ -260,7 +262,14 @@ def _write_compat_policy(text: str) -> str:
     fd, path = tempfile.mkstemp(prefix="dockgate-compat-", suffix=".yaml")
     with open(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    # Removed when the process exits; the policy stays loaded in memory.
+    atexit.register(_remove_quietly, path)
     return path
+
+
+def _remove_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 class OnSignal(Service):
