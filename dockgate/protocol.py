@@ -268,7 +268,7 @@ class ProxyServerFactory(ServerFactory):
         Unversioned requests are read by the daemon at its own version, so
         they are validated against that version's schema too.
         """
-        if is_known_version(version) and version != self.api.daemon_version:
+        if version != self.api.daemon_version and is_known_version(version):
             self.api = replace(self.api, daemon_version=version)
 
     def buildProtocol(self, addr: Any) -> ProxyServerProtocol:
@@ -401,19 +401,27 @@ class ProxyServerProtocol(Protocol):
 
     def pauseProducing(self) -> None:
         """The client reads slowly: stop reading from the daemon."""
-        x = self.exchange
-        if x is not None and x.upstream is not None:
-            x.upstream.pause_reading("client-full")
-        if self.splice is not None:
-            self.splice.pause_upstream(True)
+        self._client_full(True)
 
     def resumeProducing(self) -> None:
         """The client caught up."""
+        self._client_full(False)
+
+    def _client_full(self, full: bool) -> None:
+        """Pause or resume the daemon side: through the splice once there is one.
+
+        A splice owns its upstream connection (and, in the kernel, pauses
+        nothing itself), so the exchange's reference must not be used then.
+        """
+        if self.splice is not None:
+            self.splice.pause_upstream(full)
+            return
         x = self.exchange
         if x is not None and x.upstream is not None:
-            x.upstream.resume_reading("client-full")
-        if self.splice is not None:
-            self.splice.pause_upstream(False)
+            if full:
+                x.upstream.pause_reading("client-full")
+            else:
+                x.upstream.resume_reading("client-full")
 
     def stopProducing(self) -> None:
         """The transport is going away; connectionLost follows."""
