@@ -70,16 +70,29 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     Raises:
         TypeError, ValueError: the record holds a value JSON cannot represent.
     """
-    text = json.dumps(
-        record, ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_to_json
-    )
-    return text.encode("ascii") + b"\n"
+    return _ENCODER.encode(record).encode("ascii") + b"\n"
+
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_to_json
+)
+"""Built once: ``json.dumps`` with options builds a new encoder for every record."""
+
+_second: list[Any] = [None, ""]
+"""The whole second ``iso_time`` formatted last, and its text (one record after
+another mostly falls in the same second, and ``strftime`` is the costly part)."""
 
 
 def iso_time(seconds: float) -> str:
     """Unix time as ISO 8601 UTC with microseconds (``2026-01-02T03:04:05.678901Z``)."""
-    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = int(seconds // 1)
+    micros = round((seconds - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    if _second[0] != whole:
+        stamp = dt.datetime.fromtimestamp(whole, dt.UTC)
+        _second[:] = [whole, stamp.strftime("%Y-%m-%dT%H:%M:%S")]
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 def _text(value: object) -> str | None:

@@ -6,6 +6,15 @@ pipelined request; the upstream connection because the client reads slowly.
 Each reason comes and goes on its own, and reading resumes only when none is
 left.  Calling ``pauseProducing`` / ``resumeProducing`` directly from each
 place would let one reason's resume undo another's pause.
+
+The pause is lazy: ``hold`` only notes the reason, and the transport is
+paused when bytes actually arrive while a reason is held (``arrived``, called
+first thing in ``dataReceived``).  Most holds (a request being decided and
+forwarded, a response being passed on) begin and end before the peer sends
+anything more, and pausing and resuming the socket for each would cost two
+``epoll_ctl`` calls per request for nothing.  What can arrive between the
+hold and the pause is one read's worth of bytes, which the protocol buffers
+as it always did while paused.
 """
 
 from __future__ import annotations
@@ -19,18 +28,24 @@ class ReadGate:
     def __init__(self, transport: IPushProducer) -> None:
         self._transport = transport
         self._reasons: set[str] = set()
+        self._paused = False
 
     def hold(self, reason: str) -> None:
-        """Pause reading for ``reason`` (idempotent per reason)."""
-        if not self._reasons:
-            self._transport.pauseProducing()
+        """Pause reading for ``reason`` (idempotent per reason), from the next arrival on."""
         self._reasons.add(reason)
+
+    def arrived(self) -> None:
+        """Bytes arrived: if any reason is held, stop reading more."""
+        if self._reasons and not self._paused:
+            self._paused = True
+            self._transport.pauseProducing()
 
     def release(self, reason: str) -> None:
         """Drop ``reason``; resume reading if it was the last one."""
         if reason in self._reasons:
             self._reasons.discard(reason)
-            if not self._reasons:
+            if not self._reasons and self._paused:
+                self._paused = False
                 self._transport.resumeProducing()
 
     @property

@@ -34,10 +34,10 @@ reasons a side may be paused.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -57,7 +57,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate import wire
+from dockgate import wire, writethrough
 from dockgate.admission import admit_body, admit_head
 from dockgate.decision import Policy, decide
 from dockgate.errors import (
@@ -117,6 +117,20 @@ def _list_filter(kind: str, tenant: Tenant) -> Callable[[Any], Any]:
 
 _WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
 """Endpoints whose JSON response has a ``Warnings`` list the docker CLI prints."""
+
+
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id() -> str:
+    """A fresh exchange id: 32 hex digits like a UUID, without a system call each.
+
+    A random prefix per process and a counter: unique within the process and,
+    by the prefix, across restarts; ``uuid4`` reads the kernel's random source
+    on every call, which showed up on the per-request path.
+    """
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def _exit_code_source(x: Exchange) -> str | None:
@@ -317,6 +331,7 @@ class ProxyServerProtocol(Protocol):
     def connectionMade(self) -> None:
         """Fix the peer's identity and register for write back-pressure."""
         assert self.transport is not None
+        writethrough.enable(self.transport)
         self.peer = peer_of(self.transport, self.factory.listener)
         self._peer_key = _peer_key(self.peer)
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
@@ -341,6 +356,8 @@ class ProxyServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Scan and parse HTTP, or pass bytes straight on once spliced."""
+        if self.gate is not None:
+            self.gate.arrived()
         if self.splice is not None:
             self.splice.from_client(data)
             return
@@ -524,7 +541,7 @@ class ProxyServerProtocol(Protocol):
                 upgrade = value.strip().lower()
         method = event.method.decode("ascii", "replace")
         x = Exchange(
-            id=uuid.uuid4().hex,
+            id=_new_id(),
             method=method,
             raw_target=event.target.decode("ascii", "backslashreplace"),
             started=time.monotonic(),
@@ -611,6 +628,17 @@ class ProxyServerProtocol(Protocol):
         image's user); reading from the client stays paused meanwhile.  With
         no tenants and no lookups it completes at once.
         """
+        if self.settings.tenants is None or self.settings.tenants() is None:
+            # The common case needs no daemon lookups: decide at once,
+            # without a coroutine and Deferred per request.
+            try:
+                policy = self.settings.policy()
+                quick = self._default_user_target(policy, x) is None
+            except Exception:
+                quick = False  # the full path reports the error
+            if quick:
+                self._decide_with(x, policy, None)
+                return
         x.waiting = True
         assert self.gate is not None
         self.gate.hold("prepare")
@@ -709,6 +737,10 @@ class ProxyServerProtocol(Protocol):
         x.waiting = True
         assert self.gate is not None
         self.gate.hold("upstream")
+        idle = self.factory.pool.take_idle()
+        if idle is not None:
+            self._upstream_ready(idle, x)
+            return
         d = self.factory.pool.acquire()
         d.addCallbacks(self._upstream_ready, self._upstream_failed, (x,), None, (x,), None)
 
@@ -748,16 +780,15 @@ class ProxyServerProtocol(Protocol):
         elif request.method in ("POST", "PUT"):
             headers.append((b"content-length", b"0"))
         x.forwarded = time.monotonic()
+        target = request.target.encode("ascii")
+        events: list[Any] = [h11.Request(method=request.method, target=target, headers=headers)]
+        if kind != "stream":
+            if body:
+                events.append(h11.Data(data=body))
+            events.append(h11.EndOfMessage())
         try:
-            conn.send(
-                h11.Request(
-                    method=request.method, target=request.target.encode("ascii"), headers=headers
-                )
-            )
+            conn.send(*events)
             if kind != "stream":
-                if body:
-                    conn.send(h11.Data(data=body))
-                conn.send(h11.EndOfMessage())
                 x.sent_end = True
                 self._start_timer(x)
         except h11.LocalProtocolError as e:
@@ -888,8 +919,9 @@ class ProxyServerProtocol(Protocol):
             return
         out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
         x.held = None
-        self._send_client(h11.Response(status_code=status, headers=out, reason=reason))
-        self._send_client(h11.Data(data=body))
+        self._send_client(
+            h11.Response(status_code=status, headers=out, reason=reason), h11.Data(data=body)
+        )
 
     def _response_transform(
         self, x: Exchange, status: int, headers: list[tuple[bytes, bytes]]
@@ -980,6 +1012,15 @@ class ProxyServerProtocol(Protocol):
         x.error = "daemon disconnected mid-response"
         self._abort()
 
+    def upstream_batch(self, begin: bool) -> None:
+        """Hold what one read from the daemon makes us write, and send it in one go."""
+        if self.transport is None:
+            return
+        if begin:
+            writethrough.cork(self.transport)
+        else:
+            writethrough.uncork(self.transport)
+
     def upstream_paused(self, paused: bool) -> None:
         """The daemon's socket is full (True) or drained (False)."""
         if paused:
@@ -1060,6 +1101,8 @@ class ProxyServerProtocol(Protocol):
             self.splice.from_client(bytes(from_client))
         if client_closed or self.client_eof:
             self.splice.client_read_closed()
+        # The splice may move the socket into the kernel: nothing may stay held.
+        writethrough.flush(self.transport)
         self.splice.offload(self.reactor)
 
     def _splice_done(self, x: Exchange, splice: Splice) -> None:
@@ -1103,20 +1146,21 @@ class ProxyServerProtocol(Protocol):
             return
         x.response_started = True
         body = error.body()
-        try:
-            self._send_client(
-                h11.Response(
-                    status_code=error.status,
-                    reason=_phrase(error.status),
-                    headers=[
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"%d" % len(body)),
-                    ],
-                )
+        events: list[Any] = [
+            h11.Response(
+                status_code=error.status,
+                reason=_phrase(error.status),
+                headers=[
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
             )
-            if x.method != "HEAD":  # a HEAD response has a length but no body
-                self._send_client(h11.Data(data=body))
-            self._send_client(h11.EndOfMessage())
+        ]
+        if x.method != "HEAD":  # a HEAD response has a length but no body
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        try:
+            self._send_client(*events)
         except h11.LocalProtocolError:
             self._abort()
             return
@@ -1157,7 +1201,7 @@ class ProxyServerProtocol(Protocol):
             ],
         )
         x = self.exchange or Exchange(
-            id=uuid.uuid4().hex,
+            id=_new_id(),
             method="?",
             raw_target="?",
             started=time.monotonic(),
@@ -1184,11 +1228,11 @@ class ProxyServerProtocol(Protocol):
         except Exception:
             return "?"
 
-    def _send_client(self, event: Any) -> None:
+    def _send_client(self, *events: Any) -> None:
         assert self.transport is not None
-        data = self.h11.send_with_data_passthrough(event)
-        if data:
-            self.transport.writeSequence(data)
+        out = wire.h11_bytes(self.h11, events)
+        if out:
+            self.transport.writeSequence(out)
 
     def _release_gate(self, reason: str) -> None:
         if self.gate is not None:

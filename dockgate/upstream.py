@@ -25,6 +25,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from dockgate import wire, writethrough
 from dockgate.gate import ReadGate
 
 Event = h11.Request | h11.InformationalResponse | h11.Response | h11.Data | h11.EndOfMessage
@@ -48,6 +49,9 @@ class UpstreamDelegate(TypingProtocol):
     def upstream_paused(self, paused: bool) -> None:
         """The daemon's socket buffer filled (True) or drained (False)."""
 
+    def upstream_batch(self, begin: bool) -> None:
+        """Events of one read from the daemon begin (True) or ended (False)."""
+
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class UpstreamConnection(Protocol):
@@ -67,11 +71,14 @@ class UpstreamConnection(Protocol):
         """Register as the producer for our own transport, for back-pressure."""
         self.connected_ = True
         assert self.transport is not None
+        writethrough.enable(self.transport)
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
         """Feed h11 (or pass raw bytes once spliced)."""
+        if self.gate is not None:
+            self.gate.arrived()
         if self.raw:
             if self.delegate is not None:
                 self.delegate.upstream_raw(data)
@@ -80,8 +87,13 @@ class UpstreamConnection(Protocol):
             # An idle pooled connection must never speak: discard it.
             self.abort()
             return
-        self.h11.receive_data(data)
-        self.pump()
+        delegate = self.delegate
+        delegate.upstream_batch(True)
+        try:
+            self.h11.receive_data(data)
+            self.pump()
+        finally:
+            delegate.upstream_batch(False)
 
     def readConnectionLost(self) -> None:
         """The daemon half-closed: pass it on when spliced, else it is the end."""
@@ -131,12 +143,12 @@ class UpstreamConnection(Protocol):
                 return
             self.delegate.upstream_event(event)
 
-    def send(self, event: Event) -> None:
-        """Serialise an h11 event to the daemon."""
+    def send(self, *events: Event) -> None:
+        """Serialise h11 events to the daemon, in one write."""
         assert self.transport is not None
-        data = self.h11.send_with_data_passthrough(event)
-        if data:
-            self.transport.writeSequence(data)
+        out = wire.h11_bytes(self.h11, events)
+        if out:
+            self.transport.writeSequence(out)
 
     def write_raw(self, data: bytes) -> None:
         """Write spliced bytes to the daemon."""
@@ -211,13 +223,20 @@ class UpstreamPool:
         self._idle: list[UpstreamConnection] = []
         self.open_connections = 0
 
-    def acquire(self) -> Deferred[UpstreamConnection]:
-        """Return an idle connection, or connect a new one (with a timeout)."""
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle connection ready for its next exchange, if there is one."""
         while self._idle:
             conn = self._idle.pop()
             if conn.connected_:
                 conn.h11.start_next_cycle()
-                return succeed(conn)
+                return conn
+        return None
+
+    def acquire(self) -> Deferred[UpstreamConnection]:
+        """Return an idle connection, or connect a new one (with a timeout)."""
+        idle = self.take_idle()
+        if idle is not None:
+            return succeed(idle)
         conn = UpstreamConnection(self)
         d = self._endpoint.connect(_Quiet(conn))
         d.addTimeout(self._connect_timeout, self._reactor)
@@ -304,15 +323,14 @@ class JsonFetch:
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(self._payload)),
             ]
+        events: list[Event] = [
+            h11.Request(method=self._method, target=self._target.encode("ascii"), headers=headers)
+        ]
+        if self._payload:
+            events.append(h11.Data(data=self._payload))
+        events.append(h11.EndOfMessage())
         try:
-            conn.send(
-                h11.Request(
-                    method=self._method, target=self._target.encode("ascii"), headers=headers
-                )
-            )
-            if self._payload:
-                conn.send(h11.Data(data=self._payload))
-            conn.send(h11.EndOfMessage())
+            conn.send(*events)
         except h11.LocalProtocolError:
             conn.abort()
             self._done(None)
@@ -357,3 +375,6 @@ class JsonFetch:
 
     def upstream_paused(self, paused: bool) -> None:
         """Nothing to pause: the request has no body."""
+
+    def upstream_batch(self, begin: bool) -> None:
+        """Nothing to batch: the response is collected whole."""

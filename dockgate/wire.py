@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from dockgate.errors import BadRequest
 
@@ -38,6 +39,16 @@ HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def h11_bytes(conn: Any, events: Iterable[Any]) -> list[bytes]:
+    """The bytes h11 ``conn`` serialises for ``events``, to be written in one call."""
+    out: list[bytes] = []
+    for event in events:
+        data = conn.send_with_data_passthrough(event)
+        if data:
+            out += data
+    return out
 
 
 def find_head_end(buffer: bytes | bytearray) -> int:

@@ -347,6 +347,9 @@ def test_slow_client_pauses_the_daemon_side() -> None:
     h.send(b"GET /containers/abc/logs?follow=1&stdout=1 HTTP/1.1\r\nHost: d\r\n\r\n")
     h.reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
     h.proto.pauseProducing()
+    # The pause is lazy (gate.ReadGate): it takes effect when the daemon next sends.
+    h.reply(b"5\r\nhello\r\n")
+    assert h.received().endswith(b"hello\r\n")
     assert h.upstream.transport.producerState == "paused"  # type: ignore[union-attr]
     h.proto.resumeProducing()
     assert h.upstream.transport.producerState == "producing"  # type: ignore[union-attr]

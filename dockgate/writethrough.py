@@ -1,0 +1,122 @@
+"""Sending at once when nothing is queued, instead of on the next reactor turn.
+
+Twisted's socket transports only queue what ``write`` is given: the bytes
+leave on a later reactor turn, after the socket was registered for
+writability (``epoll_ctl``), reported writable (``epoll_wait``) and
+unregistered again (``epoll_ctl``).  A proxy writes at least four times per
+exchange (request head and body upstream, response head and body to the
+client), so on small requests those extra system calls and loop turns cost
+more CPU than the HTTP parsing.  Here a write on a socket with nothing queued
+is sent straight away; whatever the kernel does not take is queued exactly as
+Twisted would queue it, so ordering, back-pressure (the producer is paused
+when the queue is over ``bufferSize``) and closing are Twisted's own.
+
+Only Twisted's plain TCP and unix socket transports are changed, by giving
+the instance a subclass; TLS connections (whose protocol sees a TLS
+transport, not the socket) keep the stock behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import tcp, unix
+
+_BASES: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
+_SUBCLASSES: dict[type, type] = {}
+_CORKABLE: set[type] = set()
+
+
+class _WriteThrough:
+    """Mixed in before the transport's own class; see the module docstring."""
+
+    _dg_corked = 0
+    _aborting = False
+
+    def write(self, data: bytes) -> None:
+        t: Any = self
+        if t._dg_corked and data and t.connected and not t._writeDisconnected:
+            # Corked: queue without registering for writability; uncork sends.
+            t._tempDataBuffer.append(data)
+            t._tempDataLen += len(data)
+            return
+        if (
+            data
+            and not t._tempDataLen
+            and t.offset == len(t.dataBuffer)
+            and t.connected
+            and not t.disconnecting
+            and not t._writeDisconnecting
+            and not t._writeDisconnected
+            and not t._aborting
+            and type(data) is bytes
+        ):
+            sent = t.writeSomeData(data)
+            if isinstance(sent, int) and sent >= 0:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            # On an error the bytes are queued as usual and the next doWrite
+            # reports the lost connection the way Twisted always does.
+        super().write(data)  # type: ignore[misc]
+
+    def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        self.write(b"".join(iovec))
+
+
+def cork(transport: object) -> None:
+    """Hold writes to ``transport`` until ``uncork``, to send them in one system call.
+
+    A response's head, body and end arrive as separate events from one read
+    of the daemon's socket; corked, they leave in one ``send``.  Nothing else
+    changes: bytes held are in Twisted's own queue, so a ``loseConnection``
+    meanwhile still flushes them and an ``abortConnection`` drops them.
+    """
+    if type(transport) in _CORKABLE:
+        t: Any = transport
+        t._dg_corked += 1
+
+
+def uncork(transport: object) -> None:
+    """Undo one ``cork``; at the last one, send what was held."""
+    if type(transport) in _CORKABLE:
+        t: Any = transport
+        t._dg_corked -= 1
+        if not t._dg_corked:
+            flush(transport)
+
+
+def flush(transport: object) -> None:
+    """Send what ``cork`` held now (for a caller about to hand the socket elsewhere)."""
+    t: Any = transport
+    if type(transport) not in _CORKABLE or not t._tempDataLen or t._aborting:
+        return
+    if t.offset == len(t.dataBuffer):
+        data = b"".join(t._tempDataBuffer)
+        t._tempDataBuffer = []
+        t._tempDataLen = 0
+        corked, t._dg_corked = t._dg_corked, 0
+        try:
+            t.write(data)
+        finally:
+            t._dg_corked = corked
+    else:
+        t._maybePauseProducer()
+        t.startWriting()
+
+
+def enable(transport: object) -> bool:
+    """Give ``transport`` write-through sends if it is a plain socket; report whether."""
+    cls = type(transport)
+    if cls in _CORKABLE:
+        return True
+    if cls not in _BASES:
+        return False
+    sub = _SUBCLASSES.get(cls)
+    if sub is None:
+        sub = type(f"WriteThrough{cls.__name__}", (_WriteThrough, cls), {})
+        _SUBCLASSES[cls] = sub
+    _CORKABLE.add(sub)
+    transport.__class__ = sub
+    return True
