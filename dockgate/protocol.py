@@ -73,6 +73,7 @@ from dockgate.errors import (
     UpstreamUnavailable,
 )
 from dockgate.gate import ReadGate
+from dockgate.http1 import Body, End, Head
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DecisionContext, load_policy
@@ -593,7 +594,7 @@ class ProxyServerProtocol(Protocol):
                 self._refuse(x, BodyTooLarge(self._too_large()))
             return
         if x.upstream is not None:
-            x.upstream.send(h11.Data(data=data))
+            x.upstream.send_data(data)
 
     def _client_end(self) -> None:
         x = self.exchange
@@ -618,7 +619,7 @@ class ProxyServerProtocol(Protocol):
         x.request_done = True
         if x.upstream is not None and not x.sent_end:
             x.sent_end = True
-            x.upstream.send(h11.EndOfMessage())
+            x.upstream.send_end()
             self._start_timer(x)
 
     def _decide_and_forward(self, x: Exchange) -> None:
@@ -780,20 +781,18 @@ class ProxyServerProtocol(Protocol):
         elif request.method in ("POST", "PUT"):
             headers.append((b"content-length", b"0"))
         x.forwarded = time.monotonic()
-        target = request.target.encode("ascii")
-        events: list[Any] = [h11.Request(method=request.method, target=target, headers=headers)]
-        if kind != "stream":
-            if body:
-                events.append(h11.Data(data=body))
-            events.append(h11.EndOfMessage())
+        stream = None
+        if kind == "stream":
+            stream = "chunked" if x.chunked else "length"
         try:
-            conn.send(*events)
-            if kind != "stream":
-                x.sent_end = True
-                self._start_timer(x)
-        except h11.LocalProtocolError as e:
+            conn.request(request.method, request.target.encode("ascii"), headers, body,
+                         stream=stream)
+        except ValueError as e:
             self._refuse(x, BadRequest(f"cannot forward request: {e}"))
             return
+        if stream is None:
+            x.sent_end = True
+            self._start_timer(x)
         x.waiting = False
         if kind == "stream":
             self._continue_if_expected()
@@ -824,48 +823,11 @@ class ProxyServerProtocol(Protocol):
     # -- response side (UpstreamDelegate) -----------------------------------
 
     def upstream_event(self, event: object) -> None:
-        """An h11 event from the daemon for the current exchange."""
+        """An ``http1`` event from the daemon for the current exchange."""
         x = self.exchange
         if x is None:
             return
-        if isinstance(event, h11.InformationalResponse):
-            if event.status_code == 101:
-                self._splice(x, event.status_code, event.reason, list(event.headers), upgrade=True)
-            return
-        if isinstance(event, (h11.Response, h11.InformationalResponse)) and x.forwarded:
-            x.upstream_seconds = round(time.monotonic() - x.forwarded, 6)
-        if isinstance(event, h11.Response):
-            self._cancel_timer(x)
-            headers = list(event.headers)
-            names = {n for n, _ in headers}
-            assert x.request is not None
-            if (
-                x.request.endpoint.hijack
-                and event.status_code == 200
-                and b"content-length" not in names
-                and b"transfer-encoding" not in names
-            ):
-                self._splice(x, 200, event.reason, headers, upgrade=False)
-                return
-            x.response_started = True
-            x.status = event.status_code
-            self._release_quota(x)
-            headers = self._note_api_version(headers)
-            tenant = x.tenant
-            if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
-                x.line_filter = lambda e, t=tenant: event_visible(e, t)
-            transform = self._response_transform(x, event.status_code, headers)
-            if transform is not None:
-                x.held = (event.status_code, event.reason, headers)
-                x.transform = transform
-                return
-            out = wire.end_to_end(headers)
-            out += [(n, v) for n, v in headers if n == b"content-length"]
-            self._send_client(
-                h11.Response(status_code=event.status_code, headers=out, reason=event.reason)
-            )
-            return
-        if isinstance(event, h11.Data):
+        if isinstance(event, Body):
             x.bytes_out += len(event.data)
             if x.held is not None:
                 x.held_body += event.data
@@ -873,18 +835,54 @@ class ProxyServerProtocol(Protocol):
                     x.error = "response too large to rewrite"
                     self._abort()
                 return
-            data = bytes(event.data)
+            data = event.data
             if x.line_filter is not None:
                 data = self._filtered_lines(x, data)
                 if not data:
                     return
             self._send_client(h11.Data(data=data))
             return
-        if isinstance(event, h11.EndOfMessage):
+        if isinstance(event, End):
             if x.held is not None:
                 self._send_held(x)
             self._send_client(h11.EndOfMessage())
             self._finish(x)
+            return
+        if not isinstance(event, Head):
+            return
+        if x.forwarded:
+            x.upstream_seconds = round(time.monotonic() - x.forwarded, 6)
+        if event.status < 200:
+            if event.status == 101:
+                self._splice(x, event.status, event.reason, event.headers, upgrade=True)
+            return
+        self._cancel_timer(x)
+        headers = event.headers
+        names = {n for n, _ in headers}
+        assert x.request is not None
+        if (
+            x.request.endpoint.hijack
+            and event.status == 200
+            and b"content-length" not in names
+            and b"transfer-encoding" not in names
+        ):
+            self._splice(x, 200, event.reason, headers, upgrade=False)
+            return
+        x.response_started = True
+        x.status = event.status
+        self._release_quota(x)
+        headers = self._note_api_version(headers)
+        tenant = x.tenant
+        if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
+            x.line_filter = lambda e, t=tenant: event_visible(e, t)
+        transform = self._response_transform(x, event.status, headers)
+        if transform is not None:
+            x.held = (event.status, event.reason, headers)
+            x.transform = transform
+            return
+        out = wire.end_to_end(headers)
+        out += [(n, v) for n, v in headers if n == b"content-length"]
+        self._send_client(h11.Response(status_code=event.status, headers=out, reason=event.reason))
 
     def _note_api_version(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """Learn the daemon's API version from its header, and clamp what clients see."""

@@ -1,9 +1,9 @@
-"""Connections to the daemon: an h11 client per connection, and a pool of
-idle keep-alive connections.
+"""Connections to the daemon: an HTTP/1.1 client per connection (``http1``), and
+a pool of idle keep-alive connections.
 
 A connection belongs to one exchange at a time (its ``delegate``).  It goes
-back to the pool only when both sides of h11 finished the exchange cleanly
-and the daemon kept it alive; a connection that was spliced, failed, or was
+back to the pool only when the request was sent whole, the response was read
+whole and the daemon kept the connection alive; a connection that was spliced, failed, or was
 abandoned by its client is closed, never reused, so that no half-read
 response can leak into another client's exchange.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import Protocol as TypingProtocol
 
-import h11
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
@@ -25,17 +24,25 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate import wire, writethrough
+from dockgate import writethrough
 from dockgate.gate import ReadGate
-
-Event = h11.Request | h11.InformationalResponse | h11.Response | h11.Data | h11.EndOfMessage
+from dockgate.http1 import (
+    LAST_CHUNK,
+    Body,
+    End,
+    Head,
+    ProtocolError,
+    ResponseReader,
+    chunk,
+    request_head,
+)
 
 
 class UpstreamDelegate(TypingProtocol):
     """What an upstream connection reports to the exchange that holds it."""
 
     def upstream_event(self, event: object) -> None:
-        """An h11 event from the daemon (response head, data, end, 101)."""
+        """An ``http1`` event from the daemon (response head, 1xx, body, end)."""
 
     def upstream_raw(self, data: bytes) -> None:
         """Raw bytes from the daemon after the connection was spliced."""
@@ -55,11 +62,13 @@ class UpstreamDelegate(TypingProtocol):
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class UpstreamConnection(Protocol):
-    """One connection to the daemon, speaking HTTP/1.1 through h11 until spliced."""
+    """One connection to the daemon, speaking HTTP/1.1 until spliced."""
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.reader = ResponseReader()
+        self._chunked = False
+        self._sent_end = True
         self.delegate: UpstreamDelegate | None = None
         self.raw = False
         self.connected_ = False
@@ -76,7 +85,7 @@ class UpstreamConnection(Protocol):
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
-        """Feed h11 (or pass raw bytes once spliced)."""
+        """Read the response (or pass raw bytes once spliced)."""
         if self.gate is not None:
             self.gate.arrived()
         if self.raw:
@@ -90,7 +99,11 @@ class UpstreamConnection(Protocol):
         delegate = self.delegate
         delegate.upstream_batch(True)
         try:
-            self.h11.receive_data(data)
+            try:
+                self.reader.feed(data)
+            except ProtocolError as e:
+                self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
+                return
             self.pump()
         finally:
             delegate.upstream_batch(False)
@@ -101,8 +114,14 @@ class UpstreamConnection(Protocol):
             self.delegate.upstream_read_closed()
             return
         if self.delegate is not None:
-            self.h11.receive_data(b"")
             self.pump()
+            try:
+                end = self.reader.eof()
+            except ProtocolError as e:
+                self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
+                return
+            if end is not None and self.delegate is not None:
+                self.delegate.upstream_event(end)
         self.close()
 
     def writeConnectionLost(self) -> None:
@@ -132,23 +151,52 @@ class UpstreamConnection(Protocol):
     # Used by the exchange
 
     def pump(self) -> None:
-        """Deliver h11 events to the delegate until h11 needs more data."""
+        """Deliver response events to the delegate until more bytes are needed."""
         while self.delegate is not None and not self.raw:
             try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as e:
+                event = self.reader.next_event()
+            except ProtocolError as e:
                 self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is None:
                 return
             self.delegate.upstream_event(event)
 
-    def send(self, *events: Event) -> None:
-        """Serialise h11 events to the daemon, in one write."""
+    def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None = None,
+        *,
+        stream: str | None = None,
+    ) -> None:
+        """Send a request head, with its whole ``body`` or, for ``stream`` ("chunked"
+        or "length"), with the body to follow through ``send_data`` and ``send_end``.
+
+        Raises:
+            ValueError: a header would not survive serialisation (see ``http1``).
+        """
         assert self.transport is not None
-        out = wire.h11_bytes(self.h11, events)
-        if out:
-            self.transport.writeSequence(out)
+        head = request_head(method, target, headers)
+        self.reader.expect(method)
+        self._chunked = stream == "chunked"
+        self._sent_end = stream is None
+        self.transport.write(head + body if body else head)
+
+    def send_data(self, data: bytes) -> None:
+        """Send part of a streamed request body."""
+        assert self.transport is not None
+        if data and not self._sent_end:
+            self.transport.write(chunk(data) if self._chunked else data)
+
+    def send_end(self) -> None:
+        """End a streamed request body."""
+        assert self.transport is not None
+        if not self._sent_end:
+            self._sent_end = True
+            if self._chunked:
+                self.transport.write(LAST_CHUNK)
 
     def write_raw(self, data: bytes) -> None:
         """Write spliced bytes to the daemon."""
@@ -156,19 +204,14 @@ class UpstreamConnection(Protocol):
         self.transport.write(data)
 
     def go_raw(self) -> bytes:
-        """Stop speaking HTTP; return bytes h11 received past the response head."""
+        """Stop speaking HTTP; return bytes received past the response head."""
         self.raw = True
-        return bytes(self.h11.trailing_data[0])
+        return self.reader.go_raw()
 
     @property
     def reusable(self) -> bool:
-        """Whether both sides finished the exchange and the daemon keeps it alive."""
-        return (
-            self.connected_
-            and not self.raw
-            and self.h11.our_state is h11.DONE
-            and self.h11.their_state is h11.DONE
-        )
+        """Whether the exchange finished on both sides and the daemon keeps it alive."""
+        return self.connected_ and not self.raw and self._sent_end and self.reader.reusable
 
     def pause_reading(self, reason: str) -> None:
         """Stop reading from the daemon for ``reason``."""
@@ -228,7 +271,6 @@ class UpstreamPool:
         while self._idle:
             conn = self._idle.pop()
             if conn.connected_:
-                conn.h11.start_next_cycle()
                 return conn
         return None
 
@@ -323,15 +365,11 @@ class JsonFetch:
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(self._payload)),
             ]
-        events: list[Event] = [
-            h11.Request(method=self._method, target=self._target.encode("ascii"), headers=headers)
-        ]
-        if self._payload:
-            events.append(h11.Data(data=self._payload))
-        events.append(h11.EndOfMessage())
+        elif self._method in ("POST", "PUT"):
+            headers.append((b"content-length", b"0"))
         try:
-            conn.send(*events)
-        except h11.LocalProtocolError:
+            conn.request(self._method, self._target.encode("ascii"), headers, self._payload)
+        except (ValueError, ProtocolError):
             conn.abort()
             self._done(None)
 
@@ -344,14 +382,15 @@ class JsonFetch:
 
     def upstream_event(self, event: object) -> None:
         """Collect the response."""
-        if isinstance(event, h11.Response):
-            self.status = event.status_code
-        elif isinstance(event, h11.Data):
+        if isinstance(event, Head):
+            if event.status >= 200:
+                self.status = event.status
+        elif isinstance(event, Body):
             self._body += event.data
             if len(self._body) > self._limit and self._conn is not None:
                 self._conn.abort()
                 self._done(None)
-        elif isinstance(event, h11.EndOfMessage):
+        elif isinstance(event, End):
             conn, self._conn = self._conn, None
             if conn is not None:
                 self._pool.release(conn)

@@ -1,0 +1,322 @@
+"""The daemon side of HTTP/1.1: requests written by dockgate, responses read strictly.
+
+Why not h11 here too: on the client side h11 guards untrusted input and its
+state machine is worth its cost, but on the daemon side dockgate writes every
+request itself and reads one response per request.  h11 validates each
+header again on every event it is handed and builds an object per event,
+which on small requests cost more CPU than everything else dockgate does.
+This module does only what that side needs, with the same strictness where
+it matters (framing): a response is read exactly as RFC 9112 section 6.3
+frames it, and anything that could be read two ways is an error, never a
+guess, so no byte of one response can be taken for part of the next.
+
+``ResponseReader`` is pure (bytes in, events out); ``request_head`` and
+``chunk`` produce the bytes dockgate sends.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = [
+    "Body",
+    "End",
+    "Head",
+    "ProtocolError",
+    "ResponseReader",
+    "chunk",
+    "request_head",
+]
+
+MAX_HEAD = 64 * 1024
+"""Largest response head (status line and headers) accepted from the daemon."""
+_MAX_CHUNK_LINE = 4096
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_UNSAFE = re.compile(r"[\x00\r\n]")
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class ProtocolError(Exception):
+    """The daemon's bytes are not a well-framed HTTP/1.1 response."""
+
+
+@dataclass(slots=True)
+class Head:
+    """A response head: final (``status`` >= 200) or informational (1xx)."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    """Names lowercased, values without surrounding whitespace, in order."""
+    http10: bool = False
+
+
+@dataclass(slots=True)
+class Body:
+    """Some bytes of the response body (framing removed)."""
+
+    data: bytes
+
+
+@dataclass(slots=True)
+class End:
+    """The response body is complete."""
+
+
+Event = Head | Body | End
+
+(_IDLE, _HEAD, _LENGTH, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _CLOSE, _ENDING, _DONE,
+ _RAW) = range(11)
+
+
+def request_head(method: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Serialise a request head; refuse names or values that could split it.
+
+    Raises:
+        ValueError: a header name is not a token, or a value (or the target)
+            holds CR, LF or NUL.
+    """
+    lines = [b"%s %s HTTP/1.1\r\n" % (method.encode("ascii"), target)]
+    if b"\r" in target or b"\n" in target or b" " in target or b"\0" in target:
+        raise ValueError("request target holds whitespace or control characters")
+    for name, value in headers:
+        if _TOKEN.fullmatch(name) is None:
+            raise ValueError(f"header name {name!r} is not a token")
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            raise ValueError(f"header {name.decode('latin-1')} holds CR, LF or NUL")
+        lines.append(b"%s: %s\r\n" % (name, value))
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked request body (never the last, empty one)."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _parse_head(block: bytes) -> Head:
+    lines = block.split(b"\r\n")
+    match = _STATUS.fullmatch(lines[0])
+    if match is None:
+        raise ProtocolError(f"malformed status line {lines[0][:80]!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            raise ProtocolError(f"malformed header line {line[:80]!r}")
+        value = value.strip(b" \t")
+        if _FIELD_VALUE.fullmatch(value) is None:
+            raise ProtocolError(f"control character in header {name[:40]!r}")
+        headers.append((name.lower(), value))
+    return Head(int(match.group(2)), match.group(3) or b"", headers, match.group(1) == b"0")
+
+
+class ResponseReader:
+    """Reads the daemon's responses, one per request, from the bytes it sends.
+
+    Call ``expect`` once per request sent, ``feed`` with what arrives, then
+    ``next_event`` until it returns None; ``eof`` when the daemon closes.
+    After a ``101`` the reader stops; ``go_raw`` hands over the bytes that
+    followed (they are not HTTP).
+
+    Unread bytes are ``_buf[_pos:]``: pieces are sliced out by position, so a
+    read holding many small chunks is not copied once per chunk.
+    """
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._state = _IDLE
+        self._left = 0
+        self._head_request = False
+        self.keep_alive = False
+        self.response: Head | None = None
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the connection can carry another request: a complete,
+        delimited response that kept the connection alive, nothing extra sent."""
+        return self._state == _DONE and self.keep_alive and self._pos == len(self._buf)
+
+    def expect(self, method: str) -> None:
+        """A request was sent: read its response next."""
+        if self._state not in (_IDLE, _DONE) or self._pos != len(self._buf):
+            raise ProtocolError("a response is still outstanding")
+        self._buf, self._pos = b"", 0
+        self._state = _HEAD
+        self._head_request = method == "HEAD"
+        self.keep_alive = False
+        self.response = None
+
+    def go_raw(self) -> bytes:
+        """Stop reading HTTP; return the bytes received past the last event."""
+        self._state = _RAW
+        data = self._buf[self._pos:]
+        self._buf, self._pos = b"", 0
+        return data
+
+    def feed(self, data: bytes) -> None:
+        """Take ``data``; ``next_event`` then returns what it completes."""
+        if not data:
+            return
+        if self._state in (_IDLE, _DONE):
+            raise ProtocolError("the daemon sent bytes without a request outstanding")
+        if self._pos == len(self._buf):
+            self._buf, self._pos = data, 0
+        else:
+            self._buf = self._buf[self._pos:] + data
+            self._pos = 0
+
+    def eof(self) -> Event | None:
+        """The daemon closed its side: the end of a close-delimited body, else an error.
+
+        Call it once ``next_event`` returned None (all buffered bytes taken).
+        """
+        if self._state == _CLOSE:
+            self._state = _DONE
+            self.keep_alive = False
+            return End()
+        if self._state in (_IDLE, _DONE, _RAW):
+            return None
+        raise ProtocolError("the daemon closed the connection in the middle of a response")
+
+    def next_event(self) -> Event | None:
+        """The next complete event, or None until more bytes arrive.
+
+        One at a time, so that a caller who decides to stop reading HTTP
+        (``go_raw``) after a head gets every byte that followed it.
+        """
+        while True:
+            state = self._state
+            if state in (_LENGTH, _CHUNK_DATA, _CLOSE):
+                return self._body()
+            if state == _ENDING:
+                self._state = _DONE
+                return End()
+            if state == _HEAD:
+                return self._read_head()
+            if state == _CHUNK_LINE:
+                if not self._chunk_line():
+                    return None
+            elif state == _CHUNK_END:
+                if len(self._buf) - self._pos < 2:
+                    return None
+                if self._buf[self._pos:self._pos + 2] != b"\r\n":
+                    raise ProtocolError("chunk data not followed by CRLF")
+                self._pos += 2
+                self._state = _CHUNK_LINE
+            elif state == _TRAILER:
+                if not self._trailer_line():
+                    return None
+            else:
+                return None
+
+    # -- the pieces --------------------------------------------------------
+
+    def _body(self) -> Body | None:
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        if not have:
+            return None
+        if self._state == _CLOSE:
+            n = have
+        else:
+            n = min(have, self._left)
+            self._left -= n
+            if not self._left:
+                self._state = _ENDING if self._state == _LENGTH else _CHUNK_END
+        if pos == 0 and n == len(buf):
+            self._buf, self._pos = b"", 0
+            return Body(buf)
+        self._pos = pos + n
+        return Body(buf[pos:pos + n])
+
+    def _chunk_line(self) -> bool:
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(buf) - pos > _MAX_CHUNK_LINE:
+                raise ProtocolError("chunk size line too long")
+            return False
+        match = _CHUNK_SIZE.fullmatch(buf, pos, end)
+        if match is None:
+            raise ProtocolError(f"malformed chunk size line {buf[pos:min(end, pos + 40)]!r}")
+        self._left = int(match.group(1), 16)
+        self._pos = end + 2
+        self._state = _CHUNK_DATA if self._left else _TRAILER
+        return True
+
+    def _trailer_line(self) -> bool:
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(buf) - pos > MAX_HEAD:
+                raise ProtocolError("trailer section too large")
+            return False
+        self._pos = end + 2
+        if end == pos:
+            self._state = _ENDING
+            return True
+        line = buf[pos:end]
+        name, colon, _ = line.partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            raise ProtocolError(f"malformed trailer line {line[:80]!r}")
+        return True  # trailer fields are dropped (dockgate never forwarded them)
+
+    def _read_head(self) -> Head | None:
+        buf, pos = self._buf, self._pos
+        end = buf.find(b"\r\n\r\n", pos)
+        if end < 0:
+            if len(buf) - pos > MAX_HEAD:
+                raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
+            return None
+        if end - pos > MAX_HEAD:
+            raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
+        head = _parse_head(buf[pos:end])
+        self._pos = end + 4
+        if head.status < 200:
+            if head.status == 101:
+                self._state = _RAW
+            return head  # else (100 Continue) the final head follows
+        self.response = head
+        self._frame(head)
+        return head
+
+    def _frame(self, head: Head) -> None:
+        """Choose the body's framing (RFC 9112 section 6.3); refuse ambiguity."""
+        lengths: list[bytes] = []
+        encodings: list[bytes] = []
+        close = head.http10
+        for name, value in head.headers:
+            if name == b"content-length":
+                lengths += [v.strip(b" \t") for v in value.split(b",")]
+            elif name == b"transfer-encoding":
+                encodings += [v.strip(b" \t").lower() for v in value.split(b",")]
+            elif name == b"connection":
+                tokens = {v.strip(b" \t").lower() for v in value.split(b",")}
+                if b"close" in tokens:
+                    close = True
+        self.keep_alive = not close
+        if self._head_request or head.status in (204, 304):
+            self._state = _ENDING
+            return
+        if encodings:
+            if lengths:
+                raise ProtocolError("response has both Content-Length and Transfer-Encoding")
+            if encodings != [b"chunked"]:
+                raise ProtocolError(f"unsupported Transfer-Encoding {b', '.join(encodings)!r}")
+            self._state = _CHUNK_LINE
+            return
+        if lengths:
+            if len(set(lengths)) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
+                raise ProtocolError("invalid or conflicting Content-Length")
+            self._left = int(lengths[0])
+            self._state = _LENGTH if self._left else _ENDING
+            return
+        self.keep_alive = False
+        self._state = _CLOSE

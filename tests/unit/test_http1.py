@@ -1,0 +1,212 @@
+"""The daemon-side HTTP/1.1 codec: responses framed exactly as RFC 9112 says, or refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from dockgate.http1 import (
+    LAST_CHUNK,
+    Body,
+    End,
+    Head,
+    ProtocolError,
+    ResponseReader,
+    chunk,
+    request_head,
+)
+
+
+def read(method: str, data: bytes, step: int | None = None) -> tuple[ResponseReader, list[object]]:
+    """Feed ``data`` (in pieces of ``step`` bytes) and collect every event."""
+    reader = ResponseReader()
+    reader.expect(method)
+    events: list[object] = []
+    pieces = [data] if step is None else [data[i:i + step] for i in range(0, len(data), step)]
+    for piece in pieces:
+        reader.feed(piece)
+        while (event := reader.next_event()) is not None:
+            events.append(event)
+    return reader, events
+
+
+def shape(events: list[object]) -> list[object]:
+    """Heads as their status, bodies joined, End as "end"."""
+    out: list[object] = []
+    for event in events:
+        if isinstance(event, Body):
+            if out and isinstance(out[-1], bytes):
+                out[-1] += event.data
+            else:
+                out.append(event.data)
+        elif isinstance(event, Head):
+            out.append(event.status)
+        elif isinstance(event, End):
+            out.append("end")
+    return out
+
+
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("step", [None, 1, 2, 3, 5, 8, 13])
+def test_chunked_body_in_any_split(step: int | None) -> None:
+    reader, events = read("GET", CHUNKED, step)
+    assert shape(events) == [200, b"helloabc", "end"]
+    assert reader.reusable
+
+
+def test_head_fields_are_lowercased_and_trimmed() -> None:
+    _, events = read("GET", b"HTTP/1.1 200 OK\r\nApi-Version:  1.51 \r\nContent-Length: 0\r\n\r\n")
+    head = events[0]
+    assert isinstance(head, Head)
+    assert head.headers == [(b"api-version", b"1.51"), (b"content-length", b"0")]
+    assert head.reason == b"OK"
+
+
+def test_content_length_body_and_reuse() -> None:
+    reader, events = read("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+    assert shape(events) == [200, b"OK", "end"]
+    assert reader.reusable
+    reader.expect("GET")
+    reader.feed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert isinstance(reader.next_event(), Head)
+    assert isinstance(reader.next_event(), End)
+
+
+def test_bodiless_responses() -> None:
+    for method, data in (
+        ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
+        ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
+        ("GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"),
+    ):
+        reader, events = read(method, data)
+        assert shape(events)[1:] == ["end"]
+        assert reader.reusable
+
+
+def test_close_delimited_body_ends_at_eof_and_is_not_reused() -> None:
+    reader, events = read("GET", b"HTTP/1.1 200 OK\r\n\r\nabc")
+    assert shape(events) == [200, b"abc"]
+    assert isinstance(reader.eof(), End)
+    assert not reader.reusable
+
+
+def test_connection_close_and_http10_are_not_reused() -> None:
+    for data in (
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+    ):
+        reader, events = read("GET", data)
+        assert shape(events)[1:] == ["end"]
+        assert not reader.reusable
+
+
+def test_extra_bytes_after_a_response_make_the_connection_unusable() -> None:
+    reader, _ = read("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nXjunk")
+    assert not reader.reusable
+    with pytest.raises(ProtocolError):
+        reader.expect("GET")
+
+
+def test_bytes_with_no_request_outstanding_are_an_error() -> None:
+    reader, _ = read("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        reader.feed(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_interim_100_then_final() -> None:
+    _, events = read(
+        "POST", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    assert shape(events) == [100, 201, b"{}", "end"]
+
+
+def test_101_stops_and_hands_over_what_followed() -> None:
+    reader = ResponseReader()
+    reader.expect("POST")
+    reader.feed(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00raw")
+    head = reader.next_event()
+    assert isinstance(head, Head) and head.status == 101
+    assert reader.next_event() is None
+    assert reader.go_raw() == b"\x01\x00raw"
+
+
+def test_legacy_raw_stream_bytes_stay_for_go_raw() -> None:
+    """A 200 without framing on a hijack route: the caller switches after the head."""
+    reader = ResponseReader()
+    reader.expect("POST")
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nRAW")
+    assert isinstance(reader.next_event(), Head)
+    assert reader.go_raw() == b"RAW"
+
+
+def test_eof_mid_response_is_an_error() -> None:
+    for data in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", b"HTTP/1.1 200", CHUNKED[:90]):
+        reader, _ = read("GET", data)
+        with pytest.raises(ProtocolError):
+            reader.eof()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0x10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n Folded: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n",
+        b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 O\x01K\r\n\r\n",
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nabc",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n",
+    ],
+)
+def test_ambiguous_or_malformed_responses_are_refused(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        read("GET", data)
+
+
+def test_oversized_head_and_chunk_line_are_refused() -> None:
+    with pytest.raises(ProtocolError):
+        read("GET", b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000)
+    with pytest.raises(ProtocolError):
+        read("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * 5000)
+
+
+def test_many_small_chunks_in_one_read() -> None:
+    body = b"".join(chunk(b"%04d" % i) for i in range(2000)) + LAST_CHUNK
+    _, events = read("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    assert shape(events) == [200, b"".join(b"%04d" % i for i in range(2000)), "end"]
+
+
+def test_request_head_is_serialised_and_checked() -> None:
+    head = request_head("GET", b"/v1.51/_ping", [(b"host", b"docker"), (b"x-a", b"1")])
+    assert head == b"GET /v1.51/_ping HTTP/1.1\r\nhost: docker\r\nx-a: 1\r\n\r\n"
+    for target, headers in (
+        (b"/a b", []),
+        (b"/a\r\nX: y", []),
+        (b"/", [(b"x", b"a\r\nInjected: 1")]),
+        (b"/", [(b"bad name", b"1")]),
+        (b"/", [(b"x", b"a\x00")]),
+    ):
+        with pytest.raises(ValueError):
+            request_head("GET", target, headers)
+
+
+def test_chunk_encoding() -> None:
+    assert chunk(b"hello") == b"5\r\nhello\r\n"
+    assert LAST_CHUNK == b"0\r\n\r\n"
