@@ -116,16 +116,12 @@ def _parse_head(block: bytes) -> Head:
     return Head(int(match.group(2)), match.group(3) or b"", headers, match.group(1) == b"0")
 
 
-class ResponseReader:
-    """Reads the daemon's responses, one per request, from the bytes it sends.
-
-    Call ``expect`` once per request sent, ``feed`` with what arrives, then
-    ``next_event`` until it returns None; ``eof`` when the daemon closes.
-    After a ``101`` the reader stops; ``go_raw`` hands over the bytes that
-    followed (they are not HTTP).
+class Framed:
+    """Unread bytes and the body framings, shared by the readers of both directions.
 
     Unread bytes are ``_buf[_pos:]``: pieces are sliced out by position, so a
-    read holding many small chunks is not copied once per chunk.
+    read holding many small chunks is not copied once per chunk.  Subclasses
+    say how a framing error is reported (``_error``).
     """
 
     def __init__(self) -> None:
@@ -133,6 +129,99 @@ class ResponseReader:
         self._pos = 0
         self._state = _IDLE
         self._left = 0
+
+    def _error(self, message: str) -> Exception:
+        return ProtocolError(message)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet turned into events."""
+        return len(self._buf) - self._pos
+
+    def _append(self, data: bytes) -> None:
+        if self._pos == len(self._buf):
+            self._buf, self._pos = data, 0
+        else:
+            self._buf = self._buf[self._pos:] + data
+            self._pos = 0
+
+    def _take_all(self) -> bytes:
+        data = self._buf[self._pos:]
+        self._buf, self._pos = b"", 0
+        return data
+
+    def _body(self) -> Body | None:
+        """Body bytes under the current framing (length, chunk data, or until close)."""
+        buf, pos = self._buf, self._pos
+        have = len(buf) - pos
+        if not have:
+            return None
+        if self._state == _CLOSE:
+            n = have
+        else:
+            n = min(have, self._left)
+            self._left -= n
+            if not self._left:
+                self._state = _ENDING if self._state == _LENGTH else _CHUNK_END
+        if pos == 0 and n == len(buf):
+            self._buf, self._pos = b"", 0
+            return Body(buf)
+        self._pos = pos + n
+        return Body(buf[pos:pos + n])
+
+    def _chunked_step(self) -> bool:
+        """One step of chunk framing (size line, CRLF after data, trailer line).
+
+        Returns False when more bytes are needed.
+        """
+        buf, pos, state = self._buf, self._pos, self._state
+        if state == _CHUNK_END:
+            if len(buf) - pos < 2:
+                return False
+            if buf[pos:pos + 2] != b"\r\n":
+                raise self._error("chunk data not followed by CRLF")
+            self._pos += 2
+            self._state = _CHUNK_LINE
+            return True
+        end = buf.find(b"\r\n", pos)
+        if state == _CHUNK_LINE:
+            if end < 0:
+                if len(buf) - pos > _MAX_CHUNK_LINE:
+                    raise self._error("chunk size line too long")
+                return False
+            match = _CHUNK_SIZE.fullmatch(buf, pos, end)
+            if match is None:
+                raise self._error(f"malformed chunk size line {buf[pos:min(end, pos + 40)]!r}")
+            self._left = int(match.group(1), 16)
+            self._pos = end + 2
+            self._state = _CHUNK_DATA if self._left else _TRAILER
+            return True
+        # _TRAILER: trailer fields are dropped (dockgate never forwards them)
+        if end < 0:
+            if len(buf) - pos > MAX_HEAD:
+                raise self._error("trailer section too large")
+            return False
+        self._pos = end + 2
+        if end == pos:
+            self._state = _ENDING
+            return True
+        name, colon, _ = buf[pos:end].partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            raise self._error(f"malformed trailer line {buf[pos:min(end, pos + 80)]!r}")
+        return True
+
+
+class ResponseReader(Framed):
+    """Reads the daemon's responses, one per request, from the bytes it sends.
+
+    Call ``expect`` once per request sent, ``feed`` with what arrives, then
+    ``next_event`` until it returns None; ``eof`` when the daemon closes.
+    After a ``101`` the reader stops; ``go_raw`` hands over the bytes that
+    followed (they are not HTTP).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
         self._head_request = False
         self.keep_alive = False
         self.response: Head | None = None
@@ -156,9 +245,7 @@ class ResponseReader:
     def go_raw(self) -> bytes:
         """Stop reading HTTP; return the bytes received past the last event."""
         self._state = _RAW
-        data = self._buf[self._pos:]
-        self._buf, self._pos = b"", 0
-        return data
+        return self._take_all()
 
     def feed(self, data: bytes) -> None:
         """Take ``data``; ``next_event`` then returns what it completes."""
@@ -166,11 +253,7 @@ class ResponseReader:
             return
         if self._state in (_IDLE, _DONE):
             raise ProtocolError("the daemon sent bytes without a request outstanding")
-        if self._pos == len(self._buf):
-            self._buf, self._pos = data, 0
-        else:
-            self._buf = self._buf[self._pos:] + data
-            self._pos = 0
+        self._append(data)
 
     def eof(self) -> Event | None:
         """The daemon closed its side: the end of a close-delimited body, else an error.
@@ -200,73 +283,8 @@ class ResponseReader:
                 return End()
             if state == _HEAD:
                 return self._read_head()
-            if state == _CHUNK_LINE:
-                if not self._chunk_line():
-                    return None
-            elif state == _CHUNK_END:
-                if len(self._buf) - self._pos < 2:
-                    return None
-                if self._buf[self._pos:self._pos + 2] != b"\r\n":
-                    raise ProtocolError("chunk data not followed by CRLF")
-                self._pos += 2
-                self._state = _CHUNK_LINE
-            elif state == _TRAILER:
-                if not self._trailer_line():
-                    return None
-            else:
+            if state not in (_CHUNK_LINE, _CHUNK_END, _TRAILER) or not self._chunked_step():
                 return None
-
-    # -- the pieces --------------------------------------------------------
-
-    def _body(self) -> Body | None:
-        buf, pos = self._buf, self._pos
-        have = len(buf) - pos
-        if not have:
-            return None
-        if self._state == _CLOSE:
-            n = have
-        else:
-            n = min(have, self._left)
-            self._left -= n
-            if not self._left:
-                self._state = _ENDING if self._state == _LENGTH else _CHUNK_END
-        if pos == 0 and n == len(buf):
-            self._buf, self._pos = b"", 0
-            return Body(buf)
-        self._pos = pos + n
-        return Body(buf[pos:pos + n])
-
-    def _chunk_line(self) -> bool:
-        buf, pos = self._buf, self._pos
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            if len(buf) - pos > _MAX_CHUNK_LINE:
-                raise ProtocolError("chunk size line too long")
-            return False
-        match = _CHUNK_SIZE.fullmatch(buf, pos, end)
-        if match is None:
-            raise ProtocolError(f"malformed chunk size line {buf[pos:min(end, pos + 40)]!r}")
-        self._left = int(match.group(1), 16)
-        self._pos = end + 2
-        self._state = _CHUNK_DATA if self._left else _TRAILER
-        return True
-
-    def _trailer_line(self) -> bool:
-        buf, pos = self._buf, self._pos
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            if len(buf) - pos > MAX_HEAD:
-                raise ProtocolError("trailer section too large")
-            return False
-        self._pos = end + 2
-        if end == pos:
-            self._state = _ENDING
-            return True
-        line = buf[pos:end]
-        name, colon, _ = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
-            raise ProtocolError(f"malformed trailer line {line[:80]!r}")
-        return True  # trailer fields are dropped (dockgate never forwarded them)
 
     def _read_head(self) -> Head | None:
         buf, pos = self._buf, self._pos

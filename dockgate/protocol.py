@@ -2,15 +2,15 @@
 
 Theory of operation
 -------------------
-Each client connection is an h11 server.  Requests are handled strictly one at
-a time: h11 reports ``PAUSED`` for a pipelined request until the current
-exchange has finished and ``start_next_cycle`` was called, and reading from
-the client is paused meanwhile, so nothing is buffered without bound.
+Each client connection has a ``http1_server.RequestReader``.  Requests are
+handled strictly one at a time: the reader reports ``PAUSED`` after a request
+until its exchange has finished and ``next_cycle`` was called, and reading
+from the client is paused meanwhile, so nothing is buffered without bound.
 
 For every request head:
 
 1. ``wire.check_request_head`` checks the raw head bytes for framing that two
-   parsers could read differently (h11 would silently accept some of it);
+   parsers could read differently, and the reader parses it strictly;
 2. ``admission.admit_head`` routes and canonicalises it;
 3. for JSON endpoints the body is buffered (under a cap) and
    ``admission.admit_body`` canonicalises it;
@@ -19,8 +19,9 @@ For every request head:
    dockgate serialised itself sent, followed by the canonical body, or by the
    client's body streamed with back-pressure.
 
-The response comes back through h11 in both directions, so framing is
-re-derived rather than copied.  On a route that may hijack, a 101 (or the
+The response is read by ``http1.ResponseReader`` and framed anew for the
+client by ``http1_server.ResponseWriter``, so framing is re-derived rather
+than copied.  On a route that may hijack, a 101 (or the
 daemon's legacy raw-stream 200 without framing) turns both connections into a
 byte-for-byte splice with half-close (``splice.Splice``); such connections
 never carry another HTTP request and never return to the pool.
@@ -44,7 +45,6 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
-import h11
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -66,14 +66,14 @@ from dockgate.errors import (
     BodyTooLarge,
     DockgateError,
     Forbidden,
-    HeadTooLarge,
     RequestTimeout,
     TooManyConnections,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
 from dockgate.gate import ReadGate
-from dockgate.http1 import Body, End, Head
+from dockgate.http1 import Head, ProtocolError
+from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DecisionContext, load_policy
@@ -313,17 +313,16 @@ class ProxyServerProtocol(Protocol):
         self.factory = factory
         self.settings = factory.settings
         self.reactor = factory.reactor
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self.settings.max_head_size)
+        self.reader = RequestReader(self.settings.max_head_size)
+        self.writer = ResponseWriter()
+        self._http10 = False
         self.peer: Peer | None = None
         self.gate: ReadGate | None = None
         self.exchange: Exchange | None = None
         self.splice: Splice | None = None
         self.closed = False
         self.client_eof = False
-        # The raw head of the next request, collected until its blank line so
-        # that wire.check_request_head sees exactly the bytes h11 will parse.
-        self._scan = bytearray()
-        self._scanning = True
+        self._scanning = True  # waiting for the next request head
         self._head_timer: IDelayedCall | None = None
         self._peer_key = ""
 
@@ -364,15 +363,12 @@ class ProxyServerProtocol(Protocol):
             return
         if self.closed:
             return
-        if self._scanning:
-            if not self._scan and self._head_timer is not None:
-                # The first byte of a head: from now on the whole head must
-                # arrive within head_timeout, however slowly it trickles.
-                self._cancel_head_timer()
-                self._arm_head_timer(self.settings.head_timeout)
-            if not self._scan_head(data):
-                return
-        self.h11.receive_data(data)
+        if self._scanning and not self.reader.buffered and self._head_timer is not None:
+            # The first byte of a head: from now on the whole head must
+            # arrive within head_timeout, however slowly it trickles.
+            self._cancel_head_timer()
+            self._arm_head_timer(self.settings.head_timeout)
+        self.reader.feed(data)
         self._pump()
 
     def readConnectionLost(self) -> None:
@@ -387,9 +383,9 @@ class ProxyServerProtocol(Protocol):
             # Idle, or in the middle of a head that can now never complete.
             self._close()
             return
-        # An exchange is in flight: let it finish (h11 reports a truncated
-        # request body as an error), then _finish closes the connection.
-        self.h11.receive_data(b"")
+        # An exchange is in flight: let it finish (the reader reports a
+        # truncated request body as an error), then _finish closes the connection.
+        self.reader.eof()
         self._pump()
 
     def writeConnectionLost(self) -> None:
@@ -446,30 +442,6 @@ class ProxyServerProtocol(Protocol):
 
     # -- request side -------------------------------------------------------
 
-    def _scan_head(self, data: bytes) -> bool:
-        """Collect raw bytes of the next head; check it once complete.
-
-        Returns False if the connection was refused.
-        """
-        self._scan += data
-        end = wire.find_head_end(self._scan)
-        limit = self.settings.max_head_size
-        if end > limit or (end < 0 and len(self._scan) > limit):
-            self._refuse_connection(HeadTooLarge(f"request head larger than {limit} bytes"))
-            return False
-        if end < 0:
-            return True
-        head = bytes(self._scan[:end])
-        self._scanning = False
-        self._scan.clear()
-        self._cancel_head_timer()
-        try:
-            wire.check_request_head(head)
-        except DockgateError as e:
-            self._refuse_connection(e)
-            return False
-        return True
-
     def _arm_head_timer(self, seconds: float | None = None) -> None:
         """Bound the wait for the next head: idle_timeout, or head_timeout once it began."""
         self._cancel_head_timer()
@@ -486,50 +458,42 @@ class ProxyServerProtocol(Protocol):
         self._head_timer = None
         if self.closed or self.splice is not None or not self._scanning:
             return
-        if self._scan:
+        if self.reader.buffered:
             self._refuse_connection(RequestTimeout("request head not received in time"))
         else:
             self._close()
 
     def _pump(self) -> None:
-        """Take h11 events while the current exchange can accept them."""
+        """Take request events while the current exchange can accept them."""
         while not self.closed and self.splice is None:
-            if self._scanning:
-                return
             x = self.exchange
             if x is not None and x.waiting:
                 return
             try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as e:
-                status = e.error_status_hint
-                err: DockgateError = (
-                    HeadTooLarge("request head too large")
-                    if status == 431
-                    else BadRequest(f"malformed HTTP request: {e}")
-                )
-                self._refuse_connection(err)
+                event = self.reader.next_event()
+            except DockgateError as e:
+                self._refuse_connection(e)
                 return
-            if event is h11.NEED_DATA:
+            if event is None:
                 return
-            if event is h11.PAUSED:
-                # A pipelined request (or legacy-hijack stdin) waits in h11.
+            if event is PAUSED:
+                # A pipelined request (or legacy-hijack stdin) waits in the reader.
                 assert self.gate is not None
                 self.gate.hold("pipelined")
                 return
-            if isinstance(event, h11.Request):
+            if isinstance(event, Request):
+                self._scanning = False
+                self._cancel_head_timer()
                 self._begin(event)
-            elif isinstance(event, h11.Data):
-                self._client_data(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
+            elif isinstance(event, Body):
+                self._client_data(event.data)
+            elif isinstance(event, End):
                 self._client_end()
-            elif isinstance(event, h11.ConnectionClosed):
-                self._close()
-                return
 
-    def _begin(self, event: h11.Request) -> None:
+    def _begin(self, event: Request) -> None:
         """A request head arrived: admit it, then buffer, or decide and forward."""
-        headers = list(event.headers)
+        headers = event.headers
+        self._http10 = event.http10
         length = None
         chunked = False
         upgrade = None
@@ -573,8 +537,9 @@ class ProxyServerProtocol(Protocol):
 
     def _continue_if_expected(self) -> None:
         """Send ``100 Continue`` when the client waits for it (only once allowed to send)."""
-        if self.h11.they_are_waiting_for_100_continue:
-            self._send_client(h11.InformationalResponse(status_code=100, headers=[]))
+        if self.reader.expects_continue:
+            self.reader.expects_continue = False
+            self._send_client(self.writer.informational(100))
 
     def _too_large(self) -> str:
         return f"JSON request body exceeds {self.settings.api.max_json_body} bytes"
@@ -645,6 +610,7 @@ class ProxyServerProtocol(Protocol):
         self.gate.hold("prepare")
         d = Deferred.fromCoroutine(self._prepare(x))
         d.addCallbacks(self._prepared, self._prepare_failed, callbackArgs=(x,), errbackArgs=(x,))
+        d.addErrback(self._unexpected)
 
     async def _prepare(self, x: Exchange) -> tuple[Policy, DecisionContext | None]:
         policy = self.settings.policy()
@@ -744,6 +710,12 @@ class ProxyServerProtocol(Protocol):
             return
         d = self.factory.pool.acquire()
         d.addCallbacks(self._upstream_ready, self._upstream_failed, (x,), None, (x,), None)
+        d.addErrback(self._unexpected)
+
+    def _unexpected(self, failure: Failure) -> None:
+        """A bug on a deferred path: log it and drop the connection rather than hang it."""
+        self.log.failure("internal error handling a request", failure)
+        self._abort()
 
     def _upstream_failed(self, reason: Failure, x: Exchange) -> None:
         if self.closed or self.exchange is not x:
@@ -789,6 +761,10 @@ class ProxyServerProtocol(Protocol):
                          stream=stream)
         except ValueError as e:
             self._refuse(x, BadRequest(f"cannot forward request: {e}"))
+            return
+        except ProtocolError as e:  # a pooled connection not ready: never reuse it
+            self.log.warn("upstream connection not ready for a request: {e}", e=e)
+            self._refuse(x, UpstreamUnavailable("cannot forward the request to the daemon"))
             return
         if stream is None:
             x.sent_end = True
@@ -840,12 +816,12 @@ class ProxyServerProtocol(Protocol):
                 data = self._filtered_lines(x, data)
                 if not data:
                     return
-            self._send_client(h11.Data(data=data))
+            self._send_client(self.writer.data(data))
             return
         if isinstance(event, End):
             if x.held is not None:
                 self._send_held(x)
-            self._send_client(h11.EndOfMessage())
+            self._send_client(self.writer.end())
             self._finish(x)
             return
         if not isinstance(event, Head):
@@ -882,7 +858,7 @@ class ProxyServerProtocol(Protocol):
             return
         out = wire.end_to_end(headers)
         out += [(n, v) for n, v in headers if n == b"content-length"]
-        self._send_client(h11.Response(status_code=event.status, headers=out, reason=event.reason))
+        self._send_client(self._response_head(x, event.status, event.reason, out))
 
     def _note_api_version(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """Learn the daemon's API version from its header, and clamp what clients see."""
@@ -917,9 +893,7 @@ class ProxyServerProtocol(Protocol):
             return
         out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
         x.held = None
-        self._send_client(
-            h11.Response(status_code=status, headers=out, reason=reason), h11.Data(data=body)
-        )
+        self._send_client(self._response_head(x, status, reason, out), self.writer.data(body))
 
     def _response_transform(
         self, x: Exchange, status: int, headers: list[tuple[bytes, bytes]]
@@ -1039,25 +1013,22 @@ class ProxyServerProtocol(Protocol):
             self.factory.pool.release(upstream)
         self._emit(x, "ResponseComplete")
         self.exchange = None
-        if (
-            not x.request_done
-            or self.h11.our_state is not h11.DONE
-            or self.h11.their_state is not h11.DONE
+        reader, writer = self.reader, self.writer
+        if not (
+            x.request_done
+            and reader.done
+            and writer.done
+            and reader.keep_alive
+            and writer.keep_alive
         ):
             self._close()
             return
-        try:
-            self.h11.start_next_cycle()
-        except h11.LocalProtocolError:
-            self._close()
-            return
-        self._scan = bytearray(self.h11.trailing_data[0])
+        reader.next_cycle()
+        writer.next_cycle()
         self._scanning = True
-        self._arm_head_timer(self.settings.head_timeout if self._scan else None)
-        if not self._scan_head(b""):
-            return
+        self._arm_head_timer(self.settings.head_timeout if reader.buffered else None)
         self._release_gate("pipelined")
-        if self.client_eof and not self._scan:
+        if self.client_eof and not reader.buffered:
             self._close()
             return
         self._pump()
@@ -1082,7 +1053,7 @@ class ProxyServerProtocol(Protocol):
             proto = dict(headers).get(b"upgrade", x.upgrade or b"tcp")
             out += [(b"connection", b"Upgrade"), (b"upgrade", proto)]
         from_daemon = conn.go_raw()
-        from_client, client_closed = self.h11.trailing_data
+        from_client, client_closed = self.reader.trailing(), self.reader.closed
         self.transport.write(wire.serialise_response_head(status, reason, out))
         self._emit(x, "SessionStarted")
         audit = self.settings.audit
@@ -1144,24 +1115,16 @@ class ProxyServerProtocol(Protocol):
             return
         x.response_started = True
         body = error.body()
-        events: list[Any] = [
-            h11.Response(
-                status_code=error.status,
-                reason=_phrase(error.status),
-                headers=[
-                    (b"content-type", b"application/json"),
-                    (b"content-length", b"%d" % len(body)),
-                ],
-            )
-        ]
-        if x.method != "HEAD":  # a HEAD response has a length but no body
-            events.append(h11.Data(data=body))
-        events.append(h11.EndOfMessage())
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         try:
-            self._send_client(*events)
-        except h11.LocalProtocolError:
+            parts = [self._response_head(x, error.status, _phrase(error.status), headers)]
+            if x.method != "HEAD":  # a HEAD response has a length but no body
+                parts.append(self.writer.data(body))
+            parts.append(self.writer.end())
+        except ValueError:
             self._abort()
             return
+        self._send_client(*parts)
         x.waiting = False
         self._release_gate("upstream")
         if x.request_done:
@@ -1226,11 +1189,25 @@ class ProxyServerProtocol(Protocol):
         except Exception:
             return "?"
 
-    def _send_client(self, *events: Any) -> None:
+    def _response_head(
+        self, x: Exchange, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> bytes:
+        """The response head for ``x``, framed for this client (see ``ResponseWriter``)."""
+        return self.writer.head(
+            status,
+            reason,
+            headers,
+            method=x.method,
+            http10=self._http10,
+            keep_alive=self.reader.keep_alive,
+        )
+
+    def _send_client(self, *parts: bytes) -> None:
+        """Write bytes to the client, in one write."""
         assert self.transport is not None
-        out = wire.h11_bytes(self.h11, events)
-        if out:
-            self.transport.writeSequence(out)
+        data = b"".join(parts) if len(parts) > 1 else parts[0]
+        if data:
+            self.transport.write(data)
 
     def _release_gate(self, reason: str) -> None:
         if self.gate is not None:

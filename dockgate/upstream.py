@@ -21,6 +21,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -36,6 +37,8 @@ from dockgate.http1 import (
     chunk,
     request_head,
 )
+
+log = Logger()
 
 
 class UpstreamDelegate(TypingProtocol):
@@ -94,6 +97,7 @@ class UpstreamConnection(Protocol):
             return
         if self.delegate is None:
             # An idle pooled connection must never speak: discard it.
+            log.warn("the daemon sent {n} bytes on an idle connection; dropping it", n=len(data))
             self.abort()
             return
         delegate = self.delegate
@@ -369,7 +373,8 @@ class JsonFetch:
             headers.append((b"content-length", b"0"))
         try:
             conn.request(self._method, self._target.encode("ascii"), headers, self._payload)
-        except (ValueError, ProtocolError):
+        except (ValueError, ProtocolError) as e:
+            log.warn("side request {target} not sent: {e}", target=self._target, e=e)
             conn.abort()
             self._done(None)
 

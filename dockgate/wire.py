@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from dockgate.errors import BadRequest
 
@@ -35,20 +34,10 @@ HOP_BY_HOP = frozenset(
 """Headers that describe one connection, never the message (RFC 9110 7.6.1)."""
 
 HEAD_END = re.compile(rb"\r?\n\r?\n")
-"""The end of a head, as h11 finds it (it accepts bare LF; we then refuse it)."""
+"""The end of a head, bare LF included (a head found that way is then refused)."""
 
 _TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-
-
-def h11_bytes(conn: Any, events: Iterable[Any]) -> list[bytes]:
-    """The bytes h11 ``conn`` serialises for ``events``, to be written in one call."""
-    out: list[bytes] = []
-    for event in events:
-        data = conn.send_with_data_passthrough(event)
-        if data:
-            out += data
-    return out
 
 
 def find_head_end(buffer: bytes | bytearray) -> int:

@@ -1,0 +1,301 @@
+"""The client side of HTTP/1.1: requests read strictly, responses framed by dockgate.
+
+This replaces h11 on the client connection for the same reason ``http1``
+replaces it on the daemon's: per request, h11's generic event objects and
+its re-validation of every header on every send cost more CPU than all of
+dockgate's own checks.  The strictness stays where it belongs: the raw head
+goes through ``wire.check_request_head`` (no bare LF, no obs-fold, exactly
+one framing, only ``chunked``) before it is parsed, the request line and
+every field are matched against RFC 9112's grammar, and the body is read
+exactly as its one framing says.  Anything else is a ``BadRequest`` (400) or
+``HeadTooLarge`` (431) to answer before closing, never a guess.
+
+Requests are read one at a time: after a request's end, ``next_event``
+returns ``PAUSED`` until ``next_cycle``, and the bytes that arrived meanwhile
+(a pipelined request, or a hijacked session's first bytes) stay buffered
+(``trailing``).  ``ResponseWriter`` frames the response: the daemon's
+Content-Length when it gave one, else chunked for HTTP/1.1 clients, else the
+end of the connection.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from dockgate import wire
+from dockgate.errors import BadRequest, HeadTooLarge
+from dockgate.http1 import (
+    _CHUNK_DATA,
+    _CHUNK_LINE,
+    _DONE,
+    _ENDING,
+    _HEAD,
+    _LENGTH,
+    LAST_CHUNK,
+    Body,
+    End,
+    Framed,
+    chunk,
+)
+
+__all__ = ["PAUSED", "Body", "End", "Request", "RequestReader", "ResponseWriter"]
+
+_REQUEST_LINE = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
+)
+_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+
+
+class _Paused:
+    """The request is complete; the next waits until ``next_cycle``."""
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+PAUSED: Final = _Paused()
+
+
+@dataclass(slots=True)
+class Request:
+    """A request head: method, target, fields (names lowercased, values trimmed)."""
+
+    method: bytes
+    target: bytes
+    headers: list[tuple[bytes, bytes]]
+    http10: bool
+
+
+
+def _parse(head: bytes) -> tuple[Request, bool, bool]:
+    """The request, whether it keeps the connection, and whether it expects 100."""
+    lines = head.split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        raise BadRequest(f"malformed HTTP request: bad request line {lines[0][:80]!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    hosts = 0
+    keep_alive = match.group(3) == b"1"
+    expect = False
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, _, value = line.partition(b":")  # wire.check_request_head checked the shape
+        name = name.lower()
+        value = value.strip(b" \t")
+        if _FIELD_VALUE.fullmatch(value) is None:
+            raise BadRequest(f"malformed HTTP request: control character in {name[:40]!r}")
+        if name == b"host":
+            hosts += 1
+        elif name == b"connection":
+            tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
+            if b"close" in tokens:
+                keep_alive = False
+        elif name == b"expect" and value.lower() == b"100-continue":
+            expect = True
+        headers.append((name, value))
+    http10 = match.group(3) == b"0"
+    if not http10 and hosts != 1:
+        raise BadRequest("malformed HTTP request: exactly one Host header is required")
+    request = Request(match.group(1), match.group(2), headers, http10)
+    return request, keep_alive, expect and not http10
+
+
+class RequestReader(Framed):
+    """Reads a client's requests, one at a time (see the module docstring)."""
+
+    def __init__(self, max_head: int) -> None:
+        super().__init__()
+        self._state = _HEAD
+        self.max_head = max_head
+        self._eof = False
+        self.keep_alive = True
+        self.expects_continue = False
+        """The client sent ``Expect: 100-continue`` and no body byte yet."""
+
+    def _error(self, message: str) -> Exception:
+        return BadRequest(f"malformed HTTP request: {message}")
+
+    @property
+    def done(self) -> bool:
+        """Whether the current request was read to its end."""
+        return self._state == _DONE
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client closed its sending side."""
+        return self._eof
+
+    def feed(self, data: bytes) -> None:
+        """Take bytes from the client."""
+        if data:
+            self._append(data)
+
+    def eof(self) -> None:
+        """The client closed its sending side."""
+        self._eof = True
+
+    def trailing(self) -> bytes:
+        """Everything after the current request (for a session that hijacks)."""
+        return self._take_all()
+
+    def next_cycle(self) -> None:
+        """The response went out: read the next request."""
+        self._state = _HEAD
+        self.expects_continue = False
+
+    def next_event(self) -> Request | Body | End | _Paused | None:
+        """The next event, ``PAUSED`` after a request's end, or None for more bytes.
+
+        Raises:
+            BadRequest, HeadTooLarge: the bytes cannot be one request; answer
+                with the error's status and close.
+        """
+        while True:
+            state = self._state
+            if state in (_LENGTH, _CHUNK_DATA):
+                body = self._body()
+                if body is None:
+                    self._need()
+                else:
+                    self.expects_continue = False
+                return body
+            if state == _ENDING:
+                self._state = _DONE
+                return End()
+            if state == _DONE:
+                return PAUSED
+            if state == _HEAD:
+                return self._head()
+            if not self._chunked_step():
+                self._need()
+                return None
+
+    def _need(self) -> None:
+        """More bytes are needed; if none can come, the request is truncated."""
+        if self._eof:
+            raise self._error("the client closed the connection before the end of its body")
+
+    def _head(self) -> Request | None:
+        buf = self._take_all()
+        end = wire.find_head_end(buf)
+        if end < 0:
+            self._buf = buf
+            if len(buf) > self.max_head:
+                raise HeadTooLarge(f"request head larger than {self.max_head} bytes")
+            if self._eof and buf:
+                raise self._error("the client closed the connection in the middle of a head")
+            return None
+        if end > self.max_head:
+            raise HeadTooLarge(f"request head larger than {self.max_head} bytes")
+        head = buf[:end]
+        wire.check_request_head(head)
+        request, self.keep_alive, self.expects_continue = _parse(head[:-4])
+        self._buf, self._pos = buf, end
+        self._frame(request)
+        return request
+
+    def _frame(self, request: Request) -> None:
+        length = None
+        for name, value in request.headers:
+            if name == b"transfer-encoding":  # exactly "chunked": checked by wire
+                self._state = _CHUNK_LINE
+                return
+            if name == b"content-length":
+                length = int(value)  # digits only, and only one: checked by wire
+        self._left = length or 0
+        self._state = _LENGTH if self._left else _ENDING
+
+
+class ResponseWriter:
+    """Frames one response at a time for the client (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = False
+        self.keep_alive = True
+        self._chunked = False
+        self._left: int | None = None
+        self._body = True
+
+    def next_cycle(self) -> None:
+        """Ready for the next response."""
+        self.started = self.done = False
+
+    def informational(self, status: int) -> bytes:
+        """A 1xx interim response (100 Continue)."""
+        return b"HTTP/1.1 %d %s\r\n\r\n" % (status, b"Continue" if status == 100 else b"Info")
+
+    def head(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        *,
+        method: bytes | str,
+        http10: bool,
+        keep_alive: bool,
+    ) -> bytes:
+        """The response head; ``headers`` may carry Content-Length, no other framing.
+
+        Raises:
+            ValueError: a header would split the head, or a framing is invalid.
+        """
+        if self.started:
+            raise ValueError("a response was already started")
+        self.started = True
+        self.keep_alive = keep_alive
+        length = None
+        for name, value in headers:
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise ValueError("invalid Content-Length")
+                length = int(value)
+        out = list(headers)
+        self._chunked = False
+        self._left = None
+        self._body = not (method in ("HEAD", b"HEAD") or status in (204, 304))
+        if not self._body:
+            pass
+        elif length is not None:
+            self._left = length
+        elif http10:
+            self.keep_alive = False
+        else:
+            self._chunked = True
+            out.append((b"transfer-encoding", b"chunked"))
+        if not self.keep_alive:
+            out.append((b"connection", b"close"))
+        return wire.serialise_response_head(status, reason, out)
+
+    def data(self, data: bytes) -> bytes:
+        """Body bytes, framed.
+
+        Raises:
+            ValueError: more than the declared Content-Length, or a body where
+                the response has none.
+        """
+        if not data:
+            return b""
+        if not self._body:
+            raise ValueError("this response has no body")
+        if self._chunked:
+            return chunk(data)
+        if self._left is not None:
+            if len(data) > self._left:
+                raise ValueError("more body than the declared Content-Length")
+            self._left -= len(data)
+        return data
+
+    def end(self) -> bytes:
+        """The end of the body.
+
+        Raises:
+            ValueError: fewer bytes than the declared Content-Length were sent.
+        """
+        self.done = True
+        if self._body and self._left:
+            raise ValueError("less body than the declared Content-Length")
+        return LAST_CHUNK if self._body and self._chunked else b""

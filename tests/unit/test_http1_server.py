@@ -1,0 +1,250 @@
+"""The client-side HTTP/1.1 codec: requests read one at a time and strictly, responses framed."""
+
+from __future__ import annotations
+
+import h11
+import pytest
+
+from dockgate.errors import BadRequest, DockgateError, HeadTooLarge
+from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
+
+
+def events(data: bytes, step: int | None = None, eof: bool = False) -> tuple[RequestReader, list[object]]:
+    reader = RequestReader(8192)
+    out: list[object] = []
+    pieces = [data] if step is None else [data[i:i + step] for i in range(0, len(data), step)]
+    for piece in pieces:
+        reader.feed(piece)
+        while (event := reader.next_event()) is not None and event is not PAUSED:
+            out.append(event)
+    if eof:
+        reader.eof()
+        while (event := reader.next_event()) is not None and event is not PAUSED:
+            out.append(event)
+    return reader, out
+
+
+def shape(items: list[object]) -> list[object]:
+    out: list[object] = []
+    for item in items:
+        if isinstance(item, Body):
+            if out and isinstance(out[-1], bytes):
+                out[-1] += item.data
+            else:
+                out.append(item.data)
+        elif isinstance(item, Request):
+            out.append(item.method.decode() + " " + item.target.decode())
+        elif isinstance(item, End):
+            out.append("end")
+    return out
+
+
+POST = (
+    b"POST /v1.51/images/load HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Type: application/x-tar\r\n\r\n4;a=b\r\nabcd\r\n2\r\nef\r\n0\r\nT: 1\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("step", [None, 1, 2, 5, 9])
+def test_chunked_request_in_any_split(step: int | None) -> None:
+    reader, got = events(POST, step)
+    assert shape(got) == ["POST /v1.51/images/load", b"abcdef", "end"]
+    assert reader.done and reader.keep_alive
+
+
+def test_fields_are_lowercased_and_trimmed() -> None:
+    _, got = events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nUser-Agent:  x y \r\n\r\n")
+    request = got[0]
+    assert isinstance(request, Request)
+    assert request.headers == [(b"host", b"d"), (b"user-agent", b"x y")]
+    assert not request.http10
+
+
+def test_one_request_at_a_time_and_pipelining() -> None:
+    reader = RequestReader(8192)
+    reader.feed(b"GET /a HTTP/1.1\r\nHost: d\r\n\r\nGET /b HTTP/1.1\r\nHost: d\r\n\r\n")
+    first = reader.next_event()
+    assert isinstance(first, Request) and first.target == b"/a"
+    assert isinstance(reader.next_event(), End)
+    assert reader.next_event() is PAUSED
+    assert reader.next_event() is PAUSED
+    assert reader.buffered == len(b"GET /b HTTP/1.1\r\nHost: d\r\n\r\n")
+    reader.next_cycle()
+    second = reader.next_event()
+    assert isinstance(second, Request) and second.target == b"/b"
+
+
+def test_bytes_after_a_request_stay_for_a_hijacked_session() -> None:
+    reader = RequestReader(8192)
+    reader.feed(b"POST /exec/x/start HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n\r\n{}stdin")
+    assert isinstance(reader.next_event(), Request)
+    assert shape([reader.next_event(), reader.next_event()]) == [b"{}", "end"]
+    assert reader.next_event() is PAUSED
+    assert reader.trailing() == b"stdin"
+
+
+def test_connection_close_and_http10_do_not_keep_alive() -> None:
+    reader, _ = events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+    assert not reader.keep_alive
+    reader, got = events(b"GET /_ping HTTP/1.0\r\n\r\n")
+    assert not reader.keep_alive
+    assert isinstance(got[0], Request) and got[0].http10
+
+
+def test_expect_100_continue_until_the_body_starts() -> None:
+    reader = RequestReader(8192)
+    reader.feed(b"POST /build HTTP/1.1\r\nHost: d\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    assert isinstance(reader.next_event(), Request)
+    assert reader.expects_continue
+    reader.feed(b"abc")
+    assert isinstance(reader.next_event(), Body)
+    assert not reader.expects_continue
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET /_ping HTTP/1.1\r\n\r\n",  # no Host
+        b"GET /_ping HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /_ping HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"GET  /_ping HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /_p ing HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"G(T /_ping HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /_ping HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+        b"GET /_ping HTTP/1.1\nHost: a\r\n\r\n",
+        b"GET /_ping HTTP/1.1\r\nHost: a\r\n Folded: x\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n",
+    ],
+)
+def test_malformed_requests_are_400(data: bytes) -> None:
+    with pytest.raises(BadRequest):
+        events(data)
+
+
+def test_head_over_the_limit_is_431() -> None:
+    with pytest.raises(HeadTooLarge):
+        events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"a" * 9000)
+    with pytest.raises(HeadTooLarge):
+        events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"a" * 9000 + b"\r\n\r\n")
+
+
+def test_truncated_body_or_head_at_eof_is_400() -> None:
+    for data in (
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"GET /_ping HTTP/1.1\r\nHo",
+    ):
+        with pytest.raises(DockgateError) as info:
+            events(data, eof=True)
+        assert info.value.status == 400
+
+
+def test_writer_frames_by_length_chunked_or_close() -> None:
+    w = ResponseWriter()
+    head = w.head(200, b"OK", [(b"content-length", b"2")], method="GET", http10=False,
+                  keep_alive=True)
+    assert head == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+    assert w.data(b"OK") == b"OK" and w.end() == b"" and w.done and w.keep_alive
+    with pytest.raises(ValueError):
+        w.head(200, b"OK", [], method="GET", http10=False, keep_alive=True)
+    w.next_cycle()
+    head = w.head(200, b"OK", [(b"content-type", b"application/json")], method="GET",
+                  http10=False, keep_alive=True)
+    assert head.endswith(b"transfer-encoding: chunked\r\n\r\n")
+    assert w.data(b"abc") == b"3\r\nabc\r\n" and w.end() == b"0\r\n\r\n"
+    w.next_cycle()
+    head = w.head(200, b"OK", [], method="GET", http10=True, keep_alive=False)
+    assert head.endswith(b"connection: close\r\n\r\n") and b"chunked" not in head
+    assert w.data(b"abc") == b"abc" and w.end() == b"" and not w.keep_alive
+
+
+def test_writer_keeps_the_declared_length_and_bodiless_responses() -> None:
+    w = ResponseWriter()
+    w.head(200, b"OK", [(b"content-length", b"2")], method="GET", http10=False, keep_alive=True)
+    with pytest.raises(ValueError):
+        w.data(b"abc")
+    w = ResponseWriter()
+    w.head(200, b"OK", [(b"content-length", b"2")], method="GET", http10=False, keep_alive=True)
+    w.data(b"a")
+    with pytest.raises(ValueError):
+        w.end()
+    w = ResponseWriter()
+    w.head(200, b"OK", [(b"content-length", b"9")], method="HEAD", http10=False, keep_alive=True)
+    assert w.end() == b""
+    with pytest.raises(ValueError):
+        w.data(b"x")
+    assert ResponseWriter().informational(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+# -- h11 as an independent reference ------------------------------------------
+
+VALID = [
+    b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
+    b"GET /v1.51/containers/json?all=1&filters=%7B%7D HTTP/1.1\r\nHost: d\r\nUser-Agent: x\r\n\r\n",
+    POST,
+    b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 13\r\n\r\n{\"Image\":\"a\"}",
+    b"HEAD /_ping HTTP/1.1\r\nHost: d\r\nX-Empty:\r\nX-Tab: a\tb\r\n\r\n",
+    b"GET /_ping HTTP/1.0\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", VALID)
+def test_requests_read_as_h11_reads_them(data: bytes) -> None:
+    """For valid requests the reader and h11 agree on method, target, fields and body."""
+    ref = h11.Connection(h11.SERVER)
+    ref.receive_data(data)
+    want: list[object] = []
+    while True:
+        event = ref.next_event()
+        if isinstance(event, h11.Request):
+            want.append((event.method, event.target, [(n, v) for n, v in event.headers]))
+        elif isinstance(event, h11.Data):
+            want.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            want.append("end")
+            break
+    _, got = events(data, step=3)
+    mine: list[object] = []
+    for item in got:
+        if isinstance(item, Request):
+            mine.append((item.method, item.target, item.headers))
+        elif isinstance(item, Body):
+            mine.append(item.data)
+        elif isinstance(item, End):
+            mine.append("end")
+    body = lambda items: b"".join(i for i in items if isinstance(i, bytes))  # noqa: E731
+    assert mine[0] == want[0] and mine[-1] == want[-1] and body(mine) == body(want)
+
+
+@pytest.mark.parametrize("http10", [False, True])
+@pytest.mark.parametrize("length", [None, 5])
+def test_responses_parse_with_h11(http10: bool, length: int | None) -> None:
+    """What the writer frames, h11 as a client reads back unchanged."""
+    w = ResponseWriter()
+    headers = [(b"content-type", b"text/plain")]
+    if length is not None:
+        headers.append((b"content-length", b"%d" % length))
+    wire = w.head(200, b"OK", headers, method="GET", http10=http10, keep_alive=not http10)
+    wire += w.data(b"he") + w.data(b"llo") + w.end()
+    ref = h11.Connection(h11.CLIENT)
+    ref.send(h11.Request(method="GET", target="/", headers=[("host", "d")]))
+    ref.send(h11.EndOfMessage())
+    ref.receive_data(wire)
+    if http10 and length is None:
+        ref.receive_data(b"")  # close-delimited
+    got = b""
+    while True:
+        event = ref.next_event()
+        if isinstance(event, h11.Response):
+            assert event.status_code == 200
+        elif isinstance(event, h11.Data):
+            got += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            break
+    assert got == b"hello"
