@@ -3,7 +3,8 @@
 Invariants:
 
 * a record is in the kernel (one ``write(2)`` on an ``O_APPEND`` descriptor)
-  when ``append`` returns, and on disk too under ``fsync="always"``;
+  when ``append`` returns, and on disk too under ``fsync="always"`` (unless
+  the caller asked to ``hold`` it: then it goes with the next write);
   ``append`` raises if either fails, and then the chain state is unchanged,
   so the next record still links to the last line that really is there;
 * the chain survives everything the writer does itself (rotation by size or
@@ -106,6 +107,8 @@ class ChainedLog:
         self._since_checkpoint = 0
         self._last_checkpoint = clock()
         self._fd = -1
+        self._held: list[tuple[bytes, int, str | None, bool]] = []
+        """Chained lines not yet written: (line, seq, prev before it, checkpoint?)."""
         self._size = 0
         self._is_file = False
         self._opened_at = clock()
@@ -201,6 +204,8 @@ class ChainedLog:
         if self._fd < 0:
             return
         try:
+            with contextlib.suppress(OSError):
+                self.flush()
             if self.signer is not None and self._since_checkpoint:
                 self.checkpoint()
             if self.fsync != "never":
@@ -212,12 +217,22 @@ class ChainedLog:
 
     # -- writing -----------------------------------------------------------
 
-    def append(self, body: dict[str, Any]) -> None:
-        """Chain, encode and append one record; raise if it is not fully written."""
-        self._follow()
+    def append(self, body: dict[str, Any], *, hold: bool = False) -> None:
+        """Chain, encode and append one record; raise if it is not fully written.
+
+        With ``hold``, the record is chained now but written with the next
+        record that is not held, or by ``flush`` (the service flushes at the
+        end of each reactor turn).  Only records that nothing waits on are
+        held (an exchange's ``ResponseComplete``): a held record is not in
+        the kernel when this returns, and a record that must be (the
+        decision, before the request is forwarded) takes the held ones with
+        it in its one ``write(2)``.
+        """
+        if not hold:
+            self._follow()
         if self._rotation_due(0):
             self.rotate()
-        self._append(body)
+        self._append(body, hold=hold)
         self._since_checkpoint += 1
         if self.signer is not None and (
             self._since_checkpoint >= self.checkpoint_every
@@ -225,37 +240,91 @@ class ChainedLog:
         ):
             self.checkpoint()
 
-    def _append(self, body: dict[str, Any], checkpoint: bool = False) -> None:
+    @property
+    def holding(self) -> int:
+        """How many chained records wait to be written."""
+        return len(self._held)
+
+    def flush(self) -> None:
+        """Write the held records now; raise if they cannot all be written."""
+        if self._held:
+            self._follow()
+            self._write_held()
+
+    def _append(self, body: dict[str, Any], checkpoint: bool = False, hold: bool = False) -> None:
         if self._fd < 0:
             raise OSError(f"audit log {self.path} is closed")
         seq = self.seq + 1
         record = {"v": SCHEMA_VERSION, "seq": seq, "prev": self.prev, **body}
         line = encode_record(record)
-        data = b"\n" + line if self._torn else line
-        written = os.write(self._fd, data)
-        if written != len(data):
-            # A short write on a regular file means a full disk.  The torn
-            # bytes are now the file's last line: chain to them, after a
-            # newline, so the damage is visible to verify rather than merged
-            # into the next record.
-            self._torn = True
-            self.prev = line_hash(data[:written].lstrip(b"\n"))
-            raise OSError(f"audit log {self.path}: short write ({written} of {len(data)} bytes)")
-        self._torn = False
-        self._size += written
+        self._held.append((line, seq, self.prev, checkpoint))
         self.seq = seq
         self.prev = line_hash(line)
+        if not hold:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        """Write every held line in one ``write(2)``; on failure, rewind the chain.
+
+        After a failure the chain state is that of the last line really in
+        the file, so the next record links to it: nothing written is lost
+        from the chain, and what was not written is not claimed.
+        """
+        held, self._held = self._held, []
+        if not held:
+            return
+        lead = b"\n" if self._torn else b""
+        data = lead + b"".join(entry[0] for entry in held)
+        try:
+            written = os.write(self._fd, data)
+        except OSError:
+            self.seq, self.prev = held[0][1] - 1, held[0][2]
+            raise
+        if written != len(data):
+            self._short_write(held, lead, data, written)
+        self._torn = False
+        self._size += written
         self._dirty = True
         if self.fsync == "always" or (
             self.fsync == "interval" and self.clock() - self._last_sync >= self.fsync_interval
         ):
             self.sync()
-        for copy in self.copies:
-            try:
-                copy.send(line, checkpoint)
-            except Exception as e:  # a copy is best effort; the file is the record
-                if self._on_copy_error is not None:
-                    self._on_copy_error(e)
+        self._copy(held)
+
+    def _short_write(
+        self, held: list[tuple[bytes, int, str | None, bool]], lead: bytes, data: bytes,
+        written: int,
+    ) -> None:
+        """A short write on a regular file means a full disk.
+
+        The torn bytes are now the file's last line: chain to them, after a
+        newline, so the damage is visible to verify rather than merged into
+        the next record.  Lines written whole before them stay in the chain.
+        """
+        self._size += written
+        offset = len(lead)
+        for i, (line, seq, prev, _) in enumerate(held):
+            if written < offset + len(line):
+                self._copy(held[:i])
+                if written <= offset:
+                    # Nothing of this line reached the file.
+                    self._torn = self._torn if i == 0 and written < len(lead) else False
+                    self.seq, self.prev = seq - 1, prev
+                else:
+                    self._torn = True
+                    self.seq, self.prev = seq - 1, line_hash(data[offset:written])
+                break
+            offset += len(line)
+        raise OSError(f"audit log {self.path}: short write ({written} of {len(data)} bytes)")
+
+    def _copy(self, held: list[tuple[bytes, int, str | None, bool]]) -> None:
+        for line, _, _, checkpoint in held:
+            for copy in self.copies:
+                try:
+                    copy.send(line, checkpoint)
+                except Exception as e:  # a copy is best effort; the file is the record
+                    if self._on_copy_error is not None:
+                        self._on_copy_error(e)
 
     def sync(self) -> None:
         """fsync the file (regular files only); raise if the disk refuses."""
@@ -287,9 +356,10 @@ class ChainedLog:
         self._last_checkpoint = self.clock()
 
     def tick(self) -> None:
-        """Periodic upkeep: fsync under ``interval``, timed checkpoints and rotation."""
+        """Periodic upkeep: held records, fsync under ``interval``, checkpoints, rotation."""
         if self._fd < 0:
             return
+        self.flush()
         if self.fsync == "interval" and self._dirty:
             self.sync()
         if (self.signer is not None and self._since_checkpoint

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dockgate import audit_cli
+from dockgate import audit_cli, audit_writer
 from dockgate.admission import ApiContext, admit_body, admit_head
 from dockgate.audit import JsonLinesAudit
 from dockgate.audit_redact import MASK, Redactor
@@ -246,6 +246,60 @@ def test_deleted_file_is_recreated(tmp_path: Path) -> None:
     sink.close()
     assert [r["id"] for r in lines(log)] == ["r2"]
     assert lines(log)[0]["seq"] == 2
+
+
+def test_held_records_go_with_the_next_write_or_the_turn_end(tmp_path: Path) -> None:
+    """ResponseComplete waits for the reactor turn's end (or the next decision's write);
+    the chain order is the order of the events, and the file verifies."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log))
+    turn_end: list[Any] = []
+    sink.defer = turn_end.append
+    ping = canonical("GET", "/_ping")
+    sink.record(event(ping, id="a"))
+    sink.record(event(ping, "ResponseComplete", id="a"))
+    assert [r["record_id"] for r in lines(log)] == ["a/RequestDecided"]
+    sink.record(event(ping, id="b"))  # takes the held record along, in order
+    assert [r["record_id"] for r in lines(log)] == [
+        "a/RequestDecided", "a/ResponseComplete", "b/RequestDecided"]
+    sink.record(event(ping, "ResponseComplete", id="b"))
+    assert len(turn_end) == 1  # one flush per turn, however many are held
+    turn_end[0]()
+    assert [r["seq"] for r in lines(log)] == [1, 2, 3, 4]
+    sink.record(event(ping, "ResponseComplete", id="c"))
+    sink.close()  # closing writes what is held
+    assert [r["record_id"] for r in lines(log)][-1] == "c/ResponseComplete"
+    assert run("verify", str(log))[0] == 0
+
+
+def test_short_write_of_several_records_keeps_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that stops inside the second of three lines: the first stays in the
+    chain, the torn bytes become the last line, and the next record links to them."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log))
+    sink.defer = lambda flush: None
+    ping = canonical("GET", "/_ping")
+    sink.record(event(ping, "ResponseComplete", id="a"))
+    sink.record(event(ping, "ResponseComplete", id="b"))
+    real_write = os.write
+
+    def short(fd: int, data: bytes) -> int:
+        first = data.index(b"\n") + 1
+        return real_write(fd, data[: first + 10])
+
+    monkeypatch.setattr(audit_writer.os, "write", short)
+    with pytest.raises(OSError):
+        sink.record(event(ping, id="c"))
+    monkeypatch.setattr(audit_writer.os, "write", real_write)
+    sink.record(event(ping, id="d"))
+    sink.close()
+    text = log.read_bytes().split(b"\n")
+    first, torn, last = json.loads(text[0]), text[1], json.loads(text[2])
+    assert first["record_id"] == "a/ResponseComplete" and len(torn) == 10
+    assert last["record_id"] == "d/RequestDecided" and last["seq"] == 2
+    assert last["prev"] == audit_writer.line_hash(torn)
 
 
 def test_restart_continues_the_chain(tmp_path: Path) -> None:
