@@ -54,6 +54,7 @@ def version_key(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
+@lru_cache(maxsize=256)
 def compare_versions(a: str, b: str) -> int:
     """-1, 0 or 1 as ``a`` is older than, equal to, or newer than ``b`` (moby's rules)."""
     ka, kb = version_key(a), version_key(b)
@@ -62,6 +63,7 @@ def compare_versions(a: str, b: str) -> int:
     return (pa > pb) - (pa < pb)
 
 
+@lru_cache(maxsize=256)
 def is_known_version(text: str) -> bool:
     """Whether ``text`` is a canonical version within [MIN_API_VERSION, MAX_API_VERSION]."""
     if parse_version(text) is None:
@@ -70,6 +72,7 @@ def is_known_version(text: str) -> bool:
             and compare_versions(text, MAX_API_VERSION) <= 0)
 
 
+@lru_cache(maxsize=256)
 def snapshot_for(version: str) -> str:
     """The schema snapshot that validates requests made at ``version``.
 
@@ -85,6 +88,7 @@ def snapshot_for(version: str) -> str:
     return SNAPSHOTS[-1]
 
 
+@lru_cache(maxsize=256)
 def clamp_api_version(daemon_value: str) -> str:
     """The ``Api-Version`` header value to pass to clients for the daemon's value.
 

@@ -126,9 +126,11 @@ def serialise_response_head(
     by raw bytes, not an HTTP body, so it must not get chunked framing.
     """
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    for name, value in headers:
-        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
-            raise ValueError("header contains a line break")
-        out.append(name + b": " + value + b"\r\n")
+    out += [b"%s: %s\r\n" % pair for pair in headers]
     out.append(b"\r\n")
-    return b"".join(out)
+    head = b"".join(out)
+    # Every CR and LF must be one of the line ends written above: a name,
+    # value or reason holding one would split the head.
+    if head.count(b"\n") != len(out) or head.count(b"\r") != len(out):
+        raise ValueError("header contains a line break")
+    return head
