@@ -63,6 +63,8 @@ CPU_UNITS = {"req": (1e6, "µs/req"), "cycle": (1e3, "ms/cycle"), "MB": (1e3, "m
 """How CPU time per unit is shown: (seconds → shown unit, its label)."""
 ROUNDS = 2
 """Direct and dockgate alternate this many times for each throughput figure."""
+RATE_ROUNDS = 4
+"""Rounds for the request rates, the figures most moved by background load."""
 RATIO_TARGET = 0.9
 RSS_IDLE_MAX = 80 * MB
 RSS_SESSIONS_MAX = 200 * MB
@@ -129,6 +131,7 @@ class Bench:
         self.psock = str(work / "g.sock")
         self.audit = work / "audit.jsonl"
         self.gate: subprocess.Popen[bytes] | None = None
+        self.fsock = str(work / "floor.sock")
         self.containers: set[str] = set()
         self.profile_dir: Path | None = None
         self.cpu: dict[str, dict[str, float]] = {}
@@ -161,6 +164,15 @@ class Bench:
         unixhttp.wait_ping(self.psock, time.monotonic() + 30, alive=lambda: gate.poll() is None)
         return gate.pid
 
+    def start_floor(self) -> None:
+        """Start the bare Twisted byte pump (_floor.py) the request rates also run through."""
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "_floor.py"), self.fsock, self.dsock],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.stack.callback(engines.terminate, process, 15)
+        unixhttp.wait_ping(self.fsock, time.monotonic() + 30, alive=lambda: process.poll() is None)
+
     def _stop_gate(self) -> None:
         if self.gate is not None:
             engines.terminate(self.gate, 15)
@@ -170,8 +182,8 @@ class Bench:
         assert self.gate is not None
         return self.gate.pid
 
-    def both(self, label: str, rounds: int = 1) -> Iterator[tuple[str, str]]:
-        """The two sides, alternating ``rounds`` times, direct first.
+    def both(self, label: str, rounds: int = 1, floor: bool = False) -> Iterator[tuple[str, str]]:
+        """The two sides (and the floor, if asked), alternating ``rounds`` times, direct first.
 
         Alternating spreads any background load over both sides alike.  The
         first dockgate round is profiled when asked (--profile).
@@ -179,6 +191,8 @@ class Bench:
         for round_ in range(rounds):
             with self.cpu_of(label, "direct", self.daemon.process.pid):
                 yield "direct", self.dsock
+            if floor:
+                yield "floor", self.fsock
             if self.profile_dir is None or round_:
                 with self.cpu_of(label, "dockgate", self.pid):
                     yield "dockgate", self.psock
@@ -219,6 +233,12 @@ class Bench:
             if side in spent and amount:
                 setattr(figure, attr, spent[side] * scale / amount)
         self.add(figure)
+
+    def floor_figure(self, name: str, tally: Tally) -> None:
+        """The same workload through the bare byte pump: the most any Twisted proxy reaches."""
+        values = tally.rates()
+        self.add(Figure(f"{name} through a bare Twisted byte pump (floor)", "req/s",
+                        values["direct"], values["floor"]))
 
     # --- setup -----------------------------------------------------------
 
@@ -280,11 +300,11 @@ class Bench:
         self.extra["rss_during_load"] = {"idle": idle, "peak": peak,
                                          "samples": len(sampler.samples)}
 
-    def load(self, mode: str) -> Tally:
+    def load(self, mode: str, rounds: int = ROUNDS, floor: bool = False) -> Tally:
         tally = Tally()
         # Cycles take far longer than a request: give them whole windows.
         seconds = self.sizes.seconds / (1 if mode == "cycle" else ROUNDS)
-        for side, sock in self.both(mode, ROUNDS):
+        for side, sock in self.both(mode, rounds, floor):
             out = subprocess.run(
                 [sys.executable, str(HERE / "_load.py"), "--socket", sock, "--mode", mode,
                  "--clients", str(self.sizes.clients), "--seconds", str(seconds)],
@@ -303,12 +323,16 @@ class Bench:
         for _ in range(self.sizes.containers):
             self.create(IMAGE, ["true"], Labels={"dockgate.bench": "list"})
         n = self.sizes.clients
-        self.ratio_figure(f"GET /_ping, {n} clients", "req/s", self.load("ping"), gated=False,
+        ping = self.load("ping", RATE_ROUNDS, floor=True)
+        self.ratio_figure(f"GET /_ping, {n} clients", "req/s", ping, gated=False,
                           label="ping", cpu_unit="req")
+        self.floor_figure("GET /_ping", ping)
+        listing = self.load("json", RATE_ROUNDS, floor=True)
         self.ratio_figure(
             f"GET /containers/json?all=1 ({self.sizes.containers} ctrs), {n} clients",
-            "req/s", self.load("json"), gated=True, label="json", cpu_unit="req",
+            "req/s", listing, gated=True, label="json", cpu_unit="req",
         )
+        self.floor_figure("GET /containers/json", listing)
         self.ratio_figure(f"create+delete cycle, {n} clients", "cycles/s",
                           self.load("cycle"), gated=True, label="cycle", cpu_unit="cycle")
 
@@ -575,6 +599,7 @@ def main() -> int:
         info = machine(bench.dsock)
         bench.prepare_images()
         bench.start_gate()
+        bench.start_floor()
         idle = bench.rss_idle()
         if not only or "load" in only:
             bench.image_load(idle)

@@ -59,6 +59,7 @@ from zope.interface import implementer
 
 from dockgate import wire, writethrough
 from dockgate.admission import admit_body, admit_head
+from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide
 from dockgate.errors import (
     AuditUnavailable,
@@ -197,6 +198,9 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     timer: IDelayedCall | None = None
+    """A refused request's drain deadline."""
+    awaiting_answer: bool = False
+    """The connection's answer deadline runs for this exchange."""
     error: str | None = None
     draining: bool = False
     held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
@@ -323,7 +327,8 @@ class ProxyServerProtocol(Protocol):
         self.closed = False
         self.client_eof = False
         self._scanning = True  # waiting for the next request head
-        self._head_timer: IDelayedCall | None = None
+        self._head_deadline = Deadline(self.reactor, self._head_timed_out)
+        self._answer_deadline = Deadline(self.reactor, self._response_timeout)
         self._peer_key = ""
 
     # -- Twisted interfaces -------------------------------------------------
@@ -363,10 +368,9 @@ class ProxyServerProtocol(Protocol):
             return
         if self.closed:
             return
-        if self._scanning and not self.reader.buffered and self._head_timer is not None:
+        if self._scanning and not self.reader.buffered and self._head_deadline.pending:
             # The first byte of a head: from now on the whole head must
             # arrive within head_timeout, however slowly it trickles.
-            self._cancel_head_timer()
             self._arm_head_timer(self.settings.head_timeout)
         self.reader.feed(data)
         self._pump()
@@ -396,7 +400,8 @@ class ProxyServerProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Abort whatever the client left behind: nothing stays half-open."""
         self.factory.connection_closed(self._peer_key)
-        self._cancel_head_timer()
+        self._head_deadline.cancel()
+        self._answer_deadline.cancel()
         self.closed = True
         if self.splice is not None:
             self.splice.client_lost()
@@ -444,18 +449,12 @@ class ProxyServerProtocol(Protocol):
 
     def _arm_head_timer(self, seconds: float | None = None) -> None:
         """Bound the wait for the next head: idle_timeout, or head_timeout once it began."""
-        self._cancel_head_timer()
-        delay = self.settings.idle_timeout if seconds is None else seconds
-        self._head_timer = self.reactor.callLater(delay, self._head_timed_out)
+        self._head_deadline.set(self.settings.idle_timeout if seconds is None else seconds)
 
     def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            if self._head_timer.active():
-                self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline.clear()
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if self.closed or self.splice is not None or not self._scanning:
             return
         if self.reader.buffered:
@@ -776,21 +775,26 @@ class ProxyServerProtocol(Protocol):
         self._pump()
 
     def _start_timer(self, x: Exchange) -> None:
-        if x.timer is None and not x.response_started:
-            x.timer = self.reactor.callLater(
-                self.settings.response_timeout, self._response_timeout, x
-            )
+        """Bound the wait for the daemon's answer to ``x`` (response_timeout)."""
+        if not x.awaiting_answer and not x.response_started:
+            x.awaiting_answer = True
+            self._answer_deadline.set(self.settings.response_timeout)
 
     def _cancel_timer(self, x: Exchange) -> None:
+        """Stop ``x``'s timers: the wait for the answer, and a refused body's drain."""
+        if x.awaiting_answer:
+            x.awaiting_answer = False
+            self._answer_deadline.clear()
         if x.timer is not None:
             if x.timer.active():
                 x.timer.cancel()
             x.timer = None
 
-    def _response_timeout(self, x: Exchange) -> None:
-        x.timer = None
-        if self.exchange is not x or x.response_started:
+    def _response_timeout(self) -> None:
+        x = self.exchange
+        if x is None or not x.awaiting_answer or x.response_started:
             return
+        x.awaiting_answer = False
         if x.upstream is not None:
             x.upstream.abort()
             x.upstream = None
