@@ -64,7 +64,8 @@ CPU_UNITS = {"req": (1e6, "µs/req"), "cycle": (1e3, "ms/cycle"), "MB": (1e3, "m
 ROUNDS = 2
 """Direct and dockgate alternate this many times for each throughput figure."""
 RATE_ROUNDS = 4
-"""Rounds for the request rates, the figures most moved by background load."""
+"""Rounds for the request rates and attach, the figures most moved by scheduling
+and background load on a small machine."""
 RATIO_TARGET = 0.9
 RSS_IDLE_MAX = 80 * MB
 RSS_SESSIONS_MAX = 200 * MB
@@ -350,7 +351,7 @@ class Bench:
     def attach(self) -> None:
         tally = Tally(MB)
         n = self.sizes.attach_bytes
-        for side, sock in self.both("attach", ROUNDS):
+        for side, sock in self.both("attach", RATE_ROUNDS):
             # dd's 1 MB writes and no log driver: with head's 4 KiB writes or
             # the json-file driver the daemon itself manages only 20-60 MB/s.
             ident = self.create(
