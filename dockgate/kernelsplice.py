@@ -7,8 +7,11 @@ producing them, which halves throughput on a small machine.  ``splice(2)``
 moves them socket → pipe → socket without entering user space.
 
 Each direction is a ``Pipe``: it watches its source socket for reading and,
-when the destination is full, its destination for writing, keeping at most a
-pipe's worth of bytes in flight — so back-pressure is the kernel's own.  EOF
+when the destination is full, its destination for writing.  It goes on
+reading while the pipe has room (up to 1 MiB), so the pipe is an elastic
+buffer between a daemon that writes in bursts and a reader that is not
+always scheduled; with a full pipe it stops reading, so back-pressure is
+the kernel's own and never more than a pipe's worth is in flight.  EOF
 and half-close are handed back to ``splice.Splice`` once the pipe is empty, so
 the session ends exactly as it does on the Python path.
 
@@ -32,6 +35,7 @@ from zope.interface import implementer
 _CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_DEFAULT_PIPE = 1 << 16
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 AVAILABLE = hasattr(os, "splice")
@@ -104,8 +108,9 @@ class Pipe:
         self._on_eof = on_eof
         self._on_error = on_error
         self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._capacity = _DEFAULT_PIPE
         with contextlib.suppress(OSError):  # the default size works, with more wake-ups
-            fcntl.fcntl(self._w, _F_SETPIPE_SZ, _PIPE_SIZE)
+            self._capacity = fcntl.fcntl(self._w, _F_SETPIPE_SZ, _PIPE_SIZE)
         self._pending = 0
         self._eof = False
         self.stopped = False
@@ -119,8 +124,12 @@ class Pipe:
         """Move what the source has into the pipe, then on to the destination."""
         if self.stopped or self._eof:
             return
+        room = self._capacity - self._pending
+        if room <= 0:
+            self._reactor.removeReader(self._src)
+            return
         try:
-            n = os.splice(self._src.fd, self._w, _CHUNK, flags=_FLAGS)
+            n = os.splice(self._src.fd, self._w, min(_CHUNK, room), flags=_FLAGS)
         except BlockingIOError:
             n = -1
         except OSError:
@@ -152,9 +161,14 @@ class Pipe:
             self._pending -= m
             self._on_bytes(m)
         if self._pending:
-            # The destination is full: stop reading until it drains.
-            self._reactor.removeReader(self._src)
+            # The destination is full: wait until it drains, and meanwhile
+            # keep reading while the pipe has room, so that the pipe absorbs
+            # the reader's scheduling delays instead of the daemon stalling.
             self._reactor.addWriter(self._dst)
+            if self._pending >= self._capacity or self._eof:
+                self._reactor.removeReader(self._src)
+            else:
+                self._reactor.addReader(self._src)
             return
         self._reactor.removeWriter(self._dst)
         if self._eof:
