@@ -1,8 +1,8 @@
 """Pausing a transport's reading for several independent reasons at once.
 
 A client connection may have to stop reading because its request is being
-decided, because the daemon's socket is full, or because h11 already holds a
-pipelined request; the upstream connection because the client reads slowly.
+decided, because the daemon's socket is full, or because the request reader
+already holds a pipelined request; the upstream connection because the client reads slowly.
 Each reason comes and goes on its own, and reading resumes only when none is
 left.  Calling ``pauseProducing`` / ``resumeProducing`` directly from each
 place would let one reason's resume undo another's pause.

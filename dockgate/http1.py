@@ -1,14 +1,14 @@
 """The daemon side of HTTP/1.1: requests written by dockgate, responses read strictly.
 
-Why not h11 here too: on the client side h11 guards untrusted input and its
-state machine is worth its cost, but on the daemon side dockgate writes every
-request itself and reads one response per request.  h11 validates each
-header again on every event it is handed and builds an object per event,
-which on small requests cost more CPU than everything else dockgate does.
-This module does only what that side needs, with the same strictness where
-it matters (framing): a response is read exactly as RFC 9112 section 6.3
-frames it, and anything that could be read two ways is an error, never a
-guess, so no byte of one response can be taken for part of the next.
+Why not h11: dockgate writes every request itself and reads one response per
+request, and h11, which builds an object and validates every header again
+for every event, cost more CPU per small request than everything else
+dockgate does.  This module does only what that side needs, with the
+strictness where it matters (framing): a response is read exactly as RFC
+9112 section 6.3 frames it, and anything that could be read two ways is an
+error, never a guess, so no byte of one response can be taken for part of
+the next.  ``Framed`` (buffered bytes, Content-Length and chunked bodies) is
+shared with the client side (``http1_server``).
 
 ``ResponseReader`` is pure (bytes in, events out); ``request_head`` and
 ``chunk`` produce the bytes dockgate sends.

@@ -1,11 +1,11 @@
-"""Wire-level rules for HTTP/1.1 heads that h11 alone does not enforce.
+"""Wire-level rules for HTTP/1.1 heads, applied to the raw bytes before parsing.
 
-h11 is a correct parser, but it is lenient in ways a security proxy cannot
-afford: it silently merges repeated identical ``Content-Length`` headers,
-accepts bare-LF line endings, and lets ``Transfer-Encoding`` win over
-``Content-Length`` when both are present.  Any of these is a place where two
-parsers can disagree about where a request ends (request smuggling), so the
-raw head is checked here before h11 interprets it, and any doubt is a 400.
+Parsers differ in what they forgive: repeated identical ``Content-Length``
+headers merged, bare-LF line endings, ``Transfer-Encoding`` winning over
+``Content-Length``, folded lines.  Any of these is a place where two parsers
+(dockgate's and the daemon's, or a front proxy's) can disagree about where a
+request ends (request smuggling), so the raw head is checked here before
+``http1_server`` reads it, and any doubt is a 400.
 
 The module also knows which headers are hop-by-hop, so that the heads dockgate
 serialises itself carry only end-to-end headers.
@@ -120,10 +120,11 @@ def end_to_end(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, byte
 def serialise_response_head(
     status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> bytes:
-    """Serialise a response head ourselves, for the one case h11 cannot frame.
+    """Serialise a response head.
 
-    A hijacked response (101, or Docker's legacy raw-stream 200) is followed
-    by raw bytes, not an HTTP body, so it must not get chunked framing.
+    Used for every response to a client (``http1_server.ResponseWriter``
+    adds the framing headers) and for hijacked ones (101, or Docker's legacy
+    raw-stream 200), which are followed by raw bytes, not an HTTP body.
     """
     out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
     out += [b"%s: %s\r\n" % pair for pair in headers]
