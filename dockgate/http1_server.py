@@ -37,7 +37,6 @@ from dockgate.http1 import (
     Body,
     End,
     Framed,
-    chunk,
 )
 
 __all__ = ["PAUSED", "Body", "End", "Request", "RequestReader", "ResponseWriter"]
@@ -277,17 +276,25 @@ class ResponseWriter:
             ValueError: more than the declared Content-Length, or a body where
                 the response has none.
         """
+        return b"".join(self.data_parts(data))
+
+    def data_parts(self, data: bytes) -> list[bytes]:
+        """Body bytes, framed, as pieces to write in sequence (``data`` is not copied).
+
+        Raises:
+            ValueError: as ``data``.
+        """
         if not data:
-            return b""
+            return []
         if not self._body:
             raise ValueError("this response has no body")
         if self._chunked:
-            return chunk(data)
+            return [b"%x\r\n" % len(data), data, b"\r\n"]
         if self._left is not None:
             if len(data) > self._left:
                 raise ValueError("more body than the declared Content-Length")
             self._left -= len(data)
-        return data
+        return [data]
 
     def end(self) -> bytes:
         """The end of the body.

@@ -820,7 +820,10 @@ class ProxyServerProtocol(Protocol):
                 data = self._filtered_lines(x, data)
                 if not data:
                     return
-            self._send_client(self.writer.data(data))
+            parts = self.writer.data_parts(data)
+            if parts:
+                assert self.transport is not None
+                self.transport.writeSequence(parts)
             return
         if isinstance(event, End):
             if x.held is not None:

@@ -62,6 +62,14 @@ class _WriteThrough:
         super().write(data)  # type: ignore[misc]
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
+        t: Any = self
+        if t._dg_corked and t.connected and not t._writeDisconnected:
+            # Corked: keep the pieces; the one join happens when uncorked.
+            for data in iovec:
+                if data:
+                    t._tempDataBuffer.append(data)
+                    t._tempDataLen += len(data)
+            return
         self.write(b"".join(iovec))
 
 
