@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from dockgate.wire import FIELD_VALUE, TOKEN
+
 __all__ = [
     "Body",
     "End",
@@ -33,11 +35,8 @@ __all__ = [
 MAX_HEAD = 64 * 1024
 """Largest response head (status line and headers) accepted from the daemon."""
 _MAX_CHUNK_LINE = 4096
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-_UNSAFE = re.compile(r"[\x00\r\n]")
 LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -70,8 +69,10 @@ class End:
 
 Event = Head | Body | End
 
-(_IDLE, _HEAD, _LENGTH, _CHUNK_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _CLOSE, _ENDING, _DONE,
- _RAW) = range(11)
+(ST_IDLE, ST_HEAD, ST_LENGTH, ST_CHUNK_LINE, ST_CHUNK_DATA, ST_CHUNK_END, ST_TRAILER, ST_CLOSE,
+ ST_ENDING, ST_DONE, ST_RAW) = range(11)
+"""Where a reader is in a message; shared with ``http1_server``, whose reader has
+the same body framings."""
 
 
 def request_head(method: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
@@ -85,7 +86,7 @@ def request_head(method: str, target: bytes, headers: Iterable[tuple[bytes, byte
     if b"\r" in target or b"\n" in target or b" " in target or b"\0" in target:
         raise ValueError("request target holds whitespace or control characters")
     for name, value in headers:
-        if _TOKEN.fullmatch(name) is None:
+        if TOKEN.fullmatch(name) is None:
             raise ValueError(f"header name {name!r} is not a token")
         if b"\r" in value or b"\n" in value or b"\0" in value:
             raise ValueError(f"header {name.decode('latin-1')} holds CR, LF or NUL")
@@ -107,10 +108,10 @@ def _parse_head(block: bytes) -> Head:
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
+        if not colon or TOKEN.fullmatch(name) is None:
             raise ProtocolError(f"malformed header line {line[:80]!r}")
         value = value.strip(b" \t")
-        if _FIELD_VALUE.fullmatch(value) is None:
+        if FIELD_VALUE.fullmatch(value) is None:
             raise ProtocolError(f"control character in header {name[:40]!r}")
         headers.append((name.lower(), value))
     return Head(int(match.group(2)), match.group(3) or b"", headers, match.group(1) == b"0")
@@ -127,7 +128,7 @@ class Framed:
     def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
-        self._state = _IDLE
+        self._state = ST_IDLE
         self._left = 0
 
     def _error(self, message: str) -> Exception:
@@ -156,13 +157,13 @@ class Framed:
         have = len(buf) - pos
         if not have:
             return None
-        if self._state == _CLOSE:
+        if self._state == ST_CLOSE:
             n = have
         else:
             n = min(have, self._left)
             self._left -= n
             if not self._left:
-                self._state = _ENDING if self._state == _LENGTH else _CHUNK_END
+                self._state = ST_ENDING if self._state == ST_LENGTH else ST_CHUNK_END
         if pos == 0 and n == len(buf):
             self._buf, self._pos = b"", 0
             return Body(buf)
@@ -175,16 +176,16 @@ class Framed:
         Returns False when more bytes are needed.
         """
         buf, pos, state = self._buf, self._pos, self._state
-        if state == _CHUNK_END:
+        if state == ST_CHUNK_END:
             if len(buf) - pos < 2:
                 return False
             if buf[pos:pos + 2] != b"\r\n":
                 raise self._error("chunk data not followed by CRLF")
             self._pos += 2
-            self._state = _CHUNK_LINE
+            self._state = ST_CHUNK_LINE
             return True
         end = buf.find(b"\r\n", pos)
-        if state == _CHUNK_LINE:
+        if state == ST_CHUNK_LINE:
             if end < 0:
                 if len(buf) - pos > _MAX_CHUNK_LINE:
                     raise self._error("chunk size line too long")
@@ -194,19 +195,19 @@ class Framed:
                 raise self._error(f"malformed chunk size line {buf[pos:min(end, pos + 40)]!r}")
             self._left = int(match.group(1), 16)
             self._pos = end + 2
-            self._state = _CHUNK_DATA if self._left else _TRAILER
+            self._state = ST_CHUNK_DATA if self._left else ST_TRAILER
             return True
-        # _TRAILER: trailer fields are dropped (dockgate never forwards them)
+        # ST_TRAILER: trailer fields are dropped (dockgate never forwards them)
         if end < 0:
             if len(buf) - pos > MAX_HEAD:
                 raise self._error("trailer section too large")
             return False
         self._pos = end + 2
         if end == pos:
-            self._state = _ENDING
+            self._state = ST_ENDING
             return True
         name, colon, _ = buf[pos:end].partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
+        if not colon or TOKEN.fullmatch(name) is None:
             raise self._error(f"malformed trailer line {buf[pos:min(end, pos + 80)]!r}")
         return True
 
@@ -230,28 +231,28 @@ class ResponseReader(Framed):
     def reusable(self) -> bool:
         """Whether the connection can carry another request: a complete,
         delimited response that kept the connection alive, nothing extra sent."""
-        return self._state == _DONE and self.keep_alive and self._pos == len(self._buf)
+        return self._state == ST_DONE and self.keep_alive and self._pos == len(self._buf)
 
     def expect(self, method: str) -> None:
         """A request was sent: read its response next."""
-        if self._state not in (_IDLE, _DONE) or self._pos != len(self._buf):
+        if self._state not in (ST_IDLE, ST_DONE) or self._pos != len(self._buf):
             raise ProtocolError("a response is still outstanding")
         self._buf, self._pos = b"", 0
-        self._state = _HEAD
+        self._state = ST_HEAD
         self._head_request = method == "HEAD"
         self.keep_alive = False
         self.response = None
 
     def go_raw(self) -> bytes:
         """Stop reading HTTP; return the bytes received past the last event."""
-        self._state = _RAW
+        self._state = ST_RAW
         return self._take_all()
 
     def feed(self, data: bytes) -> None:
         """Take ``data``; ``next_event`` then returns what it completes."""
         if not data:
             return
-        if self._state in (_IDLE, _DONE):
+        if self._state in (ST_IDLE, ST_DONE):
             raise ProtocolError("the daemon sent bytes without a request outstanding")
         self._append(data)
 
@@ -260,11 +261,11 @@ class ResponseReader(Framed):
 
         Call it once ``next_event`` returned None (all buffered bytes taken).
         """
-        if self._state == _CLOSE:
-            self._state = _DONE
+        if self._state == ST_CLOSE:
+            self._state = ST_DONE
             self.keep_alive = False
             return End()
-        if self._state in (_IDLE, _DONE, _RAW):
+        if self._state in (ST_IDLE, ST_DONE, ST_RAW):
             return None
         raise ProtocolError("the daemon closed the connection in the middle of a response")
 
@@ -276,14 +277,14 @@ class ResponseReader(Framed):
         """
         while True:
             state = self._state
-            if state in (_LENGTH, _CHUNK_DATA, _CLOSE):
+            if state in (ST_LENGTH, ST_CHUNK_DATA, ST_CLOSE):
                 return self._body()
-            if state == _ENDING:
-                self._state = _DONE
+            if state == ST_ENDING:
+                self._state = ST_DONE
                 return End()
-            if state == _HEAD:
+            if state == ST_HEAD:
                 return self._read_head()
-            if state not in (_CHUNK_LINE, _CHUNK_END, _TRAILER) or not self._chunked_step():
+            if state not in (ST_CHUNK_LINE, ST_CHUNK_END, ST_TRAILER) or not self._chunked_step():
                 return None
 
     def _read_head(self) -> Head | None:
@@ -299,7 +300,7 @@ class ResponseReader(Framed):
         self._pos = end + 4
         if head.status < 200:
             if head.status == 101:
-                self._state = _RAW
+                self._state = ST_RAW
             return head  # else (100 Continue) the final head follows
         self.response = head
         self._frame(head)
@@ -321,20 +322,20 @@ class ResponseReader(Framed):
                     close = True
         self.keep_alive = not close
         if self._head_request or head.status in (204, 304):
-            self._state = _ENDING
+            self._state = ST_ENDING
             return
         if encodings:
             if lengths:
                 raise ProtocolError("response has both Content-Length and Transfer-Encoding")
             if encodings != [b"chunked"]:
                 raise ProtocolError(f"unsupported Transfer-Encoding {b', '.join(encodings)!r}")
-            self._state = _CHUNK_LINE
+            self._state = ST_CHUNK_LINE
             return
         if lengths:
             if len(set(lengths)) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
                 raise ProtocolError("invalid or conflicting Content-Length")
             self._left = int(lengths[0])
-            self._state = _LENGTH if self._left else _ENDING
+            self._state = ST_LENGTH if self._left else ST_ENDING
             return
         self.keep_alive = False
-        self._state = _CLOSE
+        self._state = ST_CLOSE

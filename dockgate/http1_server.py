@@ -27,13 +27,13 @@ from typing import Final
 from dockgate import wire
 from dockgate.errors import BadRequest, HeadTooLarge
 from dockgate.http1 import (
-    _CHUNK_DATA,
-    _CHUNK_LINE,
-    _DONE,
-    _ENDING,
-    _HEAD,
-    _LENGTH,
     LAST_CHUNK,
+    ST_CHUNK_DATA,
+    ST_CHUNK_LINE,
+    ST_DONE,
+    ST_ENDING,
+    ST_HEAD,
+    ST_LENGTH,
     Body,
     End,
     Framed,
@@ -44,7 +44,6 @@ __all__ = ["PAUSED", "Body", "End", "Request", "RequestReader", "ResponseWriter"
 _REQUEST_LINE = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
 )
-_FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 
 class _Paused:
@@ -65,6 +64,10 @@ class Request:
     target: bytes
     headers: list[tuple[bytes, bytes]]
     http10: bool
+    length: int | None = None
+    """The Content-Length, if the request has one."""
+    chunked: bool = False
+    """Whether the body is chunked (``Transfer-Encoding: chunked``)."""
 
 
 
@@ -78,13 +81,15 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
     hosts = 0
     keep_alive = match.group(3) == b"1"
     expect = False
+    length = None
+    chunked = False
     for line in lines[1:]:
         if not line:
             continue
         name, _, value = line.partition(b":")  # wire.check_request_head checked the shape
         name = name.lower()
         value = value.strip(b" \t")
-        if _FIELD_VALUE.fullmatch(value) is None:
+        if wire.FIELD_VALUE.fullmatch(value) is None:
             raise BadRequest(f"malformed HTTP request: control character in {name[:40]!r}")
         if name == b"host":
             hosts += 1
@@ -94,11 +99,15 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
                 keep_alive = False
         elif name == b"expect" and value.lower() == b"100-continue":
             expect = True
+        elif name == b"content-length":
+            length = int(value)  # digits only, and only one: checked by wire
+        elif name == b"transfer-encoding":
+            chunked = True  # exactly "chunked": checked by wire
         headers.append((name, value))
     http10 = match.group(3) == b"0"
     if not http10 and hosts != 1:
         raise BadRequest("malformed HTTP request: exactly one Host header is required")
-    request = Request(match.group(1), match.group(2), headers, http10)
+    request = Request(match.group(1), match.group(2), headers, http10, length, chunked)
     return request, keep_alive, expect and not http10
 
 
@@ -107,7 +116,7 @@ class RequestReader(Framed):
 
     def __init__(self, max_head: int) -> None:
         super().__init__()
-        self._state = _HEAD
+        self._state = ST_HEAD
         self.max_head = max_head
         self._eof = False
         self.keep_alive = True
@@ -120,7 +129,7 @@ class RequestReader(Framed):
     @property
     def done(self) -> bool:
         """Whether the current request was read to its end."""
-        return self._state == _DONE
+        return self._state == ST_DONE
 
     @property
     def closed(self) -> bool:
@@ -142,7 +151,7 @@ class RequestReader(Framed):
 
     def next_cycle(self) -> None:
         """The response went out: read the next request."""
-        self._state = _HEAD
+        self._state = ST_HEAD
         self.expects_continue = False
 
     def next_event(self) -> Request | Body | End | _Paused | None:
@@ -154,19 +163,19 @@ class RequestReader(Framed):
         """
         while True:
             state = self._state
-            if state in (_LENGTH, _CHUNK_DATA):
+            if state in (ST_LENGTH, ST_CHUNK_DATA):
                 body = self._body()
                 if body is None:
                     self._need()
                 else:
                     self.expects_continue = False
                 return body
-            if state == _ENDING:
-                self._state = _DONE
+            if state == ST_ENDING:
+                self._state = ST_DONE
                 return End()
-            if state == _DONE:
+            if state == ST_DONE:
                 return PAUSED
-            if state == _HEAD:
+            if state == ST_HEAD:
                 return self._head()
             if not self._chunked_step():
                 self._need()
@@ -197,15 +206,11 @@ class RequestReader(Framed):
         return request
 
     def _frame(self, request: Request) -> None:
-        length = None
-        for name, value in request.headers:
-            if name == b"transfer-encoding":  # exactly "chunked": checked by wire
-                self._state = _CHUNK_LINE
-                return
-            if name == b"content-length":
-                length = int(value)  # digits only, and only one: checked by wire
-        self._left = length or 0
-        self._state = _LENGTH if self._left else _ENDING
+        if request.chunked:
+            self._state = ST_CHUNK_LINE
+            return
+        self._left = request.length or 0
+        self._state = ST_LENGTH if self._left else ST_ENDING
 
 
 class ResponseWriter:
@@ -269,20 +274,12 @@ class ResponseWriter:
             out.append((b"connection", b"close"))
         return wire.serialise_response_head(status, reason, out)
 
-    def data(self, data: bytes) -> bytes:
-        """Body bytes, framed.
+    def data(self, data: bytes) -> list[bytes]:
+        """Body bytes, framed, as pieces to write in sequence (``data`` is not copied).
 
         Raises:
             ValueError: more than the declared Content-Length, or a body where
                 the response has none.
-        """
-        return b"".join(self.data_parts(data))
-
-    def data_parts(self, data: bytes) -> list[bytes]:
-        """Body bytes, framed, as pieces to write in sequence (``data`` is not copied).
-
-        Raises:
-            ValueError: as ``data``.
         """
         if not data:
             return []

@@ -451,9 +451,6 @@ class ProxyServerProtocol(Protocol):
         """Bound the wait for the next head: idle_timeout, or head_timeout once it began."""
         self._head_deadline.set(self.settings.idle_timeout if seconds is None else seconds)
 
-    def _cancel_head_timer(self) -> None:
-        self._head_deadline.clear()
-
     def _head_timed_out(self) -> None:
         if self.closed or self.splice is not None or not self._scanning:
             return
@@ -482,7 +479,7 @@ class ProxyServerProtocol(Protocol):
                 return
             if isinstance(event, Request):
                 self._scanning = False
-                self._cancel_head_timer()
+                self._head_deadline.clear()
                 self._begin(event)
             elif isinstance(event, Body):
                 self._client_data(event.data)
@@ -493,15 +490,10 @@ class ProxyServerProtocol(Protocol):
         """A request head arrived: admit it, then buffer, or decide and forward."""
         headers = event.headers
         self._http10 = event.http10
-        length = None
-        chunked = False
+        length, chunked = event.length, event.chunked
         upgrade = None
         for name, value in headers:
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"upgrade":
+            if name == b"upgrade":
                 upgrade = value.strip().lower()
         method = event.method.decode("ascii", "replace")
         x = Exchange(
@@ -820,10 +812,7 @@ class ProxyServerProtocol(Protocol):
                 data = self._filtered_lines(x, data)
                 if not data:
                     return
-            parts = self.writer.data_parts(data)
-            if parts:
-                assert self.transport is not None
-                self.transport.writeSequence(parts)
+            self._send_client(*self.writer.data(data))
             return
         if isinstance(event, End):
             if x.held is not None:
@@ -900,7 +889,7 @@ class ProxyServerProtocol(Protocol):
             return
         out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
         x.held = None
-        self._send_client(self._response_head(x, status, reason, out), self.writer.data(body))
+        self._send_client(self._response_head(x, status, reason, out), *self.writer.data(body))
 
     def _response_transform(
         self, x: Exchange, status: int, headers: list[tuple[bytes, bytes]]
@@ -1074,7 +1063,7 @@ class ProxyServerProtocol(Protocol):
         if from_daemon:
             self.splice.from_upstream(from_daemon)
         if from_client:
-            self.splice.from_client(bytes(from_client))
+            self.splice.from_client(from_client)
         if client_closed or self.client_eof:
             self.splice.client_read_closed()
         # The splice may move the socket into the kernel: nothing may stay held.
@@ -1126,7 +1115,7 @@ class ProxyServerProtocol(Protocol):
         try:
             parts = [self._response_head(x, error.status, _phrase(error.status), headers)]
             if x.method != "HEAD":  # a HEAD response has a length but no body
-                parts.append(self.writer.data(body))
+                parts += self.writer.data(body)
             parts.append(self.writer.end())
         except ValueError:
             self._abort()
@@ -1210,11 +1199,10 @@ class ProxyServerProtocol(Protocol):
         )
 
     def _send_client(self, *parts: bytes) -> None:
-        """Write bytes to the client, in one write."""
+        """Write bytes to the client, in one write (pieces stay apart while corked)."""
         assert self.transport is not None
-        data = b"".join(parts) if len(parts) > 1 else parts[0]
-        if data:
-            self.transport.write(data)
+        if parts:
+            self.transport.writeSequence(parts)
 
     def _release_gate(self, reason: str) -> None:
         if self.gate is not None:

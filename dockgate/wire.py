@@ -36,7 +36,10 @@ HOP_BY_HOP = frozenset(
 HEAD_END = re.compile(rb"\r?\n\r?\n")
 """The end of a head, bare LF included (a head found that way is then refused)."""
 
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An RFC 9110 token (header names, methods); use with ``fullmatch``."""
+FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+"""A header value once trimmed: no control character but HTAB; use with ``fullmatch``."""
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
@@ -72,7 +75,7 @@ def check_request_head(head: bytes) -> None:
         if line[:1] in (b" ", b"\t"):
             raise BadRequest("folded (obs-fold) header lines are not accepted")
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
+        if not sep or not TOKEN.fullmatch(name):
             raise BadRequest(f"malformed header line {line[:64]!r}")
         lname = name.lower()
         if lname == b"content-length":

@@ -25,7 +25,6 @@ from twisted.internet import tcp, unix
 
 _BASES: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
 _SUBCLASSES: dict[type, type] = {}
-_CORKABLE: set[type] = set()
 
 
 class _WriteThrough:
@@ -34,12 +33,19 @@ class _WriteThrough:
     _dg_corked = 0
     _aborting = False
 
-    def write(self, data: bytes) -> None:
+    def _held(self, data: bytes) -> bool:
+        """While corked, queue ``data`` without registering for writability (uncork sends)."""
         t: Any = self
-        if t._dg_corked and data and t.connected and not t._writeDisconnected:
-            # Corked: queue without registering for writability; uncork sends.
+        if not (t._dg_corked and t.connected and not t._writeDisconnected):
+            return False
+        if data:
             t._tempDataBuffer.append(data)
             t._tempDataLen += len(data)
+        return True
+
+    def write(self, data: bytes) -> None:
+        t: Any = self
+        if self._held(data):
             return
         if (
             data
@@ -62,13 +68,10 @@ class _WriteThrough:
         super().write(data)  # type: ignore[misc]
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
-        t: Any = self
-        if t._dg_corked and t.connected and not t._writeDisconnected:
-            # Corked: keep the pieces; the one join happens when uncorked.
+        if self._dg_corked:
+            # Keep the pieces: the one join happens when uncorked.
             for data in iovec:
-                if data:
-                    t._tempDataBuffer.append(data)
-                    t._tempDataLen += len(data)
+                self.write(data)
             return
         self.write(b"".join(iovec))
 
@@ -81,24 +84,24 @@ def cork(transport: object) -> None:
     changes: bytes held are in Twisted's own queue, so a ``loseConnection``
     meanwhile still flushes them and an ``abortConnection`` drops them.
     """
-    if type(transport) in _CORKABLE:
-        t: Any = transport
-        t._dg_corked += 1
+    if isinstance(transport, _WriteThrough):
+        transport._dg_corked += 1
 
 
 def uncork(transport: object) -> None:
     """Undo one ``cork``; at the last one, send what was held."""
-    if type(transport) in _CORKABLE:
-        t: Any = transport
-        t._dg_corked -= 1
-        if not t._dg_corked:
+    if isinstance(transport, _WriteThrough):
+        transport._dg_corked -= 1
+        if not transport._dg_corked:
             flush(transport)
 
 
 def flush(transport: object) -> None:
     """Send what ``cork`` held now (for a caller about to hand the socket elsewhere)."""
+    if not isinstance(transport, _WriteThrough):
+        return
     t: Any = transport
-    if type(transport) not in _CORKABLE or not t._tempDataLen or t._aborting:
+    if not t._tempDataLen or t._aborting:
         return
     if t.offset == len(t.dataBuffer):
         data = b"".join(t._tempDataBuffer)
@@ -116,15 +119,14 @@ def flush(transport: object) -> None:
 
 def enable(transport: object) -> bool:
     """Give ``transport`` write-through sends if it is a plain socket; report whether."""
-    cls = type(transport)
-    if cls in _CORKABLE:
+    if isinstance(transport, _WriteThrough):
         return True
+    cls = type(transport)
     if cls not in _BASES:
         return False
     sub = _SUBCLASSES.get(cls)
     if sub is None:
         sub = type(f"WriteThrough{cls.__name__}", (_WriteThrough, cls), {})
         _SUBCLASSES[cls] = sub
-    _CORKABLE.add(sub)
     transport.__class__ = sub
     return True

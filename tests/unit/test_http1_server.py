@@ -149,18 +149,18 @@ def test_writer_frames_by_length_chunked_or_close() -> None:
     head = w.head(200, b"OK", [(b"content-length", b"2")], method="GET", http10=False,
                   keep_alive=True)
     assert head == b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
-    assert w.data(b"OK") == b"OK" and w.end() == b"" and w.done and w.keep_alive
+    assert b"".join(w.data(b"OK")) == b"OK" and w.end() == b"" and w.done and w.keep_alive
     with pytest.raises(ValueError):
         w.head(200, b"OK", [], method="GET", http10=False, keep_alive=True)
     w.next_cycle()
     head = w.head(200, b"OK", [(b"content-type", b"application/json")], method="GET",
                   http10=False, keep_alive=True)
     assert head.endswith(b"transfer-encoding: chunked\r\n\r\n")
-    assert w.data(b"abc") == b"3\r\nabc\r\n" and w.end() == b"0\r\n\r\n"
+    assert b"".join(w.data(b"abc")) == b"3\r\nabc\r\n" and w.end() == b"0\r\n\r\n"
     w.next_cycle()
     head = w.head(200, b"OK", [], method="GET", http10=True, keep_alive=False)
     assert head.endswith(b"connection: close\r\n\r\n") and b"chunked" not in head
-    assert w.data(b"abc") == b"abc" and w.end() == b"" and not w.keep_alive
+    assert b"".join(w.data(b"abc")) == b"abc" and w.end() == b"" and not w.keep_alive
 
 
 def test_writer_keeps_the_declared_length_and_bodiless_responses() -> None:
@@ -231,7 +231,7 @@ def test_responses_parse_with_h11(http10: bool, length: int | None) -> None:
     if length is not None:
         headers.append((b"content-length", b"%d" % length))
     wire = w.head(200, b"OK", headers, method="GET", http10=http10, keep_alive=not http10)
-    wire += w.data(b"he") + w.data(b"llo") + w.end()
+    wire += b"".join(w.data(b"he")) + b"".join(w.data(b"llo")) + w.end()
     ref = h11.Connection(h11.CLIENT)
     ref.send(h11.Request(method="GET", target="/", headers=[("host", "d")]))
     ref.send(h11.EndOfMessage())
