@@ -15,7 +15,6 @@ import re
 import shutil
 import socket
 import socketserver
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,7 +26,7 @@ import docker
 import pytest
 from support import engines
 from support import unixhttp as http
-from support.engines import Engine, die_with_parent, terminate
+from support.engines import Engine, spawn_logged, terminate
 from support.gate import POLICY, REPO, dockgate_command
 
 from dockgate.compat import SECTIONS
@@ -45,12 +44,10 @@ class Gate:
         self.log = workdir / "dockgate.log"
         full_env = {k: v for k, v in os.environ.items() if k not in SECTIONS.values()}
         full_env.update(env or {}, PYTHONUNBUFFERED="1")
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [*dockgate_command(), "serve", "--admin-listen", f"unix:{self.admin}", *args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=full_env, cwd=REPO,
-                start_new_session=True, preexec_fn=die_with_parent,  # noqa: PLW1509
-            )
+        self.process = spawn_logged(
+            [*dockgate_command(), "serve", "--admin-listen", f"unix:{self.admin}", *args],
+            self.log, full_env, cwd=REPO,
+        )
         deadline = time.monotonic() + 30
         while not (os.path.exists(self.socket) and os.path.exists(self.admin)):
             assert self.process.poll() is None, self.log.read_text()

@@ -159,6 +159,19 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def spawn_logged(
+    argv: list[str], log_path: Path, env: dict[str, str], cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server process of the tests: output appended to ``log_path``, its own
+    session, and killed with the test process (``die_with_parent``)."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=cwd,
+            start_new_session=True,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
+        )
+
+
 def start_daemon(name: str, root: Path) -> Daemon:
     """Start engine ``name`` under ``root`` (a short path) without waiting for it."""
     root.mkdir(parents=True, exist_ok=True)
@@ -172,16 +185,7 @@ def start_daemon(name: str, root: Path) -> Daemon:
     version = printed.split("version", 1)[1].split(",", 1)[0].strip()
     if not version.startswith(name + "."):
         raise SetupError(f"engine {name}: {argv[0]} is version {version}")
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
-        )
+    process = spawn_logged(argv, log_path, env)
     return Daemon(name=name, root=root, process=process, log_path=log_path, version=version)
 
 

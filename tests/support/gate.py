@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from support import unixhttp as http
-from support.engines import die_with_parent, terminate
+from support.engines import spawn_logged, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policies" / "privileged.yaml"
@@ -120,17 +120,7 @@ def start_dockgate(engine: str, upstream: str, workdir: Path) -> DockgateProcess
     ]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
-        )
+    process = spawn_logged(argv, log_path, env, cwd=REPO)
     return DockgateProcess(
         engine=engine,
         process=process,

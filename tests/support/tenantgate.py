@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from support import gate
-from support.engines import Engine, die_with_parent
+from support.engines import Engine, spawn_logged
 
 USERS = {"dgalice": "teama", "dgbob": "teamb"}
 CERTS = {"alice-cert": "teama", "bob-cert": "teamb"}
@@ -336,12 +336,7 @@ def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:
     ]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=gate.REPO,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # noqa: PLW1509 (no threads of ours are running)
-        )
+    process = spawn_logged(argv, log_path, env, cwd=gate.REPO)
     proc = gate.DockgateProcess(
         engine=f"{engine.name}/tenants", process=process, socket=str(sock),
         upstream=engine.daemon_socket, audit_log=audit, log_path=log_path, argv=argv)
