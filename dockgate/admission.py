@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 
 from dockgate.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
 from dockgate.jsonstrict import Pairs, dumps, go_fold, loads
+from dockgate.memo import Memo
 from dockgate.model import CanonicalRequest
 from dockgate.query import canonical_query
 from dockgate.routes import match
@@ -209,6 +210,35 @@ def admit_head(
         query=query,
         headers=kept,
     )
+
+
+_ADMITTED: Memo[tuple[str, bytes, tuple[tuple[bytes, bytes], ...], ApiContext],
+                CanonicalRequest] = Memo(512)
+MEMO_HEAD = 2048
+"""Heads up to this many bytes have their admission remembered."""
+
+
+def admit_head_memo(
+    method: str,
+    target: bytes,
+    headers: tuple[tuple[bytes, bytes], ...],
+    ctx: ApiContext,
+    size: int,
+) -> CanonicalRequest:
+    """``admit_head``, remembered for heads of ``size`` up to ``MEMO_HEAD`` bytes.
+
+    Admission is a pure function of these arguments and its result is
+    immutable, so a repeated head gets the very same ``CanonicalRequest``
+    (see ``memo``); refusals are not remembered.
+    """
+    if size > MEMO_HEAD:
+        return admit_head(method, target, headers, ctx)
+    key = (method, target, headers, ctx)
+    found = _ADMITTED.get(key)
+    if found is None:
+        found = admit_head(method, target, headers, ctx)
+        _ADMITTED.put(key, found)
+    return found
 
 
 def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> CanonicalRequest:

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from dockgate.audit_redact import Redactor
 from dockgate.audit_rules import AuditPolicy, load_audit_policy
-from dockgate.audit_schema import build_record, encode_record
+from dockgate.audit_schema import RecordTemplates, build_record, encode_record
 from dockgate.audit_session import FORMAT, SessionWriter
 from dockgate.audit_writer import ChainedLog
 from dockgate.model import AuditEvent
@@ -88,6 +88,7 @@ class JsonLinesAudit:
         written together, once per turn or with the next decision record,
         instead of one ``write(2)`` each."""
         self._flush_due = False
+        self._templates = RecordTemplates()
 
     # -- AuditSink ----------------------------------------------------------
 
@@ -124,7 +125,11 @@ class JsonLinesAudit:
                     writer.discard()
         if choice.level == "none":
             return
-        record = build_record(event, choice.level, self.policy.redactor, extra)
+        record: dict[str, Any] | bytes | None = None
+        if extra is None:
+            record = self._templates.encode(event, choice.level, self.policy.redactor)
+        if record is None:
+            record = build_record(event, choice.level, self.policy.redactor, extra)
         hold = self.defer is not None and event.stage == "ResponseComplete"
         self.log.append(record, hold=hold)
         if hold and not self._flush_due and self.defer is not None:

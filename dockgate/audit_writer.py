@@ -217,8 +217,12 @@ class ChainedLog:
 
     # -- writing -----------------------------------------------------------
 
-    def append(self, body: dict[str, Any], *, hold: bool = False) -> None:
+    def append(self, body: dict[str, Any] | bytes, *, hold: bool = False) -> None:
         """Chain, encode and append one record; raise if it is not fully written.
+
+        ``body`` is the record's members, as a mapping or already encoded
+        (``encode_record``'s output without its braces and newline, see
+        ``audit_schema.RecordTemplate``); the chain members lead either way.
 
         With ``hold``, the record is chained now but written with the next
         record that is not held, or by ``flush`` (the service flushes at the
@@ -251,12 +255,19 @@ class ChainedLog:
             self._follow()
             self._write_held()
 
-    def _append(self, body: dict[str, Any], checkpoint: bool = False, hold: bool = False) -> None:
+    def _append(
+        self, body: dict[str, Any] | bytes, checkpoint: bool = False, hold: bool = False
+    ) -> None:
         if self._fd < 0:
             raise OSError(f"audit log {self.path} is closed")
         seq = self.seq + 1
-        record = {"v": SCHEMA_VERSION, "seq": seq, "prev": self.prev, **body}
-        line = encode_record(record)
+        if isinstance(body, bytes):
+            # The same bytes encode_record gives for the merged mapping.
+            prev = b"null" if self.prev is None else b'"%s"' % self.prev.encode("ascii")
+            line = b'{"v":%d,"seq":%d,"prev":%s,%s}\n' % (SCHEMA_VERSION, seq, prev, body)
+        else:
+            record = {"v": SCHEMA_VERSION, "seq": seq, "prev": self.prev, **body}
+            line = encode_record(record)
         self._held.append((line, seq, self.prev, checkpoint))
         self.seq = seq
         self.prev = line_hash(line)

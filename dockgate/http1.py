@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from dockgate.memo import Memo
 from dockgate.wire import FIELD_VALUE, TOKEN
 
 __all__ = [
@@ -44,13 +45,16 @@ class ProtocolError(Exception):
     """The daemon's bytes are not a well-framed HTTP/1.1 response."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Head:
-    """A response head: final (``status`` >= 200) or informational (1xx)."""
+    """A response head: final (``status`` >= 200) or informational (1xx).
+
+    Immutable: one parsed head is shared by every repetition of its bytes.
+    """
 
     status: int
     reason: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: tuple[tuple[bytes, bytes], ...]
     """Names lowercased, values without surrounding whitespace, in order."""
     http10: bool = False
 
@@ -114,7 +118,19 @@ def _parse_head(block: bytes) -> Head:
         if FIELD_VALUE.fullmatch(value) is None:
             raise ProtocolError(f"control character in header {name[:40]!r}")
         headers.append((name.lower(), value))
-    return Head(int(match.group(2)), match.group(3) or b"", headers, match.group(1) == b"0")
+    return Head(
+        int(match.group(2)), match.group(3) or b"", tuple(headers), match.group(1) == b"0"
+    )
+
+
+_Framing = tuple[int, int, bool]
+"""A body framing chosen by ``ResponseReader._frame``: state, length left, keep-alive."""
+_HEADS: Memo[tuple[bytes, bool], tuple[Head, _Framing | None]] = Memo(256)
+"""Parsed response heads and their framing, by raw bytes and whether the
+request was HEAD (see ``memo``).  The daemon's heads differ from one
+response of a kind to the next only in ``Date``, so a head of each kind is
+parsed once a second."""
+_MEMO_HEAD = 2048
 
 
 class Framed:
@@ -296,17 +312,26 @@ class ResponseReader(Framed):
             return None
         if end - pos > MAX_HEAD:
             raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
-        head = _parse_head(buf[pos:end])
+        raw = buf[pos:end]
+        key = (raw, self._head_request)
+        known = _HEADS.get(key)
+        if known is None:
+            head = _parse_head(raw)
+            framing = None if head.status < 200 else self._frame(head)
+            if end - pos <= _MEMO_HEAD:
+                _HEADS.put(key, (head, framing))
+        else:
+            head, framing = known
         self._pos = end + 4
-        if head.status < 200:
+        if framing is None:
             if head.status == 101:
                 self._state = ST_RAW
             return head  # else (100 Continue) the final head follows
         self.response = head
-        self._frame(head)
+        self._state, self._left, self.keep_alive = framing
         return head
 
-    def _frame(self, head: Head) -> None:
+    def _frame(self, head: Head) -> _Framing:
         """Choose the body's framing (RFC 9112 section 6.3); refuse ambiguity."""
         lengths: list[bytes] = []
         encodings: list[bytes] = []
@@ -320,22 +345,18 @@ class ResponseReader(Framed):
                 tokens = {v.strip(b" \t").lower() for v in value.split(b",")}
                 if b"close" in tokens:
                     close = True
-        self.keep_alive = not close
+        keep_alive = not close
         if self._head_request or head.status in (204, 304):
-            self._state = ST_ENDING
-            return
+            return ST_ENDING, 0, keep_alive
         if encodings:
             if lengths:
                 raise ProtocolError("response has both Content-Length and Transfer-Encoding")
             if encodings != [b"chunked"]:
                 raise ProtocolError(f"unsupported Transfer-Encoding {b', '.join(encodings)!r}")
-            self._state = ST_CHUNK_LINE
-            return
+            return ST_CHUNK_LINE, 0, keep_alive
         if lengths:
             if len(set(lengths)) != 1 or not lengths[0].isdigit() or len(lengths[0]) > 18:
                 raise ProtocolError("invalid or conflicting Content-Length")
-            self._left = int(lengths[0])
-            self._state = ST_LENGTH if self._left else ST_ENDING
-            return
-        self.keep_alive = False
-        self._state = ST_CLOSE
+            left = int(lengths[0])
+            return (ST_LENGTH if left else ST_ENDING), left, keep_alive
+        return ST_CLOSE, 0, False

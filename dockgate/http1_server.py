@@ -21,6 +21,7 @@ end of the connection.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -38,6 +39,7 @@ from dockgate.http1 import (
     End,
     Framed,
 )
+from dockgate.memo import Memo
 
 __all__ = ["PAUSED", "Body", "End", "Request", "RequestReader", "ResponseWriter"]
 
@@ -56,18 +58,24 @@ class _Paused:
 PAUSED: Final = _Paused()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Request:
-    """A request head: method, target, fields (names lowercased, values trimmed)."""
+    """A request head: method, target, fields (names lowercased, values trimmed).
+
+    Immutable: one parsed head is shared by every repetition of its bytes
+    (see ``_HEADS``).
+    """
 
     method: bytes
     target: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: tuple[tuple[bytes, bytes], ...]
     http10: bool
     length: int | None = None
     """The Content-Length, if the request has one."""
     chunked: bool = False
     """Whether the body is chunked (``Transfer-Encoding: chunked``)."""
+    size: int = 0
+    """The length of the raw head, in bytes."""
 
 
 
@@ -107,8 +115,17 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
     http10 = match.group(3) == b"0"
     if not http10 and hosts != 1:
         raise BadRequest("malformed HTTP request: exactly one Host header is required")
-    request = Request(match.group(1), match.group(2), headers, http10, length, chunked)
+    request = Request(
+        match.group(1), match.group(2), tuple(headers), http10, length, chunked, len(head) + 4
+    )
     return request, keep_alive, expect and not http10
+
+
+_HEADS: Memo[bytes, tuple[Request, bool, bool]] = Memo(512)
+"""Parsed heads by their raw bytes (``memo``): a head accepted once is
+accepted again, byte for byte, with the same result."""
+_MEMO_HEAD = 2048
+"""Only heads up to this size are remembered (the memory stays about 1 MB)."""
 
 
 class RequestReader(Framed):
@@ -199,8 +216,13 @@ class RequestReader(Framed):
         if end > self.max_head:
             raise HeadTooLarge(f"request head larger than {self.max_head} bytes")
         head = buf[:end]
-        wire.check_request_head(head)
-        request, self.keep_alive, self.expects_continue = _parse(head[:-4])
+        parsed = _HEADS.get(head)
+        if parsed is None:
+            wire.check_request_head(head)
+            parsed = _parse(head[:-4])
+            if end <= _MEMO_HEAD:
+                _HEADS.put(head, parsed)
+        request, self.keep_alive, self.expects_continue = parsed
         self._buf, self._pos = buf, end
         self._frame(request)
         return request
@@ -236,7 +258,7 @@ class ResponseWriter:
         self,
         status: int,
         reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         *,
         method: bytes | str,
         http10: bool,

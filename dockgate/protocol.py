@@ -11,7 +11,7 @@ For every request head:
 
 1. ``wire.check_request_head`` checks the raw head bytes for framing that two
    parsers could read differently, and the reader parses it strictly;
-2. ``admission.admit_head`` routes and canonicalises it;
+2. ``admission.admit_head`` (remembered for repeated heads) routes and canonicalises it;
 3. for JSON endpoints the body is buffered (under a cap) and
    ``admission.admit_body`` canonicalises it;
 4. ``decision.decide`` returns allow or deny — the single decision point;
@@ -39,10 +39,10 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -58,9 +58,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dockgate import wire, writethrough
-from dockgate.admission import admit_body, admit_head
+from dockgate.admission import admit_body, admit_head_memo
 from dockgate.deadline import Deadline
-from dockgate.decision import Policy, decide
+from dockgate.decision import Policy, decide, decide_memo
 from dockgate.errors import (
     AuditUnavailable,
     BadRequest,
@@ -73,8 +73,9 @@ from dockgate.errors import (
     UpstreamUnavailable,
 )
 from dockgate.gate import ReadGate
-from dockgate.http1 import Head, ProtocolError
+from dockgate.http1 import Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
+from dockgate.memo import IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DecisionContext, load_policy
@@ -174,6 +175,56 @@ def _phrase(status: int) -> bytes:
         return b"Error"
 
 
+class ResponseFacts(NamedTuple):
+    """What an exchange needs from the daemon's response head (``_response_facts``)."""
+
+    headers: tuple[tuple[bytes, bytes], ...]
+    """The daemon's headers, its ``Api-Version`` clamped to what dockgate knows."""
+    forwarded: tuple[tuple[bytes, bytes], ...]
+    """The end-to-end headers for the client, and the daemon's Content-Length."""
+    framed: bool
+    """Whether the head gave a Content-Length or a Transfer-Encoding."""
+    json: bool
+    """Whether the body is labelled ``application/json``."""
+    api_version: str | None
+    """The daemon's ``Api-Version``, as sent."""
+
+
+_FACTS: IdentityMemo[Head, ResponseFacts] = IdentityMemo(256)
+_FORWARD_HEADS: IdentityMemo[CanonicalRequest, bytes] = IdentityMemo(512)
+"""Upstream heads of requests without a body of their own (``_forward_head``)."""
+
+
+def _response_facts(head: Head) -> ResponseFacts:
+    """The facts of ``head``, worked out once per parsed head (``http1`` shares
+    the object between repetitions of the same bytes, see ``memo``)."""
+    found = _FACTS.get(head)
+    if found is not None:
+        return found
+    headers: list[tuple[bytes, bytes]] = []
+    api_version = None
+    for name, value in head.headers:
+        if name == b"api-version":
+            api_version = value.decode("ascii", "replace")
+            headers.append((name, clamp_api_version(api_version).encode("ascii")))
+        else:
+            headers.append((name, value))
+    names = {n for n, _ in headers}
+    forwarded = (
+        *wire.end_to_end(headers), *((n, v) for n, v in headers if n == b"content-length")
+    )
+    content_type = dict(headers).get(b"content-type", b"")
+    facts = ResponseFacts(
+        tuple(headers),
+        forwarded,
+        b"content-length" in names or b"transfer-encoding" in names,
+        content_type.startswith(b"application/json"),
+        api_version,
+    )
+    _FACTS.put(head, facts)
+    return facts
+
+
 @dataclass
 class Exchange:
     """The state of one request/response exchange on a client connection."""
@@ -203,7 +254,7 @@ class Exchange:
     """The connection's answer deadline runs for this exchange."""
     error: str | None = None
     draining: bool = False
-    held: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+    held: tuple[int, bytes, tuple[tuple[bytes, bytes], ...]] | None = None
     held_body: bytearray = field(default_factory=bytearray)
     transform: Callable[[Any], Any] | None = None
     must_filter: bool = False
@@ -508,7 +559,9 @@ class ProxyServerProtocol(Protocol):
         )
         self.exchange = x
         try:
-            request = admit_head(method, bytes(event.target), headers, self.factory.api)
+            request = admit_head_memo(
+                method, event.target, headers, self.factory.api, event.size
+            )
         except DockgateError as e:
             self._refuse(x, e)
             return
@@ -683,7 +736,11 @@ class ProxyServerProtocol(Protocol):
 
     def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
         assert x.request is not None and self.peer is not None
-        x.decision = decide(policy, x.request, self.peer, context)
+        if context is None and x.request.body is None:
+            # Body-less requests repeat; one with a body is remembered nowhere.
+            x.decision = decide_memo(policy, x.request, self.peer)
+        else:
+            x.decision = decide(policy, x.request, self.peer, context)
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
@@ -726,30 +783,14 @@ class ProxyServerProtocol(Protocol):
         conn.delegate = self
         request = x.request
         assert request is not None
-        headers: list[tuple[bytes, bytes]] = [(b"host", b"docker")]
-        headers += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
-        if request.endpoint.hijack and x.upgrade in _HIJACK_UPGRADES:
-            assert x.upgrade is not None
-            headers += [(b"connection", b"Upgrade"), (b"upgrade", x.upgrade)]
-        body: bytes | None = None
         kind = request.endpoint.body
-        if kind == "json":
-            body = request.body_bytes
-            if body is not None or request.method in ("POST", "PUT"):
-                headers.append((b"content-length", b"%d" % len(body or b"")))
-        elif kind == "stream" and x.chunked:
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif kind == "stream" and x.length is not None:
-            headers.append((b"content-length", b"%d" % x.length))
-        elif request.method in ("POST", "PUT"):
-            headers.append((b"content-length", b"0"))
-        x.forwarded = time.monotonic()
+        body = request.body_bytes if kind == "json" else None
         stream = None
         if kind == "stream":
             stream = "chunked" if x.chunked else "length"
+        x.forwarded = time.monotonic()
         try:
-            conn.request(request.method, request.target.encode("ascii"), headers, body,
-                         stream=stream)
+            conn.send(request.method, self._forward_head(x, request), body, stream=stream)
         except ValueError as e:
             self._refuse(x, BadRequest(f"cannot forward request: {e}"))
             return
@@ -765,6 +806,44 @@ class ProxyServerProtocol(Protocol):
             self._continue_if_expected()
         self._release_gate("upstream")
         self._pump()
+
+    def _forward_head(self, x: Exchange, request: CanonicalRequest) -> bytes:
+        """The head dockgate sends upstream for ``x``: its own serialisation, with a
+        fixed Host, the admitted end-to-end headers and its own framing.
+
+        A request without a body of its own (the common, repeated case) has a
+        head that depends on the admitted request alone, so it is serialised
+        once per ``CanonicalRequest`` (see ``memo``).
+
+        Raises:
+            ValueError: a header would not survive serialisation (see ``http1``).
+        """
+        kind = request.endpoint.body
+        upgrade = request.endpoint.hijack and x.upgrade in _HIJACK_UPGRADES
+        plain = kind not in ("json", "stream") and not upgrade
+        if plain:
+            head = _FORWARD_HEADS.get(request)
+            if head is not None:
+                return head
+        headers: list[tuple[bytes, bytes]] = [(b"host", b"docker")]
+        headers += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
+        if upgrade:
+            assert x.upgrade is not None
+            headers += [(b"connection", b"Upgrade"), (b"upgrade", x.upgrade)]
+        if kind == "json":
+            body = request.body_bytes
+            if body is not None or request.method in ("POST", "PUT"):
+                headers.append((b"content-length", b"%d" % len(body or b"")))
+        elif kind == "stream" and x.chunked:
+            headers.append((b"transfer-encoding", b"chunked"))
+        elif kind == "stream" and x.length is not None:
+            headers.append((b"content-length", b"%d" % x.length))
+        elif request.method in ("POST", "PUT"):
+            headers.append((b"content-length", b"0"))
+        head = request_head(request.method, request.target.encode("ascii"), headers)
+        if plain:
+            _FORWARD_HEADS.put(request, head)
+        return head
 
     def _start_timer(self, x: Exchange) -> None:
         """Bound the wait for the daemon's answer to ``x`` (response_timeout)."""
@@ -829,44 +908,25 @@ class ProxyServerProtocol(Protocol):
                 self._splice(x, event.status, event.reason, event.headers, upgrade=True)
             return
         self._cancel_timer(x)
-        headers = event.headers
-        names = {n for n, _ in headers}
+        facts = _response_facts(event)
         assert x.request is not None
-        if (
-            x.request.endpoint.hijack
-            and event.status == 200
-            and b"content-length" not in names
-            and b"transfer-encoding" not in names
-        ):
-            self._splice(x, 200, event.reason, headers, upgrade=False)
+        if x.request.endpoint.hijack and event.status == 200 and not facts.framed:
+            self._splice(x, 200, event.reason, event.headers, upgrade=False)
             return
         x.response_started = True
         x.status = event.status
         self._release_quota(x)
-        headers = self._note_api_version(headers)
+        if facts.api_version is not None:
+            self.factory.note_daemon_version(facts.api_version)
         tenant = x.tenant
         if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
             x.line_filter = lambda e, t=tenant: event_visible(e, t)
-        transform = self._response_transform(x, event.status, headers)
+        transform = self._response_transform(x, event.status, facts.json)
         if transform is not None:
-            x.held = (event.status, event.reason, headers)
+            x.held = (event.status, event.reason, facts.headers)
             x.transform = transform
             return
-        out = wire.end_to_end(headers)
-        out += [(n, v) for n, v in headers if n == b"content-length"]
-        self._send_client(self._response_head(x, event.status, event.reason, out))
-
-    def _note_api_version(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """Learn the daemon's API version from its header, and clamp what clients see."""
-        out = []
-        for name, value in headers:
-            if name == b"api-version":
-                text = value.decode("ascii", "replace")
-                self.factory.note_daemon_version(text)
-                out.append((name, clamp_api_version(text).encode("ascii")))
-            else:
-                out.append((name, value))
-        return out
+        self._send_client(self._response_head(x, event.status, event.reason, facts.forwarded))
 
     def _send_held(self, x: Exchange) -> None:
         """Send a held JSON response, rewritten by the exchange's transform.
@@ -892,7 +952,7 @@ class ProxyServerProtocol(Protocol):
         self._send_client(self._response_head(x, status, reason, out), *self.writer.data(body))
 
     def _response_transform(
-        self, x: Exchange, status: int, headers: list[tuple[bytes, bytes]]
+        self, x: Exchange, status: int, json_body: bool
     ) -> Callable[[Any], Any] | None:
         """How to rewrite this response's JSON body, if it must be rewritten.
 
@@ -902,12 +962,7 @@ class ProxyServerProtocol(Protocol):
         tenant's list shows only its own objects (a second line of defence
         behind the label filter dockgate added to the query).
         """
-        values = dict(headers)
-        if (
-            not 200 <= status < 300
-            or not values.get(b"content-type", b"").startswith(b"application/json")
-            or x.request is None
-        ):
+        if not 200 <= status < 300 or not json_body or x.request is None:
             return None
         endpoint = x.request.endpoint.id
         tenant = x.tenant
@@ -1034,7 +1089,7 @@ class ProxyServerProtocol(Protocol):
         x: Exchange,
         status: int,
         reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        headers: Sequence[tuple[bytes, bytes]],
         *,
         upgrade: bool,
     ) -> None:
@@ -1186,7 +1241,7 @@ class ProxyServerProtocol(Protocol):
             return "?"
 
     def _response_head(
-        self, x: Exchange, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+        self, x: Exchange, status: int, reason: bytes, headers: Sequence[tuple[bytes, bytes]]
     ) -> bytes:
         """The response head for ``x``, framed for this client (see ``ResponseWriter``)."""
         return self.writer.head(

@@ -181,8 +181,17 @@ class UpstreamConnection(Protocol):
         Raises:
             ValueError: a header would not survive serialisation (see ``http1``).
         """
+        self.send(method, request_head(method, target, headers), body, stream=stream)
+
+    def send(
+        self, method: str, head: bytes, body: bytes | None = None, *, stream: str | None = None
+    ) -> None:
+        """``request`` with the head already serialised (``http1.request_head``).
+
+        Raises:
+            ProtocolError: the connection is still reading a response.
+        """
         assert self.transport is not None
-        head = request_head(method, target, headers)
         self.reader.expect(method)
         self._chunked = stream == "chunked"
         self._sent_end = stream is None

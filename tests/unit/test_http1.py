@@ -62,7 +62,7 @@ def test_head_fields_are_lowercased_and_trimmed() -> None:
     _, events = read("GET", b"HTTP/1.1 200 OK\r\nApi-Version:  1.51 \r\nContent-Length: 0\r\n\r\n")
     head = events[0]
     assert isinstance(head, Head)
-    assert head.headers == [(b"api-version", b"1.51"), (b"content-length", b"0")]
+    assert head.headers == ((b"api-version", b"1.51"), (b"content-length", b"0"))
     assert head.reason == b"OK"
 
 
@@ -210,3 +210,27 @@ def test_request_head_is_serialised_and_checked() -> None:
 def test_chunk_encoding() -> None:
     assert chunk(b"hello") == b"5\r\nhello\r\n"
     assert LAST_CHUNK == b"0\r\n\r\n"
+
+
+def test_repeated_head_is_parsed_once_and_framed_for_its_request() -> None:
+    """The same head bytes give the same Head; the framing still follows the request."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+    _, first = read("GET", head + b"hello")
+    _, again = read("GET", head + b"hello")
+    assert first[0] is again[0]
+    assert shape(again) == [200, b"hello", "end"]
+    # A HEAD request's response has no body, whatever its Content-Length.
+    reader, heads = read("HEAD", head)
+    assert shape(heads) == [200, "end"] and reader.reusable
+    _, after = read("GET", head + b"hello")
+    assert shape(after) == [200, b"hello", "end"]
+
+
+def test_refused_response_head_is_refused_every_time() -> None:
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    for _ in range(2):
+        reader = ResponseReader()
+        reader.expect("GET")
+        reader.feed(bad)
+        with pytest.raises(ProtocolError):
+            reader.next_event()
