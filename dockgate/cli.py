@@ -110,7 +110,9 @@ def serve(argv: Sequence[str]) -> int:
         return 2
     oplog.start_logging(sys.stderr, options["log-format"])
     # Imported only now so that nothing installs a reactor before it is needed.
-    from twisted.internet import reactor  # noqa: PLC0415
+    from dockgate.reactor import install  # noqa: PLC0415
+
+    reactor = install()
 
     try:
         root = tap.makeService(options, reactor)

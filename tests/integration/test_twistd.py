@@ -114,7 +114,13 @@ def serve_command() -> list[str]:
     return [sys.executable, "-m", "dockgate", "serve"]
 
 
-COMMANDS = {"twistd": twistd_command, "serve": serve_command}
+def twistd_dockgate_reactor_command() -> list[str]:
+    """twistd running dockgate's own reactor (what ``dockgate serve`` installs)."""
+    return [*twistd_command()[:-1], "--reactor=dockgate", "dockgate"]
+
+
+COMMANDS = {"twistd": twistd_command, "twistd-reactor": twistd_dockgate_reactor_command,
+            "serve": serve_command}
 
 
 @pytest.fixture(params=sorted(COMMANDS))
@@ -186,7 +192,7 @@ def test_sigterm_stops_cleanly(run: Run) -> None:
     signal that stopped it (so its status is -SIGTERM), as documented for twistd.
     """
     run.process.send_signal(signal.SIGTERM)
-    expected = -signal.SIGTERM if run.command == "twistd" else 0
+    expected = -signal.SIGTERM if run.command.startswith("twistd") else 0
     assert run.process.wait(timeout=15) == expected, run.log_text()
     assert "Main loop terminated" in run.log_text()
     assert not run.socket.exists()

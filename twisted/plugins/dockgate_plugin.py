@@ -1,12 +1,14 @@
-"""Makes ``twistd dockgate`` available.
+"""Makes ``twistd dockgate`` and ``twistd --reactor=dockgate`` available.
 
-Kept to the ServiceMaker alone: Twisted imports every plugin file to list
-plugins, and ``ServiceMaker`` imports ``dockgate.tap`` only when the
-``dockgate`` subcommand is actually used.  This directory must have no
-``__init__.py`` (``twisted.plugins`` is Twisted's package), and the file must
-not be called ``dockgate.py``, which would shadow the ``dockgate`` package.
+Kept to two lazy declarations: Twisted imports every plugin file to list
+plugins, and ``ServiceMaker`` imports ``dockgate.tap`` (``Reactor``,
+``dockgate.reactor``) only when it is actually used.  This directory must have
+no ``__init__.py`` (``twisted.plugins`` is Twisted's package), and the file
+must not be called ``dockgate.py``, which would shadow the ``dockgate``
+package.
 """
 
+from twisted.application.reactors import Reactor
 from twisted.application.service import ServiceMaker
 
 dockgate = ServiceMaker(  # type: ignore[no-untyped-call]
@@ -14,4 +16,10 @@ dockgate = ServiceMaker(  # type: ignore[no-untyped-call]
     "dockgate.tap",
     "Docker Engine API proxy that validates, decides and audits every request.",
     "dockgate",
+)
+
+dockgate_reactor = Reactor(
+    "dockgate",
+    "dockgate.reactor",
+    "epoll without a logging context per event (what dockgate serve runs; Linux)",
 )
