@@ -235,6 +235,49 @@ class RequestReader(Framed):
         self._state = ST_LENGTH if self._left else ST_ENDING
 
 
+_Plan = tuple[bytes, bool, bool, "int | None", bool]
+"""A response head's bytes and framing: keep-alive, chunked, length left, has a body."""
+
+
+def _plan(
+    status: int,
+    reason: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    method: bytes | str,
+    http10: bool,
+    keep_alive: bool,
+) -> _Plan:
+    """How ``ResponseWriter.head`` frames a response (pure; see ``_PLANS``)."""
+    length = None
+    for name, value in headers:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ValueError("invalid Content-Length")
+            length = int(value)
+    out = list(headers)
+    chunked = False
+    left = None
+    body = not (method in ("HEAD", b"HEAD") or status in (204, 304))
+    if not body:
+        pass
+    elif length is not None:
+        left = length
+    elif http10:
+        keep_alive = False
+    else:
+        chunked = True
+        out.append((b"transfer-encoding", b"chunked"))
+    if not keep_alive:
+        out.append((b"connection", b"close"))
+    return wire.serialise_response_head(status, reason, out), keep_alive, chunked, left, body
+
+
+_PLANS: Memo[tuple[object, ...], _Plan] = Memo(256)
+"""Response heads by everything they are made of, for the daemon's repeated
+answers (whose header tuples ``protocol`` shares, see ``memo``)."""
+
+
 class ResponseWriter:
     """Frames one response at a time for the client (see the module docstring)."""
 
@@ -272,29 +315,18 @@ class ResponseWriter:
         if self.started:
             raise ValueError("a response was already started")
         self.started = True
-        self.keep_alive = keep_alive
-        length = None
-        for name, value in headers:
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise ValueError("invalid Content-Length")
-                length = int(value)
-        out = list(headers)
-        self._chunked = False
-        self._left = None
-        self._body = not (method in ("HEAD", b"HEAD") or status in (204, 304))
-        if not self._body:
-            pass
-        elif length is not None:
-            self._left = length
-        elif http10:
-            self.keep_alive = False
-        else:
-            self._chunked = True
-            out.append((b"transfer-encoding", b"chunked"))
-        if not self.keep_alive:
-            out.append((b"connection", b"close"))
-        return wire.serialise_response_head(status, reason, out)
+        key = None
+        plan = None
+        if type(headers) is tuple:
+            key = (status, reason, headers, method, http10, keep_alive)
+            plan = _PLANS.get(key)
+        if plan is None:
+            plan = _plan(status, reason, headers, method=method, http10=http10,
+                         keep_alive=keep_alive)
+            if key is not None and len(plan[0]) <= _MEMO_HEAD:
+                _PLANS.put(key, plan)
+        head, self.keep_alive, self._chunked, self._left, self._body = plan
+        return head
 
     def data(self, data: bytes) -> list[bytes]:
         """Body bytes, framed, as pieces to write in sequence (``data`` is not copied).

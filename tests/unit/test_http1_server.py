@@ -248,3 +248,30 @@ def test_responses_parse_with_h11(http10: bool, length: int | None) -> None:
         elif isinstance(event, h11.EndOfMessage):
             break
     assert got == b"hello"
+
+
+def test_repeated_response_heads_are_framed_for_each_request() -> None:
+    """A remembered head (tuple headers, as protocol passes the daemon's) is still
+    framed for its own method, HTTP version and keep-alive."""
+    headers = ((b"content-type", b"application/json"),)
+    cases = [
+        (dict(method="GET", http10=False, keep_alive=True), b"transfer-encoding: chunked", True),
+        (dict(method="HEAD", http10=False, keep_alive=True), None, False),
+        (dict(method="GET", http10=True, keep_alive=True), b"connection: close", True),
+        (dict(method="GET", http10=False, keep_alive=False), b"connection: close", True),
+    ]
+    for _ in range(2):  # the second round is answered from memory
+        for kw, line, has_body in cases:
+            writer = ResponseWriter()
+            head = writer.head(200, b"OK", headers, **kw)  # type: ignore[arg-type]
+            assert head.startswith(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            if line is None:
+                assert b"transfer-encoding" not in head and b"connection" not in head
+            else:
+                assert line in head
+            if has_body:
+                assert b"".join(writer.data(b"x")) in (b"x", b"1\r\nx\r\n")
+            else:
+                with pytest.raises(ValueError):
+                    writer.data(b"x")
+            assert writer.keep_alive == (kw["keep_alive"] and not kw["http10"])
