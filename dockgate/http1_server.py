@@ -239,16 +239,13 @@ _Plan = tuple[bytes, bool, bool, "int | None", bool]
 """A response head's bytes and framing: keep-alive, chunked, length left, has a body."""
 
 
-def _plan(
-    status: int,
-    reason: bytes,
-    headers: Sequence[tuple[bytes, bytes]],
-    *,
-    method: bytes | str,
-    http10: bool,
-    keep_alive: bool,
-) -> _Plan:
-    """How ``ResponseWriter.head`` frames a response (pure; see ``_PLANS``)."""
+def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, bool, bool]) -> _Plan:
+    """How ``ResponseWriter.head`` frames a response (pure; see ``_PLANS``).
+
+    ``key`` is the head's arguments: status, reason, headers, method, whether
+    the request was HTTP/1.0, and whether the connection is to be kept alive.
+    """
+    status, reason, headers, method, http10, keep_alive = key
     length = None
     for name, value in headers:
         if name == b"content-length":
@@ -315,15 +312,12 @@ class ResponseWriter:
         if self.started:
             raise ValueError("a response was already started")
         self.started = True
-        key = None
-        plan = None
-        if type(headers) is tuple:
-            key = (status, reason, headers, method, http10, keep_alive)
-            plan = _PLANS.get(key)
+        key = (status, reason, headers, method, http10, keep_alive)
+        remember = type(headers) is tuple
+        plan = _PLANS.get(key) if remember else None
         if plan is None:
-            plan = _plan(status, reason, headers, method=method, http10=http10,
-                         keep_alive=keep_alive)
-            if key is not None and len(plan[0]) <= _MEMO_HEAD:
+            plan = _plan(key)
+            if remember and len(plan[0]) <= _MEMO_HEAD:
                 _PLANS.put(key, plan)
         head, self.keep_alive, self._chunked, self._left, self._body = plan
         return head
