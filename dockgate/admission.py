@@ -229,14 +229,14 @@ def admit_head_memo(
 
     Admission is a pure function of these arguments and its result is
     immutable, so a repeated head gets the very same ``CanonicalRequest``
-    (see ``memo``); refusals are not remembered.
+    (see ``memo``), marked ``small``; refusals are not remembered.
     """
     if size > MEMO_HEAD:
         return admit_head(method, target, headers, ctx)
     key = (method, target, headers, ctx)
     found = _ADMITTED.get(key)
     if found is None:
-        found = admit_head(method, target, headers, ctx)
+        found = replace(admit_head(method, target, headers, ctx), small=True)
         _ADMITTED.put(key, found)
     return found
 

@@ -256,6 +256,7 @@ class RecordTemplates:
             or decision is None
             or peer is None
             or request.body is not None
+            or not request.small
             or event.error
             or event.exit_code is not None
             or type(duration) is not float

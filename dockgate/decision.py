@@ -66,6 +66,10 @@ def decide_memo(policy: Policy, request: CanonicalRequest, peer: Peer) -> Decisi
     head is admitted as the very same ``CanonicalRequest`` (``admission``),
     so its decision is the same object too (see ``memo``).  A reloaded policy
     is another object, so nothing decided under the old one is reused.
+    Callers use it for ``small`` body-less requests only (which bounds what
+    the memory holds), and only for policies that are pure functions of
+    request and peer (all of dockgate's are): a rule that looked at the
+    clock or at outside state would have to be decided with ``decide``.
     """
     key = (id(policy), id(request), peer)
     found = _DECIDED.get(key)

@@ -86,6 +86,10 @@ class CanonicalRequest:
             without framing and hop-by-hop headers.
         body: the decoded JSON body for ``json`` endpoints, else None.
         body_bytes: the canonical serialisation of ``body`` that is forwarded.
+        small: admitted from a head small enough to be remembered
+            (``admission.MEMO_HEAD``); only such requests, and those derived
+            from them, are kept in the request path's memories (``memo``),
+            which bounds what those can hold.  Not part of equality.
     """
 
     method: str
@@ -97,6 +101,7 @@ class CanonicalRequest:
     headers: tuple[tuple[str, str], ...] = ()
     body: Any = None
     body_bytes: bytes | None = None
+    small: bool = field(default=False, compare=False)
 
     @property
     def target(self) -> str:

@@ -191,6 +191,9 @@ class ResponseFacts(NamedTuple):
 
 
 _FACTS: IdentityMemo[Head, ResponseFacts] = IdentityMemo(256)
+_MEMO_FACTS = 2048
+"""Only the facts of heads with up to this many bytes of fields are remembered
+(larger ones are not shared by ``http1`` either)."""
 _FORWARD_HEADS: IdentityMemo[CanonicalRequest, bytes] = IdentityMemo(512)
 """Upstream heads of requests without a body of their own (``_forward_head``)."""
 
@@ -203,7 +206,9 @@ def _response_facts(head: Head) -> ResponseFacts:
         return found
     headers: list[tuple[bytes, bytes]] = []
     api_version = None
+    size = 0
     for name, value in head.headers:
+        size += len(name) + len(value)
         if name == b"api-version":
             api_version = value.decode("ascii", "replace")
             headers.append((name, clamp_api_version(api_version).encode("ascii")))
@@ -221,7 +226,8 @@ def _response_facts(head: Head) -> ResponseFacts:
         content_type.startswith(b"application/json"),
         api_version,
     )
-    _FACTS.put(head, facts)
+    if size <= _MEMO_FACTS:
+        _FACTS.put(head, facts)
     return facts
 
 
@@ -736,8 +742,8 @@ class ProxyServerProtocol(Protocol):
 
     def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
         assert x.request is not None and self.peer is not None
-        if context is None and x.request.body is None:
-            # Body-less requests repeat; one with a body is remembered nowhere.
+        if context is None and x.request.body is None and x.request.small:
+            # Small body-less requests repeat; others are remembered nowhere.
             x.decision = decide_memo(policy, x.request, self.peer)
         else:
             x.decision = decide(policy, x.request, self.peer, context)
@@ -820,7 +826,7 @@ class ProxyServerProtocol(Protocol):
         """
         kind = request.endpoint.body
         upgrade = request.endpoint.hijack and x.upgrade in _HIJACK_UPGRADES
-        plain = kind not in ("json", "stream") and not upgrade
+        plain = kind not in ("json", "stream") and not upgrade and request.small
         if plain:
             head = _FORWARD_HEADS.get(request)
             if head is not None:

@@ -5,6 +5,7 @@ never remembered, and memory stays bounded."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,13 @@ def test_admission_is_remembered_per_context() -> None:
     first = admit_head_memo(*args, CTX, head.size)
     assert admit_head_memo(*args, CTX, head.size) is first
     assert first == admit_head("GET", head.target, head.headers, CTX)
+    assert first.small
     other = admit_head_memo(*args, ApiContext(daemon_version="1.41"), head.size)
     assert other is not first
-    # Too large to remember: admitted afresh each time, equal all the same.
-    assert admit_head_memo(*args, CTX, 1 << 20) is not first
+    # Too large to remember: admitted afresh each time, equal all the same,
+    # and not small, so nothing downstream remembers it either.
+    big = admit_head_memo(*args, CTX, 1 << 20)
+    assert big is not first and big == first and not big.small
 
 
 def test_admission_refusals_are_not_remembered() -> None:
@@ -104,7 +108,8 @@ def test_decision_is_remembered_per_policy_object() -> None:
 
 
 def canonical(target: bytes) -> CanonicalRequest:
-    return admit_head("GET", target, ((b"host", b"d"),), CTX)
+    """A request as admission remembers it (``small``)."""
+    return replace(admit_head("GET", target, ((b"host", b"d"),), CTX), small=True)
 
 
 def event(request: CanonicalRequest | None, **changes: Any) -> AuditEvent:
@@ -150,6 +155,7 @@ def test_template_encodes_exactly_as_the_general_path(changes: dict[str, Any]) -
     {"decision": None},
     {"decision": Decision("warn", "p", "r", "why", warnings=("careful",))},
     {"duration": float("nan")},
+    {"request": admit_head("GET", b"/_ping", ((b"host", b"d"),), CTX)},  # not small
 ])
 def test_template_leaves_unusual_records_to_the_general_path(changes: dict[str, Any]) -> None:
     changes = dict(changes)
@@ -186,3 +192,4 @@ def test_chained_log_writes_encoded_members_as_it_writes_mappings(tmp_path: Path
     assert a.read_bytes() == b.read_bytes()
     second = json.loads(b.read_bytes().splitlines()[1])
     assert second["seq"] == 2 and second["prev"] and second["bytes_out"] == 31337
+

@@ -17,6 +17,7 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from dockgate import decision, protocol
 from dockgate.admission import ApiContext
 from dockgate.audit import flat_record
 from dockgate.decision import AllowAll
@@ -564,3 +565,16 @@ def test_a_refused_json_body_keeps_the_connection_in_step() -> None:
     h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
     assert h.upstream_sent().startswith(b"GET /_ping")
     assert b"dgtest" not in h.upstream_sent()
+
+
+def test_large_heads_leave_no_trace_in_any_memory() -> None:
+    """A client sending large, distinct heads cannot fill the memories: only requests
+    admitted from small heads are remembered, downstream of admission too."""
+    h = Harness()
+    before = (len(decision._DECIDED), len(protocol._FORWARD_HEADS))
+    for i in range(3):
+        pad = b"x" * 3000 + b"%d" % i
+        h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Pad: " + pad + b"\r\n\r\n")
+        h.reply(PING_OK)
+    assert h.received().count(b"HTTP/1.1 200 OK") == 3
+    assert (len(decision._DECIDED), len(protocol._FORWARD_HEADS)) == before
