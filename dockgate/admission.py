@@ -47,7 +47,7 @@ from dataclasses import dataclass, replace
 
 from dockgate.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
 from dockgate.jsonstrict import Pairs, dumps, go_fold, loads
-from dockgate.memo import Memo
+from dockgate.memo import SMALL, Memo
 from dockgate.model import CanonicalRequest
 from dockgate.query import canonical_query
 from dockgate.routes import match
@@ -214,8 +214,6 @@ def admit_head(
 
 _ADMITTED: Memo[tuple[str, bytes, tuple[tuple[bytes, bytes], ...], ApiContext],
                 CanonicalRequest] = Memo(512)
-MEMO_HEAD = 2048
-"""Heads up to this many bytes have their admission remembered."""
 
 
 def admit_head_memo(
@@ -225,13 +223,13 @@ def admit_head_memo(
     ctx: ApiContext,
     size: int,
 ) -> CanonicalRequest:
-    """``admit_head``, remembered for heads of ``size`` up to ``MEMO_HEAD`` bytes.
+    """``admit_head``, remembered for heads of ``size`` up to ``memo.SMALL`` bytes.
 
     Admission is a pure function of these arguments and its result is
     immutable, so a repeated head gets the very same ``CanonicalRequest``
     (see ``memo``), marked ``small``; refusals are not remembered.
     """
-    if size > MEMO_HEAD:
+    if size > SMALL:
         return admit_head(method, target, headers, ctx)
     key = (method, target, headers, ctx)
     found = _ADMITTED.get(key)

@@ -222,7 +222,7 @@ class ChainedLog:
 
         ``body`` is the record's members, as a mapping or already encoded
         (``encode_record``'s output without its braces and newline, see
-        ``audit_schema.RecordTemplate``); the chain members lead either way.
+        ``audit_schema.RecordTemplates``); the chain members lead either way.
 
         With ``hold``, the record is chained now but written with the next
         record that is not held, or by ``flush`` (the service flushes at the
@@ -243,11 +243,6 @@ class ChainedLog:
             or self.clock() - self._last_checkpoint >= self.checkpoint_interval
         ):
             self.checkpoint()
-
-    @property
-    def holding(self) -> int:
-        """How many chained records wait to be written."""
-        return len(self._held)
 
     def flush(self) -> None:
         """Write the held records now; raise if they cannot all be written."""

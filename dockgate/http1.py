@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dockgate.memo import Memo
+from dockgate.memo import SMALL, Memo
 from dockgate.wire import FIELD_VALUE, TOKEN
 
 __all__ = [
@@ -130,7 +130,6 @@ _HEADS: Memo[tuple[bytes, bool], tuple[Head, _Framing | None]] = Memo(256)
 request was HEAD (see ``memo``).  The daemon's heads differ from one
 response of a kind to the next only in ``Date``, so a head of each kind is
 parsed once a second."""
-_MEMO_HEAD = 2048
 
 
 class Framed:
@@ -318,7 +317,7 @@ class ResponseReader(Framed):
         if known is None:
             head = _parse_head(raw)
             framing = None if head.status < 200 else self._frame(head)
-            if end - pos <= _MEMO_HEAD:
+            if end - pos <= SMALL:
                 _HEADS.put(key, (head, framing))
         else:
             head, framing = known

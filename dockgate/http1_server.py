@@ -39,7 +39,7 @@ from dockgate.http1 import (
     End,
     Framed,
 )
-from dockgate.memo import Memo
+from dockgate.memo import SMALL, Memo
 
 __all__ = ["PAUSED", "Body", "End", "Request", "RequestReader", "ResponseWriter"]
 
@@ -123,9 +123,8 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
 
 _HEADS: Memo[bytes, tuple[Request, bool, bool]] = Memo(512)
 """Parsed heads by their raw bytes (``memo``): a head accepted once is
-accepted again, byte for byte, with the same result."""
-_MEMO_HEAD = 2048
-"""Only heads up to this size are remembered (the memory stays about 1 MB)."""
+accepted again, byte for byte, with the same result.  Only heads of up to
+``memo.SMALL`` bytes are remembered."""
 
 
 class RequestReader(Framed):
@@ -220,7 +219,7 @@ class RequestReader(Framed):
         if parsed is None:
             wire.check_request_head(head)
             parsed = _parse(head[:-4])
-            if end <= _MEMO_HEAD:
+            if end <= SMALL:
                 _HEADS.put(head, parsed)
         request, self.keep_alive, self.expects_continue = parsed
         self._buf, self._pos = buf, end
@@ -317,7 +316,7 @@ class ResponseWriter:
         plan = _PLANS.get(key) if remember else None
         if plan is None:
             plan = _plan(key)
-            if remember and len(plan[0]) <= _MEMO_HEAD:
+            if remember and len(plan[0]) <= SMALL:
                 _PLANS.put(key, plan)
         head, self.keep_alive, self._chunked, self._left, self._body = plan
         return head

@@ -19,7 +19,12 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-__all__ = ["IdentityMemo", "Memo"]
+__all__ = ["SMALL", "IdentityMemo", "Memo"]
+
+SMALL = 2048
+"""The largest head, in bytes, whose results are remembered anywhere on the
+request path: with the memories' entry limits, they hold about a megabyte
+at most."""
 
 K = TypeVar("K")
 V = TypeVar("V")

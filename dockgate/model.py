@@ -87,7 +87,7 @@ class CanonicalRequest:
         body: the decoded JSON body for ``json`` endpoints, else None.
         body_bytes: the canonical serialisation of ``body`` that is forwarded.
         small: admitted from a head small enough to be remembered
-            (``admission.MEMO_HEAD``); only such requests, and those derived
+            (``memo.SMALL``); only such requests, and those derived
             from them, are kept in the request path's memories (``memo``),
             which bounds what those can hold.  Not part of equality.
     """

@@ -75,7 +75,7 @@ from dockgate.errors import (
 from dockgate.gate import ReadGate
 from dockgate.http1 import Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
-from dockgate.memo import IdentityMemo
+from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DecisionContext, load_policy
@@ -191,9 +191,6 @@ class ResponseFacts(NamedTuple):
 
 
 _FACTS: IdentityMemo[Head, ResponseFacts] = IdentityMemo(256)
-_MEMO_FACTS = 2048
-"""Only the facts of heads with up to this many bytes of fields are remembered
-(larger ones are not shared by ``http1`` either)."""
 _FORWARD_HEADS: IdentityMemo[CanonicalRequest, bytes] = IdentityMemo(512)
 """Upstream heads of requests without a body of their own (``_forward_head``)."""
 
@@ -226,7 +223,7 @@ def _response_facts(head: Head) -> ResponseFacts:
         content_type.startswith(b"application/json"),
         api_version,
     )
-    if size <= _MEMO_FACTS:
+    if size <= SMALL:  # larger heads are not shared by ``http1`` either
         _FACTS.put(head, facts)
     return facts
 
