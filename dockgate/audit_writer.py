@@ -280,7 +280,7 @@ class ChainedLog:
         if not held:
             return
         lead = b"\n" if self._torn else b""
-        data = lead + b"".join(entry[0] for entry in held)
+        data = lead + (held[0][0] if len(held) == 1 else b"".join([entry[0] for entry in held]))
         try:
             written = os.write(self._fd, data)
         except OSError:
@@ -295,7 +295,8 @@ class ChainedLog:
             self.fsync == "interval" and self.clock() - self._last_sync >= self.fsync_interval
         ):
             self.sync()
-        self._copy(held)
+        if self.copies:
+            self._copy(held)
 
     def _short_write(
         self, held: list[tuple[bytes, int, str | None, bool]], lead: bytes, data: bytes,
@@ -311,7 +312,8 @@ class ChainedLog:
         offset = len(lead)
         for i, (line, seq, prev, _) in enumerate(held):
             if written < offset + len(line):
-                self._copy(held[:i])
+                if self.copies:
+                    self._copy(held[:i])
                 if written <= offset:
                     # Nothing of this line reached the file.
                     self._torn = self._torn if i == 0 and written < len(lead) else False
