@@ -133,6 +133,7 @@ class Bench:
         self.audit = work / "audit.jsonl"
         self.gate: subprocess.Popen[bytes] | None = None
         self.fsock = str(work / "floor.sock")
+        self.rsock = str(work / "relay.sock")
         self.containers: set[str] = set()
         self.profile_dir: Path | None = None
         self.cpu: dict[str, dict[str, float]] = {}
@@ -165,14 +166,16 @@ class Bench:
         unixhttp.wait_ping(self.psock, time.monotonic() + 30, alive=lambda: gate.poll() is None)
         return gate.pid
 
-    def start_floor(self) -> None:
-        """Start the bare Twisted byte pump (_floor.py) the request rates also run through."""
-        process = subprocess.Popen(
-            [sys.executable, str(HERE / "_floor.py"), self.fsock, self.dsock],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        self.stack.callback(engines.terminate, process, 15)
-        unixhttp.wait_ping(self.fsock, time.monotonic() + 30, alive=lambda: process.poll() is None)
+    def start_floors(self) -> None:
+        """Start the bare Twisted byte pump (_floor.py) and the thin relay (_relay.py)."""
+        for script, sock in (("_floor.py", self.fsock), ("_relay.py", self.rsock)):
+            process = subprocess.Popen(
+                [sys.executable, str(HERE / script), sock, self.dsock],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            self.stack.callback(engines.terminate, process, 15)
+            unixhttp.wait_ping(sock, time.monotonic() + 30,
+                               alive=lambda p=process: p.poll() is None)
 
     def _stop_gate(self) -> None:
         if self.gate is not None:
@@ -183,8 +186,10 @@ class Bench:
         assert self.gate is not None
         return self.gate.pid
 
-    def both(self, label: str, rounds: int = 1, floor: bool = False) -> Iterator[tuple[str, str]]:
-        """The two sides (and the floor, if asked), alternating ``rounds`` times, direct first.
+    def both(
+        self, label: str, rounds: int = 1, floors: tuple[str, ...] = ()
+    ) -> Iterator[tuple[str, str]]:
+        """The two sides (and the floors asked for), alternating ``rounds`` times, direct first.
 
         Alternating spreads any background load over both sides alike.  The
         first dockgate round is profiled when asked (--profile).
@@ -192,8 +197,8 @@ class Bench:
         for round_ in range(rounds):
             with self.cpu_of(label, "direct", self.daemon.process.pid):
                 yield "direct", self.dsock
-            if floor:
-                yield "floor", self.fsock
+            for floor in floors:
+                yield floor, {"floor": self.fsock, "relay": self.rsock}[floor]
             if self.profile_dir is None or round_:
                 with self.cpu_of(label, "dockgate", self.pid):
                     yield "dockgate", self.psock
@@ -235,11 +240,13 @@ class Bench:
                 setattr(figure, attr, spent[side] * scale / amount)
         self.add(figure)
 
-    def floor_figure(self, name: str, tally: Tally) -> None:
-        """The same workload through the bare byte pump: the most any Twisted proxy reaches."""
+    def floor_figures(self, name: str, unit: str, tally: Tally) -> None:
+        """The same workload through the floors that ran: what a proxy reaches at the least."""
         values = tally.rates()
-        self.add(Figure(f"{name} through a bare Twisted byte pump (floor)", "req/s",
-                        values["direct"], values["floor"]))
+        for side, what in (("floor", "a bare Twisted byte pump (floor)"),
+                           ("relay", "a thin kernel-splice relay (floor)")):
+            if side in values:
+                self.add(Figure(f"{name} through {what}", unit, values["direct"], values[side]))
 
     # --- setup -----------------------------------------------------------
 
@@ -301,11 +308,11 @@ class Bench:
         self.extra["rss_during_load"] = {"idle": idle, "peak": peak,
                                          "samples": len(sampler.samples)}
 
-    def load(self, mode: str, rounds: int = ROUNDS, floor: bool = False) -> Tally:
+    def load(self, mode: str, rounds: int = ROUNDS, floors: tuple[str, ...] = ()) -> Tally:
         tally = Tally()
         # Cycles take far longer than a request: give them whole windows.
         seconds = self.sizes.seconds / (1 if mode == "cycle" else ROUNDS)
-        for side, sock in self.both(mode, rounds, floor):
+        for side, sock in self.both(mode, rounds, floors):
             out = subprocess.run(
                 [sys.executable, str(HERE / "_load.py"), "--socket", sock, "--mode", mode,
                  "--clients", str(self.sizes.clients), "--seconds", str(seconds)],
@@ -324,16 +331,16 @@ class Bench:
         for _ in range(self.sizes.containers):
             self.create(IMAGE, ["true"], Labels={"dockgate.bench": "list"})
         n = self.sizes.clients
-        ping = self.load("ping", RATE_ROUNDS, floor=True)
+        ping = self.load("ping", RATE_ROUNDS, floors=("floor", "relay"))
         self.ratio_figure(f"GET /_ping, {n} clients", "req/s", ping, gated=False,
                           label="ping", cpu_unit="req")
-        self.floor_figure("GET /_ping", ping)
-        listing = self.load("json", RATE_ROUNDS, floor=True)
+        self.floor_figures("GET /_ping", "req/s", ping)
+        listing = self.load("json", RATE_ROUNDS, floors=("floor", "relay"))
         self.ratio_figure(
             f"GET /containers/json?all=1 ({self.sizes.containers} ctrs), {n} clients",
             "req/s", listing, gated=True, label="json", cpu_unit="req",
         )
-        self.floor_figure("GET /containers/json", listing)
+        self.floor_figures("GET /containers/json", "req/s", listing)
         self.ratio_figure(f"create+delete cycle, {n} clients", "cycles/s",
                           self.load("cycle"), gated=True, label="cycle", cpu_unit="cycle")
 
@@ -351,7 +358,9 @@ class Bench:
     def attach(self) -> None:
         tally = Tally(MB)
         n = self.sizes.attach_bytes
-        for side, sock in self.both("attach", RATE_ROUNDS):
+        # No Twisted pump here: it would copy through user space, which no
+        # one would do (dockgate splices in the kernel); the relay splices too.
+        for side, sock in self.both("attach", RATE_ROUNDS, floors=("relay",)):
             # dd's 1 MB writes and no log driver: with head's 4 KiB writes or
             # the json-file driver the daemon itself manages only 20-60 MB/s.
             ident = self.create(
@@ -372,6 +381,7 @@ class Bench:
         self.extra["attach"] = tally.raw()
         self.ratio_figure(f"attach stdout ({n // MB} MB)", "MB/s", tally, gated=True,
                           label="attach", cpu_unit="MB")
+        self.floor_figures("attach stdout", "MB/s", tally)
 
     def exec_latency(self) -> None:
         ident = self.create(IMAGE, ["sleep", "3600"])
@@ -600,7 +610,7 @@ def main() -> int:
         info = machine(bench.dsock)
         bench.prepare_images()
         bench.start_gate()
-        bench.start_floor()
+        bench.start_floors()
         idle = bench.rss_idle()
         if not only or "load" in only:
             bench.image_load(idle)
