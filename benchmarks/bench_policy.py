@@ -12,10 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from dockgate.model import CanonicalRequest, Endpoint, Peer
-from dockgate.policy import load_policy
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dockgate.model import CanonicalRequest, Endpoint, Peer  # noqa: E402
+from dockgate.policy import load_policy  # noqa: E402
+
 BUDGET_MS = 0.2
 
 TYPICAL_CREATE = {
