@@ -190,25 +190,32 @@ class Bench:
     def both(
         self, label: str, rounds: int = 1, floors: tuple[str, ...] = ()
     ) -> Iterator[tuple[str, str]]:
-        """The two sides (and the floors asked for), alternating ``rounds`` times, direct first.
+        """The two sides (and the floors asked for), ``rounds`` times, in ABBA order.
 
-        Alternating spreads any background load over both sides alike.  The
-        first dockgate round is profiled when asked (--profile).
+        Alternating spreads background load over both sides alike, and
+        reversing the order every other round (direct first, then dockgate
+        first) cancels a steady drift, such as a daemon that slows down as
+        its disk fills with writeback: with direct always first, every
+        round's drift counted against dockgate.  The first dockgate round is
+        profiled when asked (--profile).
         """
         for round_ in range(rounds):
-            with self.cpu_of(label, "direct", self.daemon.process.pid):
-                yield "direct", self.dsock
-            for floor in floors:
-                yield floor, {"floor": self.fsock, "relay": self.rsock}[floor]
-            if self.profile_dir is None or round_:
-                with self.cpu_of(label, "dockgate", self.pid):
-                    yield "dockgate", self.psock
-                continue
-            out = self.profile_dir / f"{label}.txt"
-            with Profiler(self.pid, out), self.cpu_of(label, "dockgate", self.pid):
-                yield "dockgate", self.psock
-            if out.exists():
-                self.extra.setdefault("profiles", {})[label] = summary(out)
+            sides = ["direct", *floors, "dockgate"]
+            for side in reversed(sides) if round_ % 2 else sides:
+                if side == "direct":
+                    with self.cpu_of(label, "direct", self.daemon.process.pid):
+                        yield "direct", self.dsock
+                elif side != "dockgate":
+                    yield side, {"floor": self.fsock, "relay": self.rsock}[side]
+                elif self.profile_dir is None or round_:
+                    with self.cpu_of(label, "dockgate", self.pid):
+                        yield "dockgate", self.psock
+                else:
+                    out = self.profile_dir / f"{label}.txt"
+                    with Profiler(self.pid, out), self.cpu_of(label, "dockgate", self.pid):
+                        yield "dockgate", self.psock
+                    if out.exists():
+                        self.extra.setdefault("profiles", {})[label] = summary(out)
 
     @contextmanager
     def cpu_of(self, label: str, side: str, pid: int) -> Iterator[None]:
@@ -312,20 +319,31 @@ class Bench:
     def load(self, mode: str, rounds: int = RATE_ROUNDS, floors: tuple[str, ...] = ()) -> Tally:
         tally = Tally()
         seconds = self.sizes.seconds / ROUNDS
+        if mode == "cycle":
+            # Unmeasured: the first seconds of creating and deleting
+            # containers run on a quiet disk, at up to three times the
+            # steady rate (vfs copies each rootfs, and writeback catches up
+            # only later); whichever side came first would be flattered.
+            self.run_load("warm-up", self.dsock, mode, seconds)
         for side, sock in self.both(mode, rounds, floors):
-            out = subprocess.run(
-                [sys.executable, str(HERE / "_load.py"), "--socket", sock, "--mode", mode,
-                 "--clients", str(self.sizes.clients), "--seconds", str(seconds)],
-                capture_output=True, text=True, timeout=seconds + 180, check=False,
-            )
-            if out.returncode != 0:
-                raise RuntimeError(f"load {mode} on {side}: {out.stdout}{out.stderr}")
-            result = json.loads(out.stdout)
-            if result["errors"]:
-                raise RuntimeError(f"load {mode} on {side}: {result['errors']} errors")
+            result = self.run_load(side, sock, mode, seconds)
             tally.add(side, result["requests"], result["seconds"])
             self.extra.setdefault("load", {}).setdefault(f"{mode}/{side}", []).append(result)
         return tally
+
+    def run_load(self, side: str, sock: str, mode: str, seconds: float) -> dict[str, Any]:
+        """One window of ``_load.py`` against ``sock``; its JSON result."""
+        out = subprocess.run(
+            [sys.executable, str(HERE / "_load.py"), "--socket", sock, "--mode", mode,
+             "--clients", str(self.sizes.clients), "--seconds", str(seconds)],
+            capture_output=True, text=True, timeout=seconds + 180, check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"load {mode} on {side}: {out.stdout}{out.stderr}")
+        result: dict[str, Any] = json.loads(out.stdout)
+        if result["errors"]:
+            raise RuntimeError(f"load {mode} on {side}: {result['errors']} errors")
+        return result
 
     def request_rates(self) -> None:
         for _ in range(self.sizes.containers):
