@@ -31,9 +31,9 @@ from twisted.logger import Logger
 from dockgate.audit_redact import Redactor
 from dockgate.audit_rules import AuditPolicy, load_audit_policy
 from dockgate.audit_schema import RecordTemplates, build_record, encode_record
-from dockgate.audit_session import FORMAT, SessionWriter
+from dockgate.audit_session import FORMAT, SessionWriter, terminal_size
 from dockgate.audit_writer import ChainedLog
-from dockgate.model import AuditEvent
+from dockgate.model import AuditEvent, CanonicalRequest
 from dockgate.policy.source import PolicyError
 
 __all__ = ["FailureMode", "JsonLinesAudit", "NullAudit", "encode_record", "flat_record"]
@@ -43,6 +43,10 @@ log = Logger()
 FailureMode = Literal["closed", "open"]
 _REPORT_EVERY = 10.0
 _DEFAULT_REDACTOR = Redactor()
+_SESSION_TARGETS = {"container.attach": "container", "container.attach.ws": "container",
+                    "exec.start": "exec"}
+"""What a recorded session's ``{id}`` names: resizes of the same thing apply to it."""
+_RESIZES = {"container.resize": "container", "exec.resize": "exec"}
 
 
 def flat_record(event: AuditEvent) -> dict[str, Any]:
@@ -80,6 +84,8 @@ class JsonLinesAudit:
         self.failure = failure
         self.log = ChainedLog(path, on_copy_error=self._copy_failed, **log_options)
         self._sessions: dict[str, SessionWriter] = {}
+        self._targets: dict[str, tuple[str, str]] = {}
+        """Recorded session id -> (container|exec, the id its path named)."""
         self._failures = 0
         self._reported = 0.0
         self.defer: Callable[[Callable[[], None]], object] | None = None
@@ -118,6 +124,11 @@ class JsonLinesAudit:
                 extra = {"session": {"file": writer.path, "format": FORMAT}}
         else:
             writer = self._sessions.pop(event.id, None)
+            self._targets.pop(event.id, None)
+            if request is not None and request.endpoint.id in _RESIZES and (
+                isinstance(event.status, int) and 200 <= event.status < 300
+            ):
+                self._resized(request)
             if writer is not None:
                 if event.stage == "SessionEnded":
                     extra = {"session": writer.close()}
@@ -162,7 +173,30 @@ class JsonLinesAudit:
         }
         path = os.path.join(self.sessions_dir, f"{event.id}.dgrec")
         self._sessions[event.id] = SessionWriter(path, header)
+        target = request.params.get("id")
+        if target is not None and request.endpoint.id in _SESSION_TARGETS:
+            self._targets[event.id] = (_SESSION_TARGETS[request.endpoint.id], target)
         return {"file": path, "format": FORMAT}
+
+    def _resized(self, request: CanonicalRequest) -> None:
+        """A resize the daemon accepted: record it in the sessions of what it named.
+
+        Matched by the exact id string of the path, as clients use the same
+        reference (id or name) for attaching and resizing.
+        """
+        target = (_RESIZES[request.endpoint.id], request.params.get("id"))
+        query = dict(request.query)
+        size = terminal_size(f"{query.get('w', '')}x{query.get('h', '')}".encode())
+        if size is None:
+            return
+        for event_id, named in list(self._targets.items()):
+            writer = self._sessions.get(event_id)
+            if named != target or writer is None:
+                continue
+            try:
+                writer.resize(*size)
+            except Exception as e:  # the next chunk meets the same error and decides
+                self._failed(f"session recording {writer.path} (resize)", e)
 
     def recording(self, event_id: str) -> bool:
         """Whether the session of ``event_id`` is being recorded."""
@@ -179,6 +213,7 @@ class JsonLinesAudit:
             if self.failure == "closed":
                 raise
             self._sessions.pop(event_id, None)
+            self._targets.pop(event_id, None)
             self._failed(f"session recording {writer.path} (recording stopped)", e)
 
     # -- compatibility and upkeep ------------------------------------------
@@ -209,6 +244,7 @@ class JsonLinesAudit:
         for writer in self._sessions.values():
             writer.close()
         self._sessions.clear()
+        self._targets.clear()
         self.log.close()
 
     def _failed(self, what: str, error: Exception) -> None:

@@ -1,12 +1,18 @@
 """Session recordings: the bytes of a hijacked exchange, both ways, with their timing.
 
-File format ``dgrec/1`` (one file per session, named by the request id):
+File format ``dgrec/2`` (one file per session, named by the request id):
 
-* a header line: ``DGREC1 `` then a JSON object (request id, start time,
+* a header line: ``DGREC2 `` then a JSON object (request id, start time,
   endpoint, whether a TTY was asked for, the console size) and ``\\n``;
-* then one frame per spliced chunk: a 13-byte big-endian head, direction
-  (``i`` from the client, ``o`` from the daemon), microseconds since the
-  session started (u64), length (u32), then the chunk's bytes unchanged.
+* then one frame per spliced chunk: a 13-byte big-endian head, kind
+  (``i`` from the client, ``o`` from the daemon, ``r`` a terminal resize),
+  microseconds since the session started (u64), length (u32), then the
+  chunk's bytes unchanged (for ``r``: ``COLSxROWS`` in ASCII).
+
+``dgrec/1`` (header ``DGREC1 ``) is the same without ``r`` frames, and is
+still read.  Resizes are separate API calls (``/containers/{id}/resize``,
+``/exec/{id}/resize``) that the audit sink applies to the session they name,
+so a replay knows the terminal's size when output was written for it.
 
 Binary frames, not JSON: session bytes are arbitrary (a ``cat`` of a binary,
 multiplexed stdout/stderr), and asciicast's UTF-8 strings cannot hold them
@@ -38,10 +44,13 @@ __all__ = [
     "demux",
     "read_recording",
     "terminal_output",
+    "terminal_size",
 ]
 
-FORMAT = "dgrec/1"
-MAGIC = b"DGREC1 "
+FORMAT = "dgrec/2"
+MAGIC = b"DGREC2 "
+_READABLE = (b"DGREC1 ", MAGIC)
+_KINDS = (b"i", b"o", b"r")
 _HEAD = struct.Struct(">cQI")
 _BUFFER = 256 * 1024
 
@@ -77,6 +86,13 @@ class SessionWriter:
         else:
             self.bytes_out += len(data)
 
+    def resize(self, cols: int, rows: int) -> None:
+        """Record that the session's terminal now has ``cols`` x ``rows`` characters."""
+        micros = int((time.monotonic() - self._start) * 1_000_000)
+        size = b"%dx%d" % (cols, rows)
+        self._write(_HEAD.pack(b"r", micros, len(size)))
+        self._write(size)
+
     def close(self) -> dict[str, Any]:
         """Flush and close; return what the audit record says about the recording."""
         if not self._file.closed:
@@ -100,7 +116,7 @@ class SessionWriter:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One recorded chunk: direction ``i``/``o``, seconds since start, bytes."""
+    """One recorded frame: ``i``/``o`` (bytes in, out) or ``r`` (resize), seconds since start."""
 
     direction: str
     at: float
@@ -121,8 +137,8 @@ class Recording:
 
 
 def read_recording(data: bytes) -> Recording:
-    """Parse a ``dgrec/1`` file; ValueError if it is not one."""
-    if not data.startswith(MAGIC):
+    """Parse a ``dgrec/2`` (or ``dgrec/1``) file; ValueError if it is not one."""
+    if not data.startswith(_READABLE):
         raise ValueError("not a dockgate session recording (no DGREC1 header)")
     end = data.find(b"\n")
     if end < 0:
@@ -139,7 +155,7 @@ def read_recording(data: bytes) -> Recording:
             break
         tag, micros, length = _HEAD.unpack_from(data, pos)
         pos += _HEAD.size
-        if tag not in (b"i", b"o") or pos + length > len(data):
+        if tag not in _KINDS or pos + length > len(data):
             complete = False
             break
         frames.append(Frame(tag.decode(), micros / 1_000_000, data[pos:pos + length]))
@@ -205,6 +221,16 @@ def terminal_output(recording: Recording) -> Iterator[tuple[float, bytes]]:
             yield frame.at, text
 
 
+def terminal_size(data: bytes) -> tuple[int, int] | None:
+    """(columns, rows) from an ``r`` frame's ``COLSxROWS``; None if it is not one."""
+    cols, sep, rows = data.partition(b"x")
+    if not (sep and cols.isdigit() and rows.isdigit() and 0 < len(cols) <= 5 and
+            0 < len(rows) <= 5):
+        return None
+    size = int(cols), int(rows)
+    return size if all(0 < x <= 0xFFFF for x in size) else None
+
+
 def asciicast(recording: Recording, include_input: bool = False) -> Iterator[str]:
     """The recording as asciicast v2 lines (header, then ``[time, code, text]`` events).
 
@@ -212,9 +238,18 @@ def asciicast(recording: Recording, include_input: bool = False) -> Iterator[str
     chunks stays whole); undecodable bytes become U+FFFD, which is the loss
     the format imposes.
     """
-    size = recording.header.get("console_size")
-    height, width = (size if isinstance(size, list) and len(size) == 2 and all(
-        isinstance(x, int) and x > 0 for x in size) else (24, 80))
+    resizes = [(f.at, size) for f in recording.frames
+               if f.direction == "r" and (size := terminal_size(f.data)) is not None]
+    console = recording.header.get("console_size")
+    if isinstance(console, list) and len(console) == 2 and all(
+            isinstance(x, int) and x > 0 for x in console):
+        height, width = console
+    elif resizes:
+        # Before API 1.42 exec start carries no ConsoleSize: clients size the
+        # terminal with a resize right after the session starts.
+        (_, (width, height)), resizes = resizes[0], resizes[1:]
+    else:
+        height, width = 24, 80
     header: dict[str, Any] = {
         "version": 2,
         "width": width,
@@ -232,7 +267,8 @@ def asciicast(recording: Recording, include_input: bool = False) -> Iterator[str
         for frame in recording.frames:
             if frame.direction == "i":
                 events.append((frame.at, "i", decoder_in.decode(frame.data)))
-        events.sort(key=lambda e: e[0])
+    events.extend((at, "r", f"{cols}x{rows}") for at, (cols, rows) in resizes)
+    events.sort(key=lambda e: e[0])
     for at, code, text in events:
         if text:
             yield json.dumps([round(at, 6), code, text])

@@ -178,6 +178,12 @@ def test_exec_it_session_plays_back_what_the_terminal_showed(
         term.expect(PROMPT)
         term.send("echo rec-$((6*7)); printf '\\033[1mbold\\033[0m\\n'\r")
         term.expect(r"rec-42")
+        term.resize(40, 120)
+        wait_records(g, 0, lambda rs: any(
+            r["endpoint"] == "exec.resize" and r["stage"] == "ResponseComplete"
+            and "w=120" in r["path"] for r in rs))
+        term.send("stty size\r")
+        term.expect(r"40 120")
         term.send("exit 4\r")
         assert term.wait(30) == 4
         shown = term.output
@@ -192,13 +198,15 @@ def test_exec_it_session_plays_back_what_the_terminal_showed(
     cast = dockgate_cli("audit", "export", "--asciicast", session["file"])
     lines = cast.stdout.splitlines()
     header = json.loads(lines[0])
-    # API 1.42+ clients send the console size with exec start; older ones resize later,
-    # which the recording does not hold yet (80x24 then).
+    # API 1.42+ clients send the console size with exec start; older ones resize
+    # right after it starts: either way the cast starts at the terminal's size, and
+    # the window resize during the session is an "r" event.
     assert header["version"] == 2
-    assert (header["width"], header["height"]) in ((100, 30), (80, 24))
-    text = "".join(json.loads(x)[2] for x in lines[1:])
-    assert text.encode() == shown
-    times = [json.loads(x)[0] for x in lines[1:]]
+    assert (header["width"], header["height"]) == (100, 30)
+    events = [json.loads(x) for x in lines[1:]]
+    assert "".join(e[2] for e in events if e[1] == "o").encode() == shown
+    assert [e[2] for e in events if e[1] == "r"][-1:] == ["120x40"]
+    times = [e[0] for e in events]
     assert times == sorted(times)
     verified = dockgate_cli("audit", "verify", "--key", str(key), "--sessions", str(g.audit_log))
     assert verified.returncode == 0, verified.stdout + verified.stderr

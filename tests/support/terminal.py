@@ -8,6 +8,7 @@ import fcntl
 import os
 import re
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -43,6 +44,15 @@ class Terminal:
         self.output = b""
         self._pos = 0
         self._eof = False
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Resize the terminal as a window resize does.
+
+        The process runs in its own session without a controlling terminal,
+        so the kernel does not signal it: SIGWINCH is sent here.
+        """
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.process.send_signal(signal.SIGWINCH)
 
     def send(self, data: bytes | str) -> None:
         raw = data.encode() if isinstance(data, str) else data

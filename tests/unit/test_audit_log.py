@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -312,14 +313,19 @@ def test_restart_continues_the_chain(tmp_path: Path) -> None:
     assert run("verify", str(log))[0] == 0
 
 
-def test_session_recording_round_trip(tmp_path: Path) -> None:
+def recording_sink(tmp_path: Path, endpoints: str) -> tuple[JsonLinesAudit, Path]:
+    """An audit log at ``tmp_path`` recording the sessions of ``endpoints``."""
     policy = load_audit_policy(write(tmp_path, "p.yaml",
-                                     "rules:\n  - {endpoints: [exec.start], level: metadata, "
+                                     f"rules:\n  - {{endpoints: [{endpoints}], level: metadata, "
                                      "session: true}\n"))
     sessions = tmp_path / "sessions"
     sessions.mkdir()
     log = tmp_path / "audit.jsonl"
-    sink = JsonLinesAudit(str(log), policy=policy, sessions_dir=str(sessions))
+    return JsonLinesAudit(str(log), policy=policy, sessions_dir=str(sessions)), log
+
+
+def test_session_recording_round_trip(tmp_path: Path) -> None:
+    sink, log = recording_sink(tmp_path, "exec.start")
     start = canonical("POST", "/v1.51/exec/abc/start", {"Tty": True, "ConsoleSize": [30, 100]})
     sink.record(event(start))
     sink.record(event(start, stage="SessionStarted", status=101))
@@ -345,6 +351,54 @@ def test_session_recording_round_trip(tmp_path: Path) -> None:
     assert run("verify", "--sessions", str(log))[0] == 0
     Path(ended["file"]).write_bytes(Path(ended["file"]).read_bytes() + b"x")
     assert run("verify", "--sessions", str(log))[0] == 1
+
+
+def test_resizes_reach_the_sessions_they_name(tmp_path: Path) -> None:
+    """A resize the daemon accepted is recorded in the sessions of what its path names;
+    the asciicast starts at the first size and shows the later ones as resizes."""
+    sink, log = recording_sink(tmp_path, "exec.start, container.attach")
+    start = canonical("POST", "/v1.41/exec/abc/start", {"Tty": True})
+    attach = canonical("POST", "/v1.41/containers/abc/attach?stream=1")
+    for ident, request in (("s1", start), ("s2", attach)):
+        sink.record(event(request, id=ident))
+        sink.record(event(request, stage="SessionStarted", status=101, id=ident))
+
+    def resize(target: str, status: int, ident: str) -> None:
+        request = canonical("POST", target)
+        sink.record(event(request, id=ident))
+        sink.record(event(request, stage="ResponseComplete", status=status, id=ident))
+
+    resize("/v1.41/exec/abc/resize?h=30&w=100", 201, "z1")
+    sink.session_data("s1", "out", b"$ ")
+    resize("/v1.41/exec/abc/resize?h=40&w=120", 201, "z2")
+    resize("/v1.41/exec/abc/resize?h=50&w=150", 404, "z3")  # refused by the daemon
+    resize("/v1.41/exec/other/resize?h=10&w=10", 201, "z4")  # another exec
+    resize("/v1.41/exec/abc/resize?h=0&w=10", 201, "z5")  # no usable size
+    resize("/v1.41/containers/abc/resize?h=20&w=60", 200, "z6")  # the container, not the exec
+    for ident, request in (("s1", start), ("s2", attach)):
+        sink.record(event(request, stage="SessionEnded", status=101, id=ident))
+    sink.close()
+    ended = {r["id"]: r["session"] for r in lines(log) if r["stage"] == "SessionEnded"}
+    exec_rec = read_recording(Path(ended["s1"]["file"]).read_bytes())
+    attach_rec = read_recording(Path(ended["s2"]["file"]).read_bytes())
+    assert exec_rec.complete and ended["s1"]["format"] == "dgrec/2"
+    assert [(f.direction, f.data) for f in exec_rec.frames] == [
+        ("r", b"100x30"), ("o", b"$ "), ("r", b"120x40")]
+    assert [(f.direction, f.data) for f in attach_rec.frames] == [("r", b"60x20")]
+    assert ended["s1"]["chunks"] == 1
+    cast = [json.loads(x) for x in asciicast(exec_rec)]
+    assert (cast[0]["width"], cast[0]["height"]) == (100, 30)
+    assert [e[1:] for e in cast[1:]] == [["o", "$ "], ["r", "120x40"]]
+    assert run("verify", "--sessions", str(log))[0] == 0
+
+
+def test_dgrec1_recordings_still_read() -> None:
+    data = (b'DGREC1 {"request_id":"x","tty":true}\n'
+            + struct.pack(">cQI", b"o", 5, 2) + b"hi")
+    recording = read_recording(data)
+    assert recording.complete and recording.output() == b"hi"
+    assert [json.loads(x)[1:] for x in list(asciicast(recording))[1:]] == [["o", "hi"]]
+    assert json.loads(next(asciicast(recording)))["width"] == 80
 
 
 def test_session_not_started_is_discarded(tmp_path: Path) -> None:
