@@ -5,6 +5,12 @@ Invariants:
 * a record is in the kernel (one ``write(2)`` on an ``O_APPEND`` descriptor)
   when ``append`` returns, and on disk too under ``fsync="always"`` (unless
   the caller asked to ``hold`` it: then it goes with the next write);
+* under ``fsync="interval"`` the file is fsynced at most every
+  ``fsync_interval`` seconds, in a worker thread when the service provides
+  one (``sync_in_background``): an fsync waits for the disk, which on a host
+  busy writing image layers can take far longer than a request, and the
+  event loop must not stop for it.  A failed background fsync is raised by
+  the next ``append``, so fail-closed refuses that request;
   ``append`` raises if either fails, and then the chain state is unchanged,
   so the next record still links to the last line that really is there;
 * the chain survives everything the writer does itself (rotation by size or
@@ -31,13 +37,17 @@ from typing import Any, Literal, Protocol
 from dockgate.audit_chain import CHECKPOINT_STAGE, Signer, checkpoint_message, line_hash
 from dockgate.audit_schema import SCHEMA_VERSION, encode_record, iso_time
 
-__all__ = ["FSYNC_POLICIES", "ChainedLog", "Copy", "FsyncPolicy", "last_line"]
+__all__ = ["FSYNC_POLICIES", "ChainedLog", "Copy", "FsyncPolicy", "SyncRunner", "last_line"]
 
 FsyncPolicy = Literal["always", "interval", "never"]
 FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "interval", "never")
 FILE_MODE = 0o640
 """Audit records name callers and what they did; not for every local user."""
 _TAIL_CHUNK = 64 * 1024
+
+
+SyncRunner = Callable[[Callable[[], None], Callable[[BaseException | None], None]], None]
+"""Runs a job in a worker thread, then ``done(error or None)`` on the caller's thread."""
 
 
 class Copy(Protocol):
@@ -87,6 +97,7 @@ class ChainedLog:
         copies: Sequence[Copy] = (),
         clock: Callable[[], float] = time.time,
         on_copy_error: Callable[[Exception], None] | None = None,
+        sync_in_background: SyncRunner | None = None,
     ) -> None:
         self.path = path
         self.fsync = fsync
@@ -99,6 +110,9 @@ class ChainedLog:
         self.copies = tuple(copies)
         self.clock = clock
         self._on_copy_error = on_copy_error
+        self.sync_in_background = sync_in_background
+        self._syncing = False
+        self._sync_error: BaseException | None = None
         self.seq = 0
         self.prev: str | None = None
         self._torn = False
@@ -232,6 +246,7 @@ class ChainedLog:
         decision, before the request is forwarded) takes the held ones with
         it in its one ``write(2)``.
         """
+        self._raise_sync_error()
         if not hold:
             self._follow()
         if self._rotation_due(0):
@@ -291,10 +306,10 @@ class ChainedLog:
         self._torn = False
         self._size += written
         self._dirty = True
-        if self.fsync == "always" or (
-            self.fsync == "interval" and self.clock() - self._last_sync >= self.fsync_interval
-        ):
+        if self.fsync == "always":
             self.sync()
+        elif self.fsync == "interval" and self.clock() - self._last_sync >= self.fsync_interval:
+            self._sync_interval()
         if self.copies:
             self._copy(held)
 
@@ -341,6 +356,38 @@ class ChainedLog:
         self._dirty = False
         self._last_sync = self.clock()
 
+    def _sync_interval(self) -> None:
+        """The periodic fsync: in a worker thread when there is one, else here."""
+        if self.sync_in_background is None:
+            self.sync()
+            return
+        if self._syncing or not self._dirty or not self._is_file or self._fd < 0:
+            return
+        # A descriptor of its own: the log may rotate or close meanwhile.
+        fd = os.dup(self._fd)
+        self._dirty = False
+        self._last_sync = self.clock()
+        self._syncing = True
+
+        def job() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        self.sync_in_background(job, self._synced)
+
+    def _synced(self, error: BaseException | None) -> None:
+        self._syncing = False
+        if error is not None:
+            self._dirty = True
+            self._sync_error = error
+
+    def _raise_sync_error(self) -> None:
+        if self._sync_error is not None:
+            error, self._sync_error = self._sync_error, None
+            raise OSError(f"audit log {self.path}: fsync failed: {error}") from error
+
     def _sync_quietly(self, fd: int) -> None:
         if self._is_file and fd >= 0:
             with contextlib.suppress(OSError):
@@ -369,7 +416,7 @@ class ChainedLog:
             return
         self.flush()
         if self.fsync == "interval" and self._dirty:
-            self.sync()
+            self._sync_interval()
         if (self.signer is not None and self._since_checkpoint
                 and self.clock() - self._last_checkpoint >= self.checkpoint_interval):
             self.checkpoint()

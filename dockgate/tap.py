@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
+from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -337,6 +338,7 @@ class AuditUpkeep(Service):
                 inner.defer = at_turn_end
             else:
                 inner.defer = lambda flush: self._reactor.callLater(0, flush)
+            inner.log.sync_in_background = self._in_thread
         self._call = self._reactor.callLater(1.0, self._tick)
 
     def stopService(self) -> None:
@@ -353,6 +355,13 @@ class AuditUpkeep(Service):
     def _tick(self) -> None:
         self._audit.tick()
         self._call = self._reactor.callLater(1.0, self._tick)
+
+    def _in_thread(
+        self, job: Callable[[], None], done: Callable[[BaseException | None], None]
+    ) -> None:
+        """Run the audit log's periodic fsync in the reactor's thread pool."""
+        result = threads.deferToThreadPool(self._reactor, self._reactor.getThreadPool(), job)
+        result.addCallbacks(lambda _: done(None), lambda failure: done(failure.value))
 
 
 class ProxyService(MultiService):
