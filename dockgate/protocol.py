@@ -72,6 +72,7 @@ from dockgate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
 from dockgate.http1 import Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
@@ -79,10 +80,10 @@ from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DecisionContext, load_policy
-from dockgate.scoping import check_quota, scope_request
+from dockgate.scoping import check_quota, owned_objects, owns_object, scope_request
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
-from dockgate.tenancy import Tenant, event_visible, filter_list, needs_usage
+from dockgate.tenancy import Tenant, filter_list, needs_usage
 from dockgate.upstream import JsonFetch, UpstreamConnection, UpstreamPool
 from dockgate.versions import clamp_api_version, clamp_version_body, is_known_version
 
@@ -268,8 +269,8 @@ class Exchange:
     forwarded: float | None = None
     upstream_seconds: float | None = None
     quota_lock: DeferredLock | None = None
-    line_filter: Callable[[dict[str, Any]], bool] | None = None
-    line_buffer: bytearray = field(default_factory=bytearray)
+    events: EventScope | None = None
+    """A tenant's /events stream, filtered line by line (``event_scope``)."""
 
 
 class ProxyServerFactory(ServerFactory):
@@ -464,6 +465,8 @@ class ProxyServerProtocol(Protocol):
         if x is not None:
             self._cancel_timer(x)
             self._release_quota(x)
+            if x.events is not None:
+                x.events.stop()
             if x.upstream is not None:
                 x.upstream.abort()
                 x.upstream = None
@@ -889,18 +892,21 @@ class ProxyServerProtocol(Protocol):
                     x.error = "response too large to rewrite"
                     self._abort()
                 return
-            data = event.data
-            if x.line_filter is not None:
-                data = self._filtered_lines(x, data)
-                if not data:
-                    return
-            self._send_client(*self.writer.data(data))
+            if x.events is not None:
+                if not x.events.feed(event.data):
+                    x.error = "too many events waiting to be scoped"
+                    self._abort()
+                return
+            self._send_client(*self.writer.data(event.data))
             return
         if isinstance(event, End):
             if x.held is not None:
                 self._send_held(x)
-            self._send_client(self.writer.end())
-            self._finish(x)
+            if x.events is not None:
+                # The last lines may still wait for the daemon's answers.
+                x.events.finish(lambda: self._end_response(x))
+                return
+            self._end_response(x)
             return
         if not isinstance(event, Head):
             return
@@ -923,7 +929,7 @@ class ProxyServerProtocol(Protocol):
             self.factory.note_daemon_version(facts.api_version)
         tenant = x.tenant
         if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
-            x.line_filter = lambda e, t=tenant: event_visible(e, t)
+            self._scope_events(x, tenant)
         transform = self._response_transform(x, event.status, facts.json)
         if transform is not None:
             x.held = (event.status, event.reason, facts.headers)
@@ -987,25 +993,32 @@ class ProxyServerProtocol(Protocol):
             return lambda value: clamp_version_body(value) if isinstance(value, dict) else value
         return None
 
-    def _filtered_lines(self, x: Exchange, data: bytes) -> bytes:
-        """Pass on only the complete event lines the tenant may see."""
-        assert x.line_filter is not None
-        x.line_buffer += data
-        if len(x.line_buffer) > _MAX_HELD:
-            x.error = "event line too long"
-            self._abort()
-            return b""
-        *lines, rest = bytes(x.line_buffer).split(b"\n")
-        x.line_buffer = bytearray(rest)
-        kept = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and x.line_filter(event):
-                kept.append(line + b"\n")
-        return b"".join(kept)
+    def _end_response(self, x: Exchange) -> None:
+        """Close the client's response and finish the exchange, if it is still current."""
+        if self.exchange is not x or self.closed:
+            return
+        self._send_client(self.writer.end())
+        self._finish(x)
+
+    def _scope_events(self, x: Exchange, tenant: Tenant) -> None:
+        """Filter this tenant's event stream, asking the daemon about volumes and networks."""
+
+        def emit(data: bytes) -> None:
+            if self.exchange is x and not self.closed:
+                self._send_client(*self.writer.data(data))
+
+        def resolve(key: tuple[str, str], done: Callable[[bool], None]) -> None:
+            d = Deferred.fromCoroutine(owns_object(key, tenant, self._fetch))
+            d.addErrback(lambda _: False)  # no answer: not the tenant's
+            d.addCallback(done)
+            d.addErrback(self._unexpected)
+
+        scope = EventScope(tenant, resolve, emit, _MAX_HELD)
+        x.events = scope
+        d = Deferred.fromCoroutine(owned_objects(tenant, self._fetch))
+        d.addErrback(lambda _: set())
+        d.addCallback(scope.started)
+        d.addErrback(self._unexpected)
 
     def upstream_raw(self, data: bytes) -> None:
         """Raw daemon bytes: only spliced connections produce these."""
@@ -1278,6 +1291,8 @@ class ProxyServerProtocol(Protocol):
         x = self.exchange
         if x is not None:
             self._cancel_timer(x)
+            if x.events is not None:
+                x.events.stop()
             if x.upstream is not None:
                 x.upstream.abort()
                 x.upstream = None

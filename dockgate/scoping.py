@@ -150,3 +150,40 @@ async def check_quota(
     message = quota_check(tenant, request, usage_from_list(items, inspections), target)
     if message:
         raise Forbidden(message, reason="quota")
+
+
+_OWNED_LISTS = (("volume", "/volumes"), ("network", "/networks"))
+
+
+async def owned_objects(tenant: Tenant, fetch: Fetch) -> set[tuple[str, str]]:
+    """The tenant's volumes (by name) and networks (by id) as the daemon lists them now.
+
+    A tenant's event stream starts from these, so that the ``destroy`` of an
+    object that existed before the stream, which can no longer be looked up,
+    is still shown.  A list the daemon does not answer contributes nothing
+    (those events stay hidden: fail closed).
+    """
+    filters = quote(json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}}))
+    owned: set[tuple[str, str]] = set()
+    for kind, path in _OWNED_LISTS:
+        status, value = await fetch("GET", f"{path}?filters={filters}", None)
+        if status != 200:
+            continue
+        items = value.get("Volumes") if kind == "volume" and isinstance(value, dict) else value
+        for item in items if isinstance(items, list) else ():
+            ident = item.get("Name" if kind == "volume" else "Id") if isinstance(
+                item, dict) else None
+            if isinstance(ident, str) and ident and owner_of(kind, item) == tenant.name:
+                owned.add((kind, ident))
+    return owned
+
+
+async def owns_object(key: tuple[str, str], tenant: Tenant, fetch: Fetch) -> bool:
+    """Whether the volume or network an event names is the tenant's, as the daemon says now.
+
+    Anything but a clear answer (gone, unreachable, unlabelled) is "no".
+    """
+    kind, ident = key
+    path = "/volumes/" if kind == "volume" else "/networks/"
+    status, info = await fetch("GET", path + quote(ident, safe=""), None)
+    return status == 200 and isinstance(info, dict) and owner_of(kind, info) == tenant.name

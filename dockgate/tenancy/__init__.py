@@ -12,7 +12,9 @@ layer calls, per request, in this order (see docs/tenants.md):
 4. ``quota_check`` with ``usage_from_list``;
 5. the tenant's policy decides the final request.
 
-Responses: ``filter_list`` for list bodies, ``event_visible`` per event line.
+Responses: ``filter_list`` for list bodies, ``event_visible`` per event line
+(``labelless_event_object`` names the volume and network events whose owner
+must be asked of the daemon, see ``dockgate.event_scope``).
 """
 
 from dockgate.tenancy.ownership import (
@@ -26,6 +28,7 @@ from dockgate.tenancy.ownership import (
     full_id,
     inspect_target,
     is_reserved_label,
+    labelless_event_object,
     may_access,
     not_yours,
     object_refs,
@@ -58,6 +61,7 @@ __all__ = [
     "full_id",
     "inspect_target",
     "is_reserved_label",
+    "labelless_event_object",
     "may_access",
     "needs_inspect",
     "needs_usage",

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -177,11 +177,15 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
 # -- scope_list -----------------------------------------------------------------
 
 SCOPED_ENDPOINTS = frozenset({
-    "container.list", "volume.list", "network.list", "image.list", "system.events",
+    "container.list", "volume.list", "network.list", "image.list",
     "container.prune", "volume.prune", "network.prune", "image.prune",
 })
 """Endpoints whose ``filters`` get the tenant's owner label (prunes too: they
-accept label filters, and unscoped they would remove other tenants' objects)."""
+accept label filters, and unscoped they would remove other tenants' objects).
+
+Not ``/events``: volume and network events carry no labels, so a label filter
+would make the daemon drop a tenant's own; dockgate filters every event line
+of a tenant's stream itself instead (``event_scope``)."""
 
 ADMIN_ONLY = frozenset({
     "system.df", "build.prune", "image.load", "image.get_all",
@@ -197,7 +201,7 @@ def admin_only(endpoint_id: str) -> bool:
 
 
 def scope_list(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
-    """Add ``label=io.dockgate.owner=<tenant>`` to the ``filters`` of a list, events or
+    """Add ``label=io.dockgate.owner=<tenant>`` to the ``filters`` of a list or
     prune request (merged with the client's; the daemon ANDs label terms).
     Admins and other endpoints are returned unchanged.
 
@@ -597,26 +601,44 @@ def _replace_ref(value: str, ref: ObjectRef, full: str) -> str:
 _HIDDEN_EVENT_TYPES = frozenset({"daemon", "node", "service", "secret", "config", "plugin"})
 
 
-def event_visible(event: Mapping[str, Any], tenant: Tenant, owned_ids: Iterable[str] = ()) -> bool:
+def labelless_event_object(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(kind, id)`` of a volume or network event, or None for any other event.
+
+    Volume and network events carry no labels (moby logs only a driver, a
+    name or a container with them), so only the daemon, asked about the
+    object, can tell whose they are (``event_scope``).
+    """
+    kind = event.get("Type")
+    if kind not in ("volume", "network"):
+        return None
+    actor = event.get("Actor")
+    ident = actor.get("ID") if isinstance(actor, Mapping) else None
+    return (kind, ident) if isinstance(ident, str) and ident else None
+
+
+def event_visible(
+    event: Mapping[str, Any], tenant: Tenant, owned: Container[tuple[str, str]] = frozenset()
+) -> bool:
     """Whether an ``/events`` message may be shown to ``tenant``.
 
     Visible when its actor carries the tenant's owner label (container, exec
-    and image events copy the object's labels into ``Actor.Attributes``), or
-    when the actor's id is one of ``owned_ids`` (networks and volumes, whose
-    events carry no labels).  Daemon and swarm events are for admins only.
+    and image events copy the object's labels into ``Actor.Attributes``), or,
+    for a volume or network event, when ``(kind, id)`` is in ``owned``.  The
+    kind is part of the key: a volume named like another tenant's network id
+    names a different object.  Daemon and swarm events are for admins only,
+    and so is anything unrecognised.
     """
     if tenant.admin:
         return True
-    kind = event.get("Type")
-    if kind in _HIDDEN_EVENT_TYPES:
+    if event.get("Type") in _HIDDEN_EVENT_TYPES:
         return False
+    key = labelless_event_object(event)
+    if key is not None:
+        return key in owned
     actor = event.get("Actor")
     actor = actor if isinstance(actor, Mapping) else {}
     attrs = actor.get("Attributes")
-    if isinstance(attrs, Mapping) and attrs.get(OWNER_LABEL) == tenant.name:
-        return True
-    ident = actor.get("ID", event.get("id"))
-    return isinstance(ident, str) and bool(ident) and ident in set(owned_ids)
+    return isinstance(attrs, Mapping) and attrs.get(OWNER_LABEL) == tenant.name
 
 
 def filter_list(kind: str, items: Iterable[Any], tenant: Tenant) -> list[Any]:

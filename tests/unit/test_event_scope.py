@@ -1,0 +1,152 @@
+"""A tenant's event stream: decided line by line, in order, asking about volumes and networks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from dockgate.event_scope import EventScope, ObjectKey
+from dockgate.tenancy import OWNER_LABEL, Tenant
+
+A = Tenant(name="team-a")
+
+
+def line(kind: str, action: str, ident: str, owner: str | None = None) -> bytes:
+    attrs = {OWNER_LABEL: owner} if owner else {}
+    return json.dumps({"Type": kind, "Action": action,
+                       "Actor": {"ID": ident, "Attributes": attrs}}).encode() + b"\n"
+
+
+class Harness:
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self.out = b""
+        self.asked: list[tuple[ObjectKey, Callable[[bool], None]]] = []
+        self.scope = EventScope(A, lambda key, done: self.asked.append((key, done)),
+                                self.emit, limit)
+
+    def emit(self, data: bytes) -> None:
+        self.out += data
+
+    def answer(self, owned: bool) -> ObjectKey:
+        key, done = self.asked.pop(0)
+        done(owned)
+        return key
+
+    def shown(self) -> list[tuple[Any, ...]]:
+        events = [json.loads(x) for x in self.out.splitlines()]
+        return [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in events]
+
+
+def test_nothing_flows_before_the_tenants_objects_are_known() -> None:
+    h = Harness()
+    assert h.scope.feed(line("container", "start", "c1", "team-a"))
+    assert h.out == b""
+    h.scope.started(())
+    assert h.shown() == [("container", "start", "c1")]
+
+
+def test_a_volume_event_waits_for_the_daemons_answer_and_so_does_what_follows() -> None:
+    h = Harness()
+    h.scope.started(())
+    h.scope.feed(line("container", "create", "c1", "team-a") + line("volume", "create", "v1")
+                 + line("container", "start", "c1", "team-a") + line("volume", "create", "v2")
+                 + line("container", "die", "c1", "team-a"))
+    assert h.shown() == [("container", "create", "c1")]
+    assert h.answer(True) == ("volume", "v1")
+    assert h.shown() == [("container", "create", "c1"), ("volume", "create", "v1"),
+                         ("container", "start", "c1")]
+    assert h.answer(False) == ("volume", "v2")  # someone else's: hidden, the rest goes on
+    assert h.shown()[-1] == ("container", "die", "c1") and len(h.shown()) == 4
+    assert h.asked == []
+
+
+def test_what_was_owned_at_the_start_needs_no_question() -> None:
+    h = Harness()
+    h.scope.started({("volume", "old"), ("network", "n1")})
+    h.scope.feed(line("volume", "mount", "old") + line("network", "destroy", "n1")
+                 + line("volume", "destroy", "old"))
+    assert h.asked == []
+    assert h.shown() == [("volume", "mount", "old"), ("network", "destroy", "n1"),
+                         ("volume", "destroy", "old")]
+
+
+def test_create_asks_again_and_destroy_forgets() -> None:
+    """A name may be reused: after a destroy, and at every create, the daemon is asked."""
+    h = Harness()
+    h.scope.started({("volume", "v")})
+    h.scope.feed(line("volume", "destroy", "v") + line("volume", "create", "v")
+                 + line("volume", "mount", "v"))
+    assert h.shown() == [("volume", "destroy", "v")]
+    assert h.answer(False) == ("volume", "v")  # recreated by another tenant
+    assert h.shown() == [("volume", "destroy", "v")]
+    assert h.asked == []  # known now (not the tenant's): the mount is hidden without asking
+    h.scope.feed(line("volume", "create", "v"))
+    assert h.answer(True) == ("volume", "v")
+    assert h.shown()[-1] == ("volume", "create", "v")
+
+
+def test_the_kind_is_part_of_the_key() -> None:
+    h = Harness()
+    h.scope.started({("volume", "abc")})
+    h.scope.feed(line("network", "create", "abc"))
+    assert h.answer(False) == ("network", "abc")
+    assert h.out == b""
+
+
+def test_labelled_events_other_tenants_and_admin_only_kinds() -> None:
+    h = Harness()
+    h.scope.started(())
+    h.scope.feed(line("container", "start", "c2", "team-b") + line("daemon", "reload", "d",
+                                                                       "team-a")
+                 + b"not json\n" + b"[1]\n" + line("image", "tag", "i1", "team-a"))
+    assert h.shown() == [("image", "tag", "i1")]
+
+
+def test_lines_split_across_reads() -> None:
+    h = Harness()
+    h.scope.started(())
+    data = line("container", "start", "c1", "team-a") + line("container", "stop", "c1", "team-a")
+    for i in range(0, len(data), 7):
+        h.scope.feed(data[i:i + 7])
+    assert h.shown() == [("container", "start", "c1"), ("container", "stop", "c1")]
+
+
+def test_finish_waits_for_the_last_answer() -> None:
+    h = Harness()
+    ended: list[bool] = []
+    h.scope.started(())
+    h.scope.feed(line("network", "create", "n1"))
+    h.scope.finish(lambda: ended.append(True))
+    assert ended == []
+    h.answer(True)
+    assert ended == [True] and h.shown() == [("network", "create", "n1")]
+
+
+def test_finish_before_the_start_waits_for_it() -> None:
+    h = Harness()
+    ended: list[bool] = []
+    h.scope.feed(line("container", "start", "c1", "team-a"))
+    h.scope.finish(lambda: ended.append(True))
+    assert ended == []
+    h.scope.started(())
+    assert ended == [True] and len(h.shown()) == 1
+
+
+def test_a_backlog_over_the_limit_is_refused() -> None:
+    h = Harness(limit=400)
+    h.scope.started(())
+    assert h.scope.feed(line("volume", "create", "v1"))
+    assert not h.scope.feed(line("container", "start", "c1", "team-a") * 5)
+    assert not Harness(limit=100).scope.feed(b"x" * 200)  # one endless line
+
+
+def test_stop_silences_late_answers() -> None:
+    h = Harness()
+    ended: list[bool] = []
+    h.scope.started(())
+    h.scope.feed(line("volume", "create", "v1") + line("container", "start", "c1", "team-a"))
+    h.scope.finish(lambda: ended.append(True))
+    h.scope.stop()
+    h.answer(True)
+    assert h.out == b"" and ended == []
