@@ -14,6 +14,11 @@ every answer since.  A ``create`` event asks again (a name may have been
 reused by someone else); a ``destroy`` forgets the object after deciding.
 An object that cannot be looked up is not the tenant's (fail closed).
 
+An answer is about the object as it exists now, and a volume's name can have
+belonged to someone else before (events replayed with ``since``): so an owned
+object is known with the second it was created, and events older than that
+are not shown.  Network ids are never reused; their "since" is 0.
+
 The I/O layer supplies ``resolve`` (ask the daemon, then call back with the
 answer) and ``emit`` (send decided lines to the client); this module does no
 I/O of its own.
@@ -27,12 +32,15 @@ from collections.abc import Callable, Iterable
 
 from dockgate.tenancy import Tenant, event_visible, labelless_event_object
 
-__all__ = ["EventScope", "ObjectKey"]
+__all__ = ["EventScope", "ObjectKey", "Since"]
 
 ObjectKey = tuple[str, str]
 """(``volume`` or ``network``, the name or id an event's actor carries)."""
 
-Resolve = Callable[[ObjectKey, Callable[[bool], None]], None]
+Since = int | None
+"""When an object became the tenant's (Unix seconds), or None: not the tenant's."""
+
+Resolve = Callable[[ObjectKey, Callable[[Since], None]], None]
 
 
 class EventScope:
@@ -41,7 +49,7 @@ class EventScope:
     Args:
         tenant: whose stream this is (not an admin: admins see everything).
         resolve: ``resolve(key, done)`` asks whether the tenant owns ``key``
-            and calls ``done(owned)`` later (any failure: False).
+            and calls ``done(since)`` later (any failure: None).
         emit: sends decided lines (each with its newline) to the client.
         limit: the most bytes that may wait for answers (or form one line);
             beyond it ``feed`` returns False and the caller ends the stream.
@@ -54,7 +62,7 @@ class EventScope:
         self._resolve = resolve
         self._emit = emit
         self._limit = limit
-        self._known: dict[ObjectKey, bool] = {}
+        self._known: dict[ObjectKey, Since] = {}
         self._partial = bytearray()
         self._queue: deque[list[object]] = deque()
         """Waiting lines: [line, event, asked about already]."""
@@ -66,10 +74,11 @@ class EventScope:
 
     # -- the stream ----------------------------------------------------------
 
-    def started(self, owned: Iterable[ObjectKey]) -> None:
-        """The tenant's volumes and networks when the stream started; lines may flow."""
-        for key in owned:
-            self._known[key] = True
+    def started(self, owned: Iterable[tuple[ObjectKey, int]]) -> None:
+        """The tenant's volumes and networks (with their creation second) when the
+        stream started; lines may flow."""
+        for key, since in owned:
+            self._known[key] = since
         self._starting = False
         self._drain()
 
@@ -127,7 +136,10 @@ class EventScope:
             if key is None:
                 visible = event_visible(event, self._tenant)
             else:
-                visible = self._known.get(key, False)
+                since = self._known.get(key)
+                at = event.get("time")
+                visible = since is not None and (
+                    since == 0 or (type(at) is int and at >= since))
                 if event.get("Action") == "destroy":
                     self._known.pop(key, None)
             if visible:
@@ -139,10 +151,10 @@ class EventScope:
             then, self._then = self._then, None
             then()
 
-    def _answered(self, owned: bool) -> None:
+    def _answered(self, since: Since) -> None:
         key = self._asked
         if self.stopped or key is None:
             return
-        self._known[key] = owned
+        self._known[key] = since
         self._asked = None
         self._drain()

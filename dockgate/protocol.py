@@ -1007,16 +1007,16 @@ class ProxyServerProtocol(Protocol):
             if self.exchange is x and not self.closed:
                 self._send_client(*self.writer.data(data))
 
-        def resolve(key: tuple[str, str], done: Callable[[bool], None]) -> None:
+        def resolve(key: tuple[str, str], done: Callable[[int | None], None]) -> None:
             d = Deferred.fromCoroutine(owns_object(key, tenant, self._fetch))
-            d.addErrback(lambda _: False)  # no answer: not the tenant's
+            d.addErrback(lambda _: None)  # no answer: not the tenant's
             d.addCallback(done)
             d.addErrback(self._unexpected)
 
         scope = EventScope(tenant, resolve, emit, _MAX_HELD)
         x.events = scope
         d = Deferred.fromCoroutine(owned_objects(tenant, self._fetch))
-        d.addErrback(lambda _: set())
+        d.addErrback(lambda _: [])
         d.addCallback(scope.started)
         d.addErrback(self._unexpected)
 

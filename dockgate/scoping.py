@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -155,8 +156,26 @@ async def check_quota(
 _OWNED_LISTS = (("volume", "/volumes"), ("network", "/networks"))
 
 
-async def owned_objects(tenant: Tenant, fetch: Fetch) -> set[tuple[str, str]]:
-    """The tenant's volumes (by name) and networks (by id) as the daemon lists them now.
+def _since(kind: str, info: Mapping[str, Any]) -> int | None:
+    """When an owned object was created, for ``event_scope`` (0: ids are never reused).
+
+    A volume's name may have been someone else's before, so its events count
+    only from its creation second; None if that cannot be read (not shown).
+    """
+    if kind == "network":
+        return 0
+    created = info.get("CreatedAt")
+    if not isinstance(created, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(created).timestamp())
+    except ValueError:
+        return None
+
+
+async def owned_objects(tenant: Tenant, fetch: Fetch) -> list[tuple[tuple[str, str], int]]:
+    """The tenant's volumes (by name) and networks (by id) as the daemon lists them now,
+    each with the second it was created (see ``_since``).
 
     A tenant's event stream starts from these, so that the ``destroy`` of an
     object that existed before the stream, which can no longer be looked up,
@@ -164,26 +183,28 @@ async def owned_objects(tenant: Tenant, fetch: Fetch) -> set[tuple[str, str]]:
     (those events stay hidden: fail closed).
     """
     filters = quote(json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}}))
-    owned: set[tuple[str, str]] = set()
+    owned: list[tuple[tuple[str, str], int]] = []
     for kind, path in _OWNED_LISTS:
         status, value = await fetch("GET", f"{path}?filters={filters}", None)
         if status != 200:
             continue
         items = value.get("Volumes") if kind == "volume" and isinstance(value, dict) else value
         for item in items if isinstance(items, list) else ():
-            ident = item.get("Name" if kind == "volume" else "Id") if isinstance(
-                item, dict) else None
-            if isinstance(ident, str) and ident and owner_of(kind, item) == tenant.name:
-                owned.add((kind, ident))
+            if not isinstance(item, dict) or owner_of(kind, item) != tenant.name:
+                continue
+            ident = item.get("Name" if kind == "volume" else "Id")
+            since = _since(kind, item)
+            if isinstance(ident, str) and ident and since is not None:
+                owned.append(((kind, ident), since))
     return owned
 
 
-async def owns_object(key: tuple[str, str], tenant: Tenant, fetch: Fetch) -> bool:
-    """Whether the volume or network an event names is the tenant's, as the daemon says now.
-
-    Anything but a clear answer (gone, unreachable, unlabelled) is "no".
-    """
+async def owns_object(key: tuple[str, str], tenant: Tenant, fetch: Fetch) -> int | None:
+    """Since when the volume or network an event names is the tenant's, as the daemon
+    says now; None if it is not (gone, unreachable, unlabelled, someone else's)."""
     kind, ident = key
     path = "/volumes/" if kind == "volume" else "/networks/"
     status, info = await fetch("GET", path + quote(ident, safe=""), None)
-    return status == 200 and isinstance(info, dict) and owner_of(kind, info) == tenant.name
+    if status != 200 or not isinstance(info, dict) or owner_of(kind, info) != tenant.name:
+        return None
+    return _since(kind, info)

@@ -12,25 +12,25 @@ from dockgate.tenancy import OWNER_LABEL, Tenant
 A = Tenant(name="team-a")
 
 
-def line(kind: str, action: str, ident: str, owner: str | None = None) -> bytes:
+def line(kind: str, action: str, ident: str, owner: str | None = None, at: int = 1000) -> bytes:
     attrs = {OWNER_LABEL: owner} if owner else {}
-    return json.dumps({"Type": kind, "Action": action,
+    return json.dumps({"Type": kind, "Action": action, "time": at,
                        "Actor": {"ID": ident, "Attributes": attrs}}).encode() + b"\n"
 
 
 class Harness:
     def __init__(self, limit: int = 1 << 20) -> None:
         self.out = b""
-        self.asked: list[tuple[ObjectKey, Callable[[bool], None]]] = []
+        self.asked: list[tuple[ObjectKey, Callable[[int | None], None]]] = []
         self.scope = EventScope(A, lambda key, done: self.asked.append((key, done)),
                                 self.emit, limit)
 
     def emit(self, data: bytes) -> None:
         self.out += data
 
-    def answer(self, owned: bool) -> ObjectKey:
+    def answer(self, owned: bool, since: int = 0) -> ObjectKey:
         key, done = self.asked.pop(0)
-        done(owned)
+        done(since if owned else None)
         return key
 
     def shown(self) -> list[tuple[Any, ...]]:
@@ -63,7 +63,7 @@ def test_a_volume_event_waits_for_the_daemons_answer_and_so_does_what_follows() 
 
 def test_what_was_owned_at_the_start_needs_no_question() -> None:
     h = Harness()
-    h.scope.started({("volume", "old"), ("network", "n1")})
+    h.scope.started([(("volume", "old"), 0), (("network", "n1"), 0)])
     h.scope.feed(line("volume", "mount", "old") + line("network", "destroy", "n1")
                  + line("volume", "destroy", "old"))
     assert h.asked == []
@@ -74,7 +74,7 @@ def test_what_was_owned_at_the_start_needs_no_question() -> None:
 def test_create_asks_again_and_destroy_forgets() -> None:
     """A name may be reused: after a destroy, and at every create, the daemon is asked."""
     h = Harness()
-    h.scope.started({("volume", "v")})
+    h.scope.started([(("volume", "v"), 0)])
     h.scope.feed(line("volume", "destroy", "v") + line("volume", "create", "v")
                  + line("volume", "mount", "v"))
     assert h.shown() == [("volume", "destroy", "v")]
@@ -86,9 +86,26 @@ def test_create_asks_again_and_destroy_forgets() -> None:
     assert h.shown()[-1] == ("volume", "create", "v")
 
 
+def test_a_reused_name_shows_only_events_since_the_current_volume_was_created() -> None:
+    """Replayed events (``since``) of an earlier volume of the same name, someone
+    else's, are not shown to the tenant that owns the name now."""
+    h = Harness()
+    h.scope.started([(("volume", "v"), 500)])
+    h.scope.feed(line("volume", "mount", "v", at=400) + line("volume", "destroy", "v", at=450))
+    assert h.out == b"" and h.asked == []
+    h.scope.feed(line("volume", "create", "v", at=500) + line("volume", "mount", "v", at=501))
+    assert h.answer(True, since=500) == ("volume", "v")
+    assert h.shown() == [("volume", "create", "v"), ("volume", "mount", "v")]
+    h.scope.feed(line("volume", "create", "w", at=10))
+    h.answer(True, since=20)  # created after the event: an earlier incarnation
+    assert len(h.shown()) == 2
+    h.scope.feed(b'{"Type": "volume", "Action": "mount", "Actor": {"ID": "v"}}\n')
+    assert len(h.shown()) == 2  # no time: cannot be placed, not shown
+
+
 def test_the_kind_is_part_of_the_key() -> None:
     h = Harness()
-    h.scope.started({("volume", "abc")})
+    h.scope.started([(("volume", "abc"), 0)])
     h.scope.feed(line("network", "create", "abc"))
     assert h.answer(False) == ("network", "abc")
     assert h.out == b""
