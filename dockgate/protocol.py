@@ -96,7 +96,10 @@ _DRAIN_SECONDS = 60.0
 """How much of a refused request's body is read and dropped before closing."""
 
 _MAX_HELD = 64 << 20
-"""Largest response body (or event line) dockgate holds to rewrite or filter."""
+"""Largest response body dockgate holds to rewrite or filter."""
+_EVENTS_BACKLOG = 4 << 20
+"""Most of a tenant's event stream held while the daemon says who owns a volume or
+network (thousands of events); a stream that would need more is ended."""
 
 _TENANT_LISTS = {
     "container.list": "container",
@@ -1013,7 +1016,7 @@ class ProxyServerProtocol(Protocol):
             d.addCallback(done)
             d.addErrback(self._unexpected)
 
-        scope = EventScope(tenant, resolve, emit, _MAX_HELD)
+        scope = EventScope(tenant, resolve, emit, _EVENTS_BACKLOG)
         x.events = scope
         d = Deferred.fromCoroutine(owned_objects(tenant, self._fetch))
         d.addErrback(lambda _: [])
