@@ -354,7 +354,8 @@ class ProxyServerFactory(ServerFactory):
 
     def startFactory(self) -> None:
         """Ask the daemon for its API version once, before clients do."""
-        JsonFetch(self.pool, "/version").start().addCallback(self._learn_version)
+        fetch = JsonFetch(self.pool, "/version", timeout=self.settings.response_timeout)
+        fetch.start().addCallback(self._learn_version)
 
     def _learn_version(self, value: object) -> None:
         if isinstance(value, dict) and isinstance(value.get("ApiVersion"), str):
@@ -698,7 +699,8 @@ class ProxyServerProtocol(Protocol):
 
     async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
         """A side request to the daemon (see scoping.Fetch)."""
-        fetch = JsonFetch(self.factory.pool, target, method=method, body=body)
+        fetch = JsonFetch(self.factory.pool, target, method=method, body=body,
+                          timeout=self.settings.response_timeout)
         value = await fetch.start()
         return fetch.status, value
 
@@ -1154,7 +1156,7 @@ class ProxyServerProtocol(Protocol):
             self._emit(x, "SessionEnded")
             return
         # The stream does not carry the exit code; the daemon's record does.
-        d = JsonFetch(self.factory.pool, target).start()
+        d = JsonFetch(self.factory.pool, target, timeout=self.settings.response_timeout).start()
         d.addCallback(self._session_exit_code, x)
 
     def _session_exit_code(self, value: object, x: Exchange) -> None:

@@ -24,7 +24,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
+from dockgate.errors import (
+    DockgateError,
+    Forbidden,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from dockgate.model import CanonicalRequest
 from dockgate.tenancy import (
     OWNER_LABEL,
@@ -45,9 +51,19 @@ from dockgate.tenancy import (
     stamp,
     usage_from_list,
 )
+from dockgate.upstream import TIMED_OUT
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 """``fetch(method, target, json_body)`` → (status, decoded JSON or None)."""
+
+
+def _unanswered(status: int, what: str) -> DockgateError:
+    """The refusal for a side request the daemon did not answer usefully."""
+    if status == TIMED_OUT:
+        return UpstreamTimeout(f"{what}: the Docker daemon did not answer in time")
+    if status == 0:
+        return UpstreamUnavailable(f"{what}: the Docker daemon could not be reached")
+    return UpstreamUnavailable(f"{what}: the daemon answered {status}")
 
 
 async def scope_request(
@@ -82,9 +98,7 @@ async def scope_request(
         elif status == 404:
             raise NotFound(f"no such {ref.kind}: {ref.ref}", reason="no-such-object")
         elif status != 200 or not isinstance(info, dict):
-            raise UpstreamUnavailable(
-                f"cannot check {ref.kind} {ref.ref}: the daemon answered {status}"
-            )
+            raise _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
         checked, kind = info, ref.kind
         if ref.kind == "exec":
             owner_ref = exec_container(info)
@@ -113,7 +127,7 @@ async def _create_owned_volume(
     body = {"Name": name, "Labels": {OWNER_LABEL: tenant.name}}
     status, info = await fetch("POST", prefix + "/volumes/create", body)
     if status not in (200, 201) or not isinstance(info, dict):
-        raise UpstreamUnavailable(f"cannot create volume {name}: the daemon answered {status}")
+        raise _unanswered(status, f"cannot create volume {name}")
     if info.get("Labels", {}).get(OWNER_LABEL) != tenant.name:
         # It appeared in between, created by someone else.
         raise Forbidden(f"volume {name} belongs to another tenant", reason="not-yours")
@@ -137,7 +151,7 @@ async def check_quota(
     filters = json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}})
     status, items = await fetch("GET", f"/containers/json?all=1&filters={quote(filters)}", None)
     if status != 200 or not isinstance(items, list):
-        raise UpstreamUnavailable(f"cannot measure the quota of {tenant.name}")
+        raise _unanswered(status, f"cannot measure the quota of {tenant.name}")
     inspections: dict[str, Mapping[str, Any]] | None = None
     if needs_inspect(tenant):
         inspections = {}

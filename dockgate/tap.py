@@ -117,7 +117,8 @@ class Options(usage.Options):
         ["connect-timeout", None, _default(ProxySettings, "connect_timeout"),
          "Seconds to connect to the daemon before answering 502.", _positive(float)],
         ["response-timeout", None, _default(ProxySettings, "response_timeout"),
-         "Seconds to wait for the daemon's response head before answering 504.",
+         "Seconds to wait for the daemon's response head before answering 504, and "
+         "for each of dockgate's own questions to it (ownership, quotas).",
          _positive(float)],
         ["max-json-body", None, _default(ApiContext, "max_json_body"),
          "Largest JSON request body inspected, in bytes (413 above).", _positive(int)],

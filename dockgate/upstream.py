@@ -15,6 +15,7 @@ from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
@@ -274,6 +275,7 @@ class UpstreamPool:
     ) -> None:
         self._endpoint = endpoint
         self._reactor = reactor
+        self.reactor = reactor
         self._size = size
         self._connect_timeout = connect_timeout
         self._idle: list[UpstreamConnection] = []
@@ -335,6 +337,11 @@ class _Quiet(Factory):
         return self._proto
 
 
+TIMED_OUT = 504
+"""``JsonFetch.status`` when the daemon did not answer in time (dockgate's own
+gateway timeout; the daemon itself never answers 504)."""
+
+
 class JsonFetch:
     """A side request of dockgate's own to the daemon, answered as decoded JSON.
 
@@ -342,6 +349,11 @@ class JsonFetch:
     as).  The request goes over a pooled connection like any other and its
     small response is read whole; any failure yields None, which the policy
     treats as "unknown" (the strict reading).
+
+    With ``timeout``, an answer that has not come by then is a failure too
+    (the connection is dropped): a request waiting on an ownership check, a
+    tenant's quota lock and a tenant's event stream must not wait forever on
+    a daemon, or a volume plugin, that never answers.
     """
 
     def __init__(
@@ -352,8 +364,11 @@ class JsonFetch:
         *,
         method: str = "GET",
         body: object = None,
+        timeout: float | None = None,
     ) -> None:
         self._pool = pool
+        self._timeout = timeout
+        self._timer: IDelayedCall | None = None
         self._target = target
         self._limit = limit
         self._method = method
@@ -365,11 +380,26 @@ class JsonFetch:
 
     def start(self) -> Deferred[object]:
         """Send the request; the Deferred fires with the JSON value or None."""
+        if self._timeout is not None:
+            self._timer = self._pool.reactor.callLater(self._timeout, self._timed_out)
         d = self._pool.acquire()
         d.addCallbacks(self._ready, self._failed)
         return self.result
 
+    def _timed_out(self) -> None:
+        self._timer = None
+        log.warn("side request {target}: no answer from the daemon in {seconds} s",
+                 target=self._target, seconds=self._timeout)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+        self.status = TIMED_OUT
+        self._done(None)
+
     def _ready(self, conn: UpstreamConnection) -> None:
+        if self.result.called:  # timed out while connecting
+            conn.abort()
+            return
         self._conn = conn
         conn.delegate = self
         headers = [(b"host", b"docker"), (b"user-agent", b"dockgate")]
@@ -391,6 +421,10 @@ class JsonFetch:
         self._done(None)
 
     def _done(self, value: object) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
         if not self.result.called:
             self.result.callback(value)
 

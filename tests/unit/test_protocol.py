@@ -24,6 +24,7 @@ from dockgate.decision import AllowAll
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.protocol import ProxyServerFactory, ProxyServerProtocol
 from dockgate.server import ProxySettings
+from dockgate.tenancy import OWNER_LABEL, Tenant, TenantMap
 from dockgate.upstream import UpstreamConnection
 
 
@@ -578,3 +579,77 @@ def test_large_heads_leave_no_trace_in_any_memory() -> None:
         h.reply(PING_OK)
     assert h.received().count(b"HTTP/1.1 200 OK") == 3
     assert (len(decision._DECIDED), len(protocol._FORWARD_HEADS)) == before
+
+
+# -- tenants: side requests that never end, and event streams --------------------------
+
+TEAM = Tenant(name="team-a")
+
+
+def tenant_harness(**settings: Any) -> Harness:
+    tenants = TenantMap([], default=TEAM)
+    return Harness(tenants=lambda: tenants, **settings)
+
+
+def answer(h: Harness, conn: int, body: Any, status: str = "200 OK") -> None:
+    data = json.dumps(body).encode()
+    h.endpoint.connections[conn].dataReceived(
+        b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (status.encode(), len(data), data))
+
+
+def sent(h: Harness, conn: int) -> bytes:
+    return h.endpoint.connections[conn].transport.value()  # type: ignore[no-any-return,union-attr]
+
+
+def test_an_ownership_check_the_daemon_never_answers_is_a_504() -> None:
+    h = tenant_harness(response_timeout=5.0)
+    h.send(b"GET /v1.41/volumes/data HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert sent(h, 0).startswith(b"GET /v1.41/volumes/data HTTP/1.1")  # dockgate's own inspect
+    h.clock.advance(5.1)
+    status, body = _status_and_json(h.received())
+    assert status == 504 and "did not answer in time" in body["message"]
+    assert len(h.endpoint.connections) == 1  # nothing was forwarded
+
+
+def event(kind: str, action: str, ident: str, owner: str | None = None) -> bytes:
+    attrs = {OWNER_LABEL: owner} if owner else {}
+    return json.dumps({"Type": kind, "Action": action, "time": 2000,
+                       "Actor": {"ID": ident, "Attributes": attrs}}).encode() + b"\n"
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_a_tenants_event_stream_waits_for_the_owner_of_a_volume_in_order() -> None:
+    h = tenant_harness()
+    h.send(b"GET /v1.41/events HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert b"filters" not in sent(h, 0).split(b"\r\n")[0]  # no label filter for /events
+    h.endpoint.connections[0].dataReceived(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n")
+    # dockgate asks for the tenant's volumes and networks (one at a time).
+    assert sent(h, 1).startswith(b"GET /volumes?filters=")
+    h.endpoint.connections[0].dataReceived(chunk(
+        event("container", "start", "c1", "team-a") + event("volume", "create", "v1")
+        + event("container", "start", "c2", "team-b") + event("container", "die", "c1",
+                                                               "team-a")))
+    answer(h, 1, {"Volumes": [{"Name": "old", "Labels": {OWNER_LABEL: "team-a"},
+                               "CreatedAt": "1970-01-01T00:00:00Z"}]})
+    answer(h, 1, [])  # networks, on the same (released) connection
+    shown_so_far = h.received().partition(b"\r\n\r\n")[2]
+    assert b'"start"' in shown_so_far and b'"die"' not in shown_so_far  # held behind v1
+    assert b"GET /volumes/v1 " in sent(h, 1)
+    answer(h, 1, {"Name": "v1", "Labels": {OWNER_LABEL: "team-a"},
+                  "CreatedAt": "1970-01-01T00:10:00Z"})
+    body = h.received().partition(b"\r\n\r\n")[2]
+    lines = b"".join(x for x in body.split(b"\r\n") if x.startswith(b"{")).splitlines()
+    shown = [json.loads(x) for x in lines]
+    assert [(e["Type"], e["Action"], e["Actor"]["ID"]) for e in shown] == [
+        ("container", "start", "c1"), ("volume", "create", "v1"), ("container", "die", "c1")]
+    # The daemon ends the stream while a question is out: the end waits for it.
+    h.endpoint.connections[0].dataReceived(chunk(event("network", "create", "n1")) + b"0\r\n\r\n")
+    assert not h.received().endswith(b"0\r\n\r\n")
+    answer(h, 1, {"Id": "n1", "Labels": {OWNER_LABEL: "team-b"}})
+    assert h.received().endswith(b"0\r\n\r\n") and b'"n1"' not in h.received()
