@@ -18,6 +18,7 @@ import json
 import pwd
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -375,29 +376,36 @@ def test_events_show_own_objects_only(w: World) -> None:
 
 def test_live_events_follow_own_volumes_from_create_to_destroy(w: World) -> None:
     """While the stream is open: B sees its volume created and destroyed (the destroy is
-    known from the create), and nothing of A's."""
+    known from the create), and nothing of A's, which came first in the stream."""
     tag = uuid.uuid4().hex[:8]
+    mine, theirs = f"b-lv-{tag}", f"a-lv-{tag}"
     since = time.time()
-    out: dict[str, str] = {}
-
-    def watch() -> None:
-        out["b"] = w.b.docker("events", "--since", f"{since:.3f}", "--until",
-                              f"{since + 6:.3f}", "--filter", "type=volume",
-                              "--format", "{{json .}}", timeout=40).stdout
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    time.sleep(1.0)
-    for caller, name in ((w.b, f"b-lv-{tag}"), (w.a, f"a-lv-{tag}")):
-        caller.docker("volume", "create", name)
-        time.sleep(0.5)  # an object gone before dockgate could ask stays hidden
-        caller.docker("volume", "rm", name)
-    watcher.join(40)
-    assert not watcher.is_alive()
-    events = [json.loads(line) for line in out["b"].splitlines() if line.strip()]
+    watcher = subprocess.Popen(
+        w.b.argv(("events", "--since", f"{since:.3f}", "--filter", "type=volume",
+                  "--format", "{{json .}}")),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/",
+        text=True)
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(iter(watcher.stdout.readline, "")),  # type: ignore[union-attr]
+        daemon=True)
+    reader.start()
+    try:
+        for caller, name in ((w.a, theirs), (w.b, mine)):
+            caller.docker("volume", "create", name)
+            time.sleep(0.5)  # an object gone before dockgate could ask stays hidden
+            caller.docker("volume", "rm", name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                mine in x and "destroy" in x for x in lines):
+            time.sleep(0.1)
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+    events = [json.loads(x) for x in lines if x.strip()]
     actions = [(e["Actor"]["ID"], e["Action"]) for e in events]
-    assert (f"b-lv-{tag}", "create") in actions and (f"b-lv-{tag}", "destroy") in actions
-    assert not [a for a in actions if a[0] != f"b-lv-{tag}"], actions
+    assert (mine, "create") in actions and (mine, "destroy") in actions, actions
+    assert not [a for a in actions if a[0] != mine], actions
 
 
 # -- streams over each transport ----------------------------------------------------------
