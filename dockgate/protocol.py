@@ -290,6 +290,7 @@ class ProxyServerFactory(ServerFactory):
             reactor,
             size=settings.pool_size,
             connect_timeout=settings.connect_timeout,
+            answer_timeout=settings.response_timeout,
         )
         self.open_connections = 0
         self.per_peer: dict[str, int] = {}
@@ -354,8 +355,7 @@ class ProxyServerFactory(ServerFactory):
 
     def startFactory(self) -> None:
         """Ask the daemon for its API version once, before clients do."""
-        fetch = JsonFetch(self.pool, "/version", timeout=self.settings.response_timeout)
-        fetch.start().addCallback(self._learn_version)
+        JsonFetch(self.pool, "/version").start().addCallback(self._learn_version)
 
     def _learn_version(self, value: object) -> None:
         if isinstance(value, dict) and isinstance(value.get("ApiVersion"), str):
@@ -699,8 +699,7 @@ class ProxyServerProtocol(Protocol):
 
     async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
         """A side request to the daemon (see scoping.Fetch)."""
-        fetch = JsonFetch(self.factory.pool, target, method=method, body=body,
-                          timeout=self.settings.response_timeout)
+        fetch = JsonFetch(self.factory.pool, target, method=method, body=body)
         value = await fetch.start()
         return fetch.status, value
 
@@ -1156,7 +1155,7 @@ class ProxyServerProtocol(Protocol):
             self._emit(x, "SessionEnded")
             return
         # The stream does not carry the exit code; the daemon's record does.
-        d = JsonFetch(self.factory.pool, target, timeout=self.settings.response_timeout).start()
+        d = JsonFetch(self.factory.pool, target).start()
         d.addCallback(self._session_exit_code, x)
 
     def _session_exit_code(self, value: object, x: Exchange) -> None:

@@ -272,12 +272,14 @@ class UpstreamPool:
         *,
         size: int = 16,
         connect_timeout: float = 10.0,
+        answer_timeout: float | None = None,
     ) -> None:
         self._endpoint = endpoint
-        self._reactor = reactor
         self.reactor = reactor
         self._size = size
         self._connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
+        """How long dockgate's own side requests (``JsonFetch``) wait for an answer."""
         self._idle: list[UpstreamConnection] = []
         self.open_connections = 0
 
@@ -296,7 +298,7 @@ class UpstreamPool:
             return succeed(idle)
         conn = UpstreamConnection(self)
         d = self._endpoint.connect(_Quiet(conn))
-        d.addTimeout(self._connect_timeout, self._reactor)
+        d.addTimeout(self._connect_timeout, self.reactor)
         return d.addCallback(lambda _: conn)
 
     def release(self, conn: UpstreamConnection) -> None:
@@ -350,10 +352,10 @@ class JsonFetch:
     small response is read whole; any failure yields None, which the policy
     treats as "unknown" (the strict reading).
 
-    With ``timeout``, an answer that has not come by then is a failure too
-    (the connection is dropped): a request waiting on an ownership check, a
-    tenant's quota lock and a tenant's event stream must not wait forever on
-    a daemon, or a volume plugin, that never answers.
+    An answer that has not come within the pool's ``answer_timeout`` is a
+    failure too (the connection is dropped): a request waiting on an
+    ownership check, a tenant's quota lock and a tenant's event stream must
+    not wait forever on a daemon, or a volume plugin, that never answers.
     """
 
     def __init__(
@@ -364,10 +366,9 @@ class JsonFetch:
         *,
         method: str = "GET",
         body: object = None,
-        timeout: float | None = None,
     ) -> None:
         self._pool = pool
-        self._timeout = timeout
+        self._timeout = pool.answer_timeout
         self._timer: IDelayedCall | None = None
         self._target = target
         self._limit = limit

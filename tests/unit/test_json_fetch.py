@@ -28,8 +28,10 @@ class _Conn:
 
 
 class _Pool:
-    def __init__(self, conn: Deferred[_Conn] | None = None) -> None:
+    def __init__(self, conn: Deferred[_Conn] | None = None,
+                 answer_timeout: float | None = None) -> None:
         self.reactor = Clock()
+        self.answer_timeout = answer_timeout
         self.conn = _Conn()
         self._pending = conn
         self.released: list[_Conn] = []
@@ -48,8 +50,8 @@ def _result(d: Deferred[object]) -> list[object]:
 
 
 def test_a_daemon_that_never_answers_fails_the_fetch_at_the_timeout() -> None:
-    pool = _Pool()
-    fetch = JsonFetch(pool, "/volumes/data", timeout=30)  # type: ignore[arg-type]
+    pool = _Pool(answer_timeout=30)
+    fetch = JsonFetch(pool, "/volumes/data")  # type: ignore[arg-type]
     out = _result(fetch.start())
     assert pool.conn.sent == [("GET", b"/volumes/data")] and out == []
     pool.reactor.advance(29)
@@ -60,8 +62,8 @@ def test_a_daemon_that_never_answers_fails_the_fetch_at_the_timeout() -> None:
 
 
 def test_an_answer_in_time_cancels_the_timer() -> None:
-    pool = _Pool()
-    fetch = JsonFetch(pool, "/volumes/data", timeout=30)  # type: ignore[arg-type]
+    pool = _Pool(answer_timeout=30)
+    fetch = JsonFetch(pool, "/volumes/data")  # type: ignore[arg-type]
     out = _result(fetch.start())
     head = Head(200, b"OK", ((b"content-type", b"application/json"),))
     for event in (head, Body(b'{"Name": "data"}'), End()):
@@ -72,8 +74,8 @@ def test_an_answer_in_time_cancels_the_timer() -> None:
 
 def test_a_connection_that_arrives_after_the_timeout_is_dropped() -> None:
     pending: Deferred[_Conn] = Deferred()
-    pool = _Pool(pending)
-    out = _result(JsonFetch(pool, "/_ping", timeout=5).start())  # type: ignore[arg-type]
+    pool = _Pool(pending, answer_timeout=5)
+    out = _result(JsonFetch(pool, "/_ping").start())  # type: ignore[arg-type]
     pool.reactor.advance(5)
     assert out == [None]
     late = _Conn()
