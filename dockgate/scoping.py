@@ -57,6 +57,11 @@ Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 """``fetch(method, target, json_body)`` → (status, decoded JSON or None)."""
 
 
+def _owned_by(tenant: Tenant) -> str:
+    """The quoted ``filters`` value that lists only ``tenant``'s objects."""
+    return quote(json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}}))
+
+
 def _unanswered(status: int, what: str) -> DockgateError:
     """The refusal for a side request the daemon did not answer usefully."""
     if status == TIMED_OUT:
@@ -148,8 +153,8 @@ async def check_quota(
     """
     if not needs_usage(tenant, request.endpoint.id):
         return
-    filters = json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}})
-    status, items = await fetch("GET", f"/containers/json?all=1&filters={quote(filters)}", None)
+    status, items = await fetch("GET", f"/containers/json?all=1&filters={_owned_by(tenant)}",
+                                None)
     if status != 200 or not isinstance(items, list):
         raise _unanswered(status, f"cannot measure the quota of {tenant.name}")
     inspections: dict[str, Mapping[str, Any]] | None = None
@@ -196,10 +201,9 @@ async def owned_objects(tenant: Tenant, fetch: Fetch) -> list[tuple[tuple[str, s
     is still shown.  A list the daemon does not answer contributes nothing
     (those events stay hidden: fail closed).
     """
-    filters = quote(json.dumps({"label": {f"{OWNER_LABEL}={tenant.name}": True}}))
     owned: list[tuple[tuple[str, str], int]] = []
     for kind, path in _OWNED_LISTS:
-        status, value = await fetch("GET", f"{path}?filters={filters}", None)
+        status, value = await fetch("GET", f"{path}?filters={_owned_by(tenant)}", None)
         if status != 200:
             continue
         items = value.get("Volumes") if kind == "volume" and isinstance(value, dict) else value
