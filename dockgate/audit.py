@@ -45,7 +45,8 @@ _REPORT_EVERY = 10.0
 _DEFAULT_REDACTOR = Redactor()
 _SESSION_TARGETS = {"container.attach": "container", "container.attach.ws": "container",
                     "exec.start": "exec"}
-"""What a recorded session's ``{id}`` names: resizes of the same thing apply to it."""
+"""What a recorded session's ``{id}`` (its header's ``container``) names: resizes of
+the same thing apply to it."""
 _RESIZES = {"container.resize": "container", "exec.resize": "exec"}
 
 
@@ -84,8 +85,6 @@ class JsonLinesAudit:
         self.failure = failure
         self.log = ChainedLog(path, on_copy_error=self._copy_failed, **log_options)
         self._sessions: dict[str, SessionWriter] = {}
-        self._targets: dict[str, tuple[str, str]] = {}
-        """Recorded session id -> (container|exec, the id its path named)."""
         self._failures = 0
         self._reported = 0.0
         self.defer: Callable[[Callable[[], None]], object] | None = None
@@ -124,7 +123,6 @@ class JsonLinesAudit:
                 extra = {"session": {"file": writer.path, "format": FORMAT}}
         else:
             writer = self._sessions.pop(event.id, None)
-            self._targets.pop(event.id, None)
             if request is not None and request.endpoint.id in _RESIZES and (
                 isinstance(event.status, int) and 200 <= event.status < 300
             ):
@@ -173,9 +171,6 @@ class JsonLinesAudit:
         }
         path = os.path.join(self.sessions_dir, f"{event.id}.dgrec")
         self._sessions[event.id] = SessionWriter(path, header)
-        target = request.params.get("id")
-        if target is not None and request.endpoint.id in _SESSION_TARGETS:
-            self._targets[event.id] = (_SESSION_TARGETS[request.endpoint.id], target)
         return {"file": path, "format": FORMAT}
 
     def _resized(self, request: CanonicalRequest) -> None:
@@ -184,14 +179,15 @@ class JsonLinesAudit:
         Matched by the exact id string of the path, as clients use the same
         reference (id or name) for attaching and resizing.
         """
-        target = (_RESIZES[request.endpoint.id], request.params.get("id"))
+        kind, ident = _RESIZES[request.endpoint.id], request.params.get("id")
         query = dict(request.query)
         size = terminal_size(f"{query.get('w', '')}x{query.get('h', '')}".encode())
-        if size is None:
+        if size is None or ident is None:
             return
-        for event_id, named in list(self._targets.items()):
-            writer = self._sessions.get(event_id)
-            if named != target or writer is None:
+        for writer in self._sessions.values():
+            header = writer.header
+            endpoint = header.get("endpoint")
+            if header.get("container") != ident or _SESSION_TARGETS.get(str(endpoint)) != kind:
                 continue
             try:
                 writer.resize(*size)
@@ -213,7 +209,6 @@ class JsonLinesAudit:
             if self.failure == "closed":
                 raise
             self._sessions.pop(event_id, None)
-            self._targets.pop(event_id, None)
             self._failed(f"session recording {writer.path} (recording stopped)", e)
 
     # -- compatibility and upkeep ------------------------------------------
@@ -244,7 +239,6 @@ class JsonLinesAudit:
         for writer in self._sessions.values():
             writer.close()
         self._sessions.clear()
-        self._targets.clear()
         self.log.close()
 
     def _failed(self, what: str, error: Exception) -> None:

@@ -62,6 +62,7 @@ class SessionWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(path, flags, 0o640)
         self.path = path
+        self.header = header
         self._file: IO[bytes] = os.fdopen(fd, "wb", buffering=_BUFFER)
         self._hash = hashlib.sha256()
         self._start = time.monotonic()
