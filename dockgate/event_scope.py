@@ -43,6 +43,18 @@ Since = int | None
 Resolve = Callable[[ObjectKey, Callable[[Since], None]], None]
 
 
+class _Waiting:
+    """One line waiting for its decision."""
+
+    __slots__ = ("asked", "event", "line")
+
+    def __init__(self, line: bytes, event: dict[str, object]) -> None:
+        self.line = line
+        self.event = event
+        self.asked = False
+        """The daemon was asked about this line's object already."""
+
+
 class EventScope:
     """Filters one tenant's event stream, asking the daemon about unlabelled objects.
 
@@ -64,8 +76,7 @@ class EventScope:
         self._limit = limit
         self._known: dict[ObjectKey, Since] = {}
         self._partial = bytearray()
-        self._queue: deque[list[object]] = deque()
-        """Waiting lines: [line, event, asked about already]."""
+        self._queue: deque[_Waiting] = deque()
         self._queued = 0
         self._asked: ObjectKey | None = None
         self._starting = True
@@ -95,7 +106,7 @@ class EventScope:
             except ValueError:
                 continue  # not an event: nothing to show
             if isinstance(event, dict):
-                self._queue.append([line + b"\n", event, False])
+                self._queue.append(_Waiting(line + b"\n", event))
                 self._queued += len(line) + 1
         if self._queued + len(self._partial) > self._limit:
             return False
@@ -119,12 +130,11 @@ class EventScope:
         out: list[bytes] = []
         while self._queue and not self.stopped and not self._starting and self._asked is None:
             item = self._queue[0]
-            line, event = item[0], item[1]
-            assert isinstance(line, bytes) and isinstance(event, dict)
+            line, event = item.line, item.event
             key = labelless_event_object(event)
-            if key is not None and not item[2] and (
+            if key is not None and not item.asked and (
                     key not in self._known or event.get("Action") == "create"):
-                item[2] = True
+                item.asked = True
                 self._asked = key
                 if out:
                     self._emit(b"".join(out))
