@@ -135,6 +135,9 @@ class Bench:
         self.gate: subprocess.Popen[bytes] | None = None
         self.fsock = str(work / "floor.sock")
         self.rsock = str(work / "relay.sock")
+        self.qsock = str(work / "quiet.sock")
+        self.side_pids: dict[str, int] = {}
+        """The processes of the further sides (floors, dockgate without audit), for their CPU."""
         self.containers: set[str] = set()
         self.profile_dir: Path | None = None
         self.cpu: dict[str, dict[str, float]] = {}
@@ -149,27 +152,34 @@ class Bench:
         finally:
             self.daemon.stop()
 
-    def start_gate(self) -> int:
+    def _serve(self, sock: str, audit: Path | None, log_name: str) -> subprocess.Popen[bytes]:
+        """Start ``dockgate serve`` on ``sock`` (the audit log off when ``audit`` is None)."""
         argv = [
             sys.executable, "-m", "dockgate", "serve",
-            "--listen", f"unix:{self.psock}",
+            "--listen", f"unix:{sock}",
             "--upstream", f"unix:{self.dsock}",
             "--policy", str(ROOT / "policies/privileged.yaml"),
-            "--audit-log", str(self.audit),
         ]
-        log_file = open(self.work / "dockgate.log", "ab")  # noqa: SIM115 (closed by the stack)
+        if audit is not None:
+            argv += ["--audit-log", str(audit)]
+        log_file = open(self.work / log_name, "ab")  # noqa: SIM115 (closed by the stack)
         self.stack.callback(log_file.close)
-        self.gate = subprocess.Popen(
+        gate = subprocess.Popen(
             argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file
         )
-        self.stack.callback(self._stop_gate)
-        gate = self.gate
-        unixhttp.wait_ping(self.psock, time.monotonic() + 30, alive=lambda: gate.poll() is None)
-        return gate.pid
+        self.stack.callback(engines.terminate, gate, 15)
+        unixhttp.wait_ping(sock, time.monotonic() + 30, alive=lambda: gate.poll() is None)
+        return gate
+
+    def start_gate(self) -> int:
+        self.gate = self._serve(self.psock, self.audit, "dockgate.log")
+        return self.gate.pid
 
     def start_floors(self) -> None:
-        """Start the bare Twisted byte pump (_floor.py) and the thin relay (_relay.py)."""
-        for script, sock in (("_floor.py", self.fsock), ("_relay.py", self.rsock)):
+        """Start the bare Twisted byte pump (_floor.py), the thin relay (_relay.py)
+        and a second dockgate with the audit log off (the "quiet" side)."""
+        for side, script, sock in (("floor", "_floor.py", self.fsock),
+                                   ("relay", "_relay.py", self.rsock)):
             process = subprocess.Popen(
                 [sys.executable, str(HERE / script), sock, self.dsock],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -177,10 +187,8 @@ class Bench:
             self.stack.callback(engines.terminate, process, 15)
             unixhttp.wait_ping(sock, time.monotonic() + 30,
                                alive=lambda p=process: p.poll() is None)
-
-    def _stop_gate(self) -> None:
-        if self.gate is not None:
-            engines.terminate(self.gate, 15)
+            self.side_pids[side] = process.pid
+        self.side_pids["quiet"] = self._serve(self.qsock, None, "dockgate-quiet.log").pid
 
     @property
     def pid(self) -> int:
@@ -206,7 +214,9 @@ class Bench:
                     with self.cpu_of(label, "direct", self.daemon.process.pid):
                         yield "direct", self.dsock
                 elif side != "dockgate":
-                    yield side, {"floor": self.fsock, "relay": self.rsock}[side]
+                    with self.cpu_of(label, side, self.side_pids[side]):
+                        yield side, {"floor": self.fsock, "relay": self.rsock,
+                                     "quiet": self.qsock}[side]
                 elif self.profile_dir is None or round_:
                     with self.cpu_of(label, "dockgate", self.pid):
                         yield "dockgate", self.psock
@@ -248,13 +258,27 @@ class Bench:
                 setattr(figure, attr, spent[side] * scale / amount)
         self.add(figure)
 
-    def floor_figures(self, name: str, unit: str, tally: Tally) -> None:
-        """The same workload through the floors that ran: what a proxy reaches at the least."""
+    def floor_figures(
+        self, name: str, unit: str, tally: Tally, *, label: str, cpu_unit: str
+    ) -> None:
+        """The same workload through the further sides that ran, with each one's own CPU.
+
+        The floors are what a proxy reaches at the least; dockgate with its
+        audit log off shows what the audit log's records cost in the same rounds.
+        """
         values = tally.rates()
-        for side, what in (("floor", "a bare Twisted byte pump (floor)"),
+        spent = self.cpu.get(label, {})
+        scale, cpu_name = CPU_UNITS[cpu_unit]
+        for side, what in (("quiet", "dockgate with the audit log off"),
+                           ("floor", "a bare Twisted byte pump (floor)"),
                            ("relay", "a thin kernel-splice relay (floor)")):
             if side in values:
-                self.add(Figure(f"{name} through {what}", unit, values["direct"], values[side]))
+                figure = Figure(f"{name} through {what}", unit, values["direct"], values[side])
+                amount = tally.amount.get(side, 0) / tally.unit
+                if side in spent and amount:
+                    figure.cpu_unit = cpu_name
+                    figure.cpu_dockgate = spent[side] * scale / amount
+                self.add(figure)
 
     # --- setup -----------------------------------------------------------
 
@@ -349,16 +373,17 @@ class Bench:
         for _ in range(self.sizes.containers):
             self.create(IMAGE, ["true"], Labels={"dockgate.bench": "list"})
         n = self.sizes.clients
-        ping = self.load("ping", RATE_ROUNDS, floors=("floor", "relay"))
+        ping = self.load("ping", RATE_ROUNDS, floors=("quiet", "floor", "relay"))
         self.ratio_figure(f"GET /_ping, {n} clients", "req/s", ping, gated=False,
                           label="ping", cpu_unit="req")
-        self.floor_figures("GET /_ping", "req/s", ping)
-        listing = self.load("json", RATE_ROUNDS, floors=("floor", "relay"))
+        self.floor_figures("GET /_ping", "req/s", ping, label="ping", cpu_unit="req")
+        listing = self.load("json", RATE_ROUNDS, floors=("quiet", "floor", "relay"))
         self.ratio_figure(
             f"GET /containers/json?all=1 ({self.sizes.containers} ctrs), {n} clients",
             "req/s", listing, gated=True, label="json", cpu_unit="req",
         )
-        self.floor_figures("GET /containers/json", "req/s", listing)
+        self.floor_figures("GET /containers/json", "req/s", listing, label="json",
+                           cpu_unit="req")
         self.ratio_figure(f"create+delete cycle, {n} clients", "cycles/s",
                           self.load("cycle", RATE_ROUNDS), gated=True, label="cycle",
                           cpu_unit="cycle")
@@ -400,7 +425,7 @@ class Bench:
         self.extra["attach"] = tally.raw()
         self.ratio_figure(f"attach stdout ({n // MB} MB)", "MB/s", tally, gated=True,
                           label="attach", cpu_unit="MB")
-        self.floor_figures("attach stdout", "MB/s", tally)
+        self.floor_figures("attach stdout", "MB/s", tally, label="attach", cpu_unit="MB")
 
     def exec_latency(self) -> None:
         ident = self.create(IMAGE, ["sleep", "3600"])
