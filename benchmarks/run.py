@@ -133,11 +133,8 @@ class Bench:
         self.psock = str(work / "g.sock")
         self.audit = work / "audit.jsonl"
         self.gate: subprocess.Popen[bytes] | None = None
-        self.fsock = str(work / "floor.sock")
-        self.rsock = str(work / "relay.sock")
-        self.qsock = str(work / "quiet.sock")
-        self.side_pids: dict[str, int] = {}
-        """The processes of the further sides (floors, dockgate without audit), for their CPU."""
+        self.further: dict[str, tuple[str, int]] = {}
+        """The further sides (floors, dockgate without audit): socket and process id."""
         self.containers: set[str] = set()
         self.profile_dir: Path | None = None
         self.cpu: dict[str, dict[str, float]] = {}
@@ -178,8 +175,8 @@ class Bench:
     def start_floors(self) -> None:
         """Start the bare Twisted byte pump (_floor.py), the thin relay (_relay.py)
         and a second dockgate with the audit log off (the "quiet" side)."""
-        for side, script, sock in (("floor", "_floor.py", self.fsock),
-                                   ("relay", "_relay.py", self.rsock)):
+        for side, script in (("floor", "_floor.py"), ("relay", "_relay.py")):
+            sock = str(self.work / f"{side}.sock")
             process = subprocess.Popen(
                 [sys.executable, str(HERE / script), sock, self.dsock],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -187,8 +184,9 @@ class Bench:
             self.stack.callback(engines.terminate, process, 15)
             unixhttp.wait_ping(sock, time.monotonic() + 30,
                                alive=lambda p=process: p.poll() is None)
-            self.side_pids[side] = process.pid
-        self.side_pids["quiet"] = self._serve(self.qsock, None, "dockgate-quiet.log").pid
+            self.further[side] = sock, process.pid
+        quiet = str(self.work / "quiet.sock")
+        self.further["quiet"] = quiet, self._serve(quiet, None, "dockgate-quiet.log").pid
 
     @property
     def pid(self) -> int:
@@ -214,9 +212,9 @@ class Bench:
                     with self.cpu_of(label, "direct", self.daemon.process.pid):
                         yield "direct", self.dsock
                 elif side != "dockgate":
-                    with self.cpu_of(label, side, self.side_pids[side]):
-                        yield side, {"floor": self.fsock, "relay": self.rsock,
-                                     "quiet": self.qsock}[side]
+                    sock, pid = self.further[side]
+                    with self.cpu_of(label, side, pid):
+                        yield side, sock
                 elif self.profile_dir is None or round_:
                     with self.cpu_of(label, "dockgate", self.pid):
                         yield "dockgate", self.psock
@@ -250,13 +248,18 @@ class Bench:
         if gated:
             figure.target = f">= {RATIO_TARGET}x direct"
             figure.passed = (figure.ratio or 0) >= RATIO_TARGET
-        spent = self.cpu.get(label, {})
-        scale, figure.cpu_unit = CPU_UNITS[cpu_unit]
-        for side, attr in (("dockgate", "cpu_dockgate"), ("direct", "cpu_dockerd")):
-            amount = tally.amount.get(side, 0) / tally.unit
-            if side in spent and amount:
-                setattr(figure, attr, spent[side] * scale / amount)
+        figure.cpu_unit = CPU_UNITS[cpu_unit][1]
+        figure.cpu_dockgate = self.cpu_per_unit(label, "dockgate", tally, cpu_unit)
+        figure.cpu_dockerd = self.cpu_per_unit(label, "direct", tally, cpu_unit)
         self.add(figure)
+
+    def cpu_per_unit(self, label: str, side: str, tally: Tally, cpu_unit: str) -> float | None:
+        """The CPU ``side``'s process spent per unit of its work in ``label``, if measured."""
+        spent = self.cpu.get(label, {})
+        amount = tally.amount.get(side, 0) / tally.unit
+        if side not in spent or not amount:
+            return None
+        return spent[side] * CPU_UNITS[cpu_unit][0] / amount
 
     def floor_figures(
         self, name: str, unit: str, tally: Tally, *, label: str, cpu_unit: str
@@ -267,17 +270,14 @@ class Bench:
         audit log off shows what the audit log's records cost in the same rounds.
         """
         values = tally.rates()
-        spent = self.cpu.get(label, {})
-        scale, cpu_name = CPU_UNITS[cpu_unit]
         for side, what in (("quiet", "dockgate with the audit log off"),
                            ("floor", "a bare Twisted byte pump (floor)"),
                            ("relay", "a thin kernel-splice relay (floor)")):
             if side in values:
                 figure = Figure(f"{name} through {what}", unit, values["direct"], values[side])
-                amount = tally.amount.get(side, 0) / tally.unit
-                if side in spent and amount:
-                    figure.cpu_unit = cpu_name
-                    figure.cpu_dockgate = spent[side] * scale / amount
+                figure.cpu_dockgate = self.cpu_per_unit(label, side, tally, cpu_unit)
+                if figure.cpu_dockgate is not None:
+                    figure.cpu_unit = CPU_UNITS[cpu_unit][1]
                 self.add(figure)
 
     # --- setup -----------------------------------------------------------
