@@ -1,0 +1,136 @@
+"""dockgate as users install it: built from a clean copy of the tracked tree,
+installed from its wheel into a fresh virtual environment.
+
+Used by tests/integration/test_install.py, and run by scripts/test.sh to build
+the wheel the suite is tested against::
+
+    python tests/support/packaging.py build OUTDIR       # sdist and wheel
+    python tests/support/packaging.py wheelhouse WHEEL[EXTRAS] DIR
+
+The copy holds only what ``git ls-files`` lists (tracked, plus new files not
+ignored), so a file that exists only in one developer's checkout (a stray
+``build/``, an untracked module) cannot hide a packaging gap.  The wheel is
+built from the sdist, as ``python -m build`` does, so the sdist is checked
+too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+# The package source and what is installed inside it from elsewhere: the
+# profiles live at the top level (policies/) and install as dockgate/policies;
+# the twistd plugin is a file in Twisted's namespace package.
+PACKAGE = "dockgate/"
+SHIPPED_ELSEWHERE = {"policies/": "dockgate/policies/", "twisted/plugins/": "twisted/plugins/"}
+
+
+def tracked_files(repo: Path = REPO) -> list[str]:
+    """The files a fresh clone would have once the work in progress is
+    committed: tracked ones still present, and new ones that are not ignored."""
+    out = subprocess.run(
+        ["git", "-C", str(repo), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True, capture_output=True,
+    ).stdout.decode()
+    return sorted({p for p in out.split("\0") if p and os.path.lexists(repo / p)})
+
+
+def expected_in_wheel(tracked: Iterable[str]) -> set[str]:
+    """What the wheel must contain: every tracked file under dockgate/, the
+    shipped profiles and the twistd plugin, at their installed paths.
+
+    ``dockgate/policies`` itself is a symlink to policies/ (one tracked
+    entry, not a directory); its files count under policies/.
+    """
+    expected: set[str] = set()
+    for path in tracked:
+        if path == PACKAGE + "policies" or path.endswith((".pyc", "/")):
+            continue
+        if path.startswith(PACKAGE):
+            expected.add(path)
+        for source, installed in SHIPPED_ELSEWHERE.items():
+            if path.startswith(source):
+                expected.add(installed + path[len(source):])
+    return expected
+
+
+def missing_from_wheel(tracked: Iterable[str], wheel_names: Iterable[str]) -> list[str]:
+    """The installed paths the tracked tree says must ship and the wheel lacks."""
+    return sorted(expected_in_wheel(tracked) - set(wheel_names))
+
+
+def wheel_names(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def clean_copy(dest: Path, repo: Path = REPO) -> Path:
+    """Copy the tracked tree (symlinks as symlinks) to ``dest``."""
+    for rel in tracked_files(repo):
+        src, dst = repo / rel, dest / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))
+        else:
+            shutil.copy2(src, dst)
+    return dest
+
+
+def build(outdir: Path, repo: Path = REPO) -> tuple[Path, Path]:
+    """Build the sdist from a clean copy and the wheel from that sdist;
+    return (sdist, wheel)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dgbuild") as tmp:
+        src = clean_copy(Path(tmp) / "src", repo)
+        subprocess.run([sys.executable, "-m", "build", "--outdir", str(outdir), str(src)],
+                       check=True, stdout=subprocess.DEVNULL, cwd=tmp)
+    (sdist,) = outdir.glob("dockgate-*.tar.gz")
+    (wheel,) = outdir.glob("dockgate-*.whl")
+    return sdist, wheel
+
+
+def wheelhouse(requirement: str, dest: Path) -> Path:
+    """``pip wheel`` a requirement and its dependencies into ``dest``, so venvs
+    (and the container image) install from it with ``--no-index``."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+                    "--wheel-dir", str(dest), requirement], check=True)
+    return dest
+
+
+def make_venv(path: Path, requirement: str, wheels: Path) -> Path:
+    """A fresh venv at ``path`` (no system site-packages) with ``requirement``
+    installed from ``wheels`` only; return its bin directory."""
+    subprocess.run([sys.executable, "-m", "venv", "--clear", "--without-pip", str(path)],
+                   check=True)
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(path / "bin" / "python"),
+                    "install", "-q", "--disable-pip-version-check", "--no-index",
+                    "--find-links", str(wheels), requirement], check=True)
+    return path / "bin"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "build":
+        _sdist, wheel = build(Path(argv[1]))
+        missing = missing_from_wheel(tracked_files(), wheel_names(wheel))
+        if missing:
+            print(f"{wheel.name} lacks tracked files: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        print(wheel)
+        return 0
+    if len(argv) == 3 and argv[0] == "wheelhouse":
+        wheelhouse(argv[1], Path(argv[2]))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
