@@ -28,6 +28,12 @@ static_busybox() {  # the test image holds /bin/busybox alone: it must be static
 static_busybox || need_apt+=(busybox-static)
 command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# scripts/test.sh builds and tests the wheel in a venv; the container image
+# test bootstraps its base with debootstrap; the systemd test needs
+# systemd-analyze and systemd-socket-activate.
+"${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v systemd-socket-activate >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-engines: apt-get install ${need_apt[*]}"
   # Keep the packages' maintainer scripts from starting a system dockerd or

@@ -5,6 +5,8 @@ Environment:
     DOCKGATE_TEST_DIRECT=1     hand out the daemons' own sockets (no dockgate).
     DOCKGATE_TEST_ENGINES=28.5 run against a subset of engines (comma separated).
     DOCKGATE_TEST_KEEP=1       keep the session's temporary directory.
+    DOCKGATE_TEST_INSTALLED=1  test the installed wheel (refuses to run if dockgate
+                               would be imported from the source tree).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ _OFFSETS = pytest.StashKey[dict[str, tuple[int, int]]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if gate.INSTALLED:
+        problem = gate.installed_check()
+        if problem:
+            raise pytest.UsageError(problem)
     config.addinivalue_line(
         "markers",
         "allow_refusals: the test provokes dockgate refusals on purpose; "

@@ -121,7 +121,7 @@ def start_extra(engine: Engine, workdir: Path, *extra: str) -> DockgateProcess:
             "--audit-log", str(audit), *extra]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   cwd=gate.REPO, start_new_session=True)
+                                   cwd=gate.RUN_DIR, start_new_session=True)
     g = DockgateProcess(engine=engine.name, process=process, socket=str(sock),
                         upstream=engine.daemon_socket, audit_log=audit, log_path=log_path,
                         argv=argv)

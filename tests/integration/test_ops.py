@@ -27,7 +27,7 @@ import pytest
 from support import engines
 from support import unixhttp as http
 from support.engines import Engine, spawn_logged, terminate
-from support.gate import POLICY, REPO, dockgate_command
+from support.gate import POLICY, RUN_DIR, dockgate_command
 
 from dockgate.compat import SECTIONS
 
@@ -46,7 +46,7 @@ class Gate:
         full_env.update(env or {}, PYTHONUNBUFFERED="1")
         self.process = spawn_logged(
             [*dockgate_command(), "serve", "--admin-listen", f"unix:{self.admin}", *args],
-            self.log, full_env, cwd=REPO,
+            self.log, full_env, cwd=RUN_DIR,
         )
         deadline = time.monotonic() + 30
         while not (os.path.exists(self.socket) and os.path.exists(self.admin)):

@@ -7,25 +7,59 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dockgate
 from support import unixhttp as http
 from support.engines import spawn_logged, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "policies" / "privileged.yaml"
+# DOCKGATE_TEST_INSTALLED=1 (scripts/test.sh): the suite tests the wheel
+# installed in the venv pytest runs from, so dockgate runs as that venv's
+# console script from a directory outside the repository (a working directory
+# of REPO would put the source tree first on ``python -m dockgate``'s path).
+INSTALLED = os.environ.get("DOCKGATE_TEST_INSTALLED", "") not in ("", "0")
+RUN_DIR = Path(tempfile.gettempdir()) if INSTALLED else REPO
 
 
 def dockgate_command() -> list[str]:
-    """How to run dockgate: ``python -m dockgate`` (so the pid is dockgate's own
-    interpreter, not a wrapper's), else the console script."""
+    """How to run dockgate: the installed console script under
+    DOCKGATE_TEST_INSTALLED, else ``python -m dockgate`` from the source tree
+    (either way the pid is dockgate's own interpreter, not a wrapper's)."""
+    if INSTALLED:
+        return [str(Path(sys.executable).parent / "dockgate")]
     if (REPO / "dockgate" / "__main__.py").exists():
         return [sys.executable, "-m", "dockgate"]
     exe = shutil.which("dockgate")
     return [exe] if exe else [sys.executable, "-m", "dockgate"]
+
+
+def import_location(cwd: Path = RUN_DIR) -> Path:
+    """Where ``dockgate`` is imported from by a Python process started as the
+    suite starts dockgate (this interpreter, this environment, ``cwd``)."""
+    out = subprocess.run([sys.executable, "-c", "import dockgate; print(dockgate.__file__)"],
+                         check=True, capture_output=True, text=True, cwd=cwd, timeout=60)
+    return Path(out.stdout.strip()).resolve()
+
+
+def installed_check() -> str | None:
+    """Under DOCKGATE_TEST_INSTALLED, why the suite would not test the installed
+    wheel (dockgate imported from the source tree, here or in the processes
+    the suite starts), or None."""
+    for where, location in (("pytest", Path(dockgate.__file__).resolve()),
+                            ("dockgate processes", import_location())):
+        if location.is_relative_to(REPO / "dockgate"):
+            return (f"DOCKGATE_TEST_INSTALLED=1 but {where} would import dockgate from the source "
+                    f"tree ({location}); run pytest with the venv's pytest, without "
+                    f"PYTHONPATH (scripts/test.sh does)")
+    if not Path(dockgate_command()[0]).exists():
+        return f"DOCKGATE_TEST_INSTALLED=1 but {dockgate_command()[0]} does not exist"
+    return None
 
 
 @dataclass
@@ -120,7 +154,7 @@ def start_dockgate(engine: str, upstream: str, workdir: Path) -> DockgateProcess
     ]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    process = spawn_logged(argv, log_path, env, cwd=REPO)
+    process = spawn_logged(argv, log_path, env, cwd=RUN_DIR)
     return DockgateProcess(
         engine=engine,
         process=process,

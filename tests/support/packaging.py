@@ -87,11 +87,16 @@ def clean_copy(dest: Path, repo: Path = REPO) -> Path:
 def build(outdir: Path, repo: Path = REPO) -> tuple[Path, Path]:
     """Build the sdist from a clean copy and the wheel from that sdist;
     return (sdist, wheel)."""
+    outdir = outdir.resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dgbuild") as tmp:
         src = clean_copy(Path(tmp) / "src", repo)
-        subprocess.run([sys.executable, "-m", "build", "--outdir", str(outdir), str(src)],
-                       check=True, stdout=subprocess.DEVNULL, cwd=tmp)
+        built = subprocess.run(
+            [sys.executable, "-m", "build", "--outdir", str(outdir), str(src)],
+            check=False, capture_output=True, text=True, cwd=tmp,
+        )
+        if built.returncode:
+            raise RuntimeError(f"python -m build failed:\n{built.stdout}{built.stderr}")
     (sdist,) = outdir.glob("dockgate-*.tar.gz")
     (wheel,) = outdir.glob("dockgate-*.whl")
     return sdist, wheel

@@ -336,7 +336,7 @@ def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:
     ]
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
-    process = spawn_logged(argv, log_path, env, cwd=gate.REPO)
+    process = spawn_logged(argv, log_path, env, cwd=gate.RUN_DIR)
     proc = gate.DockgateProcess(
         engine=f"{engine.name}/tenants", process=process, socket=str(sock),
         upstream=engine.daemon_socket, audit_log=audit, log_path=log_path, argv=argv)

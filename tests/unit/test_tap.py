@@ -64,9 +64,12 @@ def test_defaults() -> None:
 
 
 def test_bundled_policy_found() -> None:
-    """In a checkout, the default policy is policies/privileged.yaml (unless /etc has one)."""
+    """The default policy is the privileged profile shipped inside the package
+    (dockgate/policies, installed from policies/; unless /etc has one)."""
     if not Path("/etc/dockgate/policy.yaml").exists():
-        assert tap.default_policy_path() == PRIVILEGED
+        found = tap.default_policy_path()
+        assert found == Path(tap.__file__).parent / "policies" / "privileged.yaml"
+        assert found.read_bytes() == PRIVILEGED.read_bytes()
 
 
 def test_listen_repeats_in_order() -> None:
