@@ -53,17 +53,13 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def installed() -> Iterator[Installed]:
-    """Build sdist and wheel from a clean copy; install the wheel into a fresh venv.
-
-    The dependencies come from ``DOCKGATE_WHEELHOUSE`` (scripts/test.sh
-    prepares it) or a wheelhouse ``pip wheel`` makes here.
-    """
+    """Build sdist and wheel from a clean copy; install the wheel into a fresh
+    venv from a directory of wheels (packaging.wheels_to_install)."""
     with tempfile.TemporaryDirectory(prefix="dgi", dir="/tmp") as tmp:
         base = Path(tmp)
-        sdist, wheel = packaging.build(base / "dist")
-        wheels = os.environ.get("DOCKGATE_WHEELHOUSE")
-        house = Path(wheels) if wheels else packaging.wheelhouse(str(wheel), base / "wheels")
-        bin_dir = packaging.make_venv(base / "venv", str(wheel), house)
+        wheel = packaging.wheels_to_install(base)
+        (sdist,) = (base / "dist").glob("*.tar.gz")
+        bin_dir = packaging.make_venv(base / "venv", str(wheel), base / "wheels")
         scratch = base / "run"
         scratch.mkdir()
         yield Installed(sdist, wheel, bin_dir, scratch)

@@ -110,6 +110,22 @@ def wheelhouse(requirement: str, dest: Path) -> Path:
     return dest
 
 
+def wheels_to_install(dest: Path) -> Path:
+    """Build the sdist and wheel into ``dest/dist`` and gather the wheel with
+    its runtime dependencies in ``dest/wheels``, what a venv or the container
+    image installs from with ``--no-index``; return the wheel.
+
+    The dependencies come from ``DOCKGATE_WHEELHOUSE`` (scripts/test.sh fills
+    it), else from the index pip is configured with.
+    """
+    _sdist, wheel = build(dest / "dist")
+    house = os.environ.get("DOCKGATE_WHEELHOUSE")
+    offline = ["--no-index", "--find-links", house] if house else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+                    *offline, "--wheel-dir", str(dest / "wheels"), str(wheel)], check=True)
+    return wheel
+
+
 def make_venv(path: Path, requirement: str, wheels: Path) -> Path:
     """A fresh venv at ``path`` (no system site-packages) with ``requirement``
     installed from ``wheels`` only; return its bin directory."""
