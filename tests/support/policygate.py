@@ -78,11 +78,21 @@ class PolicyGate:
         return self.process.audit_size()
 
     def records_since(self, mark: int) -> list[dict[str, Any]]:
-        return self.process.audit_records(mark)
+        """Records of the exchanges that began after ``mark``.
+
+        An exchange's records share its ``id`` and begin with RequestDecided.
+        The ResponseComplete of an earlier exchange can still be written after
+        the mark (the client may have read the answer and exited first), so
+        records of exchanges whose RequestDecided came before ``mark`` are left
+        out; lines that do not parse are kept.
+        """
+        records = self.process.audit_records(mark)
+        begun = {r.get("id") for r in records if r.get("stage") == "RequestDecided"}
+        return [r for r in records if "unparsable" in r or r.get("id") in begun]
 
     def refusals_since(self, mark: int) -> list[dict[str, Any]]:
         """Requests this dockgate refused (or answered itself) since ``mark``."""
-        return gate.refusals(self.process.audit_records(mark))
+        return gate.refusals(self.records_since(mark))
 
 
 def rules_of(record: dict[str, Any]) -> list[str]:
