@@ -57,6 +57,10 @@ class Head:
     headers: tuple[tuple[bytes, bytes], ...]
     """Names lowercased, values without surrounding whitespace, in order."""
     http10: bool = False
+    spelled: tuple[tuple[bytes, bytes], ...] = ()
+    """The same headers with their names as the daemon spelled them (what the
+    client is sent: dockgate forwards names in the daemon's case); empty when
+    the head was not read off the wire (then ``headers`` stands for both)."""
 
 
 @dataclass(slots=True)
@@ -110,6 +114,7 @@ def _parse_head(block: bytes) -> Head:
     if match is None:
         raise ProtocolError(f"malformed status line {lines[0][:80]!r}")
     headers: list[tuple[bytes, bytes]] = []
+    spelled: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or TOKEN.fullmatch(name) is None:
@@ -118,9 +123,9 @@ def _parse_head(block: bytes) -> Head:
         if FIELD_VALUE.fullmatch(value) is None:
             raise ProtocolError(f"control character in header {name[:40]!r}")
         headers.append((name.lower(), value))
-    return Head(
-        int(match.group(2)), match.group(3) or b"", tuple(headers), match.group(1) == b"0"
-    )
+        spelled.append((name, value))
+    return Head(int(match.group(2)), match.group(3) or b"", tuple(headers),
+                match.group(1) == b"0", tuple(spelled))
 
 
 _Framing = tuple[int, int, bool]

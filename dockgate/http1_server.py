@@ -247,7 +247,7 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
     status, reason, headers, method, http10, keep_alive = key
     length = None
     for name, value in headers:
-        if name == b"content-length":
+        if name.lower() == b"content-length":
             if not value.isdigit():
                 raise ValueError("invalid Content-Length")
             length = int(value)
@@ -263,9 +263,9 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
         keep_alive = False
     else:
         chunked = True
-        out.append((b"transfer-encoding", b"chunked"))
+        out.append((b"Transfer-Encoding", b"chunked"))
     if not keep_alive:
-        out.append((b"connection", b"close"))
+        out.append((b"Connection", b"close"))
     return wire.serialise_response_head(status, reason, out), keep_alive, chunked, left, body
 
 
