@@ -321,6 +321,21 @@ class ResponseWriter:
         head, self.keep_alive, self._chunked, self._left, self._body = plan
         return head
 
+    def relays(self, framing: str, length: int) -> bool:
+        """Whether a body the daemon framed as ``framing`` (``length`` bytes left
+        under a Content-Length) reaches this client in the very same framing, so
+        its bytes can be passed on as they came; if so, from here the body is
+        the caller's business and ``end`` adds nothing."""
+        if not self._body:
+            return False
+        same = (self._chunked if framing == "chunked" else
+                framing == "length" and not self._chunked and self._left == length)
+        if same:
+            self._body = False
+            self._left = None
+            self._chunked = False
+        return same
+
     def data(self, data: bytes) -> list[bytes]:
         """Body bytes, framed, as pieces to write in sequence (``data`` is not copied).
 

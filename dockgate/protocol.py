@@ -74,7 +74,7 @@ from dockgate.errors import (
 )
 from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
-from dockgate.http1 import Head, ProtocolError, request_head
+from dockgate.http1 import Framing, Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
@@ -894,6 +894,10 @@ class ProxyServerProtocol(Protocol):
         x = self.exchange
         if x is None:
             return
+        if type(event) is Framing:
+            x.bytes_out += event.size
+            self._send_client(event.data)
+            return
         if isinstance(event, Body):
             x.bytes_out += len(event.data)
             if x.held is not None:
@@ -947,6 +951,12 @@ class ProxyServerProtocol(Protocol):
             x.transform = transform
             return
         self._send_client(self._response_head(x, event.status, event.reason, facts.forwarded))
+        # A body the client gets in the daemon's own framing is passed on as it
+        # comes, its framing scanned but not taken apart (``ResponseReader.relay``).
+        conn = x.upstream
+        if conn is not None and x.events is None and self.writer.relays(
+                conn.reader.framing, conn.reader.body_left):
+            conn.reader.relay()
 
     def _send_held(self, x: Exchange) -> None:
         """Send a held JSON response, rewritten by the exchange's transform.
