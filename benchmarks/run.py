@@ -429,6 +429,8 @@ class Bench:
         tag = name.replace(".", "")
         if name == "28.5":
             daemon = self.daemon
+            if self.containers:  # the request rates' list: the sizes start from none
+                self.remove(list(self.containers))
         else:
             log(f"starting engine {name} for the peer comparison")
             daemon = engines.start_daemon(name, self.work / f"e{tag}")

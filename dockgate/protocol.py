@@ -19,9 +19,15 @@ For every request head:
    dockgate serialised itself sent, followed by the canonical body, or by the
    client's body streamed with back-pressure.
 
-The response is read by ``http1.ResponseReader`` and framed anew for the
-client by ``http1_server.ResponseWriter``, so framing is re-derived rather
-than copied.  On a route that may hijack, a 101 (or the
+The response is read by ``http1.ResponseReader`` and its head written anew
+for the client by ``http1_server.ResponseWriter`` (framing headers derived by
+dockgate, the daemon's other header names spelled as it spelled them).  A body
+that reaches the client in the daemon's own framing (chunked to an HTTP/1.1
+client, or the same Content-Length) and is not rewritten is relayed as it
+came: the reader scans its framing strictly on every read and the bytes go on
+whole (``ResponseReader.relay``), so relaying costs a scan per read, not a
+slice and a new chunk per chunk; any other body is taken apart and framed
+anew.  On a route that may hijack, a 101 (or the
 daemon's legacy raw-stream 200 without framing) turns both connections into a
 byte-for-byte splice with half-close (``splice.Splice``); such connections
 never carry another HTTP request and never return to the pool.
