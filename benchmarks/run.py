@@ -50,6 +50,8 @@ from _fixtures import (  # noqa: E402
     rss_kib,
     write_image_archive,
 )
+from _peers import NAMES as PEER_NAMES  # noqa: E402
+from _peers import start_peers  # noqa: E402
 from _profile import Profiler, format_summary, summary  # noqa: E402
 from _wire import Conn, HttpError, call  # noqa: E402
 from support import engines, unixhttp  # noqa: E402
@@ -68,6 +70,14 @@ RATE_ROUNDS = 4
 most moved by scheduling and background load (the page cache writing back the
 vfs layers in bursts of seconds) on a small machine."""
 RATIO_TARGET = 0.9
+PEER_ROUNDS = 2
+"""Rounds (ABBA) of the peer comparison: every side once per round and figure."""
+LIST_TARGETS = (1_000, 4_000, 40_000, 200_000)
+"""containers/json body sizes compared with the peers (bytes, at least).  Both
+engines send a list under 2 KB with a Content-Length (Go's net/http buffers that
+much before it chunks) and larger ones chunked."""
+LIST_LABELS = {f"dockgate.bench.label{i}": "x" * 150 for i in range(8)}
+"""Labels of the containers added for the larger lists (about 1.4 KB each in the list)."""
 RSS_IDLE_MAX = 80 * MB
 RSS_SESSIONS_MAX = 200 * MB
 RSS_FLAT_MAX = 16 * MB
@@ -149,12 +159,14 @@ class Bench:
         finally:
             self.daemon.stop()
 
-    def _serve(self, sock: str, audit: Path | None, log_name: str) -> subprocess.Popen[bytes]:
-        """Start ``dockgate serve`` on ``sock`` (the audit log off when ``audit`` is None)."""
+    def _serve(self, sock: str, audit: Path | None, log_name: str,
+               upstream: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``dockgate serve`` on ``sock`` (the audit log off when ``audit`` is None)
+        in front of ``upstream`` (the benchmark's engine 28.5 by default)."""
         argv = [
             sys.executable, "-m", "dockgate", "serve",
             "--listen", f"unix:{sock}",
-            "--upstream", f"unix:{self.dsock}",
+            "--upstream", f"unix:{upstream or self.dsock}",
             "--policy", str(ROOT / "policies/privileged.yaml"),
         ]
         if audit is not None:
@@ -224,6 +236,22 @@ class Bench:
                         yield "dockgate", self.psock
                     if out.exists():
                         self.extra.setdefault("profiles", {})[label] = summary(out)
+
+    def side_rounds(
+        self, label: str, mode: str, sides: dict[str, tuple[str, int]], rounds: int = PEER_ROUNDS
+    ) -> Tally:
+        """``_load.py`` in ``mode`` on every side, ``rounds`` times in ABBA order, with
+        each side's process CPU (sides: name -> socket and process id)."""
+        tally = Tally()
+        seconds = self.sizes.seconds / ROUNDS
+        names = list(sides)
+        for round_ in range(rounds):
+            for side in reversed(names) if round_ % 2 else names:
+                sock, pid = sides[side]
+                with self.cpu_of(label, side, pid):
+                    result = self.run_load(side, sock, mode, seconds)
+                tally.add(side, result["requests"], result["seconds"])
+        return tally
 
     @contextmanager
     def cpu_of(self, label: str, side: str, pid: int) -> Iterator[None]:
@@ -388,6 +416,102 @@ class Bench:
                           self.load("cycle", RATE_ROUNDS), gated=True, label="cycle",
                           cpu_unit="cycle")
 
+    def peers(self) -> None:
+        """/_ping and containers/json at three sizes, on both engines: direct,
+        through dockgate (audit log on) and through each peer, in the same rounds."""
+        notes: list[str] = []
+        rows: list[dict[str, Any]] = []
+        for name in ("28.5", "20.10"):
+            rows += self.peer_engine(name, notes)
+        self.extra["peers"] = {"rows": rows, "notes": notes}
+
+    def peer_engine(self, name: str, notes: list[str]) -> list[dict[str, Any]]:
+        tag = name.replace(".", "")
+        if name == "28.5":
+            daemon = self.daemon
+            if self.containers:  # the request rates' list: the sizes start from none
+                self.remove(list(self.containers))
+        else:
+            log(f"starting engine {name} for the peer comparison")
+            daemon = engines.start_daemon(name, self.work / f"e{tag}")
+            created: set[str] = set()
+
+            def stop(daemon: engines.Daemon = daemon) -> None:
+                try:
+                    remove_containers(daemon.socket, created)
+                finally:
+                    daemon.stop()
+
+            self.stack.callback(stop)
+            daemon.wait_ready()
+            engines.import_image(self.cli, daemon, engines.build_rootfs(self.work / "rootfs20.tar"))
+        dsock = daemon.socket
+        gsock = str(self.work / f"g{tag}.sock")
+        gate = self._serve(gsock, self.work / f"audit{tag}.jsonl", f"dockgate{tag}.log", dsock)
+        peers = start_peers(
+            self.work / f"p{tag}", dsock,
+            lambda sock, deadline, alive: unixhttp.wait_ping(sock, deadline, alive=alive),
+            lambda process: engines.terminate(process, 15), notes)
+        for peer in peers:
+            self.stack.callback(engines.terminate, peer.process, 15)
+        sides = {"direct": (dsock, daemon.process.pid), "dockgate": (gsock, gate.pid),
+                 **{p.side: (p.sock, p.process.pid) for p in peers}}
+        rows = [self.peer_row(f"GET /_ping ({name})", f"ping-{tag}",
+                              self.side_rounds(f"ping-{tag}", "ping", sides), "", "")]
+        idents: list[str] = []
+        for target in LIST_TARGETS:
+            size, framing = self.grow_list(dsock, idents, target)
+            if name != "28.5":
+                created.update(idents)
+            label = f"json{target // 1000}k-{tag}"
+            log(f"engine {name}: containers/json of {size:,} bytes ({len(idents)} containers, "
+                f"{framing})")
+            rows.append(self.peer_row(
+                f"GET /containers/json?all=1 ({name}, {len(idents)} ctrs)", label,
+                self.side_rounds(label, "json", sides), f"{size / 1000:.0f} KB", framing))
+        remove_containers(dsock, idents)
+        if name == "28.5":
+            self.containers.difference_update(idents)
+        for peer in peers:
+            engines.terminate(peer.process, 15)
+        engines.terminate(gate, 15)
+        return rows
+
+    def grow_list(self, dsock: str, idents: list[str], target: int) -> tuple[int, str]:
+        """Create containers (the first ones bare, later ones with LIST_LABELS) until
+        ``GET /containers/json?all=1`` answers at least ``target`` bytes; return its
+        size and framing (chunked or Content-Length)."""
+        labels = {} if target <= LIST_TARGETS[1] else LIST_LABELS
+        while True:
+            size, framing = list_size(dsock)
+            if size >= target:
+                return size, framing
+            each = 700 + sum(len(k) + len(v) + 6 for k, v in labels.items())
+            missing = max(1, min(64, (target - size) // each + 1))
+
+            def one(_: int) -> str:
+                return create_container(dsock, IMAGE, ["true"], Labels=labels)
+
+            with ThreadPoolExecutor(4) as pool:
+                made = list(pool.map(one, range(missing)))
+            idents += made
+            if dsock == self.dsock:
+                self.containers.update(made)
+
+    def peer_row(self, name: str, label: str, tally: Tally, size: str, framing: str
+                 ) -> dict[str, Any]:
+        """One row of the peer table: each side's rate, its ratio to direct, its CPU."""
+        rates = tally.rates()
+        direct = rates["direct"]
+        row: dict[str, Any] = {"figure": name, "size": size, "framing": framing,
+                               "loadavg": loadavg(), "direct": direct, "sides": {}}
+        for side, rate in rates.items():
+            row["sides"][side] = {"rate": rate, "ratio": rate / direct,
+                                  "cpu_us": self.cpu_per_unit(label, side, tally, "req")}
+        log(f"{name}: " + ", ".join(f"{side} {v['ratio']:.2f}x"
+                                    for side, v in row["sides"].items()))
+        return row
+
     def export(self) -> None:
         ident = self.create(BIG_IMAGE, ["true"])
         tally = Tally(MB)
@@ -548,6 +672,41 @@ def post_file(sock: str, target: str, path: Path) -> None:
         raise HttpError(f"POST {target}: {status} {body[-300:]!r}")
 
 
+def list_size(sock: str) -> tuple[int, str]:
+    """The size of ``GET /containers/json?all=1``'s body and how it was framed."""
+    with Conn(sock) as conn:
+        conn.sock.sendall(b"GET /containers/json?all=1 HTTP/1.1\r\nHost: docker\r\n\r\n")
+        status, head = conn.read_head()
+        framing = "chunked" if "chunked" in head.get("transfer-encoding", "") else "Content-Length"
+        body = conn.read_body(head, status)
+    return len(body), framing
+
+
+def peer_table(rows: list[dict[str, Any]]) -> str:
+    """The peer comparison as a Markdown table: ratios to direct, and dockgate's
+    standing against the best Go peer and HAProxy."""
+    sides = ["dockgate", *PEER_NAMES]
+    head = ["figure", "body", "direct", *(PEER_NAMES.get(s, s) for s in sides),
+            "dockgate / best Go peer", "dockgate - HAProxy", "CPU µs/req: dockgate (peers)",
+            "load"]
+    out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in rows:
+        got = row["sides"]
+        ratios = [f"{got[s]['ratio']:.2f}x" if s in got else "-" for s in sides]
+        go = [got[s]["rate"] for s in ("socketproxy", "cetusguard") if s in got]
+        versus_go = f"{got['dockgate']['rate'] / max(go):.2f}" if go else "-"
+        versus_ha = (f"{got['dockgate']['ratio'] - got['haproxy']['ratio']:+.2f}"
+                     if "haproxy" in got else "-")
+        cpu = [got[s]["cpu_us"] for s in sides if s in got]
+        cpu_text = (f"{cpu[0]:.0f} (" + ", ".join(f"{c:.0f}" for c in cpu[1:] if c) + ")"
+                    if cpu and cpu[0] else "-")
+        body = f"{row['size']} {row['framing']}".strip() or "-"
+        out.append(f"| {row['figure']} | {body} | {row['direct']:,.0f} req/s | "
+                   + " | ".join(ratios) + f" | {versus_go} | {versus_ha} | {cpu_text} | "
+                   f"{row['loadavg']} |")
+    return "\n".join(out)
+
+
 def machine(daemon_sock: str) -> dict[str, Any]:
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
@@ -620,8 +779,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="sample dockgate with py-spy during each dockgate-side measurement "
                         "(slows it a little) and print the hot spots")
-    parser.add_argument("--only", default="", help="comma-separated subset: load,rates,export,"
-                        "attach,exec,sessions,micro")
+    parser.add_argument("--only", default="", help="comma-separated subset: load,rates,peers,"
+                        "export,attach,exec,sessions,micro")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.seconds:
@@ -634,6 +793,7 @@ def main() -> int:
         return 2
     steps: dict[str, Callable[[Bench], None]] = {
         "rates": Bench.request_rates,
+        "peers": Bench.peers,
         "export": Bench.export,
         "attach": Bench.attach,
         "exec": Bench.exec_latency,
@@ -674,6 +834,11 @@ def main() -> int:
     print(" · ".join(f"{k}: {v}" for k, v in info.items()))
     print()
     print(table(bench.figures))
+    if "peers" in bench.extra:
+        print("\nThe peers, in the same rounds (ratios to direct):\n")
+        print(peer_table(bench.extra["peers"]["rows"]))
+        for note in bench.extra["peers"]["notes"]:
+            print(f"note: {note}")
     for name, micro in bench.extra.get("micro", {}).items():
         print(f"\n{name} (exit {micro['returncode']}):\n{micro['stdout'].rstrip()}")
     for label, profile in bench.extra.get("profiles", {}).items():

@@ -26,6 +26,7 @@ from dockgate.wire import FIELD_VALUE, TOKEN
 __all__ = [
     "Body",
     "End",
+    "Framing",
     "Head",
     "ProtocolError",
     "ResponseReader",
@@ -57,6 +58,10 @@ class Head:
     headers: tuple[tuple[bytes, bytes], ...]
     """Names lowercased, values without surrounding whitespace, in order."""
     http10: bool = False
+    spelled: tuple[tuple[bytes, bytes], ...] = ()
+    """The same headers with their names as the daemon spelled them (what the
+    client is sent: dockgate forwards names in the daemon's case); empty when
+    the head was not read off the wire (then ``headers`` stands for both)."""
 
 
 @dataclass(slots=True)
@@ -67,11 +72,20 @@ class Body:
 
 
 @dataclass(slots=True)
+class Framing:
+    """Some bytes of a relayed response body as the daemon sent them, framing and
+    all (``ResponseReader.relay``); ``size`` of them are body bytes."""
+
+    data: bytes
+    size: int
+
+
+@dataclass(slots=True)
 class End:
     """The response body is complete."""
 
 
-Event = Head | Body | End
+Event = Head | Body | Framing | End
 
 (ST_IDLE, ST_HEAD, ST_LENGTH, ST_CHUNK_LINE, ST_CHUNK_DATA, ST_CHUNK_END, ST_TRAILER, ST_CLOSE,
  ST_ENDING, ST_DONE, ST_RAW) = range(11)
@@ -110,6 +124,7 @@ def _parse_head(block: bytes) -> Head:
     if match is None:
         raise ProtocolError(f"malformed status line {lines[0][:80]!r}")
     headers: list[tuple[bytes, bytes]] = []
+    spelled: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
         if not colon or TOKEN.fullmatch(name) is None:
@@ -118,9 +133,9 @@ def _parse_head(block: bytes) -> Head:
         if FIELD_VALUE.fullmatch(value) is None:
             raise ProtocolError(f"control character in header {name[:40]!r}")
         headers.append((name.lower(), value))
-    return Head(
-        int(match.group(2)), match.group(3) or b"", tuple(headers), match.group(1) == b"0"
-    )
+        spelled.append((name, value))
+    return Head(int(match.group(2)), match.group(3) or b"", tuple(headers),
+                match.group(1) == b"0", tuple(spelled))
 
 
 _Framing = tuple[int, int, bool]
@@ -239,6 +254,7 @@ class ResponseReader(Framed):
     def __init__(self) -> None:
         super().__init__()
         self._head_request = False
+        self._relay = False
         self.keep_alive = False
         self.response: Head | None = None
 
@@ -254,9 +270,70 @@ class ResponseReader(Framed):
             raise ProtocolError("a response is still outstanding")
         self._buf, self._pos = b"", 0
         self._state = ST_HEAD
+        self._relay = False
         self._head_request = method == "HEAD"
         self.keep_alive = False
         self.response = None
+
+    @property
+    def body_left(self) -> int:
+        """Bytes left of a Content-Length body (0 under any other framing)."""
+        return self._left if self._state == ST_LENGTH else 0
+
+    @property
+    def framing(self) -> str:
+        """How the current response's body is framed: ``length``, ``chunked``,
+        ``close``, or ``none`` (no body, or not known yet)."""
+        state = self._state
+        if state == ST_LENGTH:
+            return "length"
+        if state in (ST_CHUNK_LINE, ST_CHUNK_DATA, ST_CHUNK_END, ST_TRAILER):
+            return "chunked"
+        return "close" if state == ST_CLOSE else "none"
+
+    def relay(self) -> None:
+        """Pass the current body on as it came: from here ``next_event`` gives
+        ``Framing`` events (the bytes as received, their framing checked and
+        scanned, not taken apart) and then ``End``.  For a body the client gets
+        in the same framing (a Content-Length body of the same length, or
+        chunked to chunked), so that relaying costs a scan per read instead of
+        a slice and a re-frame per chunk.  A trailer section is refused then
+        (dockgate never forwards trailers; the daemon sends none)."""
+        if self._state in (ST_LENGTH, ST_CHUNK_LINE, ST_CHUNK_DATA, ST_CHUNK_END):
+            self._relay = True
+
+    def _scan(self) -> Framing | None:
+        """The buffered bytes that complete framing units of the relayed body."""
+        buf, start = self._buf, self._pos
+        end = len(buf)
+        size = 0
+        while True:
+            state = self._state
+            if state in (ST_LENGTH, ST_CHUNK_DATA):
+                n = min(end - self._pos, self._left)
+                if not n:
+                    break
+                self._pos += n
+                size += n
+                self._left -= n
+                if not self._left:
+                    self._state = ST_ENDING if state == ST_LENGTH else ST_CHUNK_END
+            elif state == ST_TRAILER:
+                if buf[self._pos:self._pos + 2] == b"\r\n":
+                    self._pos += 2
+                    self._state = ST_ENDING
+                elif end - self._pos >= 2:
+                    raise ProtocolError("the daemon sent a trailer section")
+                break
+            elif state not in (ST_CHUNK_LINE, ST_CHUNK_END) or not self._chunked_step():
+                break
+        pos = self._pos
+        if pos == start:
+            return None
+        if start == 0 and pos == end:
+            self._buf, self._pos = b"", 0
+            return Framing(buf, size)
+        return Framing(buf[start:pos], size)
 
     def go_raw(self) -> bytes:
         """Stop reading HTTP; return the bytes received past the last event."""
@@ -292,11 +369,13 @@ class ResponseReader(Framed):
         """
         while True:
             state = self._state
-            if state in (ST_LENGTH, ST_CHUNK_DATA, ST_CLOSE):
-                return self._body()
             if state == ST_ENDING:
                 self._state = ST_DONE
                 return End()
+            if self._relay:
+                return self._scan()
+            if state in (ST_LENGTH, ST_CHUNK_DATA, ST_CLOSE):
+                return self._body()
             if state == ST_HEAD:
                 return self._read_head()
             if state not in (ST_CHUNK_LINE, ST_CHUNK_END, ST_TRAILER) or not self._chunked_step():

@@ -247,7 +247,7 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
     status, reason, headers, method, http10, keep_alive = key
     length = None
     for name, value in headers:
-        if name == b"content-length":
+        if name.lower() == b"content-length":
             if not value.isdigit():
                 raise ValueError("invalid Content-Length")
             length = int(value)
@@ -263,9 +263,9 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
         keep_alive = False
     else:
         chunked = True
-        out.append((b"transfer-encoding", b"chunked"))
+        out.append((b"Transfer-Encoding", b"chunked"))
     if not keep_alive:
-        out.append((b"connection", b"close"))
+        out.append((b"Connection", b"close"))
     return wire.serialise_response_head(status, reason, out), keep_alive, chunked, left, body
 
 
@@ -320,6 +320,21 @@ class ResponseWriter:
                 _PLANS.put(key, plan)
         head, self.keep_alive, self._chunked, self._left, self._body = plan
         return head
+
+    def relays(self, framing: str, length: int) -> bool:
+        """Whether a body the daemon framed as ``framing`` (``length`` bytes left
+        under a Content-Length) reaches this client in the very same framing, so
+        its bytes can be passed on as they came; if so, from here the body is
+        the caller's business and ``end`` adds nothing."""
+        if not self._body:
+            return False
+        same = (self._chunked if framing == "chunked" else
+                framing == "length" and not self._chunked and self._left == length)
+        if same:
+            self._body = False
+            self._left = None
+            self._chunked = False
+        return same
 
     def data(self, data: bytes) -> list[bytes]:
         """Body bytes, framed, as pieces to write in sequence (``data`` is not copied).

@@ -19,9 +19,15 @@ For every request head:
    dockgate serialised itself sent, followed by the canonical body, or by the
    client's body streamed with back-pressure.
 
-The response is read by ``http1.ResponseReader`` and framed anew for the
-client by ``http1_server.ResponseWriter``, so framing is re-derived rather
-than copied.  On a route that may hijack, a 101 (or the
+The response is read by ``http1.ResponseReader`` and its head written anew
+for the client by ``http1_server.ResponseWriter`` (framing headers derived by
+dockgate, the daemon's other header names spelled as it spelled them).  A body
+that reaches the client in the daemon's own framing (chunked to an HTTP/1.1
+client, or the same Content-Length) and is not rewritten is relayed as it
+came: the reader scans its framing strictly on every read and the bytes go on
+whole (``ResponseReader.relay``), so relaying costs a scan per read, not a
+slice and a new chunk per chunk; any other body is taken apart and framed
+anew.  On a route that may hijack, a 101 (or the
 daemon's legacy raw-stream 200 without framing) turns both connections into a
 byte-for-byte splice with half-close (``splice.Splice``); such connections
 never carry another HTTP request and never return to the pool.
@@ -74,7 +80,7 @@ from dockgate.errors import (
 )
 from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
-from dockgate.http1 import Head, ProtocolError, request_head
+from dockgate.http1 import Framing, Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
@@ -183,9 +189,11 @@ class ResponseFacts(NamedTuple):
     """What an exchange needs from the daemon's response head (``_response_facts``)."""
 
     headers: tuple[tuple[bytes, bytes], ...]
-    """The daemon's headers, its ``Api-Version`` clamped to what dockgate knows."""
+    """The daemon's headers as it spelled them, its ``Api-Version`` clamped to
+    what dockgate knows."""
     forwarded: tuple[tuple[bytes, bytes], ...]
-    """The end-to-end headers for the client, and the daemon's Content-Length."""
+    """The end-to-end headers for the client, and the daemon's Content-Length,
+    in the daemon's order and spelling."""
     framed: bool
     """Whether the head gave a Content-Length or a Transfer-Encoding."""
     json: bool
@@ -194,6 +202,9 @@ class ResponseFacts(NamedTuple):
     """The daemon's ``Api-Version``, as sent."""
 
 
+_HEAD_READ_TRIES = 400
+"""How many half milliseconds a hijacked session's first daemon bytes wait at
+most for the client to read the head before them (``_daemon_bytes_after_head``)."""
 _FACTS: IdentityMemo[Head, ResponseFacts] = IdentityMemo(256)
 _FORWARD_HEADS: IdentityMemo[CanonicalRequest, bytes] = IdentityMemo(512)
 """Upstream heads of requests without a body of their own (``_forward_head``)."""
@@ -208,18 +219,16 @@ def _response_facts(head: Head) -> ResponseFacts:
     headers: list[tuple[bytes, bytes]] = []
     api_version = None
     size = 0
-    for name, value in head.headers:
+    for (name, value), (sent, _) in zip(head.headers, head.spelled or head.headers, strict=True):
         size += len(name) + len(value)
         if name == b"api-version":
             api_version = value.decode("ascii", "replace")
-            headers.append((name, clamp_api_version(api_version).encode("ascii")))
+            headers.append((sent, clamp_api_version(api_version).encode("ascii")))
         else:
-            headers.append((name, value))
-    names = {n for n, _ in headers}
-    forwarded = (
-        *wire.end_to_end(headers), *((n, v) for n, v in headers if n == b"content-length")
-    )
-    content_type = dict(headers).get(b"content-type", b"")
+            headers.append((sent, value))
+    names = {n for n, _ in head.headers}
+    forwarded = tuple(wire.end_to_end(headers, keep_length=True))
+    content_type = dict(head.headers).get(b"content-type", b"")
     facts = ResponseFacts(
         tuple(headers),
         forwarded,
@@ -383,6 +392,9 @@ class ProxyServerProtocol(Protocol):
         self.gate: ReadGate | None = None
         self.exchange: Exchange | None = None
         self.splice: Splice | None = None
+        self._early: list[bytes | None] | None = None
+        """While a session's head waits to be read: the daemon's bytes meanwhile
+        (None: its end), passed on in order once it was (``_daemon_bytes_after_head``)."""
         self.closed = False
         self.client_eof = False
         self._scanning = True  # waiting for the next request head
@@ -888,6 +900,10 @@ class ProxyServerProtocol(Protocol):
         x = self.exchange
         if x is None:
             return
+        if type(event) is Framing:
+            x.bytes_out += event.size
+            self._send_client(event.data)
+            return
         if isinstance(event, Body):
             x.bytes_out += len(event.data)
             if x.held is not None:
@@ -918,13 +934,14 @@ class ProxyServerProtocol(Protocol):
             x.upstream_seconds = round(time.monotonic() - x.forwarded, 6)
         if event.status < 200:
             if event.status == 101:
-                self._splice(x, event.status, event.reason, event.headers, upgrade=True)
+                self._splice(x, event.status, event.reason, event.spelled or event.headers,
+                             upgrade=True)
             return
         self._cancel_timer(x)
         facts = _response_facts(event)
         assert x.request is not None
         if x.request.endpoint.hijack and event.status == 200 and not facts.framed:
-            self._splice(x, 200, event.reason, event.headers, upgrade=False)
+            self._splice(x, 200, event.reason, event.spelled or event.headers, upgrade=False)
             return
         x.response_started = True
         x.status = event.status
@@ -940,6 +957,12 @@ class ProxyServerProtocol(Protocol):
             x.transform = transform
             return
         self._send_client(self._response_head(x, event.status, event.reason, facts.forwarded))
+        # A body the client gets in the daemon's own framing is passed on as it
+        # comes, its framing scanned but not taken apart (``ResponseReader.relay``).
+        conn = x.upstream
+        if conn is not None and x.events is None and self.writer.relays(
+                conn.reader.framing, conn.reader.body_left):
+            conn.reader.relay()
 
     def _send_held(self, x: Exchange) -> None:
         """Send a held JSON response, rewritten by the exchange's transform.
@@ -960,7 +983,7 @@ class ProxyServerProtocol(Protocol):
             x.error = "unreadable response to filter"
             self._abort()
             return
-        out = [*wire.end_to_end(headers), (b"content-length", b"%d" % len(body))]
+        out = [*wire.end_to_end(headers), (b"Content-Length", b"%d" % len(body))]
         x.held = None
         self._send_client(self._response_head(x, status, reason, out), *self.writer.data(body))
 
@@ -1026,12 +1049,16 @@ class ProxyServerProtocol(Protocol):
 
     def upstream_raw(self, data: bytes) -> None:
         """Raw daemon bytes: only spliced connections produce these."""
-        if self.splice is not None:
+        if self._early is not None:
+            self._early.append(data)
+        elif self.splice is not None:
             self.splice.from_upstream(data)
 
     def upstream_read_closed(self) -> None:
         """The daemon half-closed a spliced connection."""
-        if self.splice is not None:
+        if self._early is not None:
+            self._early.append(None)
+        elif self.splice is not None:
             self.splice.upstream_read_closed()
 
     def upstream_lost(self, reason: Failure) -> None:
@@ -1119,13 +1146,16 @@ class ProxyServerProtocol(Protocol):
         self._cancel_timer(x)
         x.status = status
         x.response_started = True
-        out = wire.end_to_end(headers)
-        if upgrade:
-            proto = dict(headers).get(b"upgrade", x.upgrade or b"tcp")
-            out += [(b"connection", b"Upgrade"), (b"upgrade", proto)]
+        out = wire.upgrade_headers(headers, x.upgrade or b"tcp") if upgrade else \
+            wire.end_to_end(headers)
         from_daemon = conn.go_raw()
         from_client, client_closed = self.reader.trailing(), self.reader.closed
         self.transport.write(wire.serialise_response_head(status, reason, out))
+        # The head leaves in its own send, as dockerd writes it (the frames
+        # follow in later writes): clients that read the head through a
+        # buffered reader and then read the socket itself (docker-py's
+        # attach(stream=False)) lose whatever arrived with the head.
+        writethrough.flush(self.transport)
         self._emit(x, "SessionStarted")
         audit = self.settings.audit
         recording = getattr(audit, "recording", None)
@@ -1135,15 +1165,49 @@ class ProxyServerProtocol(Protocol):
         self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s), record=record)
         self._release_gate("pipelined")
         self._release_gate("upstream")
-        if from_daemon:
-            self.splice.from_upstream(from_daemon)
         if from_client:
             self.splice.from_client(from_client)
         if client_closed or self.client_eof:
             self.splice.client_read_closed()
+        # The daemon's first bytes (those that came in the same read as its
+        # head, and any after) go on once the client has read the head:
+        # nothing else from the daemon is read meanwhile.
+        conn.pause_reading("head-unread")
+        self._early = [from_daemon] if from_daemon else []
+        self._daemon_bytes_after_head(self.splice, conn, _HEAD_READ_TRIES)
+
+    def _daemon_bytes_after_head(self, splice: Splice, conn: UpstreamConnection, tries: int
+                                 ) -> None:
+        """Pass the daemon's early bytes on and the session to the kernel once the client's socket
+        holds no unread bytes (the head), polling every half millisecond for at
+        most ``_HEAD_READ_TRIES`` tries.
+
+        Clients may read the head through a buffered reader and then the socket
+        itself (docker-py's ``attach(stream=False)``): what arrives with the head
+        is lost to them.  Direct, that happens only when the daemon's first frame
+        follows its head before the client read it; a proxy adds its own delay
+        between the two, so dockgate waits for the read instead of adding to the
+        race.
+        """
+        if self.splice is not splice or self.transport is None:
+            self._early = None
+            return
+        if tries > 0 and writethrough.unread(self.transport):
+            self.reactor.callLater(0.0005, self._daemon_bytes_after_head, splice, conn,
+                                   tries - 1)
+            return
+        early, self._early = self._early or [], None
+        for data in early:
+            if data is None:
+                splice.upstream_read_closed()
+            else:
+                splice.from_upstream(data)
+        if self.splice is not splice:
+            return
+        conn.resume_reading("head-unread")
         # The splice may move the socket into the kernel: nothing may stay held.
         writethrough.flush(self.transport)
-        self.splice.offload(self.reactor)
+        splice.offload(self.reactor)
 
     def _splice_done(self, x: Exchange, splice: Splice) -> None:
         x.bytes_in += splice.bytes_in

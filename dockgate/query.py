@@ -6,7 +6,16 @@ skipped, ``+`` means a space, a key without ``=`` has the value "", and a
 malformed escape is an error (moby's ``httputils.ParseForm`` answers 400).
 Handlers then read a scalar with ``r.Form.Get`` (the *first* value) while a
 Python reader might take the last, so a repeated scalar parameter is refused;
-only parameters the API defines as arrays may repeat.
+only parameters the API defines as arrays may repeat, and the few a real
+client repeats though the daemon reads one value (spec ``"repeat": "first"``:
+build's ``dockerfile`` from docker-py) keep the first value alone, so the
+forwarded query holds exactly what was checked and what the daemon reads.
+
+Percent-escaped bytes in a value are data: a value may hold ``%0A`` (docker-py
+sends a Dockerfile's text in one), decoded here as the daemon decodes it and
+re-escaped when forwarded.  Raw control characters in the target itself are
+refused earlier (``target.parse_target``), as are control characters in a
+parameter name (no parameter has one).
 
 Values are canonicalised so that policies compare one spelling:
 
@@ -55,8 +64,8 @@ def parse_query(raw: str) -> dict[str, list[str]]:
         rk, _, rv = piece.partition("=")
         key = percent_decode(rk, "query", plus_is_space=True)
         value = percent_decode(rv, "query", plus_is_space=True)
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key + value):
-            raise BadRequest("query contains control characters")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
+            raise BadRequest("query parameter name contains control characters")
         out.setdefault(key, []).append(value)
     return out
 
@@ -154,7 +163,7 @@ def canonical_query(
             for v in values:
                 out.append((key, canonical_json(key, v, walk) if item == "json" else v))
             continue
-        if len(values) > 1:
+        if len(values) > 1 and p.get("repeat") != "first":
             raise BadRequest(f"query parameter {key!r} is repeated; the daemon reads only "
                              "the first value")
         v = values[0]

@@ -8,8 +8,12 @@ matters for security:
 * ``{name:.*}`` (containers, images, plugins, volumes, networks, exec): the
   daemon's regex matches across ``/``.  Image and plugin references contain
   slashes legitimately (``docker.io/library/alpine``), so ``ref`` parameters
-  here may contain ``/`` too.  Container, exec, network and volume names never
-  do, so here they are single segments (``seg``): a path that the daemon would
+  here may contain ``/`` too.  Exec, network and volume names never do, and
+  container names only as a legacy link's name (``<parent>/<alias>``), which
+  clients send to one operation alone: removing the link
+  (``DELETE /containers/c2/alias?link=1``), the one container route that takes
+  a slashed name here, as the daemon's does.  Elsewhere they are single
+  segments: a path that the daemon would
   route only by letting such a name swallow a ``/`` (for example the
   experimental ``/containers/{name}/checkpoints/{id}`` routes, which a daemon
   without them would read as a container delete of ``c/checkpoints/x``) is
@@ -94,7 +98,12 @@ _TABLE: tuple[tuple[str, str, str, BodyKind, bool, str, str | None], ...] = (
     ("container.attach", "POST", "/containers/{id}/attach", "none", True, "1.18", None),
     ("container.attach.ws", "GET", "/containers/{id}/attach/ws", "none", True, "1.18", None),
     ("container.wait", "POST", "/containers/{id}/wait", "none", False, "1.18", None),
-    ("container.delete", "DELETE", "/containers/{id}", "none", False, "1.18", None),
+    # moby: DELETE /containers/{name:.*}.  The one container operation real
+    # clients send a slashed name to: a legacy link's name is <parent>/<alias>
+    # (docker rm --link c2/alias, docker-py remove_container('c2/alias', link=True)),
+    # and no other DELETE route under /containers exists (the experimental
+    # checkpoint delete is refused first, see _UNSUPPORTED).
+    ("container.delete", "DELETE", "/containers/{id*}", "none", False, "1.18", None),
     # Removed: the daemon answers 404 from API 1.24 on (moby postContainersCopy).
     ("container.copy", "POST", "/containers/{id}/copy", "json", False, "1.18", "1.23"),
     ("container.archive.head", "HEAD", "/containers/{id}/archive", "none", False, "1.20", None),
@@ -280,11 +289,14 @@ def match(method: str, path: str) -> RouteMatch:
             return RouteMatch(r, m.groupdict())
         if r.endpoint.method not in allowed:
             allowed.append(r.endpoint.method)
-    if allowed:
-        return RouteMatch(allowed=tuple(allowed))
+    # A route of this method that the daemon's greedy pattern matches wins over
+    # 405, as in mux (POST /containers/a/b/start is the daemon's start of "a/b",
+    # whatever DELETE /containers/{name:.*} matches too).
     for r in candidates:
         if r.endpoint.method == method and r.loose.fullmatch(path):
             return RouteMatch(daemon_routes=True)
+    if allowed:
+        return RouteMatch(allowed=tuple(allowed))
     return RouteMatch()
 
 

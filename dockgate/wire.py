@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from dockgate.errors import BadRequest
+from dockgate.errors import BadRequest, HeadTooLarge
 
 HOP_BY_HOP = frozenset(
     {
@@ -43,6 +43,14 @@ FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
+MAX_HEADERS = 256
+"""Header fields a request may have (431 beyond).  The daemon has no count
+limit of its own (only Go's 1 MB head), but every field is parsed, checked
+and copied upstream, so a head of thousands of tiny fields is work for
+nothing.  Real clients send far fewer: the docker CLI and docker-py about
+ten, a BuildKit session head one per gRPC method it exposes (a few dozen)."""
+
+
 def find_head_end(buffer: bytes | bytearray) -> int:
     """Return the offset just past the blank line ending a head, or -1."""
     m = HEAD_END.search(buffer)
@@ -61,9 +69,14 @@ def check_request_head(head: bytes) -> None:
             headers, repeated Content-Length, Content-Length together with
             Transfer-Encoding, repeated Transfer-Encoding, or any
             Transfer-Encoding other than exactly ``chunked``.
+        HeadTooLarge: more than ``MAX_HEADERS`` header fields.
     """
     if head[:1] in (b"\r", b"\n"):
         raise BadRequest("request head starts with a blank line")
+    fields = head.count(b"\n") - 2  # less the request line and the blank line
+    if fields > MAX_HEADERS:
+        raise HeadTooLarge(f"request has {fields} header fields; dockgate accepts at most "
+                           f"{MAX_HEADERS}")
     if _BARE_LF.search(head):
         raise BadRequest("request head uses a bare LF line ending; CRLF is required")
     lines = head.split(b"\r\n")
@@ -106,18 +119,46 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes
     return frozenset(names)
 
 
-def end_to_end(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def end_to_end(
+    headers: Sequence[tuple[bytes, bytes]], keep_length: bool = False
+) -> list[tuple[bytes, bytes]]:
     """Drop hop-by-hop headers, the ones named in Connection, and framing.
 
-    Content-Length is dropped too: whoever serialises the message decides its
-    framing from the body it actually sends.
+    Content-Length is dropped too unless ``keep_length`` (kept in its place
+    for a body passed on unchanged): whoever serialises the message decides
+    its framing from the body it actually sends.  Names keep their spelling.
     """
     named = connection_tokens(headers)
     return [
         (n, v)
         for n, v in headers
-        if (ln := n.lower()) not in HOP_BY_HOP and ln not in named and ln != b"content-length"
+        if (ln := n.lower()) not in HOP_BY_HOP and ln not in named
+        and (keep_length or ln != b"content-length")
     ]
+
+
+def upgrade_headers(
+    headers: Sequence[tuple[bytes, bytes]], proto: bytes
+) -> list[tuple[bytes, bytes]]:
+    """A 101's headers for the client: the end-to-end ones, and ``Connection:
+    Upgrade`` and ``Upgrade`` where and as the daemon wrote them (``proto`` and
+    Go's spelling where it wrote none)."""
+    named = connection_tokens(headers) - {b"upgrade"}
+    out: list[tuple[bytes, bytes]] = []
+    seen: set[bytes] = set()
+    for n, v in headers:
+        ln = n.lower()
+        if ln in (b"connection", b"upgrade"):
+            if ln not in seen:
+                seen.add(ln)
+                out.append((n, b"Upgrade" if ln == b"connection" else v))
+        elif ln not in HOP_BY_HOP and ln not in named and ln != b"content-length":
+            out.append((n, v))
+    if b"connection" not in seen:
+        out.append((b"Connection", b"Upgrade"))
+    if b"upgrade" not in seen:
+        out.append((b"Upgrade", proto))
+    return out
 
 
 def serialise_response_head(

@@ -26,6 +26,9 @@ transport, not the socket) keep the stock behaviour.
 from __future__ import annotations
 
 import errno
+import fcntl
+import struct
+import termios
 from collections.abc import Iterable
 from typing import Any
 
@@ -149,6 +152,21 @@ def flush(transport: object) -> None:
     else:
         t._maybePauseProducer()
         t.startWriting()
+
+
+def unread(transport: object) -> int:
+    """Bytes written to ``transport`` that its peer has not read yet, as far as
+    this host knows: Twisted's own queue plus the socket's send queue
+    (``SIOCOUTQ``: on a unix socket, what the reader has not consumed; on TCP,
+    what the peer has not acknowledged).  0 where the socket cannot tell."""
+    t: Any = transport
+    queued = int(getattr(t, "_tempDataLen", 0)) + len(getattr(t, "dataBuffer", b"")) - int(
+        getattr(t, "offset", 0))
+    try:
+        raw = fcntl.ioctl(t.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return max(queued, 0)
+    return max(queued, 0) + int(struct.unpack("i", raw)[0])
 
 
 def enable(transport: object) -> bool:

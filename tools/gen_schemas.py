@@ -73,6 +73,11 @@ QUERY_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "networkmode": {"type": "string"},
         "cgroupparent": {"type": "string"},
         "cpusetmems": {"type": "string"},
+        # docker-py sends a Dockerfile from outside the context as two values,
+        # its name in the context and its text (requests encodes the tuple
+        # (name, text) as a repeated parameter); moby postBuild reads the first
+        # (r.FormValue), so dockgate forwards that one alone.
+        "dockerfile": {"type": "string", "repeat": "first"},
     },
     # client ContainerCommit adds one "changes" value per change; moby reads r.Form["changes"].
     "image.commit": {"changes": {"type": "array"}},

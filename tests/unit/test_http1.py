@@ -8,6 +8,7 @@ from dockgate.http1 import (
     LAST_CHUNK,
     Body,
     End,
+    Framing,
     Head,
     ProtocolError,
     ResponseReader,
@@ -234,3 +235,53 @@ def test_refused_response_head_is_refused_every_time() -> None:
         reader.feed(bad)
         with pytest.raises(ProtocolError):
             reader.next_event()
+
+
+def _relayed(head: bytes, body: bytes, step: int
+             ) -> tuple[ResponseReader, bytes, int, list[object]]:
+    """Feed a response in ``step``-byte pieces, relaying its body after the head."""
+    reader = ResponseReader()
+    reader.expect("GET")
+    data = head + body
+    raw, size, rest = b"", 0, []
+    for i in range(0, len(data), step):
+        reader.feed(data[i:i + step])
+        while (event := reader.next_event()) is not None:
+            if isinstance(event, Head):
+                reader.relay()
+            elif isinstance(event, Framing):
+                raw += event.data
+                size += event.size
+            else:
+                rest.append(event)
+    return reader, raw, size, rest
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+def test_a_relayed_chunked_body_comes_out_as_it_came_in(step: int) -> None:
+    """relay(): the chunked body's bytes, framing included, come out unchanged
+    whatever the reads' sizes, the body bytes are counted, then End; the
+    connection stays reusable."""
+    body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
+    reader, raw, size, rest = _relayed(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", body, step)
+    assert raw == body and size == 11 and len(rest) == 1 and isinstance(rest[0], End)
+    assert reader.reusable
+
+
+@pytest.mark.parametrize("step", [1, 4, 1000])
+def test_a_relayed_length_body_stops_at_its_length(step: int) -> None:
+    """relay() under Content-Length passes exactly the declared bytes on."""
+    _, raw, size, rest = _relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+                                       b"0123456789", step)
+    assert raw == b"0123456789" and size == 10 and isinstance(rest[0], End)
+
+
+def test_a_relayed_body_with_a_trailer_or_bad_framing_is_refused() -> None:
+    """Relaying scans the framing as strictly as reading it: a trailer section
+    (never forwarded) or a malformed chunk line is a ProtocolError."""
+    with pytest.raises(ProtocolError):
+        _relayed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 b"1\r\na\r\n0\r\nX-T: 1\r\n\r\n", 1000)
+    with pytest.raises(ProtocolError):
+        _relayed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"zz\r\n", 1000)

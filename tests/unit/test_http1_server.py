@@ -155,11 +155,11 @@ def test_writer_frames_by_length_chunked_or_close() -> None:
     w.next_cycle()
     head = w.head(200, b"OK", [(b"content-type", b"application/json")], method="GET",
                   http10=False, keep_alive=True)
-    assert head.endswith(b"transfer-encoding: chunked\r\n\r\n")
+    assert head.endswith(b"Transfer-Encoding: chunked\r\n\r\n")
     assert b"".join(w.data(b"abc")) == b"3\r\nabc\r\n" and w.end() == b"0\r\n\r\n"
     w.next_cycle()
     head = w.head(200, b"OK", [], method="GET", http10=True, keep_alive=False)
-    assert head.endswith(b"connection: close\r\n\r\n") and b"chunked" not in head
+    assert head.endswith(b"Connection: close\r\n\r\n") and b"chunked" not in head
     assert b"".join(w.data(b"abc")) == b"abc" and w.end() == b"" and not w.keep_alive
 
 
@@ -255,10 +255,10 @@ def test_repeated_response_heads_are_framed_for_each_request() -> None:
     framed for its own method, HTTP version and keep-alive."""
     headers = ((b"content-type", b"application/json"),)
     cases = [
-        (dict(method="GET", http10=False, keep_alive=True), b"transfer-encoding: chunked", True),
+        (dict(method="GET", http10=False, keep_alive=True), b"Transfer-Encoding: chunked", True),
         (dict(method="HEAD", http10=False, keep_alive=True), None, False),
-        (dict(method="GET", http10=True, keep_alive=True), b"connection: close", True),
-        (dict(method="GET", http10=False, keep_alive=False), b"connection: close", True),
+        (dict(method="GET", http10=True, keep_alive=True), b"Connection: close", True),
+        (dict(method="GET", http10=False, keep_alive=False), b"Connection: close", True),
     ]
     for _ in range(2):  # the second round is answered from memory
         for kw, line, has_body in cases:

@@ -653,3 +653,33 @@ def test_a_tenants_event_stream_waits_for_the_owner_of_a_volume_in_order() -> No
     assert not h.received().endswith(b"0\r\n\r\n")
     answer(h, 1, {"Id": "n1", "Labels": {OWNER_LABEL: "team-b"}})
     assert h.received().endswith(b"0\r\n\r\n") and b'"n1"' not in h.received()
+
+
+def test_an_unchanged_chunked_body_is_relayed_byte_for_byte_with_the_daemons_names() -> None:
+    """A chunked body the client also gets chunked passes on exactly as the daemon
+    framed it (its chunk sizes, not re-chunked), after a head whose header names keep
+    the daemon's spelling; the connection then serves the next request."""
+    h = Harness()
+    h.send(b"GET /v1.41/containers/json HTTP/1.1\r\nHost: d\r\n\r\n")
+    body = b"3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"
+    h.reply(b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body[:7])
+    h.reply(body[7:])
+    head, _, rest = h.received().partition(b"\r\n\r\n")
+    assert rest == body
+    assert b"\r\nApi-Version: 1.41\r\n" in head and b"\r\nContent-Type: " in head
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    h.client.clear()
+    h.send(b"GET /v1.41/_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(PING_OK)
+    assert h.received().endswith(b"\r\n\r\nOK")
+
+
+def test_a_chunked_body_to_an_http10_client_is_still_reframed() -> None:
+    """An HTTP/1.0 client cannot take chunks: the body is taken apart and sent
+    close-delimited, as before (no relay)."""
+    h = Harness()
+    h.send(b"GET /v1.41/containers/json HTTP/1.0\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n")
+    assert h.received().endswith(b"\r\n\r\n[1,2]")

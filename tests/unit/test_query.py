@@ -34,7 +34,7 @@ def test_parse_like_go() -> None:
     assert parse_query("a=1&&b&c=x+y%21&a=2") == {"a": ["1", "2"], "b": [""], "c": ["x y!"]}
 
 
-@pytest.mark.parametrize("raw", ["a=1;b=2", "a=%zz", "a=%ff", "a=%0a"])
+@pytest.mark.parametrize("raw", ["a=1;b=2", "a=%zz", "a=%ff", "%0a=1"])
 def test_parse_refusals(raw: str) -> None:
     with pytest.raises(BadRequest):
         parse_query(raw)
@@ -151,3 +151,32 @@ def test_real_specs_canonical_query_is_a_fixed_point(endpoint: str, data: st.Dat
     except BadRequest:
         return
     assert canonical_query(urlencode(first, quote_via=quote, safe=""), spec, walkers) == first
+
+
+def test_percent_escaped_control_bytes_in_values_are_data() -> None:
+    """A value may hold %0A (docker-py sends a Dockerfile's text in one): it is
+    decoded as Go's QueryUnescape decodes it, not refused."""
+    assert parse_query("dockerfile=FROM%20x%0ARUN%09true%0D%0A") == {
+        "dockerfile": ["FROM x\nRUN\ttrue\r\n"]}
+
+
+def test_build_dockerfile_repeated_by_docker_py_forwards_the_first_value() -> None:
+    """docker-py's out-of-context Dockerfile arrives as dockerfile=<name>&dockerfile=<text>;
+    the daemon reads the first value (r.FormValue), so the canonical request holds that
+    one alone and the forwarded target decodes to exactly it."""
+    req = admit_head("POST", b"/v1.51/build?t=x&dockerfile=.dockerfile.ab12"
+                     b"&dockerfile=FROM%20scratch%0ACOPY%20a%20%2F%0A", [],
+                     ApiContext("1.51"))
+    assert dict(req.query)["dockerfile"] == ".dockerfile.ab12"
+    assert [k for k, _ in req.query].count("dockerfile") == 1
+    assert req.target == "/v1.51/build?dockerfile=.dockerfile.ab12&t=x"
+
+
+def test_a_value_with_a_newline_is_forwarded_escaped() -> None:
+    """The canonical form holds the decoded newline and the forwarded target escapes it
+    again, so the daemon decodes exactly the value the policy saw."""
+    req = admit_head("POST", b"/v1.51/build?dockerfile=a%0Ab", [], ApiContext("1.51"))
+    assert dict(req.query)["dockerfile"] == "a\nb"
+    assert req.target == "/v1.51/build?dockerfile=a%0Ab"
+    with pytest.raises(BadRequest):  # a raw control character in the target stays refused
+        admit_head("POST", b"/v1.51/build?dockerfile=a\nb", [], ApiContext("1.51"))

@@ -54,6 +54,17 @@ def test_image_names_may_contain_slashes_but_container_ids_not() -> None:
     assert isinstance(refuse("DELETE", b"/v1.51/containers/c/checkpoints/x"), Forbidden)
 
 
+def test_container_delete_takes_a_link_name_with_a_slash_like_the_daemon() -> None:
+    """moby routes DELETE /containers/{name:.*}: a legacy link is removed by its
+    <parent>/<alias> name; the other container operations keep one segment."""
+    m = match("DELETE", "/containers/c2/mylink")
+    assert m.route is not None and m.route.endpoint.id == "container.delete"
+    assert m.params == {"id": "c2/mylink"}
+    req = admit_head("DELETE", b"/v1.51/containers/c2/mylink?link=1", [], CTX)
+    assert req.target == "/v1.51/containers/c2/mylink?link=1"
+    assert isinstance(refuse("POST", b"/v1.51/containers/c2/mylink/start"), Forbidden)
+
+
 def test_unknown_path_is_404() -> None:
     err = refuse("GET", b"/v1.51/nothing/here")
     assert isinstance(err, NotFound)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dockgate import wire
-from dockgate.errors import BadRequest
+from dockgate.errors import BadRequest, HeadTooLarge
 
 OK_HEADS = [
     b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
@@ -92,3 +92,15 @@ def test_serialise_response_head_refuses_line_breaks() -> None:
     )
     with pytest.raises(ValueError):
         wire.serialise_response_head(200, b"OK", [(b"x", b"a\r\nb: c")])
+
+
+def test_header_count_is_capped_with_431() -> None:
+    """A head within the size limit but with more than MAX_HEADERS fields is refused
+    with 431; MAX_HEADERS fields pass."""
+    def head(n: int) -> bytes:
+        return b"GET /_ping HTTP/1.1\r\nHost: d\r\n" + b"".join(
+            b"X-%d: 1\r\n" % i for i in range(n - 1)) + b"\r\n"
+    wire.check_request_head(head(wire.MAX_HEADERS))
+    with pytest.raises(HeadTooLarge) as exc:
+        wire.check_request_head(head(wire.MAX_HEADERS + 1))
+    assert exc.value.status == 431 and str(wire.MAX_HEADERS) in exc.value.message
