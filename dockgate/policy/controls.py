@@ -21,6 +21,7 @@ from typing import Any
 from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
 from dockgate.policy.facts import Facts
+from dockgate.policy.registries import RegistryAllowlist
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,6 +693,23 @@ def resources(cfg: Mapping[str, Any]) -> Check:
     return check
 
 
+# -- registries -----------------------------------------------------------------
+
+
+class RegistriesControl:
+    """Registry hosts the daemon may be made to contact (``policy.registries``).
+
+    A callable object rather than a closure so that ``registries.registry_allowed``
+    can find the compiled allowlist on the rule (for a Dockerfile's ``FROM``).
+    """
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.allowlist = RegistryAllowlist(cfg)
+
+    def __call__(self, facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
+        return [Finding(f, why) for f, why in self.allowlist.refusals(req)]
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "endpoints": endpoints,
     "privileged": privileged,
@@ -713,5 +731,6 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "user": user,
     "images": images,
     "resources": resources,
+    "registries": RegistriesControl,
 }
 """Control name (as in the policy file) → builder.  Must list every key of ``schema.CONTROLS``."""
