@@ -8,6 +8,7 @@ daemon is never asked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 
@@ -29,10 +30,8 @@ def chunked_create(sock_path: str, name: str, size: int) -> tuple[int, bytes]:
     s.settimeout(120)
     s.connect(sock_path)
     try:
-        try:
+        with contextlib.suppress(OSError):  # refused before the end: the connection closes
             s.sendall(wire)
-        except OSError:
-            pass  # refused before the end of the body: the connection is closed
         answer = b""
         while True:
             try:

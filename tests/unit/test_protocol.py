@@ -424,10 +424,52 @@ def test_the_image_default_user_is_looked_up_before_deciding() -> None:
         b"GET /images/docker.io/library/dgtest:latest/json HTTP/1.1\r\n"
     )
     assert len(h.endpoint.connections) == 1, "nothing of the create was forwarded yet"
-    info = b'{"Config":{"User":"1000"}}'
+    info = b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG
     lookup.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(info), info))
     assert policy.contexts[-1].default_user == "1000"
     assert b"POST /containers/create" in h.upstream_sent()
+
+
+_IMG = b"sha256:" + b"b" * 64
+_CID = b"c" * 64
+
+
+def _json_reply(conn: Any, status: bytes, value: bytes) -> None:
+    conn.dataReceived(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (status, len(value), value))
+
+
+def _created_from(image: bytes) -> Harness:
+    """A create decided on image _IMG's user, answered 201, verified against ``image``."""
+    h = Harness(policy=_NeedsUser())
+    h.send(_create({"Image": "app:1"}))
+    _json_reply(h.endpoint.connections[0], b"200 OK",
+                b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG)
+    _json_reply(h.upstream, b"201 Created", b'{"Id":"%s","Warnings":[]}' % _CID)
+    assert h.received() == b"", "the create's answer is held until verified"
+    verify = h.endpoint.connections[-1]
+    assert b"GET /containers/%s/json" % _CID in h.upstream_sent()
+    _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, image))
+    return h
+
+
+def test_a_create_from_the_checked_image_is_answered() -> None:
+    """The new container runs the image whose user was checked: the client gets the 201."""
+    h = _created_from(_IMG)
+    status, body = _status_and_json(h.received())
+    assert status == 201 and body["Id"] == _CID.decode()
+    assert b"DELETE" not in h.upstream_sent()
+
+
+def test_a_create_from_a_swapped_tag_is_removed_and_refused() -> None:
+    """The tag moved between the check and the create: dockgate removes the container
+    and answers 403, naming both images."""
+    h = _created_from(b"sha256:" + b"d" * 64)
+    assert b"DELETE /containers/%s?force=1&v=1" % _CID in h.upstream_sent()
+    h.endpoint.connections[-1].dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+    status, body = _status_and_json(h.received())
+    assert status == 403
+    assert body["message"].startswith("dockgate: image app:1 changed while the request was checked")
 
 
 def test_an_unknown_default_user_counts_as_root() -> None:
