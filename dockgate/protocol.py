@@ -57,7 +57,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate import binding, wire, writethrough
+from dockgate import binding, redact, wire, writethrough
 from dockgate.admission import admit_body, admit_head_memo
 from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide, decide_memo
@@ -278,6 +278,10 @@ class Exchange:
     quota_lock: DeferredLock | None = None
     events: EventScope | None = None
     """A tenant's /events stream, filtered line by line (``event_scope``)."""
+    redactions: list[redact.Redaction] = field(default_factory=list)
+    """The policy's ``redact`` rules for this request's answer (``redact``)."""
+    redactor: redact.EventRedactor | None = None
+    """Rewrites an /events stream line by line (``redact.EventRedactor``)."""
     bound_image: str | None = None
     """The image id a create's decision read; the created container must run it
     (``binding.verify_created``)."""
@@ -784,6 +788,8 @@ class ProxyServerProtocol(Protocol):
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
+        if x.request.endpoint.id in redact.ENDPOINTS:
+            x.redactions = redact.rules_for(policy, x.request, self.peer)
         if not self._emit(x, "RequestDecided"):
             # Fail closed: what cannot be recorded is not forwarded.
             x.decision = None
@@ -920,6 +926,16 @@ class ProxyServerProtocol(Protocol):
             return
         if isinstance(event, Body):
             x.bytes_out += len(event.data)
+            if x.redactor is not None:
+                try:
+                    data = x.redactor.feed(event.data)
+                except ValueError as e:
+                    x.error = str(e)
+                    self._abort()
+                    return
+                if not data:
+                    return
+                event = Body(data)
             if x.held is not None:
                 x.held_body += event.data
                 if len(x.held_body) > _MAX_HELD:
@@ -934,6 +950,12 @@ class ProxyServerProtocol(Protocol):
             self._send_client(*self.writer.data(event.data))
             return
         if isinstance(event, End):
+            if x.redactor is not None:
+                rest = x.redactor.finish()
+                if rest and x.events is not None:
+                    x.events.feed(rest)
+                elif rest:
+                    self._send_client(*self.writer.data(rest))
             if x.held is not None and x.bound_image is not None:
                 self._verify_binding(x)
                 return
@@ -968,6 +990,9 @@ class ProxyServerProtocol(Protocol):
         if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
             self._scope_events(x, tenant)
         transform = self._response_transform(x, event.status, facts.json)
+        forwarded = facts.forwarded
+        if x.redactions and 200 <= event.status < 300:
+            transform, forwarded = self._redaction(x, transform, facts)
         if transform is None and x.bound_image is not None and event.status == 201:
             transform = _same  # held until ``_verify_binding`` has checked it
         elif x.bound_image is not None and event.status != 201:
@@ -976,7 +1001,33 @@ class ProxyServerProtocol(Protocol):
             x.held = (event.status, event.reason, facts.headers)
             x.transform = transform
             return
-        self._send_client(self._response_head(x, event.status, event.reason, facts.forwarded))
+        self._send_client(self._response_head(x, event.status, event.reason, forwarded))
+
+    def _redaction(
+        self, x: Exchange, transform: Callable[[Any], Any] | None, facts: ResponseFacts
+    ) -> tuple[Callable[[Any], Any] | None, tuple[tuple[bytes, bytes], ...]]:
+        """Add the policy's ``redact`` rules to how this answer is rewritten.
+
+        /events streams through an ``EventRedactor`` (its rewritten lines
+        change the length, so no Content-Length is passed on); a JSON answer
+        is held and rewritten whole, after any other rewrite.
+        """
+        assert x.request is not None
+        eid = x.request.endpoint.id
+        if eid == "system.events":
+            if any(r.exec_commands for r in x.redactions):
+                x.redactor = redact.EventRedactor(x.redactions)
+                kept = tuple((n, v) for n, v in facts.forwarded if n != b"content-length")
+                return transform, kept
+            return transform, facts.forwarded
+        extra = redact.transform(x.redactions, eid) if facts.json else None
+        if extra is None:
+            return transform, facts.forwarded
+        x.must_filter = True  # an answer that cannot be read is not passed on
+        if transform is None:
+            return extra, facts.forwarded
+        first = transform
+        return (lambda value: extra(first(value))), facts.forwarded
 
     def _send_held(self, x: Exchange) -> None:
         """Send a held JSON response, rewritten by the exchange's transform.

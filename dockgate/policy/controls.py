@@ -22,6 +22,7 @@ from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
 from dockgate.policy.facts import Facts
 from dockgate.policy.registries import RegistryAllowlist
+from dockgate.redact import Redaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,6 +711,23 @@ class RegistriesControl:
         return [Finding(f, why) for f, why in self.allowlist.refusals(req)]
 
 
+# -- redact ---------------------------------------------------------------------
+
+
+class RedactControl:
+    """What the answers to a request may show (``dockgate.redact``); never a finding.
+
+    The rule's compiled ``redaction`` is read by the response path
+    (``redact.rules_for``), with the rule's ``applies_to`` and ``exempt``.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.redaction = Redaction(cfg)
+
+    def __call__(self, facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
+        return []
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "endpoints": endpoints,
     "privileged": privileged,
@@ -732,5 +750,6 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "images": images,
     "resources": resources,
     "registries": RegistriesControl,
+    "redact": RedactControl,
 }
 """Control name (as in the policy file) → builder.  Must list every key of ``schema.CONTROLS``."""

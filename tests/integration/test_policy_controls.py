@@ -85,6 +85,12 @@ class Allowed:
     prefix: bool = False
 
 
+LOOPBACK_REGISTRY = (
+    "query.fromImage registry 127.0.0.1:1 is a loopback address; it is allowed only when "
+    "the policy's registries list names it exactly"
+)
+
+
 def run(*flags: str) -> tuple[str, ...]:
     """``docker run`` under baseline: the flags, the test image, a no-op."""
     return (*BASE, *flags, IMAGE, "true")
@@ -364,6 +370,9 @@ DENIALS = [
     Denial("plugin-ls", R, ("plugin", "ls"), "escalation-endpoints", endpoint("plugin.list")),
     Denial("import", R, ("import", "{file}", "dgpol-import:x"), "no-image-import",
            "query.fromSrc imports an image the allowlist cannot check", upload=True),
+    # -- registries: the daemon would connect to a host loopback port ------------------
+    Denial("pull-loopback", B, ("pull", "127.0.0.1:1/x"), "registries", LOOPBACK_REGISTRY),
+    Denial("pull-loopback-r", R, ("pull", "127.0.0.1:1/x"), "registries", LOOPBACK_REGISTRY),
 ]  # fmt: skip
 
 ALLOWED = [
@@ -655,6 +664,10 @@ def test_swarm_init_is_denied_by_policy(
 SPECIAL_COVERS = {
     (B, "no-host-namespaces"),  # test_private_namespaces_are_not_the_hosts
     (B, "shared-namespaces"),  # test_joining_another_container_only_warns_under_baseline
+    # test_read_side.py: test_docker_hub_passes_the_registry_rule (these daemons have
+    # no network, so no registry request can succeed end to end)
+    (B, "registries"),
+    (R, "registries"),
 }
 
 

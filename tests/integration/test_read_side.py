@@ -9,11 +9,13 @@ listener the test opens) and the exact bytes a client received.
 from __future__ import annotations
 
 import json
+import os
+import select
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from support import engines as eng
@@ -161,13 +163,104 @@ def test_docker_login_to_loopback_is_refused_under_baseline(
     assert not listener.wait_for_connection(timeout=1.0)
 
 
-def test_docker_hub_distribution_inspect_is_allowed_by_readonly(
-    engine: Engine, readonly_gates: dict[str, PolicyGate], tmp_path: Path
+@pytest.mark.parametrize("profile", ["readonly", "baseline", "restricted"])
+def test_docker_hub_passes_the_registry_rule(
+    engine: Engine,
+    profile: str,
+    readonly_gates: dict[str, PolicyGate],
+    policy_gates: dict[tuple[str, str], PolicyGate],
 ) -> None:
     """The allowlist is not a blanket refusal: a docker.io reference passes the
     policy (the daemon has no network here, so it answers with its own error)."""
-    pg = readonly_gates[engine.name]
+    pg = profile_gate(engine, profile, readonly_gates, policy_gates)
     mark = pg.mark()
     status, _ = unixhttp.request(pg.socket, "GET", "/distribution/busybox/json", timeout=60)
     assert status != 403
     assert pg.refusals_since(mark) == []
+
+
+MARKER = "s3cret-"
+
+
+@pytest.fixture
+def secret_container(engine: Engine) -> Iterator[tuple[str, str]]:
+    """(name, secret): a running container whose environment holds the secret."""
+    name, secret = eng.unique("envsecret"), eng.unique(MARKER)
+    engine.docker_direct("run", "-d", "--network", "none", "--name", name, "-e",
+                         f"DB_PASSWORD={secret}", "-e", "PLAIN=visible", eng.IMAGE, "sleep", "120")
+    yield name, secret
+
+
+def test_inspect_through_readonly_never_shows_environment_values(
+    engine: Engine, secret_container: tuple[str, str], readonly_gates: dict[str, PolicyGate]
+) -> None:
+    """`docker inspect` directly prints the container's secret; through readonly the
+    CLI's bytes hold no environment value, the JSON keeps its shape (names in
+    order, NAME=<redacted>), and docker-py reads the same redacted list."""
+    name, secret = secret_container
+    direct = engine.docker_direct("inspect", name, binary=True).stdout
+    assert secret.encode() in direct
+    pg = readonly_gates[engine.name]
+    out = pg.docker("inspect", name, binary=True).stdout
+    assert secret.encode() not in out
+    env = json.loads(out)[0]["Config"]["Env"]
+    direct_env = json.loads(direct)[0]["Config"]["Env"]
+    assert env == [e.split("=", 1)[0] + "=<redacted>" for e in direct_env]
+    assert "DB_PASSWORD=<redacted>" in env and "PLAIN=<redacted>" in env
+    client = pg.client()
+    try:
+        assert client.containers.get(name).attrs["Config"]["Env"] == env
+    finally:
+        client.close()
+    formatted = pg.docker("inspect", "--format", "{{json .Config.Env}}", name).stdout
+    assert secret not in formatted and json.loads(formatted) == env
+
+
+def read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) -> bytes:
+    """What ``proc`` wrote to stdout until ``needle`` appeared (or the timeout)."""
+    assert proc.stdout is not None
+    got = b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while needle not in got and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            got += data
+    return got
+
+
+def test_events_through_readonly_never_show_exec_command_lines(
+    engine: Engine, secret_container: tuple[str, str], readonly_gates: dict[str, PolicyGate]
+) -> None:
+    """An exec's command line is in the daemon's exec_create/exec_start events, as a
+    direct `docker events` shows; a `docker events` streaming through readonly
+    sees the exec events with the command replaced, and never the secret."""
+    name, _ = secret_container
+    secret = eng.unique(MARKER)
+    pg = readonly_gates[engine.name]
+    since = str(int(time.time()) - 1)
+    watcher = subprocess.Popen(
+        [engine.cli, "events", "--format", "{{json .}}", "--filter", f"container={name}"],
+        env=pg.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)  # the stream is open before the exec (the --since replay is checked too)
+        engine.docker_direct("exec", name, "sh", "-c", f"echo {secret} > /dev/null")
+        streamed = read_until(watcher, b"exec_die", timeout=60)
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=15)
+    assert b"exec_die" in streamed, streamed
+    assert secret.encode() not in streamed
+    assert b'"Action":"exec_create: \\u003credacted\\u003e"' in streamed or (
+        b'"exec_create: <redacted>"' in streamed
+    ), streamed
+    until = str(int(time.time()) + 1)
+    window = ("events", "--since", since, "--until", until, "--filter", f"container={name}")
+    direct = engine.docker_direct(*window, binary=True).stdout
+    assert secret.encode() in direct, "the daemon's events hold no command line: nothing shown"
+    replayed = pg.docker(*window, binary=True).stdout
+    assert secret.encode() not in replayed and b"exec_create: <redacted>" in replayed
