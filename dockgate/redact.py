@@ -23,6 +23,7 @@ held, and lines that cannot carry an exec command pass untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -145,27 +146,31 @@ class EventRedactor:
         return self._line(rest) if rest else b""
 
     def _line(self, line: bytes) -> bytes:
-        if b"exec_" not in line:
-            return line
         body = line.rstrip(b"\r\n")
-        ending = line[len(body):]
-        try:
-            event = json.loads(body)
-        except ValueError:
+        event = _json_object(body) if b"exec_" in body else None
+        if event is None:
             return line
-        if not isinstance(event, dict):
+        new: dict[str, Any] = {
+            key: self._action(event[key]) for key in ("Action", "status") if key in event
+        }
+        if all(event[key] == value for key, value in new.items()):
             return line
-        changed = False
-        for key in ("Action", "status"):
-            if key in event:
-                new = event[key]
-                for rule in self.rules:
-                    new = rule.action(new)
-                changed = changed or new != event[key]
-                event[key] = new
-        if not changed:
-            return line
-        return json.dumps(event, separators=(",", ":")).encode() + ending
+        event.update(new)
+        return json.dumps(event, separators=(",", ":")).encode() + line[len(body):]
+
+    def _action(self, action: Any) -> Any:
+        for rule in self.rules:
+            action = rule.action(action)
+        return action
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as a JSON object, or None when it is not one."""
+    with contextlib.suppress(ValueError):
+        value = json.loads(raw)
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def rules_for(policy: object, request: CanonicalRequest, peer: Peer) -> list[Redaction]:
