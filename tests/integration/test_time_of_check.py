@@ -156,3 +156,95 @@ def test_tag_swap_never_wins_a_create_under_restricted(
         assert isinstance(info, dict)
         assert info["Image"] == nonroot, f"container {ident[:12]} runs the root-user image"
     assert 403 in statuses, "no create raced the swap: the test shows nothing"
+
+
+class Renamer:
+    """Moves the name ``name`` between two containers on the daemon, as fast as it can."""
+
+    def __init__(self, engine: Engine, name: str, ids: tuple[str, str]) -> None:
+        self.sock, self.name, self.ids = engine.daemon_socket, name, ids
+        self.stop = threading.Event()
+        self.renames = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        holder = 0  # ids[0] holds the name at the start
+        while not self.stop.is_set():
+            other = 1 - holder
+            aside = f"{self.name}-{holder}"
+            call(self.sock, "POST", f"/containers/{self.ids[holder]}/rename?name={aside}")
+            call(self.sock, "POST", f"/containers/{self.ids[other]}/rename?name={self.name}")
+            holder = other
+            self.renames += 1
+
+    def __enter__(self) -> Renamer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def sleeper(engine: Engine, image: str, name: str) -> str:
+    status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={name}",
+                        {"Image": image, "Cmd": ["sleep", "300"],
+                         "HostConfig": {"NetworkMode": "none"}})
+    assert status == 201 and isinstance(made, dict), made
+    status, _ = call(engine.daemon_socket, "POST", f"/containers/{made['Id']}/start")
+    assert status == 204
+    return str(made["Id"])
+
+
+def exec_container(sock: str, target: str) -> tuple[int, str | None]:
+    """Create an exec of ``id`` in container ``target`` (empty User); the container it landed in."""
+    status, made = call(sock, "POST", f"/v1.41/containers/{target}/exec",
+                        {"Cmd": ["id", "-u"], "AttachStdout": True})
+    if status != 201 or not isinstance(made, dict):
+        return status, None
+    _, info = call(sock, "GET", f"/exec/{made['Id']}/json")
+    return status, str(info["ContainerID"]) if isinstance(info, dict) else None
+
+
+@pytest.mark.allow_refusals
+def test_rename_never_wins_an_exec_under_restricted(
+    engine: Engine,
+    images: tuple[str, str, str],
+    policy_gates: dict[tuple[str, str], PolicyGate],
+) -> None:
+    """While a name moves between a non-root and a root container, execs created on
+    that name directly land in both (the race is live at the daemon); through
+    restricted, every exec the daemon created is in the non-root container."""
+    _, _, nonroot_image = images
+    name = unique("xrace")
+    user = sleeper(engine, nonroot_image, name)
+    root = sleeper(engine, IMAGE, name + "-r")
+    seen: set[str] = set()
+    with Renamer(engine, name, (user, root)):
+        deadline = time.monotonic() + SECONDS
+        for _ in range(ROUNDS * 2):
+            _, landed = exec_container(engine.daemon_socket, name)
+            if landed:
+                seen.add(landed)
+            if seen == {user, root} or time.monotonic() > deadline:
+                break
+    assert root in seen, "the rename never won directly: the test shows nothing"
+
+    pg = policy_gates[(engine.name, "restricted")]
+    created: list[str] = []
+    statuses: list[int] = []
+    with Renamer(engine, name, (user, root)) as renamer:
+        deadline = time.monotonic() + SECONDS
+        for _ in range(ROUNDS):
+            status, made = call(pg.socket, "POST", f"/v1.41/containers/{name}/exec",
+                                {"Cmd": ["id", "-u"], "AttachStdout": True})
+            statuses.append(status)
+            if status == 201 and isinstance(made, dict):
+                created.append(str(made["Id"]))
+            if time.monotonic() > deadline:
+                break
+    assert renamer.renames > 0 and created, statuses
+    for ident in created:
+        _, info = call(engine.daemon_socket, "GET", f"/exec/{ident}/json")
+        assert isinstance(info, dict)
+        assert info["ContainerID"] == user, f"exec {ident[:12]} landed in the root container"
