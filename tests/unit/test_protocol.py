@@ -94,6 +94,7 @@ class Harness:
         self.endpoint = _Endpoint()
         self.audit = _Audit()
         pol = policy or AllowAll()
+        self.policy = pol
         self.settings = ProxySettings(
             upstream=self.endpoint,  # type: ignore[arg-type]
             policy=lambda: pol,
@@ -451,6 +452,27 @@ def _created_from(image: bytes) -> Harness:
     assert b"GET /containers/%s/json" % _CID in h.upstream_sent()
     _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, image))
     return h
+
+
+def test_a_start_waits_while_a_create_is_being_verified() -> None:
+    """Between a create and its verification no container can be started (it could be
+    the unverified one, started by a name the client chose): a start on another
+    connection is forwarded only once the verification has ended."""
+    h = Harness(policy=_NeedsUser())
+    h.send(_create({"Image": "app:1"}))
+    _json_reply(h.endpoint.connections[0], b"200 OK",
+                b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG)
+    _json_reply(h.upstream, b"201 Created", b'{"Id":"%s","Warnings":[]}' % _CID)
+    verify = h.endpoint.connections[-1]
+    other = h.factory.buildProtocol(None)
+    other_client = HalfCloseTransport()
+    other.makeConnection(other_client)
+    other.dataReceived(b"POST /containers/web/start HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert other_client.value() == b"", "the start was decided during the verification"
+    assert len(h.policy.contexts) == 1  # the create's decision only
+    _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, _IMG))
+    assert len(h.policy.contexts) == 2, "the start is decided once the verification ended"
+    assert other_client.value().startswith(b"HTTP/1.1 ")
 
 
 def test_a_create_from_the_checked_image_is_answered() -> None:
