@@ -13,6 +13,7 @@ import json
 import socket
 
 import pytest
+from support import unixhttp
 from support.engines import IMAGE, Engine, unique
 
 pytestmark = pytest.mark.engine
@@ -66,5 +67,28 @@ def test_one_byte_chunks_are_refused_before_the_daemon_sees_them(engine: Engine)
     status, body = chunked_create(engine.proxy_socket, proxied, 256 << 10)
     assert status == 413
     assert json.loads(body)["message"].startswith("dockgate: request body sent in ")
+    out = engine.docker_direct("inspect", proxied, check=False)
+    assert out.returncode != 0 and "No such object" in out.stderr
+
+
+@pytest.mark.allow_refusals
+def test_too_many_object_members_are_refused_before_the_daemon_sees_them(
+    engine: Engine,
+) -> None:
+    """The bare daemon creates a container with 20001 labels; through dockgate the
+    same body is refused with 413 (a member costs far more to check than its
+    bytes) and no container of that name exists."""
+    labels = {f"k{i}": "v" for i in range(20001)}
+    body = json.dumps({"Image": IMAGE, "Cmd": ["true"], "Labels": labels,
+                       "HostConfig": {"NetworkMode": "none"}}).encode()
+    direct = unique("keys-direct")
+    status, _ = unixhttp.request(engine.daemon_socket, "POST",
+                                 f"/v1.41/containers/create?name={direct}", body, timeout=120)
+    assert status == 201
+    proxied = unique("keys-proxied")
+    status, answer = unixhttp.request(engine.proxy_socket, "POST",
+                                      f"/v1.41/containers/create?name={proxied}", body, timeout=120)
+    assert status == 413
+    assert json.loads(answer)["message"] == "dockgate: JSON value has more than 20000 object members"
     out = engine.docker_direct("inspect", proxied, check=False)
     assert out.returncode != 0 and "No such object" in out.stderr
