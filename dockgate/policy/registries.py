@@ -143,8 +143,8 @@ def references(req: CanonicalRequest) -> list[tuple[str, str, str]]:
     if eid in ("distribution.inspect", "image.push", "plugin.push"):
         out.append(("path.name", "ref", req.params.get("name", "")))
     elif eid == "image.create":
-        if not _query(req, "fromSrc"):
-            out.extend(("query.fromImage", "ref", v) for v in _query(req, "fromImage"))
+        # The daemon pulls whenever fromImage is set, even beside fromSrc.
+        out.extend(("query.fromImage", "ref", v) for v in _query(req, "fromImage") if v)
     elif eid in ("plugin.pull", "plugin.privileges", "plugin.upgrade"):
         out.extend(("query.remote", "ref", v) for v in _query(req, "remote"))
     elif eid == "image.build":

@@ -111,10 +111,18 @@ def listener() -> Iterator[Listener]:
 REGISTRY_REQUESTS = {
     "distribution": ("GET", "/distribution/127.0.0.1:{port}/x/json"),
     "pull": ("POST", "/images/create?fromImage=127.0.0.1:{port}/x&tag=1"),
+    "pull-beside-import": ("POST", "/images/create?fromSrc=-&fromImage=127.0.0.1:{port}/x&tag=1"),
     "search": ("GET", "/images/search?term=127.0.0.1:{port}/x"),
 }
-"""Requests that make dockerd connect to the registry they name.  Pull and
-search are not in readonly (its endpoint rule refuses them first)."""
+"""Requests that make dockerd connect to the registry they name."""
+
+EARLIER_RULES = {
+    ("readonly", "pull"): "read-only-endpoints",
+    ("readonly", "pull-beside-import"): "read-only-endpoints",
+    ("readonly", "search"): "read-only-endpoints",
+    ("restricted", "pull-beside-import"): "no-image-import",
+}
+"""Where a rule before ``registries`` refuses the request first."""
 
 
 @pytest.mark.allow_refusals
@@ -140,8 +148,9 @@ def test_loopback_registry_is_refused(
     status, body = unixhttp.request(pg.socket, method, target, timeout=60)
     assert status == 403, body
     message = json.loads(body)["message"]
-    assert message.startswith(f"dockgate: denied by policy {profile} rule ")
-    if profile != "readonly" or what == "distribution":
+    rule = EARLIER_RULES.get((profile, what), "registries")
+    assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}: ")
+    if rule == "registries":
         assert f"registry 127.0.0.1:{listener.port} is a loopback address" in message
     assert not listener.wait_for_connection(timeout=1.0)
 

@@ -149,10 +149,12 @@ def test_every_endpoint_that_contacts_a_registry_is_checked(
     assert d.reason.startswith(f"denied by policy t rule r: {field} registry ")
 
 
-def test_import_from_source_is_not_a_registry() -> None:
-    """fromSrc imports ignore fromImage (the images control governs imports)."""
+def test_from_image_beside_from_src_is_still_a_pull() -> None:
+    """The daemon pulls whenever fromImage is set (postImagesCreate tests it first), so
+    a fromSrc beside it does not hide the registry; an import alone names none."""
     r = req("image.create", query=(("fromSrc", "-"), ("fromImage", "127.0.0.1:9/x")))
-    assert policy().decide(r, PEER).verdict == "allow"
+    assert policy().decide(r, PEER).verdict == "deny"
+    assert policy().decide(req("image.create", query=(("fromSrc", "-"),)), PEER).allowed
 
 
 def test_default_allows_docker_hub_only() -> None:
