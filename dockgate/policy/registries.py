@@ -3,8 +3,9 @@
 Several requests make dockerd, as root and from the host's network, open a
 connection to a host the client names: ``GET /distribution/{name}/json``,
 pulls (``POST /images/create?fromImage=``), pushes, plugin pulls, upgrades,
-pushes and privilege queries, image search, ``POST /auth`` and a build's
-``FROM`` and ``cachefrom``.  Left open, a read-only consumer can make the
+pushes and privilege queries, image search, ``POST /auth``, a build's
+``FROM`` and ``cachefrom``, and two plain URL fetches: a build's ``remote``
+(git or HTTP) and an import's ``fromSrc``.  Left open, a read-only consumer can make the
 daemon probe any loopback port (it tries TLS, then plain HTTP) or any service
 on the host's private networks.
 
@@ -26,6 +27,11 @@ resolves them again when it connects, and a name may answer differently then
 * a name passes when an entry names it exactly or a glob entry matches it;
   a glob trusts every name under it, so list zones you control;
 * a host the reference grammar would not accept is refused.
+
+URLs are read as the daemon reads them (moby ``builder/remotecontext/detect.go``
+and ``urlutil``; ``postImagesCreate`` for ``fromSrc``, which takes a value
+without a scheme as ``http://`` plus the value); an authority Go and Python
+could split differently (userinfo, backslashes, percent signs) is refused.
 
 ``registry_allowed(policy, ref)`` answers the same question for a reference
 found elsewhere (a Dockerfile's ``FROM``), for callers outside the control.
@@ -119,6 +125,32 @@ def auth_registry(address: str) -> str:
     return s
 
 
+_AUTHORITY = re.compile(r"^(?:[A-Za-z0-9._~!$&'()*+,;=:-]*@)?([^@/?#\\%]*)$")
+
+
+def url_host(url: str) -> str:
+    """The ``host[:port]`` a URL the daemon fetches names (build ``remote``, ``fromSrc``).
+
+    ``github.com/x`` and ``git@host:path`` are git forms; a value without a
+    scheme is a host (``fromSrc``).  Raises ValueError for an authority that
+    parsers could read differently.
+    """
+    if url.startswith("git@"):
+        return url[4:].split(":", 1)[0]
+    if url.startswith("github.com/"):
+        return "github.com"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        rest = url
+    elif not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        raise ValueError(f"invalid URL {url[:80]!r}")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    m = _AUTHORITY.match(authority)
+    if m is None or not m.group(1):
+        raise ValueError(f"URL {url[:80]!r} has a host the daemon might read differently")
+    return m.group(1)
+
+
 def _query(req: CanonicalRequest, name: str) -> list[str]:
     return [v for k, v in req.query if k == name]
 
@@ -136,7 +168,8 @@ def _body_value(req: CanonicalRequest, name: str) -> Any:
 def references(req: CanonicalRequest) -> list[tuple[str, str, str]]:
     """``(field, kind, value)`` for every registry the request makes the daemon contact.
 
-    ``kind`` is ``ref`` (an image or plugin reference), ``search`` or ``auth``.
+    ``kind`` is ``ref`` (an image or plugin reference), ``search``, ``auth`` or
+    ``url``.
     """
     eid = req.endpoint.id
     out: list[tuple[str, str, str]] = []
@@ -145,10 +178,17 @@ def references(req: CanonicalRequest) -> list[tuple[str, str, str]]:
     elif eid == "image.create":
         # The daemon pulls whenever fromImage is set, even beside fromSrc.
         out.extend(("query.fromImage", "ref", v) for v in _query(req, "fromImage") if v)
+        if not any(_query(req, "fromImage")):
+            out.extend(("query.fromSrc", "url", v) for v in _query(req, "fromSrc") if v != "-")
     elif eid in ("plugin.pull", "plugin.privileges", "plugin.upgrade"):
         out.extend(("query.remote", "ref", v) for v in _query(req, "remote"))
     elif eid == "image.build":
         out.extend(("query.cachefrom", "ref", v) for v in _cache_from(req))
+        out.extend(
+            ("query.remote", "url", v)
+            for v in _query(req, "remote")
+            if v not in ("", "client-session")
+        )
     elif eid == "image.search":
         out.extend(("query.term", "search", v) for v in _query(req, "term"))
     elif eid == "system.auth":
@@ -187,12 +227,15 @@ class RegistryAllowlist:
         self.exact = frozenset(e for e in entries if "*" not in e)
         self.globs = tuple(spelling.name_pattern(e) for e in entries if "*" in e)
 
-    def refusal(self, registry: str) -> str | None:
-        """Why the daemon may not contact ``registry`` (``host[:port]``), or None."""
+    def refusal(self, registry: str, noun: str = "registry") -> str | None:
+        """Why the daemon may not contact ``registry`` (``host[:port]``), or None.
+
+        ``noun`` names it in the message (``registry``, or ``host`` for a URL).
+        """
         if registry == "index.docker.io":
             registry = "docker.io"
         if not _DOMAIN.match(registry):
-            return f"registry {registry!r} is not a host name the daemon accepts"
+            return f"host {registry!r} is not a host name the daemon accepts"
         host, port = split_host(registry)
         shown = f"[{host}]" if registry.startswith("[") else host
         key = shown if port is None else f"{shown}:{port}"
@@ -201,12 +244,12 @@ class RegistryAllowlist:
         kind = local_kind(host)
         if kind is not None:
             return (
-                f"registry {key} is {kind}; it is allowed only when the policy's "
+                f"{noun} {key} is {kind}; it is allowed only when the policy's "
                 "registries list names it exactly"
             )
         if any(p.match(key) for p in self.globs):
             return None
-        return f"registry {key} is not in the allowed registries"
+        return f"{noun} {key} is not in the allowed registries"
 
     def ref_refusal(self, kind: str, value: str) -> str | None:
         """Why a reference (``kind`` as in ``references``) may not be used, or None."""
@@ -214,6 +257,11 @@ class RegistryAllowlist:
             return self.refusal(search_registry(value))
         if kind == "auth":
             return self.refusal(auth_registry(value))
+        if kind == "url":
+            try:
+                return self.refusal(url_host(value), "URL host")
+            except ValueError as e:
+                return str(e)
         try:
             registry = registry_of(value)
         except ValueError as e:

@@ -113,6 +113,8 @@ REGISTRY_REQUESTS = {
     "pull": ("POST", "/images/create?fromImage=127.0.0.1:{port}/x&tag=1"),
     "pull-beside-import": ("POST", "/images/create?fromSrc=-&fromImage=127.0.0.1:{port}/x&tag=1"),
     "search": ("GET", "/images/search?term=127.0.0.1:{port}/x"),
+    "build-remote": ("POST", "/build?remote=http://127.0.0.1:{port}/context.tar"),
+    "import-url": ("POST", "/images/create?fromSrc=http://127.0.0.1:{port}/layer.tar"),
 }
 """Requests that make dockerd connect to the registry they name."""
 
@@ -120,7 +122,11 @@ EARLIER_RULES = {
     ("readonly", "pull"): "read-only-endpoints",
     ("readonly", "pull-beside-import"): "read-only-endpoints",
     ("readonly", "search"): "read-only-endpoints",
+    ("readonly", "build-remote"): "read-only-endpoints",
+    ("readonly", "import-url"): "read-only-endpoints",
     ("restricted", "pull-beside-import"): "no-image-import",
+    ("restricted", "build-remote"): "escalation-endpoints",
+    ("restricted", "import-url"): "no-image-import",
 }
 """Where a rule before ``registries`` refuses the request first."""
 
@@ -151,7 +157,7 @@ def test_loopback_registry_is_refused(
     rule = EARLIER_RULES.get((profile, what), "registries")
     assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}: ")
     if rule == "registries":
-        assert f"registry 127.0.0.1:{listener.port} is a loopback address" in message
+        assert f" 127.0.0.1:{listener.port} is a loopback address" in message
     assert not listener.wait_for_connection(timeout=1.0)
 
 

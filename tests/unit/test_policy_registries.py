@@ -15,6 +15,7 @@ from dockgate.policy.registries import (
     registry_allowed,
     registry_of,
     search_registry,
+    url_host,
 )
 from dockgate.policy.rules import CompiledPolicy, compile_policy
 from dockgate.policy.source import parse_yaml
@@ -138,6 +139,11 @@ def test_a_bare_glob_still_refuses_addresses() -> None:
         (req("image.build", query=(("cachefrom", '["127.0.0.1:9/c"]'),)), "query.cachefrom"),
         (req("service.create", body={"TaskTemplate": {"ContainerSpec": {"Image": "10.0.0.1/x"}}}),
          "TaskTemplate.ContainerSpec.Image"),
+        (req("image.build", query=(("remote", "http://127.0.0.1:9/ctx.tar"),)), "query.remote"),
+        (req("image.build", query=(("remote", "git@10.0.0.1:x.git"),)), "query.remote"),
+        (req("image.create", query=(("fromSrc", "http://169.254.169.254/latest"),)),
+         "query.fromSrc"),
+        (req("image.create", query=(("fromSrc", "127.0.0.1:9/x"),)), "query.fromSrc"),
     ],
 )
 def test_every_endpoint_that_contacts_a_registry_is_checked(
@@ -146,7 +152,42 @@ def test_every_endpoint_that_contacts_a_registry_is_checked(
     """Each request shape that makes dockerd connect names its registry, and it is refused."""
     d = policy().decide(request_, PEER)
     assert d.verdict == "deny"
-    assert d.reason.startswith(f"denied by policy t rule r: {field} registry ")
+    url = field == "query.fromSrc" or (request_.endpoint.id, field) == ("image.build",
+                                                                       "query.remote")
+    noun = "URL host" if url else "registry"
+    assert d.reason.startswith(f"denied by policy t rule r: {field} {noun} ")
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("http://127.0.0.1:5/x", "127.0.0.1:5"),
+        ("https://github.com/a/b.git#main", "github.com"),
+        ("git@github.com:a/b.git", "github.com"),
+        ("github.com/a/b", "github.com"),
+        ("git://10.0.0.1/x", "10.0.0.1"),
+        ("127.0.0.1:5000/x", "127.0.0.1:5000"),  # fromSrc without a scheme: http:// + it
+        ("http://u:p@127.0.0.1/", "127.0.0.1"),
+    ],
+)
+def test_url_hosts_are_read_as_the_daemon_reads_them(url: str, host: str) -> None:
+    """Build ``remote`` and ``fromSrc`` URLs name the host the daemon fetches from."""
+    assert url_host(url) == host
+
+
+@pytest.mark.parametrize("url", ["http://evil.com\\@127.0.0.1/", "http://127.0.0.1%2f@x/",
+                                 "ht tp://x/", "http:///x"])
+def test_ambiguous_urls_are_refused(url: str) -> None:
+    """An authority parsers could split differently is refused, not guessed at."""
+    with pytest.raises(ValueError):
+        url_host(url)
+    assert RegistryAllowlist({"allow": ["*"]}).ref_refusal("url", url) is not None
+
+
+def test_client_session_and_tar_builds_name_no_host() -> None:
+    """remote=client-session (BuildKit through the CLI) and no remote fetch nothing."""
+    for query in ((("remote", "client-session"),), (("remote", ""),), ()):
+        assert policy().decide(req("image.build", query=query), PEER).allowed
 
 
 def test_from_image_beside_from_src_is_still_a_pull() -> None:
