@@ -1020,7 +1020,7 @@ class ProxyServerProtocol(Protocol):
                 kept = tuple((n, v) for n, v in facts.forwarded if n != b"content-length")
                 return transform, kept
             return transform, facts.forwarded
-        extra = redact.transform(x.redactions, eid) if facts.json else None
+        extra = redact.transform(x.redactions, eid)  # whatever its Content-Type says
         if extra is None:
             return transform, facts.forwarded
         x.must_filter = True  # an answer that cannot be read is not passed on

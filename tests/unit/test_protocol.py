@@ -22,6 +22,8 @@ from dockgate.admission import ApiContext
 from dockgate.audit import flat_record
 from dockgate.decision import AllowAll
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
+from dockgate.policy.rules import compile_policy
+from dockgate.policy.source import parse_yaml
 from dockgate.protocol import ProxyServerFactory, ProxyServerProtocol
 from dockgate.server import ProxySettings
 from dockgate.tenancy import OWNER_LABEL, Tenant, TenantMap
@@ -717,3 +719,50 @@ def test_a_tenants_event_stream_waits_for_the_owner_of_a_volume_in_order() -> No
     assert not h.received().endswith(b"0\r\n\r\n")
     answer(h, 1, {"Id": "n1", "Labels": {OWNER_LABEL: "team-b"}})
     assert h.received().endswith(b"0\r\n\r\n") and b'"n1"' not in h.received()
+
+
+def _redacting() -> Harness:
+    text = "name: ro\nrules:\n  - id: r\n    redact: {env: true, exec_commands: true}\n"
+    return Harness(policy=compile_policy(parse_yaml(text, "ro.yaml")))
+
+
+def test_inspect_answers_are_redacted_and_reframed() -> None:
+    """Under a redact rule the client gets Config.Env without values, with a
+    Content-Length that matches the rewritten body."""
+    h = _redacting()
+    h.send(b"GET /containers/web/json HTTP/1.1\r\nHost: d\r\n\r\n")
+    _json_reply(h.upstream, b"200 OK",
+                b'{"Id":"x","Config":{"Env":["PATH=/bin","DB_PASSWORD=hunter2"]}}')
+    head, _, body = h.received().partition(b"\r\n\r\n")
+    assert b"hunter2" not in body
+    assert json.loads(body)["Config"]["Env"] == ["PATH=<redacted>", "DB_PASSWORD=<redacted>"]
+    assert b"content-length: %d\r\n" % len(body) in head.lower() + b"\r\n"
+
+
+def test_an_inspect_answer_that_cannot_be_redacted_is_not_passed_on() -> None:
+    """Not JSON: nothing of it reaches the client, the connection is aborted."""
+    h = _redacting()
+    h.send(b"GET /containers/web/json HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nDB_PASSWORD=hunt")
+    assert b"hunt" not in h.received()
+    assert h.client.disconnecting or h.client.disconnected
+
+
+def test_event_streams_are_redacted_as_they_stream() -> None:
+    """Each event line is sent as soon as it is complete, exec command lines removed,
+    whatever the daemon's chunks split."""
+    h = _redacting()
+    h.send(b"GET /events HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    line = b'{"status":"exec_create: sh -c pw","Action":"exec_create: sh -c pw","Type":"container"}\n'
+    first, second = line[:30], line[30:]
+    h.reply(b"%x\r\n%s\r\n" % (len(first), first))
+    assert b"exec_create" not in h.received()
+    h.reply(b"%x\r\n%s\r\n" % (len(second), second))
+    got = h.received()
+    assert b"sh -c pw" not in got
+    assert b'"Action":"exec_create: <redacted>"' in got
+    start = b'{"status":"start","Type":"container"}\n'
+    h.reply(b"%x\r\n%s\r\n" % (len(start), start))
+    assert h.received().endswith(start + b"\r\n")
