@@ -80,11 +80,15 @@ async def verify_created(
         return f"cannot verify which image the new container of {image} runs"
     prefix = f"/v{version}" if version else ""
     target = prefix + "/containers/" + quote(ident, safe="")
-    status, info = await fetch("GET", target + "/json", None)
-    found = info.get("Image") if status == 200 and isinstance(info, dict) else None
+    found: Any = None
+    try:
+        status, info = await fetch("GET", target + "/json", None)
+        found = info.get("Image") if status == 200 and isinstance(info, dict) else None
+    finally:
+        if found != checked:  # also when the question itself failed
+            await fetch("DELETE", target + "?force=1&v=1", None)
     if found == checked:
         return None
-    await fetch("DELETE", target + "?force=1&v=1", None)
     return (
         f"image {image} changed while the request was checked (checked {checked[:19]}, "
         f"created from {str(found)[:19]}); the container was removed"

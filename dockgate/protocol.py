@@ -1079,7 +1079,8 @@ class ProxyServerProtocol(Protocol):
             return
         x.held, x.bound_image, x.response_started = None, None, False
         upstream, x.upstream = x.upstream, None
-        if upstream is not None:
+        if upstream is not None:  # its answer was read to the end: reusable, as in _finish
+            upstream.resume_reading("client-full")
             self.factory.pool.release(upstream)
         self._refuse(x, Forbidden(refusal, reason="image-changed"))
 

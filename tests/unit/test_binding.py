@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from dockgate.binding import Pending, bind_exec, checked_image, verify_created
 from dockgate.model import CanonicalRequest, Endpoint
 
@@ -92,3 +94,19 @@ def test_starts_wait_for_pending_verifications() -> None:
     assert fired == [0]
     p.end()
     assert fired == [0, 1]
+
+
+def test_a_failed_question_still_removes_the_container() -> None:
+    """If asking the daemon fails outright, the unverified container is removed anyway."""
+
+    class Failing(Daemon):
+        async def __call__(self, method: str, target: str, body: Any) -> tuple[int, Any]:
+            self.calls.append((method, target))
+            if method == "GET":
+                raise ConnectionError("daemon gone")
+            return 204, None
+
+    daemon = Failing(IMG)
+    with pytest.raises(ConnectionError):
+        run(daemon)
+    assert daemon.calls[-1] == ("DELETE", f"/v1.41/containers/{FULL}?force=1&v=1")
