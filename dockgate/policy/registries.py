@@ -45,7 +45,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from dockgate.model import CanonicalRequest
+from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy import spelling
 
 DEFAULT_ALLOW = ("docker.io",)
@@ -285,14 +285,18 @@ class _RuleLike(Protocol):
 
     def applies_to(self, endpoint_id: str) -> bool: ...
 
+    def exempts(self, peer: Peer) -> bool: ...
+
 
 class _PolicyLike(Protocol):
     @property
     def rules(self) -> Sequence[_RuleLike]: ...
 
 
-def allowlists(rules: Iterable[_RuleLike], endpoint_id: str) -> list[RegistryAllowlist]:
-    """The enforcing ``registries`` rules that apply to ``endpoint_id``."""
+def allowlists(
+    rules: Iterable[_RuleLike], endpoint_id: str, peer: Peer | None = None
+) -> list[RegistryAllowlist]:
+    """The enforcing ``registries`` rules that apply to ``endpoint_id`` (and ``peer``)."""
     found: list[RegistryAllowlist] = []
     for rule in rules:
         allowlist = getattr(rule.check, "allowlist", None)
@@ -300,22 +304,27 @@ def allowlists(rules: Iterable[_RuleLike], endpoint_id: str) -> list[RegistryAll
             isinstance(allowlist, RegistryAllowlist)
             and rule.mode == "enforce"
             and rule.applies_to(endpoint_id)
+            and (peer is None or not rule.exempts(peer))
         ):
             found.append(allowlist)
     return found
 
 
 def registry_allowed(
-    policy: _PolicyLike, image_ref: str, endpoint_id: str = "image.build"
+    policy: _PolicyLike,
+    image_ref: str,
+    endpoint_id: str = "image.build",
+    peer: Peer | None = None,
 ) -> str | None:
     """Why ``policy`` refuses the registry of ``image_ref``, or None when every
-    enforcing ``registries`` rule that applies to ``endpoint_id`` allows it.
+    enforcing ``registries`` rule that applies to ``endpoint_id`` allows it
+    (rules that exempt ``peer`` are skipped when a peer is given).
 
     For references dockgate finds outside the request's fields (a Dockerfile's
     ``FROM``): ``scratch`` and references to an earlier build stage never
     reach a registry and are the caller's to skip.
     """
-    for allowlist in allowlists(policy.rules, endpoint_id):
+    for allowlist in allowlists(policy.rules, endpoint_id, peer):
         why = allowlist.ref_refusal("ref", image_ref)
         if why is not None:
             return why

@@ -221,3 +221,13 @@ def test_shipped_profiles_refuse_loopback_registries(name: str) -> None:
     r = req("distribution.inspect", {"name": "127.0.0.1:5000/x"})
     assert not p.decide(r, PEER).allowed
     assert p.decide(req("distribution.inspect", {"name": "busybox"}), PEER).allowed
+
+
+def test_registry_allowed_hook_honours_exemptions() -> None:
+    """With a peer, rules that exempt it are skipped, as in decisions."""
+    text = "name: t\nrules:\n  - id: r\n    exempt: {uids: [0]}\n    registries: {}\n"
+    p = compile_policy(parse_yaml(text, "t.yaml"))
+    root = Peer("main", "unix", "@", uid=0, gid=0)
+    assert registry_allowed(p, "127.0.0.1:1/x", peer=root) is None
+    assert registry_allowed(p, "127.0.0.1:1/x", peer=PEER) is not None
+    assert registry_allowed(p, "127.0.0.1:1/x") is not None
