@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -536,8 +537,26 @@ def test_dangerous_variant_is_denied(
         assert not forwarded, f"mutating requests reached the daemon: {forwarded}"
         if not (case.upload and "broken pipe" in out.stderr):
             break
+    wait_for_endings(pg, mark)
     lines = [line.removeprefix("docker: ") for line in out.stderr.splitlines()]
     assert f"Error response from daemon: {expected}" in lines, out.stderr
+
+
+def wait_for_endings(pg: PolicyGate, mark: int, timeout: float = 15.0) -> None:
+    """Wait until every exchange begun since ``mark`` has its ResponseComplete record.
+
+    A refused request whose body was still coming is drained until the client
+    goes away, so its last record can follow the CLI's exit by a moment; the
+    next test's audit guard must not see it as its own.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = pg.records_since(mark)
+        begun = {r["id"] for r in records if r.get("stage") == "RequestDecided"}
+        ended = {r["id"] for r in records if r.get("stage") == "ResponseComplete"}
+        if begun <= ended:
+            return
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("case", ALLOWED, ids=denial_id)
