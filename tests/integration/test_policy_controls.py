@@ -545,9 +545,9 @@ def test_dangerous_variant_is_denied(
 def wait_for_endings(pg: PolicyGate, mark: int, timeout: float = 15.0) -> None:
     """Wait until every exchange begun since ``mark`` has its ResponseComplete record.
 
-    A refused request whose body was still coming is drained until the client
-    goes away, so its last record can follow the CLI's exit by a moment; the
-    next test's audit guard must not see it as its own.
+    A refused exchange's last record can reach the log a moment after the CLI
+    exits (seen once with `docker pull`); the next test's audit guard must not
+    see it as its own.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
