@@ -15,6 +15,13 @@ disagree:
 * duplicate keys (Go's last-wins, but case-insensitively for struct fields,
   see ``canonicalise`` in ``validation``).
 
+Cost is bounded by size and shape: nesting deeper than the interpreter's
+recursion limit (about a thousand levels; Docker's bodies nest fewer than
+ten) is refused as "nested too deeply", and a value with more than
+``MAX_KEYS`` object members is refused (413) as soon as the decoder reaches
+the member past the limit: every member costs a ``Pairs`` entry here and a
+schema lookup later, several times what the same bytes cost as a string.
+
 Objects are decoded as ``Pairs`` (a list of key/value tuples) so that no
 duplicate is lost before the schema walker sees it.  ``dumps`` emits the one
 canonical serialisation: sorted keys, no whitespace, ASCII only.
@@ -26,7 +33,7 @@ import json
 import re
 from typing import Any
 
-from dockgate.errors import BadRequest
+from dockgate.errors import BadRequest, BodyTooLarge
 
 
 class Pairs(list[tuple[str, Any]]):
@@ -35,7 +42,17 @@ class Pairs(list[tuple[str, Any]]):
     __slots__ = ()
 
 
+MAX_KEYS = 20000
+"""Most object members one JSON value may have, over all its objects."""
+
+_members = [0]
+"""Members decoded so far by the current ``loads`` (the reactor decodes one at a time)."""
+
+
 def _pairs_hook(pairs: list[tuple[str, Any]]) -> Pairs:
+    _members[0] += len(pairs)
+    if _members[0] > MAX_KEYS:
+        raise BodyTooLarge(f"JSON value has more than {MAX_KEYS} object members")
     return Pairs(pairs)
 
 
@@ -71,6 +88,7 @@ def loads(data: bytes | str, what: str = "JSON body") -> Any:
     """Decode exactly one JSON value; objects come back as ``Pairs``."""
     text = decode_text(data, what) if isinstance(data, bytes) else data
     start = len(text) - len(text.lstrip(_WS))
+    _members[0] = 0
     try:
         value, end = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError as e:

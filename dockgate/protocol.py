@@ -63,7 +63,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate import wire, writethrough
+from dockgate import binding, redact, wire, writethrough
 from dockgate.admission import admit_body, admit_head_memo
 from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide, decide_memo
@@ -126,6 +126,10 @@ def _list_filter(kind: str, tenant: Tenant) -> Callable[[Any], Any]:
         return filter_list(kind, value if isinstance(value, list) else [], tenant)
 
     return keep_own
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 _WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
@@ -283,6 +287,13 @@ class Exchange:
     quota_lock: DeferredLock | None = None
     events: EventScope | None = None
     """A tenant's /events stream, filtered line by line (``event_scope``)."""
+    redactions: list[redact.Redaction] = field(default_factory=list)
+    """The policy's ``redact`` rules for this request's answer (``redact``)."""
+    redactor: redact.EventRedactor | None = None
+    """Rewrites an /events stream line by line (``redact.EventRedactor``)."""
+    bound_image: str | None = None
+    """The image id a create's decision read; the created container must run it
+    (``binding.verify_created``)."""
 
 
 class ProxyServerFactory(ServerFactory):
@@ -660,6 +671,14 @@ class ProxyServerProtocol(Protocol):
         image's user); reading from the client stays paused meanwhile.  With
         no tenants and no lookups it completes at once.
         """
+        assert x.request is not None
+        if x.request.endpoint.id in binding.STARTS and binding.PENDING.count:
+            # A container being verified must not run before the verdict.
+            x.waiting = True
+            assert self.gate is not None
+            self.gate.hold("prepare")
+            binding.PENDING.wait().addCallback(lambda _: self._after_bindings(x))
+            return
         if self.settings.tenants is None or self.settings.tenants() is None:
             # The common case needs no daemon lookups: decide at once,
             # without a coroutine and Deferred per request.
@@ -677,6 +696,14 @@ class ProxyServerProtocol(Protocol):
         d = Deferred.fromCoroutine(self._prepare(x))
         d.addCallbacks(self._prepared, self._prepare_failed, callbackArgs=(x,), errbackArgs=(x,))
         d.addErrback(self._unexpected)
+
+    def _after_bindings(self, x: Exchange) -> None:
+        """No create is being verified any more: carry on with ``x`` (a start)."""
+        if self.closed or self.exchange is not x:
+            return
+        x.waiting = False
+        self._release_gate("prepare")
+        self._decide_and_forward(x)  # waits again if another began meanwhile
 
     async def _prepare(self, x: Exchange) -> tuple[Policy, DecisionContext | None]:
         policy = self.settings.policy()
@@ -707,6 +734,13 @@ class ProxyServerProtocol(Protocol):
                 found = value["Config"].get("User")
                 user = found if isinstance(found, str) else ""
             context = DecisionContext(default_user=user)
+            # Bind the decision to what it read (``binding``).
+            if x.request.endpoint.id == "exec.create":
+                x.request = binding.bind_exec(x.request, value)
+            else:
+                x.bound_image = binding.checked_image(value)
+                if x.bound_image is None:
+                    context = DecisionContext(default_user=None)  # unknown: root
         return policy, context
 
     async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
@@ -766,6 +800,8 @@ class ProxyServerProtocol(Protocol):
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
+        if x.request.endpoint.id in redact.ENDPOINTS:
+            x.redactions = redact.rules_for(policy, x.request, self.peer)
         if not self._emit(x, "RequestDecided"):
             # Fail closed: what cannot be recorded is not forwarded.
             x.decision = None
@@ -906,6 +942,16 @@ class ProxyServerProtocol(Protocol):
             return
         if isinstance(event, Body):
             x.bytes_out += len(event.data)
+            if x.redactor is not None:
+                try:
+                    data = x.redactor.feed(event.data)
+                except ValueError as e:
+                    x.error = str(e)
+                    self._abort()
+                    return
+                if not data:
+                    return
+                event = Body(data)
             if x.held is not None:
                 x.held_body += event.data
                 if len(x.held_body) > _MAX_HELD:
@@ -920,6 +966,15 @@ class ProxyServerProtocol(Protocol):
             self._send_client(*self.writer.data(event.data))
             return
         if isinstance(event, End):
+            if x.redactor is not None:
+                rest = x.redactor.finish()
+                if rest and x.events is not None:
+                    x.events.feed(rest)
+                elif rest:
+                    self._send_client(*self.writer.data(rest))
+            if x.held is not None and x.bound_image is not None:
+                self._verify_binding(x)
+                return
             if x.held is not None:
                 self._send_held(x)
             if x.events is not None:
@@ -952,17 +1007,51 @@ class ProxyServerProtocol(Protocol):
         if tenant is not None and not tenant.admin and x.request.endpoint.id == "system.events":
             self._scope_events(x, tenant)
         transform = self._response_transform(x, event.status, facts.json)
+        forwarded = facts.forwarded
+        if x.redactions and 200 <= event.status < 300:
+            transform, forwarded = self._redaction(x, transform, facts)
+        if transform is None and x.bound_image is not None and event.status == 201:
+            transform = _same  # held until ``_verify_binding`` has checked it
+        elif x.bound_image is not None and event.status != 201:
+            x.bound_image = None  # nothing was created
         if transform is not None:
             x.held = (event.status, event.reason, facts.headers)
             x.transform = transform
             return
-        self._send_client(self._response_head(x, event.status, event.reason, facts.forwarded))
+        self._send_client(self._response_head(x, event.status, event.reason, forwarded))
         # A body the client gets in the daemon's own framing is passed on as it
-        # comes, its framing scanned but not taken apart (``ResponseReader.relay``).
+        # comes, its framing scanned but not taken apart (``ResponseReader.relay``);
+        # never one that is filtered or redacted as it streams.
         conn = x.upstream
-        if conn is not None and x.events is None and self.writer.relays(
-                conn.reader.framing, conn.reader.body_left):
+        if conn is not None and x.events is None and x.redactor is None \
+                and self.writer.relays(conn.reader.framing, conn.reader.body_left):
             conn.reader.relay()
+
+    def _redaction(
+        self, x: Exchange, transform: Callable[[Any], Any] | None, facts: ResponseFacts
+    ) -> tuple[Callable[[Any], Any] | None, tuple[tuple[bytes, bytes], ...]]:
+        """Add the policy's ``redact`` rules to how this answer is rewritten.
+
+        /events streams through an ``EventRedactor`` (its rewritten lines
+        change the length, so no Content-Length is passed on); a JSON answer
+        is held and rewritten whole, after any other rewrite.
+        """
+        assert x.request is not None
+        eid = x.request.endpoint.id
+        if eid == "system.events":
+            if any(r.exec_commands for r in x.redactions):
+                x.redactor = redact.EventRedactor(x.redactions)
+                kept = tuple((n, v) for n, v in facts.forwarded if n.lower() != b"content-length")
+                return transform, kept
+            return transform, facts.forwarded
+        extra = redact.transform(x.redactions, eid)  # whatever its Content-Type says
+        if extra is None:
+            return transform, facts.forwarded
+        x.must_filter = True  # an answer that cannot be read is not passed on
+        if transform is None:
+            return extra, facts.forwarded
+        first = transform
+        return (lambda value: extra(first(value))), facts.forwarded
 
     def _send_held(self, x: Exchange) -> None:
         """Send a held JSON response, rewritten by the exchange's transform.
@@ -986,6 +1075,38 @@ class ProxyServerProtocol(Protocol):
         out = [*wire.end_to_end(headers), (b"Content-Length", b"%d" % len(body))]
         x.held = None
         self._send_client(self._response_head(x, status, reason, out), *self.writer.data(body))
+
+    def _verify_binding(self, x: Exchange) -> None:
+        """The create's answer is held: check the new container runs the checked image."""
+        assert x.request is not None and x.bound_image is not None
+        body = x.request.body
+        image = str(body.get("Image")) if isinstance(body, dict) else "?"
+        binding.PENDING.begin()
+        d = Deferred.fromCoroutine(
+            binding.verify_created(
+                bytes(x.held_body), image, x.bound_image, x.request.version, self._fetch
+            )
+        )
+        d.addBoth(self._binding_verified, x)
+        d.addErrback(self._unexpected)
+
+    def _binding_verified(self, refusal: str | Failure | None, x: Exchange) -> None:
+        binding.PENDING.end()
+        if isinstance(refusal, Failure):
+            self.log.failure("verifying a create failed", refusal)
+            refusal = "cannot verify the new container's image"
+        if self.closed or self.exchange is not x:
+            return
+        if refusal is None:
+            self._send_held(x)
+            self._end_response(x)
+            return
+        x.held, x.bound_image, x.response_started = None, None, False
+        upstream, x.upstream = x.upstream, None
+        if upstream is not None:  # its answer was read to the end: reusable, as in _finish
+            upstream.resume_reading("client-full")
+            self.factory.pool.release(upstream)
+        self._refuse(x, Forbidden(refusal, reason="image-changed"))
 
     def _response_transform(
         self, x: Exchange, status: int, json_body: bool

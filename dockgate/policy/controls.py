@@ -21,6 +21,8 @@ from typing import Any
 from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
 from dockgate.policy.facts import Facts
+from dockgate.policy.registries import RegistryAllowlist
+from dockgate.redact import Redaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -692,6 +694,40 @@ def resources(cfg: Mapping[str, Any]) -> Check:
     return check
 
 
+# -- registries -----------------------------------------------------------------
+
+
+class RegistriesControl:
+    """Registry hosts the daemon may be made to contact (``policy.registries``).
+
+    A callable object rather than a closure so that ``registries.registry_allowed``
+    can find the compiled allowlist on the rule (for a Dockerfile's ``FROM``).
+    """
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.allowlist = RegistryAllowlist(cfg)
+
+    def __call__(self, facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
+        return [Finding(f, why) for f, why in self.allowlist.refusals(req)]
+
+
+# -- redact ---------------------------------------------------------------------
+
+
+class RedactControl:
+    """What the answers to a request may show (``dockgate.redact``); never a finding.
+
+    The rule's compiled ``redaction`` is read by the response path
+    (``redact.rules_for``), with the rule's ``applies_to`` and ``exempt``.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        self.redaction = Redaction(cfg)
+
+    def __call__(self, facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
+        return []
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "endpoints": endpoints,
     "privileged": privileged,
@@ -713,5 +749,7 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "user": user,
     "images": images,
     "resources": resources,
+    "registries": RegistriesControl,
+    "redact": RedactControl,
 }
 """Control name (as in the policy file) → builder.  Must list every key of ``schema.CONTROLS``."""

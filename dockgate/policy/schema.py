@@ -94,6 +94,8 @@ CONTROLS: dict[str, dict[str, Any]] = {
     ),
     "user": _obj(non_root=_bool, require_numeric=_bool, allow_root_group=_bool),
     "images": _obj(allow=_globs, deny=_globs, allow_import=_bool),
+    "registries": _obj(allow=_globs),
+    "redact": _obj(env=_bool, env_names=_globs, exec_commands=_bool),
     "resources": _obj(
         require={"type": "array", "items": {"enum": ["memory", "cpu", "pids"]}},
         max=_obj(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,12 @@ class Allowed:
     expect: str
     covers: tuple[str, ...]
     prefix: bool = False
+
+
+LOOPBACK_REGISTRY = (
+    "query.fromImage registry 127.0.0.1:1 is a loopback address; it is allowed only when "
+    "the policy's registries list names it exactly"
+)
 
 
 def run(*flags: str) -> tuple[str, ...]:
@@ -364,6 +371,9 @@ DENIALS = [
     Denial("plugin-ls", R, ("plugin", "ls"), "escalation-endpoints", endpoint("plugin.list")),
     Denial("import", R, ("import", "{file}", "dgpol-import:x"), "no-image-import",
            "query.fromSrc imports an image the allowlist cannot check", upload=True),
+    # -- registries: the daemon would connect to a host loopback port ------------------
+    Denial("pull-loopback", B, ("pull", "127.0.0.1:1/x"), "registries", LOOPBACK_REGISTRY),
+    Denial("pull-loopback-r", R, ("pull", "127.0.0.1:1/x"), "registries", LOOPBACK_REGISTRY),
 ]  # fmt: skip
 
 ALLOWED = [
@@ -527,8 +537,26 @@ def test_dangerous_variant_is_denied(
         assert not forwarded, f"mutating requests reached the daemon: {forwarded}"
         if not (case.upload and "broken pipe" in out.stderr):
             break
+    wait_for_endings(pg, mark)
     lines = [line.removeprefix("docker: ") for line in out.stderr.splitlines()]
     assert f"Error response from daemon: {expected}" in lines, out.stderr
+
+
+def wait_for_endings(pg: PolicyGate, mark: int, timeout: float = 15.0) -> None:
+    """Wait until every exchange begun since ``mark`` has its ResponseComplete record.
+
+    A refused exchange's last record can reach the log a moment after the CLI
+    exits (seen once with `docker pull`); the next test's audit guard must not
+    see it as its own.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = pg.records_since(mark)
+        begun = {r["id"] for r in records if r.get("stage") == "RequestDecided"}
+        ended = {r["id"] for r in records if r.get("stage") == "ResponseComplete"}
+        if begun <= ended:
+            return
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("case", ALLOWED, ids=denial_id)
@@ -655,6 +683,10 @@ def test_swarm_init_is_denied_by_policy(
 SPECIAL_COVERS = {
     (B, "no-host-namespaces"),  # test_private_namespaces_are_not_the_hosts
     (B, "shared-namespaces"),  # test_joining_another_container_only_warns_under_baseline
+    # test_read_side.py: test_docker_hub_passes_the_registry_rule (these daemons have
+    # no network, so no registry request can succeed end to end)
+    (B, "registries"),
+    (R, "registries"),
 }
 
 

@@ -6,7 +6,16 @@ import h11
 import pytest
 
 from dockgate.errors import BadRequest, DockgateError, HeadTooLarge
-from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
+from dockgate.http1_server import (
+    FREE_CHUNKS,
+    MIN_CHUNK_AVERAGE,
+    PAUSED,
+    Body,
+    End,
+    Request,
+    RequestReader,
+    ResponseWriter,
+)
 
 
 def events(data: bytes, step: int | None = None, eof: bool = False) -> tuple[RequestReader, list[object]]:
@@ -275,3 +284,46 @@ def test_repeated_response_heads_are_framed_for_each_request() -> None:
                 with pytest.raises(ValueError):
                     writer.data(b"x")
             assert writer.keep_alive == (kw["keep_alive"] and not kw["http10"])
+
+
+CHUNKED_HEAD = b"POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def chunked(pieces: list[bytes]) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+
+
+def test_one_byte_chunks_are_refused_early_with_413() -> None:
+    """A 1 MB body sent as 1-byte chunks is refused (413) after a bounded number of
+    chunks, long before the body is read: the chunks a body may use grow with its size."""
+    reader = RequestReader(8192)
+    reader.feed(CHUNKED_HEAD)
+    assert isinstance(reader.next_event(), Request)
+    one = b"1\r\nx\r\n"
+    fed = 0
+    with pytest.raises(DockgateError) as caught:
+        for _ in range(1 << 20):
+            reader.feed(one * 64)
+            fed += 64
+            while (event := reader.next_event()) is not None:
+                assert isinstance(event, Body)
+    assert caught.value.status == 413
+    assert "chunks" in str(caught.value)
+    limit = FREE_CHUNKS + FREE_CHUNKS // (MIN_CHUNK_AVERAGE - 1) + 64
+    assert fed <= limit + 64
+
+
+def test_many_chunks_of_ordinary_size_are_read() -> None:
+    """A stream of 20000 chunks of 100 bytes (tar headers, small writes) passes whole."""
+    data = [bytes([65 + i % 26]) * 100 for i in range(20000)]
+    _, out = events(CHUNKED_HEAD + chunked(data), step=65536)
+    assert shape(out) == ["POST /containers/create", b"".join(data), "end"]
+
+
+def test_chunks_in_one_read_are_one_event() -> None:
+    """However many chunks one read holds, the reader makes one body event of them."""
+    data = [b"ab"] * 1000
+    _, out = events(CHUNKED_HEAD + chunked(data))
+    bodies = [e for e in out if isinstance(e, Body)]
+    assert len(bodies) == 1 and bodies[0].data == b"ab" * 1000
+    assert isinstance(out[-1], End)

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dockgate.admission import ApiContext, admit_body, admit_head
-from dockgate.errors import BadRequest
-from dockgate.jsonstrict import Pairs, dumps, go_fold, loads, plain
+from dockgate.errors import BadRequest, DockgateError
+from dockgate.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, plain
 from dockgate.validation import SchemaSet
 
 CTX = ApiContext("1.51")
@@ -261,3 +261,17 @@ def test_lifted_bodies_leave_nothing_at_top_level(
     host = {go_fold(f) for f in _HOST_FIELDS}
     assert not [k for k in got if go_fold(k) in host]
     assert create(dumps(got)) == got
+
+
+def test_object_members_are_bounded() -> None:
+    """A value with more than MAX_KEYS members over all its objects is refused (413),
+    however it spreads them; each loads counts afresh."""
+    flat = b"{" + b",".join(b'"k%d":1' % i for i in range(MAX_KEYS + 1)) + b"}"
+    spread = b"[" + b",".join([b'{"a":1,"b":2}'] * (MAX_KEYS // 2 + 1)) + b"]"
+    for body in (flat, spread):
+        with pytest.raises(DockgateError) as caught:
+            loads(body)
+        assert caught.value.status == 413
+    at_limit = b"{" + b",".join(b'"k%d":1' % i for i in range(MAX_KEYS)) + b"}"
+    for _ in range(2):  # the count starts afresh with each value
+        assert len(loads(at_limit)) == MAX_KEYS

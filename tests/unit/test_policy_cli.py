@@ -44,7 +44,8 @@ def test_every_enforce_rule_of_every_profile_is_exercised() -> None:
         for case in doc.data["cases"]:
             ev = policy.evaluate(request_from(case["request"]), peer_from(case.get("peer")))
             fired |= {f.rule for f in ev.findings}
-        missing = {r.id for r in policy.rules} - fired
+        # redact rules shape answers and never find anything in a request
+        missing = {r.id for r in policy.rules if r.control != "redact"} - fired
         assert not missing, f"{path.name}: rules never exercised: {sorted(missing)}"
 
 

@@ -22,6 +22,8 @@ from dockgate.admission import ApiContext
 from dockgate.audit import flat_record
 from dockgate.decision import AllowAll
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
+from dockgate.policy.rules import compile_policy
+from dockgate.policy.source import parse_yaml
 from dockgate.protocol import ProxyServerFactory, ProxyServerProtocol
 from dockgate.server import ProxySettings
 from dockgate.tenancy import OWNER_LABEL, Tenant, TenantMap
@@ -94,6 +96,7 @@ class Harness:
         self.endpoint = _Endpoint()
         self.audit = _Audit()
         pol = policy or AllowAll()
+        self.policy = pol
         self.settings = ProxySettings(
             upstream=self.endpoint,  # type: ignore[arg-type]
             policy=lambda: pol,
@@ -424,10 +427,73 @@ def test_the_image_default_user_is_looked_up_before_deciding() -> None:
         b"GET /images/docker.io/library/dgtest:latest/json HTTP/1.1\r\n"
     )
     assert len(h.endpoint.connections) == 1, "nothing of the create was forwarded yet"
-    info = b'{"Config":{"User":"1000"}}'
+    info = b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG
     lookup.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(info), info))
     assert policy.contexts[-1].default_user == "1000"
     assert b"POST /containers/create" in h.upstream_sent()
+
+
+_IMG = b"sha256:" + b"b" * 64
+_CID = b"c" * 64
+
+
+def _json_reply(conn: Any, status: bytes, value: bytes) -> None:
+    conn.dataReceived(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (status, len(value), value))
+
+
+def _created_from(image: bytes) -> Harness:
+    """A create decided on image _IMG's user, answered 201, verified against ``image``."""
+    h = Harness(policy=_NeedsUser())
+    h.send(_create({"Image": "app:1"}))
+    _json_reply(h.endpoint.connections[0], b"200 OK",
+                b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG)
+    _json_reply(h.upstream, b"201 Created", b'{"Id":"%s","Warnings":[]}' % _CID)
+    assert h.received() == b"", "the create's answer is held until verified"
+    verify = h.endpoint.connections[-1]
+    assert b"GET /containers/%s/json" % _CID in h.upstream_sent()
+    _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, image))
+    return h
+
+
+def test_a_start_waits_while_a_create_is_being_verified() -> None:
+    """Between a create and its verification no container can be started (it could be
+    the unverified one, started by a name the client chose): a start on another
+    connection is forwarded only once the verification has ended."""
+    h = Harness(policy=_NeedsUser())
+    h.send(_create({"Image": "app:1"}))
+    _json_reply(h.endpoint.connections[0], b"200 OK",
+                b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG)
+    _json_reply(h.upstream, b"201 Created", b'{"Id":"%s","Warnings":[]}' % _CID)
+    verify = h.endpoint.connections[-1]
+    other = h.factory.buildProtocol(None)
+    other_client = HalfCloseTransport()
+    other.makeConnection(other_client)
+    other.dataReceived(b"POST /containers/web/start HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert other_client.value() == b"", "the start was decided during the verification"
+    assert len(h.policy.contexts) == 1  # the create's decision only
+    _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, _IMG))
+    assert len(h.policy.contexts) == 2, "the start is decided once the verification ended"
+    assert other_client.value().startswith(b"HTTP/1.1 ")
+
+
+def test_a_create_from_the_checked_image_is_answered() -> None:
+    """The new container runs the image whose user was checked: the client gets the 201."""
+    h = _created_from(_IMG)
+    status, body = _status_and_json(h.received())
+    assert status == 201 and body["Id"] == _CID.decode()
+    assert b"DELETE" not in h.upstream_sent()
+
+
+def test_a_create_from_a_swapped_tag_is_removed_and_refused() -> None:
+    """The tag moved between the check and the create: dockgate removes the container
+    and answers 403, naming both images."""
+    h = _created_from(b"sha256:" + b"d" * 64)
+    assert b"DELETE /containers/%s?force=1&v=1" % _CID in h.upstream_sent()
+    h.endpoint.connections[-1].dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+    status, body = _status_and_json(h.received())
+    assert status == 403
+    assert body["message"].startswith("dockgate: image app:1 changed while the request was checked")
 
 
 def test_an_unknown_default_user_counts_as_root() -> None:
@@ -683,3 +749,49 @@ def test_a_chunked_body_to_an_http10_client_is_still_reframed() -> None:
     h.reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n")
     assert h.received().endswith(b"\r\n\r\n[1,2]")
+
+def _redacting() -> Harness:
+    text = "name: ro\nrules:\n  - id: r\n    redact: {env: true, exec_commands: true}\n"
+    return Harness(policy=compile_policy(parse_yaml(text, "ro.yaml")))
+
+
+def test_inspect_answers_are_redacted_and_reframed() -> None:
+    """Under a redact rule the client gets Config.Env without values, with a
+    Content-Length that matches the rewritten body."""
+    h = _redacting()
+    h.send(b"GET /containers/web/json HTTP/1.1\r\nHost: d\r\n\r\n")
+    _json_reply(h.upstream, b"200 OK",
+                b'{"Id":"x","Config":{"Env":["PATH=/bin","DB_PASSWORD=hunter2"]}}')
+    head, _, body = h.received().partition(b"\r\n\r\n")
+    assert b"hunter2" not in body
+    assert json.loads(body)["Config"]["Env"] == ["PATH=<redacted>", "DB_PASSWORD=<redacted>"]
+    assert b"content-length: %d\r\n" % len(body) in head.lower() + b"\r\n"
+
+
+def test_an_inspect_answer_that_cannot_be_redacted_is_not_passed_on() -> None:
+    """Not JSON: nothing of it reaches the client, the connection is aborted."""
+    h = _redacting()
+    h.send(b"GET /containers/web/json HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\nDB_PASSWORD=hunt")
+    assert b"hunt" not in h.received()
+    assert h.client.disconnecting or h.client.disconnected
+
+
+def test_event_streams_are_redacted_as_they_stream() -> None:
+    """Each event line is sent as soon as it is complete, exec command lines removed,
+    whatever the daemon's chunks split."""
+    h = _redacting()
+    h.send(b"GET /events HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    line = b'{"status":"exec_create: sh -c pw","Action":"exec_create: sh -c pw","Type":"container"}\n'
+    first, second = line[:30], line[30:]
+    h.reply(b"%x\r\n%s\r\n" % (len(first), first))
+    assert b"exec_create" not in h.received()
+    h.reply(b"%x\r\n%s\r\n" % (len(second), second))
+    got = h.received()
+    assert b"sh -c pw" not in got
+    assert b'"Action":"exec_create: <redacted>"' in got
+    start = b'{"status":"start","Type":"container"}\n'
+    h.reply(b"%x\r\n%s\r\n" % (len(start), start))
+    assert h.received().endswith(start + b"\r\n")

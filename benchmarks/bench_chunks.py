@@ -1,0 +1,207 @@
+"""Benchmark: /_ping latency for one client while others send bodies as 1-byte chunks.
+
+Issue 21 measured a 1 MB JSON body sent as 1-byte chunks (6 MB on the wire)
+costing dockgate 3 s of CPU, and four such clients stalling everyone else
+(a /_ping took 591 ms).  Chunks beyond ``http1_server.FREE_CHUNKS`` must now
+average ``MIN_CHUNK_AVERAGE`` bytes, so such a client is refused (413) after
+a few thousand chunks, and the chunks of one read are one body event.
+
+No daemon is needed: the request side is what is measured, so a small
+stand-in daemon on a unix socket answers every request with 200 (reading the
+body first).  dockgate runs in front of it as ``python -m dockgate serve``
+with policies/privileged.yaml and no audit log.
+
+    python benchmarks/bench_chunks.py [--attackers 4] [--seconds 5]
+
+Prints /_ping p50/p99/max with no load and under the attack, the attack
+requests dockgate answered, and dockgate's CPU seconds per attack request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _fixtures import cpu_seconds
+
+ROOT = Path(__file__).resolve().parent.parent
+PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"
+OK = (b"HTTP/1.1 200 OK\r\nApi-Version: 1.51\r\nContent-Type: text/plain\r\n"
+      b"Content-Length: 2\r\n\r\nOK")
+
+
+def _daemon_conn(conn: socket.socket) -> None:
+    """Answer each request with 200 OK once its head (and any body) has arrived."""
+    buf = b""
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            lower = head.lower()
+            if b"transfer-encoding: chunked" in lower:
+                while not buf.endswith(b"0\r\n\r\n"):
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = b""
+            elif b"content-length:" in lower:
+                n = int(lower.split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(buf) < n:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                buf = buf[n:]
+            conn.sendall(OK)
+    except OSError:
+        return
+    finally:
+        conn.close()
+
+
+def stand_in_daemon(path: str) -> socket.socket:
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(64)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=_daemon_conn, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def connect(path: str) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+def pings(path: str, seconds: float) -> list[float]:
+    """Latencies of /_ping back to back on one keep-alive connection (1 ms apart)."""
+    out: list[float] = []
+    s = connect(path)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        s.sendall(PING)
+        got = b""
+        while not got.endswith(b"OK"):
+            data = s.recv(4096)
+            if not data:
+                raise RuntimeError("dockgate closed the ping connection")
+            got += data
+        out.append(time.perf_counter() - t0)
+        time.sleep(0.001)
+    s.close()
+    return out
+
+
+def attacker(path: str, stop: Any, answered: Any) -> None:
+    """Send 1 MB JSON bodies as 1-byte chunks, again and again, reading each answer.
+
+    Runs in a process of its own, so that the clients' work does not hold the
+    GIL of the thread timing the pings.
+    """
+    head = (b"POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+    body = b'{"Image":"x","Labels":{"a":"' + b"b" * ((1 << 20) - 30) + b'"}}'
+    wire = b"".join(b"1\r\n%c\r\n" % c for c in body) + b"0\r\n\r\n"
+    while not stop.is_set():
+        s = connect(path)
+        s.settimeout(30)
+        try:
+            s.sendall(head)
+            for i in range(0, len(wire), 65536):
+                if stop.is_set():
+                    break
+                s.sendall(wire[i:i + 65536])
+        except OSError:
+            pass  # refused and closed mid-body: the expected outcome
+        try:
+            if s.recv(4096):
+                with answered.get_lock():
+                    answered.value += 1
+        except OSError:
+            pass
+        s.close()
+
+
+def summary(name: str, lat: list[float]) -> str:
+    lat = sorted(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return (f"{name:<28} n={len(lat):<6} p50={statistics.median(lat) * 1e3:7.2f} ms  "
+            f"p99={p99 * 1e3:7.2f} ms  max={lat[-1] * 1e3:7.2f} ms")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--attackers", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dgchunks-") as tmp:
+        daemon_sock, gate_sock = os.path.join(tmp, "d.sock"), os.path.join(tmp, "g.sock")
+        srv = stand_in_daemon(daemon_sock)
+        gate = subprocess.Popen(
+            [sys.executable, "-m", "dockgate", "serve", "--listen", f"unix:{gate_sock}",
+             "--upstream", f"unix:{daemon_sock}",
+             "--policy", str(ROOT / "policies/privileged.yaml")],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not os.path.exists(gate_sock):
+                if time.monotonic() > deadline or gate.poll() is not None:
+                    raise RuntimeError("dockgate did not start")
+                time.sleep(0.05)
+            pings(gate_sock, 0.5)  # warm up
+            quiet = pings(gate_sock, args.seconds)
+            stop, answered = multiprocessing.Event(), multiprocessing.Value("i", 0)
+            procs = [multiprocessing.Process(target=attacker, args=(gate_sock, stop, answered),
+                                             daemon=True) for _ in range(args.attackers)]
+            cpu0 = cpu_seconds(gate.pid)
+            for proc in procs:
+                proc.start()
+            loaded = pings(gate_sock, args.seconds)
+            stop.set()
+            for proc in procs:
+                proc.join(timeout=60)
+            cpu = cpu_seconds(gate.pid) - cpu0
+            print(summary("/_ping, quiet", quiet))
+            print(summary(f"/_ping, {args.attackers} chunk attackers", loaded))
+            n = answered.value
+            per = f"{cpu / n:.4f} s" if n else "n/a"
+            print(f"attack requests answered: {n}; dockgate CPU {cpu:.2f} s "
+                  f"({per} per attack request)")
+        finally:
+            gate.terminate()
+            gate.wait(timeout=15)
+            srv.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

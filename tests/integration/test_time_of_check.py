@@ -1,0 +1,250 @@
+"""Issue 21 item 4: decisions bind to what was checked (time of check, time of use).
+
+Under restricted an empty ``User`` means the image's user, which dockgate reads
+from the daemon before it decides.  A concurrent ``POST /images/{name}/tag``
+can move the tag onto a root-user image between that read and the create.
+These tests race tag swaps (and renames, for exec) against requests through
+restricted, many times within a bound, and ask the daemon what was created.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from support import unixhttp
+from support.engines import IMAGE, Engine, unique
+from support.policygate import PolicyGate, policy_audit_guard, policy_gates
+
+pytestmark = pytest.mark.engine
+_ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
+
+HOST_CONFIG = {
+    "NetworkMode": "none",
+    "CapDrop": ["ALL"],
+    "SecurityOpt": ["no-new-privileges"],
+    "Memory": 64 << 20,
+    "NanoCpus": 500_000_000,
+    "PidsLimit": 64,
+}
+ROUNDS = 30
+SECONDS = 60.0
+
+
+def call(sock: str, method: str, target: str, body: object = None) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    status, raw = unixhttp.request(sock, method, target, data, timeout=60)
+    try:
+        return status, json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return status, raw
+
+
+def nonroot_image(engine: Engine, name: str) -> str:
+    """Commit ``IMAGE`` with ``USER 1000:1000`` as ``name`` on the daemon; its id."""
+    sock = engine.daemon_socket
+    status, made = call(sock, "POST", "/containers/create", {"Image": IMAGE, "Cmd": ["true"],
+                                                            "HostConfig": {"NetworkMode": "none"}})
+    assert status == 201, made
+    assert isinstance(made, dict)
+    repo, tag = name.split(":")
+    changes = quote('USER 1000:1000')
+    status, committed = call(sock, "POST", f"/commit?container={made['Id']}&repo={repo}&tag={tag}"
+                             f"&changes={changes}")
+    assert status == 201, committed
+    call(sock, "DELETE", f"/containers/{made['Id']}?force=1")
+    return image_id(engine, name)
+
+
+def image_id(engine: Engine, name: str) -> str:
+    status, info = call(engine.daemon_socket, "GET", f"/images/{name}/json")
+    assert status == 200 and isinstance(info, dict), info
+    return str(info["Id"])
+
+
+class Swapper:
+    """Moves ``repo:tag`` between two images on the daemon, as fast as it can."""
+
+    def __init__(self, engine: Engine, ref: str, ids: tuple[str, str]) -> None:
+        self.sock, self.ids = engine.daemon_socket, ids
+        self.repo, self.tag = ref.split(":")
+        self.stop = threading.Event()
+        self.swaps = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for ident in self.ids:
+                call(self.sock, "POST", f"/images/{ident}/tag?repo={self.repo}&tag={self.tag}")
+                self.swaps += 1
+
+    def __enter__(self) -> Swapper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def images(engine: Engine) -> Iterator[tuple[str, str, str]]:
+    """(``race:<unique>`` reference, root image id, non-root image id)."""
+    tag = unique("t")
+    ref = f"race:{tag}"
+    nonroot = nonroot_image(engine, f"racenr:{tag}")
+    root = image_id(engine, IMAGE)
+    call(engine.daemon_socket, "POST", f"/images/{nonroot}/tag?repo=race&tag={tag}")
+    yield ref, root, nonroot
+
+
+def create_body(ref: str) -> dict[str, object]:
+    return {"Image": ref, "Cmd": ["true"], "HostConfig": HOST_CONFIG}
+
+
+@pytest.mark.allow_refusals
+def test_tag_swap_never_wins_a_create_under_restricted(
+    engine: Engine,
+    images: tuple[str, str, str],
+    policy_gates: dict[tuple[str, str], PolicyGate],
+) -> None:
+    """While a tag moves between a root and a non-root image, creates of that tag
+    directly make containers from both images (the race is live at the daemon);
+    through restricted, every container the daemon holds afterwards runs the
+    non-root image: creates that raced were refused (and any container the
+    race made was removed), and some creates succeeded."""
+    ref, root, nonroot = images
+    prefix = unique("race")
+    seen: set[str] = set()
+    with Swapper(engine, ref, (root, nonroot)):
+        deadline = time.monotonic() + SECONDS
+        for i in range(ROUNDS):
+            status, made = call(engine.daemon_socket, "POST",
+                                f"/containers/create?name={prefix}-d{i}", create_body(ref))
+            assert status == 201, made
+            assert isinstance(made, dict)
+            _, info = call(engine.daemon_socket, "GET", f"/containers/{made['Id']}/json")
+            assert isinstance(info, dict)
+            seen.add(str(info["Image"]))
+            if seen == {root, nonroot} or time.monotonic() > deadline:
+                break
+    assert root in seen, "the tag swap never won directly: the test shows nothing"
+
+    pg = policy_gates[(engine.name, "restricted")]
+    statuses: list[int] = []
+    with Swapper(engine, ref, (root, nonroot)) as swapper:
+        deadline = time.monotonic() + SECONDS
+        for i in range(ROUNDS):
+            status, answer = call(pg.socket, "POST", f"/v1.41/containers/create?name={prefix}-g{i}",
+                                  create_body(ref))
+            assert status in (201, 403), answer
+            statuses.append(status)
+            if time.monotonic() > deadline:
+                break
+    assert swapper.swaps > len(statuses)
+    _, listed = call(engine.daemon_socket, "GET",
+                     "/containers/json?all=1&filters=" + quote(json.dumps({"name": [prefix + "-g"]})))
+    assert isinstance(listed, list)
+    created = [str(c["Id"]) for c in listed]
+    assert len(created) == statuses.count(201) > 0
+    for ident in created:
+        _, info = call(engine.daemon_socket, "GET", f"/containers/{ident}/json")
+        assert isinstance(info, dict)
+        assert info["Image"] == nonroot, f"container {ident[:12]} runs the root-user image"
+    assert 403 in statuses, "no create raced the swap: the test shows nothing"
+
+
+class Renamer:
+    """Moves the name ``name`` between two containers on the daemon, as fast as it can."""
+
+    def __init__(self, engine: Engine, name: str, ids: tuple[str, str]) -> None:
+        self.sock, self.name, self.ids = engine.daemon_socket, name, ids
+        self.stop = threading.Event()
+        self.renames = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        holder = 0  # ids[0] holds the name at the start
+        while not self.stop.is_set():
+            other = 1 - holder
+            aside = f"{self.name}-{holder}"
+            call(self.sock, "POST", f"/containers/{self.ids[holder]}/rename?name={aside}")
+            call(self.sock, "POST", f"/containers/{self.ids[other]}/rename?name={self.name}")
+            holder = other
+            self.renames += 1
+
+    def __enter__(self) -> Renamer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+
+def sleeper(engine: Engine, image: str, name: str) -> str:
+    status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={name}",
+                        {"Image": image, "Cmd": ["sleep", "300"],
+                         "HostConfig": {"NetworkMode": "none"}})
+    assert status == 201 and isinstance(made, dict), made
+    status, _ = call(engine.daemon_socket, "POST", f"/containers/{made['Id']}/start")
+    assert status == 204
+    return str(made["Id"])
+
+
+def exec_container(sock: str, target: str) -> tuple[int, str | None]:
+    """Create an exec of ``id`` in container ``target`` (empty User); the container it landed in."""
+    status, made = call(sock, "POST", f"/v1.41/containers/{target}/exec",
+                        {"Cmd": ["id", "-u"], "AttachStdout": True})
+    if status != 201 or not isinstance(made, dict):
+        return status, None
+    _, info = call(sock, "GET", f"/exec/{made['Id']}/json")
+    return status, str(info["ContainerID"]) if isinstance(info, dict) else None
+
+
+@pytest.mark.allow_refusals
+def test_rename_never_wins_an_exec_under_restricted(
+    engine: Engine,
+    images: tuple[str, str, str],
+    policy_gates: dict[tuple[str, str], PolicyGate],
+) -> None:
+    """While a name moves between a non-root and a root container, execs created on
+    that name directly land in both (the race is live at the daemon); through
+    restricted, every exec the daemon created is in the non-root container."""
+    _, _, nonroot_image = images
+    name = unique("xrace")
+    user = sleeper(engine, nonroot_image, name)
+    root = sleeper(engine, IMAGE, name + "-r")
+    seen: set[str] = set()
+    with Renamer(engine, name, (user, root)):
+        deadline = time.monotonic() + SECONDS
+        for _ in range(ROUNDS * 2):
+            _, landed = exec_container(engine.daemon_socket, name)
+            if landed:
+                seen.add(landed)
+            if seen == {user, root} or time.monotonic() > deadline:
+                break
+    assert root in seen, "the rename never won directly: the test shows nothing"
+
+    pg = policy_gates[(engine.name, "restricted")]
+    created: list[str] = []
+    statuses: list[int] = []
+    with Renamer(engine, name, (user, root)) as renamer:
+        deadline = time.monotonic() + SECONDS
+        for _ in range(ROUNDS):
+            status, made = call(pg.socket, "POST", f"/v1.41/containers/{name}/exec",
+                                {"Cmd": ["id", "-u"], "AttachStdout": True})
+            statuses.append(status)
+            if status == 201 and isinstance(made, dict):
+                created.append(str(made["Id"]))
+            if time.monotonic() > deadline:
+                break
+    assert renamer.renames > 0 and created, statuses
+    for ident in created:
+        _, info = call(engine.daemon_socket, "GET", f"/exec/{ident}/json")
+        assert isinstance(info, dict)
+        assert info["ContainerID"] == user, f"exec {ident[:12]} landed in the root container"
