@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.model import CanonicalRequest
-from dockgate.policy import spelling
+from dockgate.policy import seccomp, spelling
 from dockgate.policy.facts import Facts
 
 
@@ -32,6 +32,7 @@ class Finding:
 
     field: str
     why: str
+    sets: tuple[tuple[str, ...], Any] | None = None
 
     @property
     def text(self) -> str:
@@ -48,9 +49,45 @@ class DecisionContext:
             is empty: the image's ``Config.User`` for a create, the container's
             ``Config.User`` for an exec.  None means unknown, which the
             ``user`` control treats as root.
+        daemon: what the daemon said of itself in ``GET /info`` (read once),
+            or None when not looked up.
     """
 
     default_user: str | None = None
+    daemon: DaemonFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonFacts:
+    """The daemon's own defaults that decide what an omitted field means.
+
+    Attributes:
+        cgroup_version: ``"1"`` or ``"2"`` (``/info`` CgroupVersion; absent
+            before API 1.40, taken as ``"1"``).
+        cgroupns_private: the daemon's default cgroup namespace mode is
+            private (``/info`` SecurityOptions lists ``name=cgroupns``).
+        security_options: ``/info`` SecurityOptions as sent.
+        runtimes: the names of the configured runtimes.
+    """
+
+    cgroup_version: str = "1"
+    cgroupns_private: bool = False
+    security_options: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_info(cls, info: object) -> DaemonFacts:
+        """Read the facts out of a ``GET /info`` answer; anything missing is the unsafe case."""
+        data = info if isinstance(info, Mapping) else {}
+        opts = data.get("SecurityOptions")
+        sec = tuple(str(o) for o in opts) if isinstance(opts, list) else ()
+        runtimes = data.get("Runtimes")
+        return cls(
+            cgroup_version=str(data.get("CgroupVersion") or "1"),
+            cgroupns_private=any(o == "name=cgroupns" for o in sec),
+            security_options=sec,
+            runtimes=tuple(runtimes) if isinstance(runtimes, Mapping) else (),
+        )
 
 
 Check = Callable[[Facts, CanonicalRequest, DecisionContext], list[Finding]]
@@ -318,6 +355,8 @@ def security_options(cfg: Mapping[str, Any]) -> Check:
     label_types = _names(cfg["label_types"]) if "label_types" in cfg else None
     writable_cgroups = cfg.get("allow_writable_cgroups", False)
     need_nnp = cfg.get("require_no_new_privileges", False)
+    strict = cfg.get("seccomp_strict", False)
+    digests = frozenset(cfg.get("seccomp_profiles", ()))
 
     def one(opt: spelling.SecurityOption) -> str | None:
         key, value = opt.key, opt.value
@@ -327,8 +366,13 @@ def security_options(cfg: Mapping[str, Any]) -> Check:
         if key == "seccomp":
             if low == "unconfined":
                 return None if unconfined_seccomp else "disables seccomp (unconfined)"
-            if low not in ("", "builtin") and not custom_seccomp:
-                return "sets a custom seccomp profile"
+            if low not in ("", "builtin"):
+                if not custom_seccomp:
+                    return "sets a custom seccomp profile"
+                if strict and seccomp.digest(value) not in digests:
+                    why = seccomp.weaker_than_default(value)
+                    if why is not None:
+                        return f"sets a seccomp profile that {why}"
         elif key == "apparmor":
             if low == "unconfined":
                 return None if unconfined_apparmor else "disables AppArmor (unconfined)"
@@ -714,4 +758,5 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "images": images,
     "resources": resources,
 }
-"""Control name (as in the policy file) → builder.  Must list every key of ``schema.CONTROLS``."""
+"""Control name (as in the policy file) → builder, for the controls defined here;
+``root_actions.BUILDERS`` has the rest.  Together they list every key of ``schema.CONTROLS``."""
