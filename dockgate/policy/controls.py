@@ -21,6 +21,7 @@ from typing import Any
 from dockgate.model import CanonicalRequest
 from dockgate.policy import seccomp, spelling
 from dockgate.policy.facts import Facts
+from dockgate.routes import ENDPOINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,51 @@ class DaemonFacts:
 Check = Callable[[Facts, CanonicalRequest, DecisionContext], list[Finding]]
 
 
+class OptionError(ValueError):
+    """A control option that cannot mean what its author wanted (a typo): ``where`` is
+    its path below the control (``("allow", 2)``), so the error names its line."""
+
+    def __init__(self, where: tuple[str | int, ...], why: str):
+        super().__init__(why)
+        self.where = where
+
+
+def endpoint_globs(cfg: Mapping[str, Any], key: str) -> tuple[re.Pattern[str], ...]:
+    """``cfg[key]`` as endpoint-id patterns; a glob that matches no routed endpoint is an
+    error (``exec.crate`` would otherwise deny nothing, silently)."""
+    out = []
+    for i, glob in enumerate(cfg.get(key, ())):
+        pattern = spelling.name_pattern(glob)
+        if not any(pattern.match(eid) for eid in ENDPOINTS):
+            raise OptionError((key, i), f"{glob!r} matches no endpoint id (see "
+                                        "`dockgate routes` for the ids)")
+        out.append(pattern)
+    return tuple(out)
+
+
+def _path_globs(cfg: Mapping[str, Any], key: str) -> tuple[re.Pattern[str], ...]:
+    """``cfg[key]`` as host-path patterns; relative or non-normalised paths are errors."""
+    out = []
+    for i, glob in enumerate(cfg.get(key, ())):
+        if not glob.startswith("/"):
+            raise OptionError((key, i), f"{glob!r} is not an absolute path")
+        clean = spelling.host_path(glob)
+        if clean != glob:
+            raise OptionError((key, i), f"{glob!r} is not a normalised path (write {clean!r})")
+        out.append(spelling.path_pattern(glob))
+    return tuple(out)
+
+
+def _capability_names(cfg: Mapping[str, Any], key: str) -> list[str]:
+    out = []
+    for i, raw in enumerate(cfg.get(key, ())):
+        cap = spelling.capability(raw)
+        if cap != spelling.ALL_CAPS and cap not in spelling.KNOWN_CAPS:
+            raise OptionError((key, i), f"{raw!r} is not a Linux capability")
+        out.append(cap)
+    return out
+
+
 def _any(patterns: Iterable[re.Pattern[str]], value: str) -> bool:
     return any(p.match(value) for p in patterns)
 
@@ -111,8 +157,8 @@ def _is_true(v: Any) -> bool:
 
 def endpoints(cfg: Mapping[str, Any]) -> Check:
     """Allow or deny endpoint ids by glob; ``deny`` wins over ``allow``."""
-    allow = _names(cfg["allow"]) if "allow" in cfg else None
-    deny = _names(cfg.get("deny", ()))
+    allow = endpoint_globs(cfg, "allow") if "allow" in cfg else None
+    deny = endpoint_globs(cfg, "deny")
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         eid = req.endpoint.id
@@ -172,8 +218,8 @@ _SHARED = {"shared", "rshared"}
 
 def host_paths(cfg: Mapping[str, Any]) -> Check:
     """Every mount that reaches a host path: allowlist, denylist, read-only, propagation."""
-    allow = tuple(spelling.path_pattern(g) for g in cfg.get("allow", ()))
-    deny = tuple(spelling.path_pattern(g) for g in cfg.get("deny", ()))
+    allow = _path_globs(cfg, "allow")
+    deny = _path_globs(cfg, "deny")
     read_only = bool(cfg.get("read_only", False))
     resolve = bool(cfg.get("resolve_symlinks", False))
     shared_ok = bool(cfg.get("allow_shared_propagation", False))
@@ -255,8 +301,8 @@ def volume_drivers(cfg: Mapping[str, Any]) -> Check:
 
 def capabilities(cfg: Mapping[str, Any]) -> Check:
     """CapAdd within an allowlist, CapDrop including required drops (names normalised)."""
-    add = {spelling.capability(c) for c in cfg.get("add", ())}
-    drop = [spelling.capability(c) for c in cfg.get("drop", ())]
+    add = set(_capability_names(cfg, "add"))
+    drop = _capability_names(cfg, "drop")
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         out: list[Finding] = []
@@ -315,7 +361,7 @@ def namespaces(cfg: Mapping[str, Any]) -> Check:
 
 def devices(cfg: Mapping[str, Any]) -> Check:
     """Host devices, GPU-style device requests and raw device cgroup rules."""
-    allow = tuple(spelling.path_pattern(g) for g in cfg.get("allow", ()))
+    allow = _path_globs(cfg, "allow")
     requests_ok = bool(cfg.get("allow_requests", False))
     rules_ok = bool(cfg.get("allow_cgroup_rules", False))
 

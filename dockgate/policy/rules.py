@@ -18,7 +18,7 @@ from dockgate.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Decision, Peer
 from dockgate.policy import root_actions, spelling
 from dockgate.policy.controls import BUILDERS as BASE_BUILDERS
-from dockgate.policy.controls import Check, DecisionContext, Finding
+from dockgate.policy.controls import Check, DecisionContext, Finding, OptionError, endpoint_globs
 from dockgate.policy.facts import extract
 from dockgate.policy.schema import CONTROLS, POLICY_SCHEMA
 from dockgate.policy.source import Document, PolicyError, read_yaml, schema_problems
@@ -291,12 +291,14 @@ def compile_policy(doc: Document) -> CompiledPolicy:
         cfg = r[control] or {}
         try:
             check = BUILDERS[control](cfg)
+            scope = endpoint_globs(r, "applies_to") if "applies_to" in r else None
+        except OptionError as e:
+            where = (*path, control, *e.where) if e.where[0] != "applies_to" else (*path, *e.where)
+            problems.append(doc.problem(where, str(e)))
+            continue
         except (ValueError, KeyError) as e:
             problems.append(doc.problem((*path, control), str(e)))
             continue
-        scope = (
-            tuple(spelling.name_pattern(g) for g in r["applies_to"]) if "applies_to" in r else None
-        )
         exempt = None
         if "exempt" in r:
             ex = r["exempt"]
