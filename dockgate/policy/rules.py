@@ -313,8 +313,10 @@ def compile_policy(doc: Document) -> CompiledPolicy:
         problems.sort(key=_line_of)
         raise PolicyError(problems)
     if not any(r.control == "plugin_names" for r in rules):
-        rules.append(Rule(IMPLICIT_PLAIN_NAMES, "enforce", "plugin_names",
-                          root_actions.plugin_names({})))
+        # First: it is the floor under every policy, and its reason (a path,
+        # not a name) says more than a driver allowlist's would.
+        rules.insert(0, Rule(IMPLICIT_PLAIN_NAMES, "enforce", "plugin_names",
+                             root_actions.plugin_names({})))
     return CompiledPolicy(data["name"], rules, doc.file, data.get("description", ""))
 
 
