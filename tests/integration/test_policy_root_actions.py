@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,78 @@ def test_cgroup_namespace_default_is_set_private(engine: Engine, pg: PolicyGate)
                for s in decided[0].get("set", ())), decided
     denied(pg, ("create", *run_as(pg)[2:], IMAGE, "true"), "daemon-defaults",
            "HostConfig.CgroupnsMode is empty", extra_env={"DOCKER_API_VERSION": "1.40"})
+
+
+# -- plugin names that are paths ---------------------------------------------------------------
+
+
+class FakePlugin:
+    """A unix socket that answers the plugin protocol's activation, recording who called."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.requests: list[bytes] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+        self.server.settimeout(0.5)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        body = b'{"Implements":[]}'
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.requests.append(conn.recv(65536))
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker."
+                                 b"plugins.v1+json\r\nContent-Length: %d\r\nConnection: close"
+                                 b"\r\n\r\n%s" % (len(body), body))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+        self.server.close()
+        os.unlink(self.path)
+
+
+def test_driver_name_with_dots_reaches_a_host_socket(engine: Engine, pg: PolicyGate) -> None:
+    """dockerd's legacy plugin discovery joins a driver name into its spec directory, so
+    ``../../../<volume mountpoint>/p`` reads a ``p.spec`` a container wrote into a volume
+    and dockerd, as root, speaks the plugin protocol to the socket it names.  Refused
+    through every policy (the implicit plain-plugin-names rule), privileged included."""
+    vol = unique("dgra-spec")
+    engine.docker_direct("volume", "create", vol)
+    mountpoint = engine.docker_direct("volume", "inspect", "--format", "{{.Mountpoint}}",
+                                      vol).stdout.strip()
+    plugin = FakePlugin(str(engine.workdir / f"{unique('plug')[:20]}.sock"))
+    try:
+        engine.docker_direct(*RUN, "-v", f"{vol}:/d", IMAGE, "sh", "-c",
+                             f"echo unix://{plugin.path} > /d/p.spec")
+        name = "../../.." + mountpoint + "/p"
+        out = engine.docker_direct("volume", "create", "--driver", name, unique("dgra-v"),
+                                   check=False, timeout=90)
+        assert out.returncode != 0  # the fake plugin implements nothing
+        assert any(b"POST /Plugin.Activate" in r for r in plugin.requests), (
+            "dockerd spoke the plugin protocol to the host socket", out.stderr)
+        seen = len(plugin.requests)
+
+        why = f"Driver driver name {name!r} is a path, not a plugin name"
+        denied(pg, ("volume", "create", "--driver", name, unique("dgra-v")),
+               "plain-plugin-names", why)
+        # The session's own dockgate runs the privileged profile: refused there too.
+        before = engine.snapshot()
+        out = engine.docker("volume", "create", "--driver", name, unique("dgra-v"), check=False)
+        assert "denied by policy privileged rule plain-plugin-names" in out.stderr, out.stderr
+        assert engine.snapshot() == before
+        assert len(plugin.requests) == seen, "dockerd was never asked to look the name up"
+    finally:
+        plugin.close()
