@@ -110,8 +110,8 @@ def endpoint_globs(cfg: Mapping[str, Any], key: str) -> tuple[re.Pattern[str], .
     for i, glob in enumerate(cfg.get(key, ())):
         pattern = spelling.name_pattern(glob)
         if not any(pattern.match(eid) for eid in ENDPOINTS):
-            raise OptionError((key, i), f"{glob!r} matches no endpoint id (see "
-                                        "`dockgate routes` for the ids)")
+            raise OptionError((key, i), f"{glob!r} matches no endpoint id "
+                                        "(`dockgate api` lists them)")
         out.append(pattern)
     return tuple(out)
 
