@@ -29,8 +29,9 @@ time, any field present in a body or query that the table does not classify
 (``unclassified: deny``) and any non-empty ``host`` field (``host_level:
 deny``), naming it.
 
-Sources: /work/shared/research/daemon-root-actions.md (moby v28.5.2 and
-v20.10.27), which says for each field what dockerd does with it as root.
+Sources: the moby sources at v28.5.2 and v20.10.27 (api/types/container,
+daemon/oci_linux.go, daemon/logger, libnetwork, volume/local, builder), read
+for what dockerd does with each field as root.
 """
 
 from __future__ import annotations
