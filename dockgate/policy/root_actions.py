@@ -384,6 +384,10 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
 
 # -- daemon defaults made explicit -------------------------------------------------------------
 
+_IPC_SINCE = "1.40"
+"""From API 1.40 an empty IpcMode is the daemon's configured default (private unless
+the operator chose otherwise); below, the router makes it ``shareable``."""
+
 _CGROUPNS_SINCE = "1.41"
 """CgroupnsMode is read from API 1.41 on; below it the daemons force ``host`` on
 cgroup v1 hosts when it is empty (moby postContainersCreate)."""
@@ -413,8 +417,8 @@ def daemon_defaults(cfg: Mapping[str, Any]) -> Check:
     in the forwarded body; below, it allows the create only when ``/info``
     shows cgroup v2 with a private default, and denies otherwise.
     ``ipc: private``: an empty ``HostConfig.IpcMode`` is ``shareable`` for
-    API < 1.40 (dockerd mounts a tmpfs on the host for it); dockgate sets
-    ``private``.  Each set is recorded in the audit record (``set``).
+    API < 1.40 (dockerd mounts a tmpfs on the host for it); there dockgate
+    sets ``private``.  Each set is recorded in the audit record (``set``).
     """
     cgroupns = cfg.get("cgroupns")
     ipc = cfg.get("ipc")
@@ -437,7 +441,7 @@ def daemon_defaults(cfg: Mapping[str, Any]) -> Check:
                 out.append(Finding(where, f"is empty, which means the host's cgroup namespace "
                                           f"at API {req.version} on this daemon (use API 1.41 "
                                           "or later)"))
-        if ipc == "private" and not hc.get("IpcMode"):
+        if ipc == "private" and not hc.get("IpcMode") and _older(req.version, _IPC_SINCE):
             out.append(Finding("HostConfig.IpcMode", "set to 'private' (empty is 'shareable', "
                                                      "a host tmpfs, before API 1.40)",
                                (("HostConfig", "IpcMode"), "private")))

@@ -123,14 +123,15 @@ def test_seccomp_digest_allowlist() -> None:
 
 
 def test_set_action_rewrites_the_forwarded_body_and_says_so() -> None:
-    """On API 1.47 an empty CgroupnsMode/IpcMode is set to private in a copy of the body;
-    the decision carries the new request (canonical bytes) and what was set."""
+    """On API 1.47 an empty CgroupnsMode is set to private in a copy of the body (IpcMode
+    is left to the daemon's configured default); the decision carries the new request
+    (canonical bytes) and what was set."""
     body = {"Image": "x", "HostConfig": {"Memory": 10, "CgroupnsMode": ""}}
     r = req("container.create", body)
     d = BASELINE.decide(r, PEER)
     assert d.allowed and d.request is not None
     assert json.loads(d.request.body_bytes or b"")["HostConfig"]["CgroupnsMode"] == "private"
-    assert d.request.body["HostConfig"]["IpcMode"] == "private"
+    assert "IpcMode" not in d.request.body["HostConfig"]
     assert body["HostConfig"]["CgroupnsMode"] == ""  # the admitted request is untouched
     assert any("CgroupnsMode set to 'private'" in s for s in d.sets)
     assert "; set: rule daemon-defaults: HostConfig.CgroupnsMode" in d.reason
@@ -141,6 +142,16 @@ def test_set_action_leaves_an_explicit_private_mode_alone() -> None:
     r = req("container.create", {"HostConfig": {"CgroupnsMode": "private", "IpcMode": "private"}})
     d = BASELINE.decide(r, PEER)
     assert d.request is None and d.sets == ()
+
+
+def test_ipc_mode_is_set_below_api_1_40() -> None:
+    """Below API 1.40 an empty IpcMode is 'shareable' (a host tmpfs): dockgate sets it."""
+    v2 = DaemonFacts.from_info({"CgroupVersion": "2", "SecurityOptions": ["name=cgroupns"]})
+    r = req("container.create", {"Image": "x"}, version="1.39")
+    d = BASELINE.decide(r, PEER, DecisionContext(daemon=v2))
+    assert d.request is not None and d.request.body["HostConfig"] == {"IpcMode": "private"}
+    assert d.sets == ("rule daemon-defaults: HostConfig.IpcMode set to 'private' (empty is "
+                      "'shareable', a host tmpfs, before API 1.40)",)
 
 
 def test_old_api_needs_the_daemons_facts() -> None:
