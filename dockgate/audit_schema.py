@@ -199,6 +199,8 @@ def build_record(
     }
     if decision is not None and decision.warnings:
         record["warnings"] = [_text(w) for w in decision.warnings]
+    if decision is not None and decision.sets:
+        record["set"] = [_text(s) for s in decision.sets]
     if event.error:
         record["error"] = _text(event.error)
     if event.exit_code is not None:

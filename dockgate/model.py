@@ -125,6 +125,10 @@ class Decision:
         reason: a human sentence; for a denial it is sent to the client.
         warnings: messages for ``warn``-mode rules, returned to the client
             where the endpoint has a ``Warnings`` field.
+        sets: what the policy set in the request (``set`` actions, e.g. a
+            daemon default made explicit), one sentence each; recorded.
+        request: the request to forward when the policy set something in
+            it (its body re-serialised), else None: forward the one decided.
     """
 
     verdict: Verdict
@@ -132,6 +136,8 @@ class Decision:
     rule: str | None = None
     reason: str = ""
     warnings: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    request: CanonicalRequest | None = field(default=None, compare=False)
 
     @property
     def allowed(self) -> bool:

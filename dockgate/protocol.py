@@ -85,7 +85,7 @@ from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, Res
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
-from dockgate.policy import DecisionContext, load_policy
+from dockgate.policy import DaemonFacts, DecisionContext, load_policy
 from dockgate.scoping import check_quota, owned_objects, owns_object, scope_request
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
@@ -161,6 +161,13 @@ def _exit_code_source(x: Exchange) -> str | None:
     if request.endpoint.id == "container.attach":
         return f"/containers/{ident}/json"
     return None
+
+
+def _wants_daemon(policy: Policy, x: Exchange, proto: ProxyServerProtocol) -> bool:
+    """Whether ``policy`` decides ``x`` from the daemon's ``/info`` facts."""
+    wants = getattr(policy, "wants_daemon_facts", None)
+    assert x.request is not None and proto.peer is not None
+    return wants is not None and bool(wants(x.request, proto.peer))
 
 
 def _caller(peer: Peer) -> str:
@@ -317,6 +324,7 @@ class ProxyServerFactory(ServerFactory):
         self.api = settings.api
         self._quota_locks: dict[str, DeferredLock] = {}
         self._policies: dict[str, tuple[int, Policy]] = {}
+        self.daemon_facts: DaemonFacts | None = None  # GET /info, read once when a policy asks
 
     def quota_lock(self, tenant: str) -> DeferredLock:
         """The lock that serialises a tenant's quota-checked requests."""
@@ -684,11 +692,12 @@ class ProxyServerProtocol(Protocol):
             # without a coroutine and Deferred per request.
             try:
                 policy = self.settings.policy()
-                quick = self._default_user_target(policy, x) is None
+                quick = self._default_user_target(policy, x) is None and (
+                    self.factory.daemon_facts is not None or not _wants_daemon(policy, x, self))
             except Exception:
                 quick = False  # the full path reports the error
             if quick:
-                self._decide_with(x, policy, None)
+                self._decide_with(x, policy, self._daemon_context(policy, x, None))
                 return
         x.waiting = True
         assert self.gate is not None
@@ -741,7 +750,19 @@ class ProxyServerProtocol(Protocol):
                 x.bound_image = binding.checked_image(value)
                 if x.bound_image is None:
                     context = DecisionContext(default_user=None)  # unknown: root
-        return policy, context
+        if _wants_daemon(policy, x, self) and self.factory.daemon_facts is None:
+            _, info = await self._fetch("GET", "/info", None)
+            self.factory.daemon_facts = DaemonFacts.from_info(info)
+        return policy, self._daemon_context(policy, x, context)
+
+    def _daemon_context(
+        self, policy: Policy, x: Exchange, context: DecisionContext | None
+    ) -> DecisionContext | None:
+        """``context`` plus the daemon's facts, when the policy's decision depends on them."""
+        if not _wants_daemon(policy, x, self):
+            return context
+        user = context.default_user if context is not None else None
+        return DecisionContext(default_user=user, daemon=self.factory.daemon_facts)
 
     async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
         """A side request to the daemon (see scoping.Fetch)."""
@@ -800,6 +821,8 @@ class ProxyServerProtocol(Protocol):
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
+        if x.decision.request is not None:
+            x.request = x.decision.request  # the policy set a daemon default (audited)
         if x.request.endpoint.id in redact.ENDPOINTS:
             x.redactions = redact.rules_for(policy, x.request, self.peer)
         if not self._emit(x, "RequestDecided"):

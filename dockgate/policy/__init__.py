@@ -5,7 +5,8 @@ Public API (used by the serve command and ``dockgate policy``):
 - ``load_policy(path)``: read, validate and compile a policy file.
 - ``PolicyError``: an invalid file; its message names ``file:line: field: why``.
 - ``PolicyHolder(path)``: the policy in force, swapped atomically on ``reload()``.
-- ``DecisionContext``: optional facts from the I/O layer (the default user).
+- ``DecisionContext``: optional facts from the I/O layer (the default user,
+  the daemon's ``/info`` facts as ``DaemonFacts``).
 
 The core is pure: no reactor, no I/O during a decision (except the opt-in
 ``host_paths.resolve_symlinks``, which reads the host filesystem).
@@ -13,7 +14,7 @@ The core is pure: no reactor, no I/O during a decision (except the opt-in
 
 from __future__ import annotations
 
-from dockgate.policy.controls import DecisionContext, Finding
+from dockgate.policy.controls import DaemonFacts, DecisionContext, Finding
 from dockgate.policy.rules import CompiledPolicy, Evaluation, RuleFinding, load_policy
 from dockgate.policy.source import PolicyError
 
@@ -41,6 +42,7 @@ class PolicyHolder:
 
 __all__ = [
     "CompiledPolicy",
+    "DaemonFacts",
     "DecisionContext",
     "Evaluation",
     "Finding",

@@ -16,8 +16,10 @@ names the policy (relative to itself) and a list of cases::
 
 ``expect`` may hold ``verdict`` (required), ``rule`` (the deciding rule),
 ``reason`` or ``reason_contains``, ``warnings_contain``, ``audit_rules`` (the
-exact set of audit-mode rules that fired) and ``fired`` (rules that must have
-found something, whichever rule decided).
+exact set of audit-mode rules that fired), ``fired`` (rules that must have
+found something, whichever rule decided) and ``sets_contain`` (what the
+policy's ``set`` actions must have set).  ``context.daemon`` is a ``GET /info``
+answer (``DaemonFacts.from_info``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.model import CanonicalRequest, Endpoint, Peer
-from dockgate.policy.controls import DecisionContext
+from dockgate.policy.controls import DaemonFacts, DecisionContext
 from dockgate.policy.rules import load_policy
 from dockgate.policy.source import PolicyError, read_yaml, schema_problems
 
@@ -77,7 +79,10 @@ CASES_SCHEMA: dict[str, Any] = {
                     "context": {
                         "type": "object",
                         "additionalProperties": False,
-                        "properties": {"default_user": {"type": ["string", "null"]}},
+                        "properties": {
+                            "default_user": {"type": ["string", "null"]},
+                            "daemon": {"type": "object"},
+                        },
                     },
                     "expect": {
                         "type": "object",
@@ -91,6 +96,7 @@ CASES_SCHEMA: dict[str, Any] = {
                             "warnings_contain": _str_list,
                             "audit_rules": _str_list,
                             "fired": _str_list,
+                            "sets_contain": _str_list,
                         },
                     },
                 },
@@ -160,6 +166,9 @@ def _compare(expect: Mapping[str, Any], ev: Any) -> list[str]:
         wrong.append(f"reason {d.reason!r}, expected {expect['reason']!r}")
     if "reason_contains" in expect and expect["reason_contains"] not in d.reason:
         wrong.append(f"reason {d.reason!r} lacks {expect['reason_contains']!r}")
+    for w in expect.get("sets_contain", ()):
+        if not any(w in x for x in d.sets):
+            wrong.append(f"nothing set contains {w!r} (set: {list(d.sets)})")
     for w in expect.get("warnings_contain", ()):
         if not any(w in x for x in d.warnings):
             wrong.append(f"no warning contains {w!r} (warnings: {list(d.warnings)})")
@@ -172,6 +181,13 @@ def _compare(expect: Mapping[str, Any], ev: Any) -> list[str]:
         if got != sorted(set(expect["audit_rules"])):
             wrong.append(f"audit rules {got}, expected {sorted(set(expect['audit_rules']))}")
     return wrong
+
+
+def _context(spec: Mapping[str, Any] | None) -> DecisionContext | None:
+    if spec is None:
+        return None
+    daemon = DaemonFacts.from_info(spec["daemon"]) if "daemon" in spec else None
+    return DecisionContext(default_user=spec.get("default_user"), daemon=daemon)
 
 
 def run_cases(path: str) -> list[CaseResult]:
@@ -193,7 +209,7 @@ def run_cases(path: str) -> list[CaseResult]:
         except (ValueError, TypeError) as e:
             results.append(CaseResult(case["name"], where, False, f"bad case: {e}"))
             continue
-        ctx = DecisionContext(**case["context"]) if "context" in case else None
+        ctx = _context(case.get("context"))
         ev = policy.evaluate(req, peer, ctx)
         wrong = _compare(case["expect"], ev)
         results.append(CaseResult(case["name"], where, not wrong, "; ".join(wrong)))

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.model import CanonicalRequest
-from dockgate.policy import spelling
+from dockgate.policy import seccomp, spelling
 from dockgate.policy.facts import Facts
 from dockgate.policy.registries import RegistryAllowlist
 from dockgate.redact import Redaction
+from dockgate.routes import ENDPOINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class Finding:
 
     field: str
     why: str
+    sets: tuple[tuple[str, ...], Any] | None = None
 
     @property
     def text(self) -> str:
@@ -50,12 +52,93 @@ class DecisionContext:
             is empty: the image's ``Config.User`` for a create, the container's
             ``Config.User`` for an exec.  None means unknown, which the
             ``user`` control treats as root.
+        daemon: what the daemon said of itself in ``GET /info`` (read once),
+            or None when not looked up.
     """
 
     default_user: str | None = None
+    daemon: DaemonFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonFacts:
+    """The daemon's own defaults that decide what an omitted field means.
+
+    Attributes:
+        cgroup_version: ``"1"`` or ``"2"`` (``/info`` CgroupVersion; absent
+            before API 1.40, taken as ``"1"``).
+        cgroupns_private: the daemon's default cgroup namespace mode is
+            private (``/info`` SecurityOptions lists ``name=cgroupns``).
+        security_options: ``/info`` SecurityOptions as sent.
+        runtimes: the names of the configured runtimes.
+    """
+
+    cgroup_version: str = "1"
+    cgroupns_private: bool = False
+    security_options: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_info(cls, info: object) -> DaemonFacts:
+        """Read the facts out of a ``GET /info`` answer; anything missing is the unsafe case."""
+        data = info if isinstance(info, Mapping) else {}
+        opts = data.get("SecurityOptions")
+        sec = tuple(str(o) for o in opts) if isinstance(opts, list) else ()
+        runtimes = data.get("Runtimes")
+        return cls(
+            cgroup_version=str(data.get("CgroupVersion") or "1"),
+            cgroupns_private=any(o == "name=cgroupns" for o in sec),
+            security_options=sec,
+            runtimes=tuple(runtimes) if isinstance(runtimes, Mapping) else (),
+        )
 
 
 Check = Callable[[Facts, CanonicalRequest, DecisionContext], list[Finding]]
+
+
+class OptionError(ValueError):
+    """A control option that cannot mean what its author wanted (a typo): ``where`` is
+    its path below the control (``("allow", 2)``), so the error names its line."""
+
+    def __init__(self, where: tuple[str | int, ...], why: str):
+        super().__init__(why)
+        self.where = where
+
+
+def endpoint_globs(cfg: Mapping[str, Any], key: str) -> tuple[re.Pattern[str], ...]:
+    """``cfg[key]`` as endpoint-id patterns; a glob that matches no routed endpoint is an
+    error (``exec.crate`` would otherwise deny nothing, silently)."""
+    out = []
+    for i, glob in enumerate(cfg.get(key, ())):
+        pattern = spelling.name_pattern(glob)
+        if not any(pattern.match(eid) for eid in ENDPOINTS):
+            raise OptionError((key, i), f"{glob!r} matches no endpoint id "
+                                        "(`dockgate api` lists them)")
+        out.append(pattern)
+    return tuple(out)
+
+
+def _path_globs(cfg: Mapping[str, Any], key: str) -> tuple[re.Pattern[str], ...]:
+    """``cfg[key]`` as host-path patterns; relative or non-normalised paths are errors."""
+    out = []
+    for i, glob in enumerate(cfg.get(key, ())):
+        if not glob.startswith("/"):
+            raise OptionError((key, i), f"{glob!r} is not an absolute path")
+        clean = spelling.host_path(glob)
+        if clean != glob:
+            raise OptionError((key, i), f"{glob!r} is not a normalised path (write {clean!r})")
+        out.append(spelling.path_pattern(glob))
+    return tuple(out)
+
+
+def _capability_names(cfg: Mapping[str, Any], key: str) -> list[str]:
+    out = []
+    for i, raw in enumerate(cfg.get(key, ())):
+        cap = spelling.capability(raw)
+        if cap != spelling.ALL_CAPS and cap not in spelling.KNOWN_CAPS:
+            raise OptionError((key, i), f"{raw!r} is not a Linux capability")
+        out.append(cap)
+    return out
 
 
 def _any(patterns: Iterable[re.Pattern[str]], value: str) -> bool:
@@ -76,8 +159,8 @@ def _is_true(v: Any) -> bool:
 
 def endpoints(cfg: Mapping[str, Any]) -> Check:
     """Allow or deny endpoint ids by glob; ``deny`` wins over ``allow``."""
-    allow = _names(cfg["allow"]) if "allow" in cfg else None
-    deny = _names(cfg.get("deny", ()))
+    allow = endpoint_globs(cfg, "allow") if "allow" in cfg else None
+    deny = endpoint_globs(cfg, "deny")
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         eid = req.endpoint.id
@@ -137,8 +220,8 @@ _SHARED = {"shared", "rshared"}
 
 def host_paths(cfg: Mapping[str, Any]) -> Check:
     """Every mount that reaches a host path: allowlist, denylist, read-only, propagation."""
-    allow = tuple(spelling.path_pattern(g) for g in cfg.get("allow", ()))
-    deny = tuple(spelling.path_pattern(g) for g in cfg.get("deny", ()))
+    allow = _path_globs(cfg, "allow")
+    deny = _path_globs(cfg, "deny")
     read_only = bool(cfg.get("read_only", False))
     resolve = bool(cfg.get("resolve_symlinks", False))
     shared_ok = bool(cfg.get("allow_shared_propagation", False))
@@ -220,8 +303,8 @@ def volume_drivers(cfg: Mapping[str, Any]) -> Check:
 
 def capabilities(cfg: Mapping[str, Any]) -> Check:
     """CapAdd within an allowlist, CapDrop including required drops (names normalised)."""
-    add = {spelling.capability(c) for c in cfg.get("add", ())}
-    drop = [spelling.capability(c) for c in cfg.get("drop", ())]
+    add = set(_capability_names(cfg, "add"))
+    drop = _capability_names(cfg, "drop")
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         out: list[Finding] = []
@@ -280,7 +363,7 @@ def namespaces(cfg: Mapping[str, Any]) -> Check:
 
 def devices(cfg: Mapping[str, Any]) -> Check:
     """Host devices, GPU-style device requests and raw device cgroup rules."""
-    allow = tuple(spelling.path_pattern(g) for g in cfg.get("allow", ()))
+    allow = _path_globs(cfg, "allow")
     requests_ok = bool(cfg.get("allow_requests", False))
     rules_ok = bool(cfg.get("allow_cgroup_rules", False))
 
@@ -320,6 +403,8 @@ def security_options(cfg: Mapping[str, Any]) -> Check:
     label_types = _names(cfg["label_types"]) if "label_types" in cfg else None
     writable_cgroups = cfg.get("allow_writable_cgroups", False)
     need_nnp = cfg.get("require_no_new_privileges", False)
+    strict = cfg.get("seccomp_strict", False)
+    digests = frozenset(cfg.get("seccomp_profiles", ()))
 
     def one(opt: spelling.SecurityOption) -> str | None:
         key, value = opt.key, opt.value
@@ -329,8 +414,13 @@ def security_options(cfg: Mapping[str, Any]) -> Check:
         if key == "seccomp":
             if low == "unconfined":
                 return None if unconfined_seccomp else "disables seccomp (unconfined)"
-            if low not in ("", "builtin") and not custom_seccomp:
-                return "sets a custom seccomp profile"
+            if low not in ("", "builtin"):
+                if not custom_seccomp:
+                    return "sets a custom seccomp profile"
+                if strict and seccomp.digest(value) not in digests:
+                    why = seccomp.weaker_than_default(value)
+                    if why is not None:
+                        return f"sets a seccomp profile that {why}"
         elif key == "apparmor":
             if low == "unconfined":
                 return None if unconfined_apparmor else "disables AppArmor (unconfined)"
@@ -752,4 +842,5 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "registries": RegistriesControl,
     "redact": RedactControl,
 }
-"""Control name (as in the policy file) → builder.  Must list every key of ``schema.CONTROLS``."""
+"""Control name (as in the policy file) → builder, for the controls defined here;
+``root_actions.BUILDERS`` has the rest.  Together they list every key of ``schema.CONTROLS``."""

@@ -15,6 +15,7 @@ that controls deny rather than skip.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,27 @@ class Facts:
     resources: dict[str, tuple[str, Any]] = field(default_factory=dict)
     resource_scope: str | None = None
     invalid: list[tuple[str, str]] = field(default_factory=list)
+    log_configs: list[tuple[str, Any, Any]] = field(default_factory=list)
+    tmpfs: list[tuple[str, list[str]]] = field(default_factory=list)
+    ulimits: list[tuple[str, Any]] = field(default_factory=list)
+    oom_score_adj: list[tuple[str, Any]] = field(default_factory=list)
+    plugin_names: list[tuple[str, Any]] = field(default_factory=list)
+    network: NetworkFact | None = None
+
+
+@dataclass(slots=True)
+class NetworkFact:
+    """What ``POST /networks/create`` asks of the host (``None`` members were not sent)."""
+
+    driver: Any = None
+    ipam_driver: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    ipam_options: Mapping[str, Any] = field(default_factory=dict)
+    internal: Any = None
+    ingress: Any = None
+    config_from: Any = None
+    scope: Any = None
+    enable_ipv6: Any = None
 
 
 def _map(v: Any) -> Mapping[str, Any]:
@@ -157,7 +179,14 @@ def _mount(facts: Facts, where: str, m: Any) -> None:
     elif kind == "image":
         if isinstance(src, str):
             facts.images.append((where + ".Source", src))
-    elif kind not in ("tmpfs", "npipe", "cluster"):
+    elif kind == "tmpfs":
+        words: list[str] = []
+        for opt in _list(facts, where + ".TmpfsOptions.Options",
+                         _map(m.get("TmpfsOptions")).get("Options")):
+            parts = [str(x) for x in opt] if isinstance(opt, list) else [str(opt)]
+            words.append("=".join(parts))
+        facts.tmpfs.append((where + ".TmpfsOptions.Options", words))
+    elif kind not in ("npipe", "cluster"):
         fact.kind, fact.error = "invalid", f"unknown mount Type {kind!r}"
     facts.mounts.append(fact)
 
@@ -241,6 +270,22 @@ def _host_config(facts: Facts, hc: Mapping[str, Any], p: str) -> None:
         facts.runtimes.append((p + "Runtime", hc.get("Runtime")))
     if "OomKillDisable" in hc:
         facts.oom_kill_disable.append((p + "OomKillDisable", hc.get("OomKillDisable")))
+    if hc.get("OomScoreAdj") is not None:
+        facts.oom_score_adj.append((p + "OomScoreAdj", hc.get("OomScoreAdj")))
+    for i, u in enumerate(_list(facts, p + "Ulimits", hc.get("Ulimits"))):
+        facts.ulimits.append((f"{p}Ulimits[{i}]", _map(u).get("Name")))
+    log = hc.get("LogConfig")
+    if isinstance(log, Mapping):
+        facts.log_configs.append((p + "LogConfig", log.get("Type"), log.get("Config")))
+    elif log is not None:
+        facts.invalid.append((p + "LogConfig", "must be an object"))
+    tmpfs = hc.get("Tmpfs")
+    if isinstance(tmpfs, Mapping):
+        for target, opts in tmpfs.items():
+            words = opts.split(",") if isinstance(opts, str) and opts else []
+            facts.tmpfs.append((f"{p}Tmpfs[{target}]", words))
+    elif tmpfs is not None:
+        facts.invalid.append((p + "Tmpfs", "must be an object"))
     pb = hc.get("PortBindings")
     if isinstance(pb, Mapping):
         for port, bindings in pb.items():
@@ -330,6 +375,49 @@ def _image_build(facts: Facts, req: CanonicalRequest) -> None:
     for v in _query(req, "networkmode"):
         if v:
             facts.namespaces.append(("query.networkmode", "NetworkMode", v))
+    for v in _query(req, "cgroupparent"):
+        if v:
+            facts.cgroup_parent.append(("query.cgroupparent", v))
+    for v in _query(req, "ulimits"):
+        try:
+            limits = json.loads(v) if v else []
+        except ValueError:
+            limits = None
+        if not isinstance(limits, list):
+            facts.invalid.append(("query.ulimits", "must be a JSON array"))
+            continue
+        for i, u in enumerate(limits):
+            facts.ulimits.append((f"query.ulimits[{i}]", _map(u).get("Name")))
+
+
+def _network_create(facts: Facts, req: CanonicalRequest) -> None:
+    """A network's driver, IPAM driver and options: dockerd creates host interfaces from them."""
+    body = _map(req.body)
+    ipam = _map(body.get("IPAM"))
+    opts, ipam_opts = body.get("Options"), ipam.get("Options")
+    facts.network = NetworkFact(
+        driver=body.get("Driver"),
+        ipam_driver=ipam.get("Driver"),
+        options=opts if isinstance(opts, Mapping) else {},
+        ipam_options=ipam_opts if isinstance(ipam_opts, Mapping) else {},
+        internal=body.get("Internal"),
+        ingress=body.get("Ingress"),
+        config_from=_map(body.get("ConfigFrom")).get("Network"),
+        scope=body.get("Scope"),
+        enable_ipv6=body.get("EnableIPv6"),
+    )
+    for where, name in (("Driver", body.get("Driver")), ("IPAM.Driver", ipam.get("Driver"))):
+        if name not in (None, ""):
+            facts.plugin_names.append((where, name))
+
+
+def _secret_create(facts: Facts, req: CanonicalRequest) -> None:
+    """Secret and config drivers and template drivers are plugins looked up by name."""
+    body = _map(req.body)
+    for member in ("Driver", "Templating"):
+        name = _map(body.get(member)).get("Name")
+        if name not in (None, ""):
+            facts.plugin_names.append((f"{member}.Name", name))
 
 
 def _service(facts: Facts, req: CanonicalRequest) -> None:
@@ -387,6 +475,9 @@ def _service(facts: Facts, req: CanonicalRequest) -> None:
         facts.security.append(
             (p + "Privileges.NoNewPrivileges", spelling.SecurityOption("no-new-privileges", "true"))
         )
+    log_name = _map(tt.get("LogDriver")).get("Name")
+    if log_name not in (None, ""):
+        facts.plugin_names.append(("TaskTemplate.LogDriver.Name", log_name))
     for i, n in enumerate(_list(facts, "TaskTemplate.Networks", tt.get("Networks"))):
         target = _map(n).get("Target")
         if target is not None:
@@ -419,6 +510,11 @@ EXTRACTORS: dict[str, Callable[[Facts, CanonicalRequest], None]] = {
     "image.build": _image_build,
     "service.create": _service,
     "service.update": _service,
+    "network.create": _network_create,
+    "secret.create": _secret_create,
+    "secret.update": _secret_create,
+    "config.create": _secret_create,
+    "config.update": _secret_create,
 }
 """Endpoint id → extractor.  Endpoints not listed carry nothing a control reads
 from the body; they are governed by the ``endpoints`` control."""

@@ -11,17 +11,26 @@ extracted once) and is what lets ``policy explain`` show the whole trail.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dockgate.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Decision, Peer
-from dockgate.policy import spelling
-from dockgate.policy.controls import BUILDERS, Check, DecisionContext, Finding
+from dockgate.policy import root_actions, spelling
+from dockgate.policy.controls import BUILDERS as BASE_BUILDERS
+from dockgate.policy.controls import Check, DecisionContext, Finding, OptionError, endpoint_globs
 from dockgate.policy.facts import extract
 from dockgate.policy.schema import CONTROLS, POLICY_SCHEMA
 from dockgate.policy.source import Document, PolicyError, read_yaml, schema_problems
 
 _NO_CONTEXT = DecisionContext()
+
+BUILDERS = {**BASE_BUILDERS, **root_actions.BUILDERS}
+"""Every control (name as in the policy file) → its builder."""
+
+IMPLICIT_PLAIN_NAMES = "plain-plugin-names"
+"""The rule every policy gets unless it has a ``plugin_names`` rule of its own:
+driver names with path syntax reach host sockets (root_actions.plain_name)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,9 @@ class CompiledPolicy:
     checks_bodies: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.checks_bodies = any(r.control != "endpoints" for r in self.rules)
+        self.checks_bodies = any(
+            r.control != "endpoints" and r.id != IMPLICIT_PLAIN_NAMES for r in self.rules
+        )
 
     def wants_default_user(self, request: CanonicalRequest, peer: Peer) -> bool:
         """Whether the decision depends on ``DecisionContext.default_user``.
@@ -119,6 +130,18 @@ class CompiledPolicy:
         ):
             return False
         return any(not v for _, v in extract(request).users)
+
+    def wants_daemon_facts(self, request: CanonicalRequest, peer: Peer) -> bool:
+        """Whether the decision depends on ``DecisionContext.daemon`` (``GET /info``).
+
+        Only a ``daemon_defaults`` rule on a create at an old API version
+        needs it; the I/O layer reads ``/info`` once and keeps it.
+        """
+        eid = request.endpoint.id
+        return root_actions.needs_daemon_facts(request) and any(
+            r.control == "daemon_defaults" and r.applies_to(eid) and not r.exempts(peer)
+            for r in self.rules
+        )
 
     def decide(
         self, request: CanonicalRequest, peer: Peer, context: DecisionContext | None = None
@@ -143,6 +166,7 @@ class CompiledPolicy:
         facts = extract(request)
         eid = request.endpoint.id
         found: list[RuleFinding] = []
+        applied: list[RuleFinding] = []
         steps: list[Step] = []
         if facts.invalid and self.checks_bodies:
             f = facts.invalid[0]
@@ -157,7 +181,11 @@ class CompiledPolicy:
                     steps.append(Step(rule.id, rule.mode, rule.control, "peer exempt"))
                 continue
             got = rule.check(facts, request, ctx)
-            found.extend(RuleFinding(rule.id, rule.mode, f) for f in got)
+            for hit in got:
+                if hit.sets is not None and rule.mode == "enforce":
+                    applied.append(RuleFinding(rule.id, rule.mode, hit))
+                else:
+                    found.append(RuleFinding(rule.id, rule.mode, hit))
             if trail:
                 steps.append(
                     Step(
@@ -168,7 +196,10 @@ class CompiledPolicy:
                         tuple(got),
                     )
                 )
-        return Evaluation(self._combine(found), tuple(found), tuple(steps))
+        decision = self._combine(found)
+        if applied and decision.allowed:
+            decision = _apply(decision, request, applied)
+        return Evaluation(decision, tuple(found), tuple(steps))
 
     def _combine(self, found: list[RuleFinding]) -> Decision:
         if not found:
@@ -194,6 +225,31 @@ class CompiledPolicy:
             )
             return Decision("warn", self.name, warns[0].rule, reason, warnings)
         return Decision("allow", self.name, None, reason)
+
+
+def _apply(decision: Decision, request: CanonicalRequest, applied: list[RuleFinding]) -> Decision:
+    """The decision with the policy's ``set`` actions applied to a copy of the request body.
+
+    Only the objects on each set path are copied; the forwarded bytes are the
+    canonical serialisation of the new body, as for any admitted body.
+    """
+    body: dict[str, Any] = dict(request.body)
+    for rf in applied:
+        assert rf.finding.sets is not None
+        path, value = rf.finding.sets
+        node = body
+        for key in path[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, Mapping) else {}
+            node = node[key]
+        node[path[-1]] = value
+    sets = tuple(f"rule {rf.rule}: {rf.finding.text}" for rf in applied)
+    return replace(
+        decision,
+        reason=decision.reason + "; set: " + "; ".join(sets),
+        sets=sets,
+        request=replace(request, body=body, body_bytes=dumps(body)),
+    )
 
 
 def compile_policy(doc: Document) -> CompiledPolicy:
@@ -235,12 +291,14 @@ def compile_policy(doc: Document) -> CompiledPolicy:
         cfg = r[control] or {}
         try:
             check = BUILDERS[control](cfg)
+            scope = endpoint_globs(r, "applies_to") if "applies_to" in r else None
+        except OptionError as e:
+            where = (*path, control, *e.where) if e.where[0] != "applies_to" else (*path, *e.where)
+            problems.append(doc.problem(where, str(e)))
+            continue
         except (ValueError, KeyError) as e:
             problems.append(doc.problem((*path, control), str(e)))
             continue
-        scope = (
-            tuple(spelling.name_pattern(g) for g in r["applies_to"]) if "applies_to" in r else None
-        )
         exempt = None
         if "exempt" in r:
             ex = r["exempt"]
@@ -254,6 +312,11 @@ def compile_policy(doc: Document) -> CompiledPolicy:
     if problems:
         problems.sort(key=_line_of)
         raise PolicyError(problems)
+    if not any(r.control == "plugin_names" for r in rules):
+        # First: it is the floor under every policy, and its reason (a path,
+        # not a name) says more than a driver allowlist's would.
+        rules.insert(0, Rule(IMPLICIT_PLAIN_NAMES, "enforce", "plugin_names",
+                             root_actions.plugin_names({})))
     return CompiledPolicy(data["name"], rules, doc.file, data.get("description", ""))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from support.engines import IMAGE, Engine, unique
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates, reasons_of, rules_of
 
 from dockgate.policy import load_policy
+from dockgate.policy import seccomp as seccomp_check
 
 pytestmark = pytest.mark.engine
 _ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
@@ -65,6 +66,7 @@ class Denial:
     rule: str
     text: str
     upload: bool = False
+    env: tuple[tuple[str, str], ...] = ()
 
 
 # Finding: dockgate answers 403 and closes before it has read a streamed request
@@ -112,6 +114,73 @@ def caps(what: str, index: int = 0) -> str:
 
 def endpoint(eid: str) -> str:
     return f"endpoint {eid} is not allowed"
+
+
+def local_type(kind: str) -> str:
+    return f"local volume type {kind!r} is not allowed (dockerd mounts it as root)"
+
+
+def root_actions(policy: str, mk: Callable[..., tuple[str, ...]], sec: int) -> list[Denial]:
+    """What dockerd does as root for a client: the same attacks under both profiles
+    (``mk`` builds a ``docker run`` the profile otherwise allows; ``sec`` is the index
+    the first extra SecurityOpt gets)."""
+    host_level = "makes the daemon act on the host (host-level field)"
+    return [
+        Denial("volume-proc", policy,
+               ("volume", "create", "--opt", "type=proc", "--opt", "device=proc", "{vol}"),
+               "volume-options", "DriverOpts " + local_type("proc")),
+        Denial("volume-relative-bind", policy,
+               ("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt",
+                "device=../../../../etc", "{vol}"),
+               "volume-options", "DriverOpts " + local_type("none")),
+        Denial("mount-volume-sysfs", policy,
+               mk("--mount", "type=volume,dst=/v,volume-opt=type=sysfs,volume-opt=device=sysfs"),
+               "volume-options", "HostConfig.Mounts[0] " + local_type("sysfs")),
+        Denial("tmpfs-suid", policy, mk("--tmpfs", "/t:suid"), "tmpfs-options",
+               "HostConfig.Tmpfs[/t] tmpfs option 'suid' is not allowed"),
+        Denial("tmpfs-rshared", policy, mk("--tmpfs", "/t:rw,rshared"), "tmpfs-options",
+               "HostConfig.Tmpfs[/t] tmpfs option 'rshared' is not allowed"),
+        Denial("log-syslog-socket", policy,
+               mk("--log-driver", "syslog", "--log-opt", "syslog-address=unix:///dev/log"),
+               "log-drivers", "HostConfig.LogConfig.Type log driver 'syslog' is not allowed"),
+        Denial("log-option-address", policy,
+               mk("--log-opt", "fluentd-address=tcp://127.0.0.1:24224"), "log-drivers",
+               "HostConfig.LogConfig.Config[fluentd-address] log option 'fluentd-address' is "
+               "not allowed for driver '(default)'"),
+        Denial("log-driver-path", policy, mk("--log-driver", "../../../run/x"),
+               "plain-plugin-names",
+               "HostConfig.LogConfig.Type driver name '../../../run/x' is a path, not a plugin name"),
+        Denial("volume-driver-path", policy, ("volume", "create", "--driver", "../../x", "{vol}"),
+               "plain-plugin-names", "Driver driver name '../../x' is a path, not a plugin name"),
+        Denial("network-driver-path", policy,
+               ("network", "create", "--internal", "-d", "../../run/x", "{vol}"),
+               "plain-plugin-names", "Driver driver name '../../run/x' is a path, not a plugin name"),
+        Denial("network-host-bridge", policy,
+               ("network", "create", "--internal", "--subnet", "127.71.1.0/24",
+                "-o", "com.docker.network.bridge.name=dgpolbr0", "{vol}"),
+               "networks", "Options[com.docker.network.bridge.name] is a network option that is "
+                           "not allowed"),
+        Denial("network-macvlan", policy,
+               ("network", "create", "-d", "macvlan", "-o", "parent=lo", "{vol}"),
+               "networks", "Driver network driver 'macvlan' is not allowed"),
+        Denial("oom-score-negative", policy, mk("--oom-score-adj", "-500"), "oom-score",
+               "HostConfig.OomScoreAdj -500 is below 0 (the host's processes would be killed "
+               "first)"),
+        Denial("ulimit-memlock", policy, mk("--ulimit", "memlock=-1:-1"), "ulimits",
+               "HostConfig.Ulimits[0] ulimit 'memlock' is not allowed"),
+        Denial("cpu-rt-runtime", policy, mk("--cpu-rt-runtime", "950000"), "closed-world",
+               "HostConfig.CpuRealtimeRuntime " + host_level),
+        Denial("storage-opt", policy, mk("--storage-opt", "size=1G"), "closed-world",
+               "HostConfig.StorageOpt " + host_level),
+        Denial("cgroupns-default-old-api", policy, mk(), "daemon-defaults",
+               "HostConfig.CgroupnsMode is empty, which means the host's cgroup namespace at "
+               "API 1.40 on this daemon (use API 1.41 or later)",
+               env=(("DOCKER_API_VERSION", "1.40"),)),
+        Denial("apparmor-other-profile", policy,
+               mk("--security-opt", "apparmor=lxc-container-default-with-nesting"),
+               "security-options", f"HostConfig.SecurityOpt[{sec}] AppArmor profile "
+                                   "'lxc-container-default-with-nesting' is not allowed"),
+    ]
 
 
 HOSTNS = "'host' shares the host's namespace"
@@ -272,10 +341,12 @@ DENIALS = [
            "HostConfig.Mounts[0] mount type image is not allowed"),
     Denial("volume-create-options", R,
            ("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "{vol}"),
+           "volume-options", "DriverOpts " + local_type("tmpfs")),
+    Denial("volume-create-size", R, ("volume", "create", "--opt", "size=1G", "{vol}"),
            "volume-drivers", "DriverOpts volume driver options are not allowed"),
     Denial("mount-volume-options", R,
            rrun("--mount", "type=volume,dst=/v,volume-opt=type=tmpfs,volume-opt=device=tmpfs"),
-           "volume-drivers", "HostConfig.Mounts[0] volume driver options are not allowed"),
+           "volume-options", "HostConfig.Mounts[0] " + local_type("tmpfs")),
     Denial("volumes-from", R, rrun("--volumes-from", "{user}"), "no-volumes-from",
            "HostConfig.VolumesFrom[0] '{user}' must not be used: it inherits another "
            "container's mounts"),
@@ -374,7 +445,30 @@ DENIALS = [
     # -- registries: the daemon would connect to a host loopback port ------------------
     Denial("pull-loopback", B, ("pull", "127.0.0.1:1/x"), "registries", LOOPBACK_REGISTRY),
     Denial("pull-loopback-r", R, ("pull", "127.0.0.1:1/x"), "registries", LOOPBACK_REGISTRY),
+    Denial("seccomp-permissive", B, run("--security-opt", "seccomp={seccomp}"),
+           "security-options", "HostConfig.SecurityOpt[0] sets a seccomp profile that has "
+           "defaultAction 'SCMP_ACT_ALLOW', which does not refuse unlisted syscalls"),
+    *root_actions(B, run, 0),
+    *root_actions(R, rrun, 1),
 ]  # fmt: skip
+
+def safe_root_actions(
+    policy: str, runner: tuple[str, ...], subnet: str, volume: tuple[str, ...]
+) -> list[Allowed]:
+    """The safe side of each root-action control, under ``policy``."""
+    run_args = (*runner[:-1], "--tmpfs", "/t:rw,noexec,nosuid,size=1m", "--log-driver",
+                "json-file", "--log-opt", "max-size=1m", "--oom-score-adj", "500", "--ulimit",
+                "nofile=512:512", runner[-1], "sh", "-c", "cat /proc/self/oom_score_adj; ulimit -n")
+    return [
+        Allowed("root-actions-safe", policy, run_args, "500\n512\n",
+                ("tmpfs-options", "log-drivers", "oom-score", "ulimits", "closed-world",
+                 "plain-plugin-names")),
+        Allowed("network-internal", policy,
+                ("network", "create", "--internal", "--subnet", subnet, "-o",
+                 "com.docker.network.driver.mtu=1400", "{vol}"), "", ("networks",), prefix=True),
+        Allowed("volume-options-safe", policy, volume, "{vol}\n", ("volume-options",)),
+    ]
+
 
 ALLOWED = [
     # -- baseline -------------------------------------------------------------------
@@ -390,7 +484,8 @@ ALLOWED = [
              "grep", "CapEff", "/proc/self/status"),
             "CapEff:\t0000000000000009\n", ("capabilities",)),
     Allowed("security-options", B,
-            (*BASE, "--security-opt", "no-new-privileges", "--security-opt", "seccomp={seccomp}",
+            (*BASE, "--security-opt", "no-new-privileges", "--security-opt",
+             "seccomp={seccomp_strict}",
              IMAGE, "grep", "NoNewPrivs", "/proc/self/status"),
             "NoNewPrivs:\t1\n", ("security-options",)),
     Allowed("system-paths-stay-masked", B,
@@ -412,6 +507,9 @@ ALLOWED = [
     Allowed("swarm-state-through-info", B, ("info", "--format", "{{.Swarm.LocalNodeState}}"),
             "inactive\n", ("escalation-endpoints",)),
     Allowed("exec", B, ("exec", "{root}", "echo", "ok"), "ok\n", ("no-privileged",)),
+    *safe_root_actions(B, (*BASE, IMAGE), "127.72.1.0/24",
+                       ("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
+                        "--opt", "o=size=1m,uid=1000", "{vol}")),
     Allowed("exec-as-root-is-audited-only", B, ("exec", "-u", "0", "{root}", "id", "-u"), "0\n",
             ()),
     # -- restricted -----------------------------------------------------------------
@@ -442,6 +540,7 @@ ALLOWED = [
             "{user}\n", ("resource-limits",), prefix=True),
     Allowed("cp-out", R, ("cp", "{user}:/bin/busybox", "{out}"), "", ("escalation-endpoints",),
             prefix=True),
+    *safe_root_actions(R, (*RESTRICTED, IMAGE), "127.72.2.0/24", ("volume", "create", "{vol}")),
     Allowed("image-ls", R, ("image", "ls", "--format", "{{.Repository}}", "dgtest"), "dgtest\n",
             ("no-image-import", "escalation-endpoints")),
 ]  # fmt: skip
@@ -475,7 +574,10 @@ def targets(engine_set: dict[str, Engine]) -> Iterator[dict[str, dict[str, str]]
             engine.docker_direct("rm", base)
             seccomp = engine.workdir / "policy-seccomp.json"
             seccomp.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}))
-            made[name] = {"root": root, "user": user, "seccomp": str(seccomp), "file": str(seccomp)}
+            strict = engine.workdir / "policy-seccomp-strict.json"
+            strict.write_text(json.dumps(STRICT_SECCOMP))
+            made[name] = {"root": root, "user": user, "seccomp": str(seccomp), "file": str(seccomp),
+                          "seccomp_strict": str(strict)}
         yield made
     finally:
         for name in made:
@@ -484,6 +586,18 @@ def targets(engine_set: dict[str, Engine]) -> Iterator[dict[str, dict[str, str]]
                 "rm", "-f", f"{ROOT_SLEEPER}-{name}", f"{USER_SLEEPER}-{name}", check=False
             )
             engine.docker_direct("rmi", USER_IMAGE, check=False)
+
+
+STRICT_SECCOMP = {
+    "defaultAction": "SCMP_ACT_ERRNO",
+    "syscalls": [
+        {"names": sorted(seccomp_check.UNCONDITIONAL), "action": "SCMP_ACT_ALLOW"},
+        {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW",
+         "includes": {"arches": ["amd64", "x32"]}},
+        {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"},
+    ],
+}
+"""A profile stricter than the default (its unconditional calls, no clone or socket)."""
 
 
 def values_for(engine: Engine, targets: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -521,18 +635,22 @@ def test_dangerous_variant_is_denied(
 
     for _attempt in range(UPLOAD_ATTEMPTS if case.upload else 1):
         mark = pg.mark()
-        out = pg.docker(*args, check=False, timeout=60)
+        out = pg.docker(*args, check=False, timeout=60, extra_env=dict(case.env))
 
         assert out.returncode != 0, out.stdout
         assert target_state(engine, case.args, values) == before, "the daemon's state changed"
+        # Only exchanges decided since the mark: the previous test's refusal may
+        # finish (its ResponseComplete record) after this test took its mark.
         records = pg.records_since(mark)
-        refused = pg.refusals_since(mark)
+        ours = {r["id"] for r in records if r["stage"] == "RequestDecided"}
+        records = [r for r in records if r["id"] in ours]
+        refused = [r for r in pg.refusals_since(mark) if r["id"] in ours]
         assert refused, records
         reason = expected.removeprefix("dockgate: ")
         assert all(
             r["decision"] == "deny" and rules_of(r)[:1] == [case.rule] and reason in reasons_of(r)
             for r in refused
-        ), refused
+        ), [(r["id"], r["stage"], rules_of(r), reasons_of(r)) for r in refused]
         forwarded = [r for r in records if r not in refused and r["method"] not in ("GET", "HEAD")]
         assert not forwarded, f"mutating requests reached the daemon: {forwarded}"
         if not (case.upload and "broken pipe" in out.stderr):
@@ -681,6 +799,8 @@ def test_swarm_init_is_denied_by_policy(
 
 
 SPECIAL_COVERS = {
+    (B, "daemon-defaults"),  # test_policy_root_actions.py: cgroup namespace set / denied
+    (R, "daemon-defaults"),
     (B, "no-host-namespaces"),  # test_private_namespaces_are_not_the_hosts
     (B, "shared-namespaces"),  # test_joining_another_container_only_warns_under_baseline
     # test_read_side.py: test_docker_hub_passes_the_registry_rule (these daemons have

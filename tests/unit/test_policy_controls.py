@@ -73,7 +73,7 @@ def test_enforce_wins_and_first_enforce_rule_decides() -> None:
     d = decide(p, create(Privileged=True, VolumesFrom=["x"]))
     assert (d.verdict, d.rule) == ("deny", "a")
     ev = p.evaluate(create(Privileged=True, VolumesFrom=["x"]), PEER, trail=True)
-    assert [s.rule for s in ev.trail] == ["w", "a", "b"]
+    assert [s.rule for s in ev.trail] == ["plain-plugin-names", "w", "a", "b"]
 
 
 def test_endpoint_scope_and_exemption() -> None:

@@ -98,6 +98,7 @@ def test_example_policy_shows_every_control() -> None:
 
     policy = load_policy(str(ROOT / "policies" / "example.yaml"))
     assert {r.control for r in policy.rules} == set(CONTROLS)
+    assert "plain-plugin-names" not in {r.id for r in policy.rules}
     for name, schema in CONTROLS.items():
         shown = next(r for r in policy.rules if r.control == name)
         text = (ROOT / "policies" / "example.yaml").read_text()
@@ -106,7 +107,7 @@ def test_example_policy_shows_every_control() -> None:
 
 
 def test_builders_cover_every_control() -> None:
-    from dockgate.policy.controls import BUILDERS  # noqa: PLC0415
+    from dockgate.policy.rules import BUILDERS  # noqa: PLC0415
     from dockgate.policy.schema import CONTROLS  # noqa: PLC0415
 
     assert set(BUILDERS) == set(CONTROLS)

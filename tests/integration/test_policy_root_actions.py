@@ -1,0 +1,336 @@
+"""Attacks on what dockerd does as root for a client, against both engines through
+policies/baseline.yaml and policies/restricted.yaml.
+
+Each test first shows the attack live on the bare daemon (its own socket, no
+dockgate): dockerd mounts the host's procfs or a host directory named by a
+relative path into a volume, runs a container under a seccomp profile that
+allows everything, connects to a unix socket on the host for a log driver,
+creates a host network interface of the client's choosing, shields a container
+from the OOM killer, and puts a container in the host's cgroup namespace by
+default.  Then the same requests go through each policy dockgate, and the
+daemon's state is the oracle: nothing created, mounted, connected or joined.
+Containers only with ``--network none``, never privileged; networks only
+``--internal`` on 127.x subnets; traffic only to unix sockets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.engines import IMAGE, Engine, unique
+from support.policygate import POLICY_NAMES, PolicyGate, policy_audit_guard, policy_gates
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
+
+RUN = ("run", "--rm", "--network", "none", "--pull", "never")
+HARDENED = ("--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", "64m", "--cpus", "0.5", "--pids-limit", "64")
+
+
+@pytest.fixture(params=POLICY_NAMES)
+def pg(
+    request: pytest.FixtureRequest, engine: Engine,
+    policy_gates: dict[tuple[str, str], PolicyGate],
+) -> PolicyGate:
+    """The policy dockgate (baseline, then restricted) in front of ``engine``."""
+    return policy_gates[(engine.name, request.param)]
+
+
+def run_as(pg: PolicyGate, *flags: str) -> tuple[str, ...]:
+    """``docker run`` flags the policy otherwise allows, plus ``flags``, before the image."""
+    extra = HARDENED if pg.policy == "restricted" else ()
+    return (*RUN, *extra, *flags)
+
+
+def refused(pg: PolicyGate, mark: int, rule: str, text: str) -> None:
+    """Every exchange decided since ``mark`` was refused by ``rule`` naming ``text``;
+    none was forwarded."""
+    records = pg.records_since(mark)
+    ours = {r["id"] for r in records if r["stage"] == "RequestDecided"}
+    mutating = [r for r in records if r["id"] in ours and r["method"] not in ("GET", "HEAD")]
+    assert mutating, records
+    for r in mutating:
+        assert r["decision"] == "deny", r
+        assert r["rules"][:1] == [rule], r
+        assert any(text in reason for reason in r["reasons"]), r
+
+
+def denied(pg: PolicyGate, args: tuple[str, ...], rule: str, text: str, **kw: Any) -> None:
+    """The CLI fails with dockgate's denial and the daemon's objects are unchanged."""
+    before = pg.engine.snapshot()
+    mark = pg.mark()
+    out = pg.docker(*args, check=False, timeout=60, **kw)
+    assert out.returncode != 0, out.stdout
+    assert f"dockgate: denied by policy {pg.policy} rule {rule}" in out.stderr, out.stderr
+    assert pg.engine.snapshot() == before, "the daemon's state changed"
+    refused(pg, mark, rule, text)
+
+
+# -- mounts dockerd performs: local volume driver options -------------------------------
+
+
+def daemon_cwd(engine: Engine) -> str:
+    """Where a relative ``device`` is resolved: dockerd's working directory."""
+    return os.readlink(f"/proc/{engine.daemon.process.pid}/cwd")
+
+
+def test_local_volume_options_mount_host_filesystems(engine: Engine, pg: PolicyGate) -> None:
+    """type=proc mounts the host's procfs, o=bind with a relative device binds a host
+    directory; inline Mounts options do the same.  All refused by the policy."""
+    core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    secret_dir = engine.workdir / unique("hostdir")
+    secret_dir.mkdir()
+    (secret_dir / "secret").write_text("host-secret\n")
+    relative = os.path.relpath(secret_dir, daemon_cwd(engine))
+    assert not relative.startswith("/")
+
+    # Live on the bare daemon.
+    proc_vol, bind_vol = unique("dgra-proc"), unique("dgra-bind")
+    engine.docker_direct("volume", "create", "--opt", "type=proc", "--opt", "device=proc",
+                         proc_vol)
+    seen = engine.docker_direct(*RUN, "-v", f"{proc_vol}:/p", IMAGE,
+                                "cat", "/p/sys/kernel/core_pattern").stdout
+    assert seen == core_pattern, "the container read the host's procfs through the volume"
+    engine.docker_direct("volume", "create", "--opt", "type=none", "--opt", "o=bind",
+                         "--opt", f"device={relative}", bind_vol)
+    seen = engine.docker_direct(*RUN, "-v", f"{bind_vol}:/v", IMAGE, "cat", "/v/secret").stdout
+    assert seen == "host-secret\n", "the container read a host directory through the volume"
+
+    # Refused through dockgate.
+    why = "local volume type {!r} is not allowed (dockerd mounts it as root)"
+    denied(pg, ("volume", "create", "--opt", "type=proc", "--opt", "device=proc",
+                unique("dgra-p")), "volume-options", "DriverOpts " + why.format("proc"))
+    denied(pg, ("volume", "create", "--opt", "type=none", "--opt", "o=bind",
+                "--opt", f"device={relative}", unique("dgra-b")),
+           "volume-options", "DriverOpts " + why.format("none"))
+    denied(pg, (*run_as(pg, "--mount", "type=volume,dst=/p,volume-opt=type=proc,"
+                                       "volume-opt=device=proc"), IMAGE, "true"),
+           "volume-options", "HostConfig.Mounts[0] " + why.format("proc"))
+    denied(pg, ("volume", "create", "--opt", "type=overlay", "--opt", "device=overlay",
+                "--opt", f"o=lowerdir={secret_dir}", unique("dgra-o")),
+           "volume-options", "DriverOpts " + why.format("overlay"))
+
+
+# -- security profiles -------------------------------------------------------------------
+
+
+def test_permissive_seccomp_profile(engine: Engine, pg: PolicyGate) -> None:
+    """A custom profile with defaultAction SCMP_ACT_ALLOW lets a container call what the
+    default profile refuses (unshare of a user namespace); the policy refuses it."""
+    profile = engine.workdir / unique("allow-all.json")
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}))
+    probe = ("unshare", "-U", "true")
+    default = engine.docker_direct(*RUN, IMAGE, *probe, check=False)
+    assert default.returncode != 0, "the default profile refuses unshare(CLONE_NEWUSER)"
+    engine.docker_direct(*RUN, "--security-opt", f"seccomp={profile}", IMAGE, *probe)
+
+    sec = 1 if pg.policy == "restricted" else 0
+    why = ("sets a custom seccomp profile" if pg.policy == "restricted" else
+           "sets a seccomp profile that has defaultAction 'SCMP_ACT_ALLOW'")
+    denied(pg, (*run_as(pg, "--security-opt", f"seccomp={profile}"), IMAGE, *probe),
+           "security-options", f"HostConfig.SecurityOpt[{sec}] {why}")
+    denied(pg, (*run_as(pg, "--security-opt", "seccomp=unconfined"), IMAGE, *probe),
+           "security-options", f"HostConfig.SecurityOpt[{sec}] disables seccomp (unconfined)")
+
+
+# -- connections dockerd makes: log drivers ------------------------------------------------
+
+
+@pytest.fixture
+def log_socket(engine: Engine) -> Iterator[tuple[str, socket.socket]]:
+    """A unix datagram socket on the host, standing in for /dev/log or another daemon's."""
+    path = str(engine.workdir / f"{unique('log')[:20]}.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(30)
+    try:
+        yield path, sock
+    finally:
+        sock.close()
+        os.unlink(path)
+
+
+def test_log_driver_connects_to_a_host_socket(
+    engine: Engine, pg: PolicyGate, log_socket: tuple[str, socket.socket]
+) -> None:
+    """syslog with a unixgram address makes dockerd, as root, write the container's output
+    to any unix socket on the host; the policy refuses the driver and stray options."""
+    path, sock = log_socket
+    engine.docker_direct(*RUN, "--log-driver", "syslog", "--log-opt",
+                         f"syslog-address=unixgram://{path}", IMAGE, "echo", "via-dockerd")
+    assert b"via-dockerd" in sock.recv(65536), "dockerd wrote to the host socket"
+
+    denied(pg, (*run_as(pg, "--log-driver", "syslog", "--log-opt",
+                        f"syslog-address=unixgram://{path}"), IMAGE, "echo", "via-dockgate"),
+           "log-drivers", "HostConfig.LogConfig.Type log driver 'syslog' is not allowed")
+    denied(pg, (*run_as(pg, "--log-driver", "gelf", "--log-opt",
+                        "gelf-address=udp://127.0.0.1:12201"), IMAGE, "true"),
+           "log-drivers", "HostConfig.LogConfig.Type log driver 'gelf' is not allowed")
+    denied(pg, (*run_as(pg, "--log-driver", f"../../../..{path[:-5]}"), IMAGE, "true"),
+           "plain-plugin-names", "is a path, not a plugin name")
+    sock.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        sock.recv(65536)  # nothing was forwarded, so nothing was written
+
+
+# -- host interfaces dockerd creates: networks -----------------------------------------------
+
+
+def test_network_options_create_host_interfaces(engine: Engine, pg: PolicyGate) -> None:
+    """A bridge name option makes dockerd create (or adopt) a host interface of that
+    name; the policy refuses it, and driver names that are paths."""
+    ifname = "dgra" + os.urandom(3).hex()
+    net = unique("dgra-net")
+    engine.docker_direct("network", "create", "--internal", "--subnet", "127.74.1.0/24",
+                         "-o", f"com.docker.network.bridge.name={ifname}", net)
+    assert Path(f"/sys/class/net/{ifname}").exists(), "dockerd created the host interface"
+    engine.docker_direct("network", "rm", net)
+    assert not Path(f"/sys/class/net/{ifname}").exists()
+
+    denied(pg, ("network", "create", "--internal", "--subnet", "127.74.1.0/24", "-o",
+                f"com.docker.network.bridge.name={ifname}", unique("dgra-net")),
+           "networks", "Options[com.docker.network.bridge.name] is a network option")
+    assert not Path(f"/sys/class/net/{ifname}").exists()
+    denied(pg, ("network", "create", "-d", "ipvlan", "-o", "parent=lo", unique("dgra-net")),
+           "networks", "Driver network driver 'ipvlan' is not allowed")
+    denied(pg, ("network", "create", "--internal", "--ipam-driver", "../../run/x",
+                unique("dgra-net")),
+           "plain-plugin-names", "IPAM.Driver driver name '../../run/x' is a path")
+
+
+# -- resource escapes -----------------------------------------------------------------------
+
+
+def test_negative_oom_score_adj(engine: Engine, pg: PolicyGate) -> None:
+    """OomScoreAdj -500 is accepted by the daemon and written by runc as root at start (the
+    host's OOM killer then prefers host processes; this sandbox's runc may lack the right
+    to start it, so the daemon's stored config is the oracle).  The policy refuses it (and
+    a raised memlock limit)."""
+    name = unique("dgra-oom")
+    engine.docker_direct("create", "--network", "none", "--name", name, "--oom-score-adj",
+                         "-500", IMAGE, "true")
+    out = engine.docker_direct("inspect", "--format", "{{.HostConfig.OomScoreAdj}}", name)
+    assert out.stdout == "-500\n"
+    denied(pg, (*run_as(pg, "--oom-score-adj", "-500"), IMAGE, "true"), "oom-score",
+           "HostConfig.OomScoreAdj -500 is below 0")
+    denied(pg, (*run_as(pg, "--ulimit", "memlock=-1:-1"), IMAGE, "true"), "ulimits",
+           "HostConfig.Ulimits[0] ulimit 'memlock' is not allowed")
+
+
+# -- daemon defaults made explicit -------------------------------------------------------------
+
+
+def cgroupns_of(engine: Engine, name: str) -> str:
+    out = engine.docker_direct("inspect", "--format", "{{.HostConfig.CgroupnsMode}}", name)
+    return str(out.stdout.strip())
+
+
+def test_cgroup_namespace_default_is_set_private(engine: Engine, pg: PolicyGate) -> None:
+    """On a cgroup v1 host an ordinary create lands in the host's cgroup namespace (the
+    daemon's default); through the policy dockgate sets CgroupnsMode private in the
+    forwarded body and records it, and denies what it cannot set (API 1.40)."""
+    info = json.loads(engine.docker_direct("info", "--format", "{{json .}}").stdout)
+    direct = unique("dgra-ns")
+    engine.docker_direct("create", "--network", "none", "--name", direct, IMAGE, "true")
+    if info.get("CgroupVersion") == "1":
+        assert cgroupns_of(engine, direct) == "host", "the daemon's default is the host's"
+    old = unique("dgra-ns")
+    engine.docker_direct("create", "--network", "none", "--name", old, IMAGE, "true",
+                         extra_env={"DOCKER_API_VERSION": "1.40"})
+    if info.get("CgroupVersion") == "1":
+        assert cgroupns_of(engine, old) == "host"
+
+    mine = unique("dgra-ns")
+    mark = pg.mark()
+    pg.docker("create", *run_as(pg)[2:], "--name", mine, IMAGE, "true")
+    assert cgroupns_of(engine, mine) == "private"
+    decided = [r for r in pg.records_since(mark)
+               if r["stage"] == "RequestDecided" and r["endpoint"] == "container.create"]
+    assert len(decided) == 1 and decided[0]["decision"] in ("allow", "warn"), decided
+    assert any("HostConfig.CgroupnsMode set to 'private'" in s
+               for s in decided[0].get("set", ())), decided
+    denied(pg, ("create", *run_as(pg)[2:], IMAGE, "true"), "daemon-defaults",
+           "HostConfig.CgroupnsMode is empty", extra_env={"DOCKER_API_VERSION": "1.40"})
+
+
+# -- plugin names that are paths ---------------------------------------------------------------
+
+
+class FakePlugin:
+    """A unix socket that answers the plugin protocol's activation, recording who called."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.requests: list[bytes] = []
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(8)
+        self.server.settimeout(0.5)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        body = b'{"Implements":[]}'
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    self.requests.append(conn.recv(65536))
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker."
+                                 b"plugins.v1+json\r\nContent-Length: %d\r\nConnection: close"
+                                 b"\r\n\r\n%s" % (len(body), body))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+        self.server.close()
+        os.unlink(self.path)
+
+
+def test_driver_name_with_dots_reaches_a_host_socket(engine: Engine, pg: PolicyGate) -> None:
+    """dockerd's legacy plugin discovery joins a driver name into its spec directory, so
+    ``../../../<volume mountpoint>/p`` reads a ``p.spec`` a container wrote into a volume
+    and dockerd, as root, speaks the plugin protocol to the socket it names.  Refused
+    through every policy (the implicit plain-plugin-names rule), privileged included."""
+    vol = unique("dgra-spec")
+    engine.docker_direct("volume", "create", vol)
+    mountpoint = engine.docker_direct("volume", "inspect", "--format", "{{.Mountpoint}}",
+                                      vol).stdout.strip()
+    plugin = FakePlugin(str(engine.workdir / f"{unique('plug')[:20]}.sock"))
+    try:
+        engine.docker_direct(*RUN, "-v", f"{vol}:/d", IMAGE, "sh", "-c",
+                             f"echo unix://{plugin.path} > /d/p.spec")
+        name = "../../.." + mountpoint + "/p"
+        out = engine.docker_direct("volume", "create", "--driver", name, unique("dgra-v"),
+                                   check=False, timeout=90)
+        assert out.returncode != 0  # the fake plugin implements nothing
+        assert any(b"POST /Plugin.Activate" in r for r in plugin.requests), (
+            "dockerd spoke the plugin protocol to the host socket", out.stderr)
+        seen = len(plugin.requests)
+
+        why = f"Driver driver name {name!r} is a path, not a plugin name"
+        denied(pg, ("volume", "create", "--driver", name, unique("dgra-v")),
+               "plain-plugin-names", why)
+        # The session's own dockgate runs the privileged profile: refused there too.
+        before = engine.snapshot()
+        out = engine.docker("volume", "create", "--driver", name, unique("dgra-v"), check=False)
+        assert "denied by policy privileged rule plain-plugin-names" in out.stderr, out.stderr
+        assert engine.snapshot() == before
+        assert len(plugin.requests) == seen, "dockerd was never asked to look the name up"
+    finally:
+        plugin.close()

@@ -1,0 +1,179 @@
+"""Controls over dockerd's root actions, the closed world of fields, and the
+``set`` action (daemon defaults made explicit) in the pure core."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.policy import DaemonFacts, DecisionContext, load_policy
+from dockgate.policy import seccomp as sc
+from dockgate.policy.rules import CompiledPolicy, compile_policy
+from dockgate.policy.source import parse_yaml
+
+PEER = Peer("main", "unix", "@", uid=1000, gid=1000)
+BASELINE = load_policy("policies/baseline.yaml")
+
+
+def policy(rules: str) -> CompiledPolicy:
+    return compile_policy(parse_yaml("name: t\nrules:\n" + rules, "t.yaml"))
+
+
+def req(eid: str, body: Any, version: str | None = "1.47",
+        query: tuple[tuple[str, str], ...] = ()) -> CanonicalRequest:
+    return CanonicalRequest("POST", Endpoint(eid, "POST", "/x", "json"), "/x", version, {},
+                            query, body=body)
+
+
+def test_closed_world_names_unclassified_and_host_level_fields() -> None:
+    """An unknown key (one a newer daemon might honour) and a non-empty host-level field
+    are denied with the field named; empty host-level values pass."""
+    p = policy("  - id: w\n    fields: {}\n")
+    d = p.decide(req("container.create", {"Image": "x", "HostConfig": {"Frobnicate": 1}}), PEER)
+    assert d.reason == ("denied by policy t rule w: HostConfig.Frobnicate is not classified "
+                        "by dockgate (unclassified fields are denied)")
+    d = p.decide(req("container.create", {"HostConfig": {"CpuRealtimeRuntime": 950000}}), PEER)
+    assert "HostConfig.CpuRealtimeRuntime makes the daemon act on the host" in d.reason
+    ok = {"HostConfig": {"Annotations": {}, "Cgroup": "", "CpuRealtimeRuntime": 0}}
+    assert p.decide(req("container.create", ok), PEER).allowed
+    d = p.decide(req("image.build", None, query=(("remote", "http://127.0.0.1/"),)), PEER)
+    assert "query.remote makes the daemon act on the host" in d.reason
+
+
+def test_closed_world_allow_lists_host_level_fields_by_path() -> None:
+    """``allow`` lets named host-level fields through and nothing else."""
+    p = policy("  - id: w\n    fields: {allow: [HostConfig.Annotations]}\n")
+    assert p.decide(req("container.create", {"HostConfig": {"Annotations": {"a": "b"}}}),
+                    PEER).allowed
+    assert not p.decide(req("container.create", {"HostConfig": {"StorageOpt": {"size": "1G"}}}),
+                        PEER).allowed
+
+
+@pytest.mark.parametrize("opts", [
+    {"type": "proc", "device": "proc"},
+    {"type": "none", "o": "bind", "device": "etc"},
+    {"type": "overlay", "device": "overlay", "o": "lowerdir=/etc,upperdir=/u,workdir=/w"},
+    {"type": "tmpfs", "device": "/dev/sda1"},
+    {"type": "tmpfs", "device": "tmpfs", "o": "size=1m,suid"},
+    {"type": "tmpfs", "device": "tmpfs", "o": "remount,bind"},
+    {"type": "nfs", "o": "addr=127.0.0.1", "device": ":/x"},
+    {"device": "proc"},
+    {"mountopts": "x"},
+])
+def test_baseline_local_volume_options_only_allow_tmpfs(opts: dict[str, str]) -> None:
+    """Every local-driver option set that mounts anything but a plain tmpfs is denied."""
+    d = BASELINE.decide(req("volume.create", {"Name": "v", "DriverOpts": opts}), PEER)
+    assert not d.allowed and d.rule in ("volume-options", "no-host-paths")
+
+
+def test_baseline_local_tmpfs_volume_is_allowed() -> None:
+    """type=tmpfs with size/mode/uid options cannot reach the host."""
+    body = {"Name": "v", "Driver": "local",
+            "DriverOpts": {"type": "tmpfs", "device": "tmpfs", "o": "size=64m,mode=1770,uid=1000"}}
+    assert BASELINE.decide(req("volume.create", body), PEER).allowed
+
+
+PERMISSIVE = [
+    {"defaultAction": "SCMP_ACT_ALLOW"},
+    {"defaultAction": "SCMP_ACT_LOG"},
+    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["unshare"],
+                                                      "action": "SCMP_ACT_ALLOW"}]},
+    {"defaultAction": "SCMP_ACT_ERRNO", "listenerPath": "/run/x.sock"},
+    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"],
+                                                      "action": "SCMP_ACT_NOTIFY"}]},
+    {"defaultAction": "SCMP_ACT_ERRNO", "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]},
+    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["clone"],
+                                                      "action": "SCMP_ACT_ALLOW"}]},
+    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"name": "mount",
+                                                      "action": "SCMP_ACT_TRACE"}]},
+]
+
+
+@pytest.mark.parametrize("profile", PERMISSIVE)
+def test_seccomp_profiles_weaker_than_the_default_are_found(profile: dict[str, Any]) -> None:
+    """Each of these lets a syscall through that the default profile refuses."""
+    assert sc.weaker_than_default(json.dumps(profile)) is not None
+
+
+def test_seccomp_stricter_profiles_pass() -> None:
+    """Fewer syscalls, or the default's own conditional rules verbatim, are accepted."""
+    strict = {"defaultAction": "SCMP_ACT_KILL_PROCESS", "syscalls": [
+        {"names": ["read", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+        {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"}]}
+    assert sc.weaker_than_default(json.dumps(strict)) is None
+    d = BASELINE.decide(req("container.create", {"HostConfig": {
+        "SecurityOpt": ["seccomp=" + json.dumps(strict)]}}), PEER)
+    assert d.rule != "security-options"
+
+
+def test_seccomp_digest_allowlist() -> None:
+    """An operator can allow one exact profile by its SHA-256."""
+    text = json.dumps(PERMISSIVE[0])
+    p = policy("  - id: s\n    security_options: {seccomp_strict: true, seccomp_profiles: ["
+               f"'{sc.digest(text)}']}}\n")
+    assert p.decide(req("container.create", {"HostConfig": {"SecurityOpt": [
+        "seccomp=" + text]}}), PEER).allowed
+    assert not p.decide(req("container.create", {"HostConfig": {"SecurityOpt": [
+        "seccomp=" + json.dumps(PERMISSIVE[1])]}}), PEER).allowed
+
+
+def test_set_action_rewrites_the_forwarded_body_and_says_so() -> None:
+    """On API 1.47 an empty CgroupnsMode is set to private in a copy of the body (IpcMode
+    is left to the daemon's configured default); the decision carries the new request
+    (canonical bytes) and what was set."""
+    body = {"Image": "x", "HostConfig": {"Memory": 10, "CgroupnsMode": ""}}
+    r = req("container.create", body)
+    d = BASELINE.decide(r, PEER)
+    assert d.allowed and d.request is not None
+    assert json.loads(d.request.body_bytes or b"")["HostConfig"]["CgroupnsMode"] == "private"
+    assert "IpcMode" not in d.request.body["HostConfig"]
+    assert body["HostConfig"]["CgroupnsMode"] == ""  # the admitted request is untouched
+    assert any("CgroupnsMode set to 'private'" in s for s in d.sets)
+    assert "; set: rule daemon-defaults: HostConfig.CgroupnsMode" in d.reason
+
+
+def test_set_action_leaves_an_explicit_private_mode_alone() -> None:
+    """Nothing is set (and nothing re-serialised) when the client already chose."""
+    r = req("container.create", {"HostConfig": {"CgroupnsMode": "private", "IpcMode": "private"}})
+    d = BASELINE.decide(r, PEER)
+    assert d.request is None and d.sets == ()
+
+
+def test_ipc_mode_is_set_below_api_1_40() -> None:
+    """Below API 1.40 an empty IpcMode is 'shareable' (a host tmpfs): dockgate sets it."""
+    v2 = DaemonFacts.from_info({"CgroupVersion": "2", "SecurityOptions": ["name=cgroupns"]})
+    r = req("container.create", {"Image": "x"}, version="1.39")
+    d = BASELINE.decide(r, PEER, DecisionContext(daemon=v2))
+    assert d.request is not None and d.request.body["HostConfig"] == {"IpcMode": "private"}
+    assert d.sets == ("rule daemon-defaults: HostConfig.IpcMode set to 'private' (empty is "
+                      "'shareable', a host tmpfs, before API 1.40)",)
+
+
+def test_old_api_needs_the_daemons_facts() -> None:
+    """Below API 1.41 dockgate cannot set the mode: it asks the daemon's facts and allows
+    only a cgroup v2 daemon whose default is private."""
+    r = req("container.create", {"Image": "x"}, version="1.40")
+    assert BASELINE.wants_daemon_facts(r, PEER)
+    assert not BASELINE.wants_daemon_facts(req("container.create", {}), PEER)
+    v1 = DaemonFacts.from_info({"CgroupVersion": "1", "SecurityOptions": ["name=cgroupns"]})
+    v2 = DaemonFacts.from_info({"CgroupVersion": "2", "SecurityOptions": ["name=cgroupns"]})
+    assert BASELINE.decide(r, PEER, DecisionContext(daemon=v1)).rule == "daemon-defaults"
+    assert BASELINE.decide(r, PEER, DecisionContext(daemon=v2)).rule != "daemon-defaults"
+
+
+def test_plain_plugin_names_even_under_privileged() -> None:
+    """Driver names with / \\ or .. are refused by every shipped policy unless listed."""
+    priv = load_policy("policies/privileged.yaml")
+    for eid, body in [("volume.create", {"Driver": "a/../../b"}),
+                      ("network.create", {"Driver": "..\\x"}),
+                      ("network.create", {"IPAM": {"Driver": "../../run/x"}}),
+                      ("container.create", {"HostConfig": {"LogConfig": {"Type": "../s"}}}),
+                      ("container.create", {"HostConfig": {"VolumeDriver": "/run/p"}})]:
+        assert priv.decide(req(eid, body), PEER).rule == "plain-plugin-names", (eid, body)
+    listed = policy("  - id: n\n    plugin_names: {allow: [vieux/sshfs]}\n")
+    assert listed.decide(req("volume.create", {"Driver": "vieux/sshfs"}), PEER).allowed
