@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockgate.buildctx.dockerfile import DockerfileFacts
 from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
 from dockgate.policy.facts import Facts
@@ -48,9 +49,12 @@ class DecisionContext:
             is empty: the image's ``Config.User`` for a create, the container's
             ``Config.User`` for an exec.  None means unknown, which the
             ``user`` control treats as root.
+        dockerfile: the classic build's Dockerfile, read out of the streamed
+            context (``dockgate.buildctx``); None when it was not read.
     """
 
     default_user: str | None = None
+    dockerfile: DockerfileFacts | None = None
 
 
 Check = Callable[[Facts, CanonicalRequest, DecisionContext], list[Finding]]
@@ -692,6 +696,13 @@ def resources(cfg: Mapping[str, Any]) -> Check:
     return check
 
 
+def _build(cfg: Mapping[str, Any]) -> Check:
+    """The ``build`` control lives in ``buildcontrol`` (which imports this module)."""
+    from dockgate.policy.buildcontrol import build  # noqa: PLC0415
+
+    return build(cfg)
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "endpoints": endpoints,
     "privileged": privileged,
@@ -713,5 +724,6 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "user": user,
     "images": images,
     "resources": resources,
+    "build": _build,
 }
 """Control name (as in the policy file) → builder.  Must list every key of ``schema.CONTROLS``."""

@@ -103,6 +103,9 @@ CONTROLS: dict[str, dict[str, Any]] = {
             pids={"type": "integer", "minimum": 1},
         ),
     ),
+    "build": _obj(
+        allow_remote_context=_bool, allow_url_sources=_bool, allow_cgroup_parent=_bool
+    ),
 }
 
 _peer_match = _obj(
