@@ -59,6 +59,8 @@ from zope.interface import implementer
 
 from dockgate import wire, writethrough
 from dockgate.admission import admit_body, admit_head_memo
+from dockgate.buildctx import ContextError
+from dockgate.buildgate import HeldContext, classic_context
 from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide, decide_memo
 from dockgate.errors import (
@@ -76,10 +78,12 @@ from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
 from dockgate.http1 import Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
+from dockgate.joincheck import check_build_images, check_joins, needs_joins
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DecisionContext, load_policy
+from dockgate.policy.buildcontrol import wants_dockerfile
 from dockgate.scoping import check_quota, owned_objects, owns_object, scope_request
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
@@ -274,6 +278,8 @@ class Exchange:
     quota_lock: DeferredLock | None = None
     events: EventScope | None = None
     """A tenant's /events stream, filtered line by line (``event_scope``)."""
+    context: HeldContext | None = None
+    """A classic build's context, held until its Dockerfile is read (``buildgate``)."""
 
 
 class ProxyServerFactory(ServerFactory):
@@ -612,6 +618,8 @@ class ProxyServerProtocol(Protocol):
             if len(x.body) > self.settings.api.max_json_body:
                 self._refuse(x, BodyTooLarge(self._too_large()))
             return
+        if x.context is not None and not self._context_data(x, data):
+            return
         if x.upstream is not None:
             x.upstream.send_data(data)
 
@@ -636,10 +644,75 @@ class ProxyServerProtocol(Protocol):
             self._decide_and_forward(x)
             return
         x.request_done = True
+        if x.context is not None:
+            try:
+                x.context.end()
+            except ContextError as e:
+                self._refuse(x, BadRequest(str(e)))
+                return
+            if x.context.pending:
+                self._context_ready(x)
+                return
         if x.upstream is not None and not x.sent_end:
             x.sent_end = True
             x.upstream.send_end()
             self._start_timer(x)
+
+    def _context_data(self, x: Exchange, data: bytes) -> bool:
+        """Feed a held build context; True when ``data`` may be forwarded now."""
+        held = x.context
+        assert held is not None
+        try:
+            held.take(data)
+        except (ContextError, OverflowError) as e:
+            self._refuse(x, BadRequest(str(e)))
+            return False
+        if not held.pending:
+            return True
+        if held.ready:
+            self._context_ready(x)
+        return False
+
+    def _context_ready(self, x: Exchange) -> None:
+        """The held context's Dockerfile is known: decide with it (checking its images)."""
+        held = x.context
+        assert held is not None
+        facts = held.facts()
+        context = replace(held.context or DecisionContext(), dockerfile=facts)
+        if x.tenant is None or x.tenant.admin:
+            self._decide_with(x, held.policy, context)
+            return
+        x.waiting = True
+        assert self.gate is not None
+        self.gate.hold("prepare")
+        d = Deferred.fromCoroutine(self._build_images(x, facts, held.policy, context))
+        d.addCallbacks(self._prepared, self._prepare_failed, callbackArgs=(x,), errbackArgs=(x,))
+        d.addErrback(self._unexpected)
+
+    async def _build_images(
+        self, x: Exchange, facts: Any, policy: Policy, context: DecisionContext
+    ) -> tuple[Policy, DecisionContext | None]:
+        assert x.tenant is not None and x.request is not None
+        await check_build_images(facts, x.tenant, self._fetch, x.request.version)
+        return policy, context
+
+    def _hold_context(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> bool:
+        """Start holding a classic build's context when its decision needs the Dockerfile."""
+        request = x.request
+        assert request is not None and self.peer is not None
+        if x.context is not None or not classic_context(request) or not x.has_body:
+            return False
+        tenant_refs = x.tenant is not None and not x.tenant.admin
+        if not (tenant_refs or wants_dockerfile(policy, request, self.peer)):
+            return False
+        try:
+            x.context = HeldContext(request, policy, context)
+        except ContextError as e:
+            self._refuse(x, BadRequest(str(e)))
+            return True
+        self._continue_if_expected()
+        self.reactor.callLater(0, self._pump)
+        return True
 
     def _decide_and_forward(self, x: Exchange) -> None:
         """Scope the request to its tenant, look up facts, decide, then forward.
@@ -653,7 +726,10 @@ class ProxyServerProtocol(Protocol):
             # without a coroutine and Deferred per request.
             try:
                 policy = self.settings.policy()
-                quick = self._default_user_target(policy, x) is None
+                assert x.request is not None
+                quick = self._default_user_target(policy, x) is None and not needs_joins(
+                    policy, x.request
+                )
             except Exception:
                 quick = False  # the full path reports the error
             if quick:
@@ -695,6 +771,8 @@ class ProxyServerProtocol(Protocol):
                 found = value["Config"].get("User")
                 user = found if isinstance(found, str) else ""
             context = DecisionContext(default_user=user)
+        if needs_joins(policy, x.request):
+            x.request = await check_joins(x.request, policy, self.peer, self._fetch)
         return policy, context
 
     async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
@@ -746,6 +824,8 @@ class ProxyServerProtocol(Protocol):
 
     def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
         assert x.request is not None and self.peer is not None
+        if self._hold_context(x, policy, context):
+            return
         if context is None and x.request.body is None and x.request.small:
             # Small body-less requests repeat; others are remembered nowhere.
             x.decision = decide_memo(policy, x.request, self.peer)
@@ -808,6 +888,11 @@ class ProxyServerProtocol(Protocol):
             self.log.warn("upstream connection not ready for a request: {e}", e=e)
             self._refuse(x, UpstreamUnavailable("cannot forward the request to the daemon"))
             return
+        if x.context is not None:
+            conn.send_data(x.context.release())
+            if x.request_done:
+                stream = None
+                conn.send_end()
         if stream is None:
             x.sent_end = True
             self._start_timer(x)

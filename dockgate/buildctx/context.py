@@ -46,7 +46,7 @@ class ContextCheck:
 
     def __init__(self, dockerfile: str) -> None:
         raw = dockerfile or DEFAULT
-        name = clean_name(raw) if not raw.startswith("/") else clean_name(raw)
+        name = clean_name(raw)
         if not name:
             raise ContextError(f"dockerfile {dockerfile!r} names no file")
         self.names = [name] + (["dockerfile"] if raw == DEFAULT else [])

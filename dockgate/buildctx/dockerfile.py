@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z0-9_./-]+)\2")
 _KEYWORDS = ("from", "add", "copy", "run", "onbuild", "arg")
-_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^${}\\\"']*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^${}\\\"']*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 @dataclass
@@ -125,9 +127,7 @@ def _image(st: _State, where: str, raw: str, *, base: bool) -> None:
     low = ref.lower()
     if not ref:
         st.facts.problems.append((where, f"image {raw!r} is empty"))
-    elif low == "scratch" and base:
-        return
-    elif low in st.stages or (not base and low.isdigit()):
+    elif (low == "scratch" and base) or low in st.stages or (not base and low.isdigit()):
         return
     else:
         st.facts.images.append((where, ref))

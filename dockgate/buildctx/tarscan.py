@@ -251,13 +251,16 @@ class TarScanner:
             self._buf += self._head
             self._head = b""
             self._parse()
-        if self.ended:
+        if self._done():
             return
         if self._buf or self._need or self._pad or self._member is not None:
             raise ContextError("the build context ends inside a tar entry")
         if self._dec is not None and not self._dec._fresh:
             raise ContextError(f"the build context ends inside its {self._dec.kind} stream")
         self.ended = True
+
+    def _done(self) -> bool:
+        return self.ended
 
     def _parse(self) -> None:
         buf = self._buf
@@ -348,7 +351,8 @@ class TarScanner:
         self._content = bytearray() if keep else None
 
     def _end_member(self) -> None:
-        purpose, info = self._member or ("", None)
+        assert self._member is not None
+        purpose, info = self._member
         content = bytes(self._content) if self._content is not None else None
         self._member, self._content = None, None
         if purpose == "meta":
