@@ -59,7 +59,7 @@ from zope.interface import implementer
 
 from dockgate import wire, writethrough
 from dockgate.admission import admit_body, admit_head_memo
-from dockgate.buildctx import ContextError
+from dockgate.buildctx import ContextError, DockerfileFacts
 from dockgate.buildgate import HeldContext, classic_context
 from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide, decide_memo
@@ -705,6 +705,9 @@ class ProxyServerProtocol(Protocol):
         tenant_refs = x.tenant is not None and not x.tenant.admin
         if not (tenant_refs or wants_dockerfile(policy, request, self.peer)):
             return False
+        empty = replace(context or DecisionContext(), dockerfile=DockerfileFacts())
+        if not decide(policy, request, self.peer, empty).allowed:
+            return False  # refused whatever the Dockerfile says: no need to read it
         try:
             x.context = HeldContext(request, policy, context)
         except ContextError as e:
@@ -771,7 +774,9 @@ class ProxyServerProtocol(Protocol):
                 found = value["Config"].get("User")
                 user = found if isinstance(found, str) else ""
             context = DecisionContext(default_user=user)
-        if needs_joins(policy, x.request):
+        if needs_joins(policy, x.request) and decide(policy, x.request, self.peer, context).allowed:
+            # Only a request allowed on its own needs its joins followed (a
+            # denied one keeps its own reason, and costs no lookups).
             x.request = await check_joins(x.request, policy, self.peer, self._fetch)
         return policy, context
 

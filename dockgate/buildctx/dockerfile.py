@@ -223,12 +223,11 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
         text_ = line
         while cont.search(text_) and i < len(lines):
             text_ = cont.sub("", text_)
-            nxt = lines[i]
-            i += 1
-            if not nxt.strip() or nxt.lstrip().startswith("#"):
-                text_ += " "  # skipped inside a continuation, keep going
-                continue
-            text_ += nxt
+            while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
+                i += 1  # blank and comment lines inside a continuation are skipped
+            if i < len(lines):
+                text_ += lines[i]
+                i += 1
         text_ = cont.sub("", text_)
         logical.append((start + 1, text_))
         keyword = text_.strip().partition(" ")[0].lower()

@@ -20,7 +20,7 @@ from typing import Any
 
 from dockgate.buildctx.dockerfile import DockerfileFacts
 from dockgate.model import CanonicalRequest
-from dockgate.policy import spelling
+from dockgate.policy import hostpaths, spelling
 from dockgate.policy.facts import Facts
 
 
@@ -140,6 +140,7 @@ _SHARED = {"shared", "rshared"}
 def host_paths(cfg: Mapping[str, Any]) -> Check:
     """Every mount that reaches a host path: allowlist, denylist, read-only, propagation."""
     allow = tuple(spelling.path_pattern(g) for g in cfg.get("allow", ()))
+    roots = tuple(hostpaths.literal_root(spelling.host_path(g)) for g in cfg.get("allow", ()))
     deny = tuple(spelling.path_pattern(g) for g in cfg.get("deny", ()))
     read_only = bool(cfg.get("read_only", False))
     resolve = bool(cfg.get("resolve_symlinks", False))
@@ -150,7 +151,10 @@ def host_paths(cfg: Mapping[str, Any]) -> Check:
             return f"host path {path} is denied"
         if not _any(allow, path):
             return f"host path {path} is not in the allowed host paths"
-        return None
+        # The daemon follows symlinks when it mounts: none below an allowed root.
+        return hostpaths.symlink_below(
+            path, (r for p, r in zip(allow, roots, strict=True) if p.match(path))
+        )
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         out: list[Finding] = []
@@ -175,7 +179,9 @@ def host_paths(cfg: Mapping[str, Any]) -> Check:
                 out.append(Finding(m.field, f"propagation {m.propagation} is not allowed"))
         return out
 
-    return check
+    return hostpaths.HostPathCheck(
+        check, tuple(cfg.get("allow", ())), bool(cfg.get("accept_writable_roots", False))
+    )
 
 
 def mount_types(cfg: Mapping[str, Any]) -> Check:

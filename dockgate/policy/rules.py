@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.model import CanonicalRequest, Decision, Peer
-from dockgate.policy import spelling
+from dockgate.policy import hostpaths, spelling
 from dockgate.policy.controls import BUILDERS, Check, DecisionContext, Finding
 from dockgate.policy.facts import extract
 from dockgate.policy.schema import CONTROLS, POLICY_SCHEMA
@@ -100,6 +100,8 @@ class CompiledPolicy:
     rules: Sequence[Rule]
     source: str = ""
     description: str = ""
+    warnings: tuple[str, ...] = ()
+    """Problems that ``serve`` refuses but ``policy check`` only shows (``hostpaths``)."""
     checks_bodies: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +208,7 @@ def compile_policy(doc: Document) -> CompiledPolicy:
     data = doc.data
     raw_rules = data.get("rules") if isinstance(data, dict) else None
     rules: list[Rule] = []
+    roots: list[str] = []
     seen: dict[str, int] = {}
     for i, r in enumerate(raw_rules if isinstance(raw_rules, list) else ()):
         path = ("rules", i)
@@ -238,6 +241,9 @@ def compile_policy(doc: Document) -> CompiledPolicy:
         except (ValueError, KeyError) as e:
             problems.append(doc.problem((*path, control), str(e)))
             continue
+        if isinstance(check, hostpaths.HostPathCheck) and not check.accept_writable_roots:
+            problems_ = hostpaths.root_problems(check.allow)
+            roots += [doc.problem((*path, control), p) for p in problems_]
         scope = (
             tuple(spelling.name_pattern(g) for g in r["applies_to"]) if "applies_to" in r else None
         )
@@ -254,7 +260,9 @@ def compile_policy(doc: Document) -> CompiledPolicy:
     if problems:
         problems.sort(key=_line_of)
         raise PolicyError(problems)
-    return CompiledPolicy(data["name"], rules, doc.file, data.get("description", ""))
+    return CompiledPolicy(
+        data["name"], rules, doc.file, data.get("description", ""), tuple(roots)
+    )
 
 
 def _line_of(problem: str) -> int:
@@ -264,6 +272,14 @@ def _line_of(problem: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def load_policy(path: str) -> CompiledPolicy:
-    """Read, validate and compile the policy file at ``path``; PolicyError if it is invalid."""
-    return compile_policy(read_yaml(path))
+def load_policy(path: str, *, strict: bool = True) -> CompiledPolicy:
+    """Read, validate and compile the policy file at ``path``; PolicyError if it is invalid.
+
+    With ``strict`` (what ``serve`` uses) the policy's ``warnings`` (allowed
+    host-path roots that others can change) are errors too; ``policy
+    check`` loads with ``strict=False`` and prints them.
+    """
+    policy = compile_policy(read_yaml(path))
+    if strict and policy.warnings:
+        raise PolicyError(list(policy.warnings))
+    return policy

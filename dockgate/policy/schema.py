@@ -37,6 +37,7 @@ CONTROLS: dict[str, dict[str, Any]] = {
         read_only=_bool,
         resolve_symlinks=_bool,
         allow_shared_propagation=_bool,
+        accept_writable_roots=_bool,
     ),
     "mount_types": _obj(
         allow={

@@ -655,6 +655,8 @@ def test_swarm_init_is_denied_by_policy(
 SPECIAL_COVERS = {
     (B, "no-host-namespaces"),  # test_private_namespaces_are_not_the_hosts
     (B, "shared-namespaces"),  # test_joining_another_container_only_warns_under_baseline
+    (B, "build-fetches"),  # tests/integration/test_attacks_build.py
+    (R, "build-fetches"),  # tests/integration/test_attacks_build.py
 }
 
 
