@@ -696,6 +696,18 @@ class ProxyServerProtocol(Protocol):
         await check_build_images(facts, x.tenant, self._fetch, x.request.version)
         return policy, context
 
+    @staticmethod
+    def _unread_dockerfile(
+        request: CanonicalRequest, context: DecisionContext | None
+    ) -> DecisionContext | None:
+        """For a decision before a classic build's Dockerfile is read: an empty one.
+
+        Such a decision says whether anything *but* the Dockerfile refuses.
+        """
+        if not classic_context(request):
+            return context
+        return replace(context or DecisionContext(), dockerfile=DockerfileFacts())
+
     def _hold_context(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> bool:
         """Start holding a classic build's context when its decision needs the Dockerfile."""
         request = x.request
@@ -705,8 +717,8 @@ class ProxyServerProtocol(Protocol):
         tenant_refs = x.tenant is not None and not x.tenant.admin
         if not (tenant_refs or wants_dockerfile(policy, request, self.peer)):
             return False
-        empty = replace(context or DecisionContext(), dockerfile=DockerfileFacts())
-        if not decide(policy, request, self.peer, empty).allowed:
+        unread = self._unread_dockerfile(request, context)
+        if not decide(policy, request, self.peer, unread).allowed:
             return False  # refused whatever the Dockerfile says: no need to read it
         try:
             x.context = HeldContext(request, policy, context)
@@ -774,7 +786,9 @@ class ProxyServerProtocol(Protocol):
                 found = value["Config"].get("User")
                 user = found if isinstance(found, str) else ""
             context = DecisionContext(default_user=user)
-        if needs_joins(policy, x.request) and decide(policy, x.request, self.peer, context).allowed:
+        if needs_joins(policy, x.request) and decide(
+            policy, x.request, self.peer, self._unread_dockerfile(x.request, context)
+        ).allowed:
             # Only a request allowed on its own needs its joins followed (a
             # denied one keeps its own reason, and costs no lookups).
             x.request = await check_joins(x.request, policy, self.peer, self._fetch)
