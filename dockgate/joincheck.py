@@ -104,6 +104,25 @@ async def check_joins(
     return request
 
 
+async def check_tenant_build(
+    request: CanonicalRequest, tenant: Tenant, fetch: Fetch
+) -> CanonicalRequest:
+    """A tenant's build that joins ``container:X`` (``networkmode``) must join its own X.
+
+    The RUN steps would otherwise read what another tenant's container serves
+    on its loopback.  Pinned to X's full id, like every checked reference.
+    """
+    if tenant.admin or request.endpoint.id != "image.build":
+        return request
+    for ref in join_refs(request):
+        info = await _inspect(fetch, ref.ref, request.version, ref.field)
+        checked = ObjectRef("container", ref.ref, "query", ref.field)
+        if not may_access(tenant, owner_of("container", info), checked):
+            raise not_yours(checked, tenant)
+        request = pin(request, ref, str(info["Id"]))
+    return request
+
+
 async def check_build_images(
     facts: DockerfileFacts, tenant: Tenant, fetch: Fetch, version: str | None
 ) -> None:

@@ -78,7 +78,7 @@ from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
 from dockgate.http1 import Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
-from dockgate.joincheck import check_build_images, check_joins, needs_joins
+from dockgate.joincheck import check_build_images, check_joins, check_tenant_build, needs_joins
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
@@ -712,9 +712,18 @@ class ProxyServerProtocol(Protocol):
         """Start holding a classic build's context when its decision needs the Dockerfile."""
         request = x.request
         assert request is not None and self.peer is not None
-        if x.context is not None or not classic_context(request) or not x.has_body:
+        if x.context is not None or request.endpoint.id != "image.build":
             return False
         tenant_refs = x.tenant is not None and not x.tenant.admin
+        if tenant_refs and not classic_context(request):
+            # BuildKit reads the Dockerfile through its session, a remote context is
+            # fetched by the daemon: either way its image references cannot be checked.
+            self._refuse(x, Forbidden("a tenant's build must send its context (classic "
+                                      "builder): dockgate checks the images its Dockerfile "
+                                      "names", reason="policy"))
+            return True
+        if not classic_context(request) or not x.has_body:
+            return False
         if not (tenant_refs or wants_dockerfile(policy, request, self.peer)):
             return False
         unread = self._unread_dockerfile(request, context)
@@ -768,6 +777,7 @@ class ProxyServerProtocol(Protocol):
                 raise Forbidden(f"no tenant for {_caller(peer)}", reason="no-tenant")
             x.tenant = tenant
             x.request, target = await scope_request(x.request, tenant, self._fetch)
+            x.request = await check_tenant_build(x.request, tenant, self._fetch)
             if needs_usage(tenant, x.request.endpoint.id):
                 # One quota-checked request at a time per tenant, until the
                 # daemon answered it, so two cannot both pass the same check.
