@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dockgate.buildctx import DockerfileFacts
+from dockgate.buildctx.dockerfile import triggers
 from dockgate.decision import decide
 from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
 from dockgate.model import CanonicalRequest, Peer
@@ -141,3 +142,32 @@ async def check_build_images(
             raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
         if not may_access(tenant, owner_of("image", info), ref):
             raise not_yours(ref, tenant)
+
+
+async def check_base_triggers(
+    facts: DockerfileFacts, fetch: Fetch, version: str | None, pulls: bool
+) -> None:
+    """Add the ``ONBUILD`` triggers of the build's base images to ``facts``.
+
+    An image's triggers run in every build ``FROM`` it (``ADD <url>`` included),
+    so the base images are inspected.  A base the daemon would pull during the
+    build (missing, or ``pull`` asked) has triggers dockgate cannot read:
+    that is a problem (refused) rather than a guess.
+    """
+    for where, name in facts.bases:
+        if pulls:
+            facts.problems.append((where, f"image {name!r} is pulled during the build (pull=1), "
+                                          "so its ONBUILD triggers cannot be checked"))
+            continue
+        ref = ObjectRef("image", name, "body", f"Dockerfile {where}", "read")
+        status, info = await fetch("GET", inspect_target(ref, version), None)
+        if status == 404:
+            facts.problems.append((where, f"image {name!r} is not on the daemon (pull it "
+                                          "first): its ONBUILD triggers cannot be checked"))
+            continue
+        if status != 200 or not isinstance(info, Mapping):
+            raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
+        config = info.get("Config")
+        onbuild = config.get("OnBuild") if isinstance(config, Mapping) else None
+        if isinstance(onbuild, list) and onbuild:
+            triggers(name, [str(t) for t in onbuild], facts)

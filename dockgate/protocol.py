@@ -78,7 +78,13 @@ from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
 from dockgate.http1 import Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
-from dockgate.joincheck import check_build_images, check_joins, check_tenant_build, needs_joins
+from dockgate.joincheck import (
+    check_base_triggers,
+    check_build_images,
+    check_joins,
+    check_tenant_build,
+    needs_joins,
+)
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
@@ -679,7 +685,9 @@ class ProxyServerProtocol(Protocol):
         assert held is not None
         facts = held.facts()
         context = replace(held.context or DecisionContext(), dockerfile=facts)
-        if x.tenant is None or x.tenant.admin:
+        assert x.request is not None and self.peer is not None
+        bases = bool(facts.bases) and wants_dockerfile(held.policy, x.request, self.peer)
+        if (x.tenant is None or x.tenant.admin) and not bases:
             self._decide_with(x, held.policy, context)
             return
         x.waiting = True
@@ -692,8 +700,12 @@ class ProxyServerProtocol(Protocol):
     async def _build_images(
         self, x: Exchange, facts: Any, policy: Policy, context: DecisionContext
     ) -> tuple[Policy, DecisionContext | None]:
-        assert x.tenant is not None and x.request is not None
-        await check_build_images(facts, x.tenant, self._fetch, x.request.version)
+        assert x.request is not None and self.peer is not None
+        if x.tenant is not None and not x.tenant.admin:
+            await check_build_images(facts, x.tenant, self._fetch, x.request.version)
+        if wants_dockerfile(policy, x.request, self.peer):
+            pulls = any(k == "pull" and v not in ("", "0") for k, v in x.request.query)
+            await check_base_triggers(facts, self._fetch, x.request.version, pulls)
         return policy, context
 
     @staticmethod

@@ -43,6 +43,8 @@ class DockerfileFacts:
     """Findings, each with the line (1-based) it came from."""
 
     images: list[tuple[str, str]] = field(default_factory=list)
+    bases: list[tuple[str, str]] = field(default_factory=list)
+    """The ``FROM`` images among ``images``: their ``ONBUILD`` triggers run in this build."""
     urls: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
@@ -131,6 +133,8 @@ def _image(st: _State, where: str, raw: str, *, base: bool) -> None:
         return
     else:
         st.facts.images.append((where, ref))
+        if base:
+            st.facts.bases.append((where, ref))
 
 
 def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> None:
@@ -251,3 +255,14 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
         if keyword in _KEYWORDS and keyword != "arg":
             _instruction(probe, cont.sub("", line), f"line {number}")
     return st.facts
+
+
+def triggers(image: str, onbuild: list[str], facts: DockerfileFacts) -> None:
+    """Add what a base image's ``ONBUILD`` triggers fetch or name to ``facts``.
+
+    The daemon runs them as instructions of the build that starts ``FROM``
+    that image; a trigger may not itself be ``ONBUILD``.
+    """
+    st = _State(facts, {}, {}, seen_from=True)
+    for i, line in enumerate(onbuild):
+        _instruction(st, line, f"image {image} ONBUILD[{i}]", nested=True)

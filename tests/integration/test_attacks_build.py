@@ -246,3 +246,36 @@ def test_ordinary_classic_build_still_works(
     status, text = build(pg.socket, gzip.compress(context(files)), t=tag)
     assert status == 200, text
     assert image_file(engine, tag, "/n") == "50000 /b\n", text
+
+
+@pytest.mark.allow_refusals
+@pytest.mark.parametrize("policy", POLICIES)
+def test_base_image_onbuild_add_url_is_refused(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], loopback: Any, policy: str
+) -> None:
+    """An image committed with an ``ONBUILD ADD <url>`` trigger: a build ``FROM`` it makes
+    dockerd fetch the URL (a Dockerfile with no ADD at all); through dockgate the base
+    image's triggers are read and the build is refused.  A base image the daemon does not
+    have (it would pull it, triggers unseen) is refused too."""
+    pg = policy_gates[(engine.name, policy)]
+    path = "/" + unique("onbuild")
+    base = unique("dgonbuild").lower() + ":base"
+    src = unique("dgonbuild-src")
+    engine.docker_direct("create", "--network", "none", "--name", src, IMAGE, "true")
+    engine.docker_direct("commit", "--change", f"ONBUILD ADD {loopback.url(path)} /fetched",
+                         src, base)
+    engine.docker_direct("rm", src)
+    body = context({"Dockerfile": f"FROM {base}\nRUN true\n"})
+    tag = unique("dgonb").lower()
+    status, text = build(engine.daemon_socket, body, t=tag + ":d")
+    assert status == 200, text
+    assert image_file(engine, tag + ":d", "/fetched") == SECRET
+    assert loopback.hits.count(path) == 1
+
+    status, text = build(pg.socket, body, t=tag + ":g")
+    denied(status, text, policy, f"image {base} ONBUILD[0] ADD source {loopback.url(path)}")
+    assert image_file(engine, tag + ":g", "/fetched") is None
+    assert loopback.hits.count(path) == 1
+    missing = context({"Dockerfile": "FROM dgtest-never-pulled:latest\n"})
+    status, text = build(pg.socket, missing, t=tag + ":m")
+    denied(status, text, policy, "is not on the daemon (pull it first)")

@@ -282,3 +282,39 @@ def test_check_joins_judges_the_target_and_its_chain() -> None:
     with pytest.raises(Forbidden, match="host path /etc"):
         run(check_joins(req("container.start", None, params={"id": "b"}), BASELINE, PEER,
                         _daemon({"b": bind})))
+
+
+def test_base_image_triggers_are_read() -> None:
+    """A FROM image's ONBUILD triggers count as the build's own instructions; a base that
+    is missing, or pulled during the build, cannot be checked (a problem)."""
+    from dockgate.joincheck import check_base_triggers  # noqa: PLC0415
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if "trig" in target:
+            return 200, {"Config": {"OnBuild": ["ADD http://h/x /x", "COPY --from=other / /"]}}
+        return 404, None
+
+    facts = parse("FROM trig:1 AS a\nFROM a\nFROM missing:1\n")
+    assert [b for _, b in facts.bases] == ["trig:1", "missing:1"]
+    asyncio.run(check_base_triggers(facts, fetch, None, pulls=False))
+    assert facts.urls == [("image trig:1 ONBUILD[0] ADD", "http://h/x")]
+    assert ("image trig:1 ONBUILD[1] COPY --from", "other") in facts.images
+    assert [w for w, _ in facts.problems] == ["line 3 FROM"]
+    pulled = parse("FROM trig:1\n")
+    asyncio.run(check_base_triggers(pulled, fetch, None, pulls=True))
+    assert "pulled during the build" in pulled.problems[0][1]
+
+
+def test_policy_check_warns_and_serve_refuses(tmp_path: Path) -> None:
+    """`dockgate policy check` prints a WARNING for a root others can write (exit 0)."""
+    from dockgate.policy.cli import main  # noqa: PLC0415
+
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    open_.chmod(0o777)
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: t\nrules:\n  - id: h\n    host_paths: {{allow: ['{open_}']}}\n")
+    out = io.StringIO()
+    assert main(["check", str(path)], out) == 0
+    assert f"WARNING: {path}:4: rules[0].host_paths: allowed host path root {open_}: " \
+        f"{open_} is writable by others" in out.getvalue()
