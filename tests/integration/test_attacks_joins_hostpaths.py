@@ -180,7 +180,7 @@ def _root(engine: Engine) -> Path:
 @pytest.fixture(scope="module")
 def hp_gates(engine_set: dict[str, Engine]) -> Iterator[dict[tuple[str, str], PolicyGate]]:
     """Per engine, dockgates running baseline and restricted with one allowed host root
-    (restricted also allowing bind mounts)."""
+    (restricted also allowing bind mounts) and VolumesFrom allowed."""
     started: dict[tuple[str, str], PolicyGate] = {}
     base = next(iter(engine_set.values())).daemon.root.parent / "hp"
     try:
@@ -192,6 +192,7 @@ def hp_gates(engine_set: dict[str, Engine]) -> Iterator[dict[tuple[str, str], Po
                 text = text.replace("host_paths: {allow: []}", f"host_paths: {{allow: ['{root}']}}")
                 text = text.replace("mount_types: {allow: [volume, tmpfs]}",
                                     "mount_types: {allow: [bind, volume, tmpfs]}")
+                text = text.replace("volumes_from: {allow: false}", "volumes_from: {allow: true}")
                 workdir = base / f"{name.split('.')[0]}{policy[0]}"
                 workdir.mkdir(parents=True, exist_ok=True)
                 path = workdir / "policy.yaml"
@@ -282,3 +283,37 @@ def test_directory_swapped_for_a_symlink_before_start_is_refused(
     assert "proc" not in out.stdout.split()
     assert SYMLINK in out.stderr, out.stderr
     assert never_started(engine, kept)
+
+
+@pytest.mark.allow_refusals
+@pytest.mark.parametrize("policy", POLICIES)
+def test_volumes_from_a_container_with_host_binds_is_refused(
+    engine: Engine, hp_gates: dict[tuple[str, str], PolicyGate], policy: str
+) -> None:
+    """With VolumesFrom allowed, ``--volumes-from X`` copies X's mounts: X made behind
+    dockgate's back with a bind of a host directory outside the allowed root gives the
+    caller that directory on the bare daemon; through dockgate X is judged (its bind is
+    not an allowed host path) and nothing is created.  A donor with only an allowed bind
+    still works."""
+    pg = hp_gates[(engine.name, policy)]
+    shared, marker = _shared(engine)
+    donor, good = unique("dgdonor"), unique("dgdonor-ok")
+    engine.docker_direct("create", *NONE, "--name", donor, "-v", f"{marker.parent}:/host:ro",
+                         IMAGE, "true")
+    out = engine.docker_direct("run", "--rm", *NONE, "--volumes-from", donor, IMAGE,
+                               "cat", f"/host/{marker.name}")
+    assert out.stdout == SECRET
+    before = engine.snapshot()
+    out = pg.docker("run", "--rm", *flags(policy), "--volumes-from", donor, IMAGE,
+                    "cat", f"/host/{marker.name}", check=False)
+    assert out.returncode != 0
+    assert SECRET not in out.stdout
+    assert f"HostConfig.VolumesFrom[0]: container {donor!r} does not pass the policy" \
+        in out.stderr, out.stderr
+    assert f"host path {marker.parent} is not in the allowed host paths" in out.stderr
+    assert engine.snapshot()["containers"] == before["containers"]
+    (shared / "f").write_text("allowed\n")
+    (shared / "f").chmod(0o644)
+    pg.docker("create", *flags(policy), "--name", good, "-v", f"{shared}:/s:ro", IMAGE, "true")
+    out = pg.docker("run", "--rm", *flags(policy), "--volumes-from", good, IMAGE, "cat", "/s/f")
+    assert out.stdout == "allowed\n"
