@@ -318,3 +318,26 @@ def test_policy_check_warns_and_serve_refuses(tmp_path: Path) -> None:
     assert main(["check", str(path)], out) == 0
     assert f"WARNING: {path}:4: rules[0].host_paths: allowed host path root {open_}: " \
         f"{open_} is writable by others" in out.getvalue()
+
+
+def test_serve_refuses_a_root_others_can_write(tmp_path: Path) -> None:
+    """`dockgate serve` does not start with such a policy: exit 1, one line naming the
+    field and the fix, nothing bound."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    open_.chmod(0o777)
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: t\nrules:\n  - id: h\n    host_paths: {{allow: ['{open_}']}}\n")
+    sock = tmp_path / "g.sock"
+    run = subprocess.run(
+        [sys.executable, "-m", "dockgate", "serve", "--policy", str(path), "--listen",
+         f"unix:{sock}", "--upstream", f"unix:{tmp_path / 'none.sock'}"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 1, run.stderr
+    assert "accept_writable_roots: true" in run.stderr
+    assert not sock.exists()
