@@ -12,6 +12,7 @@ names the policy (relative to itself) and a list of cases::
           body: {HostConfig: {Privileged: true}}
         peer: {uid: 1000}                 # optional
         context: {default_user: "1000"}   # optional: what the I/O layer would supply
+                                          # (also dockerfile: "FROM ..." for a build)
         expect: {verdict: deny, rule: no-privileged, reason_contains: Privileged}
 
 ``expect`` may hold ``verdict`` (required), ``rule`` (the deciding rule),
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockgate.buildctx import parse as parse_dockerfile
 from dockgate.model import CanonicalRequest, Endpoint, Peer
 from dockgate.policy.controls import DecisionContext
 from dockgate.policy.rules import load_policy
@@ -77,7 +79,10 @@ CASES_SCHEMA: dict[str, Any] = {
                     "context": {
                         "type": "object",
                         "additionalProperties": False,
-                        "properties": {"default_user": {"type": ["string", "null"]}},
+                        "properties": {
+                            "default_user": {"type": ["string", "null"]},
+                            "dockerfile": {"type": "string"},
+                        },
                     },
                     "expect": {
                         "type": "object",
@@ -193,7 +198,12 @@ def run_cases(path: str) -> list[CaseResult]:
         except (ValueError, TypeError) as e:
             results.append(CaseResult(case["name"], where, False, f"bad case: {e}"))
             continue
-        ctx = DecisionContext(**case["context"]) if "context" in case else None
+        ctx = None
+        if "context" in case:
+            given = dict(case["context"])
+            if "dockerfile" in given:  # a build's Dockerfile, as read out of its context
+                given["dockerfile"] = parse_dockerfile(given["dockerfile"])
+            ctx = DecisionContext(**given)
         ev = policy.evaluate(req, peer, ctx)
         wrong = _compare(case["expect"], ev)
         results.append(CaseResult(case["name"], where, not wrong, "; ".join(wrong)))
