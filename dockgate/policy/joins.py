@@ -100,6 +100,12 @@ def join_refs(request: CanonicalRequest) -> list[JoinRef]:
                                         ("NetworkingConfig", "EndpointsConfig", name, "Links", i),
                                         "link"))
         return refs
+    if ep == "network.connect" and isinstance(request.body, Mapping):
+        cfg = request.body.get("EndpointConfig")
+        links = cfg.get("Links") if isinstance(cfg, Mapping) else None
+        return [JoinRef(f"EndpointConfig.Links[{i}]", link.split(":", 1)[0].lstrip("/"),
+                        ("EndpointConfig", "Links", i), "link")
+                for i, link in enumerate(links or ()) if isinstance(link, str)]
     if ep == "container.start" and isinstance(request.body, Mapping) and request.body:
         return _host_config_refs(request.body, ())  # API < 1.24: HostConfig on start
     if ep == "image.build":

@@ -232,6 +232,8 @@ def test_join_refs_and_pin() -> None:
     b = req("image.build", None, (("networkmode", "container:web"),))
     assert J.pin(b, J.join_refs(b)[0], "abc").query == (("networkmode", "container:abc"),)
     assert J.join_refs(req("container.create", {"HostConfig": {"NetworkMode": "none"}})) == []
+    c = req("network.connect", {"Container": "me", "EndpointConfig": {"Links": ["web:w"]}})
+    assert J.pin(c, J.join_refs(c)[0], "e" * 64).body["EndpointConfig"]["Links"] == ["e" * 64 + ":w"]
     assert not needs_joins(BASELINE, req("container.create", {"Image": "x"}))
     assert needs_joins(BASELINE, req("container.start", None, params={"id": "x"}))
 
