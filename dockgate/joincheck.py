@@ -26,6 +26,7 @@ from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.joins import MAX_DEPTH, STARTS, as_create, join_refs, pin, stored_refs
 from dockgate.tenancy import Tenant, inspect_target, may_access, not_yours, owner_of
 from dockgate.tenancy.ownership import ObjectRef
+from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
@@ -97,6 +98,9 @@ async def check_joins(
         info = await _inspect(fetch, cid, version, "path")
         await _judge(info, f"container {cid!r}", policy=policy, peer=peer, fetch=fetch,
                      version=version, seen=set())
+        # Start the container that was judged, not one renamed into its name since.
+        path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
+        request = pin_path(request, path_ref, str(info["Id"]))
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(info, f"{ref.field}: container {ref.ref!r}", policy=policy, peer=peer,

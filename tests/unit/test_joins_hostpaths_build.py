@@ -279,6 +279,10 @@ def test_check_joins_judges_the_target_and_its_chain() -> None:
         run(check_joins(create("container:nope"), BASELINE, PEER, fetch))
     with pytest.raises(Forbidden, match="container 'x' does not pass"):
         run(check_joins(req("container.start", None, params={"id": "x"}), BASELINE, PEER, fetch))
+    start = Endpoint("container.start", "POST", "/containers/{id}/start")
+    started = run(check_joins(CanonicalRequest("POST", start, "/containers/o/start",
+                                               params={"id": "o"}), BASELINE, PEER, fetch))
+    assert started.path == f"/containers/{'o' * 64}/start"
     bind = _ctr("b")
     bind["HostConfig"]["Binds"] = ["/etc:/e"]
     with pytest.raises(Forbidden, match="host path /etc"):
