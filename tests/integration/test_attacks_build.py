@@ -279,3 +279,40 @@ def test_base_image_onbuild_add_url_is_refused(
     missing = context({"Dockerfile": "FROM dgtest-never-pulled:latest\n"})
     status, text = build(pg.socket, missing, t=tag + ":m")
     denied(status, text, policy, "is not on the daemon (pull it first)")
+
+
+@pytest.mark.allow_refusals
+def test_a_late_replacement_cuts_the_forwarded_context(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], loopback: Any
+) -> None:
+    """The replacing ``Dockerfile`` entry comes after 8 MiB of other files, so dockgate has
+    already decided and is streaming the context to the daemon when it sees it: the
+    forwarding is cut before the daemon has the whole context, and the daemon builds
+    nothing and fetches nothing (the same tar sent directly fetches and builds)."""
+    pg = policy_gates[(engine.name, "baseline")]
+    path = "/" + unique("late")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        entries = [("Dockerfile", f"FROM {IMAGE}\n".encode()), ("filler", b"\0" * (8 << 20)),
+                   ("Dockerfile", f"FROM {IMAGE}\nADD {loopback.url(path)} /fetched\n".encode())]
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    body = buf.getvalue()
+    tag = unique("dglate").lower()
+    status, text = build(engine.daemon_socket, body, t=tag + ":d")
+    assert status == 200, text
+    assert image_file(engine, tag + ":d", "/fetched") == SECRET
+    mark = pg.mark()
+    try:
+        status, text = build(pg.socket, body, t=tag + ":g")
+    except (ConnectionError, OSError):
+        status, text = 0, ""  # cut while the client was still sending
+    if status:
+        assert status == 400, text
+        assert "would replace the Dockerfile" in json.loads(text)["message"]
+    forwarded = [r for r in pg.records_since(mark) if r["endpoint"] == "image.build"]
+    assert any(r.get("decision") == "allow" for r in forwarded), forwarded  # it was streaming
+    assert image_file(engine, tag + ":g", "/fetched") is None
+    assert loopback.hits.count(path) == 1
