@@ -65,6 +65,8 @@ from zope.interface import implementer
 
 from dockgate import binding, redact, wire, writethrough
 from dockgate.admission import admit_body, admit_head_memo
+from dockgate.buildctx import ContextError, DockerfileFacts
+from dockgate.buildgate import HeldContext, classic_context
 from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide, decide_memo
 from dockgate.errors import (
@@ -82,10 +84,18 @@ from dockgate.event_scope import EventScope
 from dockgate.gate import ReadGate
 from dockgate.http1 import Framing, Head, ProtocolError, request_head
 from dockgate.http1_server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
+from dockgate.joincheck import (
+    check_base_triggers,
+    check_build_images,
+    check_joins,
+    check_tenant_build,
+    needs_joins,
+)
 from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.peer import peer_of, principal_from_certificate
 from dockgate.policy import DaemonFacts, DecisionContext, load_policy
+from dockgate.policy.buildcontrol import wants_dockerfile
 from dockgate.scoping import check_quota, owned_objects, owns_object, scope_request
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
@@ -301,6 +311,8 @@ class Exchange:
     bound_image: str | None = None
     """The image id a create's decision read; the created container must run it
     (``binding.verify_created``)."""
+    context: HeldContext | None = None
+    """A classic build's context, held until its Dockerfile is read (``buildgate``)."""
 
 
 class ProxyServerFactory(ServerFactory):
@@ -643,6 +655,8 @@ class ProxyServerProtocol(Protocol):
             if len(x.body) > self.settings.api.max_json_body:
                 self._refuse(x, BodyTooLarge(self._too_large()))
             return
+        if x.context is not None and not self._context_data(x, data):
+            return
         if x.upstream is not None:
             x.upstream.send_data(data)
 
@@ -667,10 +681,105 @@ class ProxyServerProtocol(Protocol):
             self._decide_and_forward(x)
             return
         x.request_done = True
+        if x.context is not None:
+            try:
+                x.context.end()
+            except ContextError as e:
+                self._refuse(x, BadRequest(str(e)))
+                return
+            if x.context.pending:
+                self._context_ready(x)
+                return
         if x.upstream is not None and not x.sent_end:
             x.sent_end = True
             x.upstream.send_end()
             self._start_timer(x)
+
+    def _context_data(self, x: Exchange, data: bytes) -> bool:
+        """Feed a held build context; True when ``data`` may be forwarded now."""
+        held = x.context
+        assert held is not None
+        try:
+            held.take(data)
+        except (ContextError, OverflowError) as e:
+            self._refuse(x, BadRequest(str(e)))
+            return False
+        if not held.pending:
+            return True
+        if held.ready:
+            self._context_ready(x)
+        return False
+
+    def _context_ready(self, x: Exchange) -> None:
+        """The held context's Dockerfile is known: decide with it (checking its images)."""
+        held = x.context
+        assert held is not None
+        facts = held.facts()
+        context = replace(held.context or DecisionContext(), dockerfile=facts)
+        assert x.request is not None and self.peer is not None
+        bases = bool(facts.bases) and wants_dockerfile(held.policy, x.request, self.peer)
+        if (x.tenant is None or x.tenant.admin) and not bases:
+            self._decide_with(x, held.policy, context)
+            return
+        x.waiting = True
+        assert self.gate is not None
+        self.gate.hold("prepare")
+        d = Deferred.fromCoroutine(self._build_images(x, facts, held.policy, context))
+        d.addCallbacks(self._prepared, self._prepare_failed, callbackArgs=(x,), errbackArgs=(x,))
+        d.addErrback(self._unexpected)
+
+    async def _build_images(
+        self, x: Exchange, facts: Any, policy: Policy, context: DecisionContext
+    ) -> tuple[Policy, DecisionContext | None]:
+        assert x.request is not None and self.peer is not None
+        if x.tenant is not None and not x.tenant.admin:
+            await check_build_images(facts, x.tenant, self._fetch, x.request.version)
+        if wants_dockerfile(policy, x.request, self.peer):
+            pulls = any(k == "pull" and v not in ("", "0") for k, v in x.request.query)
+            await check_base_triggers(facts, self._fetch, x.request.version, pulls)
+        return policy, context
+
+    @staticmethod
+    def _unread_dockerfile(
+        request: CanonicalRequest, context: DecisionContext | None
+    ) -> DecisionContext | None:
+        """For a decision before a classic build's Dockerfile is read: an empty one.
+
+        Such a decision says whether anything *but* the Dockerfile refuses.
+        """
+        if not classic_context(request):
+            return context
+        return replace(context or DecisionContext(), dockerfile=DockerfileFacts())
+
+    def _hold_context(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> bool:
+        """Start holding a classic build's context when its decision needs the Dockerfile."""
+        request = x.request
+        assert request is not None and self.peer is not None
+        if x.context is not None or request.endpoint.id != "image.build":
+            return False
+        tenant_refs = x.tenant is not None and not x.tenant.admin
+        if tenant_refs and not classic_context(request):
+            # BuildKit reads the Dockerfile through its session, a remote context is
+            # fetched by the daemon: either way its image references cannot be checked.
+            self._refuse(x, Forbidden("a tenant's build must send its context (classic "
+                                      "builder): dockgate checks the images its Dockerfile "
+                                      "names", reason="policy"))
+            return True
+        if not classic_context(request) or not x.has_body:
+            return False
+        if not (tenant_refs or wants_dockerfile(policy, request, self.peer)):
+            return False
+        unread = self._unread_dockerfile(request, context)
+        if not decide(policy, request, self.peer, unread).allowed:
+            return False  # refused whatever the Dockerfile says: no need to read it
+        try:
+            x.context = HeldContext(request, policy, context)
+        except ContextError as e:
+            self._refuse(x, BadRequest(str(e)))
+            return True
+        self._continue_if_expected()
+        self.reactor.callLater(0, self._pump)
+        return True
 
     def _decide_and_forward(self, x: Exchange) -> None:
         """Scope the request to its tenant, look up facts, decide, then forward.
@@ -692,8 +801,10 @@ class ProxyServerProtocol(Protocol):
             # without a coroutine and Deferred per request.
             try:
                 policy = self.settings.policy()
+                assert x.request is not None
                 quick = self._default_user_target(policy, x) is None and (
-                    self.factory.daemon_facts is not None or not _wants_daemon(policy, x, self))
+                    self.factory.daemon_facts is not None or not _wants_daemon(policy, x, self)
+                ) and not needs_joins(policy, x.request)
             except Exception:
                 quick = False  # the full path reports the error
             if quick:
@@ -725,6 +836,7 @@ class ProxyServerProtocol(Protocol):
                 raise Forbidden(f"no tenant for {_caller(peer)}", reason="no-tenant")
             x.tenant = tenant
             x.request, target = await scope_request(x.request, tenant, self._fetch)
+            x.request = await check_tenant_build(x.request, tenant, self._fetch)
             if needs_usage(tenant, x.request.endpoint.id):
                 # One quota-checked request at a time per tenant, until the
                 # daemon answered it, so two cannot both pass the same check.
@@ -753,7 +865,14 @@ class ProxyServerProtocol(Protocol):
         if _wants_daemon(policy, x, self) and self.factory.daemon_facts is None:
             _, info = await self._fetch("GET", "/info", None)
             self.factory.daemon_facts = DaemonFacts.from_info(info)
-        return policy, self._daemon_context(policy, x, context)
+        context = self._daemon_context(policy, x, context)
+        if needs_joins(policy, x.request) and decide(
+            policy, x.request, self.peer, self._unread_dockerfile(x.request, context)
+        ).allowed:
+            # Only a request allowed on its own needs its joins followed (a
+            # denied one keeps its own reason, and costs no lookups).
+            x.request = await check_joins(x.request, policy, self.peer, self._fetch)
+        return policy, context
 
     def _daemon_context(
         self, policy: Policy, x: Exchange, context: DecisionContext | None
@@ -813,6 +932,8 @@ class ProxyServerProtocol(Protocol):
 
     def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
         assert x.request is not None and self.peer is not None
+        if self._hold_context(x, policy, context):
+            return
         if context is None and x.request.body is None and x.request.small:
             # Small body-less requests repeat; others are remembered nowhere.
             x.decision = decide_memo(policy, x.request, self.peer)
@@ -879,6 +1000,11 @@ class ProxyServerProtocol(Protocol):
             self.log.warn("upstream connection not ready for a request: {e}", e=e)
             self._refuse(x, UpstreamUnavailable("cannot forward the request to the daemon"))
             return
+        if x.context is not None:
+            conn.send_data(x.context.release())
+            if x.request_done:
+                stream = None
+                conn.send_end()
         if stream is None:
             x.sent_end = True
             self._start_timer(x)

@@ -8,8 +8,10 @@ Public API (used by the serve command and ``dockgate policy``):
 - ``DecisionContext``: optional facts from the I/O layer (the default user,
   the daemon's ``/info`` facts as ``DaemonFacts``).
 
-The core is pure: no reactor, no I/O during a decision (except the opt-in
-``host_paths.resolve_symlinks``, which reads the host filesystem).
+The core is pure: no reactor, and no I/O during a decision except that
+``host_paths`` ``lstat``s the components of a bind source below an allowed
+root (``hostpaths``: dockgate runs on the daemon's host), and the opt-in
+``resolve_symlinks`` reads the resolved path.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ names the policy (relative to itself) and a list of cases::
           body: {HostConfig: {Privileged: true}}
         peer: {uid: 1000}                 # optional
         context: {default_user: "1000"}   # optional: what the I/O layer would supply
+                                          # (also dockerfile: "FROM ..." for a build)
         expect: {verdict: deny, rule: no-privileged, reason_contains: Privileged}
 
 ``expect`` may hold ``verdict`` (required), ``rule`` (the deciding rule),
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockgate.buildctx import parse as parse_dockerfile
 from dockgate.model import CanonicalRequest, Endpoint, Peer
 from dockgate.policy.controls import DaemonFacts, DecisionContext
 from dockgate.policy.rules import load_policy
@@ -82,6 +84,7 @@ CASES_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "default_user": {"type": ["string", "null"]},
                             "daemon": {"type": "object"},
+                            "dockerfile": {"type": "string"},
                         },
                     },
                     "expect": {
@@ -187,7 +190,11 @@ def _context(spec: Mapping[str, Any] | None) -> DecisionContext | None:
     if spec is None:
         return None
     daemon = DaemonFacts.from_info(spec["daemon"]) if "daemon" in spec else None
-    return DecisionContext(default_user=spec.get("default_user"), daemon=daemon)
+    # A build's Dockerfile, as read out of its context.
+    dockerfile = parse_dockerfile(spec["dockerfile"]) if "dockerfile" in spec else None
+    return DecisionContext(
+        default_user=spec.get("default_user"), daemon=daemon, dockerfile=dockerfile
+    )
 
 
 def run_cases(path: str) -> list[CaseResult]:

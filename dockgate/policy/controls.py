@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockgate.buildctx.dockerfile import DockerfileFacts
 from dockgate.model import CanonicalRequest
-from dockgate.policy import seccomp, spelling
+from dockgate.policy import hostpaths, seccomp, spelling
 from dockgate.policy.facts import Facts
 from dockgate.policy.registries import RegistryAllowlist
 from dockgate.redact import Redaction
@@ -54,10 +55,13 @@ class DecisionContext:
             ``user`` control treats as root.
         daemon: what the daemon said of itself in ``GET /info`` (read once),
             or None when not looked up.
+        dockerfile: the classic build's Dockerfile, read out of the streamed
+            context (``dockgate.buildctx``); None when it was not read.
     """
 
     default_user: str | None = None
     daemon: DaemonFacts | None = None
+    dockerfile: DockerfileFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +225,7 @@ _SHARED = {"shared", "rshared"}
 def host_paths(cfg: Mapping[str, Any]) -> Check:
     """Every mount that reaches a host path: allowlist, denylist, read-only, propagation."""
     allow = _path_globs(cfg, "allow")
+    roots = tuple(hostpaths.literal_root(spelling.host_path(g)) for g in cfg.get("allow", ()))
     deny = _path_globs(cfg, "deny")
     read_only = bool(cfg.get("read_only", False))
     resolve = bool(cfg.get("resolve_symlinks", False))
@@ -231,7 +236,10 @@ def host_paths(cfg: Mapping[str, Any]) -> Check:
             return f"host path {path} is denied"
         if not _any(allow, path):
             return f"host path {path} is not in the allowed host paths"
-        return None
+        # The daemon follows symlinks when it mounts: none below an allowed root.
+        return hostpaths.symlink_below(
+            path, (r for p, r in zip(allow, roots, strict=True) if p.match(path))
+        )
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         out: list[Finding] = []
@@ -256,7 +264,9 @@ def host_paths(cfg: Mapping[str, Any]) -> Check:
                 out.append(Finding(m.field, f"propagation {m.propagation} is not allowed"))
         return out
 
-    return check
+    return hostpaths.HostPathCheck(
+        check, tuple(cfg.get("allow", ())), bool(cfg.get("accept_writable_roots", False))
+    )
 
 
 def mount_types(cfg: Mapping[str, Any]) -> Check:
@@ -818,6 +828,13 @@ class RedactControl:
         return []
 
 
+def _build(cfg: Mapping[str, Any]) -> Check:
+    """The ``build`` control lives in ``buildcontrol`` (which imports this module)."""
+    from dockgate.policy.buildcontrol import build  # noqa: PLC0415
+
+    return build(cfg)
+
+
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "endpoints": endpoints,
     "privileged": privileged,
@@ -841,6 +858,7 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "resources": resources,
     "registries": RegistriesControl,
     "redact": RedactControl,
+    "build": _build,
 }
 """Control name (as in the policy file) → builder, for the controls defined here;
 ``root_actions.BUILDERS`` has the rest.  Together they list every key of ``schema.CONTROLS``."""

@@ -308,7 +308,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "?pull": INERT,
         "?q": INERT,
         # dockerd fetches (http GET or git) the context from the host network.
-        "?remote": HOST,
+        "?remote": "build",
         "?rm": INERT,
         "?securityopt": HOST,  # refused by Linux daemons anyway
         "?session": INERT,

@@ -16,7 +16,7 @@ from typing import Any
 
 from dockgate.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Decision, Peer
-from dockgate.policy import root_actions, spelling
+from dockgate.policy import hostpaths, root_actions, spelling
 from dockgate.policy.controls import BUILDERS as BASE_BUILDERS
 from dockgate.policy.controls import Check, DecisionContext, Finding, OptionError, endpoint_globs
 from dockgate.policy.facts import extract
@@ -109,6 +109,8 @@ class CompiledPolicy:
     rules: Sequence[Rule]
     source: str = ""
     description: str = ""
+    warnings: tuple[str, ...] = ()
+    """Problems that ``serve`` refuses but ``policy check`` only shows (``hostpaths``)."""
     checks_bodies: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -262,6 +264,7 @@ def compile_policy(doc: Document) -> CompiledPolicy:
     data = doc.data
     raw_rules = data.get("rules") if isinstance(data, dict) else None
     rules: list[Rule] = []
+    roots: list[str] = []
     seen: dict[str, int] = {}
     for i, r in enumerate(raw_rules if isinstance(raw_rules, list) else ()):
         path = ("rules", i)
@@ -299,6 +302,9 @@ def compile_policy(doc: Document) -> CompiledPolicy:
         except (ValueError, KeyError) as e:
             problems.append(doc.problem((*path, control), str(e)))
             continue
+        if isinstance(check, hostpaths.HostPathCheck) and not check.accept_writable_roots:
+            problems_ = hostpaths.root_problems(check.allow)
+            roots += [doc.problem((*path, control), p) for p in problems_]
         exempt = None
         if "exempt" in r:
             ex = r["exempt"]
@@ -317,7 +323,9 @@ def compile_policy(doc: Document) -> CompiledPolicy:
         # not a name) says more than a driver allowlist's would.
         rules.insert(0, Rule(IMPLICIT_PLAIN_NAMES, "enforce", "plugin_names",
                              root_actions.plugin_names({})))
-    return CompiledPolicy(data["name"], rules, doc.file, data.get("description", ""))
+    return CompiledPolicy(
+        data["name"], rules, doc.file, data.get("description", ""), tuple(roots)
+    )
 
 
 def _line_of(problem: str) -> int:
@@ -327,6 +335,14 @@ def _line_of(problem: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def load_policy(path: str) -> CompiledPolicy:
-    """Read, validate and compile the policy file at ``path``; PolicyError if it is invalid."""
-    return compile_policy(read_yaml(path))
+def load_policy(path: str, *, strict: bool = True) -> CompiledPolicy:
+    """Read, validate and compile the policy file at ``path``; PolicyError if it is invalid.
+
+    With ``strict`` (what ``serve`` uses) the policy's ``warnings`` (allowed
+    host-path roots that others can change) are errors too; ``policy
+    check`` loads with ``strict=False`` and prints them.
+    """
+    policy = compile_policy(read_yaml(path))
+    if strict and policy.warnings:
+        raise PolicyError(list(policy.warnings))
+    return policy

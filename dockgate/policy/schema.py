@@ -37,6 +37,7 @@ CONTROLS: dict[str, dict[str, Any]] = {
         read_only=_bool,
         resolve_symlinks=_bool,
         allow_shared_propagation=_bool,
+        accept_writable_roots=_bool,
     ),
     "mount_types": _obj(
         allow={
@@ -130,6 +131,9 @@ CONTROLS: dict[str, dict[str, Any]] = {
             cpus={"type": "number", "exclusiveMinimum": 0},
             pids={"type": "integer", "minimum": 1},
         ),
+    ),
+    "build": _obj(
+        allow_remote_context=_bool, allow_url_sources=_bool, allow_cgroup_parent=_bool
     ),
 }
 

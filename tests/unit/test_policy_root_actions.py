@@ -39,8 +39,8 @@ def test_closed_world_names_unclassified_and_host_level_fields() -> None:
     assert "HostConfig.CpuRealtimeRuntime makes the daemon act on the host" in d.reason
     ok = {"HostConfig": {"Annotations": {}, "Cgroup": "", "CpuRealtimeRuntime": 0}}
     assert p.decide(req("container.create", ok), PEER).allowed
-    d = p.decide(req("image.build", None, query=(("remote", "http://127.0.0.1/"),)), PEER)
-    assert "query.remote makes the daemon act on the host" in d.reason
+    d = p.decide(req("image.build", None, query=(("outputs", "type=image,push=true"),)), PEER)
+    assert "query.outputs makes the daemon act on the host" in d.reason
 
 
 def test_closed_world_allow_lists_host_level_fields_by_path() -> None:

@@ -1,0 +1,147 @@
+"""A tenant's classic build cannot read another tenant's image or join its container.
+
+Two tenants on one daemon (tests/support/tenantgate.py), both engines, unix and
+TLS principals.  Tenant B commits a secret into an image of its own and runs a
+container serving the secret on its loopback.  Tenant A's builds name them:
+``FROM``, ``COPY --from``, a ``FROM $ARG`` whose value is B's image, and
+``networkmode=container:<B's>``.  Sent to the daemon directly each build gets
+B's secret (oracle: the built image's content); through dockgate each is
+refused and no image is made.  A's builds from its own image and from the
+shared test image still work.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support import engines as eng
+from support.buildhelp import image_file
+from support.engines import IMAGE, Engine
+from support.tenantgate import Caller, TenantGate, tenant_gates
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = tenant_gates
+
+SECRET = "b-secret-" + uuid.uuid4().hex[:8]
+NONE = ("--network", "none")
+
+
+@dataclass
+class Tenants:
+    engine: Engine
+    a: Caller
+    b: Caller
+    b_image: str
+    b_web: str
+    a_image: str
+
+
+@pytest.fixture(scope="module", params=[(e, p) for e in eng.ENGINE_NAMES for p in ("unix", "tls")],
+                ids=lambda p: f"{p[0]}-{p[1]}")
+def two(request: pytest.FixtureRequest, engine_set: dict[str, Engine],
+        tenant_gates: dict[str, TenantGate]) -> Iterator[Tenants]:
+    name, pair = request.param
+    if name not in engine_set:
+        pytest.skip(f"engine {name} not selected (DOCKGATE_TEST_ENGINES)")
+    engine, tg = engine_set[name], tenant_gates[name]
+    before = engine.snapshot()
+    a, b = tg.caller(f"alice-{pair}"), tg.caller(f"bob-{pair}")
+    tag = uuid.uuid4().hex[:8]
+    try:
+        src, web = f"b-src-{tag}", f"b-web-{tag}"
+        b.docker("run", *NONE, "--name", src, IMAGE, "sh", "-c", f"echo {SECRET} > /secret")
+        b_image = f"b-img-{tag}:latest"
+        b.docker("commit", src, b_image)
+        b.docker("rm", src)
+        b.docker("run", "-d", *NONE, "--name", web, IMAGE, "sh", "-c",
+                 f"mkdir /w && echo {SECRET} > /w/s && httpd -f -p 127.0.0.1:8080 -h /w")
+        a.docker("run", *NONE, "--name", src, IMAGE, "sh", "-c", "echo mine > /mine")
+        a_image = f"a-img-{tag}:latest"
+        a.docker("commit", src, a_image)
+        a.docker("rm", src)
+        yield Tenants(engine, a, b, b_image, web, a_image)
+    finally:
+        failures = engine.remove_new(before)
+        assert not failures, failures
+
+
+def _context(dockerfile: str) -> Path:
+    """A context directory every test user can read (the CLI runs as the principal)."""
+    d = Path(tempfile.mkdtemp(prefix="dgtb-"))
+    d.chmod(0o755)
+    (d / "Dockerfile").write_text(dockerfile)
+    (d / "Dockerfile").chmod(0o644)
+    return d
+
+
+def classic(caller: Caller, *args: str) -> subprocess.CompletedProcess[str]:
+    """``DOCKER_BUILDKIT=0 docker build ARGS`` as ``caller``."""
+    argv = caller.argv(("build", *args))
+    argv.insert(argv.index("-i") + 1, "DOCKER_BUILDKIT=0")
+    r = subprocess.run(argv, capture_output=True, timeout=180, check=False, cwd="/")
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"),
+                                       r.stderr.decode(errors="replace"))
+
+
+def _direct(engine: Engine, ctx: Path, tag: str, *extra: str) -> None:
+    engine.docker_direct("build", *NONE, *extra, "-t", tag, str(ctx),
+                         extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+
+
+DOCKERFILES = {
+    "from": ("FROM {b}\n", "/secret", "Dockerfile line 1 FROM"),
+    "copy-from": ("FROM " + IMAGE + "\nCOPY --from={b} /secret /secret\n", "/secret",
+                  "Dockerfile line 2 COPY --from"),
+    "from-arg": ("ARG BASE={b}\nFROM $BASE\n", "/secret", "Dockerfile line 2 FROM"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_build_from_another_tenants_image_is_refused(two: Tenants, kind: str) -> None:
+    """A's Dockerfile naming B's image: the daemon builds it with B's secret inside;
+    through dockgate the build is refused and A gets no image."""
+    text, path, where = DOCKERFILES[kind]
+    ctx = _context(text.format(b=two.b_image))
+    tag = f"a-built-{uuid.uuid4().hex[:8]}"
+    _direct(two.engine, ctx, tag + ":direct")
+    assert image_file(two.engine, tag + ":direct", path) == SECRET + "\n"
+    out = classic(two.a, *NONE, "-t", tag + ":gate", str(ctx))
+    assert out.returncode != 0
+    assert f"dockgate: image '{two.b_image}' ({where}) belongs to another tenant than teama" \
+        in out.stderr, out.stderr
+    assert image_file(two.engine, tag + ":gate", path) is None
+
+
+def test_build_in_another_tenants_container_network_is_refused(two: Tenants) -> None:
+    """``networkmode=container:<B's container>``: the RUN step reads B's loopback service
+    when sent to the daemon; through dockgate it is refused for A."""
+    ctx = _context(f"FROM {IMAGE}\nRUN wget -q -O /got http://127.0.0.1:8080/s\n")
+    tag = f"a-net-{uuid.uuid4().hex[:8]}"
+    two.engine.docker_direct("build", "--network", f"container:{two.b_web}", "--no-cache",
+                             "-t", tag + ":direct", str(ctx),
+                             extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert image_file(two.engine, tag + ":direct", "/got") == SECRET + "\n"
+    out = classic(two.a, "--network", f"container:{two.b_web}", "--no-cache", "-t",
+                  tag + ":gate", str(ctx))
+    assert out.returncode != 0
+    assert f"dockgate: container '{two.b_web}' (query.networkmode) belongs to another tenant" \
+        in out.stderr, out.stderr
+    assert image_file(two.engine, tag + ":gate", "/got") is None
+
+
+def test_build_from_own_and_shared_images_works(two: Tenants) -> None:
+    """A builds FROM its own image, copying from the shared test image, as before."""
+    ctx = _context(f"FROM {two.a_image}\nCOPY --from={IMAGE} /bin/busybox /bb\n")
+    tag = f"a-own-{uuid.uuid4().hex[:8]}:x"
+    out = classic(two.a, *NONE, "-t", tag, str(ctx))
+    assert out.returncode == 0, out.stderr
+    assert image_file(two.engine, tag, "/mine") == "mine\n"
+    labels = json.loads(two.engine.docker_direct("image", "inspect", tag).stdout)[0]
+    assert labels["Config"]["Labels"]["io.dockgate.owner"] == "teama"

@@ -1,0 +1,43 @@
+"""Raw classic builds for the attack tests: a tar context, ``POST /build``, an image's file."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from urllib.parse import quote, urlencode
+
+from support import unixhttp
+from support.engines import Engine
+
+
+def context(files: dict[str, str]) -> bytes:
+    """A tar of ``files`` (name → text), as a build context."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def build(sock: str, body: bytes, **query: str) -> tuple[int, str]:
+    """Raw classic ``POST /build`` (networkmode none unless given); (status, answer text)."""
+    target = "/build?" + urlencode({"networkmode": "none", **query}, quote_via=quote)
+    conn = unixhttp.UnixHTTPConnection(sock, timeout=120)
+    try:
+        conn.request("POST", target, body=body, headers={"Content-Type": "application/x-tar"})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def image_file(engine: Engine, tag: str, path: str) -> str | None:
+    """The content of ``path`` in image ``tag`` (direct on the daemon), None if no such image."""
+    if engine.docker_direct("image", "inspect", tag, check=False).returncode:
+        return None
+    out = engine.docker_direct("run", "--rm", "--network", "none", "--pull", "never", tag,
+                               "cat", path, check=False)
+    return out.stdout

@@ -1,0 +1,349 @@
+"""The pure cores of joins, host-path walks, build contexts and the build control."""
+
+from __future__ import annotations
+
+import asyncio
+import bz2
+import gzip
+import io
+import lzma
+import os
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockgate.buildctx import ContextCheck, ContextError, parse
+from dockgate.buildctx.tarscan import TarScanner
+from dockgate.errors import Forbidden, NotFound
+from dockgate.joincheck import check_joins, needs_joins
+from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.policy import DecisionContext, PolicyError, load_policy
+from dockgate.policy import joins as J
+from dockgate.policy.hostpaths import literal_root, root_problem, symlink_below
+from dockgate.policy.rules import CompiledPolicy, compile_policy
+from dockgate.policy.source import parse_yaml
+
+PEER = Peer("main", "unix", "@", uid=1000, gid=1000)
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = load_policy(str(ROOT / "policies" / "baseline.yaml"))
+
+
+def policy(text: str) -> CompiledPolicy:
+    return compile_policy(parse_yaml(f"name: t\nrules:\n{text}", "t.yaml"))
+
+
+def req(eid: str, body: Any = None, query: tuple[tuple[str, str], ...] = (),
+        params: dict[str, str] | None = None) -> CanonicalRequest:
+    ep = Endpoint(eid, "POST", "/x", "json" if body is not None else "none")
+    return CanonicalRequest("POST", ep, "/x", params=params or {}, query=query, body=body)
+
+
+def tar(entries: list[tuple[str, bytes | str, str]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as t:
+        for name, data, kind in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, str(data)
+                t.addfile(info)
+            elif kind == "hard":
+                info.type, info.linkname = tarfile.LNKTYPE, str(data)
+                t.addfile(info)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+            else:
+                raw = data if isinstance(data, bytes) else data.encode()
+                info.size = len(raw)
+                t.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+def read(body: bytes, dockerfile: str = "", step: int = 29) -> bytes | None:
+    c = ContextCheck(dockerfile)
+    for i in range(0, len(body), step):
+        c.feed(body[i : i + step])
+    c.finish()
+    return c.dockerfile
+
+
+# -- build contexts -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("squeeze", [lambda b: b, gzip.compress, bz2.compress, lzma.compress,
+                                     lambda b: gzip.compress(b[:600]) + gzip.compress(b[600:]),
+                                     lambda b: bz2.compress(b[:600]) + bz2.compress(b[600:])])
+def test_context_dockerfile_in_every_compression(squeeze: Any) -> None:
+    """The Dockerfile is found in a plain, gzip, bzip2, xz or concatenated-stream context,
+    fed in small pieces, with long (PAX / GNU) names before it."""
+    for fmt in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT):
+        body = tar([("d/" + "n" * 90 + "/f", "x" * 700, "f"), ("Dockerfile", "FROM a\n", "f"),
+                    ("z", "1", "f")], fmt)
+        assert read(squeeze(body)) == b"FROM a\n"
+
+
+def test_context_dockerfile_rules() -> None:
+    """The daemon's rules: the dockerfile parameter (cleaned, absolute = in context), the
+    lowercase fallback only for the default name, and refusals for what could differ."""
+    body = tar([("sub/Df", "FROM s\n", "f")])
+    assert read(body, "sub/Df") == b"FROM s\n"
+    assert read(body, "/sub/./Df") == b"FROM s\n"
+    assert read(tar([("dockerfile", "FROM l\n", "f")])) == b"FROM l\n"
+    with pytest.raises(ContextError, match="Cannot locate"):
+        read(tar([("dockerfile", "FROM l\n", "f")]), "Dockerfile.x")
+    with pytest.raises(ContextError, match="leaves the context"):
+        ContextCheck("../Dockerfile")
+    refusals = [
+        [("Dockerfile", "FROM a\n", "f"), ("Dockerfile", "FROM b\n", "f")],  # replaced later
+        [("Dockerfile", "other", "sym")],  # a link
+        [("other", "FROM x\n", "f"), ("Dockerfile", "other", "hard")],
+        [("s", ".", "sym"), ("s/Dockerfile", "FROM b\n", "f")],  # below a symlink
+        [("Dockerfile", "FROM a\n", "f"), ("Dockerfile/x", "1", "f")],
+        [("../x", "1", "f")],
+    ]
+    for entries in refusals:
+        with pytest.raises(ContextError):
+            read(tar(entries))
+
+
+def test_context_stops_at_the_end_of_the_archive() -> None:
+    """What follows the tar's end (two zero blocks) is not read, as by the daemon; a zero
+    block followed by data, a bad checksum and a truncated entry are refused."""
+    body = tar([("Dockerfile", "FROM a\n", "f")])
+    assert read(body + b"garbage" * 100) == b"FROM a\n"
+    bad = bytearray(body)
+    bad[0] ^= 1
+    with pytest.raises(ContextError, match="checksum"):
+        read(bytes(bad))
+    with pytest.raises(ContextError):
+        read(body[:700])
+    s = TarScanner(lambda n: False, 10)
+    with pytest.raises(ContextError, match="zstd"):
+        s.feed(b"\x28\xb5\x2f\xfd" + bytes(20))
+
+
+def test_dockerfile_facts() -> None:
+    """Images and URL sources, through continuations, comments, the escape directive,
+    JSON form, heredocs, ONBUILD, stage names, ARG defaults and build args."""
+    facts = parse(
+        "# syntax=tenant/front:1\n# escape=`\nARG BASE=dgtest\nARG OTHER\n"
+        "FROM ${BASE} AS build\nRUN --mount=type=bind,from=cache/img,target=/c true\n"
+        "COPY --from=build /a /b\nCOPY --from=0 /a /b\nCOPY --from=img/two /a /b\n"
+        "ADD `\n  # note\n  http://h/x /y\nADD [\"https://h/j\", \"/j\"]\n"
+        "ONBUILD ADD git@h:r.git /r\nRUN <<EOF\nADD http://in-heredoc/ /z\nEOF\n"
+        "FROM build\nFROM scratch\nFROM ${OTHER:-fallback}\n",
+        {"BASE": "override"},
+    )
+    assert [i for _, i in facts.images] == [
+        "tenant/front:1", "override", "cache/img", "img/two", "fallback"]
+    assert [u for _, u in facts.urls] == [
+        "http://h/x", "https://h/j", "git@h:r.git", "http://in-heredoc/"]
+    assert facts.problems == []
+    unknown = parse("ARG X\nFROM $X\nFROM ${Y:?no}\nADD $U /u\n", {"X": None})
+    assert len(unknown.problems) == 2
+    assert unknown.urls == [("line 4 ADD", "$U (cannot be determined)")]
+
+
+def _build(query: tuple[tuple[str, str], ...], dockerfile: str | None) -> str:
+    ctx = DecisionContext(dockerfile=parse(dockerfile) if dockerfile is not None else None)
+    ep = Endpoint("image.build", "POST", "/build", "stream")
+    return BASELINE.decide(CanonicalRequest("POST", ep, "/build", query=query), PEER, ctx).reason
+
+
+def test_build_control_under_baseline() -> None:
+    """Baseline refuses remote contexts, ADD <url>, cgroupparent, an unread Dockerfile and
+    BuildKit's unseen one; an ordinary classic build is allowed."""
+    assert _build((), "FROM a\nCOPY x /x\n") == "allowed by policy baseline"
+    assert "query.remote" in _build((("remote", "http://127.0.0.1/c.tar"),), None)
+    assert "source http://h/ is fetched" in _build((), "FROM a\nADD http://h/ /x\n")
+    assert "query.cgroupparent" in _build((("cgroupparent", "x"),), "FROM a\n")
+    assert "was not read" in _build((), None)
+    assert "query.version" in _build((("version", "2"),), None)
+    assert "query.remote" not in _build((("remote", "client-session"), ("version", "2")), None)
+
+
+# -- host paths -----------------------------------------------------------------------
+
+
+def test_symlink_below_an_allowed_root(tmp_path: Path) -> None:
+    """Any symlink strictly below the root is refused; missing components end the walk;
+    symlinks at or above the root are the operator's."""
+    root = tmp_path / "allowed"
+    (root / "d").mkdir(parents=True)
+    (root / "esc").symlink_to("/")
+    (root / "d" / "in").symlink_to(root / "d")
+    assert literal_root("/srv/data/**") == "/srv/data"
+    assert literal_root("/home/*/p") == "/home"
+    assert symlink_below(f"{root}/esc", [str(root)]) is not None
+    assert symlink_below(f"{root}/esc/etc", [str(root)]) is not None
+    assert symlink_below(f"{root}/d/in", [str(root)]) is not None
+    assert symlink_below(f"{root}/d", [str(root)]) is None
+    assert symlink_below(f"{root}/missing/x", [str(root)]) is None
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    assert symlink_below(f"{link}/d", [str(link)]) is None
+
+
+def test_roots_others_can_change(tmp_path: Path) -> None:
+    """A root (or ancestor) owned by someone else or writable by others is a problem; a
+    sticky ancestor with a root-owned child is not; serve's load refuses, check warns."""
+    safe = tmp_path / "safe"
+    safe.mkdir(mode=0o755)
+    assert root_problem(str(safe)) is None  # /tmp is sticky, pytest's dirs are root's
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    open_.chmod(0o777)
+    assert "writable by others" in (root_problem(str(open_ / "below")) or "")
+    os.chown(safe, 1000, 1000)
+    assert "owned by uid 1000" in (root_problem(str(safe)) or "")
+    text = f"name: t\nrules:\n  - id: h\n    host_paths: {{allow: ['{open_}']}}\n"
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError, match="allowed host path root"):
+        load_policy(str(path))
+    assert load_policy(str(path), strict=False).warnings
+    path.write_text(text.replace("]}", "], accept_writable_roots: true}"))
+    assert not load_policy(str(path)).warnings
+
+
+# -- joins ----------------------------------------------------------------------------
+
+
+def test_join_refs_and_pin() -> None:
+    """container: modes, VolumesFrom and links are joins; pinning names the full id."""
+    body = {"HostConfig": {"NetworkMode": "Container:web", "PidMode": "container:db",
+                           "IpcMode": "private", "VolumesFrom": ["data:ro"], "Links": ["/x:y"]},
+            "NetworkingConfig": {"EndpointsConfig": {"n": {"Links": ["z"]}}}}
+    r = req("container.create", body)
+    refs = J.join_refs(r)
+    assert [(x.field, x.ref) for x in refs] == [
+        ("HostConfig.NetworkMode", "web"), ("HostConfig.PidMode", "db"),
+        ("HostConfig.VolumesFrom[0]", "data"), ("HostConfig.Links[0]", "x"),
+        ("NetworkingConfig.EndpointsConfig[n].Links[0]", "z")]
+    for ref in refs:
+        r = J.pin(r, ref, "f" * 64)
+    hc = r.body["HostConfig"]
+    assert hc["NetworkMode"] == "Container:" + "f" * 64
+    assert hc["VolumesFrom"] == ["f" * 64 + ":ro"]
+    assert hc["Links"] == ["f" * 64 + ":y"]
+    assert r.body["NetworkingConfig"]["EndpointsConfig"]["n"]["Links"] == ["f" * 64 + ":z"]
+    b = req("image.build", None, (("networkmode", "container:web"),))
+    assert J.pin(b, J.join_refs(b)[0], "abc").query == (("networkmode", "container:abc"),)
+    assert J.join_refs(req("container.create", {"HostConfig": {"NetworkMode": "none"}})) == []
+    c = req("network.connect", {"Container": "me", "EndpointConfig": {"Links": ["web:w"]}})
+    assert J.pin(c, J.join_refs(c)[0], "e" * 64).body["EndpointConfig"]["Links"] == ["e" * 64 + ":w"]
+    assert not needs_joins(BASELINE, req("container.create", {"Image": "x"}))
+    assert needs_joins(BASELINE, req("container.start", None, params={"id": "x"}))
+
+
+def _daemon(containers: dict[str, dict[str, Any]]) -> Any:
+    asked: list[str] = []
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        asked.append(target)
+        name = target.split("/")[2]
+        for c in containers.values():
+            if name in (c["Id"], c["Name"]):
+                return 200, c
+        return 404, None
+
+    fetch.asked = asked  # type: ignore[attr-defined]
+    return fetch
+
+
+def _ctr(cid: str, **hc: Any) -> dict[str, Any]:
+    return {"Id": cid * 64, "Name": cid, "Config": {"Image": "dgtest", "User": ""},
+            "HostConfig": {"NetworkMode": "none", "CgroupnsMode": "host", "Privileged": False,
+                           **hc}, "Mounts": []}
+
+
+def test_check_joins_judges_the_target_and_its_chain() -> None:
+    """X with host PID fails baseline, so joining X (or Y, which joins X) is refused; a
+    plain X passes and the request is pinned; a missing X is not found."""
+    fetch = _daemon({"x": _ctr("x", PidMode="host"), "y": _ctr("y", PidMode="container:" + "x" * 64),
+                     "ok": _ctr("o")})
+    run = asyncio.run
+
+    def create(mode: str) -> CanonicalRequest:
+        return req("container.create", {"Image": "dgtest", "HostConfig": {"PidMode": mode}})
+
+    with pytest.raises(Forbidden, match="PidMode 'host' shares the host's namespace"):
+        run(check_joins(create("container:x"), BASELINE, PEER, fetch))
+    with pytest.raises(Forbidden, match="which joins container"):
+        run(check_joins(create("container:y"), BASELINE, PEER, fetch))
+    pinned = run(check_joins(create("container:o"), BASELINE, PEER, fetch))
+    assert pinned.body["HostConfig"]["PidMode"] == "container:" + "o" * 64
+    with pytest.raises(NotFound):
+        run(check_joins(create("container:nope"), BASELINE, PEER, fetch))
+    with pytest.raises(Forbidden, match="container 'x' does not pass"):
+        run(check_joins(req("container.start", None, params={"id": "x"}), BASELINE, PEER, fetch))
+    start = Endpoint("container.start", "POST", "/containers/{id}/start")
+    started = run(check_joins(CanonicalRequest("POST", start, "/containers/o/start",
+                                               params={"id": "o"}), BASELINE, PEER, fetch))
+    assert started.path == f"/containers/{'o' * 64}/start"
+    bind = _ctr("b")
+    bind["HostConfig"]["Binds"] = ["/etc:/e"]
+    with pytest.raises(Forbidden, match="host path /etc"):
+        run(check_joins(req("container.start", None, params={"id": "b"}), BASELINE, PEER,
+                        _daemon({"b": bind})))
+
+
+def test_base_image_triggers_are_read() -> None:
+    """A FROM image's ONBUILD triggers count as the build's own instructions; a base that
+    is missing, or pulled during the build, cannot be checked (a problem)."""
+    from dockgate.joincheck import check_base_triggers  # noqa: PLC0415
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if "trig" in target:
+            return 200, {"Config": {"OnBuild": ["ADD http://h/x /x", "COPY --from=other / /"]}}
+        return 404, None
+
+    facts = parse("FROM trig:1 AS a\nFROM a\nFROM missing:1\n")
+    assert [b for _, b in facts.bases] == ["trig:1", "missing:1"]
+    asyncio.run(check_base_triggers(facts, fetch, None, pulls=False))
+    assert facts.urls == [("image trig:1 ONBUILD[0] ADD", "http://h/x")]
+    assert ("image trig:1 ONBUILD[1] COPY --from", "other") in facts.images
+    assert [w for w, _ in facts.problems] == ["line 3 FROM"]
+    pulled = parse("FROM trig:1\n")
+    asyncio.run(check_base_triggers(pulled, fetch, None, pulls=True))
+    assert "pulled during the build" in pulled.problems[0][1]
+
+
+def test_policy_check_warns_and_serve_refuses(tmp_path: Path) -> None:
+    """`dockgate policy check` prints a WARNING for a root others can write (exit 0)."""
+    from dockgate.policy.cli import main  # noqa: PLC0415
+
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    open_.chmod(0o777)
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: t\nrules:\n  - id: h\n    host_paths: {{allow: ['{open_}']}}\n")
+    out = io.StringIO()
+    assert main(["check", str(path)], out) == 0
+    assert f"WARNING: {path}:4: rules[0].host_paths: allowed host path root {open_}: " \
+        f"{open_} is writable by others" in out.getvalue()
+
+
+def test_serve_refuses_a_root_others_can_write(tmp_path: Path) -> None:
+    """`dockgate serve` does not start with such a policy: exit 1, one line naming the
+    field and the fix, nothing bound."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    open_ = tmp_path / "open"
+    open_.mkdir()
+    open_.chmod(0o777)
+    path = tmp_path / "p.yaml"
+    path.write_text(f"name: t\nrules:\n  - id: h\n    host_paths: {{allow: ['{open_}']}}\n")
+    sock = tmp_path / "g.sock"
+    run = subprocess.run(
+        [sys.executable, "-m", "dockgate", "serve", "--policy", str(path), "--listen",
+         f"unix:{sock}", "--upstream", f"unix:{tmp_path / 'none.sock'}"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 1, run.stderr
+    assert "accept_writable_roots: true" in run.stderr
+    assert not sock.exists()
