@@ -19,7 +19,9 @@ name reused in between would be acted on unchecked.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +53,15 @@ from dockgate.tenancy import (
     stamp,
     usage_from_list,
 )
+from dockgate.tenancy.missing import (
+    STAND_IN_PREFIX,
+    MissingAnswer,
+    body_answer,
+    image_words,
+    replayable,
+    stand_in,
+)
+from dockgate.tenancy.ownership import ObjectRef, substitute
 from dockgate.upstream import TIMED_OUT
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -71,37 +82,59 @@ def _unanswered(status: int, what: str) -> DockgateError:
     return UpstreamUnavailable(f"{what}: the daemon answered {status}")
 
 
+Replay = Callable[[str, str, bytes | None, tuple[tuple[str, str], ...]],
+                 Awaitable[tuple[int, bytes, bytes]]]
+"""``replay(method, target, body, headers)`` → (status, content type, raw body): a side
+request whose answer is given back to the client as it is (``missing``)."""
+
+_CREATED_IF_MISSING = frozenset({"t", "repo", "fromImage", "cachefrom"})
+"""Image references (by query key) whose absence the daemon does not refuse: a
+name that a build, commit, tag, import or pull writes, and the build's cache
+sources (a missing one is ignored)."""
+
+
 async def scope_request(
-    request: CanonicalRequest, tenant: Tenant, fetch: Fetch
+    request: CanonicalRequest, tenant: Tenant, fetch: Fetch, replay: Replay | None = None,
 ) -> tuple[CanonicalRequest, Mapping[str, Any] | None]:
     """Stamp, scope, check and pin ``request`` for ``tenant``.
 
     Returns the request to decide and forward, and the inspection of the
     container the request acts on (for quota checks of start and update).
 
+    A reference to an object that does not exist, or that the tenant may not
+    use, is answered as the daemon answers for a missing object
+    (``missing``); ``replay`` sends the side requests that learn that answer.
+
     Raises:
-        Forbidden: an admin-only endpoint, a spoofed owner label, or an object
-            that belongs to someone else.
-        NotFound: a named container, exec or network does not exist (absence
-            is never taken as permission).
+        MissingAnswer: a named object is missing or not the tenant's.
+        Forbidden: an admin-only endpoint, a spoofed owner label, or a name the
+            request would write that another tenant holds.
         UpstreamUnavailable: the daemon could not answer an inspection.
     """
     endpoint = request.endpoint.id
     if admin_only(endpoint) and not tenant.admin:
+        if request.method == "GET" and request.params and replay is not None:
+            # Clients probe these (``docker inspect NAME`` tries every type).
+            refs = object_refs(request)
+            if refs:
+                raise await _as_missing(request, refs[0], fetch, replay, "admin-only")
         raise Forbidden(f"{endpoint} is for administrators only", reason="admin-only")
     request = scope_list(stamp(request, tenant), tenant)
     target: Mapping[str, Any] | None = None
     for ref in object_refs(request):
         status, info = await fetch("GET", inspect_target(ref, request.version), None)
-        if status == 404 and ref.kind == "image":
-            continue  # the daemon answers for a missing image itself
+        if status in (400, 404) and ref.kind == "image" and ref.key.split("[")[0] \
+                in _CREATED_IF_MISSING:
+            continue  # names nothing yet, or nothing the daemon can parse: it answers
+        if status == 400 and ref.kind == "image":
+            continue  # a reference the daemon cannot parse names nothing: it refuses itself
         if status == 404 and ref.kind == "volume" and ref.where == "body":
             # A container that mounts a missing named volume makes the daemon
             # create it; create it first, owned.  Anywhere else (inspect,
             # remove) a missing volume is simply not found.
             info = await _create_owned_volume(request, ref.ref, tenant, fetch)
         elif status == 404:
-            raise NotFound(f"no such {ref.kind}: {ref.ref}", reason="no-such-object")
+            raise await _as_missing(request, ref, fetch, replay, "no-such-object")
         elif status != 200 or not isinstance(info, dict):
             raise _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
         checked, kind = info, ref.kind
@@ -109,14 +142,66 @@ async def scope_request(
             owner_ref = exec_container(info)
             status, checked = await fetch("GET", inspect_target(owner_ref, request.version), None)
             if status != 200 or not isinstance(checked, dict):
-                raise NotFound(f"no such exec: {ref.ref}", reason="no-such-object")
+                raise await _as_missing(request, ref, fetch, replay, "no-such-object")
             kind = "container"
         if not may_access(tenant, owner_of(kind, checked), ref):
-            raise not_yours(ref, tenant)
+            if _name_taken(ref):
+                raise not_yours(ref, tenant)
+            raise await _as_missing(request, ref, fetch, replay, "not-owner")
         request = pin(request, ref, full_id(ref.kind, info))
         if target is None and ref.kind == "container" and ref.where == "path":
             target = info
     return request, target
+
+
+def _name_taken(ref: ObjectRef) -> bool:
+    """References where the daemon has no answer for a missing object to give instead:
+    it would create the object (a named volume it mounts, an image name a build,
+    commit, tag or pull writes), so a refusal cannot look like absence."""
+    if ref.kind == "volume":
+        return ref.where == "body"
+    return ref.kind == "image" and ref.key.split("[")[0] in _CREATED_IF_MISSING
+
+
+async def _as_missing(request: CanonicalRequest, ref: ObjectRef, fetch: Fetch,
+                      replay: Replay | None, reason: str) -> DockgateError:
+    """The daemon's answer for ``request`` had ``ref`` named nothing (see ``missing``).
+
+    The request is replayed with a stand-in (``replayable``), or, for the
+    other body references, answered from ``missing.body_answer``.  Without a
+    replay function (unit tests of the walk) or when the daemon does not
+    refuse the replay, a plain refusal.
+    """
+    stand = stand_in(ref, secrets.token_hex(16))
+    fallback = NotFound(f"no such {ref.kind}: {ref.ref}", reason=reason)
+    if replay is None:
+        return fallback
+    if ref.kind == "image" and STAND_IN_PREFIX not in stand.shown:
+        # An id-shaped stand-in could be some image's id prefix: make sure it is not.
+        status, _ = await fetch("GET", inspect_target(replace(ref, ref=stand.value),
+                                                      request.version), None)
+        if status != 404:
+            return fallback
+    if replayable(request.endpoint.id, ref):
+        replayed = substitute(request, ref, stand.value)
+        status, content_type, raw = await replay(
+            replayed.method, replayed.target, replayed.body_bytes, replayed.headers)
+        if status < 200 or (status == TIMED_OUT and not raw):
+            return _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
+        # Whatever the daemon answered, it answered for an object that does not
+        # exist (a 2xx too: ``volume rm -f`` of a missing volume, a push's stream).
+        return MissingAnswer.from_replay(status, content_type, raw, ref, stand=stand,
+                                         reason=reason)
+    words = None
+    if ref.kind == "image":
+        status, _, raw = await replay(
+            "GET", inspect_target(replace(ref, ref=stand.value), request.version), None, ())
+        words = image_words(raw, stand) if status == 404 else None
+        if words is None:
+            return fallback
+    answer = body_answer(ref, words)
+    answer.reason = reason
+    return answer
 
 
 async def _create_owned_volume(

@@ -188,7 +188,7 @@ would make the daemon drop a tenant's own; dockgate filters every event line
 of a tenant's stream itself instead (``event_scope``)."""
 
 ADMIN_ONLY = frozenset({
-    "system.df", "build.prune", "image.load", "image.get_all",
+    "system.df", "build.prune", "image.load",
 })
 """Endpoints that expose or change every tenant's objects and cannot be scoped."""
 
@@ -279,6 +279,10 @@ def _body_ref(refs: list[ObjectRef], kind: Kind, ref: str, path: tuple[str | int
         refs.append(ObjectRef(kind, ref, "body", _dotted(path), access, path))
 
 
+_MOUNTED_KINDS: dict[str, Kind] = {"volume": "volume", "image": "image"}
+"""``HostConfig.Mounts`` types whose ``Source`` names an object (``image``: API 1.48+)."""
+
+
 def _container_mode(value: Any) -> str | None:
     """The container named by a ``container:<ref>`` mode (prefix read case-insensitively)."""
     if not isinstance(value, str):
@@ -313,10 +317,12 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> No
             if isinstance(link, str):
                 _body_ref(refs, "container", _link_name(link), ("HostConfig", "Links", i))
         for i, mount in enumerate(host.get("Mounts") or ()):
-            if isinstance(mount, Mapping) and str(mount.get("Type", "")).lower() == "volume":
-                source = mount.get("Source")
-                if isinstance(source, str):
-                    _body_ref(refs, "volume", source, ("HostConfig", "Mounts", i, "Source"))
+            mount_type = str(mount.get("Type", "")).lower() if isinstance(mount, Mapping) else ""
+            source = mount.get("Source") if isinstance(mount, Mapping) else None
+            if isinstance(source, str) and mount_type in _MOUNTED_KINDS:
+                _body_ref(refs, _MOUNTED_KINDS[mount_type], source,
+                          ("HostConfig", "Mounts", i, "Source"),
+                          "read" if mount_type == "image" else "write")
         for i, bind in enumerate(host.get("Binds") or ()):
             if not isinstance(bind, str):
                 continue
@@ -395,6 +401,20 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
     elif ep == "image.tag" and q.get("repo"):
         refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
                               "repo", "write", ("repo",)))
+    elif ep == "image.get_all":
+        for i, name in enumerate(_query_values(request, "names")):
+            refs.append(ObjectRef("image", name, "query", f"names[{i}]", "read", ("names", i)))
+    elif ep == "image.create":
+        # A pull writes its name: it may replace a shared image's name, never
+        # another tenant's (read access: unowned is fine, foreign is not).
+        source = q.get("fromImage")
+        if source:
+            tag = q.get("tag", "")
+            name = source if not tag or "@" in source else _image_name(source, tag)
+            refs.append(ObjectRef("image", name, "query", "fromImage", "read", ("fromImage",)))
+        elif q.get("repo"):
+            refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
+                                  "repo", "write", ("repo",)))
     elif ep == "image.build":
         for i, tag in enumerate(_query_values(request, "t")):
             refs.append(ObjectRef("image", tag, "query", f"t[{i}]", "write", ("t", i)))
@@ -536,6 +556,20 @@ def pin(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalReques
     """
     if ref.kind not in _PINNED:
         return request
+    return substitute(request, ref, full)
+
+
+def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> CanonicalRequest:
+    """``request`` with the reference ``ref`` replaced by ``value``, for any kind.
+
+    ``pin`` uses it for full ids; ``scoping`` for a stand-in that names
+    nothing (``missing.stand_in``), to learn the daemon's answer for a
+    missing object.
+
+    Raises:
+        ValueError: ``ref`` is not one of ``object_refs(request)``.
+    """
+    full = value
     if ref.where == "path":
         name = str(ref.path[0]) if ref.path else ref.key
         if name not in request.params:
@@ -544,8 +578,12 @@ def pin(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalReques
         return replace(request, params=params, path=_render_path(request, params))
     if ref.where == "query":
         key = str(ref.path[0])
-        if not _query_values(request, key):
+        values = _query_values(request, key)
+        if not values:
             raise ValueError(f"query has no {key}")
+        if len(ref.path) == 2 and isinstance(ref.path[1], int) and ref.path[1] < len(values):
+            values[ref.path[1]] = full  # one of a repeated parameter (images/get names)
+            return _with_query(request, key, values)
         return _with_query(request, key, [full])
     body = _copy(request.body)
     _pin_body(body, ref, full)
