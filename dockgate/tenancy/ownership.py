@@ -42,6 +42,7 @@ from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
 from dockgate.target import escape_path
 from dockgate.tenancy.tenants import Tenant
+from dockgate.versions import compare_versions
 
 OWNER_LABEL = "io.dockgate.owner"
 """The label that records which tenant owns an object."""
@@ -280,7 +281,11 @@ def _body_ref(refs: list[ObjectRef], kind: Kind, ref: str, path: tuple[str | int
 
 
 _MOUNTED_KINDS: dict[str, Kind] = {"volume": "volume", "image": "image"}
-"""``HostConfig.Mounts`` types whose ``Source`` names an object (``image``: API 1.48+)."""
+"""``HostConfig.Mounts`` types whose ``Source`` names an object."""
+
+IMAGE_MOUNTS_SINCE = "1.48"
+"""The first API version whose ``Mounts`` may be of ``Type: image``: below it the
+daemon refuses the mount (on any engine), so the source names nothing."""
 
 
 def _container_mode(value: Any) -> str | None:
@@ -295,7 +300,8 @@ def _link_name(link: str) -> str:
     return link.split(":", 1)[0]
 
 
-def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> None:
+def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef],
+                           version: str | None) -> None:
     image = body.get("Image")
     if isinstance(image, str):
         _body_ref(refs, "image", image, ("Image",), "read")
@@ -319,6 +325,9 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> No
         for i, mount in enumerate(host.get("Mounts") or ()):
             mount_type = str(mount.get("Type", "")).lower() if isinstance(mount, Mapping) else ""
             source = mount.get("Source") if isinstance(mount, Mapping) else None
+            if mount_type == "image" and version is not None \
+                    and compare_versions(version, IMAGE_MOUNTS_SINCE) < 0:
+                continue  # the daemon refuses the mount type itself at this version
             if isinstance(source, str) and mount_type in _MOUNTED_KINDS:
                 _body_ref(refs, _MOUNTED_KINDS[mount_type], source,
                           ("HostConfig", "Mounts", i, "Source"),
@@ -379,7 +388,7 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
     body = request.body if isinstance(request.body, Mapping) else None
     if body is not None:
         if ep == "container.create":
-            _container_create_refs(body, refs)
+            _container_create_refs(body, refs, request.version)
         elif ep in ("network.connect", "network.disconnect"):
             container = body.get("Container")
             if isinstance(container, str):

@@ -250,9 +250,9 @@ class Caller:
             ctx.set_alpn_protocols(alpn)
         return ctx
 
-    def request(self, method: str, target: str, body: Any = None,
-                timeout: float = 30) -> tuple[int, Any]:
-        """One API request over TLS (no ALPN); returns (status, decoded JSON or text)."""
+    def request_raw(self, method: str, target: str, body: Any = None,
+                    timeout: float = 30) -> tuple[int, str, bytes]:
+        """One API request over TLS (no ALPN); returns (status, content type, raw body)."""
         if self.kind != "tls":
             raise ValueError("raw requests are only made for TLS principals")
         conn = http.client.HTTPSConnection("127.0.0.1", self.gate.port, timeout=timeout,
@@ -262,13 +262,18 @@ class Caller:
             headers = {"Content-Type": "application/json"} if data is not None else {}
             conn.request(method, target, body=data, headers=headers)
             resp = conn.getresponse()
-            raw = resp.read()
+            return resp.status, resp.getheader("content-type") or "", resp.read()
         finally:
             conn.close()
+
+    def request(self, method: str, target: str, body: Any = None,
+                timeout: float = 30) -> tuple[int, Any]:
+        """One API request over TLS (no ALPN); returns (status, decoded JSON or text)."""
+        resp_status, _, raw = self.request_raw(method, target, body, timeout)
         try:
-            return resp.status, json.loads(raw) if raw else None
+            return resp_status, json.loads(raw) if raw else None
         except ValueError:
-            return resp.status, raw.decode(errors="replace")
+            return resp_status, raw.decode(errors="replace")
 
 
 @dataclass
