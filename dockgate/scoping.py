@@ -120,6 +120,8 @@ async def scope_request(
                 raise await _as_missing(request, refs[0], fetch, replay, "admin-only")
         raise Forbidden(f"{endpoint} is for administrators only", reason="admin-only")
     request = scope_list(stamp(request, tenant), tenant)
+    if endpoint == "volume.create" and not tenant.admin:
+        await _volume_name_free(request, tenant, fetch)
     target: Mapping[str, Any] | None = None
     for ref in object_refs(request):
         status, info = await fetch("GET", inspect_target(ref, request.version), None)
@@ -202,6 +204,27 @@ async def _as_missing(request: CanonicalRequest, ref: ObjectRef, fetch: Fetch,
     answer = body_answer(ref, words)
     answer.reason = reason
     return answer
+
+
+async def _volume_name_free(request: CanonicalRequest, tenant: Tenant, fetch: Fetch) -> None:
+    """Refuse to create a volume whose name another tenant (or nobody) holds.
+
+    The daemon answers a create of an existing name with the existing volume
+    (labels, mount point and all), so it would show the tenant someone else's
+    volume.  It has no "name in use" answer for volumes to give instead.
+    """
+    name = request.body.get("Name") if isinstance(request.body, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return  # the daemon picks a fresh name
+    status, info = await fetch("GET", inspect_target(
+        ObjectRef("volume", name, "body", "Name"), request.version), None)
+    if status == 404:
+        return
+    if status != 200 or not isinstance(info, dict):
+        raise _unanswered(status, f"cannot check volume {name}")
+    if owner_of("volume", info) != tenant.name:
+        raise DockgateError(f"volume name {name!r} is already in use", status=409,
+                            reason="name-in-use")
 
 
 async def _create_owned_volume(

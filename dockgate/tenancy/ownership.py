@@ -161,6 +161,11 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
                 }
         if ep == "image.commit":
             _check_changes(_query_values(request, "changes"), "changes")
+        if ep == "network.create" and request.version is not None \
+                and compare_versions(request.version, "1.44") < 0:
+            # Before API 1.44 the daemon makes a second network of a taken name
+            # unless asked not to; a tenant gets the daemon's "already exists".
+            body["CheckDuplicate"] = True
         return _with_body(request, body)
     if ep == "image.build":
         raw = _query_values(request, "labels")

@@ -375,6 +375,25 @@ def test_id_prefixes_answer_like_missing(w: World) -> None:
             assert "dockgate" not in result.stderr
 
 
+def test_names_held_by_another_tenant(w: World) -> None:
+    """Name squatting: B cannot create a container or network under a name A holds and gets
+    the daemon's own "name in use" answer (the same as root gets on the daemon's socket);
+    a volume name A holds is refused (the daemon would hand B A's volume)."""
+    before = a_state(w)
+    for args in (("create", *NONE, "--name", w.container, IMAGE, "true"),
+                 ("network", "create", "--internal", "--subnet", _other_subnet(w), w.network)):
+        through = w.b.docker(*args, check=False)
+        direct = _direct(w, list(args))
+        assert through.returncode != 0, through.stdout
+        assert (through.returncode, through.stdout, through.stderr) \
+            == (direct.returncode, direct.stdout, direct.stderr)
+        assert "dockgate" not in through.stderr
+    result = w.b.docker("volume", "create", w.volume, check=False)
+    assert result.returncode != 0 and w.volume not in result.stdout
+    assert f"dockgate: volume name '{w.volume}' is already in use" in result.stderr
+    assert_unchanged(before, a_state(w))
+
+
 def test_owner_still_acts_on_its_objects(w: World) -> None:
     """A itself: inspect, exec, logs, volume and network inspect are allowed."""
     assert w.a.docker("container", "inspect", "-f", "{{.Id}}", w.container).stdout.strip() \
