@@ -119,11 +119,17 @@ async def scope_request(
             if refs:
                 raise await _as_missing(request, refs[0], fetch, replay, "admin-only")
         raise Forbidden(f"{endpoint} is for administrators only", reason="admin-only")
+    if endpoint == "image.push" and not tenant.admin and not _query_value(request, "tag"):
+        raise Forbidden("pushing every tag of a repository is for administrators only; "
+                        "push NAME:TAG", reason="admin-only")
     request = scope_list(stamp(request, tenant), tenant)
     if endpoint == "volume.create" and not tenant.admin:
         await _volume_name_free(request, tenant, fetch)
     target: Mapping[str, Any] | None = None
     for ref in object_refs(request):
+        if ref.kind in _SWARM_KINDS and not tenant.admin:
+            raise Forbidden(f"{ref.key}: {ref.kind}s are for administrators only",
+                            reason="admin-only")
         status, info = await fetch("GET", inspect_target(ref, request.version), None)
         if status in (400, 404) and ref.kind == "image" and ref.key.split("[")[0] \
                 in _CREATED_IF_MISSING:
@@ -156,6 +162,13 @@ async def scope_request(
     return request, target
 
 
+_SWARM_KINDS = frozenset({"service", "node", "task", "secret", "config"})
+
+
+def _query_value(request: CanonicalRequest, key: str) -> str:
+    return next((v for k, v in request.query if k == key), "")
+
+
 def _name_taken(ref: ObjectRef) -> bool:
     """References where the daemon has no answer for a missing object to give instead:
     it would create the object (a named volume it mounts, an image name a build,
@@ -185,7 +198,10 @@ async def _as_missing(request: CanonicalRequest, ref: ObjectRef, fetch: Fetch,
         if status != 404:
             return fallback
     if replayable(request.endpoint.id, ref):
-        replayed = substitute(request, ref, stand.value)
+        value = stand.value
+        if request.endpoint.id == "image.push" and ref.where == "path":
+            value = value.removesuffix(":" + _query_value(request, "tag"))  # tag in the query
+        replayed = substitute(request, ref, value)
         status, content_type, raw = await replay(
             replayed.method, replayed.target, replayed.body_bytes, replayed.headers)
         if status < 200 or (status == TIMED_OUT and not raw):

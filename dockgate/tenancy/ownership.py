@@ -285,7 +285,7 @@ def _body_ref(refs: list[ObjectRef], kind: Kind, ref: str, path: tuple[str | int
         refs.append(ObjectRef(kind, ref, "body", _dotted(path), access, path))
 
 
-_MOUNTED_KINDS: dict[str, Kind] = {"volume": "volume", "image": "image"}
+_MOUNTED_KINDS: dict[str, Kind] = {"volume": "volume", "cluster": "volume", "image": "image"}
 """``HostConfig.Mounts`` types whose ``Source`` names an object."""
 
 IMAGE_MOUNTS_SINCE = "1.48"
@@ -352,15 +352,37 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef],
         _endpoints_refs(endpoints, ("NetworkingConfig", "EndpointsConfig"), refs)
 
 
+def _endpoint_settings_refs(settings: Mapping[str, Any], base: tuple[str | int, ...],
+                            refs: list[ObjectRef]) -> None:
+    """The containers an endpoint's ``Links`` name and the network its ``NetworkID`` names."""
+    for i, link in enumerate(settings.get("Links") or ()):
+        if isinstance(link, str):
+            _body_ref(refs, "container", _link_name(link), (*base, "Links", i))
+    network_id = settings.get("NetworkID")
+    if isinstance(network_id, str):
+        _body_ref(refs, "network", network_id, (*base, "NetworkID"))
+
+
+def _cluster_secret_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> None:
+    """Secrets a cluster volume's access mode names (``volume create``/``update``)."""
+    spec = body.get("ClusterVolumeSpec") or body.get("Spec")
+    mode = spec.get("AccessMode") if isinstance(spec, Mapping) else None
+    secrets = mode.get("Secrets") if isinstance(mode, Mapping) else None
+    base = ("ClusterVolumeSpec" if "ClusterVolumeSpec" in body else "Spec", "AccessMode",
+            "Secrets")
+    for i, item in enumerate(secrets if isinstance(secrets, list) else ()):
+        secret = item.get("Secret") if isinstance(item, Mapping) else None
+        if isinstance(secret, str):
+            _body_ref(refs, "secret", secret, (*base, i, "Secret"))
+
+
 def _endpoints_refs(endpoints: Mapping[str, Any], base: tuple[str | int, ...],
                     refs: list[ObjectRef]) -> None:
     # The network (a mapping key) comes after the references inside its value,
     # so that pinning in order renames the key last.
     for name, settings in endpoints.items():
         if isinstance(settings, Mapping):
-            for i, link in enumerate(settings.get("Links") or ()):
-                if isinstance(link, str):
-                    _body_ref(refs, "container", _link_name(link), (*base, name, "Links", i))
+            _endpoint_settings_refs(settings, (*base, name), refs)
         if name.strip().lower() not in BUILTIN_NETWORKS:
             refs.append(ObjectRef("network", name, "body", _dotted((*base, name)) + " (key)",
                                   "write", (*base, name, "")))
@@ -387,6 +409,11 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
             break
         if ep == "exec.create":
             refs.append(ObjectRef("container", value, "path", name, "write", (name,)))
+        elif ep == "image.push" and _query_values(request, "tag"):
+            # The path names a repository; the tag says which of its images is pushed.
+            tag = _query_values(request, "tag")[0]
+            refs.append(ObjectRef("image", _image_name(value, tag), "path", name, "read",
+                                  (name,)))
         else:
             access: Access = "read" if ep in _IMAGE_READS else "write"
             refs.append(ObjectRef(kind, value, "path", name, access, (name,)))
@@ -400,10 +427,14 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
                 _body_ref(refs, "container", container, ("Container",))
             cfg = body.get("EndpointConfig")
             if isinstance(cfg, Mapping):
-                for i, link in enumerate(cfg.get("Links") or ()):
-                    if isinstance(link, str):
-                        _body_ref(refs, "container", _link_name(link),
-                                  ("EndpointConfig", "Links", i))
+                _endpoint_settings_refs(cfg, ("EndpointConfig",), refs)
+        elif ep == "network.create":
+            source = body.get("ConfigFrom")
+            network = source.get("Network") if isinstance(source, Mapping) else None
+            if isinstance(network, str):
+                _body_ref(refs, "network", network, ("ConfigFrom", "Network"), "read")
+        elif ep in ("volume.create", "volume.update"):
+            _cluster_secret_refs(body, refs)
     q = dict(request.query)
     if ep == "image.commit":
         if q.get("container"):
