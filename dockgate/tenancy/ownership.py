@@ -262,6 +262,98 @@ class ObjectRef:
     path: tuple[str | int, ...] = ()
 
 
+REFERENCES: Mapping[str, str] = {
+    # endpoint field (walker syntax: ``?q`` a query key, ``[]`` list items, ``{}``
+    # mapping values, ``{} key`` the keys) → what it names and how it is checked.
+    "container.create Image": "image (read)",
+    "container.create HostConfig.VolumesFrom": "container",
+    "container.create HostConfig.NetworkMode": "container (container:X) or network",
+    "container.create HostConfig.PidMode": "container (container:X)",
+    "container.create HostConfig.IpcMode": "container (container:X)",
+    "container.create HostConfig.Links": "container",
+    "container.create HostConfig.Binds": "volume (a named source)",
+    "container.create HostConfig.Mounts[].Source":
+        "volume (Type volume or cluster), image (Type image, API 1.48+, read)",
+    "container.create NetworkingConfig.EndpointsConfig{} key": "network",
+    "container.create NetworkingConfig.EndpointsConfig{}.Links": "container",
+    "container.create NetworkingConfig.EndpointsConfig{}.NetworkID": "network",
+    "network.connect Container": "container",
+    "network.connect EndpointConfig.Links": "container",
+    "network.connect EndpointConfig.NetworkID": "network",
+    "network.disconnect Container": "container",
+    "network.create ConfigFrom.Network": "network (read)",
+    "volume.create ClusterVolumeSpec.AccessMode.Secrets[].Secret": "secret (admins only)",
+    "volume.update Spec.AccessMode.Secrets[].Secret": "secret (admins only)",
+    "image.commit ?container": "container",
+    "image.commit ?repo": "image name written (with ?tag)",
+    "image.commit ?tag": "image name written (with ?repo)",
+    "image.tag ?repo": "image name written (with ?tag)",
+    "image.tag ?tag": "image name written (with ?repo)",
+    "image.create ?fromImage": "image name a pull writes (with ?tag; shared or own)",
+    "image.create ?repo": "image name an import writes (with ?tag)",
+    "image.create ?tag": "part of ?fromImage or ?repo",
+    "image.push ?tag": "image (read): the path's repository with this tag",
+    "image.get_all ?names": "image (read), each",
+    "image.build ?t": "image name written, each",
+    "image.build ?cachefrom": "image (read), each",
+    "image.build ?networkmode": "container (container:X): build-context references",
+}
+"""Every field of a request body or query that names another object, as the
+schemas of every routed API version have them (tests/unit/test_tenancy_references.py
+walks the schemas and requires each candidate to be here or in
+``NOT_REFERENCES``).  Path parameters are references by their first path
+segment (``_PATH_KINDS``); endpoints that are admin-only as a whole
+(``admin_only``) are not listed."""
+
+NOT_REFERENCES: Mapping[str, str] = {
+    "distribution.inspect {name}": "a registry's image, asked of the registry, not a local one",
+    "container.create ?name": "the new container's name (a taken one: the daemon's 409)",
+    "container.rename ?name": "the new name (a taken one: the daemon's 409)",
+    "container.restart ?t": "a timeout",
+    "container.stop ?t": "a timeout",
+    "container.create HostConfig.CgroupnsMode": "host or private, names nothing",
+    "container.create HostConfig.UTSMode": "host only, names nothing",
+    "container.create HostConfig.UsernsMode": "host only, names nothing",
+    "container.create HostConfig.ContainerIDFile": "read by the client only",
+    "container.create HostConfig.Devices[].PathInContainer": "a path",
+    "container.update Devices[].PathInContainer": "a path",
+    "container.create HostConfig.Mounts[].Target": "a path in the container",
+    "container.create HostConfig.Mounts[].ImageOptions": "options of an image mount",
+    "container.create HostConfig.Mounts[].TmpfsOptions.Mode": "a file mode",
+    "container.create HostConfig.Mounts[].VolumeOptions": "options of a volume mount",
+    "container.create HostConfig.Mounts[].VolumeOptions.DriverConfig.Name":
+        "a volume driver (a plugin: the policy's business)",
+    "container.create HostConfig.VolumeDriver": "a volume driver (the policy's business)",
+    "container.create HostConfig.RestartPolicy.Name": "a policy name",
+    "container.update RestartPolicy.Name": "a policy name",
+    "container.create HostConfig.Ulimits[].Name": "a limit name",
+    "container.update Ulimits[].Name": "a limit name",
+    "container.create NetworkDisabled": "a flag",
+    "container.create NetworkingConfig": "holds EndpointsConfig",
+    "container.create Volumes": "anonymous volumes (created for the container, stamped)",
+    "container.create Volumes{} key": "the paths of anonymous volumes",
+    "container.create NetworkingConfig.EndpointsConfig": "holds the endpoints (keyed by network)",
+    "image.commit Volumes{} key": "the paths of the image config's anonymous volumes",
+    "image.commit Image": "the config's informational Image field (the daemon ignores it)",
+    "image.commit NetworkDisabled": "a flag",
+    "image.commit Volumes": "anonymous volumes of the image config",
+    "exec.create Container": "ignored by the daemon (the path names the container)",
+    "image.build ?remote": "a URL or Git address: the build-context references",
+    "image.build ?target": "a build stage",
+    "image.create ?fromSrc": "a URL or '-' (the body)",
+    "network.create Name": "the new network's name (a taken one: the daemon's 409)",
+    "volume.create Name": "the new volume's name (a taken one: refused, see scoping)",
+    "volume.create ClusterVolumeSpec": "holds AccessMode",
+    "volume.create ClusterVolumeSpec.AccessMode": "holds Secrets",
+    "volume.create ClusterVolumeSpec.AccessMode.MountVolume": "mount options",
+    "volume.create ClusterVolumeSpec.AccessMode.Secrets": "holds Secret",
+    "volume.update Spec.AccessMode": "holds Secrets",
+    "volume.update Spec.AccessMode.MountVolume": "mount options",
+    "volume.update Spec.AccessMode.Secrets": "holds Secret",
+}
+"""Fields whose names look like references but name no other existing object."""
+
+
 _PATH_KINDS: dict[str, Kind] = {
     "containers": "container", "exec": "exec", "volumes": "volume", "networks": "network",
     "images": "image", "plugins": "plugin", "services": "service", "nodes": "node",
