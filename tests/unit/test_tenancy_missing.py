@@ -28,7 +28,7 @@ from dockgate.tenancy.missing import (
 CTX = ApiContext()
 A = Tenant("team-a")
 ADMIN = Tenant("ops", admin=True)
-TOKEN = "0123456789abcdef0123456789abcdef"
+HEXT = "0123456789abcdef0123456789abcdef"
 
 
 def req(method: str, target: str, body: Any = None) -> CanonicalRequest:
@@ -40,21 +40,21 @@ def req(method: str, target: str, body: Any = None) -> CanonicalRequest:
 
 
 @pytest.mark.parametrize(("kind", "ref", "value", "original"), [
-    ("container", "web", STAND_IN_PREFIX + TOKEN, "web"),
-    ("volume", "data", STAND_IN_PREFIX + TOKEN, "data"),
-    ("image", "web", STAND_IN_PREFIX + TOKEN, "web"),
-    ("image", "web:v1", f"{STAND_IN_PREFIX}{TOKEN}:v1", "web"),
-    ("image", "docker.io/library/web:v1", f"docker.io/library/{STAND_IN_PREFIX}{TOKEN}:v1",
+    ("container", "web", STAND_IN_PREFIX + HEXT, "web"),
+    ("volume", "data", STAND_IN_PREFIX + HEXT, "data"),
+    ("image", "web", STAND_IN_PREFIX + HEXT, "web"),
+    ("image", "web:v1", f"{STAND_IN_PREFIX}{HEXT}:v1", "web"),
+    ("image", "docker.io/library/web:v1", f"docker.io/library/{STAND_IN_PREFIX}{HEXT}:v1",
      "web"),
-    ("image", "localhost:5000/a/web", f"localhost:5000/a/{STAND_IN_PREFIX}{TOKEN}", "web"),
-    ("image", "web@sha256:" + "a" * 64, f"{STAND_IN_PREFIX}{TOKEN}@sha256:" + "a" * 64, "web"),
-    ("image", "sha256:" + "b" * 64, "sha256:" + (TOKEN * 2), "b" * 64),
-    ("image", "bbbbbbbbbbbb", TOKEN[:12], "bbbbbbbbbbbb"),
+    ("image", "localhost:5000/a/web", f"localhost:5000/a/{STAND_IN_PREFIX}{HEXT}", "web"),
+    ("image", "web@sha256:" + "a" * 64, f"{STAND_IN_PREFIX}{HEXT}@sha256:" + "a" * 64, "web"),
+    ("image", "sha256:" + "b" * 64, "sha256:" + (HEXT * 2), "b" * 64),
+    ("image", "bbbbbbbbbbbb", HEXT[:12], "bbbbbbbbbbbb"),
 ])
 def test_stand_in_keeps_the_shape_the_daemon_parses(kind: str, ref: str, value: str,
                                                     original: str) -> None:
     """Only the part the daemon echoes changes: an image keeps registry, path, tag, digest."""
-    stand = stand_in(ObjectRef(kind, ref, "path", "name"), TOKEN)  # type: ignore[arg-type]
+    stand = stand_in(ObjectRef(kind, ref, "path", "name"), HEXT)  # type: ignore[arg-type]
     assert (stand.value, stand.original) == (value, original)
     assert stand.shown in stand.value
     if kind != "image":
@@ -63,7 +63,7 @@ def test_stand_in_keeps_the_shape_the_daemon_parses(kind: str, ref: str, value: 
 
 def test_replayed_answer_puts_the_name_back_byte_for_byte() -> None:
     ref = ObjectRef("container", 'we<b"', "path", "id")
-    stand = stand_in(ref, TOKEN)
+    stand = stand_in(ref, HEXT)
     raw = b'{"message":"No such container: ' + stand.value.encode() + b'"}\n'
     answer = MissingAnswer.from_replay(404, b"application/json", raw, ref, stand=stand,
                                        reason="not-owner")
@@ -97,7 +97,7 @@ def test_body_answers_read_from_the_daemons(field: tuple[str | int, ...], kind: 
 
 
 def test_image_words_from_either_engine() -> None:
-    stand = stand_in(ObjectRef("image", "web", "body", "Image"), TOKEN)
+    stand = stand_in(ObjectRef("image", "web", "body", "Image"), HEXT)
     old = json.dumps({"message": f"no such image: {stand.value}: No such image: "
                                  f"{stand.value}:latest"}).encode()
     new = json.dumps({"message": f"No such image: {stand.value}:latest"}).encode()
