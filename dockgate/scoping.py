@@ -61,7 +61,7 @@ from dockgate.tenancy.missing import (
     replayable,
     stand_in,
 )
-from dockgate.tenancy.ownership import ObjectRef, substitute
+from dockgate.tenancy.ownership import ObjectRef, image_shared, substitute
 from dockgate.upstream import TIMED_OUT
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -152,7 +152,8 @@ async def scope_request(
             if status != 200 or not isinstance(checked, dict):
                 raise await _as_missing(request, ref, fetch, replay, "no-such-object")
             kind = "container"
-        if not may_access(tenant, owner_of(kind, checked), ref):
+        shared = ref.kind != "image" or image_shared(tenant, info)
+        if not may_access(tenant, owner_of(kind, checked), ref, shared):
             if _name_taken(ref):
                 raise not_yours(ref, tenant)
             raise await _as_missing(request, ref, fetch, replay, "not-owner")

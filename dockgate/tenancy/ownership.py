@@ -34,6 +34,7 @@ import json
 import unicodedata
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from dockgate.errors import BadRequest, Forbidden
@@ -645,17 +646,30 @@ def exec_container(inspect_json: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef("container", cid, "path", "id (exec's container)", "write")
 
 
-def may_access(tenant: Tenant, owner: str | None, ref: ObjectRef | None = None) -> bool:
+def may_access(tenant: Tenant, owner: str | None, ref: ObjectRef | None = None,
+               shared: bool = True) -> bool:
     """Whether ``tenant`` may act on an object owned by ``owner``.
 
     Admins may act on everything; others only on their own objects.  An
     unowned object (None) is for admins only, except that any tenant may
-    *read* an unowned image (pulled images are the host's shared cache);
-    pass ``ref`` to get that exception.
+    *read* an unowned image that is ``shared`` (pulled images are the host's
+    shared cache, see ``image_shared``); pass ``ref`` to get that exception.
     """
     if tenant.admin or owner == tenant.name:
         return True
-    return owner is None and ref is not None and ref.kind == "image" and ref.access == "read"
+    return owner is None and ref is not None and ref.kind == "image" \
+        and ref.access == "read" and shared
+
+
+def image_shared(tenant: Tenant, inspect_json: Mapping[str, Any]) -> bool:
+    """Whether an unowned image is shared with ``tenant`` (the tenants file's
+    ``shared_images`` patterns match one of its names; all are without patterns)."""
+    if tenant.shared_images is None:
+        return True
+    tags = inspect_json.get("RepoTags")
+    return any(isinstance(tag, str) and fnmatchcase(tag, pattern)
+               for tag in (tags if isinstance(tags, list) else ())
+               for pattern in tenant.shared_images)
 
 
 def not_yours(ref: ObjectRef, tenant: Tenant) -> Forbidden:

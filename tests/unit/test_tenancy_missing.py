@@ -15,7 +15,7 @@ from dockgate.admission import ApiContext, admit_body, admit_head
 from dockgate.errors import DockgateError, Forbidden
 from dockgate.model import CanonicalRequest
 from dockgate.scoping import scope_request
-from dockgate.tenancy import OWNER_LABEL, ObjectRef, Tenant
+from dockgate.tenancy import OWNER_LABEL, ObjectRef, Tenant, TenantMap
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
     MissingAnswer,
@@ -214,3 +214,21 @@ def test_volume_name_held_by_another_tenant_is_not_handed_out() -> None:
 def test_push_of_every_tag_is_for_admins() -> None:
     with pytest.raises(Forbidden):
         run(req("POST", "/v1.51/images/web/push"), A, Daemon({}))
+
+
+def test_shared_images_patterns() -> None:
+    """Without ``shared_images`` every unowned image is shared; with it, only those with a
+    matching name, and a tenant gets the answer for a missing image for the others."""
+    tenants = TenantMap.from_text(
+        'shared_images: ["dgtest:*"]\ntenants:\n  - name: team-a\n')
+    tenant = tenants.tenants[0]
+    assert tenant.shared_images == ("dgtest:*",)
+    images = {"/v1.51/images/dgtest:latest/json": {"Id": "sha256:1", "RepoTags":
+                                                   ["dgtest:latest"], "Config": {}},
+              "/v1.51/images/other:latest/json": {"Id": "sha256:2", "RepoTags":
+                                                  ["other:latest"], "Config": {}}}
+    daemon = Daemon(images)
+    run(req("GET", "/v1.51/images/dgtest:latest/json"), tenant, daemon)
+    run(req("GET", "/v1.51/images/other:latest/json"), A, daemon)  # no patterns: shared
+    with pytest.raises(MissingAnswer):
+        run(req("GET", "/v1.51/images/other:latest/json"), tenant, daemon)
