@@ -4,12 +4,14 @@ each (tests/support/tenantgate.py).
 
 For each engine and each pair of principals (unix users dgalice/dgbob; TLS
 certificates alice-cert/bob-cert), tenant A (``teama``) owns a container, a
-volume, a network and a committed image.  Every action tenant B (``teamb``)
-takes on them must exit non-zero with dockgate's message, leave A's objects
-unchanged as the daemon itself reports them, and forward nothing that names
-them.  Lists and events show each tenant only its own objects, and the admin
-(root over unix) everything.  Quotas, label spoofing, stdin half-close over
-TLS and a name-reuse race are covered too.
+volume, a network, a committed image and exec instances.  Every reference
+tenant B (``teamb``) makes to them gets, byte for byte apart from the name,
+what B gets for a missing object through dockgate and what the daemon itself
+says for a missing object; A's objects stay unchanged as the daemon reports
+them, and nothing that names them is forwarded.  Lists and events show each
+tenant only its own objects, and the admin (root over unix) everything.
+Quotas, label spoofing, name squatting, stdin half-close over TLS and a
+name-reuse race are covered too.
 """
 
 from __future__ import annotations
