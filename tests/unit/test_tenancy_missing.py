@@ -232,3 +232,13 @@ def test_shared_images_patterns() -> None:
     run(req("GET", "/v1.51/images/other:latest/json"), A, daemon)  # no patterns: shared
     with pytest.raises(MissingAnswer):
         run(req("GET", "/v1.51/images/other:latest/json"), tenant, daemon)
+
+
+@pytest.mark.parametrize(("version", "asked"), [("1.41", True), ("1.43", True), ("1.44", None),
+                                                ("1.51", None)])
+def test_network_create_asks_for_the_daemons_name_in_use_answer(version: str,
+                                                                asked: bool | None) -> None:
+    """Before API 1.44 the daemon makes a second network of a taken name unless
+    ``CheckDuplicate`` is set; dockgate sets it for tenants so the daemon answers 409."""
+    request, _ = run(req("POST", f"/v{version}/networks/create", {"Name": "n"}), A, Daemon({}))
+    assert request.body.get("CheckDuplicate") is asked
