@@ -732,6 +732,12 @@ def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> Canonic
         values = _query_values(request, key)
         if not values:
             raise ValueError(f"query has no {key}")
+        if key == "cachefrom" and len(ref.path) == 2 and isinstance(ref.path[1], int):
+            names = json.loads(values[0]) if values[0] else []
+            if not isinstance(names, list) or ref.path[1] >= len(names):
+                raise ValueError("cachefrom has no such entry")
+            names[ref.path[1]] = full  # one JSON-encoded list, not repeated parameters
+            return _with_query(request, key, [dumps(names).decode("ascii")])
         if len(ref.path) == 2 and isinstance(ref.path[1], int) and ref.path[1] < len(values):
             values[ref.path[1]] = full  # one of a repeated parameter (images/get names)
             return _with_query(request, key, values)

@@ -242,3 +242,15 @@ def test_network_create_asks_for_the_daemons_name_in_use_answer(version: str,
     ``CheckDuplicate`` is set; dockgate sets it for tenants so the daemon answers 409."""
     request, _ = run(req("POST", f"/v{version}/networks/create", {"Name": "n"}), A, Daemon({}))
     assert request.body.get("CheckDuplicate") is asked
+
+
+def test_foreign_cache_source_is_replaced_by_a_stand_in() -> None:
+    """The daemon ignores a build cache source it does not have; another tenant's image as
+    a cache source is replaced by a stand-in, so it is ignored the same way."""
+    image = {"Id": "sha256:1", "RepoTags": ["b:1"], "Config": {"Labels": {OWNER_LABEL: "b"}}}
+    daemon = Daemon({"/v1.51/images/b:1/json": image})
+    request, _ = run(req("POST", '/v1.51/build?cachefrom=["b:1","c:2"]'), A, daemon)
+    names = json.loads(dict(request.query)["cachefrom"])
+    assert names[0].startswith(STAND_IN_PREFIX) and names[0].endswith(":1")
+    assert names[1] == "c:2"
+    assert daemon.replayed == []
