@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import docker.errors
 import pytest
 from support import engines as eng
 from support import unixhttp as http
@@ -367,6 +368,36 @@ def test_foreign_exec_answers_like_missing(w: World) -> None:
                                                                           b"NAME")), got
     info = w.daemon(f"/exec/{theirs}/json")
     assert not info["Running"] and info["Pid"] == 0, "B's start ran A's exec"
+
+
+def test_docker_py_takes_the_missing_path(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-py: getting A's container, volume, network or image raises the very exception
+    (class, status, explanation apart from the name) it raises for a missing one, through
+    dockgate and on the daemon's own socket."""
+    if w.pair != "tls":
+        pytest.skip("docker-py clients are made for TLS principals")
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)  # requests would prefer it to the test's CA
+    b, direct = w.b.client(), w.engine.direct_client()
+    tag = uuid.uuid4().hex[:8]
+    try:
+        for kind, theirs_name in (("container", w.container), ("volume", w.volume),
+                                  ("network", w.network), ("image", w.image)):
+            missing = _missing_like(kind, tag)
+            said = []
+            for client, name in ((b, theirs_name), (b, missing), (direct, missing)):
+                collection = getattr(client, f"{kind}s")
+                with pytest.raises(docker.errors.APIError) as caught:
+                    collection.get(name)
+                e = caught.value
+                bare = name.removesuffix(":latest")
+                said.append((type(e).__name__, e.status_code,
+                             str(e.explanation).replace(name, "NAME").replace(bare, "NAME")))
+            assert said[0] == said[1] == said[2], (kind, said)
+            assert said[0][0] in ("NotFound", "ImageNotFound")
+    finally:
+        b.close()
+        direct.close()
 
 
 def test_id_prefixes_answer_like_missing(w: World) -> None:
