@@ -256,12 +256,13 @@ def _missing_like(kind: str, tag: str) -> str:
     return f"m-{kind[0]}-{tag}" + (":latest" if kind == "image" else "")
 
 
-def _direct(w: World, args: list[str]) -> subprocess.CompletedProcess[str]:
+def _direct(w: World, args: list[str], cli: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
     """The same CLI, run as root against the daemon's own socket, in B's environment."""
     argv = ["env", "-i", f"PATH={w.engine.direct_env['PATH']}",
             f"DOCKER_CONFIG={w.tg.docker_config}", "DOCKER_CLI_HINTS=false",
             "HOME=/nonexistent", f"DOCKER_HOST=unix://{w.engine.daemon_socket}",
-            w.engine.cli, *args]
+            cli or w.engine.cli, *args]
     r = subprocess.run(argv, capture_output=True, timeout=60, check=False, cwd="/",
                        stdin=subprocess.DEVNULL)
     return subprocess.CompletedProcess(argv, r.returncode, r.stdout.decode(errors="replace"),
@@ -288,7 +289,8 @@ def _b_setup(w: World, args: tuple[str, ...], extra: dict[str, str]) -> None:
                    extra["bn"])
 
 
-def _three_ways(w: World, kind: str, args: tuple[str, ...]) -> dict[str, tuple[int, str, str]]:
+def _three_ways(w: World, kind: str, args: tuple[str, ...], cli: str | None = None
+                ) -> dict[str, tuple[int, str, str]]:
     """B on A's object, B on a missing one, and the bare daemon on a missing one."""
     extra = {"tag": uuid.uuid4().hex[:8], "bc": "", "bn": ""}
     _b_setup(w, args, extra)
@@ -297,7 +299,8 @@ def _three_ways(w: World, kind: str, args: tuple[str, ...]) -> dict[str, tuple[i
     for key, caller, name in (("foreign", w.b, theirs_name), ("missing", w.b, missing),
                               ("direct", None, missing)):
         argv = [a.format(x=name, **extra) for a in args]
-        result = caller.docker(*argv, check=False, timeout=60) if caller else _direct(w, argv)
+        result = caller.docker(*argv, check=False, timeout=60, cli=cli) if caller \
+            else _direct(w, argv, cli)
         out[key] = _said(result, name)
     return out
 
@@ -324,6 +327,22 @@ def test_foreign_answers_like_missing(w: World, case: str, kind: str,
     if kind != "plugin" and (case, w.engine.name) not in NO_REFERENCE_ON:
         assert denials_for(w, mark, w.b), "no refusal recorded in the audit log"
     assert not forwarded_for(w, mark, w.b)
+
+
+CLI20_CASES = ("inspect", "stop", "exec", "logs", "cp-out", "run-volumes-from", "run-pid",
+               "volume-inspect", "inspect-volume", "network-inspect", "image-inspect",
+               "inspect-image", "rmi", "tag", "save", "plugin-inspect")
+
+
+@pytest.mark.parametrize("case", CLI20_CASES)
+def test_foreign_answers_like_missing_cli20(w: World, case: str) -> None:
+    """The docker CLI 20.10 takes the same path too (it probes and phrases differently)."""
+    if w.pair != "unix":
+        pytest.skip("one pair is enough for the second CLI")
+    _, kind, args = next(c for c in CROSS if c[0] == case)
+    said = _three_ways(w, kind, args, eng.CLI20)
+    assert said["foreign"] == said["missing"] == said["direct"], said
+    assert "dockgate" not in said["foreign"][2]
 
 
 @pytest.mark.parametrize("case", sorted(DEVIATIONS))
