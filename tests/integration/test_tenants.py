@@ -299,11 +299,35 @@ def _three_ways(w: World, kind: str, args: tuple[str, ...], cli: str | None = No
     for key, caller, name in (("foreign", w.b, theirs_name), ("missing", w.b, missing),
                               ("direct", None, missing)):
         argv = [a.format(x=name, **extra) for a in args]
+        since = time.time()
         result = caller.docker(*argv, check=False, timeout=60, cli=cli) if caller \
             else _direct(w, argv, cli)
+        if key == "foreign":
+            # The daemon's own record of B's attempt: nothing was created, started, joined,
+            # executed, tagged or removed (dockgate's replays name only stand-ins).
+            events = _events(w.engine, since, time.time())
+            assert not events, events
         out[key] = _said(result, name)
     return out
 
+
+def _events(engine: Engine, since: float, until: float) -> list[dict[str, Any]]:
+    """Every event the daemon logged between ``since`` and ``until`` (by its nanosecond
+    time stamps; the daemon logs an action's events before it answers)."""
+    status, body = http.request(engine.daemon_socket, "GET",
+                                f"/events?since={since - 1:.6f}&until={time.time():.6f}",
+                                timeout=30)
+    assert status == 200
+    events = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+    return [e for e in events if since * 1e9 <= e.get("timeNano", 0) <= until * 1e9]
+
+
+LIVE = frozenset({"inspect", "container-inspect", "logs", "exec", "top", "port", "cp-out",
+                  "export", "run-volumes-from", "run-pid", "volume-inspect",
+                  "inspect-volume", "network-inspect", "inspect-network", "image-inspect",
+                  "inspect-image", "history", "save", "run-mount-image", "create-image"})
+"""Cases that only read or join A's objects: run directly against A's object, they succeed
+on the daemon (so the refusal through dockgate is what stops them)."""
 
 NO_REFERENCE_ON = {("run-mount-image", "20.10")}
 """Cases where nothing is named on that engine: API 1.41 has no image mounts, and the
@@ -327,6 +351,12 @@ def test_foreign_answers_like_missing(w: World, case: str, kind: str,
     if kind != "plugin" and (case, w.engine.name) not in NO_REFERENCE_ON:
         assert denials_for(w, mark, w.b), "no refusal recorded in the audit log"
     assert not forwarded_for(w, mark, w.b)
+    if case in LIVE and (case, w.engine.name) not in NO_REFERENCE_ON:
+        # The attack is live on the bare daemon: the same command reaches A's object.
+        extra = {"tag": uuid.uuid4().hex[:8], "bc": "", "bn": ""}
+        argv = [a.format(x=_name_of(w, kind), **extra) for a in args]
+        reached = _direct(w, argv)
+        assert reached.returncode == 0, reached.stderr
 
 
 CLI20_CASES = ("inspect", "stop", "exec", "logs", "cp-out", "run-volumes-from", "run-pid",
