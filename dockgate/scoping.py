@@ -126,6 +126,7 @@ async def scope_request(
     if endpoint == "volume.create" and not tenant.admin:
         await _volume_name_free(request, tenant, fetch)
     target: Mapping[str, Any] | None = None
+    new_volumes: list[str] = []
     for ref in object_refs(request):
         if ref.kind in _SWARM_KINDS and not tenant.admin:
             raise Forbidden(f"{ref.key}: {ref.kind}s are for administrators only",
@@ -138,10 +139,12 @@ async def scope_request(
             continue  # a reference the daemon cannot parse names nothing: it refuses itself
         if status == 404 and ref.kind == "volume" and ref.where == "body":
             # A container that mounts a missing named volume makes the daemon
-            # create it; create it first, owned.  Anywhere else (inspect,
-            # remove) a missing volume is simply not found.
-            info = await _create_owned_volume(request, ref.ref, tenant, fetch)
-        elif status == 404:
+            # create it; create it first, owned, once every other reference
+            # has passed.  Anywhere else (inspect, remove) a missing volume is
+            # simply not found.
+            new_volumes.append(ref.ref)
+            continue
+        if status == 404:
             raise await _as_missing(request, ref, fetch, replay, "no-such-object")
         elif status != 200 or not isinstance(info, dict):
             raise _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
@@ -165,6 +168,8 @@ async def scope_request(
         request = pin(request, ref, full_id(ref.kind, info))
         if target is None and ref.kind == "container" and ref.where == "path":
             target = info
+    for name in dict.fromkeys(new_volumes):
+        await _create_owned_volume(request, name, tenant, fetch)
     return request, target
 
 

@@ -254,3 +254,27 @@ def test_foreign_cache_source_is_replaced_by_a_stand_in() -> None:
     assert names[0].startswith(STAND_IN_PREFIX) and names[0].endswith(":1")
     assert names[1] == "c:2"
     assert daemon.replayed == []
+
+
+def test_missing_volume_is_created_only_once_every_reference_passed() -> None:
+    """``-v new:/data --network B's``: refused, and no volume was created for it."""
+    daemon = Daemon({"/v1.51/networks/theirs": {"Id": "n" * 64, "Labels": {OWNER_LABEL: "b"}},
+                     "/v1.51/images/dgtest:latest/json": {"Id": "sha256:1", "Config": {}}})
+    created: list[str] = []
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if method == "POST":
+            created.append(body["Name"])
+            return 201, {"Name": body["Name"], "Labels": body["Labels"]}
+        return await daemon.fetch(method, target, body)
+
+    body = {"Image": "dgtest:latest", "HostConfig": {"Binds": ["new:/data"]},
+            "NetworkingConfig": {"EndpointsConfig": {"theirs": {}}}}
+    with pytest.raises(MissingAnswer):
+        asyncio.run(scope_request(req("POST", "/v1.51/containers/create", body), A, fetch,
+                                  daemon.replay))
+    assert created == []
+    body["NetworkingConfig"] = {}
+    asyncio.run(scope_request(req("POST", "/v1.51/containers/create", body), A, fetch,
+                              daemon.replay))
+    assert created == ["new"]
