@@ -419,6 +419,32 @@ def test_foreign_exec_answers_like_missing(w: World) -> None:
     assert not info["Running"] and info["Pid"] == 0, "B's start ran A's exec"
 
 
+RAW_CONTAINER_CALLS = (("POST", "/containers/{x}/attach?stream=1&stdout=1", None),
+                       ("HEAD", "/containers/{x}/archive?path=/etc", None),
+                       ("GET", "/containers/{x}/stats?stream=0", None),
+                       ("POST", "/containers/{x}/resize?h=10&w=10", None),
+                       ("POST", "/containers/{x}/kill?signal=BOGUS", None))
+
+
+def test_foreign_container_raw_answers_like_missing(w: World) -> None:
+    """Raw API calls whose answers the CLI never shows (attach's raw-stream 404, HEAD's empty
+    body, a bad signal): status, content type and body as for a missing container."""
+    if w.pair != "tls":
+        pytest.skip("raw API requests are made over TLS")
+    missing = f"m-c-{uuid.uuid4().hex[:8]}"
+    before = a_state(w)
+    for method, path, body in RAW_CONTAINER_CALLS:
+        got = {}
+        for key, name in (("foreign", w.container), ("missing", missing)):
+            st, ctype, raw = w.b.request_raw(method, path.format(x=name), body)
+            got[key] = (st, ctype, raw.replace(name.encode(), b"NAME"))
+        st, raw = http.request(w.engine.daemon_socket, method, path.format(x=missing))
+        assert got["foreign"] == got["missing"], got
+        assert (got["foreign"][0], got["foreign"][2]) == (st, raw.replace(missing.encode(),
+                                                                          b"NAME")), got
+    assert_unchanged(before, a_state(w))
+
+
 def test_docker_py_takes_the_missing_path(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """docker-py: getting A's container, volume, network or image raises the very exception
     (class, status, explanation apart from the name) it raises for a missing one, through
