@@ -156,7 +156,12 @@ async def scope_request(
                 raise await _as_missing(request, ref, fetch, replay, "no-such-object")
             kind = "container"
         shared = ref.kind != "image" or image_shared(tenant, info)
-        if not may_access(tenant, owner_of(kind, checked), ref, shared):
+        owner = owner_of(kind, checked)
+        if not may_access(tenant, owner, ref, shared):
+            if ref.kind == "image" and owner is None and shared:
+                # The tenant may read it, so nothing is hidden by saying so.
+                raise Forbidden(f"image {ref.ref!r} is a shared image: only administrators "
+                                "may remove it or write its name", reason="shared-image")
             if ref.key.startswith("cachefrom["):
                 # The daemon ignores a cache source it does not have: so it shall
                 # for this one, named by a stand-in.

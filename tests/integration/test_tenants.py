@@ -488,6 +488,18 @@ def test_id_prefixes_answer_like_missing(w: World) -> None:
             assert "dockgate" not in result.stderr
 
 
+def test_shared_image_is_used_not_changed(w: World) -> None:
+    """The shared test image (imported before dockgate, unowned): B may run and inspect it,
+    and is told in plain words that removing it or overwriting its name is for admins."""
+    before = w.engine.snapshot()
+    w.b.docker(*RUN, IMAGE, "true")
+    w.b.docker("image", "inspect", IMAGE)
+    for args in (("rmi", IMAGE), ("tag", IMAGE, IMAGE)):
+        # (the CLI sends the tag's target fully qualified: docker.io/library/dgtest)
+        assert_denied(w.b.docker(*args, check=False), f"{IMAGE}' is a shared image")
+    assert w.engine.snapshot() == before
+
+
 def test_names_held_by_another_tenant(w: World) -> None:
     """Name squatting: B cannot create a container or network under a name A holds and gets
     the daemon's own "name in use" answer (the same as root gets on the daemon's socket);

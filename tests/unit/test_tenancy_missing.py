@@ -278,3 +278,14 @@ def test_missing_volume_is_created_only_once_every_reference_passed() -> None:
     asyncio.run(scope_request(req("POST", "/v1.51/containers/create", body), A, fetch,
                               daemon.replay))
     assert created == ["new"]
+
+
+def test_shared_image_is_not_hidden_from_a_tenant_that_may_run_it() -> None:
+    """A tenant may run a shared image, so removing or overwriting its name is refused in
+    plain words (not as a missing image)."""
+    daemon = Daemon({"/v1.51/images/busybox/json": {"Id": "sha256:1", "RepoTags":
+                                                    ["busybox:latest"], "Config": {}}})
+    run(req("GET", "/v1.51/images/busybox/json"), A, daemon)
+    with pytest.raises(Forbidden, match="shared image"):
+        run(req("DELETE", "/v1.51/images/busybox"), A, daemon)
+    assert daemon.replayed == []
