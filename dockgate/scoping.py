@@ -117,7 +117,7 @@ async def scope_request(
             # Clients probe these (``docker inspect NAME`` tries every type).
             refs = object_refs(request)
             if refs:
-                raise await _as_missing(request, refs[0], fetch, replay, "admin-only")
+                raise await _as_missing(request, [(refs[0], "admin-only")], fetch, replay)
         raise Forbidden(f"{endpoint} is for administrators only", reason="admin-only")
     if endpoint == "image.push" and not tenant.admin and not _query_value(request, "tag"):
         raise Forbidden("pushing every tag of a repository is for administrators only; "
@@ -125,8 +125,10 @@ async def scope_request(
     request = scope_list(stamp(request, tenant), tenant)
     if endpoint == "volume.create" and not tenant.admin:
         await _volume_name_free(request, tenant, fetch)
+    asked = request  # as the caller named things: what a replay names (see _as_missing)
     target: Mapping[str, Any] | None = None
     new_volumes: list[str] = []
+    hidden: list[tuple[ObjectRef, str]] = []
     for ref in object_refs(request):
         if ref.kind in _SWARM_KINDS and not tenant.admin:
             raise Forbidden(f"{ref.key}: {ref.kind}s are for administrators only",
@@ -145,34 +147,44 @@ async def scope_request(
             new_volumes.append(ref.ref)
             continue
         if status == 404:
-            raise await _as_missing(request, ref, fetch, replay, "no-such-object")
-        elif status != 200 or not isinstance(info, dict):
+            hidden.append((ref, "no-such-object"))
+            continue
+        if status != 200 or not isinstance(info, dict):
             raise _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
         checked, kind = info, ref.kind
         if ref.kind == "exec":
             owner_ref = exec_container(info)
             status, checked = await fetch("GET", inspect_target(owner_ref, request.version), None)
             if status != 200 or not isinstance(checked, dict):
-                raise await _as_missing(request, ref, fetch, replay, "no-such-object")
+                hidden.append((ref, "no-such-object"))
+                continue
             kind = "container"
         shared = ref.kind != "image" or image_shared(tenant, info)
         owner = owner_of(kind, checked)
         if not may_access(tenant, owner, ref, shared):
-            if ref.kind == "image" and owner is None and shared:
-                # The tenant may read it, so nothing is hidden by saying so.
-                raise Forbidden(f"image {ref.ref!r} is a shared image: only administrators "
-                                "may remove it or write its name", reason="shared-image")
             if ref.key.startswith("cachefrom["):
                 # The daemon ignores a cache source it does not have: so it shall
                 # for this one, named by a stand-in.
                 request = substitute(request, ref, stand_in(ref, secrets.token_hex(16)).value)
                 continue
+            plain = ref.kind == "image" and owner is None and shared
+            if (plain or _name_taken(ref)) and hidden:
+                break  # the daemon stops at the missing object named before this one
+            if plain:
+                # The tenant may read it, so nothing is hidden by saying so.
+                raise Forbidden(f"image {ref.ref!r} is a shared image: only administrators "
+                                "may remove it or write its name", reason="shared-image")
             if _name_taken(ref):
                 raise not_yours(ref, tenant)
-            raise await _as_missing(request, ref, fetch, replay, "not-owner")
+            hidden.append((ref, "not-owner"))
+            continue
         request = pin(request, ref, full_id(ref.kind, info))
         if target is None and ref.kind == "container" and ref.where == "path":
             target = info
+    if hidden:
+        # Every reference was checked first: the answer must not depend on
+        # whether some other object the request names exists.
+        raise await _as_missing(asked, hidden, fetch, replay)
     for name in dict.fromkeys(new_volumes):
         await _create_owned_volume(request, name, tenant, fetch)
     return request, target
@@ -194,43 +206,50 @@ def _name_taken(ref: ObjectRef) -> bool:
     return ref.kind == "image" and ref.key.split("[")[0] in _CREATED_IF_MISSING
 
 
-async def _as_missing(request: CanonicalRequest, ref: ObjectRef, fetch: Fetch,
-                      replay: Replay | None, reason: str) -> DockgateError:
-    """The daemon's answer for ``request`` had ``ref`` named nothing (see ``missing``).
+async def _as_missing(request: CanonicalRequest, hidden: list[tuple[ObjectRef, str]],
+                      fetch: Fetch, replay: Replay | None) -> DockgateError:
+    """The daemon's answer for ``request`` had the ``hidden`` references (missing, or not
+    the tenant's; with the audit reason of the first) named nothing (see ``missing``).
 
-    The request is replayed with a stand-in (``replayable``), or, for the
-    other body references, answered from ``missing.body_answer``.  Without a
-    replay function (unit tests of the walk) or when the daemon does not
-    refuse the replay, a plain refusal.
+    When each can be replayed (``replayable``), the request is replayed with a
+    stand-in for every one of them, so that the daemon's answer cannot depend on
+    which of them exist.  Otherwise the first is answered from
+    ``missing.body_answer``.  Without a replay function (unit tests of the
+    walk), or when no stand-in can be made safe, a plain refusal.
     """
-    stand = stand_in(ref, secrets.token_hex(16))
+    ref, reason = hidden[0]
     fallback = NotFound(f"no such {ref.kind}: {ref.ref}", reason=reason)
     if replay is None:
         return fallback
-    if ref.kind == "image" and STAND_IN_PREFIX not in stand.shown:
-        # An id-shaped stand-in could be some image's id prefix: make sure it is not.
-        status, _ = await fetch("GET", inspect_target(replace(ref, ref=stand.value),
-                                                      request.version), None)
-        if status != 404:
-            return fallback
-    if replayable(request.endpoint.id, ref):
-        value = stand.value
-        if request.endpoint.id == "image.push" and ref.where == "path":
-            value = value.removesuffix(":" + _query_value(request, "tag"))  # tag in the query
-        replayed = substitute(request, ref, value)
+    stands = [stand_in(r, secrets.token_hex(16)) for r, _ in hidden]
+    for (other, _), stand in zip(hidden, stands, strict=True):
+        if other.kind == "image" and STAND_IN_PREFIX not in stand.shown:
+            # An id-shaped stand-in could be some image's id prefix: make sure it is not.
+            status, _ = await fetch("GET", inspect_target(replace(other, ref=stand.value),
+                                                          request.version), None)
+            if status != 404:
+                return fallback
+    endpoint = request.endpoint.id
+    if all(replayable(endpoint, other) for other, _ in hidden):
+        replayed = request
+        for (other, _), stand in zip(hidden, stands, strict=True):
+            value = stand.value
+            if endpoint == "image.push" and other.where == "path":
+                value = value.removesuffix(":" + _query_value(request, "tag"))  # in the query
+            replayed = substitute(replayed, other, value)
         status, content_type, raw = await replay(
             replayed.method, replayed.target, replayed.body_bytes, replayed.headers)
         if status < 200 or (status == TIMED_OUT and not raw):
             return _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
-        # Whatever the daemon answered, it answered for an object that does not
+        # Whatever the daemon answered, it answered for objects that do not
         # exist (a 2xx too: ``volume rm -f`` of a missing volume, a push's stream).
-        return MissingAnswer.from_replay(status, content_type, raw, ref, stand=stand,
+        return MissingAnswer.from_replay(status, content_type, raw, ref, stands=stands,
                                          reason=reason)
     words = None
     if ref.kind == "image":
         status, _, raw = await replay(
-            "GET", inspect_target(replace(ref, ref=stand.value), request.version), None, ())
-        words = image_words(raw, stand) if status == 404 else None
+            "GET", inspect_target(replace(ref, ref=stands[0].value), request.version), None, ())
+        words = image_words(raw, stands[0]) if status == 404 else None
         if words is None:
             return fallback
     answer = body_answer(ref, words)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dockgate.errors import DockgateError
@@ -121,12 +122,14 @@ class MissingAnswer(DockgateError):
 
     @classmethod
     def from_replay(cls, status: int, content_type: bytes, raw: bytes, ref: ObjectRef, *,
-                    stand: StandIn, reason: str) -> MissingAnswer:
-        """The daemon's answer to the replayed request, with the caller's name put back."""
-        original = stand.original
-        if content_type.split(b";")[0].strip() == b"application/json":
-            original = _go_json_text(original)
-        body = raw.replace(stand.shown.encode(), original.encode())
+                    stands: Sequence[StandIn], reason: str) -> MissingAnswer:
+        """The daemon's answer to the replayed request, with the caller's names put back
+        (``ref`` is the first of the references the stand-ins replaced)."""
+        json_body = content_type.split(b";")[0].strip() == b"application/json"
+        body = raw
+        for stand in stands:
+            original = _go_json_text(stand.original) if json_body else stand.original
+            body = body.replace(stand.shown.encode(), original.encode())
         return cls(status, content_type, body, ref, reason)
 
 

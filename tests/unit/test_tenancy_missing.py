@@ -65,14 +65,14 @@ def test_replayed_answer_puts_the_name_back_byte_for_byte() -> None:
     ref = ObjectRef("container", 'we<b"', "path", "id")
     stand = stand_in(ref, HEXT)
     raw = b'{"message":"No such container: ' + stand.value.encode() + b'"}\n'
-    answer = MissingAnswer.from_replay(404, b"application/json", raw, ref, stand=stand,
+    answer = MissingAnswer.from_replay(404, b"application/json", raw, ref, stands=[stand],
                                        reason="not-owner")
     assert answer.status == 404 and answer.reason == "not-owner"
     assert answer.body() == b'{"message":"No such container: we\\u003cb\\""}\n'
     assert b"dockgate" not in answer.body()
     text = MissingAnswer.from_replay(404, b"application/vnd.docker.raw-stream",
                                      f"No such container: {stand.value}\r\n".encode(), ref,
-                                     stand=stand, reason="not-owner")
+                                     stands=[stand], reason="not-owner")
     assert text.body() == b'No such container: we<b"\r\n'
     assert text.content_type == b"application/vnd.docker.raw-stream"
 
@@ -289,3 +289,21 @@ def test_shared_image_is_not_hidden_from_a_tenant_that_may_run_it() -> None:
     with pytest.raises(Forbidden, match="shared image"):
         run(req("DELETE", "/v1.51/images/busybox"), A, daemon)
     assert daemon.replayed == []
+
+
+def test_every_reference_is_checked_before_answering() -> None:
+    """``network disconnect THEIRS OTHER``: the replay names a stand-in for both the network
+    and the container, so the answer cannot tell whether the other container exists."""
+    daemon = Daemon({"/v1.51/networks/theirs": {"Id": "n" * 64, "Labels": {OWNER_LABEL: "b"}},
+                     "/v1.51/containers/other/json": container("team-c")})
+    with pytest.raises(MissingAnswer) as caught:
+        run(req("POST", "/v1.51/networks/theirs/disconnect", {"Container": "other"}), A, daemon)
+    [(_, target, body)] = daemon.replayed
+    assert "theirs" not in target and body is not None and b"other" not in body
+    assert caught.value.reason == "not-owner"
+    daemon.objects["/v1.51/containers/other/json"] = container("team-a")
+    daemon.replayed.clear()
+    with pytest.raises(MissingAnswer):
+        run(req("POST", "/v1.51/networks/theirs/disconnect", {"Container": "other"}), A, daemon)
+    [(_, _, body)] = daemon.replayed
+    assert body is not None and json.loads(body)["Container"] == "other", "own: as named"
