@@ -9,7 +9,7 @@ Format (every problem is reported as ``file:line: field: why``, with the same
 YAML reader as policies: duplicate keys and unknown fields are refused)::
 
     default: guests              # optional: tenant for callers that match nothing
-    shared_images: ["dgtest:*", "docker.io/library/*"]  # optional, see below
+    shared_images: ["busybox:*", "registry.example.com/base/*"]  # optional, see below
     tenants:
       - name: team-a             # becomes the io.dockgate.owner label value
         policy: baseline.yaml    # relative to this file; optional
@@ -32,8 +32,8 @@ tenants is refused at load time.
 
 ``shared_images``: which unowned images (pulled, or present before dockgate)
 every tenant may use.  Without it, all of them; with it, only those with a
-name (``RepoTags``, as ``docker images`` shows them) that matches one of the
-glob patterns.  Other unowned images are for admins only, and a tenant gets
+name (``RepoTags``, as ``docker images`` shows them: ``busybox:latest``) that
+matches one of the glob patterns.  Other unowned images are for admins only, and a tenant gets
 the daemon's answer for a missing image.
 """
 
