@@ -21,6 +21,7 @@ class DockgateError(Exception):
 
     status: int = 400
     reason: str = "bad-request"
+    content_type: bytes = b"application/json"
 
     def __init__(self, message: str, *, status: int | None = None, reason: str | None = None):
         super().__init__(message)

@@ -835,7 +835,8 @@ class ProxyServerProtocol(Protocol):
             if tenant is None:
                 raise Forbidden(f"no tenant for {_caller(peer)}", reason="no-tenant")
             x.tenant = tenant
-            x.request, target = await scope_request(x.request, tenant, self._fetch)
+            x.request, target = await scope_request(x.request, tenant, self._fetch,
+                                                    self._replay)
             x.request = await check_tenant_build(x.request, tenant, self._fetch)
             if needs_usage(tenant, x.request.endpoint.id):
                 # One quota-checked request at a time per tenant, until the
@@ -888,6 +889,14 @@ class ProxyServerProtocol(Protocol):
         fetch = JsonFetch(self.factory.pool, target, method=method, body=body)
         value = await fetch.start()
         return fetch.status, value
+
+    async def _replay(self, method: str, target: str, body: bytes | None,
+                      headers: tuple[tuple[str, str], ...]) -> tuple[int, bytes, bytes]:
+        """A side request whose answer is copied to the client (see scoping.Replay)."""
+        fetch = JsonFetch(self.factory.pool, target, method=method, payload=body,
+                          headers=headers)
+        await fetch.start()
+        return fetch.status, fetch.content_type, fetch.raw
 
     def _prepared(self, result: tuple[Policy, DecisionContext | None], x: Exchange) -> None:
         if self.closed or self.exchange is not x:
@@ -1520,7 +1529,7 @@ class ProxyServerProtocol(Protocol):
             return
         x.response_started = True
         body = error.body()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        headers = [(b"content-type", error.content_type), (b"content-length", b"%d" % len(body))]
         try:
             parts = [self._response_head(x, error.status, _phrase(error.status), headers)]
             if x.method != "HEAD":  # a HEAD response has a length but no body

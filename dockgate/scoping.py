@@ -19,7 +19,9 @@ name reused in between would be acted on unchecked.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -51,6 +53,15 @@ from dockgate.tenancy import (
     stamp,
     usage_from_list,
 )
+from dockgate.tenancy.missing import (
+    STAND_IN_PREFIX,
+    MissingAnswer,
+    body_answer,
+    image_words,
+    replayable,
+    stand_in,
+)
+from dockgate.tenancy.ownership import ObjectRef, image_shared, substitute
 from dockgate.upstream import TIMED_OUT
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -71,52 +82,200 @@ def _unanswered(status: int, what: str) -> DockgateError:
     return UpstreamUnavailable(f"{what}: the daemon answered {status}")
 
 
+Replay = Callable[[str, str, bytes | None, tuple[tuple[str, str], ...]],
+                 Awaitable[tuple[int, bytes, bytes]]]
+"""``replay(method, target, body, headers)`` → (status, content type, raw body): a side
+request whose answer is given back to the client as it is (``missing``)."""
+
+_CREATED_IF_MISSING = frozenset({"t", "repo", "fromImage", "cachefrom"})
+"""Image references (by query key) whose absence the daemon does not refuse: a
+name that a build, commit, tag, import or pull writes, and the build's cache
+sources (a missing one is ignored)."""
+
+
 async def scope_request(
-    request: CanonicalRequest, tenant: Tenant, fetch: Fetch
+    request: CanonicalRequest, tenant: Tenant, fetch: Fetch, replay: Replay | None = None,
 ) -> tuple[CanonicalRequest, Mapping[str, Any] | None]:
     """Stamp, scope, check and pin ``request`` for ``tenant``.
 
     Returns the request to decide and forward, and the inspection of the
     container the request acts on (for quota checks of start and update).
 
+    A reference to an object that does not exist, or that the tenant may not
+    use, is answered as the daemon answers for a missing object
+    (``missing``); ``replay`` sends the side requests that learn that answer.
+
     Raises:
-        Forbidden: an admin-only endpoint, a spoofed owner label, or an object
-            that belongs to someone else.
-        NotFound: a named container, exec or network does not exist (absence
-            is never taken as permission).
+        MissingAnswer: a named object is missing or not the tenant's.
+        Forbidden: an admin-only endpoint, a spoofed owner label, or a name the
+            request would write that another tenant holds.
         UpstreamUnavailable: the daemon could not answer an inspection.
     """
     endpoint = request.endpoint.id
     if admin_only(endpoint) and not tenant.admin:
+        if request.method == "GET" and request.params and replay is not None:
+            # Clients probe these (``docker inspect NAME`` tries every type).
+            refs = object_refs(request)
+            if refs:
+                raise await _as_missing(request, [(refs[0], "admin-only")], fetch, replay)
         raise Forbidden(f"{endpoint} is for administrators only", reason="admin-only")
+    if endpoint == "image.push" and not tenant.admin and not _query_value(request, "tag"):
+        raise Forbidden("pushing every tag of a repository is for administrators only; "
+                        "push NAME:TAG", reason="admin-only")
     request = scope_list(stamp(request, tenant), tenant)
+    if endpoint == "volume.create" and not tenant.admin:
+        await _volume_name_free(request, tenant, fetch)
+    asked = request  # as the caller named things: what a replay names (see _as_missing)
     target: Mapping[str, Any] | None = None
+    new_volumes: list[str] = []
+    hidden: list[tuple[ObjectRef, str]] = []
     for ref in object_refs(request):
+        if ref.kind in _SWARM_KINDS and not tenant.admin:
+            raise Forbidden(f"{ref.key}: {ref.kind}s are for administrators only",
+                            reason="admin-only")
         status, info = await fetch("GET", inspect_target(ref, request.version), None)
-        if status == 404 and ref.kind == "image":
-            continue  # the daemon answers for a missing image itself
+        if status in (400, 404) and ref.kind == "image" and ref.key.split("[")[0] \
+                in _CREATED_IF_MISSING:
+            continue  # names nothing yet, or nothing the daemon can parse: it answers
+        if status == 400 and ref.kind == "image":
+            continue  # a reference the daemon cannot parse names nothing: it refuses itself
         if status == 404 and ref.kind == "volume" and ref.where == "body":
             # A container that mounts a missing named volume makes the daemon
-            # create it; create it first, owned.  Anywhere else (inspect,
-            # remove) a missing volume is simply not found.
-            info = await _create_owned_volume(request, ref.ref, tenant, fetch)
-        elif status == 404:
-            raise NotFound(f"no such {ref.kind}: {ref.ref}", reason="no-such-object")
-        elif status != 200 or not isinstance(info, dict):
+            # create it; create it first, owned, once every other reference
+            # has passed.  Anywhere else (inspect, remove) a missing volume is
+            # simply not found.
+            new_volumes.append(ref.ref)
+            continue
+        if status == 404:
+            hidden.append((ref, "no-such-object"))
+            continue
+        if status != 200 or not isinstance(info, dict):
             raise _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
         checked, kind = info, ref.kind
         if ref.kind == "exec":
             owner_ref = exec_container(info)
             status, checked = await fetch("GET", inspect_target(owner_ref, request.version), None)
             if status != 200 or not isinstance(checked, dict):
-                raise NotFound(f"no such exec: {ref.ref}", reason="no-such-object")
+                hidden.append((ref, "no-such-object"))
+                continue
             kind = "container"
-        if not may_access(tenant, owner_of(kind, checked), ref):
-            raise not_yours(ref, tenant)
+        shared = ref.kind != "image" or image_shared(tenant, info)
+        owner = owner_of(kind, checked)
+        if not may_access(tenant, owner, ref, shared):
+            if ref.key.startswith("cachefrom["):
+                # The daemon ignores a cache source it does not have: so it shall
+                # for this one, named by a stand-in.
+                request = substitute(request, ref, stand_in(ref, secrets.token_hex(16)).value)
+                continue
+            plain = ref.kind == "image" and owner is None and shared
+            if (plain or _name_taken(ref)) and hidden:
+                break  # the daemon stops at the missing object named before this one
+            if plain:
+                # The tenant may read it, so nothing is hidden by saying so.
+                raise Forbidden(f"image {ref.ref!r} is a shared image: only administrators "
+                                "may remove it or write its name", reason="shared-image")
+            if _name_taken(ref):
+                raise not_yours(ref, tenant)
+            hidden.append((ref, "not-owner"))
+            continue
         request = pin(request, ref, full_id(ref.kind, info))
         if target is None and ref.kind == "container" and ref.where == "path":
             target = info
+    if hidden:
+        # Every reference was checked first: the answer must not depend on
+        # whether some other object the request names exists.
+        raise await _as_missing(asked, hidden, fetch, replay)
+    for name in dict.fromkeys(new_volumes):
+        await _create_owned_volume(request, name, tenant, fetch)
     return request, target
+
+
+_SWARM_KINDS = frozenset({"service", "node", "task", "secret", "config"})
+
+
+def _query_value(request: CanonicalRequest, key: str) -> str:
+    return next((v for k, v in request.query if k == key), "")
+
+
+def _name_taken(ref: ObjectRef) -> bool:
+    """References where the daemon has no answer for a missing object to give instead:
+    it would create the object (a named volume it mounts, an image name a build,
+    commit, tag or pull writes), so a refusal cannot look like absence."""
+    if ref.kind == "volume":
+        return ref.where == "body"
+    return ref.kind == "image" and ref.key.split("[")[0] in _CREATED_IF_MISSING
+
+
+async def _as_missing(request: CanonicalRequest, hidden: list[tuple[ObjectRef, str]],
+                      fetch: Fetch, replay: Replay | None) -> DockgateError:
+    """The daemon's answer for ``request`` had the ``hidden`` references (missing, or not
+    the tenant's; with the audit reason of the first) named nothing (see ``missing``).
+
+    When each can be replayed (``replayable``), the request is replayed with a
+    stand-in for every one of them, so that the daemon's answer cannot depend on
+    which of them exist.  Otherwise the first is answered from
+    ``missing.body_answer``.  Without a replay function (unit tests of the
+    walk), or when no stand-in can be made safe, a plain refusal.
+    """
+    ref, reason = hidden[0]
+    fallback = NotFound(f"no such {ref.kind}: {ref.ref}", reason=reason)
+    if replay is None:
+        return fallback
+    stands = [stand_in(r, secrets.token_hex(16)) for r, _ in hidden]
+    for (other, _), stand in zip(hidden, stands, strict=True):
+        if other.kind == "image" and STAND_IN_PREFIX not in stand.shown:
+            # An id-shaped stand-in could be some image's id prefix: make sure it is not.
+            status, _ = await fetch("GET", inspect_target(replace(other, ref=stand.value),
+                                                          request.version), None)
+            if status != 404:
+                return fallback
+    endpoint = request.endpoint.id
+    if all(replayable(endpoint, other) for other, _ in hidden):
+        replayed = request
+        for (other, _), stand in zip(hidden, stands, strict=True):
+            value = stand.value
+            if endpoint == "image.push" and other.where == "path":
+                value = value.removesuffix(":" + _query_value(request, "tag"))  # in the query
+            replayed = substitute(replayed, other, value)
+        status, content_type, raw = await replay(
+            replayed.method, replayed.target, replayed.body_bytes, replayed.headers)
+        if status < 200 or (status == TIMED_OUT and not raw):
+            return _unanswered(status, f"cannot check {ref.kind} {ref.ref}")
+        # Whatever the daemon answered, it answered for objects that do not
+        # exist (a 2xx too: ``volume rm -f`` of a missing volume, a push's stream).
+        return MissingAnswer.from_replay(status, content_type, raw, ref, stands=stands,
+                                         reason=reason)
+    words = None
+    if ref.kind == "image":
+        status, _, raw = await replay(
+            "GET", inspect_target(replace(ref, ref=stands[0].value), request.version), None, ())
+        words = image_words(raw, stands[0]) if status == 404 else None
+        if words is None:
+            return fallback
+    answer = body_answer(ref, words)
+    answer.reason = reason
+    return answer
+
+
+async def _volume_name_free(request: CanonicalRequest, tenant: Tenant, fetch: Fetch) -> None:
+    """Refuse to create a volume whose name another tenant (or nobody) holds.
+
+    The daemon answers a create of an existing name with the existing volume
+    (labels, mount point and all), so it would show the tenant someone else's
+    volume.  It has no "name in use" answer for volumes to give instead.
+    """
+    name = request.body.get("Name") if isinstance(request.body, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return  # the daemon picks a fresh name
+    status, info = await fetch("GET", inspect_target(
+        ObjectRef("volume", name, "body", "Name"), request.version), None)
+    if status == 404:
+        return
+    if status != 200 or not isinstance(info, dict):
+        raise _unanswered(status, f"cannot check volume {name}")
+    if owner_of("volume", info) != tenant.name:
+        raise DockgateError(f"volume name {name!r} is already in use", status=409,
+                            reason="name-in-use")
 
 
 async def _create_owned_volume(

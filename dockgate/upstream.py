@@ -366,6 +366,8 @@ class JsonFetch:
         *,
         method: str = "GET",
         body: object = None,
+        payload: bytes | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._pool = pool
         self._timeout = pool.answer_timeout
@@ -373,9 +375,12 @@ class JsonFetch:
         self._target = target
         self._limit = limit
         self._method = method
-        self._payload = None if body is None else json.dumps(body).encode()
+        self._payload = payload if body is None else json.dumps(body).encode()
         self._conn: UpstreamConnection | None = None
         self.status = 0
+        self.content_type = b""
+        self._extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                       if k not in ("host", "user-agent", "content-type", "content-length")]
         self._body = bytearray()
         self.result: Deferred[object] = Deferred()
 
@@ -403,7 +408,7 @@ class JsonFetch:
             return
         self._conn = conn
         conn.delegate = self
-        headers = [(b"host", b"docker"), (b"user-agent", b"dockgate")]
+        headers = [(b"host", b"docker"), (b"user-agent", b"dockgate"), *self._extra]
         if self._payload is not None:
             headers += [
                 (b"content-type", b"application/json"),
@@ -434,6 +439,7 @@ class JsonFetch:
         if isinstance(event, Head):
             if event.status >= 200:
                 self.status = event.status
+                self.content_type = dict(event.headers).get(b"content-type", b"")
         elif isinstance(event, Body):
             self._body += event.data
             if len(self._body) > self._limit and self._conn is not None:
@@ -450,6 +456,11 @@ class JsonFetch:
                 except ValueError:
                     value = None
             self._done(value)
+
+    @property
+    def raw(self) -> bytes:
+        """The response body as received (any status; empty after a failure)."""
+        return bytes(self._body)
 
     def upstream_raw(self, data: bytes) -> None:
         """Not used: side requests never hijack."""

@@ -8,7 +8,10 @@ layer calls, per request, in this order (see docs/tenants.md):
    non-admins;
 2. ``stamp`` and ``scope_list``;
 3. ``object_refs``; per reference ``inspect_target`` → ``GET`` →
-   ``owner_of``/``exec_container`` → ``may_access`` → ``full_id`` → ``pin``;
+   ``owner_of``/``exec_container`` → ``may_access`` (``image_shared``) →
+   ``full_id`` → ``pin``; a missing or foreign object is answered as the
+   daemon answers for a missing one (``missing``: a replay with a
+   ``stand_in``, or ``body_answer``);
 4. ``quota_check`` with ``usage_from_list``;
 5. the tenant's policy decides the final request.
 

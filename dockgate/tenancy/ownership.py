@@ -34,6 +34,7 @@ import json
 import unicodedata
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from dockgate.errors import BadRequest, Forbidden
@@ -42,6 +43,7 @@ from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
 from dockgate.target import escape_path
 from dockgate.tenancy.tenants import Tenant
+from dockgate.versions import compare_versions
 
 OWNER_LABEL = "io.dockgate.owner"
 """The label that records which tenant owns an object."""
@@ -160,6 +162,11 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
                 }
         if ep == "image.commit":
             _check_changes(_query_values(request, "changes"), "changes")
+        if ep == "network.create" and request.version is not None \
+                and compare_versions(request.version, "1.44") < 0:
+            # Before API 1.44 the daemon makes a second network of a taken name
+            # unless asked not to; a tenant gets the daemon's "already exists".
+            body["CheckDuplicate"] = True
         return _with_body(request, body)
     if ep == "image.build":
         raw = _query_values(request, "labels")
@@ -188,7 +195,7 @@ would make the daemon drop a tenant's own; dockgate filters every event line
 of a tenant's stream itself instead (``event_scope``)."""
 
 ADMIN_ONLY = frozenset({
-    "system.df", "build.prune", "image.load", "image.get_all",
+    "system.df", "build.prune", "image.load",
 })
 """Endpoints that expose or change every tenant's objects and cannot be scoped."""
 
@@ -256,6 +263,98 @@ class ObjectRef:
     path: tuple[str | int, ...] = ()
 
 
+REFERENCES: Mapping[str, str] = {
+    # endpoint field (walker syntax: ``?q`` a query key, ``[]`` list items, ``{}``
+    # mapping values, ``{} key`` the keys) → what it names and how it is checked.
+    "container.create Image": "image (read)",
+    "container.create HostConfig.VolumesFrom": "container",
+    "container.create HostConfig.NetworkMode": "container (container:X) or network",
+    "container.create HostConfig.PidMode": "container (container:X)",
+    "container.create HostConfig.IpcMode": "container (container:X)",
+    "container.create HostConfig.Links": "container",
+    "container.create HostConfig.Binds": "volume (a named source)",
+    "container.create HostConfig.Mounts[].Source":
+        "volume (Type volume or cluster), image (Type image, API 1.48+, read)",
+    "container.create NetworkingConfig.EndpointsConfig{} key": "network",
+    "container.create NetworkingConfig.EndpointsConfig{}.Links": "container",
+    "container.create NetworkingConfig.EndpointsConfig{}.NetworkID": "network",
+    "network.connect Container": "container",
+    "network.connect EndpointConfig.Links": "container",
+    "network.connect EndpointConfig.NetworkID": "network",
+    "network.disconnect Container": "container",
+    "network.create ConfigFrom.Network": "network (read)",
+    "volume.create ClusterVolumeSpec.AccessMode.Secrets[].Secret": "secret (admins only)",
+    "volume.update Spec.AccessMode.Secrets[].Secret": "secret (admins only)",
+    "image.commit ?container": "container",
+    "image.commit ?repo": "image name written (with ?tag)",
+    "image.commit ?tag": "image name written (with ?repo)",
+    "image.tag ?repo": "image name written (with ?tag)",
+    "image.tag ?tag": "image name written (with ?repo)",
+    "image.create ?fromImage": "image name a pull writes (with ?tag; shared or own)",
+    "image.create ?repo": "image name an import writes (with ?tag)",
+    "image.create ?tag": "part of ?fromImage or ?repo",
+    "image.push ?tag": "image (read): the path's repository with this tag",
+    "image.get_all ?names": "image (read), each",
+    "image.build ?t": "image name written, each",
+    "image.build ?cachefrom": "image (read), each",
+    "image.build ?networkmode": "container (container:X): build-context references",
+}
+"""Every field of a request body or query that names another object, as the
+schemas of every routed API version have them (tests/unit/test_tenancy_references.py
+walks the schemas and requires each candidate to be here or in
+``NOT_REFERENCES``).  Path parameters are references by their first path
+segment (``_PATH_KINDS``); endpoints that are admin-only as a whole
+(``admin_only``) are not listed."""
+
+NOT_REFERENCES: Mapping[str, str] = {
+    "distribution.inspect {name}": "a registry's image, asked of the registry, not a local one",
+    "container.create ?name": "the new container's name (a taken one: the daemon's 409)",
+    "container.rename ?name": "the new name (a taken one: the daemon's 409)",
+    "container.restart ?t": "a timeout",
+    "container.stop ?t": "a timeout",
+    "container.create HostConfig.CgroupnsMode": "host or private, names nothing",
+    "container.create HostConfig.UTSMode": "host only, names nothing",
+    "container.create HostConfig.UsernsMode": "host only, names nothing",
+    "container.create HostConfig.ContainerIDFile": "read by the client only",
+    "container.create HostConfig.Devices[].PathInContainer": "a path",
+    "container.update Devices[].PathInContainer": "a path",
+    "container.create HostConfig.Mounts[].Target": "a path in the container",
+    "container.create HostConfig.Mounts[].ImageOptions": "options of an image mount",
+    "container.create HostConfig.Mounts[].TmpfsOptions.Mode": "a file mode",
+    "container.create HostConfig.Mounts[].VolumeOptions": "options of a volume mount",
+    "container.create HostConfig.Mounts[].VolumeOptions.DriverConfig.Name":
+        "a volume driver (a plugin: the policy's business)",
+    "container.create HostConfig.VolumeDriver": "a volume driver (the policy's business)",
+    "container.create HostConfig.RestartPolicy.Name": "a policy name",
+    "container.update RestartPolicy.Name": "a policy name",
+    "container.create HostConfig.Ulimits[].Name": "a limit name",
+    "container.update Ulimits[].Name": "a limit name",
+    "container.create NetworkDisabled": "a flag",
+    "container.create NetworkingConfig": "holds EndpointsConfig",
+    "container.create Volumes": "anonymous volumes (created for the container, stamped)",
+    "container.create Volumes{} key": "the paths of anonymous volumes",
+    "container.create NetworkingConfig.EndpointsConfig": "holds the endpoints (keyed by network)",
+    "image.commit Volumes{} key": "the paths of the image config's anonymous volumes",
+    "image.commit Image": "the config's informational Image field (the daemon ignores it)",
+    "image.commit NetworkDisabled": "a flag",
+    "image.commit Volumes": "anonymous volumes of the image config",
+    "exec.create Container": "ignored by the daemon (the path names the container)",
+    "image.build ?remote": "a URL or Git address: the build-context references",
+    "image.build ?target": "a build stage",
+    "image.create ?fromSrc": "a URL or '-' (the body)",
+    "network.create Name": "the new network's name (a taken one: the daemon's 409)",
+    "volume.create Name": "the new volume's name (a taken one: refused, see scoping)",
+    "volume.create ClusterVolumeSpec": "holds AccessMode",
+    "volume.create ClusterVolumeSpec.AccessMode": "holds Secrets",
+    "volume.create ClusterVolumeSpec.AccessMode.MountVolume": "mount options",
+    "volume.create ClusterVolumeSpec.AccessMode.Secrets": "holds Secret",
+    "volume.update Spec.AccessMode": "holds Secrets",
+    "volume.update Spec.AccessMode.MountVolume": "mount options",
+    "volume.update Spec.AccessMode.Secrets": "holds Secret",
+}
+"""Fields whose names look like references but name no other existing object."""
+
+
 _PATH_KINDS: dict[str, Kind] = {
     "containers": "container", "exec": "exec", "volumes": "volume", "networks": "network",
     "images": "image", "plugins": "plugin", "services": "service", "nodes": "node",
@@ -279,6 +378,14 @@ def _body_ref(refs: list[ObjectRef], kind: Kind, ref: str, path: tuple[str | int
         refs.append(ObjectRef(kind, ref, "body", _dotted(path), access, path))
 
 
+_MOUNTED_KINDS: dict[str, Kind] = {"volume": "volume", "cluster": "volume", "image": "image"}
+"""``HostConfig.Mounts`` types whose ``Source`` names an object."""
+
+IMAGE_MOUNTS_SINCE = "1.48"
+"""The first API version whose ``Mounts`` may be of ``Type: image``: below it the
+daemon refuses the mount (on any engine), so the source names nothing."""
+
+
 def _container_mode(value: Any) -> str | None:
     """The container named by a ``container:<ref>`` mode (prefix read case-insensitively)."""
     if not isinstance(value, str):
@@ -291,7 +398,8 @@ def _link_name(link: str) -> str:
     return link.split(":", 1)[0]
 
 
-def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> None:
+def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef],
+                           version: str | None) -> None:
     image = body.get("Image")
     if isinstance(image, str):
         _body_ref(refs, "image", image, ("Image",), "read")
@@ -313,10 +421,15 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> No
             if isinstance(link, str):
                 _body_ref(refs, "container", _link_name(link), ("HostConfig", "Links", i))
         for i, mount in enumerate(host.get("Mounts") or ()):
-            if isinstance(mount, Mapping) and str(mount.get("Type", "")).lower() == "volume":
-                source = mount.get("Source")
-                if isinstance(source, str):
-                    _body_ref(refs, "volume", source, ("HostConfig", "Mounts", i, "Source"))
+            mount_type = str(mount.get("Type", "")).lower() if isinstance(mount, Mapping) else ""
+            source = mount.get("Source") if isinstance(mount, Mapping) else None
+            if mount_type == "image" and version is not None \
+                    and compare_versions(version, IMAGE_MOUNTS_SINCE) < 0:
+                continue  # the daemon refuses the mount type itself at this version
+            if isinstance(source, str) and mount_type in _MOUNTED_KINDS:
+                _body_ref(refs, _MOUNTED_KINDS[mount_type], source,
+                          ("HostConfig", "Mounts", i, "Source"),
+                          "read" if mount_type == "image" else "write")
         for i, bind in enumerate(host.get("Binds") or ()):
             if not isinstance(bind, str):
                 continue
@@ -332,15 +445,37 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> No
         _endpoints_refs(endpoints, ("NetworkingConfig", "EndpointsConfig"), refs)
 
 
+def _endpoint_settings_refs(settings: Mapping[str, Any], base: tuple[str | int, ...],
+                            refs: list[ObjectRef]) -> None:
+    """The containers an endpoint's ``Links`` name and the network its ``NetworkID`` names."""
+    for i, link in enumerate(settings.get("Links") or ()):
+        if isinstance(link, str):
+            _body_ref(refs, "container", _link_name(link), (*base, "Links", i))
+    network_id = settings.get("NetworkID")
+    if isinstance(network_id, str):
+        _body_ref(refs, "network", network_id, (*base, "NetworkID"))
+
+
+def _cluster_secret_refs(body: Mapping[str, Any], refs: list[ObjectRef]) -> None:
+    """Secrets a cluster volume's access mode names (``volume create``/``update``)."""
+    spec = body.get("ClusterVolumeSpec") or body.get("Spec")
+    mode = spec.get("AccessMode") if isinstance(spec, Mapping) else None
+    secrets = mode.get("Secrets") if isinstance(mode, Mapping) else None
+    base = ("ClusterVolumeSpec" if "ClusterVolumeSpec" in body else "Spec", "AccessMode",
+            "Secrets")
+    for i, item in enumerate(secrets if isinstance(secrets, list) else ()):
+        secret = item.get("Secret") if isinstance(item, Mapping) else None
+        if isinstance(secret, str):
+            _body_ref(refs, "secret", secret, (*base, i, "Secret"))
+
+
 def _endpoints_refs(endpoints: Mapping[str, Any], base: tuple[str | int, ...],
                     refs: list[ObjectRef]) -> None:
     # The network (a mapping key) comes after the references inside its value,
     # so that pinning in order renames the key last.
     for name, settings in endpoints.items():
         if isinstance(settings, Mapping):
-            for i, link in enumerate(settings.get("Links") or ()):
-                if isinstance(link, str):
-                    _body_ref(refs, "container", _link_name(link), (*base, name, "Links", i))
+            _endpoint_settings_refs(settings, (*base, name), refs)
         if name.strip().lower() not in BUILTIN_NETWORKS:
             refs.append(ObjectRef("network", name, "body", _dotted((*base, name)) + " (key)",
                                   "write", (*base, name, "")))
@@ -367,23 +502,32 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
             break
         if ep == "exec.create":
             refs.append(ObjectRef("container", value, "path", name, "write", (name,)))
+        elif ep == "image.push" and _query_values(request, "tag"):
+            # The path names a repository; the tag says which of its images is pushed.
+            tag = _query_values(request, "tag")[0]
+            refs.append(ObjectRef("image", _image_name(value, tag), "path", name, "read",
+                                  (name,)))
         else:
             access: Access = "read" if ep in _IMAGE_READS else "write"
             refs.append(ObjectRef(kind, value, "path", name, access, (name,)))
     body = request.body if isinstance(request.body, Mapping) else None
     if body is not None:
         if ep == "container.create":
-            _container_create_refs(body, refs)
+            _container_create_refs(body, refs, request.version)
         elif ep in ("network.connect", "network.disconnect"):
             container = body.get("Container")
             if isinstance(container, str):
                 _body_ref(refs, "container", container, ("Container",))
             cfg = body.get("EndpointConfig")
             if isinstance(cfg, Mapping):
-                for i, link in enumerate(cfg.get("Links") or ()):
-                    if isinstance(link, str):
-                        _body_ref(refs, "container", _link_name(link),
-                                  ("EndpointConfig", "Links", i))
+                _endpoint_settings_refs(cfg, ("EndpointConfig",), refs)
+        elif ep == "network.create":
+            source = body.get("ConfigFrom")
+            network = source.get("Network") if isinstance(source, Mapping) else None
+            if isinstance(network, str):
+                _body_ref(refs, "network", network, ("ConfigFrom", "Network"), "read")
+        elif ep in ("volume.create", "volume.update"):
+            _cluster_secret_refs(body, refs)
     q = dict(request.query)
     if ep == "image.commit":
         if q.get("container"):
@@ -395,6 +539,20 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
     elif ep == "image.tag" and q.get("repo"):
         refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
                               "repo", "write", ("repo",)))
+    elif ep == "image.get_all":
+        for i, name in enumerate(_query_values(request, "names")):
+            refs.append(ObjectRef("image", name, "query", f"names[{i}]", "read", ("names", i)))
+    elif ep == "image.create":
+        # A pull writes its name: it may replace a shared image's name, never
+        # another tenant's (read access: unowned is fine, foreign is not).
+        source = q.get("fromImage")
+        if source:
+            tag = q.get("tag", "")
+            name = source if not tag or "@" in source else _image_name(source, tag)
+            refs.append(ObjectRef("image", name, "query", "fromImage", "read", ("fromImage",)))
+        elif q.get("repo"):
+            refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
+                                  "repo", "write", ("repo",)))
     elif ep == "image.build":
         for i, tag in enumerate(_query_values(request, "t")):
             refs.append(ObjectRef("image", tag, "query", f"t[{i}]", "write", ("t", i)))
@@ -488,17 +646,30 @@ def exec_container(inspect_json: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef("container", cid, "path", "id (exec's container)", "write")
 
 
-def may_access(tenant: Tenant, owner: str | None, ref: ObjectRef | None = None) -> bool:
+def may_access(tenant: Tenant, owner: str | None, ref: ObjectRef | None = None,
+               shared: bool = True) -> bool:
     """Whether ``tenant`` may act on an object owned by ``owner``.
 
     Admins may act on everything; others only on their own objects.  An
     unowned object (None) is for admins only, except that any tenant may
-    *read* an unowned image (pulled images are the host's shared cache);
-    pass ``ref`` to get that exception.
+    *read* an unowned image that is ``shared`` (pulled images are the host's
+    shared cache, see ``image_shared``); pass ``ref`` to get that exception.
     """
     if tenant.admin or owner == tenant.name:
         return True
-    return owner is None and ref is not None and ref.kind == "image" and ref.access == "read"
+    return owner is None and ref is not None and ref.kind == "image" \
+        and ref.access == "read" and shared
+
+
+def image_shared(tenant: Tenant, inspect_json: Mapping[str, Any]) -> bool:
+    """Whether an unowned image is shared with ``tenant`` (the tenants file's
+    ``shared_images`` patterns match one of its names; all are without patterns)."""
+    if tenant.shared_images is None:
+        return True
+    tags = inspect_json.get("RepoTags")
+    return any(isinstance(tag, str) and fnmatchcase(tag, pattern)
+               for tag in (tags if isinstance(tags, list) else ())
+               for pattern in tenant.shared_images)
 
 
 def not_yours(ref: ObjectRef, tenant: Tenant) -> Forbidden:
@@ -536,6 +707,20 @@ def pin(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalReques
     """
     if ref.kind not in _PINNED:
         return request
+    return substitute(request, ref, full)
+
+
+def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> CanonicalRequest:
+    """``request`` with the reference ``ref`` replaced by ``value``, for any kind.
+
+    ``pin`` uses it for full ids; ``scoping`` for a stand-in that names
+    nothing (``missing.stand_in``), to learn the daemon's answer for a
+    missing object.
+
+    Raises:
+        ValueError: ``ref`` is not one of ``object_refs(request)``.
+    """
+    full = value
     if ref.where == "path":
         name = str(ref.path[0]) if ref.path else ref.key
         if name not in request.params:
@@ -544,8 +729,18 @@ def pin(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalReques
         return replace(request, params=params, path=_render_path(request, params))
     if ref.where == "query":
         key = str(ref.path[0])
-        if not _query_values(request, key):
+        values = _query_values(request, key)
+        if not values:
             raise ValueError(f"query has no {key}")
+        if key == "cachefrom" and len(ref.path) == 2 and isinstance(ref.path[1], int):
+            names = json.loads(values[0]) if values[0] else []
+            if not isinstance(names, list) or ref.path[1] >= len(names):
+                raise ValueError("cachefrom has no such entry")
+            names[ref.path[1]] = full  # one JSON-encoded list, not repeated parameters
+            return _with_query(request, key, [dumps(names).decode("ascii")])
+        if len(ref.path) == 2 and isinstance(ref.path[1], int) and ref.path[1] < len(values):
+            values[ref.path[1]] = full  # one of a repeated parameter (images/get names)
+            return _with_query(request, key, values)
         return _with_query(request, key, [full])
     body = _copy(request.body)
     _pin_body(body, ref, full)

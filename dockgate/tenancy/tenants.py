@@ -9,6 +9,7 @@ Format (every problem is reported as ``file:line: field: why``, with the same
 YAML reader as policies: duplicate keys and unknown fields are refused)::
 
     default: guests              # optional: tenant for callers that match nothing
+    shared_images: ["busybox:*", "registry.example.com/base/*"]  # optional, see below
     tenants:
       - name: team-a             # becomes the io.dockgate.owner label value
         policy: baseline.yaml    # relative to this file; optional
@@ -28,6 +29,12 @@ winning level is refused (an ambiguous file must never pick a tenant by
 accident).  A caller matching nothing gets the ``default`` tenant, or none
 (the I/O layer answers 403).  The same user, uid, CN or SAN listed under two
 tenants is refused at load time.
+
+``shared_images``: which unowned images (pulled, or present before dockgate)
+every tenant may use.  Without it, all of them; with it, only those with a
+name (``RepoTags``, as ``docker images`` shows them: ``busybox:latest``) that
+matches one of the glob patterns.  Other unowned images are for admins only, and a tenant gets
+the daemon's answer for a missing image.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ TENANTS_SCHEMA: dict[str, Any] = {
     **_obj(
         ["tenants"],
         default={"type": "string"},
+        shared_images={"type": "array", "items": {"type": "string", "minLength": 1}},
         tenants={
             "type": "array",
             "items": _obj(
@@ -126,6 +134,8 @@ class Tenant:
     admin: bool = False
     policy_path: str | None = None
     quotas: Quotas = field(default_factory=Quotas)
+    shared_images: tuple[str, ...] | None = None
+    """Glob patterns of the unowned images the tenant may use; None: all of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +243,9 @@ class TenantMap:
                         problems.append(doc.problem(
                             ("tenants", i, "principals", kind, j),
                             f"{value!r} is already a principal of tenant {other!r}"))
-            entries.append((Tenant(name, bool(raw.get("admin", False)), policy, quotas),
+            shared = doc.data.get("shared_images")
+            entries.append((Tenant(name, bool(raw.get("admin", False)), policy, quotas,
+                                   tuple(shared) if shared is not None else None),
                             principals))
         default: Tenant | None = None
         if "default" in doc.data:

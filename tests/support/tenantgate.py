@@ -193,27 +193,30 @@ class Caller:
     user: str = "root"
     cert: str = ""
 
-    def argv(self, args: tuple[str, ...]) -> list[str]:
+    def argv(self, args: tuple[str, ...], cli: str | None = None) -> list[str]:
+        """The command line that runs ``docker ARGS`` as this principal (``cli``: another
+        docker CLI binary than the engine's current one)."""
         g = self.gate
+        binary = cli or g.engine.cli
         env = [f"DOCKER_CONFIG={g.docker_config}", "DOCKER_CLI_HINTS=false", "HOME=/nonexistent"]
         if self.kind == "unix":
             env.append(f"DOCKER_HOST=unix://{g.socket}")
-            cli = [g.engine.cli, *args]
+            command = [binary, *args]
         else:
             env.append(f"DOCKER_HOST=tcp://127.0.0.1:{g.port}")
-            cli = [g.engine.cli, "--tlsverify", "--tlscacert", str(g.pki["ca"]),
-                   "--tlscert", str(g.pki[self.cert]), "--tlskey", str(g.pki[f"{self.cert}.key"]),
-                   *args]
+            command = [binary, "--tlsverify", "--tlscacert", str(g.pki["ca"]),
+                       "--tlscert", str(g.pki[self.cert]),
+                       "--tlskey", str(g.pki[f"{self.cert}.key"]), *args]
         prefix = ["runuser", "-u", self.user, "--"] if self.user != "root" else []
         return [*prefix, "env", "-i", f"PATH={os.environ.get('PATH', '/usr/bin:/bin')}",
-                *env, *cli]
+                *env, *command]
 
     def docker(self, *args: str, input: str | bytes | None = None, timeout: float = 60,
-               check: bool = True) -> subprocess.CompletedProcess[str]:
+               check: bool = True, cli: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``docker ARGS`` as this principal; with ``check`` a non-zero exit raises."""
         data = input.encode() if isinstance(input, str) else input
         result = subprocess.run(
-            self.argv(args), input=data,
+            self.argv(args, cli), input=data,
             stdin=None if data is not None else subprocess.DEVNULL,
             capture_output=True, timeout=timeout, check=False, cwd="/",
         )
@@ -250,9 +253,9 @@ class Caller:
             ctx.set_alpn_protocols(alpn)
         return ctx
 
-    def request(self, method: str, target: str, body: Any = None,
-                timeout: float = 30) -> tuple[int, Any]:
-        """One API request over TLS (no ALPN); returns (status, decoded JSON or text)."""
+    def request_raw(self, method: str, target: str, body: Any = None,
+                    timeout: float = 30) -> tuple[int, str, bytes]:
+        """One API request over TLS (no ALPN); returns (status, content type, raw body)."""
         if self.kind != "tls":
             raise ValueError("raw requests are only made for TLS principals")
         conn = http.client.HTTPSConnection("127.0.0.1", self.gate.port, timeout=timeout,
@@ -262,13 +265,18 @@ class Caller:
             headers = {"Content-Type": "application/json"} if data is not None else {}
             conn.request(method, target, body=data, headers=headers)
             resp = conn.getresponse()
-            raw = resp.read()
+            return resp.status, resp.getheader("content-type") or "", resp.read()
         finally:
             conn.close()
+
+    def request(self, method: str, target: str, body: Any = None,
+                timeout: float = 30) -> tuple[int, Any]:
+        """One API request over TLS (no ALPN); returns (status, decoded JSON or text)."""
+        resp_status, _, raw = self.request_raw(method, target, body, timeout)
         try:
-            return resp.status, json.loads(raw) if raw else None
+            return resp_status, json.loads(raw) if raw else None
         except ValueError:
-            return resp.status, raw.decode(errors="replace")
+            return resp_status, raw.decode(errors="replace")
 
 
 @dataclass

@@ -1,0 +1,309 @@
+"""A foreign object answered as a missing one: stand-ins, the replayed answer, the table
+for body references, and the scoping walk with a scripted daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.errors import DockgateError, Forbidden
+from dockgate.model import CanonicalRequest
+from dockgate.scoping import scope_request
+from dockgate.tenancy import OWNER_LABEL, ObjectRef, Tenant, TenantMap
+from dockgate.tenancy.missing import (
+    STAND_IN_PREFIX,
+    MissingAnswer,
+    body_answer,
+    image_words,
+    replayable,
+    stand_in,
+)
+
+CTX = ApiContext()
+A = Tenant("team-a")
+ADMIN = Tenant("ops", admin=True)
+HEXT = "0123456789abcdef0123456789abcdef"
+
+
+def req(method: str, target: str, body: Any = None) -> CanonicalRequest:
+    r = admit_head(method, target.encode(), [(b"content-type", b"application/json")], CTX)
+    return admit_body(r, json.dumps(body).encode(), CTX) if body is not None else r
+
+
+# -- stand-ins ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "ref", "value", "original"), [
+    ("container", "web", STAND_IN_PREFIX + HEXT, "web"),
+    ("volume", "data", STAND_IN_PREFIX + HEXT, "data"),
+    ("image", "web", STAND_IN_PREFIX + HEXT, "web"),
+    ("image", "web:v1", f"{STAND_IN_PREFIX}{HEXT}:v1", "web"),
+    ("image", "docker.io/library/web:v1", f"docker.io/library/{STAND_IN_PREFIX}{HEXT}:v1",
+     "web"),
+    ("image", "localhost:5000/a/web", f"localhost:5000/a/{STAND_IN_PREFIX}{HEXT}", "web"),
+    ("image", "web@sha256:" + "a" * 64, f"{STAND_IN_PREFIX}{HEXT}@sha256:" + "a" * 64, "web"),
+    ("image", "sha256:" + "b" * 64, "sha256:" + (HEXT * 2), "b" * 64),
+    ("image", "bbbbbbbbbbbb", HEXT[:12], "bbbbbbbbbbbb"),
+])
+def test_stand_in_keeps_the_shape_the_daemon_parses(kind: str, ref: str, value: str,
+                                                    original: str) -> None:
+    """Only the part the daemon echoes changes: an image keeps registry, path, tag, digest."""
+    stand = stand_in(ObjectRef(kind, ref, "path", "name"), HEXT)  # type: ignore[arg-type]
+    assert (stand.value, stand.original) == (value, original)
+    assert stand.shown in stand.value
+    if kind != "image":
+        assert not re.fullmatch(r"[0-9a-f]+", stand.value), "never an id prefix"
+
+
+def test_replayed_answer_puts_the_name_back_byte_for_byte() -> None:
+    ref = ObjectRef("container", 'we<b"', "path", "id")
+    stand = stand_in(ref, HEXT)
+    raw = b'{"message":"No such container: ' + stand.value.encode() + b'"}\n'
+    answer = MissingAnswer.from_replay(404, b"application/json", raw, ref, stands=[stand],
+                                       reason="not-owner")
+    assert answer.status == 404 and answer.reason == "not-owner"
+    assert answer.body() == b'{"message":"No such container: we\\u003cb\\""}\n'
+    assert b"dockgate" not in answer.body()
+    text = MissingAnswer.from_replay(404, b"application/vnd.docker.raw-stream",
+                                     f"No such container: {stand.value}\r\n".encode(), ref,
+                                     stands=[stand], reason="not-owner")
+    assert text.body() == b'No such container: we<b"\r\n'
+    assert text.content_type == b"application/vnd.docker.raw-stream"
+
+
+@pytest.mark.parametrize(("field", "kind", "status", "message"), [
+    (("HostConfig", "VolumesFrom", 0), "container", 400, "No such container: X"),
+    (("HostConfig", "PidMode"), "container", 400, "No such container: X"),
+    (("HostConfig", "IpcMode"), "container", 400, "No such container: X"),
+    (("HostConfig", "Links", 0), "container", 400,
+     "could not get container for X: No such container: X"),
+    (("HostConfig", "NetworkMode"), "container", 404, "No such container: X"),
+    (("HostConfig", "NetworkMode"), "network", 404, "network X not found"),
+    (("Image",), "image", 404, "No such image: X:latest"),
+])
+def test_body_answers_read_from_the_daemons(field: tuple[str | int, ...], kind: str,
+                                            status: int, message: str) -> None:
+    ref = ObjectRef(kind, "X", "body", "k", "write", field)  # type: ignore[arg-type]
+    answer = body_answer(ref, "X:latest" if kind == "image" else None)
+    assert answer.status == status
+    assert answer.body() == json.dumps({"message": message}, separators=(",", ":")).encode() \
+        + b"\n"
+
+
+def test_image_words_from_either_engine() -> None:
+    stand = stand_in(ObjectRef("image", "web", "body", "Image"), HEXT)
+    old = json.dumps({"message": f"no such image: {stand.value}: No such image: "
+                                 f"{stand.value}:latest"}).encode()
+    new = json.dumps({"message": f"No such image: {stand.value}:latest"}).encode()
+    assert image_words(old, stand) == image_words(new, stand) == "web:latest"
+    assert image_words(b'{"message":"boom"}', stand) is None
+
+
+def test_replayable() -> None:
+    path = ObjectRef("container", "x", "path", "id")
+    assert replayable("container.stop", path)
+    assert not replayable("network.connect", ObjectRef("network", "n", "path", "id"))
+    assert replayable("network.connect", ObjectRef("container", "c", "body", "Container"))
+    assert replayable("image.commit", ObjectRef("container", "c", "query", "container"))
+    assert not replayable("image.commit", ObjectRef("image", "r", "query", "repo"))
+    assert not replayable("container.create",
+                          ObjectRef("container", "c", "body", "HostConfig.VolumesFrom[0]"))
+
+
+# -- the walk, with a scripted daemon ---------------------------------------------------
+
+
+class Daemon:
+    """Inspections by path; the replay answers ``No such container: <name in the path>``."""
+
+    def __init__(self, objects: dict[str, dict[str, Any]]) -> None:
+        self.objects = objects
+        self.fetched: list[str] = []
+        self.replayed: list[tuple[str, str, bytes | None]] = []
+
+    async def fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
+        self.fetched.append(target)
+        path = unquote(target.split("?", 1)[0])
+        return (200, self.objects[path]) if path in self.objects else (404, None)
+
+    async def replay(self, method: str, target: str, body: bytes | None,
+                     headers: tuple[tuple[str, str], ...]) -> tuple[int, bytes, bytes]:
+        self.replayed.append((method, target, body))
+        name = unquote(target).split("/")[3]
+        return 404, b"application/json", json.dumps(
+            {"message": f"No such container: {name}"}, separators=(",", ":")).encode() + b"\n"
+
+
+def container(owner: str | None, ident: str = "c" * 64) -> dict[str, Any]:
+    labels = {OWNER_LABEL: owner} if owner else {}
+    return {"Id": ident, "Config": {"Labels": labels}}
+
+
+def run(request: CanonicalRequest, tenant: Tenant, daemon: Daemon) -> Any:
+    return asyncio.run(scope_request(request, tenant, daemon.fetch, daemon.replay))
+
+
+@pytest.mark.parametrize("owner", ["team-b", None, "missing"])
+def test_foreign_unowned_and_missing_get_the_same_answer(owner: str) -> None:
+    """Another tenant's, nobody's and a missing container: the daemon's 404 for a missing
+    one, with the caller's name, from a replay that names only the stand-in."""
+    objects = {} if owner == "missing" else {"/v1.51/containers/web/json": container(owner)}
+    daemon = Daemon(objects)
+    with pytest.raises(MissingAnswer) as caught:
+        run(req("POST", "/v1.51/containers/web/stop"), A, daemon)
+    assert caught.value.status == 404
+    assert caught.value.body() == b'{"message":"No such container: web"}\n'
+    [(method, target, _)] = daemon.replayed
+    assert method == "POST" and f"/containers/{STAND_IN_PREFIX}" in target
+    assert "web" not in target
+
+
+def test_own_object_is_pinned_and_never_replayed() -> None:
+    daemon = Daemon({"/v1.51/containers/web/json": container("team-a")})
+    request, target = run(req("POST", "/v1.51/containers/web/stop"), A, daemon)
+    assert request.path == f"/containers/{'c' * 64}/stop" and target is not None
+    assert daemon.replayed == []
+
+
+def test_no_side_request_for_a_request_that_names_nothing() -> None:
+    daemon = Daemon({})
+    run(req("GET", "/v1.51/containers/json"), A, daemon)
+    run(req("POST", "/v1.51/volumes/create", {}), A, daemon)
+    assert daemon.fetched == [] and daemon.replayed == []
+
+
+def test_body_reference_answered_from_the_table_without_replay() -> None:
+    daemon = Daemon({"/v1.51/containers/web/json": container("team-b"),
+                     "/v1.51/images/dgtest:latest/json": {"Id": "sha256:1",
+                                                          "Config": {"Labels": None}}})
+    body = {"Image": "dgtest:latest", "HostConfig": {"VolumesFrom": ["web:ro"]}}
+    with pytest.raises(MissingAnswer) as caught:
+        run(req("POST", "/v1.51/containers/create", body), A, daemon)
+    assert (caught.value.status, caught.value.body()) == (
+        400, b'{"message":"No such container: web"}\n')
+    assert daemon.replayed == []
+
+
+def test_admin_only_inspection_is_answered_as_missing() -> None:
+    """``docker inspect NAME`` probes plugins: a tenant gets the daemon's answer for a
+    missing plugin even where one exists; an admin gets the plugin."""
+    daemon = Daemon({"/v1.51/plugins/web/json": {"Id": "p" * 64}})
+    with pytest.raises(MissingAnswer):
+        run(req("GET", "/v1.51/plugins/web/json"), A, daemon)
+    assert STAND_IN_PREFIX in daemon.replayed[0][1]
+    with pytest.raises(Forbidden):
+        run(req("GET", "/v1.51/plugins"), A, daemon)
+    run(req("GET", "/v1.51/plugins/web/json"), ADMIN, daemon)
+
+
+def test_volume_name_held_by_another_tenant_is_not_handed_out() -> None:
+    daemon = Daemon({"/v1.51/volumes/data": {"Name": "data", "Labels": {OWNER_LABEL: "team-b"}}})
+    with pytest.raises(DockgateError) as caught:
+        run(req("POST", "/v1.51/volumes/create", {"Name": "data"}), A, daemon)
+    assert caught.value.status == 409 and "team-b" not in caught.value.message
+    daemon.objects["/v1.51/volumes/data"]["Labels"] = {OWNER_LABEL: "team-a"}
+    run(req("POST", "/v1.51/volumes/create", {"Name": "data"}), A, daemon)
+
+
+def test_push_of_every_tag_is_for_admins() -> None:
+    with pytest.raises(Forbidden):
+        run(req("POST", "/v1.51/images/web/push"), A, Daemon({}))
+
+
+def test_shared_images_patterns() -> None:
+    """Without ``shared_images`` every unowned image is shared; with it, only those with a
+    matching name, and a tenant gets the answer for a missing image for the others."""
+    tenants = TenantMap.from_text(
+        'shared_images: ["dgtest:*"]\ntenants:\n  - name: team-a\n')
+    tenant = tenants.tenants[0]
+    assert tenant.shared_images == ("dgtest:*",)
+    images = {"/v1.51/images/dgtest:latest/json": {"Id": "sha256:1", "RepoTags":
+                                                   ["dgtest:latest"], "Config": {}},
+              "/v1.51/images/other:latest/json": {"Id": "sha256:2", "RepoTags":
+                                                  ["other:latest"], "Config": {}}}
+    daemon = Daemon(images)
+    run(req("GET", "/v1.51/images/dgtest:latest/json"), tenant, daemon)
+    run(req("GET", "/v1.51/images/other:latest/json"), A, daemon)  # no patterns: shared
+    with pytest.raises(MissingAnswer):
+        run(req("GET", "/v1.51/images/other:latest/json"), tenant, daemon)
+
+
+@pytest.mark.parametrize(("version", "asked"), [("1.41", True), ("1.43", True), ("1.44", None),
+                                                ("1.51", None)])
+def test_network_create_asks_for_the_daemons_name_in_use_answer(version: str,
+                                                                asked: bool | None) -> None:
+    """Before API 1.44 the daemon makes a second network of a taken name unless
+    ``CheckDuplicate`` is set; dockgate sets it for tenants so the daemon answers 409."""
+    request, _ = run(req("POST", f"/v{version}/networks/create", {"Name": "n"}), A, Daemon({}))
+    assert request.body.get("CheckDuplicate") is asked
+
+
+def test_foreign_cache_source_is_replaced_by_a_stand_in() -> None:
+    """The daemon ignores a build cache source it does not have; another tenant's image as
+    a cache source is replaced by a stand-in, so it is ignored the same way."""
+    image = {"Id": "sha256:1", "RepoTags": ["b:1"], "Config": {"Labels": {OWNER_LABEL: "b"}}}
+    daemon = Daemon({"/v1.51/images/b:1/json": image})
+    request, _ = run(req("POST", '/v1.51/build?cachefrom=["b:1","c:2"]'), A, daemon)
+    names = json.loads(dict(request.query)["cachefrom"])
+    assert names[0].startswith(STAND_IN_PREFIX) and names[0].endswith(":1")
+    assert names[1] == "c:2"
+    assert daemon.replayed == []
+
+
+def test_missing_volume_is_created_only_once_every_reference_passed() -> None:
+    """``-v new:/data --network B's``: refused, and no volume was created for it."""
+    daemon = Daemon({"/v1.51/networks/theirs": {"Id": "n" * 64, "Labels": {OWNER_LABEL: "b"}},
+                     "/v1.51/images/dgtest:latest/json": {"Id": "sha256:1", "Config": {}}})
+    created: list[str] = []
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if method == "POST":
+            created.append(body["Name"])
+            return 201, {"Name": body["Name"], "Labels": body["Labels"]}
+        return await daemon.fetch(method, target, body)
+
+    body = {"Image": "dgtest:latest", "HostConfig": {"Binds": ["new:/data"]},
+            "NetworkingConfig": {"EndpointsConfig": {"theirs": {}}}}
+    with pytest.raises(MissingAnswer):
+        asyncio.run(scope_request(req("POST", "/v1.51/containers/create", body), A, fetch,
+                                  daemon.replay))
+    assert created == []
+    body["NetworkingConfig"] = {}
+    asyncio.run(scope_request(req("POST", "/v1.51/containers/create", body), A, fetch,
+                              daemon.replay))
+    assert created == ["new"]
+
+
+def test_shared_image_is_not_hidden_from_a_tenant_that_may_run_it() -> None:
+    """A tenant may run a shared image, so removing or overwriting its name is refused in
+    plain words (not as a missing image)."""
+    daemon = Daemon({"/v1.51/images/busybox/json": {"Id": "sha256:1", "RepoTags":
+                                                    ["busybox:latest"], "Config": {}}})
+    run(req("GET", "/v1.51/images/busybox/json"), A, daemon)
+    with pytest.raises(Forbidden, match="shared image"):
+        run(req("DELETE", "/v1.51/images/busybox"), A, daemon)
+    assert daemon.replayed == []
+
+
+def test_every_reference_is_checked_before_answering() -> None:
+    """``network disconnect THEIRS OTHER``: the replay names a stand-in for both the network
+    and the container, so the answer cannot tell whether the other container exists."""
+    daemon = Daemon({"/v1.51/networks/theirs": {"Id": "n" * 64, "Labels": {OWNER_LABEL: "b"}},
+                     "/v1.51/containers/other/json": container("team-c")})
+    with pytest.raises(MissingAnswer) as caught:
+        run(req("POST", "/v1.51/networks/theirs/disconnect", {"Container": "other"}), A, daemon)
+    [(_, target, body)] = daemon.replayed
+    assert "theirs" not in target and body is not None and b"other" not in body
+    assert caught.value.reason == "not-owner"
+    daemon.objects["/v1.51/containers/other/json"] = container("team-a")
+    daemon.replayed.clear()
+    with pytest.raises(MissingAnswer):
+        run(req("POST", "/v1.51/networks/theirs/disconnect", {"Container": "other"}), A, daemon)
+    [(_, _, body)] = daemon.replayed
+    assert body is not None and json.loads(body)["Container"] == "other", "own: as named"
