@@ -475,12 +475,11 @@ def main(argv: Sequence[str], out: TextIO | None = None) -> int:
         return 2
     try:
         return int(args.run(args, out or sys.stdout))
+    except BrokenPipeError:
+        raise  # dockgate's main stops quietly
     except (OSError, ValueError, PolicyError) as e:
         where = getattr(e, "filename", None)
         print(f"dockgate audit {args.command}: {where + ': ' if where else ''}"
               f"{getattr(e, 'strerror', None) or e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+

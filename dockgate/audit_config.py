@@ -99,6 +99,12 @@ class JournaldCopy:
         self.only_checkpoints = only_checkpoints
         self.path = path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._sock.connect(path)
+        except OSError as e:
+            self._sock.close()
+            raise OSError(f"--audit-journald: no journald socket at {path} ({e.strerror}); "
+                          "run under systemd-journald, or use --audit-journald off") from None
 
     def send(self, line: bytes, checkpoint: bool) -> None:
         """Send one entry; raises OSError if journald is not there."""
@@ -106,7 +112,7 @@ class JournaldCopy:
             entry = (b"MESSAGE=" + line.rstrip(b"\n") + b"\nSYSLOG_IDENTIFIER=dockgate-audit\n"
                      b"PRIORITY=6\nDOCKGATE_AUDIT=" + (b"checkpoint" if checkpoint else b"record")
                      + b"\n")
-            self._sock.sendto(entry, self.path)
+            self._sock.send(entry)
 
 
 def build_audit(options: Any) -> JsonLinesAudit | NullAudit:

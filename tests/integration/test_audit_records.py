@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def test_run_records_each_exchange_with_its_stages(
             assert names == ["RequestDecided", "ResponseComplete"], names
         for r in stages:
             assert r["v"] == 1 and r["decision"] == "allow" and "error" not in r
-            assert r["principal"] == f"uid:{os.getuid()}" and r["tenant"] is None
+            assert r["principal"] == pwd.getpwuid(os.getuid()).pw_name and r["tenant"] is None
             assert r["time"].endswith("Z") and r["listener"]
     create = grouped[next(i for i, s in grouped.items() if s[0]["endpoint"] == "container.create")]
     assert create[-1]["status"] == 201 and create[0]["method"] == "POST"

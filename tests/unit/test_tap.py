@@ -18,7 +18,7 @@ from twisted.python import usage
 
 from dockgate import tap
 from dockgate.audit import JsonLinesAudit, NullAudit
-from dockgate.listeners import UnixListener, UnixListenerSpec, UpstreamSpec
+from dockgate.listeners import CannotListen, UnixListener, UnixListenerSpec, UpstreamSpec
 from dockgate.policy import PolicyHolder
 from dockgate.server import ProxySettings
 
@@ -140,7 +140,7 @@ def test_make_service(tmp_path: Path) -> None:
     assert listeners[1].factory.settings is settings
     assert listeners[1].factory.listener == "tcp:2375"
     assert settings.connect_timeout == 3.0
-    assert isinstance(settings.audit, JsonLinesAudit)
+    assert isinstance(tap._inner(settings.audit), JsonLinesAudit)
     assert audit.exists()
     assert settings.policy().name == "privileged"
 
@@ -149,7 +149,7 @@ def test_make_service_without_audit_log() -> None:
     """Without --audit-log, records go to the null sink."""
     root = tap.makeService(parse(), MemoryReactorClock())  # type: ignore[no-untyped-call]
     [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
-    assert isinstance(listener.factory.settings.audit, NullAudit)
+    assert isinstance(tap._inner(listener.factory.settings.audit), NullAudit)
 
 
 class _Child:
@@ -172,7 +172,7 @@ def test_failed_bind_unbinds_the_others() -> None:
     calls: list[str] = []
     root = tap.ProxyService("test")
     root.services = [_Child(calls, "a"), _Child(calls, "b"), _Child(calls, "c", fail=True)]
-    with pytest.raises(OSError, match="in use"):
+    with pytest.raises(CannotListen, match=r"^--listen c: address in use$"):
         root.privilegedStartService()
     assert calls == ["bind a", "bind b", "bind c", "stop b", "stop a"]
 
