@@ -103,6 +103,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         audit=_obj((), **AUDIT_KEYS),
         limits=_obj((), **LIMIT_KEYS),
         log_format={"enum": ["text", "json"]},
+        access_log={"type": "boolean"},
+        insecure_listen={"type": "boolean"},
     ),
 }
 
@@ -193,6 +195,10 @@ def parse_config(doc: Document) -> Config:
         config.options["admin-listen"] = data["admin"]
     if "log_format" in data:
         config.options["log-format"] = data["log_format"]
+    if "access_log" in data:
+        config.options["access-log"] = "on" if data["access_log"] else "off"
+    if "insecure_listen" in data:
+        config.options["insecure-listen"] = 1 if data["insecure_listen"] else 0
     for key, value in data.get("audit", {}).items():
         name = "audit-log" if key == "log" else "audit-" + key.replace("_", "-")
         config.options[name] = _absolute(base, value) if key in _PATH_AUDIT_KEYS else value
