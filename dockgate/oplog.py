@@ -135,7 +135,7 @@ class AccessLog:
         self.defer: Callable[[Callable[[], None]], object] | None = None
         self._pending: list[str] = []
         self._second = -1
-        self._stamp = ""
+        self._stamp = self._utc = ""
 
     def __call__(self, event: AuditEvent) -> None:
         """Log ``event`` if it ends its exchange."""
@@ -167,18 +167,19 @@ class AccessLog:
     def _line(self, event: AuditEvent, message: str, caller: str, verdict: str,
               rule: str) -> str:
         now = time.time()
+        second = int(now)
+        if second != self._second:  # formatting a time costs more than the rest
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+            self._utc = datetime.fromtimestamp(second, UTC).isoformat()
         if self.json:
             return json.dumps({
-                "time": datetime.fromtimestamp(now, UTC).isoformat(), "level": "info",
+                "time": self._utc, "level": "info",
                 "namespace": "dockgate.access", "message": message, "method": event.method,
                 "path": message.split(" ", 2)[1], "caller": caller, "tenant": event.tenant,
                 "decision": verdict, "rule": rule, "status": event.status,
                 "duration": event.duration,
             }, ensure_ascii=True) + "\n"
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
         return f"{self._stamp} [dockgate.access#info] {message}\n"
 
     def flush(self) -> None:
