@@ -180,6 +180,7 @@ def _filter(args: argparse.Namespace) -> Filter:
         decision=getattr(args, "decision", None),
         endpoint=getattr(args, "endpoint", None),
         stage=getattr(args, "stage", None),
+        checkpoints=getattr(args, "stage", None) == "Checkpoint",
         since=parse_time(args.since) if args.since else None,
         until=parse_time(args.until) if args.until else None,
         text=getattr(args, "text", None),
@@ -398,19 +399,23 @@ def _check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _filters(p: argparse.ArgumentParser, full: bool = True) -> None:
-    p.add_argument("files", nargs="+", metavar="LOG", help="audit log files (rotated ones too)")
+    p.add_argument("files", nargs="+", metavar="LOG",
+                   help="audit log files: the live one and rotated ones, plain or .gz, in "
+                   "any order")
     p.add_argument("--since", help="ISO 8601 time or an age such as 90m, 2h, 7d")
     p.add_argument("--until", help="ISO 8601 time or an age")
-    p.add_argument("--tenant")
+    p.add_argument("--tenant", help="tenant name")
     p.add_argument("--decision", choices=("allow", "deny", "warn"))
     p.add_argument("--endpoint", help="endpoint id glob (container.*)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     if full:
-        p.add_argument("--principal", help="principal glob (uid:1000, a certificate name)")
+        p.add_argument("--principal", help="principal glob: a user name or certificate CN "
+                       "(bob, team-*), uid:N for a uid without a name")
         p.add_argument("--uid", type=int, help="peer uid")
         p.add_argument("--stage", choices=("RequestDecided", "ResponseComplete",
                                            "SessionStarted", "SessionEnded", "Checkpoint"))
-        p.add_argument("--text", help="substring anywhere in the record")
+        p.add_argument("--text", help="substring anywhere in the record (case-sensitive; "
+                       "bodies are recorded at audit level request only)")
         p.add_argument("--limit", type=int, default=0, help="stop after N records")
 
 
@@ -420,7 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Verify, search and replay audit logs.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("verify", help="check the hash chain and signed checkpoints")
-    p.add_argument("files", nargs="+", metavar="LOG")
+    p.add_argument("files", nargs="+", metavar="LOG",
+                   help="audit log files: the live one and rotated ones, plain or .gz, in "
+                   "any order (they are checked as one chain, oldest first)")
     p.add_argument("--key", help="HMAC key file or Ed25519 key (PEM, public is enough)")
     p.add_argument("--partial", action="store_true",
                    help="the oldest files were removed (retention): accept a chain that "
@@ -439,9 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_summary)
     p = sub.add_parser("replay", help="re-decide recorded requests under another policy")
     p.add_argument("--policy", required=True, help="the policy file to try")
-    p.add_argument("files", nargs="+", metavar="LOG")
+    p.add_argument("files", nargs="+", metavar="LOG",
+                   help="audit log files, rotated and .gz ones too")
     p.add_argument("--all", action="store_true", help="list unchanged requests too")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per request (the summary goes to standard error)")
     p.add_argument("-v", "--verbose", action="store_true", help="say which records were skipped")
     p.set_defaults(run=_replay)
     p = sub.add_parser("play", help="replay a recorded session in the terminal")

@@ -197,7 +197,9 @@ class Options(usage.Options):
         super().parseOptions(args)  # type: ignore[no-untyped-call]
 
     def opt_listen(self, description: str) -> None:
-        """Endpoint to listen on; repeatable. Default: unix:/var/run/dockgate.sock"""
+        """Endpoint to listen on; repeatable: unix:/path[:mode=660][:group=NAME],
+        tcp:PORT (loopback), tls:PORT:cert=FILE:key=FILE:ca=FILE, or
+        systemd:domain=UNIX:name=NAME. Default: unix:/var/run/dockgate.sock"""
         try:
             self.listeners.append((description, parse_listener(description)))
         except ValueError as e:

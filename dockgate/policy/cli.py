@@ -98,15 +98,20 @@ def _explain(policy_path: str, request_path: str, out: TextIO) -> int:
 def main(argv: list[str], out: TextIO | None = None) -> int:
     """Run ``dockgate policy ARGV``; returns the exit status."""
     out = out or sys.stdout
-    ap = argparse.ArgumentParser(prog="dockgate policy")
+    ap = argparse.ArgumentParser(prog="dockgate policy",
+                                 description="Check, test and explain dockgate policies "
+                                 "(docs/policy.md).")
     sub = ap.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate policy files")
     c.add_argument("files", nargs="+")
     t = sub.add_parser("test", help="run policy test cases")
     t.add_argument("files", nargs="+")
     t.add_argument("-v", "--verbose", action="store_true", help="show passing cases too")
-    e = sub.add_parser("explain", help="show the decision for one request and why")
-    e.add_argument("--policy", required=True)
+    e = sub.add_parser("explain", help="show the decision for one request and why",
+                       description="Show the decision for one request, every rule's "
+                       "outcome and findings. Exit 0 if allowed, 1 if denied, 2 if the "
+                       "policy or the request cannot be read.")
+    e.add_argument("--policy", required=True, help="the policy file (YAML)")
     e.add_argument("request", help="JSON file ('-' for standard input): a test case's "
                    '{"request": {...}, "peer": {...}}, or the request mapping itself '
                    '({"endpoint": ..., "body": ...}, with an optional "peer")')

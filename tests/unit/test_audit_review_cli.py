@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 from support.auditlog import canonical, event
-from support.cli import dockgate
+from support.cli import REPO, dockgate
 
 from dockgate.audit import JsonLinesAudit
 from dockgate.audit_redact import MASK, Redactor
@@ -213,3 +216,45 @@ def test_credentials_in_urls_and_token_names_are_masked() -> None:
     build = canonical("POST", "/v1.51/build?remote=https%3A%2F%2Fu%3As3cr3t%40git.example%2Fr")
     record = build_record(event(build), "metadata", Redactor())
     assert "s3cr3t" not in record["path"] and "/query/remote" in record["masked"]
+
+
+def test_show_stage_checkpoint_lists_checkpoints(tmp_path: Path) -> None:
+    """`show --stage Checkpoint` lists the signed checkpoints (other filters hide them)."""
+    from dockgate.audit_chain import HmacKey  # noqa: PLC0415
+
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log), signer=HmacKey(b"k" * 16), checkpoint_every=2)
+    for i in range(4):
+        sink.record(event(canonical("GET", "/_ping"), id=f"r{i}"))
+    sink.close()
+    shown = dockgate("audit", "show", "--stage", "Checkpoint", "--json", str(log)).stdout
+    stages = {json.loads(x)["stage"] for x in shown.splitlines()}
+    assert stages == {"Checkpoint"}
+    assert "Checkpoint" not in dockgate("audit", "show", str(log)).stdout
+
+
+def test_policy_explain_takes_the_case_shape_from_stdin() -> None:
+    """`policy explain` reads `{"request": ..., "peer": ...}` (the shape of a test case)
+    as well as the bare request, from a file or `-`, and prints every failed rule."""
+    case = {"request": {"endpoint": "container.create", "body": {"Image": "busybox"}},
+            "peer": {"uid": 1000}}
+    result = dockgate("policy", "explain", "--policy", "policies/restricted.yaml", "-",
+                      input=json.dumps(case))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "rule capabilities" in result.stdout and "also rule resource-limits" in \
+        result.stdout
+    bare = dockgate("policy", "explain", "--policy", "policies/baseline.yaml", "-",
+                    input=json.dumps({"endpoint": "system.ping", "method": "GET"}))
+    assert bare.returncode == 0 and "decision: allow" in bare.stdout, bare.stdout
+
+
+def test_broken_pipe_is_quiet() -> None:
+    """`dockgate ... | head` ends quietly: no BrokenPipeError traceback when the reader
+    has gone before the output is written."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dockgate", "api", "routes"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone
+    assert process.wait(60) == 0
+    assert process.stderr.read() == b""
