@@ -69,6 +69,13 @@ def check_options(options: Any) -> list[str]:
     for name in ("audit-policy", "audit-key"):
         if options[name] is not None and not os.path.isfile(options[name]):
             problems.append(f"--{name}: {options[name]} is not a file")
+    if not options["audit-log"]:
+        needing = [f"--{name}" for name in ("audit-policy", "audit-key") if options[name]]
+        needing += [f"--{name}" for name in ("audit-syslog", "audit-journald")
+                    if options[name] != "off"]
+        if needing:
+            problems.append(f"{' and '.join(needing)} {'needs' if len(needing) == 1 else 'need'}"
+                            " --audit-log FILE (they apply to the audit log's records)")
     return problems
 
 

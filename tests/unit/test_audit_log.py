@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from support.auditlog import CTX, canonical, event
+from twisted.python.usage import UsageError
 
 from dockgate import audit_cli, audit_writer
 from dockgate.admission import admit_head
@@ -616,5 +617,8 @@ def test_serve_builds_the_configured_sink(tmp_path: Path) -> None:
     root = tap.makeService(options, Clock())
     assert sum(isinstance(c, tap.ReopenOnUsr1) for c in root) == 1
     assert sum(isinstance(c, tap.AuditUpkeep) for c in root) == 1
-    with pytest.raises(PolicyError):
-        build_audit(serve_options("--audit-policy", policy))
+    # Audit options without a log are a usage error (exit 2), caught before building.
+    with pytest.raises(UsageError, match="--audit-policy needs --audit-log"):
+        serve_options("--audit-policy", policy)
+    with pytest.raises(UsageError, match="--audit-journald needs --audit-log"):
+        serve_options("--audit-journald", "all")
