@@ -9,6 +9,7 @@ never get a connection, and binding one is refused before it happens)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pwd
@@ -235,3 +236,35 @@ def test_sigterm_during_events_completes_the_record(engine: Engine, workdir: Pat
     records = [json.loads(x) for x in audit.read_text().splitlines()]
     stages = [r["stage"] for r in records if r.get("endpoint") == "system.events"]
     assert stages == ["RequestDecided", "ResponseComplete"], stages
+
+
+def test_a_logrotate_set_verifies_shows_and_summarises(engine: Engine, workdir: Path) -> None:
+    """Rotated as deploy/logrotate does (rename, SIGUSR1, compress all but the newest
+    rotated file), the live file, .1 and .2.gz verify as one chain given in any order,
+    and show and summary read them all."""
+    log = workdir / "audit.jsonl"
+    gate = Serve(workdir, engine, "--audit-log", str(log))
+    try:
+        for rotation in range(3):
+            assert gate.docker("version").returncode == 0
+            time.sleep(0.3)  # the ResponseComplete record is written at the turn's end
+            if rotation == 2:
+                break
+            one = workdir / "audit.jsonl.1"
+            if one.exists():  # delaycompress: the previous .1 becomes .2.gz now
+                (workdir / "audit.jsonl.2.gz").write_bytes(gzip.compress(one.read_bytes()))
+                one.unlink()
+            log.rename(one)
+            gate.process.send_signal(signal.SIGUSR1)
+            gate.wait_for(r"Audit log reopened" + r"(?:.|\n)*Audit log reopened" * rotation)
+    finally:
+        gate.stop()
+    files = [str(workdir / n) for n in ("audit.jsonl.2.gz", "audit.jsonl", "audit.jsonl.1")]
+    result = dockgate("audit", "verify", *files)
+    assert result.returncode == 0 and result.stdout.startswith("ok: "), result.stdout
+    summary = dockgate("audit", "summary", "--json", *files)
+    counts = {json.loads(x)["endpoint"]: json.loads(x)["count"]
+              for x in summary.stdout.splitlines()}
+    assert counts.get("system.version") == 3, summary.stdout
+    shown = dockgate("audit", "show", "--endpoint", "system.version", *files).stdout
+    assert len(shown.splitlines()) == 1 + 3
