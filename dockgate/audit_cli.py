@@ -210,7 +210,9 @@ def _row(record: dict[str, Any], columns: Sequence[tuple[str, int]]) -> str:
     rules = record.get("rules")
     values["rule"] = ",".join(map(str, rules)) if isinstance(rules, list) and rules else None
     reasons = record.get("reasons")
-    values["reason"] = "; ".join(map(str, reasons)) if isinstance(reasons, list) else None
+    # A denial lists each failed rule on a line of its own; a row keeps them on one.
+    values["reason"] = ("; ".join(map(str, reasons)).replace("\n", " | ")
+                        if isinstance(reasons, list) else None)
     return "  ".join(_cell(values.get(name), width) for name, width in columns).rstrip()
 
 
