@@ -127,3 +127,16 @@ def test_terminal_filter_handles_sequences_split_across_frames() -> None:
     assert b"".join(safe.feed(c) for c in chunks) == "a" "b\x1b[31mcd\u20ac".encode()
     assert safe.dropped == 2
     assert TerminalFilter().feed(b"\xc2\x9b6n\x07\x00ok\t\r\n\x08") == b"6nok\t\r\n\x08"
+
+
+def test_serve_help_names_every_listener_form() -> None:
+    """`dockgate serve --help` shows each listener type, tls: included, and the switches
+    an operator meets at startup."""
+    from support.cli import dockgate  # noqa: PLC0415
+
+    result = dockgate("serve", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for form in ("unix:/path", "tcp:PORT", "tls:PORT:cert=FILE:key=FILE:ca=FILE",
+                 "systemd:domain=UNIX:name=NAME", "--insecure-listen", "--access-log"):
+        assert form in text, form
