@@ -685,6 +685,11 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         tenants=(lambda: tenants.current) if tenants is not None else None,
         **fields,
     )
+    if options.upstream.kind == "unix" and not os.path.exists(options.upstream.address):
+        options.warnings.append(
+            f"--upstream {options['upstream']}: there is no socket at "
+            f"{options.upstream.address} (yet); requests are answered 502 until the daemon "
+            "listens there")
     if allows_everything(holder) and not options["audit-log"]:
         options.warnings.append(
             f"policy {holder.current.name!r} allows every request and there is no audit log: "

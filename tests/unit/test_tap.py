@@ -263,3 +263,17 @@ def test_plugin_discovered() -> None:
     assert maker.options is tap.Options
     assert maker.makeService is tap.makeService
     assert maker.module == "dockgate.tap"
+
+
+def test_startup_warnings(tmp_path: Path) -> None:
+    """A daemon socket that is not there, and an allow-all policy with no audit log, are
+    warned about at startup; with an audit log and an existing socket, neither is."""
+    missing = f"unix:{tmp_path}/nothing.sock"
+    root = tap.makeService(parse("--upstream", missing), MemoryReactorClock())  # type: ignore[no-untyped-call]
+    warnings = " ".join(root.warnings)
+    assert f"--upstream {missing}: there is no socket" in warnings
+    assert "allows every request and there is no audit log" in warnings
+    (tmp_path / "d.sock").touch()
+    root = tap.makeService(parse("--upstream", f"unix:{tmp_path}/d.sock", "--audit-log",  # type: ignore[no-untyped-call]
+                                 str(tmp_path / "a.jsonl")), MemoryReactorClock())
+    assert root.warnings == []
