@@ -333,11 +333,13 @@ def _print_replayed(item: Replayed, as_json: bool, out: TextIO) -> None:
               file=out)
         return
     label = "unknown" if item.after == "unknown" else item.change or "same"
+    now = ("cannot be re-decided" if item.after == "unknown"
+           else f"{item.after} by {printable(item.rule or 'default')}")
     print(f"{printable(label):<16} {printable(r.get('time'))}  "
           f"{printable(r.get('principal'))}  {printable(r.get('method'))} "
           f"{printable(r.get('path'))[:100]}  [{item.basis}]\n"
-          f"{'':<16} now: {item.after} by {printable(item.rule or 'default')}: "
-          f"{printable(item.reason)}", file=out)
+          f"{'':<16} was: {printable(item.before)}; now: {now}: "
+          f"{printable(item.reason.replace(chr(10), ' | '))}", file=out)
 
 
 def _load_session(path: str) -> Any:
