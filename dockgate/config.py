@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.admin import parse_admin_listener
-from dockgate.listeners import parse_listener, parse_upstream
+from dockgate.listeners import (
+    OPEN_TCP,
+    DelegatedListenerSpec,
+    parse_listener,
+    parse_upstream,
+    plain_tcp_loopback,
+)
 from dockgate.policy.source import Document, PolicyError, read_yaml, schema_problems
 
 __all__ = ["CONFIG_SCHEMA", "Config", "load_config", "main"]
@@ -174,9 +180,14 @@ def parse_config(doc: Document) -> Config:
     for i, item in enumerate(data.get("listeners", [])):
         text = _listener_text(item, base)
         try:
-            parse_listener(text)
+            spec = parse_listener(text)
         except ValueError as e:
             problems.append(doc.problem(("listeners", i), str(e)))
+        else:
+            if (isinstance(spec, DelegatedListenerSpec) and plain_tcp_loopback(spec) is False
+                    and not data.get("insecure_listen")):
+                problems.append(doc.problem(("listeners", i), f"{OPEN_TCP}, or set "
+                                            "insecure_listen: true if that is what you mean"))
         config.listeners.append(text)
     checks = {"upstream": parse_upstream, "admin": parse_admin_listener}
     for key, check in checks.items():

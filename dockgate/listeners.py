@@ -63,6 +63,7 @@ from dockgate.tlshalfclose import HalfCloseTLSEndpoint
 
 __all__ = [
     "DEFAULT_UNIX_MODE",
+    "OPEN_TCP",
     "CannotListen",
     "DelegatedListenerSpec",
     "InheritedUnixListener",
@@ -278,6 +279,11 @@ def _check_tcp(text: str, positional: list[str], options: dict[str, str]) -> Non
     _parse_number(text, "backlog", options.get("backlog", "50"))
     _reject_unknown(text, {k: v for k, v in options.items()
                            if k not in ("port", "interface", "backlog")})
+
+
+OPEN_TCP = ("plain TCP on an interface other than loopback lets anyone who can reach it "
+            "drive the Docker daemon; use tls:, a unix socket or loopback")
+"""Why a plain TCP listener off loopback is refused unless the operator says they mean it."""
 
 
 def plain_tcp_loopback(spec: DelegatedListenerSpec) -> bool | None:

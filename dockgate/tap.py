@@ -36,6 +36,7 @@ from dockgate.admission import ApiContext
 from dockgate.audit import JsonLinesAudit, NullAudit
 from dockgate.config import Config, load_config
 from dockgate.listeners import (
+    OPEN_TCP,
     CannotListen,
     DelegatedListenerSpec,
     ListenerSpec,
@@ -288,9 +289,7 @@ class Options(usage.Options):
                                  "did: keep that port on a private network")
         else:
             raise usage.UsageError(
-                f"--listen {name}: plain TCP on an interface other than loopback lets anyone "
-                "who can reach it drive the Docker daemon; use tls:, a unix socket or loopback, "
-                "or add --insecure-listen if that is what you mean")
+                f"--listen {name}: {OPEN_TCP}, or add --insecure-listen if that is what you mean")
 
     def settings_fields(self) -> Iterator[tuple[str, Any]]:
         """The ``ProxySettings`` fields set from options, as (field, value)."""

@@ -140,3 +140,22 @@ def test_serve_help_names_every_listener_form() -> None:
     for form in ("unix:/path", "tcp:PORT", "tls:PORT:cert=FILE:key=FILE:ca=FILE",
                  "systemd:domain=UNIX:name=NAME", "--insecure-listen", "--access-log"):
         assert form in text, form
+
+
+def test_config_needs_insecure_listen_for_open_tcp(tmp_path: object) -> None:
+    """A config file with a plain TCP listener off loopback is refused (file:line, the
+    fix named) unless it says ``insecure_listen: true``; then serve takes the flag."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from dockgate.config import load_config  # noqa: PLC0415
+    from dockgate.policy.source import PolicyError  # noqa: PLC0415
+
+    path = Path(str(tmp_path)) / "c.yaml"
+    path.write_text("listeners:\n  - {tcp: 2375, interface: 0.0.0.0}\n")
+    with pytest.raises(PolicyError, match=r"c.yaml:2: listeners\[0\]: plain TCP .* "
+                                          "insecure_listen: true"):
+        load_config(str(path))
+    path.write_text("listeners:\n  - {tcp: 2375, interface: 0.0.0.0}\ninsecure_listen: true\n"
+                    "access_log: false\n")
+    config = load_config(str(path))
+    assert config.options["insecure-listen"] == 1 and config.options["access-log"] == "off"
