@@ -247,6 +247,33 @@ class JsonLinesAudit:
         self._sessions.clear()
         self.log.close()
 
+    def recheck(self) -> str | None:
+        """Why the log still cannot be written, or None; clears ``failing`` when it could be.
+
+        For readiness: a proxy taken out of rotation while its log failed gets
+        no requests that could show the log works again, so the file is
+        probed instead (opened for appending, or its directory when the file
+        is gone, and its filesystem has room).  Nothing is written.
+        """
+        if self.failing is None or self.path == "-":
+            return self.failing
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            if not os.access(directory, os.W_OK | os.X_OK):
+                return self.failing
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return self.failing
+        try:
+            if os.fstatvfs(fd).f_bavail == 0:
+                return self.failing
+        finally:
+            os.close(fd)
+        self.failing = None
+        return None
+
     def _failed(self, what: str, error: Exception) -> None:
         self._failures += 1
         now = time.monotonic()

@@ -453,8 +453,8 @@ def not_ready(audit: AuditLog) -> list[str]:
     """
     problems = []
     inner = _inner(audit)
-    failing = getattr(inner, "failing", None)
-    if failing and getattr(inner, "failure", "closed") == "closed":
+    failing = inner.recheck() if isinstance(inner, JsonLinesAudit) else None
+    if failing and inner.failure == "closed":
         problems.append(f"audit log not writable (fail-closed): {failing}")
     return problems
 

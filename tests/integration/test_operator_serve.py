@@ -187,7 +187,8 @@ def test_startup_line_and_allow_all_warning(engine: Engine, workdir: Path) -> No
 
 def test_readyz_follows_the_audit_log(engine: Engine, workdir: Path) -> None:
     """/readyz is 503 while a fail-closed audit log cannot be written (every request is
-    refused then), and the log says fail-closed; 200 again once it can."""
+    refused then), and the log says fail-closed; 200 again once it could be written,
+    without waiting for a request."""
     logdir = workdir / "logs"
     logdir.mkdir()
     gate = Serve(workdir, engine, "--audit-log", str(logdir / "a.jsonl"))
@@ -203,9 +204,12 @@ def test_readyz_follows_the_audit_log(engine: Engine, workdir: Path) -> None:
         assert status == 503 and b"audit log not writable" in body
         gate.wait_for(r"fail-closed: audit record .* requests are refused")
         assert "fail-open" not in gate.text()
+        assert http.request(gate.admin, "GET", "/readyz", timeout=10)[0] == 503
         logdir.chmod(0o700)
         if (logdir / "a.jsonl").is_dir():
             (logdir / "a.jsonl").rmdir()
+        # Ready again with no request in between (a balancer sends none while it is not).
+        assert http.request(gate.admin, "GET", "/readyz", timeout=10)[0] == 200
         assert gate.docker("version").returncode == 0
         assert http.request(gate.admin, "GET", "/readyz", timeout=10)[0] == 200
     finally:
