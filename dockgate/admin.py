@@ -14,7 +14,7 @@ behind it is not".
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -31,6 +31,7 @@ from dockgate.listeners import (
     UnixListenerSpec,
     parse_description,
     parse_listener,
+    plain_tcp_loopback,
 )
 from dockgate.metrics import CONTENT_TYPE, Metrics
 
@@ -52,16 +53,9 @@ def parse_admin_listener(text: str) -> ListenerSpec:
     if isinstance(spec, UnixListenerSpec):
         return spec
     if isinstance(spec, DelegatedListenerSpec):
-        kind, _, options = parse_description(spec.description)
-        if kind == "systemd":
+        if plain_tcp_loopback(spec) is not False:  # loopback, or systemd's
             return spec
-        interface = options.get("interface", "")
-        try:
-            loopback = interface == "localhost" or ipaddress.ip_address(interface).is_loopback
-        except ValueError:
-            loopback = False
-        if loopback:
-            return spec
+        interface = parse_description(spec.description)[2].get("interface", "")
         raise ValueError(f"admin endpoint {text!r} must be on loopback or a unix socket "
                          f"(interface {interface!r} is not loopback)")
     raise ValueError(f"admin endpoint {text!r} must be unix: or tcp: on loopback")
@@ -154,13 +148,19 @@ class _Metrics(resource.Resource):
         return self.metrics.exposition()
 
 
+Checks = Callable[[], list[str]]
+"""Why requests cannot be served now (an empty list: they can)."""
+
+
 class _Ready(resource.Resource):
     isLeaf = True
 
-    def __init__(self, upstream: IStreamClientEndpoint, reactor: Any) -> None:
+    def __init__(self, upstream: IStreamClientEndpoint, reactor: Any,
+                 checks: Checks | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.upstream = upstream
         self.reactor = reactor
+        self.checks = checks
 
     def render_GET(self, request: Request) -> Any:
         """200 if the daemon answers its ping now, else 503."""
@@ -169,8 +169,11 @@ class _Ready(resource.Resource):
         def answer(ok: bool) -> None:
             if request.finished or request.channel is None:
                 return
-            request.setResponseCode(200 if ok else 503)
-            request.write(b"ok\n" if ok else b"upstream daemon not answering /_ping\n")  # type: ignore[no-untyped-call]
+            problems = self.checks() if self.checks is not None else []
+            if not ok:
+                problems.append("upstream daemon not answering /_ping")
+            request.setResponseCode(503 if problems else 200)
+            request.write("".join(f"{p}\n" for p in problems or ["ok"]).encode())  # type: ignore[no-untyped-call]
             request.finish()  # type: ignore[no-untyped-call]
 
         ping_daemon(self.upstream, self.reactor).addCallback(answer).addErrback(
@@ -182,15 +185,21 @@ class _Ready(resource.Resource):
 class AdminRoot(resource.Resource):
     """``/metrics``, ``/healthz``, ``/readyz``; anything else is 404."""
 
-    def __init__(self, metrics: Metrics, upstream: IStreamClientEndpoint, reactor: Any) -> None:
+    def __init__(self, metrics: Metrics, upstream: IStreamClientEndpoint, reactor: Any,
+                 checks: Checks | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.putChild(b"metrics", _Metrics(metrics))
         self.putChild(b"healthz", _Text(b"ok\n"))
-        self.putChild(b"readyz", _Ready(upstream, reactor))
+        self.putChild(b"readyz", _Ready(upstream, reactor, checks))
 
 
-def admin_site(metrics: Metrics, upstream: IStreamClientEndpoint, reactor: Any) -> server.Site:
-    """The ``Site`` served on the admin listener (no access log: scrapes are noise)."""
-    site = server.Site(AdminRoot(metrics, upstream, reactor))  # type: ignore[no-untyped-call]
+def admin_site(metrics: Metrics, upstream: IStreamClientEndpoint, reactor: Any,
+               checks: Checks | None = None) -> server.Site:
+    """The ``Site`` served on the admin listener (no access log: scrapes are noise).
+
+    ``/readyz`` answers 200 only when the daemon answers its ping and
+    ``checks`` finds nothing in the way (a failing fail-closed audit log).
+    """
+    site = server.Site(AdminRoot(metrics, upstream, reactor, checks))  # type: ignore[no-untyped-call]
     site.log = lambda request: None  # type: ignore[method-assign]
     return site

@@ -87,6 +87,8 @@ class JsonLinesAudit:
         self._sessions: dict[str, SessionWriter] = {}
         self._failures = 0
         self._reported = 0.0
+        self.failing: str | None = None
+        """Why the last record could not be written, or None once one was (readiness)."""
         self.defer: Callable[[Callable[[], None]], object] | None = None
         """Set by the service: runs a function once the current reactor turn is
         done.  With it, ``ResponseComplete`` records (nothing waits on them) are
@@ -102,9 +104,12 @@ class JsonLinesAudit:
         try:
             self._record(event)
         except Exception as e:
+            self.failing = str(e) or type(e).__name__
+            self._failed(f"audit record ({event.stage} {event.id})", e)
             if self.failure == "closed":
                 raise
-            self._failed(f"audit record ({event.stage} {event.id})", e)
+        else:
+            self.failing = None
 
     def _record(self, event: AuditEvent) -> None:
         request, decision = event.request, event.decision
@@ -151,6 +156,7 @@ class JsonLinesAudit:
         try:
             self.log.flush()
         except Exception as e:  # nothing to refuse: the exchanges are over
+            self.failing = str(e) or type(e).__name__
             self._failed("audit records (ResponseComplete)", e)
 
     def _open_session(self, event: AuditEvent) -> dict[str, Any]:
@@ -241,14 +247,44 @@ class JsonLinesAudit:
         self._sessions.clear()
         self.log.close()
 
+    def recheck(self) -> str | None:
+        """Why the log still cannot be written, or None; clears ``failing`` when it could be.
+
+        For readiness: a proxy taken out of rotation while its log failed gets
+        no requests that could show the log works again, so the file is
+        probed instead (opened for appending, or its directory when the file
+        is gone, and its filesystem has room).  Nothing is written.
+        """
+        if self.failing is None or self.path == "-":
+            return self.failing
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            directory = os.path.dirname(os.path.abspath(self.path))
+            if not os.access(directory, os.W_OK | os.X_OK):
+                return self.failing
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return self.failing
+        try:
+            if os.fstatvfs(fd).f_bavail == 0:
+                return self.failing
+        finally:
+            os.close(fd)
+        self.failing = None
+        return None
+
     def _failed(self, what: str, error: Exception) -> None:
         self._failures += 1
         now = time.monotonic()
         if now - self._reported >= _REPORT_EVERY:
             self._reported = now
-            log.error("fail-open: {what} could not be written ({error}); "
-                      "{count} audit failure(s) so far", what=what, error=str(error),
-                      count=self._failures)
+            log.error("{mode}: {what} could not be written ({error}); {count} audit "
+                      "failure(s) so far; {consequence}",
+                      mode=f"fail-{self.failure}", what=what, error=str(error),
+                      count=self._failures,
+                      consequence="requests are refused with 503 until it can be written"
+                      if self.failure == "closed" else "traffic continues unrecorded")
 
     def _copy_failed(self, error: Exception) -> None:
         self._failed("audit copy (syslog/journald)", error)

@@ -69,6 +69,13 @@ def check_options(options: Any) -> list[str]:
     for name in ("audit-policy", "audit-key"):
         if options[name] is not None and not os.path.isfile(options[name]):
             problems.append(f"--{name}: {options[name]} is not a file")
+    if not options["audit-log"]:
+        needing = [f"--{name}" for name in ("audit-policy", "audit-key") if options[name]]
+        needing += [f"--{name}" for name in ("audit-syslog", "audit-journald")
+                    if options[name] != "off"]
+        if needing:
+            problems.append(f"{' and '.join(needing)} {'needs' if len(needing) == 1 else 'need'}"
+                            " --audit-log FILE (they apply to the audit log's records)")
     return problems
 
 
@@ -99,6 +106,12 @@ class JournaldCopy:
         self.only_checkpoints = only_checkpoints
         self.path = path
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self._sock.connect(path)
+        except OSError as e:
+            self._sock.close()
+            raise OSError(f"--audit-journald: no journald socket at {path} ({e.strerror}); "
+                          "run under systemd-journald, or use --audit-journald off") from None
 
     def send(self, line: bytes, checkpoint: bool) -> None:
         """Send one entry; raises OSError if journald is not there."""
@@ -106,7 +119,7 @@ class JournaldCopy:
             entry = (b"MESSAGE=" + line.rstrip(b"\n") + b"\nSYSLOG_IDENTIFIER=dockgate-audit\n"
                      b"PRIORITY=6\nDOCKGATE_AUDIT=" + (b"checkpoint" if checkpoint else b"record")
                      + b"\n")
-            self._sock.sendto(entry, self.path)
+            self._sock.send(entry)
 
 
 def build_audit(options: Any) -> JsonLinesAudit | NullAudit:

@@ -35,10 +35,30 @@ __all__ = [
     "SECRET_HEADERS",
     "Redactor",
     "clip",
+    "mask_url_credentials",
 ]
 
-DEFAULT_ENV_PATTERNS: tuple[str, ...] = ("*PASSWORD*", "*SECRET*", "*TOKEN*", "*KEY*")
-"""Names whose values are masked unless the audit policy lists its own patterns."""
+DEFAULT_ENV_PATTERNS: tuple[str, ...] = (
+    "*PASSWORD*", "*PASSWD*", "*PASSPHRASE*", "*SECRET*", "*TOKEN*", "*KEY*", "*CREDENTIAL*",
+    "*_PAT", "PAT", "*_PWD", "*_AUTH",
+)
+"""Names whose values are masked unless the audit policy lists its own patterns
+(``GITHUB_PAT``, ``NPM_TOKEN``, ``AWS_SECRET_ACCESS_KEY``, ``DB_PWD``, ``REGISTRY_AUTH``)."""
+
+_URL_CREDENTIAL = re.compile(r"([a-z][a-z0-9+.-]*://[^/\s:@]*:)([^@\s/]+)(@)", re.IGNORECASE)
+"""``scheme://user:password@host``: the password part of a URL with credentials."""
+
+
+def mask_url_credentials(text: str) -> tuple[str, bool]:
+    """``text`` with the password of every ``scheme://user:password@`` masked; (text, masked?).
+
+    Connection strings (``DATABASE_URL=postgres://app:pw@db/app``, a git
+    remote with a token) carry credentials under names no pattern can guess.
+    """
+    if "://" not in text:
+        return text, False
+    masked, count = _URL_CREDENTIAL.subn(lambda m: f"{m.group(1)}{MASK}{m.group(3)}", text)
+    return masked, count > 0
 
 MASK = "<masked>"
 
@@ -134,7 +154,8 @@ class Redactor:
         name, eq, _value = entry.partition("=")
         if eq and self.secret_name(name):
             return f"{clip(name)}={MASK}", True
-        return clip(entry), False
+        entry, hit = mask_url_credentials(entry)
+        return clip(entry), hit
 
     def body(self, endpoint: str, body: Any, at: Sequence[str | int], masked: list[str],
              erased: list[str]) -> Any:
@@ -174,6 +195,9 @@ class Redactor:
     def _walk(self, value: Any, at: tuple[str | int, ...], masked: list[str]) -> Any:
         """Copy ``value`` masking secrets and clipping long strings, in one pass."""
         if isinstance(value, str):
+            value, hit = mask_url_credentials(value)
+            if hit:
+                masked.append(pointer(*at))
             return clip(value)
         if isinstance(value, dict):
             out: dict[str, Any] = {}
@@ -201,8 +225,12 @@ class Redactor:
         and which people still use for tokens.
         """
         out: list[tuple[str, str]] = []
-        for name, value in query:
-            out.append((name, self._build_args(value, masked) if name == "buildargs" else value))
+        for name, given in query:
+            value, hit = mask_url_credentials(
+                self._build_args(given, masked) if name == "buildargs" else given)
+            if hit:
+                masked.append(pointer("query", name))
+            out.append((name, value))
         return tuple(out)
 
     def _build_args(self, value: str, masked: list[str]) -> str:
@@ -218,6 +246,11 @@ class Redactor:
                 args[name] = MASK
                 masked.append(pointer("query", "buildargs", name))
                 changed = True
+            elif isinstance(args[name], str):
+                args[name], hit = mask_url_credentials(args[name])
+                if hit:
+                    masked.append(pointer("query", "buildargs", name))
+                    changed = True
         return json.dumps(args, separators=(",", ":")) if changed else value
 
 

@@ -130,8 +130,10 @@ def summarise(records: Iterable[dict[str, Any]]) -> list[tuple[str, str, str, in
 def reconstruct(record: dict[str, Any]) -> tuple[CanonicalRequest, Peer, str]:
     """The canonical request and peer a ``RequestDecided`` record describes, and its basis.
 
-    The basis is ``request`` (the recorded canonical body was used) or
-    ``metadata`` (method, path and query only).
+    The basis is ``request`` (the recorded canonical body was used),
+    ``metadata`` (method, path and query only, and the request had no body,
+    so nothing is missing) or ``unknown`` (the request had a JSON body that
+    was not recorded: a decision without it would be a guess).
 
     Raises:
         ValueError: the record cannot be re-admitted (no endpoint, or a body
@@ -151,7 +153,9 @@ def reconstruct(record: dict[str, Any]) -> tuple[CanonicalRequest, Peer, str]:
     try:
         request = admit_head(method, target, headers, ctx)
         basis = "metadata"
-        if body is not None and request.endpoint.body == "json":
+        if body is None and request.endpoint.body == "json" and record.get("bytes_in") != 0:
+            basis = "unknown"
+        elif body is not None and request.endpoint.body == "json":
             if isinstance(body, dict) and body.get("dockgate_truncated"):
                 raise ValueError("the recorded body was too large and was not kept")
             request = admit_body(request, json.dumps(body).encode(), ctx)
@@ -168,6 +172,8 @@ def reconstruct(record: dict[str, Any]) -> tuple[CanonicalRequest, Peer, str]:
         uid=raw_peer.get("uid"),
         gid=raw_peer.get("gid"),
         principal=principal if isinstance(principal, str)
+        and raw_peer.get("transport") == "tls" else None,
+        user=principal if isinstance(principal, str) and raw_peer.get("transport") == "unix"
         and not principal.startswith("uid:") else None,
     )
     return request, peer, basis
@@ -175,7 +181,11 @@ def reconstruct(record: dict[str, Any]) -> tuple[CanonicalRequest, Peer, str]:
 
 @dataclass(frozen=True)
 class Replayed:
-    """One request re-decided: what was decided then, what would be now, and on what basis."""
+    """One request re-decided: what was decided then, what would be now, and on what basis.
+
+    ``after`` is ``unknown`` when the record lacks what the decision needs
+    (the body, at metadata level): replay says so rather than guessing.
+    """
 
     record: dict[str, Any]
     before: str
@@ -188,7 +198,7 @@ class Replayed:
     def change(self) -> str | None:
         """``allowed->denied``, ``denied->allowed``, or None when the outcome holds."""
         was, now = self.before != "deny", self.after != "deny"
-        if was == now:
+        if was == now or self.after == "unknown":
             return None
         return "allowed->denied" if was else "denied->allowed"
 
@@ -211,6 +221,10 @@ def replay(records: Iterable[dict[str, Any]], policy: Policy) -> Iterator[Replay
             request, peer, basis = reconstruct(record)
         except ValueError as e:
             yield f"{record.get('id')}: skipped: {e}"
+            continue
+        if basis == "unknown":
+            yield Replayed(record, str(record.get("decision")), "unknown", basis, None,
+                           "the request body was not recorded (audit level metadata)")
             continue
         decision = decide(policy, request, peer)
         yield Replayed(record, str(record.get("decision")), decision.verdict, basis,

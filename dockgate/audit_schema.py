@@ -122,16 +122,18 @@ def _peer(peer: Peer | None) -> dict[str, Any] | None:
 def principal_of(peer: Peer | None) -> str | None:
     """Who acted, as one filterable string.
 
-    The certificate principal when the connection had one; else the unix
-    uid the kernel vouched for; else nothing (a plain TCP caller has no
-    identity, only an address).
+    The certificate's CN when the connection had one; else the user name of
+    the unix uid the kernel vouched for (``uid:N`` when it has no name);
+    else nothing (a plain TCP caller has no identity, only an address).
+    One naming across transports: the user ``bob`` and the certificate
+    ``CN=bob`` are both ``bob``, as a tenants file names them.
     """
     if peer is None:
         return None
     if peer.principal:
         return _text(peer.principal)
     if peer.uid is not None:
-        return f"uid:{peer.uid}"
+        return _text(peer.user) if peer.user else f"uid:{peer.uid}"
     return None
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "Frame",
     "Recording",
     "SessionWriter",
+    "TerminalFilter",
     "asciicast",
     "demux",
     "read_recording",
@@ -273,3 +274,90 @@ def asciicast(recording: Recording, include_input: bool = False) -> Iterator[str
     for at, code, text in events:
         if text:
             yield json.dumps([round(at, 6), code, text])
+
+
+_CSI_ALLOWED = frozenset("ABCDEFGHJKLMPSTXZdefghlmrsu@`")
+"""CSI finals that move the cursor, edit the screen, set modes or colours.  Left out:
+the ones that make the terminal answer into the reviewer's input (``n``, ``c``,
+``x``), window operations (``t``: title stack, resize, report) and the rest."""
+_ESC_ALLOWED = frozenset("78DEM=>")
+_ESC_STRING = frozenset("]P_^X")
+"""OSC, DCS, APC, PM, SOS: strings up to BEL or ST (title, clipboard, hyperlinks,
+terminal queries), never replayed."""
+_CSI_LIMIT = 64
+
+
+class TerminalFilter:
+    """Passes what a terminal needs to replay a session, and drops what could act on it.
+
+    A recording is the bytes a container wrote, and replaying them writes them
+    to the reviewer's terminal.  Printable text, tab, newline, carriage return,
+    backspace, cursor and colour sequences pass; OSC/DCS/APC/PM/SOS strings
+    (clipboard writes, window titles, queries), sequences that make the
+    terminal answer, other escapes and C0/C1 controls are dropped.  Stateful,
+    so a sequence split across frames is handled as a whole; UTF-8 is decoded
+    incrementally for the same reason.
+    """
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._state = "text"
+        self._pending = ""
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """The safe part of ``data``, as UTF-8."""
+        out: list[str] = []
+        for ch in self._decoder.decode(data):
+            self._step(ch, out)
+        return "".join(out).encode("utf-8")
+
+    def _step(self, ch: str, out: list[str]) -> None:
+        state = self._state
+        code = ord(ch)
+        if state == "text":
+            if ch == "\x1b":
+                self._state, self._pending = "esc", ch
+            elif (code >= 0x20 and not 0x7f <= code <= 0x9f) or ch in "\t\n\r\b":
+                out.append(ch)
+            else:
+                self.dropped += 1
+        elif state == "esc":
+            self._escape(ch, out)
+        elif state == "csi":
+            self._pending += ch
+            if 0x40 <= code <= 0x7e:
+                if ch in _CSI_ALLOWED and not any(0x20 <= ord(c) <= 0x2f for c in self._pending):
+                    out.append(self._pending)
+                else:
+                    self.dropped += 1
+                self._state = "text"
+            elif not 0x20 <= code <= 0x3f or len(self._pending) > _CSI_LIMIT:
+                self.dropped += 1
+                self._state = "text"
+        elif state == "charset":
+            out.append(self._pending + ch)
+            self._state = "text"
+        elif state == "string":
+            if ch == "\x07":
+                self._state = "text"
+            elif ch == "\x1b":
+                self._state = "string-esc"
+        else:  # string-esc: ESC \ ends the string
+            self._state = "text" if ch == "\\" else "string"
+
+    def _escape(self, ch: str, out: list[str]) -> None:
+        self._pending += ch
+        if ch == "[":
+            self._state = "csi"
+        elif ch in "()":
+            self._state = "charset"
+        elif ch in _ESC_STRING:
+            self.dropped += 1
+            self._state = "string"
+        else:
+            if ch in _ESC_ALLOWED:
+                out.append(self._pending)
+            else:
+                self.dropped += 1
+            self._state = "text"

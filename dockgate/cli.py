@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from dockgate import __version__, oplog, tap
+from dockgate.listeners import CannotListen
 from dockgate.policy import PolicyError
 
 __all__ = ["ServeOptions", "main", "run_service", "serve"]
@@ -85,6 +87,10 @@ def run_service(root: Any, reactor: Any) -> int:
         try:
             root.privilegedStartService()
             root.startService()
+        except CannotListen as e:  # an operator's mistake: one line, no traceback
+            log.error("dockgate could not start: {why}", why=str(e))
+            failed.append(True)
+            reactor.stop()
         except Exception:
             log.failure("dockgate could not start")
             failed.append(True)
@@ -109,6 +115,7 @@ def serve(argv: Sequence[str]) -> int:
         print("Run 'dockgate serve --help' for the options.", file=sys.stderr)
         return 2
     oplog.start_logging(sys.stderr, options["log-format"])
+    options.access_stream = (sys.stderr, options["log-format"])
     # Imported only now so that nothing installs a reactor before it is needed.
     from dockgate.reactor import install  # noqa: PLC0415
 
@@ -116,7 +123,7 @@ def serve(argv: Sequence[str]) -> int:
 
     try:
         root = tap.makeService(options, reactor)
-    except (PolicyError, OSError) as e:
+    except (PolicyError, OSError, CannotListen) as e:
         print(f"dockgate serve: {e}", file=sys.stderr)
         return 1
     except Exception:
@@ -182,4 +189,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": _delegate("config"),
         "import-env": _delegate("import-env"),
     }
-    return commands[args.command](args.args)
+    try:
+        status = commands[args.command](args.args)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader went away (``dockgate ... | head``): stop quietly, and keep
+        # the interpreter's final flush of stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

@@ -17,8 +17,12 @@ stricter in places on purpose:
   ``ALLOW_PAUSE`` and ``ALLOW_UNPAUSE`` grant their one endpoint whatever
   ``POST`` says, as LinuxServer documents (Tecnativa's image evaluates its
   ``POST`` denial first).
-* ``build.grpc`` has no variable of its own; it is allowed when both
-  ``BUILD`` and ``SESSION`` are, with ``POST``.
+* ``build.grpc`` (``/grpc``) is opened by ``GRPC``, as the prefix rule of the
+  images that have it does, or by ``BUILD`` and ``SESSION`` together; with
+  ``POST`` either way.
+* Variables that look like theirs but are not (``CONTAINER=1``,
+  ``ALLOW_RESTART=1``) and values that are not booleans are reported
+  (``unknown_variables``), since the images ignore them silently.
 * ``container.attach.ws`` is a GET but writes to the container's stdin, so
   it needs ``POST`` like the other attach.
 * Requests are parsed and bodies read, so malformed requests a prefix match
@@ -27,13 +31,21 @@ stricter in places on purpose:
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from dockgate.routes import ROUTES
 
-__all__ = ["SECTIONS", "allowed_endpoints", "in_container", "main", "policy_yaml"]
+__all__ = [
+    "SECTIONS",
+    "allowed_endpoints",
+    "in_container",
+    "main",
+    "policy_yaml",
+    "unknown_variables",
+]
 
 SECTIONS: dict[str, str] = {
     "_ping": "PING", "auth": "AUTH", "build": "BUILD", "commit": "COMMIT",
@@ -41,7 +53,7 @@ SECTIONS: dict[str, str] = {
     "events": "EVENTS", "exec": "EXEC", "images": "IMAGES", "info": "INFO",
     "networks": "NETWORKS", "nodes": "NODES", "plugins": "PLUGINS", "secrets": "SECRETS",
     "services": "SERVICES", "session": "SESSION", "swarm": "SWARM", "system": "SYSTEM",
-    "tasks": "TASKS", "version": "VERSION", "volumes": "VOLUMES",
+    "tasks": "TASKS", "version": "VERSION", "volumes": "VOLUMES", "grpc": "GRPC",
 }
 """First path segment → the variable that opens it (as the HAProxy rules match prefixes)."""
 
@@ -84,7 +96,7 @@ def _section(template: str, endpoint_id: str) -> tuple[str, ...]:
     if endpoint_id == "exec.create":
         return ("EXEC",)
     if endpoint_id == "build.grpc":
-        return ("BUILD", "SESSION")
+        return ("BUILD", "SESSION")  # or GRPC alone: see allowed_endpoints
     first = template.lstrip("/").split("/", 1)[0]
     name = SECTIONS.get(first)
     return (name,) if name else ()
@@ -98,7 +110,8 @@ def allowed_endpoints(env: Mapping[str, str]) -> list[str]:
     for route in ROUTES:
         endpoint = route.endpoint
         needs = _section(endpoint.template, endpoint.id)
-        opened = bool(needs) and all(_enabled(env, n) for n in needs)
+        opened = (bool(needs) and all(_enabled(env, n) for n in needs)) or (
+            endpoint.id == "build.grpc" and _enabled(env, "GRPC"))
         # A hijacked GET (attach over websocket) writes to the container: not a read.
         read = endpoint.method in _READ_METHODS and not endpoint.hijack
         wanted = (opened and (post or read)) or endpoint.id in carved
@@ -137,6 +150,33 @@ def policy_yaml(env: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_BOOLEAN = frozenset({"0", "1", "true", "false", "yes", "no", "on", "off"})
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """Warnings for variables that look like docker-socket-proxy's but do nothing.
+
+    The images ignore a misspelt variable (``CONTAINER=1``) silently and the
+    stack then fails for want of access; here each one is named with the
+    variable it probably meant, and so is a value that is not a boolean.
+    """
+    known = {*SECTIONS.values(), *CARVE_OUTS, "POST", *IGNORED}
+    warnings: list[str] = []
+    for name in sorted(env):
+        if name in known:
+            if name not in IGNORED and env[name].strip().lower() not in _BOOLEAN:
+                warnings.append(f"{name}={env[name]!r} is not 0 or 1; "
+                                f"it counts as {'1' if _truthy(env[name]) else '0'}")
+            continue
+        if not name.isupper():
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{name} is not a docker-socket-proxy variable "
+                            f"and is ignored; did you mean {close[0]}?")
+    return warnings
+
+
 def in_container() -> bool:
     """Whether this process looks like it runs in a container (Docker or Podman)."""
     return (
@@ -165,5 +205,7 @@ def main(argv: Sequence[str]) -> int:
     if argv:
         print(f"dockgate import-env: unexpected arguments: {' '.join(argv)}", file=sys.stderr)
         return 2
+    for warning in unknown_variables(os.environ):
+        print(f"dockgate import-env: warning: {warning}", file=sys.stderr)
     sys.stdout.write(policy_yaml(os.environ))
     return 0

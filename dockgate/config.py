@@ -35,7 +35,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.admin import parse_admin_listener
-from dockgate.listeners import parse_listener, parse_upstream
+from dockgate.listeners import (
+    OPEN_TCP,
+    DelegatedListenerSpec,
+    parse_listener,
+    parse_upstream,
+    plain_tcp_loopback,
+)
 from dockgate.policy.source import Document, PolicyError, read_yaml, schema_problems
 
 __all__ = ["CONFIG_SCHEMA", "Config", "load_config", "main"]
@@ -103,6 +109,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         audit=_obj((), **AUDIT_KEYS),
         limits=_obj((), **LIMIT_KEYS),
         log_format={"enum": ["text", "json"]},
+        access_log={"type": "boolean"},
+        insecure_listen={"type": "boolean"},
     ),
 }
 
@@ -172,9 +180,14 @@ def parse_config(doc: Document) -> Config:
     for i, item in enumerate(data.get("listeners", [])):
         text = _listener_text(item, base)
         try:
-            parse_listener(text)
+            spec = parse_listener(text)
         except ValueError as e:
             problems.append(doc.problem(("listeners", i), str(e)))
+        else:
+            if (isinstance(spec, DelegatedListenerSpec) and plain_tcp_loopback(spec) is False
+                    and not data.get("insecure_listen")):
+                problems.append(doc.problem(("listeners", i), f"{OPEN_TCP}, or set "
+                                            "insecure_listen: true if that is what you mean"))
         config.listeners.append(text)
     checks = {"upstream": parse_upstream, "admin": parse_admin_listener}
     for key, check in checks.items():
@@ -193,6 +206,10 @@ def parse_config(doc: Document) -> Config:
         config.options["admin-listen"] = data["admin"]
     if "log_format" in data:
         config.options["log-format"] = data["log_format"]
+    if "access_log" in data:
+        config.options["access-log"] = "on" if data["access_log"] else "off"
+    if "insecure_listen" in data:
+        config.options["insecure-listen"] = 1 if data["insecure_listen"] else 0
     for key, value in data.get("audit", {}).items():
         name = "audit-log" if key == "log" else "audit-" + key.replace("_", "-")
         config.options[name] = _absolute(base, value) if key in _PATH_AUDIT_KEYS else value

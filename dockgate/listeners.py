@@ -29,7 +29,9 @@ from specs is the only part that needs a reactor.
 
 from __future__ import annotations
 
+import errno
 import grp
+import ipaddress
 import os
 import socket
 import stat
@@ -47,6 +49,7 @@ from twisted.internet.endpoints import (
     UNIXClientEndpoint,
     serverFromString,
 )
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
@@ -60,6 +63,7 @@ from dockgate.tlshalfclose import HalfCloseTLSEndpoint
 
 __all__ = [
     "DEFAULT_UNIX_MODE",
+    "OPEN_TCP",
     "CannotListen",
     "DelegatedListenerSpec",
     "InheritedUnixListener",
@@ -67,10 +71,12 @@ __all__ = [
     "UnixListener",
     "UnixListenerSpec",
     "UpstreamSpec",
+    "describe_bind_error",
     "listener_endpoint",
     "parse_description",
     "parse_listener",
     "parse_upstream",
+    "plain_tcp_loopback",
     "tls_options",
     "upstream_endpoint",
 ]
@@ -262,6 +268,38 @@ def _parse_tls(text: str, positional: list[str], options: dict[str, str]) -> TLS
     return spec
 
 
+def _check_tcp(text: str, positional: list[str], options: dict[str, str]) -> None:
+    """What Twisted's ``tcp:`` parser would fail on only when binding, checked now."""
+    given = positional + ([options["port"]] if "port" in options else [])
+    if len(given) != 1 or not given[0]:
+        raise ValueError(f"endpoint {text!r} must name exactly one port, as in tcp:2375")
+    port = _parse_number(text, "port", given[0])
+    if not 0 < port < 65536:
+        raise ValueError(f"endpoint {text!r}: port must be between 1 and 65535")
+    _parse_number(text, "backlog", options.get("backlog", "50"))
+    _reject_unknown(text, {k: v for k, v in options.items()
+                           if k not in ("port", "interface", "backlog")})
+
+
+OPEN_TCP = ("plain TCP on an interface other than loopback lets anyone who can reach it "
+            "drive the Docker daemon; use tls:, a unix socket or loopback")
+"""Why a plain TCP listener off loopback is refused unless the operator says they mean it."""
+
+
+def plain_tcp_loopback(spec: DelegatedListenerSpec) -> bool | None:
+    """For a ``tcp:``/``tcp6:`` listener, whether it binds loopback only; None for others."""
+    kind, _, options = parse_description(spec.description)
+    if kind not in _LOOPBACK:
+        return None
+    interface = options.get("interface", "")
+    if interface == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_listener(text: str) -> ListenerSpec:
     """Parse a ``--listen`` string.
 
@@ -290,6 +328,7 @@ def parse_listener(text: str) -> ListenerSpec:
             raise ValueError(f"endpoint {text!r}: mode must be at most 777")
         return spec
     if kind in _LOOPBACK:
+        _check_tcp(text, positional, options)
         if "interface" not in options:
             text = f"{text}:interface={_quote(_LOOPBACK[kind])}"
         return DelegatedListenerSpec(text)
@@ -313,7 +352,8 @@ def _clear_stale_socket(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISSOCK(st.st_mode):
-        raise CannotListen(f"{path} exists and is not a socket")
+        raise CannotListen(f"{path} exists and is not a socket; move it away or choose another "
+                           "path (dockgate removes only stale sockets)")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
@@ -328,7 +368,24 @@ def _clear_stale_socket(path: str) -> None:
         raise CannotListen(f"cannot tell whether {path} is in use: {e}") from e
     finally:
         probe.close()
-    raise CannotListen(f"another process is listening on {path}")
+    raise CannotListen(f"another process is listening on {path}; stop it or choose another path")
+
+
+def describe_bind_error(error: BaseException) -> str:
+    """One line for why a listener could not bind, with what to do about it."""
+    if isinstance(error, CannotListen):
+        return str(error)
+    if isinstance(error, CannotListenError):
+        where = f"{error.interface or '*'}:{error.port}"
+        why = getattr(error.socketError, "strerror", None) or str(error.socketError)
+        if getattr(error.socketError, "errno", None) == errno.EADDRINUSE:
+            return f"{where} is already in use; stop what listens there or choose another port"
+        if getattr(error.socketError, "errno", None) == errno.EACCES:
+            return f"cannot bind {where}: {why}; ports below 1024 need privileges"
+        return f"cannot bind {where}: {why}"
+    if isinstance(error, OSError):
+        return f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"
+    return f"{type(error).__name__}: {error}"
 
 
 def _group_id(group: str) -> int:

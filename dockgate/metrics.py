@@ -165,26 +165,34 @@ class MetricsAudit:
     of ``inner`` is counted and re-raised, so fail-closed behaviour is kept.
     """
 
-    def __init__(self, inner: Any, metrics: Metrics) -> None:
+    def __init__(self, inner: Any, metrics: Metrics | None,
+                 access: Callable[[AuditEvent], None] | None = None) -> None:
         self.inner = inner
         self.metrics = metrics
+        self.access = access
+        """Also sees every event, after the inner sink (the access log, ``oplog.AccessLog``)."""
 
     def record(self, event: AuditEvent) -> None:
         """Count ``event``, then record it with the inner sink."""
         try:
             self.inner.record(event)
         except Exception:
-            self.metrics.audit_failures.inc()
+            if self.metrics is not None:
+                self.metrics.audit_failures.inc()
             raise
         finally:
-            self.metrics.observe(event)
+            if self.metrics is not None:
+                self.metrics.observe(event)
+            if self.access is not None:
+                self.access(event)
 
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
         """Pass session bytes on; a failure to record them is an audit failure."""
         try:
             self.inner.session_data(event_id, direction, data)
         except Exception:
-            self.metrics.audit_failures.inc()
+            if self.metrics is not None:
+                self.metrics.audit_failures.inc()
             raise
 
     def recording(self, event_id: str) -> bool:

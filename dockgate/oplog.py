@@ -13,6 +13,8 @@ The JSON form is written by a small observer here rather than Twisted's
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
@@ -21,6 +23,7 @@ from twisted.logger import (
     ILogFilterPredicate,
     ILogObserver,
     LogEvent,
+    Logger,
     LogLevel,
     LogLevelFilterPredicate,
     PredicateResult,
@@ -30,7 +33,10 @@ from twisted.logger import (
 )
 from zope.interface import directlyProvides
 
-__all__ = ["LOG_FORMATS", "json_lines_observer", "start_logging"]
+from dockgate.audit_schema import principal_of
+from dockgate.model import AuditEvent
+
+__all__ = ["FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "start_logging"]
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -93,3 +99,95 @@ def start_logging(
         predicates.append(ILogFilterPredicate(_drop_factory_chatter))
     filtered = ILogObserver(FilteringLogObserver(observer, predicates))
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
+
+
+FINAL_STAGES = frozenset({"ResponseComplete", "SessionEnded"})
+"""The stage that ends each exchange: one access line per request, written then."""
+
+_PATH_LIMIT = 200
+_access_log = Logger(namespace="dockgate.access")
+
+
+def caller_of(event: AuditEvent) -> str:
+    """The caller as the access log names it: the principal (``bob``), else the address."""
+    peer = event.peer
+    return (principal_of(peer) or peer.address) if peer is not None else "-"
+
+
+class AccessLog:
+    """One line per finished request on the operational log: who did what, and how it ended.
+
+    Written from the audit event of the exchange's last stage, which the proxy
+    builds anyway, so a request costs one string format and a list append;
+    the lines of a reactor turn are written together (``defer``), as the
+    audit log writes its held records.  The path is shown without its query,
+    which may hold secrets (``buildargs``, a URL with a password); the audit
+    log keeps the query, masked.
+
+    Under ``dockgate serve`` lines go straight to the operational log's
+    stream in its format (``text`` or ``json``); with no stream (``twistd``)
+    they go through ``twisted.logger`` to whatever twistd logs to.
+    """
+
+    def __init__(self, stream: TextIO | None = None, log_format: LogFormat = "text") -> None:
+        self.stream = stream
+        self.json = log_format == "json"
+        self.defer: Callable[[Callable[[], None]], object] | None = None
+        self._pending: list[str] = []
+        self._second = -1
+        self._stamp = self._utc = ""
+
+    def __call__(self, event: AuditEvent) -> None:
+        """Log ``event`` if it ends its exchange."""
+        if event.stage not in FINAL_STAGES:
+            return
+        request, decision = event.request, event.decision
+        path = request.path if request is not None else event.raw_target.partition("?")[0]
+        if request is not None and request.version:
+            path = f"/v{request.version}{path}"
+        if len(path) > _PATH_LIMIT or not path.isprintable():
+            path = path[:_PATH_LIMIT].encode("unicode_escape").decode("ascii")
+        caller = caller_of(event)
+        verdict = decision.verdict if decision is not None else "-"
+        rule = (decision.rule or "default") if decision is not None else "-"
+        tenant = f" tenant={event.tenant}" if event.tenant else ""
+        message = (f"{event.method} {path} caller={caller}{tenant} decision={verdict} "
+                   f"rule={rule} status={event.status if event.status is not None else '-'} "
+                   f"duration={event.duration * 1000:.1f}ms")
+        if self.stream is None:
+            _access_log.info("{message}", message=message)
+            return
+        self._pending.append(self._line(event, message, caller, verdict, rule))
+        if len(self._pending) == 1:
+            if self.defer is None:
+                self.flush()
+            else:
+                self.defer(self.flush)
+
+    def _line(self, event: AuditEvent, message: str, caller: str, verdict: str,
+              rule: str) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:  # formatting a time costs more than the rest
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now))
+            self._utc = datetime.fromtimestamp(second, UTC).isoformat()
+        if self.json:
+            return json.dumps({
+                "time": self._utc, "level": "info",
+                "namespace": "dockgate.access", "message": message, "method": event.method,
+                "path": message.split(" ", 2)[1], "caller": caller, "tenant": event.tenant,
+                "decision": verdict, "rule": rule, "status": event.status,
+                "duration": event.duration,
+            }, ensure_ascii=True) + "\n"
+        return f"{self._stamp} [dockgate.access#info] {message}\n"
+
+    def flush(self) -> None:
+        """Write the lines held so far."""
+        lines, self._pending = self._pending, []
+        if lines and self.stream is not None:
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # standard error is gone; the audit log is the record

@@ -337,6 +337,18 @@ class ProxyServerFactory(ServerFactory):
         self._quota_locks: dict[str, DeferredLock] = {}
         self._policies: dict[str, tuple[int, Policy]] = {}
         self.daemon_facts: DaemonFacts | None = None  # GET /info, read once when a policy asks
+        self.connections: set[ProxyServerProtocol] = set()
+        """Open client connections, so a shutdown can complete their records."""
+
+    def shut_down(self) -> None:
+        """dockgate is stopping: end every open exchange now, with its last record.
+
+        Called before the audit log closes; a stream that never ends by itself
+        (``docker events``, ``logs -f``) would otherwise lose its
+        ``ResponseComplete`` when the reactor drops the connection later.
+        """
+        for connection in list(self.connections):
+            connection.shut_down()
 
     def quota_lock(self, tenant: str) -> DeferredLock:
         """The lock that serialises a tenant's quota-checked requests."""
@@ -443,6 +455,7 @@ class ProxyServerProtocol(Protocol):
         self._peer_key = _peer_key(self.peer)
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self.factory.connections.add(self)
         overall, mine = self.factory.connection_opened(self._peer_key)
         if overall > self.settings.max_connections:
             self._refuse_connection(TooManyConnections("too many connections to dockgate"))
@@ -501,6 +514,7 @@ class ProxyServerProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Abort whatever the client left behind: nothing stays half-open."""
+        self.factory.connections.discard(self)
         self.factory.connection_closed(self._peer_key)
         self._head_deadline.cancel()
         self._answer_deadline.cancel()
@@ -1633,6 +1647,16 @@ class ProxyServerProtocol(Protocol):
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
+    def shut_down(self) -> None:
+        """dockgate is stopping: record how the open exchange ended, then drop the connection."""
+        self.factory.connections.discard(self)
+        if self.splice is not None:
+            self.splice.client_lost()
+        x = self.exchange
+        if x is not None and x.error is None and not (x.request_done and x.status is not None):
+            x.error = "dockgate shut down"
+        self._abort()
+
     def _abort(self) -> None:
         """Drop the connection at once (a response cannot be completed)."""
         x = self.exchange
@@ -1678,6 +1702,8 @@ class ProxyServerProtocol(Protocol):
         )
         try:
             self.settings.audit.record(event)
+        except OSError:
+            return False  # the sink logged it (once per interval, fail-closed)
         except Exception:
             self.log.failure("audit write failed at {stage}", stage=stage)
             return False

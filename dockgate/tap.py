@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import dataclasses
 import gc
+import grp
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -35,15 +36,23 @@ from dockgate.admission import ApiContext
 from dockgate.audit import JsonLinesAudit, NullAudit
 from dockgate.config import Config, load_config
 from dockgate.listeners import (
+    OPEN_TCP,
+    CannotListen,
+    DelegatedListenerSpec,
     ListenerSpec,
+    UnixListenerSpec,
     UpstreamSpec,
+    describe_bind_error,
     listener_endpoint,
     parse_listener,
     parse_upstream,
+    plain_tcp_loopback,
     upstream_endpoint,
 )
 from dockgate.metrics import Metrics, MetricsAudit
+from dockgate.oplog import AccessLog, LogFormat
 from dockgate.policy import PolicyError, PolicyHolder
+from dockgate.policy.rules import IMPLICIT_PLAIN_NAMES
 from dockgate.server import ProxySettings, build_proxy_factory
 from dockgate.tenancy import TenantMap
 
@@ -101,8 +110,11 @@ class Options(usage.Options):
         "request and forwards the allowed ones to the daemon. "
         "Listeners: unix:/path or unix:path=/path, with options mode=660 (the default; "
         "octal), group=NAME, backlog=N, lockfile=0|1; tcp:PORT or tcp6:PORT, bound to "
-        "loopback unless interface=ADDR is given; systemd:domain=UNIX:name=NAME for socket "
-        "activation. SIGHUP reloads the policy and reopens the audit log."
+        "loopback unless interface=ADDR is given (another interface needs --insecure-listen); "
+        "tls:PORT:cert=FILE:key=FILE:ca=FILE for mutual TLS (client certificates required, "
+        "loopback unless interface=ADDR is given); systemd:domain=UNIX:name=NAME for socket "
+        "activation. SIGHUP reloads the policy and reopens the audit log. "
+        "Each finished request is logged on standard error (--access-log off to stop)."
     )
     optParameters: ClassVar[list[list[Any]]] = [
         ["upstream", "u", DEFAULT_UPSTREAM,
@@ -144,12 +156,18 @@ class Options(usage.Options):
         ["admin-listen", None, None,
          "Admin endpoint for /metrics, /healthz and /readyz: unix:/path, or tcp:PORT on "
          "loopback. Default: off."],
+        ["access-log", None, "on",
+         "One line per finished request on the operational log (method, path, caller, "
+         "decision, rule, status, duration): on|off."],
     ]
     optFlags: ClassVar[list[list[Any]]] = [
         ["compat-env", None,
          "Run from docker-socket-proxy variables (CONTAINERS=1, POST=0, ...): the policy is "
          "generated from them, and dockgate listens on DOCKGATE_LISTEN, else tcp:2375 "
          "(every interface inside a container, loopback on a host)."],
+        ["insecure-listen", None,
+         "Allow a plain tcp:/tcp6: listener on an interface other than loopback. Anyone who "
+         "can reach it drives the Docker daemon unauthenticated; prefer tls: or a unix socket."],
     ]
 
     def __init__(self) -> None:
@@ -159,6 +177,11 @@ class Options(usage.Options):
         self.admin: ListenerSpec | None = None
         self.config: Config | None = None
         self.from_config: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        self.access_stream: tuple[TextIO | None, LogFormat] = (None, "text")
+        """Where ``dockgate serve`` writes access lines (None: through twisted.logger)."""
+        """Things the operator should hear about at startup (logged once running)."""
+        self._compat_listener: str | None = None
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         """Read ``--config`` first, so its values are defaults the command line overrides."""
@@ -176,7 +199,9 @@ class Options(usage.Options):
         super().parseOptions(args)  # type: ignore[no-untyped-call]
 
     def opt_listen(self, description: str) -> None:
-        """Endpoint to listen on; repeatable. Default: unix:/var/run/dockgate.sock"""
+        """Endpoint to listen on; repeatable: unix:/path[:mode=660][:group=NAME],
+        tcp:PORT (loopback), tls:PORT:cert=FILE:key=FILE:ca=FILE, or
+        systemd:domain=UNIX:name=NAME. Default: unix:/var/run/dockgate.sock"""
         try:
             self.listeners.append((description, parse_listener(description)))
         except ValueError as e:
@@ -204,6 +229,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--upstream: {e}") from None
         if self["pool-size"] < 0:
             raise usage.UsageError("--pool-size must not be negative")
+        if self["access-log"] not in ("on", "off"):
+            raise usage.UsageError("--access-log must be on or off")
+        for name, spec in self.listeners:
+            self._check_listener(name, spec)
         audit_problems = audit_config.check_options(self)
         if audit_problems:
             raise usage.UsageError("; ".join(audit_problems))
@@ -230,9 +259,38 @@ class Options(usage.Options):
         if self["policy"] is None:
             self["policy"] = _write_compat_policy(compat.policy_yaml(env))
         if not self.listeners:
-            self.opt_listen(compat.default_listen(env))
+            self._compat_listener = compat.default_listen(env)
+            self.opt_listen(self._compat_listener)
+        self.warnings.extend(f"--compat-env: {w}" for w in compat.unknown_variables(env))
         if self["upstream"] == DEFAULT_UPSTREAM and env.get("SOCKET_PATH"):
             self["upstream"] = f"unix:{env['SOCKET_PATH']}"
+
+    def _check_listener(self, name: str, spec: ListenerSpec) -> None:
+        """Refuse what cannot work or should not run unasked, before anything is bound.
+
+        A unix socket's group must exist.  A plain TCP listener off loopback
+        is an unauthenticated Docker API for the network; it needs
+        ``--insecure-listen`` (the docker-socket-proxy default inside a
+        container, chosen by ``--compat-env`` itself, is allowed with a warning).
+        """
+        if isinstance(spec, UnixListenerSpec) and spec.group and not spec.group.isdigit():
+            try:
+                grp.getgrnam(spec.group)
+            except KeyError:
+                raise usage.UsageError(
+                    f"--listen {name}: no such group {spec.group!r}; create it or name "
+                    "an existing group (or its number)") from None
+        if not isinstance(spec, DelegatedListenerSpec) or plain_tcp_loopback(spec) is not False:
+            return
+        if self["insecure-listen"]:
+            self.warnings.append(f"--listen {name}: plain TCP off loopback (--insecure-listen): "
+                                 "anyone who can reach it controls the Docker daemon")
+        elif name == self._compat_listener:
+            self.warnings.append(f"--compat-env listens on {name}, as docker-socket-proxy "
+                                 "did: keep that port on a private network")
+        else:
+            raise usage.UsageError(
+                f"--listen {name}: {OPEN_TCP}, or add --insecure-listen if that is what you mean")
 
     def settings_fields(self) -> Iterator[tuple[str, Any]]:
         """The ``ProxySettings`` fields set from options, as (field, value)."""
@@ -365,6 +423,77 @@ class AuditUpkeep(Service):
         result.addCallbacks(lambda _: done(None), lambda failure: done(failure.value))
 
 
+def startup_summary(options: Options, holder: PolicyHolder) -> str:
+    """The startup line: what listens, where it forwards, and what decides and records."""
+    audit = options["audit-log"]
+    if audit:
+        key = f"signed with {options['audit-key']}" if options["audit-key"] else "unsigned"
+        rules = options["audit-policy"] or "default: metadata"
+        audit_text = (f"audit log {audit} (audit policy {rules}, {key}, "
+                      f"fail-{options['audit-failure']})")
+    else:
+        audit_text = "audit log off"
+    return (f"listening on {', '.join(name for name, _ in options.listeners)}, "
+            f"forwarding to {options['upstream']}, policy {holder.current.name!r} "
+            f"from {options['policy']}, tenants {options['tenants'] or 'off'}, {audit_text}, "
+            f"access log {options['access-log']}")
+
+
+def allows_everything(holder: PolicyHolder) -> bool:
+    """Whether the policy in force has no rule but the implicit floor (the privileged
+    profile: only driver names that are paths are refused)."""
+    return all(r.id == IMPLICIT_PLAIN_NAMES for r in holder.current.rules)
+
+
+def not_ready(audit: AuditLog) -> list[str]:
+    """Why requests cannot be served now, besides the daemon (which /readyz pings).
+
+    A policy is always loaded (startup fails without one, and a failed reload
+    keeps the one in force), so only the audit log is asked.
+    A fail-closed audit log whose last record could not be written refuses
+    every request, so the proxy is not ready until a record is written again.
+    """
+    problems = []
+    inner = _inner(audit)
+    failing = inner.recheck() if isinstance(inner, JsonLinesAudit) else None
+    if failing and inner.failure == "closed":
+        problems.append(f"audit log not writable (fail-closed): {failing}")
+    return problems
+
+
+class EndExchanges(Service):
+    """On stop, ends the exchanges still open on every listener, recording each one."""
+
+    def __init__(self, factories: list[Any]) -> None:
+        self._factories = factories
+
+    def stopService(self) -> None:
+        """Complete and drop every open client connection."""
+        for factory in self._factories:
+            factory.shut_down()
+        super().stopService()  # type: ignore[no-untyped-call]
+
+
+class TurnEnd(Service):
+    """Lets the access log write its lines once per reactor turn while the service runs."""
+
+    def __init__(self, access: AccessLog, reactor: Any) -> None:
+        self._access = access
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        """Hand the access log the reactor's end-of-turn hook (or a zero-delay call)."""
+        super().startService()  # type: ignore[no-untyped-call]
+        at_turn_end = getattr(self._reactor, "at_turn_end", None)
+        self._access.defer = at_turn_end or (lambda flush: self._reactor.callLater(0, flush))
+
+    def stopService(self) -> None:
+        """Write what is held, and write directly from now on."""
+        self._access.defer = None
+        self._access.flush()
+        super().stopService()  # type: ignore[no-untyped-call]
+
+
 class ProxyService(MultiService):
     """All of dockgate's listeners, started together.
 
@@ -373,9 +502,10 @@ class ProxyService(MultiService):
     proxy (and no socket file) behind.
     """
 
-    def __init__(self, summary: str) -> None:
+    def __init__(self, summary: str, warnings: list[str] | None = None) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.summary = summary
+        self.warnings = list(warnings or ())
 
     def startService(self) -> None:
         """Start every child and say what is running.
@@ -388,18 +518,28 @@ class ProxyService(MultiService):
         gc.collect()
         gc.freeze()
         log.info("dockgate {version} {summary}", version=__version__, summary=self.summary)
+        for warning in self.warnings:
+            log.warn("{warning}", warning=warning)
 
     def privilegedStartService(self) -> None:
-        """Bind every listener, or none."""
+        """Bind every listener, or none.
+
+        Raises:
+            CannotListen: naming the option and the listener that failed, in one line.
+        """
         bound: list[Any] = []
+        child = None
         try:
             for child in self:
                 child.privilegedStartService()
                 bound.append(child)
-        except BaseException:
-            for child in reversed(bound):
-                child.stopService()
-            raise
+        except Exception as e:
+            for started in reversed(bound):
+                started.stopService()
+            name = getattr(child, "name", None) or "?"
+            option = ("--admin-listen " + name.removeprefix("admin:")
+                      if name.startswith("admin:") else f"--listen {name}")
+            raise CannotListen(f"{option}: {describe_bind_error(e)}") from e
 
 
 class TenantHolder:
@@ -535,8 +675,9 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     tenants = TenantHolder(options["tenants"]) if options["tenants"] else None
     metrics = Metrics() if options.admin is not None else None
     audit: AuditLog = audit_config.build_audit(options)
-    if metrics is not None:
-        audit = MetricsAudit(audit, metrics)
+    access = AccessLog(*options.access_stream) if options["access-log"] == "on" else None
+    if metrics is not None or access is not None:
+        audit = MetricsAudit(audit, metrics, access)
     fields = dict(options.settings_fields())
     settings = ProxySettings(
         upstream=upstream_endpoint(reactor, options.upstream, fields["connect_timeout"]),
@@ -545,13 +686,23 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
         tenants=(lambda: tenants.current) if tenants is not None else None,
         **fields,
     )
-    root = ProxyService(
-        f"listening on {', '.join(name for name, _ in options.listeners)}, "
-        f"forwarding to {options['upstream']}, policy {holder.current.name!r} "
-        f"from {options['policy']}, audit log {options['audit-log'] or 'off'}"
-    )
+    if options.upstream.kind == "unix" and not os.path.exists(options.upstream.address):
+        options.warnings.append(
+            f"--upstream {options['upstream']}: there is no socket at "
+            f"{options.upstream.address} (yet); requests are answered 502 until the daemon "
+            "listens there")
+    if allows_everything(holder) and not options["audit-log"]:
+        options.warnings.append(
+            f"policy {holder.current.name!r} allows every request and there is no audit log: "
+            "nothing limits or records what callers do; consider --policy "
+            "policies/baseline.yaml and --audit-log FILE")
+    root = ProxyService(startup_summary(options, holder), options.warnings)
+    if access is not None:
+        root.addService(TurnEnd(access, reactor))  # type: ignore[no-untyped-call]
+    factories = []
     for name, spec in options.listeners:
         factory = build_proxy_factory(settings, name, reactor)
+        factories.append(factory)
         if metrics is not None:
             metrics.add_listener(name, factory)
         listener = StreamServerEndpointService(  # type: ignore[no-untyped-call]
@@ -565,7 +716,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if metrics is not None and options.admin is not None:
         ping = upstream_endpoint(reactor, options.upstream, min(READY_TIMEOUT, 2.0))
         admin = StreamServerEndpointService(  # type: ignore[no-untyped-call]
-            listener_endpoint(reactor, options.admin), admin_site(metrics, ping, reactor)
+            listener_endpoint(reactor, options.admin),
+            admin_site(metrics, ping, reactor, lambda: not_ready(audit)),
         )
         admin._raiseSynchronously = True
         admin.setName("admin:" + options["admin-listen"])  # type: ignore[no-untyped-call]
@@ -581,4 +733,6 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     root.addService(ReopenOnUsr1(lambda: _reopen_audit(audit), reactor))  # type: ignore[no-untyped-call]
     if options["audit-log"]:
         root.addService(AuditUpkeep(audit, reactor))  # type: ignore[no-untyped-call]
+    # Added last, so stopped first: open exchanges are recorded before the log closes.
+    root.addService(EndExchanges(factories))  # type: ignore[no-untyped-call]
     return root

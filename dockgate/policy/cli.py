@@ -70,9 +70,15 @@ def _explain(policy_path: str, request_path: str, out: TextIO) -> int:
             print(p, file=out)
         return 2
     try:
-        with open(request_path, encoding="utf-8") as f:
-            spec = json.load(f)
-        request = request_from(spec)
+        if request_path == "-":
+            spec = json.load(sys.stdin)
+        else:
+            with open(request_path, encoding="utf-8") as f:
+                spec = json.load(f)
+        # A test case's shape ({"request": {...}, "peer": {...}}) or the request
+        # mapping itself with an optional "peer" member: both are accepted.
+        wrapped = isinstance(spec.get("request"), dict)
+        request = request_from(spec["request"] if wrapped else spec)
         peer = peer_from(spec.get("peer"))
     except (OSError, ValueError, TypeError, KeyError) as e:
         print(f"{request_path}: cannot read request: {e}", file=out)
@@ -80,7 +86,7 @@ def _explain(policy_path: str, request_path: str, out: TextIO) -> int:
     ev = policy.evaluate(request, peer, trail=True)
     d = ev.decision
     print(f"decision: {d.verdict}" + (f" (rule {d.rule})" if d.rule else ""), file=out)
-    print(f"reason: {d.reason}", file=out)
+    print("reason: " + d.reason.replace("\n", "\n        "), file=out)
     for w in d.warnings:
         print(f"warning: {w}", file=out)
     print(f"trail (policy {policy.name}, endpoint {request.endpoint.id}):", file=out)
@@ -94,16 +100,23 @@ def _explain(policy_path: str, request_path: str, out: TextIO) -> int:
 def main(argv: list[str], out: TextIO | None = None) -> int:
     """Run ``dockgate policy ARGV``; returns the exit status."""
     out = out or sys.stdout
-    ap = argparse.ArgumentParser(prog="dockgate policy")
+    ap = argparse.ArgumentParser(prog="dockgate policy",
+                                 description="Check, test and explain dockgate policies "
+                                 "(docs/policy.md).")
     sub = ap.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="validate policy files")
     c.add_argument("files", nargs="+")
     t = sub.add_parser("test", help="run policy test cases")
     t.add_argument("files", nargs="+")
     t.add_argument("-v", "--verbose", action="store_true", help="show passing cases too")
-    e = sub.add_parser("explain", help="show the decision for one request and why")
-    e.add_argument("--policy", required=True)
-    e.add_argument("request")
+    e = sub.add_parser("explain", help="show the decision for one request and why",
+                       description="Show the decision for one request, every rule's "
+                       "outcome and findings. Exit 0 if allowed, 1 if denied, 2 if the "
+                       "policy or the request cannot be read.")
+    e.add_argument("--policy", required=True, help="the policy file (YAML)")
+    e.add_argument("request", help="JSON file ('-' for standard input): a test case's "
+                   '{"request": {...}, "peer": {...}}, or the request mapping itself '
+                   '({"endpoint": ..., "body": ...}, with an optional "peer")')
     args = ap.parse_args(argv)
     if args.command == "check":
         return _check(args.files, out)

@@ -206,14 +206,10 @@ class CompiledPolicy:
     def _combine(self, found: list[RuleFinding]) -> Decision:
         if not found:
             return Decision("allow", self.name, None, f"allowed by policy {self.name}")
-        for rf in found:
-            if rf.mode == "enforce":
-                return Decision(
-                    "deny",
-                    self.name,
-                    rf.rule,
-                    f"denied by policy {self.name} rule {rf.rule}: {rf.finding.text}",
-                )
+        enforced = [rf for rf in found if rf.mode == "enforce"]
+        if enforced:
+            return Decision("deny", self.name, enforced[0].rule,
+                            denial_reason(self.name, enforced))
         warns = [rf for rf in found if rf.mode == "warn"]
         audits = [rf for rf in found if rf.mode == "audit"]
         reason = f"allowed by policy {self.name}"
@@ -252,6 +248,34 @@ def _apply(decision: Decision, request: CanonicalRequest, applied: list[RuleFind
         sets=sets,
         request=replace(request, body=body, body_bytes=dumps(body)),
     )
+DENIAL_LINES = 8
+"""Failed rules listed in a denial, one line each; the rest are counted."""
+DENIAL_CHARS = 2000
+"""Longest denial message (the docker CLI prints it whole)."""
+
+
+def denial_reason(policy: str, enforced: Sequence[RuleFinding]) -> str:
+    """Every failed rule of a denial, one line each, within a bounded length.
+
+    The first line keeps the one-rule form (``denied by policy P rule R:
+    why``); each further finding is a line ``also rule R: why``, so a caller
+    fixes everything in one round instead of one rule per attempt.
+    """
+    first = enforced[0]
+    lines = [f"denied by policy {policy} rule {first.rule}: {first.finding.text}"]
+    size = len(lines[0])
+    shown = 1
+    for rf in enforced[1:]:
+        line = f"also rule {rf.rule}: {rf.finding.text}"
+        if line in lines or shown >= DENIAL_LINES or size + len(line) > DENIAL_CHARS:
+            continue
+        lines.append(line)
+        size += len(line) + 1
+        shown += 1
+    rest = len({(rf.rule, rf.finding.text) for rf in enforced}) - shown
+    if rest > 0:
+        lines.append(f"and {rest} more (dockgate policy explain lists them all)")
+    return "\n".join(lines)
 
 
 def compile_policy(doc: Document) -> CompiledPolicy:

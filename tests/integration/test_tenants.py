@@ -123,16 +123,12 @@ def denials_for(w: World, mark: int, caller: Caller) -> list[dict[str, Any]]:
             and r.get("stage") == "RequestDecided"]
 
 
-_UIDS: dict[str, int] = {}
-
-
 def principal(caller: Caller) -> str:
     """The ``principal`` dockgate's audit records give ``caller``."""
     if caller.kind == "tls":
         return caller.cert
-    if caller.user not in _UIDS:
-        _UIDS[caller.user] = pwd.getpwnam(caller.user).pw_uid
-    return f"uid:{_UIDS[caller.user]}"
+    pwd.getpwnam(caller.user)  # a named user: the principal is the name, as over TLS
+    return caller.user
 
 
 def assert_denied(result: Any, expect: str) -> None:

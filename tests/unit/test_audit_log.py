@@ -11,45 +11,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.auditlog import CTX, canonical, event
+from twisted.python.usage import UsageError
 
 from dockgate import audit_cli, audit_writer
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission import admit_head
 from dockgate.audit import JsonLinesAudit
 from dockgate.audit_redact import MASK, Redactor
 from dockgate.audit_rules import AuditPolicy, load_audit_policy
 from dockgate.audit_schema import build_record, encode_record
 from dockgate.audit_session import asciicast, demux, read_recording, terminal_output
-from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
+from dockgate.model import Decision
 from dockgate.policy.source import PolicyError
-
-PEER = Peer("unix:/run/g.sock", "unix", "unix:pid=42", pid=42, uid=1000, gid=1000)
-ALLOW = Decision("allow", "privileged", None, "privileged profile allows all")
-CTX = ApiContext(daemon_version="1.41")
-
-
-def canonical(method: str, target: str, body: Any = None,
-              headers: tuple[tuple[bytes, bytes], ...] = ()) -> CanonicalRequest:
-    """A request as admission makes it (with a JSON body when given)."""
-    hdrs = list(headers)
-    if body is not None:
-        hdrs.append((b"content-type", b"application/json"))
-    request = admit_head(method, target.encode(), hdrs, CTX)
-    if body is not None:
-        request = admit_body(request, json.dumps(body).encode(), CTX)
-    return request
-
-
-def event(request: CanonicalRequest | None, stage: str = "RequestDecided",
-          decision: Decision | None = ALLOW, **changes: Any) -> AuditEvent:
-    fields: dict[str, Any] = {
-        "stage": stage, "id": changes.pop("id", "r1"), "time": 1767225600.25,
-        "listener": PEER.listener, "peer": PEER, "method": request.method if request else "GET",
-        "raw_target": request.target if request else "/x", "request": request,
-        "decision": decision,
-    }
-    fields.update(changes)
-    return AuditEvent(**fields)
-
 
 CREATE = {"Image": "dgtest", "Env": ["PATH=/bin", "DB_PASSWORD=hunter2", "api_key=k3y"],
           "Cmd": ["cat"], "Labels": {"UnlockKey": "s3cret", "team": "a"}}
@@ -644,5 +617,8 @@ def test_serve_builds_the_configured_sink(tmp_path: Path) -> None:
     root = tap.makeService(options, Clock())
     assert sum(isinstance(c, tap.ReopenOnUsr1) for c in root) == 1
     assert sum(isinstance(c, tap.AuditUpkeep) for c in root) == 1
-    with pytest.raises(PolicyError):
-        build_audit(serve_options("--audit-policy", policy))
+    # Audit options without a log are a usage error (exit 2), caught before building.
+    with pytest.raises(UsageError, match="--audit-policy needs --audit-log"):
+        serve_options("--audit-policy", policy)
+    with pytest.raises(UsageError, match="--audit-journald needs --audit-log"):
+        serve_options("--audit-journald", "all")

@@ -18,7 +18,7 @@ from twisted.python import usage
 
 from dockgate import tap
 from dockgate.audit import JsonLinesAudit, NullAudit
-from dockgate.listeners import UnixListener, UnixListenerSpec, UpstreamSpec
+from dockgate.listeners import CannotListen, UnixListener, UnixListenerSpec, UpstreamSpec
 from dockgate.policy import PolicyHolder
 from dockgate.server import ProxySettings
 
@@ -143,7 +143,7 @@ def test_make_service(tmp_path: Path) -> None:
     assert listeners[1].factory.settings is settings
     assert listeners[1].factory.listener == "tcp:2375"
     assert settings.connect_timeout == 3.0
-    assert isinstance(settings.audit, JsonLinesAudit)
+    assert isinstance(tap._inner(settings.audit), JsonLinesAudit)
     assert audit.exists()
     assert settings.policy().name == "privileged"
 
@@ -152,7 +152,7 @@ def test_make_service_without_audit_log() -> None:
     """Without --audit-log, records go to the null sink."""
     root = tap.makeService(parse(), MemoryReactorClock())  # type: ignore[no-untyped-call]
     [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
-    assert isinstance(listener.factory.settings.audit, NullAudit)
+    assert isinstance(tap._inner(listener.factory.settings.audit), NullAudit)
 
 
 class _Child:
@@ -175,7 +175,7 @@ def test_failed_bind_unbinds_the_others() -> None:
     calls: list[str] = []
     root = tap.ProxyService("test")
     root.services = [_Child(calls, "a"), _Child(calls, "b"), _Child(calls, "c", fail=True)]
-    with pytest.raises(OSError, match="in use"):
+    with pytest.raises(CannotListen, match=r"^--listen c: address in use$"):
         root.privilegedStartService()
     assert calls == ["bind a", "bind b", "bind c", "stop b", "stop a"]
 
@@ -266,3 +266,17 @@ def test_plugin_discovered() -> None:
     assert maker.options is tap.Options
     assert maker.makeService is tap.makeService
     assert maker.module == "dockgate.tap"
+
+
+def test_startup_warnings(tmp_path: Path) -> None:
+    """A daemon socket that is not there, and an allow-all policy with no audit log, are
+    warned about at startup; with an audit log and an existing socket, neither is."""
+    missing = f"unix:{tmp_path}/nothing.sock"
+    root = tap.makeService(parse("--upstream", missing), MemoryReactorClock())  # type: ignore[no-untyped-call]
+    warnings = " ".join(root.warnings)
+    assert f"--upstream {missing}: there is no socket" in warnings
+    assert "allows every request and there is no audit log" in warnings
+    (tmp_path / "d.sock").touch()
+    root = tap.makeService(parse("--upstream", f"unix:{tmp_path}/d.sock", "--audit-log",  # type: ignore[no-untyped-call]
+                                 str(tmp_path / "a.jsonl")), MemoryReactorClock())
+    assert root.warnings == []
