@@ -429,7 +429,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "identitytoken": INERT,
         "password": INERT,
         "registrytoken": INERT,
-        "serveraddress": HOST,
+        "serveraddress": "registries",  # dockerd logs in to it: the registry allowlist
         "username": INERT,
     },
 }
