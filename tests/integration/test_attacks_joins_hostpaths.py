@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -181,33 +181,36 @@ def _root(engine: Engine) -> Path:
 def hp_gates(engine_set: dict[str, Engine]) -> Iterator[dict[tuple[str, str], PolicyGate]]:
     """Per engine, dockgates running baseline and restricted with one allowed host root
     (restricted also allowing bind mounts) and VolumesFrom allowed."""
-    started: dict[tuple[str, str], PolicyGate] = {}
     base = next(iter(engine_set.values())).daemon.root.parent / "hp"
+
+    def starter(engine: Engine, policy: str) -> Callable[[], PolicyGate]:
+        root = _root(engine)
+        root.mkdir(mode=0o755, exist_ok=True)
+        text = (policygate.POLICIES / f"{policy}.yaml").read_text()
+        text = text.replace("host_paths: {allow: []}", f"host_paths: {{allow: ['{root}']}}")
+        text = text.replace("mount_types: {allow: [volume, tmpfs]}",
+                            "mount_types: {allow: [bind, volume, tmpfs]}")
+        text = text.replace("volumes_from: {allow: false}", "volumes_from: {allow: true}")
+        workdir = base / f"{engine.name.split('.')[0]}{policy[0]}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "policy.yaml"
+        path.write_text(text)
+
+        def start() -> PolicyGate:
+            with mock.patch.object(gate, "POLICY", path):
+                proc = gate.start_dockgate(f"{engine.name}/{policy}-hp", engine.daemon_socket,
+                                           workdir)
+            return PolicyGate(engine, policy, proc, eng.make_docker_config(workdir / "cfg"))
+
+        return start
+
+    started = policygate.start_all({(name, policy): starter(engine, policy)
+                                    for name, engine in engine_set.items()
+                                    for policy in POLICIES})
     try:
-        for name, engine in engine_set.items():
-            root = _root(engine)
-            root.mkdir(mode=0o755, exist_ok=True)
-            for policy in POLICIES:
-                text = (policygate.POLICIES / f"{policy}.yaml").read_text()
-                text = text.replace("host_paths: {allow: []}", f"host_paths: {{allow: ['{root}']}}")
-                text = text.replace("mount_types: {allow: [volume, tmpfs]}",
-                                    "mount_types: {allow: [bind, volume, tmpfs]}")
-                text = text.replace("volumes_from: {allow: false}", "volumes_from: {allow: true}")
-                workdir = base / f"{name.split('.')[0]}{policy[0]}"
-                workdir.mkdir(parents=True, exist_ok=True)
-                path = workdir / "policy.yaml"
-                path.write_text(text)
-                with mock.patch.object(gate, "POLICY", path):
-                    proc = gate.start_dockgate(f"{name}/{policy}-hp", engine.daemon_socket,
-                                               workdir)
-                started[(name, policy)] = PolicyGate(engine, policy, proc,
-                                                     eng.make_docker_config(workdir / "cfg"))
-        for pg in started.values():
-            gate.wait_dockgate(pg.process)
         yield started
     finally:
-        for pg in started.values():
-            pg.process.stop()
+        policygate.stop_all(started)
 
 
 def _shared(engine: Engine) -> tuple[Path, Path]:

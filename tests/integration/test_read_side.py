@@ -15,17 +15,19 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from support import engines as eng
-from support import gate, unixhttp
+from support import unixhttp
 from support.engines import Engine
 from support.policygate import (
     PolicyGate,
     policy_audit_guard,
     policy_gates,
+    start_all,
     start_policy_gate,
+    stop_all,
 )
 
 pytestmark = pytest.mark.engine
@@ -35,20 +37,19 @@ _ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
 @pytest.fixture(scope="module")
 def readonly_gates(engine_set: dict[str, Engine]) -> Iterator[dict[str, PolicyGate]]:
     """A dockgate running policies/readonly.yaml in front of each selected engine."""
-    started: dict[str, PolicyGate] = {}
     base = next(iter(engine_set.values())).daemon.root.parent / "ro"
+
+    def starter(engine: Engine) -> Callable[[], PolicyGate]:
+        workdir = base / engine.name.split(".")[0]
+        return lambda: PolicyGate(engine, "readonly",
+                                  start_policy_gate(engine, "readonly", workdir),
+                                  eng.make_docker_config(workdir / "cfg"))
+
+    started = start_all({name: starter(engine) for name, engine in engine_set.items()})
     try:
-        for name, engine in engine_set.items():
-            workdir = base / name.split(".")[0]
-            proc = start_policy_gate(engine, "readonly", workdir)
-            started[name] = PolicyGate(engine, "readonly", proc,
-                                       eng.make_docker_config(workdir / "cfg"))
-        for pg in started.values():
-            gate.wait_dockgate(pg.process)
         yield started
     finally:
-        for pg in started.values():
-            pg.process.stop()
+        stop_all(started)
 
 
 def profile_gate(

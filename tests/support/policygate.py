@@ -9,10 +9,10 @@ their audit logs themselves (``PolicyGate.refusals_since``).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import docker
@@ -21,6 +21,8 @@ import pytest
 from support import engines as eng
 from support import gate
 from support.engines import Engine
+
+K = TypeVar("K")
 
 POLICIES = gate.REPO / "policies"
 POLICY_NAMES = ("baseline", "restricted")
@@ -109,31 +111,40 @@ def reasons_of(record: dict[str, Any]) -> list[str]:
     return [record["reason"]] if record.get("reason") else []
 
 
-def _start_gates(engines: dict[str, Engine], base: Path) -> dict[tuple[str, str], PolicyGate]:
-    """One dockgate per (engine, policy in POLICY_NAMES), started together and waited for.
-
-    ``base`` must be short: sockets live at ``base/<major><policy initial>/g.sock``.
-    On any failure the ones already started are stopped.
-    """
-    started: dict[tuple[str, str], PolicyGate] = {}
+def start_all(starts: Mapping[K, Callable[[], PolicyGate]]) -> dict[K, PolicyGate]:
+    """Start every gate of ``starts`` (key -> a call that starts one without waiting),
+    then wait for them all; on any failure the ones already started are stopped."""
+    started: dict[K, PolicyGate] = {}
     try:
-        for name, engine in engines.items():
-            for policy in POLICY_NAMES:
-                workdir = base / f"{name.split('.')[0]}{policy[0]}"
-                config = eng.make_docker_config(workdir / "cfg")
-                proc = start_policy_gate(engine, policy, workdir)
-                started[(name, policy)] = PolicyGate(engine, policy, proc, config)
+        for key, start in starts.items():
+            started[key] = start()
         for pg in started.values():
             gate.wait_dockgate(pg.process)
     except BaseException:
-        _stop(started)
+        stop_all(started)
         raise
     return started
 
 
-def _stop(gates: dict[tuple[str, str], PolicyGate]) -> None:
+def stop_all(gates: Mapping[Any, PolicyGate]) -> None:
+    """Stop every gate of ``gates``."""
     for pg in gates.values():
         pg.process.stop()
+
+
+def _start_gates(engines: dict[str, Engine], base: Path) -> dict[tuple[str, str], PolicyGate]:
+    """One dockgate per (engine, policy in POLICY_NAMES), started together and waited for.
+
+    ``base`` must be short: sockets live at ``base/<major><policy initial>/g.sock``.
+    """
+
+    def starter(engine: Engine, policy: str) -> Callable[[], PolicyGate]:
+        workdir = base / f"{engine.name.split('.')[0]}{policy[0]}"
+        return lambda: PolicyGate(engine, policy, start_policy_gate(engine, policy, workdir),
+                                  eng.make_docker_config(workdir / "cfg"))
+
+    return start_all({(name, policy): starter(engine, policy)
+                      for name, engine in engines.items() for policy in POLICY_NAMES})
 
 
 _shared: dict[tuple[str, str], PolicyGate] = {}
@@ -159,7 +170,7 @@ def policy_gates(engine_set: dict[str, Engine]) -> Iterator[dict[tuple[str, str]
     finally:
         _users -= 1
         if _users == 0:
-            _stop(_shared)
+            stop_all(_shared)
             _shared.clear()
 
 
