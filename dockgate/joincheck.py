@@ -9,7 +9,8 @@ to the full id that was checked.  At start the container itself is judged.
 
 A tenant's build context names images too (``FROM``, ``COPY --from``...):
 ``check_build_images`` checks each as a read of that image, with the tenancy
-rules (another tenant's image is refused; pulled, unowned images are shared).
+rules (pulled, unowned images are shared; another tenant's image is refused
+exactly as a missing one).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from dockgate.decision import decide
 from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
 from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.joins import MAX_DEPTH, STARTS, as_create, join_refs, pin, stored_refs
-from dockgate.tenancy import Tenant, inspect_target, may_access, not_yours, owner_of
-from dockgate.tenancy.ownership import ObjectRef
+from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
+from dockgate.tenancy.ownership import ObjectRef, image_shared
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -116,6 +117,9 @@ async def check_tenant_build(
 
     The RUN steps would otherwise read what another tenant's container serves
     on its loopback.  Pinned to X's full id, like every checked reference.
+    Another tenant's X gets the very refusal a missing X gets (the daemon
+    itself would build and fail only at the first RUN step, so no answer
+    before the build can be the daemon's).
     """
     if tenant.admin or request.endpoint.id != "image.build":
         return request
@@ -123,7 +127,7 @@ async def check_tenant_build(
         info = await _inspect(fetch, ref.ref, request.version, ref.field)
         checked = ObjectRef("container", ref.ref, "query", ref.field)
         if not may_access(tenant, owner_of("container", info), checked):
-            raise not_yours(checked, tenant)
+            raise NotFound(f"No such container: {ref.ref}", reason="not-owner")
         request = pin(request, ref, str(info["Id"]))
     return request
 
@@ -131,21 +135,29 @@ async def check_tenant_build(
 async def check_build_images(
     facts: DockerfileFacts, tenant: Tenant, fetch: Fetch, version: str | None
 ) -> None:
-    """Each image a tenant's Dockerfile names must be one the tenant may read.
+    """Each image a tenant's Dockerfile names must be on the daemon, and one the tenant
+    may read.
 
-    A missing image is left to the daemon (it pulls it, into the shared
-    cache); an image owned by another tenant is refused like any other
-    reference to it.
+    The daemon would pull a missing one during the build, so the answer for a
+    missing image is a registry's, after the build began; none that dockgate
+    could give for another tenant's image (which the daemon has) would look
+    the same.  So a tenant's build may name only images that are present
+    (pulled first, through dockgate's checks of a pull), and a missing image
+    and another tenant's get the same refusal, naming only the reference.
     """
     for where, name in facts.images:
         ref = ObjectRef("image", name, "body", f"Dockerfile {where}", "read")
         status, info = await fetch("GET", inspect_target(ref, version), None)
-        if status == 404:
-            continue
-        if status != 200 or not isinstance(info, Mapping):
+        if status not in (200, 404) or (status == 200 and not isinstance(info, Mapping)):
             raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
-        if not may_access(tenant, owner_of("image", info), ref):
-            raise not_yours(ref, tenant)
+        reason = "no-such-object"
+        if isinstance(info, Mapping) and status == 200:
+            shared = image_shared(tenant, info)
+            if may_access(tenant, owner_of("image", info), ref, shared):
+                continue
+            reason = "not-owner"
+        raise NotFound(f"Dockerfile {where}: no such image: {name} (a tenant's build may "
+                       "name only images on the daemon: pull it first)", reason=reason)
 
 
 async def check_base_triggers(

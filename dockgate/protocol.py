@@ -100,6 +100,7 @@ from dockgate.scoping import check_quota, owned_objects, owns_object, scope_requ
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
 from dockgate.tenancy import Tenant, filter_list, needs_usage
+from dockgate.tenancy.missing import NamesBack, StandIn
 from dockgate.upstream import JsonFetch, UpstreamConnection, UpstreamPool
 from dockgate.versions import clamp_api_version, clamp_version_body, is_known_version
 
@@ -306,8 +307,11 @@ class Exchange:
     """A tenant's /events stream, filtered line by line (``event_scope``)."""
     redactions: list[redact.Redaction] = field(default_factory=list)
     """The policy's ``redact`` rules for this request's answer (``redact``)."""
-    redactor: redact.EventRedactor | None = None
-    """Rewrites an /events stream line by line (``redact.EventRedactor``)."""
+    redactor: redact.EventRedactor | NamesBack | None = None
+    """Rewrites an /events stream line by line (``redact.EventRedactor``), or an answer
+    that names stand-ins (``missing.NamesBack``)."""
+    stand_ins: list[StandIn] = field(default_factory=list)
+    """Stand-ins the forwarded request names instead of the caller's names (``scoping``)."""
     bound_image: str | None = None
     """The image id a create's decision read; the created container must run it
     (``binding.verify_created``)."""
@@ -850,7 +854,7 @@ class ProxyServerProtocol(Protocol):
                 raise Forbidden(f"no tenant for {_caller(peer)}", reason="no-tenant")
             x.tenant = tenant
             x.request, target = await scope_request(x.request, tenant, self._fetch,
-                                                    self._replay)
+                                                    self._replay, x.stand_ins)
             x.request = await check_tenant_build(x.request, tenant, self._fetch)
             if needs_usage(tenant, x.request.endpoint.id):
                 # One quota-checked request at a time per tenant, until the
@@ -1182,6 +1186,9 @@ class ProxyServerProtocol(Protocol):
         forwarded = facts.forwarded
         if x.redactions and 200 <= event.status < 300:
             transform, forwarded = self._redaction(x, transform, facts)
+        if x.stand_ins and x.redactor is None:
+            x.redactor = NamesBack(x.stand_ins)  # the caller's names, not the stand-ins
+            forwarded = tuple((n, v) for n, v in forwarded if n.lower() != b"content-length")
         if transform is None and x.bound_image is not None and event.status == 201:
             transform = _same  # held until ``_verify_binding`` has checked it
         elif x.bound_image is not None and event.status != 201:

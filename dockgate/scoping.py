@@ -44,7 +44,6 @@ from dockgate.tenancy import (
     may_access,
     needs_inspect,
     needs_usage,
-    not_yours,
     object_refs,
     owner_of,
     pin,
@@ -56,8 +55,11 @@ from dockgate.tenancy import (
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
     MissingAnswer,
+    StandIn,
     body_answer,
     image_words,
+    name_in_use,
+    pull_stand_in,
     replayable,
     stand_in,
 )
@@ -95,6 +97,7 @@ sources (a missing one is ignored)."""
 
 async def scope_request(
     request: CanonicalRequest, tenant: Tenant, fetch: Fetch, replay: Replay | None = None,
+    stand_ins: list[StandIn] | None = None,
 ) -> tuple[CanonicalRequest, Mapping[str, Any] | None]:
     """Stamp, scope, check and pin ``request`` for ``tenant``.
 
@@ -104,11 +107,17 @@ async def scope_request(
     A reference to an object that does not exist, or that the tenant may not
     use, is answered as the daemon answers for a missing object
     (``missing``); ``replay`` sends the side requests that learn that answer.
+    A pull of a name the tenant may not use is forwarded with a stand-in tag,
+    added to ``stand_ins``: the I/O layer puts the caller's tag back into the
+    daemon's answer (``missing.NamesBack``).  Without ``stand_ins`` such a
+    pull is refused as a name in use.
 
     Raises:
         MissingAnswer: a named object is missing or not the tenant's.
-        Forbidden: an admin-only endpoint, a spoofed owner label, or a name the
-            request would write that another tenant holds.
+        Forbidden: an admin-only endpoint, a spoofed owner label, or a shared
+            image's name the request would write.
+        DockgateError: (409) a name the request would write that the tenant
+            may not use (``missing.name_in_use``).
         UpstreamUnavailable: the daemon could not answer an inspection.
     """
     endpoint = request.endpoint.id
@@ -174,8 +183,14 @@ async def scope_request(
                 # The tenant may read it, so nothing is hidden by saying so.
                 raise Forbidden(f"image {ref.ref!r} is a shared image: only administrators "
                                 "may remove it or write its name", reason="shared-image")
+            if ref.key == "fromImage" and stand_ins is not None:
+                # A missing name is asked of the registry: so is this one, for a tag
+                # nobody has, and the answer says the caller's tag again.
+                request, stand = pull_stand_in(request, secrets.token_hex(16))
+                stand_ins.append(stand)
+                continue
             if _name_taken(ref):
-                raise not_yours(ref, tenant)
+                raise name_in_use(ref)
             hidden.append((ref, "not-owner"))
             continue
         request = pin(request, ref, full_id(ref.kind, info))
@@ -274,8 +289,7 @@ async def _volume_name_free(request: CanonicalRequest, tenant: Tenant, fetch: Fe
     if status != 200 or not isinstance(info, dict):
         raise _unanswered(status, f"cannot check volume {name}")
     if owner_of("volume", info) != tenant.name:
-        raise DockgateError(f"volume name {name!r} is already in use", status=409,
-                            reason="name-in-use")
+        raise name_in_use(ObjectRef("volume", name, "body", "Name"))
 
 
 async def _create_owned_volume(
@@ -294,7 +308,7 @@ async def _create_owned_volume(
         raise _unanswered(status, f"cannot create volume {name}")
     if info.get("Labels", {}).get(OWNER_LABEL) != tenant.name:
         # It appeared in between, created by someone else.
-        raise Forbidden(f"volume {name} belongs to another tenant", reason="not-yours")
+        raise name_in_use(ObjectRef("volume", name, "body", "Name"))
     return info
 
 

@@ -26,6 +26,16 @@ not refuse at all (``NetworkMode: container:X`` and a network by name are
 looked up only at start; a named volume is created), a missing and a foreign
 object get the same refusal, in the daemon's words for a missing object at
 start.
+
+Names a request would *write* have no "missing" answer: the daemon creates
+the object under that name (a volume it creates or mounts, an image name a
+tag, build, commit or import writes).  A name another tenant holds is then
+answered as taken (``name_in_use``), as the daemon answers a container or
+network name that is taken, and never with whose it is.  A pull is the
+exception: for a missing name the daemon asks the registry, so a pull of a
+name another tenant holds is forwarded with a stand-in tag (``pull_stand_in``)
+and the daemon's answer, whatever the registry said about a tag it does not
+have, is given back with the caller's tag put back (``NamesBack``).
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dockgate.errors import DockgateError
-from dockgate.tenancy.ownership import ObjectRef
+from dockgate.model import CanonicalRequest
+from dockgate.tenancy.ownership import ObjectRef, query_values, with_query
 
 STAND_IN_PREFIX = "dgmissing"
 """Stand-in names start with letters that are not hex digits: never an id prefix."""
@@ -204,3 +215,87 @@ def image_words(raw: bytes, stand: StandIn) -> str | None:
         return None
     words = message.rsplit(_NO_SUCH_IMAGE, 1)[1]
     return words.replace(stand.shown, stand.original)
+
+
+def name_in_use(ref: ObjectRef) -> DockgateError:
+    """The answer for a name the request would write that the tenant may not use (409).
+
+    Volumes and image names have no "name in use" answer on the daemon (it
+    hands back the existing volume, or moves the image name), so dockgate
+    gives one, the same for another tenant's object and an unowned one: it
+    says the name is taken, as the daemon's container and network conflicts
+    do, and nothing about whose it is.
+    """
+    kind = "volume" if ref.kind == "volume" else "image"
+    return DockgateError(f"{kind} name {ref.ref!r} is already in use", status=409,
+                         reason="name-in-use")
+
+
+def pull_stand_in(request: CanonicalRequest, token: str) -> tuple[CanonicalRequest, StandIn]:
+    """``request`` (a pull, ``fromImage`` with ``tag``) asking for a tag that names nothing.
+
+    The repository stays, so the daemon asks the same registry about the same
+    repository, as for a missing name; only the tag (or the digest) differs,
+    and the registry has no such tag.  The stand-in tag is ``dgmissing`` and
+    ``token``; a digest gets other hex digits of the same length.
+    """
+    source = next((v for v in query_values(request, "fromImage")), "")
+    tag = next((v for v in query_values(request, "tag")), "")
+    name, at, digest = source.partition("@")
+    if not at and tag.startswith("sha256:"):
+        at, digest, tag = "@", tag, ""
+    if at:
+        algo, _, digits = digest.partition(":")
+        fresh = (token * (len(digits) // len(token) + 1))[:len(digits)]
+        stand = StandIn(f"{algo}:{fresh}", fresh, digits)
+        if tag:  # ?tag=sha256:... beside a plain fromImage
+            return with_query(request, "tag", [stand.value]), stand
+        return with_query(request, "fromImage", [f"{name}@{stand.value}"]), stand
+    fresh = STAND_IN_PREFIX + token
+    if tag:
+        return with_query(request, "tag", [fresh]), StandIn(fresh, fresh, tag)
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        return (with_query(request, "fromImage", [name[:colon + 1] + fresh]),
+                StandIn(fresh, fresh, name[colon + 1:]))
+    # No tag at all: the daemon pulls every tag of the repository.  Ask for one
+    # tag it does not have instead (never every tag of a name someone holds).
+    return with_query(request, "tag", [fresh]), StandIn(fresh, fresh, "latest")
+
+
+class NamesBack:
+    """Rewrites a streamed answer so each stand-in reads as the caller's name again.
+
+    For a request forwarded with stand-ins (``pull_stand_in``): the daemon's
+    answer, a JSON progress stream or an error, names the stand-in; the client
+    must see its own name.  Stand-ins are ASCII letters and digits that
+    nothing else contains, and a stand-in split between two chunks is held
+    back until the next one.  The answer's length changes: the I/O layer
+    drops its Content-Length.
+    """
+
+    def __init__(self, stands: Sequence[StandIn]) -> None:
+        self.pairs = [(s.shown.encode(), s.original.encode()) for s in stands]
+        self.keep = max((len(shown) for shown, _ in self.pairs), default=1) - 1
+        self.pending = b""
+
+    def _swap(self, data: bytes) -> bytes:
+        for shown, original in self.pairs:
+            data = data.replace(shown, original)
+        return data
+
+    def feed(self, data: bytes) -> bytes:
+        """What may be sent of the answer so far (all but a possible stand-in's start)."""
+        data = self._swap(self.pending + data)
+        cut = max(len(data) - self.keep, 0)
+        # Hold back only a tail that could begin a stand-in.
+        while cut < len(data) and not any(shown.startswith(data[cut:])
+                                          for shown, _ in self.pairs):
+            cut += 1
+        self.pending = data[cut:]
+        return data[:cut]
+
+    def finish(self) -> bytes:
+        """The rest, at the end of the answer."""
+        rest, self.pending = self.pending, b""
+        return rest

@@ -109,7 +109,7 @@ def _with_body(request: CanonicalRequest, body: Any) -> CanonicalRequest:
     return replace(request, body=body, body_bytes=dumps(body), headers=headers)
 
 
-def _with_query(request: CanonicalRequest, key: str, values: list[str]) -> CanonicalRequest:
+def with_query(request: CanonicalRequest, key: str, values: list[str]) -> CanonicalRequest:
     """Replace every ``key`` pair with ``values``, keeping the query sorted by key."""
     kept = [(k, v) for k, v in request.query if k != key]
     kept.extend((key, v) for v in values)
@@ -117,7 +117,8 @@ def _with_query(request: CanonicalRequest, key: str, values: list[str]) -> Canon
     return replace(request, query=tuple(kept))
 
 
-def _query_values(request: CanonicalRequest, key: str) -> list[str]:
+def query_values(request: CanonicalRequest, key: str) -> list[str]:
+    """Every value of ``key`` in the request's query, in order."""
     return [v for k, v in request.query if k == key]
 
 
@@ -161,7 +162,7 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
                     **owner,
                 }
         if ep == "image.commit":
-            _check_changes(_query_values(request, "changes"), "changes")
+            _check_changes(query_values(request, "changes"), "changes")
         if ep == "network.create" and request.version is not None \
                 and compare_versions(request.version, "1.44") < 0:
             # Before API 1.44 the daemon makes a second network of a taken name
@@ -169,15 +170,15 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
             body["CheckDuplicate"] = True
         return _with_body(request, body)
     if ep == "image.build":
-        raw = _query_values(request, "labels")
+        raw = query_values(request, "labels")
         labels = json.loads(raw[0]) if raw and raw[0] else {}
         labels = {**_check_labels(labels, "labels"), **owner}
-        return _with_query(request, "labels", [dumps(labels).decode("ascii")])
+        return with_query(request, "labels", [dumps(labels).decode("ascii")])
     if ep == "image.create":
-        changes = _query_values(request, "changes")
+        changes = query_values(request, "changes")
         _check_changes(changes, "changes")
         if any(k == "fromSrc" for k, _ in request.query):
-            return _with_query(request, "changes", [*changes, f"LABEL {OWNER_LABEL}={tenant.name}"])
+            return with_query(request, "changes", [*changes, f"LABEL {OWNER_LABEL}={tenant.name}"])
     return request
 
 
@@ -217,7 +218,7 @@ def scope_list(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     """
     if tenant.admin or request.endpoint.id not in SCOPED_ENDPOINTS:
         return request
-    raw = _query_values(request, "filters")
+    raw = query_values(request, "filters")
     filters: dict[str, dict[str, bool]] = {}
     if raw and raw[0]:
         try:
@@ -233,7 +234,7 @@ def scope_list(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     labels = dict(filters.get("label", {}))
     labels[f"{OWNER_LABEL}={tenant.name}"] = True
     filters["label"] = labels
-    return _with_query(request, "filters", [dumps(filters).decode("ascii")])
+    return with_query(request, "filters", [dumps(filters).decode("ascii")])
 
 
 # -- object references ------------------------------------------------------------
@@ -502,9 +503,9 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
             break
         if ep == "exec.create":
             refs.append(ObjectRef("container", value, "path", name, "write", (name,)))
-        elif ep == "image.push" and _query_values(request, "tag"):
+        elif ep == "image.push" and query_values(request, "tag"):
             # The path names a repository; the tag says which of its images is pushed.
-            tag = _query_values(request, "tag")[0]
+            tag = query_values(request, "tag")[0]
             refs.append(ObjectRef("image", _image_name(value, tag), "path", name, "read",
                                   (name,)))
         else:
@@ -540,7 +541,7 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
         refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
                               "repo", "write", ("repo",)))
     elif ep == "image.get_all":
-        for i, name in enumerate(_query_values(request, "names")):
+        for i, name in enumerate(query_values(request, "names")):
             refs.append(ObjectRef("image", name, "query", f"names[{i}]", "read", ("names", i)))
     elif ep == "image.create":
         # A pull writes its name: it may replace a shared image's name, never
@@ -554,9 +555,9 @@ def object_refs(request: CanonicalRequest) -> list[ObjectRef]:
             refs.append(ObjectRef("image", _image_name(q["repo"], q.get("tag", "")), "query",
                                   "repo", "write", ("repo",)))
     elif ep == "image.build":
-        for i, tag in enumerate(_query_values(request, "t")):
+        for i, tag in enumerate(query_values(request, "t")):
             refs.append(ObjectRef("image", tag, "query", f"t[{i}]", "write", ("t", i)))
-        for raw in _query_values(request, "cachefrom"):
+        for raw in query_values(request, "cachefrom"):
             names = json.loads(raw) if raw else []
             for i, name in enumerate(names if isinstance(names, list) else ()):
                 if isinstance(name, str):
@@ -672,17 +673,6 @@ def image_shared(tenant: Tenant, inspect_json: Mapping[str, Any]) -> bool:
                for pattern in tenant.shared_images)
 
 
-def not_yours(ref: ObjectRef, tenant: Tenant) -> Forbidden:
-    """The refusal for a reference ``may_access`` said no to (raise it).
-
-    The same answer for another tenant's object and an unowned one, so the
-    message tells nothing about who owns it.
-    """
-    where = ref.key if ref.where != "path" else "path"
-    return Forbidden(f"{ref.kind} {ref.ref!r} ({where}) belongs to another tenant "
-                     f"than {tenant.name}", reason="not-owner")
-
-
 # -- pin ------------------------------------------------------------------------
 
 _PINNED = frozenset({"container", "exec", "network"})
@@ -729,7 +719,7 @@ def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> Canonic
         return replace(request, params=params, path=_render_path(request, params))
     if ref.where == "query":
         key = str(ref.path[0])
-        values = _query_values(request, key)
+        values = query_values(request, key)
         if not values:
             raise ValueError(f"query has no {key}")
         if key == "cachefrom" and len(ref.path) == 2 and isinstance(ref.path[1], int):
@@ -737,11 +727,11 @@ def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> Canonic
             if not isinstance(names, list) or ref.path[1] >= len(names):
                 raise ValueError("cachefrom has no such entry")
             names[ref.path[1]] = full  # one JSON-encoded list, not repeated parameters
-            return _with_query(request, key, [dumps(names).decode("ascii")])
+            return with_query(request, key, [dumps(names).decode("ascii")])
         if len(ref.path) == 2 and isinstance(ref.path[1], int) and ref.path[1] < len(values):
             values[ref.path[1]] = full  # one of a repeated parameter (images/get names)
-            return _with_query(request, key, values)
-        return _with_query(request, key, [full])
+            return with_query(request, key, values)
+        return with_query(request, key, [full])
     body = _copy(request.body)
     _pin_body(body, ref, full)
     return _with_body(request, body)

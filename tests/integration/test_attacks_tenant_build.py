@@ -6,7 +6,8 @@ container serving the secret on its loopback.  Tenant A's builds name them:
 ``FROM``, ``COPY --from``, a ``FROM $ARG`` whose value is B's image, and
 ``networkmode=container:<B's>``.  Sent to the daemon directly each build gets
 B's secret (oracle: the built image's content); through dockgate each is
-refused and no image is made.  A's builds from its own image and from the
+refused, exactly as the same build naming a missing image or container, and
+no image is made.  A's builds from its own image and from the
 shared test image still work.
 """
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from support import engines as eng
-from support.buildhelp import image_file
+from support.buildhelp import image_file, readable_dir
 from support.engines import IMAGE, Engine
 from support.tenantgate import Caller, TenantGate, tenant_gates
 
@@ -74,20 +74,12 @@ def two(request: pytest.FixtureRequest, engine_set: dict[str, Engine],
 
 def _context(dockerfile: str) -> Path:
     """A context directory every test user can read (the CLI runs as the principal)."""
-    d = Path(tempfile.mkdtemp(prefix="dgtb-"))
-    d.chmod(0o755)
-    (d / "Dockerfile").write_text(dockerfile)
-    (d / "Dockerfile").chmod(0o644)
-    return d
+    return readable_dir({"Dockerfile": dockerfile})
 
 
 def classic(caller: Caller, *args: str) -> subprocess.CompletedProcess[str]:
     """``DOCKER_BUILDKIT=0 docker build ARGS`` as ``caller``."""
-    argv = caller.argv(("build", *args))
-    argv.insert(argv.index("-i") + 1, "DOCKER_BUILDKIT=0")
-    r = subprocess.run(argv, capture_output=True, timeout=180, check=False, cwd="/")
-    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"),
-                                       r.stderr.decode(errors="replace"))
+    return caller.classic("build", *args)
 
 
 def _direct(engine: Engine, ctx: Path, tag: str, *extra: str) -> None:
@@ -101,38 +93,72 @@ DOCKERFILES = {
                   "Dockerfile line 2 COPY --from"),
     "from-arg": ("ARG BASE={b}\nFROM $BASE\n", "/secret", "Dockerfile line 2 FROM"),
 }
+"""Dockerfiles that read B's image on the daemon's classic builder (the oracle)."""
+
+NOT_CLASSIC = {
+    "run-mount-from": ("FROM " + IMAGE + "\nRUN --mount=from={b},target=/m cat /m/secret\n",
+                       "Dockerfile line 2 RUN --mount from"),
+    "syntax": ("# syntax={b}\nFROM " + IMAGE + "\n", "Dockerfile line 1 # syntax"),
+}
+"""References the classic builder itself refuses or ignores (BuildKit reads them): still
+checked, so a tenant's Dockerfile names no other tenant's image anywhere."""
+
+
+def _refusal(two: Tenants, text: str, name: str, tag: str) -> tuple[int, str]:
+    """A's classic build of ``text`` naming ``name``: exit status and error, name as NAME."""
+    out = classic(two.a, *NONE, "-t", tag, str(_context(text.format(b=name))))
+    return out.returncode, out.stderr.replace(name, "NAME")
+
+
+def _missing(two: Tenants) -> str:
+    return f"b-missing-{uuid.uuid4().hex[:8]}:latest"
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
 def test_build_from_another_tenants_image_is_refused(two: Tenants, kind: str) -> None:
     """A's Dockerfile naming B's image: the daemon builds it with B's secret inside;
-    through dockgate the build is refused and A gets no image."""
+    through dockgate the build is refused exactly as one naming a missing image (which a
+    tenant's build may not name: the daemon would pull it), and A gets no image."""
     text, path, where = DOCKERFILES[kind]
     ctx = _context(text.format(b=two.b_image))
     tag = f"a-built-{uuid.uuid4().hex[:8]}"
     _direct(two.engine, ctx, tag + ":direct")
     assert image_file(two.engine, tag + ":direct", path) == SECRET + "\n"
-    out = classic(two.a, *NONE, "-t", tag + ":gate", str(ctx))
-    assert out.returncode != 0
-    assert f"dockgate: image '{two.b_image}' ({where}) belongs to another tenant than teama" \
-        in out.stderr, out.stderr
+    foreign = _refusal(two, text, two.b_image, tag + ":gate")
+    assert foreign[0] != 0
+    assert f"dockgate: {where}: no such image: NAME (a tenant's build may name only images " \
+        "on the daemon: pull it first)" in foreign[1], foreign
+    assert foreign == _refusal(two, text, _missing(two), tag + ":gate")
     assert image_file(two.engine, tag + ":gate", path) is None
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_CLASSIC))
+def test_build_references_beyond_classic_are_checked(two: Tenants, kind: str) -> None:
+    """``RUN --mount=from=`` and ``# syntax=`` naming B's image: refused as for a missing
+    image."""
+    text, where = NOT_CLASSIC[kind]
+    tag = f"a-nc-{uuid.uuid4().hex[:8]}:gate"
+    foreign = _refusal(two, text, two.b_image, tag)
+    assert foreign[0] != 0 and f"dockgate: {where}: no such image: NAME" in foreign[1], foreign
+    assert foreign == _refusal(two, text, _missing(two), tag)
 
 
 def test_build_in_another_tenants_container_network_is_refused(two: Tenants) -> None:
     """``networkmode=container:<B's container>``: the RUN step reads B's loopback service
-    when sent to the daemon; through dockgate it is refused for A."""
+    when sent to the daemon; through dockgate A gets what it gets for a missing container."""
     ctx = _context(f"FROM {IMAGE}\nRUN wget -q -O /got http://127.0.0.1:8080/s\n")
     tag = f"a-net-{uuid.uuid4().hex[:8]}"
     two.engine.docker_direct("build", "--network", f"container:{two.b_web}", "--no-cache",
                              "-t", tag + ":direct", str(ctx),
                              extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
     assert image_file(two.engine, tag + ":direct", "/got") == SECRET + "\n"
-    out = classic(two.a, "--network", f"container:{two.b_web}", "--no-cache", "-t",
-                  tag + ":gate", str(ctx))
-    assert out.returncode != 0
-    assert f"dockgate: container '{two.b_web}' (query.networkmode) belongs to another tenant" \
-        in out.stderr, out.stderr
+    said = []
+    for name in (two.b_web, f"b-missing-{uuid.uuid4().hex[:8]}"):
+        out = classic(two.a, "--network", f"container:{name}", "--no-cache", "-t",
+                      tag + ":gate", str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME")))
+    assert said[0][0] != 0 and "dockgate: No such container: NAME" in said[0][1], said
+    assert said[0] == said[1]
     assert image_file(two.engine, tag + ":gate", "/got") is None
 
 

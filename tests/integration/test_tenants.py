@@ -26,6 +26,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +35,7 @@ import docker.errors
 import pytest
 from support import engines as eng
 from support import unixhttp as http
+from support.buildhelp import context, readable_dir
 from support.engines import IMAGE, Engine
 from support.tenantgate import QUOTA_CONTAINERS, QUOTA_RUNNING, Caller, TenantGate, tenant_gates
 
@@ -42,11 +45,6 @@ _ = tenant_gates  # fixture, imported for pytest
 PAIRS = ("unix", "tls")
 NONE = ("--network", "none")
 DG_MESSAGE = re.compile(r"(?m)(^|Error response from daemon: )dockgate: ")
-
-
-def theirs(kind: str, ref: str, where: str = "path", tenant: str = "teamb") -> str:
-    """dockgate's refusal for another tenant's object."""
-    return f"dockgate: {kind} '{ref}' ({where}) belongs to another tenant than {tenant}"
 
 
 @dataclass
@@ -224,6 +222,10 @@ CROSS: list[tuple[str, str, tuple[str, ...]]] = [
     ("save", "image", ("save", "{x}")),
     ("push", "image", ("push", "{x}")),
     ("run-image", "image", (*RUN, "--pull", "never", "{x}", "true")),
+    # The CLI reads "No such image" at create and pulls: the pull is forwarded with a
+    # stand-in tag, so the registry is asked about a tag it does not have.
+    ("run-image-pull", "image", (*RUN, "{x}", "true")),
+    ("pull", "image", ("pull", "{x}")),
     ("create-image", "image", ("create", "--pull", "never", *NONE, "{x}", "true")),
     ("run-mount-image", "image", (*RUN, "--mount", "type=image,src={x},dst=/m", IMAGE, "true")),
     ("plugin-inspect", "plugin", ("plugin", "inspect", "{x}")),
@@ -325,6 +327,10 @@ LIVE = frozenset({"inspect", "container-inspect", "logs", "exec", "top", "port",
 """Cases that only read or join A's objects: run directly against A's object, they succeed
 on the daemon (so the refusal through dockgate is what stops them)."""
 
+PULLS = frozenset({"pull", "run-image-pull"})
+"""Cases whose pull is forwarded, with a stand-in tag in place of the caller's tag (the
+daemon asks the registry, as for a missing name): allowed, not refused."""
+
 NO_REFERENCE_ON = {("run-mount-image", "20.10")}
 """Cases where nothing is named on that engine: API 1.41 has no image mounts, and the
 daemon refuses the mount type itself (dockgate forwards it, not a reference)."""
@@ -344,9 +350,13 @@ def test_foreign_answers_like_missing(w: World, case: str, kind: str,
     after = a_state(w)
     after["daemon"] = before["daemon"]  # B's own objects may exist; A's are compared
     assert_unchanged(before, after)
-    if kind != "plugin" and (case, w.engine.name) not in NO_REFERENCE_ON:
+    if kind != "plugin" and case != "pull" and (case, w.engine.name) not in NO_REFERENCE_ON:
         assert denials_for(w, mark, w.b), "no refusal recorded in the audit log"
-    assert not forwarded_for(w, mark, w.b)
+    if case not in PULLS:
+        assert not forwarded_for(w, mark, w.b)
+    else:
+        assert not [r for r in forwarded_for(w, mark, w.b)
+                    if r.get("endpoint") != "image.create"], "only the pull, with a stand-in"
     if case in LIVE and (case, w.engine.name) not in NO_REFERENCE_ON:
         # The attack is live on the bare daemon: the same command reaches A's object.
         extra = {"tag": uuid.uuid4().hex[:8], "bc": "", "bn": ""}
@@ -357,7 +367,8 @@ def test_foreign_answers_like_missing(w: World, case: str, kind: str,
 
 CLI20_CASES = ("inspect", "stop", "exec", "logs", "cp-out", "run-volumes-from", "run-pid",
                "volume-inspect", "inspect-volume", "network-inspect", "image-inspect",
-               "inspect-image", "rmi", "tag", "save", "plugin-inspect")
+               "inspect-image", "rmi", "tag", "save", "plugin-inspect", "pull",
+               "run-image-pull")
 
 
 @pytest.mark.parametrize("case", CLI20_CASES)
@@ -496,6 +507,87 @@ def test_shared_image_is_used_not_changed(w: World) -> None:
     assert w.engine.snapshot() == before
 
 
+class FakeRegistry:
+    """A registry on 127.0.0.1 that has no manifests: ``GET /v2/`` answers 200 and every
+    manifest 404 ``MANIFEST_UNKNOWN`` with a message naming the tag asked for, which the
+    daemon's pull error repeats.
+    ``asked`` lists the manifest paths requested."""
+
+    def __init__(self) -> None:
+        asked: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self, body: bool) -> None:
+                if self.path.rstrip("/") == "/v2":
+                    status, data = 200, b"{}"
+                else:
+                    asked.append(self.path)
+                    # Like some registries, the message names what was asked for.
+                    ref = self.path.rpartition("/manifests/")[2]
+                    status, data = 404, json.dumps({"errors": [{
+                        "code": "MANIFEST_UNKNOWN",
+                        "message": f"manifest unknown: {ref}"}]}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._answer(True)
+
+            def do_HEAD(self) -> None:
+                self._answer(False)
+
+        self.asked = asked
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("how", ["pull", "run"])
+def test_pull_of_a_held_name_asks_the_registry(w: World, how: str) -> None:
+    """B pulls (or runs, so the CLI pulls) a name A's image holds, on a registry that
+    answers: the daemon asks the registry about a tag it does not have, and B reads, byte
+    for byte apart from the name, what it reads for a name nobody holds, and what the bare
+    daemon says for it.  A's name still names A's image."""
+    if w.pair != "unix":
+        pytest.skip("one pair is enough")
+    registry = FakeRegistry()
+    tag = uuid.uuid4().hex[:8]
+    held = f"127.0.0.1:{registry.port}/a-reg-{tag}:v1"
+    missing = f"127.0.0.1:{registry.port}/m-reg-{tag}:v1"
+    try:
+        w.a.docker("tag", w.image, held)
+        args = ("pull", "{x}") if how == "pull" else (*RUN, "{x}", "true")
+        said = {}
+        for key, caller, name in (("foreign", w.b, held), ("missing", w.b, missing),
+                                  ("direct", None, missing)):
+            argv = [a.format(x=name) for a in args]
+            result = caller.docker(*argv, check=False, timeout=60) if caller \
+                else _direct(w, argv)
+            said[key] = _said(result, name)
+            if key == "foreign":
+                assert registry.asked and ":v1" not in registry.asked[-1], registry.asked
+                assert "v1" in said[key][2], said  # the caller's tag, put back
+        assert said["foreign"] == said["missing"] == said["direct"], said
+        assert said["foreign"][0] != 0 and "dockgate" not in said["foreign"][2]
+        assert w.daemon(f"/images/{quote(held, safe='')}/json")["Id"] == w.image_id
+    finally:
+        registry.close()
+        w.admin.docker("rmi", held, check=False)
+
+
 def test_names_held_by_another_tenant(w: World) -> None:
     """Name squatting: B cannot create a container or network under a name A holds and gets
     the daemon's own "name in use" answer (the same as root gets on the daemon's socket);
@@ -509,10 +601,43 @@ def test_names_held_by_another_tenant(w: World) -> None:
         assert (through.returncode, through.stdout, through.stderr) \
             == (direct.returncode, direct.stdout, direct.stderr)
         assert "dockgate" not in through.stderr
-    result = w.b.docker("volume", "create", w.volume, check=False)
-    assert result.returncode != 0 and w.volume not in result.stdout
-    assert f"dockgate: volume name '{w.volume}' is already in use" in result.stderr
+    for args in (("volume", "create", w.volume), (*RUN, "-v", f"{w.volume}:/data", IMAGE, "true"),
+                 (*RUN, "--mount", f"type=volume,src={w.volume},dst=/data", IMAGE, "true")):
+        result = w.b.docker(*args, check=False)
+        assert result.returncode != 0 and w.volume not in result.stdout
+        assert f"dockgate: volume name '{w.volume}' is already in use" in result.stderr, \
+            result.stderr
+        assert "tenant" not in result.stderr
     assert_unchanged(before, a_state(w))
+
+
+EMPTY_TAR = bytes(1024)
+
+
+def test_image_names_held_by_another_tenant(w: World) -> None:
+    """Tag, commit, build and import would move a name off A's image: the daemon has no
+    "name in use" answer for image names (it moves them), so B gets dockgate's 409 that
+    says the name is taken, not whose it is, and A's name still names A's image."""
+    before = a_state(w)
+    tag = uuid.uuid4().hex[:8]
+    bc = w.b.docker("create", *NONE, "--name", f"b-own-{tag}", IMAGE, "true").stdout.strip()
+    tar = context({"Dockerfile": f"FROM {IMAGE}\nLABEL b=1\n"})
+    attempts = {
+        "tag": w.b.docker("tag", IMAGE, w.image, check=False),
+        "commit": w.b.docker("commit", bc, w.image, check=False),
+        "build": w.b.classic("build", "-t", w.image, "-", input=tar),
+        "import": w.b.docker("import", "-", w.image, input=EMPTY_TAR, check=False),
+    }
+    for what, result in attempts.items():
+        assert result.returncode != 0, (what, result.stdout)
+        assert re.search(r"dockgate: image name '(docker\.io/library/)?"
+                         + re.escape(w.image) + "' is already in use", result.stderr), \
+            (what, result.stderr)
+        assert "tenant" not in result.stderr, (what, result.stderr)
+    after = a_state(w)
+    assert after["daemon"]["images"] == before["daemon"]["images"], "an image was made"
+    after["daemon"] = before["daemon"]  # B's own container exists
+    assert_unchanged(before, after)
 
 
 def test_owner_still_acts_on_its_objects(w: World) -> None:
@@ -764,7 +889,7 @@ def test_run_with_new_named_volume_owns_it(w: World) -> None:
     w.b.docker(*RUN, "-v", f"{name}:/data", IMAGE, "true")
     assert w.daemon(f"/volumes/{name}")["Labels"] == {"io.dockgate.owner": w.b.tenant}
     assert_denied(w.a.docker(*RUN, "-v", f"{name}:/data", IMAGE, "true", check=False),
-                  theirs("volume", name, "HostConfig.Binds[0]", w.a.tenant))
+                  f"dockgate: volume name '{name}' is already in use")
 
 
 # -- a name reused while another tenant reaches for it -------------------------------
@@ -855,3 +980,100 @@ def test_name_reuse_race(engine_set: dict[str, Engine], tenant_gates: dict[str, 
     finally:
         failures = engine.remove_new(before)
         assert not failures
+
+
+# -- compose, two tenants ------------------------------------------------------------------
+
+OWN_PROJECT = """\
+services:
+  app:
+    image: {image}
+    pull_policy: never
+    network_mode: none
+    init: true
+    volumes: ["data:/data"]
+    command: ["sh", "-c", "echo compose-says-$$((6*7)) > /data/state; cat /data/state; exec sleep 300"]
+volumes:
+  data: {{}}
+"""
+
+EXTERNAL = {
+    # (kind of A's object, compose file naming it @X@); B's project, A's object as external.
+    "volume": ("volume", """\
+services:
+  app: {image: @IMAGE@, pull_policy: never, network_mode: none, command: ["true"],
+        volumes: ["ext:/data"]}
+volumes:
+  ext: {external: true, name: "@X@"}
+"""),
+    "network": ("network", """\
+services:
+  app: {image: @IMAGE@, pull_policy: never, networks: [ext], command: ["true"]}
+networks:
+  ext: {external: true, name: "@X@"}
+"""),
+    "image": ("image", """\
+services:
+  app: {image: "@X@", pull_policy: never, network_mode: none, command: ["true"]}
+"""),
+    "image-pulled": ("image", """\
+services:
+  app: {image: "@X@", network_mode: none, command: ["true"]}
+"""),
+}
+
+
+def _project_dir(text: str) -> Path:
+    """A compose file in a directory every test user can read."""
+    return readable_dir({"compose.yaml": text})
+
+
+def test_compose_own_project_up_down(w: World) -> None:
+    """B's own compose project: up (its volume created for B), ps, logs, down --volumes,
+    all through dockgate; B's objects carry B's owner label, A's are untouched."""
+    if w.pair != "unix":
+        pytest.skip("one pair is enough for compose")
+    before = a_state(w)
+    project = f"bproj{uuid.uuid4().hex[:8]}"
+    d = _project_dir(OWN_PROJECT.format(image=IMAGE))
+    compose = ("compose", "-p", project, "-f", str(d / "compose.yaml"))
+    w.b.docker(*compose, "up", "-d", "--wait", timeout=180)
+    rows = [json.loads(line) for line in
+            w.b.docker(*compose, "ps", "--format", "json").stdout.splitlines() if line]
+    assert [(r["Service"], r["State"]) for r in rows] == [("app", "running")], rows
+    assert "compose-says-42" in w.b.docker(*compose, "logs", "--no-color").stdout
+    volume = w.daemon(f"/volumes/{project}_data")
+    assert volume["Labels"]["io.dockgate.owner"] == w.b.tenant
+    w.b.docker(*compose, "down", "--volumes", timeout=180)
+    assert w.b.docker("ps", "-aq").stdout.strip() == ""
+    assert project + "_data" not in w.b.docker("volume", "ls", "-q").stdout
+    after = a_state(w)
+    assert_unchanged(before, after)
+
+
+@pytest.mark.parametrize("case", sorted(EXTERNAL))
+def test_compose_external_foreign_like_missing(w: World, case: str) -> None:
+    """B's project naming A's volume, network or image as external (or as its image): compose
+    fails exactly as for a missing one, byte for byte apart from the name, through dockgate
+    and on the daemon's own socket; nothing of A's is used."""
+    if w.pair != "unix":
+        pytest.skip("one pair is enough for compose")
+    kind, text = EXTERNAL[case]
+    before = a_state(w)
+    project = f"bext{uuid.uuid4().hex[:8]}"
+    missing = _missing_like(kind, uuid.uuid4().hex[:8])
+    said = {}
+    for key, caller, name in (("foreign", w.b, _name_of(w, kind)), ("missing", w.b, missing),
+                              ("direct", None, missing)):
+        d = _project_dir(text.replace("@IMAGE@", IMAGE).replace("@X@", name))
+        argv = ["compose", "-p", project, "-f", str(d / "compose.yaml"), "up", "-d"]
+        result = caller.docker(*argv, check=False, timeout=180) if caller else _direct(w, argv)
+        said[key] = _said(result, name)
+        remove = ["compose", "-p", project, "-f", str(d / "compose.yaml"), "down"]
+        _direct(w, remove)
+    assert said["foreign"][0] != 0, said
+    assert said["foreign"] == said["missing"] == said["direct"], said
+    assert "dockgate" not in said["foreign"][2]
+    after = a_state(w)
+    after["daemon"] = before["daemon"]
+    assert_unchanged(before, after)

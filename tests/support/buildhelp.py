@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import io
 import tarfile
+import tempfile
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from support import unixhttp
 from support.engines import Engine
+
+
+def readable_dir(files: dict[str, str]) -> Path:
+    """A fresh directory holding ``files`` (name → text) that every test user can read:
+    a CLI run as a test principal (another unix user) reads it."""
+    d = Path(tempfile.mkdtemp(prefix="dgfiles-"))
+    d.chmod(0o755)
+    for name, text in files.items():
+        (d / name).write_text(text)
+        (d / name).chmod(0o644)
+    return d
 
 
 def context(files: dict[str, str]) -> bytes:

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from support import gate
-from support.engines import Engine, spawn_logged
+from support.engines import Engine, make_docker_config, spawn_logged
 
 USERS = {"dgalice": "teama", "dgbob": "teamb"}
 CERTS = {"alice-cert": "teama", "bob-cert": "teamb"}
@@ -229,6 +229,17 @@ class Caller:
                 f"exited {out.returncode}\nstderr: {out.stderr[-2000:]}")
         return out
 
+    def classic(self, *args: str, input: bytes | None = None, timeout: float = 180
+                ) -> subprocess.CompletedProcess[str]:
+        """``DOCKER_BUILDKIT=0 docker ARGS`` as this principal: builds use the classic builder."""
+        argv = self.argv(args)
+        argv.insert(argv.index("-i") + 1, "DOCKER_BUILDKIT=0")
+        r = subprocess.run(argv, input=input, stdin=None if input is not None else
+                           subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                           check=False, cwd="/")
+        return subprocess.CompletedProcess(argv, r.returncode, r.stdout.decode(errors="replace"),
+                                           r.stderr.decode(errors="replace"))
+
     def client(self, timeout: int = 60) -> Any:
         """A docker-py client for a TLS principal.
 
@@ -322,7 +333,8 @@ def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:
     config = directory / "cfg"
     config.mkdir(mode=0o755)
     config.chmod(0o755)
-    (config / "config.json").write_text("{}\n")
+    make_docker_config(config)  # compose and buildx, for every principal
+    (config / "cli-plugins").chmod(0o755)
     (config / "config.json").chmod(0o644)
     tenants = directory / "tenants.yaml"
     tenants.write_text(TENANTS)

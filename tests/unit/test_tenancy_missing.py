@@ -12,15 +12,20 @@ from urllib.parse import unquote
 import pytest
 
 from dockgate.admission import ApiContext, admit_body, admit_head
-from dockgate.errors import DockgateError, Forbidden
+from dockgate.buildctx import DockerfileFacts
+from dockgate.errors import DockgateError, Forbidden, NotFound
+from dockgate.joincheck import check_build_images, check_tenant_build
 from dockgate.model import CanonicalRequest
 from dockgate.scoping import scope_request
 from dockgate.tenancy import OWNER_LABEL, ObjectRef, Tenant, TenantMap
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
     MissingAnswer,
+    NamesBack,
+    StandIn,
     body_answer,
     image_words,
+    pull_stand_in,
     replayable,
     stand_in,
 )
@@ -307,3 +312,115 @@ def test_every_reference_is_checked_before_answering() -> None:
         run(req("POST", "/v1.51/networks/theirs/disconnect", {"Container": "other"}), A, daemon)
     [(_, _, body)] = daemon.replayed
     assert body is not None and json.loads(body)["Container"] == "other", "own: as named"
+
+
+# -- names a request writes ----------------------------------------------------------------
+
+THEIR_IMAGE = {"Id": "sha256:1", "RepoTags": ["b-img:latest"],
+               "Config": {"Labels": {OWNER_LABEL: "team-b"}}}
+
+
+@pytest.mark.parametrize("target", [
+    "/v1.51/images/dgtest/tag?repo=b-img&tag=latest",
+    "/v1.51/commit?container=mine&repo=b-img&tag=latest",
+    "/v1.51/build?t=b-img:latest",
+    "/v1.51/images/create?fromSrc=-&repo=b-img&tag=latest",
+])
+def test_image_name_another_tenant_holds_is_in_use(target: str) -> None:
+    """Tag, commit, build and import would move the name off the other tenant's image: a
+    409 that says the name is taken, not whose it is (the same for an unowned image that
+    is not shared with the tenant)."""
+    narrow = Tenant("team-a", shared_images=("dgtest:*",))
+    unowned = {**THEIR_IMAGE, "Config": {"Labels": {}}}
+    for image, tenant in ((THEIR_IMAGE, A), (unowned, narrow)):
+        daemon = Daemon({"/v1.51/images/b-img:latest/json": image,
+                         "/v1.51/images/dgtest/json": {"Id": "sha256:2", "Config": {},
+                                                       "RepoTags": ["dgtest:latest"]},
+                         "/v1.51/containers/mine/json": container("team-a")})
+        with pytest.raises(DockgateError) as caught:
+            run(req("POST", target), tenant, daemon)
+        assert (caught.value.status, caught.value.reason) == (409, "name-in-use")
+        assert caught.value.message == "image name 'b-img:latest' is already in use"
+        assert daemon.replayed == []
+
+
+@pytest.mark.parametrize(("query", "asked", "original"), [
+    ("fromImage=docker.io%2Flibrary%2Fb-img&tag=latest",
+     {"fromImage": "docker.io/library/b-img", "tag": STAND_IN_PREFIX + HEXT}, "latest"),
+    ("fromImage=b-img%3Alatest", {"fromImage": f"b-img:{STAND_IN_PREFIX}{HEXT}"}, "latest"),
+    ("fromImage=localhost%3A5000%2Fb-img", {"fromImage": "localhost:5000/b-img",
+                                            "tag": STAND_IN_PREFIX + HEXT}, "latest"),
+    ("fromImage=b-img%40sha256%3A" + "a" * 64,
+     {"fromImage": "b-img@sha256:" + (HEXT * 2)}, "a" * 64),
+])
+def test_pull_stand_in_keeps_the_repository(query: str, asked: dict[str, str],
+                                            original: str) -> None:
+    """A pull asks the same registry about the same repository, for a tag (or digest) that
+    names nothing; the daemon's answer says the stand-in, which reads as ``original``."""
+    request, stand = pull_stand_in(req("POST", f"/v1.51/images/create?{query}"), HEXT)
+    assert dict(request.query) == asked
+    assert (stand.original, stand.shown in stand.value) == (original, True)
+
+
+def test_pull_of_a_name_another_tenant_holds_is_forwarded_with_a_stand_in() -> None:
+    daemon = Daemon({"/v1.51/images/docker.io/library/b-img:latest/json": THEIR_IMAGE})
+    stands: list[StandIn] = []
+    request, _ = asyncio.run(scope_request(
+        req("POST", "/v1.51/images/create?fromImage=docker.io%2Flibrary%2Fb-img&tag=latest"),
+        A, daemon.fetch, daemon.replay, stands))
+    [stand] = stands
+    assert dict(request.query)["tag"] == stand.value and stand.original == "latest"
+    with pytest.raises(DockgateError) as caught:  # without a way to put the name back
+        run(req("POST", "/v1.51/images/create?fromImage=b-img&tag=latest"), A,
+            Daemon({"/v1.51/images/b-img:latest/json": THEIR_IMAGE}))
+    assert caught.value.status == 409
+
+
+def test_names_back_across_chunks() -> None:
+    """Every stand-in reads as the caller's name, wherever the answer's chunks split it."""
+    stand = StandIn(STAND_IN_PREFIX + HEXT, STAND_IN_PREFIX + HEXT, "latest")
+    answer = (b'{"status":"Pulling from library/b-img","id":"' + stand.value.encode()
+              + b'"}\r\n{"error":"manifest for b-img:' + stand.value.encode()
+              + b' not found"}\r\n')
+    want = answer.replace(stand.value.encode(), b"latest")
+    for size in (1, 3, 7, len(stand.value), 64, len(answer)):
+        back = NamesBack([stand])
+        out = b"".join(back.feed(answer[i:i + size]) for i in range(0, len(answer), size))
+        assert out + back.finish() == want, size
+
+
+# -- a tenant's build ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image", [THEIR_IMAGE, None])
+def test_build_image_foreign_or_missing_same_refusal(image: dict[str, Any] | None) -> None:
+    """A Dockerfile naming another tenant's image and one naming a missing image get the
+    same refusal (the daemon would pull a missing one): only the reference is named."""
+    objects = {"/v1.51/images/b-img/json": image} if image else {}
+    facts = DockerfileFacts(images=[("line 2 COPY --from", "b-img")])
+    with pytest.raises(NotFound) as caught:
+        asyncio.run(check_build_images(facts, A, Daemon(objects).fetch, "1.51"))
+    assert caught.value.message == (
+        "Dockerfile line 2 COPY --from: no such image: b-img (a tenant's build may name only "
+        "images on the daemon: pull it first)")
+    assert caught.value.reason == ("not-owner" if image else "no-such-object")
+
+
+def test_build_image_shared_and_own_pass() -> None:
+    own = {**THEIR_IMAGE, "Config": {"Labels": {OWNER_LABEL: "team-a"}}}
+    shared = {"Id": "sha256:3", "RepoTags": ["dgtest:latest"], "Config": {}}
+    facts = DockerfileFacts(images=[("line 1 FROM", "mine"), ("line 2 FROM", "dgtest")])
+    daemon = Daemon({"/v1.51/images/mine/json": own, "/v1.51/images/dgtest/json": shared})
+    asyncio.run(check_build_images(facts, A, daemon.fetch, "1.51"))
+    with pytest.raises(NotFound):  # not among the tenant's shared images
+        asyncio.run(check_build_images(facts, Tenant("team-a", shared_images=("busybox:*",)),
+                                       daemon.fetch, "1.51"))
+
+
+@pytest.mark.parametrize("owner", ["team-b", None, "missing"])
+def test_build_networkmode_foreign_or_missing_same_refusal(owner: str) -> None:
+    objects = {} if owner == "missing" else {"/v1.51/containers/web/json": container(owner)}
+    with pytest.raises(NotFound) as caught:
+        asyncio.run(check_tenant_build(req("POST", "/v1.51/build?networkmode=container:web"),
+                                       A, Daemon(objects).fetch))
+    assert caught.value.message == "No such container: web"

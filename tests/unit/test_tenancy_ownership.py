@@ -28,7 +28,6 @@ from dockgate.tenancy import (
     is_reserved_label,
     labelless_event_object,
     may_access,
-    not_yours,
     object_refs,
     owner_of,
     pin,
@@ -527,10 +526,3 @@ def test_filter_list() -> None:
              {"Id": "3", "Labels": {OWNER_LABEL: "team-b"}}, "junk"]
     assert [i["Id"] for i in filter_list("container", items, A)] == ["1"]
     assert filter_list("container", items, ADMIN) == items
-
-
-def test_not_yours() -> None:
-    e = not_yours(ObjectRef("container", "web", "body", "HostConfig.VolumesFrom[0]"), A)
-    assert e.status == 403 and e.reason == "not-owner"
-    assert e.message == ("container 'web' (HostConfig.VolumesFrom[0]) belongs to another "
-                         "tenant than team-a")
