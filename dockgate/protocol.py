@@ -100,7 +100,7 @@ from dockgate.scoping import check_quota, owned_objects, owns_object, scope_requ
 from dockgate.server import ProxySettings
 from dockgate.splice import Splice
 from dockgate.tenancy import Tenant, filter_list, needs_usage
-from dockgate.tenancy.missing import NamesBack, StandIn
+from dockgate.tenancy.missing import NamesBack, StandIn, forwarded
 from dockgate.upstream import JsonFetch, UpstreamConnection, UpstreamPool
 from dockgate.versions import clamp_api_version, clamp_version_body, is_known_version
 
@@ -971,6 +971,8 @@ class ProxyServerProtocol(Protocol):
             return
         if x.decision.request is not None:
             x.request = x.decision.request  # the policy set a daemon default (audited)
+        if x.stand_ins:
+            x.request = forwarded(x.request, x.stand_ins)  # decided as the caller wrote it
         if x.request.endpoint.id in redact.ENDPOINTS:
             x.redactions = redact.rules_for(policy, x.request, self.peer)
         if not self._emit(x, "RequestDecided"):

@@ -107,10 +107,12 @@ async def scope_request(
     A reference to an object that does not exist, or that the tenant may not
     use, is answered as the daemon answers for a missing object
     (``missing``); ``replay`` sends the side requests that learn that answer.
-    A pull of a name the tenant may not use is forwarded with a stand-in tag,
-    added to ``stand_ins``: the I/O layer puts the caller's tag back into the
-    daemon's answer (``missing.NamesBack``).  Without ``stand_ins`` such a
-    pull is refused as a name in use.
+    A pull of a name the tenant may not use gets a stand-in tag, added to
+    ``stand_ins`` (the request is returned as the caller wrote it, for the
+    decision): the I/O layer forwards it with the stand-in
+    (``missing.forwarded``) and puts the caller's tag back into the daemon's
+    answer (``missing.NamesBack``).  Without ``stand_ins`` such a pull is
+    refused as a name in use.
 
     Raises:
         MissingAnswer: a named object is missing or not the tenant's.
@@ -186,8 +188,7 @@ async def scope_request(
             if ref.key == "fromImage" and stand_ins is not None:
                 # A missing name is asked of the registry: so is this one, for a tag
                 # nobody has, and the answer says the caller's tag again.
-                request, stand = pull_stand_in(request, secrets.token_hex(16))
-                stand_ins.append(stand)
+                stand_ins.append(pull_stand_in(request, secrets.token_hex(16))[1])
                 continue
             if _name_taken(ref):
                 raise name_in_use(ref)

@@ -63,11 +63,13 @@ class StandIn:
         value: replaces the reference in the replayed request.
         shown: the part of ``value`` the daemon echoes and that differs.
         original: what ``shown`` stands for in the caller's reference.
+        token: the random token it was made from (``forwarded`` makes it again).
     """
 
     value: str
     shown: str
     original: str
+    token: str = ""
 
 
 def stand_in(ref: ObjectRef, token: str) -> StandIn:
@@ -152,8 +154,9 @@ def replayable(endpoint_id: str, ref: ObjectRef) -> bool:
     (``volume rm -f``), except ``network connect`` of a created container.  Query
     and body references where the daemon also looks the object up first:
     ``commit``'s container, ``network connect``/``disconnect``'s container,
-    and the names of ``images/get``.  Admin-only inspections a client probes
-    are ``GET`` and always replayable (see ``probed``).
+    ``network create``'s ``ConfigFrom.Network``, and the names of ``images/get``.
+    Admin-only inspections a client probes are ``GET`` and always replayable
+    (see ``probed``).
     """
     if endpoint_id == "network.connect" and ref.kind == "network":
         # A created container is connected to a missing network without a
@@ -165,6 +168,9 @@ def replayable(endpoint_id: str, ref: ObjectRef) -> bool:
         return ref.key == "container"
     if endpoint_id in ("network.connect", "network.disconnect"):
         return ref.key == "Container"
+    if endpoint_id == "network.create":
+        # libnetwork looks the configuration network up before it makes anything.
+        return ref.key == "ConfigFrom.Network"
     return endpoint_id == "image.get_all"
 
 
@@ -247,20 +253,32 @@ def pull_stand_in(request: CanonicalRequest, token: str) -> tuple[CanonicalReque
     if at:
         algo, _, digits = digest.partition(":")
         fresh = (token * (len(digits) // len(token) + 1))[:len(digits)]
-        stand = StandIn(f"{algo}:{fresh}", fresh, digits)
-        if tag:  # ?tag=sha256:... beside a plain fromImage
+        stand = StandIn(f"{algo}:{fresh}", fresh, digits, token)
+        if "@" not in source:  # ?tag=sha256:... beside a plain fromImage
             return with_query(request, "tag", [stand.value]), stand
         return with_query(request, "fromImage", [f"{name}@{stand.value}"]), stand
     fresh = STAND_IN_PREFIX + token
     if tag:
-        return with_query(request, "tag", [fresh]), StandIn(fresh, fresh, tag)
+        return with_query(request, "tag", [fresh]), StandIn(fresh, fresh, tag, token)
     slash, colon = name.rfind("/"), name.rfind(":")
     if colon > slash:
         return (with_query(request, "fromImage", [name[:colon + 1] + fresh]),
-                StandIn(fresh, fresh, name[colon + 1:]))
+                StandIn(fresh, fresh, name[colon + 1:], token))
     # No tag at all: the daemon pulls every tag of the repository.  Ask for one
     # tag it does not have instead (never every tag of a name someone holds).
-    return with_query(request, "tag", [fresh]), StandIn(fresh, fresh, "latest")
+    return with_query(request, "tag", [fresh]), StandIn(fresh, fresh, "latest", token)
+
+
+def forwarded(request: CanonicalRequest, stands: Sequence[StandIn]) -> CanonicalRequest:
+    """``request`` as it is forwarded: each pull's stand-in in place of the caller's tag.
+
+    Applied after the decision, which reads the caller's own reference: a
+    policy that names tags must decide a pull of a held name as it decides
+    the same pull of a missing one.
+    """
+    for stand in stands:
+        request, _ = pull_stand_in(request, stand.token)
+    return request
 
 
 class NamesBack:

@@ -171,3 +171,25 @@ def test_build_from_own_and_shared_images_works(two: Tenants) -> None:
     assert image_file(two.engine, tag, "/mine") == "mine\n"
     labels = json.loads(two.engine.docker_direct("image", "inspect", tag).stdout)[0]
     assert labels["Config"]["Labels"]["io.dockgate.owner"] == "teama"
+
+
+def test_cache_from_another_tenants_image_is_ignored(two: Tenants) -> None:
+    """``--cache-from <B's image>``: on the daemon A's build reuses B's layer ("Using cache",
+    which tells A what B built); through dockgate the source is replaced by a stand-in that
+    names nothing, so A's build runs its step as with a missing cache source."""
+    text = f"FROM {IMAGE}\nRUN echo {SECRET}-cached > /c\n"
+    ctx = _context(text)
+    b_cache = f"b-cache-{uuid.uuid4().hex[:8]}:latest"
+    out = two.b.classic("build", *NONE, "-t", b_cache, str(ctx))
+    assert out.returncode == 0, out.stderr
+    tag = f"a-cf-{uuid.uuid4().hex[:8]}"
+    direct = two.engine.docker_direct("build", *NONE, "--cache-from", b_cache, "-t",
+                                      tag + ":direct", str(ctx),
+                                      extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert "Using cache" in direct.stdout, direct.stdout
+    ran = []
+    for name in (b_cache, f"b-missing-{uuid.uuid4().hex[:8]}:latest"):
+        out = classic(two.a, *NONE, "--cache-from", name, "-t", tag + ":gate", str(ctx))
+        assert out.returncode == 0, out.stderr
+        ran.append("Using cache" in out.stdout)
+    assert ran == [False, False]

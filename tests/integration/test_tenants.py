@@ -229,6 +229,7 @@ CROSS: list[tuple[str, str, tuple[str, ...]]] = [
     ("create-image", "image", ("create", "--pull", "never", *NONE, "{x}", "true")),
     ("run-mount-image", "image", (*RUN, "--mount", "type=image,src={x},dst=/m", IMAGE, "true")),
     ("plugin-inspect", "plugin", ("plugin", "inspect", "{x}")),
+    ("service-inspect", "service", ("service", "inspect", "{x}")),
 ]
 DEVIATIONS = {
     # The daemon creates the container and looks the target up only at start; dockgate
@@ -241,12 +242,19 @@ DEVIATIONS = {
                                "true")),
     # A created container is connected to a missing network without a lookup (at start).
     "network-connect": ("network", ("network", "connect", "{x}", "{bc}")),
+    # The owner label dockgate sets makes the daemon refuse a network that takes its
+    # configuration from another before it looks that one up ("user specified
+    # configurations are not supported ..."): the same for a foreign and a missing one.
+    "network-create-config-from": ("network", ("network", "create", "--config-from", "{x}",
+                                               "b-cf-{tag}")),
+    "network-connect-link": ("container", ("network", "connect", "--link", "{x}:al", "{bn}",
+                                           "{bc}")),
 }
 
 
 def _name_of(w: World, kind: str) -> str:
     return {"container": w.container, "volume": w.volume, "network": w.network,
-            "image": w.image, "plugin": w.container}[kind]
+            "image": w.image, "plugin": w.container, "service": w.container}[kind]
 
 
 def _missing_like(kind: str, tag: str) -> str:
@@ -350,7 +358,7 @@ def test_foreign_answers_like_missing(w: World, case: str, kind: str,
     after = a_state(w)
     after["daemon"] = before["daemon"]  # B's own objects may exist; A's are compared
     assert_unchanged(before, after)
-    if kind != "plugin" and case != "pull" and (case, w.engine.name) not in NO_REFERENCE_ON:
+    if kind not in ("plugin", "service") and case != "pull" and (case, w.engine.name) not in NO_REFERENCE_ON:
         assert denials_for(w, mark, w.b), "no refusal recorded in the audit log"
     if case not in PULLS:
         assert not forwarded_for(w, mark, w.b)
@@ -453,30 +461,37 @@ def test_foreign_container_raw_answers_like_missing(w: World) -> None:
 
 
 def test_docker_py_takes_the_missing_path(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """docker-py: getting A's container, volume, network or image raises the very exception
-    (class, status, explanation apart from the name) it raises for a missing one, through
-    dockgate and on the daemon's own socket."""
+    """docker-py: getting A's container, volume, network or image, and running or pulling
+    A's image (docker-py pulls after "No such image"), raises the very exception (class,
+    status, explanation apart from the name) it raises for a missing one, through dockgate
+    and on the daemon's own socket."""
     if w.pair != "tls":
         pytest.skip("docker-py clients are made for TLS principals")
     for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(var, raising=False)  # requests would prefer it to the test's CA
     b, direct = w.b.client(), w.engine.direct_client()
     tag = uuid.uuid4().hex[:8]
+    calls = {"get": lambda c, kind, name: getattr(c, f"{kind}s").get(name),
+             "run": lambda c, kind, name: c.containers.run(name, "true", network_mode="none",
+                                                            remove=True),
+             "pull": lambda c, kind, name: c.images.pull(name)}
     try:
-        for kind, theirs_name in (("container", w.container), ("volume", w.volume),
-                                  ("network", w.network), ("image", w.image)):
+        for call, kind, theirs_name in (("get", "container", w.container),
+                                        ("get", "volume", w.volume),
+                                        ("get", "network", w.network),
+                                        ("get", "image", w.image), ("run", "image", w.image),
+                                        ("pull", "image", w.image)):
             missing = _missing_like(kind, tag)
             said = []
             for client, name in ((b, theirs_name), (b, missing), (direct, missing)):
-                collection = getattr(client, f"{kind}s")
                 with pytest.raises(docker.errors.APIError) as caught:
-                    collection.get(name)
+                    calls[call](client, kind, name)
                 e = caught.value
                 bare = name.removesuffix(":latest")
                 said.append((type(e).__name__, e.status_code,
                              str(e.explanation).replace(name, "NAME").replace(bare, "NAME")))
-            assert said[0] == said[1] == said[2], (kind, said)
-            assert said[0][0] in ("NotFound", "ImageNotFound")
+            assert said[0] == said[1] == said[2], (call, kind, said)
+            assert call != "get" or said[0][0] in ("NotFound", "ImageNotFound")
     finally:
         b.close()
         direct.close()

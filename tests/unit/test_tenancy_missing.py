@@ -24,6 +24,7 @@ from dockgate.tenancy.missing import (
     NamesBack,
     StandIn,
     body_answer,
+    forwarded,
     image_words,
     pull_stand_in,
     replayable,
@@ -117,6 +118,7 @@ def test_replayable() -> None:
     assert replayable("network.connect", ObjectRef("container", "c", "body", "Container"))
     assert replayable("image.commit", ObjectRef("container", "c", "query", "container"))
     assert not replayable("image.commit", ObjectRef("image", "r", "query", "repo"))
+    assert replayable("network.create", ObjectRef("network", "n", "body", "ConfigFrom.Network"))
     assert not replayable("container.create",
                           ObjectRef("container", "c", "body", "HostConfig.VolumesFrom[0]"))
 
@@ -178,9 +180,14 @@ def test_own_object_is_pinned_and_never_replayed() -> None:
 
 def test_no_side_request_for_a_request_that_names_nothing() -> None:
     daemon = Daemon({})
-    run(req("GET", "/v1.51/containers/json"), A, daemon)
-    run(req("POST", "/v1.51/volumes/create", {}), A, daemon)
-    assert daemon.fetched == [] and daemon.replayed == []
+    stands: list[StandIn] = []
+    for request in (req("GET", "/v1.51/containers/json"), req("GET", "/v1.51/version"),
+                    req("GET", "/v1.51/images/json"), req("POST", "/v1.51/volumes/create", {}),
+                    req("POST", "/v1.51/networks/create", {"Name": "n"}),
+                    req("POST", "/v1.51/images/create?fromSrc=-"),
+                    req("POST", "/v1.51/build?networkmode=none")):
+        asyncio.run(scope_request(request, A, daemon.fetch, daemon.replay, stands))
+    assert daemon.fetched == [] and daemon.replayed == [] and stands == []
 
 
 def test_body_reference_answered_from_the_table_without_replay() -> None:
@@ -352,6 +359,8 @@ def test_image_name_another_tenant_holds_is_in_use(target: str) -> None:
                                             "tag": STAND_IN_PREFIX + HEXT}, "latest"),
     ("fromImage=b-img%40sha256%3A" + "a" * 64,
      {"fromImage": "b-img@sha256:" + (HEXT * 2)}, "a" * 64),
+    ("fromImage=b-img&tag=sha256%3A" + "a" * 64,
+     {"fromImage": "b-img", "tag": "sha256:" + (HEXT * 2)}, "a" * 64),
 ])
 def test_pull_stand_in_keeps_the_repository(query: str, asked: dict[str, str],
                                             original: str) -> None:
@@ -369,7 +378,9 @@ def test_pull_of_a_name_another_tenant_holds_is_forwarded_with_a_stand_in() -> N
         req("POST", "/v1.51/images/create?fromImage=docker.io%2Flibrary%2Fb-img&tag=latest"),
         A, daemon.fetch, daemon.replay, stands))
     [stand] = stands
-    assert dict(request.query)["tag"] == stand.value and stand.original == "latest"
+    assert dict(request.query)["tag"] == "latest", "decided as the caller wrote it"
+    assert stand.original == "latest"
+    assert dict(forwarded(request, stands).query)["tag"] == stand.value
     with pytest.raises(DockgateError) as caught:  # without a way to put the name back
         run(req("POST", "/v1.51/images/create?fromImage=b-img&tag=latest"), A,
             Daemon({"/v1.51/images/b-img:latest/json": THEIR_IMAGE}))
