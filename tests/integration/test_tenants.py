@@ -492,6 +492,13 @@ def test_docker_py_takes_the_missing_path(w: World, monkeypatch: pytest.MonkeyPa
                              str(e.explanation).replace(name, "NAME").replace(bare, "NAME")))
             assert said[0] == said[1] == said[2], (call, kind, said)
             assert call != "get" or said[0][0] in ("NotFound", "ImageNotFound")
+        # A name A holds: the 409 any daemon conflict gives (APIError, status 409).
+        for create in (lambda: b.volumes.create(w.volume),
+                       lambda: b.images.get(IMAGE).tag(w.image)):
+            with pytest.raises(docker.errors.APIError) as caught:
+                create()
+            assert caught.value.status_code == 409
+            assert "is already in use" in str(caught.value.explanation)
     finally:
         b.close()
         direct.close()
@@ -616,9 +623,13 @@ def test_names_held_by_another_tenant(w: World) -> None:
         assert (through.returncode, through.stdout, through.stderr) \
             == (direct.returncode, direct.stdout, direct.stderr)
         assert "dockgate" not in through.stderr
-    for args in (("volume", "create", w.volume), (*RUN, "-v", f"{w.volume}:/data", IMAGE, "true"),
-                 (*RUN, "--mount", f"type=volume,src={w.volume},dst=/data", IMAGE, "true")):
-        result = w.b.docker(*args, check=False)
+    for cli, args in ((None, ("volume", "create", w.volume)),
+                      (eng.CLI20, ("volume", "create", w.volume)),
+                      (None, (*RUN, "-v", f"{w.volume}:/data", IMAGE, "true")),
+                      (eng.CLI20, (*RUN, "-v", f"{w.volume}:/data", IMAGE, "true")),
+                      (None, (*RUN, "--mount", f"type=volume,src={w.volume},dst=/data", IMAGE,
+                              "true"))):
+        result = w.b.docker(*args, check=False, cli=cli)
         assert result.returncode != 0 and w.volume not in result.stdout
         assert f"dockgate: volume name '{w.volume}' is already in use" in result.stderr, \
             result.stderr
@@ -642,6 +653,8 @@ def test_image_names_held_by_another_tenant(w: World) -> None:
         "commit": w.b.docker("commit", bc, w.image, check=False),
         "build": w.b.classic("build", "-t", w.image, "-", input=tar),
         "import": w.b.docker("import", "-", w.image, input=EMPTY_TAR, check=False),
+        "tag-cli20": w.b.docker("tag", IMAGE, w.image, check=False, cli=eng.CLI20),
+        "commit-cli20": w.b.docker("commit", bc, w.image, check=False, cli=eng.CLI20),
     }
     for what, result in attempts.items():
         assert result.returncode != 0, (what, result.stdout)
