@@ -1079,6 +1079,26 @@ def test_compose_own_project_up_down(w: World) -> None:
     assert_unchanged(before, after)
 
 
+def test_compose_same_project_name_is_per_tenant(w: World) -> None:
+    """A's project P is up; B's ``compose -p P ps`` lists nothing and B's ``compose -p P down
+    --volumes`` removes nothing of A's (compose finds a project's objects by label, in lists
+    dockgate scopes to the caller); A's own down removes it all."""
+    if w.pair != "unix":
+        pytest.skip("one pair is enough for compose")
+    project = f"proj{uuid.uuid4().hex[:8]}"
+    d = _project_dir(OWN_PROJECT.format(image=IMAGE))
+    compose = ("compose", "-p", project, "-f", str(d / "compose.yaml"))
+    w.a.docker(*compose, "up", "-d", "--wait", timeout=180)
+    a_ids = w.a.docker(*compose, "ps", "-q").stdout.split()
+    assert len(a_ids) == 1
+    assert w.b.docker(*compose, "ps", "-q").stdout.strip() == ""
+    w.b.docker(*compose, "down", "--volumes", timeout=180, check=False)
+    assert w.daemon(f"/containers/{a_ids[0]}/json")["State"]["Running"]
+    assert w.daemon(f"/volumes/{project}_data")["Labels"]["io.dockgate.owner"] == w.a.tenant
+    w.a.docker(*compose, "down", "--volumes", timeout=180)
+    assert project + "_data" not in w.a.docker("volume", "ls", "-q").stdout
+
+
 @pytest.mark.parametrize("case", sorted(EXTERNAL))
 def test_compose_external_foreign_like_missing(w: World, case: str) -> None:
     """B's project naming A's volume, network or image as external (or as its image): compose
