@@ -460,6 +460,34 @@ def test_foreign_container_raw_answers_like_missing(w: World) -> None:
     assert_unchanged(before, a_state(w))
 
 
+def test_foreign_network_id_answers_like_missing(w: World) -> None:
+    """``NetworkID`` inside an endpoint (container create, network connect), named only over
+    the API: A's network id gets the answer a missing network id gets, status, content type
+    and body apart from the id, and nothing is created or connected."""
+    if w.pair != "tls":
+        pytest.skip("raw API requests are made over TLS")
+    tag = uuid.uuid4().hex[:8]
+    extra = {"tag": tag, "bc": "", "bn": ""}
+    _b_setup(w, ("{bc}", "{bn}"), extra)
+    missing = uuid.uuid4().hex + uuid.uuid4().hex
+    before = a_state(w)
+    calls = (("POST", "/containers/create", lambda x: {
+                 "Image": IMAGE, "Cmd": ["true"],
+                 "NetworkingConfig": {"EndpointsConfig": {extra["bn"]: {"NetworkID": x}}}}),
+             ("POST", f"/networks/{extra['bn']}/connect",
+              lambda x: {"Container": extra["bc"], "EndpointConfig": {"NetworkID": x}}))
+    for method, path, body in calls:
+        got = {}
+        for key, name in (("foreign", w.net_id), ("missing", missing)):
+            st, ctype, raw = w.b.request_raw(method, path, body(name))
+            got[key] = (st, ctype, raw.replace(name.encode(), b"NAME"))
+        assert got["foreign"] == got["missing"], got
+        assert got["foreign"][0] >= 400 and b"dockgate" not in got["foreign"][2], got
+    assert_unchanged(before, a_state(w))  # no container made, A's network joined by none
+    networks = w.daemon(f"/containers/{extra['bc']}/json")["NetworkSettings"]["Networks"]
+    assert set(networks or {}) <= {"none"}, networks
+
+
 def test_docker_py_takes_the_missing_path(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """docker-py: getting A's container, volume, network or image, and running or pulling
     A's image (docker-py pulls after "No such image"), raises the very exception (class,
