@@ -15,7 +15,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from support import engines as eng
@@ -25,31 +25,16 @@ from support.policygate import (
     PolicyGate,
     policy_audit_guard,
     policy_gates,
-    start_all,
-    start_policy_gate,
-    stop_all,
 )
 
 pytestmark = pytest.mark.engine
 _ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
 
 
-@pytest.fixture(scope="module")
-def readonly_gates(engine_set: dict[str, Engine]) -> Iterator[dict[str, PolicyGate]]:
-    """A dockgate running policies/readonly.yaml in front of each selected engine."""
-    base = next(iter(engine_set.values())).daemon.root.parent / "ro"
-
-    def starter(engine: Engine) -> Callable[[], PolicyGate]:
-        workdir = base / engine.name.split(".")[0]
-        return lambda: PolicyGate(engine, "readonly",
-                                  start_policy_gate(engine, "readonly", workdir),
-                                  eng.make_docker_config(workdir / "cfg"))
-
-    started = start_all({name: starter(engine) for name, engine in engine_set.items()})
-    try:
-        yield started
-    finally:
-        stop_all(started)
+@pytest.fixture
+def readonly_gates(policy_gates: dict[tuple[str, str], PolicyGate]) -> dict[str, PolicyGate]:
+    """``{engine name: the readonly dockgate in front of it}``."""
+    return {name: pg for (name, policy), pg in policy_gates.items() if policy == "readonly"}
 
 
 def profile_gate(
@@ -58,8 +43,6 @@ def profile_gate(
     readonly_gates: dict[str, PolicyGate],
     policy_gates: dict[tuple[str, str], PolicyGate],
 ) -> PolicyGate:
-    if profile == "readonly":
-        return readonly_gates[engine.name]
     return policy_gates[(engine.name, profile)]
 
 
