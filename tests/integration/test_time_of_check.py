@@ -3,8 +3,14 @@
 Under restricted an empty ``User`` means the image's user, which dockgate reads
 from the daemon before it decides.  A concurrent ``POST /images/{name}/tag``
 can move the tag onto a root-user image between that read and the create.
-These tests race tag swaps (and renames, for exec) against requests through
-restricted, many times within a bound, and ask the daemon what was created.
+Under baseline a ``container:X`` join is judged by X's own settings, read from
+the daemon; a concurrent rename can put another container under the name.
+These tests race tag swaps and renames against creates and execs, many times
+within a bound, and ask the daemon what was created.
+
+The other profiles make no decision on the daemon's state: privileged decides
+nothing, readonly refuses every create and exec, and baseline's image-user rule
+only audits (tenants' ownership checks are raced in test_tenants.py).
 """
 
 from __future__ import annotations
@@ -186,10 +192,12 @@ class Renamer:
         self.thread.join(timeout=30)
 
 
-def sleeper(engine: Engine, image: str, name: str) -> str:
+def sleeper(engine: Engine, image: str, name: str, **host_config: str) -> str:
+    """Start a container ``name`` of ``image`` sleeping (network none, plus ``host_config``)
+    directly on the daemon; its id."""
     status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={name}",
                         {"Image": image, "Cmd": ["sleep", "300"],
-                         "HostConfig": {"NetworkMode": "none"}})
+                         "HostConfig": {"NetworkMode": "none", **host_config}})
     assert status == 201 and isinstance(made, dict), made
     status, _ = call(engine.daemon_socket, "POST", f"/containers/{made['Id']}/start")
     assert status == 204
@@ -248,3 +256,61 @@ def test_rename_never_wins_an_exec_under_restricted(
         _, info = call(engine.daemon_socket, "GET", f"/exec/{ident}/json")
         assert isinstance(info, dict)
         assert info["ContainerID"] == user, f"exec {ident[:12]} landed in the root container"
+
+
+def join_body(name: str) -> dict[str, object]:
+    return {"Image": IMAGE, "Cmd": ["true"],
+            "HostConfig": {"NetworkMode": "none", "PidMode": f"container:{name}"}}
+
+
+def joined(engine: Engine, ident: str) -> str:
+    """The container id a created container's PidMode names (the daemon stores the id)."""
+    _, info = call(engine.daemon_socket, "GET", f"/containers/{ident}/json")
+    assert isinstance(info, dict)
+    mode = str(info["HostConfig"]["PidMode"])
+    assert mode.startswith("container:"), mode
+    return mode.split(":", 1)[1]
+
+
+@pytest.mark.allow_refusals
+def test_rename_never_wins_a_join_under_baseline(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
+) -> None:
+    """While a name moves between an ordinary container and one in the host's PID
+    namespace, ``PidMode: container:NAME`` creates directly join both (the race is
+    live at the daemon); through baseline, every container the daemon created
+    joins the ordinary one: the name is judged and pinned to the id that was
+    checked, and creates that saw the host-PID container were refused."""
+    name = unique("jrace")
+    ordinary = sleeper(engine, IMAGE, name)
+    hostpid = sleeper(engine, IMAGE, name + "-h", PidMode="host")
+    seen: set[str] = set()
+    with Renamer(engine, name, (ordinary, hostpid)):
+        deadline = time.monotonic() + SECONDS
+        for _ in range(ROUNDS * 2):
+            status, made = call(engine.daemon_socket, "POST", "/v1.41/containers/create",
+                                join_body(name))
+            if status == 201 and isinstance(made, dict):
+                seen.add(joined(engine, str(made["Id"])))
+            if seen == {ordinary, hostpid} or time.monotonic() > deadline:
+                break
+    assert hostpid in seen, "the rename never won directly: the test shows nothing"
+
+    pg = policy_gates[(engine.name, "baseline")]
+    created: list[str] = []
+    statuses: list[int] = []
+    with Renamer(engine, name, (ordinary, hostpid)) as renamer:
+        deadline = time.monotonic() + SECONDS
+        # ROUNDS creates, and on until both outcomes were seen (the renames can stall).
+        while time.monotonic() < deadline and (
+            len(statuses) < ROUNDS or not {201, 403} <= set(statuses)
+        ):
+            status, made = call(pg.socket, "POST", "/v1.41/containers/create", join_body(name))
+            assert status in (201, 403, 404), made
+            statuses.append(status)
+            if status == 201 and isinstance(made, dict):
+                created.append(str(made["Id"]))
+    assert renamer.renames > 0 and created, statuses
+    assert 403 in statuses, "no create saw the host-PID container: the test shows nothing"
+    for ident in created:
+        assert joined(engine, ident) == ordinary, f"{ident[:12]} joined the host-PID container"
