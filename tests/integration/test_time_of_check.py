@@ -16,9 +16,10 @@ only audits (tenants' ownership checks are raced in test_tenants.py).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -70,6 +71,21 @@ def image_id(engine: Engine, name: str) -> str:
     status, info = call(engine.daemon_socket, "GET", f"/images/{name}/json")
     assert status == 200 and isinstance(info, dict), info
     return str(info["Id"])
+
+
+def race_directly(attempt: Callable[[], str | None], outcomes: set[str], rounds: int) -> set[str]:
+    """Call ``attempt`` (one request straight to the daemon, while a race runs; it returns
+    the object the request landed on, or None) up to ``rounds`` times, until every
+    one of ``outcomes`` was seen or SECONDS passed; what was seen."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + SECONDS
+    for _ in range(rounds):
+        landed = attempt()
+        if landed:
+            seen.add(landed)
+        if seen >= outcomes or time.monotonic() > deadline:
+            break
+    return seen
 
 
 class Swapper:
@@ -125,19 +141,17 @@ def test_tag_swap_never_wins_a_create_under_restricted(
     race made was removed), and some creates succeeded."""
     ref, root, nonroot = images
     prefix = unique("race")
-    seen: set[str] = set()
+
+    def create_directly() -> str:
+        status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={prefix}-d"
+                            f"{os.urandom(4).hex()}", create_body(ref))
+        assert status == 201 and isinstance(made, dict), made
+        _, info = call(engine.daemon_socket, "GET", f"/containers/{made['Id']}/json")
+        assert isinstance(info, dict)
+        return str(info["Image"])
+
     with Swapper(engine, ref, (root, nonroot)):
-        deadline = time.monotonic() + SECONDS
-        for i in range(ROUNDS):
-            status, made = call(engine.daemon_socket, "POST",
-                                f"/containers/create?name={prefix}-d{i}", create_body(ref))
-            assert status == 201, made
-            assert isinstance(made, dict)
-            _, info = call(engine.daemon_socket, "GET", f"/containers/{made['Id']}/json")
-            assert isinstance(info, dict)
-            seen.add(str(info["Image"]))
-            if seen == {root, nonroot} or time.monotonic() > deadline:
-                break
+        seen = race_directly(create_directly, {root, nonroot}, ROUNDS)
     assert root in seen, "the tag swap never won directly: the test shows nothing"
 
     pg = policy_gates[(engine.name, "restricted")]
@@ -227,15 +241,9 @@ def test_rename_never_wins_an_exec_under_restricted(
     name = unique("xrace")
     user = sleeper(engine, nonroot_image, name)
     root = sleeper(engine, IMAGE, name + "-r")
-    seen: set[str] = set()
     with Renamer(engine, name, (user, root)):
-        deadline = time.monotonic() + SECONDS
-        for _ in range(ROUNDS * 2):
-            _, landed = exec_container(engine.daemon_socket, name)
-            if landed:
-                seen.add(landed)
-            if seen == {user, root} or time.monotonic() > deadline:
-                break
+        seen = race_directly(lambda: exec_container(engine.daemon_socket, name)[1], {user, root},
+                             ROUNDS * 2)
     assert root in seen, "the rename never won directly: the test shows nothing"
 
     pg = policy_gates[(engine.name, "restricted")]
@@ -284,16 +292,14 @@ def test_rename_never_wins_a_join_under_baseline(
     name = unique("jrace")
     ordinary = sleeper(engine, IMAGE, name)
     hostpid = sleeper(engine, IMAGE, name + "-h", PidMode="host")
-    seen: set[str] = set()
+
+    def join_directly() -> str | None:
+        status, made = call(engine.daemon_socket, "POST", "/v1.41/containers/create",
+                            join_body(name))
+        return joined(engine, str(made["Id"])) if status == 201 and isinstance(made, dict) else None
+
     with Renamer(engine, name, (ordinary, hostpid)):
-        deadline = time.monotonic() + SECONDS
-        for _ in range(ROUNDS * 2):
-            status, made = call(engine.daemon_socket, "POST", "/v1.41/containers/create",
-                                join_body(name))
-            if status == 201 and isinstance(made, dict):
-                seen.add(joined(engine, str(made["Id"])))
-            if seen == {ordinary, hostpid} or time.monotonic() > deadline:
-                break
+        seen = race_directly(join_directly, {ordinary, hostpid}, ROUNDS * 2)
     assert hostpid in seen, "the rename never won directly: the test shows nothing"
 
     pg = policy_gates[(engine.name, "baseline")]
