@@ -8,6 +8,7 @@ listener the test opens) and the exact bytes a client received.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -16,12 +17,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 from support import engines as eng
 from support import unixhttp
-from support.engines import Engine
+from support.buildhelp import context
+from support.engines import IMAGE, Engine
 from support.policygate import (
     PROFILES,
     PolicyGate,
@@ -35,14 +38,17 @@ _ = (policy_gates, policy_audit_guard, profile_gates)  # fixtures, imported for 
 
 
 class Listener:
-    """A TCP listener on 127.0.0.1 that counts connections and closes each at once."""
+    """A TCP listener on ``address`` that counts connections and closes each at once."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind((address, 0))
         self.sock.listen(16)
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
+        self.host = f"[{address}]:{self.port}" if family == socket.AF_INET6 else (
+            f"{address}:{self.port}")
         self.connections = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -81,26 +87,74 @@ def listener() -> Iterator[Listener]:
 
 
 REGISTRY_REQUESTS = {
-    "distribution": ("GET", "/distribution/127.0.0.1:{port}/x/json"),
-    "pull": ("POST", "/images/create?fromImage=127.0.0.1:{port}/x&tag=1"),
-    "pull-beside-import": ("POST", "/images/create?fromSrc=-&fromImage=127.0.0.1:{port}/x&tag=1"),
-    "search": ("GET", "/images/search?term=127.0.0.1:{port}/x"),
-    "build-remote": ("POST", "/build?remote=http://127.0.0.1:{port}/context.tar"),
-    "import-url": ("POST", "/images/create?fromSrc=http://127.0.0.1:{port}/layer.tar"),
+    "distribution": ("GET", "/distribution/{host}/x/json"),
+    "pull": ("POST", "/images/create?fromImage={host}/x&tag=1"),
+    "pull-beside-import": ("POST", "/images/create?fromSrc=-&fromImage={host}/x&tag=1"),
+    "push": ("POST", "/images/{host}/x/push?tag=1"),
+    "search": ("GET", "/images/search?term={host}/x"),
+    "build-from": ("POST", "/build?networkmode=none"),
+    "build-remote": ("POST", "/build?remote=http://{host}/context.tar"),
+    "import-url": ("POST", "/images/create?fromSrc=http://{host}/layer.tar"),
 }
-"""Requests that make dockerd connect to the registry they name."""
+"""Requests that make dockerd connect to the registry (or URL) they name."""
 
 EARLIER_RULES = {
+    ("baseline", "build-from"): "build-fetches",
     ("readonly", "pull"): "read-only-endpoints",
     ("readonly", "pull-beside-import"): "read-only-endpoints",
+    ("readonly", "push"): "read-only-endpoints",
     ("readonly", "search"): "read-only-endpoints",
+    ("readonly", "build-from"): "read-only-endpoints",
     ("readonly", "build-remote"): "read-only-endpoints",
     ("readonly", "import-url"): "read-only-endpoints",
     ("restricted", "pull-beside-import"): "no-image-import",
+    ("restricted", "build-from"): "escalation-endpoints",
     ("restricted", "build-remote"): "escalation-endpoints",
     ("restricted", "import-url"): "no-image-import",
 }
 """Where a rule before ``registries`` refuses the request first."""
+
+
+def registry_request(engine: Engine, what: str, host: str) -> tuple[str, str, dict[str, Any]]:
+    """(method, target, keywords for ``unixhttp.request``) of request ``what`` naming
+    registry ``host``; a push first tags the test image into that registry on the daemon."""
+    method, target = REGISTRY_REQUESTS[what]
+    body: dict[str, Any] = {}
+    if what == "push":  # 20.10 wants credentials, even empty ones
+        engine.docker_direct("tag", IMAGE, f"{host}/x:1")
+        body = {"headers": {"X-Registry-Auth": base64.urlsafe_b64encode(b"{}").decode()}}
+    if what == "build-from":
+        body = {"body": context({"Dockerfile": f"FROM {host}/x:1\n"}),
+                "content_type": "application/x-tar"}
+    return method, target.format(host=quote(host, safe=":")), body  # [v6] as the CLI sends it
+
+
+def refused_without_connecting(
+    engine: Engine, what: str, listener: Listener, profile_gates: dict[str, PolicyGate],
+    kind: str,
+) -> None:
+    """Request ``what`` naming the listener makes the bare daemon connect; privileged
+    (no registries rule) lets it connect too; every other profile answers 403 naming
+    the rule (``registries``: the host is ``kind`` … address) and nothing connects."""
+    method, target, body = registry_request(engine, what, listener.host)
+    unixhttp.request(engine.daemon_socket, method, target, timeout=60, **body)
+    assert listener.wait_for_connection(), f"dockerd did not connect for {target} (direct)"
+    listener.connections = 0
+    status, answer = unixhttp.request(profile_gates["privileged"].socket, method, target,
+                                      timeout=60, **body)
+    assert status != 403, answer
+    assert listener.wait_for_connection(), f"privileged: no connection for {target}"
+    listener.connections = 0
+    for profile in PROFILES[1:]:
+        status, answer = unixhttp.request(profile_gates[profile].socket, method, target,
+                                          timeout=60, **body)
+        assert status == 403, (profile, answer)
+        message = json.loads(answer)["message"]
+        rule = EARLIER_RULES.get((profile, what), "registries")
+        assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}: ")
+        if rule == "registries":
+            assert f" {listener.host} is {kind}" in message and "address" in message, message
+    assert not listener.wait_for_connection(timeout=1.0), "the daemon connected"
 
 
 @pytest.mark.allow_refusals
@@ -108,29 +162,49 @@ EARLIER_RULES = {
 def test_loopback_registry_is_refused(
     engine: Engine, what: str, listener: Listener, profile_gates: dict[str, PolicyGate]
 ) -> None:
-    """A registry host of 127.0.0.1:PORT makes the bare daemon connect to that host
-    port; through readonly, baseline and restricted the request is refused and
-    the listener sees no connection.  privileged has no registries rule: the
-    daemon connects through it as it does directly (docs/policy.md)."""
-    method, target = REGISTRY_REQUESTS[what]
-    target = target.format(port=listener.port)
-    unixhttp.request(engine.daemon_socket, method, target, timeout=60)
-    assert listener.wait_for_connection(), f"dockerd did not connect for {target} (direct)"
-    for profile in PROFILES:
-        listener.connections = 0
-        pg = profile_gates[profile]
-        status, body = unixhttp.request(pg.socket, method, target, timeout=60)
-        if profile == "privileged":
-            assert status != 403, body
-            assert listener.wait_for_connection(), f"privileged: no connection for {target}"
-            continue
-        assert status == 403, (profile, body)
-        message = json.loads(body)["message"]
-        rule = EARLIER_RULES.get((profile, what), "registries")
-        assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}: ")
-        if rule == "registries":
-            assert f" 127.0.0.1:{listener.port} is a loopback address" in message
-        assert not listener.wait_for_connection(timeout=1.0), profile
+    """A registry host of 127.0.0.1:PORT (a pull, push, search, distribution inspect,
+    a Dockerfile's FROM, a build's remote, an import URL) makes the bare daemon
+    connect to that host port; through readonly, baseline and restricted the
+    request is refused and the listener sees no connection.  privileged has no
+    registries rule: the daemon connects through it as it does directly
+    (docs/policy.md)."""
+    refused_without_connecting(engine, what, listener, profile_gates, "a loopback address")
+
+
+def host_addresses() -> list[tuple[str, str]]:
+    """(kind, address) of the global addresses of this host's default-route interface:
+    its IPv4 address and a private IPv6 (ULA) one, where it has them."""
+
+    def ip(*args: str) -> Any:
+        return json.loads(subprocess.run(["ip", "-j", *args], check=True, capture_output=True,
+                                         text=True, timeout=30).stdout)
+
+    devs = {r["dev"] for r in ip("route", "show", "default") if "dev" in r}
+    addrs = [a["local"] for dev in sorted(devs)
+             for link in ip("addr", "show", "dev", dev, "scope", "global")
+             for a in link.get("addr_info", ()) if "local" in a]
+    v4 = [a for a in addrs if "." in a][:1]
+    ula = [a for a in addrs if a.lower().startswith(("fc", "fd"))][:1]
+    return [("ipv4", a) for a in v4] + [("ipv6-private", a) for a in ula]
+
+
+@pytest.mark.allow_refusals
+@pytest.mark.parametrize(("kind", "address"), host_addresses())
+@pytest.mark.parametrize("what", ["distribution", "pull"])
+def test_host_address_registry_is_refused(
+    engine: Engine, what: str, kind: str, address: str, profile_gates: dict[str, PolicyGate]
+) -> None:
+    """Not only loopback: a registry at one of this host's own addresses (an IPv4 one,
+    a private IPv6 one) is reached by the bare daemon, and refused by readonly,
+    baseline and restricted without a connection (20.10 rejects IPv6 literals in
+    references itself, so only 28.5 shows that one live)."""
+    if ":" in address and engine.name == "20.10":
+        pytest.skip("engine 20.10 rejects an IPv6 registry literal itself")
+    lst = Listener(address)
+    try:
+        refused_without_connecting(engine, what, lst, profile_gates, "a")
+    finally:
+        lst.close()
 
 
 @pytest.mark.allow_refusals
