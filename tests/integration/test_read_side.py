@@ -302,6 +302,7 @@ READONLY_DENIED = {
     "top": "/containers/{id}/top",
     "export": "/containers/{id}/export",
     "archive": "/containers/{id}/archive?path=/secret",
+    "changes": "/containers/{id}/changes",
     "image-save": "/images/get?names={image}",
     "exec-inspect": "/exec/{exec}/json",
 }
@@ -315,7 +316,8 @@ def test_readonly_refuses_the_reads_that_carry_data(
 ) -> None:
     """Directly, the container's logs, export and archive (its /secret file), image
     save (the committed ENV) and exec inspect (the exec's command line) carry the
-    secret and ``top`` the container's command line; privileged, baseline and
+    secret, ``top`` the container's command line and ``changes`` (docker diff) its
+    file names; privileged, baseline and
     restricted pass them as answered (docs/policy.md), readonly answers each with
     403 and not a byte of it."""
     name, secret = secret_container
@@ -328,7 +330,7 @@ def test_readonly_refuses_the_reads_that_carry_data(
     values = {"id": cid, "image": image, "exec": json.loads(made)["Id"]}
     for what, target in READONLY_DENIED.items():
         path = target.format(**values)
-        needle = b"sleep 120" if what == "top" else secret.encode()
+        needle = {"top": b"sleep 120", "changes": b'"/secret"'}.get(what, secret.encode())
         status, body = unixhttp.request(engine.daemon_socket, "GET", path, timeout=60)
         assert status == 200 and needle in body, (what, status, body[:300])
         for profile, pg in profile_gates.items():
