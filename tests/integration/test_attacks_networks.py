@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import unixhttp
 from support.engines import IMAGE, Engine, unique
 from support.plugins import FakePlugin
 from support.policygate import (
@@ -288,3 +289,57 @@ def test_driver_name_that_is_a_path_reaches_a_host_socket(
         why = f"{field.field} driver name {plugin.name!r} is a path, not a plugin name"
         denied(pg, field.args(plugin.name, profile), "plain-plugin-names", why)
         assert not plugin.requests, f"{profile}: the daemon looked the name up"
+
+
+SPELLINGS = {
+    "lower-case": (b"", 403),
+    "duplicate-key": (b'"Options": {}, ', 400),
+}
+"""How the options reach Go (keys matched regardless of case; of two spellings of
+one key the last wins), the bytes before ``options``, and dockgate's status."""
+
+
+def spelled_create(links: HostLinks, before_options: bytes) -> bytes:
+    """A network create adopting ``links.bridge``, every key in lower case."""
+    return (b'{"name": "%s", "internal": true, "ipam": {"config": [{"subnet": "%s"}]}, '
+            b'%s"options": {"com.docker.network.bridge.name": "%s"}}'
+            % (unique("dgif-net").encode(), subnet().encode(), before_options,
+               links.bridge.encode()))
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_network_options_in_other_spellings_are_refused(
+    engine: Engine,
+    spelling: str,
+    host_links: Callable[[], HostLinks],
+    profile_gates: dict[str, PolicyGate],
+) -> None:
+    """Lower-case keys, or a duplicate ``options`` after an empty ``Options``, adopt the
+    host's bridge on the bare daemon (it gains the gateway address); through
+    baseline, restricted and readonly the same bytes are refused (the policy's
+    403, or 400 for keys two parsers could read differently) and the bridge is
+    untouched."""
+    prefix, expected = SPELLINGS[spelling]
+    objects = engine.snapshot()
+    try:
+        links = host_links()
+        before = link_state(links.bridge)
+        status, body = unixhttp.request(engine.daemon_socket, "POST", "/v1.41/networks/create",
+                                        spelled_create(links, prefix), timeout=60)
+        assert status == 201, body
+        shown_adopted(engine, links, before, "")
+        for profile in PROFILES[1:]:
+            links = host_links()
+            before = link_state(links.bridge)
+            status, body = unixhttp.request(profile_gates[profile].socket, "POST",
+                                            "/v1.41/networks/create",
+                                            spelled_create(links, prefix), timeout=60)
+            assert status == expected, (profile, body)
+            message = json.loads(body)["message"]
+            if expected == 403:
+                rule = "read-only-endpoints" if profile == "readonly" else "networks"
+                assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}"), (
+                    message)
+            assert link_state(links.bridge) == before, profile
+    finally:
+        assert engine.remove_new(objects) == []
