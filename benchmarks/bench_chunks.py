@@ -1,10 +1,13 @@
-"""Benchmark: /_ping latency for one client while others send bodies as 1-byte chunks.
+"""Benchmark: /_ping latency for one client while others send costly requests.
 
 Issue 21 measured a 1 MB JSON body sent as 1-byte chunks (6 MB on the wire)
 costing dockgate 3 s of CPU, and four such clients stalling everyone else
 (a /_ping took 591 ms).  Chunks beyond ``http1_server.FREE_CHUNKS`` must now
 average ``MIN_CHUNK_AVERAGE`` bytes, so such a client is refused (413) after
-a few thousand chunks, and the chunks of one read are one body event.
+a few thousand chunks, and the chunks of one read are one body event.  The
+other bounds of issue 21 item 5 get the same load with ``--attack``: bodies of
+20001 object members (413 once the decoder passes 20000), 5000 levels of
+nesting (400), heads of 300 header fields (431).
 
 No daemon is needed: the request side is what is measured, so a small
 stand-in daemon on a unix socket answers every request with 200 (reading the
@@ -12,9 +15,11 @@ body first).  dockgate runs in front of it as ``python -m dockgate serve``
 with policies/privileged.yaml and no audit log.
 
     python benchmarks/bench_chunks.py [--attackers 4] [--seconds 5]
+        [--attack chunks|members|nesting|headers|all]
 
-Prints /_ping p50/p99/max with no load and under the attack, the attack
-requests dockgate answered, and dockgate's CPU seconds per attack request.
+Prints, per attack, /_ping p50/p99/max with no load and under the attack, the
+ratio of the two p99s, the attack requests dockgate answered, and dockgate's
+CPU seconds per attack request.
 """
 
 from __future__ import annotations
@@ -119,21 +124,44 @@ def pings(path: str, seconds: float) -> list[float]:
     return out
 
 
-def attacker(path: str, stop: Any, answered: Any) -> None:
-    """Send 1 MB JSON bodies as 1-byte chunks, again and again, reading each answer.
+HEAD = (b"POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\n"
+        b"Content-Type: application/json\r\n")
+
+
+def _with_length(body: bytes, extra: bytes = b"") -> bytes:
+    return HEAD + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def attack_wire(kind: str) -> bytes:
+    """The bytes one attack request sends."""
+    if kind == "chunks":
+        body = b'{"Image":"x","Labels":{"a":"' + b"b" * ((1 << 20) - 30) + b'"}}'
+        return (HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+                + b"".join(b"1\r\n%c\r\n" % c for c in body) + b"0\r\n\r\n")
+    if kind == "members":
+        labels = ",".join(f'"k{i}":"v"' for i in range(20001)).encode()
+        return _with_length(b'{"Image":"x","Labels":{' + labels + b"}}")
+    if kind == "nesting":
+        return _with_length(b'{"Image":"x","Deep":' + b"[" * 5000 + b"]" * 5000 + b"}")
+    if kind == "headers":
+        return _with_length(b'{"Image":"x"}', b"".join(b"X-F%d: v\r\n" % i for i in range(300)))
+    raise ValueError(kind)
+
+
+ATTACKS = ("chunks", "members", "nesting", "headers")
+
+
+def attacker(path: str, stop: Any, answered: Any, kind: str) -> None:
+    """Send ``kind`` attack requests, again and again, reading each answer.
 
     Runs in a process of its own, so that the clients' work does not hold the
     GIL of the thread timing the pings.
     """
-    head = (b"POST /v1.41/containers/create HTTP/1.1\r\nHost: docker\r\n"
-            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-    body = b'{"Image":"x","Labels":{"a":"' + b"b" * ((1 << 20) - 30) + b'"}}'
-    wire = b"".join(b"1\r\n%c\r\n" % c for c in body) + b"0\r\n\r\n"
+    wire = attack_wire(kind)
     while not stop.is_set():
         s = connect(path)
         s.settimeout(30)
         try:
-            s.sendall(head)
             for i in range(0, len(wire), 65536):
                 if stop.is_set():
                     break
@@ -149,17 +177,43 @@ def attacker(path: str, stop: Any, answered: Any) -> None:
         s.close()
 
 
-def summary(name: str, lat: list[float]) -> str:
+def p99(lat: list[float]) -> float:
     lat = sorted(lat)
-    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    return (f"{name:<28} n={len(lat):<6} p50={statistics.median(lat) * 1e3:7.2f} ms  "
-            f"p99={p99 * 1e3:7.2f} ms  max={lat[-1] * 1e3:7.2f} ms")
+    return lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def summary(name: str, lat: list[float]) -> str:
+    return (f"{name:<32} n={len(lat):<6} p50={statistics.median(lat) * 1e3:7.2f} ms  "
+            f"p99={p99(lat) * 1e3:7.2f} ms  max={max(lat) * 1e3:7.2f} ms")
+
+
+def measure(gate_sock: str, gate_pid: int, kind: str, attackers: int, seconds: float) -> None:
+    """Quiet pings, then pings while ``attackers`` processes send ``kind`` requests."""
+    quiet = pings(gate_sock, seconds)
+    stop, answered = multiprocessing.Event(), multiprocessing.Value("i", 0)
+    procs = [multiprocessing.Process(target=attacker, args=(gate_sock, stop, answered, kind),
+                                     daemon=True) for _ in range(attackers)]
+    cpu0 = cpu_seconds(gate_pid)
+    for proc in procs:
+        proc.start()
+    loaded = pings(gate_sock, seconds)
+    stop.set()
+    for proc in procs:
+        proc.join(timeout=60)
+    cpu = cpu_seconds(gate_pid) - cpu0
+    print(summary(f"/_ping, quiet ({kind})", quiet))
+    print(summary(f"/_ping, {attackers} {kind} attackers", loaded))
+    n = answered.value
+    per = f"{cpu / n:.4f} s" if n else "n/a"
+    print(f"  p99 loaded/quiet {p99(loaded) / p99(quiet):.1f}x; attack requests answered: {n}; "
+          f"dockgate CPU {cpu:.2f} s ({per} per attack request)")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--attackers", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--attack", choices=(*ATTACKS, "all"), default="chunks")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dgchunks-") as tmp:
         daemon_sock, gate_sock = os.path.join(tmp, "d.sock"), os.path.join(tmp, "g.sock")
@@ -178,24 +232,8 @@ def main() -> int:
                     raise RuntimeError("dockgate did not start")
                 time.sleep(0.05)
             pings(gate_sock, 0.5)  # warm up
-            quiet = pings(gate_sock, args.seconds)
-            stop, answered = multiprocessing.Event(), multiprocessing.Value("i", 0)
-            procs = [multiprocessing.Process(target=attacker, args=(gate_sock, stop, answered),
-                                             daemon=True) for _ in range(args.attackers)]
-            cpu0 = cpu_seconds(gate.pid)
-            for proc in procs:
-                proc.start()
-            loaded = pings(gate_sock, args.seconds)
-            stop.set()
-            for proc in procs:
-                proc.join(timeout=60)
-            cpu = cpu_seconds(gate.pid) - cpu0
-            print(summary("/_ping, quiet", quiet))
-            print(summary(f"/_ping, {args.attackers} chunk attackers", loaded))
-            n = answered.value
-            per = f"{cpu / n:.4f} s" if n else "n/a"
-            print(f"attack requests answered: {n}; dockgate CPU {cpu:.2f} s "
-                  f"({per} per attack request)")
+            for kind in ATTACKS if args.attack == "all" else (args.attack,):
+                measure(gate_sock, gate.pid, kind, args.attackers, args.seconds)
         finally:
             gate.terminate()
             gate.wait(timeout=15)

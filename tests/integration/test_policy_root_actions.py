@@ -18,14 +18,19 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.engines import IMAGE, Engine, unique
-from support.policygate import POLICY_NAMES, PolicyGate, policy_audit_guard, policy_gates
+from support.plugins import FakePlugin
+from support.policygate import (
+    POLICY_NAMES,
+    PolicyGate,
+    denied,
+    policy_audit_guard,
+    policy_gates,
+)
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
@@ -48,30 +53,6 @@ def run_as(pg: PolicyGate, *flags: str) -> tuple[str, ...]:
     """``docker run`` flags the policy otherwise allows, plus ``flags``, before the image."""
     extra = HARDENED if pg.policy == "restricted" else ()
     return (*RUN, *extra, *flags)
-
-
-def refused(pg: PolicyGate, mark: int, rule: str, text: str) -> None:
-    """Every exchange decided since ``mark`` was refused by ``rule`` naming ``text``;
-    none was forwarded."""
-    records = pg.records_since(mark)
-    ours = {r["id"] for r in records if r["stage"] == "RequestDecided"}
-    mutating = [r for r in records if r["id"] in ours and r["method"] not in ("GET", "HEAD")]
-    assert mutating, records
-    for r in mutating:
-        assert r["decision"] == "deny", r
-        assert r["rules"][:1] == [rule], r
-        assert any(text in reason for reason in r["reasons"]), r
-
-
-def denied(pg: PolicyGate, args: tuple[str, ...], rule: str, text: str, **kw: Any) -> None:
-    """The CLI fails with dockgate's denial and the daemon's objects are unchanged."""
-    before = pg.engine.snapshot()
-    mark = pg.mark()
-    out = pg.docker(*args, check=False, timeout=60, **kw)
-    assert out.returncode != 0, out.stdout
-    assert f"dockgate: denied by policy {pg.policy} rule {rule}" in out.stderr, out.stderr
-    assert pg.engine.snapshot() == before, "the daemon's state changed"
-    refused(pg, mark, rule, text)
 
 
 # -- mounts dockerd performs: local volume driver options -------------------------------
@@ -264,44 +245,6 @@ def test_cgroup_namespace_default_is_set_private(engine: Engine, pg: PolicyGate)
 # -- plugin names that are paths ---------------------------------------------------------------
 
 
-class FakePlugin:
-    """A unix socket that answers the plugin protocol's activation, recording who called."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self.requests: list[bytes] = []
-        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(path)
-        self.server.listen(8)
-        self.server.settimeout(0.5)
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        body = b'{"Implements":[]}'
-        while not self.stopped.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self.requests.append(conn.recv(65536))
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker."
-                                 b"plugins.v1+json\r\nContent-Length: %d\r\nConnection: close"
-                                 b"\r\n\r\n%s" % (len(body), body))
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self.stopped.set()
-        self.thread.join(timeout=10)
-        self.server.close()
-        os.unlink(self.path)
-
-
 def test_driver_name_with_dots_reaches_a_host_socket(engine: Engine, pg: PolicyGate) -> None:
     """dockerd's legacy plugin discovery joins a driver name into its spec directory, so
     ``../../../<volume mountpoint>/p`` reads a ``p.spec`` a container wrote into a volume
@@ -319,7 +262,7 @@ def test_driver_name_with_dots_reaches_a_host_socket(engine: Engine, pg: PolicyG
         out = engine.docker_direct("volume", "create", "--driver", name, unique("dgra-v"),
                                    check=False, timeout=90)
         assert out.returncode != 0  # the fake plugin implements nothing
-        assert any(b"POST /Plugin.Activate" in r for r in plugin.requests), (
+        assert plugin.activated, (
             "dockerd spoke the plugin protocol to the host socket", out.stderr)
         seen = len(plugin.requests)
 

@@ -3,16 +3,23 @@
 Under restricted an empty ``User`` means the image's user, which dockgate reads
 from the daemon before it decides.  A concurrent ``POST /images/{name}/tag``
 can move the tag onto a root-user image between that read and the create.
-These tests race tag swaps (and renames, for exec) against requests through
-restricted, many times within a bound, and ask the daemon what was created.
+Under baseline a ``container:X`` join is judged by X's own settings, read from
+the daemon; a concurrent rename can put another container under the name.
+These tests race tag swaps and renames against creates and execs, many times
+within a bound, and ask the daemon what was created.
+
+The other profiles make no decision on the daemon's state: privileged decides
+nothing, readonly refuses every create and exec, and baseline's image-user rule
+only audits (tenants' ownership checks are raced in test_tenants.py).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -64,6 +71,21 @@ def image_id(engine: Engine, name: str) -> str:
     status, info = call(engine.daemon_socket, "GET", f"/images/{name}/json")
     assert status == 200 and isinstance(info, dict), info
     return str(info["Id"])
+
+
+def race_directly(attempt: Callable[[], str | None], outcomes: set[str], rounds: int) -> set[str]:
+    """Call ``attempt`` (one request straight to the daemon, while a race runs; it returns
+    the object the request landed on, or None) up to ``rounds`` times, until every
+    one of ``outcomes`` was seen or SECONDS passed; what was seen."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + SECONDS
+    for _ in range(rounds):
+        landed = attempt()
+        if landed:
+            seen.add(landed)
+        if seen >= outcomes or time.monotonic() > deadline:
+            break
+    return seen
 
 
 class Swapper:
@@ -119,19 +141,17 @@ def test_tag_swap_never_wins_a_create_under_restricted(
     race made was removed), and some creates succeeded."""
     ref, root, nonroot = images
     prefix = unique("race")
-    seen: set[str] = set()
+
+    def create_directly() -> str:
+        status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={prefix}-d"
+                            f"{os.urandom(4).hex()}", create_body(ref))
+        assert status == 201 and isinstance(made, dict), made
+        _, info = call(engine.daemon_socket, "GET", f"/containers/{made['Id']}/json")
+        assert isinstance(info, dict)
+        return str(info["Image"])
+
     with Swapper(engine, ref, (root, nonroot)):
-        deadline = time.monotonic() + SECONDS
-        for i in range(ROUNDS):
-            status, made = call(engine.daemon_socket, "POST",
-                                f"/containers/create?name={prefix}-d{i}", create_body(ref))
-            assert status == 201, made
-            assert isinstance(made, dict)
-            _, info = call(engine.daemon_socket, "GET", f"/containers/{made['Id']}/json")
-            assert isinstance(info, dict)
-            seen.add(str(info["Image"]))
-            if seen == {root, nonroot} or time.monotonic() > deadline:
-                break
+        seen = race_directly(create_directly, {root, nonroot}, ROUNDS)
     assert root in seen, "the tag swap never won directly: the test shows nothing"
 
     pg = policy_gates[(engine.name, "restricted")]
@@ -186,10 +206,12 @@ class Renamer:
         self.thread.join(timeout=30)
 
 
-def sleeper(engine: Engine, image: str, name: str) -> str:
+def sleeper(engine: Engine, image: str, name: str, **host_config: str) -> str:
+    """Start a container ``name`` of ``image`` sleeping (network none, plus ``host_config``)
+    directly on the daemon; its id."""
     status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={name}",
                         {"Image": image, "Cmd": ["sleep", "300"],
-                         "HostConfig": {"NetworkMode": "none"}})
+                         "HostConfig": {"NetworkMode": "none", **host_config}})
     assert status == 201 and isinstance(made, dict), made
     status, _ = call(engine.daemon_socket, "POST", f"/containers/{made['Id']}/start")
     assert status == 204
@@ -219,15 +241,9 @@ def test_rename_never_wins_an_exec_under_restricted(
     name = unique("xrace")
     user = sleeper(engine, nonroot_image, name)
     root = sleeper(engine, IMAGE, name + "-r")
-    seen: set[str] = set()
     with Renamer(engine, name, (user, root)):
-        deadline = time.monotonic() + SECONDS
-        for _ in range(ROUNDS * 2):
-            _, landed = exec_container(engine.daemon_socket, name)
-            if landed:
-                seen.add(landed)
-            if seen == {user, root} or time.monotonic() > deadline:
-                break
+        seen = race_directly(lambda: exec_container(engine.daemon_socket, name)[1], {user, root},
+                             ROUNDS * 2)
     assert root in seen, "the rename never won directly: the test shows nothing"
 
     pg = policy_gates[(engine.name, "restricted")]
@@ -248,3 +264,59 @@ def test_rename_never_wins_an_exec_under_restricted(
         _, info = call(engine.daemon_socket, "GET", f"/exec/{ident}/json")
         assert isinstance(info, dict)
         assert info["ContainerID"] == user, f"exec {ident[:12]} landed in the root container"
+
+
+def join_body(name: str) -> dict[str, object]:
+    return {"Image": IMAGE, "Cmd": ["true"],
+            "HostConfig": {"NetworkMode": "none", "PidMode": f"container:{name}"}}
+
+
+def joined(engine: Engine, ident: str) -> str:
+    """The container id a created container's PidMode names (the daemon stores the id)."""
+    _, info = call(engine.daemon_socket, "GET", f"/containers/{ident}/json")
+    assert isinstance(info, dict)
+    mode = str(info["HostConfig"]["PidMode"])
+    assert mode.startswith("container:"), mode
+    return mode.split(":", 1)[1]
+
+
+@pytest.mark.allow_refusals
+def test_rename_never_wins_a_join_under_baseline(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
+) -> None:
+    """While a name moves between an ordinary container and one in the host's PID
+    namespace, ``PidMode: container:NAME`` creates directly join both (the race is
+    live at the daemon); through baseline, every container the daemon created
+    joins the ordinary one: the name is judged and pinned to the id that was
+    checked, and creates that saw the host-PID container were refused."""
+    name = unique("jrace")
+    ordinary = sleeper(engine, IMAGE, name)
+    hostpid = sleeper(engine, IMAGE, name + "-h", PidMode="host")
+
+    def join_directly() -> str | None:
+        status, made = call(engine.daemon_socket, "POST", "/v1.41/containers/create",
+                            join_body(name))
+        return joined(engine, str(made["Id"])) if status == 201 and isinstance(made, dict) else None
+
+    with Renamer(engine, name, (ordinary, hostpid)):
+        seen = race_directly(join_directly, {ordinary, hostpid}, ROUNDS * 2)
+    assert hostpid in seen, "the rename never won directly: the test shows nothing"
+
+    pg = policy_gates[(engine.name, "baseline")]
+    created: list[str] = []
+    statuses: list[int] = []
+    with Renamer(engine, name, (ordinary, hostpid)) as renamer:
+        deadline = time.monotonic() + SECONDS
+        # ROUNDS creates, and on until both outcomes were seen (the renames can stall).
+        while time.monotonic() < deadline and (
+            len(statuses) < ROUNDS or not {201, 403} <= set(statuses)
+        ):
+            status, made = call(pg.socket, "POST", "/v1.41/containers/create", join_body(name))
+            assert status in (201, 403, 404), made
+            statuses.append(status)
+            if status == 201 and isinstance(made, dict):
+                created.append(str(made["Id"]))
+    assert renamer.renames > 0 and created, statuses
+    assert 403 in statuses, "no create saw the host-PID container: the test shows nothing"
+    for ident in created:
+        assert joined(engine, ident) == ordinary, f"{ident[:12]} joined the host-PID container"

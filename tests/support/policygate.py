@@ -1,9 +1,11 @@
-"""Extra dockgate processes running a chosen policy (baseline, restricted) in
-front of a session daemon, for the policy integration tests.
+"""Extra dockgate processes running a chosen policy (baseline, restricted,
+readonly) in front of a session daemon, for the policy integration tests.
 
 The session's own dockgates run policies/privileged.yaml and are watched by
 the autouse audit guard in tests/conftest.py; these are not, so tests check
-their audit logs themselves (``PolicyGate.refusals_since``).
+their audit logs themselves (``PolicyGate.refusals_since``).  The
+``profile_gates`` fixture hands out all four shipped profiles, the session's
+own gate as privileged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ K = TypeVar("K")
 
 POLICIES = gate.REPO / "policies"
 POLICY_NAMES = ("baseline", "restricted")
+"""The profiles that govern what a client may create (the usual test parameter)."""
+GATE_POLICIES = (*POLICY_NAMES, "readonly")
+"""The profiles ``policy_gates`` starts a dockgate for."""
+PROFILES = ("privileged", *GATE_POLICIES)
+"""Every shipped profile (policies/*.yaml but the example)."""
 
 
 def start_policy_gate(engine: Engine, policy: str, workdir: Path) -> gate.DockgateProcess:
@@ -133,18 +140,18 @@ def stop_all(gates: Mapping[Any, PolicyGate]) -> None:
 
 
 def _start_gates(engines: dict[str, Engine], base: Path) -> dict[tuple[str, str], PolicyGate]:
-    """One dockgate per (engine, policy in POLICY_NAMES), started together and waited for.
+    """One dockgate per (engine, policy in GATE_POLICIES), started together and waited for.
 
-    ``base`` must be short: sockets live at ``base/<major><policy initial>/g.sock``.
+    ``base`` must be short: sockets live at ``base/<major><policy[:3]>/g.sock``.
     """
 
     def starter(engine: Engine, policy: str) -> Callable[[], PolicyGate]:
-        workdir = base / f"{engine.name.split('.')[0]}{policy[0]}"
+        workdir = base / f"{engine.name.split('.')[0]}{policy[:3]}"
         return lambda: PolicyGate(engine, policy, start_policy_gate(engine, policy, workdir),
                                   eng.make_docker_config(workdir / "cfg"))
 
     return start_all({(name, policy): starter(engine, policy)
-                      for name, engine in engines.items() for policy in POLICY_NAMES})
+                      for name, engine in engines.items() for policy in GATE_POLICIES})
 
 
 _shared: dict[tuple[str, str], PolicyGate] = {}
@@ -153,7 +160,7 @@ _users = 0
 
 @pytest.fixture(scope="session")
 def policy_gates(engine_set: dict[str, Engine]) -> Iterator[dict[tuple[str, str], PolicyGate]]:
-    """``{(engine name, policy): PolicyGate}`` for every selected engine and POLICY_NAMES.
+    """``{(engine name, policy): PolicyGate}`` for every selected engine and GATE_POLICIES.
 
     Several test modules import this fixture; pytest then holds one session
     fixture per module, so the processes are shared through a use count and
@@ -201,3 +208,45 @@ def policy_audit_guard(request: pytest.FixtureRequest) -> Iterator[None]:
         for record in pg.refusals_since(marks[key])
     ]
     assert not problems, "a policy dockgate refused requests:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def profile_gates(
+    engine: Engine,
+    policy_gates: dict[tuple[str, str], PolicyGate],
+    dockgate_process: gate.DockgateProcess,
+) -> dict[str, PolicyGate]:
+    """``{profile: PolicyGate}`` in front of ``engine`` for every shipped profile (PROFILES).
+
+    privileged is the session's own dockgate (watched by the conftest audit
+    guard: tests that expect refusals there are marked ``allow_refusals``).
+    """
+    gates = {p: policy_gates[(engine.name, p)] for p in GATE_POLICIES}
+    return {"privileged": PolicyGate(engine, "privileged", dockgate_process,
+                                     engine.docker_config), **gates}
+
+
+def refused(pg: PolicyGate, mark: int, rule: str, text: str) -> None:
+    """Every mutating exchange decided since ``mark`` was refused by ``rule`` (first)
+    with a reason naming ``text``; none was forwarded, and there was one."""
+    records = pg.records_since(mark)
+    ours = {r["id"] for r in records if r["stage"] == "RequestDecided"}
+    mutating = [r for r in records if r["id"] in ours and r["method"] not in ("GET", "HEAD")]
+    assert mutating, records
+    for r in mutating:
+        assert r["decision"] == "deny", r
+        assert rules_of(r)[:1] == [rule], r
+        assert any(text in reason for reason in reasons_of(r)), r
+
+
+def denied(pg: PolicyGate, args: tuple[str, ...], rule: str, text: str, **kw: Any) -> None:
+    """The CLI run with ``args`` through ``pg`` fails with the policy's denial by ``rule``
+    (naming ``text``) and the daemon's containers, images, volumes and networks are
+    unchanged."""
+    before = pg.engine.snapshot()
+    mark = pg.mark()
+    out = pg.docker(*args, check=False, timeout=60, **kw)
+    assert out.returncode != 0, out.stdout
+    assert f"dockgate: denied by policy {pg.policy} rule {rule}" in out.stderr, out.stderr
+    assert pg.engine.snapshot() == before, "the daemon's state changed"
+    refused(pg, mark, rule, text)

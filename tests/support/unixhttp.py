@@ -29,12 +29,15 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 def request(
-    path: str, method: str, target: str, body: bytes | None = None, timeout: float = 30.0
+    path: str, method: str, target: str, body: bytes | None = None, timeout: float = 30.0,
+    content_type: str = "application/json", headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    """One request on a fresh connection; returns (status, body)."""
+    """One request on a fresh connection (a body is sent as ``content_type``, with any
+    further ``headers``); returns (status, body)."""
     conn = UnixHTTPConnection(path, timeout=timeout)
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = {**({"Content-Type": content_type} if body is not None else {}),
+                   **(headers or {})}
         conn.request(method, target, body=body, headers=headers)
         resp = conn.getresponse()
         return resp.status, resp.read()

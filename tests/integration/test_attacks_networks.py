@@ -1,0 +1,345 @@
+"""Issue 21 item 1, live: network options that take or change a host interface, and
+driver names that are paths, against both engines and every shipped profile.
+
+Each attack first runs against the bare daemon, with the host as the oracle:
+a host interface the test creates (a veth pair and a bridge enslaving one end,
+in the host's namespace, all links down and carrying no traffic; this kernel
+has no dummy, VLAN or ipvlan links) is taken into a container (macvlan
+``parent=``: the container's ``eth0`` is a child of the host's interface),
+taken over and rewritten (``macvlan_mode=passthru``: the host interface is put
+in promiscuous mode and given the container's MAC address), or adopted and
+readdressed (``com.docker.network.bridge.name`` naming the host's bridge: dockerd
+brings it up and puts the network's gateway address on it).  For driver
+names, a unix socket the test serves is the oracle: dockerd, as root, speaks
+the plugin protocol to it for a network driver, IPAM driver, log driver or
+volume driver named ``../../..<path>``.
+
+Then the same requests go through each profile: privileged forwards the
+interface attacks (it allows every request the route table accepts, as
+docs/policy.md says, so the interface changes just as directly) and refuses
+only the driver names (the implicit ``plain-plugin-names`` floor); baseline and
+restricted refuse both (``networks``, ``plain-plugin-names``), readonly refuses
+every write.  A refused request leaves the interface exactly as it was and the
+socket never called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import unixhttp
+from support.engines import IMAGE, Engine, unique
+from support.plugins import FakePlugin
+from support.policygate import (
+    PROFILES,
+    PolicyGate,
+    denied,
+    policy_audit_guard,
+    policy_gates,
+    profile_gates,
+)
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = (policy_gates, policy_audit_guard, profile_gates)  # fixtures, imported for pytest
+
+SYS_NET = Path("/sys/class/net")
+IFF_PROMISC = 0x100
+HARDENED = ("--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--memory", "64m", "--cpus", "0.5", "--pids-limit", "64")
+READONLY = ("read-only-endpoints", "endpoint {} is not allowed")
+
+
+# -- host interfaces -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostLinks:
+    """A veth pair ``nic``/``peer`` and a bridge ``bridge`` enslaving ``peer``, on the host."""
+
+    nic: str
+    peer: str
+    bridge: str
+
+
+def ip(*args: str) -> str:
+    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True,
+                          timeout=30).stdout
+
+
+@pytest.fixture
+def host_links() -> Iterator[Callable[[], HostLinks]]:
+    """Makes fresh ``HostLinks`` (one set per attack attempt); all removed afterwards."""
+    made: list[HostLinks] = []
+
+    def make() -> HostLinks:
+        stem = "dg" + os.urandom(3).hex()
+        links = HostLinks(stem + "n", stem + "p", stem + "b")
+        made.append(links)
+        ip("link", "add", links.nic, "type", "veth", "peer", "name", links.peer)
+        ip("link", "add", links.bridge, "type", "bridge")
+        ip("link", "set", links.peer, "master", links.bridge)
+        return links
+
+    try:
+        yield make
+    finally:
+        for links in made:
+            for name in (links.bridge, links.nic):  # the peer goes with its veth
+                if (SYS_NET / name).exists():
+                    subprocess.run(["ip", "link", "del", name], check=False,
+                                   capture_output=True, timeout=30)
+
+
+def link_state(name: str) -> dict[str, Any]:
+    """What a client could have changed about host interface ``name``: its MAC address,
+    flags (up, promiscuous), IPv4 addresses, master and bridge ports."""
+    sysdir = SYS_NET / name
+    info = json.loads(ip("-j", "addr", "show", "dev", name))[0]
+    return {
+        "address": (sysdir / "address").read_text().strip(),
+        "flags": int((sysdir / "flags").read_text(), 16),
+        "ipv4": sorted(f"{a['local']}/{a['prefixlen']}" for a in info.get("addr_info", ())
+                       if a.get("family") == "inet"),
+        "master": os.path.basename(os.readlink(sysdir / "master"))
+        if (sysdir / "master").exists() else None,
+        "ports": sorted(os.listdir(sysdir / "brif")) if (sysdir / "brif").exists() else None,
+    }
+
+
+def subnet() -> str:
+    """A loopback-range /24 for an internal network (no route leaves the host)."""
+    second, third = os.urandom(2)
+    return f"127.{100 + second % 150}.{third}.0/24"
+
+
+def container_eth0(engine: Engine, name: str) -> tuple[int, str]:
+    """(ifindex of the link ``eth0`` of container ``name`` hangs off, its MAC address)."""
+    out = engine.docker_direct("exec", name, "cat", "/sys/class/net/eth0/iflink",
+                               "/sys/class/net/eth0/address").stdout.split()
+    return int(out[0]), out[1]
+
+
+Docker = Callable[..., subprocess.CompletedProcess[Any]]
+
+
+@dataclass(frozen=True)
+class InterfaceAttack:
+    """A network create (and, with ``container``, a container joining it) aimed at
+    ``HostLinks``; ``shown`` asserts on the host that it took effect."""
+
+    id: str
+    options: Callable[[HostLinks], tuple[str, ...]]
+    container: bool
+    shown: Callable[[Engine, HostLinks, dict[str, Any], str], None]
+    rule: str
+    text: str
+
+    def create_args(self, links: HostLinks, net: str) -> tuple[str, ...]:
+        return ("network", "create", "--internal", "--subnet", subnet(),
+                *self.options(links), net)
+
+    def run(self, engine: Engine, docker: Docker, links: HostLinks) -> None:
+        """Perform the attack with ``docker`` (direct or through a gate) and check it worked."""
+        before = link_state(links.nic if self.container else links.bridge)
+        net, ctr = unique("dgif-net"), unique("dgif-c")
+        docker(*self.create_args(links, net), timeout=60)
+        if self.container:
+            docker("run", "-d", "--pull", "never", "--name", ctr, "--network", net, IMAGE,
+                   "sleep", "300", timeout=60)
+        self.shown(engine, links, before, ctr)
+
+
+def shown_in_container(engine: Engine, links: HostLinks, before: dict[str, Any], ctr: str) -> None:
+    """The container's eth0 is a child of the host's interface (it sits on the host's link)."""
+    iflink, _ = container_eth0(engine, ctr)
+    assert iflink == int((SYS_NET / links.nic / "ifindex").read_text()), (
+        "the container's eth0 hangs off the host interface")
+
+
+def shown_taken_over(engine: Engine, links: HostLinks, before: dict[str, Any], ctr: str) -> None:
+    """passthru: the host interface is promiscuous and carries the container's MAC address."""
+    shown_in_container(engine, links, before, ctr)
+    _, mac = container_eth0(engine, ctr)
+    after = link_state(links.nic)
+    assert not before["flags"] & IFF_PROMISC and after["flags"] & IFF_PROMISC
+    assert after["address"] == mac != before["address"], (before, after, mac)
+
+
+def shown_adopted(engine: Engine, links: HostLinks, before: dict[str, Any], ctr: str) -> None:
+    """The host's own bridge is up and carries the network's gateway address."""
+    after = link_state(links.bridge)
+    assert before["ipv4"] == [] and len(after["ipv4"]) == 1, (before, after)
+    assert after["ipv4"][0].startswith("127.") and after["flags"] & 1, after  # IFF_UP
+
+
+MACVLAN = "Driver network driver 'macvlan' is not allowed"
+INTERFACE_ATTACKS = [
+    InterfaceAttack("macvlan-parent", lambda ln: ("-d", "macvlan", "-o", f"parent={ln.nic}"),
+                    True, shown_in_container, "networks", MACVLAN),
+    InterfaceAttack("macvlan-passthru",
+                    lambda ln: ("-d", "macvlan", "-o", f"parent={ln.nic}",
+                                "-o", "macvlan_mode=passthru"),
+                    True, shown_taken_over, "networks", MACVLAN),
+    InterfaceAttack("bridge-name-existing",
+                    lambda ln: ("-o", f"com.docker.network.bridge.name={ln.bridge}"),
+                    False, shown_adopted, "networks",
+                    "Options[com.docker.network.bridge.name] is a network option"),
+]
+
+
+@pytest.mark.parametrize("attack", INTERFACE_ATTACKS, ids=lambda a: a.id)
+def test_network_create_takes_a_host_interface(
+    engine: Engine,
+    attack: InterfaceAttack,
+    host_links: Callable[[], HostLinks],
+    profile_gates: dict[str, PolicyGate],
+) -> None:
+    """Live on the bare daemon (and, as documented, through privileged): the network
+    takes, rewrites or adopts a host interface.  baseline, restricted and readonly
+    refuse the network create and every host interface stays exactly as it was."""
+    objects = engine.snapshot()
+    try:
+        attack.run(engine, engine.docker_direct, host_links())
+        for profile in PROFILES:
+            pg, links = profile_gates[profile], host_links()
+            if profile == "privileged":
+                attack.run(engine, pg.docker, links)
+                continue
+            before = {name: link_state(name) for name in (links.nic, links.peer, links.bridge)}
+            rule, text = ((READONLY[0], READONLY[1].format("network.create"))
+                          if profile == "readonly" else (attack.rule, attack.text))
+            denied(pg, attack.create_args(links, unique("dgif-net")), rule, text)
+            assert {name: link_state(name) for name in before} == before, profile
+    finally:  # containers and networks go before the host links they hang off
+        assert engine.remove_new(objects) == []
+
+
+# -- driver names that are paths ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PluginField:
+    """A request field dockerd resolves as a plugin name, and how to fill it with ``name``."""
+
+    id: str
+    args: Callable[[str, str], tuple[str, ...]]  # (name, profile) -> CLI args
+    field: str
+
+
+def create_with_log_driver(name: str, profile: str) -> tuple[str, ...]:
+    hardened = HARDENED if profile == "restricted" else ()
+    return ("create", "--network", "none", "--pull", "never", *hardened, "--log-driver", name,
+            IMAGE, "true")
+
+
+PLUGIN_FIELDS = [
+    PluginField("network-driver",
+                lambda n, _: ("network", "create", "--internal", "-d", n, unique("dgpn")), "Driver"),
+    PluginField("ipam-driver",
+                lambda n, _: ("network", "create", "--internal", "--ipam-driver", n,
+                              unique("dgpn")), "IPAM.Driver"),
+    PluginField("log-driver", create_with_log_driver,
+                "HostConfig.LogConfig.Type"),
+    PluginField("volume-driver",
+                lambda n, _: ("volume", "create", "--driver", n, unique("dgpn")), "Driver"),
+]
+
+
+@pytest.fixture
+def fake_plugins(engine: Engine) -> Iterator[Callable[[], FakePlugin]]:
+    """Makes fresh fake plugin sockets under the engine's work directory (a daemon
+    activates a plugin name once, so every attempt gets its own); closed afterwards."""
+    made: list[FakePlugin] = []
+
+    def make() -> FakePlugin:
+        made.append(FakePlugin(str(engine.workdir / f"{unique('pl')}.sock")))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for plugin in made:
+            plugin.close()
+
+
+@pytest.mark.parametrize("field", PLUGIN_FIELDS, ids=lambda f: f.id)
+def test_driver_name_that_is_a_path_reaches_a_host_socket(
+    engine: Engine,
+    field: PluginField,
+    fake_plugins: Callable[[], FakePlugin],
+    profile_gates: dict[str, PolicyGate],
+) -> None:
+    """Live on the bare daemon: a driver named ``../../..<socket path>`` makes dockerd
+    activate the plugin at that host socket.  Every profile refuses it by the
+    plain-plugin-names floor, checked before any other rule (privileged too;
+    readonly would refuse the write anyway) and the socket is never called."""
+    plugin = fake_plugins()
+    out = engine.docker_direct(*field.args(plugin.name, "direct"), check=False, timeout=90)
+    assert out.returncode != 0 and "does not implement" in out.stderr, out.stderr
+    assert plugin.activated, "dockerd spoke the plugin protocol to the host socket"
+    for profile in PROFILES:
+        pg, plugin = profile_gates[profile], fake_plugins()
+        why = f"{field.field} driver name {plugin.name!r} is a path, not a plugin name"
+        denied(pg, field.args(plugin.name, profile), "plain-plugin-names", why)
+        assert not plugin.requests, f"{profile}: the daemon looked the name up"
+
+
+SPELLINGS = {
+    "lower-case": (b"", 403),
+    "duplicate-key": (b'"Options": {}, ', 400),
+}
+"""How the options reach Go (keys matched regardless of case; of two spellings of
+one key the last wins), the bytes before ``options``, and dockgate's status."""
+
+
+def spelled_create(links: HostLinks, before_options: bytes) -> bytes:
+    """A network create adopting ``links.bridge``, every key in lower case."""
+    return (b'{"name": "%s", "internal": true, "ipam": {"config": [{"subnet": "%s"}]}, '
+            b'%s"options": {"com.docker.network.bridge.name": "%s"}}'
+            % (unique("dgif-net").encode(), subnet().encode(), before_options,
+               links.bridge.encode()))
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_network_options_in_other_spellings_are_refused(
+    engine: Engine,
+    spelling: str,
+    host_links: Callable[[], HostLinks],
+    profile_gates: dict[str, PolicyGate],
+) -> None:
+    """Lower-case keys, or a duplicate ``options`` after an empty ``Options``, adopt the
+    host's bridge on the bare daemon (it gains the gateway address); through
+    baseline, restricted and readonly the same bytes are refused (the policy's
+    403, or 400 for keys two parsers could read differently) and the bridge is
+    untouched."""
+    prefix, expected = SPELLINGS[spelling]
+    objects = engine.snapshot()
+    try:
+        links = host_links()
+        before = link_state(links.bridge)
+        status, body = unixhttp.request(engine.daemon_socket, "POST", "/v1.41/networks/create",
+                                        spelled_create(links, prefix), timeout=60)
+        assert status == 201, body
+        shown_adopted(engine, links, before, "")
+        for profile in PROFILES[1:]:
+            links = host_links()
+            before = link_state(links.bridge)
+            status, body = unixhttp.request(profile_gates[profile].socket, "POST",
+                                            "/v1.41/networks/create",
+                                            spelled_create(links, prefix), timeout=60)
+            assert status == expected, (profile, body)
+            message = json.loads(body)["message"]
+            if expected == 403:
+                rule = "read-only-endpoints" if profile == "readonly" else "networks"
+                assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}"), (
+                    message)
+            assert link_state(links.bridge) == before, profile
+    finally:
+        assert engine.remove_new(objects) == []
