@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.doubles import AllowAll
 
 from dockgate import http1_server
 from dockgate.admission import ApiContext, admit_head, admit_head_memo
@@ -17,7 +18,7 @@ from dockgate.audit_redact import Redactor
 from dockgate.audit_rules import AuditPolicy
 from dockgate.audit_schema import RecordTemplates, build_record, encode_record
 from dockgate.audit_writer import ChainedLog
-from dockgate.decision import AllowAll, decide_memo
+from dockgate.decision import decide_memo
 from dockgate.errors import BadRequest, NotFound
 from dockgate.http1_server import Request, RequestReader
 from dockgate.memo import IdentityMemo, Memo

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.doubles import AllowAll
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -20,7 +21,6 @@ from twisted.python.failure import Failure
 from dockgate import decision, protocol
 from dockgate.admission import ApiContext
 from dockgate.audit import flat_record
-from dockgate.decision import AllowAll
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
@@ -247,7 +247,7 @@ def test_client_disconnect_mid_request_aborts_the_upstream() -> None:
     assert h.upstream_sent().endswith(b"abc")
     h.proto.connectionLost(Failure(ConnectionDone()))
     assert h.upstream.transport.disconnecting or h.upstream.transport.disconnected  # type: ignore[union-attr]
-    assert h.factory.pool.idle_count == 0
+    assert h.factory.pool._idle == []
 
 
 def test_upgrade_on_a_non_hijack_route_is_dropped() -> None:
