@@ -669,6 +669,8 @@ def sent(h: Harness, conn: int) -> bytes:
 
 
 def test_an_ownership_check_the_daemon_never_answers_is_a_504() -> None:
+    """When the daemon never answers dockgate's own ownership inspect, the client gets a 504 after
+    the response timeout and nothing is forwarded."""
     h = tenant_harness(response_timeout=5.0)
     h.send(b"GET /v1.41/volumes/data HTTP/1.1\r\nHost: d\r\n\r\n")
     assert sent(h, 0).startswith(b"GET /v1.41/volumes/data HTTP/1.1")  # dockgate's own inspect
@@ -689,6 +691,8 @@ def chunk(data: bytes) -> bytes:
 
 
 def test_a_tenants_event_stream_waits_for_the_owner_of_a_volume_in_order() -> None:
+    """A tenant's event stream holds events behind a volume whose owner is being asked, keeps their
+    order, hides other tenants' events, and its end waits for the last answer."""
     h = tenant_harness()
     h.send(b"GET /v1.41/events HTTP/1.1\r\nHost: d\r\n\r\n")
     assert b"filters" not in sent(h, 0).split(b"\r\n")[0]  # no label filter for /events

@@ -72,6 +72,8 @@ def consistent(r: CanonicalRequest) -> None:
                                     "/v1.41/networks/create", "/v1.41/secrets/create",
                                     "/v1.41/configs/create"])
 def test_stamp_sets_labels(target: str) -> None:
+    """Creating a container, volume, network, secret or config adds the tenant's owner label beside
+    the client's labels, and the body stays consistent with its bytes."""
     body: dict[str, Any] = {"Labels": {"app": "web"}}
     if "containers" in target:
         body["Image"] = "busybox"
@@ -83,12 +85,16 @@ def test_stamp_sets_labels(target: str) -> None:
 
 
 def test_stamp_without_labels_and_admin() -> None:
+    """A create without Labels gets a Labels object holding only the owner label; an admin tenant is
+    stamped with its own name too."""
     r = stamp(req("POST", "/v1.41/containers/create", {"Image": "busybox"}), ADMIN)
     assert r.body["Labels"] == {OWNER_LABEL: "ops"}
     consistent(r)
 
 
 def test_stamp_volume_without_body_adds_content_type() -> None:
+    """A volume create sent without a body gets a JSON body with the owner label and a JSON Content-
+    Type header."""
     r = stamp(req("POST", "/v1.41/volumes/create", None, content_type=False), A)
     assert r.body == {"Labels": {OWNER_LABEL: "team-a"}}
     assert ("content-type", "application/json") in r.headers
@@ -99,6 +105,8 @@ def test_stamp_volume_without_body_adds_content_type() -> None:
                                  "io.dockgate.other", "Io.Dockgate.Owner\t",
                                  "io.dockgate.owner\u200b", "\uff49o.dockgate.owner"])
 def test_stamp_refuses_spoofed_owner(key: str) -> None:
+    """A client label that is the owner label or any lookalike (case, padding, other io.dockgate
+    keys, zero-width or fullwidth characters) is refused as reserved."""
     with pytest.raises(Forbidden, match="reserved"):
         stamp(req("POST", "/v1.41/containers/create",
                   {"Image": "busybox", "Labels": {key: "team-b"}}), A)
@@ -112,6 +120,8 @@ def test_stamp_refuses_spoofed_owner(key: str) -> None:
 def test_no_case_variant_of_the_owner_label_gets_through(
     flips: list[bool], pre: str, post: str, where: str
 ) -> None:
+    """Property: no case flip or Unicode padding of the owner label passes stamping on containers,
+    volumes, networks, services or builds."""
     key = pre + "".join(c.upper() if f else c for c, f in zip(OWNER_LABEL, flips, strict=True)) \
         + post
     labels = {key: "team-b"}
@@ -132,6 +142,8 @@ def test_no_case_variant_of_the_owner_label_gets_through(
 
 
 def test_stamp_build_labels_query() -> None:
+    """A build's labels query gains the owner label (merged with the client's, canonical JSON),
+    keeps the query sorted, and is added when absent."""
     r = stamp(req("POST", "/v1.41/build?t=x&labels=" + quote('{"a":"b"}') + "&q=1"), A)
     assert dict(r.query)["labels"] == json.dumps({"a": "b", OWNER_LABEL: "team-a"},
                                                  separators=(",", ":"), sort_keys=True)
@@ -142,6 +154,8 @@ def test_stamp_build_labels_query() -> None:
 
 
 def test_stamp_commit() -> None:
+    """A commit gets the owner label in its config body (created if absent), and a LABEL instruction
+    in changes, in any case or under ONBUILD, is refused."""
     r = stamp(req("POST", "/v1.41/commit?container=web&repo=me/img", {"Cmd": ["sh"]}), A)
     assert r.body == {"Cmd": ["sh"], "Labels": {OWNER_LABEL: "team-a"}}
     consistent(r)
@@ -157,6 +171,8 @@ def test_stamp_commit() -> None:
 
 
 def test_stamp_import_appends_label() -> None:
+    """An image import appends a LABEL change with the owner, refuses client LABEL changes, and a
+    pull (the shared cache) is left unstamped."""
     r = stamp(req("POST", "/v1.41/images/create?fromSrc=-&repo=me/x&changes=" + quote("ENV A=1")),
               A)
     assert [v for k, v in r.query if k == "changes"] == ["ENV A=1", f"LABEL {OWNER_LABEL}=team-a"]
@@ -168,6 +184,7 @@ def test_stamp_import_appends_label() -> None:
 
 
 def test_stamp_service() -> None:
+    """A service create is stamped both on the service and on its task's container spec."""
     r = stamp(req("POST", "/v1.41/services/create",
                   {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}), A)
     assert r.body["Labels"] == {OWNER_LABEL: "team-a"}
@@ -175,6 +192,7 @@ def test_stamp_service() -> None:
 
 
 def test_stamp_leaves_others_alone() -> None:
+    """A request that creates nothing is returned unchanged (the same object)."""
     r = req("POST", "/v1.41/containers/abc/start")
     assert stamp(r, A) is r
 
@@ -187,6 +205,8 @@ def test_stamp_leaves_others_alone() -> None:
                                     "/v1.41/containers/prune", "/v1.41/volumes/prune",
                                     "/v1.41/networks/prune", "/v1.41/images/prune"])
 def test_scope_list_adds_owner_filter(target: str) -> None:
+    """Lists and prunes of containers, volumes, networks and images get a label filter for the
+    tenant's owner, in a form admission accepts as canonical."""
     method = "POST" if target.endswith("prune") else "GET"
     r = scope_list(req(method, target), A)
     assert json.loads(dict(r.query)["filters"]) == {"label": {f"{OWNER_LABEL}=team-a": True}}
@@ -204,6 +224,8 @@ def test_scope_list_leaves_events_to_the_line_filter() -> None:
 
 
 def test_scope_list_merges_client_filters() -> None:
+    """The owner filter is merged into the client's own filters; a client naming another tenant's
+    owner label gets both labels, so nothing matches."""
     f = quote(json.dumps({"label": ["app=web"], "status": ["running"]}))
     r = scope_list(req("GET", "/v1.41/containers/json?filters=" + f), A)
     assert json.loads(dict(r.query)["filters"]) == {
@@ -218,6 +240,7 @@ def test_scope_list_merges_client_filters() -> None:
 
 
 def test_scope_list_admin_and_other_endpoints_unchanged() -> None:
+    """Lists by an admin tenant, and endpoints that are not scoped lists, are left unchanged."""
     r = req("GET", "/v1.41/containers/json")
     assert scope_list(r, ADMIN) is r
     r = req("GET", "/v1.41/info")
@@ -225,12 +248,16 @@ def test_scope_list_admin_and_other_endpoints_unchanged() -> None:
 
 
 def test_scope_list_unmergeable() -> None:
+    """A filters value that is not a JSON object cannot be merged with the owner filter and is
+    refused with 400."""
     r = replace(req("GET", "/v1.41/containers/json"), query=(("filters", "[1]"),))
     with pytest.raises(BadRequest):
         scope_list(r, A)
 
 
 def test_admin_only() -> None:
+    """Host-wide, swarm, plugin and image-load endpoints are admin-only; container, build and event
+    endpoints are not."""
     for ep in ("system.df", "build.prune", "service.create", "plugin.pull", "swarm.init",
                "secret.list", "image.load"):
         assert admin_only(ep)
@@ -267,10 +294,15 @@ def refs_of(r: CanonicalRequest) -> list[tuple[str, str, str, str, str]]:
     ("GET", "/v1.41/containers/json", []),
 ])
 def test_refs_in_paths_and_queries(method: str, target: str, expect: list[Any]) -> None:
+    """Object references are found in paths and queries (ids, names, tag repos, commit containers,
+    build tags and cache-from), with their kind, place and whether they read or write."""
     assert refs_of(req(method, target)) == expect
 
 
 def test_refs_in_container_create() -> None:
+    """Every reference in a container create body (image, volumes-from, namespace modes, links,
+    volume mounts and binds, endpoint links and network keys) is found with its field path; host
+    paths and anonymous volumes are not."""
     r = req("POST", "/v1.41/containers/create", {
         "Image": "busybox",
         "HostConfig": {
@@ -304,6 +336,8 @@ def test_refs_in_container_create() -> None:
 
 
 def test_refs_network_mode_names_a_network() -> None:
+    """A NetworkMode naming a user network is a network reference, while the built-in modes (bridge,
+    host, none, default, empty) are not."""
     r = req("POST", "/v1.41/containers/create",
             {"Image": "x", "HostConfig": {"NetworkMode": "backend"}})
     assert ("network", "backend", "body", "HostConfig.NetworkMode", "write") in refs_of(r)
@@ -314,6 +348,7 @@ def test_refs_network_mode_names_a_network() -> None:
 
 
 def test_refs_network_connect() -> None:
+    """Connecting to a network references the network, the container and its links."""
     r = req("POST", "/v1.41/networks/front/connect",
             {"Container": "web", "EndpointConfig": {"Links": ["db:d"]}})
     assert refs_of(r) == [("network", "front", "path", "id", "write"),
@@ -329,6 +364,8 @@ _FIELDS = ["VolumesFrom", "NetworkMode", "PidMode", "IpcMode", "Links", "Mounts"
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_FIELDS), _NAME), min_size=1, max_size=8))
 def test_every_body_reference_is_found_and_pinned(entries: list[tuple[str, str]]) -> None:
+    """Property: in random create bodies every container, volume and network reference is found, and
+    pinning them all to full ids leaves none of the old names."""
     host: dict[str, Any] = {}
     endpoints: dict[str, Any] = {}
     for field, name in entries:
@@ -381,6 +418,8 @@ def test_every_body_reference_is_found_and_pinned(entries: list[tuple[str, str]]
 
 
 def test_inspect_target() -> None:
+    """Each object kind is inspected at the daemon's own path, escaped; a reference that could
+    change the path (slash, dot-dot, empty, newline) is refused."""
     def t(kind: Any, ref: str, version: str | None = "1.41") -> str:
         return inspect_target(ObjectRef(kind, ref, "path", "id"), version)
 
@@ -400,6 +439,8 @@ def test_inspect_target() -> None:
 
 
 def test_owner_and_id() -> None:
+    """owner_of and full_id read the owner label and the full id from each kind's inspect answer; an
+    answer without an id and an exec without a container are errors."""
     container = {"Id": FULL, "Config": {"Labels": {OWNER_LABEL: "team-a"}}}
     assert owner_of("container", container) == "team-a"
     assert full_id("container", container) == FULL
@@ -418,6 +459,8 @@ def test_owner_and_id() -> None:
 
 
 def test_may_access() -> None:
+    """A tenant may use its own objects; unowned images only for reading; an admin tenant
+    everything."""
     assert may_access(A, "team-a")
     assert not may_access(A, "team-b")
     assert not may_access(A, None)
@@ -434,6 +477,8 @@ def test_may_access() -> None:
 
 
 def test_pin_path() -> None:
+    """Pinning rewrites a path reference to the full id (target and params) and a body reference in
+    place, keeping the body consistent."""
     r = req("POST", "/v1.41/containers/web/kill?signal=KILL")
     (ref,) = object_refs(r)
     p = pin(r, ref, FULL)
@@ -448,6 +493,8 @@ def test_pin_path() -> None:
 
 
 def test_pin_body_forms() -> None:
+    """Pinning rewrites volumes-from (keeping :ro), container: network modes and links (keeping
+    aliases), but not the image."""
     r = req("POST", "/v1.41/containers/create", {
         "Image": "x",
         "HostConfig": {"VolumesFrom": ["data:ro", "d2"], "NetworkMode": "container:n",
@@ -465,6 +512,8 @@ def test_pin_body_forms() -> None:
 
 
 def test_pin_endpoints_key_and_query() -> None:
+    """Pinning a network rewrites NetworkMode and the EndpointsConfig key, and a commit's container
+    query is pinned too."""
     r = req("POST", "/v1.41/containers/create", {
         "Image": "x", "HostConfig": {"NetworkMode": "front"},
         "NetworkingConfig": {"EndpointsConfig": {"front": {"Aliases": ["a"]}}},
@@ -480,6 +529,8 @@ def test_pin_endpoints_key_and_query() -> None:
 
 
 def test_pin_volumes_and_images_unchanged() -> None:
+    """Volumes (named by name) and images are not rewritten by pinning: the request is returned as
+    is."""
     r = req("DELETE", "/v1.41/volumes/data")
     assert pin(r, object_refs(r)[0], "data") is r
     r = req("DELETE", "/v1.41/images/alpine:3")
@@ -487,6 +538,7 @@ def test_pin_volumes_and_images_unchanged() -> None:
 
 
 def test_pin_foreign_ref() -> None:
+    """Pinning a reference that is not in the request is an error, not a silent no-op."""
     r = req("POST", "/v1.41/containers/web/kill")
     with pytest.raises(ValueError):
         pin(r, ObjectRef("container", "x", "path", "name", "write", ("name",)), FULL)
@@ -498,6 +550,9 @@ def test_pin_foreign_ref() -> None:
 
 
 def test_event_visible() -> None:
+    """An event is visible to a tenant only when its actor carries the tenant's owner label (or, for
+    label-less volumes and networks, the daemon named the tenant's object); daemon events and old-
+    format events are not; an admin sees all."""
     mine = {"Type": "container", "Action": "start",
             "Actor": {"ID": "c1", "Attributes": {OWNER_LABEL: "team-a", "name": "web"}}}
     theirs = {"Type": "container", "Action": "start",
@@ -523,6 +578,8 @@ def test_event_visible() -> None:
 
 
 def test_filter_list() -> None:
+    """Filtering a list keeps only items labelled with the tenant's owner (dropping junk items); an
+    admin gets the list unchanged."""
     items = [{"Id": "1", "Labels": {OWNER_LABEL: "team-a"}}, {"Id": "2", "Labels": None},
              {"Id": "3", "Labels": {OWNER_LABEL: "team-b"}}, "junk"]
     assert [i["Id"] for i in filter_list("container", items, A)] == ["1"]
@@ -530,6 +587,8 @@ def test_filter_list() -> None:
 
 
 def test_not_yours() -> None:
+    """Using another tenant's object is a 403 not-owner refusal naming the object, the field and the
+    tenant."""
     e = not_yours(ObjectRef("container", "web", "body", "HostConfig.VolumesFrom[0]"), A)
     assert e.status == 403 and e.reason == "not-owner"
     assert e.message == ("container 'web' (HostConfig.VolumesFrom[0]) belongs to another "
