@@ -7,8 +7,11 @@ with the tests.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from dockgate.model import CanonicalRequest, Decision, Endpoint, Peer
+from dockgate.audit_redact import Redactor
+from dockgate.audit_schema import build_record
+from dockgate.model import AuditEvent, CanonicalRequest, Decision, Endpoint, Peer
 from dockgate.routes import ROUTES
 
 _PARAM = re.compile(r"\{[^}]*\}")
@@ -22,6 +25,11 @@ class AllowAll:
     def decide(self, request: CanonicalRequest, peer: Peer) -> Decision:
         """Allow, naming the profile."""
         return Decision("allow", self.name, None, "privileged profile allows all")
+
+
+def flat_record(event: AuditEvent) -> dict[str, Any]:
+    """The metadata-level record of one event, without chain fields."""
+    return build_record(event, "metadata", Redactor())
 
 
 def endpoint_for(method: str, template: str) -> Endpoint | None:

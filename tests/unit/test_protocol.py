@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from support.doubles import AllowAll
+from support.doubles import AllowAll, flat_record
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -20,7 +20,6 @@ from twisted.python.failure import Failure
 
 from dockgate import decision, protocol
 from dockgate.admission import ApiContext
-from dockgate.audit import flat_record
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml

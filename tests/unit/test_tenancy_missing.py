@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -233,11 +234,12 @@ def test_push_of_every_tag_is_for_admins() -> None:
         run(req("POST", "/v1.51/images/web/push"), A, Daemon({}))
 
 
-def test_shared_images_patterns() -> None:
+def test_shared_images_patterns(tmp_path: Path) -> None:
     """Without ``shared_images`` every unowned image is shared; with it, only those with a
     matching name, and a tenant gets the answer for a missing image for the others."""
-    tenants = TenantMap.from_text(
-        'shared_images: ["dgtest:*"]\ntenants:\n  - name: team-a\n')
+    path = tmp_path / "tenants.yaml"
+    path.write_text('shared_images: ["dgtest:*"]\ntenants:\n  - name: team-a\n')
+    tenants = TenantMap.load(str(path))
     tenant = tenants.tenants[0]
     assert tenant.shared_images == ("dgtest:*",)
     images = {"/v1.51/images/dgtest:latest/json": {"Id": "sha256:1", "RepoTags":

@@ -138,9 +138,3 @@ def test_unreadable_file(tmp_path: Path) -> None:
     """A missing tenants file is a PolicyError saying it cannot be read."""
     with pytest.raises(PolicyError, match="cannot read"):
         TenantMap.load(str(tmp_path / "missing.yaml"))
-
-
-def test_from_text() -> None:
-    """Tenants can be loaded from YAML text, and a uid principal resolves."""
-    tenants = TenantMap.from_text("tenants:\n  - name: a\n    principals: {uids: [5]}\n")
-    assert tenants.resolve(unix(5), None, ()).name == "a"  # type: ignore[union-attr]
