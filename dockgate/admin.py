@@ -25,14 +25,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 from twisted.web.server import Request
 
-from dockgate.listeners import (
-    DelegatedListenerSpec,
-    ListenerSpec,
-    UnixListenerSpec,
-    parse_description,
-    parse_listener,
-    plain_tcp_loopback,
-)
+from dockgate.listener_spec import parse_admin_listener
 from dockgate.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["AdminRoot", "parse_admin_listener", "ping_daemon"]
@@ -41,24 +34,6 @@ log = Logger()
 
 READY_TIMEOUT = 3.0
 _PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n"
-
-
-def parse_admin_listener(text: str) -> ListenerSpec:
-    """Parse ``--admin-listen``: a unix socket, or TCP on a loopback address only.
-
-    Raises:
-        ValueError: anything else (TLS, a non-loopback interface).
-    """
-    spec = parse_listener(text)
-    if isinstance(spec, UnixListenerSpec):
-        return spec
-    if isinstance(spec, DelegatedListenerSpec):
-        if plain_tcp_loopback(spec) is not False:  # loopback, or systemd's
-            return spec
-        interface = parse_description(spec.description)[2].get("interface", "")
-        raise ValueError(f"admin endpoint {text!r} must be on loopback or a unix socket "
-                         f"(interface {interface!r} is not loopback)")
-    raise ValueError(f"admin endpoint {text!r} must be unix: or tcp: on loopback")
 
 
 class _PingProtocol(Protocol):

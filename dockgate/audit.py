@@ -28,7 +28,6 @@ from typing import Any, Literal
 
 from twisted.logger import Logger
 
-from dockgate.audit_redact import Redactor
 from dockgate.audit_rules import AuditPolicy, load_audit_policy
 from dockgate.audit_schema import RecordTemplates, build_record, encode_record
 from dockgate.audit_session import FORMAT, SessionWriter, terminal_size
@@ -36,23 +35,17 @@ from dockgate.audit_writer import ChainedLog
 from dockgate.model import AuditEvent, CanonicalRequest
 from dockgate.policy.source import PolicyError
 
-__all__ = ["FailureMode", "JsonLinesAudit", "NullAudit", "encode_record", "flat_record"]
+__all__ = ["FailureMode", "JsonLinesAudit", "NullAudit", "encode_record"]
 
 log = Logger()
 
 FailureMode = Literal["closed", "open"]
 _REPORT_EVERY = 10.0
-_DEFAULT_REDACTOR = Redactor()
 _SESSION_TARGETS = {"container.attach": "container", "container.attach.ws": "container",
                     "exec.start": "exec"}
 """What a recorded session's ``{id}`` (its header's ``container``) names: resizes of
 the same thing apply to it."""
 _RESIZES = {"container.resize": "container", "exec.resize": "exec"}
-
-
-def flat_record(event: AuditEvent) -> dict[str, Any]:
-    """The metadata-level record of one event, without chain fields (tests, tools)."""
-    return build_record(event, "metadata", _DEFAULT_REDACTOR)
 
 
 class JsonLinesAudit:

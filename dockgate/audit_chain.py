@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "CHECKPOINT_STAGE",
-    "Finding",
+    "ChainFinding",
     "Signer",
     "Verifier",
     "checkpoint_message",
@@ -94,7 +94,7 @@ class HmacKey:
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
+class ChainFinding:
     """One verification problem (or note), located by file and 1-based line."""
 
     file: str
@@ -130,7 +130,7 @@ def verify_lines(
     verifier: Verifier | None = None,
     *,
     partial: bool = False,
-) -> Iterator[Finding]:
+) -> Iterator[ChainFinding]:
     """Check the chain over ``lines`` (in chain order across files); yield findings.
 
     Every fatal finding after the first may be a consequence of it, so
@@ -149,23 +149,23 @@ def verify_lines(
         where = (file, number)
         record = _parse(raw)
         if record is None:
-            yield Finding(file, number, "edited", "not a JSON record (a line was altered, "
+            yield ChainFinding(file, number, "edited", "not a JSON record (a line was altered, "
                           "truncated or inserted)")
             return
         seq, prev = record.get("seq"), record.get("prev")
         if not isinstance(seq, int) or (prev is not None and not isinstance(prev, str)):
-            yield Finding(file, number, "edited", "record has no valid seq/prev chain fields")
+            yield ChainFinding(file, number, "edited", "record has no valid seq/prev chain fields")
             return
         if st.prev_hash is None and st.records == 0:
             if prev is not None or seq != 1:
-                yield Finding(file, number, "note" if partial else "head-missing",
+                yield ChainFinding(file, number, "note" if partial else "head-missing",
                               f"the chain starts at seq {seq}: records before it are not in "
                               "the files given (removed, or older files not given; "
                               "--partial accepts that)", fatal=not partial)
                 if not partial:
                     return
         elif prev is None:
-            yield Finding(file, number, "restarted",
+            yield ChainFinding(file, number, "restarted",
                           f"the chain starts over at seq {seq} after seq {st.prev_seq}: "
                           "earlier records may have been removed, or the log was replaced")
             return
@@ -173,7 +173,7 @@ def verify_lines(
             yield _broken(st, file, number, seq)
             return
         elif st.prev_seq is not None and seq != st.prev_seq + 1:
-            yield Finding(file, number, "edited", f"seq {seq} follows seq {st.prev_seq} "
+            yield ChainFinding(file, number, "edited", f"seq {seq} follows seq {st.prev_seq} "
                           "although the hashes link (the seq field was altered)")
             return
         if record.get("stage") == CHECKPOINT_STAGE:
@@ -184,34 +184,34 @@ def verify_lines(
             elif problem == "unchecked":
                 unchecked += 1
             else:
-                yield Finding(file, number, "bad-checkpoint", problem)
+                yield ChainFinding(file, number, "bad-checkpoint", problem)
                 return
         st.prev_hash = line_hash(raw)
         st.prev_seq = seq
         st.prev_where = where
         st.records += 1
     if unchecked:
-        yield Finding(where[0], where[1], "note", f"{unchecked} checkpoint(s) not verified: "
+        yield ChainFinding(where[0], where[1], "note", f"{unchecked} checkpoint(s) not verified: "
                       "no key given (--key)", fatal=False)
     sealed = (f"; signed up to {st.last_checkpoint[0]}:{st.last_checkpoint[1]}"
               if st.last_checkpoint else "; no verified checkpoint")
-    yield Finding(where[0], where[1], "summary",
+    yield ChainFinding(where[0], where[1], "summary",
                   f"{st.records} records, chain intact{sealed}", fatal=False)
 
 
-def _broken(st: _State, file: str, number: int, seq: int) -> Finding:
+def _broken(st: _State, file: str, number: int, seq: int) -> ChainFinding:
     """Name what a broken link most likely is, from the sequence numbers around it."""
     assert st.prev_seq is not None and st.prev_where is not None
     before = f"{st.prev_where[0]}:{st.prev_where[1]}"
     if seq == st.prev_seq + 1:
-        return Finding(st.prev_where[0], st.prev_where[1], "edited",
+        return ChainFinding(st.prev_where[0], st.prev_where[1], "edited",
                        f"record seq {st.prev_seq} was altered: its hash is not the one "
                        f"record seq {seq} at {file}:{number} chained to")
     if seq > st.prev_seq + 1:
-        return Finding(file, number, "deleted",
+        return ChainFinding(file, number, "deleted",
                        f"records seq {st.prev_seq + 1}..{seq - 1} are missing between "
                        f"{before} and here")
-    return Finding(file, number, "inserted-or-reordered",
+    return ChainFinding(file, number, "inserted-or-reordered",
                    f"record seq {seq} does not follow seq {st.prev_seq} at {before}: "
                    "a record was inserted here or records were moved")
 

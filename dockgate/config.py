@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockgate.admin import parse_admin_listener
-from dockgate.listeners import (
+from dockgate.listener_spec import (
     OPEN_TCP,
     DelegatedListenerSpec,
+    parse_admin_listener,
     parse_listener,
     parse_upstream,
     plain_tcp_loopback,

@@ -28,15 +28,6 @@ class Policy(Protocol):
         ...
 
 
-class AllowAll:
-    """The privileged profile: everything the route table accepts is allowed."""
-
-    name = "privileged"
-
-    def decide(self, request: CanonicalRequest, peer: Peer) -> Decision:
-        """Allow, naming the profile."""
-        return Decision("allow", self.name, None, "privileged profile allows all")
-
 
 def decide(
     policy: Policy, request: CanonicalRequest, peer: Peer, context: object | None = None

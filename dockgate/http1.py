@@ -256,7 +256,6 @@ class ResponseReader(Framed):
         self._head_request = False
         self._relay = False
         self.keep_alive = False
-        self.response: Head | None = None
 
     @property
     def reusable(self) -> bool:
@@ -273,7 +272,6 @@ class ResponseReader(Framed):
         self._relay = False
         self._head_request = method == "HEAD"
         self.keep_alive = False
-        self.response = None
 
     @property
     def body_left(self) -> int:
@@ -405,7 +403,6 @@ class ResponseReader(Framed):
             if head.status == 101:
                 self._state = ST_RAW
             return head  # else (100 Continue) the final head follows
-        self.response = head
         self._state, self._left, self.keep_alive = framing
         return head
 

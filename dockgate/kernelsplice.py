@@ -16,7 +16,11 @@ and half-close are handed back to ``splice.Splice`` once the pipe is empty, so
 the session ends exactly as it does on the Python path.
 
 Only plain sockets qualify (not TLS), and only once Twisted has flushed what
-it still buffered for either socket, so no byte can overtake another.
+it still buffered for either socket, so no byte can overtake another.  That
+check reads Twisted's private write queue and flags; ``probe`` checks at
+import that they are where ``eligible`` looks, and ``ENABLED`` (set by
+``dockgate.fastio.configure``, off with ``--no-fast-io``) is what
+``splice.Splice`` asks before moving a session here.
 """
 
 from __future__ import annotations
@@ -39,11 +43,44 @@ _DEFAULT_PIPE = 1 << 16
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 AVAILABLE = hasattr(os, "splice")
+"""Whether this Python and platform have ``splice(2)`` (Linux, Python 3.10+)."""
+
+_STATE = ("dataBuffer", "_tempDataBuffer", "disconnecting", "_writeDisconnecting",
+          "_writeDisconnected")
+"""The transport state ``eligible`` reads."""
+
+
+class _NoReactor:
+    """Stands in for the reactor of the descriptor ``probe`` builds (never called)."""
+
+
+def probe() -> str | None:
+    """Why kernel splicing cannot be used here, or None if it can."""
+    if not AVAILABLE:
+        return "os.splice is not available (Linux and Python 3.10+ only)"
+    try:
+        fd = FileDescriptor(reactor=_NoReactor())  # type: ignore[arg-type]
+    except Exception as e:  # a changed constructor
+        return f"FileDescriptor() failed: {e!r}"
+    missing = [name for name in _STATE if not hasattr(fd, name)]
+    if missing:
+        return f"FileDescriptor has no {', '.join(missing)}"
+    for name in ("stopReading", "stopWriting", "fileno"):
+        if not callable(getattr(FileDescriptor, name, None)):
+            return f"FileDescriptor has no {name}"
+    return None
+
+
+PROBLEM: str | None = probe()
+"""What ``probe`` found at import (None: splicing can be used)."""
+
+ENABLED = PROBLEM is None
+"""Whether ``splice.Splice`` moves sessions here (``dockgate.fastio.configure`` sets it)."""
 
 
 def eligible(transport: Any) -> bool:
     """Whether ``transport`` is a plain socket whose Twisted buffers are empty."""
-    if not AVAILABLE or not isinstance(transport, FileDescriptor):
+    if not ENABLED or not isinstance(transport, FileDescriptor):
         return False
     if getattr(transport, "TLS", False) or transport.disconnecting:
         return False

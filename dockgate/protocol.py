@@ -1464,7 +1464,8 @@ class ProxyServerProtocol(Protocol):
         record = None
         if recording is None or recording(x.id):
             record = lambda direction, data: audit.session_data(x.id, direction, data)  # noqa: E731
-        self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s), record=record)
+        self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s), record=record,
+                             on_client_closing=self._splice_closing)
         self._release_gate("pipelined")
         self._release_gate("upstream")
         if from_client:
@@ -1510,6 +1511,10 @@ class ProxyServerProtocol(Protocol):
         # The splice may move the socket into the kernel: nothing may stay held.
         writethrough.flush(self.transport)
         splice.offload(self.reactor)
+
+    def _splice_closing(self) -> None:
+        """The splice is closing or aborting the client's transport: handle nothing more."""
+        self.closed = True
 
     def _splice_done(self, x: Exchange, splice: Splice) -> None:
         x.bytes_in += splice.bytes_in

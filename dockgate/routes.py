@@ -299,11 +299,3 @@ def match(method: str, path: str) -> RouteMatch:
         return RouteMatch(allowed=tuple(allowed))
     return RouteMatch()
 
-
-def endpoint_for(method: str, template: str) -> Endpoint | None:
-    """The endpoint for a method and template as the OpenAPI snapshots spell it."""
-    norm = _PARAM.sub("{}", template)
-    for r in ROUTES:
-        if r.endpoint.method == method and _PARAM.sub("{}", r.endpoint.template) == norm:
-            return r.endpoint
-    return None

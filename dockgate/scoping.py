@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dockgate.errors import (
+    TIMED_OUT,
     DockgateError,
     Forbidden,
     NotFound,
@@ -64,7 +65,6 @@ from dockgate.tenancy.missing import (
     stand_in,
 )
 from dockgate.tenancy.ownership import ObjectRef, image_shared, substitute
-from dockgate.upstream import TIMED_OUT
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 """``fetch(method, target, json_body)`` → (status, decoded JSON or None)."""

@@ -1,8 +1,9 @@
-"""Assembles the proxy: the settings one listener's connections share, and the
-factory that builds a protocol per accepted connection.
+"""The settings one listener's connections share.
 
 ``tap`` and ``cli`` build a ``ProxySettings`` from the command line or config
-file and call ``build_proxy_factory`` once per listener.
+file and give it to one ``protocol.ProxyServerFactory`` per listener.  This
+module does not import ``protocol`` (which imports it), so the two form no
+cycle.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.interfaces import IStreamClientEndpoint
 
 from dockgate.admission import ApiContext
 from dockgate.decision import Policy
@@ -75,11 +75,3 @@ class ProxySettings:
     max_connections_per_peer: int = 512
     tenants: Callable[[], TenantMap | None] | None = None
 
-
-def build_proxy_factory(
-    settings: ProxySettings, listener: str, reactor: IReactorTime
-) -> ServerFactory:
-    """Return the factory for connections accepted on ``listener`` (a name for logs and audit)."""
-    from dockgate.protocol import ProxyServerFactory  # noqa: PLC0415 (protocol imports us)
-
-    return ProxyServerFactory(settings, listener, reactor)

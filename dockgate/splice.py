@@ -25,12 +25,17 @@ from dockgate.kernelsplice import KernelSplice
 log = Logger()
 
 if TYPE_CHECKING:
-    from dockgate.protocol import ProxyServerProtocol
+    from twisted.internet.protocol import Protocol
+
     from dockgate.upstream import UpstreamConnection
 
 
 class Splice:
     """Joins a client connection and a daemon connection until both directions end.
+
+    The client side is any protocol with a transport; ``on_client_closing``
+    is called just before the splice closes or aborts the client's transport,
+    so the protocol (which owns its own state) stops handling the connection.
 
     Attributes:
         bytes_in: bytes passed from the client to the daemon.
@@ -39,12 +44,15 @@ class Splice:
 
     def __init__(
         self,
-        client: ProxyServerProtocol,
+        client: Protocol,
         upstream: UpstreamConnection,
         on_done: Callable[[Splice], None],
         record: Callable[[str, bytes], None] | None = None,
+        *,
+        on_client_closing: Callable[[], None],
     ) -> None:
         self._client = client
+        self._on_client_closing = on_client_closing
         self._record = record
         self._upstream = upstream
         self._on_done: Callable[[Splice], None] | None = on_done
@@ -65,7 +73,7 @@ class Splice:
         either socket (the response head, early bytes), tried for up to a
         second after the switch.
         """
-        if self._record is not None or not kernelsplice.AVAILABLE or self._on_done is None:
+        if self._record is not None or not kernelsplice.ENABLED or self._on_done is None:
             return
         client = self._client.transport
         upstream = self._upstream.transport
@@ -95,11 +103,6 @@ class Splice:
         )
         self._kernel.start()
         log.debug("session moved to kernel splice after {tries} tries", tries=self._kernel_tries)
-
-    @property
-    def in_kernel(self) -> bool:
-        """Whether the kernel moves this session's bytes now."""
-        return self._kernel is not None
 
     def _count_in(self, n: int) -> None:
         self.bytes_in += n
@@ -132,7 +135,7 @@ class Splice:
         self._upstream.abort()
         transport = self._client.transport
         if transport is not None:
-            self._client.closed = True
+            self._on_client_closing()
             transport.abortConnection()  # type: ignore[attr-defined]
         self._done()
 
@@ -228,7 +231,7 @@ class Splice:
     def _client_close(self) -> None:
         transport = self._client.transport
         if transport is not None:
-            self._client.closed = True
+            self._on_client_closing()
             transport.unregisterProducer()  # type: ignore[attr-defined]
             transport.loseConnection()
 

@@ -30,7 +30,7 @@ from twisted.internet import threads
 from twisted.logger import Logger
 from twisted.python import usage
 
-from dockgate import __version__, audit_config, compat
+from dockgate import __version__, audit_config, compat, fastio
 from dockgate.admin import READY_TIMEOUT, admin_site, parse_admin_listener
 from dockgate.admission import ApiContext
 from dockgate.audit import JsonLinesAudit, NullAudit
@@ -53,7 +53,8 @@ from dockgate.metrics import Metrics, MetricsAudit
 from dockgate.oplog import AccessLog, LogFormat
 from dockgate.policy import PolicyError, PolicyHolder
 from dockgate.policy.rules import IMPLICIT_PLAIN_NAMES
-from dockgate.server import ProxySettings, build_proxy_factory
+from dockgate.protocol import ProxyServerFactory
+from dockgate.server import ProxySettings
 from dockgate.tenancy import TenantMap
 
 __all__ = ["DEFAULT_LISTEN", "DEFAULT_UPSTREAM", "Options", "ReloadOnHangup", "makeService"]
@@ -168,6 +169,10 @@ class Options(usage.Options):
         ["insecure-listen", None,
          "Allow a plain tcp:/tcp6: listener on an interface other than loopback. Anyone who "
          "can reach it drives the Docker daemon unauthenticated; prefer tls: or a unix socket."],
+        ["no-fast-io", None,
+         "Use Twisted's stock socket transports: no write-through sends and no splice(2) "
+         "for attach/exec sessions (slower; to rule them out when chasing a problem). "
+         "Without it they are on where a start-up probe finds Twisted as expected."],
     ]
 
     def __init__(self) -> None:
@@ -596,10 +601,6 @@ def reload_everything(
         log.failure("Could not reopen the audit log; still writing to the old file")
 
 
-_LIVE = frozenset({"policy", "tenants", "audit-policy"})
-"""Config settings a SIGHUP applies; every other change needs a restart."""
-
-
 def _inner(audit: AuditLog) -> Any:
     return audit.inner if isinstance(audit, MetricsAudit) else audit
 
@@ -696,12 +697,13 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
             f"policy {holder.current.name!r} allows every request and there is no audit log: "
             "nothing limits or records what callers do; consider --policy "
             "policies/baseline.yaml and --audit-log FILE")
-    root = ProxyService(startup_summary(options, holder), options.warnings)
+    fast_io = fastio.configure(not options["no-fast-io"])
+    root = ProxyService(f"{startup_summary(options, holder)}, {fast_io}", options.warnings)
     if access is not None:
         root.addService(TurnEnd(access, reactor))  # type: ignore[no-untyped-call]
     factories = []
     for name, spec in options.listeners:
-        factory = build_proxy_factory(settings, name, reactor)
+        factory = ProxyServerFactory(settings, name, reactor)
         factories.append(factory)
         if metrics is not None:
             metrics.add_listener(name, factory)

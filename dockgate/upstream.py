@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from dockgate import writethrough
+from dockgate.errors import TIMED_OUT
 from dockgate.gate import ReadGate
 from dockgate.http1 import (
     LAST_CHUNK,
@@ -320,11 +321,6 @@ class UpstreamPool:
         for conn in idle:
             conn.close()
 
-    @property
-    def idle_count(self) -> int:
-        """How many idle connections are pooled."""
-        return len(self._idle)
-
 
 class _Quiet(Factory):
     """Hands the endpoint one prepared connection, without a log line per connection."""
@@ -337,11 +333,6 @@ class _Quiet(Factory):
     def buildProtocol(self, addr: object) -> UpstreamConnection:
         """The prepared connection."""
         return self._proto
-
-
-TIMED_OUT = 504
-"""``JsonFetch.status`` when the daemon did not answer in time (dockgate's own
-gateway timeout; the daemon itself never answers 504)."""
 
 
 class JsonFetch:

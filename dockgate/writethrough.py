@@ -21,6 +21,12 @@ exchange that is four socket calls, each a few microseconds cheaper.
 Only Twisted's plain TCP and unix socket transports are changed, by giving
 the instance a subclass; TLS connections (whose protocol sees a TLS
 transport, not the socket) keep the stock behaviour.
+
+This reads and writes Twisted's private transport state, which no release
+promises to keep.  ``probe`` checks at import that the state and methods
+used here are where this module expects them; ``enable`` does nothing unless
+the probe passed and ``dockgate.fastio.configure`` (``--no-fast-io``) left
+it on, so a Twisted that changed runs with its stock transports.
 """
 
 from __future__ import annotations
@@ -32,10 +38,53 @@ import termios
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import main, tcp, unix
+from twisted.internet import abstract, main, tcp, unix
 
 _BASES: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
 _SUBCLASSES: dict[type, type] = {}
+
+_METHODS = ("write", "writeSequence", "doRead", "writeSomeData", "_maybePauseProducer",
+            "startWriting", "stopWriting", "fileno")
+"""What ``_WriteThrough`` overrides or calls on the transport."""
+
+_STATE = ("dataBuffer", "offset", "_tempDataBuffer", "_tempDataLen", "connected",
+          "disconnecting", "_writeDisconnecting", "_writeDisconnected", "bufferSize")
+"""The transport state ``_WriteThrough`` reads: Twisted's write queue and flags."""
+
+
+class _NoReactor:
+    """Stands in for the reactor of the descriptor ``probe`` builds (never called)."""
+
+
+def probe() -> str | None:
+    """Why Twisted's transports are not as this module expects, or None if they are.
+
+    Checks that each socket transport class has the methods used here and that
+    a ``FileDescriptor``, once built, holds the queue and flags read here.
+    """
+    for base in _BASES:
+        missing = [m for m in _METHODS if not callable(getattr(base, m, None))]
+        if missing:
+            return f"{base.__module__}.{base.__qualname__} has no {', '.join(missing)}"
+        if not issubclass(base, abstract.FileDescriptor):
+            return f"{base.__module__}.{base.__qualname__} is not a FileDescriptor"
+    try:
+        fd = abstract.FileDescriptor(reactor=_NoReactor())  # type: ignore[arg-type]
+    except Exception as e:  # a changed constructor
+        return f"FileDescriptor() failed: {e!r}"
+    missing = [name for name in _STATE if not hasattr(fd, name)]
+    if missing:
+        return f"FileDescriptor has no {', '.join(missing)}"
+    if not (isinstance(fd._tempDataBuffer, list) and fd._tempDataLen == 0 and fd.offset == 0):
+        return "FileDescriptor's write queue is not a list with a length and an offset"
+    return None
+
+
+PROBLEM: str | None = probe()
+"""What ``probe`` found at import (None: Twisted's transports are as expected)."""
+
+ENABLED = PROBLEM is None
+"""Whether ``enable`` changes transports (``dockgate.fastio.configure`` sets it)."""
 
 
 class _WriteThrough:
@@ -170,9 +219,12 @@ def unread(transport: object) -> int:
 
 
 def enable(transport: object) -> bool:
-    """Give ``transport`` write-through sends if it is a plain socket; report whether."""
+    """Give ``transport`` write-through sends if it is a plain socket and fast
+    I/O is on (``ENABLED``); report whether."""
     if isinstance(transport, _WriteThrough):
         return True
+    if not ENABLED:
+        return False
     cls = type(transport)
     if cls not in _BASES:
         return False

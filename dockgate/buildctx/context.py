@@ -20,8 +20,6 @@ written below a symlink lands wherever the symlink points.  So, fail closed:
 
 from __future__ import annotations
 
-import posixpath
-
 from dockgate.buildctx.tarscan import ContextError, Entry, TarScanner, clean_name
 
 DEFAULT = "Dockerfile"
@@ -122,10 +120,3 @@ class ContextCheck:
         elif any(e.name.startswith(n + "/") for n in self.names) or e.kind != "dir":
             raise ContextError(f"tar entry {e.name!r} would change the Dockerfile's path")
 
-
-def dockerfile_param_ok(value: str) -> bool:
-    """Whether ``dockerfile`` stays inside the context (``..`` is refused)."""
-    try:
-        return bool(clean_name(posixpath.normpath(value) if value else DEFAULT))
-    except ContextError:
-        return False

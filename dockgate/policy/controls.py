@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dockgate import redact
 from dockgate.buildctx.dockerfile import DockerfileFacts
 from dockgate.model import CanonicalRequest
 from dockgate.policy import hostpaths, seccomp, spelling
 from dockgate.policy.facts import Facts
 from dockgate.policy.registries import RegistryAllowlist
-from dockgate.redact import Redaction
 from dockgate.routes import ENDPOINTS
 
 
@@ -822,7 +822,10 @@ class RedactControl:
     """
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
-        self.redaction = Redaction(cfg)
+        # The module, not the class, is imported: ``redact`` reads
+        # ``policy.spelling``, so importing ``redact`` first would find
+        # ``Redaction`` not yet defined here.
+        self.redaction = redact.Redaction(cfg)
 
     def __call__(self, facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
         return []

@@ -504,13 +504,6 @@ def _follow(node: Node, path: str) -> Node | None:
     return node
 
 
-def structural(endpoint_id: str, path: str) -> bool:
-    """Whether ``path`` is an object or array whose parts are classified one by one."""
-    tree = _TREES.get(endpoint_id)
-    node = _follow(tree[0], path) if tree else None
-    return node is not None and node.kind is None and not _leaf(node)
-
-
 def classify(endpoint_id: str, path: str) -> str | None:
     """The classification of ``path`` (``?name`` for a query parameter), or None.
 
@@ -546,10 +539,6 @@ class Present:
     kind: str | None
     value: Any
     path: str = ""
-
-
-def _leaf(node: Node) -> bool:
-    return not (node.members or node.items is not None or node.values is not None)
 
 
 Loc = tuple["Loc", str | int] | None

@@ -27,7 +27,7 @@ from importlib import resources
 from typing import Any
 
 from dockgate.validation import SchemaSet, Walker
-from dockgate.versions import SNAPSHOTS, snapshot_for
+from dockgate.versions import snapshot_for
 
 
 class SnapshotSchemas:
@@ -106,14 +106,3 @@ def schemas_for(version: str) -> SnapshotSchemas:
     """The schemas that validate requests made at API ``version``."""
     return load_snapshot(snapshot_for(version))
 
-
-def warm_all() -> int:
-    """Load and compile every snapshot's schemas now (call once at startup so
-    the first request does not pay for it); returns the number of walkers."""
-    count = 0
-    for snap in SNAPSHOTS:
-        schemas = load_snapshot(snap)
-        for endpoint_id in schemas.raw():
-            count += len(schemas.query_walkers(endpoint_id))
-            count += schemas.body_walker(endpoint_id) is not None
-    return count

@@ -52,7 +52,6 @@ from dockgate.policy.schema import _size
 from dockgate.policy.source import (
     Document,
     PolicyError,
-    parse_yaml,
     read_yaml,
     schema_problems,
 )
@@ -198,15 +197,6 @@ class TenantMap:
     def load(cls, path: str) -> TenantMap:
         """Read and validate a tenants file; PolicyError (``file:line: field: why``) if invalid."""
         doc = read_yaml(path)
-        problems = schema_problems(doc, TENANTS_SCHEMA)
-        if problems:
-            raise PolicyError(problems)
-        return cls._compile(doc)
-
-    @classmethod
-    def from_text(cls, text: str, path: str = "<tenants>") -> TenantMap:
-        """Like ``load`` for YAML text (policy paths are relative to ``path``'s directory)."""
-        doc = parse_yaml(text, path)
         problems = schema_problems(doc, TENANTS_SCHEMA)
         if problems:
             raise PolicyError(problems)

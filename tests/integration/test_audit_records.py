@@ -170,6 +170,9 @@ def dockgate_cli(*args: str, binary: bool = False) -> subprocess.CompletedProces
 def test_exec_it_session_plays_back_what_the_terminal_showed(
     engine: Engine, recorder: tuple[DockgateProcess, Path]
 ) -> None:
+    """A recorded exec -it session plays back exactly what the terminal showed (without the cursor
+    query unless raw), exports to asciicast with the console size and the resize, and verifies with
+    the key."""
     g, key = recorder
     name = unique("recexec")
     engine.docker_direct("run", "-d", "--init", "--network", "none", "--name", name, IMAGE,
@@ -228,6 +231,8 @@ def test_exec_it_session_plays_back_what_the_terminal_showed(
 def test_planted_secrets_never_reach_the_log_directory(
     engine: Engine, recorder: tuple[DockgateProcess, Path]
 ) -> None:
+    """Secrets in Env, registry auth headers and a login body are masked or erased in the audit
+    records, and appear in no file of the log directory."""
     g, _ = recorder
     password = "hunter2-" + unique("pw")
     registry_password = "regpw-" + unique("pw")
@@ -273,6 +278,8 @@ def test_planted_secrets_never_reach_the_log_directory(
 def test_unwritable_log_refuses_and_forwards_nothing(
     engine: Engine, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """When the audit log cannot be written, requests are refused 503 with a Docker-shaped message,
+    nothing is created on the daemon, and dockgate stays up and logs why."""
     if engine.direct:
         pytest.skip("DOCKGATE_TEST_DIRECT=1: no dockgate")
     short = Path(f"/tmp/dgu{os.getpid()}{unique('')[-6:]}")

@@ -48,6 +48,8 @@ BUILDERS = {
 
 @pytest.mark.parametrize("builder", sorted(BUILDERS))
 def test_build(engine: Engine, builder: str) -> None:
+    """Each builder (classic, BuildKit, buildx) builds and tags an image through dockgate, and the
+    image holds what the build wrote."""
     args, env = BUILDERS[builder]
     token = unique(builder)
     tag = f"dgbuilt:{token}"
@@ -62,6 +64,7 @@ def test_build(engine: Engine, builder: str) -> None:
 
 
 def test_build_failure_reports_step(engine: Engine) -> None:
+    """A failing build step's exit code reaches buildx's output."""
     ctx = engine.workdir / unique("bad")
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN echo failing-step && exit 13\n")

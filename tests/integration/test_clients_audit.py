@@ -17,6 +17,8 @@ pytestmark = pytest.mark.engine
 def test_cli_requests_are_audited_as_allowed(
     engine: Engine, dockgate_process: DockgateProcess
 ) -> None:
+    """CLI requests through the suite's dockgate are audited as allowed records with time, peer,
+    method, path, status and duration."""
     start = dockgate_process.audit_size()
     engine.docker("version")
     engine.docker("ps", "-a")
@@ -39,6 +41,8 @@ def test_cli_requests_are_audited_as_allowed(
 
 @pytest.mark.allow_refusals
 def test_refusal_is_recognised(engine: Engine, dockgate_process: DockgateProcess) -> None:
+    """A refused request is answered 400 with a dockgate message and is recognised as one refusal in
+    the audit log (the suite's refusal guard can fail)."""
     start = dockgate_process.audit_size()
     status, body = unixhttp.request(
         dockgate_process.socket,

@@ -23,6 +23,8 @@ def sleeper(engine: Engine, name: str, *extra: str) -> str:
 
 
 def test_version(engine: Engine) -> None:
+    """docker version through dockgate reports the engine's own server version and a client version.
+    """
     out = engine.docker("version", "--format", "{{json .}}").stdout
     info = json.loads(out)
     assert info["Server"]["Version"] == engine.version
@@ -30,6 +32,7 @@ def test_version(engine: Engine) -> None:
 
 
 def test_info(engine: Engine) -> None:
+    """docker info through dockgate reports the engine's version, the vfs driver and its images."""
     out = engine.docker("info", "--format", "{{.ServerVersion}} {{.Driver}} {{.Images}}").stdout
     version, driver, images = out.split()
     assert version == engine.version
@@ -38,6 +41,7 @@ def test_info(engine: Engine) -> None:
 
 
 def test_ps_all_lists_stopped_container(engine: Engine) -> None:
+    """docker ps -a lists a created container with its status, and plain ps leaves it out."""
     name = unique("ps")
     engine.docker("create", "--network", "none", "--name", name, IMAGE, "true")
     names = engine.docker("ps", "-a", "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
@@ -47,11 +51,14 @@ def test_ps_all_lists_stopped_container(engine: Engine) -> None:
 
 
 def test_images(engine: Engine) -> None:
+    """docker images lists the test image by repository and tag."""
     out = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
     assert "dgtest:latest" in out
 
 
 def test_run_rm_output_and_exit_code(engine: Engine) -> None:
+    """docker run --rm prints the container's output, passes its exit code and stderr through, and
+    removes it afterwards."""
     name = unique("run")
     out = engine.docker(*RUN, "--rm", "--name", name, IMAGE, "sh", "-c", "echo hello-$((40+2))")
     assert out.stdout == "hello-42\n"
@@ -63,6 +70,8 @@ def test_run_rm_output_and_exit_code(engine: Engine) -> None:
 
 
 def test_run_i_pipes_1mb_through_cat(engine: Engine) -> None:
+    """docker run -i carries 1 MiB of stdin through cat and back unchanged (the hijacked attach
+    stream)."""
     data = os.urandom(1 << 20)
     out = engine.docker(*RUN, "--rm", "-i", IMAGE, "cat", input=data, binary=True, timeout=120)
     assert len(out.stdout) == len(data)
@@ -70,6 +79,8 @@ def test_run_i_pipes_1mb_through_cat(engine: Engine) -> None:
 
 
 def test_exec_i_stdin_reaches_process_and_eof(engine: Engine) -> None:
+    """docker exec -i delivers 1 MiB of stdin and its EOF to the process, returns its output byte
+    for byte, and passes the exec's exit code."""
     name = unique("exec")
     sleeper(engine, name)
     data = os.urandom(1 << 20)
@@ -82,6 +93,8 @@ def test_exec_i_stdin_reaches_process_and_eof(engine: Engine) -> None:
 
 
 def test_top_stats_wait_rm_f(engine: Engine) -> None:
+    """docker top, stats, rm -f and wait work through dockgate: the process list, a stats sample for
+    the right container, removal, and the exit code from wait."""
     name = unique("life")
     cid = sleeper(engine, name)
     top = engine.docker("top", name).stdout
@@ -104,6 +117,8 @@ def test_top_stats_wait_rm_f(engine: Engine) -> None:
 
 
 def test_cp_both_ways(engine: Engine) -> None:
+    """docker cp copies a file into and out of a container unchanged, and to stdout as a tar stream.
+    """
     name = unique("cp")
     sleeper(engine, name)
     src = engine.workdir / f"{name}.bin"
@@ -125,6 +140,7 @@ def test_cp_both_ways(engine: Engine) -> None:
 
 
 def test_export_holds_container_files(engine: Engine) -> None:
+    """docker export writes the container's filesystem, to a file and to stdout identically."""
     name = unique("export")
     engine.docker(*RUN, "--name", name, IMAGE, "sh", "-c", f"echo {name} > /marker")
     target = engine.workdir / f"{name}.tar"
@@ -140,6 +156,8 @@ def test_export_holds_container_files(engine: Engine) -> None:
 
 
 def test_commit_save_rmi_load(engine: Engine) -> None:
+    """commit, save, rmi and load round-trip an image through dockgate: the reloaded image runs and
+    holds the committed file."""
     name = unique("save")
     tag = f"dgsave:{name}"
     engine.docker(*RUN, "--name", name, IMAGE, "sh", "-c", f"echo {name} > /saved")

@@ -12,6 +12,8 @@ pytestmark = pytest.mark.engine
 
 
 def test_cli20_version_negotiates(engine: Engine) -> None:
+    """The 20.10 CLI negotiates its API version through dockgate and reports the engine's server
+    version."""
     out = engine.docker20("version", "--format", "{{.Client.Version}} {{.Server.Version}}")
     client, server = out.stdout.split()
     assert client.startswith("20.10.")
@@ -19,6 +21,7 @@ def test_cli20_version_negotiates(engine: Engine) -> None:
 
 
 def test_cli20_run(engine: Engine) -> None:
+    """docker run with the 20.10 CLI prints the container's output and passes its exit code."""
     out = engine.docker20(
         "run", "--rm", "--network", "none", IMAGE, "sh", "-c", "echo v20-$((5*5))"
     )
@@ -28,6 +31,7 @@ def test_cli20_run(engine: Engine) -> None:
 
 
 def test_cli20_run_i_stdin(engine: Engine) -> None:
+    """docker run -i with the 20.10 CLI carries 1 MiB of stdin through cat unchanged."""
     data = os.urandom(1 << 20)
     out = engine.docker20(
         "run", "--rm", "-i", "--network", "none", IMAGE, "cat", input=data, binary=True
@@ -36,6 +40,8 @@ def test_cli20_run_i_stdin(engine: Engine) -> None:
 
 
 def test_cli20_exec_i(engine: Engine) -> None:
+    """docker exec with the 20.10 CLI delivers stdin and keeps stdout, stderr and the exit code
+    apart."""
     name = unique("exec20")
     engine.docker20(
         "run", "-d", "--init", "--network", "none", "--name", name, IMAGE, "sleep", "300"

@@ -23,6 +23,8 @@ def await_size(term: Terminal, rows: int, cols: int) -> None:
 
 
 def test_run_it_interactive_shell(engine: Engine) -> None:
+    """docker run -it gives a shell on a real pty through dockgate, sized to the terminal, and
+    returns the shell's exit code."""
     name = unique("runit")
     argv = [engine.cli, "run", "-it", "--rm", "--network", "none", "--name", name, IMAGE, "sh"]
     with Terminal(argv, engine.env) as term:
@@ -36,6 +38,8 @@ def test_run_it_interactive_shell(engine: Engine) -> None:
 
 
 def test_exec_it_in_running_container(engine: Engine) -> None:
+    """docker exec -it gives an interactive shell sized to the terminal, reads typed input, and
+    ending it leaves the container running."""
     name = unique("execit")
     engine.docker("run", "-d", "--init", "--network", "none", "--name", name, IMAGE, "sleep", "300")
     argv = [engine.cli, "exec", "-it", name, "sh"]
@@ -53,6 +57,8 @@ def test_exec_it_in_running_container(engine: Engine) -> None:
 
 
 def test_attach_tty_and_detach_keys(engine: Engine) -> None:
+    """docker attach to a TTY container works, the detach keys leave it running, and a second attach
+    ends it with the shell's exit code."""
     name = unique("attach")
     engine.docker("run", "-dit", "--network", "none", "--name", name, IMAGE, "sh")
     with Terminal([engine.cli, "attach", name], engine.env) as term:

@@ -30,6 +30,8 @@ volumes:
 
 
 def test_compose_up_ps_logs_down(engine28: Engine) -> None:
+    """docker compose up, ps, logs and down work through dockgate and leave no containers or volumes
+    behind."""
     engine = engine28
     project = unique("proj")
     workdir = engine.workdir / project

@@ -54,6 +54,8 @@ def demux(stream: bytes) -> tuple[bytes, bytes]:
 
 
 def test_create_start_wait_logs(engine: Engine, client: Any) -> None:
+    """docker-py through dockgate creates, starts and waits for a container (exit code 3), reads
+    stdout and stderr logs apart, and removes it."""
     container = client.containers.create(
         IMAGE, ["sh", "-c", "echo to-out; echo to-err >&2; exit 3"], network_mode="none"
     )
@@ -67,6 +69,7 @@ def test_create_start_wait_logs(engine: Engine, client: Any) -> None:
 
 
 def test_logs_stream_follow(engine: Engine, client: Any) -> None:
+    """docker-py follows a running container's logs as a stream until the container exits."""
     container = client.containers.run(
         IMAGE,
         ["sh", "-c", "for i in 1 2 3; do echo n$i; sleep 0.2; done"],
@@ -79,6 +82,8 @@ def test_logs_stream_follow(engine: Engine, client: Any) -> None:
 
 
 def test_exec_run(engine: Engine, client: Any) -> None:
+    """docker-py exec_run returns the exec's exit code and output, and demultiplexes stdout from
+    stderr."""
     container = client.containers.run(
         IMAGE, ["sleep", "300"], network_mode="none", init=True, detach=True
     )
@@ -90,6 +95,8 @@ def test_exec_run(engine: Engine, client: Any) -> None:
 
 
 def test_exec_socket_stdin_half_close(engine: Engine, client: Any) -> None:
+    """On docker-py's raw exec socket, 512 KiB of stdin and its half-close reach the process, its
+    stdout and stderr come back, and the exec exits 0."""
     container = client.containers.run(
         IMAGE, ["sleep", "300"], network_mode="none", init=True, detach=True
     )
@@ -114,6 +121,8 @@ def test_exec_socket_stdin_half_close(engine: Engine, client: Any) -> None:
 
 
 def test_attach_socket_stdin_half_close(engine: Engine, client: Any) -> None:
+    """On docker-py's raw attach socket with StdinOnce, 256 KiB of stdin come back unchanged and the
+    half-close ends the process's stdin."""
     api = client.api
     config = api.create_container_config(
         IMAGE,
@@ -140,6 +149,8 @@ def test_attach_socket_stdin_half_close(engine: Engine, client: Any) -> None:
 
 
 def test_events_bounded(engine: Engine, client: Any) -> None:
+    """docker-py's bounded events query returns a container's create, start, die and destroy in
+    order."""
     since = int(time.time()) - 1
     container = client.containers.run(IMAGE, ["true"], network_mode="none", detach=True)
     container.wait(timeout=30)
@@ -158,6 +169,8 @@ def test_events_bounded(engine: Engine, client: Any) -> None:
 
 
 def test_low_level_version_and_ping(engine: Engine, client: Any) -> None:
+    """docker-py's ping and version answer through dockgate with the engine's version, and the image
+    list holds the test image."""
     assert client.ping() is True
     version = client.version()
     assert version["Version"] == engine.version

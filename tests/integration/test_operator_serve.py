@@ -10,6 +10,7 @@ never get a connection, and binding one is refused before it happens)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import pwd
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 from support import unixhttp as http
 from support.cli import dockgate
-from support.engines import Engine, spawn_logged, terminate
+from support.engines import IMAGE, Engine, spawn_logged, terminate
 from support.gate import REPO, dockgate_command
 
 pytestmark = pytest.mark.engine
@@ -183,6 +184,33 @@ def test_startup_line_and_allow_all_warning(engine: Engine, workdir: Path) -> No
         assert "allows every request" not in audited.text()
     finally:
         audited.stop()
+
+
+def test_no_fast_io_runs_sessions_on_stock_twisted(engine: Engine, workdir: Path) -> None:
+    """With --no-fast-io the start-up line says fast I/O is off, and an attached
+    session (1 MiB of stdin through cat, then EOF) still passes byte for byte
+    and ends with the container's exit code on Twisted's own transports; without
+    the option the line says it is on."""
+    gate = Serve(workdir, engine, "--no-fast-io")
+    try:
+        line = gate.wait_for(r"dockgate \S+ listening on .*\n").group()
+        assert ", fast I/O off (--no-fast-io)," in line, line
+        data = os.urandom(1 << 20)
+        out = subprocess.run(
+            ["/usr/local/bin/docker", "run", "--rm", "-i", "--network", "none", IMAGE, "sh",
+             "-c", "cat; exit 3"], env=gate.env, input=data, capture_output=True, timeout=120,
+            check=False)
+        assert out.returncode == 3, out.stderr
+        assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(data).digest()
+    finally:
+        gate.stop()
+    (workdir / "on").mkdir()
+    default = Serve(workdir / "on", engine)
+    try:
+        line = default.wait_for(r"dockgate \S+ listening on .*\n").group()
+        assert ", fast I/O on," in line, line
+    finally:
+        default.stop()
 
 
 def test_readyz_follows_the_audit_log(engine: Engine, workdir: Path) -> None:

@@ -40,6 +40,7 @@ def baseline28(engine28: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
 
 
 def test_version_info_ps_images(engine: Engine, baseline: PolicyGate) -> None:
+    """Read-only CLI commands work under the baseline policy and are audited."""
     mark = baseline.mark()
     version = baseline.docker("version", "--format", "{{.Server.Version}}").stdout
     assert version.startswith(SERVER_VERSION[engine.name])
@@ -81,6 +82,8 @@ def test_container_lifecycle(engine: Engine, baseline: PolicyGate) -> None:
 
 
 def test_volume_and_network(engine: Engine, baseline: PolicyGate) -> None:
+    """Creating, using, listing and removing a volume and an internal network work under the
+    baseline policy."""
     vol = unique("dgpol-vol")
     baseline.docker("volume", "create", "--label", "dgpol=1", vol)
     listed = baseline.docker("volume", "ls", "--filter", "label=dgpol=1", "--format", "{{.Name}}")
@@ -152,6 +155,8 @@ volumes:
 
 
 def test_compose_up_logs_down(engine28: Engine, baseline28: PolicyGate) -> None:
+    """docker compose up, logs and down with a named volume work under the baseline policy and leave
+    nothing behind."""
     project = unique("dgpolproj")
     workdir = engine28.workdir / project
     workdir.mkdir()
@@ -173,6 +178,7 @@ def test_compose_up_logs_down(engine28: Engine, baseline28: PolicyGate) -> None:
 
 
 def test_dockerpy_create_start_logs_exec(engine: Engine, baseline: PolicyGate) -> None:
+    """docker-py create, start, exec, logs and run work under the baseline policy."""
     client: Any = baseline.client()
     try:
         container = client.containers.create(

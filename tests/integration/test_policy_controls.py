@@ -627,6 +627,9 @@ def test_dangerous_variant_is_denied(
     targets: dict[str, dict[str, str]],
     case: Denial,
 ) -> None:
+    """Each dangerous CLI variant is refused by its profile's rule, with the denial in the daemon's
+    error shape and in the audit log, no mutating request reaches the daemon, and the daemon's state
+    is unchanged."""
     pg = policy_gates[(engine.name, case.policy)]
     values = values_for(engine, targets)
     args = tuple(fill(a, values) for a in case.args)
@@ -686,6 +689,8 @@ def test_safe_variant_is_allowed_and_works(
     targets: dict[str, dict[str, str]],
     case: Allowed,
 ) -> None:
+    """The safe variant of each case is allowed by the profile, produces the expected output, and
+    goes through the policy dockgate without refusals."""
     pg = policy_gates[(engine.name, case.policy)]
     values = values_for(engine, targets)
     mark = pg.mark()
@@ -784,6 +789,7 @@ def test_update_of_cpu_alone_is_allowed_under_restricted(
     policy_gates: dict[tuple[str, str], PolicyGate],
     targets: dict[str, dict[str, str]],
 ) -> None:
+    """Under restricted, an update that only changes the CPU limit is allowed and succeeds."""
     pg = policy_gates[(engine.name, R)]
     user = targets[engine.name]["user"]
     mark = pg.mark()
@@ -796,6 +802,7 @@ def test_update_of_cpu_alone_is_allowed_under_restricted(
 def test_swarm_init_is_denied_by_policy(
     engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
 ) -> None:
+    """docker swarm init is refused by baseline's escalation-endpoints rule."""
     pg = policy_gates[(engine.name, B)]
     out = pg.docker("swarm", "init", "--listen-addr", "127.0.0.1:2377", check=False)
     assert out.returncode != 0

@@ -11,6 +11,8 @@ pytestmark = pytest.mark.engine
 
 
 def test_volume_create_ls_use_rm(engine: Engine) -> None:
+    """A volume created through dockgate is listed by label, keeps data between containers, and is
+    removed."""
     vol = unique("vol")
     engine.docker("volume", "create", "--label", "dgtest=1", vol)
     listed = engine.docker("volume", "ls", "--filter", "label=dgtest=1", "--format", "{{.Name}}")
@@ -27,6 +29,8 @@ def test_volume_create_ls_use_rm(engine: Engine) -> None:
 
 
 def test_network_create_ls_inspect_rm(engine: Engine) -> None:
+    """An internal network created through dockgate is listed, inspects with its subnet, and is
+    removed."""
     net = unique("net")
     subnet = f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0/24"  # noqa: S311
     engine.docker("network", "create", "--internal", "--subnet", subnet, net)

@@ -31,6 +31,8 @@ def read_line(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> bytes:
 
 
 def test_attach_stdin_stdout_until_container_exits(engine: Engine) -> None:
+    """docker attach carries lines of stdin to a running container and its echoes back, and returns
+    the container's exit code when it exits."""
     name = unique("attach")
     engine.docker(
         "run", "-d", "-i", "--network", "none", "--name", name, IMAGE, "sh", "-c", ECHO_LOOP
@@ -59,6 +61,8 @@ def test_attach_stdin_stdout_until_container_exits(engine: Engine) -> None:
 
 
 def test_logs_follow_until_exit(engine: Engine) -> None:
+    """docker logs -f delivers stdout and stderr as written, stays open while the container is
+    quiet, and ends by itself when the container exits."""
     name = unique("logs")
     script = (
         "for i in 1 2 3; do echo line$i; echo err$i >&2; done; "
@@ -90,6 +94,8 @@ def test_logs_follow_until_exit(engine: Engine) -> None:
 
 
 def test_events_since_until(engine: Engine) -> None:
+    """A bounded docker events query returns a container's create, start, die and destroy, in order.
+    """
     since = time.time()
     name = unique("events")
     cid = engine.docker("create", "--network", "none", "--name", name, IMAGE, "true").stdout.strip()
@@ -115,6 +121,8 @@ def test_events_since_until(engine: Engine) -> None:
 
 
 def test_events_stream_stays_open_and_delivers_live(engine: Engine) -> None:
+    """An unbounded docker events stream stays open while idle and delivers create and destroy as
+    they happen."""
     name = unique("live")
     proc = subprocess.Popen(
         [engine.cli, "events", "--since", f"{time.time() - 1:.3f}", "--filter", "type=container",
@@ -136,6 +144,7 @@ def test_events_stream_stays_open_and_delivers_live(engine: Engine) -> None:
 
 
 def test_stats_stream(engine: Engine) -> None:
+    """docker stats keeps streaming samples (at least three rows) through dockgate."""
     name = unique("stats")
     engine.docker("run", "-d", "--init", "--network", "none", "--name", name, IMAGE, "sleep", "300")
     proc = subprocess.Popen(

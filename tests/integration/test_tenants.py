@@ -719,6 +719,8 @@ SPOOFS = ["io.dockgate.owner", "IO.DOCKGATE.OWNER", "Io.Dockgate.Owner", "io.doc
 
 @pytest.mark.parametrize("key", SPOOFS, ids=range(len(SPOOFS)))
 def test_label_spoof_refused(w: World, key: str) -> None:
+    """A tenant cannot set the owner label or a lookalike on containers, volumes or networks through
+    the real CLI: each is refused as reserved and the daemon's objects are unchanged."""
     before = w.engine.snapshot()
     label = f"{key}=teama"
     for args in ((*RUN, "--label", label, IMAGE, "true"),
@@ -736,6 +738,8 @@ def _ids(out: str) -> set[str]:
 
 
 def test_lists_show_own_objects_only(w: World) -> None:
+    """docker ps, volume ls, network ls and images show each tenant only its own objects (an admin
+    sees all), and a client's own filters can only narrow that."""
     tag = uuid.uuid4().hex[:8]
     bc = w.b.docker("create", *NONE, "--name", f"b-c-{tag}", IMAGE, "true").stdout.strip()
     w.b.docker("volume", "create", f"b-v-{tag}")
@@ -769,6 +773,8 @@ def _other_subnet(w: World) -> str:
 
 
 def test_events_show_own_objects_only(w: World) -> None:
+    """docker events shows each tenant only events of its own objects (label-less volumes and
+    networks by asking the daemon); an admin sees everyone's."""
     since = w.daemon("/info")["SystemTime"]
     tag = uuid.uuid4().hex[:8]
     ac = w.a.docker("run", "-d", *NONE, "--name", f"a-e-{tag}", IMAGE, "true").stdout.strip()
@@ -855,6 +861,8 @@ def test_tls_handshake_with_alpn(w: World) -> None:
 
 
 def test_run_stdin_eof_reaches_process(request: pytest.FixtureRequest, w: World) -> None:
+    """For each tenant, docker run -i delivers stdin and its EOF to the process, whose output after
+    EOF arrives."""
     for caller in (w.a, w.b):
         result = caller.docker("run", "-i", "--rm", *NONE, IMAGE, "sh", "-c", "cat; echo after-eof",
                                input="hi\n", timeout=60)
@@ -862,12 +870,15 @@ def test_run_stdin_eof_reaches_process(request: pytest.FixtureRequest, w: World)
 
 
 def test_exec_stdin_eof_reaches_process(request: pytest.FixtureRequest, w: World) -> None:
+    """docker exec -i by the owning tenant delivers stdin and its EOF to the process."""
     result = w.a.docker("exec", "-i", w.container, "sh", "-c", "cat; echo after-eof",
                         input="hi\n", timeout=60)
     assert result.stdout == "hi\nafter-eof\n", result.stderr
 
 
 def test_logs_follow_own_container(w: World) -> None:
+    """docker logs -f follows the owner's container to its end, while another tenant is told the
+    container does not exist, in the daemon's words."""
     name = f"a-l-{uuid.uuid4().hex[:8]}"
     w.a.docker("run", "-d", *NONE, "--name", name, IMAGE, "sh", "-c",
                "echo one; sleep 2; echo two")
@@ -882,6 +893,8 @@ def test_logs_follow_own_container(w: World) -> None:
 
 
 def test_quotas(w: World) -> None:
+    """Container and running-container quotas refuse creates, runs and starts beyond them without
+    changing the daemon, do not count other tenants, and free up as containers stop or go."""
     b, tag = w.b, uuid.uuid4().hex[:8]
     assert b.docker("ps", "-aq").stdout.strip() == "", "teamb must start with no containers"
     b.docker("run", "-d", *NONE, "--name", f"b-q1-{tag}", IMAGE, "sleep", "300")
@@ -915,6 +928,7 @@ def test_quotas(w: World) -> None:
 
 
 def test_audit_records_name_the_tenant(w: World) -> None:
+    """Each RequestDecided audit record names the tenant the caller mapped to."""
     mark = w.tg.mark()
     w.a.docker("ps")
     w.b.docker("inspect", w.container, check=False)
@@ -929,6 +943,8 @@ def test_audit_records_name_the_tenant(w: World) -> None:
 # -- references to objects that do not exist ----------------------------------------------
 
 def test_inspect_missing_volume_creates_nothing(w: World) -> None:
+    """Inspecting or removing a volume that does not exist fails and creates no volume as a side
+    effect."""
     before = w.engine.snapshot()
     missing = f"b-missing-{uuid.uuid4().hex[:8]}"
     results = [w.b.docker("volume", "inspect", missing, check=False),

@@ -139,6 +139,8 @@ HEADS = [
 
 @pytest.mark.parametrize(("method", "target"), HEADS)
 def test_real_client_heads_are_admitted(method: str, target: str) -> None:
+    """Request heads recorded from real clients are admitted, and the forwarded target admits to
+    itself (a fixed point)."""
     headers = UPGRADE if "attach" in target or "session" in target or "grpc" in target \
         else JSON
     req = admit_head(method, target.encode(), headers, CTX)
@@ -265,6 +267,8 @@ BODIES = [
 def test_real_client_bodies_are_admitted(
     version: str, method: str, target: str, body: object
 ) -> None:
+    """Bodies recorded from real clients at each API version are admitted, and their canonical bytes
+    admit to themselves."""
     head = admit_head(method, f"/v{version}{target}".encode(), JSON, CTX)
     req = admit_body(head, json.dumps(body).encode(), CTX)
     assert req.body_bytes is not None
@@ -276,6 +280,8 @@ def test_real_client_bodies_are_admitted(
 @pytest.mark.parametrize("target", ["/v1.51/containers/abc/start", "/v1.51/exec/e/start",
                                     "/v1.51/volumes/create", "/v1.51/commit?container=a"])
 def test_empty_body_without_content_type_is_no_body(target: str) -> None:
+    """An empty body without Content-Type, as clients send on start, exec start, volume create and
+    commit, counts as no body."""
     head = admit_head("POST", target.encode(), [], CTX)
     req = admit_body(head, b"", CTX)
     assert req.body is None

@@ -66,6 +66,8 @@ def test_request_level_masks_env_and_secret_members() -> None:
 
 
 def test_auth_body_and_credential_headers_never_recorded() -> None:
+    """An /auth body and the Authorization and X-Registry-Config headers are erased from a request-
+    level record, listed as erased, and their secrets appear nowhere in the line."""
     request = canonical("POST", "/v1.41/auth",
                         {"username": "u", "password": "hunter2", "serveraddress": "r"},
                         headers=((b"authorization", b"Basic eDp5"),
@@ -78,6 +80,8 @@ def test_auth_body_and_credential_headers_never_recorded() -> None:
 
 
 def test_build_args_masked_even_at_metadata_level() -> None:
+    """Build args whose names look secret are masked in the recorded path even at metadata level,
+    and the masked pointer is listed; other args stay readable."""
     from urllib.parse import quote  # noqa: PLC0415
 
     args = quote(json.dumps({"GITHUB_TOKEN": "ghp_x", "VERSION": "1"}), safe="")
@@ -88,6 +92,7 @@ def test_build_args_masked_even_at_metadata_level() -> None:
 
 
 def test_custom_patterns_replace_defaults() -> None:
+    """Custom secret-name patterns replace the defaults: only matching Env entries are masked."""
     request = canonical("POST", "/v1.41/containers/create",
                         {"Image": "x", "Env": ["PIN=1234", "DB_PASSWORD=p"]})
     record = build_record(event(request), "request", Redactor(("PIN",)))
@@ -97,6 +102,8 @@ def test_custom_patterns_replace_defaults() -> None:
 @pytest.mark.parametrize("hostile", ["/x\n{\"decision\":\"deny\"}", "/\x1b]0;pwn\x07",
                                      "/" + "a" * 100_000])
 def test_hostile_target_cannot_break_or_bloat_a_record(hostile: str) -> None:
+    """A request target with newlines, escape sequences or 100 kB stays one printable-ASCII line
+    under 10 kB, truncated when too long."""
     record = build_record(event(None, decision=Decision("deny", "p", "bad-request", hostile),
                                 raw_target=hostile, error="bad-request"), "metadata", Redactor())
     line = encode_record(record)
@@ -107,6 +114,7 @@ def test_hostile_target_cannot_break_or_bloat_a_record(hostile: str) -> None:
 
 
 def test_huge_body_is_summarised() -> None:
+    """A body over 64 KiB is recorded as a truncation summary with its size, not in full."""
     request = canonical("POST", "/v1.41/containers/create",
                         {"Image": "x", "Labels": {f"l{i}": "v" * 200 for i in range(600)}})
     body = build_record(event(request), "request", Redactor())["request"]["body"]
@@ -123,6 +131,8 @@ def write(tmp_path: Path, name: str, text: str) -> str:
 
 
 def test_policy_first_match_and_decisions(tmp_path: Path) -> None:
+    """The audit policy's first matching rule (by endpoint and decision) sets the level and session
+    recording; unmatched endpoints get metadata; redact patterns apply."""
     policy = load_audit_policy(write(tmp_path, "a.yaml", """
 rules:
   - endpoints: [system.ping]
@@ -150,6 +160,8 @@ redact: {env: ["*PIN*"]}
     ("rules: [\n", ":2: (yaml)"),
 ])
 def test_policy_errors_name_file_and_line(tmp_path: Path, text: str, expected: str) -> None:
+    """Audit policy mistakes (unknown endpoint glob, level, session without request level, unknown
+    field, bad YAML) name the file, line and field."""
     path = write(tmp_path, "bad.yaml", text)
     with pytest.raises(PolicyError) as caught:
         load_audit_policy(path)
@@ -164,6 +176,8 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 def test_sink_levels_none_and_request(tmp_path: Path) -> None:
+    """Level none writes nothing; level request records the body once (on RequestDecided, not
+    ResponseComplete), and the chain starts at seq 1 with no prev."""
     policy = load_audit_policy(write(tmp_path, "p.yaml", """
 rules:
   - {endpoints: [system.ping], level: none}
@@ -201,6 +215,8 @@ def test_fail_closed_raises_and_fail_open_does_not(tmp_path: Path) -> None:
 
 
 def test_full_disk_fails_closed() -> None:
+    """A write that fails (a full disk) raises to the caller, so the protocol refuses rather than
+    forwarding unrecorded."""
     sink = JsonLinesAudit("/dev/full")
     with pytest.raises(OSError):
         sink.record(event(canonical("GET", "/_ping")))
@@ -277,6 +293,8 @@ def test_short_write_of_several_records_keeps_the_chain(
 
 
 def test_restart_continues_the_chain(tmp_path: Path) -> None:
+    """Reopening the log after a restart continues the hash chain and sequence, and verify accepts
+    it."""
     log = tmp_path / "audit.jsonl"
     for i in range(2):
         sink = JsonLinesAudit(str(log))
@@ -298,6 +316,9 @@ def recording_sink(tmp_path: Path, endpoints: str) -> tuple[JsonLinesAudit, Path
 
 
 def test_session_recording_round_trip(tmp_path: Path) -> None:
+    """A recorded exec session keeps every chunk in order with its direction, splits no UTF-8
+    wrongly on playback, reports counts and console size, and verify --sessions detects a modified
+    recording."""
     sink, log = recording_sink(tmp_path, "exec.start")
     start = canonical("POST", "/v1.51/exec/abc/start", {"Tty": True, "ConsoleSize": [30, 100]})
     sink.record(event(start))
@@ -366,6 +387,8 @@ def test_resizes_reach_the_sessions_they_name(tmp_path: Path) -> None:
 
 
 def test_dgrec1_recordings_still_read() -> None:
+    """Recordings in the older DGREC1 format still read and play back, with a default width of 80.
+    """
     data = (b'DGREC1 {"request_id":"x","tty":true}\n'
             + struct.pack(">cQI", b"o", 5, 2) + b"hi")
     recording = read_recording(data)
@@ -375,6 +398,7 @@ def test_dgrec1_recordings_still_read() -> None:
 
 
 def test_session_not_started_is_discarded(tmp_path: Path) -> None:
+    """A session that never started (the attach was answered 404) leaves no recording file."""
     policy = load_audit_policy(write(tmp_path, "p.yaml",
                                      "rules:\n  - {endpoints: [container.attach], level: "
                                      "metadata, session: true}\n"))
@@ -387,6 +411,8 @@ def test_session_not_started_is_discarded(tmp_path: Path) -> None:
 
 
 def test_demux_and_multiplexed_playback() -> None:
+    """Multiplexed stdout/stderr frames are split by stream, and plain TTY text is recognised as not
+    multiplexed."""
     stream = b"\x01\0\0\0\0\0\0\x03out\x02\0\0\0\0\0\0\x03err"
     assert demux(stream) == [(1, b"out"), (2, b"err")]
     assert demux(b"plain tty text") is None
@@ -415,6 +441,8 @@ def sample_log(tmp_path: Path) -> Path:
 
 
 def test_show_filters_and_escapes(tmp_path: Path) -> None:
+    """audit show filters by decision, endpoint, time, uid and text, prints JSON on request, and
+    never prints control characters from a hostile target."""
     log = sample_log(tmp_path)
     status, out = run("show", str(log), "--decision", "deny")
     assert status == 0 and out.count("\n") == 2 and "name=y" in out
@@ -430,6 +458,7 @@ def test_show_filters_and_escapes(tmp_path: Path) -> None:
 
 
 def test_summary_counts(tmp_path: Path) -> None:
+    """audit summary counts records per decision and endpoint."""
     log = sample_log(tmp_path)
     _, out = run("summary", str(log), "--json")
     rows = [json.loads(x) for x in out.splitlines()]
@@ -439,6 +468,8 @@ def test_summary_counts(tmp_path: Path) -> None:
 
 
 def test_replay_lists_changes(tmp_path: Path) -> None:
+    """audit replay against another policy lists each request whose decision would change, in both
+    directions."""
     log = sample_log(tmp_path)
     policy = write(tmp_path, "deny-ping.yaml",
                    "name: no-ping\nrules:\n  - id: no-ping\n    endpoints: {deny: [system.ping]}\n")
@@ -475,6 +506,8 @@ def save(parts: list[tuple[Path, list[bytes]]]) -> None:
 
 
 def test_verify_intact_across_rotation(tmp_path: Path) -> None:
+    """verify accepts an intact chain spread over rotated files given in any order and counts its
+    records."""
     files = chained(tmp_path, rotate=1500)
     assert len(files) >= 3
     status, out = run("verify", *map(str, reversed(files)))
@@ -488,6 +521,8 @@ TAMPER = ["edit", "delete", "insert", "reorder", "delete-first-of-file", "edit-s
 @pytest.mark.parametrize("how", TAMPER)
 @pytest.mark.parametrize("where", ["first-file", "middle", "last-file"])
 def test_verify_detects_tampering(tmp_path: Path, how: str, where: str) -> None:
+    """verify fails and names the file for an edited, renumbered, deleted, inserted or reordered
+    record, in the first, a middle or the last rotated file."""
     files = chained(tmp_path, rotate=1500)
     parts = file_lines(files)
     index = {"first-file": 0, "middle": len(parts) // 2, "last-file": len(parts) - 1}[where]
@@ -512,6 +547,7 @@ def test_verify_detects_tampering(tmp_path: Path, how: str, where: str) -> None:
 
 
 def test_verify_names_the_deleted_range(tmp_path: Path) -> None:
+    """verify names the line and the sequence range of deleted records."""
     files = chained(tmp_path)
     content = files[0].read_bytes().splitlines(keepends=True)
     del content[3:5]
@@ -546,6 +582,8 @@ def test_checkpoints_catch_a_recomputed_chain(tmp_path: Path) -> None:
 
 
 def test_ed25519_checkpoints(tmp_path: Path) -> None:
+    """With an Ed25519 key the log ends with a signed checkpoint that verifies with the public key
+    and fails with another key."""
     serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
     ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
     from dockgate.audit_keys import load_key  # noqa: PLC0415
@@ -570,6 +608,7 @@ def test_ed25519_checkpoints(tmp_path: Path) -> None:
 
 
 def test_default_policy_is_metadata_everywhere() -> None:
+    """Without an audit policy every request, allowed or refused, is recorded at metadata level."""
     assert AuditPolicy().choose("container.create", "allow").level == "metadata"
     assert AuditPolicy().choose(None, "deny").level == "metadata"
 
@@ -590,6 +629,8 @@ def serve_options(*argv: str) -> Any:
     ("--audit-checkpoint-every", "0"), ("--audit-policy", "/nonexistent.yaml"),
 ])
 def test_bad_audit_options_are_usage_errors(argv: tuple[str, ...]) -> None:
+    """Bad audit option values (fsync, failure mode, checkpoint interval, missing policy file) are
+    usage errors."""
     from twisted.python import usage  # noqa: PLC0415
 
     with pytest.raises(usage.UsageError):
@@ -597,6 +638,9 @@ def test_bad_audit_options_are_usage_errors(argv: tuple[str, ...]) -> None:
 
 
 def test_serve_builds_the_configured_sink(tmp_path: Path) -> None:
+    """The audit options build a sink with the configured failure mode, fsync, signer, rotation and
+    sessions directory, and the service reopens on SIGUSR1 and runs upkeep; audit options without
+    --audit-log are usage errors."""
     from twisted.internet.task import Clock  # noqa: PLC0415
 
     from dockgate import tap  # noqa: PLC0415

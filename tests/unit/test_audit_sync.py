@@ -50,6 +50,8 @@ def _log(path: Path, jobs: list[Job], clock: _Clock) -> ChainedLog:
 def test_interval_fsync_is_handed_to_the_runner(
     tmp_path: Path, fsyncs: list[tuple[int, str]]
 ) -> None:
+    """With interval fsync, a due fsync is handed to the background runner (one at a time, never
+    inline) on its own descriptor, which it closes; a tick syncs what was written since."""
     jobs: list[Job] = []
     clock = _Clock()
     log = _log(tmp_path / "a.jsonl", jobs, clock)
@@ -78,6 +80,8 @@ def test_interval_fsync_is_handed_to_the_runner(
 
 
 def test_a_failed_background_fsync_refuses_the_next_record(tmp_path: Path) -> None:
+    """A background fsync that failed makes the next append raise (fail closed) once; the chain then
+    continues from the last line written."""
     jobs: list[Job] = []
     clock = _Clock()
     path = tmp_path / "a.jsonl"
@@ -99,6 +103,7 @@ def test_a_failed_background_fsync_refuses_the_next_record(tmp_path: Path) -> No
 def test_without_a_runner_the_fsync_stays_inline(
     tmp_path: Path, fsyncs: list[tuple[int, str]]
 ) -> None:
+    """Without a background runner, interval fsync runs inline on the log's own descriptor."""
     clock = _Clock()
     log = ChainedLog(str(tmp_path / "a.jsonl"), fsync="interval", fsync_interval=1.0,
                      clock=clock)
@@ -140,6 +145,8 @@ class _ThreadedReactor:
 def test_the_service_fsyncs_in_the_reactors_thread_pool(
     tmp_path: Path, fsyncs: list[tuple[int, str]]
 ) -> None:
+    """The audit upkeep service runs fsyncs in the reactor's thread pool, reports their result back
+    on the reactor's side, and closes the log when stopped."""
     reactor = _ThreadedReactor()
     try:
         audit = JsonLinesAudit(str(tmp_path / "a.jsonl"), fsync="interval", fsync_interval=0.0)

@@ -37,6 +37,7 @@ def test_exec_without_an_id_is_left_for_the_decision() -> None:
 
 
 def test_checked_image_is_the_inspected_id() -> None:
+    """The checked image is the Id from the daemon's inspect answer, or None for an error answer."""
     assert checked_image({"Id": IMG}) == IMG
     assert checked_image({"message": "no such image"}) is None
 

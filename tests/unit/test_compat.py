@@ -36,6 +36,8 @@ def test_post_opens_writes_but_exec_needs_exec() -> None:
 
 
 def test_carve_outs_work_without_post() -> None:
+    """ALLOW_RESTARTS and ALLOW_START allow their endpoints without POST=1, and a false value does
+    not."""
     assert allowed(ALLOW_RESTARTS="1") >= {"container.restart", "container.stop",
                                            "container.kill"}
     assert "container.start" in allowed(ALLOW_START="true")
@@ -43,6 +45,7 @@ def test_carve_outs_work_without_post() -> None:
 
 
 def test_ping_can_be_turned_off() -> None:
+    """PING=0 removes the ping endpoint from the generated policy."""
     assert "system.ping" not in allowed(PING="0")
 
 
@@ -58,6 +61,7 @@ def test_generated_policy_loads(tmp_path: Path) -> None:
 
 def test_main_prints_policy(monkeypatch: pytest.MonkeyPatch,
                             capsys: pytest.CaptureFixture[str]) -> None:
+    """dockgate import-env prints the generated policy with the endpoints the variables allow."""
     monkeypatch.setenv("NETWORKS", "1")
     assert compat.main([]) == 0
     assert "- network.list" in capsys.readouterr().out

@@ -129,6 +129,7 @@ def test_serve_options_from_config_and_command_line_wins(tmp_path: Path) -> None
 
 
 def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
+    """A config file with an unknown setting is a usage error naming the file, line and setting."""
     path = write(tmp_path, "limits: {nope: 1}\n")
     with pytest.raises(usage.UsageError, match=r"dockgate\.yaml:1: limits"):
         tap.Options().parseOptions(["--config", path])
@@ -157,6 +158,7 @@ def test_sighup_follows_config_policy(tmp_path: Path) -> None:
 
 
 def test_invalid_config_on_sighup_keeps_settings(tmp_path: Path) -> None:
+    """A config file broken before SIGHUP is not applied: the settings in force are kept."""
     (tmp_path / "a.yaml").write_text("name: a\nrules: []\n")
     path = write(tmp_path, f"listeners: [unix:{tmp_path}/c.sock]\npolicy: a.yaml\n")
     options = tap.Options()
@@ -168,5 +170,6 @@ def test_invalid_config_on_sighup_keeps_settings(tmp_path: Path) -> None:
 
 
 def test_load_error_type(tmp_path: Path) -> None:
+    """load_config raises PolicyError for an invalid file."""
     with pytest.raises(PolicyError):
         config.load_config(write(tmp_path, "bogus: 1\n"))

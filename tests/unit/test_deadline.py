@@ -14,6 +14,7 @@ def make() -> tuple[Clock, Deadline, list[float]]:
 
 
 def test_fires_once_at_the_deadline() -> None:
+    """A deadline fires once, at its time, and not again."""
     clock, deadline, fired = make()
     deadline.set(10)
     clock.advance(9.9)
@@ -25,6 +26,7 @@ def test_fires_once_at_the_deadline() -> None:
 
 
 def test_moving_later_keeps_one_timer_and_fires_at_the_new_time() -> None:
+    """Moving a deadline later keeps a single timer, which re-arms and fires at the new time."""
     clock, deadline, fired = make()
     deadline.set(10)
     clock.advance(5)
@@ -37,6 +39,7 @@ def test_moving_later_keeps_one_timer_and_fires_at_the_new_time() -> None:
 
 
 def test_moving_sooner_resets_the_timer() -> None:
+    """Moving a deadline sooner replaces the timer so it fires at the sooner time."""
     clock, deadline, fired = make()
     deadline.set(300)
     deadline.set(30)
@@ -46,6 +49,7 @@ def test_moving_sooner_resets_the_timer() -> None:
 
 
 def test_clear_and_cancel() -> None:
+    """clear and cancel both stop a pending deadline from firing and leave no timer behind."""
     clock, deadline, fired = make()
     deadline.set(10)
     deadline.clear()

@@ -25,6 +25,9 @@ def daemon(answers: dict[str, tuple[int, Any]]) -> tuple[list[str], Any]:
 
 
 def test_owned_objects_lists_the_tenants_volumes_and_networks_with_their_age() -> None:
+    """owned_objects asks the daemon for the tenant's volumes and networks by label filter, re-
+    checks each label (the filter is not trusted), and dates each by its creation time (0 when it
+    cannot be read)."""
     asked, fetch = daemon({
         "/volumes": (200, {"Volumes": [
             {"Name": "data", "Labels": MINE, "CreatedAt": "2026-11-27T04:05:06Z"},
@@ -40,12 +43,15 @@ def test_owned_objects_lists_the_tenants_volumes_and_networks_with_their_age() -
 
 
 def test_a_daemon_that_does_not_answer_owns_nothing_for_the_tenant() -> None:
+    """When the daemon fails to answer, the tenant owns nothing (fail closed)."""
     _, fetch = daemon({"/volumes": (500, None)})
     assert asyncio.run(owned_objects(A, fetch)) == []
     assert asyncio.run(owns_object(("volume", "data"), A, fetch)) is None
 
 
 def test_owns_object_asks_about_exactly_the_object_named() -> None:
+    """owns_object inspects exactly the named object (escaped) and says whether the tenant owns it,
+    with its age."""
     asked, fetch = daemon({
         "/volumes/a%2Fb": (200, {"Name": "a/b", "Labels": MINE,
                                  "CreatedAt": "2026-11-27T04:05:06+00:00"}),

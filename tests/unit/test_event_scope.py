@@ -39,6 +39,8 @@ class Harness:
 
 
 def test_nothing_flows_before_the_tenants_objects_are_known() -> None:
+    """No event is passed to the client until the tenant's existing objects are known; then the held
+    events flow."""
     h = Harness()
     assert h.scope.feed(line("container", "start", "c1", "team-a"))
     assert h.out == b""
@@ -47,6 +49,8 @@ def test_nothing_flows_before_the_tenants_objects_are_known() -> None:
 
 
 def test_a_volume_event_waits_for_the_daemons_answer_and_so_does_what_follows() -> None:
+    """A label-less volume event waits for the daemon's answer about its owner, events after it wait
+    too (order is kept), and one answered as someone else's is dropped while the rest go on."""
     h = Harness()
     h.scope.started(())
     h.scope.feed(line("container", "create", "c1", "team-a") + line("volume", "create", "v1")
@@ -62,6 +66,8 @@ def test_a_volume_event_waits_for_the_daemons_answer_and_so_does_what_follows() 
 
 
 def test_what_was_owned_at_the_start_needs_no_question() -> None:
+    """Events about volumes and networks the tenant owned at the start are shown without asking the
+    daemon."""
     h = Harness()
     h.scope.started([(("volume", "old"), 0), (("network", "n1"), 0)])
     h.scope.feed(line("volume", "mount", "old") + line("network", "destroy", "n1")
@@ -104,6 +110,8 @@ def test_a_reused_name_shows_only_events_since_the_current_volume_was_created() 
 
 
 def test_the_kind_is_part_of_the_key() -> None:
+    """Owning a volume does not make a network of the same name the tenant's: the network is asked
+    about and hidden."""
     h = Harness()
     h.scope.started([(("volume", "abc"), 0)])
     h.scope.feed(line("network", "create", "abc"))
@@ -112,6 +120,8 @@ def test_the_kind_is_part_of_the_key() -> None:
 
 
 def test_labelled_events_other_tenants_and_admin_only_kinds() -> None:
+    """Events of other tenants, daemon-level events and lines that are not JSON objects are dropped;
+    the tenant's labelled events are shown."""
     h = Harness()
     h.scope.started(())
     h.scope.feed(line("container", "start", "c2", "team-b") + line("daemon", "reload", "d",
@@ -121,6 +131,7 @@ def test_labelled_events_other_tenants_and_admin_only_kinds() -> None:
 
 
 def test_lines_split_across_reads() -> None:
+    """Event lines split across reads are reassembled before being judged."""
     h = Harness()
     h.scope.started(())
     data = line("container", "start", "c1", "team-a") + line("container", "stop", "c1", "team-a")
@@ -130,6 +141,8 @@ def test_lines_split_across_reads() -> None:
 
 
 def test_finish_waits_for_the_last_answer() -> None:
+    """At the end of the stream, finishing waits for the outstanding owner answer so the last event
+    is not lost."""
     h = Harness()
     ended: list[bool] = []
     h.scope.started(())
@@ -141,6 +154,8 @@ def test_finish_waits_for_the_last_answer() -> None:
 
 
 def test_finish_before_the_start_waits_for_it() -> None:
+    """Finishing before the tenant's objects are known waits for them, then passes the held events
+    and ends."""
     h = Harness()
     ended: list[bool] = []
     h.scope.feed(line("container", "start", "c1", "team-a"))
@@ -151,6 +166,8 @@ def test_finish_before_the_start_waits_for_it() -> None:
 
 
 def test_a_backlog_over_the_limit_is_refused() -> None:
+    """A backlog of held events, or a single line, over the limit is refused instead of buffered
+    without bound."""
     h = Harness(limit=400)
     h.scope.started(())
     assert h.scope.feed(line("volume", "create", "v1"))
@@ -159,6 +176,7 @@ def test_a_backlog_over_the_limit_is_refused() -> None:
 
 
 def test_stop_silences_late_answers() -> None:
+    """After stop, late answers write nothing and finishing never completes."""
     h = Harness()
     ended: list[bool] = []
     h.scope.started(())

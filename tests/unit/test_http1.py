@@ -54,12 +54,16 @@ CHUNKED = (
 
 @pytest.mark.parametrize("step", [None, 1, 2, 3, 5, 8, 13])
 def test_chunked_body_in_any_split(step: int | None) -> None:
+    """A chunked response decodes to the same head, body and end however its bytes are split across
+    reads, and leaves the connection reusable."""
     reader, events = read("GET", CHUNKED, step)
     assert shape(events) == [200, b"helloabc", "end"]
     assert reader.reusable
 
 
 def test_head_fields_are_lowercased_and_trimmed() -> None:
+    """Response header names are lowercased and values trimmed of surrounding whitespace; the reason
+    phrase is kept."""
     _, events = read("GET", b"HTTP/1.1 200 OK\r\nApi-Version:  1.51 \r\nContent-Length: 0\r\n\r\n")
     head = events[0]
     assert isinstance(head, Head)
@@ -68,6 +72,8 @@ def test_head_fields_are_lowercased_and_trimmed() -> None:
 
 
 def test_content_length_body_and_reuse() -> None:
+    """A Content-Length body ends after exactly that many bytes, and the connection then carries a
+    second response."""
     reader, events = read("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
     assert shape(events) == [200, b"OK", "end"]
     assert reader.reusable
@@ -78,6 +84,8 @@ def test_content_length_body_and_reuse() -> None:
 
 
 def test_bodiless_responses() -> None:
+    """Responses to HEAD and 204/304 responses have no body whatever their Content-Length, and the
+    connection stays reusable."""
     for method, data in (
         ("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"),
         ("GET", b"HTTP/1.1 204 No Content\r\n\r\n"),
@@ -89,6 +97,8 @@ def test_bodiless_responses() -> None:
 
 
 def test_close_delimited_body_ends_at_eof_and_is_not_reused() -> None:
+    """A response without framing runs until EOF, which ends it, and the connection is not reused.
+    """
     reader, events = read("GET", b"HTTP/1.1 200 OK\r\n\r\nabc")
     assert shape(events) == [200, b"abc"]
     assert isinstance(reader.eof(), End)
@@ -96,6 +106,7 @@ def test_close_delimited_body_ends_at_eof_and_is_not_reused() -> None:
 
 
 def test_connection_close_and_http10_are_not_reused() -> None:
+    """A response with Connection: close, or in HTTP/1.0, is not reused even when delimited."""
     for data in (
         b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
         b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
@@ -106,6 +117,8 @@ def test_connection_close_and_http10_are_not_reused() -> None:
 
 
 def test_extra_bytes_after_a_response_make_the_connection_unusable() -> None:
+    """Bytes beyond the end of a response make the connection unusable: it is not reused and
+    expecting another response is an error."""
     reader, _ = read("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nXjunk")
     assert not reader.reusable
     with pytest.raises(ProtocolError):
@@ -113,12 +126,14 @@ def test_extra_bytes_after_a_response_make_the_connection_unusable() -> None:
 
 
 def test_bytes_with_no_request_outstanding_are_an_error() -> None:
+    """Bytes from the daemon when no request is outstanding are a protocol error."""
     reader, _ = read("GET", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     with pytest.raises(ProtocolError):
         reader.feed(b"HTTP/1.1 200 OK\r\n")
 
 
 def test_interim_100_then_final() -> None:
+    """An interim 100 Continue is passed on before the final response, its body and end."""
     _, events = read(
         "POST", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"
     )
@@ -126,6 +141,8 @@ def test_interim_100_then_final() -> None:
 
 
 def test_101_stops_and_hands_over_what_followed() -> None:
+    """After a 101 the reader stops parsing and go_raw hands over the raw bytes that followed the
+    head."""
     reader = ResponseReader()
     reader.expect("POST")
     reader.feed(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00raw")
@@ -145,6 +162,8 @@ def test_legacy_raw_stream_bytes_stay_for_go_raw() -> None:
 
 
 def test_eof_mid_response_is_an_error() -> None:
+    """EOF before a Content-Length body, a head or a chunked body is complete is a protocol error.
+    """
     for data in (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", b"HTTP/1.1 200", CHUNKED[:90]):
         reader, _ = read("GET", data)
         with pytest.raises(ProtocolError):
@@ -177,11 +196,16 @@ def test_eof_mid_response_is_an_error() -> None:
     ],
 )
 def test_ambiguous_or_malformed_responses_are_refused(data: bytes) -> None:
+    """Responses that two parsers could frame differently or that break the grammar (CL with TE,
+    repeated or odd CL, non-chunked TE, folding, bad names and bytes, bare LF, other versions, bad
+    chunks and trailers) are refused."""
     with pytest.raises(ProtocolError):
         read("GET", data)
 
 
 def test_oversized_head_and_chunk_line_are_refused() -> None:
+    """An oversized response head and an oversized chunk-size line are refused instead of buffered.
+    """
     with pytest.raises(ProtocolError):
         read("GET", b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000)
     with pytest.raises(ProtocolError):
@@ -189,12 +213,15 @@ def test_oversized_head_and_chunk_line_are_refused() -> None:
 
 
 def test_many_small_chunks_in_one_read() -> None:
+    """Two thousand small chunks arriving in one read decode to the concatenated body."""
     body = b"".join(chunk(b"%04d" % i) for i in range(2000)) + LAST_CHUNK
     _, events = read("GET", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
     assert shape(events) == [200, b"".join(b"%04d" % i for i in range(2000)), "end"]
 
 
 def test_request_head_is_serialised_and_checked() -> None:
+    """request_head writes the exact request head and refuses targets or headers with spaces, CR/LF
+    injection, bad names or NUL."""
     head = request_head("GET", b"/v1.51/_ping", [(b"host", b"docker"), (b"x-a", b"1")])
     assert head == b"GET /v1.51/_ping HTTP/1.1\r\nhost: docker\r\nx-a: 1\r\n\r\n"
     for target, headers in (
@@ -209,6 +236,7 @@ def test_request_head_is_serialised_and_checked() -> None:
 
 
 def test_chunk_encoding() -> None:
+    """chunk frames data as hex size, CRLF, data, CRLF, and LAST_CHUNK is the zero chunk."""
     assert chunk(b"hello") == b"5\r\nhello\r\n"
     assert LAST_CHUNK == b"0\r\n\r\n"
 
@@ -228,6 +256,8 @@ def test_repeated_head_is_parsed_once_and_framed_for_its_request() -> None:
 
 
 def test_refused_response_head_is_refused_every_time() -> None:
+    """A refused response head is refused again on a fresh reader (the head memo does not remember
+    it as good)."""
     bad = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
     for _ in range(2):
         reader = ResponseReader()

@@ -56,12 +56,16 @@ POST = (
 
 @pytest.mark.parametrize("step", [None, 1, 2, 5, 9])
 def test_chunked_request_in_any_split(step: int | None) -> None:
+    """A chunked request body decodes to the same request, body and end however its bytes are split,
+    and the connection stays alive."""
     reader, got = events(POST, step)
     assert shape(got) == ["POST /v1.51/images/load", b"abcdef", "end"]
     assert reader.done and reader.keep_alive
 
 
 def test_fields_are_lowercased_and_trimmed() -> None:
+    """Request header names are lowercased and values trimmed; an HTTP/1.1 request is not marked
+    HTTP/1.0."""
     _, got = events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nUser-Agent:  x y \r\n\r\n")
     request = got[0]
     assert isinstance(request, Request)
@@ -70,6 +74,8 @@ def test_fields_are_lowercased_and_trimmed() -> None:
 
 
 def test_one_request_at_a_time_and_pipelining() -> None:
+    """A pipelined second request waits (PAUSED, buffered) until the first exchange's cycle ends,
+    then is read."""
     reader = RequestReader(8192)
     reader.feed(b"GET /a HTTP/1.1\r\nHost: d\r\n\r\nGET /b HTTP/1.1\r\nHost: d\r\n\r\n")
     first = reader.next_event()
@@ -84,6 +90,8 @@ def test_one_request_at_a_time_and_pipelining() -> None:
 
 
 def test_bytes_after_a_request_stay_for_a_hijacked_session() -> None:
+    """Bytes after an exec start's body are kept, not parsed, and handed over as the session's first
+    stdin."""
     reader = RequestReader(8192)
     reader.feed(b"POST /exec/x/start HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\n\r\n{}stdin")
     assert isinstance(reader.next_event(), Request)
@@ -93,6 +101,7 @@ def test_bytes_after_a_request_stay_for_a_hijacked_session() -> None:
 
 
 def test_connection_close_and_http10_do_not_keep_alive() -> None:
+    """Connection: close and HTTP/1.0 requests end keep-alive."""
     reader, _ = events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
     assert not reader.keep_alive
     reader, got = events(b"GET /_ping HTTP/1.0\r\n\r\n")
@@ -101,6 +110,8 @@ def test_connection_close_and_http10_do_not_keep_alive() -> None:
 
 
 def test_expect_100_continue_until_the_body_starts() -> None:
+    """expects_continue holds from an Expect: 100-continue head until the body's first bytes arrive.
+    """
     reader = RequestReader(8192)
     reader.feed(b"POST /build HTTP/1.1\r\nHost: d\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
     assert isinstance(reader.next_event(), Request)
@@ -131,11 +142,15 @@ def test_expect_100_continue_until_the_body_starts() -> None:
     ],
 )
 def test_malformed_requests_are_400(data: bytes) -> None:
+    """Requests a server could read differently or that break the grammar (no or two Hosts, other
+    versions, bad spacing, tokens or bytes, bare LF, folding, conflicting or doubled framing, bad
+    chunks and trailers) are 400."""
     with pytest.raises(BadRequest):
         events(data)
 
 
 def test_head_over_the_limit_is_431() -> None:
+    """A request head over the limit is 431, whether or not it has ended."""
     with pytest.raises(HeadTooLarge):
         events(b"GET /_ping HTTP/1.1\r\nHost: d\r\nX: " + b"a" * 9000)
     with pytest.raises(HeadTooLarge):
@@ -143,6 +158,7 @@ def test_head_over_the_limit_is_431() -> None:
 
 
 def test_truncated_body_or_head_at_eof_is_400() -> None:
+    """EOF in the middle of a head, a Content-Length body or a chunked body is a 400."""
     for data in (
         b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab",
         b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
@@ -154,6 +170,8 @@ def test_truncated_body_or_head_at_eof_is_400() -> None:
 
 
 def test_writer_frames_by_length_chunked_or_close() -> None:
+    """The response writer keeps a declared length, chunks an undelimited HTTP/1.1 body, and closes
+    the connection to delimit one for HTTP/1.0; a second head in one cycle is an error."""
     w = ResponseWriter()
     head = w.head(200, b"OK", [(b"content-length", b"2")], method="GET", http10=False,
                   keep_alive=True)
@@ -173,6 +191,8 @@ def test_writer_frames_by_length_chunked_or_close() -> None:
 
 
 def test_writer_keeps_the_declared_length_and_bodiless_responses() -> None:
+    """The writer refuses bytes beyond or short of the declared length, and any body on a HEAD
+    response; 100 Continue is written as an interim head."""
     w = ResponseWriter()
     w.head(200, b"OK", [(b"content-length", b"2")], method="GET", http10=False, keep_alive=True)
     with pytest.raises(ValueError):

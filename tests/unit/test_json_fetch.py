@@ -50,6 +50,8 @@ def _result(d: Deferred[object]) -> list[object]:
 
 
 def test_a_daemon_that_never_answers_fails_the_fetch_at_the_timeout() -> None:
+    """A side request the daemon never answers fails at the answer timeout with TIMED_OUT, aborting
+    its connection rather than returning it to the pool."""
     pool = _Pool(answer_timeout=30)
     fetch = JsonFetch(pool, "/volumes/data")  # type: ignore[arg-type]
     out = _result(fetch.start())
@@ -62,6 +64,8 @@ def test_a_daemon_that_never_answers_fails_the_fetch_at_the_timeout() -> None:
 
 
 def test_an_answer_in_time_cancels_the_timer() -> None:
+    """An answer in time yields the decoded JSON, releases the connection to the pool and cancels
+    the timer."""
     pool = _Pool(answer_timeout=30)
     fetch = JsonFetch(pool, "/volumes/data")  # type: ignore[arg-type]
     out = _result(fetch.start())
@@ -73,6 +77,7 @@ def test_an_answer_in_time_cancels_the_timer() -> None:
 
 
 def test_a_connection_that_arrives_after_the_timeout_is_dropped() -> None:
+    """A connection that arrives after the fetch timed out is aborted without sending anything."""
     pending: Deferred[_Conn] = Deferred()
     pool = _Pool(pending, answer_timeout=5)
     out = _result(JsonFetch(pool, "/_ping").start())  # type: ignore[arg-type]
@@ -84,6 +89,7 @@ def test_a_connection_that_arrives_after_the_timeout_is_dropped() -> None:
 
 
 def test_without_a_timeout_no_timer_is_set() -> None:
+    """With no answer timeout configured no timer is set."""
     pool = _Pool()
     JsonFetch(pool, "/_ping").start()  # type: ignore[arg-type]
     assert pool.reactor.getDelayedCalls() == []

@@ -37,12 +37,17 @@ def create(body: bytes, version: str = "1.51") -> Any:
     (b"[" + b"9" * 5000 + b"]", "not acceptable JSON"),
 ])
 def test_loads_refusals(data: bytes, needle: str) -> None:
+    """The strict decoder refuses trailing data, a BOM, invalid UTF-8, lone surrogates, NaN and
+    Infinity, truncated JSON, deep nesting, out-of-range floats and huge numbers, each with a
+    message naming the problem."""
     with pytest.raises(BadRequest) as exc:
         loads(data)
     assert needle in exc.value.message
 
 
 def test_loads_keeps_duplicates_for_the_walker() -> None:
+    """Duplicate keys are kept in order for the schema walker, and turning them into a plain dict is
+    refused as a duplicate."""
     v = loads(b'{"a":1,"a":2}')
     assert isinstance(v, Pairs)
     assert list(v) == [("a", 1), ("a", 2)]
@@ -51,10 +56,13 @@ def test_loads_keeps_duplicates_for_the_walker() -> None:
 
 
 def test_surrogate_pair_is_fine() -> None:
+    """A valid escaped surrogate pair decodes to its single character."""
     assert loads(b'"\\ud83d\\ude00"') == "\U0001F600"
 
 
 def test_go_fold() -> None:
+    """go_fold folds keys as Go's case-insensitive JSON matching does, including the long s and the
+    Kelvin sign, but not the dotted capital I."""
     assert go_fold("Privileged") == "privileged"
     assert go_fold("Bind\u017f") == "binds"  # long s folds to s in Go
     assert go_fold("\u212aernelMemory") == "kernelmemory"  # Kelvin sign
@@ -62,6 +70,7 @@ def test_go_fold() -> None:
 
 
 def test_keys_canonicalised_to_schema_spelling() -> None:
+    """Keys in any case are rewritten to the schema's spelling, as the daemon would match them."""
     body = create(b'{"image":"alpine","hostconfig":{"privileged":true,"BINDS":["/:/h"]}}')
     assert body == {"Image": "alpine", "HostConfig": {"Privileged": True, "Binds": ["/:/h"]}}
 
@@ -74,6 +83,8 @@ def test_keys_canonicalised_to_schema_spelling() -> None:
     b'{"HostConfig":{},"hostConfig":{"Privileged":true}}',
 ])
 def test_two_keys_for_one_field_refused(data: bytes) -> None:
+    """Two keys that the daemon would read as one field (case or Unicode-fold variants, or exact
+    duplicates) are refused."""
     with pytest.raises(BadRequest, match="both set field"):
         create(data)
 
@@ -108,6 +119,8 @@ def test_top_level_host_config_fields_lifted_like_engine_20_10(
 
 
 def test_labels_map_keys_are_exact() -> None:
+    """Keys of free-form maps such as Labels are kept exactly (a and A are distinct), but exact
+    duplicates are refused."""
     body = create(b'{"Labels":{"a":"1","A":"2"}}')
     assert body == {"Labels": {"a": "1", "A": "2"}}
     with pytest.raises(BadRequest, match="duplicate"):
@@ -129,20 +142,26 @@ def test_labels_map_keys_are_exact() -> None:
     b'{"Cpuset":1,"HostConfig":{}}',
 ])
 def test_ambiguous_or_mistyped_bodies_refused(data: bytes) -> None:
+    """Values the daemon would read differently or reject (floats for integers, int64 overflow,
+    strings for booleans, wrong types, negative sizes, ambiguous legacy top-level HostConfig fields)
+    are refused."""
     with pytest.raises(BadRequest):
         create(data)
 
 
 def test_null_is_accepted_like_go() -> None:
+    """null is accepted for any field, as Go's decoder accepts it."""
     assert create(b'{"Image":null,"HostConfig":null}') == {"Image": None, "HostConfig": None}
 
 
 def test_strslice_accepts_string() -> None:
+    """Cmd and Entrypoint accept a string or a list, as Docker's strslice does."""
     assert create(b'{"Cmd":"echo hi","Entrypoint":["sh"]}') == {"Cmd": "echo hi",
                                                                  "Entrypoint": ["sh"]}
 
 
 def test_canonical_serialisation_is_ascii_and_sorted() -> None:
+    """The forwarded body is canonical: keys sorted, compact, non-ASCII escaped."""
     head = admit_head("POST", b"/v1.51/containers/create", JSON_CT, CTX)
     req = admit_body(head, '{"Labels":{"z":"\u00e9"},"Image":"a"}'.encode(), CTX)
     assert req.body_bytes == b'{"Image":"a","Labels":{"z":"\\u00e9"}}'
@@ -151,6 +170,8 @@ def test_canonical_serialisation_is_ascii_and_sorted() -> None:
 @pytest.mark.parametrize("ct", [b"text/plain", b"application/jsonx", b"application/json+x",
                                 b"multipart/form-data; boundary=x"])
 def test_json_body_refuses_other_content_types(ct: bytes) -> None:
+    """A JSON endpoint refuses a body sent with another media type, including lookalikes of
+    application/json."""
     head = admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
     with pytest.raises(BadRequest, match="Content-Type"):
         admit_body(head, b'{"Image":"a"}', CTX)
@@ -167,17 +188,20 @@ def test_empty_body_labelled_text_plain_is_fine() -> None:
 @pytest.mark.parametrize("ct", [b"application/json", b"Application/JSON; charset=utf-8",
                                 b"application/json;charset=UTF-8"])
 def test_json_media_type_parsed(ct: bytes) -> None:
+    """application/json is recognised in any case and with a charset parameter."""
     head = admit_head("POST", b"/v1.51/containers/create", [(b"content-type", ct)], CTX)
     assert admit_body(head, b'{"Image":"a"}', CTX).body == {"Image": "a"}
 
 
 def test_body_without_content_type_refused() -> None:
+    """A body on a JSON endpoint without a Content-Type is refused."""
     head = admit_head("POST", b"/v1.51/containers/create", [], CTX)
     with pytest.raises(BadRequest, match="Content-Type"):
         admit_body(head, b'{"Image":"a"}', CTX)
 
 
 def test_create_requires_body() -> None:
+    """A container create without a body is refused with a message saying it requires one."""
     head = admit_head("POST", b"/v1.51/containers/create", JSON_CT, CTX)
     with pytest.raises(BadRequest, match="requires a JSON body"):
         admit_body(head, b"", CTX)
@@ -233,6 +257,7 @@ def test_walker_reads_like_go(value: Pairs) -> None:
                                                                         max_size=3),
                     max_leaves=10))
 def test_dumps_loads_round_trip(value: Any) -> None:
+    """Property: canonical serialisation and strict decoding round-trip any JSON value."""
     assert plain(loads(dumps(value))) == value
 
 
@@ -252,6 +277,8 @@ _VALUES: dict[str, st.SearchStrategy[Any]] = {
 def test_lifted_bodies_leave_nothing_at_top_level(
     fields: dict[str, None], with_hc: bool, data: st.DataObject
 ) -> None:
+    """Property: legacy top-level HostConfig fields in any spelling are lifted into HostConfig, none
+    remain at top level, and the result is stable when decoded again."""
     body: dict[str, Any] = {"Image": "a"}
     for name in fields:
         body[data.draw(_spellings(name))] = data.draw(_VALUES[name])

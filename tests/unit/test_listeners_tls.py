@@ -96,6 +96,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
 
 
 def test_parse_defaults_to_loopback() -> None:
+    """A tls: listener binds loopback unless an interface is named, and takes its port, files and
+    backlog positionally or by name (an IPv6 interface escaped)."""
     spec = parse_listener("tls:2376:cert=/p/s.pem:key=/p/s.key:ca=/p/ca.pem")
     assert spec == TLSListenerSpec(2376, "127.0.0.1", "/p/s.pem", "/p/s.key", "/p/ca.pem")
     spec = parse_listener("tls:port=2376:interface=10.1.2.3:cert=a:key=b:ca=c:backlog=5")
@@ -116,6 +118,8 @@ def test_parse_defaults_to_loopback() -> None:
     ("tls:2376:2377:cert=a:key=b:ca=c", "exactly one port"),
 ])
 def test_parse_rejects(text: str, why: str) -> None:
+    """A tls: listener without cert, key or ca, with no, several or a bad port, or with an unknown
+    option is refused with a message naming the problem."""
     with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
         parse_listener(text)
 
@@ -124,12 +128,15 @@ def test_parse_rejects(text: str, why: str) -> None:
 
 
 def test_endpoint(pki: PKI) -> None:
+    """A TLS spec builds a half-close TLS endpoint on the given interface and port."""
     endpoint = listener_endpoint(MemoryReactorClock(), pki.spec)  # type: ignore[no-untyped-call]
     assert isinstance(endpoint, HalfCloseTLSEndpoint)
     assert endpoint._tcp._interface == "127.0.0.1" and endpoint._tcp._port == 2376
 
 
 def test_options_refuse_bad_files(pki: PKI, tmp_path: Path) -> None:
+    """A key that does not match the certificate, a missing certificate, and junk CA or key files
+    are refused before listening."""
     other = issue("other", pki.ca, server=True)
     (tmp_path / "other.key").write_bytes(pem_key(other.key))
     (tmp_path / "junk.pem").write_bytes(b"not a certificate")
@@ -191,6 +198,8 @@ def handshake(pki: PKI, who: Issued | None, **kw: Any) -> SSL.Connection:
 
 
 def test_client_certificate_is_the_principal(pki: PKI) -> None:
+    """After a real handshake with a client certificate, its subject and SANs are the caller's
+    principal, over TLS 1.2 or newer."""
     server = handshake(pki, pki.alice)
     cert = server.get_peer_certificate()
     assert cert is not None
@@ -203,15 +212,18 @@ def test_client_certificate_is_the_principal(pki: PKI) -> None:
 
 
 def test_client_without_certificate_is_refused(pki: PKI) -> None:
+    """A client without a certificate fails the handshake."""
     with pytest.raises(SSL.Error):
         handshake(pki, None)
 
 
 def test_client_from_another_ca_is_refused(pki: PKI) -> None:
+    """A client certificate from another CA fails the handshake."""
     with pytest.raises(SSL.Error):
         handshake(pki, pki.rogue)
 
 
 def test_old_tls_is_refused(pki: PKI) -> None:
+    """A client limited to TLS 1.1 fails the handshake."""
     with pytest.raises(SSL.Error):
         handshake(pki, pki.alice, max_version=SSL.TLS1_1_VERSION)

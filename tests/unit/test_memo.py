@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.doubles import AllowAll
 
 from dockgate import http1_server
 from dockgate.admission import ApiContext, admit_head, admit_head_memo
@@ -17,7 +18,7 @@ from dockgate.audit_redact import Redactor
 from dockgate.audit_rules import AuditPolicy
 from dockgate.audit_schema import RecordTemplates, build_record, encode_record
 from dockgate.audit_writer import ChainedLog
-from dockgate.decision import AllowAll, decide_memo
+from dockgate.decision import decide_memo
 from dockgate.errors import BadRequest, NotFound
 from dockgate.http1_server import Request, RequestReader
 from dockgate.memo import IdentityMemo, Memo
@@ -32,6 +33,7 @@ LIST = b"GET /v1.51/containers/json?all=1 HTTP/1.1\r\nHost: d\r\nUser-Agent: cli
 
 
 def test_memo_is_bounded() -> None:
+    """A Memo never holds more than its size and keeps the newest entries."""
     memo: Memo[int, int] = Memo(3)
     for i in range(10):
         memo.put(i, i * i)
@@ -39,6 +41,8 @@ def test_memo_is_bounded() -> None:
 
 
 def test_identity_memo_needs_the_same_object() -> None:
+    """An IdentityMemo answers only for the very object stored (an equal one misses) and forgets
+    everything when full."""
     memo: IdentityMemo[list[int], str] = IdentityMemo(2)
     a, b = [1], [1]
     memo.put(a, "a")
@@ -57,12 +61,16 @@ def read_head(data: bytes) -> Request:
 
 
 def test_repeated_head_is_parsed_once() -> None:
+    """A request head seen again is answered with the same parsed object, with the right size and
+    headers."""
     first, again = read_head(LIST), read_head(LIST)
     assert first is again and first.size == len(LIST)
     assert first.headers == ((b"host", b"d"), (b"user-agent", b"cli"))
 
 
 def test_refused_head_is_refused_every_time() -> None:
+    """A refused request head is refused again on a fresh reader: refusals are not remembered as
+    good heads."""
     bad = b"GET /_ping HTTP/1.1\r\nHost: d\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"
     for _ in range(2):
         reader = RequestReader(max_head=65536)
@@ -72,12 +80,15 @@ def test_refused_head_is_refused_every_time() -> None:
 
 
 def test_large_heads_are_not_remembered() -> None:
+    """Heads above the size cap are parsed afresh each time and never stored."""
     big = b"GET /_ping HTTP/1.1\r\nHost: d\r\nX-Pad: " + b"a" * 4096 + b"\r\n\r\n"
     assert read_head(big) is not read_head(big)
     assert http1_server._HEADS.get(big) is None
 
 
 def test_admission_is_remembered_per_context() -> None:
+    """Admission of a small head is remembered per API context and equals a fresh admission; a large
+    head is admitted afresh and not marked small."""
     head = read_head(LIST)
     args = ("GET", head.target, head.headers)
     first = admit_head_memo(*args, CTX, head.size)
@@ -93,12 +104,15 @@ def test_admission_is_remembered_per_context() -> None:
 
 
 def test_admission_refusals_are_not_remembered() -> None:
+    """An admission refusal is raised again each time rather than remembered."""
     for _ in range(2):
         with pytest.raises(NotFound):
             admit_head_memo("GET", b"/nope", ((b"host", b"d"),), CTX, 30)
 
 
 def test_decision_is_remembered_per_policy_object() -> None:
+    """A decision is remembered per policy object, so a reloaded policy (a new object) decides
+    again."""
     request = admit_head_memo("GET", b"/_ping", ((b"host", b"d"),), CTX, 30)
     policy = AllowAll()
     first = decide_memo(policy, request, PEER)
@@ -158,12 +172,15 @@ def test_template_encodes_exactly_as_the_general_path(changes: dict[str, Any]) -
     {"request": admit_head("GET", b"/_ping", ((b"host", b"d"),), CTX)},  # not small
 ])
 def test_template_leaves_unusual_records_to_the_general_path(changes: dict[str, Any]) -> None:
+    """Records with an error, exit code, no request or decision, warnings, a NaN duration or a
+    request that is not small are not encoded by the template fast path."""
     changes = dict(changes)
     ev = event(changes.pop("request", canonical(b"/_ping")), **changes)
     assert RecordTemplates().encode(ev, "metadata", Redactor()) is None
 
 
 def test_template_is_not_used_for_request_level_decisions() -> None:
+    """Request-level records (with bodies) are never encoded by the template."""
     ev = event(canonical(b"/_ping"), stage="RequestDecided")
     assert RecordTemplates().encode(ev, "request", Redactor()) is None
 

@@ -34,6 +34,8 @@ def cert(cn: str | None, sans: list[x509.GeneralName] | None = None) -> x509.Cer
 
 
 def test_principal_cn_and_sans() -> None:
+    """A certificate's principal is its common name with its DNS, email and URI SANs, typed; IP SANs
+    are not identities."""
     c = cert("alice", [x509.DNSName("ci.example.com"), x509.RFC822Name("alice@example.com"),
                        x509.UniformResourceIdentifier("spiffe://example.com/alice"),
                        x509.IPAddress(__import__("ipaddress").ip_address("10.0.0.1"))])
@@ -42,11 +44,15 @@ def test_principal_cn_and_sans() -> None:
 
 
 def test_principal_without_cn_or_sans() -> None:
+    """A certificate without a common name or SANs gives an empty principal; one with only a CN
+    gives just that."""
     assert principal_from_certificate(cert(None)) == ("", ())
     assert principal_from_certificate(cert("bob")) == ("bob", ())
 
 
 def test_describe_current_user() -> None:
+    """The current uid and gid are described by the system's user and group names, the connection's
+    group first, without duplicates."""
     uid, gid = os.getuid(), os.getgid()
     user, groups = describe_unix_peer(uid, gid)
     assert user == pwd.getpwuid(uid).pw_name
@@ -87,6 +93,8 @@ def fake_db(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("fake_db")
 def test_describe_supplementary_groups() -> None:
+    """A user's supplementary groups are included, with the connection's gid (after newgrp) first.
+    """
     assert describe_unix_peer(1000, 1000) == ("alice", ("alice", "team-a"))
     # the connection's gid (e.g. after newgrp) comes first
     assert describe_unix_peer(1000, 3000) == ("alice", ("docker", "team-a"))
@@ -94,6 +102,8 @@ def test_describe_supplementary_groups() -> None:
 
 @pytest.mark.usefixtures("fake_db")
 def test_describe_unknown_ids() -> None:
+    """Ids without a name give no user name and only the groups that resolve; no credentials give
+    nothing."""
     assert describe_unix_peer(4242, 2000) == (None, ("team-a",))
     assert describe_unix_peer(4242, 9999) == (None, ())
     assert describe_unix_peer(None, None) == (None, ())

@@ -25,6 +25,7 @@ def run(*argv: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("path", PROFILE_TESTS, ids=lambda p: p.name)
 def test_shipped_profile_cases_pass(path: Path) -> None:
+    """Every case in the shipped profiles' test files passes."""
     results = run_cases(str(path))
     assert results
     failed = [f"{r.where} {r.name}: {r.detail}" for r in results if not r.passed]
@@ -32,11 +33,13 @@ def test_shipped_profile_cases_pass(path: Path) -> None:
 
 
 def test_every_profile_has_a_test_file() -> None:
+    """Every shipped profile (but the example) has a test file."""
     profiles = {p.name for p in (ROOT / "policies").glob("*.yaml")} - {"example.yaml"}
     assert profiles <= {p.name for p in PROFILE_TESTS}
 
 
 def test_every_enforce_rule_of_every_profile_is_exercised() -> None:
+    """Every rule of every shipped profile (but redact rules) is exercised by at least one case."""
     for path in PROFILE_TESTS:
         doc = read_yaml(str(path))
         policy = load_policy(str(path.parent / doc.data["policy"]))
@@ -50,6 +53,8 @@ def test_every_enforce_rule_of_every_profile_is_exercised() -> None:
 
 
 def test_check_ok_and_problems(tmp_path: Path) -> None:
+    """policy check says ok for a good file and exits 1 naming file, line and field for a bad one,
+    still reporting the good ones."""
     rc, out = run("check", str(ROOT / "policies" / "baseline.yaml"))
     assert rc == 0 and "ok" in out
     bad = tmp_path / "bad.yaml"
@@ -61,6 +66,8 @@ def test_check_ok_and_problems(tmp_path: Path) -> None:
 
 
 def test_test_reports_failures_with_location(tmp_path: Path) -> None:
+    """policy test reports each failing case with its file and line, what was decided against what
+    was expected, and a pass/fail count."""
     cases = tmp_path / "t.yaml"
     cases.write_text(
         f"policy: {ROOT / 'policies' / 'baseline.yaml'}\ncases:\n"
@@ -80,6 +87,7 @@ def test_test_reports_failures_with_location(tmp_path: Path) -> None:
 
 
 def test_test_rejects_malformed_case_files(tmp_path: Path) -> None:
+    """policy test refuses a malformed case file, naming it."""
     cases = tmp_path / "t.yaml"
     cases.write_text("policy: x.yaml\ncases:\n  - name: n\n    expect: {verdict: maybe}\n")
     rc, out = run("test", str(cases))
@@ -87,6 +95,8 @@ def test_test_rejects_malformed_case_files(tmp_path: Path) -> None:
 
 
 def test_explain_prints_decision_and_trail(tmp_path: Path) -> None:
+    """policy explain prints the decision, the reason, and each rule's outcome with its findings,
+    exiting 1 for a denial."""
     request = tmp_path / "req.json"
     request.write_text(json.dumps({
         "endpoint": "container.create",

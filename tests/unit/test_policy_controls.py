@@ -42,6 +42,8 @@ def denied(p: CompiledPolicy, r: CanonicalRequest) -> bool:
 
 
 def test_denial_reason_is_exact() -> None:
+    """A denial names the policy, the rule and the finding in one exact sentence, and the rule id is
+    recorded on the decision."""
     d = decide(rule("privileged: {allow: false}"), create(Privileged=True))
     assert d.verdict == "deny"
     assert d.rule == "r"
@@ -49,6 +51,8 @@ def test_denial_reason_is_exact() -> None:
 
 
 def test_warn_mode_allows_with_warning() -> None:
+    """A rule in warn mode allows the request and carries the finding as a dockgate warning (shown
+    to the client) naming the policy and rule."""
     d = decide(rule("privileged: {}", mode="warn"), create(Privileged=True))
     assert d.verdict == "warn" and d.allowed
     assert d.rule == "r"
@@ -56,6 +60,8 @@ def test_warn_mode_allows_with_warning() -> None:
 
 
 def test_audit_mode_allows_and_records() -> None:
+    """A rule in audit mode allows the request without a client-visible warning; the finding appears
+    only in the reason and in the evaluation's audit list."""
     p = rule("privileged: {}", mode="audit")
     d = decide(p, create(Privileged=True))
     assert d.verdict == "allow" and d.warnings == ()
@@ -65,6 +71,8 @@ def test_audit_mode_allows_and_records() -> None:
 
 
 def test_enforce_wins_and_first_enforce_rule_decides() -> None:
+    """With warn and enforce rules both matching, the first enforcing rule decides the denial, and
+    the trail lists every rule evaluated in order."""
     text = (
         "name: t\nrules:\n  - id: w\n    mode: warn\n    privileged: {}\n"
         "  - id: a\n    privileged: {}\n  - id: b\n    volumes_from: {}\n"
@@ -77,6 +85,8 @@ def test_enforce_wins_and_first_enforce_rule_decides() -> None:
 
 
 def test_endpoint_scope_and_exemption() -> None:
+    """applies_to limits a rule to matching endpoints and exempt lets the named callers (uid 0 here)
+    through."""
     p = rule("privileged: {}", extra="    applies_to: [exec.*]\n    exempt: {uids: [0]}\n")
     assert not denied(p, create(Privileged=True))
     assert denied(p, req("exec.create", {"Privileged": True}))
@@ -84,6 +94,8 @@ def test_endpoint_scope_and_exemption() -> None:
 
 
 def test_policy_failure_fails_closed() -> None:
+    """A policy that raises while deciding makes the decision point deny the request (fail closed).
+    """
     class Broken:
         name = "broken"
 
@@ -97,6 +109,8 @@ def test_policy_failure_fails_closed() -> None:
 
 
 def test_endpoints_deny_and_allow_globs() -> None:
+    """The endpoints control denies endpoints matching its deny globs with an exact reason, and with
+    an allow list denies every endpoint outside it."""
     p = rule("endpoints: {deny: ['plugin.*', 'swarm.*']}")
     d = decide(p, req("plugin.pull", []))
     assert d.reason == "denied by policy t rule r: endpoint plugin.pull is not allowed"
@@ -122,11 +136,15 @@ def test_endpoints_deny_and_allow_globs() -> None:
     ],
 )
 def test_privileged(r: CanonicalRequest, field: str) -> None:
+    """The privileged control denies a true Privileged (or a swarm PluginSpec, or a truthy non-
+    boolean) on every endpoint that carries it, naming the field."""
     d = decide(rule("privileged: {}"), r)
     assert d.verdict == "deny" and f": {field} must not be true" in d.reason
 
 
 def test_privileged_false_and_missing_hostconfig() -> None:
+    """A false Privileged, a missing or null HostConfig and an empty body are not privileged and
+    pass."""
     p = rule("privileged: {}")
     assert not denied(p, create(Privileged=False))
     assert not denied(p, req("container.create", {"Image": "x"}))
@@ -162,6 +180,9 @@ HOSTS = "host_paths: {allow: ['/srv/data', '/home/*/src'], deny: ['/srv/data/sec
     ],
 )
 def test_host_paths_denied(hc: dict[str, Any]) -> None:
+    """host_paths refuses binds and mounts outside the allowed roots, including dot-dot and double-
+    slash escapes, relative sources, bind-like local volume options, block devices, unknown mount
+    types and malformed bind strings."""
     assert denied(rule(HOSTS), create(**hc))
 
 
@@ -179,10 +200,14 @@ def test_host_paths_denied(hc: dict[str, Any]) -> None:
     ],
 )
 def test_host_paths_allowed(hc: dict[str, Any]) -> None:
+    """host_paths lets through binds under an allowed root (with options), named and anonymous
+    volumes, tmpfs, and network volume options that name no host path."""
     assert not denied(rule(HOSTS), create(**hc))
 
 
 def test_host_paths_on_volume_create_and_services() -> None:
+    """host_paths also governs volume create driver options and service bind mounts (create and
+    update), while a plain named volume passes."""
     p = rule("host_paths: {allow: []}")
     assert denied(p, req("volume.create", {"Driver": "local", "DriverOpts": {
         "type": "none", "o": "bind", "device": "/"}}))
@@ -194,6 +219,8 @@ def test_host_paths_on_volume_create_and_services() -> None:
 
 
 def test_host_paths_read_only_and_propagation() -> None:
+    """With read_only a bind must be mounted read-only (ro, rro, ro-non-recursive or ReadOnly);
+    shared bind propagation is refused even without read_only."""
     p = rule("host_paths: {allow: ['/srv'], read_only: true}")
     assert denied(p, create(Binds=["/srv/a:/a"]))
     assert denied(p, create(Binds=["/srv/a:/a:rw"]))
@@ -210,6 +237,8 @@ def test_host_paths_read_only_and_propagation() -> None:
 
 
 def test_host_paths_resolve_symlinks(tmp_path: Any) -> None:
+    """A symlink under an allowed root that points outside it is refused, whether resolve_symlinks
+    is on or not; the allowed root itself passes."""
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     (allowed / "root").symlink_to("/")
@@ -223,6 +252,8 @@ def test_host_paths_resolve_symlinks(tmp_path: Any) -> None:
 
 
 def test_mount_types() -> None:
+    """mount_types refuses bind strings, image mounts and bind-like local volumes when only volume
+    and tmpfs are allowed, and lets named volumes and tmpfs through."""
     p = rule("mount_types: {allow: [volume, tmpfs]}")
     assert denied(p, create(Binds=["/a:/b"]))
     assert denied(p, create(Mounts=[{"Type": "image", "Source": "x", "Target": "/i"}]))
@@ -232,6 +263,8 @@ def test_mount_types() -> None:
 
 
 def test_volume_drivers_and_options() -> None:
+    """volume_drivers refuses drivers outside the allow list (in VolumeDriver, volume create and
+    mount DriverConfig) and, when driver options are off, any DriverOpts."""
     p = rule("volume_drivers: {allow: [local], allow_driver_options: false}")
     assert denied(p, create(VolumeDriver="evil", Binds=["v:/v"]))
     assert denied(p, req("volume.create", {"Driver": "evil"}))
@@ -242,6 +275,8 @@ def test_volume_drivers_and_options() -> None:
 
 
 def test_volumes_from() -> None:
+    """volumes_from denies a container that mounts another's volumes and allows an empty
+    VolumesFrom."""
     p = rule("volumes_from: {}")
     assert denied(p, create(VolumesFrom=["other:ro"]))
     assert not denied(p, create(VolumesFrom=[]))
@@ -255,15 +290,20 @@ CAPS = "capabilities: {add: [CHOWN, NET_BIND_SERVICE], drop: [ALL]}"
 @pytest.mark.parametrize("cap", ["SYS_ADMIN", "sys_admin", "CAP_SYS_ADMIN", "cap_sys_admin",
                                  "Cap_Sys_Admin", "ALL", "all", "NET_RAW", " CHOWN"])
 def test_capabilities_denied(cap: str) -> None:
+    """Capabilities outside the allow list are refused in every spelling (case, CAP_ prefix, ALL, a
+    leading space)."""
     assert denied(rule(CAPS), create(CapAdd=[cap], CapDrop=["ALL"]))
 
 
 @pytest.mark.parametrize("cap", ["chown", "CAP_CHOWN", "net_bind_service", "cap_net_bind_service"])
 def test_capabilities_allowed(cap: str) -> None:
+    """Allowed capabilities pass in any case and with or without the CAP_ prefix."""
     assert not denied(rule(CAPS), create(CapAdd=[cap], CapDrop=["all"]))
 
 
 def test_capability_drop_required() -> None:
+    """A required drop must be present (ALL covers it, case-insensitively); update bodies are not
+    asked for it, and service CapabilityAdd and the legacy Capabilities list are checked too."""
     p = rule(CAPS)
     assert denied(p, create())
     assert denied(p, create(CapDrop=["NET_RAW"]))
@@ -283,16 +323,21 @@ def test_capability_drop_required() -> None:
 @pytest.mark.parametrize("value", ["host", "HOST", " host", "container:abc", "ns:/proc/1/ns/net",
                                    "/proc/1/ns/pid"])
 def test_namespaces_denied(field: str, value: str) -> None:
+    """Host and other-container namespaces are refused in each namespace field, whatever the case,
+    padding or path spelling of the value."""
     assert denied(rule("namespaces: {}"), create(**{field: value}))
 
 
 @pytest.mark.parametrize("value", ["", "private", "bridge", "none", "shareable", "mynet"])
 def test_namespaces_allowed(value: str) -> None:
+    """Private namespace modes (empty, private, bridge, none, shareable, a network name) pass."""
     p = rule("namespaces: {}")
     assert not denied(p, create(NetworkMode=value, IpcMode=value, PidMode=value))
 
 
 def test_namespaces_other_shapes() -> None:
+    """Host networking is caught in NetworkingConfig, a build's networkmode query and a service's
+    networks; fields limits the control, and allow_container admits container: modes."""
     p = rule("namespaces: {}")
     assert denied(p, req("container.create", {"NetworkingConfig": {"EndpointsConfig": {
         "host": {}}}}))
@@ -307,6 +352,8 @@ def test_namespaces_other_shapes() -> None:
 
 
 def test_devices() -> None:
+    """devices refuses host devices outside the allow list (also through dot-dot), device requests
+    and cgroup rules unless allowed, on create and update."""
     p = rule("devices: {allow: ['/dev/fuse']}")
     assert denied(p, create(Devices=[{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/x"}]))
     assert denied(p, create(Devices=[{"PathOnHost": "/dev/../dev/sda"}]))
@@ -334,6 +381,9 @@ def test_devices() -> None:
     ],
 )
 def test_security_options_denied(opt: str) -> None:
+    """Security options that weaken confinement (unconfined seccomp or AppArmor, disabled or foreign
+    SELinux labels, writable cgroups) and unknown or malformed options are refused in both separator
+    spellings."""
     p = rule("security_options: {label_types: [container_t]}")
     assert denied(p, create(SecurityOpt=[opt]))
 
@@ -345,11 +395,15 @@ def test_security_options_denied(opt: str) -> None:
      "no-new-privileges=true", "no-new-privileges:false", "writable-cgroups=false"],
 )
 def test_security_options_allowed(opt: str) -> None:
+    """Confining security options (builtin or custom seccomp, docker-default AppArmor, allowed label
+    types and levels, no-new-privileges in its spellings) pass."""
     p = rule("security_options: {label_types: [container_t]}")
     assert not denied(p, create(SecurityOpt=[opt]))
 
 
 def test_no_new_privileges_required() -> None:
+    """require_no_new_privileges needs a single true no-new-privileges (any true spelling) on
+    containers and services, not on exec, and custom seccomp can be refused."""
     p = rule("security_options: {require_no_new_privileges: true, allow_custom_seccomp: false}")
     assert denied(p, create())
     assert denied(p, create(SecurityOpt=["no-new-privileges=true", "no-new-privileges=false"]))
@@ -364,6 +418,8 @@ def test_no_new_privileges_required() -> None:
 
 
 def test_service_privileges() -> None:
+    """Service Privileges that unconfine seccomp, disable AppArmor or SELinux, or set an SELinux
+    user are refused on service update."""
     p = rule("security_options: {}")
     for priv in ({"Seccomp": {"Mode": "unconfined"}}, {"AppArmor": {"Mode": "disabled"}},
                  {"SELinuxContext": {"Disable": True}}, {"SELinuxContext": {"User": "root"}}):
@@ -372,6 +428,8 @@ def test_service_privileges() -> None:
 
 
 def test_system_paths() -> None:
+    """system_paths refuses emptied or shortened masked and read-only path lists and
+    systempaths=unconfined, while the defaults (or more) and a null list pass."""
     p = rule("system_paths: {}")
     assert denied(p, create(MaskedPaths=[]))
     assert denied(p, create(ReadonlyPaths=[]))
@@ -386,6 +444,8 @@ def test_system_paths() -> None:
 
 
 def test_sysctls() -> None:
+    """sysctls allows only listed names and globs, in dot or slash spelling, on containers and
+    services."""
     p = rule("sysctls: {allow: [net.ipv4.ping_group_range, 'net.ipv4.tcp_keepalive_*']}")
     assert denied(p, create(Sysctls={"kernel.core_pattern": "|/x"}))
     assert denied(p, create(Sysctls={"net/ipv4/ip_forward": "1"}))
@@ -396,6 +456,8 @@ def test_sysctls() -> None:
 
 
 def test_cgroup_parent_group_add_runtime_oom() -> None:
+    """cgroup_parent, group_add (root group in any spelling), runtimes and oom_kill_disable each
+    refuse what they govern and pass what they allow, on create and update."""
     assert denied(rule("cgroup_parent: {}"), create(CgroupParent="/"))
     assert denied(rule("cgroup_parent: {}"), req("container.update", {"CgroupParent": "x"}))
     assert not denied(rule("cgroup_parent: {allow: ['tenant-*']}"), create(CgroupParent="tenant-a"))
@@ -418,6 +480,8 @@ def test_cgroup_parent_group_add_runtime_oom() -> None:
 
 
 def test_ports() -> None:
+    """ports limits published host ports to the allowed ranges and host IPs, refuses ephemeral, non-
+    numeric and publish-all bindings, and checks service published ports."""
     p = rule("ports: {host_ports: ['8000-8999'], host_ips: ['127.0.0.1'], allow_ephemeral: false}")
 
     def bind(ip: str, port: Any) -> CanonicalRequest:
@@ -442,6 +506,8 @@ def test_ports() -> None:
 @pytest.mark.parametrize("user", ["root", "0", "00", "000", "+0", "-0", "0:0", "root:0",
                                   "0:1000", "root:root"])
 def test_root_users_denied(user: str) -> None:
+    """With non_root, root in every spelling (name, zeros, signed zero, with a group) is refused on
+    container create, exec and services."""
     p = rule("user: {non_root: true}")
     assert denied(p, req("container.create", {"User": user}))
     assert denied(p, req("exec.create", {"User": user, "Cmd": ["sh"]}))
@@ -450,6 +516,8 @@ def test_root_users_denied(user: str) -> None:
 
 
 def test_empty_user_uses_default_user_hook() -> None:
+    """An empty or missing User is judged by the default user the I/O layer supplies; unknown counts
+    as root."""
     p = rule("user: {non_root: true}")
     empty = req("container.create", {"Image": "x", "User": ""})
     assert denied(p, empty)
@@ -460,6 +528,8 @@ def test_empty_user_uses_default_user_hook() -> None:
 
 
 def test_wants_default_user() -> None:
+    """The policy asks for the image's default user only when a user rule applies and the request
+    leaves User empty."""
     p = rule("user: {non_root: true}")
     assert p.wants_default_user(req("container.create", {"Image": "x"}), PEER)
     assert p.wants_default_user(req("exec.create", {"User": ""}), PEER)
@@ -469,6 +539,8 @@ def test_wants_default_user() -> None:
 
 
 def test_user_numeric_and_group() -> None:
+    """require_numeric and allow_root_group refuse names, padded values, the root group and non-
+    string users; without them names pass."""
     p = rule("user: {non_root: true, require_numeric: true, allow_root_group: false}")
     assert not denied(p, req("container.create", {"User": "1000:1000"}))
     assert denied(p, req("container.create", {"User": "nobody"}))
@@ -484,6 +556,8 @@ def test_user_numeric_and_group() -> None:
 
 
 def test_images() -> None:
+    """images matches normalised references against allow and deny patterns (Docker Hub spellings,
+    tags, case), on create, pull, import, image mounts and services."""
     p = rule("images: {allow: [busybox, 'ghcr.io/acme/*'], deny: ['ghcr.io/acme/bad']}")
     for ok in ("busybox", "busybox:1.36", "library/busybox", "docker.io/library/busybox:latest",
                "index.docker.io/library/busybox", "ghcr.io/acme/app:1"):
@@ -507,6 +581,8 @@ def test_images() -> None:
 
 
 def test_resources_required() -> None:
+    """resources.require needs memory, CPU (NanoCpus or CpuQuota) and a positive pids limit on
+    create and services; update is checked only for what it sets."""
     p = rule("resources: {require: [memory, cpu, pids]}")
     assert denied(p, create())
     assert denied(p, create(Memory=1 << 28, PidsLimit=100))
@@ -522,6 +598,8 @@ def test_resources_required() -> None:
 
 
 def test_resources_ceilings() -> None:
+    """resources.max caps memory, swap (unlimited refused), CPUs (from NanoCpus or quota/period) and
+    pids; a ceiling also requires the limit, and a non-numeric update is refused."""
     p = rule("resources: {max: {memory: 512m, memory_swap: 1g, cpus: 2, pids: 500}}")
     ok = {"Memory": 1 << 29, "NanoCpus": 2 * 10**9, "PidsLimit": 500}
     assert not denied(p, create(**ok))
@@ -538,6 +616,8 @@ def test_resources_ceilings() -> None:
 
 
 def test_invalid_body_types_fail_closed() -> None:
+    """A body field of the wrong type makes a rule that reads it deny (fail closed), while a rule
+    that does not read it is unaffected."""
     p = rule("privileged: {}")
     assert denied(p, create(Binds="/etc:/etc"))
     assert not denied(rule("endpoints: {deny: []}"), create(Binds="/etc:/etc"))

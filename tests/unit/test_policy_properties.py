@@ -50,6 +50,8 @@ def mixed_case(s: str) -> st.SearchStrategy[str]:
 
 
 def test_hardened_request_is_allowed() -> None:
+    """A create that meets every restricted and baseline requirement is allowed by both profiles (so
+    the denial properties below are not vacuous)."""
     assert RESTRICTED.decide(create({}), PEER).verdict == "allow"
     assert BASELINE.decide(create({}), PEER).verdict == "allow"
 
@@ -71,6 +73,8 @@ def cap_spelling(draw: st.DrawFn, names: list[str]) -> str:
 @given(PROFILES, cap_spelling(FORBIDDEN_CAPS), st.lists(cap_spelling(["NET_BIND_SERVICE"])),
        st.randoms())
 def test_forbidden_capability_never_passes(policy: Any, bad: str, ok: list[str], rnd: Any) -> None:
+    """Property: a forbidden capability in any spelling, in any position among allowed ones, is
+    denied by the capabilities rule of every profile."""
     caps = [*ok, bad]
     rnd.shuffle(caps)
     d = policy.decide(create({"CapAdd": caps}), PEER)
@@ -80,6 +84,8 @@ def test_forbidden_capability_never_passes(policy: Any, bad: str, ok: list[str],
 @relaxed
 @given(cap_spelling(["NET_BIND_SERVICE"]), mixed_case("ALL"))
 def test_allowed_capability_spellings_pass(cap: str, all_: str) -> None:
+    """Property: NET_BIND_SERVICE in any spelling, with ALL dropped in any case, passes restricted.
+    """
     d = RESTRICTED.decide(create({"CapAdd": [cap], "CapDrop": [all_]}), PEER)
     assert d.verdict == "allow", d
 
@@ -101,6 +107,8 @@ def host_mode(draw: st.DrawFn) -> str:
 @relaxed
 @given(PROFILES, st.sampled_from(NS_FIELDS), host_mode())
 def test_host_namespaces_never_pass(policy: Any, field: str, mode: str) -> None:
+    """Property: a host namespace mode in any spelling is denied by every profile in every namespace
+    field."""
     d = policy.decide(create({field: mode}), PEER)
     assert d.verdict == "deny", (field, mode, d)
 
@@ -108,6 +116,7 @@ def test_host_namespaces_never_pass(policy: Any, field: str, mode: str) -> None:
 @relaxed
 @given(st.sampled_from(NS_FIELDS), mixed_case("container"), st.text("abc123", min_size=1))
 def test_container_namespaces_never_pass_restricted(field: str, word: str, ident: str) -> None:
+    """Property: joining another container's namespace, in any case, is denied by restricted."""
     d = RESTRICTED.decide(create({field: f"{word}:{ident}"}), PEER)
     assert d.verdict == "deny", (field, word, d)
 
@@ -138,6 +147,8 @@ ALLOW = compile_policy(parse_yaml(
 @relaxed
 @given(st.lists(segment, max_size=3), st.data())
 def test_paths_outside_the_allowlist_never_pass(tail: list[str], data: st.DataObject) -> None:
+    """Property: a host path outside the allowed root, however obfuscated and whether bound, mounted
+    or given as a local volume device, is denied by the allowlist policy and the profiles."""
     target = ["etc", *tail] if data.draw(st.booleans()) else ["srv", "data", "private", *tail]
     raw = data.draw(obfuscated(target))
     how = data.draw(st.sampled_from(["bind", "mount", "volume"]))
@@ -157,6 +168,7 @@ def test_paths_outside_the_allowlist_never_pass(tail: list[str], data: st.DataOb
 @relaxed
 @given(st.lists(segment, max_size=3), st.data())
 def test_paths_inside_the_allowlist_pass(tail: list[str], data: st.DataObject) -> None:
+    """Property: an obfuscated spelling of a path under the allowed root still passes."""
     tail = [s for s in tail if s != "private"]
     raw = data.draw(obfuscated(["srv", "data", *tail]))
     assert ALLOW.decide(create({"Binds": [f"{raw}:/x"]}), PEER).verdict == "allow", raw
@@ -175,6 +187,8 @@ def root_user(draw: st.DrawFn) -> str:
 @relaxed
 @given(root_user())
 def test_root_never_passes_restricted(user: str) -> None:
+    """Property: root in any spelling is denied by restricted on create and exec, and baseline
+    records it as the root-user audit finding."""
     assert RESTRICTED.decide(create({}, user=user), PEER).verdict == "deny", user
     assert RESTRICTED.decide(exec_create({"User": user}), PEER).verdict == "deny", user
     found = BASELINE.evaluate(exec_create({"User": user}), PEER).audit
@@ -184,6 +198,7 @@ def test_root_never_passes_restricted(user: str) -> None:
 @relaxed
 @given(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1))
 def test_numeric_non_root_users_pass_restricted(uid: int, gid: int) -> None:
+    """Property: any numeric non-root uid:gid passes restricted."""
     assert RESTRICTED.decide(create({}, user=f"{uid}:{gid}"), PEER).verdict == "allow"
 
 
@@ -207,6 +222,7 @@ def unconfined(draw: st.DrawFn) -> str:
 @relaxed
 @given(PROFILES, unconfined(), st.randoms())
 def test_unconfined_security_options_never_pass(policy: Any, bad: str, rnd: Any) -> None:
+    """Property: an unconfining security option among confining ones is denied by every profile."""
     opts = ["no-new-privileges", "apparmor=docker-default", bad]
     rnd.shuffle(opts)
     d = policy.decide(create({"SecurityOpt": opts}), PEER)
@@ -217,6 +233,7 @@ def test_unconfined_security_options_never_pass(policy: Any, bad: str, rnd: Any)
 @given(st.sampled_from(["no-new-privileges", "no-new-privileges=true", "no-new-privileges:true",
                         "no-new-privileges=1", "no-new-privileges:T", "no-new-privileges=True"]))
 def test_no_new_privileges_spellings_satisfy_restricted(opt: str) -> None:
+    """Each true spelling of no-new-privileges satisfies restricted's requirement."""
     d = RESTRICTED.decide(create({"SecurityOpt": [opt]}), PEER)
     assert d.verdict == "allow", (opt, d)
 
@@ -224,6 +241,7 @@ def test_no_new_privileges_spellings_satisfy_restricted(opt: str) -> None:
 @relaxed
 @given(st.sampled_from(["no-new-privileges=false", "no-new-privileges:0", "no-new-privileges=F"]))
 def test_turning_no_new_privileges_off_is_denied(opt: str) -> None:
+    """A later false no-new-privileges after a true one is denied by restricted."""
     d = RESTRICTED.decide(create({"SecurityOpt": ["no-new-privileges", opt]}), PEER)
     assert d.verdict == "deny", (opt, d)
 
@@ -235,6 +253,7 @@ def test_turning_no_new_privileges_off_is_denied(opt: str) -> None:
 @given(PROFILES, st.sampled_from(["kernel.core_pattern", "kernel.modprobe", "net.ipv4.ip_forward",
                                   "vm.overcommit_memory"]), st.data())
 def test_unsafe_sysctls_never_pass(policy: Any, name: str, data: st.DataObject) -> None:
+    """Property: unsafe sysctls in dot or slash spelling are denied by every profile."""
     spelled = "".join(
         data.draw(st.sampled_from([".", "/"])) if c == "." else c for c in name)
     d = policy.decide(create({"Sysctls": {spelled: "1"}}), PEER)

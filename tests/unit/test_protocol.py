@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.doubles import AllowAll, flat_record
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -19,8 +20,6 @@ from twisted.python.failure import Failure
 
 from dockgate import decision, protocol
 from dockgate.admission import ApiContext
-from dockgate.audit import flat_record
-from dockgate.decision import AllowAll
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
@@ -247,7 +246,7 @@ def test_client_disconnect_mid_request_aborts_the_upstream() -> None:
     assert h.upstream_sent().endswith(b"abc")
     h.proto.connectionLost(Failure(ConnectionDone()))
     assert h.upstream.transport.disconnecting or h.upstream.transport.disconnected  # type: ignore[union-attr]
-    assert h.factory.pool.idle_count == 0
+    assert h.factory.pool._idle == []
 
 
 def test_upgrade_on_a_non_hijack_route_is_dropped() -> None:
@@ -669,6 +668,8 @@ def sent(h: Harness, conn: int) -> bytes:
 
 
 def test_an_ownership_check_the_daemon_never_answers_is_a_504() -> None:
+    """When the daemon never answers dockgate's own ownership inspect, the client gets a 504 after
+    the response timeout and nothing is forwarded."""
     h = tenant_harness(response_timeout=5.0)
     h.send(b"GET /v1.41/volumes/data HTTP/1.1\r\nHost: d\r\n\r\n")
     assert sent(h, 0).startswith(b"GET /v1.41/volumes/data HTTP/1.1")  # dockgate's own inspect
@@ -689,6 +690,8 @@ def chunk(data: bytes) -> bytes:
 
 
 def test_a_tenants_event_stream_waits_for_the_owner_of_a_volume_in_order() -> None:
+    """A tenant's event stream holds events behind a volume whose owner is being asked, keeps their
+    order, hides other tenants' events, and its end waits for the last answer."""
     h = tenant_harness()
     h.send(b"GET /v1.41/events HTTP/1.1\r\nHost: d\r\n\r\n")
     assert b"filters" not in sent(h, 0).split(b"\r\n")[0]  # no label filter for /events

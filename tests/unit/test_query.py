@@ -31,11 +31,15 @@ SPEC = {
 
 
 def test_parse_like_go() -> None:
+    """Query strings are split as Go's url.ParseQuery does: empty pairs skipped, bare keys empty,
+    plus as space, repeats kept in order."""
     assert parse_query("a=1&&b&c=x+y%21&a=2") == {"a": ["1", "2"], "b": [""], "c": ["x y!"]}
 
 
 @pytest.mark.parametrize("raw", ["a=1;b=2", "a=%zz", "a=%ff", "%0a=1"])
 def test_parse_refusals(raw: str) -> None:
+    """Semicolons, invalid or non-UTF-8 percent escapes and control characters in a key are refused.
+    """
     with pytest.raises(BadRequest):
         parse_query(raw)
 
@@ -45,6 +49,7 @@ def test_parse_refusals(raw: str) -> None:
     ("0", "0"), ("false", "0"), ("False", "0"), ("no", "0"), ("none", "0"), ("", "0"),
 ])
 def test_bool_spellings(value: str, out: str) -> None:
+    """Boolean query values in every spelling the daemon accepts become 1 or 0."""
     assert canonical_bool("all", value) == out
 
 
@@ -56,6 +61,8 @@ def test_ambiguous_bools_refused(value: str) -> None:
 
 
 def test_ints() -> None:
+    """Integers are canonicalised (sign and leading zeros); floats, hex, exponents, int64 overflow
+    and non-ASCII digits are refused."""
     assert canonical_int("t", "+007") == "7"
     assert canonical_int("t", "-1") == "-1"
     assert canonical_int("t", "") == ""
@@ -65,6 +72,7 @@ def test_ints() -> None:
 
 
 def test_filters_both_forms_become_one() -> None:
+    """The legacy list form and the map form of filters canonicalise to the same sorted map form."""
     legacy = canonical_filters("filters", '{"label":["a=b","c"]}')
     modern = canonical_filters("filters", '{"label":{"c":true,"a=b":true}}')
     assert legacy == modern == '{"label":{"a=b":true,"c":true}}'
@@ -75,17 +83,21 @@ def test_filters_both_forms_become_one() -> None:
     '{"label":{"x":true,"x":true}}', "{", '{"a":[]} x', '{"a":["x"],"b":{"y":true}}',
 ])
 def test_filters_refused(value: str) -> None:
+    """filters that are not an object of string lists or true-maps, have duplicate keys, are
+    truncated or trailed, or mix forms are refused."""
     with pytest.raises(BadRequest):
         canonical_filters("filters", value)
 
 
 def test_repeat_of_scalar_refused_but_array_allowed() -> None:
+    """A repeated scalar parameter is refused while an array parameter may repeat."""
     with pytest.raises(BadRequest, match="repeated"):
         canonical_query("name=a&name=b", SPEC)
     assert canonical_query("t=a&t=b", SPEC) == (("t", "a"), ("t", "b"))
 
 
 def test_unknown_parameter_refused() -> None:
+    """A parameter the endpoint does not take is refused, and names are case-sensitive as in Go."""
     with pytest.raises(BadRequest, match="unknown query parameter"):
         canonical_query("privileged=1", SPEC)
     with pytest.raises(BadRequest, match="unknown query parameter"):
@@ -93,6 +105,7 @@ def test_unknown_parameter_refused() -> None:
 
 
 def test_canonical_query_sorted_and_normalised() -> None:
+    """The canonical query is sorted by name with booleans, integers and JSON values normalised."""
     out = canonical_query("name=x&all=True&limit=010&buildargs=%7B%22A%22%3A+%221%22%7D", SPEC)
     assert out == (("all", "1"), ("buildargs", '{"A":"1"}'), ("limit", "10"), ("name", "x"))
 
@@ -102,6 +115,7 @@ _values = st.text(max_size=10)
 
 @given(st.dictionaries(st.sampled_from(sorted(SPEC)), _values, max_size=4))
 def test_canonical_query_is_a_fixed_point(params: dict[str, str]) -> None:
+    """Property: canonicalising an already canonical query changes nothing."""
     raw = urlencode(params, quote_via=quote, safe="")
     try:
         first = canonical_query(raw, SPEC)
@@ -114,6 +128,7 @@ def test_canonical_query_is_a_fixed_point(params: dict[str, str]) -> None:
 @given(st.dictionaries(st.text(max_size=5), st.lists(st.text(max_size=5), max_size=3),
                        max_size=3))
 def test_filters_canonical_is_fixed_point(value: dict[str, list[str]]) -> None:
+    """Property: canonical filters are a fixed point of canonicalisation."""
     text = json.dumps(value)
     first = canonical_filters("filters", text)
     assert canonical_filters("filters", first) == first

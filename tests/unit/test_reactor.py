@@ -42,6 +42,8 @@ def pair() -> tuple[socket.socket, socket.socket]:
 
 
 def test_ready_reads_are_handled_then_the_turn_end(reactor: DockgateReactor) -> None:
+    """In one reactor turn every ready reader is handled before the turn-end hook, which runs once
+    per registration."""
     order: list[str] = []
     (a, a_peer), (b, b_peer) = pair(), pair()
     for sock, name in ((a, "a"), (b, "b")):

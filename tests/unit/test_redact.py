@@ -33,6 +33,8 @@ def test_env_by_name_pattern() -> None:
 
 
 def test_service_and_task_lists_are_redacted_per_item() -> None:
+    """In service lists each item's container Env is redacted, and items without a spec are left
+    alone."""
     rewrite = transform([ALL], "service.list")
     assert rewrite is not None
     items = [{"Spec": {"TaskTemplate": {"ContainerSpec": {"Env": ["A=1"]}}}}, {"Spec": None}]
@@ -40,6 +42,7 @@ def test_service_and_task_lists_are_redacted_per_item() -> None:
 
 
 def test_exec_inspect_arguments_are_redacted() -> None:
+    """exec inspect answers have their process arguments redacted."""
     rewrite = transform([ALL], "exec.inspect")
     assert rewrite is not None
     got = rewrite({"ProcessConfig": {"entrypoint": "sh", "arguments": ["-c", "pw=1"]}})
@@ -47,6 +50,8 @@ def test_exec_inspect_arguments_are_redacted() -> None:
 
 
 def test_nothing_to_do_is_none() -> None:
+    """When no rule redacts anything on an endpoint, transform returns None (the answer passes
+    untouched)."""
     assert transform([Redaction({"exec_commands": True})], "container.inspect") is None
     assert transform([ALL], "container.list") is None
 
@@ -75,6 +80,7 @@ def test_exec_events_lose_their_command_line_wherever_the_reads_split() -> None:
 
 
 def test_a_partial_line_is_held_only_until_its_end() -> None:
+    """The event redactor holds a partial event line only until its end arrives, then passes it."""
     r = EventRedactor([ALL])
     assert r.feed(event("start")[:10]) == b""
     assert r.feed(event("start")[10:]) == event("start")

@@ -26,12 +26,16 @@ def refuse(method: str, target: bytes, headers: list[tuple[bytes, bytes]] | None
 
 
 def test_ids_unique_and_dotted() -> None:
+    """Every route has a unique, lowercase, dotted endpoint id (what policies and audit records
+    name)."""
     ids = [r.endpoint.id for r in ROUTES]
     assert len(ids) == len(set(ids))
     assert all(i == i.lower() and "." in i for i in ids)
 
 
 def test_hijack_endpoints() -> None:
+    """Exactly the attach, exec start and BuildKit session endpoints are hijacked (spliced byte for
+    byte)."""
     hijack = {r.endpoint.id for r in ROUTES if r.endpoint.hijack}
     assert hijack == {"container.attach", "container.attach.ws", "exec.start",
                       "build.session", "build.grpc"}
@@ -43,10 +47,14 @@ def test_hijack_endpoints() -> None:
     ("container.create", "json"), ("exec.start", "json"), ("system.ping", "none"),
 ])
 def test_body_kinds(ident: str, kind: str) -> None:
+    """Each endpoint declares its body kind: streamed (build, load, pull, archive put, plugin
+    create), JSON, or none."""
     assert ENDPOINTS[ident].body == kind
 
 
 def test_image_names_may_contain_slashes_but_container_ids_not() -> None:
+    """Image names may contain slashes and a registry port; a container path that the daemon would
+    route by a greedy name pattern is refused rather than guessed."""
     m = match("GET", "/images/registry:5000/a/b:c/json")
     assert m.route is not None
     assert m.params == {"name": "registry:5000/a/b:c"}
@@ -66,12 +74,15 @@ def test_container_delete_takes_a_link_name_with_a_slash_like_the_daemon() -> No
 
 
 def test_unknown_path_is_404() -> None:
+    """A path no route matches, and a bare version prefix, are answered 404."""
     err = refuse("GET", b"/v1.51/nothing/here")
     assert isinstance(err, NotFound)
     assert isinstance(refuse("GET", b"/v1.51"), NotFound)
 
 
 def test_wrong_method_is_405_with_allowed_list() -> None:
+    """A known path with a method it does not take is 405 naming the allowed methods (HEAD only
+    where the daemon allows it, unknown methods too)."""
     err = refuse("PUT", b"/v1.51/_ping")
     assert isinstance(err, MethodNotAllowed)
     assert "GET" in err.message and "HEAD" in err.message
@@ -89,17 +100,23 @@ def test_wrong_method_is_405_with_allowed_list() -> None:
     ("DELETE", b"/v1.51/containers/abc/checkpoints/cp1"),
 ])
 def test_daemon_routes_dockgate_does_not_support_are_403(method: str, target: bytes) -> None:
+    """Routes the daemon serves but dockgate does not (CORS preflight, debug, checkpoints) are
+    refused 403, not passed through."""
     assert isinstance(refuse(method, target), Forbidden)
 
 
 @pytest.mark.parametrize("version", ["1.17", "1.12", "1.52", "1.56", "2.0", "9.99"])
 def test_unknown_version_is_403_naming_it(version: str) -> None:
+    """An API version below 1.18 or above the newest known is refused 403 with the version in the
+    message."""
     err = refuse("GET", f"/v{version}/_ping".encode())
     assert isinstance(err, Forbidden)
     assert version in err.message
 
 
 def test_version_range_of_endpoint() -> None:
+    """An endpoint outside its API version range is 404 (volume update before 1.42, container copy
+    after 1.23) and accepted within it."""
     assert isinstance(refuse("PUT", b"/v1.41/volumes/x", [(b"content-type",
                                                             b"application/json")]), NotFound)
     admit_head("PUT", b"/v1.51/volumes/x", [], CTX)
@@ -108,6 +125,8 @@ def test_version_range_of_endpoint() -> None:
 
 
 def test_no_prefix_uses_daemon_version() -> None:
+    """A request without a version prefix is validated at the daemon's version (clamped to the
+    newest known) and keeps its target unprefixed."""
     req = admit_head("GET", b"/containers/json?all=1", [], ApiContext("1.41"))
     assert req.version is None
     assert req.target == "/containers/json?all=1"
@@ -116,6 +135,8 @@ def test_no_prefix_uses_daemon_version() -> None:
 
 
 def test_trailing_slash_and_networks_alias() -> None:
+    """A trailing slash is refused, except /networks/ which the daemon serves as the network list
+    and is forwarded as /networks."""
     assert isinstance(refuse("GET", b"/v1.51/containers/json/"), BadRequest)
     req = admit_head("GET", b"/v1.51/networks/", [], CTX)
     assert req.endpoint.id == "network.list"
@@ -123,6 +144,8 @@ def test_trailing_slash_and_networks_alias() -> None:
 
 
 def test_hop_by_hop_and_connection_named_headers_dropped() -> None:
+    """Hop-by-hop headers, headers named in Connection, Expect and Content-Length are dropped from
+    the canonical headers; end-to-end headers are kept."""
     headers = [
         (b"host", b"docker"), (b"connection", b"Upgrade, X-Secret"), (b"upgrade", b"tcp"),
         (b"x-secret", b"1"), (b"keep-alive", b"5"), (b"te", b"trailers"),
@@ -134,18 +157,24 @@ def test_hop_by_hop_and_connection_named_headers_dropped() -> None:
 
 
 def test_canonical_target_reencodes_path() -> None:
+    """A percent-encoded path is decoded into its parameters and re-encoded canonically, with
+    booleans in the query normalised."""
     req = admit_head("DELETE", b"/v1.51/images/%61lpine%3Alatest?force=true", [], CTX)
     assert req.params == {"name": "alpine:latest"}
     assert req.target == "/v1.51/images/alpine:latest?force=1"
 
 
 def test_repeated_scalar_query_refused() -> None:
+    """A scalar query parameter given twice is refused as repeated (the daemon would read one of
+    them)."""
     err = refuse("GET", b"/v1.51/containers/json?all=0&all=1")
     assert isinstance(err, BadRequest)
     assert "repeated" in err.message
 
 
 def test_media_type() -> None:
+    """The JSON media type is recognised case-insensitively with parameters, and malformed or other
+    types are not."""
     assert is_json_media_type("application/json")
     assert is_json_media_type("APPLICATION/JSON ; charset=utf-8")
     assert not is_json_media_type("application/json; charset")
@@ -153,6 +182,7 @@ def test_media_type() -> None:
 
 
 def test_max_version_constant() -> None:
+    """The newest API version dockgate knows is 1.51."""
     assert MAX_API_VERSION == "1.51"
 
 

@@ -11,6 +11,8 @@ from dockgate.routes_cli import main
 
 
 def test_routes_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """dockgate api routes --json lists every route with method, path, body kind, schema presence,
+    query parameters, hijack flag and version range."""
     assert main(["routes", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(ROUTES)
@@ -28,6 +30,7 @@ def test_routes_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_routes_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """dockgate api routes prints a header and one row per route, marking hijacked ones."""
     assert main(["routes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["ID", "METHOD", "PATH"]
@@ -36,5 +39,6 @@ def test_routes_table(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_usage_error() -> None:
+    """An unknown subcommand exits with a usage error."""
     with pytest.raises(SystemExit):
         main(["nope"])

@@ -16,7 +16,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
-from dockgate import tap
+from dockgate import kernelsplice, tap, writethrough
 from dockgate.audit import JsonLinesAudit, NullAudit
 from dockgate.listeners import CannotListen, UnixListener, UnixListenerSpec, UpstreamSpec
 from dockgate.policy import PolicyHolder
@@ -153,6 +153,22 @@ def test_make_service_without_audit_log() -> None:
     root = tap.makeService(parse(), MemoryReactorClock())  # type: ignore[no-untyped-call]
     [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
     assert isinstance(tap._inner(listener.factory.settings.audit), NullAudit)
+
+
+def test_fast_io_follows_the_option_and_is_in_the_startup_line() -> None:
+    """makeService turns fast I/O on by default (where the probes pass, as on
+    the Twisted the suite runs on) and off with --no-fast-io; the start-up
+    line says which."""
+    saved = writethrough.ENABLED, kernelsplice.ENABLED
+    try:
+        root = tap.makeService(parse(), MemoryReactorClock())  # type: ignore[no-untyped-call]
+        assert writethrough.ENABLED and kernelsplice.ENABLED
+        assert root.summary.endswith(", fast I/O on")
+        root = tap.makeService(parse("--no-fast-io"), MemoryReactorClock())  # type: ignore[no-untyped-call]
+        assert not writethrough.ENABLED and not kernelsplice.ENABLED
+        assert root.summary.endswith(", fast I/O off (--no-fast-io)")
+    finally:
+        writethrough.ENABLED, kernelsplice.ENABLED = saved
 
 
 class _Child:

@@ -23,6 +23,8 @@ from dockgate.target import escape_path, parse_target, percent_decode
     (b"/containers/json?", None, "/containers/json", ""),
 ])
 def test_accepted(raw: bytes, version: str | None, path: str, query: str) -> None:
+    """Origin-form targets split into API version, decoded path and raw query; a version prefix only
+    counts in its exact form."""
     t = parse_target(raw)
     assert (t.version, t.path, t.raw_query) == (version, path, query)
 
@@ -53,18 +55,23 @@ def test_accepted(raw: bytes, version: str | None, path: str, query: str) -> Non
     (b"/v1.41/_ping?a=\x01", "control"),
 ])
 def test_refused(raw: bytes, needle: str) -> None:
+    """Targets the daemon could read differently (absolute or asterisk form, fragments, dot segments
+    raw or encoded, double slashes, encoded slashes or backslashes, bad escapes, control or non-
+    ASCII bytes, non-canonical versions) are refused with a message naming the problem."""
     with pytest.raises(BadRequest) as exc:
         parse_target(raw)
     assert needle in exc.value.message
 
 
 def test_escape_path_matches_go() -> None:
+    """escape_path keeps the characters Go's path encoding keeps and escapes the rest, as UTF-8."""
     # Go's shouldEscape(encodePath) keeps $&+,/:;=@ and unreserved characters.
     assert escape_path("/images/a:b@sha256:x/json") == "/images/a:b@sha256:x/json"
     assert escape_path("/a b!*'()\u00e9") == "/a%20b%21%2A%27%28%29%C3%A9"
 
 
 def test_percent_decode_plus() -> None:
+    """Plus decodes to a space in query values only, not in paths."""
     assert percent_decode("a+b%20c", "q", plus_is_space=True) == "a b c"
     assert percent_decode("a+b", "path") == "a+b"
 
@@ -98,6 +105,8 @@ def test_canonical_path_is_a_fixed_point(segments: list[str]) -> None:
 
 @given(st.binary(max_size=40))
 def test_arbitrary_targets_either_parse_or_bad_request(raw: bytes) -> None:
+    """Property: any target either is refused with 400 or parses to a path with no ambiguous
+    segments that re-encodes to itself."""
     try:
         t = parse_target(b"/" + raw)
     except BadRequest:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -68,6 +69,9 @@ def test_stand_in_keeps_the_shape_the_daemon_parses(kind: str, ref: str, value: 
 
 
 def test_replayed_answer_puts_the_name_back_byte_for_byte() -> None:
+    """A daemon answer replayed for a stand-in name gets the client's name back exactly (JSON-
+    escaped in JSON, raw in a raw stream), keeps status and content type, and never mentions
+    dockgate."""
     ref = ObjectRef("container", 'we<b"', "path", "id")
     stand = stand_in(ref, HEXT)
     raw = b'{"message":"No such container: ' + stand.value.encode() + b'"}\n'
@@ -95,6 +99,8 @@ def test_replayed_answer_puts_the_name_back_byte_for_byte() -> None:
 ])
 def test_body_answers_read_from_the_daemons(field: tuple[str | int, ...], kind: str,
                                             status: int, message: str) -> None:
+    """For a body reference to another tenant's object, dockgate answers with the status and message
+    the daemon gives for a missing object of that kind and field."""
     ref = ObjectRef(kind, "X", "body", "k", "write", field)  # type: ignore[arg-type]
     answer = body_answer(ref, "X:latest" if kind == "image" else None)
     assert answer.status == status
@@ -103,6 +109,8 @@ def test_body_answers_read_from_the_daemons(field: tuple[str | int, ...], kind: 
 
 
 def test_image_words_from_either_engine() -> None:
+    """The image name is recovered from either engine generation's missing-image message, and an
+    unrelated message yields nothing."""
     stand = stand_in(ObjectRef("image", "web", "body", "Image"), HEXT)
     old = json.dumps({"message": f"no such image: {stand.value}: No such image: "
                                  f"{stand.value}:latest"}).encode()
@@ -112,6 +120,9 @@ def test_image_words_from_either_engine() -> None:
 
 
 def test_replayable() -> None:
+    """Only requests whose missing-object answer the daemon can give without side effects are
+    replayed with a stand-in (not network connect by path, image commit's repo, or create bodies).
+    """
     path = ObjectRef("container", "x", "path", "id")
     assert replayable("container.stop", path)
     assert not replayable("network.connect", ObjectRef("network", "n", "path", "id"))
@@ -172,6 +183,7 @@ def test_foreign_unowned_and_missing_get_the_same_answer(owner: str) -> None:
 
 
 def test_own_object_is_pinned_and_never_replayed() -> None:
+    """A reference to the tenant's own object is pinned to its full id and never replayed."""
     daemon = Daemon({"/v1.51/containers/web/json": container("team-a")})
     request, target = run(req("POST", "/v1.51/containers/web/stop"), A, daemon)
     assert request.path == f"/containers/{'c' * 64}/stop" and target is not None
@@ -179,6 +191,7 @@ def test_own_object_is_pinned_and_never_replayed() -> None:
 
 
 def test_no_side_request_for_a_request_that_names_nothing() -> None:
+    """Requests that name no existing object cause no side request to the daemon."""
     daemon = Daemon({})
     stands: list[StandIn] = []
     for request in (req("GET", "/v1.51/containers/json"), req("GET", "/v1.51/version"),
@@ -191,6 +204,8 @@ def test_no_side_request_for_a_request_that_names_nothing() -> None:
 
 
 def test_body_reference_answered_from_the_table_without_replay() -> None:
+    """Another tenant's container named in a create body is answered from the table of daemon
+    messages (400 No such container), without replaying anything."""
     daemon = Daemon({"/v1.51/containers/web/json": container("team-b"),
                      "/v1.51/images/dgtest:latest/json": {"Id": "sha256:1",
                                                           "Config": {"Labels": None}}})
@@ -215,6 +230,8 @@ def test_admin_only_inspection_is_answered_as_missing() -> None:
 
 
 def test_volume_name_held_by_another_tenant_is_not_handed_out() -> None:
+    """Creating a volume whose name another tenant holds is a 409 that does not reveal the owner;
+    the owner itself may create it again."""
     daemon = Daemon({"/v1.51/volumes/data": {"Name": "data", "Labels": {OWNER_LABEL: "team-b"}}})
     with pytest.raises(DockgateError) as caught:
         run(req("POST", "/v1.51/volumes/create", {"Name": "data"}), A, daemon)
@@ -224,15 +241,17 @@ def test_volume_name_held_by_another_tenant_is_not_handed_out() -> None:
 
 
 def test_push_of_every_tag_is_for_admins() -> None:
+    """Pushing a repository without a tag (every tag) is refused for a non-admin tenant."""
     with pytest.raises(Forbidden):
         run(req("POST", "/v1.51/images/web/push"), A, Daemon({}))
 
 
-def test_shared_images_patterns() -> None:
+def test_shared_images_patterns(tmp_path: Path) -> None:
     """Without ``shared_images`` every unowned image is shared; with it, only those with a
     matching name, and a tenant gets the answer for a missing image for the others."""
-    tenants = TenantMap.from_text(
-        'shared_images: ["dgtest:*"]\ntenants:\n  - name: team-a\n')
+    path = tmp_path / "tenants.yaml"
+    path.write_text('shared_images: ["dgtest:*"]\ntenants:\n  - name: team-a\n')
+    tenants = TenantMap.load(str(path))
     tenant = tenants.tenants[0]
     assert tenant.shared_images == ("dgtest:*",)
     images = {"/v1.51/images/dgtest:latest/json": {"Id": "sha256:1", "RepoTags":

@@ -35,6 +35,8 @@ def inspected(running: bool, memory: int = GIB, cpus: int = 1_000_000_000) -> di
 
 
 def test_usage_from_list() -> None:
+    """Usage counts all and running (or paused) containers from a list, and sums memory and CPU
+    limits only when every running container was inspected."""
     items = [{"Id": "1", "State": "running"}, {"Id": "2", "State": "exited"},
              {"Id": "3", "State": "paused"}, {"Id": "4", "State": "created"}]
     assert usage_of(items) == Usage(4, 2, None, None)
@@ -45,6 +47,8 @@ def test_usage_from_list() -> None:
 
 
 def test_needs() -> None:
+    """Usage is measured only for create and start-like requests of a tenant with quotas, and
+    inspected only when limits are capped."""
     assert needs_usage(T, "container.create") and needs_usage(T, "container.start")
     assert not needs_usage(T, "container.list")
     assert not needs_usage(FREE, "container.create")
@@ -52,12 +56,16 @@ def test_needs() -> None:
 
 
 def test_create_count() -> None:
+    """A create beyond the container count quota is refused with a message naming the tenant and the
+    limit."""
     assert quota_check(T, create(), Usage(2, 0, 0, 0)) is None
     assert quota_check(T, create(), Usage(3, 0, 0, 0)) == \
         "quota: tenant teamA may have at most 3 containers"
 
 
 def test_create_limits_required_and_bounded() -> None:
+    """With resource quotas a create needs a memory and a CPU limit (CpuQuota/CpuPeriod counts)
+    within the caps; a tenant without quotas is not checked."""
     assert "need a memory limit" in (quota_check(T, create(memory=0), Usage(0, 0, 0, 0)) or "")
     assert "need a CPU limit" in (quota_check(T, create(cpus=0), Usage(0, 0, 0, 0)) or "")
     assert "at most 2 GiB" in (quota_check(T, create(memory=3 * GIB), Usage(0, 0, 0, 0)) or "")
@@ -68,6 +76,8 @@ def test_create_limits_required_and_bounded() -> None:
 
 
 def test_start() -> None:
+    """A start beyond the running count, memory or CPU quota is refused; restarting a running
+    container changes nothing; without the inspection or measured usage the start fails closed."""
     start = req("POST", "/v1.41/containers/c/start")
     assert quota_check(T, start, Usage(2, 1, GIB, 1_000_000_000), inspected(False)) is None
     assert quota_check(T, start, Usage(2, 2, 0, 0), inspected(False)) == \
@@ -85,6 +95,8 @@ def test_start() -> None:
 
 
 def test_update() -> None:
+    """Raising a running container's limits is checked against the tenant's running total minus its
+    own share; a stopped container only needs its own limit to fit."""
     up = req("POST", "/v1.41/containers/c/update", {"Memory": 2 * GIB})
     # running, 1 GiB of the 1.5 GiB in use is this container's: 0.5 + 2 > 2
     assert quota_check(T, up, Usage(2, 2, int(1.5 * GIB), 2_000_000_000), inspected(True))
@@ -96,5 +108,6 @@ def test_update() -> None:
 
 @pytest.mark.parametrize("target", ["/v1.41/containers/c/stop", "/v1.41/containers/json"])
 def test_other_endpoints(target: str) -> None:
+    """Endpoints that neither create nor start containers are never refused by quotas."""
     method = "GET" if target.endswith("json") else "POST"
     assert quota_check(T, req(method, target), Usage(99, 99, 0, 0)) is None

@@ -82,6 +82,8 @@ def test_every_field_that_may_name_an_object_is_classified() -> None:
 
 
 def test_the_tables_name_only_fields_that_exist() -> None:
+    """The reference tables name only fields and path parameters that exist in the schemas, and no
+    field is both a reference and not one."""
     fields = _fields()
     paths = {f"{ep.id} {{{name}}}" for ep in ENDPOINTS.values()
              for name in re.findall(r"\{(\w+)\}", ep.template)}
@@ -187,6 +189,8 @@ def _request(method: str, target: str, body: Any) -> CanonicalRequest:
 
 
 def test_every_sample_covers_a_listed_reference() -> None:
+    """Every listed reference has a sample, a companion or is a build-context field, and nothing
+    else has one."""
     assert set(SAMPLES) | set(COMPANIONS) | BUILD_CONTEXT == set(REFERENCES)
 
 
@@ -199,6 +203,7 @@ def test_object_refs_finds_each_listed_reference(key: str) -> None:
 
 
 def test_tag_companions_are_part_of_the_name() -> None:
+    """A tag given beside a repository is part of the referenced name, on tag and on push."""
     refs = object_refs(_request("POST", "/v1.51/images/i/tag?repo=r&tag=t", None))
     assert [r.ref for r in refs if r.key == "repo"] == ["r:t"]
     refs = object_refs(_request("POST", "/v1.51/images/r/push?tag=t", None))

@@ -51,6 +51,8 @@ def tenants(tmp_path: Path) -> TenantMap:
 
 
 def test_load(tenants: TenantMap, tmp_path: Path) -> None:
+    """A tenants file loads each tenant with its policy path and quotas, the admin flag and the
+    default tenant, in file order."""
     a = tenants.get("team-a")
     assert a == Tenant("team-a", False, str(tmp_path / "base.yaml"),
                        Quotas(3, 2, 1 << 30, 1_500_000_000))
@@ -60,6 +62,8 @@ def test_load(tenants: TenantMap, tmp_path: Path) -> None:
 
 
 def test_resolve_unix(tenants: TenantMap) -> None:
+    """A unix caller maps to a tenant by user name, uid, gid or group name, and to the default
+    tenant when nothing matches."""
     assert tenants.resolve(unix(), "alice", ("alice",)).name == "team-a"  # type: ignore[union-attr]
     assert tenants.resolve(unix(2002), None, ()).name == "team-b"  # type: ignore[union-attr]
     assert tenants.resolve(unix(5, 3003), None, ()).name == "team-b"  # type: ignore[union-attr]
@@ -69,16 +73,20 @@ def test_resolve_unix(tenants: TenantMap) -> None:
 
 
 def test_identity_beats_group(tenants: TenantMap) -> None:
+    """A user-level principal beats a group-level one when both name tenants."""
     # alice is in team-b's group, but her user name names team-a
     assert tenants.resolve(unix(), "alice", ("team-b",)).name == "team-a"  # type: ignore[union-attr]
 
 
 def test_two_groups_are_ambiguous(tenants: TenantMap) -> None:
+    """A caller whose groups name two tenants is refused, naming both."""
     with pytest.raises(Forbidden, match="team-a, team-b"):
         tenants.resolve(unix(7), "carol", ("team-a", "team-b"))
 
 
 def test_resolve_tls(tenants: TenantMap) -> None:
+    """A TLS caller maps by certificate principal or typed SAN; a SAN of another type with the same
+    text does not match."""
     assert tenants.resolve(tls(), principal="alice-cert").name == "team-a"  # type: ignore[union-attr]
     assert tenants.resolve(tls(), principal="x", sans=("DNS:ci.example.com",)).name == "team-b"  # type: ignore[union-attr]
     # a SAN is matched with its type: an email spelled like a DNS name is not it
@@ -86,11 +94,13 @@ def test_resolve_tls(tenants: TenantMap) -> None:
 
 
 def test_unix_identities_do_not_count_over_tls(tenants: TenantMap) -> None:
+    """Over TLS, unix uids, gids and names do not select a tenant."""
     peer = Peer("tls", "tls", "x", uid=2002, gid=3003)
     assert tenants.resolve(peer, "alice", ("team-a",)).name == "guests"  # type: ignore[union-attr]
 
 
 def test_no_default_means_none(tmp_path: Path) -> None:
+    """Without a default tenant an unmatched caller maps to no tenant (and is refused upstream)."""
     path = tmp_path / "t.yaml"
     path.write_text("tenants:\n  - name: a\n    principals: {users: [alice]}\n")
     tenants = TenantMap.load(str(path))
@@ -113,6 +123,9 @@ def test_no_default_means_none(tmp_path: Path) -> None:
     ("tenants: [\n", 2, "(yaml)"),
 ])
 def test_errors_have_file_and_line(tmp_path: Path, text: str, line: int, why: str) -> None:
+    """Tenants file mistakes (unknown fields, duplicate or bad names, missing policy, bad default, a
+    principal claimed twice, conflicting or bad quotas, bad SANs, duplicate keys, bad YAML) name the
+    file and line."""
     path = tmp_path / "t.yaml"
     path.write_text(text)
     with pytest.raises(PolicyError) as e:
@@ -122,10 +135,6 @@ def test_errors_have_file_and_line(tmp_path: Path, text: str, line: int, why: st
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
+    """A missing tenants file is a PolicyError saying it cannot be read."""
     with pytest.raises(PolicyError, match="cannot read"):
         TenantMap.load(str(tmp_path / "missing.yaml"))
-
-
-def test_from_text() -> None:
-    tenants = TenantMap.from_text("tenants:\n  - name: a\n    principals: {uids: [5]}\n")
-    assert tenants.resolve(unix(5), None, ()).name == "a"  # type: ignore[union-attr]
