@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from dockgate.buildkit.solve import ContainerAsk, SolveAsk
 from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.controls import Check, DecisionContext, Finding
 from dockgate.policy.facts import Facts
@@ -143,3 +145,55 @@ def wants_dockerfile(policy: Any, request: CanonicalRequest, peer: Peer) -> bool
         if getattr(rule.check, "reads_dockerfile", False):
             return True
     return False
+
+
+# -- BuildKit -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BuildVerdict:
+    """The policy's answer to one BuildKit message (a solve, a Dockerfile, a container).
+
+    Attributes:
+        allowed: whether the message may reach the daemon.
+        message: on a denial the full ``dockgate: denied by policy P rule R: ...``
+            text (``rules.denial_reason``), which the wire layer sends as the
+            gRPC status message so the CLI prints it; on an allow, ``allowed by
+            policy P`` (plus warn/audit notes).
+        rule: the deciding rule ("" when allowed).
+        facts: what was decided on, for the audit record (JSON-able).
+        image_refs: images the build reads (sources, ``# syntax=`` frontends,
+            mounts from images), which the I/O layer checks for tenant ownership.
+    """
+
+    allowed: bool
+    message: str
+    rule: str = ""
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    image_refs: tuple[str, ...] = ()
+
+
+def judge_solve(
+    policy: Any, ask: SolveAsk, ctx: DecisionContext | None = None, *, peer: Peer | None = None
+) -> BuildVerdict:
+    """Judge a Control or LLBBridge Solve under ``policy`` (rules exempting ``peer`` skipped)."""
+    raise NotImplementedError
+
+
+def judge_dockerfile(
+    policy: Any,
+    ask: SolveAsk | None,
+    dockerfile: bytes,
+    ctx: DecisionContext | None = None,
+    *,
+    peer: Peer | None = None,
+) -> BuildVerdict:
+    """Judge the Dockerfile the dockerfile frontend read through the session."""
+    raise NotImplementedError
+
+
+def judge_container(
+    policy: Any, ask: ContainerAsk, ctx: DecisionContext | None = None, *, peer: Peer | None = None
+) -> BuildVerdict:
+    """Judge a gateway NewContainer."""
+    raise NotImplementedError

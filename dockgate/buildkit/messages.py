@@ -1,0 +1,1 @@
+"""Protobuf message classes for the BuildKit messages dockgate reads (stub)."""
