@@ -1,0 +1,438 @@
+"""What dockgate does with each gRPC call on BuildKit's two connections (pure).
+
+``H2Relay`` moves frames; the ``Hooks`` here decide, per call:
+
+``/grpc`` (the CLI calls the daemon)
+    ``Control/Solve``, ``LLBBridge/Solve`` and ``LLBBridge/NewContainer``
+    are mediated: the request message is held until it is whole, decoded
+    (``solve``) and judged (``policy.buildcontrol``).  The read-only and
+    bookkeeping calls a build makes (status, workers, history, the gateway's
+    file reads, ``Return``...) are relayed.  Anything else, ``Control/Session``
+    (a session tunnelled through ``/grpc``, which dockgate would not see) among
+    them, is refused.
+``/session`` (the daemon calls the CLI)
+    ``FileSync/DiffCopy`` of the ``dockerfile`` directory is mediated: the
+    file data the CLI sends is held until each Dockerfile in it is whole and
+    judged with the solve that named this session; a denial refuses the
+    transfer and fails that solve on ``/grpc`` with the denial, so the CLI
+    prints it.  ``Secrets/GetSecret`` requests are read for the audit record
+    (the ID, never the value).  Other directories, exporter output, auth and
+    SSH forwarding are relayed; ``Upload/Pull`` (a context from standard
+    input, whose Dockerfile dockgate would not see) and ``TarStream`` are
+    refused.
+
+A solve and its session meet in ``Builds`` (one per listener factory): the
+Control ``Solve`` names its session and its ``ref``, the gateway's calls carry
+that ``ref`` as ``buildid``, and the ``/session`` connection names its session
+in its upgrade request.  A session is bound to the principal that opened it:
+a solve naming another caller's session is refused (the daemon would read
+that caller's files for it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from dockgate.buildkit.grpcwire import Unreadable
+from dockgate.buildkit.h2relay import Plan, Side
+from dockgate.buildkit.solve import (
+    ContainerAsk,
+    SolveAsk,
+    Undecodable,
+    decode_bridge_solve,
+    decode_control_solve,
+    decode_filesync_packet,
+    decode_new_container,
+    decode_secret_request,
+)
+from dockgate.model import Peer
+from dockgate.policy.buildcontrol import (
+    BuildVerdict,
+    judge_container,
+    judge_dockerfile,
+    judge_solve,
+)
+from dockgate.policy.controls import DecisionContext
+from dockgate.tenancy import Tenant
+
+CONTROL = "/moby.buildkit.v1.Control/"
+BRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
+CONTROL_SOLVE = CONTROL + "Solve"
+
+JUDGED: Mapping[str, Literal["control", "bridge", "container"]] = {
+    CONTROL_SOLVE: "control",
+    BRIDGE + "Solve": "bridge",
+    BRIDGE + "NewContainer": "container",
+}
+"""The calls on ``/grpc`` whose request is held and judged."""
+
+GRPC_RELAYED = frozenset({
+    CONTROL + name for name in (
+        "Status", "ListWorkers", "DiskUsage", "Info", "ListenBuildHistory",
+        "UpdateBuildHistory",
+    )
+} | {
+    BRIDGE + name for name in (
+        "ResolveImageConfig", "ResolveSourceMeta", "ReadFile", "ReadDir", "StatFile", "Ping",
+        "Return", "Inputs", "Evaluate", "Warn", "ReleaseContainer", "ExecProcess",
+    )
+} | {"/grpc.health.v1.Health/Check"})
+"""Calls on ``/grpc`` that read state or report on a build already judged.
+
+``ExecProcess`` runs a process in a container ``NewContainer`` created (judged
+there); ``ResolveImageConfig`` reads an image's config for the frontend (the
+image itself is judged where the LLB names it)."""
+
+DIFFCOPY = "/moby.filesync.v1.FileSync/DiffCopy"
+GET_SECRET = "/moby.buildkit.secrets.v1.Secrets/GetSecret"  # noqa: S105 (a method name)
+SESSION_RELAYED = frozenset({
+    "/moby.filesync.v1.FileSend/DiffCopy",
+    "/moby.filesync.v1.Auth/Credentials",
+    "/moby.filesync.v1.Auth/FetchToken",
+    "/moby.filesync.v1.Auth/GetTokenAuthority",
+    "/moby.filesync.v1.Auth/VerifyTokenAuthority",
+    "/moby.sshforward.v1.SSH/CheckAgent",
+    "/moby.sshforward.v1.SSH/ForwardAgent",
+    "/grpc.health.v1.Health/Check",
+})
+"""Calls the daemon makes on ``/session`` that dockgate relays: exporter output to
+the client, registry credentials the client offers, SSH agent forwarding."""
+
+DOCKERFILE_DIR = "dockerfile"
+"""The session directory the dockerfile frontend reads its Dockerfile from."""
+MAX_DOCKERFILE = 4 << 20
+_GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+"""Go's ``os.ModeType``: fsutil's stat modes are Go file modes."""
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str:
+    return next((v for k, v in headers if k == name), "")
+
+
+def _values(headers: list[tuple[str, str]], name: str) -> list[str]:
+    return [v for k, v in headers if k == name]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """What a verdict is judged with: the caller's policy, context and identity."""
+
+    policy: Any
+    peer: Peer | None
+    context: DecisionContext | None = None
+    owner: str = ""
+    """Who the caller is (tenant name, else principal): sessions and builds are bound to it."""
+    tenant: Tenant | None = None
+    """The caller's tenant (None: no tenants, or an admin): then each image a verdict
+    names is checked for ownership before the stream is released."""
+
+
+@dataclass
+class Pending:
+    """A held stream waiting for the I/O layer: release it, or refuse it with the
+    verdict's message (after the tenant's image check when ``verdict.image_refs``)."""
+
+    stream: int
+    verdict: BuildVerdict
+    ref: str = ""
+    session: str = ""
+    kind: str = ""
+
+
+@dataclass
+class SessionInfo:
+    """What a session served, for the audit record (names only, never contents)."""
+
+    owner: str
+    name: str = ""
+    dirs: list[str] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+class Handle(Protocol):
+    """A mediated connection's side of ``Builds``: how a solve is failed from elsewhere."""
+
+    def fail(self, stream: int, message: str) -> None: ...
+
+
+@dataclass
+class SolveRecord:
+    """One build (a Control ``Solve`` and everything under its ``ref``), for the audit."""
+
+    ref: str
+    session: str
+    owner: str
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    open: list[tuple[Handle, int]] = field(default_factory=list)
+    frontend_ask: SolveAsk | None = None
+
+
+class Builds:
+    """Solves and sessions across connections (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionInfo] = {}
+        self.solves: dict[str, SolveRecord] = {}
+
+    def session_opened(self, session: str, owner: str, name: str) -> str | None:
+        """A ``/session`` connection: None, or why it is refused."""
+        known = self.sessions.get(session)
+        if known is not None and known.owner != owner:
+            return f"dockgate: session {session!r} belongs to another caller"
+        self.sessions[session] = known or SessionInfo(owner, name)
+        return None
+
+    def session_closed(self, session: str) -> None:
+        if not any(s.session == session for s in self.solves.values()):
+            self.sessions.pop(session, None)
+
+    def solve(self, ref: str, session: str, owner: str) -> tuple[SolveRecord | None, str]:
+        """The build ``ref`` (created by a Control Solve); "" or why it is refused."""
+        info = self.sessions.get(session) if session else None
+        if info is not None and info.owner != owner:
+            return None, f"dockgate: session {session!r} belongs to another caller"
+        record = self.solves.get(ref)
+        if record is None:
+            record = self.solves[ref] = SolveRecord(ref, session, owner)
+        elif record.owner != owner:
+            return None, f"dockgate: build {ref!r} belongs to another caller"
+        return record, ""
+
+    def build_of(self, ref: str, owner: str) -> SolveRecord | None:
+        record = self.solves.get(ref)
+        return record if record is not None and record.owner == owner else None
+
+    def for_session(self, session: str) -> list[SolveRecord]:
+        return [r for r in self.solves.values() if r.session == session and session]
+
+    def finished(self, ref: str) -> SolveRecord | None:
+        """The Control Solve of ``ref`` ended: its record, taken out."""
+        return self.solves.pop(ref, None)
+
+
+def audit_facts(record: SolveRecord, session: SessionInfo | None) -> dict[str, Any]:
+    """The audit record's ``build`` member for one solve."""
+    return {
+        "ref": record.ref,
+        "session": record.session,
+        "decisions": record.decisions,
+        "local_dirs": sorted(set(session.dirs)) if session else [],
+        "secrets": sorted(set(session.secrets)) if session else [],
+    }
+
+
+def _decision(kind: str, verdict: BuildVerdict) -> dict[str, Any]:
+    return {"what": kind, "allowed": verdict.allowed, "rule": verdict.rule,
+            "message": verdict.message, "facts": dict(verdict.facts)}
+
+
+def _refusal(message: str) -> BuildVerdict:
+    return BuildVerdict(False, message, rule="")
+
+
+class GrpcHooks:
+    """``Hooks`` of a ``/grpc`` connection (the CLI is the HTTP/2 client)."""
+
+    def __init__(self, judge: Judge, builds: Builds, handle: Handle) -> None:
+        self.judge = judge
+        self.builds = builds
+        self.handle = handle
+        self.pending: list[Pending] = []
+        self._calls: dict[int, tuple[str, str]] = {}
+        self._seen: set[int] = set()
+        self._solves: dict[int, str] = {}
+        """Control Solve streams → their build's ref (the audit record is written at the end)."""
+        self.on_closed: Callable[[SolveRecord], None] | None = None
+
+    @property
+    def owner(self) -> str:
+        return self.judge.owner
+
+    def opened(self, stream: int, headers: list[tuple[str, str]]) -> Plan | str | None:
+        path = _header(headers, ":path")
+        kind = JUDGED.get(path)
+        if kind is not None:
+            self._calls[stream] = (kind, _header(headers, "buildid"))
+            return Plan(frozenset({"client"}))
+        if path in GRPC_RELAYED:
+            return None
+        return f"dockgate: BuildKit call {path} is not mediated by dockgate"
+
+    def message(self, stream: int, side: Side, payload: bytes) -> bool:
+        kind, buildid = self._calls[stream]
+        if stream in self._seen:
+            self.pending.append(Pending(stream, _refusal(
+                "dockgate: a second request message on a unary BuildKit call")))
+            return True
+        self._seen.add(stream)
+        try:
+            self.pending.append(self._judge(stream, kind, buildid, payload))
+        except Undecodable as e:
+            self.pending.append(Pending(stream, _refusal(
+                f"dockgate: cannot decode the {kind} request ({e}); the build is refused")))
+        return True
+
+    def _judge(self, stream: int, kind: str, buildid: str, payload: bytes) -> Pending:
+        j = self.judge
+        if kind == "container":
+            ask_c: ContainerAsk = decode_new_container(payload, buildid)
+            verdict = judge_container(j.policy, ask_c, j.context, peer=j.peer)
+            self._note(buildid, "container", verdict, None)
+            return Pending(stream, verdict, ref=buildid, kind=kind)
+        if kind == "control":
+            ask = decode_control_solve(payload)
+            record, why = self.builds.solve(ask.ref, ask.session, self.owner)
+        else:
+            ask = decode_bridge_solve(payload, buildid)
+            record = self.builds.build_of(buildid, self.owner)
+            why = "" if record is not None else \
+                f"dockgate: gateway call for unknown build {buildid!r}"
+            if record is not None:
+                ask = replace(ask, session=record.session)
+        if record is None:
+            return Pending(stream, _refusal(why), kind=kind)
+        verdict = judge_solve(j.policy, ask, j.context, peer=j.peer)
+        if ask.frontend:
+            record.frontend_ask = ask
+        record.open.append((self.handle, stream))
+        if kind == "control":
+            self._solves[stream] = record.ref
+        self._note(record.ref, kind, verdict, record)
+        return Pending(stream, verdict, ref=record.ref, session=record.session, kind=kind)
+
+    def _note(self, ref: str, kind: str, verdict: BuildVerdict, record: SolveRecord | None
+              ) -> None:
+        record = record or self.builds.build_of(ref, self.owner)
+        if record is not None:
+            record.decisions.append(_decision(kind, verdict))
+
+    def unreadable(self, stream: int, side: Side, error: Unreadable) -> str:
+        return f"dockgate: cannot read a BuildKit message ({error}); the build is refused"
+
+    def closed(self, stream: int) -> None:
+        self._calls.pop(stream, None)
+        self._seen.discard(stream)
+        for solve in self.builds.solves.values():
+            solve.open = [(h, s) for h, s in solve.open
+                          if not (h is self.handle and s == stream)]
+        ref = self._solves.pop(stream, None)
+        record = self.builds.finished(ref) if ref is not None else None
+        if record is not None and self.on_closed is not None:
+            self.on_closed(record)
+
+
+class _Dockerfiles:
+    """The Dockerfiles of one ``dockerfile`` DiffCopy, from the CLI's fsutil packets.
+
+    Every regular file of that directory except ``*.dockerignore`` is judged as a
+    Dockerfile (the frontend reads only the one its ``filename`` names, so a
+    file judged for nothing costs nothing, and one missed would pass unread).
+    """
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.files: dict[int, str] = {}
+        self.open: dict[int, bytearray] = {}
+
+    def packet(self, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
+        """(hold from here, a Dockerfile completed by this packet)."""
+        p = decode_filesync_packet(payload)
+        if p.kind == "stat":
+            if p.path and p.mode & _GO_MODE_TYPE == 0 and \
+                    not os.path.basename(p.path).endswith(".dockerignore"):
+                self.files[self.index] = p.path
+            self.index += 1
+            return bool(self.open), None
+        if p.kind != "data" or p.id not in self.files:
+            return bool(self.open), None
+        buf = self.open.setdefault(p.id, bytearray())
+        if p.data:
+            buf += p.data
+            if len(buf) > MAX_DOCKERFILE:
+                raise Undecodable(f"a Dockerfile larger than {MAX_DOCKERFILE} bytes")
+            return True, None
+        del self.open[p.id]
+        return True, (self.files.pop(p.id), bytes(buf))
+
+
+class SessionHooks:
+    """``Hooks`` of a ``/session`` connection (the daemon is the HTTP/2 client)."""
+
+    def __init__(self, judge: Judge, builds: Builds, session: str, fail_solves: Callable[
+            [str, str], None]) -> None:
+        self.judge = judge
+        self.builds = builds
+        self.session = session
+        self.pending: list[Pending] = []
+        self._fail_solves = fail_solves
+        self._files: dict[int, _Dockerfiles] = {}
+        self._secret_streams: set[int] = set()
+
+    def opened(self, stream: int, headers: list[tuple[str, str]]) -> Plan | str | None:
+        path = _header(headers, ":path")
+        info = self.builds.sessions.get(self.session)
+        if path == DIFFCOPY:
+            names = _values(headers, "dir-name")
+            if info is not None:
+                info.dirs.extend(names)
+            if DOCKERFILE_DIR in names:
+                self._files[stream] = _Dockerfiles()
+                return Plan(frozenset({"client"}))
+            return None
+        if path == GET_SECRET:
+            self._secret_streams.add(stream)
+            return Plan(frozenset({"daemon"}))
+        if path in SESSION_RELAYED:
+            return None
+        return f"dockgate: session call {path} is not mediated by dockgate"
+
+    def message(self, stream: int, side: Side, payload: bytes) -> bool:
+        try:
+            if stream in self._secret_streams:
+                info = self.builds.sessions.get(self.session)
+                secret = decode_secret_request(payload)
+                if info is not None:
+                    info.secrets.append(secret)
+                return False
+            files = self._files.get(stream)
+            if files is None:
+                return False
+            hold, done = files.packet(payload)
+        except Undecodable as e:
+            self._refuse(stream, f"dockgate: cannot decode a session message ({e}); "
+                                 "the build is refused")
+            return True
+        if done is not None:
+            self._judge_dockerfile(stream, done[1])
+        return hold
+
+    def _judge_dockerfile(self, stream: int, dockerfile: bytes) -> None:
+        j = self.judge
+        records = self.builds.for_session(self.session)
+        asks = [r.frontend_ask for r in records if r.frontend_ask is not None]
+        verdict = judge_dockerfile(j.policy, asks[-1] if asks else None, dockerfile,
+                                   j.context, peer=j.peer)
+        for record in records:
+            record.decisions.append(_decision("dockerfile", verdict))
+        self.pending.append(Pending(stream, verdict, session=self.session, kind="dockerfile"))
+
+    def _refuse(self, stream: int, message: str) -> None:
+        self.pending.append(Pending(stream, _refusal(message), session=self.session,
+                                    kind="dockerfile"))
+
+    def unreadable(self, stream: int, side: Side, error: Unreadable) -> str:
+        message = f"dockgate: cannot read a session message ({error}); the build is refused"
+        self._fail_solves(self.session, message)
+        return message
+
+    def settled(self, stream: int) -> bool:
+        """Whether no Dockerfile of ``stream`` is still arriving (its data may go on)."""
+        files = self._files.get(stream)
+        return files is None or not files.open
+
+    def closed(self, stream: int) -> None:
+        self._files.pop(stream, None)
+        self._secret_streams.discard(stream)
