@@ -61,6 +61,8 @@ from dockgate.tenancy import Tenant
 CONTROL = "/moby.buildkit.v1.Control/"
 BRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
 CONTROL_SOLVE = CONTROL + "Solve"
+BUILDID = "buildkit-controlapi-buildid"
+"""The metadata naming the build (the Control Solve's ``ref``) a gateway call is for."""
 
 JUDGED: Mapping[str, Literal["control", "bridge", "container"]] = {
     CONTROL_SOLVE: "control",
@@ -244,6 +246,9 @@ class GrpcHooks:
         self._calls: dict[int, tuple[str, str]] = {}
         self._seen: set[int] = set()
         self._solves: dict[int, str] = {}
+        self._early: dict[str, list[tuple[int, str, bytes]]] = {}
+        """Gateway calls that came before their build's Control Solve (the client makes
+        both at once), judged once it is in."""
         """Control Solve streams → their build's ref (the audit record is written at the end)."""
         self.on_closed: Callable[[SolveRecord], None] | None = None
 
@@ -255,7 +260,7 @@ class GrpcHooks:
         path = _header(headers, ":path")
         kind = JUDGED.get(path)
         if kind is not None:
-            self._calls[stream] = (kind, _header(headers, "buildid"))
+            self._calls[stream] = (kind, _header(headers, BUILDID))
             return Plan(frozenset({"client"}))
         if path in GRPC_RELAYED:
             return None
@@ -268,12 +273,23 @@ class GrpcHooks:
                 "dockgate: a second request message on a unary BuildKit call")))
             return True
         self._seen.add(stream)
+        if kind != "control" and self.builds.build_of(buildid, self.owner) is None:
+            self._early.setdefault(buildid, []).append((stream, kind, payload))
+            return True
+        self._judge_message(stream, kind, buildid, payload)
+        return True
+
+    def _judge_message(self, stream: int, kind: str, buildid: str, payload: bytes) -> None:
         try:
             self.pending.append(self._judge(stream, kind, buildid, payload))
         except Undecodable as e:
             self.pending.append(Pending(stream, _refusal(
                 f"dockgate: cannot decode the {kind} request ({e}); the build is refused")))
-        return True
+            return
+        if kind == "control":
+            ref = self._solves.get(stream)
+            for early in self._early.pop(ref or "", []):
+                self._judge_message(early[0], early[1], ref or "", early[2])
 
     def _judge(self, stream: int, kind: str, buildid: str, payload: bytes) -> Pending:
         j = self.judge
@@ -313,8 +329,11 @@ class GrpcHooks:
         return f"dockgate: cannot read a BuildKit message ({error}); the build is refused"
 
     def closed(self, stream: int) -> None:
-        self._calls.pop(stream, None)
+        call = self._calls.pop(stream, None)
         self._seen.discard(stream)
+        if call is not None:
+            waiting = self._early.get(call[1], [])
+            waiting[:] = [w for w in waiting if w[0] != stream]
         for solve in self.builds.solves.values():
             solve.open = [(h, s) for h, s in solve.open
                           if not (h is self.handle and s == stream)]
