@@ -15,16 +15,14 @@ through the baseline and restricted dockgates, both engines, with their gRPC med
 
 from __future__ import annotations
 
-import http.server
-import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.engines import IMAGE, Engine, unique
+from support.loopback import Loopback, loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
 
 pytestmark = pytest.mark.engine
@@ -105,3 +103,77 @@ def test_everyday_build_through_baseline(engine: Engine,
     assert any({"context", "dockerfile"} <= set(r["build"]["local_dirs"]) for r in records)
     assert SECRET_VALUE not in Path(pg.process.audit_log).read_text()
     pg.docker("rmi", tag)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Loopback]:
+    with loopback("host-private-" + unique("s")) as srv:
+        yield srv
+
+
+def refused(out: subprocess.CompletedProcess[Any], policy: str, rule: str) -> None:
+    """The build failed with dockgate's denial, naming ``rule``, in the CLI's output."""
+    assert out.returncode != 0, out.stderr
+    assert f"dockgate: denied by policy {policy} rule" in out.stderr, out.stderr
+    assert rule in out.stderr, out.stderr
+
+
+@pytest.mark.allow_refusals
+@pytest.mark.parametrize("kind", ["http", "git"])
+def test_add_url_fetched_by_the_daemon_is_refused(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback, kind: str,
+) -> None:
+    """``ADD http://127.0.0.1:PORT/...`` and ``ADD <git url>``: the bare daemon fetches
+    them from the host's loopback even for a ``--network none`` build (the server's log);
+    through baseline the build is refused with the rule in the CLI's output, before the
+    daemon contacts the server."""
+    name = unique("add")
+    if kind == "http":
+        url, needle = server.url(f"/{name}"), f"/{name}"
+    else:
+        url, needle = server.git_repo(name, {"f.txt": "from git\n"}) + "#main", f"/{name}.git/"
+    ctx = context(engine, f"FROM {BASE}\nADD {url} /fetched\n")
+    buildx(engine, ctx, "--network", "none")
+    assert server.saw(needle), server.hits
+    server.hits.clear()
+    out = buildx(baseline(engine, policy_gates), ctx, "--network", "none", check=False)
+    refused(out, "baseline", "build-fetches")
+    assert not server.saw(needle), server.hits
+
+
+ASKS = {
+    # (Dockerfile after FROM, buildx options, the rule)
+    "network-host": ("RUN --network=host true\n", ("--network", "host"), "namespaces"),
+    "insecure": ("RUN --security=insecure true\n", ("--allow", "security.insecure"),
+                 "no-privileged"),
+}
+
+
+@pytest.mark.allow_refusals
+@pytest.mark.parametrize("kind", sorted(ASKS))
+def test_entitlements_are_refused(engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate],
+                                  kind: str) -> None:
+    """``--network host`` and ``--allow security.insecure`` (with the RUN steps that use
+    them) are refused through baseline with the rule in the CLI's output."""
+    steps, options, rule = ASKS[kind]
+    ctx = context(engine, f"FROM {BASE}\n{steps}")
+    out = buildx(baseline(engine, policy_gates), ctx, *options, check=False)
+    refused(out, "baseline", rule)
+
+
+@pytest.mark.allow_refusals
+def test_syntax_frontend_outside_the_allowlist_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback) -> None:
+    """A ``# syntax=`` frontend image from a registry baseline does not list (the host's
+    loopback): the bare daemon contacts that registry (the server counts the
+    connection); through baseline the build is refused with the rule in the CLI's
+    output and the daemon contacts nothing."""
+    port = server.server_address[1]
+    ctx = context(engine, f"# syntax=127.0.0.1:{port}/frontend:1\nFROM {BASE}\n")
+    before = server.connections
+    assert buildx(engine, ctx, "--network", "none", check=False).returncode != 0
+    assert server.connections > before
+    before = server.connections
+    out = buildx(baseline(engine, policy_gates), ctx, "--network", "none", check=False)
+    refused(out, "baseline", "registries")
+    assert server.connections == before
