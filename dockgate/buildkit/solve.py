@@ -78,6 +78,8 @@ class LlbOp:
         cgroup_parent: an exec op's cgroup parent ("" is the daemon's).
         ulimits: names of an exec op's rlimits.
         devices: names of the CDI devices an exec op asks for.
+        origin: "" for the solve's own definition, else the name of the
+            frontend input (named context) the op came from.
     """
 
     digest: str
@@ -92,6 +94,7 @@ class LlbOp:
     cgroup_parent: str = ""
     ulimits: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +228,9 @@ def _mount(m: Any, source_of: Mapping[int, str]) -> LlbMount:
     )
 
 
-def decode_definition(definition: Any, where: str = "definition") -> tuple[LlbOp, ...]:
+def decode_definition(
+    definition: Any, where: str = "definition", origin: str = ""
+) -> tuple[LlbOp, ...]:
     """The ops of a parsed ``pb.Definition``, each with its digest and facts."""
     parsed = [_op(raw, i, where) for i, raw in enumerate(getattr(definition, "def"))]
     identifiers = {d: op.source.identifier for d, op in parsed if op.WhichOneof("op") == "source"}
@@ -235,7 +240,7 @@ def decode_definition(definition: Any, where: str = "definition") -> tuple[LlbOp
         inputs = tuple(i.digest for i in op.inputs)
         if kind == "source":
             out.append(LlbOp(digest, kind, inputs, identifier=op.source.identifier,
-                             attrs=dict(op.source.attrs)))
+                             attrs=dict(op.source.attrs), origin=origin))
         elif kind == "exec":
             ex = op.exec
             source_of = {n: identifiers.get(d, "") for n, d in enumerate(inputs)}
@@ -248,9 +253,10 @@ def decode_definition(definition: Any, where: str = "definition") -> tuple[LlbOp
                 cgroup_parent=ex.meta.cgroupParent,
                 ulimits=tuple(u.Name for u in ex.meta.ulimit),
                 devices=tuple(d.name for d in ex.cdiDevices),
+                origin=origin,
             ))
         else:
-            out.append(LlbOp(digest, kind, inputs))
+            out.append(LlbOp(digest, kind, inputs, origin=origin))
     return tuple(out)
 
 
@@ -272,7 +278,7 @@ def _inputs(inputs: Any, where: str) -> tuple[tuple[str, ...], tuple[LlbOp, ...]
     names = tuple(sorted(inputs))
     ops: list[LlbOp] = []
     for name in names:
-        ops.extend(decode_definition(inputs[name], f"{where} input {name!r}"))
+        ops.extend(decode_definition(inputs[name], f"{where} input {name!r}", name))
     return names, tuple(ops)
 
 
