@@ -44,6 +44,7 @@ from dockgate.buildkit.solve import (
     Undecodable,
     decode_bridge_solve,
     decode_control_solve,
+    decode_exec_init,
     decode_filesync_packet,
     decode_new_container,
     decode_secret_request,
@@ -64,12 +65,15 @@ CONTROL_SOLVE = CONTROL + "Solve"
 BUILDID = "buildkit-controlapi-buildid"
 """The metadata naming the build (the Control Solve's ``ref``) a gateway call is for."""
 
-JUDGED: Mapping[str, Literal["control", "bridge", "container"]] = {
+JUDGED: Mapping[str, Literal["control", "bridge", "container", "exec"]] = {
     CONTROL_SOLVE: "control",
     BRIDGE + "Solve": "bridge",
     BRIDGE + "NewContainer": "container",
+    BRIDGE + "ExecProcess": "exec",
 }
-"""The calls on ``/grpc`` whose request is held and judged."""
+"""The calls on ``/grpc`` whose request is held and judged (``ExecProcess``: each
+``Init`` message, which starts a process with its own security mode; its stdin,
+resizes and signals pass)."""
 
 GRPC_RELAYED = frozenset({
     CONTROL + name for name in (
@@ -79,13 +83,17 @@ GRPC_RELAYED = frozenset({
 } | {
     BRIDGE + name for name in (
         "ResolveImageConfig", "ResolveSourceMeta", "ReadFile", "ReadDir", "StatFile", "Ping",
-        "Return", "Inputs", "Evaluate", "Warn", "ReleaseContainer", "ExecProcess",
+        "Return", "Inputs", "Evaluate", "Warn", "ReleaseContainer",
     )
-} | {"/grpc.health.v1.Health/Check"})
+} | {
+    "/grpc.health.v1.Health/Check",
+    "/containerd.services.content.v1.Content/Info",
+    "/containerd.services.content.v1.Content/Read",
+})
 """Calls on ``/grpc`` that read state or report on a build already judged.
 
-``ExecProcess`` runs a process in a container ``NewContainer`` created (judged
-there); ``ResolveImageConfig`` reads an image's config for the frontend (the
+The content store's ``Info`` and ``Read`` give blobs by digest (compose reads a
+build's provenance record); ``ResolveImageConfig`` reads an image's config for the frontend (the
 image itself is judged where the LLB names it)."""
 
 DIFFCOPY = "/moby.filesync.v1.FileSync/DiffCopy"
@@ -268,6 +276,8 @@ class GrpcHooks:
 
     def message(self, stream: int, side: Side, payload: bytes) -> bool:
         kind, buildid = self._calls[stream]
+        if kind == "exec":
+            return self._exec(stream, buildid, payload)
         if stream in self._seen:
             self.pending.append(Pending(stream, _refusal(
                 "dockgate: a second request message on a unary BuildKit call")))
@@ -277,6 +287,22 @@ class GrpcHooks:
             self._early.setdefault(buildid, []).append((stream, kind, payload))
             return True
         self._judge_message(stream, kind, buildid, payload)
+        return True
+
+    def _exec(self, stream: int, buildid: str, payload: bytes) -> bool:
+        """An ExecProcess message: an ``Init`` is judged like a container (held), the
+        rest of the process's input passes."""
+        try:
+            ask = decode_exec_init(payload, buildid)
+        except Undecodable as e:
+            self.pending.append(Pending(stream, _refusal(
+                f"dockgate: cannot decode an ExecProcess message ({e}); the build is refused")))
+            return True
+        if ask is None:
+            return False
+        verdict = judge_container(self.judge.policy, ask, self.judge.context, peer=self.judge.peer)
+        self._note(buildid, "exec", verdict, None)
+        self.pending.append(Pending(stream, verdict, ref=buildid, kind="exec"))
         return True
 
     def _judge_message(self, stream: int, kind: str, buildid: str, payload: bytes) -> None:

@@ -177,3 +177,20 @@ def test_syntax_frontend_outside_the_allowlist_is_refused(
     out = buildx(baseline(engine, policy_gates), ctx, "--network", "none", check=False)
     refused(out, "baseline", "registries")
     assert server.connections == before
+
+
+def test_compose_build_through_baseline(engine: Engine,
+                                        policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """``docker compose build`` of a service with ``build:`` goes through baseline (BuildKit,
+    mediated) and the image it names runs."""
+    pg = baseline(engine, policy_gates)
+    ctx = context(engine, f"FROM {BASE}\nCOPY hello.txt /hello.txt\n", **{"hello.txt": "composed"})
+    project = unique("dgc").lower()
+    image = f"{project}-web:lab"
+    (ctx / "compose.yaml").write_text(
+        f"services:\n  web:\n    image: {image}\n    build:\n      context: .\n"
+        "      network: none\n")
+    pg.docker("compose", "-p", project, "build", cwd=ctx, timeout=300)
+    out = pg.docker("run", "--rm", "--network", "none", image, "cat", "/hello.txt")
+    assert out.stdout == "composed"
+    pg.docker("rmi", image)
