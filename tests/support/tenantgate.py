@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from support import gate
-from support.engines import Engine, spawn_logged
+from support.engines import Engine, make_docker_config, spawn_logged
 
 USERS = {"dgalice": "teama", "dgbob": "teamb"}
 CERTS = {"alice-cert": "teama", "bob-cert": "teamb"}
@@ -319,10 +319,8 @@ def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:
     directory.chmod(0o755)
     pki = make_pki(directory / "tls")
     (directory / "tls").chmod(0o755)
-    config = directory / "cfg"
-    config.mkdir(mode=0o755)
+    config = make_docker_config(directory / "cfg")  # with buildx and compose
     config.chmod(0o755)
-    (config / "config.json").write_text("{}\n")
     (config / "config.json").chmod(0o644)
     tenants = directory / "tenants.yaml"
     tenants.write_text(TENANTS)
