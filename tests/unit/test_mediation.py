@@ -1,0 +1,129 @@
+"""Unit tests for dockgate.buildkit.mediation: which calls are mediated, how a session's
+Dockerfile is collected from fsutil packets, and how builds and sessions are bound to
+their caller (judges replaced by recorders: the policy's side is tested elsewhere)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dockgate.buildkit import mediation
+from dockgate.buildkit.h2relay import Plan
+from dockgate.buildkit.messages import message_class
+from dockgate.policy.buildcontrol import BuildVerdict
+
+_DIR = 1 << 31
+
+
+def packet(kind: int, *, path: str = "", mode: int = 0o644, ident: int = 0,
+           data: bytes = b"") -> bytes:
+    p: Any = message_class("fsutil.types.Packet")()
+    p.type = kind
+    if kind == 0 and path:
+        p.stat.path = path
+        p.stat.mode = mode
+    p.ID = ident
+    p.data = data
+    return bytes(p.SerializeToString())
+
+
+STAT, DATA = 0, 2
+
+
+class Handle:
+    def __init__(self) -> None:
+        self.failed: list[tuple[int, str]] = []
+
+    def fail(self, stream: int, message: str) -> None:
+        self.failed.append((stream, message))
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Dockerfiles judged (allowed unless they contain DENY)."""
+    seen: list[bytes] = []
+
+    def judge_dockerfile(policy: Any, ask: Any, dockerfile: bytes, ctx: Any = None,
+                         *, peer: Any = None) -> BuildVerdict:
+        seen.append(dockerfile)
+        return BuildVerdict(b"DENY" not in dockerfile, "dockgate: denied by policy p rule r: x")
+
+    monkeypatch.setattr(mediation, "judge_dockerfile", judge_dockerfile)
+    return seen
+
+
+def session(builds: mediation.Builds) -> mediation.SessionHooks:
+    judge = mediation.Judge(policy=None, peer=None, owner="alice")
+    assert builds.session_opened("sess", "alice", "ctx") is None
+    return mediation.SessionHooks(judge, builds, "sess", lambda s, m: None)
+
+
+def test_dockerfile_dir_is_held_until_each_dockerfile_is_judged(judged: list[bytes]) -> None:
+    """Stats pass; file data of the dockerfile directory is held from its first packet
+    until the Dockerfile is whole and judged; a .dockerignore is not a Dockerfile."""
+    builds = mediation.Builds()
+    hooks = session(builds)
+    plan = hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    assert plan == Plan(frozenset({"client"}))
+    assert builds.sessions["sess"].dirs == ["dockerfile"]
+    assert not hooks.message(3, "client", packet(STAT, path="Dockerfile"))
+    assert not hooks.message(3, "client", packet(STAT, path="Dockerfile.dockerignore"))
+    assert not hooks.message(3, "client", packet(STAT, path="sub", mode=_DIR | 0o755))
+    assert not hooks.message(3, "client", packet(STAT))
+    assert hooks.message(3, "client", packet(DATA, ident=0, data=b"FROM a\n"))
+    assert not hooks.settled(3) and not judged
+    assert hooks.message(3, "client", packet(DATA, ident=0, data=b"RUN x\n"))
+    assert hooks.message(3, "client", packet(DATA, ident=0))
+    assert judged == [b"FROM a\nRUN x\n"] and hooks.settled(3)
+    assert [p.verdict.allowed for p in hooks.pending] == [True]
+    assert not hooks.message(3, "client", packet(DATA, ident=1, data=b"*.tmp\n"))
+    assert judged == [b"FROM a\nRUN x\n"]
+
+
+def test_other_dirs_and_unknown_session_calls(judged: list[bytes]) -> None:
+    """The context directory is relayed (its name audited); a secret request is read for
+    its ID; Upload/Pull (a context from stdin) and unknown calls are refused."""
+    builds = mediation.Builds()
+    hooks = session(builds)
+    assert hooks.opened(5, [(":path", mediation.DIFFCOPY), ("dir-name", "context")]) is None
+    assert isinstance(hooks.opened(7, [(":path", "/moby.upload.v1.Upload/Pull")]), str)
+    assert hooks.opened(9, [(":path", mediation.GET_SECRET)]) == Plan(frozenset({"daemon"}))
+    request: Any = message_class("moby.buildkit.secrets.v1.GetSecretRequest")()
+    request.ID = "tok"
+    assert not hooks.message(9, "daemon", bytes(request.SerializeToString()))
+    assert builds.sessions["sess"].dirs == ["context"]
+    assert builds.sessions["sess"].secrets == ["tok"]
+
+
+def test_undecodable_packet_refuses(judged: list[bytes]) -> None:
+    """A packet dockgate cannot decode on the Dockerfile transfer refuses it."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    assert hooks.message(3, "client", b"\xff\xff\xff")
+    assert [p.verdict.allowed for p in hooks.pending] == [False]
+
+
+def test_sessions_and_builds_belong_to_their_caller() -> None:
+    """A session or build named by another caller is refused (the daemon would read
+    that caller's files for it)."""
+    builds = mediation.Builds()
+    assert builds.session_opened("s1", "alice", "") is None
+    assert builds.session_opened("s1", "bob", "") is not None
+    record, why = builds.solve("ref1", "s1", "bob")
+    assert record is None and "another caller" in why
+    record, why = builds.solve("ref1", "s1", "alice")
+    assert record is not None and not why
+    assert builds.build_of("ref1", "bob") is None
+    assert builds.for_session("s1") == [record]
+
+
+def test_grpc_calls() -> None:
+    """Solve calls are mediated, status and gateway reads relayed, a tunnelled session
+    and unknown calls refused."""
+    hooks = mediation.GrpcHooks(mediation.Judge(None, None, owner="a"), mediation.Builds(),
+                                Handle())
+    assert hooks.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
+    assert hooks.opened(3, [(":path", mediation.CONTROL + "Status")]) is None
+    assert isinstance(hooks.opened(5, [(":path", mediation.CONTROL + "Session")]), str)
+    assert isinstance(hooks.opened(7, [(":path", "/x.y/Z")]), str)
