@@ -229,20 +229,35 @@ class H2Relay:
             self._send(other(side), PREFACE)
             del buf[:len(PREFACE)]
             self._preface[side] = False
-        while len(buf) >= _HEAD:
-            try:
-                parsed, length = Frame.parse_frame_header(memoryview(buf)[:_HEAD])
-            except HyperframeError as e:
-                raise RelayError(f"unreadable HTTP/2 frame header: {e}") from None
-            if len(buf) < _HEAD + length:
-                return
-            raw = bytes(buf[:_HEAD + length])
-            del buf[:_HEAD + length]
-            try:
-                parsed.parse_body(memoryview(raw)[_HEAD:])
-            except HyperframeError as e:
-                raise RelayError(f"unreadable HTTP/2 {type(parsed).__name__}: {e}") from None
-            self._frame(side, parsed, raw)
+        view = memoryview(buf)
+        pos = run = 0
+        try:
+            while len(buf) - pos >= _HEAD:
+                try:
+                    parsed, length = Frame.parse_frame_header(view[pos:pos + _HEAD])
+                except HyperframeError as e:
+                    raise RelayError(f"unreadable HTTP/2 frame header: {e}") from None
+                end = pos + _HEAD + length
+                if end > len(buf):
+                    break
+                if isinstance(parsed, DataFrame) and parsed.stream_id not in self._streams \
+                        and not self._block[side]:
+                    pos = end  # DATA of a stream relayed blind: passes in the run, unparsed
+                    continue
+                if run < pos:
+                    self._send(other(side), bytes(view[run:pos]))
+                raw = bytes(view[pos:end])
+                try:
+                    parsed.parse_body(memoryview(raw)[_HEAD:])
+                except HyperframeError as e:
+                    raise RelayError(f"unreadable HTTP/2 {type(parsed).__name__}: {e}") from None
+                self._frame(side, parsed, raw)
+                pos = run = end
+            if run < pos:
+                self._send(other(side), bytes(view[run:pos]))
+        finally:
+            view.release()
+            del buf[:pos]
 
     def _frame(self, side: Side, f: Frame, raw: bytes) -> None:
         block = self._block[side]
