@@ -28,8 +28,6 @@ from dockgate.buildkit.mediation import (
     Judge,
     Pending,
     SessionHooks,
-    SolveRecord,
-    audit_facts,
 )
 from dockgate.model import AuditEvent, Peer
 from dockgate.policy.buildcontrol import BuildVerdict
@@ -145,6 +143,11 @@ class MediatedSplice(Splice):
             log.warn("BuildKit connection ended: {why}", why=str(e))
             self._abort_both()
             return
+        except Exception:
+            # A bug in judging must not leave a stream half-decided: end the build.
+            log.failure("BuildKit mediation failed; ending the connection")
+            self._abort_both()
+            return
         self._flush()
 
     def _flush(self) -> None:
@@ -218,7 +221,7 @@ class MediatedSplice(Splice):
 
     # -- audit ----------------------------------------------------------------
 
-    def _solve_done(self, solve: SolveRecord) -> None:
+    def _solve_done(self, facts: dict[str, Any]) -> None:
         """One record per solve: what was decided, and what its session served."""
         self._solves += 1
         x = self._x
@@ -228,7 +231,7 @@ class MediatedSplice(Splice):
             listener=client.factory.listener, peer=client.peer, method=x.method,
             raw_target=x.raw_target, request=x.request, decision=x.decision,
             tenant=x.tenant.name if x.tenant is not None else None,
-            build=audit_facts(solve, BUILDS.sessions.get(solve.session)),
+            build=facts,
         )
         try:
             client.settings.audit.record(event)

@@ -160,6 +160,9 @@ class SessionInfo:
     name: str = ""
     dirs: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
+    connected: bool = True
+    """Its ``/session`` connection is open (forgotten once it is closed and no solve
+    names it)."""
 
 
 class Handle(Protocol):
@@ -192,12 +195,20 @@ class Builds:
         known = self.sessions.get(session)
         if known is not None and known.owner != owner:
             return f"dockgate: session {session!r} belongs to another caller"
-        self.sessions[session] = known or SessionInfo(owner, name)
+        info = self.sessions[session] = known or SessionInfo(owner, name)
+        info.connected = True
         return None
 
     def session_closed(self, session: str) -> None:
-        if not any(s.session == session for s in self.solves.values()):
-            self.sessions.pop(session, None)
+        info = self.sessions.get(session)
+        if info is not None:
+            info.connected = False
+            self._forget(session)
+
+    def _forget(self, session: str) -> None:
+        info = self.sessions.get(session)
+        if info is not None and not info.connected and not self.for_session(session):
+            del self.sessions[session]
 
     def solve(self, ref: str, session: str, owner: str) -> tuple[SolveRecord | None, str]:
         """The build ``ref`` (created by a Control Solve); "" or why it is refused."""
@@ -220,7 +231,10 @@ class Builds:
 
     def finished(self, ref: str) -> SolveRecord | None:
         """The Control Solve of ``ref`` ended: its record, taken out."""
-        return self.solves.pop(ref, None)
+        record = self.solves.pop(ref, None)
+        if record is not None:
+            self._forget(record.session)
+        return record
 
 
 def audit_facts(record: SolveRecord, session: SessionInfo | None) -> dict[str, Any]:
@@ -258,7 +272,8 @@ class GrpcHooks:
         """Gateway calls that came before their build's Control Solve (the client makes
         both at once), judged once it is in."""
         """Control Solve streams → their build's ref (the audit record is written at the end)."""
-        self.on_closed: Callable[[SolveRecord], None] | None = None
+        self.on_closed: Callable[[dict[str, Any]], None] | None = None
+        """Called with the audit facts of each Control Solve that ends."""
 
     @property
     def owner(self) -> str:
@@ -364,9 +379,13 @@ class GrpcHooks:
             solve.open = [(h, s) for h, s in solve.open
                           if not (h is self.handle and s == stream)]
         ref = self._solves.pop(stream, None)
-        record = self.builds.finished(ref) if ref is not None else None
-        if record is not None and self.on_closed is not None:
-            self.on_closed(record)
+        record = self.builds.solves.get(ref) if ref is not None else None
+        if record is None:
+            return
+        facts = audit_facts(record, self.builds.sessions.get(record.session))
+        self.builds.finished(record.ref)
+        if self.on_closed is not None:
+            self.on_closed(facts)
 
 
 class _Dockerfiles:
