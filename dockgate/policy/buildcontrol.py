@@ -300,14 +300,17 @@ def judge_dockerfile(
     ctx: DecisionContext | None = None,
     *,
     peer: Peer | None = None,
+    buildargs: Mapping[str, str | None] | None = None,
 ) -> BuildVerdict:
     """Judge the Dockerfile the frontend reads through the session.
 
     ``dockerfile`` is its bytes, or facts already parsed (with the ``ONBUILD``
     triggers of its base images added by ``joincheck.check_base_triggers``).
-    The solve's build args (``build-arg:*``) resolve ``FROM`` variables.
+    The solve's build args (``build-arg:*``) resolve ``FROM`` variables;
+    without a solve (a ``POST /build?version=2``) pass that request's
+    ``buildargs(request)``.
     """
-    bk, _ = dockerfile_facts(dockerfile, ask)
+    bk, _ = dockerfile_facts(dockerfile, ask, buildargs)
     return judge_facts(policy, bk, ctx, peer)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from dockgate.buildkit.facts import solve_facts
+from dockgate.buildkit.messages import message_class
 from dockgate.buildkit.solve import (
     ContainerAsk,
     LlbMount,
@@ -22,6 +23,7 @@ from dockgate.buildkit.solve import (
     decode_bridge_solve,
     decode_control_solve,
     decode_filesync_packet,
+    decode_resolve_image_config,
 )
 from dockgate.model import Peer
 from dockgate.policy import load_policy
@@ -260,10 +262,27 @@ def test_dockerfile_build_args_resolve_from() -> None:
     assert ok.allowed and ok.image_refs == ("busybox:lab",)
 
 
+def test_dockerfile_of_a_classic_buildkit_request_uses_its_buildargs() -> None:
+    """POST /build?version=2 has no solve: its buildargs resolve FROM variables."""
+    verdict = judge_dockerfile(BASELINE, None, b"ARG IMG=busybox:lab\nFROM $IMG\n",
+                               peer=PEER, buildargs={"IMG": "10.1.2.3/x"})
+    assert not verdict.allowed and "10.1.2.3" in verdict.message
+
+
 def test_dockerfile_platform_variable_is_harmless() -> None:
     """FROM --platform=$BUILDPLATFORM only picks a variant of the named image."""
     df = b"FROM --platform=$BUILDPLATFORM busybox:lab AS b\nFROM b\n"
     assert judge_dockerfile(BASELINE, solve(), df, peer=PEER).allowed
+
+
+def test_resolve_requests_are_judged_as_sources() -> None:
+    """A ResolveImageConfig of a loopback registry is refused like a FROM of it."""
+    req = message_class("moby.buildkit.v1.frontend.ResolveImageConfigRequest")(
+        Ref="127.0.0.1:5000/x:1")
+    verdict = judge_solve(BASELINE, decode_resolve_image_config(req.SerializeToString(), "b"),
+                          peer=PEER)
+    assert not verdict.allowed and verdict.rule == "registries"
+    assert verdict.image_refs == ("127.0.0.1:5000/x:1",)
 
 
 # -- containers ----------------------------------------------------------------------
