@@ -328,9 +328,13 @@ def solve_facts(ask: SolveAsk) -> BuildKitFacts:
 
 
 def dockerfile_facts(
-    dockerfile: bytes | DockerfileFacts, ask: SolveAsk | None = None
+    dockerfile: bytes | DockerfileFacts,
+    ask: SolveAsk | None = None,
+    buildargs: Mapping[str, str | None] | None = None,
 ) -> tuple[BuildKitFacts, DockerfileFacts]:
-    """The Dockerfile's facts, read with the solve's build args (``build-arg:*``).
+    """The Dockerfile's facts, read with the solve's build args (``build-arg:*``), or
+    ``buildargs`` (a ``POST /build?version=2``'s, whose Dockerfile also comes
+    through the session).
 
     Returns the BuildKit facts (images, ``# syntax=`` frontends, ``ADD``
     URLs, BuildKit's RUN flags, and each value dockgate could not determine
@@ -341,7 +345,10 @@ def dockerfile_facts(
         df = dockerfile
     else:
         attrs = ask.frontend_attrs if ask is not None else {}
-        args = {k[len("build-arg:"):]: v for k, v in attrs.items() if k.startswith("build-arg:")}
+        args: dict[str, str | None] = {
+            k[len("build-arg:"):]: v for k, v in attrs.items() if k.startswith("build-arg:")
+        }
+        args.update(buildargs or {})
         df = parse(dockerfile, args)
     facts = BuildKitFacts()
     frontends = {ref for _, ref in df.frontends}

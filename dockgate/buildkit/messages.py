@@ -184,6 +184,18 @@ _GATEWAY: _File = (
             ("SourcePolicies", 15, "*.moby.buildkit.v1.sourcepolicy.Policy"),
         ]),
         ("CacheOptionsEntry", True, [("Type", 1, "string"), ("Attrs", 2, "map<string,string>")]),
+        ("ResolveImageConfigRequest", True, [
+            ("Ref", 1, "string"), ("Platform", 2, "bytes"), ("ResolveMode", 3, "string"),
+            ("LogName", 4, "string"), ("ResolverType", 5, "int32"), ("SessionID", 6, "string"),
+            ("StoreID", 7, "string"),
+            ("SourcePolicies", 8, "*.moby.buildkit.v1.sourcepolicy.Policy"),
+        ]),
+        ("ResolveSourceMetaRequest", True, [
+            ("Source", 1, ".pb.SourceOp"), ("Platform", 2, "bytes"), ("LogName", 3, "string"),
+            ("ResolveMode", 4, "string"), ("Git", 5, "bytes"), ("Image", 6, "bytes"),
+            ("HTTP", 7, "bytes"),
+            ("SourcePolicies", 8, "*.moby.buildkit.v1.sourcepolicy.Policy"),
+        ]),
         ("NewContainerRequest", True, [
             ("ContainerID", 1, "string"), ("Mounts", 2, "*.pb.Mount"),
             ("Network", 3, "enum .pb.NetMode"), ("platform", 4, "bytes"),

@@ -333,6 +333,31 @@ def decode_bridge_solve(payload: bytes, buildid: str) -> SolveAsk:
     )
 
 
+def decode_resolve_image_config(payload: bytes, buildid: str) -> SolveAsk:
+    """``LLBBridge/ResolveImageConfig``: the daemon reads an image's config (a registry
+    contact, or the client's OCI store through the session) → a SolveAsk with that one
+    source, judged like any solve."""
+    req = _parse("moby.buildkit.v1.frontend.ResolveImageConfigRequest", payload,
+                 "ResolveImageConfig")
+    if req.ResolverType == 1:  # the OCI layout store on the client's session
+        op = LlbOp("", "source", identifier=f"oci-layout://{req.Ref}",
+                   attrs={"oci.session": req.SessionID, "oci.store": req.StoreID})
+    else:
+        op = LlbOp("", "source", identifier=f"docker-image://{req.Ref}")
+    return SolveAsk(via="bridge", ref=buildid, ops=(op,),
+                    source_policy=_policies(req.SourcePolicies))
+
+
+def decode_resolve_source_meta(payload: bytes, buildid: str) -> SolveAsk:
+    """``LLBBridge/ResolveSourceMeta``: the daemon resolves a source (an image, a git
+    remote's commit, an http checksum) → a SolveAsk with that source op."""
+    req = _parse("moby.buildkit.v1.frontend.ResolveSourceMetaRequest", payload,
+                 "ResolveSourceMeta")
+    op = LlbOp("", "source", identifier=req.Source.identifier, attrs=dict(req.Source.attrs))
+    return SolveAsk(via="bridge", ref=buildid, ops=(op,),
+                    source_policy=_policies(req.SourcePolicies))
+
+
 def decode_new_container(payload: bytes, buildid: str) -> ContainerAsk:
     """``/moby.buildkit.v1.frontend.LLBBridge/NewContainer`` request body → ContainerAsk.
 

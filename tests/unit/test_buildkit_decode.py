@@ -20,6 +20,8 @@ from dockgate.buildkit.solve import (
     decode_exec_init,
     decode_filesync_packet,
     decode_new_container,
+    decode_resolve_image_config,
+    decode_resolve_source_meta,
     decode_secret_request,
 )
 
@@ -252,3 +254,21 @@ def test_unknown_fields_in_other_closed_messages() -> None:
         decode_exec_init(b"\x12" + bytes([len(init) + 3]) + init + UNKNOWN, "b")
     # The secret request is open: an unknown field is ignored.
     assert decode_secret_request(b"\x0a\x01a" + UNKNOWN) == "a"
+
+
+def test_resolve_requests_are_sources() -> None:
+    """ResolveImageConfig and ResolveSourceMeta make the daemon contact a source: one op each."""
+    req = new("moby.buildkit.v1.frontend.ResolveImageConfigRequest", Ref="ghcr.io/a/b:1")
+    ask = decode_resolve_image_config(req.SerializeToString(), "b1")
+    assert [o.identifier for o in ask.ops] == ["docker-image://ghcr.io/a/b:1"]
+    oci = new("moby.buildkit.v1.frontend.ResolveImageConfigRequest", Ref="x@sha256:00",
+              ResolverType=1, SessionID="s1", StoreID="st")
+    op = decode_resolve_image_config(oci.SerializeToString(), "b1").ops[0]
+    assert (op.identifier, op.attrs["oci.session"]) == ("oci-layout://x@sha256:00", "s1")
+    meta = new("moby.buildkit.v1.frontend.ResolveSourceMetaRequest")
+    meta.Source.identifier = "git://github.com/a/b.git"
+    meta.Source.attrs["git.fullurl"] = "https://github.com/a/b.git"
+    ask = decode_resolve_source_meta(meta.SerializeToString(), "b1")
+    assert (ask.ref, ask.ops[0].identifier) == ("b1", "git://github.com/a/b.git")
+    with pytest.raises(Undecodable):
+        decode_resolve_source_meta(meta.SerializeToString() + UNKNOWN, "b1")
