@@ -47,6 +47,8 @@ from dockgate.buildkit.solve import (
     decode_exec_init,
     decode_filesync_packet,
     decode_new_container,
+    decode_resolve_image_config,
+    decode_resolve_source_meta,
     decode_secret_request,
 )
 from dockgate.model import Peer
@@ -65,13 +67,18 @@ CONTROL_SOLVE = CONTROL + "Solve"
 BUILDID = "buildkit-controlapi-buildid"
 """The metadata naming the build (the Control Solve's ``ref``) a gateway call is for."""
 
-JUDGED: Mapping[str, Literal["control", "bridge", "container", "exec"]] = {
+JUDGED: Mapping[str, Literal["control", "bridge", "image-config", "source-meta", "container",
+                              "exec"]] = {
     CONTROL_SOLVE: "control",
     BRIDGE + "Solve": "bridge",
+    BRIDGE + "ResolveImageConfig": "image-config",
+    BRIDGE + "ResolveSourceMeta": "source-meta",
     BRIDGE + "NewContainer": "container",
     BRIDGE + "ExecProcess": "exec",
 }
-"""The calls on ``/grpc`` whose request is held and judged (``ExecProcess``: each
+"""The calls on ``/grpc`` whose request is held and judged (the two resolvers make
+the daemon contact a registry or a remote, so they are judged as a solve of that
+one source; ``ExecProcess``: each
 ``Init`` message, which starts a process with its own security mode; its stdin,
 resizes and signals pass)."""
 
@@ -82,7 +89,7 @@ GRPC_RELAYED = frozenset({
     )
 } | {
     BRIDGE + name for name in (
-        "ResolveImageConfig", "ResolveSourceMeta", "ReadFile", "ReadDir", "StatFile", "Ping",
+        "ReadFile", "ReadDir", "StatFile", "Ping",
         "Return", "Inputs", "Evaluate", "Warn", "ReleaseContainer",
     )
 } | {
@@ -93,8 +100,7 @@ GRPC_RELAYED = frozenset({
 """Calls on ``/grpc`` that read state or report on a build already judged.
 
 The content store's ``Info`` and ``Read`` give blobs by digest (compose reads a
-build's provenance record); ``ResolveImageConfig`` reads an image's config for the frontend (the
-image itself is judged where the LLB names it)."""
+build's provenance record)."""
 
 DIFFCOPY = "/moby.filesync.v1.FileSync/DiffCopy"
 GET_SECRET = "/moby.buildkit.secrets.v1.Secrets/GetSecret"  # noqa: S105 (a method name)
@@ -257,6 +263,13 @@ def _refusal(message: str) -> BuildVerdict:
     return BuildVerdict(False, message, rule="")
 
 
+_BRIDGE_DECODERS: Mapping[str, Callable[[bytes, str], SolveAsk]] = {
+    "bridge": decode_bridge_solve,
+    "image-config": decode_resolve_image_config,
+    "source-meta": decode_resolve_source_meta,
+}
+
+
 class GrpcHooks:
     """``Hooks`` of a ``/grpc`` connection (the CLI is the HTTP/2 client)."""
 
@@ -343,7 +356,7 @@ class GrpcHooks:
             ask = decode_control_solve(payload)
             record, why = self.builds.solve(ask.ref, ask.session, self.owner)
         else:
-            ask = decode_bridge_solve(payload, buildid)
+            ask = _BRIDGE_DECODERS[kind](payload, buildid)
             record = self.builds.build_of(buildid, self.owner)
             why = "" if record is not None else \
                 f"dockgate: gateway call for unknown build {buildid!r}"
