@@ -250,3 +250,17 @@ def test_undecodable_solve_is_refused(engine: Engine,
                         "/moby.buildkit.v1.Control/Solve", junk)
     assert through["grpc-status"] == "7", through
     assert urllib.parse.unquote(through["grpc-message"]).startswith("dockgate: cannot decode")
+
+
+@pytest.mark.allow_refusals
+def test_restricted_refuses_builds_with_its_reason(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """restricted denies image.build (its RUN steps run as root, outside its rules): a
+    BuildKit build through it is refused with that rule in the CLI's output (not a
+    registry error from a fallback), and no image is made."""
+    pg = policy_gates[(engine.name, "restricted")]
+    tag = unique("dgr").lower() + ":lab"
+    ctx = context(engine, f"FROM {BASE}\nRUN true\n")
+    out = buildx(pg, ctx, "--network", "none", "--load", "-t", tag, check=False)
+    refused(out, "restricted", "escalation-endpoints")
+    assert engine.docker_direct("image", "inspect", tag, check=False).returncode != 0
