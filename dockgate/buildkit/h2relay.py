@@ -36,10 +36,13 @@ For each stream the initiator opens, ``Hooks.opened`` sees the decoded
 request headers and says whether the stream is relayed blind, refused, or
 mediated: then the gRPC messages one or both sides send are reassembled
 (``grpcwire``) and shown to ``Hooks.message``, which may ask to *hold* that
-direction.  Held DATA frames wait in order until ``release`` sends them on
-unchanged, or ``refuse`` ends the stream: the initiator gets a trailers-only
-answer (``grpc-status`` 7, PERMISSION_DENIED, with dockgate's message, END_STREAM),
-the responder a RST_STREAM(CANCEL), and the held DATA is dropped, with
+direction.  Held DATA frames (from the one that completes the held message on;
+the receiver cannot use a message's first bytes without its last, and reading
+them is what lets the sender go on past the flow-control window) wait in order
+until ``release`` sends them on unchanged, or ``refuse`` ends the stream: the
+initiator gets a trailers-only answer (``grpc-status`` 7, PERMISSION_DENIED,
+with dockgate's message, END_STREAM), the responder a RST_STREAM(CANCEL),
+and the held DATA is dropped, with
 connection flow-control credit given back to its sender (the receiver will
 never acknowledge bytes it never saw).  DATA arriving later on a refused
 stream is dropped and credited the same way.
@@ -370,9 +373,15 @@ class H2Relay:
             self._ended(sid, st, side)
 
     def _drain(self, side: Side, direction: _Direction) -> None:
-        """Send on what a direction held, once nothing holds it and it ends on a message
-        boundary (part of an unjudged message never goes on)."""
-        if direction.holding or direction.reader.partial or not direction.held:
+        """Send on what a direction queued, unless a message in it is held.
+
+        Frames before the one that completes a message go on: the receiver's
+        gRPC cannot act on a message it has not got whole, and its reading them
+        is what opens the flow-control window for the rest (a message larger than
+        the window would otherwise never complete).  The frame that completes a
+        message the hooks hold stays, with everything after it, until ``release``.
+        """
+        if direction.holding or not direction.held:
             return
         self._send(other(side), b"".join(direction.held))
         direction.held.clear()

@@ -119,7 +119,11 @@ the client, registry credentials the client offers, SSH agent forwarding."""
 
 DOCKERFILE_DIR = "dockerfile"
 """The session directory the dockerfile frontend reads its Dockerfile from."""
-MAX_DOCKERFILE = 4 << 20
+MAX_DOCKERFILE = 48 << 10
+"""Most file data held on a Dockerfile transfer: the CLI sends it only as far as the
+daemon's flow-control window lets it (64 KiB at least, the gRPC and fsutil framing
+included), and the daemon opens the window only once dockgate passes the data on;
+a larger Dockerfile is refused with that reason rather than left hanging."""
 _GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 """Go's ``os.ModeType``: fsutil's stat modes are Go file modes."""
 
@@ -401,6 +405,10 @@ class GrpcHooks:
             self.on_closed(facts)
 
 
+class _TooLarge(Undecodable):
+    """A Dockerfile transfer larger than ``MAX_DOCKERFILE`` (the message is the refusal)."""
+
+
 class _Dockerfiles:
     """The Dockerfiles of one ``dockerfile`` DiffCopy, from the CLI's fsutil packets.
 
@@ -413,6 +421,7 @@ class _Dockerfiles:
         self.index = 0
         self.files: dict[int, str] = {}
         self.open: dict[int, bytearray] = {}
+        self.held = 0
 
     def packet(self, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
         """(hold from here, a Dockerfile completed by this packet)."""
@@ -428,10 +437,15 @@ class _Dockerfiles:
         buf = self.open.setdefault(p.id, bytearray())
         if p.data:
             buf += p.data
-            if len(buf) > MAX_DOCKERFILE:
-                raise Undecodable(f"a Dockerfile larger than {MAX_DOCKERFILE} bytes")
+            self.held += len(p.data)
+            if self.held > MAX_DOCKERFILE:
+                raise _TooLarge(f"dockgate: a Dockerfile larger than {MAX_DOCKERFILE >> 10} KiB "
+                                "is more than dockgate holds while it judges one; the build "
+                                "is refused")
             return True, None
         del self.open[p.id]
+        if not self.open:
+            self.held = 0
         return True, (self.files.pop(p.id), bytes(buf))
 
 
@@ -478,6 +492,9 @@ class SessionHooks:
             if files is None:
                 return False
             hold, done = files.packet(payload)
+        except _TooLarge as e:
+            self._refuse(stream, str(e))
+            return True
         except Undecodable as e:
             self._refuse(stream, f"dockgate: cannot decode a session message ({e}); "
                                  "the build is refused")

@@ -264,3 +264,15 @@ def test_restricted_refuses_builds_with_its_reason(
     out = buildx(pg, ctx, "--network", "none", "--load", "-t", tag, check=False)
     refused(out, "restricted", "escalation-endpoints")
     assert engine.docker_direct("image", "inspect", tag, check=False).returncode != 0
+
+
+@pytest.mark.allow_refusals
+def test_dockerfile_too_large_to_hold_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """A Dockerfile larger than dockgate holds while judging it (the CLI sends no more
+    than the daemon's flow-control window before the daemon reads some) ends the build
+    with dockgate's reason instead of leaving it hanging."""
+    ctx = context(engine, f"FROM {BASE}\n" + ("# " + "x" * 97 + "\n") * 1000 + "RUN true\n")
+    out = buildx(baseline(engine, policy_gates), ctx, "--network", "none", check=False)
+    assert out.returncode != 0
+    assert "dockgate: a Dockerfile larger than 48 KiB" in out.stderr, out.stderr

@@ -115,13 +115,15 @@ def test_blind_streams_pass_byte_for_byte() -> None:
 
 
 def test_held_message_is_released_unchanged() -> None:
-    """A mediated request's DATA is held until release, then passes as it came."""
+    """A mediated request's last DATA frame (the one completing the message) is held
+    until release, then everything passes as it came."""
     hooks = Hooks()
     pair = Pair(hooks)
     sid = pair.call("/judged/Solve", b"solve-request" * 3000)
     pair.pump()
     assert hooks.messages == [(sid, "client", b"solve-request" * 3000)]
-    assert not pair.of("server", h2.events.DataReceived)
+    early = b"".join(e.data for e in pair.of("server", h2.events.DataReceived))
+    assert len(early) == 32000  # the frames before the last: the message is not whole
     assert pair.of("server", h2.events.RequestReceived)  # headers always go on
     pair.relay.release(sid)
     released = pair.relay.take("daemon")
@@ -132,8 +134,8 @@ def test_held_message_is_released_unchanged() -> None:
 
 def test_refused_stream_answers_permission_denied_and_credits_window() -> None:
     """A refusal: the client gets trailers-only grpc-status 7 with dockgate's message,
-    the daemon a RST_STREAM(CANCEL), and the dropped bytes come back to the client as
-    connection window; the next call still decodes (HPACK stayed in step)."""
+    the daemon a RST_STREAM(CANCEL) (it never had the whole message), and the dropped
+    bytes come back to the client as connection window; the next call still decodes (HPACK stayed in step)."""
     hooks = Hooks()
     pair = Pair(hooks)
     body = b"q" * 30000
@@ -148,13 +150,15 @@ def test_refused_stream_answers_permission_denied_and_credits_window() -> None:
     message = dict((k.decode(), v.decode()) for k, v in ended[0].headers)["grpc-message"]
     assert message == "dockgate: denied by policy p rule r: 100%25 no"
     assert [e.error_code for e in pair.of("server", h2.events.StreamReset)] == [8]
-    assert pair.client.outbound_flow_control_window == before + len(frame_message(body))
+    # The frame completing the message was held and dropped: its bytes come back.
+    assert pair.client.outbound_flow_control_window == before + len(frame_message(body)) - 16000
     hooks.hold = False
     sid2 = pair.call("/judged/Solve", b"again")
     pair.pump()
     assert dict(pair.of("server", h2.events.RequestReceived)[-1].headers)[":path"] == \
         "/judged/Solve"
-    assert [e.stream_id for e in pair.of("server", h2.events.DataReceived)] == [sid2]
+    assert b"".join(e.data for e in pair.of("server", h2.events.DataReceived)
+                    if e.stream_id == sid2) == frame_message(b"again")
 
 
 def test_refused_at_open() -> None:
