@@ -51,6 +51,7 @@ Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
 SESSION_ID = "x-docker-expose-session-uuid"
 SESSION_NAME = "x-docker-expose-session-name"
+SESSION_KEY = "x-docker-expose-session-sharedkey"
 
 
 def build_judge(policy: Any, context: DecisionContext | None, peer: Peer | None,
@@ -105,7 +106,8 @@ class MediatedSplice(Splice):
         else:
             headers = dict(x.request.headers)
             self.session = headers.get(SESSION_ID, "")
-            why = BUILDS.session_opened(self.session, judge.owner, headers.get(SESSION_NAME, ""))
+            why = BUILDS.session_opened(self.session, judge.owner, headers.get(SESSION_NAME, ""),
+                                        headers.get(SESSION_KEY, ""))
             hooks = SessionHooks(judge, BUILDS, self.session, fail_solves)
             self.relay = H2Relay("daemon", hooks)
             if why is not None:
@@ -180,8 +182,9 @@ class MediatedSplice(Splice):
             if p.kind == "dockerfile":
                 fail_solves(p.session, verdict.message)
             return
-        if isinstance(self.hooks, SessionHooks) and not self.hooks.settled(p.stream):
-            return  # another Dockerfile of this transfer is still arriving
+        if isinstance(self.hooks, SessionHooks) and p.kind == "dockerfile" and \
+                not self.hooks.decided(p.stream):
+            return  # another Dockerfile of this transfer still waits for its verdict
         self.relay.release(p.stream)
 
     async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:

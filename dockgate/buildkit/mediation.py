@@ -26,7 +26,8 @@ Control ``Solve`` names its session and its ``ref``, the gateway's calls carry
 that ``ref`` as ``buildid``, and the ``/session`` connection names its session
 in its upgrade request.  A session is bound to the principal that opened it:
 a solve naming another caller's session is refused (the daemon would read
-that caller's files for it).
+that caller's files for it), and so is a session's shared key (the daemon's
+cache of what earlier transfers under that key wrote).
 """
 
 from __future__ import annotations
@@ -120,10 +121,11 @@ the client, registry credentials the client offers, SSH agent forwarding."""
 DOCKERFILE_DIR = "dockerfile"
 """The session directory the dockerfile frontend reads its Dockerfile from."""
 MAX_DOCKERFILE = 48 << 10
-"""Most file data held on a Dockerfile transfer: the CLI sends it only as far as the
-daemon's flow-control window lets it (64 KiB at least, the gRPC and fsutil framing
-included), and the daemon opens the window only once dockgate passes the data on;
-a larger Dockerfile is refused with that reason rather than left hanging."""
+"""Most Dockerfile bytes held on one transfer.  The CLI sends only as far as the
+daemon's flow-control window lets it (64 KiB at least, the gRPC and fsutil
+framing included), and the daemon opens the window only as it reads what
+dockgate passes on: a larger Dockerfile is refused with that reason rather than
+left hanging."""
 _GO_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 """Go's ``os.ModeType``: fsutil's stat modes are Go file modes."""
 
@@ -199,12 +201,23 @@ class Builds:
     def __init__(self) -> None:
         self.sessions: dict[str, SessionInfo] = {}
         self.solves: dict[str, SolveRecord] = {}
+        self.shared_keys: dict[str, str] = {}
 
-    def session_opened(self, session: str, owner: str, name: str) -> str | None:
-        """A ``/session`` connection: None, or why it is refused."""
+    def session_opened(self, session: str, owner: str, name: str, shared_key: str = ""
+                       ) -> str | None:
+        """A ``/session`` connection: None, or why it is refused.
+
+        The daemon keeps what a session's transfers wrote under its shared key and
+        starts the next transfer with that key from it (files whose stat the CLI
+        repeats are not sent again): a key is bound to the first caller using it.
+        """
         known = self.sessions.get(session)
         if known is not None and known.owner != owner:
             return f"dockgate: session {session!r} belongs to another caller"
+        if shared_key:
+            holder = self.shared_keys.setdefault(shared_key, owner)
+            if holder != owner:
+                return "dockgate: the session's shared key belongs to another caller"
         info = self.sessions[session] = known or SessionInfo(owner, name)
         info.connected = True
         return None
@@ -406,7 +419,7 @@ class GrpcHooks:
 
 
 class _TooLarge(Undecodable):
-    """A Dockerfile transfer larger than ``MAX_DOCKERFILE`` (the message is the refusal)."""
+    """A Dockerfile larger than ``MAX_DOCKERFILE`` (the message is the refusal)."""
 
 
 class _Dockerfiles:
@@ -415,6 +428,9 @@ class _Dockerfiles:
     Every regular file of that directory except ``*.dockerignore`` is judged as a
     Dockerfile (the frontend reads only the one its ``filename`` names, so a
     file judged for nothing costs nothing, and one missed would pass unread).
+    None of a Dockerfile's bytes reach the daemon before its verdict: the
+    daemon keeps what a transfer wrote for the next build of the same shared
+    key, so not even a refused file's first bytes may land there.
     """
 
     def __init__(self) -> None:
@@ -424,7 +440,7 @@ class _Dockerfiles:
         self.held = 0
 
     def packet(self, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
-        """(hold from here, a Dockerfile completed by this packet)."""
+        """(hold from this packet on, a Dockerfile this packet ends)."""
         p = decode_filesync_packet(payload)
         if p.kind == "stat":
             if p.path and p.mode & _GO_MODE_TYPE == 0 and \
@@ -440,8 +456,8 @@ class _Dockerfiles:
             self.held += len(p.data)
             if self.held > MAX_DOCKERFILE:
                 raise _TooLarge(f"dockgate: a Dockerfile larger than {MAX_DOCKERFILE >> 10} KiB "
-                                "is more than dockgate holds while it judges one; the build "
-                                "is refused")
+                                "is more than dockgate can hold while it judges it (HTTP/2 "
+                                "flow control); the build is refused")
             return True, None
         del self.open[p.id]
         if not self.open:
@@ -461,6 +477,8 @@ class SessionHooks:
         self._fail_solves = fail_solves
         self._files: dict[int, _Dockerfiles] = {}
         self._secret_streams: set[int] = set()
+        self._judging: dict[int, int] = {}
+        """Dockerfiles per stream whose verdict the I/O layer has not applied yet."""
 
     def opened(self, stream: int, headers: list[tuple[str, str]]) -> Plan | str | None:
         path = _header(headers, ":path")
@@ -511,6 +529,7 @@ class SessionHooks:
                                    j.context, peer=j.peer)
         for record in records:
             record.decisions.append(_decision("dockerfile", verdict))
+        self._judging[stream] = self._judging.get(stream, 0) + 1
         self.pending.append(Pending(stream, verdict, session=self.session, kind="dockerfile"))
 
     def _refuse(self, stream: int, message: str) -> None:
@@ -522,11 +541,18 @@ class SessionHooks:
         self._fail_solves(self.session, message)
         return message
 
-    def settled(self, stream: int) -> bool:
-        """Whether no Dockerfile of ``stream`` is still arriving (its data may go on)."""
+    def decided(self, stream: int) -> bool:
+        """One Dockerfile verdict of ``stream`` was applied (allowed); whether what the
+        stream held may go on (no verdict outstanding, no Dockerfile half arrived)."""
+        left = self._judging.get(stream, 0) - 1
+        if left > 0:
+            self._judging[stream] = left
+            return False
+        self._judging.pop(stream, None)
         files = self._files.get(stream)
         return files is None or not files.open
 
     def closed(self, stream: int) -> None:
         self._files.pop(stream, None)
+        self._judging.pop(stream, None)
         self._secret_streams.discard(stream)

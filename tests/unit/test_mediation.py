@@ -72,13 +72,40 @@ def test_dockerfile_dir_is_held_until_each_dockerfile_is_judged(judged: list[byt
     assert not hooks.message(3, "client", packet(STAT, path="sub", mode=_DIR | 0o755))
     assert not hooks.message(3, "client", packet(STAT))
     assert hooks.message(3, "client", packet(DATA, ident=0, data=b"FROM a\n"))
-    assert not hooks.settled(3) and not judged
     assert hooks.message(3, "client", packet(DATA, ident=0, data=b"RUN x\n"))
+    assert not judged
     assert hooks.message(3, "client", packet(DATA, ident=0))
-    assert judged == [b"FROM a\nRUN x\n"] and hooks.settled(3)
+    assert judged == [b"FROM a\nRUN x\n"]
     assert [p.verdict.allowed for p in hooks.pending] == [True]
+    assert hooks.decided(3)
     assert not hooks.message(3, "client", packet(DATA, ident=1, data=b"*.tmp\n"))
     assert judged == [b"FROM a\nRUN x\n"]
+
+
+def test_dockerfile_larger_than_dockgate_holds(judged: list[bytes]) -> None:
+    """More Dockerfile bytes than fit the flow-control window are refused, not hung."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    hooks.message(3, "client", packet(STAT, path="Dockerfile"))
+    for _ in range(2):
+        hooks.message(3, "client", packet(DATA, ident=0, data=b"#" * 32768))
+    assert [p.verdict.message for p in hooks.pending] == [
+        "dockgate: a Dockerfile larger than 48 KiB is more than dockgate can hold while it "
+        "judges it (HTTP/2 flow control); the build is refused"]
+
+
+def test_two_dockerfiles_release_after_both_verdicts(judged: list[bytes]) -> None:
+    """With two candidate files, the transfer goes on only once both verdicts are in."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    for name in ("Dockerfile", "other.Dockerfile", ""):
+        hooks.message(3, "client", packet(STAT, path=name))
+    for ident in (0, 1):
+        hooks.message(3, "client", packet(DATA, ident=ident, data=b"FROM a\n"))
+        assert hooks.message(3, "client", packet(DATA, ident=ident))
+    assert len(hooks.pending) == 2
+    assert not hooks.decided(3)
+    assert hooks.decided(3)
 
 
 def test_other_dirs_and_unknown_session_calls(judged: list[bytes]) -> None:
@@ -105,8 +132,8 @@ def test_undecodable_packet_refuses(judged: list[bytes]) -> None:
 
 
 def test_sessions_and_builds_belong_to_their_caller() -> None:
-    """A session or build named by another caller is refused (the daemon would read
-    that caller's files for it)."""
+    """A session, build or shared key named by another caller is refused (the daemon
+    would read that caller's files for it, or start from what it transferred)."""
     builds = mediation.Builds()
     assert builds.session_opened("s1", "alice", "") is None
     assert builds.session_opened("s1", "bob", "") is not None
@@ -116,6 +143,8 @@ def test_sessions_and_builds_belong_to_their_caller() -> None:
     assert record is not None and not why
     assert builds.build_of("ref1", "bob") is None
     assert builds.for_session("s1") == [record]
+    assert builds.session_opened("s2", "alice", "", "key") is None
+    assert builds.session_opened("s3", "bob", "", "key") is not None
 
 
 def test_grpc_calls() -> None:
