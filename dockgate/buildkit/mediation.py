@@ -418,8 +418,8 @@ class GrpcHooks:
             self.on_closed(facts)
 
 
-class _TooLarge(Undecodable):
-    """A Dockerfile larger than ``MAX_DOCKERFILE`` (the message is the refusal)."""
+class _Refused(Undecodable):
+    """A Dockerfile transfer dockgate cannot judge (the message is the refusal)."""
 
 
 class _Dockerfiles:
@@ -430,7 +430,10 @@ class _Dockerfiles:
     file judged for nothing costs nothing, and one missed would pass unread).
     None of a Dockerfile's bytes reach the daemon before its verdict: the
     daemon keeps what a transfer wrote for the next build of the same shared
-    key, so not even a refused file's first bytes may land there.
+    key, so not even a refused file's first bytes may land there.  For the same
+    reason a transfer that ends (the CLI's FIN) without the daemon having asked
+    for every Dockerfile it was offered is refused: the daemon would build
+    from the copy it kept.
     """
 
     def __init__(self) -> None:
@@ -448,6 +451,13 @@ class _Dockerfiles:
                 self.files[self.index] = p.path
             self.index += 1
             return bool(self.open), None
+        if p.kind == "fin" and self.files:
+            # The daemon did not ask for a Dockerfile: it would use the copy an
+            # earlier transfer under this shared key left, judged then (if at all)
+            # with other build arguments.
+            raise _Refused("dockgate: the daemon did not ask for the Dockerfile "
+                           f"{sorted(self.files.values())[0]!r} (it kept one from an earlier "
+                           "build, which dockgate cannot judge again); the build is refused")
         if p.kind != "data" or p.id not in self.files:
             return bool(self.open), None
         buf = self.open.setdefault(p.id, bytearray())
@@ -455,7 +465,7 @@ class _Dockerfiles:
             buf += p.data
             self.held += len(p.data)
             if self.held > MAX_DOCKERFILE:
-                raise _TooLarge(f"dockgate: a Dockerfile larger than {MAX_DOCKERFILE >> 10} KiB "
+                raise _Refused(f"dockgate: a Dockerfile larger than {MAX_DOCKERFILE >> 10} KiB "
                                 "is more than dockgate can hold while it judges it (HTTP/2 "
                                 "flow control); the build is refused")
             return True, None
@@ -510,7 +520,7 @@ class SessionHooks:
             if files is None:
                 return False
             hold, done = files.packet(payload)
-        except _TooLarge as e:
+        except _Refused as e:
             self._refuse(stream, str(e))
             return True
         except Undecodable as e:

@@ -28,7 +28,7 @@ def packet(kind: int, *, path: str = "", mode: int = 0o644, ident: int = 0,
     return bytes(p.SerializeToString())
 
 
-STAT, DATA = 0, 2
+STAT, DATA, FIN = 0, 2, 3
 
 
 class Handle:
@@ -156,3 +156,15 @@ def test_grpc_calls() -> None:
     assert hooks.opened(3, [(":path", mediation.CONTROL + "Status")]) is None
     assert isinstance(hooks.opened(5, [(":path", mediation.CONTROL + "Session")]), str)
     assert isinstance(hooks.opened(7, [(":path", "/x.y/Z")]), str)
+
+
+def test_dockerfile_not_asked_for_is_refused(judged: list[bytes]) -> None:
+    """A transfer that ends without the daemon asking for a Dockerfile it was offered
+    (it kept a copy from an earlier build under the same shared key) is refused."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    hooks.message(3, "client", packet(STAT, path="Dockerfile"))
+    hooks.message(3, "client", packet(STAT))
+    assert hooks.message(3, "client", packet(FIN))
+    assert not judged
+    assert "did not ask for the Dockerfile 'Dockerfile'" in hooks.pending[0].verdict.message
