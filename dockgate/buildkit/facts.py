@@ -18,6 +18,7 @@ see.  Each fact carries ``where`` it came from, so the denial names it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +99,17 @@ def _csv(value: str) -> list[str] | None:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
+_SESSION_UPLOAD = re.compile(r"http://buildkit-session/[A-Za-z0-9]+")
+"""What buildx sends for a context read from stdin (``docker buildx build - < ctx.tar``):
+BuildKit's http source reads a URL whose host is ``buildkit-session`` from the
+build's own session (moby/buildkit ``source/http/transport.go``), not the network."""
+
+
 def _is_remote(value: str) -> bool:
-    """Whether a context value is something the daemon fetches rather than a local name."""
+    """Whether a context value is something the daemon fetches rather than a local name
+    or the client's own upload."""
+    if _SESSION_UPLOAD.fullmatch(value):
+        return False
     return bool(value) and not set(value) <= _LOCAL_VALUE
 
 
@@ -242,6 +252,8 @@ def _source(facts: BuildKitFacts, op: LlbOp, where: str) -> None:
         facts.refusals.append((where, f"source {op.identifier!r} is not a kind dockgate knows"))
     elif scheme in _IMAGE_SCHEMES:
         facts.images.append((where, rest))
+    elif _SESSION_UPLOAD.fullmatch(op.identifier):
+        facts.locals.append((where, op.identifier))
     elif scheme in _FETCH_SCHEMES:
         url = op.attrs.get("git.fullurl", "") if scheme == "git" else ""
         target = facts.remote if op.origin in ("context", "dockerfile") else facts.urls

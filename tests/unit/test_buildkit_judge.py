@@ -116,6 +116,16 @@ def test_llb_with_image_local_and_mounts_is_allowed() -> None:
                                                            "s1"]]
 
 
+def test_stdin_context_is_the_clients_upload() -> None:
+    """`docker buildx build - < ctx.tar`: the context URL is read from the client's session."""
+    upload = "http://buildkit-session/0123abcd"
+    assert judge_solve(BASELINE, solve(attrs={"context": upload}), peer=PEER).allowed
+    assert judge_solve(BASELINE, SolveAsk("control", ops=(source(upload),)), peer=PEER).allowed
+    for spoof in ("http://buildkit-session@evil.example/x", "http://buildkit-session.evil/x",
+                  "http://buildkit-session/x?y", "https://buildkit-session:80/x"):
+        assert not judge_solve(BASELINE, solve(attrs={"context": spoof}), peer=PEER).allowed
+
+
 # -- refused ---------------------------------------------------------------------
 
 
