@@ -18,6 +18,7 @@ see.  Each fact carries ``where`` it came from, so the denial names it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,7 +83,7 @@ _INERT_KEYS = frozenset({
     "target", "no-cache", "platform", "multi-platform", "image-resolve-mode", "add-hosts",
     "hostname", "shm-size", "filename", "dockerfilekey", "contextsubdir", "frontend.caps",
     "requestid", "memory", "memswap", "cpushares", "cpuperiod", "cpuquota", "cpusetcpus",
-    "cpusetmems", "cmdline", "contextkey", "attest:provenance",
+    "cpusetmems", "cmdline", "contextkey",
 })
 """Build-target selection, image metadata and limits of the build's own containers."""
 _INERT_PREFIXES = ("label:", "vcs:", "input-metadata:", "sharedkey:", "build-arg:")
@@ -98,9 +99,42 @@ def _csv(value: str) -> list[str] | None:
     return [w.strip() for w in value.split(",") if w.strip()]
 
 
+_SESSION_UPLOAD = re.compile(r"http://buildkit-session/[A-Za-z0-9]+")
+"""What buildx sends for a context read from stdin (``docker buildx build - < ctx.tar``):
+BuildKit's http source reads a URL whose host is ``buildkit-session`` from the
+build's own session (moby/buildkit ``source/http/transport.go``), not the network."""
+
+
 def _is_remote(value: str) -> bool:
-    """Whether a context value is something the daemon fetches rather than a local name."""
+    """Whether a context value is something the daemon fetches rather than a local name
+    or the client's own upload."""
+    if _SESSION_UPLOAD.fullmatch(value):
+        return False
     return bool(value) and not set(value) <= _LOCAL_VALUE
+
+
+_ATTEST_PREFIXES = ("attest:", "build-arg:BUILDKIT_ATTEST_")
+_SBOM_GENERATOR = "docker/buildkit-syft-scanner:stable-1"
+"""The frontend's default SBOM scanner image (``frontend/attestations``)."""
+
+
+def _attestation(facts: BuildKitFacts, where: str, kind: str, value: str) -> None:
+    """An attestation the frontend adds: provenance is metadata; an SBOM runs a scanner image."""
+    if kind == "provenance":
+        return
+    if kind != "sbom":
+        facts.refusals.append((where, f"attestation {kind!r} is not known to dockgate"))
+        return
+    words = _csv(value)
+    if words is None:
+        facts.refusals.append((where, "has quotes dockgate does not read"))
+        return
+    generator = _SBOM_GENERATOR
+    for w in words:
+        name, _, v = w.partition("=")
+        if name == "generator":
+            generator = v
+    facts.images.append((where + " (SBOM scanner)", generator))
 
 
 def _frontend_image(facts: BuildKitFacts, where: str, cmdline: str) -> None:
@@ -173,15 +207,9 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
         base = key.split("::", 1)[0]  # "context:NAME::linux/amd64" names a platform's context
         if key == _SYNTAX_ARG:
             _frontend_image(facts, where, value)
-        elif key == "attest:sbom":
-            words = _csv(value)
-            if words is None:
-                facts.refusals.append((where, "has quotes dockgate does not read"))
-                continue
-            for w in words:
-                name, _, v = w.partition("=")
-                if name == "generator":
-                    facts.images.append((where, v))
+        elif key.startswith(_ATTEST_PREFIXES):
+            kind = key.split(":", 1)[1].removeprefix("BUILDKIT_ATTEST_").lower()
+            _attestation(facts, where, kind, value)
         elif key in _INERT_KEYS or base.startswith(_INERT_PREFIXES):
             pass
         elif key == "local-sessionid" or base.startswith("local-sessionid:"):
@@ -242,6 +270,8 @@ def _source(facts: BuildKitFacts, op: LlbOp, where: str) -> None:
         facts.refusals.append((where, f"source {op.identifier!r} is not a kind dockgate knows"))
     elif scheme in _IMAGE_SCHEMES:
         facts.images.append((where, rest))
+    elif _SESSION_UPLOAD.fullmatch(op.identifier):
+        facts.locals.append((where, op.identifier))
     elif scheme in _FETCH_SCHEMES:
         url = op.attrs.get("git.fullurl", "") if scheme == "git" else ""
         target = facts.remote if op.origin in ("context", "dockerfile") else facts.urls

@@ -1,4 +1,10 @@
-"""The ``build`` control: what ``POST /build`` makes dockerd fetch, and how its RUN steps run.
+"""The ``build`` control: what a build makes dockerd fetch, and how its RUN steps run.
+
+One control for both builders.  The classic builder's ``POST /build`` is
+judged through the request path as below; BuildKit's solves, Dockerfile and
+build containers (read off ``/grpc`` and ``/session`` by ``dockgate.buildkit``)
+are judged by ``judge_solve``, ``judge_dockerfile`` and ``judge_container`` at
+the end of this module, as the ``image.build`` they are.
 
 Every query parameter of a build is read here (the query schema refuses any
 parameter the API does not define), and the classic builder's Dockerfile is
@@ -17,9 +23,9 @@ handed in as ``DecisionContext.dockerfile``:
 ``networkmode``     ``host``/paths by the ``namespaces`` control;
                     ``container:X`` joins X, which must pass the policy
                     (``dockgate.policy.joins``)
-``version=2``       BuildKit reads the Dockerfile through its session,
-                    where dockgate cannot see it: refused when URL sources
-                    are not allowed
+``version=2``       BuildKit reads the Dockerfile through its session:
+                    without ``remote=client-session`` refused when URL
+                    sources are not allowed
 others              ``dockerfile``, ``t``, ``extrahosts``, ``q``, ``nocache``,
                     ``cachefrom``, ``pull``, ``rm``, ``forcerm``, memory and
                     CPU limits, ``buildargs``, ``shmsize``, ``squash``,

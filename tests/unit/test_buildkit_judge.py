@@ -98,6 +98,8 @@ def test_harmless_frontend_options_are_allowed() -> None:
     verdict = judge_solve(BASELINE, solve(attrs=attrs), peer=PEER)
     assert verdict.allowed, verdict.message
     assert verdict.image_refs == ("busybox:lab",)
+    sbom = judge_solve(BASELINE, solve(attrs={"attest:sbom": ""}), peer=PEER)
+    assert sbom.allowed and sbom.image_refs == ("docker/buildkit-syft-scanner:stable-1",)
 
 
 def test_llb_with_image_local_and_mounts_is_allowed() -> None:
@@ -114,6 +116,16 @@ def test_llb_with_image_local_and_mounts_is_allowed() -> None:
     assert verdict.facts["secrets"] == [["LLB op 2 (exec)", "tok"]]
     assert verdict.facts["sessions"] == [["session", "s1"], ["LLB op 1 (source) local.session",
                                                            "s1"]]
+
+
+def test_stdin_context_is_the_clients_upload() -> None:
+    """`docker buildx build - < ctx.tar`: the context URL is read from the client's session."""
+    upload = "http://buildkit-session/0123abcd"
+    assert judge_solve(BASELINE, solve(attrs={"context": upload}), peer=PEER).allowed
+    assert judge_solve(BASELINE, SolveAsk("control", ops=(source(upload),)), peer=PEER).allowed
+    for spoof in ("http://buildkit-session@evil.example/x", "http://buildkit-session.evil/x",
+                  "http://buildkit-session/x?y", "https://buildkit-session:80/x"):
+        assert not judge_solve(BASELINE, solve(attrs={"context": spoof}), peer=PEER).allowed
 
 
 # -- refused ---------------------------------------------------------------------
@@ -139,6 +151,12 @@ def test_llb_with_image_local_and_mounts_is_allowed() -> None:
          "frontend image docker.io/evil/frontend:1 is not in build.frontends"),
         (solve(frontend="gateway.v0", attrs={"source": "evil/frontend"}),
          "build-fetches", "frontend image docker.io/evil/frontend is not in build.frontends"),
+        (solve(attrs={"attest:sbom": "generator=10.0.0.9/scanner"}),
+         "registries", "frontend option attest:sbom (SBOM scanner) registry 10.0.0.9"),
+        (solve(attrs={"build-arg:BUILDKIT_ATTEST_SBOM": "generator=10.0.0.9/scanner"}),
+         "registries", "BUILDKIT_ATTEST_SBOM (SBOM scanner) registry 10.0.0.9"),
+        (solve(attrs={"attest:frob": ""}),
+         "build-fetches", "attestation 'frob' is not known"),
         (solve(attrs={"frobnicate": "1"}),
          "build-fetches", "frontend option frobnicate is not a frontend option dockgate knows"),
         (solve(attrs={"force-network-mode": "bridge2"}),
