@@ -70,8 +70,8 @@ def mediated_splice(protocol: ProxyServerProtocol, upstream: UpstreamConnection,
                     on_done: Callable[[Splice], None], record: Callable[[str, bytes], None] | None,
                     *, fetch: Fetch) -> Splice | None:
     """The splice for an upgraded BuildKit connection that must be mediated, else None."""
-    judge = getattr(x, "build_judge", None)
-    if judge is None or x.request is None:
+    judge = x.build_judge
+    if not isinstance(judge, Judge) or x.request is None:
         return None
     return MediatedSplice(protocol, upstream, on_done, record, x=x, judge=judge, fetch=fetch)
 
