@@ -222,19 +222,18 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
         elif key == "cgroup-parent":
             if value:
                 facts.cgroup_parents.append((where, value))
-        elif key == "ulimit":
+        elif key in ("ulimit", "cache-from"):
             words = _csv(value)
             if words is None:
                 facts.refusals.append((where, "has quotes dockgate does not read"))
-                continue
-            facts.ulimits.extend((where, w.partition("=")[0]) for w in words)
+            elif key == "ulimit":
+                facts.ulimits.extend((where, w.partition("=")[0]) for w in words)
+            else:
+                facts.registries.extend((where, w) for w in words)
         elif key == "source":
             _frontend_image(facts, where, value)
         elif key == "cache-imports":
             _cache_imports_json(facts, where, value)
-        elif key == "cache-from":
-            words = _csv(value) or []
-            facts.registries.extend((where, w) for w in words)
         elif base.startswith("context:"):
             _named_context(facts, where, value)
         elif key == "context" or base.startswith("input:"):
