@@ -261,10 +261,14 @@ class Builds:
 
 
 def audit_facts(record: SolveRecord, session: SessionInfo | None) -> dict[str, Any]:
-    """The audit record's ``build`` member for one solve."""
+    """The audit record's ``build`` member for one solve: ``allowed`` and ``rule`` sum
+    up its decisions (the first refusal's rule)."""
+    refused = [d for d in record.decisions if not d["allowed"]]
     return {
         "ref": record.ref,
         "session": record.session,
+        "allowed": not refused,
+        "rule": refused[0]["rule"] if refused else "",
         "decisions": record.decisions,
         "local_dirs": sorted(set(session.dirs)) if session else [],
         "secrets": sorted(set(session.secrets)) if session else [],

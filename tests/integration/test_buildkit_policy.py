@@ -143,9 +143,16 @@ def test_add_url_fetched_by_the_daemon_is_refused(
     buildx(engine, ctx, "--network", "none")
     assert server.saw(needle), server.hits
     server.hits.clear()
-    out = buildx(baseline(engine, policy_gates), ctx, "--network", "none", check=False)
+    pg = baseline(engine, policy_gates)
+    mark = pg.mark()
+    out = buildx(pg, ctx, "--network", "none", check=False)
     refused(out, "baseline", "build-fetches")
     assert not server.saw(needle), server.hits
+    records = solve_records(pg, mark)
+    # A loopback URL also fails registries, which may come first.
+    assert any(not r["build"]["allowed"] and r["build"]["rule"] in ("registries", "build-fetches")
+               and any("build-fetches" in d["message"] for d in r["build"]["decisions"])
+               for r in records), records
 
 
 ASKS = {
