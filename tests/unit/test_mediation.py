@@ -4,14 +4,19 @@ their caller (judges replaced by recorders: the policy's side is tested elsewher
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dockgate.buildkit import mediation
+from dockgate.buildkit.connection import build_judge
 from dockgate.buildkit.h2relay import Plan
 from dockgate.buildkit.messages import message_class
+from dockgate.model import Peer
+from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import BuildVerdict
+from dockgate.tenancy import Tenant
 
 _DIR = 1 << 31
 
@@ -168,3 +173,20 @@ def test_dockerfile_not_asked_for_is_refused(judged: list[bytes]) -> None:
     assert hooks.message(3, "client", packet(FIN))
     assert not judged
     assert "did not ask for the Dockerfile 'Dockerfile'" in hooks.pending[0].verdict.message
+
+
+def test_blind_only_where_nothing_is_judged() -> None:
+    """privileged splices BuildKit blind (kernel splice, as fast as direct); baseline,
+    and any policy for a tenant that is not an admin, mediates."""
+    policies = Path(__file__).resolve().parents[2] / "policies"
+    privileged = load_policy(str(policies / "privileged.yaml"))
+    baseline = load_policy(str(policies / "baseline.yaml"))
+    peer = Peer(listener="l", transport="unix", address="", uid=0, user="root")
+    for endpoint in ("build.grpc", "build.session"):
+        assert build_judge(privileged, None, peer, None, endpoint) is None
+        assert build_judge(privileged, None, peer, Tenant("ops", admin=True), endpoint) is None
+        judge = build_judge(privileged, None, peer, Tenant("teama"), endpoint)
+        assert judge is not None and judge.owner == "teama"
+        judge = build_judge(baseline, None, peer, None, endpoint)
+        assert judge is not None and judge.owner == "root"
+    assert build_judge(baseline, None, peer, None, "container.attach") is None
