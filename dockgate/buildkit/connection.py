@@ -94,6 +94,7 @@ class MediatedSplice(Splice):
         self._x = x
         self._judge = judge
         self._fetch = fetch
+        self._reactor = client.reactor
         self._solves = 0
         self._refused = False
         """The session belongs to another caller: the connection is dropped."""
@@ -138,8 +139,13 @@ class MediatedSplice(Splice):
         if self._refused:
             self._abort_both()
             return
+        self._guarded(lambda: self.relay.receive(side, data))
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run ``step``, settle what it left held and write what is due; a failure ends
+        the connection."""
         try:
-            self.relay.receive(side, data)
+            step()
             self._settle()
         except RelayError as e:
             log.warn("BuildKit connection ended: {why}", why=str(e))
@@ -221,6 +227,15 @@ class MediatedSplice(Splice):
         """``mediation.Handle``: end one of this connection's solve calls from elsewhere."""
         self.relay.refuse(stream, message)
         self._flush()
+
+    def wake(self, ref: str) -> None:
+        """``mediation.Handle``: the Control Solve of ``ref`` came in."""
+        self._reactor.callLater(0, self._woken, ref)
+
+    def _woken(self, ref: str) -> None:
+        hooks = self.hooks
+        if self._on_done is not None and isinstance(hooks, GrpcHooks):
+            self._guarded(lambda: hooks.retry(ref))
 
     # -- audit ----------------------------------------------------------------
 

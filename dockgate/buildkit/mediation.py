@@ -182,6 +182,10 @@ class Handle(Protocol):
 
     def fail(self, stream: int, message: str) -> None: ...
 
+    def wake(self, ref: str) -> None:
+        """The Control Solve of ``ref`` came in (on any connection): judge what waited
+        for it (later, outside the frame being read)."""
+
 
 @dataclass
 class SolveRecord:
@@ -202,6 +206,7 @@ class Builds:
         self.sessions: dict[str, SessionInfo] = {}
         self.solves: dict[str, SolveRecord] = {}
         self.shared_keys: dict[str, str] = {}
+        self._waiting: dict[str, list[Handle]] = {}
 
     def session_opened(self, session: str, owner: str, name: str, shared_key: str = ""
                        ) -> str | None:
@@ -241,9 +246,17 @@ class Builds:
         record = self.solves.get(ref)
         if record is None:
             record = self.solves[ref] = SolveRecord(ref, session, owner)
+            for handle in self._waiting.pop(ref, []):
+                handle.wake(ref)
         elif record.owner != owner:
             return None, f"dockgate: build {ref!r} belongs to another caller"
         return record, ""
+
+    def wait(self, ref: str, handle: Handle) -> None:
+        """Wake ``handle`` when the Control Solve of ``ref`` comes in."""
+        waiting = self._waiting.setdefault(ref, [])
+        if handle not in waiting:
+            waiting.append(handle)
 
     def build_of(self, ref: str, owner: str) -> SolveRecord | None:
         record = self.solves.get(ref)
@@ -302,10 +315,10 @@ class GrpcHooks:
         self._calls: dict[int, tuple[str, str]] = {}
         self._seen: set[int] = set()
         self._solves: dict[int, str] = {}
+        """Control Solve streams → their build's ref (the audit record is written at the end)."""
         self._early: dict[str, list[tuple[int, str, bytes]]] = {}
         """Gateway calls that came before their build's Control Solve (the client makes
-        both at once), judged once it is in."""
-        """Control Solve streams → their build's ref (the audit record is written at the end)."""
+        both at once, maybe on two connections), judged once it is in."""
         self.on_closed: Callable[[dict[str, Any]], None] | None = None
         """Called with the audit facts of each Control Solve that ends."""
 
@@ -334,6 +347,7 @@ class GrpcHooks:
         self._seen.add(stream)
         if kind != "control" and self.builds.build_of(buildid, self.owner) is None:
             self._early.setdefault(buildid, []).append((stream, kind, payload))
+            self.builds.wait(buildid, self.handle)
             return True
         self._judge_message(stream, kind, buildid, payload)
         return True
@@ -362,9 +376,12 @@ class GrpcHooks:
                 f"dockgate: cannot decode the {kind} request ({e}); the build is refused")))
             return
         if kind == "control":
-            ref = self._solves.get(stream)
-            for early in self._early.pop(ref or "", []):
-                self._judge_message(early[0], early[1], ref or "", early[2])
+            self.retry(self._solves.get(stream, ""))
+
+    def retry(self, ref: str) -> None:
+        """Judge the gateway calls that waited for the Control Solve of ``ref``."""
+        for stream, kind, payload in self._early.pop(ref, []) if ref else []:
+            self._judge_message(stream, kind, ref, payload)
 
     def _judge(self, stream: int, kind: str, buildid: str, payload: bytes) -> Pending:
         j = self.judge

@@ -39,9 +39,13 @@ STAT, DATA, FIN = 0, 2, 3
 class Handle:
     def __init__(self) -> None:
         self.failed: list[tuple[int, str]] = []
+        self.woken: list[str] = []
 
     def fail(self, stream: int, message: str) -> None:
         self.failed.append((stream, message))
+
+    def wake(self, ref: str) -> None:
+        self.woken.append(ref)
 
 
 @pytest.fixture
@@ -148,6 +152,10 @@ def test_sessions_and_builds_belong_to_their_caller() -> None:
     assert record is not None and not why
     assert builds.build_of("ref1", "bob") is None
     assert builds.for_session("s1") == [record]
+    waiter = Handle()
+    builds.wait("ref2", waiter)
+    assert builds.solve("ref2", "s1", "alice")[0] is not None
+    assert waiter.woken == ["ref2"]
     assert builds.session_opened("s2", "alice", "", "key") is None
     assert builds.session_opened("s3", "bob", "", "key") is not None
 
