@@ -96,8 +96,6 @@ class MediatedSplice(Splice):
         self._fetch = fetch
         self._reactor = client.reactor
         self._solves = 0
-        self._refused = False
-        """The session belongs to another caller: the connection is dropped."""
         self.session = ""
         hooks: GrpcHooks | SessionHooks
         if x.request.endpoint.id == "build.grpc":
@@ -110,10 +108,8 @@ class MediatedSplice(Splice):
             why = BUILDS.session_opened(self.session, judge.owner, headers.get(SESSION_NAME, ""),
                                         headers.get(SESSION_KEY, ""))
             hooks = SessionHooks(judge, BUILDS, self.session, fail_solves)
+            hooks.refusal = why
             self.relay = H2Relay("daemon", hooks)
-            if why is not None:
-                log.warn("{why}", why=why)
-                self._refused = True
         self.hooks = hooks
 
     # -- bytes ------------------------------------------------------------------
@@ -135,9 +131,6 @@ class MediatedSplice(Splice):
 
     def _feed(self, side: Side, data: bytes) -> None:
         if self._on_done is None:
-            return
-        if self._refused:
-            self._abort_both()
             return
         self._guarded(lambda: self.relay.receive(side, data))
 

@@ -510,8 +510,13 @@ class SessionHooks:
         self._secret_streams: set[int] = set()
         self._judging: dict[int, int] = {}
         """Dockerfiles per stream whose verdict the I/O layer has not applied yet."""
+        self.refusal: str | None = None
+        """Why this session may not serve (another caller's): every call is refused
+        with it, so the build fails with the reason."""
 
     def opened(self, stream: int, headers: list[tuple[str, str]]) -> Plan | str | None:
+        if self.refusal is not None:
+            return self.refusal
         path = _header(headers, ":path")
         info = self.builds.sessions.get(self.session)
         if path == DIFFCOPY:

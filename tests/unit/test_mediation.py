@@ -198,3 +198,12 @@ def test_blind_only_where_nothing_is_judged() -> None:
         judge = build_judge(baseline, None, peer, None, endpoint)
         assert judge is not None and judge.owner == "root"
     assert build_judge(baseline, None, peer, None, "container.attach") is None
+
+
+def test_refused_session_refuses_every_call() -> None:
+    """A session another caller holds serves nothing: each call the daemon makes on it
+    is answered with the reason (which the build's error then shows)."""
+    hooks = session(mediation.Builds())
+    hooks.refusal = "dockgate: the session's shared key belongs to another caller"
+    assert hooks.opened(1, [(":path", mediation.DIFFCOPY), ("dir-name", "context")]) == \
+        hooks.refusal
