@@ -118,6 +118,10 @@ class Hooks(Protocol):
     def unreadable(self, stream: int, side: Side, error: Unreadable) -> str:
         """The refusal message for a stream whose messages cannot be read."""
 
+    def ending(self, stream: int, side: Side) -> str | None:
+        """``side`` ends its half of a mediated stream it sends messages on: None lets
+        the end go on, a str refuses the stream with that message first."""
+
     def closed(self, stream: int) -> None:
         """The stream is over (both ends, a reset or a refusal)."""
 
@@ -325,6 +329,11 @@ class H2Relay:
             self.refuse(sid, "dockgate: the stream ended while dockgate held its messages")
             self._send(other(side), raw)
             return
+        why = self._hooks.ending(sid, side) if direction is not None and end else None
+        if why is not None:
+            self.refuse(sid, why)
+            self._send(other(side), raw)
+            return
         if side != self.initiator:
             st.answered = True
         self._send(other(side), raw)
@@ -367,6 +376,10 @@ class H2Relay:
                     direction.reader.end()
             except Unreadable as e:
                 self.refuse(sid, self._hooks.unreadable(sid, side, e))
+                return
+            why = self._hooks.ending(sid, side) if end else None
+            if why is not None:
+                self.refuse(sid, why)
                 return
             self._drain(side, direction)
         if end:

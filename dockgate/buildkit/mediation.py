@@ -16,10 +16,12 @@
     judged with the solve that named this session; a denial refuses the
     transfer and fails that solve on ``/grpc`` with the denial, so the CLI
     prints it.  ``Secrets/GetSecret`` requests are read for the audit record
-    (the ID, never the value).  Other directories, exporter output, auth and
-    SSH forwarding are relayed; ``Upload/Pull`` (a context from standard
-    input, whose Dockerfile dockgate would not see) and ``TarStream`` are
-    refused.
+    (the ID, never the value).  ``Upload/Pull`` (a context piped to ``docker
+    build -``, a tar the frontend reads its Dockerfile from) is read as the
+    classic builder's context is (``buildctx.ContextCheck``): it flows on, and
+    the end of the upload waits until that Dockerfile was found and judged.
+    Other directories, exporter output, auth and SSH forwarding are relayed;
+    ``TarStream`` and anything else is refused.
 
 A solve and its session meet in ``Builds`` (one per listener factory): the
 Control ``Solve`` names its session and its ``ref``, the gateway's calls carry
@@ -37,6 +39,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from google.protobuf import wrappers_pb2
+from google.protobuf.message import DecodeError
+from google.protobuf.unknown_fields import UnknownFieldSet
+
+from dockgate.buildctx import ContextError
+from dockgate.buildctx.context import ContextCheck
 from dockgate.buildkit.grpcwire import Unreadable
 from dockgate.buildkit.h2relay import Plan, Side
 from dockgate.buildkit.solve import (
@@ -118,6 +126,7 @@ SESSION_RELAYED = frozenset({
 """Calls the daemon makes on ``/session`` that dockgate relays: exporter output to
 the client, registry credentials the client offers, SSH agent forwarding."""
 
+UPLOAD = "/moby.upload.v1.Upload/Pull"
 DOCKERFILE_DIR = "dockerfile"
 """The session directory the dockerfile frontend reads its Dockerfile from."""
 MAX_DOCKERFILE = 48 << 10
@@ -420,6 +429,9 @@ class GrpcHooks:
     def unreadable(self, stream: int, side: Side, error: Unreadable) -> str:
         return f"dockgate: cannot read a BuildKit message ({error}); the build is refused"
 
+    def ending(self, stream: int, side: Side) -> str | None:
+        return None
+
     def closed(self, stream: int) -> None:
         call = self._calls.pop(stream, None)
         self._seen.discard(stream)
@@ -496,6 +508,26 @@ class _Dockerfiles:
         return True, (self.files.pop(p.id), bytes(buf))
 
 
+def _bytes_message(payload: bytes) -> bytes:
+    """An upload chunk: BuildKit's ``BytesMessage`` (field 1, bytes), which has the wire
+    form of protobuf's well-known ``BytesValue``."""
+    try:
+        msg = wrappers_pb2.BytesValue.FromString(payload)
+    except DecodeError as e:
+        raise Undecodable(f"an upload chunk is not a BytesMessage: {e}") from None
+    if len(UnknownFieldSet(msg)):
+        raise Undecodable("an upload chunk carries fields dockgate does not know")
+    return bytes(msg.value)
+
+
+class _Upload:
+    """The context a ``docker build -`` uploads: its Dockerfile, read as it streams."""
+
+    def __init__(self, filename: str) -> None:
+        self.check = ContextCheck(filename)
+        self.judged = False
+
+
 class SessionHooks:
     """``Hooks`` of a ``/session`` connection (the daemon is the HTTP/2 client)."""
 
@@ -507,6 +539,7 @@ class SessionHooks:
         self.pending: list[Pending] = []
         self._fail_solves = fail_solves
         self._files: dict[int, _Dockerfiles] = {}
+        self._uploads: dict[int, _Upload] = {}
         self._secret_streams: set[int] = set()
         self._judging: dict[int, int] = {}
         """Dockerfiles per stream whose verdict the I/O layer has not applied yet."""
@@ -530,6 +563,8 @@ class SessionHooks:
         if path == GET_SECRET:
             self._secret_streams.add(stream)
             return Plan(frozenset({"daemon"}))
+        if path == UPLOAD:
+            return self._upload(stream)
         if path in SESSION_RELAYED:
             return None
         return f"dockgate: session call {path} is not mediated by dockgate"
@@ -542,6 +577,9 @@ class SessionHooks:
                 if info is not None:
                     info.secrets.append(secret)
                 return False
+            upload = self._uploads.get(stream)
+            if upload is not None:
+                return self._upload_chunk(stream, upload, _bytes_message(payload))
             files = self._files.get(stream)
             if files is None:
                 return False
@@ -557,16 +595,73 @@ class SessionHooks:
             self._judge_dockerfile(stream, done[1])
         return hold
 
-    def _judge_dockerfile(self, stream: int, dockerfile: bytes) -> None:
+    def _frontend_ask(self) -> SolveAsk | None:
+        asks = [r.frontend_ask for r in self.builds.for_session(self.session)
+                if r.frontend_ask is not None]
+        return asks[-1] if asks else None
+
+    def _verdict(self, dockerfile: bytes) -> BuildVerdict:
+        """The Dockerfile judged with the solve this session serves (noted for its audit)."""
         j = self.judge
-        records = self.builds.for_session(self.session)
-        asks = [r.frontend_ask for r in records if r.frontend_ask is not None]
-        verdict = judge_dockerfile(j.policy, asks[-1] if asks else None, dockerfile,
-                                   j.context, peer=j.peer)
-        for record in records:
+        verdict = judge_dockerfile(j.policy, self._frontend_ask(), dockerfile, j.context,
+                                   peer=j.peer)
+        for record in self.builds.for_session(self.session):
             record.decisions.append(_decision("dockerfile", verdict))
+        return verdict
+
+    def _judge_dockerfile(self, stream: int, dockerfile: bytes) -> None:
+        verdict = self._verdict(dockerfile)
         self._judging[stream] = self._judging.get(stream, 0) + 1
         self.pending.append(Pending(stream, verdict, session=self.session, kind="dockerfile"))
+
+    def _upload(self, stream: int) -> Plan | str:
+        if self.judge.tenant is not None:
+            # Its images would be checked with the daemon while the upload ends.
+            return "dockgate: a tenant's build context from standard input is not mediated"
+        ask = self._frontend_ask()
+        filename = ask.frontend_attrs.get("filename", "") if ask is not None else ""
+        try:
+            self._uploads[stream] = _Upload(filename)
+        except ContextError as e:
+            return f"dockgate: {e}; the build is refused"
+        return Plan(frozenset({"client"}))
+
+    def _upload_chunk(self, stream: int, upload: _Upload, data: bytes) -> bool:
+        """Read a chunk of the uploaded context; judge its Dockerfile once it is whole.
+        A refusal holds the stream until the I/O layer refuses it."""
+        try:
+            upload.check.feed(data)
+        except ContextError as e:
+            self._refuse(stream, f"dockgate: {e}; the build is refused")
+            return True
+        why = self._judge_upload(upload)
+        if why is not None:
+            self._refuse(stream, why)
+            return True
+        return False
+
+    def _judge_upload(self, upload: _Upload) -> str | None:
+        """The refusal for the upload's Dockerfile once it is known and refused, else None."""
+        if upload.judged or upload.check.dockerfile is None:
+            return None
+        upload.judged = True
+        verdict = self._verdict(upload.check.dockerfile)
+        return None if verdict.allowed else verdict.message
+
+    def ending(self, stream: int, side: Side) -> str | None:
+        """The end of an upload goes on only once its Dockerfile was found and allowed."""
+        upload = self._uploads.get(stream)
+        if upload is None or upload.judged:
+            return None
+        try:
+            upload.check.finish()
+        except ContextError as e:
+            why: str | None = f"dockgate: {e}; the build is refused"
+        else:
+            why = self._judge_upload(upload)
+        if why is not None:
+            self._fail_solves(self.session, why)
+        return why
 
     def _refuse(self, stream: int, message: str) -> None:
         self.pending.append(Pending(stream, _refusal(message), session=self.session,
@@ -590,5 +685,6 @@ class SessionHooks:
 
     def closed(self, stream: int) -> None:
         self._files.pop(stream, None)
+        self._uploads.pop(stream, None)
         self._judging.pop(stream, None)
         self._secret_streams.discard(stream)

@@ -15,6 +15,7 @@ through the baseline and restricted dockgates, both engines, with their gRPC med
 
 from __future__ import annotations
 
+import gzip
 import socket
 import subprocess
 import urllib.parse
@@ -26,6 +27,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from support.buildhelp import context as context_tar
 from support.engines import IMAGE, Engine, unique
 from support.loopback import Loopback, loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
@@ -283,3 +285,38 @@ def test_dockerfile_too_large_to_hold_is_refused(
     out = buildx(baseline(engine, policy_gates), ctx, "--network", "none", check=False)
     assert out.returncode != 0
     assert "dockgate: a Dockerfile larger than 48 KiB" in out.stderr, out.stderr
+
+
+def stdin_build(pg: PolicyGate | Engine, files: dict[str, str], *args: str
+                ) -> subprocess.CompletedProcess[Any]:
+    """``docker buildx build -`` with a gzip-compressed tar of ``files`` on stdin (the
+    context is uploaded through the session)."""
+    body = gzip.compress(context_tar(files))
+    argv = (*BUILDX, "--network", "none", *args, "-")
+    if isinstance(pg, PolicyGate):
+        return pg.engine.run_cli(pg.engine.cli, argv, env=pg.env, input=body, check=False,
+                                 timeout=300)
+    return pg.run_cli(pg.cli, argv, env=pg.direct_env, input=body, check=False, timeout=300)
+
+
+@pytest.mark.allow_refusals
+def test_stdin_context_dockerfile_is_judged(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback) -> None:
+    """``docker build - < context.tar.gz``: the frontend reads the Dockerfile out of the
+    uploaded tar.  An ordinary one builds through baseline; an ``ADD <url>`` in it is
+    fetched by the bare daemon but refused through dockgate with the rule in the CLI's
+    output, before any fetch."""
+    pg = baseline(engine, policy_gates)
+    tag = unique("dgstdin").lower() + ":lab"
+    out = stdin_build(pg, {"Dockerfile": f"FROM {BASE}\nCOPY a.txt /a.txt\n", "a.txt": "up"},
+                      "--load", "-t", tag)
+    assert out.returncode == 0, out.stderr
+    assert pg.docker("run", "--rm", "--network", "none", tag, "cat", "/a.txt").stdout == "up"
+    pg.docker("rmi", tag)
+    name = unique("stdin")
+    files = {"Dockerfile": f"FROM {BASE}\nADD {server.url('/' + name)} /x\n"}
+    assert stdin_build(engine, files).returncode == 0
+    assert server.saw(name)
+    server.hits.clear()
+    refused(stdin_build(pg, files), "baseline", "build-fetches")
+    assert not server.saw(name)

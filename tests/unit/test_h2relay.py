@@ -40,6 +40,9 @@ class Hooks:
     def closed(self, stream: int) -> None:
         self.ended.append(stream)
 
+    def ending(self, stream: int, side: Side) -> str | None:
+        return None
+
 
 class Pair:
     """A gRPC-ish client (the CLI) and server (the daemon) joined by an H2Relay.

@@ -4,10 +4,13 @@ their caller (judges replaced by recorders: the policy's side is tested elsewher
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import wrappers_pb2
 
 from dockgate.buildkit import mediation
 from dockgate.buildkit.connection import build_judge
@@ -119,11 +122,11 @@ def test_two_dockerfiles_release_after_both_verdicts(judged: list[bytes]) -> Non
 
 def test_other_dirs_and_unknown_session_calls(judged: list[bytes]) -> None:
     """The context directory is relayed (its name audited); a secret request is read for
-    its ID; Upload/Pull (a context from stdin) and unknown calls are refused."""
+    its ID; TarStream and unknown calls are refused."""
     builds = mediation.Builds()
     hooks = session(builds)
     assert hooks.opened(5, [(":path", mediation.DIFFCOPY), ("dir-name", "context")]) is None
-    assert isinstance(hooks.opened(7, [(":path", "/moby.upload.v1.Upload/Pull")]), str)
+    assert isinstance(hooks.opened(7, [(":path", "/moby.filesync.v1.FileSync/TarStream")]), str)
     assert hooks.opened(9, [(":path", mediation.GET_SECRET)]) == Plan(frozenset({"daemon"}))
     request: Any = message_class("moby.buildkit.secrets.v1.GetSecretRequest")()
     request.ID = "tok"
@@ -207,3 +210,36 @@ def test_refused_session_refuses_every_call() -> None:
     hooks.refusal = "dockgate: the session's shared key belongs to another caller"
     assert hooks.opened(1, [(":path", mediation.DIFFCOPY), ("dir-name", "context")]) == \
         hooks.refusal
+
+
+def chunk(data: bytes) -> bytes:
+    msg: Any = wrappers_pb2.BytesValue(value=data)
+    return bytes(msg.SerializeToString())
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_uploaded_context_dockerfile_is_judged(judged: list[bytes]) -> None:
+    """A ``docker build -`` upload flows on; its Dockerfile is judged once read out of the
+    tar (a refused one holds the stream for refusal), and an upload that ends without
+    a Dockerfile dockgate could read is refused at its end."""
+    hooks = session(mediation.Builds())
+    assert hooks.opened(5, [(":path", mediation.UPLOAD)]) == Plan(frozenset({"client"}))
+    body = tar_of({"a.txt": b"x" * 3000, "Dockerfile": b"FROM a\n"})
+    assert not any(hooks.message(5, "client", chunk(body[i:i + 1000]))
+                   for i in range(0, len(body), 1000))
+    assert judged == [b"FROM a\n"] and hooks.ending(5, "client") is None
+    hooks.opened(7, [(":path", mediation.UPLOAD)])
+    assert hooks.message(7, "client", chunk(tar_of({"Dockerfile": b"DENY\n"})))
+    assert [p.verdict.allowed for p in hooks.pending] == [False]
+    hooks.opened(9, [(":path", mediation.UPLOAD)])
+    assert not hooks.message(9, "client", chunk(tar_of({"other": b"x"})))
+    assert "Cannot locate specified Dockerfile" in (hooks.ending(9, "client") or "")
