@@ -45,7 +45,10 @@ with dockgate's message, END_STREAM), the responder a RST_STREAM(CANCEL),
 and the held DATA is dropped, with
 connection flow-control credit given back to its sender (the receiver will
 never acknowledge bytes it never saw).  DATA arriving later on a refused
-stream is dropped and credited the same way.
+stream is dropped and credited the same way.  Before a mediated side's end of
+the stream (END_STREAM on DATA, or trailers) goes on, ``Hooks.ending`` may
+refuse the stream instead: for a transfer the receiver only uses once it is
+complete, that end is what dockgate withholds.
 
 Fail closed: a frame hyperframe rejects, a header block hpack cannot decode,
 CONTINUATION out of place or PUSH_PROMISE end the connection
