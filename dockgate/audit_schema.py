@@ -154,6 +154,20 @@ def _body(event: AuditEvent, redactor: Redactor, masked: list[str],
     }
 
 
+def _bounded(value: Any) -> Any:
+    """A JSON-ready copy of a ``build`` member with every text clipped (see ``MAX_TEXT``)."""
+    if isinstance(value, Mapping):
+        return {clip(str(k)): _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [_bounded(v) for v in items]
+    if isinstance(value, str):
+        return clip(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return clip(str(value))
+
+
 def build_record(
     event: AuditEvent,
     level: Level,
@@ -207,6 +221,8 @@ def build_record(
         record["error"] = _text(event.error)
     if event.exit_code is not None:
         record["exit_code"] = event.exit_code
+    if event.build is not None:
+        record["build"] = _bounded(event.build)
     if level == "request" and request is not None and event.stage == "RequestDecided":
         headers = redactor.headers(request.headers, ("request", "headers"), erased)
         record["request"] = {
@@ -263,6 +279,7 @@ class RecordTemplates:
             or not request.small
             or event.error
             or event.exit_code is not None
+            or event.build is not None
             or type(duration) is not float
             or not math.isfinite(duration)
             or not (status is None or type(status) is int)

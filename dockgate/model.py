@@ -145,12 +145,15 @@ class Decision:
         return self.verdict != "deny"
 
 
-AuditStage = Literal["RequestDecided", "ResponseComplete", "SessionStarted", "SessionEnded"]
+AuditStage = Literal["RequestDecided", "ResponseComplete", "SessionStarted", "SessionEnded",
+                     "BuildSolved"]
 """When an audit event is emitted, as Kubernetes names its audit stages.
 
 ``RequestDecided`` is written before anything is forwarded (or before a
 refusal is sent); ``ResponseComplete`` when the exchange ends, however it
 ends; a hijacked exchange has ``SessionStarted`` and ``SessionEnded`` instead.
+A mediated BuildKit connection (``/grpc``) adds one ``BuildSolved`` per solve
+(``dockgate.buildkit.connection``), with the ``build`` member.
 """
 
 
@@ -187,3 +190,5 @@ class AuditEvent:
     exit_code: int | None = None
     tenant: str | None = None
     upstream_seconds: float | None = None
+    build: Mapping[str, Any] | None = None
+    """A ``BuildSolved`` event's facts: the solve's decisions and its session's metadata."""

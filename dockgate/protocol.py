@@ -67,6 +67,7 @@ from dockgate import binding, redact, wire, writethrough
 from dockgate.admission import admit_body, admit_head_memo
 from dockgate.buildctx import ContextError, DockerfileFacts
 from dockgate.buildgate import HeldContext, classic_context
+from dockgate.buildkit.connection import build_judge, mediated_splice
 from dockgate.deadline import Deadline
 from dockgate.decision import Policy, decide, decide_memo
 from dockgate.errors import (
@@ -317,6 +318,9 @@ class Exchange:
     (``binding.verify_created``)."""
     context: HeldContext | None = None
     """A classic build's context, held until its Dockerfile is read (``buildgate``)."""
+    build_judge: Any = None
+    """What an upgraded BuildKit connection is mediated with; None splices it blind
+    (``buildkit.connection``)."""
 
 
 class ProxyServerFactory(ServerFactory):
@@ -975,6 +979,7 @@ class ProxyServerProtocol(Protocol):
             x.request = forwarded(x.request, x.stand_ins)  # decided as the caller wrote it
         if x.request.endpoint.id in redact.ENDPOINTS:
             x.redactions = redact.rules_for(policy, x.request, self.peer)
+        x.build_judge = build_judge(policy, context, self.peer, x.tenant, x.request.endpoint.id)
         if not self._emit(x, "RequestDecided"):
             # Fail closed: what cannot be recorded is not forwarded.
             x.decision = None
@@ -1464,8 +1469,11 @@ class ProxyServerProtocol(Protocol):
         record = None
         if recording is None or recording(x.id):
             record = lambda direction, data: audit.session_data(x.id, direction, data)  # noqa: E731
-        self.splice = Splice(self, conn, on_done=lambda s: self._splice_done(x, s), record=record,
-                             on_client_closing=self._splice_closing)
+        on_done = lambda s: self._splice_done(x, s)  # noqa: E731
+        self.splice = mediated_splice(self, conn, x, on_done, record, fetch=self._fetch,
+                                      on_client_closing=self._splice_closing) or \
+            Splice(self, conn, on_done=on_done, record=record,
+                   on_client_closing=self._splice_closing)
         self._release_gate("pipelined")
         self._release_gate("upstream")
         if from_client:

@@ -12,7 +12,15 @@ first, and ARG/ENV substitution.  The facts dockgate needs:
   ``RUN --mount=...,from=``, the ``# syntax=`` frontend, and the same inside
   ``ONBUILD``; ``scratch`` and earlier stage names (or indexes) are not images;
 * **urls**: ``ADD`` sources dockerd would download itself (``http://``,
-  ``https://``; anything with ``://`` or ``git@`` is counted, fail closed);
+  ``https://``; anything with ``://``, ``git@`` or BuildKit's scheme-less
+  ``github.com/`` git form is counted, fail closed);
+* **frontends**: the ``# syntax=`` image, found as BuildKit's
+  ``DetectSyntax`` finds it (after a byte-order mark and a ``#!`` line, with
+  ``#`` or ``//`` comments, or a JSON document's ``syntax`` member) and as the
+  directive loop below reads it: BuildKit hands the build to that image;
+* **BuildKit's RUN flags**: ``--network=`` (``networks``), ``--security=``
+  (``security``) and ``--device=`` (``devices``); a value dockgate does not
+  know is a problem;
 * **problems**: a value dockgate cannot determine (a variable it cannot
   resolve, a quoted or escaped reference): the caller refuses the build.
 
@@ -31,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_GO_DIRECTIVE = re.compile(r"^([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$")
 _HEREDOC = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z0-9_./-]+)\2")
 _KEYWORDS = ("from", "add", "copy", "run", "onbuild", "arg")
 _VAR = re.compile(
@@ -47,6 +56,14 @@ class DockerfileFacts:
     """The ``FROM`` images among ``images``: their ``ONBUILD`` triggers run in this build."""
     urls: list[tuple[str, str]] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
+    frontends: list[tuple[str, str]] = field(default_factory=list)
+    """``# syntax=`` images (also among ``images``): BuildKit runs them as the frontend."""
+    networks: list[tuple[str, str]] = field(default_factory=list)
+    """``RUN --network=`` values (BuildKit): ``default``, ``none`` or ``host``."""
+    security: list[tuple[str, str]] = field(default_factory=list)
+    """``RUN --security=`` values (BuildKit): ``sandbox`` or ``insecure``."""
+    devices: list[tuple[str, str]] = field(default_factory=list)
+    """``RUN --device=`` values (BuildKit): CDI devices."""
 
 
 class _Undetermined(ValueError):
@@ -137,6 +154,51 @@ def _image(st: _State, where: str, raw: str, *, base: bool) -> None:
             st.facts.bases.append((where, ref))
 
 
+def _frontend(st: _State, where: str, ref: str) -> None:
+    """A ``# syntax=`` image: an image the daemon pulls, and runs as the build's frontend."""
+    if any(ref == seen for _, seen in st.facts.frontends):
+        return
+    st.facts.frontends.append((where, ref))
+    _image(st, where, ref, base=False)
+
+
+def syntax_directive(data: bytes) -> tuple[str, str] | None:
+    """``(image, cmdline)`` of the syntax directive as BuildKit's ``DetectSyntax`` reads it.
+
+    A leading byte-order mark and a ``#!`` first line are skipped; the
+    directives are the leading lines that start (no blank before) with the
+    comment marker ``#`` followed by ``name=value`` for a known name; if none
+    names ``syntax``, the same with ``//``; then a JSON object's ``syntax``
+    string.  The image is the value up to its first blank.
+    """
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    first, nl, rest = data.partition(b"\n")
+    if first.startswith(b"#!"):
+        data = rest if nl else b""
+    text = data.decode("utf-8", "surrogateescape")
+    for marker in ("#", "//"):
+        seen: set[str] = set()
+        for physical in text.split("\n"):  # Go's bufio.ScanLines: \n, one \r dropped
+            line = physical.removesuffix("\r")
+            if not line.startswith(marker):
+                break
+            m = _GO_DIRECTIVE.match(line[len(marker):].lstrip())
+            if not m or m.group(1).lower() not in ("syntax", "check", "escape"):
+                break
+            key = m.group(1).lower()
+            if key in seen:
+                break
+            seen.add(key)
+            if key == "syntax":
+                return m.group(2).split(" ", 1)[0], m.group(2)
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    value = doc.get("syntax") if isinstance(doc, dict) else None
+    return (value, value) if isinstance(value, str) else None
+
+
 def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> None:
     keyword, _, rest = line.strip().partition(" ")
     keyword = keyword.lower()
@@ -165,7 +227,10 @@ def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> 
             return
         _image(st, where + " FROM", words[0], base=True)
         for flag in flags:
-            if "$" in flag:
+            # --platform only picks a variant of the named image; any other flag
+            # with a variable could mean something dockgate does not read.
+            name = flag[2:].partition("=")[0].lower()
+            if "$" in flag and name != "platform":
                 st.facts.problems.append((where, f"FROM flag {flag!r} cannot be determined"))
         if len(words) >= 3 and words[1].lower() == "as":
             st.stages.add(words[2].lower())
@@ -181,21 +246,44 @@ def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> 
                 low = src.lower()
                 if "$" in src:
                     st.facts.urls.append((where + " ADD", f"{src} (cannot be determined)"))
-                elif "://" in low or low.startswith("git@"):
+                elif "://" in low or low.startswith(("git@", "github.com/")):
                     st.facts.urls.append((where + " ADD", src))
     elif keyword == "run":
         for flag in flags:
-            name, _, value = flag[2:].partition("=")
-            if name.lower() != "mount":
-                continue
-            for part in value.split(","):
-                key, _, val = part.partition("=")
-                if key.strip().lower() == "from" and val:
-                    _image(st, where + " RUN --mount from", val.strip(), base=False)
+            _run_flag(st, where, flag)
+
+
+_RUN_VALUES = {
+    "network": ("networks", ("default", "none", "host")),
+    "security": ("security", ("sandbox", "insecure")),
+}
+
+
+def _run_flag(st: _State, where: str, flag: str) -> None:
+    """One ``RUN --flag=value``: mounts from images, and BuildKit's network, security, devices."""
+    name, _, value = flag[2:].partition("=")
+    name = name.lower()
+    if name == "mount":
+        if any(c in value for c in "\"'"):
+            why = f"RUN --mount {value!r} has quotes dockgate does not read"
+            st.facts.problems.append((where, why))
+            return
+        for part in value.split(","):
+            key, _, val = part.partition("=")
+            if key.strip().lower() == "from" and val:
+                _image(st, where + " RUN --mount from", val.strip(), base=False)
+    elif name in _RUN_VALUES:
+        kind, known = _RUN_VALUES[name]
+        if value.lower() not in known:
+            st.facts.problems.append((where, f"RUN --{name}={value} is not a value dockgate knows"))
+        getattr(st.facts, kind).append((where + f" RUN --{name}", value.lower()))
+    elif name == "device":
+        st.facts.devices.append((where + " RUN --device", value))
 
 
 def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) -> DockerfileFacts:
     """The facts of a Dockerfile; ``buildargs`` are the build's ``buildargs`` query."""
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     text = text.removeprefix("\ufeff")
@@ -214,8 +302,11 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
                 st.facts.problems.append((f"line {i + 1}", f"escape {value!r} is invalid"))
             escape = value
         elif key == "syntax":
-            _image(st, f"line {i + 1} # syntax", value, base=False)
+            _frontend(st, f"line {i + 1} # syntax", value.split(" ", 1)[0])
         i += 1
+    found = syntax_directive(raw)
+    if found is not None:
+        _frontend(st, "# syntax", found[0])
     cont = re.compile(re.escape(escape) + r"[ \t]*$")
     logical: list[tuple[int, str]] = []
     while i < len(lines):

@@ -133,7 +133,10 @@ CONTROLS: dict[str, dict[str, Any]] = {
         ),
     ),
     "build": _obj(
-        allow_remote_context=_bool, allow_url_sources=_bool, allow_cgroup_parent=_bool
+        allow_remote_context=_bool,
+        allow_url_sources=_bool,
+        allow_cgroup_parent=_bool,
+        frontends=_globs,
     ),
 }
 

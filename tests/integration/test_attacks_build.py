@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import http.server
 import io
 import json
 import lzma
 import tarfile
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from support.buildhelp import build, context, image_file
 from support.engines import IMAGE, Engine, unique
+from support.loopback import Loopback
+from support.loopback import loopback as serve_loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
 
 pytestmark = pytest.mark.engine
@@ -46,35 +46,11 @@ RESTRICTED_BUILD = (
 SECRET = "host-private-" + unique("s")
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    hits: list[str]
-
-    def do_GET(self) -> None:
-        self.server.hits.append(self.path)  # type: ignore[attr-defined]
-        body = self.server.routes.get(self.path, SECRET.encode())  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
-def loopback() -> Iterator[Any]:
+def loopback() -> Iterator[Loopback]:
     """An HTTP server on the host's 127.0.0.1: ``.url(path)``, ``.hits``, ``.routes``."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.hits = []  # type: ignore[attr-defined]
-    server.routes = {}  # type: ignore[attr-defined]
-    server.url = lambda p: f"http://127.0.0.1:{server.server_address[1]}{p}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_loopback(SECRET) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def denied(status: int, text: str, policy: str, what: str) -> None:

@@ -193,3 +193,27 @@ def test_cache_from_another_tenants_image_is_ignored(two: Tenants) -> None:
         assert out.returncode == 0, out.stderr
         ran.append("Using cache" in out.stdout)
     assert ran == [False, False]
+
+
+def buildx(caller: Caller, *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker buildx build ARGS`` as ``caller`` (BuildKit: /grpc and /session, mediated)."""
+    return caller.docker("buildx", "build", "--progress", "plain", "--pull=false", *NONE, *args,
+                         check=False, timeout=300)
+
+
+def test_buildkit_from_another_tenants_image_is_refused(two: Tenants) -> None:
+    """With BuildKit (buildx), A's ``FROM`` B's image is refused like an image that does
+    not exist, naming the rule, and A gets no image; ``FROM`` its own image builds.
+    (The bare daemon builds it with B's secret inside: the classic test above.)"""
+    if two.a.kind != "tls":
+        pytest.skip("buildx keeps state in DOCKER_CONFIG, which only root can write here")
+    tag = f"a-bk-{uuid.uuid4().hex[:8]}"
+    out = buildx(two.a, "--load", "-t", tag + ":gate", str(_context(f"FROM {two.b_image}\n")))
+    assert out.returncode != 0
+    assert "rule tenant-images: no such image" in out.stderr, out.stderr
+    assert "teamb" not in out.stderr
+    assert image_file(two.engine, tag + ":gate", "/secret") is None
+    out = buildx(two.a, "--load", "-t", tag + ":own",
+                 str(_context(f"FROM {two.a_image}\nRUN cat /mine\n")))
+    assert out.returncode == 0, out.stderr
+    assert image_file(two.engine, tag + ":own", "/mine") == "mine\n"

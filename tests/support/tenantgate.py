@@ -330,10 +330,8 @@ def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:
     directory.chmod(0o755)
     pki = make_pki(directory / "tls")
     (directory / "tls").chmod(0o755)
-    config = directory / "cfg"
-    config.mkdir(mode=0o755)
+    config = make_docker_config(directory / "cfg")  # with buildx and compose
     config.chmod(0o755)
-    make_docker_config(config)  # compose and buildx, for every principal
     (config / "cli-plugins").chmod(0o755)
     (config / "config.json").chmod(0o644)
     tenants = directory / "tenants.yaml"

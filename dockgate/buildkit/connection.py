@@ -1,0 +1,259 @@
+"""BuildKit's upgraded connections through dockgate: spliced blind, or mediated (I/O).
+
+``protocol`` hands a ``/grpc`` or ``/session`` connection that switched to h2c
+here (``mediated_splice``).  Where the caller's policy judges nothing a build
+could ask for (``privileged``: no rule but endpoint lists) and no tenant's
+images need checking, the connection stays a plain ``Splice``, which the
+kernel moves (``kernelsplice``): as fast as direct.  Otherwise a
+``MediatedSplice`` runs it through ``h2relay.H2Relay`` with the hooks of
+``mediation``, settles what they held (at once, or after a tenant's image
+ownership check with the daemon), and writes one audit record per solve.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from dockgate.audit_schema import principal_of
+from dockgate.buildkit.h2relay import H2Relay, RelayError, Side
+from dockgate.buildkit.mediation import (
+    Builds,
+    GrpcHooks,
+    Judge,
+    Pending,
+    SessionHooks,
+)
+from dockgate.model import AuditEvent, Peer
+from dockgate.policy.buildcontrol import BuildVerdict
+from dockgate.policy.controls import DecisionContext
+from dockgate.splice import Splice
+from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
+from dockgate.tenancy.ownership import ObjectRef
+
+if TYPE_CHECKING:
+    from dockgate.protocol import Exchange, ProxyServerProtocol
+    from dockgate.upstream import UpstreamConnection
+
+log = Logger()
+
+ENDPOINTS = frozenset({"build.grpc", "build.session"})
+BUILDS = Builds()
+"""Solves and sessions of the one daemon dockgate fronts (its session manager is
+daemon-wide too)."""
+
+Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+
+SESSION_ID = "x-docker-expose-session-uuid"
+SESSION_NAME = "x-docker-expose-session-name"
+SESSION_KEY = "x-docker-expose-session-sharedkey"
+
+
+def build_judge(policy: Any, context: DecisionContext | None, peer: Peer | None,
+                tenant: Tenant | None, endpoint_id: str) -> Judge | None:
+    """What a BuildKit connection is judged with, or None when it may be spliced blind."""
+    if endpoint_id not in ENDPOINTS:
+        return None
+    tenant_checks = tenant is not None and not tenant.admin
+    if not tenant_checks and not getattr(policy, "checks_bodies", True):
+        return None
+    owner = tenant.name if tenant is not None else (principal_of(peer) or "")
+    return Judge(policy, peer, context, owner=owner, tenant=tenant if tenant_checks else None)
+
+
+def mediated_splice(protocol: ProxyServerProtocol, upstream: UpstreamConnection, x: Exchange,
+                    on_done: Callable[[Splice], None], record: Callable[[str, bytes], None] | None,
+                    *, fetch: Fetch, on_client_closing: Callable[[], None]) -> Splice | None:
+    """The splice for an upgraded BuildKit connection that must be mediated, else None."""
+    judge = x.build_judge
+    if not isinstance(judge, Judge) or x.request is None:
+        return None
+    return MediatedSplice(protocol, upstream, on_done, record, x=x, judge=judge, fetch=fetch,
+                          on_client_closing=on_client_closing)
+
+
+def fail_solves(session: str, message: str) -> None:
+    """End every open solve call of ``session``'s builds with ``message``."""
+    for solve in BUILDS.for_session(session):
+        for handle, stream in list(solve.open):
+            handle.fail(stream, message)
+
+
+class MediatedSplice(Splice):
+    """A ``Splice`` whose bytes go through an ``H2Relay`` (never the kernel)."""
+
+    def __init__(self, client: ProxyServerProtocol, upstream: UpstreamConnection,
+                 on_done: Callable[[Splice], None], record: Callable[[str, bytes], None] | None,
+                 *, x: Exchange, judge: Judge, fetch: Fetch,
+                 on_client_closing: Callable[[], None]) -> None:
+        super().__init__(client, upstream, on_done, record, on_client_closing=on_client_closing)
+        assert x.request is not None
+        self._x = x
+        self._judge = judge
+        self._fetch = fetch
+        self._reactor = client.reactor
+        self._solves = 0
+        self.session = ""
+        hooks: GrpcHooks | SessionHooks
+        if x.request.endpoint.id == "build.grpc":
+            hooks = GrpcHooks(judge, BUILDS, self)
+            hooks.on_closed = self._solve_done
+            self.relay = H2Relay("client", hooks)
+        else:
+            headers = dict(x.request.headers)
+            self.session = headers.get(SESSION_ID, "")
+            why = BUILDS.session_opened(self.session, judge.owner, headers.get(SESSION_NAME, ""),
+                                        headers.get(SESSION_KEY, ""))
+            hooks = SessionHooks(judge, BUILDS, self.session, fail_solves)
+            hooks.refusal = why
+            self.relay = H2Relay("daemon", hooks)
+        self.hooks = hooks
+
+    # -- bytes ------------------------------------------------------------------
+
+    def offload(self, reactor: Any) -> None:
+        """Mediated connections stay in user space: every frame is read."""
+
+    def from_client(self, data: bytes) -> None:
+        if self._client_eof:
+            return
+        self.bytes_in += len(data)
+        if self._recorded("in", data):
+            self._feed("client", data)
+
+    def from_upstream(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        if self._recorded("out", data):
+            self._feed("daemon", data)
+
+    def _feed(self, side: Side, data: bytes) -> None:
+        if self._on_done is None:
+            return
+        self._guarded(lambda: self.relay.receive(side, data))
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run ``step``, settle what it left held and write what is due; a failure ends
+        the connection."""
+        try:
+            step()
+            self._settle()
+        except RelayError as e:
+            log.warn("BuildKit connection ended: {why}", why=str(e))
+            self._abort_both()
+            return
+        except Exception:
+            # A bug in judging must not leave a stream half-decided: end the build.
+            log.failure("BuildKit mediation failed; ending the connection")
+            self._abort_both()
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self.relay.take("daemon")
+        if out:
+            self._upstream.write_raw(out)
+        out = self.relay.take("client")
+        transport = self._client.transport
+        if out and transport is not None:
+            transport.write(out)
+
+    # -- decisions ----------------------------------------------------------------
+
+    def _settle(self) -> None:
+        pending = self.hooks.pending
+        while pending:
+            p = pending.pop(0)
+            verdict = p.verdict
+            tenant = self._judge.tenant
+            if verdict.allowed and tenant is not None and verdict.image_refs:
+                d = ensureDeferred(self._foreign_image(tenant, verdict.image_refs))
+                d.addCallback(self._checked, p)
+                d.addErrback(self._check_failed, p)
+                continue
+            self._decided(p, verdict)
+
+    def _decided(self, p: Pending, verdict: BuildVerdict) -> None:
+        if not verdict.allowed:
+            self.relay.refuse(p.stream, verdict.message)
+            if p.kind == "dockerfile":
+                fail_solves(p.session, verdict.message)
+            return
+        if isinstance(self.hooks, SessionHooks) and p.kind == "dockerfile" and \
+                not self.hooks.decided(p.stream):
+            return  # another Dockerfile of this transfer still waits for its verdict
+        self.relay.release(p.stream)
+
+    async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:
+        """The first image of ``names`` the tenant may not read (None: all are fine;
+        a missing one is pulled into the shared cache)."""
+        for name in names:
+            ref = ObjectRef("image", name, "body", "build source", "read")
+            status, info = await self._fetch("GET", inspect_target(ref, None), None)
+            if status == 404:
+                continue
+            if status != 200 or not isinstance(info, Mapping) or \
+                    not may_access(tenant, owner_of("image", info), ref):
+                return name
+        return None
+
+    def _checked(self, foreign: str | None, p: Pending) -> None:
+        verdict = p.verdict
+        if foreign is not None:
+            # Said as for an image that does not exist: the answer tells nothing
+            # about whose it is.
+            policy = getattr(self._judge.policy, "name", "")
+            verdict = BuildVerdict(False, f"dockgate: denied by policy {policy} rule "
+                                          f"tenant-images: no such image: {foreign}",
+                                   rule="tenant-images", facts=verdict.facts)
+        self._decided(p, verdict)
+        self._flush()
+
+    def _check_failed(self, failure: Failure, p: Pending) -> None:
+        log.failure("checking a build's images failed", failure)
+        self._decided(p, BuildVerdict(False, "dockgate: cannot check the build's images"))
+        self._flush()
+
+    def fail(self, stream: int, message: str) -> None:
+        """``mediation.Handle``: end one of this connection's solve calls from elsewhere."""
+        self.relay.refuse(stream, message)
+        self._flush()
+
+    def wake(self, ref: str) -> None:
+        """``mediation.Handle``: the Control Solve of ``ref`` came in."""
+        self._reactor.callLater(0, self._woken, ref)
+
+    def _woken(self, ref: str) -> None:
+        hooks = self.hooks
+        if self._on_done is not None and isinstance(hooks, GrpcHooks):
+            self._guarded(lambda: hooks.retry(ref))
+
+    # -- audit ----------------------------------------------------------------
+
+    def _solve_done(self, facts: dict[str, Any]) -> None:
+        """One record per solve: what was decided, and what its session served."""
+        self._solves += 1
+        x = self._x
+        client = self._client
+        event = AuditEvent(
+            stage="BuildSolved", id=f"{x.id}.{self._solves}", time=time.time(),
+            listener=client.factory.listener, peer=client.peer, method=x.method,
+            raw_target=x.raw_target, request=x.request, decision=x.decision,
+            tenant=x.tenant.name if x.tenant is not None else None,
+            build=facts,
+        )
+        try:
+            client.settings.audit.record(event)
+        except Exception:
+            # Fail closed: a build that cannot be recorded does not go on.
+            log.failure("audit write failed for a BuildKit solve")
+            self._abort_both()
+
+    def _done(self) -> None:
+        if self.session:
+            BUILDS.session_closed(self.session)
+        super()._done()

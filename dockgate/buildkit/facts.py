@@ -1,0 +1,401 @@
+"""What a BuildKit build asks the daemon to do as root: from a solve, a Dockerfile, a container.
+
+The ``build`` control (``dockgate.policy.buildcontrol``) judges these facts
+with the same controls as the classic builder's: an image the daemon pulls
+goes to the registries (and images) rules, a host network to namespaces, an
+insecure step to privileged, a fetch to ``allow_url_sources`` /
+``allow_remote_context``.  Reading them is kept apart from judging them so
+that the audit record shows exactly what was decided.
+
+Closed worlds: every frontend option the dockerfile frontend reads
+(moby/buildkit ``frontend/dockerui``, ``frontend/dockerfile/builder``, and
+what buildx sends) is classified below; an option, a source scheme, an
+exporter, a cache backend, an entitlement or an op kind dockgate does not
+know is a refusal, since the daemon could act on it where dockgate cannot
+see.  Each fact carries ``where`` it came from, so the denial names it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockgate.buildctx.dockerfile import DockerfileFacts, parse
+from dockgate.buildkit.solve import ContainerAsk, LlbOp, SolveAsk
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class BuildKitFacts:
+    """Each list holds ``(where, value)``; ``where`` names the option, op or line."""
+
+    network_host: list[Pair] = field(default_factory=list)
+    insecure: list[Pair] = field(default_factory=list)
+    cgroup_parents: list[Pair] = field(default_factory=list)
+    ulimits: list[Pair] = field(default_factory=list)
+    devices: list[Pair] = field(default_factory=list)
+    remote: list[Pair] = field(default_factory=list)
+    """The build context fetched by the daemon (git or http): ``allow_remote_context``."""
+    urls: list[Pair] = field(default_factory=list)
+    """Other git and http sources the daemon fetches: ``allow_url_sources``."""
+    services: list[Pair] = field(default_factory=list)
+    """Cache backends the daemon contacts (gha, s3, azblob): ``allow_url_sources``."""
+    images: list[Pair] = field(default_factory=list)
+    """Images the daemon pulls or reads (sources, named contexts, Dockerfile)."""
+    frontends: list[Pair] = field(default_factory=list)
+    """Frontend images the daemon runs (``# syntax=``, ``source``, BUILDKIT_SYNTAX)."""
+    registries: list[Pair] = field(default_factory=list)
+    """Registry references the daemon contacts that are not images it reads (cache)."""
+    pushes: list[Pair] = field(default_factory=list)
+    """Names the daemon pushes to (image exporter ``push=true``, registry cache export)."""
+    refusals: list[Pair] = field(default_factory=list)
+    """``(where, why)``: what dockgate does not know or cannot check."""
+    sessions: list[Pair] = field(default_factory=list)
+    """Session ids the build reads local files or stores from (the I/O layer binds them)."""
+    locals: list[Pair] = field(default_factory=list)
+    secrets: list[Pair] = field(default_factory=list)
+    ssh: list[Pair] = field(default_factory=list)
+
+    def image_refs(self) -> tuple[str, ...]:
+        """The images the build reads, each once, in order (for tenant ownership)."""
+        seen: dict[str, None] = {}
+        for _, ref in self.images + self.frontends:
+            seen.setdefault(ref, None)
+        return tuple(seen)
+
+    def record(self) -> dict[str, Any]:
+        """The facts as JSON for the audit record: non-empty lists only, secrets by name."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value:
+                out[name] = [list(p) for p in value]
+        return out
+
+
+# -- frontend options -----------------------------------------------------------
+
+_INERT_KEYS = frozenset({
+    "target", "no-cache", "platform", "multi-platform", "image-resolve-mode", "add-hosts",
+    "hostname", "shm-size", "filename", "dockerfilekey", "contextsubdir", "frontend.caps",
+    "requestid", "memory", "memswap", "cpushares", "cpuperiod", "cpuquota", "cpusetcpus",
+    "cpusetmems", "cmdline", "contextkey",
+})
+"""Build-target selection, image metadata and limits of the build's own containers."""
+_INERT_PREFIXES = ("label:", "vcs:", "input-metadata:", "sharedkey:", "build-arg:")
+_SYNTAX_ARG = "build-arg:BUILDKIT_SYNTAX"
+_NETWORK_MODES = {"": None, "default": None, "sandbox": None, "none": None, "host": "host"}
+_LOCAL_VALUE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _csv(value: str) -> list[str] | None:
+    """Comma-separated words; None when quotes make the split ambiguous."""
+    if '"' in value or "'" in value:
+        return None
+    return [w.strip() for w in value.split(",") if w.strip()]
+
+
+_SESSION_UPLOAD = re.compile(r"http://buildkit-session/[A-Za-z0-9]+")
+"""What buildx sends for a context read from stdin (``docker buildx build - < ctx.tar``):
+BuildKit's http source reads a URL whose host is ``buildkit-session`` from the
+build's own session (moby/buildkit ``source/http/transport.go``), not the network."""
+
+
+def _is_remote(value: str) -> bool:
+    """Whether a context value is something the daemon fetches rather than a local name
+    or the client's own upload."""
+    if _SESSION_UPLOAD.fullmatch(value):
+        return False
+    return bool(value) and not set(value) <= _LOCAL_VALUE
+
+
+_ATTEST_PREFIXES = ("attest:", "build-arg:BUILDKIT_ATTEST_")
+_SBOM_GENERATOR = "docker/buildkit-syft-scanner:stable-1"
+"""The frontend's default SBOM scanner image (``frontend/attestations``)."""
+
+
+def _attestation(facts: BuildKitFacts, where: str, kind: str, value: str) -> None:
+    """An attestation the frontend adds: provenance is metadata; an SBOM runs a scanner image."""
+    if kind == "provenance":
+        return
+    if kind != "sbom":
+        facts.refusals.append((where, f"attestation {kind!r} is not known to dockgate"))
+        return
+    words = _csv(value)
+    if words is None:
+        facts.refusals.append((where, "has quotes dockgate does not read"))
+        return
+    generator = _SBOM_GENERATOR
+    for w in words:
+        name, _, v = w.partition("=")
+        if name == "generator":
+            generator = v
+    facts.images.append((where + " (SBOM scanner)", generator))
+
+
+def _frontend_image(facts: BuildKitFacts, where: str, cmdline: str) -> None:
+    ref = cmdline.strip().split(" ", 1)[0]
+    if ref:
+        facts.frontends.append((where, ref))
+    else:
+        facts.refusals.append((where, "names no frontend image"))
+
+
+def _named_context(facts: BuildKitFacts, where: str, value: str) -> None:
+    """A ``context:NAME`` value, read by scheme as the dockerfile frontend reads it."""
+    scheme, sep, rest = value.partition(":")
+    if scheme.startswith("git@"):
+        scheme = "git"
+    if not sep:
+        facts.refusals.append((where, f"{value!r} is not a context dockgate can read"))
+    elif scheme == "docker-image":
+        ref = rest.removeprefix("//")
+        if ref != "scratch":
+            facts.images.append((where, ref))
+    elif scheme in ("git", "http", "https"):
+        facts.urls.append((where, value))
+    elif scheme == "local":
+        facts.locals.append((where, rest))
+    elif scheme in ("oci-layout", "input"):
+        pass  # a store on the client's session; a frontend input (its ops are judged)
+    else:
+        facts.refusals.append((where, f"context {value!r} is not a kind dockgate knows"))
+
+
+def _cache(facts: BuildKitFacts, where: str, entries: Iterable[tuple[str, Mapping[str, str]]],
+           *, export: bool) -> None:
+    for i, (kind, attrs) in enumerate(entries):
+        at = f"{where}[{i}] type={kind}"
+        if kind == "registry":
+            ref = attrs.get("ref", "")
+            (facts.pushes if export else facts.registries).append((at, ref))
+        elif kind in ("inline", "local"):
+            pass  # in the image, or the client's own store through the session
+        elif kind in ("gha", "s3", "azblob"):
+            facts.services.append((at, f"cache backend {kind}"))
+        else:
+            facts.refusals.append((at, f"cache type {kind!r} is not known to dockgate"))
+
+
+def _cache_imports_json(facts: BuildKitFacts, where: str, raw: str) -> None:
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        facts.refusals.append((where, "is not a JSON array of cache entries"))
+        return
+    entries = []
+    for v in value:
+        attrs = v.get("Attrs") or {}
+        if not isinstance(v.get("Type"), str) or not isinstance(attrs, Mapping):
+            facts.refusals.append((where, "has a cache entry dockgate cannot read"))
+            return
+        entries.append((v["Type"], {str(k): str(x) for k, x in attrs.items()}))
+    _cache(facts, where, entries, export=False)
+
+
+def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: str) -> None:
+    """Classify every frontend option (``FrontendAttrs`` / ``FrontendOpt``)."""
+    context_key = attrs.get("contextkey", "context")
+    for key, value in sorted(attrs.items()):
+        where = f"frontend option {key}"
+        base = key.split("::", 1)[0]  # "context:NAME::linux/amd64" names a platform's context
+        if key == _SYNTAX_ARG:
+            _frontend_image(facts, where, value)
+        elif key.startswith(_ATTEST_PREFIXES):
+            kind = key.split(":", 1)[1].removeprefix("BUILDKIT_ATTEST_").lower()
+            _attestation(facts, where, kind, value)
+        elif key in _INERT_KEYS or base.startswith(_INERT_PREFIXES):
+            pass
+        elif key == "local-sessionid" or base.startswith("local-sessionid:"):
+            facts.sessions.append((where, value))
+        elif key == "force-network-mode":
+            if value.lower() not in _NETWORK_MODES:
+                facts.refusals.append((where, f"network mode {value!r} is not known to dockgate"))
+            elif _NETWORK_MODES[value.lower()]:
+                facts.network_host.append((where, value))
+        elif key == "cgroup-parent":
+            if value:
+                facts.cgroup_parents.append((where, value))
+        elif key in ("ulimit", "cache-from"):
+            words = _csv(value)
+            if words is None:
+                facts.refusals.append((where, "has quotes dockgate does not read"))
+            elif key == "ulimit":
+                facts.ulimits.extend((where, w.partition("=")[0]) for w in words)
+            else:
+                facts.registries.extend((where, w) for w in words)
+        elif key == "source":
+            _frontend_image(facts, where, value)
+        elif key == "cache-imports":
+            _cache_imports_json(facts, where, value)
+        elif base.startswith("context:"):
+            _named_context(facts, where, value)
+        elif key == "context" or base.startswith("input:"):
+            if _is_remote(value):
+                facts.remote.append((where, value))
+        elif key == context_key:
+            pass  # read below
+        else:
+            facts.refusals.append((where, "is not a frontend option dockgate knows"))
+    if context_key != "context":
+        value = attrs.get(context_key, "")
+        if _is_remote(value):
+            facts.remote.append((f"frontend option {context_key} (contextkey)", value))
+    if frontend not in ("", "dockerfile.v0", "gateway.v0"):
+        facts.refusals.append(("frontend", f"{frontend!r} is not a frontend dockgate knows"))
+    if frontend == "gateway.v0" and "source" not in attrs:
+        facts.refusals.append(("frontend", "gateway.v0 names no frontend image (source)"))
+
+
+# -- LLB ------------------------------------------------------------------------
+
+_IMAGE_SCHEMES = ("docker-image", "docker-image+blob")
+_FETCH_SCHEMES = ("git", "http", "https")
+_SESSION_ATTRS = ("local.session", "oci.session")
+
+
+def _source(facts: BuildKitFacts, op: LlbOp, where: str) -> None:
+    scheme, sep, rest = op.identifier.partition("://")
+    for attr in _SESSION_ATTRS:
+        if op.attrs.get(attr):
+            facts.sessions.append((f"{where} {attr}", op.attrs[attr]))
+    if not sep:
+        facts.refusals.append((where, f"source {op.identifier!r} is not a kind dockgate knows"))
+    elif scheme in _IMAGE_SCHEMES:
+        facts.images.append((where, rest))
+    elif _SESSION_UPLOAD.fullmatch(op.identifier):
+        facts.locals.append((where, op.identifier))
+    elif scheme in _FETCH_SCHEMES:
+        url = op.attrs.get("git.fullurl", "") if scheme == "git" else ""
+        target = facts.remote if op.origin in ("context", "dockerfile") else facts.urls
+        target.append((where, op.identifier))
+        if url and url != op.identifier:
+            target.append((where + " git.fullurl", url))
+    elif scheme == "local":
+        facts.locals.append((where, rest))
+    elif scheme in ("oci-layout", "oci-layout+blob"):
+        pass  # the client's content store, through the session
+    else:
+        facts.refusals.append((where, f"source scheme {scheme!r} is not known to dockgate"))
+
+
+def _process(facts: BuildKitFacts, where: str, *, network: str, security: str,
+             cgroup_parent: str, ulimits: Iterable[str], devices: Iterable[str] = ()) -> None:
+    if network == "host":
+        facts.network_host.append((where, "network host"))
+    if security == "insecure":
+        facts.insecure.append((where, "security insecure"))
+    if cgroup_parent:
+        facts.cgroup_parents.append((where, cgroup_parent))
+    facts.ulimits.extend((where, u) for u in ulimits)
+    facts.devices.extend((where, d) for d in devices)
+
+
+def llb_ops(facts: BuildKitFacts, ops: Iterable[LlbOp], where: str) -> None:
+    """Sources, exec steps and op kinds of an LLB definition."""
+    for i, op in enumerate(ops):
+        at = f"{where} op {i} ({op.kind})" if not op.origin else \
+            f"{where} input {op.origin} op {i} ({op.kind})"
+        if op.kind == "source":
+            _source(facts, op, at)
+        elif op.kind == "exec":
+            _process(facts, at, network=op.network, security=op.security,
+                     cgroup_parent=op.cgroup_parent, ulimits=op.ulimits, devices=op.devices)
+            for m in op.mounts:
+                if m.secret_id:
+                    facts.secrets.append((at, m.secret_id))
+                if m.ssh_id:
+                    facts.ssh.append((at, m.ssh_id))
+        elif op.kind in ("build", "passthrough"):
+            facts.refusals.append((at, f"a {op.kind} op names work dockgate cannot inspect"))
+
+
+# -- the whole solve ------------------------------------------------------------
+
+_EXPORTERS = frozenset({"image", "moby", "local", "tar", "oci", "docker", "cacheonly"})
+_ENTITLEMENTS = {"network.host": "network_host", "security.insecure": "insecure"}
+
+
+def solve_facts(ask: SolveAsk) -> BuildKitFacts:
+    """Everything a Control or LLBBridge Solve asks for."""
+    facts = BuildKitFacts()
+    for e in ask.entitlements:
+        name = e.partition("=")[0]
+        if name in _ENTITLEMENTS:
+            getattr(facts, _ENTITLEMENTS[name]).append((f"entitlement {e}", e))
+        elif name == "device":
+            facts.devices.append((f"entitlement {e}", e.partition("=")[2]))
+        else:
+            facts.refusals.append((f"entitlement {e}", "is not an entitlement dockgate knows"))
+    if ask.session:
+        facts.sessions.append(("session", ask.session))
+    frontend_options(facts, ask.frontend_attrs, ask.frontend)
+    llb_ops(facts, ask.ops, "LLB")
+    for i, (kind, attrs) in enumerate(zip(ask.exporters, ask.exporter_attrs, strict=False)):
+        where = f"exporter {i} ({kind})"
+        if kind not in _EXPORTERS:
+            facts.refusals.append((where, "is not an exporter dockgate knows"))
+        elif kind in ("image", "moby") and attrs.get("push", "").lower() in ("true", "1"):
+            names = _csv(attrs.get("name", ""))
+            if names is None:
+                facts.refusals.append((where, "names images dockgate cannot read"))
+            facts.pushes.extend((where, n) for n in names or ())
+    _cache(facts, "cache import", ask.cache_imports, export=False)
+    _cache(facts, "cache export", ask.cache_exports, export=True)
+    facts.refusals.extend(
+        ("source policy", f"rule {r!r} rewrites sources after dockgate judged them")
+        for r in ask.source_policy
+        if r.startswith("convert")
+    )
+    return facts
+
+
+def dockerfile_facts(
+    dockerfile: bytes | DockerfileFacts,
+    ask: SolveAsk | None = None,
+    buildargs: Mapping[str, str | None] | None = None,
+) -> tuple[BuildKitFacts, DockerfileFacts]:
+    """The Dockerfile's facts, read with the solve's build args (``build-arg:*``), or
+    ``buildargs`` (a ``POST /build?version=2``'s, whose Dockerfile also comes
+    through the session).
+
+    Returns the BuildKit facts (images, ``# syntax=`` frontends, ``ADD``
+    URLs, BuildKit's RUN flags, and each value dockgate could not determine
+    as a refusal) and the parsed ``DockerfileFacts`` (for the I/O layer's
+    image checks: bases and their ``ONBUILD`` triggers).
+    """
+    if isinstance(dockerfile, DockerfileFacts):
+        df = dockerfile
+    else:
+        attrs = ask.frontend_attrs if ask is not None else {}
+        args: dict[str, str | None] = {
+            k[len("build-arg:"):]: v for k, v in attrs.items() if k.startswith("build-arg:")
+        }
+        args.update(buildargs or {})
+        df = parse(dockerfile, args)
+    facts = BuildKitFacts()
+    frontends = {ref for _, ref in df.frontends}
+    facts.frontends.extend((f"Dockerfile {w}", ref) for w, ref in df.frontends)
+    facts.images.extend(
+        (f"Dockerfile {w}", ref) for w, ref in df.images if ref not in frontends
+    )
+    facts.network_host.extend((f"Dockerfile {w}", v) for w, v in df.networks if v == "host")
+    facts.insecure.extend((f"Dockerfile {w}", v) for w, v in df.security if v == "insecure")
+    facts.devices.extend((f"Dockerfile {w}", v) for w, v in df.devices)
+    facts.urls.extend((f"Dockerfile {w}", u) for w, u in df.urls)
+    facts.refusals.extend((f"Dockerfile {w}", why) for w, why in df.problems)
+    return facts, df
+
+
+def container_facts(ask: ContainerAsk) -> BuildKitFacts:
+    """A gateway container (NewContainer) or a process started in it (ExecProcess Init)."""
+    facts = BuildKitFacts()
+    _process(facts, f"container {ask.container_id}", network=ask.network,
+             security=ask.security, cgroup_parent=ask.cgroup_parent, ulimits=ask.ulimits)
+    return facts

@@ -1,0 +1,70 @@
+"""The Dockerfile as BuildKit's frontend reads it: the syntax directive, BuildKit's RUN flags.
+
+``syntax_directive`` follows BuildKit's ``DetectSyntax`` exactly; ``parse``
+reads it that way and also as its own directive loop does, so a spelling the
+two readers split differently can only add a frontend to judge.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dockgate.buildctx.dockerfile import parse, syntax_directive
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (b"# syntax=docker/dockerfile:1\nFROM x\n", ("docker/dockerfile:1", "docker/dockerfile:1")),
+        (b"#syntax = a/b:1 --flag\n", ("a/b:1", "a/b:1 --flag")),
+        (b"# SYNTAX=a/b\n", ("a/b", "a/b")),
+        (b"# escape=`\n# check=skip=all\n# syntax=a/b\n", ("a/b", "a/b")),
+        (b"\xef\xbb\xbf#!/usr/bin/env x\n# syntax=a/b\n", ("a/b", "a/b")),
+        (b"// syntax=a/b\nFROM x\n", ("a/b", "a/b")),
+        (b'{"syntax": "a/b", "x": 1}', ("a/b", "a/b")),
+        (b"# syntax=a/b\r\nFROM x\r\n", ("a/b", "a/b")),
+        # Not directives for BuildKit:
+        (b" # syntax=a/b\n", None),
+        (b"# foo=bar\n# syntax=a/b\n", None),
+        (b"FROM x\n# syntax=a/b\n", None),
+        (b"\n# syntax=a/b\n", None),
+        (b'{"syntax": 1}', None),
+    ],
+)
+def test_syntax_directive_as_buildkit_detects_it(text: bytes, found: tuple[str, str] | None) -> None:
+    """BOM and shebang skipped, `#` then `//` comments, then JSON; the first blank ends the image."""
+    assert syntax_directive(text) == found
+
+
+def test_parse_reads_every_syntax_spelling_either_reader_sees() -> None:
+    """A directive after an unknown one is not BuildKit's, but dockgate still judges it."""
+    facts = parse(b"# foo=bar\n# syntax=a/b\nFROM x\n")
+    assert [ref for _, ref in facts.frontends] == ["a/b"]
+    facts = parse(b"#!/bin/sh\n# syntax=c/d\nFROM x\n")
+    assert [ref for _, ref in facts.frontends] == ["c/d"]
+
+
+def test_run_flags() -> None:
+    """RUN --network, --security, --device and --mount from= are facts; odd values are problems."""
+    facts = parse(
+        b"FROM x\n"
+        b"RUN --network=host --security=insecure --device=v.com/gpu=0 true\n"
+        b"RUN --network=none --mount=type=cache,from=img:1,target=/c true\n"
+        b'RUN --network="host" true\n'
+    )
+    assert facts.networks == [("line 2 RUN --network", "host"), ("line 3 RUN --network", "none"),
+                              ("line 4 RUN --network", '"host"')]
+    assert facts.security == [("line 2 RUN --security", "insecure")]
+    assert facts.devices == [("line 2 RUN --device", "v.com/gpu=0")]
+    assert ("line 3 RUN --mount from", "img:1") in facts.images
+    assert facts.problems == [("line 4", 'RUN --network="host" is not a value dockgate knows')]
+
+
+def test_add_git_forms() -> None:
+    """ADD of git refs in every form BuildKit fetches, URLs too; COPY sources are not fetched."""
+    facts = parse(
+        b"FROM x\nADD git@github.com:a/b.git /a\nADD github.com/a/b.git /b\n"
+        b"ADD --keep-git-dir=true https://github.com/a/b.git#v1 /c\nCOPY github.com/a /d\n"
+    )
+    assert [u for _, u in facts.urls] == [
+        "git@github.com:a/b.git", "github.com/a/b.git", "https://github.com/a/b.git#v1"]

@@ -1,0 +1,245 @@
+"""Unit tests for dockgate.buildkit.mediation: which calls are mediated, how a session's
+Dockerfile is collected from fsutil packets, and how builds and sessions are bound to
+their caller (judges replaced by recorders: the policy's side is tested elsewhere)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf import wrappers_pb2
+
+from dockgate.buildkit import mediation
+from dockgate.buildkit.connection import build_judge
+from dockgate.buildkit.h2relay import Plan
+from dockgate.buildkit.messages import message_class
+from dockgate.model import Peer
+from dockgate.policy import load_policy
+from dockgate.policy.buildcontrol import BuildVerdict
+from dockgate.tenancy import Tenant
+
+_DIR = 1 << 31
+
+
+def packet(kind: int, *, path: str = "", mode: int = 0o644, ident: int = 0,
+           data: bytes = b"") -> bytes:
+    p: Any = message_class("fsutil.types.Packet")()
+    p.type = kind
+    if kind == 0 and path:
+        p.stat.path = path
+        p.stat.mode = mode
+    p.ID = ident
+    p.data = data
+    return bytes(p.SerializeToString())
+
+
+STAT, DATA, FIN = 0, 2, 3
+
+
+class Handle:
+    def __init__(self) -> None:
+        self.failed: list[tuple[int, str]] = []
+        self.woken: list[str] = []
+
+    def fail(self, stream: int, message: str) -> None:
+        self.failed.append((stream, message))
+
+    def wake(self, ref: str) -> None:
+        self.woken.append(ref)
+
+
+@pytest.fixture
+def judged(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Dockerfiles judged (allowed unless they contain DENY)."""
+    seen: list[bytes] = []
+
+    def judge_dockerfile(policy: Any, ask: Any, dockerfile: bytes, ctx: Any = None,
+                         *, peer: Any = None) -> BuildVerdict:
+        seen.append(dockerfile)
+        return BuildVerdict(b"DENY" not in dockerfile, "dockgate: denied by policy p rule r: x")
+
+    monkeypatch.setattr(mediation, "judge_dockerfile", judge_dockerfile)
+    return seen
+
+
+def session(builds: mediation.Builds) -> mediation.SessionHooks:
+    judge = mediation.Judge(policy=None, peer=None, owner="alice")
+    assert builds.session_opened("sess", "alice", "ctx") is None
+    return mediation.SessionHooks(judge, builds, "sess", lambda s, m: None)
+
+
+def test_dockerfile_dir_is_held_until_each_dockerfile_is_judged(judged: list[bytes]) -> None:
+    """Stats pass; file data of the dockerfile directory is held from its first packet
+    until the Dockerfile is whole and judged; a .dockerignore is not a Dockerfile."""
+    builds = mediation.Builds()
+    hooks = session(builds)
+    plan = hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    assert plan == Plan(frozenset({"client"}))
+    assert builds.sessions["sess"].dirs == ["dockerfile"]
+    assert not hooks.message(3, "client", packet(STAT, path="Dockerfile"))
+    assert not hooks.message(3, "client", packet(STAT, path="Dockerfile.dockerignore"))
+    assert not hooks.message(3, "client", packet(STAT, path="sub", mode=_DIR | 0o755))
+    assert not hooks.message(3, "client", packet(STAT))
+    assert hooks.message(3, "client", packet(DATA, ident=0, data=b"FROM a\n"))
+    assert hooks.message(3, "client", packet(DATA, ident=0, data=b"RUN x\n"))
+    assert not judged
+    assert hooks.message(3, "client", packet(DATA, ident=0))
+    assert judged == [b"FROM a\nRUN x\n"]
+    assert [p.verdict.allowed for p in hooks.pending] == [True]
+    assert hooks.decided(3)
+    assert not hooks.message(3, "client", packet(DATA, ident=1, data=b"*.tmp\n"))
+    assert judged == [b"FROM a\nRUN x\n"]
+
+
+def test_dockerfile_larger_than_dockgate_holds(judged: list[bytes]) -> None:
+    """More Dockerfile bytes than fit the flow-control window are refused, not hung."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    hooks.message(3, "client", packet(STAT, path="Dockerfile"))
+    for _ in range(2):
+        hooks.message(3, "client", packet(DATA, ident=0, data=b"#" * 32768))
+    assert [p.verdict.message for p in hooks.pending] == [
+        "dockgate: a Dockerfile larger than 48 KiB is more than dockgate can hold while it "
+        "judges it (HTTP/2 flow control); the build is refused"]
+
+
+def test_two_dockerfiles_release_after_both_verdicts(judged: list[bytes]) -> None:
+    """With two candidate files, the transfer goes on only once both verdicts are in."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    for name in ("Dockerfile", "other.Dockerfile", ""):
+        hooks.message(3, "client", packet(STAT, path=name))
+    for ident in (0, 1):
+        hooks.message(3, "client", packet(DATA, ident=ident, data=b"FROM a\n"))
+        assert hooks.message(3, "client", packet(DATA, ident=ident))
+    assert len(hooks.pending) == 2
+    assert not hooks.decided(3)
+    assert hooks.decided(3)
+
+
+def test_other_dirs_and_unknown_session_calls(judged: list[bytes]) -> None:
+    """The context directory is relayed (its name audited); a secret request is read for
+    its ID; TarStream and unknown calls are refused."""
+    builds = mediation.Builds()
+    hooks = session(builds)
+    assert hooks.opened(5, [(":path", mediation.DIFFCOPY), ("dir-name", "context")]) is None
+    assert isinstance(hooks.opened(7, [(":path", "/moby.filesync.v1.FileSync/TarStream")]), str)
+    assert hooks.opened(9, [(":path", mediation.GET_SECRET)]) == Plan(frozenset({"daemon"}))
+    request: Any = message_class("moby.buildkit.secrets.v1.GetSecretRequest")()
+    request.ID = "tok"
+    assert not hooks.message(9, "daemon", bytes(request.SerializeToString()))
+    assert builds.sessions["sess"].dirs == ["context"]
+    assert builds.sessions["sess"].secrets == ["tok"]
+
+
+def test_undecodable_packet_refuses(judged: list[bytes]) -> None:
+    """A packet dockgate cannot decode on the Dockerfile transfer refuses it."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    assert hooks.message(3, "client", b"\xff\xff\xff")
+    assert [p.verdict.allowed for p in hooks.pending] == [False]
+
+
+def test_sessions_and_builds_belong_to_their_caller() -> None:
+    """A session, build or shared key named by another caller is refused (the daemon
+    would read that caller's files for it, or start from what it transferred)."""
+    builds = mediation.Builds()
+    assert builds.session_opened("s1", "alice", "") is None
+    assert builds.session_opened("s1", "bob", "") is not None
+    record, why = builds.solve("ref1", "s1", "bob")
+    assert record is None and "another caller" in why
+    record, why = builds.solve("ref1", "s1", "alice")
+    assert record is not None and not why
+    assert builds.build_of("ref1", "bob") is None
+    assert builds.for_session("s1") == [record]
+    waiter = Handle()
+    builds.wait("ref2", waiter)
+    assert builds.solve("ref2", "s1", "alice")[0] is not None
+    assert waiter.woken == ["ref2"]
+    assert builds.session_opened("s2", "alice", "", "key") is None
+    assert builds.session_opened("s3", "bob", "", "key") is not None
+
+
+def test_grpc_calls() -> None:
+    """Solve calls are mediated, status and gateway reads relayed, a tunnelled session
+    and unknown calls refused."""
+    hooks = mediation.GrpcHooks(mediation.Judge(None, None, owner="a"), mediation.Builds(),
+                                Handle())
+    assert hooks.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
+    assert hooks.opened(3, [(":path", mediation.CONTROL + "Status")]) is None
+    assert isinstance(hooks.opened(5, [(":path", mediation.CONTROL + "Session")]), str)
+    assert isinstance(hooks.opened(7, [(":path", "/x.y/Z")]), str)
+
+
+def test_dockerfile_not_asked_for_is_refused(judged: list[bytes]) -> None:
+    """A transfer that ends without the daemon asking for a Dockerfile it was offered
+    (it kept a copy from an earlier build under the same shared key) is refused."""
+    hooks = session(mediation.Builds())
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    hooks.message(3, "client", packet(STAT, path="Dockerfile"))
+    hooks.message(3, "client", packet(STAT))
+    assert hooks.message(3, "client", packet(FIN))
+    assert not judged
+    assert "did not ask for the Dockerfile 'Dockerfile'" in hooks.pending[0].verdict.message
+
+
+def test_blind_only_where_nothing_is_judged() -> None:
+    """privileged splices BuildKit blind (kernel splice, as fast as direct); baseline,
+    and any policy for a tenant that is not an admin, mediates."""
+    policies = Path(__file__).resolve().parents[2] / "policies"
+    privileged = load_policy(str(policies / "privileged.yaml"))
+    baseline = load_policy(str(policies / "baseline.yaml"))
+    peer = Peer(listener="l", transport="unix", address="", uid=0, user="root")
+    for endpoint in ("build.grpc", "build.session"):
+        assert build_judge(privileged, None, peer, None, endpoint) is None
+        assert build_judge(privileged, None, peer, Tenant("ops", admin=True), endpoint) is None
+        judge = build_judge(privileged, None, peer, Tenant("teama"), endpoint)
+        assert judge is not None and judge.owner == "teama"
+        judge = build_judge(baseline, None, peer, None, endpoint)
+        assert judge is not None and judge.owner == "root"
+    assert build_judge(baseline, None, peer, None, "container.attach") is None
+
+
+def test_refused_session_refuses_every_call() -> None:
+    """A session another caller holds serves nothing: each call the daemon makes on it
+    is answered with the reason (which the build's error then shows)."""
+    hooks = session(mediation.Builds())
+    hooks.refusal = "dockgate: the session's shared key belongs to another caller"
+    assert hooks.opened(1, [(":path", mediation.DIFFCOPY), ("dir-name", "context")]) == \
+        hooks.refusal
+
+
+def chunk(data: bytes) -> bytes:
+    msg: Any = wrappers_pb2.BytesValue(value=data)
+    return bytes(msg.SerializeToString())
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_uploaded_context_dockerfile_is_judged(judged: list[bytes]) -> None:
+    """A ``docker build -`` upload flows on; its Dockerfile is judged once read out of the
+    tar (a refused one holds the stream for refusal), and an upload that ends without
+    a Dockerfile dockgate could read is refused at its end."""
+    hooks = session(mediation.Builds())
+    assert hooks.opened(5, [(":path", mediation.UPLOAD)]) == Plan(frozenset({"client"}))
+    body = tar_of({"a.txt": b"x" * 3000, "Dockerfile": b"FROM a\n"})
+    assert not any(hooks.message(5, "client", chunk(body[i:i + 1000]))
+                   for i in range(0, len(body), 1000))
+    assert judged == [b"FROM a\n"] and hooks.ending(5, "client") is None
+    hooks.opened(7, [(":path", mediation.UPLOAD)])
+    assert hooks.message(7, "client", chunk(tar_of({"Dockerfile": b"DENY\n"})))
+    assert [p.verdict.allowed for p in hooks.pending] == [False]
+    hooks.opened(9, [(":path", mediation.UPLOAD)])
+    assert not hooks.message(9, "client", chunk(tar_of({"other": b"x"})))
+    assert "Cannot locate specified Dockerfile" in (hooks.ending(9, "client") or "")
