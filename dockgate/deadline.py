@@ -23,6 +23,8 @@ class Deadline:
         self._expired = expired
         self._at: float | None = None
         self._call: Any = None
+        self._fires_at = 0.0
+        """When ``_call`` fires (kept here: asking the timer costs two calls per ``set``)."""
 
     @property
     def pending(self) -> bool:
@@ -31,12 +33,14 @@ class Deadline:
 
     def set(self, seconds: float) -> None:
         """Expire ``seconds`` from now (replacing any deadline set before)."""
-        self._at = self._reactor.seconds() + seconds
+        at = self._at = self._reactor.seconds() + seconds
         call = self._call
-        if call is None or not call.active():
+        if call is None:  # only this object cancels its timer, and forgets it then
             self._call = self._reactor.callLater(seconds, self._fire)
-        elif call.getTime() > self._at:
+            self._fires_at = at
+        elif self._fires_at > at:
             call.reset(seconds)
+            self._fires_at = at
 
     def clear(self) -> None:
         """Forget the deadline (the timer, if armed, fires and does nothing)."""
@@ -57,6 +61,7 @@ class Deadline:
         left = at - self._reactor.seconds()
         if left > 0:
             self._call = self._reactor.callLater(left, self._fire)
+            self._fires_at = at
             return
         self._at = None
         self._expired()

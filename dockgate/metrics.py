@@ -171,6 +171,15 @@ class MetricsAudit:
         self.metrics = metrics
         self.access = access
         """Also sees every event, after the inner sink (the access log, ``oplog.AccessLog``)."""
+        if metrics is None and access is not None:
+            self.record = self._record_access  # type: ignore[method-assign]
+
+    def _record_access(self, event: AuditEvent) -> None:
+        """``record`` without metrics (twice per request): the inner sink, then the access log."""
+        try:
+            self.inner.record(event)
+        finally:
+            self.access(event)  # type: ignore[misc]
 
     def record(self, event: AuditEvent) -> None:
         """Count ``event``, then record it with the inner sink."""

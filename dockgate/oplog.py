@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -34,6 +34,7 @@ from twisted.logger import (
 from zope.interface import directlyProvides
 
 from dockgate.audit_schema import principal_of
+from dockgate.memo import Memo
 from dockgate.model import AuditEvent
 
 __all__ = ["FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "start_logging"]
@@ -134,6 +135,7 @@ class AccessLog:
         self.json = log_format == "json"
         self.defer: Callable[[Callable[[], None]], object] | None = None
         self._pending: list[str] = []
+        self._prefixes: Memo[tuple[Any, ...], tuple[Any, ...]] = Memo(256)
         self._second = -1
         self._stamp = self._utc = ""
 
@@ -141,18 +143,16 @@ class AccessLog:
         """Log ``event`` if it ends its exchange."""
         if event.stage not in FINAL_STAGES:
             return
-        request, decision = event.request, event.decision
-        path = request.path if request is not None else event.raw_target.partition("?")[0]
-        if request is not None and request.version:
-            path = f"/v{request.version}{path}"
-        if len(path) > _PATH_LIMIT or not path.isprintable():
-            path = path[:_PATH_LIMIT].encode("unicode_escape").decode("ascii")
-        caller = caller_of(event)
-        verdict = decision.verdict if decision is not None else "-"
-        rule = (decision.rule or "default") if decision is not None else "-"
-        tenant = f" tenant={event.tenant}" if event.tenant else ""
-        message = (f"{event.method} {path} caller={caller}{tenant} decision={verdict} "
-                   f"rule={rule} status={event.status if event.status is not None else '-'} "
+        request, decision, peer = event.request, event.decision, event.peer
+        key = (id(request), id(decision), id(peer), event.method, event.tenant)
+        entry = self._prefixes.get(key) if request is not None else None
+        if entry is None or entry[0] is not request or entry[1] is not decision \
+                or entry[2] is not peer:
+            entry = (request, decision, peer, *self._prefix(event))
+            if request is not None:
+                self._prefixes.put(key, entry)
+        prefix, caller, verdict, rule = entry[3:]
+        message = (f"{prefix}status={event.status if event.status is not None else '-'} "
                    f"duration={event.duration * 1000:.1f}ms")
         if self.stream is None:
             _access_log.info("{message}", message=message)
@@ -163,6 +163,27 @@ class AccessLog:
                 self.flush()
             else:
                 self.defer(self.flush)
+
+    @staticmethod
+    def _prefix(event: AuditEvent) -> tuple[str, str, str, str]:
+        """The line up to its status, and the caller, verdict and rule in it.
+
+        A function of the request, decision, peer, method and tenant alone:
+        ``__call__`` remembers it by those (the same objects for a repeated
+        request, see ``memo``), so a repeated request's line is one format.
+        """
+        request, decision = event.request, event.decision
+        path = request.path if request is not None else event.raw_target.partition("?")[0]
+        if request is not None and request.version:
+            path = f"/v{request.version}{path}"
+        if len(path) > _PATH_LIMIT or not path.isprintable():
+            path = path[:_PATH_LIMIT].encode("unicode_escape").decode("ascii")
+        caller = caller_of(event)
+        verdict = decision.verdict if decision is not None else "-"
+        rule = (decision.rule or "default") if decision is not None else "-"
+        tenant = f" tenant={event.tenant}" if event.tenant else ""
+        return (f"{event.method} {path} caller={caller}{tenant} decision={verdict} rule={rule} ",
+                caller, verdict, rule)
 
     def _line(self, event: AuditEvent, message: str, caller: str, verdict: str,
               rule: str) -> str:

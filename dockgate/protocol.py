@@ -1332,6 +1332,10 @@ class ProxyServerProtocol(Protocol):
         if self.exchange is not x or self.closed:
             return
         self._send_client(self.writer.end())
+        # The response is whole: it leaves now, not after the exchange's
+        # bookkeeping (its ResponseComplete record, the next cycle), so the
+        # client can send its next request while dockgate does that work.
+        writethrough.flush(self.transport)
         self._finish(x)
 
     def _scope_events(self, x: Exchange, tenant: Tenant) -> None:

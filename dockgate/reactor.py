@@ -10,6 +10,11 @@ context was a measurable part of the event loop's cost.  This reactor calls
 ``_doReadOrWrite`` directly; everything else (how reads, writes, errors and
 disconnections are handled, timers, threads, signals) is Twisted's own.
 
+A descriptor that is only readable (the event of nearly every wake-up) is
+read directly, as ``_doReadOrWrite`` would read it, without its checks for
+hang-ups and writability or its ``fileno()`` call (a closed selectable is
+no longer in ``_selectables``, which is looked up first).
+
 An exception escaping ``_doReadOrWrite`` (a protocol's ``connectionLost``
 that raises) is logged here, as ``callWithLogger`` would, instead of ending
 the iteration.
@@ -26,6 +31,7 @@ same at the cost of a timer per turn.
 from __future__ import annotations
 
 import errno
+import select
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +42,9 @@ from twisted.logger import Logger
 __all__ = ["DockgateReactor", "install"]
 
 log = Logger()
+
+_READABLE = select.EPOLLIN
+"""An event that is input alone: no hang-up, error or writability with it."""
 
 
 class DockgateReactor(epollreactor.EPollReactor):
@@ -66,6 +75,20 @@ class DockgateReactor(epollreactor.EPollReactor):
             if selectable is None:
                 continue
             try:
+                if event == _READABLE:
+                    # The common event, handled as ``_doReadOrWrite`` would
+                    # without its checks for the others: read; what ``doRead``
+                    # returns or raises disconnects the selectable.
+                    try:
+                        why, in_read = selectable.doRead(), True
+                    except Exception as e:
+                        log.failure("unhandled error reading {selectable!r}",
+                                    selectable=selectable)
+                        why, in_read = e, False
+                    if why:
+                        self._disconnectSelectable(  # type: ignore[no-untyped-call]
+                            selectable, why, in_read)
+                    continue
                 handle(selectable, fd, event)  # type: ignore[no-untyped-call]
             except Exception:
                 log.failure("unhandled error on {selectable!r}", selectable=selectable)

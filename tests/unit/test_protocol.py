@@ -10,6 +10,7 @@ decisions, including faults a real daemon cannot be made to show.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from support.doubles import AllowAll, flat_record
@@ -798,3 +799,57 @@ def test_event_streams_are_redacted_as_they_stream() -> None:
     start = b'{"status":"start","Type":"container"}\n'
     h.reply(b"%x\r\n%s\r\n" % (len(start), start))
     assert h.received().endswith(start + b"\r\n")
+
+
+class _PeekAtCompletion(_Audit):
+    """Records, when each ResponseComplete is recorded, what the client's socket holds."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__()
+        self.client = client
+        self.at_completion: list[bytes] = []
+
+    def record(self, event: AuditEvent) -> None:
+        super().record(event)
+        if event.stage == "ResponseComplete":
+            try:
+                self.at_completion.append(
+                    self.client.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except BlockingIOError:
+                self.at_completion.append(b"")
+
+
+def test_the_response_reaches_the_client_before_its_completion_is_recorded() -> None:
+    """A finished response is sent on the client's socket (write-through, as
+    ``dockgate serve`` runs) before the exchange's ResponseComplete record and
+    the rest of its bookkeeping, not at the end of the daemon's read: the
+    client can send its next request meanwhile.  The record is the same."""
+    from dockgate.reactor import DockgateReactor  # noqa: PLC0415 (a reactor of its own)
+
+    reactor = DockgateReactor()
+    client, server = socket.socketpair()
+    try:
+        endpoint = _Endpoint()
+        audit = _PeekAtCompletion(client)
+        policy = AllowAll()
+        settings = ProxySettings(upstream=endpoint, policy=lambda: policy,  # type: ignore[arg-type]
+                                 audit=audit)
+        factory = ProxyServerFactory(settings, "test", reactor)
+        reactor.adoptStreamConnection(server.fileno(), socket.AF_UNIX, factory)
+        client.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        for _ in range(10):
+            if endpoint.connections:
+                break
+            reactor.doPoll(1.0)
+        answer = (b"HTTP/1.1 200 OK\r\nApi-Version: 1.51\r\nContent-Length: 2\r\n"
+                  b"Content-Type: text/plain; charset=utf-8\r\n\r\nOK")
+        endpoint.connections[-1].dataReceived(answer)
+        assert [r["stage"] for r in audit.records] == ["RequestDecided", "ResponseComplete"]
+        assert audit.records[-1]["status"] == 200
+        assert audit.at_completion[0].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert audit.at_completion[0].endswith(b"\r\n\r\nOK")
+    finally:
+        reactor.removeAll()
+        reactor._poller.close()
+        client.close()
+        server.close()

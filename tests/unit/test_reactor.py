@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
 from twisted.logger import globalLogPublisher
 
@@ -62,21 +63,34 @@ def test_ready_reads_are_handled_then_the_turn_end(reactor: DockgateReactor) -> 
         s.close()
 
 
-def test_an_escaping_error_is_logged_and_the_turn_goes_on(reactor: DockgateReactor) -> None:
-    """What callWithLogger did: log, and still handle the other ready descriptors."""
+class Closing(Reader):
+    """Reports its connection done on the first read; its connectionLost raises."""
+
+    def doRead(self) -> object:
+        self.order.append(f"{self.name}:done")
+        return main.CONNECTION_DONE
+
+    def connectionLost(self, reason: Any) -> None:
+        raise RuntimeError("connectionLost raised")
+
+
+class Raising(Reader):
+    """Its doRead raises; records the reason its connection was lost with."""
+
+    def doRead(self) -> None:
+        raise ValueError("doRead raised")
+
+    def connectionLost(self, reason: Any) -> None:
+        self.order.append(f"{self.name}:lost:{type(reason.value).__name__}")
+
+
+def _turn_with(reactor: DockgateReactor, bad_class: type[Reader]) -> tuple[list[str], list[Any]]:
+    """One turn with a misbehaving reader ``a`` and a plain one ``b``: the order of
+    what happened, and the failures logged."""
     order: list[str] = []
     (a, a_peer), (b, b_peer) = pair(), pair()
-    bad, good = Reader(reactor, a, "a", order), Reader(reactor, b, "b", order)
-    reactor.addReader(bad)
-    reactor.addReader(good)
-    handle = reactor._doReadOrWrite
-
-    def failing(selectable: Any, fd: int, event: int) -> None:
-        if selectable is bad:
-            raise RuntimeError("connectionLost raised")
-        handle(selectable, fd, event)
-
-    reactor._doReadOrWrite = failing  # type: ignore[method-assign]
+    reactor.addReader(bad_class(reactor, a, "a", order))
+    reactor.addReader(Reader(reactor, b, "b", order))
     logged: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(logged.append)
     try:
@@ -86,9 +100,27 @@ def test_an_escaping_error_is_logged_and_the_turn_goes_on(reactor: DockgateReact
         reactor.doPoll(1.0)
     finally:
         globalLogPublisher.removeObserver(logged.append)
-    assert order == ["b:y", "end"]
-    assert any(e.get("log_failure") is not None
-               and isinstance(e["log_failure"].value, RuntimeError) for e in logged)
     reactor.removeAll()
     for s in (a, a_peer, b, b_peer):
         s.close()
+    return order, [e["log_failure"].value for e in logged if e.get("log_failure") is not None]
+
+
+def test_an_escaping_error_is_logged_and_the_turn_goes_on(reactor: DockgateReactor) -> None:
+    """What callWithLogger did: an error escaping the handling of one ready
+    descriptor (here its connectionLost) is logged, and the other ready
+    descriptors and the turn's end are still handled."""
+    order, failures = _turn_with(reactor, Closing)
+    assert sorted(order[:2]) == ["a:done", "b:y"] and order[2:] == ["end"]
+    assert any(isinstance(f, RuntimeError) for f in failures)
+
+
+def test_an_error_in_a_read_is_logged_and_disconnects_the_selectable(
+    reactor: DockgateReactor,
+) -> None:
+    """As Twisted's ``_doReadOrWrite`` does for a readable descriptor (dockgate's
+    reactor reads those directly): a ``doRead`` that raises is logged and its
+    selectable loses its connection with that error; the turn goes on."""
+    order, failures = _turn_with(reactor, Raising)
+    assert sorted(order[:2]) == ["a:lost:ValueError", "b:y"] and order[2:] == ["end"]
+    assert any(isinstance(f, ValueError) for f in failures)
