@@ -92,6 +92,7 @@ class MediatedSplice(Splice):
                  *, x: Exchange, judge: Judge, fetch: Fetch,
                  on_client_closing: Callable[[], None]) -> None:
         super().__init__(client, upstream, on_done, record, on_client_closing=on_client_closing)
+        self._proto = client
         assert x.request is not None
         self._x = x
         self._judge = judge
@@ -238,7 +239,7 @@ class MediatedSplice(Splice):
         """One record per solve: what was decided, and what its session served."""
         self._solves += 1
         x = self._x
-        client = self._client
+        client = self._proto
         event = AuditEvent(
             stage="BuildSolved", id=f"{x.id}.{self._solves}", time=time.time(),
             listener=client.factory.listener, peer=client.peer, method=x.method,

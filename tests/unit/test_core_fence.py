@@ -30,6 +30,13 @@ CORE = (
     "dockgate.audit_session",
     "dockgate.audit_writer",
     "dockgate.buildctx",
+    "dockgate.buildkit",
+    "dockgate.buildkit.facts",
+    "dockgate.buildkit.grpcwire",
+    "dockgate.buildkit.h2relay",
+    "dockgate.buildkit.mediation",
+    "dockgate.buildkit.messages",
+    "dockgate.buildkit.solve",
     "dockgate.buildctx.context",
     "dockgate.buildctx.dockerfile",
     "dockgate.buildctx.tarscan",
@@ -83,6 +90,7 @@ CORE = (
 """Modules that must load without Twisted or pyOpenSSL."""
 
 IO = {
+    "dockgate.buildkit.connection": "the Twisted glue of the mediated BuildKit splice",
     "dockgate.__main__": "runs the command line (cli)",
     "dockgate.admin": "the admin HTTP site (twisted.web)",
     "dockgate.audit": "the audit sink, which logs its failures through twisted.logger",
