@@ -391,6 +391,8 @@ def test_pull_stand_in_keeps_the_repository(query: str, asked: dict[str, str],
 
 
 def test_pull_of_a_name_another_tenant_holds_is_forwarded_with_a_stand_in() -> None:
+    """A pull of a name another tenant holds is decided as written, then forwarded with a stand-in
+    tag; without a stand-in to read the name back, it is refused with 409."""
     daemon = Daemon({"/v1.51/images/docker.io/library/b-img:latest/json": THEIR_IMAGE})
     stands: list[StandIn] = []
     request, _ = asyncio.run(scope_request(
@@ -437,6 +439,8 @@ def test_build_image_foreign_or_missing_same_refusal(image: dict[str, Any] | Non
 
 
 def test_build_image_shared_and_own_pass() -> None:
+    """A Dockerfile naming the tenant's own image and a shared (unlabelled) image passes; the
+    shared one is refused once the tenant's shared_images patterns do not cover it."""
     own = {**THEIR_IMAGE, "Config": {"Labels": {OWNER_LABEL: "team-a"}}}
     shared = {"Id": "sha256:3", "RepoTags": ["dgtest:latest"], "Config": {}}
     facts = DockerfileFacts(images=[("line 1 FROM", "mine"), ("line 2 FROM", "dgtest")])
@@ -449,6 +453,8 @@ def test_build_image_shared_and_own_pass() -> None:
 
 @pytest.mark.parametrize("owner", ["team-b", None, "missing"])
 def test_build_networkmode_foreign_or_missing_same_refusal(owner: str) -> None:
+    """A build's networkmode=container:NAME naming another tenant's, an unowned or a missing
+    container gets the same refusal: "No such container: NAME"."""
     objects = {} if owner == "missing" else {"/v1.51/containers/web/json": container(owner)}
     with pytest.raises(NotFound) as caught:
         asyncio.run(check_tenant_build(req("POST", "/v1.51/build?networkmode=container:web"),

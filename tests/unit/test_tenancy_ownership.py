@@ -71,6 +71,8 @@ def consistent(r: CanonicalRequest) -> None:
                                     "/v1.41/networks/create", "/v1.41/secrets/create",
                                     "/v1.41/configs/create"])
 def test_stamp_sets_labels(target: str) -> None:
+    """Creating a container, volume, network, secret or config adds the tenant's owner label
+    beside the client's own labels, and the body stays canonical."""
     body: dict[str, Any] = {"Labels": {"app": "web"}}
     if "containers" in target:
         body["Image"] = "busybox"
@@ -82,12 +84,16 @@ def test_stamp_sets_labels(target: str) -> None:
 
 
 def test_stamp_without_labels_and_admin() -> None:
+    """A create without Labels gets a Labels map holding only the owner label; an admin is stamped
+    too, with its own name."""
     r = stamp(req("POST", "/v1.41/containers/create", {"Image": "busybox"}), ADMIN)
     assert r.body["Labels"] == {OWNER_LABEL: "ops"}
     consistent(r)
 
 
 def test_stamp_volume_without_body_adds_content_type() -> None:
+    """A volume create with no body gets a JSON body holding only the owner label, and a
+    Content-Type header to go with it."""
     r = stamp(req("POST", "/v1.41/volumes/create", None, content_type=False), A)
     assert r.body == {"Labels": {OWNER_LABEL: "team-a"}}
     assert ("content-type", "application/json") in r.headers
@@ -98,6 +104,8 @@ def test_stamp_volume_without_body_adds_content_type() -> None:
                                  "io.dockgate.other", "Io.Dockgate.Owner\t",
                                  "io.dockgate.owner\u200b", "\uff49o.dockgate.owner"])
 def test_stamp_refuses_spoofed_owner(key: str) -> None:
+    """A create whose Labels hold a key in the reserved io.dockgate namespace, in any case, padded
+    or look-alike spelling, is refused as Forbidden ("reserved")."""
     with pytest.raises(Forbidden, match="reserved"):
         stamp(req("POST", "/v1.41/containers/create",
                   {"Image": "busybox", "Labels": {key: "team-b"}}), A)
@@ -111,6 +119,8 @@ def test_stamp_refuses_spoofed_owner(key: str) -> None:
 def test_no_case_variant_of_the_owner_label_gets_through(
     flips: list[bool], pre: str, post: str, where: str
 ) -> None:
+    """Any case mix of the owner label, with leading or trailing white or invisible space, is
+    reserved and refused on container, volume, network, service and build creates."""
     key = pre + "".join(c.upper() if f else c for c, f in zip(OWNER_LABEL, flips, strict=True)) \
         + post
     labels = {key: "team-b"}
@@ -131,6 +141,8 @@ def test_no_case_variant_of_the_owner_label_gets_through(
 
 
 def test_stamp_build_labels_query() -> None:
+    """A build's labels query gets the owner label merged in as sorted compact JSON (added when
+    absent), and the query stays in sorted order."""
     r = stamp(req("POST", "/v1.41/build?t=x&labels=" + quote('{"a":"b"}') + "&q=1"), A)
     assert dict(r.query)["labels"] == json.dumps({"a": "b", OWNER_LABEL: "team-a"},
                                                  separators=(",", ":"), sort_keys=True)
@@ -141,6 +153,8 @@ def test_stamp_build_labels_query() -> None:
 
 
 def test_stamp_commit() -> None:
+    """A commit gets the owner label in its body (one is made if absent); a LABEL change, in any
+    case or under ONBUILD, is refused, other changes pass."""
     r = stamp(req("POST", "/v1.41/commit?container=web&repo=me/img", {"Cmd": ["sh"]}), A)
     assert r.body == {"Cmd": ["sh"], "Labels": {OWNER_LABEL: "team-a"}}
     consistent(r)
@@ -156,6 +170,8 @@ def test_stamp_commit() -> None:
 
 
 def test_stamp_import_appends_label() -> None:
+    """An import (fromSrc) gets a LABEL owner change appended after the client's changes and
+    refuses a client LABEL; a pull (fromImage) is left unstamped."""
     r = stamp(req("POST", "/v1.41/images/create?fromSrc=-&repo=me/x&changes=" + quote("ENV A=1")),
               A)
     assert [v for k, v in r.query if k == "changes"] == ["ENV A=1", f"LABEL {OWNER_LABEL}=team-a"]
@@ -167,6 +183,8 @@ def test_stamp_import_appends_label() -> None:
 
 
 def test_stamp_service() -> None:
+    """A service create is stamped twice: on the service's Labels and on its task template's
+    ContainerSpec Labels."""
     r = stamp(req("POST", "/v1.41/services/create",
                   {"Name": "s", "TaskTemplate": {"ContainerSpec": {"Image": "x"}}}), A)
     assert r.body["Labels"] == {OWNER_LABEL: "team-a"}
@@ -174,6 +192,8 @@ def test_stamp_service() -> None:
 
 
 def test_stamp_leaves_others_alone() -> None:
+    """A request that creates nothing (a container start) is returned unchanged, as the same
+    object."""
     r = req("POST", "/v1.41/containers/abc/start")
     assert stamp(r, A) is r
 
@@ -186,6 +206,8 @@ def test_stamp_leaves_others_alone() -> None:
                                     "/v1.41/containers/prune", "/v1.41/volumes/prune",
                                     "/v1.41/networks/prune", "/v1.41/images/prune"])
 def test_scope_list_adds_owner_filter(target: str) -> None:
+    """Listing or pruning containers, volumes, networks or images gets a label filter on the
+    tenant's owner label, in a query admission accepts as canonical."""
     method = "POST" if target.endswith("prune") else "GET"
     r = scope_list(req(method, target), A)
     assert json.loads(dict(r.query)["filters"]) == {"label": {f"{OWNER_LABEL}=team-a": True}}
@@ -203,6 +225,8 @@ def test_scope_list_leaves_events_to_the_line_filter() -> None:
 
 
 def test_scope_list_merges_client_filters() -> None:
+    """The client's filters are kept and the owner label is added to its label filter; asking for
+    another tenant's label yields both labels, so nothing matches."""
     f = quote(json.dumps({"label": ["app=web"], "status": ["running"]}))
     r = scope_list(req("GET", "/v1.41/containers/json?filters=" + f), A)
     assert json.loads(dict(r.query)["filters"]) == {
@@ -217,6 +241,8 @@ def test_scope_list_merges_client_filters() -> None:
 
 
 def test_scope_list_admin_and_other_endpoints_unchanged() -> None:
+    """An admin's list, and a tenant's request to an endpoint that lists no owned objects
+    (/info), are returned unchanged."""
     r = req("GET", "/v1.41/containers/json")
     assert scope_list(r, ADMIN) is r
     r = req("GET", "/v1.41/info")
@@ -224,12 +250,16 @@ def test_scope_list_admin_and_other_endpoints_unchanged() -> None:
 
 
 def test_scope_list_unmergeable() -> None:
+    """A filters query that is not a JSON object (here a list) cannot take the owner filter and
+    is refused as BadRequest."""
     r = replace(req("GET", "/v1.41/containers/json"), query=(("filters", "[1]"),))
     with pytest.raises(BadRequest):
         scope_list(r, A)
 
 
 def test_admin_only() -> None:
+    """Endpoints that reach beyond one tenant (system df, build prune, services, plugins, swarm,
+    secrets, image load) are admin-only; container and image work is not."""
     for ep in ("system.df", "build.prune", "service.create", "plugin.pull", "swarm.init",
                "secret.list", "image.load"):
         assert admin_only(ep)
@@ -266,10 +296,14 @@ def refs_of(r: CanonicalRequest) -> list[tuple[str, str, str, str, str]]:
     ("GET", "/v1.41/containers/json", []),
 ])
 def test_refs_in_paths_and_queries(method: str, target: str, expect: list[Any]) -> None:
+    """Each path or query names its objects with kind, name, place, key and access (image reads
+    vs writes); endpoints naming no object yield none."""
     assert refs_of(req(method, target)) == expect
 
 
 def test_refs_in_container_create() -> None:
+    """A container create's body names its image, the containers, volumes and networks it uses
+    (bind mounts, anonymous volumes and built-in networks are not objects)."""
     r = req("POST", "/v1.41/containers/create", {
         "Image": "busybox",
         "HostConfig": {
@@ -303,6 +337,8 @@ def test_refs_in_container_create() -> None:
 
 
 def test_refs_network_mode_names_a_network() -> None:
+    """A plain NetworkMode names a network the container joins; bridge, host, none, default and
+    an empty mode name nothing, leaving only the image."""
     r = req("POST", "/v1.41/containers/create",
             {"Image": "x", "HostConfig": {"NetworkMode": "backend"}})
     assert ("network", "backend", "body", "HostConfig.NetworkMode", "write") in refs_of(r)
@@ -313,6 +349,8 @@ def test_refs_network_mode_names_a_network() -> None:
 
 
 def test_refs_network_connect() -> None:
+    """A network connect names the network in its path, the container in its body and the
+    containers its endpoint links to, all for writing."""
     r = req("POST", "/v1.41/networks/front/connect",
             {"Container": "web", "EndpointConfig": {"Links": ["db:d"]}})
     assert refs_of(r) == [("network", "front", "path", "id", "write"),
@@ -328,6 +366,8 @@ _FIELDS = ["VolumesFrom", "NetworkMode", "PidMode", "IpcMode", "Links", "Mounts"
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_FIELDS), _NAME), min_size=1, max_size=8))
 def test_every_body_reference_is_found_and_pinned(entries: list[tuple[str, str]]) -> None:
+    """Every container, volume and network a generated create body names is found, and after
+    pinning each to its full id no container or network name is left."""
     host: dict[str, Any] = {}
     endpoints: dict[str, Any] = {}
     for field, name in entries:
@@ -380,6 +420,8 @@ def test_every_body_reference_is_found_and_pinned(entries: list[tuple[str, str]]
 
 
 def test_inspect_target() -> None:
+    """Each object kind's inspect path is built with the API version and escaped name; a name
+    that would change the path (slash, dot-dot, empty, newline) is a BadRequest."""
     def t(kind: Any, ref: str, version: str | None = "1.41") -> str:
         return inspect_target(ObjectRef(kind, ref, "path", "id"), version)
 
@@ -399,6 +441,8 @@ def test_inspect_target() -> None:
 
 
 def test_owner_and_id() -> None:
+    """Owner and full id are read from where each kind keeps them (Config, top-level or Spec
+    labels); an exec leads to its container; a missing id is a ValueError."""
     container = {"Id": FULL, "Config": {"Labels": {OWNER_LABEL: "team-a"}}}
     assert owner_of("container", container) == "team-a"
     assert full_id("container", container) == FULL
@@ -417,6 +461,8 @@ def test_owner_and_id() -> None:
 
 
 def test_may_access() -> None:
+    """A tenant may touch only what it owns; an admin anything; an unowned image may be read
+    but not written; an unowned container not even read."""
     assert may_access(A, "team-a")
     assert not may_access(A, "team-b")
     assert not may_access(A, None)
@@ -433,6 +479,8 @@ def test_may_access() -> None:
 
 
 def test_pin_path() -> None:
+    """Pinning replaces a path name with the full id in target, params and path, and a body
+    reference in the body, leaving the query and canonical form intact."""
     r = req("POST", "/v1.41/containers/web/kill?signal=KILL")
     (ref,) = object_refs(r)
     p = pin(r, ref, FULL)
@@ -447,6 +495,8 @@ def test_pin_path() -> None:
 
 
 def test_pin_body_forms() -> None:
+    """Pinning a create body keeps each field's form around the full id (:ro suffix,
+    container: prefix, link alias; a bare /name link keeps name as alias); images stay."""
     r = req("POST", "/v1.41/containers/create", {
         "Image": "x",
         "HostConfig": {"VolumesFrom": ["data:ro", "d2"], "NetworkMode": "container:n",
@@ -464,6 +514,8 @@ def test_pin_body_forms() -> None:
 
 
 def test_pin_endpoints_key_and_query() -> None:
+    """Pinning a network renames both NetworkMode and its EndpointsConfig key; pinning a commit's
+    container rewrites the container query value."""
     r = req("POST", "/v1.41/containers/create", {
         "Image": "x", "HostConfig": {"NetworkMode": "front"},
         "NetworkingConfig": {"EndpointsConfig": {"front": {"Aliases": ["a"]}}},
@@ -479,6 +531,8 @@ def test_pin_endpoints_key_and_query() -> None:
 
 
 def test_pin_volumes_and_images_unchanged() -> None:
+    """Volumes (named by name) and images are not pinned: the request is returned unchanged, as
+    the same object."""
     r = req("DELETE", "/v1.41/volumes/data")
     assert pin(r, object_refs(r)[0], "data") is r
     r = req("DELETE", "/v1.41/images/alpine:3")
@@ -486,6 +540,8 @@ def test_pin_volumes_and_images_unchanged() -> None:
 
 
 def test_pin_foreign_ref() -> None:
+    """Pinning a reference the request does not hold (a wrong key in path or body) is a
+    ValueError, not a silent no-op."""
     r = req("POST", "/v1.41/containers/web/kill")
     with pytest.raises(ValueError):
         pin(r, ObjectRef("container", "x", "path", "name", "write", ("name",)), FULL)
@@ -497,6 +553,8 @@ def test_pin_foreign_ref() -> None:
 
 
 def test_event_visible() -> None:
+    """A tenant sees events of its own labelled containers and of label-less objects it is known
+    to own (kind and id); never others', the daemon's or old-format ones; an admin sees all."""
     mine = {"Type": "container", "Action": "start",
             "Actor": {"ID": "c1", "Attributes": {OWNER_LABEL: "team-a", "name": "web"}}}
     theirs = {"Type": "container", "Action": "start",
@@ -522,6 +580,8 @@ def test_event_visible() -> None:
 
 
 def test_filter_list() -> None:
+    """A list answer is cut to the tenant's own labelled items (unlabelled, others' and malformed
+    items dropped); an admin gets the list unchanged."""
     items = [{"Id": "1", "Labels": {OWNER_LABEL: "team-a"}}, {"Id": "2", "Labels": None},
              {"Id": "3", "Labels": {OWNER_LABEL: "team-b"}}, "junk"]
     assert [i["Id"] for i in filter_list("container", items, A)] == ["1"]
