@@ -19,6 +19,8 @@ as it always did while paused.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IPushProducer
 
 
@@ -52,3 +54,26 @@ class ReadGate:
     def held(self) -> frozenset[str]:
         """The reasons currently holding reading paused."""
         return frozenset(self._reasons)
+
+
+def half_close(transport: Any) -> None:
+    """Send EOF on ``transport`` once what it queued has left, whatever its producer does.
+
+    Twisted's ``FileDescriptor.doWrite``, when its queue drains, resumes a
+    paused streaming producer *instead of* acting on a pending
+    ``loseWriteConnection``; as nothing more is written, the half-close never
+    happens.  That is the case of a spliced session whose stdin ends while the
+    daemon's socket is full (the peer's EOF is read before the lazy read gate
+    pauses anything): the container never sees EOF and the session hangs.  Nothing is
+    written after a half-close, so the back-pressure producer is unregistered
+    first; the reading it may still hold paused has nothing left to read.
+    """
+    drop_producer(transport)
+    transport.loseWriteConnection()
+
+
+def drop_producer(transport: Any) -> None:
+    """Unregister ``transport``'s producer, if it still has one (a closing connection
+    needs no back-pressure; some transports refuse a second unregistering)."""
+    if getattr(transport, "producer", True) is not None:
+        transport.unregisterProducer()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from dockgate import kernelsplice
+from dockgate.gate import drop_producer, half_close
 from dockgate.kernelsplice import KernelSplice
 
 log = Logger()
@@ -193,7 +194,7 @@ class Splice:
             self._upstream_eof = True
             transport = self._client.transport
             if transport is not None:
-                transport.loseWriteConnection()  # type: ignore[attr-defined]
+                half_close(transport)
             self._maybe_done()
 
     def client_write_closed(self) -> None:
@@ -232,7 +233,7 @@ class Splice:
         transport = self._client.transport
         if transport is not None:
             self._on_client_closing()
-            transport.unregisterProducer()  # type: ignore[attr-defined]
+            drop_producer(transport)
             transport.loseConnection()
 
     def _done(self) -> None:

@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from dockgate import writethrough
 from dockgate.errors import TIMED_OUT
-from dockgate.gate import ReadGate
+from dockgate.gate import ReadGate, drop_producer, half_close
 from dockgate.http1 import (
     LAST_CHUNK,
     Body,
@@ -241,12 +241,12 @@ class UpstreamConnection(Protocol):
     def half_close(self) -> None:
         """Send EOF to the daemon (spliced stdin ended)."""
         if self.transport is not None and self.connected_:
-            self.transport.loseWriteConnection()  # type: ignore[attr-defined]
+            half_close(self.transport)
 
     def close(self) -> None:
         """Close gracefully, flushing what was written."""
         if self.transport is not None and self.connected_:
-            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            drop_producer(self.transport)
             self.transport.loseConnection()
 
     def abort(self) -> None:
