@@ -112,6 +112,7 @@ class NetworkFact:
     config_from: Any = None
     scope: Any = None
     enable_ipv6: Any = None
+    config_only: Any = None
 
 
 def _map(v: Any) -> Mapping[str, Any]:
@@ -405,10 +406,18 @@ def _network_create(facts: Facts, req: CanonicalRequest) -> None:
         config_from=_map(body.get("ConfigFrom")).get("Network"),
         scope=body.get("Scope"),
         enable_ipv6=body.get("EnableIPv6"),
+        config_only=body.get("ConfigOnly"),
     )
     for where, name in (("Driver", body.get("Driver")), ("IPAM.Driver", ipam.get("Driver"))):
         if name not in (None, ""):
             facts.plugin_names.append((where, name))
+
+
+def _network_connect(facts: Facts, req: CanonicalRequest) -> None:
+    """The network joined is a network mode, as an EndpointsConfig key is on create:
+    ``host`` is the host's network namespace (the daemons refuse it themselves; the
+    policy does not rely on that)."""
+    facts.namespaces.append(("path.id", "NetworkMode", req.params.get("id", "")))
 
 
 def _secret_create(facts: Facts, req: CanonicalRequest) -> None:
@@ -511,6 +520,7 @@ EXTRACTORS: dict[str, Callable[[Facts, CanonicalRequest], None]] = {
     "service.create": _service,
     "service.update": _service,
     "network.create": _network_create,
+    "network.connect": _network_connect,
     "secret.create": _secret_create,
     "secret.update": _secret_create,
     "config.create": _secret_create,

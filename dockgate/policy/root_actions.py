@@ -23,7 +23,7 @@ from dockgate.model import CanonicalRequest
 from dockgate.policy import fields as field_table
 from dockgate.policy import spelling
 from dockgate.policy.controls import Check, DecisionContext, Finding
-from dockgate.policy.facts import Facts
+from dockgate.policy.facts import Facts, NetworkFact
 from dockgate.versions import compare_versions
 
 
@@ -273,6 +273,33 @@ def _truthy(v: Any) -> bool:
     return v is not None and v is not False and v != ""
 
 
+INTERNAL_SET = (
+    "set to true (a network that is not internal routes its containers through the "
+    "host, and dockerd writes NAT rules for its subnet)"
+)
+
+
+def _internal(mode: str) -> Callable[[NetworkFact], Finding | None]:
+    """The ``internal`` option: ``allow`` any, ``require`` true, or ``set`` it true.
+
+    ``set`` makes the default explicit (like ``daemon_defaults``): Go clients
+    send ``"Internal": false`` whether or not the user asked for it (compose's
+    project network, ``docker network create``), so "not asked" and "asked for
+    a routed network" cannot be told apart, and refusing would break them.  A
+    config-only network is left alone: it creates no interface, and the daemons
+    refuse ``Internal`` on it.
+    """
+
+    def finding(n: NetworkFact) -> Finding | None:
+        if n.internal is True or n.config_only is True or mode == "allow":
+            return None
+        if mode == "require":
+            return Finding("Internal", "must be true")
+        return Finding("Internal", INTERNAL_SET, (("Internal",), True))
+
+    return finding
+
+
 def networks(cfg: Mapping[str, Any]) -> Check:
     """POST /networks/create: drivers, IPAM drivers and option keys by allowlist.
 
@@ -282,13 +309,13 @@ def networks(cfg: Mapping[str, Any]) -> Check:
     ``ipam_options`` are globs over option keys; ``bridge.name`` (reusing a
     host bridge), ``parent`` (a host NIC), ``host_binding_ipv4``,
     ``gateway_mode_*`` and the like are host-level and stay out of the
-    defaults.
+    defaults.  ``internal`` (``allow``, ``require``, ``set``): see ``_internal``.
     """
     drivers = _names(cfg.get("drivers", ("bridge",)))
     ipam = _names(cfg.get("ipam_drivers", ("default",)))
     opts = _names(cfg.get("options", NETWORK_OPTIONS_SAFE))
     ipam_opts = _names(cfg.get("ipam_options", ()))
-    internal = bool(cfg.get("require_internal", False))
+    internal = _internal(str(cfg.get("internal", "allow")))
     ingress_ok = bool(cfg.get("allow_ingress", False))
     config_from_ok = bool(cfg.get("allow_config_from", False))
     ipv6_ok = bool(cfg.get("allow_ipv6", True))
@@ -310,8 +337,8 @@ def networks(cfg: Mapping[str, Any]) -> Check:
                    for k in n.options if not _any(opts, str(k)))
         out.extend(Finding(f"IPAM.Options[{k}]", "is an IPAM option that is not allowed")
                    for k in n.ipam_options if not _any(ipam_opts, str(k)))
-        if internal and n.internal is not True:
-            out.append(Finding("Internal", "must be true"))
+        if (made_internal := internal(n)) is not None:
+            out.append(made_internal)
         if _truthy(n.ingress) and not ingress_ok:
             out.append(Finding("Ingress", "must not be true"))
         if _truthy(n.config_from) and not config_from_ok:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dockgate.model import CanonicalRequest, Endpoint, Peer
-from dockgate.policy import DaemonFacts, DecisionContext, load_policy
+from dockgate.policy import DaemonFacts, DecisionContext, PolicyError, load_policy
 from dockgate.policy import seccomp as sc
 from dockgate.policy.rules import CompiledPolicy, compile_policy
 from dockgate.policy.source import parse_yaml
@@ -177,3 +177,98 @@ def test_plain_plugin_names_even_under_privileged() -> None:
         assert priv.decide(req(eid, body), PEER).rule == "plain-plugin-names", (eid, body)
     listed = policy("  - id: n\n    plugin_names: {allow: [vieux/sshfs]}\n")
     assert listed.decide(req("volume.create", {"Driver": "vieux/sshfs"}), PEER).allowed
+
+
+# -- networks: internal made explicit ----------------------------------------------------------
+
+RESTRICTED = load_policy("policies/restricted.yaml")
+INTERNAL_SET = ("rule networks: Internal set to true (a network that is not internal routes its "
+                "containers through the host, and dockerd writes NAT rules for its subnet)",)
+
+
+@pytest.mark.parametrize("body", [
+    {"Name": "n", "Driver": "bridge", "Internal": False},  # what every Go client sends
+    {"Name": "n", "CheckDuplicate": True},  # docker-py, older clients: absent
+    {"Name": "n", "Internal": None},
+    {"Name": "n", "ConfigFrom": None, "ConfigOnly": False},
+])
+def test_baseline_and_restricted_make_every_network_internal(body: dict[str, Any]) -> None:
+    """A network create that is not internal (false, null or absent: Go clients always send
+    false) is allowed with ``Internal: true`` in the forwarded body, and the decision says
+    it was set (the audit record's ``set``); the admitted request is untouched."""
+    for profile in (BASELINE, RESTRICTED):
+        d = profile.decide(req("network.create", body), PEER)
+        assert d.allowed and d.request is not None, d.reason
+        assert json.loads(d.request.body_bytes or b"")["Internal"] is True
+        assert {k: v for k, v in d.request.body.items() if k != "Internal"} == {
+            k: v for k, v in body.items() if k != "Internal"}
+        assert d.sets == INTERNAL_SET
+        assert "Internal" not in body or body["Internal"] is not True
+
+
+def test_internal_set_leaves_internal_and_config_only_networks_alone() -> None:
+    """Nothing is set when the client asked for an internal network, nor on a config-only
+    network (it creates no interface, and the daemons refuse Internal on it)."""
+    for body in ({"Name": "n", "Internal": True},
+                 {"Name": "n", "ConfigOnly": True, "IPAM": {"Config": [{"Subnet": "10.9.0.0/24"}]}},
+                 {"Name": "n", "ConfigOnly": True, "Internal": False}):
+        d = BASELINE.decide(req("network.create", body), PEER)
+        assert d.allowed and d.request is None and d.sets == (), (body, d.reason)
+
+
+def test_internal_option_allow_require_set() -> None:
+    """``allow`` forwards the client's choice, ``require`` refuses a network that is not
+    internal (naming the field), ``set`` sets it; a refused create sets nothing."""
+    body = {"Name": "n", "Internal": False}
+    allow = policy("  - id: n\n    networks: {internal: allow}\n").decide(
+        req("network.create", body), PEER)
+    assert allow.allowed and allow.request is None
+    required = policy("  - id: n\n    networks: {internal: require}\n").decide(
+        req("network.create", body), PEER)
+    assert required.reason == "denied by policy t rule n: Internal must be true"
+    assert policy("  - id: n\n    networks: {internal: require}\n").decide(
+        req("network.create", {"Internal": True}), PEER).allowed
+    refused = BASELINE.decide(req("network.create", {"Driver": "macvlan", "Internal": False}),
+                              PEER)
+    assert not refused.allowed and refused.request is None and refused.sets == ()
+    warned = policy("  - id: n\n    mode: warn\n    networks: {internal: set}\n").decide(
+        req("network.create", body), PEER)
+    assert warned.verdict == "warn" and warned.request is None, warned
+
+
+def test_privileged_leaves_networks_as_asked() -> None:
+    """privileged has no networks rule: a routed network is forwarded as asked."""
+    priv = load_policy("policies/privileged.yaml")
+    d = priv.decide(req("network.create", {"Name": "n", "Internal": False}), PEER)
+    assert d.allowed and d.request is None and d.sets == ()
+
+
+@pytest.mark.parametrize(("option", "expect"), [
+    ("internal: sett", "p.yaml:4: rules[0].networks.internal: 'sett' is not one of allow, "
+                       "require, set"),
+    ("internal: true", "p.yaml:4: rules[0].networks.internal: True is not one of"),
+    ("require_internal: true", "p.yaml:4: rules[0].networks: "),
+])
+def test_internal_option_typos_fail_with_file_and_line(option: str, expect: str) -> None:
+    """A misspelt ``internal`` value, or the old ``require_internal`` option, is refused
+    at load, located by file and line."""
+    with pytest.raises(PolicyError) as e:
+        compile_policy(parse_yaml(f"name: t\nrules:\n  - id: a\n    networks: {{{option}}}\n",
+                                  "p.yaml"))
+    assert expect in str(e.value)
+
+
+def test_network_connect_to_the_host_network_is_a_host_namespace() -> None:
+    """``network connect host C`` is the host's network namespace, refused by baseline and
+    restricted like ``--network host`` (the daemons refuse it too; the policy does not rely
+    on that); a named network passes."""
+    connect = Endpoint("network.connect", "POST", "/networks/{id}/connect", "json")
+    host = CanonicalRequest("POST", connect, "/networks/host/connect", "1.47", {"id": "host"},
+                            (), body={"Container": "c"})
+    for profile in (BASELINE, RESTRICTED):
+        d = profile.decide(host, PEER)
+        assert d.reason.startswith(f"denied by policy {profile.name} rule no-")
+        assert "path.id 'host' shares the host's namespace" in d.reason
+        named = CanonicalRequest("POST", connect, "/networks/n1/connect", "1.47", {"id": "n1"},
+                                 (), body={"Container": "c"})
+        assert profile.decide(named, PEER).allowed
