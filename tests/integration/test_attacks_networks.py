@@ -21,6 +21,10 @@ only the driver names (the implicit ``plain-plugin-names`` floor); baseline and
 restricted refuse both (``networks``, ``plain-plugin-names``), readonly refuses
 every write.  A refused request leaves the interface exactly as it was and the
 socket never called.
+
+Last, routed networks: a plain ``docker network create`` (and compose's project
+network) is not internal on the bare daemon; baseline and restricted make it
+internal (``networks.internal: set``), which the daemon's own inspect shows.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,7 @@ from support import unixhttp
 from support.engines import IMAGE, Engine, unique
 from support.plugins import FakePlugin
 from support.policygate import (
+    POLICY_NAMES,
     PROFILES,
     PolicyGate,
     denied,
@@ -341,5 +347,140 @@ def test_network_options_in_other_spellings_are_refused(
                 assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}"), (
                     message)
             assert link_state(links.bridge) == before, profile
+    finally:
+        assert engine.remove_new(objects) == []
+
+
+# -- networks that are not internal ----------------------------------------------------------------
+
+
+def internal_of(engine: Engine, net: str) -> bool:
+    """What the daemon itself says of network ``net``: is it internal?"""
+    out = engine.docker_direct("network", "inspect", "--format", "{{json .Internal}}", net)
+    return bool(json.loads(out.stdout))
+
+
+def routed_through_host(engine: Engine, pg: PolicyGate | None, net: str) -> str:
+    """Start a container on ``net`` (directly, or through ``pg``) and say how the daemon
+    routed it: ``"gateway"`` when it gave the container a route through the host's end of
+    the bridge (on a 127.x network the kernel refuses that route, so the start fails
+    saying so), else the container's routing table."""
+    docker = engine.docker_direct if pg is None else pg.docker
+    hardened = HARDENED if pg is not None and pg.policy == "restricted" else ()
+    out = docker("run", "--rm", "--pull", "never", "--network", net, *hardened, IMAGE,
+                 "ip", "route", check=False, timeout=60)
+    if out.returncode != 0:
+        assert "gateway" in out.stderr, out.stderr
+        return "gateway"
+    return str(out.stdout)
+
+
+def decided_sets(pg: PolicyGate, mark: int, endpoint: str) -> list[list[str]]:
+    """The ``set`` member of each RequestDecided record for ``endpoint`` since ``mark``."""
+    return [list(r.get("set", ())) for r in pg.records_since(mark)
+            if r.get("stage") == "RequestDecided" and r.get("endpoint") == endpoint]
+
+
+INTERNAL_SET = "rule networks: Internal set to true"
+
+
+def test_network_that_is_not_internal_is_made_internal(
+    engine: Engine, profile_gates: dict[str, PolicyGate]
+) -> None:
+    """Live on the bare daemon (and through privileged, which forwards it as asked): a plain
+    ``docker network create`` (Go sends ``"Internal": false``) makes a routed network;
+    on 28.5 a container on it is given a route through the host (the start fails on
+    this 127.x network for that very route).  Through baseline and restricted the same
+    command succeeds, the daemon reports the network internal, its containers get no
+    route off the network (28.5), and the audit record's ``set`` names the rule.
+    On 20.10 a container on any 127.x bridge network fails to start (that libnetwork
+    routes internal networks' containers through the gateway too, relying on the
+    firewall rules these daemons run without), so the daemon's own inspect is the oracle
+    there."""
+    objects = engine.snapshot()
+    newer = engine.name != "20.10"
+    try:
+        for profile in ("direct", "privileged"):
+            net = unique("dgnet-routed")
+            docker = engine.docker_direct if profile == "direct" else profile_gates[profile].docker
+            docker("network", "create", "--subnet", subnet(), net, timeout=60)
+            assert internal_of(engine, net) is False, profile
+            if newer:
+                assert routed_through_host(engine, None, net) == "gateway", profile
+        for profile in POLICY_NAMES:
+            pg, net = profile_gates[profile], unique("dgnet-made")
+            mark = pg.mark()
+            pg.docker("network", "create", "--subnet", subnet(), net, timeout=60)
+            assert internal_of(engine, net) is True, profile
+            assert decided_sets(pg, mark, "network.create") == [
+                [f"{INTERNAL_SET} (a network that is not internal routes its containers "
+                 "through the host, and dockerd writes NAT rules for its subnet)"]], profile
+            assert pg.refusals_since(mark) == []
+            if newer:
+                routes = routed_through_host(engine, pg, net)
+                assert "default" not in routes and "dev eth0" in routes, (profile, routes)
+    finally:
+        assert engine.remove_new(objects) == []
+
+
+COMPOSE_TWO = """\
+services:
+  web:
+    image: dgtest
+    pull_policy: never
+    init: true
+    command: ["sleep", "300"]
+  client:
+    image: dgtest
+    pull_policy: never
+    init: true
+    depends_on: [web]
+    command: ["sh", "-c", "until nslookup web > /tmp/found; do sleep 0.2; done;
+                           grep -A1 'Name:.*web' /tmp/found; exec sleep 300"]
+networks:
+  default:
+    ipam:
+      config: [{subnet: "%s"}]
+"""
+
+
+def test_compose_project_network_is_internal_under_baseline(
+    engine: Engine, profile_gates: dict[str, PolicyGate]
+) -> None:
+    """``docker compose`` of a two-service project on its default network works under
+    baseline (nothing refused), and the project network it made is internal, as the
+    daemon reports; on 28.5 the project runs and ``client`` finds ``web`` by name
+    through the daemon's resolver.  On 20.10 the project is created, not started (no
+    container starts on a 127.x bridge network there, see above)."""
+    pg = profile_gates["baseline"]
+    project = unique("dgnetproj")
+    workdir = engine.workdir / project
+    workdir.mkdir()
+    (workdir / "compose.yaml").write_text(COMPOSE_TWO % subnet())
+    objects = engine.snapshot()
+    mark = pg.mark()
+
+    def compose(*args: str) -> str:
+        return str(pg.docker("compose", "-p", project, *args, cwd=workdir, timeout=180).stdout)
+
+    try:
+        compose(*(("up", "-d", "--wait") if engine.name != "20.10" else ("create",)))
+        assert internal_of(engine, f"{project}_default") is True
+        if engine.name != "20.10":
+            web = engine.docker_direct(
+                "inspect", "--format",
+                f"{{{{(index .NetworkSettings.Networks \"{project}_default\").IPAddress}}}}",
+                f"{project}-web-1").stdout.strip()
+            logs = ""
+            for _ in range(100):
+                logs = compose("logs", "--no-color", "client")
+                if web in logs:
+                    break
+                time.sleep(0.2)
+            assert web and web in logs, (web, logs)
+        compose("down", "--timeout", "1")
+        assert pg.refusals_since(mark) == []
+        assert [INTERNAL_SET in " ".join(s) for s in decided_sets(pg, mark, "network.create")] \
+            == [True]
     finally:
         assert engine.remove_new(objects) == []
