@@ -113,6 +113,7 @@ class NetworkFact:
     scope: Any = None
     enable_ipv6: Any = None
     config_only: Any = None
+    ipam_config: Any = None
 
 
 def _map(v: Any) -> Mapping[str, Any]:
@@ -407,6 +408,7 @@ def _network_create(facts: Facts, req: CanonicalRequest) -> None:
         scope=body.get("Scope"),
         enable_ipv6=body.get("EnableIPv6"),
         config_only=body.get("ConfigOnly"),
+        ipam_config=ipam.get("Config"),
     )
     for where, name in (("Driver", body.get("Driver")), ("IPAM.Driver", ipam.get("Driver"))):
         if name not in (None, ""):

@@ -15,6 +15,7 @@ and this control refuses unclassified fields and non-empty host-level ones.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from dockgate.model import CanonicalRequest
 from dockgate.policy import fields as field_table
 from dockgate.policy import spelling
-from dockgate.policy.controls import Check, DecisionContext, Finding
+from dockgate.policy.controls import Check, DecisionContext, Finding, OptionError
 from dockgate.policy.facts import Facts, NetworkFact
 from dockgate.versions import compare_versions
 
@@ -300,6 +301,87 @@ def _internal(mode: str) -> Callable[[NetworkFact], Finding | None]:
     return finding
 
 
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _allowed_subnets(cfg: Mapping[str, Any]) -> tuple[IPNet, ...] | None:
+    """The ``subnets`` option as networks (None: not given, any address goes)."""
+    if "subnets" not in cfg:
+        return None
+    out = []
+    for i, raw in enumerate(cfg["subnets"]):
+        try:
+            net = ipaddress.ip_network(raw, strict=False)
+        except ValueError:
+            raise OptionError(("subnets", i), f"{raw!r} is not a network in CIDR notation "
+                                              "(like 10.200.0.0/16)") from None
+        if str(net) != raw:
+            raise OptionError(("subnets", i), f"{raw!r} is not a network address "
+                                              f"(write {str(net)!r})")
+        out.append(net)
+    return tuple(out)
+
+
+_IPAM_NETS = ("Subnet", "IPRange")
+_IPAM_ADDRS = ("Gateway",)
+
+
+def _ipam_addresses(config: Any) -> Iterable[tuple[str, Any, bool]]:
+    """(field, value, is a network) for every address a client chose in ``IPAM.Config``."""
+    if config is None:
+        return
+    if not isinstance(config, list):
+        yield "IPAM.Config", config, True
+        return
+    for i, entry in enumerate(config):
+        where = f"IPAM.Config[{i}]"
+        if not isinstance(entry, Mapping):
+            yield where, entry, True
+            continue
+        for key in (*_IPAM_NETS, *_IPAM_ADDRS):
+            if entry.get(key) not in (None, ""):
+                yield f"{where}.{key}", entry[key], key in _IPAM_NETS
+        aux = entry.get("AuxiliaryAddresses")
+        if isinstance(aux, Mapping):
+            for name, addr in aux.items():
+                yield f"{where}.AuxiliaryAddresses[{name}]", addr, False
+        elif aux not in (None, ""):
+            yield f"{where}.AuxiliaryAddresses", aux, False
+
+
+def _subnets(allowed: tuple[IPNet, ...] | None) -> Callable[[NetworkFact], list[Finding]]:
+    """The ``subnets`` option: every subnet, range, gateway and auxiliary address a client
+    chose lies in a listed network.
+
+    dockerd puts a client-chosen subnet on the host as it is: the bridge's route
+    to it is more specific than (or as specific as) the host's own, so the
+    host's traffic to that range, its LAN, DNS server or metadata service
+    included, goes into the network instead.  The daemon's own allocation (no
+    ``IPAM.Config``) skips ranges the host routes; ``[]`` leaves every choice to it.
+    """
+
+    def findings(n: NetworkFact) -> list[Finding]:
+        if allowed is None:
+            return []
+        out = []
+        for where, raw, is_net in _ipam_addresses(n.ipam_config):
+            try:
+                net = ipaddress.ip_network(raw, strict=False) if isinstance(raw, str) else None
+            except ValueError:
+                net = None
+            if net is None or (not is_net and "/" in str(raw)):
+                what = "network" if is_net else "address"
+                out.append(Finding(where, f"{raw!r} is not an IP {what}"))
+            elif not any(net.version == a.version and net.subnet_of(a)  # type: ignore[arg-type]
+                         for a in allowed):
+                out.append(Finding(where, f"{raw} is not in the allowed subnets (the host's "
+                                          "routes to it would go into the network; leave the "
+                                          "subnet out and the daemon picks a free one)"))
+        return out
+
+    return findings
+
+
 def networks(cfg: Mapping[str, Any]) -> Check:
     """POST /networks/create: drivers, IPAM drivers and option keys by allowlist.
 
@@ -309,13 +391,15 @@ def networks(cfg: Mapping[str, Any]) -> Check:
     ``ipam_options`` are globs over option keys; ``bridge.name`` (reusing a
     host bridge), ``parent`` (a host NIC), ``host_binding_ipv4``,
     ``gateway_mode_*`` and the like are host-level and stay out of the
-    defaults.  ``internal`` (``allow``, ``require``, ``set``): see ``_internal``.
+    defaults.  ``internal`` (``allow``, ``require``, ``set``): see ``_internal``;
+    ``subnets`` (CIDR networks): see ``_subnets``.
     """
     drivers = _names(cfg.get("drivers", ("bridge",)))
     ipam = _names(cfg.get("ipam_drivers", ("default",)))
     opts = _names(cfg.get("options", NETWORK_OPTIONS_SAFE))
     ipam_opts = _names(cfg.get("ipam_options", ()))
     internal = _internal(str(cfg.get("internal", "allow")))
+    subnets = _subnets(_allowed_subnets(cfg))
     ingress_ok = bool(cfg.get("allow_ingress", False))
     config_from_ok = bool(cfg.get("allow_config_from", False))
     ipv6_ok = bool(cfg.get("allow_ipv6", True))
@@ -337,6 +421,7 @@ def networks(cfg: Mapping[str, Any]) -> Check:
                    for k in n.options if not _any(opts, str(k)))
         out.extend(Finding(f"IPAM.Options[{k}]", "is an IPAM option that is not allowed")
                    for k in n.ipam_options if not _any(ipam_opts, str(k)))
+        out.extend(subnets(n))
         if (made_internal := internal(n)) is not None:
             out.append(made_internal)
         if _truthy(n.ingress) and not ingress_ok:

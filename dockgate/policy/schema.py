@@ -115,6 +115,7 @@ CONTROLS: dict[str, dict[str, Any]] = {
         options=_globs,
         ipam_options=_globs,
         internal={"enum": ["allow", "require", "set"]},
+        subnets=_globs,
         allow_ingress=_bool,
         allow_config_from=_bool,
         allow_ipv6=_bool,

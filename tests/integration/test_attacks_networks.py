@@ -22,13 +22,18 @@ restricted refuse both (``networks``, ``plain-plugin-names``), readonly refuses
 every write.  A refused request leaves the interface exactly as it was and the
 socket never called.
 
-Last, routed networks: a plain ``docker network create`` (and compose's project
-network) is not internal on the bare daemon; baseline and restricted make it
-internal (``networks.internal: set``), which the daemon's own inspect shows.
+Last, addressing and routing: a subnet the client picks takes the host's own
+route to that range (the test gives a host interface an address, and the
+host's main routing table is the oracle), refused by baseline and restricted
+(``networks.subnets: []``: the daemon picks, from the test daemons' loopback
+pool); a plain ``docker network create`` (and compose's project network) is not
+internal on the bare daemon, and baseline and restricted make it internal
+(``networks.internal: set``), which the daemon's own inspect shows.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -351,6 +356,57 @@ def test_network_options_in_other_spellings_are_refused(
         assert engine.remove_new(objects) == []
 
 
+# -- subnets the client picks --------------------------------------------------------------------
+
+
+def main_route_dev(addr: str) -> str:
+    """The device of the host's most specific main-table route to ``addr``."""
+    best: tuple[int, str] = (-1, "")
+    for route in json.loads(ip("-j", "route", "show", "table", "main")):
+        dst = "0.0.0.0/0" if route["dst"] == "default" else route["dst"]
+        net = ipaddress.ip_network(dst if "/" in dst else dst + "/32")
+        if ipaddress.ip_address(addr) in net and net.prefixlen > best[0]:
+            best = (net.prefixlen, route["dev"])
+    return best[1]
+
+
+def test_network_subnet_takes_the_hosts_route(
+    engine: Engine, host_links: Callable[[], HostLinks], profile_gates: dict[str, PolicyGate]
+) -> None:
+    """Live on the bare daemon (and through privileged, as documented): a bridge network on
+    a subnet inside a range the host routes to one of its interfaces takes that route
+    (the host's traffic to the range goes into the network's bridge; the daemon does
+    not check).  baseline and restricted refuse the subnet (the daemon picks one),
+    readonly refuses the write, and the host's route stays where it was."""
+    objects = engine.snapshot()
+    try:
+        for profile in ("direct", *PROFILES):
+            links = host_links()
+            second, third = os.urandom(2)
+            prefix = f"127.{100 + second % 150}.{third}"
+            ip("addr", "add", f"{prefix}.1/24", "dev", links.nic)
+            ip("link", "set", links.nic, "up")  # its peer stays down: no carrier, no traffic
+            target, taken = f"{prefix}.77", f"{prefix}.64/26"
+            assert main_route_dev(target) == links.nic
+            args = ("network", "create", "--internal", "--subnet", taken, unique("dgnet-rt"))
+            if profile in ("direct", "privileged"):
+                docker = engine.docker_direct if profile == "direct" else profile_gates[
+                    profile].docker
+                net = docker(*args, timeout=60).stdout.strip()
+                assert main_route_dev(target) == "br-" + net[:12], profile
+                engine.docker_direct("network", "rm", net)
+            else:
+                pg = profile_gates[profile]
+                rule, text = ((READONLY[0], READONLY[1].format("network.create"))
+                              if profile == "readonly" else
+                              ("networks", f"IPAM.Config[0].Subnet {taken} is not in the "
+                                           "allowed subnets"))
+                denied(pg, args, rule, text)
+            assert main_route_dev(target) == links.nic, profile
+    finally:
+        assert engine.remove_new(objects) == []
+
+
 # -- networks that are not internal ----------------------------------------------------------------
 
 
@@ -403,14 +459,14 @@ def test_network_that_is_not_internal_is_made_internal(
         for profile in ("direct", "privileged"):
             net = unique("dgnet-routed")
             docker = engine.docker_direct if profile == "direct" else profile_gates[profile].docker
-            docker("network", "create", "--subnet", subnet(), net, timeout=60)
+            docker("network", "create", net, timeout=60)
             assert internal_of(engine, net) is False, profile
             if newer:
                 assert routed_through_host(engine, None, net) == "gateway", profile
         for profile in POLICY_NAMES:
             pg, net = profile_gates[profile], unique("dgnet-made")
             mark = pg.mark()
-            pg.docker("network", "create", "--subnet", subnet(), net, timeout=60)
+            pg.docker("network", "create", net, timeout=60)
             assert internal_of(engine, net) is True, profile
             assert decided_sets(pg, mark, "network.create") == [
                 [f"{INTERNAL_SET} (a network that is not internal routes its containers "
@@ -437,10 +493,6 @@ services:
     depends_on: [web]
     command: ["sh", "-c", "until nslookup web > /tmp/found; do sleep 0.2; done;
                            grep -A1 'Name:.*web' /tmp/found; exec sleep 300"]
-networks:
-  default:
-    ipam:
-      config: [{subnet: "%s"}]
 """
 
 
@@ -456,7 +508,7 @@ def test_compose_project_network_is_internal_under_baseline(
     project = unique("dgnetproj")
     workdir = engine.workdir / project
     workdir.mkdir()
-    (workdir / "compose.yaml").write_text(COMPOSE_TWO % subnet())
+    (workdir / "compose.yaml").write_text(COMPOSE_TWO)
     objects = engine.snapshot()
     mark = pg.mark()
 

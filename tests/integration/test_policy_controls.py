@@ -453,7 +453,7 @@ DENIALS = [
 ]  # fmt: skip
 
 def safe_root_actions(
-    policy: str, runner: tuple[str, ...], subnet: str, volume: tuple[str, ...]
+    policy: str, runner: tuple[str, ...], volume: tuple[str, ...]
 ) -> list[Allowed]:
     """The safe side of each root-action control, under ``policy``."""
     run_args = (*runner[:-1], "--tmpfs", "/t:rw,noexec,nosuid,size=1m", "--log-driver",
@@ -464,7 +464,7 @@ def safe_root_actions(
                 ("tmpfs-options", "log-drivers", "oom-score", "ulimits", "closed-world",
                  "plain-plugin-names")),
         Allowed("network-internal", policy,
-                ("network", "create", "--internal", "--subnet", subnet, "-o",
+                ("network", "create", "--internal", "-o",
                  "com.docker.network.driver.mtu=1400", "{vol}"), "", ("networks",), prefix=True),
         Allowed("volume-options-safe", policy, volume, "{vol}\n", ("volume-options",)),
     ]
@@ -507,7 +507,7 @@ ALLOWED = [
     Allowed("swarm-state-through-info", B, ("info", "--format", "{{.Swarm.LocalNodeState}}"),
             "inactive\n", ("escalation-endpoints",)),
     Allowed("exec", B, ("exec", "{root}", "echo", "ok"), "ok\n", ("no-privileged",)),
-    *safe_root_actions(B, (*BASE, IMAGE), "127.72.1.0/24",
+    *safe_root_actions(B, (*BASE, IMAGE),
                        ("volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs",
                         "--opt", "o=size=1m,uid=1000", "{vol}")),
     Allowed("exec-as-root-is-audited-only", B, ("exec", "-u", "0", "{root}", "id", "-u"), "0\n",
@@ -540,7 +540,7 @@ ALLOWED = [
             "{user}\n", ("resource-limits",), prefix=True),
     Allowed("cp-out", R, ("cp", "{user}:/bin/busybox", "{out}"), "", ("escalation-endpoints",),
             prefix=True),
-    *safe_root_actions(R, (*RESTRICTED, IMAGE), "127.72.2.0/24", ("volume", "create", "{vol}")),
+    *safe_root_actions(R, (*RESTRICTED, IMAGE), ("volume", "create", "{vol}")),
     Allowed("image-ls", R, ("image", "ls", "--format", "{{.Repository}}", "dgtest"), "dgtest\n",
             ("no-image-import", "escalation-endpoints")),
 ]  # fmt: skip

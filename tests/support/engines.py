@@ -4,8 +4,9 @@ Two engines: "20.10" (the distribution's dockerd, API 1.41, which starts its own
 containerd) and "28.5" (Debian sid's dockerd, containerd 2.1, unpacked by
 scripts/install-engines.sh under $DOCKGATE_SID_ROOT, run with
 $DOCKGATE_SID_ROOT/bin first on its PATH). Each daemon gets a private socket,
-data root and exec root under one short temporary directory, vfs storage and
-no networking of its own. Containers run with ``--network none`` only.
+data root and exec root under one short temporary directory, vfs storage,
+no networking of its own and a loopback-only address pool (127.32.0.0/12).
+Containers run with ``--network none`` only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ DAEMON_FLAGS = (
     "--ip-forward=false",
     "--ip-masq=false",
     "--userland-proxy=false",
+    # Networks created without a subnet (compose's, and any through baseline, whose
+    # `networks.subnets: []` leaves the choice to the daemon) land on loopback-only
+    # ranges, like the 127.x subnets the tests pick; 127.32-47 is kept for the pool.
+    "--default-address-pool=base=127.32.0.0/12,size=24",
 )
 
 

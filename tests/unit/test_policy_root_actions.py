@@ -210,7 +210,8 @@ def test_internal_set_leaves_internal_and_config_only_networks_alone() -> None:
     """Nothing is set when the client asked for an internal network, nor on a config-only
     network (it creates no interface, and the daemons refuse Internal on it)."""
     for body in ({"Name": "n", "Internal": True},
-                 {"Name": "n", "ConfigOnly": True, "IPAM": {"Config": [{"Subnet": "10.9.0.0/24"}]}},
+                 {"Name": "n", "ConfigOnly": True, "Options": {"com.docker.network.driver.mtu":
+                                                               "1400"}},
                  {"Name": "n", "ConfigOnly": True, "Internal": False}):
         d = BASELINE.decide(req("network.create", body), PEER)
         assert d.allowed and d.request is None and d.sets == (), (body, d.reason)
@@ -272,3 +273,64 @@ def test_network_connect_to_the_host_network_is_a_host_namespace() -> None:
         named = CanonicalRequest("POST", connect, "/networks/n1/connect", "1.47", {"id": "n1"},
                                  (), body={"Container": "c"})
         assert profile.decide(named, PEER).allowed
+
+
+def ipam(*configs: dict[str, Any]) -> dict[str, Any]:
+    return {"Name": "n", "Internal": True, "IPAM": {"Driver": "default", "Config": list(configs)}}
+
+
+def test_baseline_leaves_the_subnet_to_the_daemon() -> None:
+    """Under baseline and restricted (``subnets: []``) every address a client picks in
+    IPAM.Config is refused, named; no IPAM.Config (or empty entries) lets the daemon pick."""
+    body = ipam({"Subnet": "192.168.1.0/24", "IPRange": "192.168.1.0/25",
+                 "Gateway": "192.168.1.1", "AuxiliaryAddresses": {"r": "192.168.1.2"}})
+    for profile in (BASELINE, RESTRICTED):
+        d = profile.decide(req("network.create", body), PEER)
+        assert d.reason.splitlines() == [
+            f"denied by policy {profile.name} rule networks: IPAM.Config[0].Subnet "
+            "192.168.1.0/24 is not in the allowed subnets (the host's routes to it would go "
+            "into the network; leave the subnet out and the daemon picks a free one)",
+            *(f"also rule networks: IPAM.Config[0].{f} is not in the allowed subnets (the "
+              "host's routes to it would go into the network; leave the subnet out and the "
+              "daemon picks a free one)"
+              for f in ("IPRange 192.168.1.0/25", "Gateway 192.168.1.1",
+                        "AuxiliaryAddresses[r] 192.168.1.2"))]
+        for ok in ({"Name": "n"}, ipam(), ipam({}), ipam({"Subnet": ""})):
+            assert profile.decide(req("network.create", ok), PEER).allowed, ok
+
+
+def test_subnets_option_allows_only_listed_ranges() -> None:
+    """``subnets`` admits addresses inside a listed network of the same family and refuses
+    others, wider ones and non-addresses; without the option anything goes."""
+    p = policy("  - id: n\n    networks: {subnets: [10.200.0.0/16, 'fd00:dead::/32']}\n")
+
+    def allowed(*configs: dict[str, Any]) -> bool:
+        return p.decide(req("network.create", ipam(*configs)), PEER).allowed
+
+    assert allowed({"Subnet": "10.200.3.0/24", "Gateway": "10.200.3.1",
+                    "AuxiliaryAddresses": {"a": "10.200.3.9"}})
+    assert allowed({"Subnet": "fd00:dead:1::/64"})
+    assert not allowed({"Subnet": "10.0.0.0/8"})  # contains the range, is not inside it
+    assert not allowed({"Subnet": "10.200.3.0/24", "Gateway": "10.201.0.1"})
+    assert not allowed({"Subnet": "::ffff:10.200.3.0/120"})
+    assert not allowed({"Subnet": "10.200.3.0/24", "Gateway": "10.200.3.1/24"})
+    for bad in ("10.200.003.0/24", "nonsense", 7):
+        d = p.decide(req("network.create", ipam({"Subnet": bad})), PEER)
+        assert d.reason.endswith(f"IPAM.Config[0].Subnet {bad!r} is not an IP network"), d.reason
+    assert not p.decide(req("network.create", {"IPAM": {"Config": {"Subnet": "x"}}}),
+                        PEER).allowed
+    anything = policy("  - id: n\n    networks: {}\n")
+    assert anything.decide(req("network.create", ipam({"Subnet": "10.0.0.0/8"})), PEER).allowed
+
+
+@pytest.mark.parametrize(("entry", "expect"), [
+    ("10.200.0.1/16", "rules[0].networks.subnets[0]: '10.200.0.1/16' is not a network "
+                      "address (write '10.200.0.0/16')"),
+    ("10.200.0.0/33", "rules[0].networks.subnets[0]: '10.200.0.0/33' is not a network in CIDR"),
+])
+def test_subnets_option_typos_fail_with_file_and_line(entry: str, expect: str) -> None:
+    """A host address or a bad prefix in ``subnets`` is refused at load, with file:line."""
+    with pytest.raises(PolicyError) as e:
+        compile_policy(parse_yaml(f"name: t\nrules:\n  - id: a\n    networks: "
+                                  f"{{subnets: ['{entry}']}}\n", "p.yaml"))
+    assert f"p.yaml:4: {expect}" in str(e.value)
