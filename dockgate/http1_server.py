@@ -58,8 +58,12 @@ class _Paused:
 
 PAUSED: Final = _Paused()
 
-FREE_CHUNKS: Final = 1024
-"""Chunks a request body may use before their sizes are looked at."""
+FREE_CHUNKS: Final = 128
+"""Chunks a request body may use before their sizes are looked at.  Small, because
+every chunk up to the bound is parsed before it can trip: at 1024, refusing a
+body of 1-byte chunks cost 1.5 ms of CPU, and four clients doing it again and
+again kept dockgate busy enough to hold a ``/_ping`` behind a turn of their
+refusals (p50 5 ms); at 128 a refusal costs 0.3 ms (benchmarks/bench_chunks.py)."""
 MIN_CHUNK_AVERAGE: Final = 64
 """Beyond ``FREE_CHUNKS``, each further chunk must bring this many payload bytes
 on average.  Every chunk costs dockgate a size line to parse and an event to
@@ -67,8 +71,9 @@ handle whatever it carries, so without this a body sent as 1-byte chunks costs
 per byte what a whole request does (issue 21: a 1 MB JSON body as 1-byte chunks
 took 3 s of CPU).  With it, the chunks a request body can have are bounded by
 its size: ``FREE_CHUNKS + payload / MIN_CHUNK_AVERAGE``.  Real clients stay far
-inside: Go's client writes a chunk per write of its copy loop (tar headers of
-512 bytes at the smallest), docker-py and the CLI send JSON with a
+inside: Go's client writes a chunk per write of its copy loop (a tar stream
+of 1-byte files is a 512-byte header, a 1-byte data and a 511-byte padding
+chunk each, 341 bytes on average), docker-py and the CLI send JSON with a
 Content-Length."""
 
 
