@@ -63,7 +63,7 @@ FREE_CHUNKS: Final = 128
 every chunk up to the bound is parsed before it can trip: at 1024, refusing a
 body of 1-byte chunks cost 1.5 ms of CPU, and four clients doing it again and
 again kept dockgate busy enough to hold a ``/_ping`` behind a turn of their
-refusals (p50 5 ms); at 128 a refusal costs 0.3 ms (benchmarks/bench_chunks.py)."""
+refusals (p50 5 ms); at 128 a refusal costs 0.4 ms (benchmarks/bench_chunks.py)."""
 MIN_CHUNK_AVERAGE: Final = 64
 """Beyond ``FREE_CHUNKS``, each further chunk must bring this many payload bytes
 on average.  Every chunk costs dockgate a size line to parse and an event to
