@@ -501,7 +501,7 @@ def test_compose_project_network_is_internal_under_baseline(
 ) -> None:
     """``docker compose`` of a two-service project on its default network works under
     baseline (nothing refused), and the project network it made is internal, as the
-    daemon reports; on 28.5 the project runs and ``client`` finds ``web`` by name
+    daemon reports, and is kept by a second ``up``; on 28.5 the project runs and ``client`` finds ``web`` by name
     through the daemon's resolver.  On 20.10 the project is created, not started (no
     container starts on a 127.x bridge network there, see above)."""
     pg = profile_gates["baseline"]
@@ -516,8 +516,14 @@ def test_compose_project_network_is_internal_under_baseline(
         return str(pg.docker("compose", "-p", project, *args, cwd=workdir, timeout=180).stdout)
 
     try:
-        compose(*(("up", "-d", "--wait") if engine.name != "20.10" else ("create",)))
+        up = ("up", "-d", "--wait") if engine.name != "20.10" else ("create",)
+        compose(*up)
         assert internal_of(engine, f"{project}_default") is True
+        network = engine.docker_direct("network", "inspect", "-f", "{{.Id}}",
+                                       f"{project}_default").stdout
+        compose(*up)  # again: compose takes the network as its own (it is not recreated)
+        assert engine.docker_direct("network", "inspect", "-f", "{{.Id}}",
+                                    f"{project}_default").stdout == network
         if engine.name != "20.10":
             web = engine.docker_direct(
                 "inspect", "--format",
