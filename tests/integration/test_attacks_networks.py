@@ -542,3 +542,28 @@ def test_compose_project_network_is_internal_under_baseline(
             == [True]
     finally:
         assert engine.remove_new(objects) == []
+
+
+HOST_NAMESPACE_RULE = {"baseline": "no-host-namespaces", "restricted": "no-shared-namespaces"}
+
+
+def test_network_connect_to_the_host_network_is_refused_by_the_policy(
+    engine: Engine, profile_gates: dict[str, PolicyGate]
+) -> None:
+    """``docker network connect host C`` asks for the host's network namespace: the daemons
+    refuse it themselves (both engines), and baseline and restricted refuse it first, by
+    name, as they refuse ``--network host``; the container stays on no network."""
+    objects = engine.snapshot()
+    try:
+        ctr = unique("dgnet-c")
+        engine.docker_direct("create", "--network", "none", "--name", ctr, IMAGE, "true")
+        out = engine.docker_direct("network", "connect", "host", ctr, check=False)
+        assert out.returncode != 0 and "host network" in out.stderr, out.stderr
+        for profile in POLICY_NAMES:
+            denied(profile_gates[profile], ("network", "connect", "host", ctr),
+                   HOST_NAMESPACE_RULE[profile], "path.id 'host' shares the host's namespace")
+        networks = engine.docker_direct("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                        ctr).stdout
+        assert list(json.loads(networks)) == ["none"], networks
+    finally:
+        assert engine.remove_new(objects) == []
