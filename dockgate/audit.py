@@ -82,13 +82,25 @@ class JsonLinesAudit:
         self._reported = 0.0
         self.failing: str | None = None
         """Why the last record could not be written, or None once one was (readiness)."""
-        self.defer: Callable[[Callable[[], None]], object] | None = None
-        """Set by the service: runs a function once the current reactor turn is
-        done.  With it, ``ResponseComplete`` records (nothing waits on them) are
-        written together, once per turn or with the next decision record,
-        instead of one ``write(2)`` each."""
+        self._defer: Callable[[Callable[[], None]], object] | None = None
         self._flush_due = False
         self._templates = RecordTemplates()
+
+    @property
+    def defer(self) -> Callable[[Callable[[], None]], object] | None:
+        """Set by the service: runs a function once the current reactor turn is done.
+
+        With it, ``ResponseComplete`` records (nothing waits on them) are
+        written together, once per turn or with the next decision record,
+        instead of one ``write(2)`` each, and the file is checked for
+        deletion once per turn (``ChainedLog.per_turn``).
+        """
+        return self._defer
+
+    @defer.setter
+    def defer(self, value: Callable[[Callable[[], None]], object] | None) -> None:
+        self._defer = value
+        self.log.per_turn = value is not None
 
     # -- AuditSink ----------------------------------------------------------
 
@@ -137,17 +149,20 @@ class JsonLinesAudit:
             record = self._templates.encode(event, choice.level, self.policy.redactor)
         if record is None:
             record = build_record(event, choice.level, self.policy.redactor, extra)
-        hold = self.defer is not None and event.stage == "ResponseComplete"
-        self.log.append(record, hold=hold)
-        if hold and not self._flush_due and self.defer is not None:
+        defer = self._defer
+        if defer is None:
+            self.log.append(record)
+            return
+        if not self._flush_due:
             self._flush_due = True
-            self.defer(self._flush)
+            defer(self._flush)
+        self.log.append(record, hold=event.stage == "ResponseComplete")
 
     def _flush(self) -> None:
-        """Write the records held during this reactor turn."""
+        """The reactor turn is over: write the records held during it."""
         self._flush_due = False
         try:
-            self.log.flush()
+            self.log.end_turn()
         except Exception as e:  # nothing to refuse: the exchanges are over
             self.failing = str(e) or type(e).__name__
             self._failed("audit records (ResponseComplete)", e)

@@ -238,6 +238,39 @@ def test_deleted_file_is_recreated(tmp_path: Path) -> None:
     assert lines(log)[0]["seq"] == 2
 
 
+def test_deleted_file_is_noticed_by_the_next_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With turn ends (the service), the file is checked for deletion once per reactor turn,
+    not per record: a file deleted between turns is recreated by the next turn's first record,
+    and the chain carries on in the new file."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log))
+    turn_end: list[Any] = []
+    sink.defer = turn_end.append
+    checks: list[int] = []
+    real_fstat = audit_writer.os.fstat
+
+    def counting(fd: int) -> os.stat_result:
+        checks.append(fd)
+        return real_fstat(fd)
+
+    monkeypatch.setattr(audit_writer.os, "fstat", counting)
+    ping = canonical("GET", "/_ping")
+    for ident in ("a", "b", "c"):
+        sink.record(event(ping, id=ident))
+        sink.record(event(ping, "ResponseComplete", id=ident))
+    assert len(checks) == 1 and len(turn_end) == 1
+    turn_end.pop()()
+    assert len(checks) == 1  # the turn's end writes the held records unchecked again
+    log.unlink()
+    sink.record(event(ping, id="d"))  # the next turn
+    turn_end.pop()()
+    sink.close()
+    assert [r["id"] for r in lines(log)] == ["d"]
+    assert lines(log)[0]["seq"] == 7
+
+
 def test_held_records_go_with_the_next_write_or_the_turn_end(tmp_path: Path) -> None:
     """ResponseComplete waits for the reactor turn's end (or the next decision's write);
     the chain order is the order of the events, and the file verifies."""
