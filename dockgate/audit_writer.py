@@ -126,6 +126,8 @@ class ChainedLog:
         """Chained lines not yet written: (line, seq, prev before it, checkpoint?)."""
         self._per_turn = False
         self._followed = False
+        self._lost = False
+        """Whether a write failed since the last ``end_turn`` (held records were dropped)."""
         self._size = 0
         self._is_file = False
         self._opened_at = clock()
@@ -288,6 +290,10 @@ class ChainedLog:
     def end_turn(self) -> None:
         """The reactor turn is over: write the held records (see ``per_turn``).
 
+        Raises if any record held since the last ``end_turn`` is not in the
+        file: this write failed, or an earlier one that took held records
+        along did (callers waiting for those records must not go on).
+
         Under ``per_turn`` the deletion check covers a turn, not a record: a
         file deleted while the turn runs is noticed by the next turn's first
         write (as a deletion between the check and the ``write(2)`` always was).
@@ -296,6 +302,9 @@ class ChainedLog:
             self.flush()
         finally:
             self._followed = False
+            lost, self._lost = self._lost, False
+        if lost:
+            raise OSError(f"audit log {self.path}: records of this turn could not be written")
 
     def _append(
         self, body: dict[str, Any] | bytes, checkpoint: bool = False, hold: bool = False
@@ -336,8 +345,10 @@ class ChainedLog:
             written = os.write(self._fd, data)
         except OSError:
             self.seq, self.prev = held[0][1] - 1, held[0][2]
+            self._lost = True
             raise
         if written != len(data):
+            self._lost = True
             self._short_write(held, lead, data, written)
         self._torn = False
         self._size += written

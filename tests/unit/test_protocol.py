@@ -13,6 +13,7 @@ import json
 import socket
 from typing import Any
 
+import pytest
 from support.doubles import AllowAll, flat_record
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -586,6 +587,47 @@ def test_stages_are_recorded_before_forwarding_and_at_completion() -> None:
     assert h.audit.records[-1]["status"] == 200
     assert h.audit.events[0].upstream_seconds is None, "not forwarded yet when decided"
     assert h.audit.events[-1].upstream_seconds is not None
+
+
+class _TurnAudit(_Audit):
+    """An audit sink that writes decisions at the end of the turn (as ``JsonLinesAudit`` does
+    under the service): ``record_then`` calls back only when the test says the turn ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Any] = []
+
+    def record_then(self, event: AuditEvent, then: Any) -> None:
+        self.record(event)
+        self.waiting.append(then)
+
+    def end_turn(self, written: bool) -> None:
+        waiting, self.waiting = self.waiting, []
+        for then in waiting:
+            then(written)
+
+
+@pytest.mark.parametrize("written", [True, False])
+def test_a_request_waits_for_its_decision_to_be_written(written: bool) -> None:
+    """With a sink that writes a turn's decisions together, the request is forwarded only once its
+    decision is written; a decision that could not be written is refused with 503 and never
+    forwarded, and the connection serves the next request."""
+    h = Harness()
+    turn = _TurnAudit()
+    h.factory.record_then = turn.record_then
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert [r["stage"] for r in turn.records] == ["RequestDecided"]
+    assert h.upstream_sent() == b"" and h.received() == b""
+    turn.end_turn(written)
+    if not written:
+        status, body = _status_and_json(h.received())
+        assert status == 503 and "audit log" in body["message"]
+        assert h.upstream_sent() == b""
+        assert not h.client.disconnecting
+        return
+    assert h.upstream_sent().startswith(b"GET /_ping HTTP/1.1\r\n")
+    h.reply(PING_OK)
+    assert h.received().endswith(b"OK")
 
 
 class _DenyLoad:
