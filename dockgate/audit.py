@@ -194,7 +194,8 @@ class JsonLinesAudit:
             self.log.end_turn()
         except Exception as e:
             self.failing = str(e) or type(e).__name__
-            self._failed("audit records of a reactor turn", e)
+            self._failed(f"audit record (RequestDecided of {len(waiting)} request(s))"
+                         if waiting else "audit records (ResponseComplete)", e)
             written = self.failure == "open"
         else:
             written = True
