@@ -1016,6 +1016,12 @@ class ProxyServerProtocol(Protocol):
             x.decision = None
             self._refuse(x, AuditUnavailable("cannot write the audit log; request refused"))
             return
+        assert x.request is not None
+        if x.request.endpoint.id in binding.STARTS and binding.PENDING.count:
+            # A create's verification began while the record was written: a
+            # start still waits for its verdict, as when deciding.
+            binding.PENDING.wait().addCallback(lambda _: self._recorded(x, True))
+            return
         idle = self.factory.pool.take_idle()
         if idle is not None:
             self._upstream_ready(idle, x)

@@ -478,6 +478,37 @@ def test_a_start_waits_while_a_create_is_being_verified() -> None:
     assert other_client.value().startswith(b"HTTP/1.1 ")
 
 
+class _NeedsUserStarts(_NeedsUser):
+    """``_NeedsUser``, allowing starts."""
+
+    def decide(self, request: CanonicalRequest, peer: Peer, context: Any = None) -> Decision:
+        if request.endpoint.id == "container.start":
+            return Decision("allow", "u")
+        return super().decide(request, peer, context)
+
+
+def test_a_start_whose_record_is_being_written_waits_for_a_verification_begun_meanwhile() -> (
+        None):
+    """A start decided before a create's verification began, whose record is written at the
+    turn's end, is not forwarded while that verification runs: it goes once it ended."""
+    h = Harness(policy=_NeedsUserStarts())
+    h.send(_create({"Image": "app:1"}))
+    _json_reply(h.endpoint.connections[0], b"200 OK",
+                b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG)
+    turn = _TurnAudit()
+    h.factory.record_then = turn.record_then
+    other = h.factory.buildProtocol(None)
+    other.makeConnection(HalfCloseTransport())
+    other.dataReceived(b"POST /containers/web/start HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert turn.waiting, "decided, waiting for its record"
+    _json_reply(h.upstream, b"201 Created", b'{"Id":"%s","Warnings":[]}' % _CID)
+    verify = h.endpoint.connections[-1]
+    turn.end_turn(True)
+    assert b"/containers/web/start" not in h.upstream_sent()
+    _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, _IMG))
+    assert b"POST /containers/web/start" in h.upstream_sent()
+
+
 def test_a_create_from_the_checked_image_is_answered() -> None:
     """The new container runs the image whose user was checked: the client gets the 201."""
     h = _created_from(_IMG)
