@@ -830,13 +830,16 @@ class ProxyServerProtocol(Protocol):
             try:
                 policy = self.settings.policy()
                 assert x.request is not None
+                daemon = _wants_daemon(policy, x, self)
                 quick = self._default_user_target(policy, x) is None and (
-                    self.factory.daemon_facts is not None or not _wants_daemon(policy, x, self)
+                    self.factory.daemon_facts is not None or not daemon
                 ) and not needs_joins(policy, x.request)
             except Exception:
                 quick = False  # the full path reports the error
             if quick:
-                self._decide_with(x, policy, self._daemon_context(policy, x, None))
+                # As ``_daemon_context(policy, x, None)``, without asking the policy again.
+                context = DecisionContext(daemon=self.factory.daemon_facts) if daemon else None
+                self._decide_with(x, policy, context)
                 return
         x.waiting = True
         assert self.gate is not None
