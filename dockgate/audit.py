@@ -202,7 +202,10 @@ class JsonLinesAudit:
             if waiting:
                 self.failing = None
         for then in waiting:
-            then(written)
+            try:
+                then(written)
+            except Exception:  # one request's failure must not hold up the others
+                log.failure("forwarding a request after its audit record failed")
 
     def _open_session(self, event: AuditEvent) -> dict[str, Any]:
         if self.sessions_dir is None:
