@@ -32,7 +32,7 @@ from dockgate.audit_rules import AuditPolicy, load_audit_policy
 from dockgate.audit_schema import RecordTemplates, build_record, encode_record
 from dockgate.audit_session import FORMAT, SessionWriter, terminal_size
 from dockgate.audit_writer import ChainedLog
-from dockgate.model import AuditEvent, CanonicalRequest
+from dockgate.model import AuditEvent, CanonicalRequest, record_now
 from dockgate.policy.source import PolicyError
 
 __all__ = ["FailureMode", "JsonLinesAudit", "NullAudit", "encode_record"]
@@ -82,13 +82,27 @@ class JsonLinesAudit:
         self._reported = 0.0
         self.failing: str | None = None
         """Why the last record could not be written, or None once one was (readiness)."""
-        self.defer: Callable[[Callable[[], None]], object] | None = None
-        """Set by the service: runs a function once the current reactor turn is
-        done.  With it, ``ResponseComplete`` records (nothing waits on them) are
-        written together, once per turn or with the next decision record,
-        instead of one ``write(2)`` each."""
+        self._defer: Callable[[Callable[[], None]], object] | None = None
         self._flush_due = False
+        self._waiting: list[Callable[[bool], None]] = []
+        """The requests decided in this reactor turn, waiting for their records' write."""
         self._templates = RecordTemplates()
+
+    @property
+    def defer(self) -> Callable[[Callable[[], None]], object] | None:
+        """Set by the service: runs a function once the current reactor turn is done.
+
+        With it, ``ResponseComplete`` records (nothing waits on them) are
+        written together, once per turn or with the next decision record,
+        instead of one ``write(2)`` each, and the file is checked for
+        deletion once per turn (``ChainedLog.per_turn``).
+        """
+        return self._defer
+
+    @defer.setter
+    def defer(self, value: Callable[[Callable[[], None]], object] | None) -> None:
+        self._defer = value
+        self.log.per_turn = value is not None
 
     # -- AuditSink ----------------------------------------------------------
 
@@ -104,7 +118,32 @@ class JsonLinesAudit:
         else:
             self.failing = None
 
-    def _record(self, event: AuditEvent) -> None:
+    def record_then(self, event: AuditEvent, then: Callable[[bool], None]) -> None:
+        """Record a decision whose request waits for it; ``then(True)`` once it is written.
+
+        ``then(False)`` when it cannot be written and the log fails closed
+        (the request is refused).  Under the service (``defer``) the record
+        is chained now and written at the end of the reactor turn with the
+        turn's other records, in one ``write(2)`` for every request decided
+        in that turn, and ``then`` is called after that write; else it is
+        written now.  Never raises.
+        """
+        if self._defer is None:
+            record_now(self.record, event, then)
+            return
+        try:
+            self._record(event, hold=True)
+        except Exception as e:
+            self.failing = str(e) or type(e).__name__
+            self._failed(f"audit record ({event.stage} {event.id})", e)
+            then(self.failure == "open")
+            return
+        self._waiting.append(then)
+        if not self._flush_due:  # a record at level none schedules nothing itself
+            self._flush_due = True
+            self._defer(self._flush)
+
+    def _record(self, event: AuditEvent, hold: bool = False) -> None:
         request, decision = event.request, event.decision
         choice = self.policy.choose(
             request.endpoint.id if request else None, decision.verdict if decision else None
@@ -137,20 +176,36 @@ class JsonLinesAudit:
             record = self._templates.encode(event, choice.level, self.policy.redactor)
         if record is None:
             record = build_record(event, choice.level, self.policy.redactor, extra)
-        hold = self.defer is not None and event.stage == "ResponseComplete"
-        self.log.append(record, hold=hold)
-        if hold and not self._flush_due and self.defer is not None:
+        defer = self._defer
+        if defer is None:
+            self.log.append(record)
+            return
+        if not self._flush_due:
             self._flush_due = True
-            self.defer(self._flush)
+            defer(self._flush)
+        self.log.append(record, hold=hold or event.stage == "ResponseComplete")
 
     def _flush(self) -> None:
-        """Write the records held during this reactor turn."""
+        """The reactor turn is over: write the records held during it, then let the
+        requests decided during it go (or refuse them if their records were lost)."""
         self._flush_due = False
+        waiting, self._waiting = self._waiting, []
         try:
-            self.log.flush()
-        except Exception as e:  # nothing to refuse: the exchanges are over
+            self.log.end_turn()
+        except Exception as e:
             self.failing = str(e) or type(e).__name__
-            self._failed("audit records (ResponseComplete)", e)
+            self._failed(f"audit record (RequestDecided of {len(waiting)} request(s))"
+                         if waiting else "audit records (ResponseComplete)", e)
+            written = self.failure == "open"
+        else:
+            written = True
+            if waiting:
+                self.failing = None
+        for then in waiting:
+            try:
+                then(written)
+            except Exception:  # one request's failure must not hold up the others
+                log.failure("forwarding a request after its audit record failed")
 
     def _open_session(self, event: AuditEvent) -> dict[str, Any]:
         if self.sessions_dir is None:

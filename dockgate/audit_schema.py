@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
+from math import isfinite
 from typing import Any, Literal
 
 from dockgate.audit_redact import TEXT_LIMIT, Redactor, clip, target_of
@@ -270,23 +270,6 @@ class RecordTemplates:
     def encode(self, event: AuditEvent, level: Level, redactor: Redactor) -> bytes | None:
         """The record's members encoded (no braces, no newline), or None for the general path."""
         request, decision, peer = event.request, event.decision, event.peer
-        duration, status = event.duration, event.status
-        if (
-            request is None
-            or decision is None
-            or peer is None
-            or request.body is not None
-            or not request.small
-            or event.error
-            or event.exit_code is not None
-            or event.build is not None
-            or type(duration) is not float
-            or not math.isfinite(duration)
-            or not (status is None or type(status) is int)
-            or type(event.bytes_in) is not int
-            or type(event.bytes_out) is not int
-        ):
-            return None
         key = (id(request), id(decision), id(peer), id(redactor), level, event.stage,
                event.listener, event.method, event.tenant)
         entry = self._memo.get(key)
@@ -302,20 +285,46 @@ class RecordTemplates:
         middle = entry[4]
         if middle is None:
             return None
+        # What differs from one record of the request to the next: only plain values.
+        duration, status, bytes_in, bytes_out = (
+            event.duration, event.status, event.bytes_in, event.bytes_out)
+        if (
+            event.error
+            or event.exit_code is not None
+            or event.build is not None
+            or type(duration) is not float
+            or not isfinite(duration)
+            or (status is not None and type(status) is not int)
+            or type(bytes_in) is not int
+            or type(bytes_out) is not int
+        ):
+            return None
         ident = encode_basestring_ascii(event.id)
         stage = event.stage
-        status_text = "null" if status is None else int.__repr__(status)
         return (
             f'"id":{ident},"record_id":{ident[:-1]}/{stage}","stage":"{stage}",'
-            f'"time":"{iso_time(event.time)}",{middle},"status":{status_text},'
-            f'"duration":{float.__repr__(duration)},"bytes_in":{event.bytes_in:d},'
-            f'"bytes_out":{event.bytes_out:d}'
+            f'"time":"{iso_time(event.time)}",{middle},"status":'
+            f'{"null" if status is None else int.__repr__(status)},'
+            f'"duration":{float.__repr__(duration)},"bytes_in":{bytes_in:d},'
+            f'"bytes_out":{bytes_out:d}'
         ).encode("ascii")
 
     @staticmethod
     def _middle(event: AuditEvent, level: Level, redactor: Redactor) -> str | None:
-        """The encoded members from ``level`` to ``reasons``, if the record is a plain one."""
-        if not event.stage.isidentifier():
+        """The encoded members from ``level`` to ``reasons``, if the record is a plain one.
+
+        Also None for what makes every record of the request unusual: no
+        request, decision or peer, a body, a request that is not small.
+        """
+        request = event.request
+        if (
+            request is None
+            or event.decision is None
+            or event.peer is None
+            or request.body is not None
+            or not request.small
+            or not event.stage.isidentifier()
+        ):
             return None
         record = build_record(event, level, redactor)
         if tuple(record) != _PLAIN:

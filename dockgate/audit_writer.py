@@ -32,6 +32,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
+from hashlib import sha256
 from typing import Any, Literal, Protocol
 
 from dockgate.audit_chain import CHECKPOINT_STAGE, Signer, checkpoint_message, line_hash
@@ -123,11 +124,29 @@ class ChainedLog:
         self._fd = -1
         self._held: list[tuple[bytes, int, str | None, bool]] = []
         """Chained lines not yet written: (line, seq, prev before it, checkpoint?)."""
+        self._per_turn = False
+        self._followed = False
+        self._lost = False
+        """Whether a write failed since the last ``end_turn`` (held records were dropped)."""
         self._size = 0
         self._is_file = False
         self._opened_at = clock()
         self._fd = self._open()
         self._resume()
+
+    @property
+    def per_turn(self) -> bool:
+        """Whether the caller calls ``end_turn`` at the end of each reactor turn.
+
+        Then the file is checked for deletion (``_follow``, an ``fstat``) once
+        per turn, before its first write, instead of before every record.
+        """
+        return self._per_turn
+
+    @per_turn.setter
+    def per_turn(self, value: bool) -> None:
+        self._per_turn = value
+        self._followed = False
 
     # -- files -------------------------------------------------------------
 
@@ -246,10 +265,12 @@ class ChainedLog:
         decision, before the request is forwarded) takes the held ones with
         it in its one ``write(2)``.
         """
-        self._raise_sync_error()
-        if not hold:
+        if self._sync_error is not None:
+            self._raise_sync_error()
+        if not (hold or self._followed):
             self._follow()
-        if self._rotation_due(0):
+            self._followed = self._per_turn
+        if self._size and self._rotation_due(0):
             self.rotate()
         self._append(body, hold=hold)
         self._since_checkpoint += 1
@@ -262,8 +283,28 @@ class ChainedLog:
     def flush(self) -> None:
         """Write the held records now; raise if they cannot all be written."""
         if self._held:
-            self._follow()
+            if not self._followed:
+                self._follow()
             self._write_held()
+
+    def end_turn(self) -> None:
+        """The reactor turn is over: write the held records (see ``per_turn``).
+
+        Raises if any record held since the last ``end_turn`` is not in the
+        file: this write failed, or an earlier one that took held records
+        along did (callers waiting for those records must not go on).
+
+        Under ``per_turn`` the deletion check covers a turn, not a record: a
+        file deleted while the turn runs is noticed by the next turn's first
+        write (as a deletion between the check and the ``write(2)`` always was).
+        """
+        try:
+            self.flush()
+        finally:
+            self._followed = False
+            lost, self._lost = self._lost, False
+        if lost:
+            raise OSError(f"audit log {self.path}: records of this turn could not be written")
 
     def _append(
         self, body: dict[str, Any] | bytes, checkpoint: bool = False, hold: bool = False
@@ -274,13 +315,17 @@ class ChainedLog:
         if isinstance(body, bytes):
             # The same bytes encode_record gives for the merged mapping.
             prev = b"null" if self.prev is None else b'"%s"' % self.prev.encode("ascii")
-            line = b'{"v":%d,"seq":%d,"prev":%s,%s}\n' % (SCHEMA_VERSION, seq, prev, body)
+            record_bytes = b'{"v":%d,"seq":%d,"prev":%s,%s}' % (SCHEMA_VERSION, seq, prev, body)
+            # line_hash of the line, without copying it to strip its newline.
+            digest = sha256(record_bytes).hexdigest()
+            line = record_bytes + b"\n"
         else:
             record = {"v": SCHEMA_VERSION, "seq": seq, "prev": self.prev, **body}
             line = encode_record(record)
+            digest = line_hash(line)
         self._held.append((line, seq, self.prev, checkpoint))
         self.seq = seq
-        self.prev = line_hash(line)
+        self.prev = digest
         if not hold:
             self._write_held()
 
@@ -300,8 +345,10 @@ class ChainedLog:
             written = os.write(self._fd, data)
         except OSError:
             self.seq, self.prev = held[0][1] - 1, held[0][2]
+            self._lost = True
             raise
         if written != len(data):
+            self._lost = True
             self._short_write(held, lead, data, written)
         self._torn = False
         self._size += written

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dockgate.model import AuditEvent
+from dockgate.model import AuditEvent, record_now
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsAudit"]
 
@@ -192,6 +192,29 @@ class MetricsAudit:
         finally:
             if self.metrics is not None:
                 self.metrics.observe(event)
+            if self.access is not None:
+                self.access(event)
+
+    def record_then(self, event: AuditEvent, then: Callable[[bool], None]) -> None:
+        """``record`` for a decision whose request waits for it (see
+        ``JsonLinesAudit.record_then``): counted now, ``then(written)`` when the
+        inner sink has written it.  Never raises."""
+        inner = getattr(self.inner, "record_then", None)
+        if inner is None:
+            record_now(self.record, event, then)
+            return
+        metrics = self.metrics
+
+        def done(written: bool) -> None:
+            if not written and metrics is not None:
+                metrics.audit_failures.inc()
+            then(written)
+
+        try:
+            inner(event, done if metrics is not None else then)
+        finally:
+            if metrics is not None:
+                metrics.observe(event)
             if self.access is not None:
                 self.access(event)
 

@@ -8,7 +8,7 @@ change a request between the decision and the bytes sent upstream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -192,3 +192,16 @@ class AuditEvent:
     upstream_seconds: float | None = None
     build: Mapping[str, Any] | None = None
     """A ``BuildSolved`` event's facts: the solve's decisions and its session's metadata."""
+
+
+def record_now(
+    record: Callable[[AuditEvent], None], event: AuditEvent, then: Callable[[bool], None]
+) -> None:
+    """An audit sink's ``record_then`` (record a decision, then call back whether it was
+    written) for a sink whose ``record`` returns once the record is written, or raises."""
+    try:
+        record(event)
+    except Exception:
+        then(False)
+        return
+    then(True)

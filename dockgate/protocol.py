@@ -47,6 +47,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from http import HTTPStatus
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -347,6 +348,11 @@ class ProxyServerFactory(ServerFactory):
         self.daemon_facts: DaemonFacts | None = None  # GET /info, read once when a policy asks
         self.connections: set[ProxyServerProtocol] = set()
         """Open client connections, so a shutdown can complete their records."""
+        self.record_then: Callable[[AuditEvent, Callable[[bool], None]], None] | None = getattr(
+            settings.audit, "record_then", None)
+        """The audit sink's way to record a decision and call back once it is written
+        (see ``audit.JsonLinesAudit.record_then``), if it has one; else decisions are
+        recorded with ``record``, which returns once they are written."""
 
     def shut_down(self) -> None:
         """dockgate is stopping: end every open exchange now, with its last record.
@@ -824,13 +830,16 @@ class ProxyServerProtocol(Protocol):
             try:
                 policy = self.settings.policy()
                 assert x.request is not None
+                daemon = _wants_daemon(policy, x, self)
                 quick = self._default_user_target(policy, x) is None and (
-                    self.factory.daemon_facts is not None or not _wants_daemon(policy, x, self)
+                    self.factory.daemon_facts is not None or not daemon
                 ) and not needs_joins(policy, x.request)
             except Exception:
                 quick = False  # the full path reports the error
             if quick:
-                self._decide_with(x, policy, self._daemon_context(policy, x, None))
+                # As ``_daemon_context(policy, x, None)``, without asking the policy again.
+                context = DecisionContext(daemon=self.factory.daemon_facts) if daemon else None
+                self._decide_with(x, policy, context)
                 return
         x.waiting = True
         assert self.gate is not None
@@ -980,14 +989,42 @@ class ProxyServerProtocol(Protocol):
         if x.request.endpoint.id in redact.ENDPOINTS:
             x.redactions = redact.rules_for(policy, x.request, self.peer)
         x.build_judge = build_judge(policy, context, self.peer, x.tenant, x.request.endpoint.id)
-        if not self._emit(x, "RequestDecided"):
-            # Fail closed: what cannot be recorded is not forwarded.
-            x.decision = None
-            self._refuse(x, AuditUnavailable("cannot write the audit log; request refused"))
-            return
         x.waiting = True
         assert self.gate is not None
         self.gate.hold("upstream")
+        record_then = self.factory.record_then
+        if record_then is None:
+            self._recorded(x, self._emit(x, "RequestDecided"))
+            return
+        # The sink writes the decision records of a reactor turn together and
+        # calls back once they are in the kernel: forwarding waits for that.
+        if "RequestDecided" not in x.stages:
+            x.stages.add("RequestDecided")
+            try:
+                record_then(self._event(x, "RequestDecided"), partial(self._recorded, x))
+            except Exception:  # the sink's contract is to call back, never to raise
+                self.log.failure("audit write failed at {stage}", stage="RequestDecided")
+                self._abort()
+        else:
+            self._recorded(x, True)
+
+    def _recorded(self, x: Exchange, written: bool) -> None:
+        """The decision of ``x`` is on record (``written``), or could not be: forward or refuse."""
+        if self.closed or self.exchange is not x:
+            return
+        if not written:
+            # Fail closed: what cannot be recorded is not forwarded.
+            x.waiting = False
+            self._release_gate("upstream")
+            x.decision = None
+            self._refuse(x, AuditUnavailable("cannot write the audit log; request refused"))
+            return
+        assert x.request is not None
+        if x.request.endpoint.id in binding.STARTS and binding.PENDING.count:
+            # A create's verification began while the record was written: a
+            # start still waits for its verdict, as when deciding.
+            binding.PENDING.wait().addCallback(lambda _: self._recorded(x, True))
+            return
         idle = self.factory.pool.take_idle()
         if idle is not None:
             self._upstream_ready(idle, x)
@@ -1707,7 +1744,18 @@ class ProxyServerProtocol(Protocol):
         if stage in x.stages:
             return True
         x.stages.add(stage)
-        event = AuditEvent(
+        try:
+            self.settings.audit.record(self._event(x, stage))
+        except OSError:
+            return False  # the sink logged it (once per interval, fail-closed)
+        except Exception:
+            self.log.failure("audit write failed at {stage}", stage=stage)
+            return False
+        return True
+
+    def _event(self, x: Exchange, stage: AuditStage) -> AuditEvent:
+        """The audit event of ``x`` at ``stage``, as things stand now."""
+        return AuditEvent(
             stage=stage,
             id=x.id,
             time=time.time(),
@@ -1726,11 +1774,3 @@ class ProxyServerProtocol(Protocol):
             tenant=x.tenant.name if x.tenant is not None else None,
             upstream_seconds=x.upstream_seconds,
         )
-        try:
-            self.settings.audit.record(event)
-        except OSError:
-            return False  # the sink logged it (once per interval, fail-closed)
-        except Exception:
-            self.log.failure("audit write failed at {stage}", stage=stage)
-            return False
-        return True

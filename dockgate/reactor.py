@@ -20,9 +20,12 @@ that raises) is logged here, as ``callWithLogger`` would, instead of ending
 the iteration.
 
 It also offers ``at_turn_end``: run a function once the ready descriptors of
-this iteration were handled.  The audit log writes the records nothing waits
-on that way, once per turn; on another reactor ``callLater(0, …)`` does the
-same at the cost of a timer per turn.
+this iteration were handled (a function asked for outside an iteration, in a
+timer or a thread's callback, runs after the next poll, which then does not
+wait).  The audit log writes the records of a turn that way, in one
+``write(2)``: the decisions of the requests read in the turn (which are
+forwarded after that write) and the records nothing waits on; on another
+reactor ``callLater(0, …)`` does the same at the cost of a timer per turn.
 
 ``dockgate serve`` installs it; with twistd, choose it with
 ``twistd --reactor=dockgate …`` (``twisted/plugins/dockgate_plugin.py``).
@@ -60,7 +63,11 @@ class DockgateReactor(epollreactor.EPollReactor):
 
     def doPoll(self, timeout: float | None) -> None:
         """Wait for ready descriptors (at most ``timeout`` seconds) and handle them."""
-        if timeout is None:
+        if self._turn_end:
+            # Asked for outside a turn (a timer, a thread's callback): those
+            # functions run after this poll, which must not wait for them.
+            timeout = 0
+        elif timeout is None:
             timeout = -1  # Wait indefinitely.
         try:
             ready = self._poller.poll(timeout, len(self._selectables))

@@ -35,6 +35,11 @@ class AuditSink(Protocol):
         """Bytes of a hijacked session: ``in`` from the client, ``out`` from the daemon."""
         ...
 
+    # A sink may also have ``record_then(event, then)``: record a decision and
+    # call ``then(written)`` once it is written (maybe later in the reactor
+    # turn); the protocol then forwards the request only from ``then``.  See
+    # ``audit.JsonLinesAudit.record_then``.
+
 
 @dataclass(frozen=True)
 class ProxySettings:

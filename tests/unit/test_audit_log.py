@@ -238,6 +238,45 @@ def test_deleted_file_is_recreated(tmp_path: Path) -> None:
     assert lines(log)[0]["seq"] == 2
 
 
+def turned_sink(tmp_path: Path, **options: Any) -> tuple[Path, JsonLinesAudit, list[Any]]:
+    """An audit log as the service runs it: its turn-end functions land in the returned list."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log), **options)
+    turn_end: list[Any] = []
+    sink.defer = turn_end.append
+    return log, sink, turn_end
+
+
+def test_deleted_file_is_noticed_by_the_next_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With turn ends (the service), the file is checked for deletion once per reactor turn,
+    not per record: a file deleted between turns is recreated by the next turn's first record,
+    and the chain carries on in the new file."""
+    log, sink, turn_end = turned_sink(tmp_path)
+    checks: list[int] = []
+    real_fstat = audit_writer.os.fstat
+
+    def counting(fd: int) -> os.stat_result:
+        checks.append(fd)
+        return real_fstat(fd)
+
+    monkeypatch.setattr(audit_writer.os, "fstat", counting)
+    ping = canonical("GET", "/_ping")
+    for ident in ("a", "b", "c"):
+        sink.record(event(ping, id=ident))
+        sink.record(event(ping, "ResponseComplete", id=ident))
+    assert len(checks) == 1 and len(turn_end) == 1
+    turn_end.pop()()
+    assert len(checks) == 1  # the turn's end writes the held records unchecked again
+    log.unlink()
+    sink.record(event(ping, id="d"))  # the next turn
+    turn_end.pop()()
+    sink.close()
+    assert [r["id"] for r in lines(log)] == ["d"]
+    assert lines(log)[0]["seq"] == 7
+
+
 def test_held_records_go_with_the_next_write_or_the_turn_end(tmp_path: Path) -> None:
     """ResponseComplete waits for the reactor turn's end (or the next decision's write);
     the chain order is the order of the events, and the file verifies."""
@@ -260,6 +299,88 @@ def test_held_records_go_with_the_next_write_or_the_turn_end(tmp_path: Path) -> 
     sink.close()  # closing writes what is held
     assert [r["record_id"] for r in lines(log)][-1] == "c/ResponseComplete"
     assert run("verify", str(log))[0] == 0
+
+
+def test_the_decisions_of_a_turn_are_written_together_before_their_requests_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the service, every decision of a reactor turn (and the turn's held records) goes in
+    one write(2) at the turn's end, and only after it do the decided requests go on: nothing is
+    forwarded before its record is in the file."""
+    log, sink, turn_end = turned_sink(tmp_path)
+    writes: list[bytes] = []
+    real_write = audit_writer.os.write
+
+    def counting(fd: int, data: bytes) -> int:
+        writes.append(data)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(audit_writer.os, "write", counting)
+    ping = canonical("GET", "/_ping")
+    gone: list[tuple[str, bool, int]] = []
+    sink.record(event(ping, "ResponseComplete", id="a"))
+    for ident in ("b", "c", "d"):
+        sink.record_then(event(ping, id=ident),
+                         lambda ok, i=ident: gone.append((i, ok, len(lines(log)))))
+    assert gone == [] and writes == [] and len(turn_end) == 1
+    turn_end.pop()()
+    assert len(writes) == 1
+    assert gone == [("b", True, 4), ("c", True, 4), ("d", True, 4)]
+    assert [r["record_id"] for r in lines(log)] == [
+        "a/ResponseComplete", "b/RequestDecided", "c/RequestDecided", "d/RequestDecided"]
+    sink.close()
+    assert run("verify", str(log))[0] == 0
+
+
+@pytest.mark.parametrize("failure", ["closed", "open"])
+def test_decisions_whose_records_were_lost_do_not_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A failed write loses the turn's held decisions (the chain rewinds): fail-closed, each waiting
+    request is told so (and is refused), also when the loss came with another record's write
+    earlier in the turn; fail-open lets them go.  The chain stays intact either way."""
+    log, sink, turn_end = turned_sink(tmp_path, failure=failure)
+    ping = canonical("GET", "/_ping")
+    real_write = audit_writer.os.write
+    gone: list[tuple[str, bool]] = []
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    # At the turn's end.
+    sink.record_then(event(ping, id="a"), lambda ok: gone.append(("a", ok)))
+    monkeypatch.setattr(audit_writer.os, "write", full)
+    turn_end.pop()()
+    # Earlier in the turn, with a record that is written at once (a refusal's).
+    sink.record_then(event(ping, id="b"), lambda ok: gone.append(("b", ok)))
+    refused = event(ping, id="c", decision=Decision("deny", "p", "r", "no"))
+    if failure == "closed":
+        with pytest.raises(OSError):
+            sink.record(refused)
+    else:
+        sink.record(refused)
+    monkeypatch.setattr(audit_writer.os, "write", real_write)
+    turn_end.pop()()
+    assert gone == [("a", failure == "open"), ("b", failure == "open")]
+    sink.record_then(event(ping, id="d"), lambda ok: gone.append(("d", ok)))
+    turn_end.pop()()
+    assert gone[-1] == ("d", True)
+    sink.close()
+    assert [r["id"] for r in lines(log)] == ["d"] and lines(log)[0]["seq"] == 1
+    assert run("verify", str(log))[0] == 0
+
+
+def test_without_turn_ends_a_decision_is_written_before_record_then_returns(
+    tmp_path: Path,
+) -> None:
+    """Without the service's turn ends (twistd on another reactor, tests), ``record_then`` writes
+    the decision at once and calls back before it returns."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log))
+    gone: list[int] = []
+    sink.record_then(event(canonical("GET", "/_ping")), lambda ok: gone.append(len(lines(log))))
+    assert gone == [1]
+    sink.close()
 
 
 def test_short_write_of_several_records_keeps_the_chain(

@@ -148,13 +148,27 @@ PLAIN = [
 ]
 
 
-@pytest.mark.parametrize("changes", PLAIN)
+ODD_PEER = Peer("tcp:[::1]:2375 \u2028\"quoted\"", "tls", "[::1]:5000\n\x1b[31m",
+                principal="CN=b\u00f6b\\admin", uid=0, gid=None, pid=None)
+ODD = [
+    {"peer": ODD_PEER, "listener": ODD_PEER.listener, "method": "M\u00c9TH\"OD\t"},
+    {"tenant": "t\u00e9am \"a\"\r\n\x00", "decision": Decision(
+        "deny", "p\u00f6licy\\", "r\u2029ule", "why \"not\"\n\x7f")},
+    {"id": "\u00e9v\"ent\\/\x01", "status": -1, "duration": 5e-324, "bytes_in": -3},
+    {"stage": "RequestDecided", "status": None, "duration": 1e300, "time": 0.0000004},
+    {"time": 4102444799.9999999, "bytes_out": 2**70},
+]
+
+
+@pytest.mark.parametrize("changes", PLAIN + ODD)
 def test_template_encodes_exactly_as_the_general_path(changes: dict[str, Any]) -> None:
     """Byte for byte what encode_record gives, the first time and when reused."""
     templates = RecordTemplates()
     redactor = Redactor()
     request = canonical(b"/v1.51/containers/json?all=1&filters=%7B%22label%22%3A%5B%5D%7D")
-    for ident in ("0123abcd", "4567ef01"):
+    changes = dict(changes)
+    first = changes.pop("id", "0123abcd")
+    for ident in (first, "4567ef01", first):
         ev = event(request, id=ident, **changes)
         got = templates.encode(ev, "metadata", redactor)
         want = encode_record(build_record(ev, "metadata", redactor))

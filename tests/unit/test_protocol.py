@@ -13,6 +13,7 @@ import json
 import socket
 from typing import Any
 
+import pytest
 from support.doubles import AllowAll, flat_record
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -477,6 +478,37 @@ def test_a_start_waits_while_a_create_is_being_verified() -> None:
     assert other_client.value().startswith(b"HTTP/1.1 ")
 
 
+class _NeedsUserStarts(_NeedsUser):
+    """``_NeedsUser``, allowing starts."""
+
+    def decide(self, request: CanonicalRequest, peer: Peer, context: Any = None) -> Decision:
+        if request.endpoint.id == "container.start":
+            return Decision("allow", "u")
+        return super().decide(request, peer, context)
+
+
+def test_a_start_whose_record_is_being_written_waits_for_a_verification_begun_meanwhile() -> (
+        None):
+    """A start decided before a create's verification began, whose record is written at the
+    turn's end, is not forwarded while that verification runs: it goes once it ended."""
+    h = Harness(policy=_NeedsUserStarts())
+    h.send(_create({"Image": "app:1"}))
+    _json_reply(h.endpoint.connections[0], b"200 OK",
+                b'{"Id":"%s","Config":{"User":"1000"}}' % _IMG)
+    turn = _TurnAudit()
+    h.factory.record_then = turn.record_then
+    other = h.factory.buildProtocol(None)
+    other.makeConnection(HalfCloseTransport())
+    other.dataReceived(b"POST /containers/web/start HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert turn.waiting, "decided, waiting for its record"
+    _json_reply(h.upstream, b"201 Created", b'{"Id":"%s","Warnings":[]}' % _CID)
+    verify = h.endpoint.connections[-1]
+    turn.end_turn(True)
+    assert b"/containers/web/start" not in h.upstream_sent()
+    _json_reply(verify, b"200 OK", b'{"Id":"%s","Image":"%s"}' % (_CID, _IMG))
+    assert b"POST /containers/web/start" in h.upstream_sent()
+
+
 def test_a_create_from_the_checked_image_is_answered() -> None:
     """The new container runs the image whose user was checked: the client gets the 201."""
     h = _created_from(_IMG)
@@ -586,6 +618,47 @@ def test_stages_are_recorded_before_forwarding_and_at_completion() -> None:
     assert h.audit.records[-1]["status"] == 200
     assert h.audit.events[0].upstream_seconds is None, "not forwarded yet when decided"
     assert h.audit.events[-1].upstream_seconds is not None
+
+
+class _TurnAudit(_Audit):
+    """An audit sink that writes decisions at the end of the turn (as ``JsonLinesAudit`` does
+    under the service): ``record_then`` calls back only when the test says the turn ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[Any] = []
+
+    def record_then(self, event: AuditEvent, then: Any) -> None:
+        self.record(event)
+        self.waiting.append(then)
+
+    def end_turn(self, written: bool) -> None:
+        waiting, self.waiting = self.waiting, []
+        for then in waiting:
+            then(written)
+
+
+@pytest.mark.parametrize("written", [True, False])
+def test_a_request_waits_for_its_decision_to_be_written(written: bool) -> None:
+    """With a sink that writes a turn's decisions together, the request is forwarded only once its
+    decision is written; a decision that could not be written is refused with 503 and never
+    forwarded, and the connection serves the next request."""
+    h = Harness()
+    turn = _TurnAudit()
+    h.factory.record_then = turn.record_then
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert [r["stage"] for r in turn.records] == ["RequestDecided"]
+    assert h.upstream_sent() == b"" and h.received() == b""
+    turn.end_turn(written)
+    if not written:
+        status, body = _status_and_json(h.received())
+        assert status == 503 and "audit log" in body["message"]
+        assert h.upstream_sent() == b""
+        assert not h.client.disconnecting
+        return
+    assert h.upstream_sent().startswith(b"GET /_ping HTTP/1.1\r\n")
+    h.reply(PING_OK)
+    assert h.received().endswith(b"OK")
 
 
 class _DenyLoad:

@@ -124,3 +124,25 @@ def test_an_error_in_a_read_is_logged_and_disconnects_the_selectable(
     order, failures = _turn_with(reactor, Raising)
     assert sorted(order[:2]) == ["a:lost:ValueError", "b:y"] and order[2:] == ["end"]
     assert any(isinstance(f, ValueError) for f in failures)
+
+
+def test_a_turn_end_asked_for_outside_a_turn_does_not_wait_for_the_next_event(
+    reactor: DockgateReactor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function asked for in a timer or a thread's callback (between turns) runs after the next
+    poll, and that poll does not wait: requests waiting for their audit records never stall until
+    some other descriptor becomes ready."""
+    timeouts: list[float] = []
+    real_poll = reactor._poller.poll
+
+    def poll(timeout: float, maxevents: int) -> Any:
+        timeouts.append(timeout)
+        return real_poll(0, maxevents)
+
+    monkeypatch.setattr(reactor, "_poller", type("P", (), {"poll": staticmethod(poll),
+                                                           "close": real_poll.__self__.close}))
+    ran: list[str] = []
+    reactor.doPoll(None)
+    reactor.at_turn_end(lambda: ran.append("end"))
+    reactor.doPoll(None)
+    assert timeouts == [-1, 0] and ran == ["end"]
