@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.buildctx.dockerfile import DockerfileFacts, parse
-from dockgate.buildkit.solve import ContainerAsk, LlbOp, SolveAsk
+from dockgate.buildkit.solve import DOCKERFILE_INPUT, ContainerAsk, LlbOp, SolveAsk
+
+DOCKERFILE_DIR = "dockerfile"
+"""The session directory the dockerfile frontend reads its Dockerfile from (the one
+``buildkit.mediation`` reads), unless ``dockerfilekey`` names another."""
 
 Pair = tuple[str, str]
 
@@ -81,7 +85,7 @@ class BuildKitFacts:
 
 _INERT_KEYS = frozenset({
     "target", "no-cache", "platform", "multi-platform", "image-resolve-mode", "add-hosts",
-    "hostname", "shm-size", "filename", "dockerfilekey", "contextsubdir", "frontend.caps",
+    "hostname", "shm-size", "filename", "contextsubdir", "frontend.caps",
     "requestid", "memory", "memswap", "cpushares", "cpuperiod", "cpuquota", "cpusetcpus",
     "cpusetmems", "cmdline", "contextkey",
 })
@@ -212,6 +216,12 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
             _attestation(facts, where, kind, value)
         elif key in _INERT_KEYS or base.startswith(_INERT_PREFIXES):
             pass
+        elif key == "dockerfilekey":
+            if value != DOCKERFILE_DIR:
+                # The frontend would read the Dockerfile from the local directory
+                # ``value`` of the session, whose transfers dockgate does not read.
+                facts.refusals.append((where, f"reads the Dockerfile from {value!r}, not from "
+                                              f"the {DOCKERFILE_DIR!r} directory dockgate reads"))
         elif key == "local-sessionid" or base.startswith("local-sessionid:"):
             facts.sessions.append((where, value))
         elif key == "force-network-mode":
@@ -318,6 +328,25 @@ def llb_ops(facts: BuildKitFacts, ops: Iterable[LlbOp], where: str) -> None:
 
 # -- the whole solve ------------------------------------------------------------
 
+def _dockerfile_input(facts: BuildKitFacts, ask: SolveAsk) -> None:
+    """The Dockerfile of a frontend input named ``dockerfile`` (read by the frontend
+    instead of the session's): judged like the session's when the input only writes
+    files (each file but ``*.dockerignore``, as on the session), else refused."""
+    if ask.dockerfile_input is None:
+        return
+    where = f"frontend input {DOCKERFILE_INPUT}"
+    judged = [(p, d) for p, d in ask.dockerfile_input if not p.endswith(".dockerignore")]
+    if not judged:
+        facts.refusals.append((where, "is not a Dockerfile dockgate can read (only files "
+                                      "written by a file op on scratch are)"))
+    for path, data in judged:
+        df, _ = dockerfile_facts(data, ask)
+        for name in facts.__dataclass_fields__:
+            getattr(facts, name).extend(
+                (f"{where} {path.lstrip('/')} {w.removeprefix('Dockerfile ')}", v)
+                for w, v in getattr(df, name))
+
+
 _EXPORTERS = frozenset({"image", "moby", "local", "tar", "oci", "docker", "cacheonly"})
 _ENTITLEMENTS = {"network.host": "network_host", "security.insecure": "insecure"}
 
@@ -337,6 +366,7 @@ def solve_facts(ask: SolveAsk) -> BuildKitFacts:
         facts.sessions.append(("session", ask.session))
     frontend_options(facts, ask.frontend_attrs, ask.frontend)
     llb_ops(facts, ask.ops, "LLB")
+    _dockerfile_input(facts, ask)
     for i, (kind, attrs) in enumerate(zip(ask.exporters, ask.exporter_attrs, strict=False)):
         where = f"exporter {i} ({kind})"
         if kind not in _EXPORTERS:

@@ -45,6 +45,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from dockgate.buildctx import ContextError
 from dockgate.buildctx.context import ContextCheck
+from dockgate.buildkit.facts import DOCKERFILE_DIR
 from dockgate.buildkit.grpcwire import Unreadable
 from dockgate.buildkit.h2relay import Plan, Side
 from dockgate.buildkit.solve import (
@@ -127,8 +128,6 @@ SESSION_RELAYED = frozenset({
 the client, registry credentials the client offers, SSH agent forwarding."""
 
 UPLOAD = "/moby.upload.v1.Upload/Pull"
-DOCKERFILE_DIR = "dockerfile"
-"""The session directory the dockerfile frontend reads its Dockerfile from."""
 MAX_DOCKERFILE = 48 << 10
 """Most Dockerfile bytes held on one transfer.  The CLI sends only as far as the
 daemon's flow-control window lets it (64 KiB at least, the gRPC and fsutil

@@ -112,6 +112,16 @@ _OPS: _File = (
             ("mkdir", 6, "oneof:action bytes"), ("rm", 7, "oneof:action bytes"),
             ("symlink", 8, "oneof:action bytes"),
         ]),
+        # Read only where a file op writes a Dockerfile the frontend reads (a frontend
+        # input): solve.written_files.
+        ("FileActionMkFile", True, [
+            ("path", 1, "string"), ("mode", 2, "int32"), ("data", 3, "bytes"),
+            ("owner", 4, "bytes"), ("timestamp", 5, "int64"),
+        ]),
+        ("FileActionMkDir", True, [
+            ("path", 1, "string"), ("mode", 2, "int32"), ("makeParents", 3, "bool"),
+            ("owner", 4, "bytes"), ("timestamp", 5, "int64"),
+        ]),
     ],
 )
 

@@ -1,0 +1,146 @@
+"""A BuildKit solve whose Dockerfile does not come through the session's file sync.
+
+dockgate judges a Dockerfile build's steps by reading the Dockerfile the CLI
+sends on ``/session`` (the ``dockerfile`` directory).  The dockerfile frontend
+also takes it from elsewhere (moby/buildkit ``frontend/dockerui``): a frontend
+input named ``dockerfile`` (an LLB definition: here a file op that writes the
+Dockerfile, inert to dockgate) replaces the local directory.  buildx never
+sends one, a raw client does (``support.grpcsolve``).  Sent to the bare daemon
+the Dockerfile's steps run (a loopback server's log, the image built: the
+oracle); through dockgate such a solve is refused before the daemon acts.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import engines as eng
+from support.buildhelp import image_file, tagged_base
+from support.engines import IMAGE, Engine, unique
+from support.grpcsolve import (
+    GRPC_CONTROL_SOLVE,
+    connect_tls,
+    files_definition,
+    grpc_call,
+    solve_request,
+)
+from support.loopback import Loopback, loopback
+from support.policygate import PolicyGate, policy_audit_guard, policy_gates
+from support.tenantgate import TenantGate, tenant_gates
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = (policy_gates, policy_audit_guard, tenant_gates)
+
+BASE = "busybox:lab"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def base_image(engine_set: dict[str, Engine]) -> Iterator[None]:
+    """``busybox:lab`` on every daemon, the base the Dockerfiles name."""
+    with tagged_base(engine_set, BASE):
+        yield
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Loopback]:
+    with loopback("host-private-" + unique("s")) as srv:
+        yield srv
+
+
+def input_solve(dockerfile: str, **extra: Any) -> bytes:
+    """A dockerfile.v0 Control Solve whose Dockerfile and context are frontend inputs."""
+    return solve_request(
+        uuid.uuid4().hex, inputs={"dockerfile": files_definition({"Dockerfile": dockerfile}),
+                                  "context": files_definition({"empty": ""})}, **extra)
+
+
+def test_dockerfile_input_add_url_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback) -> None:
+    """A Dockerfile given as the ``dockerfile`` frontend input with ``ADD <url>``: the bare
+    daemon fetches the URL from the host's loopback; through baseline the solve is
+    refused (PERMISSION_DENIED, dockgate's message) and the server sees nothing."""
+    name = unique("in")
+    dockerfile = f"FROM {BASE}\nADD {server.url('/' + name)} /x\n"
+    direct = grpc_call(engine.daemon_socket, GRPC_CONTROL_SOLVE, input_solve(dockerfile))
+    assert direct.get("grpc-status") == "0", direct
+    assert server.saw(name), server.hits
+    server.hits.clear()
+    pg = policy_gates[(engine.name, "baseline")]
+    through = grpc_call(pg.socket, GRPC_CONTROL_SOLVE, input_solve(dockerfile))
+    assert through.get("grpc-status") == "7", through
+    assert through["grpc-message"].startswith("dockgate: "), through
+    assert not server.saw(name), server.hits
+
+
+@pytest.fixture(scope="module", params=eng.ENGINE_NAMES)
+def tenants(request: pytest.FixtureRequest, engine_set: dict[str, Engine],
+            tenant_gates: dict[str, TenantGate]) -> Iterator[tuple[Engine, TenantGate, str]]:
+    """B's image with a secret inside (committed by B) on each engine's tenant gate."""
+    if request.param not in engine_set:
+        pytest.skip(f"engine {request.param} not selected (DOCKGATE_TEST_ENGINES)")
+    engine, tg = engine_set[request.param], tenant_gates[request.param]
+    before = engine.snapshot()
+    b = tg.caller("bob-tls")
+    tag = uuid.uuid4().hex[:8]
+    try:
+        b.docker("run", "--network", "none", "--name", f"b-src-{tag}", IMAGE, "sh", "-c",
+                 f"echo b-secret-{tag} > /secret")
+        b.docker("commit", f"b-src-{tag}", f"b-img-{tag}:latest")
+        b.docker("rm", f"b-src-{tag}")
+        yield engine, tg, tag
+    finally:
+        failures = engine.remove_new(before)
+        assert not failures, failures
+
+
+def test_dockerfile_input_from_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """Tenant A's solve with ``FROM <B's image>`` in a ``dockerfile`` frontend input: sent
+    to the bare daemon it builds an image holding B's secret; through the tenant gate
+    A's solve is refused and no image is made."""
+    engine, tg, tag = tenants
+    dockerfile = f"FROM b-img-{tag}:latest\n"
+    direct_name = f"a-direct-{tag}:latest"
+    out = grpc_call(engine.daemon_socket, GRPC_CONTROL_SOLVE, input_solve(
+        dockerfile, exporter=("moby", {"name": direct_name})))
+    assert out.get("grpc-status") == "0", out
+    assert image_file(engine, direct_name, "/secret") == f"b-secret-{tag}\n"
+    a = tg.caller("alice-tls")
+    gate_name = f"a-gate-{tag}:latest"
+    out = grpc_call(connect_tls(tg.port, a.tls_context()), GRPC_CONTROL_SOLVE, input_solve(
+        dockerfile, exporter=("moby", {"name": gate_name})))
+    assert out.get("grpc-status") == "7", out
+    assert out["grpc-message"].startswith("dockgate: "), out
+    assert engine.docker_direct("image", "inspect", gate_name, check=False).returncode != 0
+
+
+def test_dockerfile_on_stdin_is_judged(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback) -> None:
+    """``docker buildx build -f - DIR`` (the Dockerfile piped in) builds through baseline
+    and the image runs; piped in with an ``ADD <url>`` it is refused with the rule in
+    the CLI's output and the loopback server sees nothing (the bare daemon fetches it)."""
+    pg = policy_gates[(engine.name, "baseline")]
+    ctx = engine.workdir / unique("stdin-df")
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("piped")
+    argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            "-f", "-")
+    tag = unique("dgpiped").lower() + ":lab"
+    out = pg.docker(*argv, "--load", "-t", tag, str(ctx), check=False, timeout=300,
+                    input=f"FROM {BASE}\nCOPY a.txt /a.txt\n")
+    assert out.returncode == 0, out.stderr
+    assert pg.docker("run", "--rm", "--network", "none", tag, "cat", "/a.txt").stdout == "piped"
+    pg.docker("rmi", tag)
+    name = unique("piped")
+    fetching = f"FROM {BASE}\nADD {server.url('/' + name)} /x\n"
+    out = engine.docker_direct(*argv, str(ctx), check=False, timeout=300, input=fetching)
+    assert out.returncode == 0, out.stderr
+    assert server.saw(name), server.hits
+    server.hits.clear()
+    out = pg.docker(*argv, str(ctx), check=False, timeout=300, input=fetching)
+    assert out.returncode != 0
+    assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
+    assert not server.saw(name), server.hits
