@@ -190,13 +190,17 @@ class MediatedSplice(Splice):
         self.relay.release(p.stream)
 
     async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:
-        """The first image of ``names`` the tenant may not read (None: all are fine;
-        a missing one is pulled into the shared cache)."""
+        """The first image of ``names`` the tenant may not read or that is not on the
+        daemon (None: all are fine).
+
+        A missing image is refused like another tenant's, as for the classic
+        builder: the daemon would pull it in the middle of the build and answer
+        with a registry's error, which no answer for another tenant's image
+        (which the daemon has) could look like.
+        """
         for name in names:
             ref = ObjectRef("image", name, "body", "build source", "read")
             status, info = await self._fetch("GET", inspect_target(ref, None), None)
-            if status == 404:
-                continue
             if status != 200 or not isinstance(info, Mapping) or \
                     not may_access(tenant, owner_of("image", info), ref):
                 return name
@@ -209,7 +213,9 @@ class MediatedSplice(Splice):
             # about whose it is.
             policy = getattr(self._judge.policy, "name", "")
             verdict = BuildVerdict(False, f"dockgate: denied by policy {policy} rule "
-                                          f"tenant-images: no such image: {foreign}",
+                                          f"tenant-images: no such image: {foreign} (a "
+                                          "tenant's build may name only images on the "
+                                          "daemon: pull it first)",
                                    rule="tenant-images", facts=verdict.facts)
         self._decided(p, verdict)
         self._flush()

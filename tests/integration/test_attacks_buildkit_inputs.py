@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from support import engines as eng
-from support.buildhelp import image_file, tagged_base
+from support.buildhelp import image_file, readable_dir, tagged_base
 from support.engines import IMAGE, Engine, unique
 from support.grpcsolve import (
     GRPC_CONTROL_SOLVE,
@@ -144,3 +144,24 @@ def test_dockerfile_on_stdin_is_judged(
     assert out.returncode != 0
     assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
     assert not server.saw(name), server.hits
+
+
+def test_buildx_from_foreign_image_answers_as_missing(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """A's ``docker buildx build`` of ``FROM <B's image>`` and of ``FROM <an image that
+    does not exist>`` end with the same error line apart from the name (issue 15: no
+    answer tells A that B's name exists), and neither makes an image."""
+    engine, tg, tag = tenants
+    a = tg.caller("alice-tls")
+    answers = []
+    for name in (f"b-img-{tag}:latest", f"b-gone-{tag}:latest"):
+        out = a.docker("buildx", "build", "--progress", "plain", "--network", "none",
+                       "--load", "-t", f"a-from-{tag}:latest",
+                       str(readable_dir({"Dockerfile": f"FROM {name}\n"})),
+                       check=False, timeout=300)
+        assert out.returncode != 0, out.stderr
+        errors = [line for line in out.stderr.splitlines() if line.startswith("ERROR")]
+        answers.append([line.replace(name, "NAME") for line in errors])
+    assert answers[0] == answers[1], answers
+    assert engine.docker_direct("image", "inspect", f"a-from-{tag}:latest",
+                                check=False).returncode != 0
