@@ -104,14 +104,24 @@ def _expand(value: str, args: Mapping[str, str | None]) -> str:
     return out
 
 
+_SEPARATOR = re.compile(r"[\t\v\f\r ]+")
+"""What separates an instruction from its arguments, and flags from each other, in
+BuildKit's parser (``reWhitespace``): a tab is as good as a space."""
+
+
+def _split_word(text: str) -> tuple[str, str]:
+    """The first word of ``text`` (leading whitespace stripped) and the rest."""
+    parts = _SEPARATOR.split(text.strip(), maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
 def _split_flags(rest: str) -> tuple[list[str], str]:
     """Leading ``--flag[=value]`` words, and what follows them."""
     flags: list[str] = []
     rest = rest.strip()
     while rest.startswith("--"):
-        word, _, rest = rest.partition(" ")
+        word, rest = _split_word(rest)
         flags.append(word)
-        rest = rest.lstrip()
     return flags, rest
 
 
@@ -200,7 +210,7 @@ def syntax_directive(data: bytes) -> tuple[str, str] | None:
 
 
 def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> None:
-    keyword, _, rest = line.strip().partition(" ")
+    keyword, rest = _split_word(line)
     keyword = keyword.lower()
     rest = rest.strip()
     if keyword == "onbuild" and not nested:
@@ -325,7 +335,7 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
                 i += 1
         text_ = cont.sub("", text_)
         logical.append((start + 1, text_))
-        keyword = text_.strip().partition(" ")[0].lower()
+        keyword = _split_word(text_)[0].lower()
         if keyword in ("run", "copy", "add"):
             for m in _HEREDOC.finditer(text_):
                 strip_tabs, word = m.group(1) == "-", m.group(3)
@@ -342,7 +352,7 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
     for number, line in enumerate(lines, 1):
         if number in logical_lines:
             continue
-        keyword = line.strip().partition(" ")[0].lower()
+        keyword = _split_word(line)[0].lower()
         if keyword in _KEYWORDS and keyword != "arg":
             _instruction(probe, cont.sub("", line), f"line {number}")
     return st.facts

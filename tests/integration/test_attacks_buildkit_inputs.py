@@ -165,3 +165,50 @@ def test_buildx_from_foreign_image_answers_as_missing(
     assert answers[0] == answers[1], answers
     assert engine.docker_direct("image", "inspect", f"a-from-{tag}:latest",
                                 check=False).returncode != 0
+
+
+TAB_FETCH = "FROM\t{base}\nADD\t{url}\t/x\n"
+"""Instructions whose words a tab separates: BuildKit's parser (both builders) splits an
+instruction from its arguments on any of ``[\\t\\v\\f\\r ]``."""
+
+
+@pytest.mark.parametrize("builder", ["buildx", "classic"])
+def test_tab_separated_add_url_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback,
+        builder: str) -> None:
+    """``ADD<TAB>http://...``: the bare daemon fetches the URL with either builder; through
+    baseline the build is refused with the rule in the output, before any fetch."""
+    name = unique("tab")
+    ctx = engine.workdir / unique("tabctx")
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(TAB_FETCH.format(base=BASE, url=server.url("/" + name)))
+    argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            str(ctx)) if builder == "buildx" else ("build", "--network", "none", str(ctx))
+    env = {"DOCKER_BUILDKIT": "0"} if builder == "classic" else {}
+    out = engine.docker_direct(*argv, check=False, timeout=300, extra_env=env)
+    assert out.returncode == 0, out.stderr
+    assert server.saw(name), server.hits
+    server.hits.clear()
+    pg = policy_gates[(engine.name, "baseline")]
+    out = pg.docker(*argv, check=False, timeout=300, extra_env=env)
+    assert out.returncode != 0
+    assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
+    assert not server.saw(name), server.hits
+
+
+def test_tab_separated_from_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """``FROM<TAB><B's image>`` by tenant A, classic builder (the daemon's answer for the
+    same build sent directly: an image holding B's secret): refused through the tenant
+    gate as for a missing image, and no image is made."""
+    engine, tg, tag = tenants
+    ctx = readable_dir({"Dockerfile": f"FROM\tb-img-{tag}:latest\n"})
+    engine.docker_direct("build", "--network", "none", "-t", f"a-tabd-{tag}:latest", str(ctx),
+                         extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert image_file(engine, f"a-tabd-{tag}:latest", "/secret") == f"b-secret-{tag}\n"
+    out = tg.caller("alice-tls").classic("build", "--network", "none", "-t",
+                                         f"a-tab-{tag}:latest", str(ctx))
+    assert out.returncode != 0
+    assert "no such image" in out.stderr, out.stderr
+    assert engine.docker_direct("image", "inspect", f"a-tab-{tag}:latest",
+                                check=False).returncode != 0

@@ -68,3 +68,17 @@ def test_add_git_forms() -> None:
     )
     assert [u for _, u in facts.urls] == [
         "git@github.com:a/b.git", "github.com/a/b.git", "https://github.com/a/b.git#v1"]
+
+
+@pytest.mark.parametrize("sep", ["\t", "\v", "\f", " \t "])
+def test_any_whitespace_buildkit_splits_on_separates_words(sep: str) -> None:
+    """BuildKit's parser splits an instruction from its arguments, and flags from each
+    other, on ``[\\t\\v\\f\\r ]+``: a tab-separated ``FROM``, ``COPY --from``, ``RUN
+    --mount``, ``RUN --network`` and ``ADD <url>`` are read as space-separated ones are."""
+    text = (f"FROM{sep}b-img\nCOPY{sep}--from=c-img{sep}/a /a\n"
+            f"RUN{sep}--mount=type=bind,from=d-img,target=/m{sep}--network=host{sep}true\n"
+            f"ADD{sep}http://10.1.1.1/x{sep}/x\n")
+    facts = parse(text)
+    assert [ref for _, ref in facts.images] == ["b-img", "c-img", "d-img"]
+    assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
+    assert [v for _, v in facts.networks] == ["host"]
