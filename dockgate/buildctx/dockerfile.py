@@ -291,32 +291,9 @@ def _run_flag(st: _State, where: str, flag: str) -> None:
         st.facts.devices.append((where + " RUN --device", value))
 
 
-def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) -> DockerfileFacts:
-    """The facts of a Dockerfile; ``buildargs`` are the build's ``buildargs`` query."""
-    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "surrogateescape")
-    text = text.removeprefix("\ufeff")
-    lines = text.replace("\r\n", "\n").split("\n")
-    st = _State(DockerfileFacts(), {}, dict(buildargs or {}))
-    escape = "\\"
-    i = 0
-    # Parser directives, while lines look like them.
-    while i < len(lines):
-        m = _DIRECTIVE.match(lines[i].lstrip())
-        if not m:
-            break
-        key, value = m.group(1).lower(), m.group(2)
-        if key == "escape":
-            if value not in ("\\", "`"):
-                st.facts.problems.append((f"line {i + 1}", f"escape {value!r} is invalid"))
-            escape = value
-        elif key == "syntax":
-            _frontend(st, f"line {i + 1} # syntax", value.split(" ", 1)[0])
-        i += 1
-    found = syntax_directive(raw)
-    if found is not None:
-        _frontend(st, "# syntax", found[0])
+def _read_instructions(st: _State, lines: list[str], i: int, escape: str) -> None:
+    """The instructions from line ``i`` on (continuations with ``escape``, heredocs
+    skipped), then every physical line that reads as an instruction."""
     cont = re.compile(re.escape(escape) + r"[ \t]*$")
     logical: list[tuple[int, str]] = []
     while i < len(lines):
@@ -355,6 +332,45 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
         keyword = _split_word(line)[0].lower()
         if keyword in _KEYWORDS and keyword != "arg":
             _instruction(probe, cont.sub("", line), f"line {number}")
+
+
+def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) -> DockerfileFacts:
+    """The facts of a Dockerfile; ``buildargs`` are the build's ``buildargs`` query."""
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    text = text.removeprefix("\ufeff")
+    lines = text.replace("\r\n", "\n").split("\n")
+    st = _State(DockerfileFacts(), {}, dict(buildargs or {}))
+    escape = "\\"
+    i = 0
+    # Parser directives, while lines look like them.
+    while i < len(lines):
+        m = _DIRECTIVE.match(lines[i].lstrip())
+        if not m:
+            break
+        key, value = m.group(1).lower(), m.group(2)
+        if key == "escape":
+            if value not in ("\\", "`"):
+                st.facts.problems.append((f"line {i + 1}", f"escape {value!r} is invalid"))
+            escape = value
+        elif key == "syntax":
+            _frontend(st, f"line {i + 1} # syntax", value.split(" ", 1)[0])
+        i += 1
+    found = syntax_directive(raw)
+    if found is not None:
+        _frontend(st, "# syntax", found[0])
+    _read_instructions(st, lines, i, escape)
+    other = "`" if escape == "\\" else "\\"
+    if any(line.rstrip(" \t").endswith(other) for line in lines[i:]):
+        # Readers disagree on which escape directive counts (an unknown directive
+        # ends BuildKit's directives, engine 20.10's parser knows only escape):
+        # the lines are read with the other escape character too.
+        alt = _State(DockerfileFacts(), {}, st.buildargs)
+        _read_instructions(alt, lines, i, other)
+        for name in DockerfileFacts.__dataclass_fields__:
+            mine = getattr(st.facts, name)
+            mine.extend(x for x in getattr(alt.facts, name) if x not in mine)
     return st.facts
 
 

@@ -172,16 +172,23 @@ TAB_FETCH = "FROM\t{base}\nADD\t{url}\t/x\n"
 instruction from its arguments on any of ``[\\t\\v\\f\\r ]``."""
 
 
+ESCAPE_FETCH = "# foo=bar\n# escape=`\nFROM {base}\nADD \\\n{url} /x\n"
+"""An escape directive after an unknown one: BuildKit's directives end at the unknown
+one, so ``\\`` continues the ``ADD`` line onto the URL."""
+
+
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
-def test_tab_separated_add_url_is_refused(
+@pytest.mark.parametrize("dockerfile", [TAB_FETCH, ESCAPE_FETCH], ids=["tab", "escape"])
+def test_add_url_the_daemon_reads_differently_is_refused(
         engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback,
-        builder: str) -> None:
-    """``ADD<TAB>http://...``: the bare daemon fetches the URL with either builder; through
-    baseline the build is refused with the rule in the output, before any fetch."""
+        builder: str, dockerfile: str) -> None:
+    """``ADD<TAB>http://...``, and an ``ADD \\`` continued onto the URL under an escape
+    directive BuildKit ignores: the bare daemon fetches the URL with either builder;
+    through baseline the build is refused with the rule in the output, before any fetch."""
     name = unique("tab")
     ctx = engine.workdir / unique("tabctx")
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(TAB_FETCH.format(base=BASE, url=server.url("/" + name)))
+    (ctx / "Dockerfile").write_text(dockerfile.format(base=BASE, url=server.url("/" + name)))
     argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
             str(ctx)) if builder == "buildx" else ("build", "--network", "none", str(ctx))
     env = {"DOCKER_BUILDKIT": "0"} if builder == "classic" else {}

@@ -82,3 +82,15 @@ def test_any_whitespace_buildkit_splits_on_separates_words(sep: str) -> None:
     assert [ref for _, ref in facts.images] == ["b-img", "c-img", "d-img"]
     assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
     assert [v for _, v in facts.networks] == ["host"]
+
+
+@pytest.mark.parametrize("directives", ["# foo=bar\n# escape=`\n", "# syntax=a/b\n# escape=`\n",
+                                        "# escape=`\n"])
+def test_lines_are_read_with_either_escape_character(directives: str) -> None:
+    """Which ``# escape=`` counts differs between readers (BuildKit stops at an unknown
+    directive; engine 20.10's parser knows only escape): a Dockerfile with a line
+    ending in the other escape character is read with both, so an ``ADD \\`` continued
+    onto a URL is seen whichever the daemon uses."""
+    facts = parse(directives + "FROM x\nADD \\\nhttp://10.1.1.1/x /x\n")
+    assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
+    assert parse(directives + "FROM x\nRUN true `\n").problems == []
