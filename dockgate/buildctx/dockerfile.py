@@ -291,9 +291,11 @@ def _run_flag(st: _State, where: str, flag: str) -> None:
         st.facts.devices.append((where + " RUN --device", value))
 
 
-def _read_instructions(st: _State, lines: list[str], i: int, escape: str) -> None:
-    """The instructions from line ``i`` on (continuations with ``escape``, heredocs
-    skipped), then every physical line that reads as an instruction."""
+def _read_instructions(st: _State, lines: list[str], i: int, escape: str, *,
+                       heredocs: bool) -> None:
+    """The instructions from line ``i`` on (continuations with ``escape``, heredoc
+    bodies skipped if ``heredocs``), then every physical line that reads as an
+    instruction."""
     cont = re.compile(re.escape(escape) + r"[ \t]*$")
     logical: list[tuple[int, str]] = []
     while i < len(lines):
@@ -313,7 +315,7 @@ def _read_instructions(st: _State, lines: list[str], i: int, escape: str) -> Non
         text_ = cont.sub("", text_)
         logical.append((start + 1, text_))
         keyword = _split_word(text_)[0].lower()
-        if keyword in ("run", "copy", "add"):
+        if heredocs and keyword in ("run", "copy", "add"):
             for m in _HEREDOC.finditer(text_):
                 strip_tabs, word = m.group(1) == "-", m.group(3)
                 while i < len(lines):
@@ -360,14 +362,21 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
     found = syntax_directive(raw)
     if found is not None:
         _frontend(st, "# syntax", found[0])
-    _read_instructions(st, lines, i, escape)
+    _read_instructions(st, lines, i, escape, heredocs=True)
+    # The readings a daemon could make that this one does not: without heredocs
+    # (engine 20.10's builtin frontend and classic builder have none, and
+    # BuildKit's shell lexer finds fewer than the pattern here, so a heredoc
+    # read here could hide instructions continued over several lines); and,
+    # where readers disagree on which escape directive counts (an unknown
+    # directive ends BuildKit's directives, engine 20.10's parser knows only
+    # escape), with the other escape character.
+    readings = [(escape, False)]
     other = "`" if escape == "\\" else "\\"
     if any(line.rstrip(" \t").endswith(other) for line in lines[i:]):
-        # Readers disagree on which escape directive counts (an unknown directive
-        # ends BuildKit's directives, engine 20.10's parser knows only escape):
-        # the lines are read with the other escape character too.
+        readings += [(other, True), (other, False)]
+    for esc, heredocs in readings:
         alt = _State(DockerfileFacts(), {}, st.buildargs)
-        _read_instructions(alt, lines, i, other)
+        _read_instructions(alt, lines, i, esc, heredocs=heredocs)
         for name in DockerfileFacts.__dataclass_fields__:
             mine = getattr(st.facts, name)
             mine.extend(x for x in getattr(alt.facts, name) if x not in mine)

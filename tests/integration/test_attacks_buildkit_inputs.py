@@ -177,14 +177,21 @@ ESCAPE_FETCH = "# foo=bar\n# escape=`\nFROM {base}\nADD \\\n{url} /x\n"
 one, so ``\\`` continues the ``ADD`` line onto the URL."""
 
 
+HEREDOC_FETCH = 'FROM {base}\nRUN echo "<<EOF"\nADD \\\n{url} /x\n'
+"""A quoted ``<<EOF`` is no heredoc for BuildKit (its shell lexer keeps the quotes), nor
+for any reader without heredocs (engine 20.10): the ``ADD`` after it is an instruction."""
+
+
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
-@pytest.mark.parametrize("dockerfile", [TAB_FETCH, ESCAPE_FETCH], ids=["tab", "escape"])
+@pytest.mark.parametrize("dockerfile", [TAB_FETCH, ESCAPE_FETCH, HEREDOC_FETCH],
+                         ids=["tab", "escape", "heredoc"])
 def test_add_url_the_daemon_reads_differently_is_refused(
         engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback,
         builder: str, dockerfile: str) -> None:
-    """``ADD<TAB>http://...``, and an ``ADD \\`` continued onto the URL under an escape
-    directive BuildKit ignores: the bare daemon fetches the URL with either builder;
-    through baseline the build is refused with the rule in the output, before any fetch."""
+    """``ADD<TAB>http://...``, an ``ADD \\`` continued onto the URL under an escape
+    directive BuildKit ignores or after what only looks like a heredoc: the bare
+    daemon fetches the URL with either builder; through baseline the build is
+    refused with the rule in the output, before any fetch."""
     name = unique("tab")
     ctx = engine.workdir / unique("tabctx")
     ctx.mkdir()

@@ -94,3 +94,13 @@ def test_lines_are_read_with_either_escape_character(directives: str) -> None:
     facts = parse(directives + "FROM x\nADD \\\nhttp://10.1.1.1/x /x\n")
     assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
     assert parse(directives + "FROM x\nRUN true `\n").problems == []
+
+
+@pytest.mark.parametrize("heredoc", ['RUN echo "<<EOF"\n', "RUN <<EOF\ntrue\nEOF\r\r\n",
+                                     "RUN cat <<EOF\n"])
+def test_lines_are_also_read_without_heredocs(heredoc: str) -> None:
+    """What dockgate takes for a heredoc may be none for the daemon (a quoted ``<<EOF``,
+    a terminator BuildKit trims differently, engine 20.10 without heredocs): the lines
+    are also read as instructions, so an ``ADD \\`` continued onto a URL after it is seen."""
+    facts = parse("FROM x\n" + heredoc + "ADD \\\nhttp://10.1.1.1/x /x\n")
+    assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
