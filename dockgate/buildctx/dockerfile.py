@@ -109,6 +109,18 @@ _SEPARATOR = re.compile(r"[\t\v\f\r ]+")
 BuildKit's parser (``reWhitespace``): a tab is as good as a space."""
 
 
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000"
+"""Go's ``unicode.IsSpace``, which BuildKit strips before it tells a comment or a blank
+line (Python's ``str.strip`` also strips ``\\x1c``-``\\x1f``, which Go does not)."""
+
+
+def _blank_or_comment(line: str) -> bool:
+    """Whether BuildKit's parser skips ``line`` (also inside a continuation)."""
+    rest = line.lstrip(_GO_SPACE)
+    return not rest or rest.startswith("#")
+
+
 def _split_word(text: str) -> tuple[str, str]:
     """The first word of ``text`` (leading whitespace stripped) and the rest."""
     parts = _SEPARATOR.split(text.strip(), maxsplit=1)
@@ -302,12 +314,12 @@ def _read_instructions(st: _State, lines: list[str], i: int, escape: str, *,
         start = i
         line = lines[i]
         i += 1
-        if not line.strip() or line.lstrip().startswith("#"):
+        if _blank_or_comment(line):
             continue
         text_ = line
         while cont.search(text_) and i < len(lines):
             text_ = cont.sub("", text_)
-            while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
+            while i < len(lines) and _blank_or_comment(lines[i]):
                 i += 1  # blank and comment lines inside a continuation are skipped
             if i < len(lines):
                 text_ += lines[i]
@@ -342,7 +354,8 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     text = text.removeprefix("\ufeff")
-    lines = text.replace("\r\n", "\n").split("\n")
+    # Lines end at \n; every \r before it goes (Go's bufio lines, BuildKit's trimNewline).
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     st = _State(DockerfileFacts(), {}, dict(buildargs or {}))
     escape = "\\"
     i = 0

@@ -182,20 +182,43 @@ HEREDOC_FETCH = 'FROM {base}\nRUN echo "<<EOF"\nADD \\\n{url} /x\n'
 for any reader without heredocs (engine 20.10): the ``ADD`` after it is an instruction."""
 
 
+READ_DIFFERENTLY = {
+    "tab": (TAB_FETCH, {}),
+    "escape": (ESCAPE_FETCH, {}),
+    "heredoc": (HEREDOC_FETCH, {}),
+    # Two \r before the \n: BuildKit trims them all, so the \\ continues the line.
+    "cr": ("FROM {base}\nADD \\\r\r\n{url} /x\n", {}),
+    # \x1c is no space for Go: the line is no comment, it continues the ADD (whose
+    # other sources the context holds).
+    "x1c": ("FROM {base}\nADD a \\\n\x1c# {url} /x/\n", {"a": "a", "\x1c#": "b"}),
+}
+NOT_LIVE = {
+    ("cr", "20.10"): "engine 20.10's parser keeps a \\r: it refuses the Dockerfile itself",
+    ("x1c", "buildx"): "buildx cannot send a file named \\x1c# (a gRPC header refuses it)",
+}
+"""Where an attack is not live: the bare daemon or client refuses it by itself."""
+
+
 @pytest.mark.parametrize("builder", ["buildx", "classic"])
-@pytest.mark.parametrize("dockerfile", [TAB_FETCH, ESCAPE_FETCH, HEREDOC_FETCH],
-                         ids=["tab", "escape", "heredoc"])
+@pytest.mark.parametrize("kind", sorted(READ_DIFFERENTLY))
 def test_add_url_the_daemon_reads_differently_is_refused(
         engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback,
-        builder: str, dockerfile: str) -> None:
+        builder: str, kind: str) -> None:
     """``ADD<TAB>http://...``, an ``ADD \\`` continued onto the URL under an escape
-    directive BuildKit ignores or after what only looks like a heredoc: the bare
-    daemon fetches the URL with either builder; through baseline the build is
+    directive BuildKit ignores, after what only looks like a heredoc, over two
+    ``\\r``, or onto a line only Python takes for a comment: the bare daemon fetches the URL with either builder; through baseline the build is
     refused with the rule in the output, before any fetch."""
+    why = NOT_LIVE.get((kind, engine.name), NOT_LIVE.get((kind, builder)))
+    if why:
+        pytest.skip(why)
     name = unique("tab")
     ctx = engine.workdir / unique("tabctx")
     ctx.mkdir()
-    (ctx / "Dockerfile").write_text(dockerfile.format(base=BASE, url=server.url("/" + name)))
+    dockerfile, files = READ_DIFFERENTLY[kind]
+    (ctx / "Dockerfile").write_bytes(
+        dockerfile.format(base=BASE, url=server.url("/" + name)).encode())
+    for file, text in files.items():
+        (ctx / file).write_text(text)
     argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
             str(ctx)) if builder == "buildx" else ("build", "--network", "none", str(ctx))
     env = {"DOCKER_BUILDKIT": "0"} if builder == "classic" else {}

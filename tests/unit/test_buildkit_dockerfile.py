@@ -104,3 +104,12 @@ def test_lines_are_also_read_without_heredocs(heredoc: str) -> None:
     are also read as instructions, so an ``ADD \\`` continued onto a URL after it is seen."""
     facts = parse("FROM x\n" + heredoc + "ADD \\\nhttp://10.1.1.1/x /x\n")
     assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
+
+
+@pytest.mark.parametrize("text", ["FROM x\nADD \\\r\r\nhttp://10.1.1.1/x /x\n",
+                                  "FROM x\nADD a \\\n\x1c# http://10.1.1.1/x /x/\n"])
+def test_line_ends_and_comments_as_go_reads_them(text: str) -> None:
+    """Every ``\\r`` before a ``\\n`` goes (BuildKit's trimNewline), and only Go's
+    whitespace comes before a comment's ``#`` (not ``\\x1c``-``\\x1f``): an ``ADD \\``
+    continued over either is read onto the URL."""
+    assert [u for _, u in parse(text).urls] == ["http://10.1.1.1/x"]
