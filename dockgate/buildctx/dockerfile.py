@@ -12,8 +12,8 @@ first, and ARG/ENV substitution.  The facts dockgate needs:
   ``RUN --mount=...,from=``, the ``# syntax=`` frontend, and the same inside
   ``ONBUILD``; ``scratch`` and earlier stage names (or indexes) are not images;
 * **urls**: ``ADD`` sources dockerd would download itself (``http://``,
-  ``https://``; anything with ``://``, ``git@`` or BuildKit's scheme-less
-  ``github.com/`` git form is counted, fail closed);
+  ``https://``; anything with ``://``, an SSH ``user@host:path`` or BuildKit's
+  scheme-less ``github.com/`` git form is counted, fail closed);
 * **frontends**: the ``# syntax=`` image, found as BuildKit's
   ``DetectSyntax`` finds it (after a byte-order mark and a ``#!`` line, with
   ``#`` or ``//`` comments, or a JSON document's ``syntax`` member) and as the
@@ -104,6 +104,9 @@ def _expand(value: str, args: Mapping[str, str | None]) -> str:
     return out
 
 
+_SCP_GIT = re.compile(r"[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:")
+"""``user@host:path``: a git remote over SSH for BuildKit's ``ADD`` (moby/buildkit
+``util/sshutil``: any user, not only ``git@``)."""
 _SEPARATOR = re.compile(r"[\t\v\f\r ]+")
 """What separates an instruction from its arguments, and flags from each other, in
 BuildKit's parser (``reWhitespace``): a tab is as good as a space."""
@@ -268,7 +271,7 @@ def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> 
                 low = src.lower()
                 if "$" in src:
                     st.facts.urls.append((where + " ADD", f"{src} (cannot be determined)"))
-                elif "://" in low or low.startswith(("git@", "github.com/")):
+                elif "://" in low or low.startswith("github.com/") or _SCP_GIT.match(src):
                     st.facts.urls.append((where + " ADD", src))
     elif keyword == "run":
         for flag in flags:

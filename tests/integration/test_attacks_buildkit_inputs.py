@@ -12,6 +12,8 @@ oracle); through dockgate such a solve is refused before the daemon acts.
 
 from __future__ import annotations
 
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -249,3 +251,50 @@ def test_tab_separated_from_another_tenants_image_is_refused(
     assert "no such image" in out.stderr, out.stderr
     assert engine.docker_direct("image", "inspect", f"a-tab-{tag}:latest",
                                 check=False).returncode != 0
+
+
+@pytest.fixture(scope="module")
+def port22() -> Iterator[list[int]]:
+    """A listener on 127.0.0.1:22 counting the connections it accepts (where a git
+    fetch over SSH goes when its URL names no port)."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", 22))
+    except OSError as e:
+        pytest.skip(f"127.0.0.1:22 is taken ({e})")
+    listener.listen(16)
+    seen = [0]
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            seen[0] += 1
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield seen
+    listener.close()
+
+
+def test_add_scp_style_git_url_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], port22: list[int]) -> None:
+    """``ADD user@host:repo.git``: BuildKit reads any ``user@host:path`` as a git remote
+    over SSH (not only ``git@``), so the bare daemon connects to the host's port 22;
+    through baseline the build is refused (build-fetches) and nothing connects."""
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10's Dockerfile frontend has no git sources in ADD")
+    ctx = engine.workdir / unique("scp")
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD me@127.0.0.1:repo.git /x\n")
+    argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            str(ctx))
+    engine.docker_direct(*argv, check=False, timeout=300)
+    assert port22[0] > 0
+    before = port22[0]
+    out = policy_gates[(engine.name, "baseline")].docker(*argv, check=False, timeout=300)
+    assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
+    assert port22[0] == before

@@ -65,9 +65,11 @@ def test_add_git_forms() -> None:
     facts = parse(
         b"FROM x\nADD git@github.com:a/b.git /a\nADD github.com/a/b.git /b\n"
         b"ADD --keep-git-dir=true https://github.com/a/b.git#v1 /c\nCOPY github.com/a /d\n"
+        b"ADD me@127.0.0.1:repo.git /e\n"
     )
     assert [u for _, u in facts.urls] == [
-        "git@github.com:a/b.git", "github.com/a/b.git", "https://github.com/a/b.git#v1"]
+        "git@github.com:a/b.git", "github.com/a/b.git", "https://github.com/a/b.git#v1",
+        "me@127.0.0.1:repo.git"]
 
 
 @pytest.mark.parametrize("sep", ["\t", "\v", "\f", " \t "])
