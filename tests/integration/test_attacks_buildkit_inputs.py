@@ -12,7 +12,7 @@ oracle); through dockgate such a solve is refused before the daemon acts.
 
 from __future__ import annotations
 
-import socket
+import socketserver
 import threading
 import uuid
 from collections.abc import Iterator
@@ -253,31 +253,29 @@ def test_tab_separated_from_another_tenants_image_is_refused(
                                 check=False).returncode != 0
 
 
+class _Counting(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.server.seen[0] += 1  # type: ignore[attr-defined]
+
+
+class _Listener(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 @pytest.fixture(scope="module")
 def port22() -> Iterator[list[int]]:
     """A listener on 127.0.0.1:22 counting the connections it accepts (where a git
     fetch over SSH goes when its URL names no port)."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind(("127.0.0.1", 22))
+        server = _Listener(("127.0.0.1", 22), _Counting)
     except OSError as e:
         pytest.skip(f"127.0.0.1:22 is taken ({e})")
-    listener.listen(16)
-    seen = [0]
-
-    def accept() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            seen[0] += 1
-            conn.close()
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield seen
-    listener.close()
+    server.seen = [0]  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.seen  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
 
 
 def test_add_scp_style_git_url_is_refused(
