@@ -296,3 +296,36 @@ def test_add_scp_style_git_url_is_refused(
     out = policy_gates[(engine.name, "baseline")].docker(*argv, check=False, timeout=300)
     assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
     assert port22[0] == before
+
+
+CACHE_LEAKS = {
+    # A step whose output B alone could know (random bytes: B's key) is cached by the
+    # daemon's BuildKit for every build with the same parent and the same line.
+    "step": "FROM {base}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /key\n",
+    # A cache mount is shared by id across every build on the daemon.
+    "cache-mount": ("FROM {base}\nRUN --mount=type=cache,id=shared,target=/c "
+                    "(test -f /c/key || head -c 16 /dev/urandom | od -An -tx1 > /c/key)"
+                    " && cp /c/key /key\n"),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="BuildKit's cache (step results, cache mounts) is "
+                   "daemon-wide and dockgate cannot namespace it per tenant without "
+                   "rewriting solves: a tenant that writes another's step gets its result")
+@pytest.mark.parametrize("kind", sorted(CACHE_LEAKS))
+def test_buildkit_cache_does_not_cross_tenants(
+        tenants: tuple[Engine, TenantGate, str], kind: str) -> None:
+    """B builds a step whose output only B knows (a random key); A's build of the same
+    Dockerfile through the tenant gate must not come out with B's key."""
+    engine, tg, tag = tenants
+    text = CACHE_LEAKS[kind].format(base=IMAGE)
+    keys = []
+    for who in ("bob-tls", "alice-tls"):
+        image = f"{who.split('-')[0]}-key-{kind}-{tag}:latest"
+        out = tg.caller(who).docker(
+            "buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            "--load", "-t", image, str(readable_dir({"Dockerfile": text})),
+            check=False, timeout=300)
+        assert out.returncode == 0, out.stderr
+        keys.append(image_file(engine, image, "/key"))
+    assert keys[0] and keys[1] and keys[0] != keys[1], keys
