@@ -56,6 +56,9 @@ class BuildKitFacts:
     """Registry references the daemon contacts that are not images it reads (cache)."""
     pushes: list[Pair] = field(default_factory=list)
     """Names the daemon pushes to (image exporter ``push=true``, registry cache export)."""
+    names: list[Pair] = field(default_factory=list)
+    """Image names an ``image``/``moby`` exporter writes on the daemon (for tenants: free
+    or the tenant's own, as ``docker build -t``)."""
     refusals: list[Pair] = field(default_factory=list)
     """``(where, why)``: what dockgate does not know or cannot check."""
     sessions: list[Pair] = field(default_factory=list)
@@ -347,6 +350,8 @@ def _dockerfile_input(facts: BuildKitFacts, ask: SolveAsk) -> None:
                 for w, v in getattr(df, name))
 
 
+_GO_FALSE = frozenset({"", "0", "f", "F", "false", "FALSE", "False"})
+"""What Go's ``strconv.ParseBool`` reads as false (any other value is true or an error)."""
 _EXPORTERS = frozenset({"image", "moby", "local", "tar", "oci", "docker", "cacheonly"})
 _ENTITLEMENTS = {"network.host": "network_host", "security.insecure": "insecure"}
 
@@ -371,11 +376,19 @@ def solve_facts(ask: SolveAsk) -> BuildKitFacts:
         where = f"exporter {i} ({kind})"
         if kind not in _EXPORTERS:
             facts.refusals.append((where, "is not an exporter dockgate knows"))
-        elif kind in ("image", "moby") and attrs.get("push", "").lower() in ("true", "1"):
+        elif kind in ("image", "moby"):
             names = _csv(attrs.get("name", ""))
             if names is None:
                 facts.refusals.append((where, "names images dockgate cannot read"))
-            facts.pushes.extend((where, n) for n in names or ())
+            if "*" in (names or ()):
+                # The name would come from the build's result ("image.name"), which
+                # dockgate does not read.
+                facts.refusals.append((where, "name '*' is taken from the build's result, "
+                                              "which dockgate does not read"))
+            facts.names.extend((where, n) for n in names or ())
+            if attrs.get("push", "") not in _GO_FALSE:
+                # Go's strconv.ParseBool: "t", "T", "TRUE", "True" push too.
+                facts.pushes.extend((where, n) for n in names or ())
     _cache(facts, "cache import", ask.cache_imports, export=False)
     _cache(facts, "cache export", ask.cache_exports, export=True)
     facts.refusals.extend(

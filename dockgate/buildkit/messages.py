@@ -211,6 +211,17 @@ _GATEWAY: _File = (
             ("Network", 3, "enum .pb.NetMode"), ("platform", 4, "bytes"),
             ("constraints", 5, "bytes"), ("extraHosts", 6, "*bytes"), ("hostname", 7, "string"),
         ]),
+        # Read for the image config a client-side build returns (open: only the
+        # metadata is read; the refs were solved, and judged, before).
+        ("ReturnRequest", False, [
+            ("result", 1, ".moby.buildkit.v1.frontend.Result"), ("error", 2, "bytes"),
+        ]),
+        ("Result", False, [
+            ("refDeprecated", 1, "oneof:result string"),
+            ("refsDeprecated", 2, "oneof:result bytes"),
+            ("ref", 3, "oneof:result bytes"), ("refs", 4, "oneof:result bytes"),
+            ("metadata", 10, "map<string,bytes>"), ("attestations", 12, "*bytes"),
+        ]),
         ("ExecMessage", False, [
             ("ProcessID", 1, "string"),
             ("Init", 2, "oneof:Input .moby.buildkit.v1.frontend.InitMessage"),

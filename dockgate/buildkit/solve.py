@@ -458,3 +458,10 @@ def decode_secret_request(payload: bytes) -> str:
     """``/moby.buildkit.secrets.v1.Secrets/GetSecret`` request → the secret's ID."""
     req = _parse("moby.buildkit.secrets.v1.GetSecretRequest", payload, "GetSecret")
     return str(req.ID)
+
+
+def decode_return_metadata(payload: bytes) -> Mapping[str, bytes]:
+    """``LLBBridge/Return`` request → its result's metadata (the image config the
+    exporter writes is there, under ``containerimage.config`` keys)."""
+    req = _parse("moby.buildkit.v1.frontend.ReturnRequest", payload, "Return")
+    return {str(k): bytes(v) for k, v in req.result.metadata.items()}

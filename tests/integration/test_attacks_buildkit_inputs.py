@@ -13,6 +13,7 @@ oracle); through dockgate such a solve is refused before the daemon acts.
 from __future__ import annotations
 
 import socketserver
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from support.grpcsolve import (
 )
 from support.loopback import Loopback, loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
-from support.tenantgate import TenantGate, tenant_gates
+from support.tenantgate import Caller, TenantGate, tenant_gates
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard, tenant_gates)
@@ -98,6 +99,12 @@ def tenants(request: pytest.FixtureRequest, engine_set: dict[str, Engine],
         assert not failures, failures
 
 
+def owned(caller: Caller) -> tuple[str, str]:
+    """The ``--label`` a tenant's BuildKit build that writes an image must carry (dockgate
+    cannot add the owner label to a solve as it does to ``docker build``'s labels)."""
+    return ("--label", f"io.dockgate.owner={caller.tenant}")
+
+
 def test_dockerfile_input_from_another_tenants_image_is_refused(
         tenants: tuple[Engine, TenantGate, str]) -> None:
     """Tenant A's solve with ``FROM <B's image>`` in a ``dockerfile`` frontend input: sent
@@ -158,7 +165,7 @@ def test_buildx_from_foreign_image_answers_as_missing(
     answers = []
     for name in (f"b-img-{tag}:latest", f"b-gone-{tag}:latest"):
         out = a.docker("buildx", "build", "--progress", "plain", "--network", "none",
-                       "--load", "-t", f"a-from-{tag}:latest",
+                       "--load", "-t", f"a-from-{tag}:latest", *owned(a),
                        str(readable_dir({"Dockerfile": f"FROM {name}\n"})),
                        check=False, timeout=300)
         assert out.returncode != 0, out.stderr
@@ -322,10 +329,82 @@ def test_buildkit_cache_does_not_cross_tenants(
     keys = []
     for who in ("bob-tls", "alice-tls"):
         image = f"{who.split('-')[0]}-key-{kind}-{tag}:latest"
-        out = tg.caller(who).docker(
+        caller = tg.caller(who)
+        out = caller.docker(
             "buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
-            "--load", "-t", image, str(readable_dir({"Dockerfile": text})),
+            "--load", "-t", image, *owned(caller), str(readable_dir({"Dockerfile": text})),
             check=False, timeout=300)
         assert out.returncode == 0, out.stderr
         keys.append(image_file(engine, image, "/key"))
     assert keys[0] and keys[1] and keys[0] != keys[1], keys
+
+
+def buildx_as(caller: Caller, image: str, dockerfile: str, *args: str
+              ) -> subprocess.CompletedProcess[str]:
+    """``docker buildx build --load -t IMAGE ARGS`` of ``dockerfile`` as ``caller``."""
+    return caller.docker("buildx", "build", "--progress", "plain", "--pull=false",
+                         "--network", "none", "--load", "-t", image, *args,
+                         str(readable_dir({"Dockerfile": dockerfile})), check=False, timeout=300)
+
+
+def test_buildkit_image_names_and_labels_of_tenants(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """Tenant A's BuildKit build that writes B's image name (sent directly, the daemon
+    moves B's tag to A's image: B would run A's code) is refused as the name in use;
+    one labelled ``io.dockgate.owner=<B>`` (an image forged as B's), and one without
+    A's own owner label (an image no tenant owns, which every tenant could read), are
+    refused naming the fix; with ``--label io.dockgate.owner=<A>`` it builds, is A's,
+    and B cannot see it."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    dockerfile = f"FROM {IMAGE}\nRUN echo A > /who\n"
+    direct = f"b-direct-{tag}:latest"
+    b.docker("tag", f"b-img-{tag}:latest", direct)
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", direct,
+                         str(readable_dir({"Dockerfile": dockerfile})), timeout=300)
+    assert image_file(engine, direct, "/who") == "A\n"
+    out = buildx_as(a, f"b-img-{tag}:latest", dockerfile, *owned(a))
+    assert f"image name 'b-img-{tag}:latest' is already in use" in out.stderr, out.stderr
+    assert image_file(engine, f"b-img-{tag}:latest", "/secret") == f"b-secret-{tag}\n"
+    out = buildx_as(a, f"a-forged-{tag}:latest", dockerfile, *owned(b))
+    assert "is reserved for dockgate" in out.stderr, out.stderr
+    out = buildx_as(a, f"a-bare-{tag}:latest", dockerfile)
+    assert f"add --label io.dockgate.owner={a.tenant}" in out.stderr, out.stderr
+    for name in ("forged", "bare"):
+        assert engine.docker_direct("image", "inspect", f"a-{name}-{tag}:latest",
+                                    check=False).returncode != 0
+    out = buildx_as(a, f"a-own-{tag}:latest", dockerfile, *owned(a))
+    assert out.returncode == 0, out.stderr
+    assert a.docker("run", "--rm", "--network", "none", f"a-own-{tag}:latest",
+                    "cat", "/who").stdout == "A\n"
+    seen = b.docker("image", "inspect", f"a-own-{tag}:latest", check=False)
+    assert seen.returncode != 0 and "No such image" in seen.stderr, seen.stderr
+
+
+def test_build_history_of_another_tenant_is_not_served(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """B's BuildKit build records its build args and its RUN output in the daemon's
+    build history (read directly: ``buildx history logs``/``inspect`` show B's secret).
+    Through the tenant gate A cannot list, read or delete build records (the history,
+    the build cache's records and the content store are daemon-wide), and B's own
+    build still works."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    secret = f"b-hist-{tag}"
+    out = buildx_as(b, f"b-hist-{tag}:latest", f"FROM {IMAGE}\nARG TOKEN\nRUN echo log-$TOKEN\n",
+                    "--build-arg", f"TOKEN={secret}", *owned(b))
+    assert out.returncode == 0, out.stderr
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10's BuildKit keeps no build history")
+    listed = engine.docker_direct("buildx", "history", "ls", "--format", "{{.Ref}}",
+                                  timeout=120).stdout.split()
+    ref = listed[0].rsplit("/", 1)[-1]
+    direct = engine.docker_direct("buildx", "history", "logs", ref, timeout=120)
+    assert f"log-{secret}" in direct.stdout + direct.stderr
+    for args in (("ls",), ("logs", ref), ("inspect", ref), ("rm", ref)):
+        out = a.docker("buildx", "history", *args, check=False, timeout=120)
+        assert secret not in out.stdout + out.stderr, (args, out.stdout)
+        assert out.returncode != 0 and "not served to tenants" in out.stderr, (args, out.stderr)
+    assert engine.docker_direct("buildx", "history", "inspect", ref,
+                                check=False).returncode == 0

@@ -1,4 +1,5 @@
-"""Where the dockerfile frontend reads its Dockerfile from, besides the session.
+"""Where the dockerfile frontend reads its Dockerfile from, besides the session; what a
+BuildKit solve writes (image names, pushes, a tenant's owner label).
 
 dockgate judges the Dockerfile the CLI sends in the session's ``dockerfile``
 directory.  A ``dockerfilekey`` option names another directory (not read: refused);
@@ -15,9 +16,10 @@ from pathlib import Path
 from support.grpcsolve import files_definition, solve_request
 
 from dockgate.buildkit.messages import message_class
-from dockgate.buildkit.solve import decode_control_solve
+from dockgate.buildkit.solve import decode_control_solve, decode_return_metadata
 from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import judge_solve
+from dockgate.tenancy import buildkit_label_refusal, returned_config_refusal
 
 ROOT = Path(__file__).resolve().parents[2]
 BASELINE = load_policy(str(ROOT / "policies" / "baseline.yaml"))
@@ -74,3 +76,61 @@ def test_dockerfile_input_dockgate_cannot_read_is_refused() -> None:
     allowed, message, _ = _judge(definition)
     assert not allowed
     assert "frontend input dockerfile" in message and "not a Dockerfile dockgate can read" in message
+
+
+def test_tenant_build_labels() -> None:
+    """A tenant's solve that writes an image must carry its own owner label (dockgate
+    cannot add it); any other dockgate label, in any spelling, is refused; a solve that
+    writes no image needs none."""
+    own = {"label:io.dockgate.owner": "teama"}
+    assert buildkit_label_refusal(own, ("moby",), "teama") is None
+    assert buildkit_label_refusal({}, ("local",), "teama") is None
+    missing = buildkit_label_refusal({}, ("moby",), "teama")
+    assert missing is not None and "--label io.dockgate.owner=teama" in missing
+    for attrs in ({"label:io.dockgate.owner": "teamb"}, {**own, "label:IO.Dockgate.Owner": "b"},
+                  {**own, "label:io.dockgate.other": "x"}):
+        why = buildkit_label_refusal(attrs, (), "teama")
+        assert why is not None and "reserved for dockgate" in why, attrs
+
+
+def test_exporter_names_and_pushes() -> None:
+    """Every name an image exporter writes is in the verdict's ``image_names`` (checked for
+    tenants); ``push`` is read as Go's ParseBool reads it, so ``push=t`` pushes."""
+    req = solve_request("r", exporter=("image", {"name": "a:1,b:2", "push": "T"}))
+    v = judge_solve(BASELINE, decode_control_solve(req))
+    assert v.image_names == ("a:1", "b:2")
+    assert "pushes" in v.facts and [n for _, n in v.facts["pushes"]] == ["a:1", "b:2"]
+
+
+def _return(metadata: dict[str, bytes]) -> bytes:
+    req = message_class("moby.buildkit.v1.frontend.ReturnRequest")()
+    for key, value in metadata.items():
+        req.result.metadata[key] = value
+    return req.SerializeToString()
+
+
+def test_returned_image_config_labels_of_a_tenant() -> None:
+    """The image config a client-side build returns is what the exporter writes: its
+    dockgate labels are read as Go reads the JSON (keys of the struct fields in any
+    case, the last one winning) and only the tenant's own owner label passes."""
+    def why(config: str) -> str | None:
+        meta = decode_return_metadata(_return({"containerimage.config/linux/amd64":
+                                               config.encode(), "other": b"\xff"}))
+        return returned_config_refusal(meta, "teama")
+
+    assert why('{"config": {"Labels": {"io.dockgate.owner": "teama", "x": "y"}}}') is None
+    assert why('{"config": {}}') is None
+    for forged in ('{"config": {"Labels": {"io.dockgate.owner": "teamb"}}}',
+                   '{"config": {"Labels": {"io.dockgate.owner": "teama"}}, '
+                   '"CONFIG": {"labels": {"io.dockgate.owner": "teamb"}}}',
+                   '{"config": {"Labels": {"IO.DOCKGATE.owner": "teama"}}}'):
+        assert "reserved for dockgate" in (why(forged) or ""), forged
+    assert "not JSON" in (why("{nope") or "")
+
+
+def test_exporter_name_from_the_result_is_refused() -> None:
+    """``name=*`` makes the image exporter take its name from the result's metadata
+    (``image.name``, set by the client's Return), which dockgate does not read."""
+    req = solve_request("r", exporter=("image", {"name": "*", "push": "true"}))
+    v = judge_solve(BASELINE, decode_control_solve(req))
+    assert not v.allowed and "name '*'" in v.message
