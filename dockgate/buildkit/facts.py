@@ -54,6 +54,9 @@ class BuildKitFacts:
     """Frontend images the daemon runs (``# syntax=``, ``source``, BUILDKIT_SYNTAX)."""
     registries: list[Pair] = field(default_factory=list)
     """Registry references the daemon contacts that are not images it reads (cache)."""
+    cache_images: list[Pair] = field(default_factory=list)
+    """Cache sources of type ``registry`` (among ``registries``): the daemon also reads
+    the inline cache of a local image of that name (moby's ``localinlinecache``)."""
     pushes: list[Pair] = field(default_factory=list)
     """Names the daemon pushes to (image exporter ``push=true``, registry cache export)."""
     names: list[Pair] = field(default_factory=list)
@@ -70,7 +73,7 @@ class BuildKitFacts:
     def image_refs(self) -> tuple[str, ...]:
         """The images the build reads, each once, in order (for tenant ownership)."""
         seen: dict[str, None] = {}
-        for _, ref in self.images + self.frontends:
+        for _, ref in self.images + self.frontends + self.cache_images:
             seen.setdefault(ref, None)
         return tuple(seen)
 
@@ -180,6 +183,8 @@ def _cache(facts: BuildKitFacts, where: str, entries: Iterable[tuple[str, Mappin
         if kind == "registry":
             ref = attrs.get("ref", "")
             (facts.pushes if export else facts.registries).append((at, ref))
+            if not export:
+                facts.cache_images.append((at, ref))
         elif kind in ("inline", "local"):
             pass  # in the image, or the client's own store through the session
         elif kind in ("gha", "s3", "azblob"):
@@ -243,6 +248,7 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
                 facts.ulimits.extend((where, w.partition("=")[0]) for w in words)
             else:
                 facts.registries.extend((where, w) for w in words)
+                facts.cache_images.extend((where, w) for w in words)
         elif key == "source":
             _frontend_image(facts, where, value)
         elif key == "cache-imports":

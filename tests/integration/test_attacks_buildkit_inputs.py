@@ -408,3 +408,34 @@ def test_build_history_of_another_tenant_is_not_served(
         assert out.returncode != 0 and "not served to tenants" in out.stderr, (args, out.stderr)
     assert engine.docker_direct("buildx", "history", "inspect", ref,
                                 check=False).returncode == 0
+
+
+def test_cache_from_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """``--cache-from type=registry,ref=<B's image>``: the daemon reads the inline cache of
+    a local image of that name, so (daemon's build cache pruned) A's build of B's step
+    comes out with B's output (its random key); through the tenant gate the cache
+    source is refused as an image A may not read, as for a missing one."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    text = f"FROM {IMAGE}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /key\n"
+    out = buildx_as(b, f"b-cache-{tag}:latest", text, "--cache-to", "type=inline", *owned(b))
+    assert out.returncode == 0, out.stderr
+    b_key = image_file(engine, f"b-cache-{tag}:latest", "/key")
+    cache_from = ("--cache-from", f"type=registry,ref=b-cache-{tag}:latest")
+    engine.docker_direct("builder", "prune", "-af")
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", f"a-cdirect-{tag}:latest", *cache_from,
+                         str(readable_dir({"Dockerfile": text})), timeout=300)
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10 does not import an inline cache from a local image")
+    assert image_file(engine, f"a-cdirect-{tag}:latest", "/key") == b_key
+    engine.docker_direct("builder", "prune", "-af")
+    answers = []
+    for ref in (f"b-cache-{tag}:latest", f"b-nocache-{tag}:latest"):
+        out = buildx_as(a, f"a-cache-{tag}:latest", text, "--cache-from",
+                        f"type=registry,ref={ref}", *owned(a))
+        assert out.returncode != 0, out.stderr
+        answers.append(out.stderr.replace(ref, "NAME").splitlines()[-1])
+    assert answers[0] == answers[1] and "no such image: NAME" in answers[0], answers
+    assert image_file(engine, f"a-cache-{tag}:latest", "/key") is None
