@@ -248,6 +248,16 @@ class Builds:
         info.connected = True
         return None
 
+    def foreign_session(self, named: Any, owner: str) -> str | None:
+        """Where the first of ``named`` (``(where, session id)`` pairs: the solve's session,
+        ``local-sessionid:*`` options, ``local.session``/``oci.session`` of sources)
+        names a session another caller opened, or None."""
+        for where, session in named:
+            info = self.sessions.get(session)
+            if info is not None and info.owner != owner:
+                return str(where)
+        return None
+
     def session_closed(self, session: str) -> None:
         info = self.sessions.get(session)
         if info is not None:
@@ -439,6 +449,10 @@ class GrpcHooks:
         if record is None:
             return Pending(stream, _refusal(why), kind=kind)
         verdict = judge_solve(j.policy, ask, j.context, peer=j.peer)
+        foreign = self.builds.foreign_session(verdict.facts.get("sessions", ()), self.owner)
+        if foreign is not None:
+            verdict = _refusal(f"dockgate: {foreign} names a session of another caller "
+                               "(the daemon would read that caller's files)")
         if verdict.allowed and j.tenant is not None:
             # A frontend's sub-solve (buildx runs the dockerfile frontend this way)
             # applies its own options' labels.
