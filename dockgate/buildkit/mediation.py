@@ -359,6 +359,12 @@ class GrpcHooks:
 
     def opened(self, stream: int, headers: list[tuple[str, str]]) -> Plan | str | None:
         path = _header(headers, ":path")
+        buildid = _header(headers, BUILDID)
+        running = self.builds.solves.get(buildid) if buildid else None
+        if running is not None and running.owner != self.owner:
+            # A gateway call reads (ReadFile, ReadDir, Evaluate...) or acts on the
+            # build it names: another caller's running build is not this caller's.
+            return f"dockgate: build {buildid!r} belongs to another caller"
         kind = JUDGED.get(path)
         if kind is not None:
             self._calls[stream] = (kind, _header(headers, BUILDID))

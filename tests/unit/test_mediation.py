@@ -265,3 +265,18 @@ def test_a_solve_naming_another_callers_session_anywhere_is_refused() -> None:
     assert "local-sessionid:context names a session of another caller" in \
         refused.verdict.message
     assert allowed.verdict.allowed, allowed.verdict.message
+
+
+def test_gateway_calls_for_another_callers_running_build_are_refused() -> None:
+    """A gateway call (``ReadFile`` of a result, ``Solve``...) names its build in the
+    ``buildkit-controlapi-buildid`` header: another caller's running build is refused,
+    the caller's own and builds dockgate does not know (yet) are not."""
+    builds = mediation.Builds()
+    assert builds.solve("bobs-ref", "", "bob")[0] is not None
+    assert builds.solve("alices-ref", "", "alice")[0] is not None
+    hooks = mediation.GrpcHooks(mediation.Judge(None, None, owner="alice"), builds, Handle())
+    read = mediation.BRIDGE + "ReadFile"
+    refused = hooks.opened(1, [(":path", read), (mediation.BUILDID, "bobs-ref")])
+    assert isinstance(refused, str) and "belongs to another caller" in refused
+    assert hooks.opened(3, [(":path", read), (mediation.BUILDID, "alices-ref")]) is None
+    assert hooks.opened(5, [(":path", read), (mediation.BUILDID, "later")]) is None
