@@ -439,3 +439,23 @@ def test_cache_from_another_tenants_image_is_refused(
         answers.append(out.stderr.replace(ref, "NAME").splitlines()[-1])
     assert answers[0] == answers[1] and "no such image: NAME" in answers[0], answers
     assert image_file(engine, f"a-cache-{tag}:latest", "/key") is None
+
+
+def test_named_context_of_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """``--build-context base=docker-image://<B's image>`` with ``FROM base``: sent directly
+    the image holds B's secret; through the tenant gate A's build is refused as for a
+    missing image, and makes no image."""
+    engine, tg, tag = tenants
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10's Dockerfile frontend has no named contexts")
+    a = tg.caller("alice-tls")
+    context = ("--build-context", f"base=docker-image://b-img-{tag}:latest")
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", f"a-ctxd-{tag}:latest", *context,
+                         str(readable_dir({"Dockerfile": "FROM base\n"})), timeout=300)
+    assert image_file(engine, f"a-ctxd-{tag}:latest", "/secret") == f"b-secret-{tag}\n"
+    out = buildx_as(a, f"a-ctx-{tag}:latest", "FROM base\n", *context, *owned(a))
+    assert out.returncode != 0
+    assert f"no such image: b-img-{tag}:latest" in out.stderr, out.stderr
+    assert image_file(engine, f"a-ctx-{tag}:latest", "/secret") is None
