@@ -12,8 +12,8 @@ first, and ARG/ENV substitution.  The facts dockgate needs:
   ``RUN --mount=...,from=``, the ``# syntax=`` frontend, and the same inside
   ``ONBUILD``; ``scratch`` and earlier stage names (or indexes) are not images;
 * **urls**: ``ADD`` sources dockerd would download itself (``http://``,
-  ``https://``; anything with ``://``, ``git@`` or BuildKit's scheme-less
-  ``github.com/`` git form is counted, fail closed);
+  ``https://``; anything with ``://``, an SSH ``user@host:path`` or BuildKit's
+  scheme-less ``github.com/`` git form is counted, fail closed);
 * **frontends**: the ``# syntax=`` image, found as BuildKit's
   ``DetectSyntax`` finds it (after a byte-order mark and a ``#!`` line, with
   ``#`` or ``//`` comments, or a JSON document's ``syntax`` member) and as the
@@ -104,14 +104,39 @@ def _expand(value: str, args: Mapping[str, str | None]) -> str:
     return out
 
 
+_SCP_GIT = re.compile(r"[a-zA-Z0-9_-]+@[a-zA-Z0-9.-]+:")
+"""``user@host:path``: a git remote over SSH for BuildKit's ``ADD`` (moby/buildkit
+``util/sshutil``: any user, not only ``git@``)."""
+_SEPARATOR = re.compile(r"[\t\v\f\r ]+")
+"""What separates an instruction from its arguments, and flags from each other, in
+BuildKit's parser (``reWhitespace``): a tab is as good as a space."""
+
+
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + \
+    "\u2028\u2029\u202f\u205f\u3000"
+"""Go's ``unicode.IsSpace``, which BuildKit strips before it tells a comment or a blank
+line (Python's ``str.strip`` also strips ``\\x1c``-``\\x1f``, which Go does not)."""
+
+
+def _blank_or_comment(line: str) -> bool:
+    """Whether BuildKit's parser skips ``line`` (also inside a continuation)."""
+    rest = line.lstrip(_GO_SPACE)
+    return not rest or rest.startswith("#")
+
+
+def _split_word(text: str) -> tuple[str, str]:
+    """The first word of ``text`` (leading whitespace stripped) and the rest."""
+    parts = _SEPARATOR.split(text.strip(), maxsplit=1)
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
 def _split_flags(rest: str) -> tuple[list[str], str]:
     """Leading ``--flag[=value]`` words, and what follows them."""
     flags: list[str] = []
     rest = rest.strip()
     while rest.startswith("--"):
-        word, _, rest = rest.partition(" ")
+        word, rest = _split_word(rest)
         flags.append(word)
-        rest = rest.lstrip()
     return flags, rest
 
 
@@ -200,7 +225,7 @@ def syntax_directive(data: bytes) -> tuple[str, str] | None:
 
 
 def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> None:
-    keyword, _, rest = line.strip().partition(" ")
+    keyword, rest = _split_word(line)
     keyword = keyword.lower()
     rest = rest.strip()
     if keyword == "onbuild" and not nested:
@@ -246,7 +271,7 @@ def _instruction(st: _State, line: str, where: str, *, nested: bool = False) -> 
                 low = src.lower()
                 if "$" in src:
                     st.facts.urls.append((where + " ADD", f"{src} (cannot be determined)"))
-                elif "://" in low or low.startswith(("git@", "github.com/")):
+                elif "://" in low or low.startswith("github.com/") or _SCP_GIT.match(src):
                     st.facts.urls.append((where + " ADD", src))
     elif keyword == "run":
         for flag in flags:
@@ -281,13 +306,59 @@ def _run_flag(st: _State, where: str, flag: str) -> None:
         st.facts.devices.append((where + " RUN --device", value))
 
 
+def _read_instructions(st: _State, lines: list[str], i: int, escape: str, *,
+                       heredocs: bool) -> None:
+    """The instructions from line ``i`` on (continuations with ``escape``, heredoc
+    bodies skipped if ``heredocs``), then every physical line that reads as an
+    instruction."""
+    cont = re.compile(re.escape(escape) + r"[ \t]*$")
+    logical: list[tuple[int, str]] = []
+    while i < len(lines):
+        start = i
+        line = lines[i]
+        i += 1
+        if _blank_or_comment(line):
+            continue
+        text_ = line
+        while cont.search(text_) and i < len(lines):
+            text_ = cont.sub("", text_)
+            while i < len(lines) and _blank_or_comment(lines[i]):
+                i += 1  # blank and comment lines inside a continuation are skipped
+            if i < len(lines):
+                text_ += lines[i]
+                i += 1
+        text_ = cont.sub("", text_)
+        logical.append((start + 1, text_))
+        keyword = _split_word(text_)[0].lower()
+        if heredocs and keyword in ("run", "copy", "add"):
+            for m in _HEREDOC.finditer(text_):
+                strip_tabs, word = m.group(1) == "-", m.group(3)
+                while i < len(lines):
+                    body = lines[i].lstrip("\t") if strip_tabs else lines[i]
+                    i += 1
+                    if body == word:
+                        break
+    for number, text_ in logical:
+        _instruction(st, text_, f"line {number}")
+    # The superset pass: every physical line that reads as an instruction.
+    logical_lines = {n for n, _ in logical}
+    probe = _State(st.facts, dict(st.meta), st.buildargs, set(st.stages), st.count, True)
+    for number, line in enumerate(lines, 1):
+        if number in logical_lines:
+            continue
+        keyword = _split_word(line)[0].lower()
+        if keyword in _KEYWORDS and keyword != "arg":
+            _instruction(probe, cont.sub("", line), f"line {number}")
+
+
 def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) -> DockerfileFacts:
     """The facts of a Dockerfile; ``buildargs`` are the build's ``buildargs`` query."""
     raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     text = text.removeprefix("\ufeff")
-    lines = text.replace("\r\n", "\n").split("\n")
+    # Lines end at \n; every \r before it goes (Go's bufio lines, BuildKit's trimNewline).
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     st = _State(DockerfileFacts(), {}, dict(buildargs or {}))
     escape = "\\"
     i = 0
@@ -307,44 +378,24 @@ def parse(text: str | bytes, buildargs: Mapping[str, str | None] | None = None) 
     found = syntax_directive(raw)
     if found is not None:
         _frontend(st, "# syntax", found[0])
-    cont = re.compile(re.escape(escape) + r"[ \t]*$")
-    logical: list[tuple[int, str]] = []
-    while i < len(lines):
-        start = i
-        line = lines[i]
-        i += 1
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        text_ = line
-        while cont.search(text_) and i < len(lines):
-            text_ = cont.sub("", text_)
-            while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
-                i += 1  # blank and comment lines inside a continuation are skipped
-            if i < len(lines):
-                text_ += lines[i]
-                i += 1
-        text_ = cont.sub("", text_)
-        logical.append((start + 1, text_))
-        keyword = text_.strip().partition(" ")[0].lower()
-        if keyword in ("run", "copy", "add"):
-            for m in _HEREDOC.finditer(text_):
-                strip_tabs, word = m.group(1) == "-", m.group(3)
-                while i < len(lines):
-                    body = lines[i].lstrip("\t") if strip_tabs else lines[i]
-                    i += 1
-                    if body == word:
-                        break
-    for number, text_ in logical:
-        _instruction(st, text_, f"line {number}")
-    # The superset pass: every physical line that reads as an instruction.
-    logical_lines = {n for n, _ in logical}
-    probe = _State(st.facts, dict(st.meta), st.buildargs, set(st.stages), st.count, True)
-    for number, line in enumerate(lines, 1):
-        if number in logical_lines:
-            continue
-        keyword = line.strip().partition(" ")[0].lower()
-        if keyword in _KEYWORDS and keyword != "arg":
-            _instruction(probe, cont.sub("", line), f"line {number}")
+    _read_instructions(st, lines, i, escape, heredocs=True)
+    # The readings a daemon could make that this one does not: without heredocs
+    # (engine 20.10's builtin frontend and classic builder have none, and
+    # BuildKit's shell lexer finds fewer than the pattern here, so a heredoc
+    # read here could hide instructions continued over several lines); and,
+    # where readers disagree on which escape directive counts (an unknown
+    # directive ends BuildKit's directives, engine 20.10's parser knows only
+    # escape), with the other escape character.
+    readings = [(escape, False)]
+    other = "`" if escape == "\\" else "\\"
+    if any(line.rstrip(" \t").endswith(other) for line in lines[i:]):
+        readings += [(other, True), (other, False)]
+    for esc, heredocs in readings:
+        alt = _State(DockerfileFacts(), {}, st.buildargs)
+        _read_instructions(alt, lines, i, esc, heredocs=heredocs)
+        for name in DockerfileFacts.__dataclass_fields__:
+            mine = getattr(st.facts, name)
+            mine.extend(x for x in getattr(alt.facts, name) if x not in mine)
     return st.facts
 
 

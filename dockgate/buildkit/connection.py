@@ -171,8 +171,9 @@ class MediatedSplice(Splice):
             p = pending.pop(0)
             verdict = p.verdict
             tenant = self._judge.tenant
-            if verdict.allowed and tenant is not None and verdict.image_refs:
-                d = ensureDeferred(self._foreign_image(tenant, verdict.image_refs))
+            if verdict.allowed and tenant is not None and (verdict.image_refs or
+                                                            verdict.image_names):
+                d = ensureDeferred(self._tenant_images(tenant, verdict))
                 d.addCallback(self._checked, p)
                 d.addErrback(self._check_failed, p)
                 continue
@@ -189,27 +190,49 @@ class MediatedSplice(Splice):
             return  # another Dockerfile of this transfer still waits for its verdict
         self.relay.release(p.stream)
 
-    async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:
-        """The first image of ``names`` the tenant may not read (None: all are fine;
-        a missing one is pulled into the shared cache)."""
-        for name in names:
-            ref = ObjectRef("image", name, "body", "build source", "read")
+    async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict) -> str | None:
+        """The refusal for the first image the build reads and may not, or writes under
+        a name another holds (None: all are fine)."""
+        foreign = await self._foreign_image(tenant, verdict.image_refs)
+        if foreign is not None:
+            return (f"tenant-images: no such image: {foreign} (a tenant's build may name "
+                    "only images on the daemon: pull it first)")
+        for name in verdict.image_names:
+            ref = ObjectRef("image", name, "body", "exporter name", "write")
             status, info = await self._fetch("GET", inspect_target(ref, None), None)
             if status == 404:
                 continue
+            if status != 200 or not isinstance(info, Mapping) or \
+                    owner_of("image", info) != tenant.name:
+                # As ``docker build -t`` of a name another holds (or shared): the
+                # answer says only that the name is taken.
+                return f"tenant-images: image name {name!r} is already in use"
+        return None
+
+    async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:
+        """The first image of ``names`` the tenant may not read or that is not on the
+        daemon (None: all are fine).
+
+        A missing image is refused like another tenant's, as for the classic
+        builder: the daemon would pull it in the middle of the build and answer
+        with a registry's error, which no answer for another tenant's image
+        (which the daemon has) could look like.
+        """
+        for name in names:
+            ref = ObjectRef("image", name, "body", "build source", "read")
+            status, info = await self._fetch("GET", inspect_target(ref, None), None)
             if status != 200 or not isinstance(info, Mapping) or \
                     not may_access(tenant, owner_of("image", info), ref):
                 return name
         return None
 
-    def _checked(self, foreign: str | None, p: Pending) -> None:
+    def _checked(self, why: str | None, p: Pending) -> None:
         verdict = p.verdict
-        if foreign is not None:
-            # Said as for an image that does not exist: the answer tells nothing
-            # about whose it is.
+        if why is not None:
+            # A foreign image is said as one that does not exist: the answer tells
+            # nothing about whose it is.
             policy = getattr(self._judge.policy, "name", "")
-            verdict = BuildVerdict(False, f"dockgate: denied by policy {policy} rule "
-                                          f"tenant-images: no such image: {foreign}",
+            verdict = BuildVerdict(False, f"dockgate: denied by policy {policy} rule {why}",
                                    rule="tenant-images", facts=verdict.facts)
         self._decided(p, verdict)
         self._flush()

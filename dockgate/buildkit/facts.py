@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.buildctx.dockerfile import DockerfileFacts, parse
-from dockgate.buildkit.solve import ContainerAsk, LlbOp, SolveAsk
+from dockgate.buildkit.solve import DOCKERFILE_INPUT, ContainerAsk, LlbOp, SolveAsk
+
+DOCKERFILE_DIR = "dockerfile"
+"""The session directory the dockerfile frontend reads its Dockerfile from (the one
+``buildkit.mediation`` reads), unless ``dockerfilekey`` names another."""
 
 Pair = tuple[str, str]
 
@@ -50,8 +54,14 @@ class BuildKitFacts:
     """Frontend images the daemon runs (``# syntax=``, ``source``, BUILDKIT_SYNTAX)."""
     registries: list[Pair] = field(default_factory=list)
     """Registry references the daemon contacts that are not images it reads (cache)."""
+    cache_images: list[Pair] = field(default_factory=list)
+    """Cache sources of type ``registry`` (among ``registries``): the daemon also reads
+    the inline cache of a local image of that name (moby's ``localinlinecache``)."""
     pushes: list[Pair] = field(default_factory=list)
     """Names the daemon pushes to (image exporter ``push=true``, registry cache export)."""
+    names: list[Pair] = field(default_factory=list)
+    """Image names an ``image``/``moby`` exporter writes on the daemon (for tenants: free
+    or the tenant's own, as ``docker build -t``)."""
     refusals: list[Pair] = field(default_factory=list)
     """``(where, why)``: what dockgate does not know or cannot check."""
     sessions: list[Pair] = field(default_factory=list)
@@ -63,7 +73,7 @@ class BuildKitFacts:
     def image_refs(self) -> tuple[str, ...]:
         """The images the build reads, each once, in order (for tenant ownership)."""
         seen: dict[str, None] = {}
-        for _, ref in self.images + self.frontends:
+        for _, ref in self.images + self.frontends + self.cache_images:
             seen.setdefault(ref, None)
         return tuple(seen)
 
@@ -81,7 +91,7 @@ class BuildKitFacts:
 
 _INERT_KEYS = frozenset({
     "target", "no-cache", "platform", "multi-platform", "image-resolve-mode", "add-hosts",
-    "hostname", "shm-size", "filename", "dockerfilekey", "contextsubdir", "frontend.caps",
+    "hostname", "shm-size", "filename", "contextsubdir", "frontend.caps",
     "requestid", "memory", "memswap", "cpushares", "cpuperiod", "cpuquota", "cpusetcpus",
     "cpusetmems", "cmdline", "contextkey",
 })
@@ -173,6 +183,8 @@ def _cache(facts: BuildKitFacts, where: str, entries: Iterable[tuple[str, Mappin
         if kind == "registry":
             ref = attrs.get("ref", "")
             (facts.pushes if export else facts.registries).append((at, ref))
+            if not export:
+                facts.cache_images.append((at, ref))
         elif kind in ("inline", "local"):
             pass  # in the image, or the client's own store through the session
         elif kind in ("gha", "s3", "azblob"):
@@ -212,6 +224,12 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
             _attestation(facts, where, kind, value)
         elif key in _INERT_KEYS or base.startswith(_INERT_PREFIXES):
             pass
+        elif key == "dockerfilekey":
+            if value != DOCKERFILE_DIR:
+                # The frontend would read the Dockerfile from the local directory
+                # ``value`` of the session, whose transfers dockgate does not read.
+                facts.refusals.append((where, f"reads the Dockerfile from {value!r}, not from "
+                                              f"the {DOCKERFILE_DIR!r} directory dockgate reads"))
         elif key == "local-sessionid" or base.startswith("local-sessionid:"):
             facts.sessions.append((where, value))
         elif key == "force-network-mode":
@@ -230,6 +248,7 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
                 facts.ulimits.extend((where, w.partition("=")[0]) for w in words)
             else:
                 facts.registries.extend((where, w) for w in words)
+                facts.cache_images.extend((where, w) for w in words)
         elif key == "source":
             _frontend_image(facts, where, value)
         elif key == "cache-imports":
@@ -318,6 +337,27 @@ def llb_ops(facts: BuildKitFacts, ops: Iterable[LlbOp], where: str) -> None:
 
 # -- the whole solve ------------------------------------------------------------
 
+def _dockerfile_input(facts: BuildKitFacts, ask: SolveAsk) -> None:
+    """The Dockerfile of a frontend input named ``dockerfile`` (read by the frontend
+    instead of the session's): judged like the session's when the input only writes
+    files (each file but ``*.dockerignore``, as on the session), else refused."""
+    if ask.dockerfile_input is None:
+        return
+    where = f"frontend input {DOCKERFILE_INPUT}"
+    judged = [(p, d) for p, d in ask.dockerfile_input if not p.endswith(".dockerignore")]
+    if not judged:
+        facts.refusals.append((where, "is not a Dockerfile dockgate can read (only files "
+                                      "written by a file op on scratch are)"))
+    for path, data in judged:
+        df, _ = dockerfile_facts(data, ask)
+        for name in facts.__dataclass_fields__:
+            getattr(facts, name).extend(
+                (f"{where} {path.lstrip('/')} {w.removeprefix('Dockerfile ')}", v)
+                for w, v in getattr(df, name))
+
+
+_GO_FALSE = frozenset({"", "0", "f", "F", "false", "FALSE", "False"})
+"""What Go's ``strconv.ParseBool`` reads as false (any other value is true or an error)."""
 _EXPORTERS = frozenset({"image", "moby", "local", "tar", "oci", "docker", "cacheonly"})
 _ENTITLEMENTS = {"network.host": "network_host", "security.insecure": "insecure"}
 
@@ -337,15 +377,24 @@ def solve_facts(ask: SolveAsk) -> BuildKitFacts:
         facts.sessions.append(("session", ask.session))
     frontend_options(facts, ask.frontend_attrs, ask.frontend)
     llb_ops(facts, ask.ops, "LLB")
+    _dockerfile_input(facts, ask)
     for i, (kind, attrs) in enumerate(zip(ask.exporters, ask.exporter_attrs, strict=False)):
         where = f"exporter {i} ({kind})"
         if kind not in _EXPORTERS:
             facts.refusals.append((where, "is not an exporter dockgate knows"))
-        elif kind in ("image", "moby") and attrs.get("push", "").lower() in ("true", "1"):
+        elif kind in ("image", "moby"):
             names = _csv(attrs.get("name", ""))
             if names is None:
                 facts.refusals.append((where, "names images dockgate cannot read"))
-            facts.pushes.extend((where, n) for n in names or ())
+            if "*" in (names or ()):
+                # The name would come from the build's result ("image.name"), which
+                # dockgate does not read.
+                facts.refusals.append((where, "name '*' is taken from the build's result, "
+                                              "which dockgate does not read"))
+            facts.names.extend((where, n) for n in names or ())
+            if attrs.get("push", "") not in _GO_FALSE:
+                # Go's strconv.ParseBool: "t", "T", "TRUE", "True" push too.
+                facts.pushes.extend((where, n) for n in names or ())
     _cache(facts, "cache import", ask.cache_imports, export=False)
     _cache(facts, "cache export", ask.cache_exports, export=True)
     facts.refusals.extend(

@@ -7,8 +7,9 @@
     are mediated: the request message is held until it is whole, decoded
     (``solve``) and judged (``policy.buildcontrol``).  The read-only and
     bookkeeping calls a build makes (status, workers, history, the gateway's
-    file reads, ``Return``...) are relayed.  Anything else, ``Control/Session``
-    (a session tunnelled through ``/grpc``, which dockgate would not see) among
+    file reads...) are relayed; ``Return`` is read for tenants (the image
+    config it hands the exporter).  Anything else, ``Control/Session`` (a
+    session tunnelled through ``/grpc``, which dockgate would not see) among
     them, is refused.
 ``/session`` (the daemon calls the CLI)
     ``FileSync/DiffCopy`` of the ``dockerfile`` directory is mediated: the
@@ -45,6 +46,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 
 from dockgate.buildctx import ContextError
 from dockgate.buildctx.context import ContextCheck
+from dockgate.buildkit.facts import DOCKERFILE_DIR
 from dockgate.buildkit.grpcwire import Unreadable
 from dockgate.buildkit.h2relay import Plan, Side
 from dockgate.buildkit.solve import (
@@ -58,6 +60,7 @@ from dockgate.buildkit.solve import (
     decode_new_container,
     decode_resolve_image_config,
     decode_resolve_source_meta,
+    decode_return_metadata,
     decode_secret_request,
 )
 from dockgate.model import Peer
@@ -68,7 +71,7 @@ from dockgate.policy.buildcontrol import (
     judge_solve,
 )
 from dockgate.policy.controls import DecisionContext
-from dockgate.tenancy import Tenant
+from dockgate.tenancy import Tenant, buildkit_label_refusal, returned_config_refusal
 
 CONTROL = "/moby.buildkit.v1.Control/"
 BRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
@@ -77,12 +80,13 @@ BUILDID = "buildkit-controlapi-buildid"
 """The metadata naming the build (the Control Solve's ``ref``) a gateway call is for."""
 
 JUDGED: Mapping[str, Literal["control", "bridge", "image-config", "source-meta", "container",
-                              "exec"]] = {
+                              "exec", "return"]] = {
     CONTROL_SOLVE: "control",
     BRIDGE + "Solve": "bridge",
     BRIDGE + "ResolveImageConfig": "image-config",
     BRIDGE + "ResolveSourceMeta": "source-meta",
     BRIDGE + "NewContainer": "container",
+    BRIDGE + "Return": "return",
     BRIDGE + "ExecProcess": "exec",
 }
 """The calls on ``/grpc`` whose request is held and judged (the two resolvers make
@@ -99,7 +103,7 @@ GRPC_RELAYED = frozenset({
 } | {
     BRIDGE + name for name in (
         "ReadFile", "ReadDir", "StatFile", "Ping",
-        "Return", "Inputs", "Evaluate", "Warn", "ReleaseContainer",
+        "Inputs", "Evaluate", "Warn", "ReleaseContainer",
     )
 } | {
     "/grpc.health.v1.Health/Check",
@@ -110,6 +114,16 @@ GRPC_RELAYED = frozenset({
 
 The content store's ``Info`` and ``Read`` give blobs by digest (compose reads a
 build's provenance record)."""
+
+NOT_FOR_TENANTS = frozenset({
+    CONTROL + "ListenBuildHistory", CONTROL + "UpdateBuildHistory", CONTROL + "DiskUsage",
+    "/containerd.services.content.v1.Content/Info",
+    "/containerd.services.content.v1.Content/Read",
+})
+"""Relayed calls that are daemon-wide, refused to tenants: the build history (every
+tenant's build records: build args, labels, logs with RUN output; deleting them), the
+build cache's records (each step's command line), and the content store by digest (the
+history's logs and provenance, other builds' blobs)."""
 
 DIFFCOPY = "/moby.filesync.v1.FileSync/DiffCopy"
 GET_SECRET = "/moby.buildkit.secrets.v1.Secrets/GetSecret"  # noqa: S105 (a method name)
@@ -127,8 +141,6 @@ SESSION_RELAYED = frozenset({
 the client, registry credentials the client offers, SSH agent forwarding."""
 
 UPLOAD = "/moby.upload.v1.Upload/Pull"
-DOCKERFILE_DIR = "dockerfile"
-"""The session directory the dockerfile frontend reads its Dockerfile from."""
 MAX_DOCKERFILE = 48 << 10
 """Most Dockerfile bytes held on one transfer.  The CLI sends only as far as the
 daemon's flow-control window lets it (64 KiB at least, the gRPC and fsutil
@@ -236,6 +248,16 @@ class Builds:
         info.connected = True
         return None
 
+    def foreign_session(self, named: Any, owner: str) -> str | None:
+        """Where the first of ``named`` (``(where, session id)`` pairs: the solve's session,
+        ``local-sessionid:*`` options, ``local.session``/``oci.session`` of sources)
+        names a session another caller opened, or None."""
+        for where, session in named:
+            info = self.sessions.get(session)
+            if info is not None and info.owner != owner:
+                return str(where)
+        return None
+
     def session_closed(self, session: str) -> None:
         info = self.sessions.get(session)
         if info is not None:
@@ -337,10 +359,19 @@ class GrpcHooks:
 
     def opened(self, stream: int, headers: list[tuple[str, str]]) -> Plan | str | None:
         path = _header(headers, ":path")
+        buildid = _header(headers, BUILDID)
+        running = self.builds.solves.get(buildid) if buildid else None
+        if running is not None and running.owner != self.owner:
+            # A gateway call reads (ReadFile, ReadDir, Evaluate...) or acts on the
+            # build it names: another caller's running build is not this caller's.
+            return f"dockgate: build {buildid!r} belongs to another caller"
         kind = JUDGED.get(path)
         if kind is not None:
             self._calls[stream] = (kind, _header(headers, BUILDID))
             return Plan(frozenset({"client"}))
+        if path in NOT_FOR_TENANTS and self.judge.tenant is not None:
+            return (f"dockgate: BuildKit call {path} is daemon-wide (every tenant's builds) "
+                    "and not served to tenants")
         if path in GRPC_RELAYED:
             return None
         return f"dockgate: BuildKit call {path} is not mediated by dockgate"
@@ -354,7 +385,10 @@ class GrpcHooks:
                 "dockgate: a second request message on a unary BuildKit call")))
             return True
         self._seen.add(stream)
-        if kind != "control" and self.builds.build_of(buildid, self.owner) is None:
+        # A Return comes after its build began, and also after it failed and ended
+        # (buildx returns the error): it never waits for a Control Solve.
+        if kind not in ("control", "return") and \
+                self.builds.build_of(buildid, self.owner) is None:
             self._early.setdefault(buildid, []).append((stream, kind, payload))
             self.builds.wait(buildid, self.handle)
             return True
@@ -394,6 +428,15 @@ class GrpcHooks:
 
     def _judge(self, stream: int, kind: str, buildid: str, payload: bytes) -> Pending:
         j = self.judge
+        if kind == "return":
+            # The result a client-side build hands the exporter: its image config's
+            # labels, for tenants (the refs in it were solved, and judged, before).
+            why = None
+            if j.tenant is not None:
+                why = returned_config_refusal(decode_return_metadata(payload), j.tenant.name)
+            verdict = _refusal(why) if why else BuildVerdict(True, "allowed")
+            self._note(buildid, "return", verdict, None)
+            return Pending(stream, verdict, ref=buildid, kind=kind)
         if kind == "container":
             ask_c: ContainerAsk = decode_new_container(payload, buildid)
             verdict = judge_container(j.policy, ask_c, j.context, peer=j.peer)
@@ -412,6 +455,16 @@ class GrpcHooks:
         if record is None:
             return Pending(stream, _refusal(why), kind=kind)
         verdict = judge_solve(j.policy, ask, j.context, peer=j.peer)
+        foreign = self.builds.foreign_session(verdict.facts.get("sessions", ()), self.owner)
+        if foreign is not None:
+            verdict = _refusal(f"dockgate: {foreign} names a session of another caller "
+                               "(the daemon would read that caller's files)")
+        if verdict.allowed and j.tenant is not None:
+            # A frontend's sub-solve (buildx runs the dockerfile frontend this way)
+            # applies its own options' labels.
+            label = buildkit_label_refusal(ask.frontend_attrs, ask.exporters, j.tenant.name)
+            if label is not None:
+                verdict = BuildVerdict(False, label, rule="tenant-images", facts=verdict.facts)
         if ask.frontend:
             record.frontend_ask = ask
         record.open.append((self.handle, stream))

@@ -112,6 +112,16 @@ _OPS: _File = (
             ("mkdir", 6, "oneof:action bytes"), ("rm", 7, "oneof:action bytes"),
             ("symlink", 8, "oneof:action bytes"),
         ]),
+        # Read only where a file op writes a Dockerfile the frontend reads (a frontend
+        # input): solve.written_files.
+        ("FileActionMkFile", True, [
+            ("path", 1, "string"), ("mode", 2, "int32"), ("data", 3, "bytes"),
+            ("owner", 4, "bytes"), ("timestamp", 5, "int64"),
+        ]),
+        ("FileActionMkDir", True, [
+            ("path", 1, "string"), ("mode", 2, "int32"), ("makeParents", 3, "bool"),
+            ("owner", 4, "bytes"), ("timestamp", 5, "int64"),
+        ]),
     ],
 )
 
@@ -200,6 +210,17 @@ _GATEWAY: _File = (
             ("ContainerID", 1, "string"), ("Mounts", 2, "*.pb.Mount"),
             ("Network", 3, "enum .pb.NetMode"), ("platform", 4, "bytes"),
             ("constraints", 5, "bytes"), ("extraHosts", 6, "*bytes"), ("hostname", 7, "string"),
+        ]),
+        # Read for the image config a client-side build returns (open: only the
+        # metadata is read; the refs were solved, and judged, before).
+        ("ReturnRequest", False, [
+            ("result", 1, ".moby.buildkit.v1.frontend.Result"), ("error", 2, "bytes"),
+        ]),
+        ("Result", False, [
+            ("refDeprecated", 1, "oneof:result string"),
+            ("refsDeprecated", 2, "oneof:result bytes"),
+            ("ref", 3, "oneof:result bytes"), ("refs", 4, "oneof:result bytes"),
+            ("metadata", 10, "map<string,bytes>"), ("attestations", 12, "*bytes"),
         ]),
         ("ExecMessage", False, [
             ("ProcessID", 1, "string"),

@@ -120,6 +120,12 @@ class SolveAsk:
         source_policy: the rules of a client-sent source policy that are not
             ``ALLOW``, as ``deny`` / ``convert <identifier>``: a conversion
             rewrites a source after dockgate has judged it.
+        dockerfile_input: None without a frontend input named ``dockerfile``;
+            else the files it writes, ``(path, bytes)``, when it is a file op
+            on scratch that only makes files and directories (what buildx
+            sends for an inline Dockerfile), ``()`` when it is anything else.
+            The dockerfile frontend reads its Dockerfile from that input
+            instead of the session (moby/buildkit ``frontend/dockerui``).
     """
 
     via: Literal["control", "bridge"]
@@ -135,6 +141,7 @@ class SolveAsk:
     cache_imports: tuple[tuple[str, Mapping[str, str]], ...] = ()
     cache_exports: tuple[tuple[str, Mapping[str, str]], ...] = ()
     source_policy: tuple[str, ...] = ()
+    dockerfile_input: tuple[tuple[str, bytes], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,12 +281,47 @@ def _policies(policies: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _inputs(inputs: Any, where: str) -> tuple[tuple[str, ...], tuple[LlbOp, ...]]:
+DOCKERFILE_INPUT = "dockerfile"
+"""The frontend input the dockerfile frontend reads its Dockerfile from, when there is one."""
+
+
+def written_files(definition: Any, where: str) -> tuple[tuple[str, bytes], ...]:
+    """The files a definition writes when it is one file op on scratch that only makes
+    files and directories (``llb.Scratch().File(llb.Mkfile(...))``): ``(path, data)``
+    each; ``()`` for any other definition (its files are not known before it runs)."""
+    raw = list(getattr(definition, "def"))
+    if len(raw) != 2:
+        return ()
+    fileop = _op(raw[0], 0, where)[1]
+    terminal = _op(raw[1], 1, where)[1]
+    digest = "sha256:" + hashlib.sha256(raw[0]).hexdigest()
+    if (fileop.WhichOneof("op") != "file" or fileop.inputs or terminal.WhichOneof("op")
+            or [(i.digest, i.index) for i in terminal.inputs] != [(digest, 0)]):
+        return ()
+    out: list[tuple[str, bytes]] = []
+    for n, action in enumerate(fileop.file.actions):
+        kind = action.WhichOneof("action")
+        if kind not in ("mkfile", "mkdir") or action.secondaryInput != -1 \
+                or not -1 <= action.input < n:
+            return ()
+        if kind == "mkfile":
+            mk = _parse("pb.FileActionMkFile", action.mkfile, f"{where} mkfile")
+            out.append((mk.path, bytes(mk.data)))
+        else:
+            _parse("pb.FileActionMkDir", action.mkdir, f"{where} mkdir")
+    return tuple(out)
+
+
+def _inputs(inputs: Any, where: str) -> tuple[tuple[str, ...], tuple[LlbOp, ...],
+                                              tuple[tuple[str, bytes], ...] | None]:
+    """Names, ops and the ``dockerfile`` input's files (``SolveAsk.dockerfile_input``)."""
     names = tuple(sorted(inputs))
     ops: list[LlbOp] = []
     for name in names:
         ops.extend(decode_definition(inputs[name], f"{where} input {name!r}", name))
-    return names, tuple(ops)
+    dockerfile = written_files(inputs[DOCKERFILE_INPUT], f"{where} input 'dockerfile'") \
+        if DOCKERFILE_INPUT in inputs else None
+    return names, tuple(ops), dockerfile
 
 
 def decode_control_solve(payload: bytes) -> SolveAsk:
@@ -296,7 +338,7 @@ def decode_control_solve(payload: bytes) -> SolveAsk:
     if cache.ExportRefDeprecated:
         ref = cache.ExportRefDeprecated
         exports.append(("registry", {**cache.ExportAttrsDeprecated, "ref": ref}))
-    names, input_ops = _inputs(req.FrontendInputs, "Control/Solve")
+    names, input_ops, dockerfile = _inputs(req.FrontendInputs, "Control/Solve")
     policy = [req.SourcePolicy] if req.HasField("SourcePolicy") else []
     return SolveAsk(
         via="control",
@@ -312,6 +354,7 @@ def decode_control_solve(payload: bytes) -> SolveAsk:
         cache_imports=tuple(imports),
         cache_exports=tuple(exports),
         source_policy=_policies(policy),
+        dockerfile_input=dockerfile,
     )
 
 
@@ -320,7 +363,7 @@ def decode_bridge_solve(payload: bytes, buildid: str) -> SolveAsk:
     req = _parse("moby.buildkit.v1.frontend.SolveRequest", payload, "LLBBridge/Solve")
     imports = list(_cache(req.CacheImports))
     imports += [("registry", {"ref": r}) for r in req.ImportCacheRefsDeprecated]
-    names, input_ops = _inputs(req.FrontendInputs, "LLBBridge/Solve")
+    names, input_ops, dockerfile = _inputs(req.FrontendInputs, "LLBBridge/Solve")
     return SolveAsk(
         via="bridge",
         ref=buildid,
@@ -330,6 +373,7 @@ def decode_bridge_solve(payload: bytes, buildid: str) -> SolveAsk:
         frontend_inputs=names,
         cache_imports=tuple(imports),
         source_policy=_policies(req.SourcePolicies),
+        dockerfile_input=dockerfile,
     )
 
 
@@ -414,3 +458,10 @@ def decode_secret_request(payload: bytes) -> str:
     """``/moby.buildkit.secrets.v1.Secrets/GetSecret`` request → the secret's ID."""
     req = _parse("moby.buildkit.secrets.v1.GetSecretRequest", payload, "GetSecret")
     return str(req.ID)
+
+
+def decode_return_metadata(payload: bytes) -> Mapping[str, bytes]:
+    """``LLBBridge/Return`` request → its result's metadata (the image config the
+    exporter writes is there, under ``containerimage.config`` keys)."""
+    req = _parse("moby.buildkit.v1.frontend.ReturnRequest", payload, "Return")
+    return {str(k): bytes(v) for k, v in req.result.metadata.items()}

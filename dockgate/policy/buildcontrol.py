@@ -216,6 +216,8 @@ class BuildVerdict:
         image_refs: images the build reads (sources, ``# syntax=`` frontends,
             mounts from images), which the I/O layer checks for tenant ownership.
         warnings: warn-mode findings, ready to show (``dockgate: policy P rule R: ...``).
+        image_names: image names the build writes on the daemon (exporter ``name``),
+            which the I/O layer checks for tenants: free, or the tenant's own.
     """
 
     allowed: bool
@@ -224,6 +226,7 @@ class BuildVerdict:
     facts: Mapping[str, Any] = field(default_factory=dict)
     image_refs: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    image_names: tuple[str, ...] = ()
 
 
 _BUILD = Endpoint(BUILD_ENDPOINT, "POST", "/build", "stream")
@@ -276,6 +279,7 @@ def judge_facts(
     name = getattr(policy, "name", "?")
     record = bk.record()
     refs = bk.image_refs()
+    names = tuple(dict.fromkeys(n for _, n in bk.names))
     enforced = [rf for rf in found if rf.mode == "enforce"]
     if enforced:
         return BuildVerdict(False, "dockgate: " + denial_reason(name, enforced),
@@ -288,7 +292,7 @@ def judge_facts(
         f"dockgate: policy {name} rule {rf.rule}: {rf.finding.text}"
         for rf in found if rf.mode == "warn"
     )
-    return BuildVerdict(True, message, "", record, refs, warnings)
+    return BuildVerdict(True, message, "", record, refs, warnings, names)
 
 
 def judge_solve(

@@ -88,6 +88,73 @@ def _check_labels(labels: Any, where: str) -> dict[str, Any]:
     return dict(labels)
 
 
+_IMAGE_EXPORTERS = frozenset({"image", "moby"})
+
+
+def buildkit_label_refusal(attrs: Mapping[str, str], exporters: Iterable[str],
+                           tenant: str) -> str | None:
+    """Why a tenant's BuildKit solve may not label or write its image as it asks, or None.
+
+    dockgate relays a solve as it came (it cannot add a label to it, as it adds
+    the owner label to ``docker build``'s ``labels``), so a solve that writes an
+    image on the daemon must carry ``label:io.dockgate.owner=<tenant>`` itself
+    (``--label``): the frontend sets it last, over any Dockerfile ``LABEL``.  Any
+    other dockgate label, in any spelling, is refused.  (buildx's Control solve
+    names no frontend: it runs the dockerfile frontend through the gateway with
+    these same options.)
+    """
+    for key, value in attrs.items():
+        if key.startswith("label:") and is_reserved_label(key[len("label:"):]) and \
+                not (key == f"label:{OWNER_LABEL}" and value == tenant):
+            return (f"dockgate: label {key[len('label:'):]!r} is reserved for dockgate "
+                    f"({OWNER_LABEL} is the tenant's: {tenant})")
+    if _IMAGE_EXPORTERS.isdisjoint(exporters):
+        return None
+    if attrs.get(f"label:{OWNER_LABEL}") != tenant:
+        return (f"dockgate: a tenant's BuildKit image must carry its owner label, which "
+                f"dockgate cannot add to a BuildKit build: add --label {OWNER_LABEL}={tenant}")
+    return None
+
+
+_IMAGE_CONFIG_KEY = "containerimage.config"
+
+
+def _go_field(doc: Any, name: str) -> Any:
+    """The member Go's encoding/json gives a struct field ``name``: keys match
+    case-insensitively, the last one wins."""
+    found = None
+    if isinstance(doc, Mapping):
+        for key, value in doc.items():
+            if str(key).lower() == name:
+                found = value
+    return found
+
+
+def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str) -> str | None:
+    """Why a tenant's client-side build may not return this result, or None.
+
+    The exporter writes the image config the client returns (``LLBBridge/Return``
+    metadata, ``containerimage.config`` and its per-platform keys), labels and
+    all: a dockgate label other than the tenant's own owner label would forge
+    the image's ownership.  A config dockgate cannot read is refused.
+    """
+    for key, raw in metadata.items():
+        if not key.startswith(_IMAGE_CONFIG_KEY):
+            continue
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return f"dockgate: the returned image config {key!r} is not JSON dockgate reads"
+        labels = _go_field(_go_field(doc, "config"), "labels") or {}
+        if not isinstance(labels, Mapping):
+            return f"dockgate: the returned image config {key!r} has labels dockgate cannot read"
+        for name, value in labels.items():
+            if is_reserved_label(str(name)) and not (name == OWNER_LABEL and value == tenant):
+                return (f"dockgate: label {name!r} of the returned image config is reserved "
+                        f"for dockgate ({OWNER_LABEL} is the tenant's: {tenant})")
+    return None
+
+
 def _check_changes(changes: Iterable[str], where: str) -> None:
     """Refuse Dockerfile ``LABEL`` instructions (also under ``ONBUILD``) in commit/import
     ``changes``: with ``ENV`` substitution and quoting their keys cannot be read reliably."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from support import unixhttp
-from support.engines import Engine
+from support.engines import IMAGE, Engine
 
 
 def readable_dir(files: dict[str, str]) -> Path:
@@ -54,3 +56,16 @@ def image_file(engine: Engine, tag: str, path: str) -> str | None:
     out = engine.docker_direct("run", "--rm", "--network", "none", "--pull", "never", tag,
                                "cat", path, check=False)
     return out.stdout
+
+
+@contextmanager
+def tagged_base(engine_set: Mapping[str, Engine], tag: str) -> Iterator[None]:
+    """The test image also tagged ``tag`` on every daemon (a name a Dockerfile would use:
+    there is no registry), untagged afterwards."""
+    for engine in engine_set.values():
+        engine.docker_direct("tag", IMAGE, tag)
+    try:
+        yield
+    finally:
+        for engine in engine_set.values():
+            engine.docker_direct("rmi", tag, check=False)

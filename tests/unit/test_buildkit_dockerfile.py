@@ -65,6 +65,53 @@ def test_add_git_forms() -> None:
     facts = parse(
         b"FROM x\nADD git@github.com:a/b.git /a\nADD github.com/a/b.git /b\n"
         b"ADD --keep-git-dir=true https://github.com/a/b.git#v1 /c\nCOPY github.com/a /d\n"
+        b"ADD me@127.0.0.1:repo.git /e\n"
     )
     assert [u for _, u in facts.urls] == [
-        "git@github.com:a/b.git", "github.com/a/b.git", "https://github.com/a/b.git#v1"]
+        "git@github.com:a/b.git", "github.com/a/b.git", "https://github.com/a/b.git#v1",
+        "me@127.0.0.1:repo.git"]
+
+
+@pytest.mark.parametrize("sep", ["\t", "\v", "\f", " \t "])
+def test_any_whitespace_buildkit_splits_on_separates_words(sep: str) -> None:
+    """BuildKit's parser splits an instruction from its arguments, and flags from each
+    other, on ``[\\t\\v\\f\\r ]+``: a tab-separated ``FROM``, ``COPY --from``, ``RUN
+    --mount``, ``RUN --network`` and ``ADD <url>`` are read as space-separated ones are."""
+    text = (f"FROM{sep}b-img\nCOPY{sep}--from=c-img{sep}/a /a\n"
+            f"RUN{sep}--mount=type=bind,from=d-img,target=/m{sep}--network=host{sep}true\n"
+            f"ADD{sep}http://10.1.1.1/x{sep}/x\n")
+    facts = parse(text)
+    assert [ref for _, ref in facts.images] == ["b-img", "c-img", "d-img"]
+    assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
+    assert [v for _, v in facts.networks] == ["host"]
+
+
+@pytest.mark.parametrize("directives", ["# foo=bar\n# escape=`\n", "# syntax=a/b\n# escape=`\n",
+                                        "# escape=`\n"])
+def test_lines_are_read_with_either_escape_character(directives: str) -> None:
+    """Which ``# escape=`` counts differs between readers (BuildKit stops at an unknown
+    directive; engine 20.10's parser knows only escape): a Dockerfile with a line
+    ending in the other escape character is read with both, so an ``ADD \\`` continued
+    onto a URL is seen whichever the daemon uses."""
+    facts = parse(directives + "FROM x\nADD \\\nhttp://10.1.1.1/x /x\n")
+    assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
+    assert parse(directives + "FROM x\nRUN true `\n").problems == []
+
+
+@pytest.mark.parametrize("heredoc", ['RUN echo "<<EOF"\n', "RUN <<EOF\ntrue\nEOF\r\r\n",
+                                     "RUN cat <<EOF\n"])
+def test_lines_are_also_read_without_heredocs(heredoc: str) -> None:
+    """What dockgate takes for a heredoc may be none for the daemon (a quoted ``<<EOF``,
+    a terminator BuildKit trims differently, engine 20.10 without heredocs): the lines
+    are also read as instructions, so an ``ADD \\`` continued onto a URL after it is seen."""
+    facts = parse("FROM x\n" + heredoc + "ADD \\\nhttp://10.1.1.1/x /x\n")
+    assert [u for _, u in facts.urls] == ["http://10.1.1.1/x"]
+
+
+@pytest.mark.parametrize("text", ["FROM x\nADD \\\r\r\nhttp://10.1.1.1/x /x\n",
+                                  "FROM x\nADD a \\\n\x1c# http://10.1.1.1/x /x/\n"])
+def test_line_ends_and_comments_as_go_reads_them(text: str) -> None:
+    """Every ``\\r`` before a ``\\n`` goes (BuildKit's trimNewline), and only Go's
+    whitespace comes before a comment's ``#`` (not ``\\x1c``-``\\x1f``): an ``ADD \\``
+    continued over either is read onto the URL."""
+    assert [u for _, u in parse(text).urls] == ["http://10.1.1.1/x"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import wrappers_pb2
+from support.grpcsolve import solve_request
 
 from dockgate.buildkit import mediation
 from dockgate.buildkit.connection import build_judge
@@ -243,3 +244,39 @@ def test_uploaded_context_dockerfile_is_judged(judged: list[bytes]) -> None:
     hooks.opened(9, [(":path", mediation.UPLOAD)])
     assert not hooks.message(9, "client", chunk(tar_of({"other": b"x"})))
     assert "Cannot locate specified Dockerfile" in (hooks.ending(9, "client") or "")
+
+
+def test_a_solve_naming_another_callers_session_anywhere_is_refused() -> None:
+    """Not only the solve's own session: a ``local-sessionid:*`` option or a source's
+    ``local.session`` naming a session another caller opened is refused (the daemon
+    would read that caller's files); the caller's own sessions pass."""
+    builds = mediation.Builds()
+    assert builds.session_opened("bobs", "bob", "") is None
+    assert builds.session_opened("alices", "alice", "") is None
+    policy = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
+                                 "baseline.yaml"))
+    hooks = mediation.GrpcHooks(mediation.Judge(policy, None, owner="alice"), builds, Handle())
+    for n, session in enumerate(("bobs", "alices")):
+        hooks.opened(1 + 2 * n, [(":path", mediation.CONTROL_SOLVE)])
+        hooks.message(1 + 2 * n, "client", solve_request(
+            f"r{n}", attrs={"local-sessionid:context": session}))
+    refused, allowed = hooks.pending
+    assert not refused.verdict.allowed
+    assert "local-sessionid:context names a session of another caller" in \
+        refused.verdict.message
+    assert allowed.verdict.allowed, allowed.verdict.message
+
+
+def test_gateway_calls_for_another_callers_running_build_are_refused() -> None:
+    """A gateway call (``ReadFile`` of a result, ``Solve``...) names its build in the
+    ``buildkit-controlapi-buildid`` header: another caller's running build is refused,
+    the caller's own and builds dockgate does not know (yet) are not."""
+    builds = mediation.Builds()
+    assert builds.solve("bobs-ref", "", "bob")[0] is not None
+    assert builds.solve("alices-ref", "", "alice")[0] is not None
+    hooks = mediation.GrpcHooks(mediation.Judge(None, None, owner="alice"), builds, Handle())
+    read = mediation.BRIDGE + "ReadFile"
+    refused = hooks.opened(1, [(":path", read), (mediation.BUILDID, "bobs-ref")])
+    assert isinstance(refused, str) and "belongs to another caller" in refused
+    assert hooks.opened(3, [(":path", read), (mediation.BUILDID, "alices-ref")]) is None
+    assert hooks.opened(5, [(":path", read), (mediation.BUILDID, "later")]) is None

@@ -1,0 +1,461 @@
+"""A BuildKit solve whose Dockerfile does not come through the session's file sync.
+
+dockgate judges a Dockerfile build's steps by reading the Dockerfile the CLI
+sends on ``/session`` (the ``dockerfile`` directory).  The dockerfile frontend
+also takes it from elsewhere (moby/buildkit ``frontend/dockerui``): a frontend
+input named ``dockerfile`` (an LLB definition: here a file op that writes the
+Dockerfile, inert to dockgate) replaces the local directory.  buildx never
+sends one, a raw client does (``support.grpcsolve``).  Sent to the bare daemon
+the Dockerfile's steps run (a loopback server's log, the image built: the
+oracle); through dockgate such a solve is refused before the daemon acts.
+"""
+
+from __future__ import annotations
+
+import socketserver
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import engines as eng
+from support.buildhelp import image_file, readable_dir, tagged_base
+from support.engines import IMAGE, Engine, unique
+from support.grpcsolve import (
+    GRPC_CONTROL_SOLVE,
+    connect_tls,
+    files_definition,
+    grpc_call,
+    solve_request,
+)
+from support.loopback import Loopback, loopback
+from support.policygate import PolicyGate, policy_audit_guard, policy_gates
+from support.tenantgate import Caller, TenantGate, tenant_gates
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = (policy_gates, policy_audit_guard, tenant_gates)
+
+BASE = "busybox:lab"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def base_image(engine_set: dict[str, Engine]) -> Iterator[None]:
+    """``busybox:lab`` on every daemon, the base the Dockerfiles name."""
+    with tagged_base(engine_set, BASE):
+        yield
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Loopback]:
+    with loopback("host-private-" + unique("s")) as srv:
+        yield srv
+
+
+def input_solve(dockerfile: str, **extra: Any) -> bytes:
+    """A dockerfile.v0 Control Solve whose Dockerfile and context are frontend inputs."""
+    return solve_request(
+        uuid.uuid4().hex, inputs={"dockerfile": files_definition({"Dockerfile": dockerfile}),
+                                  "context": files_definition({"empty": ""})}, **extra)
+
+
+def test_dockerfile_input_add_url_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback) -> None:
+    """A Dockerfile given as the ``dockerfile`` frontend input with ``ADD <url>``: the bare
+    daemon fetches the URL from the host's loopback; through baseline the solve is
+    refused (PERMISSION_DENIED, dockgate's message) and the server sees nothing."""
+    name = unique("in")
+    dockerfile = f"FROM {BASE}\nADD {server.url('/' + name)} /x\n"
+    direct = grpc_call(engine.daemon_socket, GRPC_CONTROL_SOLVE, input_solve(dockerfile))
+    assert direct.get("grpc-status") == "0", direct
+    assert server.saw(name), server.hits
+    server.hits.clear()
+    pg = policy_gates[(engine.name, "baseline")]
+    through = grpc_call(pg.socket, GRPC_CONTROL_SOLVE, input_solve(dockerfile))
+    assert through.get("grpc-status") == "7", through
+    assert through["grpc-message"].startswith("dockgate: "), through
+    assert not server.saw(name), server.hits
+
+
+@pytest.fixture(scope="module", params=eng.ENGINE_NAMES)
+def tenants(request: pytest.FixtureRequest, engine_set: dict[str, Engine],
+            tenant_gates: dict[str, TenantGate]) -> Iterator[tuple[Engine, TenantGate, str]]:
+    """B's image with a secret inside (committed by B) on each engine's tenant gate."""
+    if request.param not in engine_set:
+        pytest.skip(f"engine {request.param} not selected (DOCKGATE_TEST_ENGINES)")
+    engine, tg = engine_set[request.param], tenant_gates[request.param]
+    before = engine.snapshot()
+    b = tg.caller("bob-tls")
+    tag = uuid.uuid4().hex[:8]
+    try:
+        b.docker("run", "--network", "none", "--name", f"b-src-{tag}", IMAGE, "sh", "-c",
+                 f"echo b-secret-{tag} > /secret")
+        b.docker("commit", f"b-src-{tag}", f"b-img-{tag}:latest")
+        b.docker("rm", f"b-src-{tag}")
+        yield engine, tg, tag
+    finally:
+        failures = engine.remove_new(before)
+        assert not failures, failures
+
+
+def owned(caller: Caller) -> tuple[str, str]:
+    """The ``--label`` a tenant's BuildKit build that writes an image must carry (dockgate
+    cannot add the owner label to a solve as it does to ``docker build``'s labels)."""
+    return ("--label", f"io.dockgate.owner={caller.tenant}")
+
+
+def test_dockerfile_input_from_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """Tenant A's solve with ``FROM <B's image>`` in a ``dockerfile`` frontend input: sent
+    to the bare daemon it builds an image holding B's secret; through the tenant gate
+    A's solve is refused and no image is made."""
+    engine, tg, tag = tenants
+    dockerfile = f"FROM b-img-{tag}:latest\n"
+    direct_name = f"a-direct-{tag}:latest"
+    out = grpc_call(engine.daemon_socket, GRPC_CONTROL_SOLVE, input_solve(
+        dockerfile, exporter=("moby", {"name": direct_name})))
+    assert out.get("grpc-status") == "0", out
+    assert image_file(engine, direct_name, "/secret") == f"b-secret-{tag}\n"
+    a = tg.caller("alice-tls")
+    gate_name = f"a-gate-{tag}:latest"
+    out = grpc_call(connect_tls(tg.port, a.tls_context()), GRPC_CONTROL_SOLVE, input_solve(
+        dockerfile, exporter=("moby", {"name": gate_name})))
+    assert out.get("grpc-status") == "7", out
+    assert out["grpc-message"].startswith("dockgate: "), out
+    assert engine.docker_direct("image", "inspect", gate_name, check=False).returncode != 0
+
+
+def test_dockerfile_on_stdin_is_judged(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback) -> None:
+    """``docker buildx build -f - DIR`` (the Dockerfile piped in) builds through baseline
+    and the image runs; piped in with an ``ADD <url>`` it is refused with the rule in
+    the CLI's output and the loopback server sees nothing (the bare daemon fetches it)."""
+    pg = policy_gates[(engine.name, "baseline")]
+    ctx = engine.workdir / unique("stdin-df")
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("piped")
+    argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            "-f", "-")
+    tag = unique("dgpiped").lower() + ":lab"
+    out = pg.docker(*argv, "--load", "-t", tag, str(ctx), check=False, timeout=300,
+                    input=f"FROM {BASE}\nCOPY a.txt /a.txt\n")
+    assert out.returncode == 0, out.stderr
+    assert pg.docker("run", "--rm", "--network", "none", tag, "cat", "/a.txt").stdout == "piped"
+    pg.docker("rmi", tag)
+    name = unique("piped")
+    fetching = f"FROM {BASE}\nADD {server.url('/' + name)} /x\n"
+    out = engine.docker_direct(*argv, str(ctx), check=False, timeout=300, input=fetching)
+    assert out.returncode == 0, out.stderr
+    assert server.saw(name), server.hits
+    server.hits.clear()
+    out = pg.docker(*argv, str(ctx), check=False, timeout=300, input=fetching)
+    assert out.returncode != 0
+    assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
+    assert not server.saw(name), server.hits
+
+
+def test_buildx_from_foreign_image_answers_as_missing(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """A's ``docker buildx build`` of ``FROM <B's image>`` and of ``FROM <an image that
+    does not exist>`` end with the same error line apart from the name (issue 15: no
+    answer tells A that B's name exists), and neither makes an image."""
+    engine, tg, tag = tenants
+    a = tg.caller("alice-tls")
+    answers = []
+    for name in (f"b-img-{tag}:latest", f"b-gone-{tag}:latest"):
+        out = a.docker("buildx", "build", "--progress", "plain", "--network", "none",
+                       "--load", "-t", f"a-from-{tag}:latest", *owned(a),
+                       str(readable_dir({"Dockerfile": f"FROM {name}\n"})),
+                       check=False, timeout=300)
+        assert out.returncode != 0, out.stderr
+        errors = [line for line in out.stderr.splitlines() if line.startswith("ERROR")]
+        answers.append([line.replace(name, "NAME") for line in errors])
+    assert answers[0] == answers[1], answers
+    assert engine.docker_direct("image", "inspect", f"a-from-{tag}:latest",
+                                check=False).returncode != 0
+
+
+TAB_FETCH = "FROM\t{base}\nADD\t{url}\t/x\n"
+"""Instructions whose words a tab separates: BuildKit's parser (both builders) splits an
+instruction from its arguments on any of ``[\\t\\v\\f\\r ]``."""
+
+
+ESCAPE_FETCH = "# foo=bar\n# escape=`\nFROM {base}\nADD \\\n{url} /x\n"
+"""An escape directive after an unknown one: BuildKit's directives end at the unknown
+one, so ``\\`` continues the ``ADD`` line onto the URL."""
+
+
+HEREDOC_FETCH = 'FROM {base}\nRUN echo "<<EOF"\nADD \\\n{url} /x\n'
+"""A quoted ``<<EOF`` is no heredoc for BuildKit (its shell lexer keeps the quotes), nor
+for any reader without heredocs (engine 20.10): the ``ADD`` after it is an instruction."""
+
+
+READ_DIFFERENTLY = {
+    "tab": (TAB_FETCH, {}),
+    "escape": (ESCAPE_FETCH, {}),
+    "heredoc": (HEREDOC_FETCH, {}),
+    # Two \r before the \n: BuildKit trims them all, so the \\ continues the line.
+    "cr": ("FROM {base}\nADD \\\r\r\n{url} /x\n", {}),
+    # \x1c is no space for Go: the line is no comment, it continues the ADD (whose
+    # other sources the context holds).
+    "x1c": ("FROM {base}\nADD a \\\n\x1c# {url} /x/\n", {"a": "a", "\x1c#": "b"}),
+}
+NOT_LIVE = {
+    ("cr", "20.10"): "engine 20.10's parser keeps a \\r: it refuses the Dockerfile itself",
+    ("x1c", "buildx"): "buildx cannot send a file named \\x1c# (a gRPC header refuses it)",
+}
+"""Where an attack is not live: the bare daemon or client refuses it by itself."""
+
+
+@pytest.mark.parametrize("builder", ["buildx", "classic"])
+@pytest.mark.parametrize("kind", sorted(READ_DIFFERENTLY))
+def test_add_url_the_daemon_reads_differently_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], server: Loopback,
+        builder: str, kind: str) -> None:
+    """``ADD<TAB>http://...``, an ``ADD \\`` continued onto the URL under an escape
+    directive BuildKit ignores, after what only looks like a heredoc, over two
+    ``\\r``, or onto a line only Python takes for a comment: the bare daemon fetches the URL with either builder; through baseline the build is
+    refused with the rule in the output, before any fetch."""
+    why = NOT_LIVE.get((kind, engine.name), NOT_LIVE.get((kind, builder)))
+    if why:
+        pytest.skip(why)
+    name = unique("tab")
+    ctx = engine.workdir / unique("tabctx")
+    ctx.mkdir()
+    dockerfile, files = READ_DIFFERENTLY[kind]
+    (ctx / "Dockerfile").write_bytes(
+        dockerfile.format(base=BASE, url=server.url("/" + name)).encode())
+    for file, text in files.items():
+        (ctx / file).write_text(text)
+    argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            str(ctx)) if builder == "buildx" else ("build", "--network", "none", str(ctx))
+    env = {"DOCKER_BUILDKIT": "0"} if builder == "classic" else {}
+    out = engine.docker_direct(*argv, check=False, timeout=300, extra_env=env)
+    assert out.returncode == 0, out.stderr
+    assert server.saw(name), server.hits
+    server.hits.clear()
+    pg = policy_gates[(engine.name, "baseline")]
+    out = pg.docker(*argv, check=False, timeout=300, extra_env=env)
+    assert out.returncode != 0
+    assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
+    assert not server.saw(name), server.hits
+
+
+def test_tab_separated_from_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """``FROM<TAB><B's image>`` by tenant A, classic builder (the daemon's answer for the
+    same build sent directly: an image holding B's secret): refused through the tenant
+    gate as for a missing image, and no image is made."""
+    engine, tg, tag = tenants
+    ctx = readable_dir({"Dockerfile": f"FROM\tb-img-{tag}:latest\n"})
+    engine.docker_direct("build", "--network", "none", "-t", f"a-tabd-{tag}:latest", str(ctx),
+                         extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert image_file(engine, f"a-tabd-{tag}:latest", "/secret") == f"b-secret-{tag}\n"
+    out = tg.caller("alice-tls").classic("build", "--network", "none", "-t",
+                                         f"a-tab-{tag}:latest", str(ctx))
+    assert out.returncode != 0
+    assert "no such image" in out.stderr, out.stderr
+    assert engine.docker_direct("image", "inspect", f"a-tab-{tag}:latest",
+                                check=False).returncode != 0
+
+
+class _Counting(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.server.seen[0] += 1  # type: ignore[attr-defined]
+
+
+class _Listener(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+@pytest.fixture(scope="module")
+def port22() -> Iterator[list[int]]:
+    """A listener on 127.0.0.1:22 counting the connections it accepts (where a git
+    fetch over SSH goes when its URL names no port)."""
+    try:
+        server = _Listener(("127.0.0.1", 22), _Counting)
+    except OSError as e:
+        pytest.skip(f"127.0.0.1:22 is taken ({e})")
+    server.seen = [0]  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.seen  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+def test_add_scp_style_git_url_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate], port22: list[int]) -> None:
+    """``ADD user@host:repo.git``: BuildKit reads any ``user@host:path`` as a git remote
+    over SSH (not only ``git@``), so the bare daemon connects to the host's port 22;
+    through baseline the build is refused (build-fetches) and nothing connects."""
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10's Dockerfile frontend has no git sources in ADD")
+    ctx = engine.workdir / unique("scp")
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nADD me@127.0.0.1:repo.git /x\n")
+    argv = ("buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            str(ctx))
+    engine.docker_direct(*argv, check=False, timeout=300)
+    assert port22[0] > 0
+    before = port22[0]
+    out = policy_gates[(engine.name, "baseline")].docker(*argv, check=False, timeout=300)
+    assert "dockgate: denied by policy baseline rule" in out.stderr, out.stderr
+    assert port22[0] == before
+
+
+CACHE_LEAKS = {
+    # A step whose output B alone could know (random bytes: B's key) is cached by the
+    # daemon's BuildKit for every build with the same parent and the same line.
+    "step": "FROM {base}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /key\n",
+    # A cache mount is shared by id across every build on the daemon.
+    "cache-mount": ("FROM {base}\nRUN --mount=type=cache,id=shared,target=/c "
+                    "(test -f /c/key || head -c 16 /dev/urandom | od -An -tx1 > /c/key)"
+                    " && cp /c/key /key\n"),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="BuildKit's cache (step results, cache mounts) is "
+                   "daemon-wide and dockgate cannot namespace it per tenant without "
+                   "rewriting solves: a tenant that writes another's step gets its result")
+@pytest.mark.parametrize("kind", sorted(CACHE_LEAKS))
+def test_buildkit_cache_does_not_cross_tenants(
+        tenants: tuple[Engine, TenantGate, str], kind: str) -> None:
+    """B builds a step whose output only B knows (a random key); A's build of the same
+    Dockerfile through the tenant gate must not come out with B's key."""
+    engine, tg, tag = tenants
+    text = CACHE_LEAKS[kind].format(base=IMAGE)
+    keys = []
+    for who in ("bob-tls", "alice-tls"):
+        image = f"{who.split('-')[0]}-key-{kind}-{tag}:latest"
+        caller = tg.caller(who)
+        out = caller.docker(
+            "buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
+            "--load", "-t", image, *owned(caller), str(readable_dir({"Dockerfile": text})),
+            check=False, timeout=300)
+        assert out.returncode == 0, out.stderr
+        keys.append(image_file(engine, image, "/key"))
+    assert keys[0] and keys[1] and keys[0] != keys[1], keys
+
+
+def buildx_as(caller: Caller, image: str, dockerfile: str, *args: str
+              ) -> subprocess.CompletedProcess[str]:
+    """``docker buildx build --load -t IMAGE ARGS`` of ``dockerfile`` as ``caller``."""
+    return caller.docker("buildx", "build", "--progress", "plain", "--pull=false",
+                         "--network", "none", "--load", "-t", image, *args,
+                         str(readable_dir({"Dockerfile": dockerfile})), check=False, timeout=300)
+
+
+def test_buildkit_image_names_and_labels_of_tenants(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """Tenant A's BuildKit build that writes B's image name (sent directly, the daemon
+    moves B's tag to A's image: B would run A's code) is refused as the name in use;
+    one labelled ``io.dockgate.owner=<B>`` (an image forged as B's), and one without
+    A's own owner label (an image no tenant owns, which every tenant could read), are
+    refused naming the fix; with ``--label io.dockgate.owner=<A>`` it builds, is A's,
+    and B cannot see it."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    dockerfile = f"FROM {IMAGE}\nRUN echo A > /who\n"
+    direct = f"b-direct-{tag}:latest"
+    b.docker("tag", f"b-img-{tag}:latest", direct)
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", direct,
+                         str(readable_dir({"Dockerfile": dockerfile})), timeout=300)
+    assert image_file(engine, direct, "/who") == "A\n"
+    out = buildx_as(a, f"b-img-{tag}:latest", dockerfile, *owned(a))
+    assert f"image name 'b-img-{tag}:latest' is already in use" in out.stderr, out.stderr
+    assert image_file(engine, f"b-img-{tag}:latest", "/secret") == f"b-secret-{tag}\n"
+    out = buildx_as(a, f"a-forged-{tag}:latest", dockerfile, *owned(b))
+    assert "is reserved for dockgate" in out.stderr, out.stderr
+    out = buildx_as(a, f"a-bare-{tag}:latest", dockerfile)
+    assert f"add --label io.dockgate.owner={a.tenant}" in out.stderr, out.stderr
+    for name in ("forged", "bare"):
+        assert engine.docker_direct("image", "inspect", f"a-{name}-{tag}:latest",
+                                    check=False).returncode != 0
+    out = buildx_as(a, f"a-own-{tag}:latest", dockerfile, *owned(a))
+    assert out.returncode == 0, out.stderr
+    assert a.docker("run", "--rm", "--network", "none", f"a-own-{tag}:latest",
+                    "cat", "/who").stdout == "A\n"
+    seen = b.docker("image", "inspect", f"a-own-{tag}:latest", check=False)
+    assert seen.returncode != 0 and "No such image" in seen.stderr, seen.stderr
+
+
+def test_build_history_of_another_tenant_is_not_served(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """B's BuildKit build records its build args and its RUN output in the daemon's
+    build history (read directly: ``buildx history logs``/``inspect`` show B's secret).
+    Through the tenant gate A cannot list, read or delete build records (the history,
+    the build cache's records and the content store are daemon-wide), and B's own
+    build still works."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    secret = f"b-hist-{tag}"
+    out = buildx_as(b, f"b-hist-{tag}:latest", f"FROM {IMAGE}\nARG TOKEN\nRUN echo log-$TOKEN\n",
+                    "--build-arg", f"TOKEN={secret}", *owned(b))
+    assert out.returncode == 0, out.stderr
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10's BuildKit keeps no build history")
+    listed = engine.docker_direct("buildx", "history", "ls", "--format", "{{.Ref}}",
+                                  timeout=120).stdout.split()
+    ref = listed[0].rsplit("/", 1)[-1]
+    direct = engine.docker_direct("buildx", "history", "logs", ref, timeout=120)
+    assert f"log-{secret}" in direct.stdout + direct.stderr
+    for args in (("ls",), ("logs", ref), ("inspect", ref), ("rm", ref)):
+        out = a.docker("buildx", "history", *args, check=False, timeout=120)
+        assert secret not in out.stdout + out.stderr, (args, out.stdout)
+        assert out.returncode != 0 and "not served to tenants" in out.stderr, (args, out.stderr)
+    assert engine.docker_direct("buildx", "history", "inspect", ref,
+                                check=False).returncode == 0
+
+
+def test_cache_from_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """``--cache-from type=registry,ref=<B's image>``: the daemon reads the inline cache of
+    a local image of that name, so (daemon's build cache pruned) A's build of B's step
+    comes out with B's output (its random key); through the tenant gate the cache
+    source is refused as an image A may not read, as for a missing one."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    text = f"FROM {IMAGE}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /key\n"
+    out = buildx_as(b, f"b-cache-{tag}:latest", text, "--cache-to", "type=inline", *owned(b))
+    assert out.returncode == 0, out.stderr
+    b_key = image_file(engine, f"b-cache-{tag}:latest", "/key")
+    cache_from = ("--cache-from", f"type=registry,ref=b-cache-{tag}:latest")
+    engine.docker_direct("builder", "prune", "-af")
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", f"a-cdirect-{tag}:latest", *cache_from,
+                         str(readable_dir({"Dockerfile": text})), timeout=300)
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10 does not import an inline cache from a local image")
+    assert image_file(engine, f"a-cdirect-{tag}:latest", "/key") == b_key
+    engine.docker_direct("builder", "prune", "-af")
+    answers = []
+    for ref in (f"b-cache-{tag}:latest", f"b-nocache-{tag}:latest"):
+        out = buildx_as(a, f"a-cache-{tag}:latest", text, "--cache-from",
+                        f"type=registry,ref={ref}", *owned(a))
+        assert out.returncode != 0, out.stderr
+        answers.append(out.stderr.replace(ref, "NAME").splitlines()[-1])
+    assert answers[0] == answers[1] and "no such image: NAME" in answers[0], answers
+    assert image_file(engine, f"a-cache-{tag}:latest", "/key") is None
+
+
+def test_named_context_of_another_tenants_image_is_refused(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """``--build-context base=docker-image://<B's image>`` with ``FROM base``: sent directly
+    the image holds B's secret; through the tenant gate A's build is refused as for a
+    missing image, and makes no image."""
+    engine, tg, tag = tenants
+    if engine.name == "20.10":
+        pytest.skip("engine 20.10's Dockerfile frontend has no named contexts")
+    a = tg.caller("alice-tls")
+    context = ("--build-context", f"base=docker-image://b-img-{tag}:latest")
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", f"a-ctxd-{tag}:latest", *context,
+                         str(readable_dir({"Dockerfile": "FROM base\n"})), timeout=300)
+    assert image_file(engine, f"a-ctxd-{tag}:latest", "/secret") == f"b-secret-{tag}\n"
+    out = buildx_as(a, f"a-ctx-{tag}:latest", "FROM base\n", *context, *owned(a))
+    assert out.returncode != 0
+    assert f"no such image: b-img-{tag}:latest" in out.stderr, out.stderr
+    assert image_file(engine, f"a-ctx-{tag}:latest", "/secret") is None
