@@ -95,9 +95,16 @@ class DockgateProcess:
         """Audit records written after byte offset ``start``.
 
         A line that is not a JSON object is returned as ``{"unparsable": line}``.
+        Only whole lines count: dockgate writes a reactor turn's records in one
+        ``write(2)``, which a reader may see half done, so a line cut by ``start``
+        (taken mid-write) or not yet ended by its newline is left for a later read.
         """
         records: list[dict[str, Any]] = []
-        for line in _read(self.audit_log, start).decode(errors="replace").splitlines():
+        data = _read(self.audit_log, max(start - 1, 0))
+        if start > 0:
+            data = data[data.find(b"\n") + 1:] if data[:1] != b"\n" else data[1:]
+        data = data[:data.rfind(b"\n") + 1]
+        for line in data.decode(errors="replace").splitlines():
             if not line.strip():
                 continue
             try:
