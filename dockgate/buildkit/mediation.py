@@ -24,6 +24,13 @@
     Other directories, exporter output, auth and SSH forwarding are relayed;
     ``TarStream`` and anything else is refused.
 
+For a tenant, the Control ``Solve`` and ``LLBBridge/Solve`` are held whole
+(``Plan.whole``): a solve whose exporters write an image, and each frontend
+sub-solve of that build, go on re-encoded with the frontend option
+``label:io.dockgate.owner=<tenant>`` (``Pending.rewrite``; the relay keeps
+HTTP/2 framing and flow control right), so the image is the tenant's whatever
+the client, the Dockerfile or its own ``--label`` said.
+
 A solve and its session meet in ``Builds`` (one per listener factory): the
 Control ``Solve`` names its session and its ``ref``, the gateway's calls carry
 that ``ref`` as ``buildid``, and the ``/session`` connection names its session
