@@ -69,6 +69,7 @@ from dockgate.buildkit.solve import (
     decode_resolve_source_meta,
     decode_return_metadata,
     decode_secret_request,
+    return_has_result,
     with_frontend_attr,
 )
 from dockgate.model import Peer
@@ -358,6 +359,10 @@ _BRIDGE_DECODERS: Mapping[str, Callable[[bytes, str], SolveAsk]] = {
 }
 
 
+class _NoFrontend(Exception):
+    """A tenant's image build without a frontend (the message is the refusal)."""
+
+
 class GrpcHooks:
     """``Hooks`` of a ``/grpc`` connection (the CLI is the HTTP/2 client)."""
 
@@ -460,8 +465,9 @@ class GrpcHooks:
             why = None
             if j.tenant is not None:
                 build = self.builds.build_of(buildid, self.owner)
+                image = build is not None and build.writes_image and return_has_result(payload)
                 why = returned_config_refusal(decode_return_metadata(payload), j.tenant.name,
-                                              image=build is not None and build.writes_image)
+                                              image=image)
             verdict = _refusal(why) if why else BuildVerdict(True, "allowed")
             self._note(buildid, "return", verdict, None)
             return Pending(stream, verdict, ref=buildid, kind=kind)
@@ -493,7 +499,11 @@ class GrpcHooks:
             if label is not None:
                 verdict = BuildVerdict(False, label, rule="tenant-images", facts=verdict.facts)
             else:
-                rewrite = self._owner_label(record, ask, payload, j.tenant.name)
+                try:
+                    rewrite = self._owner_label(record, ask, payload, j.tenant.name)
+                except _NoFrontend as e:
+                    verdict = BuildVerdict(False, str(e), rule="tenant-images",
+                                           facts=verdict.facts)
         if ask.frontend:
             record.frontend_ask = ask
         record.open.append((self.handle, stream))
@@ -517,6 +527,11 @@ class GrpcHooks:
         """
         if ask.via == "control":
             record.writes_image = writes_image(ask.exporters)
+            if record.writes_image and not ask.frontend and ask.ops:
+                raise _NoFrontend(
+                    "dockgate: a tenant's build that writes an image needs a frontend (a raw "
+                    "LLB definition has no image config to carry the owner label); the build "
+                    "is refused")
         if not record.writes_image or (ask.via == "bridge" and not ask.frontend):
             return None
         return payload, with_frontend_attr(payload, ask.via, OWNER_ATTR, tenant)

@@ -486,3 +486,10 @@ def decode_return_metadata(payload: bytes) -> Mapping[str, bytes]:
     exporter writes is there, under ``containerimage.config`` keys)."""
     req = _parse("moby.buildkit.v1.frontend.ReturnRequest", payload, "Return")
     return {str(k): bytes(v) for k, v in req.result.metadata.items()}
+
+
+def return_has_result(payload: bytes) -> bool:
+    """Whether an ``LLBBridge/Return`` request hands the exporter a result (a ref or refs),
+    not only an error."""
+    req = _parse("moby.buildkit.v1.frontend.ReturnRequest", payload, "Return")
+    return req.result.WhichOneof("result") is not None

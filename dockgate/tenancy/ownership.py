@@ -143,8 +143,12 @@ def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
     the image's ownership.  When the build writes an image (``image``), each
     config must carry the owner label (dockgate set it on the frontend's solve;
     a client that built its config otherwise would make an image no tenant
-    owns).  A config dockgate cannot read is refused.
+    owns), and a result without any config is refused (the exporter would write an
+    image with no labels at all).  A config dockgate cannot read is refused.
     """
+    if image and not any(key.startswith(_IMAGE_CONFIG_KEY) for key in metadata):
+        return (f"dockgate: a tenant's build that writes an image must return its image "
+                f"config (it carries {OWNER_LABEL}); build the image with a frontend")
     for key, raw in metadata.items():
         if not key.startswith(_IMAGE_CONFIG_KEY):
             continue

@@ -157,6 +157,7 @@ def test_returned_image_config_labels_of_a_tenant() -> None:
 
     assert image('{"config": {"Labels": {"io.dockgate.owner": "teama"}}}') is None
     assert "lacks io.dockgate.owner=teama" in (image('{"config": {}}') or "")
+    assert "must return its image config" in (returned_config_refusal({}, "teama", True) or "")
     assert "not JSON" in (why("{nope") or "")
 
 

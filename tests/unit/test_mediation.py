@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import wrappers_pb2
-from support.grpcsolve import solve_request
+from support.grpcsolve import files_definition, solve_request
 
 from dockgate.buildkit import mediation
 from dockgate.buildkit.connection import build_judge
@@ -287,7 +287,8 @@ def test_tenants_image_solves_get_the_owner_label() -> None:
     """A tenant's Control Solve that writes an image is held whole and released rewritten
     with ``label:io.dockgate.owner=<tenant>`` (over a forged value), noted as a ``set`` in
     the audit facts; so is a frontend sub-solve of that build.  A solve that writes no
-    image, and an admin's, go on unchanged."""
+    image, and an admin's, go on unchanged; a tenant's raw LLB image build (no frontend,
+    so no image config to carry the label) is refused."""
     policy = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
                                  "baseline.yaml"))
     builds = mediation.Builds()
@@ -316,6 +317,13 @@ def test_tenants_image_solves_get_the_owner_label() -> None:
     facts = mediation.audit_facts(builds.solves["r1"], None)
     assert facts["set"] == ["control: label:io.dockgate.owner=teama",
                             "bridge: label:io.dockgate.owner=teama"]
+    raw = message_class("moby.buildkit.v1.SolveRequest")()
+    raw.Ref = "r4"
+    raw.Definition.CopyFrom(files_definition({"f": "x"}))
+    raw.ExporterDeprecated = "moby"
+    hooks.opened(7, [(":path", mediation.CONTROL_SOLVE)])
+    hooks.message(7, "client", raw.SerializeToString())
+    assert "needs a frontend" in hooks.pending[-1].verdict.message
     admin = mediation.GrpcHooks(mediation.Judge(policy, None, owner="ops"), builds, Handle())
     assert admin.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
     admin.message(1, "client", solve_request("r3", exporter=("moby", {"name": "b:1"})))
