@@ -188,7 +188,7 @@ class MediatedSplice(Splice):
         if isinstance(self.hooks, SessionHooks) and p.kind == "dockerfile" and \
                 not self.hooks.decided(p.stream):
             return  # another Dockerfile of this transfer still waits for its verdict
-        self.relay.release(p.stream)
+        self.relay.release(p.stream, ("client", *p.rewrite) if p.rewrite else None)
 
     async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict) -> str | None:
         """The refusal for the first image the build reads and may not, or writes under

@@ -50,6 +50,26 @@ the stream (END_STREAM on DATA, or trailers) goes on, ``Hooks.ending`` may
 refuse the stream instead: for a transfer the receiver only uses once it is
 complete, that end is what dockgate withholds.
 
+Rewriting a message
+--------------------
+A plan may hold a side's messages *whole* (``Plan.whole``): none of that side's
+DATA goes on before ``release``, which may then put a different message in
+place of the one held (dockgate adds the tenant's owner label to a solve).
+The new message goes out in DATA frames no larger than the receiver's
+SETTINGS_MAX_FRAME_SIZE, END_STREAM on the last when the held ones had it.
+The receiver now gets more (or fewer) bytes than the sender sent, and its
+WINDOW_UPDATEs return credit for what it got: the relay tracks the receiver's
+connection and stream windows from the bytes it sends and the receiver's
+SETTINGS and WINDOW_UPDATEs, gives the sender the difference itself when the
+message shrank, and when it grew takes the difference out of the receiver's
+next WINDOW_UPDATEs to the sender (connection and stream alike; an update
+reduced to nothing is not sent).  Until that surplus is paid back the sender
+may believe it has more window than the receiver gave: a DATA frame that
+would overrun the receiver's tracked connection window then waits, with
+everything the sender sent after it, until the receiver's next update.  A
+whole message too large for the receiver's stream window (the sender would
+stall waiting for credit dockgate withholds) refuses the stream.
+
 Fail closed: a frame hyperframe rejects, a header block hpack cannot decode,
 CONTINUATION out of place or PUSH_PROMISE end the connection
 (``RelayError``); a gRPC message that cannot be read on a mediated stream
@@ -74,9 +94,11 @@ from hyperframe.frame import (
     HeadersFrame,
     PushPromiseFrame,
     RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
 )
 
-from dockgate.buildkit.grpcwire import MessageReader, Unreadable
+from dockgate.buildkit.grpcwire import MessageReader, Unreadable, frame_message
 
 Side = Literal["client", "daemon"]
 """The proxy's two connections: the caller's (the CLI) and the daemon's."""
@@ -87,6 +109,8 @@ _CANCEL = 0x8
 _PERMISSION_DENIED = 7
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
+_DEFAULT_WINDOW = 65535
+_DEFAULT_FRAME = 16384
 _MAX_BLOCK = 1 << 20
 """Largest header block (all its frames) the relay collects before decoding."""
 
@@ -104,6 +128,9 @@ class Plan:
     """A mediated stream: whose gRPC messages ``Hooks.message`` sees."""
 
     inspect: frozenset[Side]
+    whole: frozenset[Side] = frozenset()
+    """Sides whose DATA is held from the first byte until ``release`` (which may then
+    replace the held message); each must also be in ``inspect``."""
 
 
 class Hooks(Protocol):
@@ -134,7 +161,10 @@ class _Direction:
     reader: MessageReader = field(default_factory=MessageReader)
     held: list[bytes] = field(default_factory=list)
     held_flow: int = 0
+    held_data: bytearray = field(default_factory=bytearray)
+    held_end: bool = False
     holding: bool = False
+    whole: bool = False
 
 
 @dataclass
@@ -208,6 +238,16 @@ class H2Relay:
         self._streams: dict[int, _Stream] = {}
         self._last = 0
         """The highest stream id the initiator opened (ids only grow, RFC 9113 5.1.1)."""
+        self.window: dict[Side, int] = {"client": _DEFAULT_WINDOW, "daemon": _DEFAULT_WINDOW}
+        """Connection flow-control window of each side as a receiver: what may still be
+        sent to it."""
+        self.surplus: dict[tuple[Side, int], int] = {}
+        """Credit ``side`` will return (for stream id, 0 the connection) for bytes dockgate
+        sent it beyond what their sender sent: withheld from its WINDOW_UPDATEs."""
+        self._initial: dict[Side, int] = {"client": _DEFAULT_WINDOW, "daemon": _DEFAULT_WINDOW}
+        self._max_frame: dict[Side, int] = {"client": _DEFAULT_FRAME, "daemon": _DEFAULT_FRAME}
+        self._stream_credit: dict[tuple[Side, int], int] = {}
+        self._stalled: set[Side] = set()
 
     # -- output -------------------------------------------------------------
 
@@ -250,8 +290,12 @@ class H2Relay:
                 end = pos + _HEAD + length
                 if end > len(buf):
                     break
+                if isinstance(parsed, DataFrame) and self._overruns(other(side), length):
+                    self._stalled.add(side)  # resumed by the receiver's next WINDOW_UPDATE
+                    break
                 if isinstance(parsed, DataFrame) and parsed.stream_id not in self._streams \
                         and not self._block[side]:
+                    self.window[other(side)] -= length
                     pos = end  # DATA of a stream relayed blind: passes in the run, unparsed
                     continue
                 if run < pos:
@@ -268,6 +312,15 @@ class H2Relay:
         finally:
             view.release()
             del buf[:pos]
+        stalled = other(side)
+        if stalled in self._stalled:
+            self._stalled.discard(stalled)  # what ``side`` sent may have opened its window
+            self.receive(stalled, b"")
+
+    def _overruns(self, receiver: Side, length: int) -> bool:
+        """Whether ``length`` more DATA bytes would overrun ``receiver``'s connection window
+        while dockgate owes it a surplus (otherwise the sender's own accounting holds)."""
+        return self.surplus.get((receiver, 0), 0) > 0 and length > self.window[receiver]
 
     def _frame(self, side: Side, f: Frame, raw: bytes) -> None:
         block = self._block[side]
@@ -286,7 +339,43 @@ class H2Relay:
             self._data(side, f, raw)
         elif isinstance(f, RstStreamFrame):
             self._reset(side, f.stream_id, raw)
+        elif isinstance(f, WindowUpdateFrame):
+            self._window_update(side, f, raw)
         else:
+            if isinstance(f, SettingsFrame) and "ACK" not in f.flags:
+                self._settings(side, f)
+            self._send(other(side), raw)
+
+    # -- flow control -----------------------------------------------------------
+
+    def _settings(self, side: Side, f: SettingsFrame) -> None:
+        """``side``'s SETTINGS bound what is sent to it (applied as its peer acks them;
+        dockgate sends only what the peer's own accounting would)."""
+        window = f.settings.get(SettingsFrame.INITIAL_WINDOW_SIZE)
+        if window is not None:
+            self._initial[side] = window
+        size = f.settings.get(SettingsFrame.MAX_FRAME_SIZE)
+        if size is not None:
+            self._max_frame[side] = size
+
+    def _window_update(self, side: Side, f: WindowUpdateFrame, raw: bytes) -> None:
+        """``side`` gives credit: tracked, then relayed less what dockgate owes back."""
+        sid, increment = f.stream_id, f.window_increment
+        if sid == 0:
+            self.window[side] += increment
+        elif sid in self._streams:
+            key = (side, sid)
+            self._stream_credit[key] = self._stream_credit.get(key, 0) + increment
+        owed = self.surplus.get((side, sid), 0)
+        if owed:
+            kept = min(owed, increment)
+            increment -= kept
+            if owed > kept:
+                self.surplus[(side, sid)] = owed - kept
+            else:
+                del self.surplus[(side, sid)]
+            raw = window_update(sid, increment) if increment else b""
+        if raw:
             self._send(other(side), raw)
 
     # -- header blocks --------------------------------------------------------
@@ -349,7 +438,8 @@ class H2Relay:
             self._streams[sid] = _Stream(None, {})
             self.refuse(sid, plan)
             return
-        dirs = {side: _Direction() for side in plan.inspect} if plan is not None else {}
+        dirs = {side: _Direction(holding=side in plan.whole, whole=side in plan.whole)
+                for side in plan.inspect} if plan is not None else {}
         if plan is not None:
             self._streams[sid] = _Stream(plan, dirs)
 
@@ -367,10 +457,14 @@ class H2Relay:
         direction = st.dirs.get(side)
         end = "END_STREAM" in f.flags
         if direction is None:
+            self.window[other(side)] -= f.flow_controlled_length
             self._send(other(side), raw)
         else:
             direction.held.append(raw)
             direction.held_flow += f.flow_controlled_length
+            if direction.whole:
+                direction.held_data += f.data
+                direction.held_end = end
             try:
                 for payload in direction.reader.feed(bytes(f.data)):
                     if self._hooks.message(sid, side, payload):
@@ -381,6 +475,12 @@ class H2Relay:
                 self.refuse(sid, self._hooks.unreadable(sid, side, e))
                 return
             why = self._hooks.ending(sid, side) if end else None
+            if why is None and direction.whole and direction.reader.partial and \
+                    direction.held_flow >= min(self._initial[other(side)],
+                                               self.window[other(side)]):
+                why = ("dockgate: a BuildKit request larger than the daemon's flow-control "
+                       "window, which dockgate cannot hold whole to rewrite it; the build is "
+                       "refused")
             if why is not None:
                 self.refuse(sid, why)
                 return
@@ -399,9 +499,16 @@ class H2Relay:
         """
         if direction.holding or not direction.held:
             return
+        self.window[other(side)] -= direction.held_flow
         self._send(other(side), b"".join(direction.held))
+        self._clear(direction)
+
+    @staticmethod
+    def _clear(direction: _Direction) -> None:
         direction.held.clear()
         direction.held_flow = 0
+        direction.held_data.clear()
+        direction.held_end = False
 
     def _credit(self, side: Side, n: int) -> None:
         """Give back connection window for ``n`` flow-controlled bytes ``side`` sent
@@ -419,19 +526,24 @@ class H2Relay:
         self._send(other(side), raw)
         if st is not None:
             self._drop_held(st)
-            self._hooks.closed(sid)
+            self._closed(sid)
 
     def _ended(self, sid: int, st: _Stream, side: Side) -> None:
         st.ended.add(side)
         if len(st.ended) == 2:
             self._streams.pop(sid, None)
-            self._hooks.closed(sid)
+            self._closed(sid)
+
+    def _closed(self, sid: int) -> None:
+        for side in ("client", "daemon"):
+            self._stream_credit.pop((side, sid), None)
+            self.surplus.pop((side, sid), None)
+        self._hooks.closed(sid)
 
     def _drop_held(self, st: _Stream) -> None:
         for side, direction in st.dirs.items():
             self._credit(side, direction.held_flow)
-            direction.held.clear()
-            direction.held_flow = 0
+            self._clear(direction)
             direction.holding = False
 
     # -- decisions ----------------------------------------------------------
@@ -440,14 +552,56 @@ class H2Relay:
         """The streams the relay still tracks (mediated, not yet over)."""
         return [sid for sid, st in self._streams.items() if not st.dead]
 
-    def release(self, sid: int) -> None:
-        """Send on what ``sid`` held, unchanged; its messages are judged again from here."""
+    def release(self, sid: int, replace: tuple[Side, bytes, bytes] | None = None) -> None:
+        """Send on what ``sid`` held; its messages are judged again from here.
+
+        ``replace`` is ``(side, held, new)``: that side holds its messages whole and
+        what it holds is exactly the one gRPC message ``held`` (payload); ``new`` goes
+        on in its place (see "Rewriting a message").  Anything else refuses the stream.
+        """
         st = self._streams.get(sid)
         if st is None or st.dead:
             return
+        if replace is not None:
+            side, held, new = replace
+            direction = st.dirs.get(side)
+            if direction is None or not direction.whole or \
+                    bytes(direction.held_data) != frame_message(held):
+                self.refuse(sid, "dockgate: the request dockgate rewrites is not the one it "
+                                 "held; the build is refused")
+                return
+            why = self._replace(sid, side, direction, frame_message(new))
+            if why is not None:
+                self.refuse(sid, why)
+                return
         for side, direction in st.dirs.items():
             direction.holding = False
             self._drain(side, direction)
+
+    def _replace(self, sid: int, side: Side, direction: _Direction, wire: bytes) -> str | None:
+        """Send ``wire`` in place of what ``direction`` held (None), or why it cannot."""
+        receiver = other(side)
+        stream_window = self._initial[receiver] + self._stream_credit.get((receiver, sid), 0)
+        if len(wire) > min(stream_window, self.window[receiver]):
+            return ("dockgate: the daemon's flow-control window has no room for the rewritten "
+                    "request; the build is refused")
+        size = self._max_frame[receiver]
+        chunks = [wire[i:i + size] for i in range(0, len(wire), size)] or [b""]
+        last = len(chunks) - 1
+        for n, chunk in enumerate(chunks):
+            flags = _END_STREAM if n == last and direction.held_end else 0
+            self._send(receiver, frame(0x0, flags, sid, chunk))
+        self.window[receiver] -= len(wire)
+        diff = len(wire) - direction.held_flow
+        if diff < 0:
+            self._credit(side, -diff)
+            if side not in self._streams[sid].ended:
+                self._send(side, window_update(sid, -diff))
+        elif diff > 0:
+            for key in ((receiver, 0), (receiver, sid)):
+                self.surplus[key] = self.surplus.get(key, 0) + diff
+        self._clear(direction)
+        return None
 
     def refuse(self, sid: int, message: str) -> None:
         """End ``sid``: PERMISSION_DENIED with ``message`` to the initiator, CANCEL to the
@@ -462,7 +616,7 @@ class H2Relay:
             self._send(self.initiator, denial_frames(sid, message, answered=st.answered))
         if self.initiator not in st.ended or responder not in st.ended:
             self._send(responder, rst_stream(sid))
-        self._hooks.closed(sid)
+        self._closed(sid)
 
 
 def _fragment(raw: bytes) -> bytes:

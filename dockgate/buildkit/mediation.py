@@ -24,6 +24,13 @@
     Other directories, exporter output, auth and SSH forwarding are relayed;
     ``TarStream`` and anything else is refused.
 
+For a tenant, the Control ``Solve`` and ``LLBBridge/Solve`` are held whole
+(``Plan.whole``): a solve whose exporters write an image, and each frontend
+sub-solve of that build, go on re-encoded with the frontend option
+``label:io.dockgate.owner=<tenant>`` (``Pending.rewrite``; the relay keeps
+HTTP/2 framing and flow control right), so the image is the tenant's whatever
+the client, the Dockerfile or its own ``--label`` said.
+
 A solve and its session meet in ``Builds`` (one per listener factory): the
 Control ``Solve`` names its session and its ``ref``, the gateway's calls carry
 that ``ref`` as ``buildid``, and the ``/session`` connection names its session
@@ -62,6 +69,8 @@ from dockgate.buildkit.solve import (
     decode_resolve_source_meta,
     decode_return_metadata,
     decode_secret_request,
+    return_has_result,
+    with_frontend_attr,
 )
 from dockgate.model import Peer
 from dockgate.policy.buildcontrol import (
@@ -71,7 +80,13 @@ from dockgate.policy.buildcontrol import (
     judge_solve,
 )
 from dockgate.policy.controls import DecisionContext
-from dockgate.tenancy import Tenant, buildkit_label_refusal, returned_config_refusal
+from dockgate.tenancy import (
+    OWNER_ATTR,
+    Tenant,
+    buildkit_label_refusal,
+    returned_config_refusal,
+    writes_image,
+)
 
 CONTROL = "/moby.buildkit.v1.Control/"
 BRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
@@ -183,6 +198,8 @@ class Pending:
     ref: str = ""
     session: str = ""
     kind: str = ""
+    rewrite: tuple[bytes, bytes] | None = None
+    """``(held, new)``: on release the request message ``held`` goes on as ``new``."""
 
 
 @dataclass
@@ -218,6 +235,8 @@ class SolveRecord:
     decisions: list[dict[str, Any]] = field(default_factory=list)
     open: list[tuple[Handle, int]] = field(default_factory=list)
     frontend_ask: SolveAsk | None = None
+    writes_image: bool = False
+    """Its Control Solve's exporters write an image on the daemon."""
 
 
 class Builds:
@@ -308,6 +327,7 @@ def audit_facts(record: SolveRecord, session: SessionInfo | None) -> dict[str, A
     """The audit record's ``build`` member for one solve: ``allowed`` and ``rule`` sum
     up its decisions (the first refusal's rule)."""
     refused = [d for d in record.decisions if not d["allowed"]]
+    sets = [f"{d['what']}: {s}" for d in record.decisions for s in d.get("set", ())]
     return {
         "ref": record.ref,
         "session": record.session,
@@ -316,12 +336,16 @@ def audit_facts(record: SolveRecord, session: SessionInfo | None) -> dict[str, A
         "decisions": record.decisions,
         "local_dirs": sorted(set(session.dirs)) if session else [],
         "secrets": sorted(set(session.secrets)) if session else [],
+        "set": sets,
     }
 
 
-def _decision(kind: str, verdict: BuildVerdict) -> dict[str, Any]:
-    return {"what": kind, "allowed": verdict.allowed, "rule": verdict.rule,
-            "message": verdict.message, "facts": dict(verdict.facts)}
+def _decision(kind: str, verdict: BuildVerdict, sets: tuple[str, ...] = ()) -> dict[str, Any]:
+    decision = {"what": kind, "allowed": verdict.allowed, "rule": verdict.rule,
+                "message": verdict.message, "facts": dict(verdict.facts)}
+    if sets:
+        decision["set"] = list(sets)
+    return decision
 
 
 def _refusal(message: str) -> BuildVerdict:
@@ -333,6 +357,10 @@ _BRIDGE_DECODERS: Mapping[str, Callable[[bytes, str], SolveAsk]] = {
     "image-config": decode_resolve_image_config,
     "source-meta": decode_resolve_source_meta,
 }
+
+
+class _NoFrontend(Exception):
+    """A tenant's image build without a frontend (the message is the refusal)."""
 
 
 class GrpcHooks:
@@ -368,6 +396,9 @@ class GrpcHooks:
         kind = JUDGED.get(path)
         if kind is not None:
             self._calls[stream] = (kind, _header(headers, BUILDID))
+            if kind in ("control", "bridge") and self.judge.tenant is not None:
+                # Held whole: its owner label may be set (``_owner_label``).
+                return Plan(frozenset({"client"}), whole=frozenset({"client"}))
             return Plan(frozenset({"client"}))
         if path in NOT_FOR_TENANTS and self.judge.tenant is not None:
             return (f"dockgate: BuildKit call {path} is daemon-wide (every tenant's builds) "
@@ -433,7 +464,10 @@ class GrpcHooks:
             # labels, for tenants (the refs in it were solved, and judged, before).
             why = None
             if j.tenant is not None:
-                why = returned_config_refusal(decode_return_metadata(payload), j.tenant.name)
+                build = self.builds.build_of(buildid, self.owner)
+                image = build is not None and build.writes_image and return_has_result(payload)
+                why = returned_config_refusal(decode_return_metadata(payload), j.tenant.name,
+                                              image=image)
             verdict = _refusal(why) if why else BuildVerdict(True, "allowed")
             self._note(buildid, "return", verdict, None)
             return Pending(stream, verdict, ref=buildid, kind=kind)
@@ -459,19 +493,48 @@ class GrpcHooks:
         if foreign is not None:
             verdict = _refusal(f"dockgate: {foreign} names a session of another caller "
                                "(the daemon would read that caller's files)")
+        rewrite: tuple[bytes, bytes] | None = None
         if verdict.allowed and j.tenant is not None:
-            # A frontend's sub-solve (buildx runs the dockerfile frontend this way)
-            # applies its own options' labels.
-            label = buildkit_label_refusal(ask.frontend_attrs, ask.exporters, j.tenant.name)
+            label = buildkit_label_refusal(ask.frontend_attrs, j.tenant.name)
             if label is not None:
                 verdict = BuildVerdict(False, label, rule="tenant-images", facts=verdict.facts)
+            else:
+                try:
+                    rewrite = self._owner_label(record, ask, payload, j.tenant.name)
+                except _NoFrontend as e:
+                    verdict = BuildVerdict(False, str(e), rule="tenant-images",
+                                           facts=verdict.facts)
         if ask.frontend:
             record.frontend_ask = ask
         record.open.append((self.handle, stream))
         if kind == "control":
             self._solves[stream] = record.ref
-        self._note(record.ref, kind, verdict, record)
-        return Pending(stream, verdict, ref=record.ref, session=record.session, kind=kind)
+        sets = (f"{OWNER_ATTR}={j.tenant.name}",) if rewrite and j.tenant is not None else ()
+        record.decisions.append(_decision(kind, verdict, sets))
+        return Pending(stream, verdict, ref=record.ref, session=record.session, kind=kind,
+                       rewrite=rewrite)
+
+    @staticmethod
+    def _owner_label(record: SolveRecord, ask: SolveAsk, payload: bytes, tenant: str
+                     ) -> tuple[bytes, bytes] | None:
+        """``(payload, rewritten)`` when the tenant's solve must carry its owner label.
+
+        A Control Solve whose exporters write an image gets it among its frontend
+        options; so does each frontend sub-solve of that build (buildx and compose run
+        the dockerfile frontend through the gateway with the same options, and return
+        the image config it made, labels and all: ``LLBBridge/Return``).  A client's
+        own value of that option is replaced.
+        """
+        if ask.via == "control":
+            record.writes_image = writes_image(ask.exporters)
+            if record.writes_image and not ask.frontend and ask.ops:
+                raise _NoFrontend(
+                    "dockgate: a tenant's build that writes an image needs a frontend (a raw "
+                    "LLB definition has no image config to carry the owner label); the build "
+                    "is refused")
+        if not record.writes_image or (ask.via == "bridge" and not ask.frontend):
+            return None
+        return payload, with_frontend_attr(payload, ask.via, OWNER_ATTR, tenant)
 
     def _note(self, ref: str, kind: str, verdict: BuildVerdict, record: SolveRecord | None
               ) -> None:

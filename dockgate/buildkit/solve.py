@@ -358,6 +358,27 @@ def decode_control_solve(payload: bytes) -> SolveAsk:
     )
 
 
+_ATTRS = {
+    "control": ("moby.buildkit.v1.SolveRequest", "FrontendAttrs", "Control/Solve"),
+    "bridge": ("moby.buildkit.v1.frontend.SolveRequest", "FrontendOpt", "LLBBridge/Solve"),
+}
+
+
+def with_frontend_attr(payload: bytes, via: Literal["control", "bridge"], key: str,
+                       value: str) -> bytes:
+    """A Control or LLBBridge Solve request body with frontend option ``key`` set to
+    ``value`` (replacing the client's), re-encoded (Undecodable as the decoders).
+
+    The request was parsed with unknown fields refused, so the new encoding carries
+    exactly the fields dockgate judged; it is serialized deterministically (map
+    entries sorted), which protobuf readers take as the same message.
+    """
+    full_name, attrs, what = _ATTRS[via]
+    req = _parse(full_name, payload, what)
+    getattr(req, attrs)[key] = value
+    return bytes(req.SerializeToString(deterministic=True))
+
+
 def decode_bridge_solve(payload: bytes, buildid: str) -> SolveAsk:
     """``/moby.buildkit.v1.frontend.LLBBridge/Solve`` request body → SolveAsk."""
     req = _parse("moby.buildkit.v1.frontend.SolveRequest", payload, "LLBBridge/Solve")
@@ -465,3 +486,10 @@ def decode_return_metadata(payload: bytes) -> Mapping[str, bytes]:
     exporter writes is there, under ``containerimage.config`` keys)."""
     req = _parse("moby.buildkit.v1.frontend.ReturnRequest", payload, "Return")
     return {str(k): bytes(v) for k, v in req.result.metadata.items()}
+
+
+def return_has_result(payload: bytes) -> bool:
+    """Whether an ``LLBBridge/Return`` request hands the exporter a result (a ref or refs),
+    not only an error."""
+    req = _parse("moby.buildkit.v1.frontend.ReturnRequest", payload, "Return")
+    return req.result.WhichOneof("result") is not None

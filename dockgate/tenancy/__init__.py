@@ -21,6 +21,7 @@ must be asked of the daemon, see ``dockgate.event_scope``).
 """
 
 from dockgate.tenancy.ownership import (
+    OWNER_ATTR,
     OWNER_LABEL,
     RESERVED_PREFIX,
     ObjectRef,
@@ -40,6 +41,7 @@ from dockgate.tenancy.ownership import (
     returned_config_refusal,
     scope_list,
     stamp,
+    writes_image,
 )
 from dockgate.tenancy.quota import (
     Usage,
@@ -51,6 +53,7 @@ from dockgate.tenancy.quota import (
 from dockgate.tenancy.tenants import Quotas, Tenant, TenantMap
 
 __all__ = [
+    "OWNER_ATTR",
     "OWNER_LABEL",
     "RESERVED_PREFIX",
     "ObjectRef",
@@ -78,4 +81,5 @@ __all__ = [
     "scope_list",
     "stamp",
     "usage_from_list",
+    "writes_image",
 ]

@@ -91,28 +91,31 @@ def _check_labels(labels: Any, where: str) -> dict[str, Any]:
 _IMAGE_EXPORTERS = frozenset({"image", "moby"})
 
 
-def buildkit_label_refusal(attrs: Mapping[str, str], exporters: Iterable[str],
-                           tenant: str) -> str | None:
-    """Why a tenant's BuildKit solve may not label or write its image as it asks, or None.
+def writes_image(exporters: Iterable[str]) -> bool:
+    """Whether a BuildKit solve's exporters write an image on the daemon."""
+    return not _IMAGE_EXPORTERS.isdisjoint(exporters)
 
-    dockgate relays a solve as it came (it cannot add a label to it, as it adds
-    the owner label to ``docker build``'s ``labels``), so a solve that writes an
-    image on the daemon must carry ``label:io.dockgate.owner=<tenant>`` itself
-    (``--label``): the frontend sets it last, over any Dockerfile ``LABEL``.  Any
-    other dockgate label, in any spelling, is refused.  (buildx's Control solve
-    names no frontend: it runs the dockerfile frontend through the gateway with
-    these same options.)
+
+OWNER_ATTR = f"label:{OWNER_LABEL}"
+"""The frontend option dockgate sets on a tenant's BuildKit solve that writes an image:
+the dockerfile frontend applies ``label:<key>=<value>`` options to the image config
+after the Dockerfile's ``LABEL`` instructions, so the image is the tenant's whatever
+the Dockerfile says."""
+
+
+def buildkit_label_refusal(attrs: Mapping[str, str], tenant: str) -> str | None:
+    """Why a tenant's BuildKit solve may not label its image as it asks, or None.
+
+    ``label:io.dockgate.owner`` itself is not refused: dockgate sets it to the
+    tenant (``OWNER_ATTR``) on a solve that writes an image, over whatever the
+    client sent, as it does for ``docker build``'s ``labels``.  Any other dockgate
+    label, in any spelling, is refused.
     """
-    for key, value in attrs.items():
-        if key.startswith("label:") and is_reserved_label(key[len("label:"):]) and \
-                not (key == f"label:{OWNER_LABEL}" and value == tenant):
+    for key in attrs:
+        if key.startswith("label:") and key != OWNER_ATTR and \
+                is_reserved_label(key[len("label:"):]):
             return (f"dockgate: label {key[len('label:'):]!r} is reserved for dockgate "
-                    f"({OWNER_LABEL} is the tenant's: {tenant})")
-    if _IMAGE_EXPORTERS.isdisjoint(exporters):
-        return None
-    if attrs.get(f"label:{OWNER_LABEL}") != tenant:
-        return (f"dockgate: a tenant's BuildKit image must carry its owner label, which "
-                f"dockgate cannot add to a BuildKit build: add --label {OWNER_LABEL}={tenant}")
+                    f"({OWNER_LABEL} is set from the caller's tenant: {tenant})")
     return None
 
 
@@ -130,14 +133,22 @@ def _go_field(doc: Any, name: str) -> Any:
     return found
 
 
-def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str) -> str | None:
+def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
+                            image: bool = False) -> str | None:
     """Why a tenant's client-side build may not return this result, or None.
 
     The exporter writes the image config the client returns (``LLBBridge/Return``
     metadata, ``containerimage.config`` and its per-platform keys), labels and
     all: a dockgate label other than the tenant's own owner label would forge
-    the image's ownership.  A config dockgate cannot read is refused.
+    the image's ownership.  When the build writes an image (``image``), each
+    config must carry the owner label (dockgate set it on the frontend's solve;
+    a client that built its config otherwise would make an image no tenant
+    owns), and a result without any config is refused (the exporter would write an
+    image with no labels at all).  A config dockgate cannot read is refused.
     """
+    if image and not any(key.startswith(_IMAGE_CONFIG_KEY) for key in metadata):
+        return (f"dockgate: a tenant's build that writes an image must return its image "
+                f"config (it carries {OWNER_LABEL}); build the image with a frontend")
     for key, raw in metadata.items():
         if not key.startswith(_IMAGE_CONFIG_KEY):
             continue
@@ -152,6 +163,10 @@ def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str) -> str |
             if is_reserved_label(str(name)) and not (name == OWNER_LABEL and value == tenant):
                 return (f"dockgate: label {name!r} of the returned image config is reserved "
                         f"for dockgate ({OWNER_LABEL} is the tenant's: {tenant})")
+        if image and labels.get(OWNER_LABEL) != tenant:
+            return (f"dockgate: the image config {key!r} a tenant's build returns lacks "
+                    f"{OWNER_LABEL}={tenant} (dockgate sets it through the frontend's "
+                    f"{OWNER_ATTR} option; build the image with a frontend that applies it)")
     return None
 
 

@@ -13,10 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from support.grpcsolve import files_definition, solve_request
 
 from dockgate.buildkit.messages import message_class
-from dockgate.buildkit.solve import decode_control_solve, decode_return_metadata
+from dockgate.buildkit.solve import (
+    Undecodable,
+    decode_bridge_solve,
+    decode_control_solve,
+    decode_return_metadata,
+    with_frontend_attr,
+)
 from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import judge_solve
 from dockgate.tenancy import buildkit_label_refusal, returned_config_refusal
@@ -79,18 +86,36 @@ def test_dockerfile_input_dockgate_cannot_read_is_refused() -> None:
 
 
 def test_tenant_build_labels() -> None:
-    """A tenant's solve that writes an image must carry its own owner label (dockgate
-    cannot add it); any other dockgate label, in any spelling, is refused; a solve that
-    writes no image needs none."""
-    own = {"label:io.dockgate.owner": "teama"}
-    assert buildkit_label_refusal(own, ("moby",), "teama") is None
-    assert buildkit_label_refusal({}, ("local",), "teama") is None
-    missing = buildkit_label_refusal({}, ("moby",), "teama")
-    assert missing is not None and "--label io.dockgate.owner=teama" in missing
-    for attrs in ({"label:io.dockgate.owner": "teamb"}, {**own, "label:IO.Dockgate.Owner": "b"},
-                  {**own, "label:io.dockgate.other": "x"}):
-        why = buildkit_label_refusal(attrs, (), "teama")
+    """A tenant's solve may name ``label:io.dockgate.owner`` (dockgate sets it over the
+    client's value, whatever that was); any other dockgate label, in any spelling, is
+    refused; a solve without dockgate labels passes."""
+    assert buildkit_label_refusal({}, "teama") is None
+    for value in ("teama", "teamb"):
+        assert buildkit_label_refusal({"label:io.dockgate.owner": value}, "teama") is None
+    for attrs in ({"label:IO.Dockgate.Owner": "b"}, {"label:io.dockgate.other": "x"}):
+        why = buildkit_label_refusal(attrs, "teama")
         assert why is not None and "reserved for dockgate" in why, attrs
+
+
+def test_owner_label_is_set_in_the_reencoded_solve() -> None:
+    """``with_frontend_attr`` sets the frontend option on a Control and an LLBBridge
+    Solve, replacing the client's value, and keeps every other field as decoded."""
+    req = solve_request("r", attrs={"label:io.dockgate.owner": "teamb", "target": "t"},
+                        exporter=("moby", {"name": "x:1"}))
+    new = with_frontend_attr(req, "control", "label:io.dockgate.owner", "teama")
+    ask, before = decode_control_solve(new), decode_control_solve(req)
+    assert ask.frontend_attrs == {"label:io.dockgate.owner": "teama", "target": "t"}
+    assert (ask.exporters, ask.exporter_attrs, ask.ref, ask.frontend) == \
+        (before.exporters, before.exporter_attrs, before.ref, before.frontend)
+    bridge = message_class("moby.buildkit.v1.frontend.SolveRequest")()
+    bridge.Frontend = "dockerfile.v0"
+    bridge.FrontendOpt["label:a"] = "b"
+    new = with_frontend_attr(bridge.SerializeToString(), "bridge", "label:io.dockgate.owner",
+                             "teama")
+    assert decode_bridge_solve(new, "id").frontend_attrs == {
+        "label:a": "b", "label:io.dockgate.owner": "teama"}
+    with pytest.raises(Undecodable):
+        with_frontend_attr(b"\xff\xff", "control", "k", "v")
 
 
 def test_exporter_names_and_pushes() -> None:
@@ -112,7 +137,8 @@ def _return(metadata: dict[str, bytes]) -> bytes:
 def test_returned_image_config_labels_of_a_tenant() -> None:
     """The image config a client-side build returns is what the exporter writes: its
     dockgate labels are read as Go reads the JSON (keys of the struct fields in any
-    case, the last one winning) and only the tenant's own owner label passes."""
+    case, the last one winning) and only the tenant's own owner label passes; when the
+    build writes an image, the config must carry it."""
     def why(config: str) -> str | None:
         meta = decode_return_metadata(_return({"containerimage.config/linux/amd64":
                                                config.encode(), "other": b"\xff"}))
@@ -125,6 +151,13 @@ def test_returned_image_config_labels_of_a_tenant() -> None:
                    '"CONFIG": {"labels": {"io.dockgate.owner": "teamb"}}}',
                    '{"config": {"Labels": {"IO.DOCKGATE.owner": "teama"}}}'):
         assert "reserved for dockgate" in (why(forged) or ""), forged
+    def image(config: str) -> str | None:
+        meta = decode_return_metadata(_return({"containerimage.config": config.encode()}))
+        return returned_config_refusal(meta, "teama", image=True)
+
+    assert image('{"config": {"Labels": {"io.dockgate.owner": "teama"}}}') is None
+    assert "lacks io.dockgate.owner=teama" in (image('{"config": {}}') or "")
+    assert "must return its image config" in (returned_config_refusal({}, "teama", True) or "")
     assert "not JSON" in (why("{nope") or "")
 
 

@@ -9,6 +9,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from hyperframe.frame import DataFrame, Frame
 
 from dockgate.buildkit.grpcwire import MessageReader, Unreadable, frame_message
 from dockgate.buildkit.h2relay import H2Relay, Plan, RelayError, Side, grpc_message
@@ -28,6 +29,8 @@ class Hooks:
             return "dockgate: denied by policy test rule r: no"
         if path.startswith("/judged/"):
             return Plan(frozenset({"client"}))
+        if path.startswith("/whole/"):
+            return Plan(frozenset({"client"}), whole=frozenset({"client"}))
         return None
 
     def message(self, stream: int, side: Side, payload: bytes) -> bool:
@@ -214,3 +217,140 @@ def test_message_reader() -> None:
     with pytest.raises(Unreadable):
         reader.end()
     assert grpc_message("é%\n") == b"%C3%A9%25%0A"
+
+
+# -- rewriting a held message ------------------------------------------------------
+
+
+def _data_frames(wire: bytes) -> list[DataFrame]:
+    """The DATA frames in ``wire`` (bytes the relay sent one side), parsed with hyperframe."""
+    out: list[DataFrame] = []
+    pos = 0
+    while pos < len(wire):
+        f, length = Frame.parse_frame_header(memoryview(wire[pos:pos + 9]))
+        f.parse_body(memoryview(wire[pos + 9:pos + 9 + length]))
+        if isinstance(f, DataFrame):
+            out.append(f)
+        pos += 9 + length
+    return out
+
+
+def _acknowledge(pair: Pair) -> None:
+    """The daemon reads everything it got: h2 sends the WINDOW_UPDATEs it owes."""
+    for e in pair.of("server", h2.events.DataReceived):
+        pair.server.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+    pair.events["server"].clear()
+    pair.pump()
+
+
+def _rewritten(body: bytes, extra: int) -> tuple[Pair, int, bytes, bytes]:
+    """A whole-held call of ``body`` released as ``body`` grown by ``extra`` bytes (shrunk,
+    when negative): (pair, stream, what the daemon got on the wire, the new body)."""
+    pair = Pair(Hooks())
+    sid = pair.call("/whole/Solve", body)
+    pair.pump()
+    assert not pair.of("server", h2.events.DataReceived)  # held from the first byte
+    new = body + b"+" * extra if extra >= 0 else body[:extra]
+    pair.relay.release(sid, ("client", body, new))
+    wire = pair.relay.take("daemon")
+    pair.events["server"] += pair.server.receive_data(wire)
+    pair.pump()
+    return pair, sid, wire, new
+
+
+def test_split_message_is_replaced_in_frames_the_daemon_accepts() -> None:
+    """A message the client split over three DATA frames is held whole and goes on as the
+    new message, in DATA frames no larger than the daemon's SETTINGS_MAX_FRAME_SIZE,
+    END_STREAM on the last as the client's had it; the daemon's h2 reads it whole."""
+    body = b"s" * 40000
+    pair, sid, wire, new = _rewritten(body, 3000)
+    frames = _data_frames(wire)
+    assert len(frames) == 3 and all(len(f.data) <= 16384 for f in frames)
+    assert ["END_STREAM" in f.flags for f in frames] == [False, False, True]
+    got = b"".join(e.data for e in pair.of("server", h2.events.DataReceived))
+    assert got == frame_message(new)
+    assert [e.stream_id for e in pair.of("server", h2.events.StreamEnded)] == [sid]
+
+
+def test_grown_message_surplus_is_held_back_from_window_updates() -> None:
+    """The daemon returns credit for the bytes it got (the client's plus the surplus);
+    the client gets credit for exactly what it sent: its view of the connection window
+    never exceeds the daemon's."""
+    body = b"g" * 40000
+    pair, _, _, _ = _rewritten(body, 3000)
+    _acknowledge(pair)
+    assert pair.client.outbound_flow_control_window == pair.server.inbound_flow_control_window
+    assert not pair.relay.surplus.get(("daemon", 0))
+
+
+def test_shrunk_message_difference_is_credited_by_dockgate() -> None:
+    """A message that went on shorter: the daemon never acknowledges the bytes it did not
+    get, so dockgate gives the client that difference itself."""
+    body = b"k" * 40000
+    pair, _, _, _ = _rewritten(body, -3000)
+    _acknowledge(pair)
+    assert pair.client.outbound_flow_control_window == pair.server.inbound_flow_control_window
+
+
+def test_client_data_waits_for_the_window_the_surplus_took() -> None:
+    """After a grown rewrite the client believes it has more window than the daemon
+    gave: a DATA frame that would overrun the daemon's window waits until the daemon's
+    next WINDOW_UPDATE (h2 on the daemon's side would end the connection on an
+    overrun), then goes on unchanged."""
+    body = b"w" * 60000
+    pair, _, _, _ = _rewritten(body, 2000)
+    room = pair.client.outbound_flow_control_window
+    assert room > pair.relay.window["daemon"]  # the surplus: what the client may overrun
+    sid = pair.call("/svc/Status", b"z" * (room - 5))
+    pair.pump()
+    assert not [e for e in pair.of("server", h2.events.DataReceived) if e.stream_id == sid]
+    _acknowledge(pair)
+    got = b"".join(e.data for e in pair.events["server"]
+                   if isinstance(e, h2.events.DataReceived) and e.stream_id == sid)
+    assert got == frame_message(b"z" * (room - 5))
+    _acknowledge(pair)
+    assert pair.client.outbound_flow_control_window == pair.server.inbound_flow_control_window
+
+
+def test_compressed_whole_message_is_refused() -> None:
+    """A compressed gRPC message on a stream held whole is one dockgate cannot decode,
+    so cannot rewrite: the call is refused and nothing reaches the daemon."""
+    hooks = Hooks()
+    pair = Pair(hooks)
+    sid = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                   (":path", "/whole/Solve"), (":authority", "d"),
+                                   ("grpc-encoding", "gzip")])
+    pair.client.send_data(sid, b"\x01\x00\x00\x00\x02zz", end_stream=True)
+    pair.pump()
+    assert not pair.of("server", h2.events.DataReceived) and not hooks.messages
+    answer = pair.of("client", h2.events.ResponseReceived)[0]
+    assert any(k == b"grpc-message" and b"compressed" in v for k, v in answer.headers)
+
+
+def test_rewrite_of_a_message_not_held_is_refused() -> None:
+    """``release`` replacing a message other than the one held (a caller's mistake)
+    refuses the stream instead of sending either."""
+    pair = Pair(Hooks())
+    sid = pair.call("/whole/Solve", b"real")
+    pair.pump()
+    pair.relay.release(sid, ("client", b"other", b"new"))
+    pair.pump()
+    assert not pair.of("server", h2.events.DataReceived)
+    assert pair.of("server", h2.events.StreamReset)
+
+
+def test_whole_message_larger_than_the_window_is_refused() -> None:
+    """A message held whole that the client cannot finish without credit dockgate
+    withholds is refused with a message that says so (never a hang)."""
+    pair = Pair(Hooks())
+    sid = pair.client.get_next_available_stream_id()
+    pair.client.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                   (":path", "/whole/Solve"), (":authority", "d")])
+    wire = b"\x00" + (100000).to_bytes(4, "big") + b"x" * (65535 - 5)  # the whole window
+    for i in range(0, len(wire), 16000):
+        pair.client.send_data(sid, wire[i:i + 16000])
+    pair.pump()
+    assert not pair.of("server", h2.events.DataReceived)
+    answer = pair.of("client", h2.events.ResponseReceived)[0]
+    assert any(k == b"grpc-message" and b"flow-control" in v for k, v in answer.headers)

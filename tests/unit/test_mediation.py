@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from google.protobuf import wrappers_pb2
-from support.grpcsolve import solve_request
+from support.grpcsolve import files_definition, solve_request
 
 from dockgate.buildkit import mediation
 from dockgate.buildkit.connection import build_judge
 from dockgate.buildkit.h2relay import Plan
 from dockgate.buildkit.messages import message_class
+from dockgate.buildkit.solve import decode_bridge_solve, decode_control_solve
 from dockgate.model import Peer
 from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import BuildVerdict
@@ -280,3 +281,50 @@ def test_gateway_calls_for_another_callers_running_build_are_refused() -> None:
     assert isinstance(refused, str) and "belongs to another caller" in refused
     assert hooks.opened(3, [(":path", read), (mediation.BUILDID, "alices-ref")]) is None
     assert hooks.opened(5, [(":path", read), (mediation.BUILDID, "later")]) is None
+
+
+def test_tenants_image_solves_get_the_owner_label() -> None:
+    """A tenant's Control Solve that writes an image is held whole and released rewritten
+    with ``label:io.dockgate.owner=<tenant>`` (over a forged value), noted as a ``set`` in
+    the audit facts; so is a frontend sub-solve of that build.  A solve that writes no
+    image, and an admin's, go on unchanged; a tenant's raw LLB image build (no frontend,
+    so no image config to carry the label) is refused."""
+    policy = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
+                                 "baseline.yaml"))
+    builds = mediation.Builds()
+    judge = mediation.Judge(policy, None, owner="teama", tenant=Tenant("teama"))
+    hooks = mediation.GrpcHooks(judge, builds, Handle())
+    assert hooks.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(
+        frozenset({"client"}), whole=frozenset({"client"}))
+    forged = solve_request("r1", attrs={"label:io.dockgate.owner": "teamb"},
+                           exporter=("moby", {"name": "a:1"}))
+    hooks.message(1, "client", forged)
+    hooks.opened(3, [(":path", mediation.CONTROL_SOLVE)])
+    hooks.message(3, "client", solve_request("r2", exporter=("local", {})))
+    image, local = hooks.pending
+    assert image.verdict.allowed and image.rewrite is not None
+    held, new = image.rewrite
+    assert held == forged
+    assert decode_control_solve(new).frontend_attrs["label:io.dockgate.owner"] == "teama"
+    assert local.verdict.allowed and local.rewrite is None
+    bridge = message_class("moby.buildkit.v1.frontend.SolveRequest")()
+    bridge.Frontend = "dockerfile.v0"
+    hooks.opened(5, [(":path", mediation.BRIDGE + "Solve"), (mediation.BUILDID, "r1")])
+    hooks.message(5, "client", bridge.SerializeToString())
+    sub = hooks.pending[-1]
+    assert sub.rewrite is not None and decode_bridge_solve(sub.rewrite[1], "r1").frontend_attrs \
+        == {"label:io.dockgate.owner": "teama"}
+    facts = mediation.audit_facts(builds.solves["r1"], None)
+    assert facts["set"] == ["control: label:io.dockgate.owner=teama",
+                            "bridge: label:io.dockgate.owner=teama"]
+    raw = message_class("moby.buildkit.v1.SolveRequest")()
+    raw.Ref = "r4"
+    raw.Definition.CopyFrom(files_definition({"f": "x"}))
+    raw.ExporterDeprecated = "moby"
+    hooks.opened(7, [(":path", mediation.CONTROL_SOLVE)])
+    hooks.message(7, "client", raw.SerializeToString())
+    assert "needs a frontend" in hooks.pending[-1].verdict.message
+    admin = mediation.GrpcHooks(mediation.Judge(policy, None, owner="ops"), builds, Handle())
+    assert admin.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
+    admin.message(1, "client", solve_request("r3", exporter=("moby", {"name": "b:1"})))
+    assert admin.pending[-1].rewrite is None
