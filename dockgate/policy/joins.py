@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dockgate.jsonstrict import dumps
+from dockgate.admission.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Endpoint
 
 JOIN_MODES = ("NetworkMode", "PidMode", "IpcMode")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dockgate.audit_redact import Redactor
-from dockgate.audit_schema import build_record
+from dockgate.admission.routes import ROUTES
+from dockgate.audit.redact import Redactor
+from dockgate.audit.schema import build_record
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Endpoint, Peer
-from dockgate.routes import ROUTES
 
 _PARAM = re.compile(r"\{[^}]*\}")
 

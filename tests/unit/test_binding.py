@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dockgate.binding import Pending, bind_exec, checked_image, verify_created
 from dockgate.model import CanonicalRequest, Endpoint
+from dockgate.proxy.binding import Pending, bind_exec, checked_image, verify_created
 
 FULL = "a" * 64
 IMG = "sha256:" + "b" * 64

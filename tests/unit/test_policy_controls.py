@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from dockgate.decision import decide as gate
 from dockgate.model import CanonicalRequest, Decision, Endpoint, Peer
 from dockgate.policy import DecisionContext
 from dockgate.policy.controls import DEFAULT_MASKED, DEFAULT_READONLY
+from dockgate.policy.decision import decide as gate
 from dockgate.policy.rules import CompiledPolicy, compile_policy
 from dockgate.policy.source import parse_yaml
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from dockgate.decision import Policy, decide
 from dockgate.model import CanonicalRequest, Endpoint, Peer
 from dockgate.policy import PolicyError, PolicyHolder, load_policy
+from dockgate.policy.decision import Policy, decide
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER = Peer("main", "unix", "@")

@@ -6,9 +6,9 @@ import json
 
 from dockgate.model import CanonicalRequest, Endpoint, Peer
 from dockgate.policy import load_policy
+from dockgate.policy.redact import EventRedactor, Redaction, rules_for, transform
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
-from dockgate.redact import EventRedactor, Redaction, rules_for, transform
 
 ALL = Redaction({"env": True, "exec_commands": True})
 PEER = Peer("main", "unix", "@", uid=1000, gid=1000)

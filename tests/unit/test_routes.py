@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockgate.admission import ApiContext, admit_head, is_json_media_type
+from dockgate.admission.admit import ApiContext, admit_head, is_json_media_type
+from dockgate.admission.routes import ENDPOINTS, ROUTES, match
+from dockgate.admission.versions import MAX_API_VERSION
 from dockgate.errors import BadRequest, DockgateError, Forbidden, MethodNotAllowed, NotFound
 from dockgate.model import Endpoint
-from dockgate.routes import ENDPOINTS, ROUTES, match
-from dockgate.versions import MAX_API_VERSION
 
 CTX = ApiContext("1.51")
 

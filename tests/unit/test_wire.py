@@ -1,11 +1,11 @@
-"""Unit tests for dockgate.wire: raw head checks and hop-by-hop handling."""
+"""Unit tests for dockgate.http1.wire: raw head checks and hop-by-hop handling."""
 
 from __future__ import annotations
 
 import pytest
 
-from dockgate import wire
 from dockgate.errors import BadRequest, HeadTooLarge
+from dockgate.http1 import wire
 
 OK_HEADS = [
     b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
