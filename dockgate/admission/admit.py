@@ -59,14 +59,14 @@ from dockgate.admission.versions import (
     parse_version,
 )
 from dockgate.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
+from dockgate.http1 import wire
 from dockgate.memo import SMALL, Memo
 from dockgate.model import CanonicalRequest
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "content-length", "host", "expect",
-})
-"""Headers that never pass through; the I/O layer re-adds framing and Host."""
+NEVER_FORWARDED = frozenset(
+    {name.decode("latin-1") for name in wire.HOP_BY_HOP} | {"content-length", "host", "expect"})
+"""Headers that never pass through: the connection's own (``wire.HOP_BY_HOP``, the
+one hop-by-hop set) and framing, Host and Expect, which the I/O layer writes anew."""
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"})
 
@@ -115,10 +115,10 @@ def _headers(
         value = raw_value.decode("latin-1")
         decoded.append((name, value))
         if name == "connection":
-            named.update(t.strip().lower() for t in value.split(",") if t.strip())
+            named.update(t.decode("latin-1") for t in wire.tokens(raw_value))
     kept: list[tuple[str, str]] = []
     for name, value in decoded:
-        if name in HOP_BY_HOP or name in named:
+        if name in NEVER_FORWARDED or name in named:
             continue
         if name == "content-type":
             if content_type is not None:

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dockgate.http1.wire import FIELD_VALUE, TOKEN
+from dockgate.http1.wire import FIELD_VALUE, TOKEN, tokens
 from dockgate.memo import SMALL, Memo
 
 __all__ = [
@@ -416,10 +416,8 @@ class ResponseReader(Framed):
                 lengths += [v.strip(b" \t") for v in value.split(b",")]
             elif name == b"transfer-encoding":
                 encodings += [v.strip(b" \t").lower() for v in value.split(b",")]
-            elif name == b"connection":
-                tokens = {v.strip(b" \t").lower() for v in value.split(b",")}
-                if b"close" in tokens:
-                    close = True
+            elif name == b"connection" and b"close" in tokens(value):
+                close = True
         keep_alive = not close
         if self._head_request or head.status in (204, 304):
             return ST_ENDING, 0, keep_alive

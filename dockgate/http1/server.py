@@ -121,8 +121,7 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
         if name == b"host":
             hosts += 1
         elif name == b"connection":
-            tokens = {t.strip(b" \t").lower() for t in value.split(b",")}
-            if b"close" in tokens:
+            if b"close" in wire.tokens(value):
                 keep_alive = False
         elif name == b"expect" and value.lower() == b"100-continue":
             expect = True

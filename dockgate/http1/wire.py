@@ -111,12 +111,19 @@ def check_request_head(head: bytes) -> None:
             )
 
 
+def tokens(value: bytes) -> frozenset[bytes]:
+    """The lower-cased members of a comma-separated header value (``Connection``,
+    ``Transfer-Encoding``), optional whitespace stripped and empty members dropped
+    (RFC 9110 5.6.1): the one reading of a token list, for both roles."""
+    return frozenset(t for t in (m.strip(b" \t").lower() for m in value.split(b",")) if t)
+
+
 def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lower-cased header names listed in any Connection header."""
     names: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
-            names.update(t.strip().lower() for t in value.split(b",") if t.strip())
+            names.update(tokens(value))
     return frozenset(names)
 
 
