@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dockgate.model import BodyKind, Endpoint
+from dockgate.model import BodyKind, Operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class Route:
         params: names of the path parameters, in order.
     """
 
-    endpoint: Endpoint
+    endpoint: Operation
     pattern: re.Pattern[str]
     loose: re.Pattern[str]
     params: tuple[str, ...]
@@ -213,7 +213,7 @@ def _build() -> tuple[Route, ...]:
     routes = []
     for ident, method, template, body, hijack, since, until in _TABLE:
         pattern, loose, names = _compile(template)
-        ep = Endpoint(ident, method, template.replace("*}", "}"), body, hijack, since, until)
+        ep = Operation(ident, method, template.replace("*}", "}"), body, hijack, since, until)
         routes.append(Route(ep, pattern, loose, names))
     return tuple(routes)
 
@@ -221,7 +221,7 @@ def _build() -> tuple[Route, ...]:
 ROUTES: tuple[Route, ...] = _build()
 """All routes, in the daemon's matching order (first match wins)."""
 
-ENDPOINTS: dict[str, Endpoint] = {r.endpoint.id: r.endpoint for r in ROUTES}
+ENDPOINTS: dict[str, Operation] = {r.endpoint.id: r.endpoint for r in ROUTES}
 """Endpoints by id."""
 
 _BY_LITERAL: dict[tuple[str, str], Route] = {

@@ -17,7 +17,7 @@ import pytest
 from dockgate.buildctx import ContextCheck, ContextError, parse
 from dockgate.buildctx.tarscan import TarScanner
 from dockgate.errors import Forbidden, NotFound
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import DecisionContext, PolicyError, load_policy
 from dockgate.policy import joins as J
 from dockgate.policy.hostpaths import literal_root, root_problem, symlink_below
@@ -36,7 +36,7 @@ def policy(text: str) -> CompiledPolicy:
 
 def req(eid: str, body: Any = None, query: tuple[tuple[str, str], ...] = (),
         params: dict[str, str] | None = None) -> CanonicalRequest:
-    ep = Endpoint(eid, "POST", "/x", "json" if body is not None else "none")
+    ep = Operation(eid, "POST", "/x", "json" if body is not None else "none")
     return CanonicalRequest("POST", ep, "/x", params=params or {}, query=query, body=body)
 
 
@@ -148,7 +148,7 @@ def test_dockerfile_facts() -> None:
 
 def _build(query: tuple[tuple[str, str], ...], dockerfile: str | None) -> str:
     ctx = DecisionContext(dockerfile=parse(dockerfile) if dockerfile is not None else None)
-    ep = Endpoint("image.build", "POST", "/build", "stream")
+    ep = Operation("image.build", "POST", "/build", "stream")
     return BASELINE.decide(CanonicalRequest("POST", ep, "/build", query=query), PEER, ctx).reason
 
 
@@ -279,7 +279,7 @@ def test_check_joins_judges_the_target_and_its_chain() -> None:
         run(check_joins(create("container:nope"), BASELINE, PEER, fetch))
     with pytest.raises(Forbidden, match="container 'x' does not pass"):
         run(check_joins(req("container.start", None, params={"id": "x"}), BASELINE, PEER, fetch))
-    start = Endpoint("container.start", "POST", "/containers/{id}/start")
+    start = Operation("container.start", "POST", "/containers/{id}/start")
     started = run(check_joins(CanonicalRequest("POST", start, "/containers/o/start",
                                                params={"id": "o"}), BASELINE, PEER, fetch))
     assert started.path == f"/containers/{'o' * 64}/start"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dockgate.model import CanonicalRequest, Decision, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Decision, Operation, Peer
 from dockgate.policy import DecisionContext
 from dockgate.policy.controls import DEFAULT_MASKED, DEFAULT_READONLY
 from dockgate.policy.decision import decide as gate
@@ -22,7 +22,7 @@ def rule(control: str, mode: str = "enforce", extra: str = "") -> CompiledPolicy
 
 
 def req(eid: str, body: Any = None, query: tuple[tuple[str, str], ...] = ()) -> CanonicalRequest:
-    ep = Endpoint(eid, "POST", "/x", "json" if body is not None else "none")
+    ep = Operation(eid, "POST", "/x", "json" if body is not None else "none")
     return CanonicalRequest("POST", ep, "/x", query=query, body=body)
 
 
