@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_admission import BODY
 
-from dockgate.admission import ApiContext, admit_body, admit_head
-from dockgate.audit import JsonLinesAudit, NullAudit
-from dockgate.audit_rules import AuditPolicy, AuditRule, Choice
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
+from dockgate.audit.rules import AuditPolicy, AuditRule, Choice
+from dockgate.audit.sink import JsonLinesAudit, NullAudit
 from dockgate.model import AuditEvent, Decision, Peer
 
 PEER = Peer("unix:/run/dockgate.sock", "unix", "unix:pid=1", pid=1, uid=1000, gid=1000)

@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from twisted.internet.defer import succeed
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from dockgate.audit import JsonLinesAudit, NullAudit
-from dockgate.metrics import MetricsAudit
-from dockgate.oplog import AccessLog
+from dockgate.audit.sink import JsonLinesAudit, NullAudit
 from dockgate.policy import load_policy
-from dockgate.protocol import ProxyServerFactory
-from dockgate.server import ProxySettings
+from dockgate.proxy.protocol import ProxyServerFactory
+from dockgate.proxy.settings import ProxySettings
+from dockgate.service.metrics import MetricsAudit
+from dockgate.service.oplog import AccessLog
 
 ROOT = Path(__file__).resolve().parent.parent
 PING = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: Docker-Client/28.5.2 (linux)\r\n\r\n"

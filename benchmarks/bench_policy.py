@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dockgate.model import CanonicalRequest, Endpoint, Peer  # noqa: E402
+from dockgate.model import CanonicalRequest, Operation, Peer  # noqa: E402
 from dockgate.policy import load_policy  # noqa: E402
 
 BUDGET_MS = 0.2
@@ -41,7 +41,7 @@ TYPICAL_CREATE = {
 def per_decision_ms(policy_name: str, n: int = 20000) -> float:
     """Best-of-5 mean cost of one decision, in milliseconds."""
     policy = load_policy(str(ROOT / "policies" / f"{policy_name}.yaml"))
-    ep = Endpoint("container.create", "POST", "/containers/create", "json")
+    ep = Operation("container.create", "POST", "/containers/create", "json")
     req = CanonicalRequest("POST", ep, "/containers/create", "1.47", {}, (("name", "web"),),
                            body=TYPICAL_CREATE)
     peer = Peer("main", "unix", "@", uid=1000, gid=1000)

@@ -27,7 +27,7 @@ Transport = Literal["unix", "tcp", "tls"]
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class Operation:
     """One operation of the Engine API, as the route table knows it.
 
     Attributes:
@@ -93,7 +93,7 @@ class CanonicalRequest:
     """
 
     method: str
-    endpoint: Endpoint
+    endpoint: Operation
     path: str
     version: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)

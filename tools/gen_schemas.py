@@ -1,4 +1,4 @@
-"""Generate dockgate/schemas/v<snapshot>.json from the reference OpenAPI specs.
+"""Generate dockgate/admission/schemas/v<snapshot>.json from the reference OpenAPI specs.
 
 Usage: python tools/gen_schemas.py [/path/to/reference-dir]
 
@@ -24,10 +24,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dockgate.routes import ROUTES, endpoint_for
+from dockgate.admission.routes import ROUTES, endpoint_for
 
 SNAPSHOTS = ("1.41", "1.51")
-OUT = Path(__file__).resolve().parent.parent / "dockgate" / "schemas"
+OUT = Path(__file__).resolve().parent.parent / "dockgate" / "admission" / "schemas"
 _KEEP_FORMATS = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
 
 # Go types of JSON-valued query parameters, so their keys are resolved (and

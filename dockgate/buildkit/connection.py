@@ -20,7 +20,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from dockgate.audit_schema import principal_of
+from dockgate.audit.schema import principal_of
 from dockgate.buildkit.h2relay import H2Relay, RelayError, Side
 from dockgate.buildkit.mediation import (
     Builds,
@@ -32,13 +32,13 @@ from dockgate.buildkit.mediation import (
 from dockgate.model import AuditEvent, Peer
 from dockgate.policy.buildcontrol import BuildVerdict
 from dockgate.policy.controls import DecisionContext
-from dockgate.splice import Splice
+from dockgate.proxy.splice import Splice
 from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.ownership import ObjectRef
 
 if TYPE_CHECKING:
-    from dockgate.protocol import Exchange, ProxyServerProtocol
-    from dockgate.upstream import UpstreamConnection
+    from dockgate.proxy.protocol import Exchange, ProxyServerProtocol
+    from dockgate.proxy.upstream import UpstreamConnection
 
 log = Logger()
 

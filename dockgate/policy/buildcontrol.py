@@ -46,7 +46,7 @@ from typing import Any
 from dockgate.buildctx.dockerfile import DockerfileFacts
 from dockgate.buildkit.facts import BuildKitFacts, container_facts, dockerfile_facts, solve_facts
 from dockgate.buildkit.solve import ContainerAsk, SolveAsk
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import spelling
 from dockgate.policy.controls import Check, DecisionContext, Finding, _image_pattern
 from dockgate.policy.facts import Facts, extract
@@ -229,7 +229,7 @@ class BuildVerdict:
     image_names: tuple[str, ...] = ()
 
 
-_BUILD = Endpoint(BUILD_ENDPOINT, "POST", "/build", "stream")
+_BUILD = Operation(BUILD_ENDPOINT, "POST", "/build", "stream")
 _AS_BUILD = CanonicalRequest("POST", _BUILD, "/build")
 _NO_PEER = Peer("", "unix", "")
 

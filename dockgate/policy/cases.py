@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.buildctx import parse as parse_dockerfile
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy.controls import DaemonFacts, DecisionContext
 from dockgate.policy.rules import load_policy
 from dockgate.policy.source import PolicyError, read_yaml, schema_problems
@@ -136,7 +136,7 @@ def request_from(spec: Mapping[str, Any]) -> CanonicalRequest:
         for k, v in (q.items() if isinstance(q, Mapping) else q)
     )
     body = spec.get("body")
-    endpoint = Endpoint(eid, method, path, "json" if body is not None else "none")
+    endpoint = Operation(eid, method, path, "json" if body is not None else "none")
     return CanonicalRequest(
         method,
         endpoint,

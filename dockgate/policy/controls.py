@@ -18,13 +18,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dockgate import redact
+from dockgate.admission.routes import ENDPOINTS
 from dockgate.buildctx.dockerfile import DockerfileFacts
 from dockgate.model import CanonicalRequest
-from dockgate.policy import hostpaths, seccomp, spelling
+from dockgate.policy import hostpaths, redact, seccomp, spelling
 from dockgate.policy.facts import Facts
 from dockgate.policy.registries import RegistryAllowlist
-from dockgate.routes import ENDPOINTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -815,7 +814,7 @@ class RegistriesControl:
 
 
 class RedactControl:
-    """What the answers to a request may show (``dockgate.redact``); never a finding.
+    """What the answers to a request may show (``dockgate.policy.redact``); never a finding.
 
     The rule's compiled ``redaction`` is read by the response path
     (``redact.rules_for``), with the rule's ``applies_to`` and ``exempt``.

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dockgate.jsonstrict import dumps
-from dockgate.model import CanonicalRequest, Endpoint
+from dockgate.admission.jsonstrict import dumps
+from dockgate.model import CanonicalRequest, Operation
 
 JOIN_MODES = ("NetworkMode", "PidMode", "IpcMode")
 STARTS = frozenset({"container.start", "container.restart"})
@@ -122,7 +122,7 @@ def stored_refs(inspect: Mapping[str, Any]) -> list[JoinRef]:
     return _host_config_refs(hc, ("HostConfig",)) if isinstance(hc, Mapping) else []
 
 
-_CREATE = Endpoint("container.create", "POST", "/containers/create", "json")
+_CREATE = Operation("container.create", "POST", "/containers/create", "json")
 
 
 def as_create(inspect: Mapping[str, Any], version: str | None) -> CanonicalRequest:

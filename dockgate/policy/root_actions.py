@@ -20,12 +20,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from dockgate.admission.versions import compare_versions
 from dockgate.model import CanonicalRequest
 from dockgate.policy import fields as field_table
 from dockgate.policy import spelling
 from dockgate.policy.controls import Check, DecisionContext, Finding, OptionError
 from dockgate.policy.facts import Facts, NetworkFact
-from dockgate.versions import compare_versions
 
 
 def _names(globs: Iterable[str]) -> tuple[re.Pattern[str], ...]:

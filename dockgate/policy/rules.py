@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dockgate.jsonstrict import dumps
+from dockgate.admission.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Decision, Peer
 from dockgate.policy import hostpaths, root_actions, spelling
 from dockgate.policy.controls import BUILDERS as BASE_BUILDERS
@@ -103,7 +103,7 @@ class Rule:
 
 @dataclass
 class CompiledPolicy:
-    """A policy ready to decide; satisfies ``dockgate.decision.Policy``."""
+    """A policy ready to decide; satisfies ``dockgate.policy.decision.Policy``."""
 
     name: str
     rules: Sequence[Rule]

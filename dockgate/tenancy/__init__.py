@@ -17,7 +17,7 @@ layer calls, per request, in this order (see docs/tenants.md):
 
 Responses: ``filter_list`` for list bodies, ``event_visible`` per event line
 (``labelless_event_object`` names the volume and network events whose owner
-must be asked of the daemon, see ``dockgate.event_scope``).
+must be asked of the daemon, see ``dockgate.tenancy.event_scope``).
 """
 
 from dockgate.tenancy.ownership import (

@@ -37,13 +37,13 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
+from dockgate.admission.jsonstrict import dumps
+from dockgate.admission.target import escape_path
+from dockgate.admission.versions import compare_versions
 from dockgate.errors import BadRequest, Forbidden
-from dockgate.jsonstrict import dumps
 from dockgate.model import CanonicalRequest
 from dockgate.policy import spelling
-from dockgate.target import escape_path
 from dockgate.tenancy.tenants import Tenant
-from dockgate.versions import compare_versions
 
 OWNER_LABEL = "io.dockgate.owner"
 """The label that records which tenant owns an object."""

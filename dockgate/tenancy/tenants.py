@@ -260,7 +260,7 @@ class TenantMap:
     ) -> Tenant | None:
         """The caller's tenant, the default tenant, or None (answer 403).
 
-        ``user``/``groups`` come from ``dockgate.peer.describe_unix_peer`` (unix
+        ``user``/``groups`` come from ``dockgate.proxy.peer.describe_unix_peer`` (unix
         peers), ``principal``/``sans`` from ``principal_from_certificate`` (TLS
         peers).  Unix identities only count on unix peers, so a TCP or TLS
         peer's absent uid never matches.

@@ -73,7 +73,7 @@ def test_wheel_holds_every_tracked_module_profile_and_schema(installed: Installe
     assert packaging.missing_from_wheel(packaging.tracked_files(), names) == []
     assert "dockgate/tenancy/__init__.py" in names
     assert "dockgate/policies/privileged.yaml" in names
-    assert "dockgate/schemas/v1.41.json" in names
+    assert "dockgate/admission/schemas/v1.41.json" in names
     assert "twisted/plugins/dockgate_plugin.py" in names
 
 

@@ -29,7 +29,7 @@ from support import unixhttp as http
 from support.engines import Engine, spawn_logged, terminate
 from support.gate import POLICY, RUN_DIR, dockgate_command
 
-from dockgate.compat import SECTIONS
+from dockgate.service.compat import SECTIONS
 
 pytestmark = pytest.mark.engine
 

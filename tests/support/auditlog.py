@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 
 PEER = Peer("unix:/run/g.sock", "unix", "unix:pid=42", pid=42, uid=1000, gid=1000)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dockgate.audit_redact import Redactor
-from dockgate.audit_schema import build_record
-from dockgate.model import AuditEvent, CanonicalRequest, Decision, Endpoint, Peer
-from dockgate.routes import ROUTES
+from dockgate.admission.routes import ROUTES
+from dockgate.audit.redact import Redactor
+from dockgate.audit.schema import build_record
+from dockgate.model import AuditEvent, CanonicalRequest, Decision, Operation, Peer
 
 _PARAM = re.compile(r"\{[^}]*\}")
 
@@ -32,7 +32,7 @@ def flat_record(event: AuditEvent) -> dict[str, Any]:
     return build_record(event, "metadata", Redactor())
 
 
-def endpoint_for(method: str, template: str) -> Endpoint | None:
+def endpoint_for(method: str, template: str) -> Operation | None:
     """The endpoint for a method and template as the OpenAPI snapshots spell it
     (parameter names differ between the snapshots and the route table)."""
     norm = _PARAM.sub("{}", template)

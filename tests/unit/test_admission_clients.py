@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
 
 CTX = ApiContext(daemon_version="1.51")
 JSON = [(b"content-type", b"application/json"), (b"host", b"api.moby.localhost")]

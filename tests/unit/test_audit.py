@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dockgate.audit import JsonLinesAudit, NullAudit, encode_record
+from dockgate.audit.sink import JsonLinesAudit, NullAudit, encode_record
 
 
 def record(**changes: Any) -> dict[str, Any]:

@@ -14,13 +14,14 @@ import pytest
 from support.auditlog import CTX, canonical, event
 from twisted.python.usage import UsageError
 
-from dockgate import audit_cli, audit_writer
-from dockgate.admission import admit_head
-from dockgate.audit import JsonLinesAudit
-from dockgate.audit_redact import MASK, Redactor
-from dockgate.audit_rules import AuditPolicy, load_audit_policy
-from dockgate.audit_schema import build_record, encode_record
-from dockgate.audit_session import asciicast, demux, read_recording, terminal_output
+from dockgate.admission.admit import admit_head
+from dockgate.audit import writer as audit_writer
+from dockgate.audit.redact import MASK, Redactor
+from dockgate.audit.rules import AuditPolicy, load_audit_policy
+from dockgate.audit.schema import build_record, encode_record
+from dockgate.audit.session import asciicast, demux, read_recording, terminal_output
+from dockgate.audit.sink import JsonLinesAudit
+from dockgate.cli import audit as audit_cli
 from dockgate.model import Decision
 from dockgate.policy.source import PolicyError
 
@@ -605,7 +606,7 @@ def test_replay_lists_changes(tmp_path: Path) -> None:
 def chained(tmp_path: Path, n: int = 12, key: bytes | None = None, rotate: int | None = None
             ) -> list[Path]:
     """A log of ``n`` records, rotated by size when asked; files in chain order."""
-    from dockgate.audit_chain import HmacKey  # noqa: PLC0415
+    from dockgate.audit.chain import HmacKey  # noqa: PLC0415
 
     log = tmp_path / "audit.jsonl"
     sink = JsonLinesAudit(str(log), rotate_size=rotate, signer=HmacKey(key) if key else None,
@@ -680,7 +681,7 @@ def test_verify_names_the_deleted_range(tmp_path: Path) -> None:
 def test_checkpoints_catch_a_recomputed_chain(tmp_path: Path) -> None:
     """Someone who edits a record and recomputes every later hash defeats the chain,
     but not the signed checkpoints."""
-    from dockgate.audit_chain import line_hash  # noqa: PLC0415
+    from dockgate.audit.chain import line_hash  # noqa: PLC0415
 
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
@@ -707,7 +708,7 @@ def test_ed25519_checkpoints(tmp_path: Path) -> None:
     and fails with another key."""
     serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
     ed25519 = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ed25519")
-    from dockgate.audit_keys import load_key  # noqa: PLC0415
+    from dockgate.audit.keys import load_key  # noqa: PLC0415
 
     private = ed25519.Ed25519PrivateKey.generate()
     priv_path = tmp_path / "k.pem"
@@ -738,7 +739,7 @@ def test_default_policy_is_metadata_everywhere() -> None:
 
 
 def serve_options(*argv: str) -> Any:
-    from dockgate import tap  # noqa: PLC0415
+    from dockgate.service import tap  # noqa: PLC0415
 
     options = tap.Options()
     options.parseOptions(list(argv))  # type: ignore[no-untyped-call]
@@ -764,8 +765,8 @@ def test_serve_builds_the_configured_sink(tmp_path: Path) -> None:
     --audit-log are usage errors."""
     from twisted.internet.task import Clock  # noqa: PLC0415
 
-    from dockgate import tap  # noqa: PLC0415
-    from dockgate.audit_config import build_audit  # noqa: PLC0415
+    from dockgate.audit.config import build_audit  # noqa: PLC0415
+    from dockgate.service import tap  # noqa: PLC0415
 
     policy = write(tmp_path, "p.yaml", "rules:\n  - {endpoints: [exec.start], level: request, "
                                        "session: true}\n")

@@ -18,10 +18,10 @@ from pathlib import Path
 from support.auditlog import canonical, event
 from support.cli import REPO, dockgate
 
-from dockgate.audit import JsonLinesAudit
-from dockgate.audit_redact import MASK, Redactor
-from dockgate.audit_rules import load_audit_policy
-from dockgate.audit_schema import build_record
+from dockgate.audit.redact import MASK, Redactor
+from dockgate.audit.rules import load_audit_policy
+from dockgate.audit.schema import build_record
+from dockgate.audit.sink import JsonLinesAudit
 from dockgate.model import Decision
 
 
@@ -220,7 +220,7 @@ def test_credentials_in_urls_and_token_names_are_masked() -> None:
 
 def test_show_stage_checkpoint_lists_checkpoints(tmp_path: Path) -> None:
     """`show --stage Checkpoint` lists the signed checkpoints (other filters hide them)."""
-    from dockgate.audit_chain import HmacKey  # noqa: PLC0415
+    from dockgate.audit.chain import HmacKey  # noqa: PLC0415
 
     log = tmp_path / "audit.jsonl"
     sink = JsonLinesAudit(str(log), signer=HmacKey(b"k" * 16), checkpoint_every=2)

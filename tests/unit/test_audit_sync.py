@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from twisted.python.threadpool import ThreadPool
 
-from dockgate import tap
-from dockgate.audit import JsonLinesAudit
-from dockgate.audit_writer import ChainedLog
+from dockgate.audit.sink import JsonLinesAudit
+from dockgate.audit.writer import ChainedLog
+from dockgate.service import tap
 
 Job = tuple[Callable[[], None], Callable[[BaseException | None], None]]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from dockgate.binding import Pending, bind_exec, checked_image, verify_created
-from dockgate.model import CanonicalRequest, Endpoint
+from dockgate.model import CanonicalRequest, Operation
+from dockgate.proxy.binding import Pending, bind_exec, checked_image, verify_created
 
 FULL = "a" * 64
 IMG = "sha256:" + "b" * 64
@@ -17,7 +17,7 @@ OTHER = "sha256:" + "c" * 64
 
 
 def exec_request(ref: str) -> CanonicalRequest:
-    ep = Endpoint("exec.create", "POST", "/containers/{id}/exec", "json")
+    ep = Operation("exec.create", "POST", "/containers/{id}/exec", "json")
     return CanonicalRequest("POST", ep, f"/containers/{ref}/exec", "1.41", {"id": ref},
                             body={"Cmd": ["id"]})
 

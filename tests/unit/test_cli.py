@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from twisted.python import usage
 
-from dockgate import __version__, cli, oplog, tap
+from dockgate import __version__
+from dockgate.cli import main as cli
+from dockgate.service import oplog, tap
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,8 +35,8 @@ def test_unknown_command() -> None:
     assert exc.value.code == 2
 
 
-@pytest.mark.parametrize(("command", "module"), [("api", "dockgate.routes_cli"),
-                                                 ("policy", "dockgate.policy.cli")])
+@pytest.mark.parametrize(("command", "module"), [("api", "dockgate.cli.routes"),
+                                                 ("policy", "dockgate.cli.policy")])
 def test_delegation(monkeypatch: pytest.MonkeyPatch, command: str, module: str) -> None:
     """api and policy hand every following argument, options included, to their module's
     main and return its status."""
@@ -55,7 +57,7 @@ def test_delegate_missing_module(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A command whose module is absent says so and exits 2 instead of a traceback."""
-    monkeypatch.setitem(sys.modules, "dockgate.routes_cli", None)
+    monkeypatch.setitem(sys.modules, "dockgate.cli.routes", None)
     assert cli.main(["api", "list"]) == 2
     assert "not available" in capsys.readouterr().err
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dockgate import compat, tap
 from dockgate.policy import load_policy
+from dockgate.service import compat, tap
 
 
 def allowed(**env: str) -> set[str]:

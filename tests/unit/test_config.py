@@ -12,9 +12,9 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python import usage
 
-from dockgate import config, tap
-from dockgate.listeners import UnixListenerSpec, UpstreamSpec
 from dockgate.policy import PolicyError
+from dockgate.service import config, tap
+from dockgate.service.listeners import UnixListenerSpec, UpstreamSpec
 
 REPO = Path(__file__).resolve().parents[2]
 PRIVILEGED = REPO / "policies" / "privileged.yaml"

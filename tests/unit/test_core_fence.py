@@ -4,13 +4,15 @@ tenancy decisions and audit records import neither Twisted nor pyOpenSSL.
 The core is meant to be usable (and tested) without a reactor; nothing in
 the language stops a module from importing Twisted for one constant, so this
 test does.  Every module of the package is named below, either as core or as
-I/O with the reason, so a new module has to be placed on one side.
+I/O with the reason, so a new module has to be placed on one side; the README's architecture table
+names every module on the same side, so the table cannot fall behind the tree.
 """
 
 from __future__ import annotations
 
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +22,28 @@ import dockgate
 CORE = (
     "dockgate",
     "dockgate.admission",
-    "dockgate.audit_chain",
-    "dockgate.audit_cli",
-    "dockgate.audit_keys",
-    "dockgate.audit_redact",
-    "dockgate.audit_review",
-    "dockgate.audit_rules",
-    "dockgate.audit_schema",
-    "dockgate.audit_session",
-    "dockgate.audit_writer",
+    "dockgate.admission.admit",
+    "dockgate.admission.jsonstrict",
+    "dockgate.admission.query",
+    "dockgate.admission.routes",
+    "dockgate.admission.schemas",
+    "dockgate.admission.target",
+    "dockgate.admission.validation",
+    "dockgate.admission.versions",
+    "dockgate.audit",
+    "dockgate.audit.chain",
+    "dockgate.audit.keys",
+    "dockgate.audit.redact",
+    "dockgate.audit.review",
+    "dockgate.audit.rules",
+    "dockgate.audit.schema",
+    "dockgate.audit.session",
+    "dockgate.audit.writer",
     "dockgate.buildctx",
+    "dockgate.buildctx.context",
+    "dockgate.buildctx.dockerfile",
+    "dockgate.buildctx.hold",
+    "dockgate.buildctx.tarscan",
     "dockgate.buildkit",
     "dockgate.buildkit.facts",
     "dockgate.buildkit.grpcwire",
@@ -37,33 +51,28 @@ CORE = (
     "dockgate.buildkit.mediation",
     "dockgate.buildkit.messages",
     "dockgate.buildkit.solve",
-    "dockgate.buildctx.context",
-    "dockgate.buildctx.dockerfile",
-    "dockgate.buildctx.tarscan",
-    "dockgate.buildgate",
-    "dockgate.compat",
-    "dockgate.config",
-    "dockgate.deadline",
-    "dockgate.decision",
+    "dockgate.cli",
+    "dockgate.cli.audit",
+    "dockgate.cli.policy",
+    "dockgate.cli.routes",
     "dockgate.errors",
-    "dockgate.event_scope",
     "dockgate.http1",
-    "dockgate.http1_server",
-    "dockgate.joincheck",
-    "dockgate.jsonstrict",
-    "dockgate.listener_spec",
+    "dockgate.http1.client",
+    "dockgate.http1.server",
+    "dockgate.http1.wire",
     "dockgate.memo",
-    "dockgate.metrics",
     "dockgate.model",
     "dockgate.policy",
     "dockgate.policy.buildcontrol",
     "dockgate.policy.cases",
-    "dockgate.policy.cli",
     "dockgate.policy.controls",
+    "dockgate.policy.decision",
     "dockgate.policy.facts",
     "dockgate.policy.fields",
     "dockgate.policy.hostpaths",
+    "dockgate.policy.joincheck",
     "dockgate.policy.joins",
+    "dockgate.policy.redact",
     "dockgate.policy.registries",
     "dockgate.policy.root_actions",
     "dockgate.policy.rules",
@@ -71,45 +80,44 @@ CORE = (
     "dockgate.policy.seccomp",
     "dockgate.policy.source",
     "dockgate.policy.spelling",
-    "dockgate.query",
-    "dockgate.redact",
-    "dockgate.routes",
-    "dockgate.routes_cli",
-    "dockgate.schemas",
-    "dockgate.scoping",
-    "dockgate.target",
+    "dockgate.proxy",
+    "dockgate.proxy.deadline",
+    "dockgate.service",
+    "dockgate.service.compat",
+    "dockgate.service.config",
+    "dockgate.service.listener_spec",
+    "dockgate.service.metrics",
     "dockgate.tenancy",
+    "dockgate.tenancy.event_scope",
     "dockgate.tenancy.missing",
     "dockgate.tenancy.ownership",
     "dockgate.tenancy.quota",
+    "dockgate.tenancy.scoping",
     "dockgate.tenancy.tenants",
-    "dockgate.validation",
-    "dockgate.versions",
-    "dockgate.wire",
 )
 """Modules that must load without Twisted or pyOpenSSL."""
 
 IO = {
     "dockgate.buildkit.connection": "the Twisted glue of the mediated BuildKit splice",
     "dockgate.__main__": "runs the command line (cli)",
-    "dockgate.admin": "the admin HTTP site (twisted.web)",
-    "dockgate.audit": "the audit sink, which logs its failures through twisted.logger",
-    "dockgate.audit_config": "builds the audit sink (audit)",
-    "dockgate.binding": "asks the daemon through Deferreds",
-    "dockgate.cli": "starts the reactor",
-    "dockgate.gate": "pauses and resumes Twisted transports",
-    "dockgate.kernelsplice": "reactor readers and writers for splice(2)",
-    "dockgate.listeners": "builds Twisted endpoints and TLS contexts",
-    "dockgate.oplog": "the operations log is twisted.logger's",
-    "dockgate.peer": "reads the caller from a Twisted transport",
-    "dockgate.protocol": "the client-facing Twisted protocol",
-    "dockgate.reactor": "installs the reactor",
-    "dockgate.server": "settings holding Twisted endpoints",
-    "dockgate.splice": "joins two Twisted transports",
-    "dockgate.tap": "the twistd service",
-    "dockgate.tlshalfclose": "a TLS endpoint wrapper (pyOpenSSL)",
-    "dockgate.upstream": "the daemon-facing Twisted protocol",
-    "dockgate.writethrough": "subclasses Twisted's socket transports",
+    "dockgate.service.admin": "the admin HTTP site (twisted.web)",
+    "dockgate.audit.sink": "the audit sink, which logs its failures through twisted.logger",
+    "dockgate.audit.config": "builds the audit sink (audit)",
+    "dockgate.proxy.binding": "asks the daemon through Deferreds",
+    "dockgate.cli.main": "starts the reactor",
+    "dockgate.proxy.gate": "pauses and resumes Twisted transports",
+    "dockgate.fastio.kernelsplice": "reactor readers and writers for splice(2)",
+    "dockgate.service.listeners": "builds Twisted endpoints and TLS contexts",
+    "dockgate.service.oplog": "the operations log is twisted.logger's",
+    "dockgate.proxy.peer": "reads the caller from a Twisted transport",
+    "dockgate.proxy.protocol": "the client-facing Twisted protocol",
+    "dockgate.fastio.reactor": "installs the reactor",
+    "dockgate.proxy.settings": "settings holding Twisted endpoints",
+    "dockgate.proxy.splice": "joins two Twisted transports",
+    "dockgate.service.tap": "the twistd service",
+    "dockgate.service.tlshalfclose": "a TLS endpoint wrapper (pyOpenSSL)",
+    "dockgate.proxy.upstream": "the daemon-facing Twisted protocol",
+    "dockgate.fastio.writethrough": "subclasses Twisted's socket transports",
     "dockgate.fastio": "probes Twisted's transport internals",
 }
 """Modules that are Twisted I/O by design, and why."""
@@ -153,7 +161,7 @@ def test_core_modules_load_neither_twisted_nor_openssl() -> None:
     core = _python(probe.replace("sys.argv[1:]", repr(CORE)))
     assert core.returncode == 0, core.stderr
     assert core.stdout.strip() == "", f"the core loaded {core.stdout.strip()}"
-    control = _python(probe.replace("sys.argv[1:]", repr(("dockgate.listeners",))))
+    control = _python(probe.replace("sys.argv[1:]", repr(("dockgate.service.listeners",))))
     assert control.stdout.strip() == "OpenSSL twisted", control.stderr
 
 
@@ -172,3 +180,28 @@ def test_each_core_module_imports_first() -> None:
         if proc.returncode:
             failed[name] = err.strip().splitlines()[-1:]
     assert failed == {}
+
+_README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _rows() -> dict[str, str]:
+    section = _README.read_text().split("## Architecture\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for path, side in re.findall(r"^\| `([^`]+)` \| (core|I/O) \|", section, re.M):
+        name = "dockgate." + path.rstrip("/").removesuffix(".py").replace("/", ".")
+        rows[name.removesuffix(".__init__")] = side
+    return rows
+
+
+def test_readme_table_has_one_row_per_module_on_its_side() -> None:
+    """Each module (package ``__init__`` files that only document their package
+    aside) has a row, no row names a module that is gone, and the side agrees
+    with the fence's lists."""
+    rows = _rows()
+    documented_only = {m for m in _all_modules()
+                       if m != "dockgate" and m.count(".") == 1 and m not in rows
+                       and (Path(__file__).resolve().parents[2] / m.replace(".", "/")).is_dir()}
+    assert sorted(_all_modules() - {"dockgate"} - documented_only - set(rows)) == []
+    assert sorted(set(rows) - _all_modules()) == []
+    wrong = {m: side for m, side in rows.items() if (side == "I/O") != (m in IO)}
+    assert wrong == {}

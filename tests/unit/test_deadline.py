@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet.task import Clock
 
-from dockgate.deadline import Deadline
+from dockgate.proxy.deadline import Deadline
 
 
 def make() -> tuple[Clock, Deadline, list[float]]:

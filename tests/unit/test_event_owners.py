@@ -7,8 +7,8 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
-from dockgate.scoping import owned_objects, owns_object
 from dockgate.tenancy import OWNER_LABEL, Tenant
+from dockgate.tenancy.scoping import owned_objects, owns_object
 
 A = Tenant(name="team-a")
 MINE = {OWNER_LABEL: "team-a"}

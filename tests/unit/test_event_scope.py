@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from dockgate.event_scope import EventScope, ObjectKey
 from dockgate.tenancy import OWNER_LABEL, Tenant
+from dockgate.tenancy.event_scope import EventScope, ObjectKey
 
 A = Tenant(name="team-a")
 

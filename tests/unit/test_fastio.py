@@ -16,7 +16,8 @@ import pytest
 from twisted.internet import main, protocol, unix
 from twisted.internet.testing import MemoryReactor, StringTransport
 
-from dockgate import fastio, kernelsplice, writethrough
+from dockgate import fastio
+from dockgate.fastio import kernelsplice, writethrough
 
 
 class _Collect(protocol.Protocol):

@@ -13,8 +13,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import MemoryReactor
 from zope.interface import implementer
 
-from dockgate import writethrough
-from dockgate.gate import half_close
+from dockgate.fastio import writethrough
+from dockgate.proxy.gate import half_close
 
 
 @implementer(IPushProducer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockgate.http1 import (
+from dockgate.http1.client import (
     LAST_CHUNK,
     Body,
     End,

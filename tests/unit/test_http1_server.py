@@ -6,7 +6,7 @@ import h11
 import pytest
 
 from dockgate.errors import BadRequest, DockgateError, HeadTooLarge
-from dockgate.http1_server import (
+from dockgate.http1.server import (
     FREE_CHUNKS,
     MIN_CHUNK_AVERAGE,
     PAUSED,

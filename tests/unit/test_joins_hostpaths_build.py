@@ -17,11 +17,11 @@ import pytest
 from dockgate.buildctx import ContextCheck, ContextError, parse
 from dockgate.buildctx.tarscan import TarScanner
 from dockgate.errors import Forbidden, NotFound
-from dockgate.joincheck import check_joins, needs_joins
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import DecisionContext, PolicyError, load_policy
 from dockgate.policy import joins as J
 from dockgate.policy.hostpaths import literal_root, root_problem, symlink_below
+from dockgate.policy.joincheck import check_joins, needs_joins
 from dockgate.policy.rules import CompiledPolicy, compile_policy
 from dockgate.policy.source import parse_yaml
 
@@ -36,7 +36,7 @@ def policy(text: str) -> CompiledPolicy:
 
 def req(eid: str, body: Any = None, query: tuple[tuple[str, str], ...] = (),
         params: dict[str, str] | None = None) -> CanonicalRequest:
-    ep = Endpoint(eid, "POST", "/x", "json" if body is not None else "none")
+    ep = Operation(eid, "POST", "/x", "json" if body is not None else "none")
     return CanonicalRequest("POST", ep, "/x", params=params or {}, query=query, body=body)
 
 
@@ -148,7 +148,7 @@ def test_dockerfile_facts() -> None:
 
 def _build(query: tuple[tuple[str, str], ...], dockerfile: str | None) -> str:
     ctx = DecisionContext(dockerfile=parse(dockerfile) if dockerfile is not None else None)
-    ep = Endpoint("image.build", "POST", "/build", "stream")
+    ep = Operation("image.build", "POST", "/build", "stream")
     return BASELINE.decide(CanonicalRequest("POST", ep, "/build", query=query), PEER, ctx).reason
 
 
@@ -279,7 +279,7 @@ def test_check_joins_judges_the_target_and_its_chain() -> None:
         run(check_joins(create("container:nope"), BASELINE, PEER, fetch))
     with pytest.raises(Forbidden, match="container 'x' does not pass"):
         run(check_joins(req("container.start", None, params={"id": "x"}), BASELINE, PEER, fetch))
-    start = Endpoint("container.start", "POST", "/containers/{id}/start")
+    start = Operation("container.start", "POST", "/containers/{id}/start")
     started = run(check_joins(CanonicalRequest("POST", start, "/containers/o/start",
                                                params={"id": "o"}), BASELINE, PEER, fetch))
     assert started.path == f"/containers/{'o' * 64}/start"
@@ -293,7 +293,7 @@ def test_check_joins_judges_the_target_and_its_chain() -> None:
 def test_base_image_triggers_are_read() -> None:
     """A FROM image's ONBUILD triggers count as the build's own instructions; a base that
     is missing, or pulled during the build, cannot be checked (a problem)."""
-    from dockgate.joincheck import check_base_triggers  # noqa: PLC0415
+    from dockgate.policy.joincheck import check_base_triggers  # noqa: PLC0415
 
     async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
         if "trig" in target:
@@ -313,7 +313,7 @@ def test_base_image_triggers_are_read() -> None:
 
 def test_policy_check_warns_and_serve_refuses(tmp_path: Path) -> None:
     """`dockgate policy check` prints a WARNING for a root others can write (exit 0)."""
-    from dockgate.policy.cli import main  # noqa: PLC0415
+    from dockgate.cli.policy import main  # noqa: PLC0415
 
     open_ = tmp_path / "open"
     open_.mkdir()

@@ -7,9 +7,9 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from dockgate.http1 import Head
-from dockgate.http1_server import Body, End
-from dockgate.upstream import TIMED_OUT, JsonFetch
+from dockgate.http1.client import Head
+from dockgate.http1.server import Body, End
+from dockgate.proxy.upstream import TIMED_OUT, JsonFetch
 
 
 class _Conn:

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
+from dockgate.admission.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, plain
+from dockgate.admission.validation import SchemaSet
 from dockgate.errors import BadRequest, DockgateError
-from dockgate.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, plain
-from dockgate.validation import SchemaSet
 
 CTX = ApiContext("1.51")
 JSON_CT = [(b"content-type", b"application/json")]

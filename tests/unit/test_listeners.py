@@ -19,7 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
-from dockgate.listeners import (
+from dockgate.service.listeners import (
     CannotListen,
     DelegatedListenerSpec,
     InheritedUnixListener,

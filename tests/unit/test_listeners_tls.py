@@ -15,15 +15,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.testing import MemoryReactorClock
 
-from dockgate.listeners import (
+from dockgate.proxy.peer import principal_from_certificate
+from dockgate.service.listeners import (
     CannotListen,
     TLSListenerSpec,
     listener_endpoint,
     parse_listener,
     tls_options,
 )
-from dockgate.peer import principal_from_certificate
-from dockgate.tlshalfclose import HalfCloseTLSEndpoint
+from dockgate.service.tlshalfclose import HalfCloseTLSEndpoint
 
 Key = ec.EllipticCurvePrivateKey
 

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from support.doubles import AllowAll
 
-from dockgate import http1_server
-from dockgate.admission import ApiContext, admit_head, admit_head_memo
-from dockgate.audit_redact import Redactor
-from dockgate.audit_rules import AuditPolicy
-from dockgate.audit_schema import RecordTemplates, build_record, encode_record
-from dockgate.audit_writer import ChainedLog
-from dockgate.decision import decide_memo
+from dockgate.admission.admit import ApiContext, admit_head, admit_head_memo
+from dockgate.audit.redact import Redactor
+from dockgate.audit.rules import AuditPolicy
+from dockgate.audit.schema import RecordTemplates, build_record, encode_record
+from dockgate.audit.writer import ChainedLog
 from dockgate.errors import BadRequest, NotFound
-from dockgate.http1_server import Request, RequestReader
+from dockgate.http1 import server as http1_server
+from dockgate.http1.server import Request, RequestReader
 from dockgate.memo import IdentityMemo, Memo
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
+from dockgate.policy.decision import decide_memo
 
 PEER = Peer("unix:/run/g.sock", "unix", "unix:pid=42", pid=42, uid=1000, gid=1000)
 TCP = Peer("tcp:2375", "tcp", "127.0.0.1:5000")

@@ -7,16 +7,16 @@ from typing import Any
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from dockgate import tap
-from dockgate.admin import parse_admin_listener
-from dockgate.audit import NullAudit
-from dockgate.listeners import UnixListenerSpec
-from dockgate.metrics import Metrics, MetricsAudit
-from dockgate.model import AuditEvent, CanonicalRequest, Decision, Endpoint
+from dockgate.audit.sink import NullAudit
+from dockgate.model import AuditEvent, CanonicalRequest, Decision, Operation
+from dockgate.service import tap
+from dockgate.service.admin import parse_admin_listener
+from dockgate.service.listeners import UnixListenerSpec
+from dockgate.service.metrics import Metrics, MetricsAudit
 
-PING = CanonicalRequest("GET", Endpoint("system.ping", "GET", "/_ping"), "/_ping")
+PING = CanonicalRequest("GET", Operation("system.ping", "GET", "/_ping"), "/_ping")
 ATTACH = CanonicalRequest(
-    "POST", Endpoint("container.attach", "POST", "/containers/{id}/attach", hijack=True),
+    "POST", Operation("container.attach", "POST", "/containers/{id}/attach", hijack=True),
     "/containers/x/attach",
 )
 

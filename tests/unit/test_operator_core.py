@@ -11,14 +11,14 @@ from dataclasses import replace
 import pytest
 from support.auditlog import PEER, canonical, event
 
-from dockgate import compat
-from dockgate.audit_schema import principal_of
-from dockgate.audit_session import TerminalFilter
-from dockgate.listeners import DelegatedListenerSpec, parse_listener, plain_tcp_loopback
+from dockgate.audit.schema import principal_of
+from dockgate.audit.session import TerminalFilter
 from dockgate.model import Decision
-from dockgate.oplog import AccessLog
 from dockgate.policy import load_policy
 from dockgate.policy.rules import DENIAL_CHARS, DENIAL_LINES
+from dockgate.service import compat
+from dockgate.service.listeners import DelegatedListenerSpec, parse_listener, plain_tcp_loopback
+from dockgate.service.oplog import AccessLog
 
 DENY = Decision("deny", "baseline", "no-privileged", "denied by policy baseline rule x")
 
@@ -147,8 +147,8 @@ def test_config_needs_insecure_listen_for_open_tcp(tmp_path: object) -> None:
     fix named) unless it says ``insecure_listen: true``; then serve takes the flag."""
     from pathlib import Path  # noqa: PLC0415
 
-    from dockgate.config import load_config  # noqa: PLC0415
     from dockgate.policy.source import PolicyError  # noqa: PLC0415
+    from dockgate.service.config import load_config  # noqa: PLC0415
 
     path = Path(str(tmp_path)) / "c.yaml"
     path.write_text("listeners:\n  - {tcp: 2375, interface: 0.0.0.0}\n")

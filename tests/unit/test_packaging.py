@@ -9,10 +9,10 @@ from support import packaging
 TRACKED = [
     "README.md",
     "dockgate/__init__.py",
-    "dockgate/cli.py",
+    "dockgate/cli/main.py",
     "dockgate/policies",  # the symlink to policies/
-    "dockgate/schemas/__init__.py",
-    "dockgate/schemas/v1.41.json",
+    "dockgate/admission/schemas/__init__.py",
+    "dockgate/admission/schemas/v1.41.json",
     "dockgate/tenancy/__init__.py",
     "dockgate/tenancy/quota.py",
     "policies/privileged.yaml",
@@ -22,9 +22,9 @@ TRACKED = [
 ]
 COMPLETE_WHEEL = [
     "dockgate/__init__.py",
-    "dockgate/cli.py",
-    "dockgate/schemas/__init__.py",
-    "dockgate/schemas/v1.41.json",
+    "dockgate/cli/main.py",
+    "dockgate/admission/schemas/__init__.py",
+    "dockgate/admission/schemas/v1.41.json",
     "dockgate/tenancy/__init__.py",
     "dockgate/tenancy/quota.py",
     "dockgate/policies/privileged.yaml",
@@ -53,11 +53,11 @@ def test_a_subpackage_left_out_is_named() -> None:
 def test_profiles_schemas_and_plugin_are_required() -> None:
     """The profiles are expected where they install, not where they live in the
     tree; schemas and the twistd plugin are expected too."""
-    assert packaging.missing_from_wheel(TRACKED, ["dockgate/__init__.py", "dockgate/cli.py"]) == [
+    assert packaging.missing_from_wheel(TRACKED, ["dockgate/__init__.py", "dockgate/cli/main.py"]) == [
+        "dockgate/admission/schemas/__init__.py",
+        "dockgate/admission/schemas/v1.41.json",
         "dockgate/policies/privileged.yaml",
         "dockgate/policies/tests/privileged.yaml",
-        "dockgate/schemas/__init__.py",
-        "dockgate/schemas/v1.41.json",
         "dockgate/tenancy/__init__.py",
         "dockgate/tenancy/quota.py",
         "twisted/plugins/dockgate_plugin.py",

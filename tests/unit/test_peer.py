@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dockgate import peer
-from dockgate.peer import describe_unix_peer, principal_from_certificate
+from dockgate.proxy import peer
+from dockgate.proxy.peer import describe_unix_peer, principal_from_certificate
 
 
 def cert(cn: str | None, sans: list[x509.GeneralName] | None = None) -> x509.Certificate:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from dockgate.cli.policy import main
 from dockgate.policy import load_policy
 from dockgate.policy.cases import peer_from, request_from, run_cases
-from dockgate.policy.cli import main
 from dockgate.policy.source import read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

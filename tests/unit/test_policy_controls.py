@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from dockgate.decision import decide as gate
-from dockgate.model import CanonicalRequest, Decision, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Decision, Operation, Peer
 from dockgate.policy import DecisionContext
 from dockgate.policy.controls import DEFAULT_MASKED, DEFAULT_READONLY
+from dockgate.policy.decision import decide as gate
 from dockgate.policy.rules import CompiledPolicy, compile_policy
 from dockgate.policy.source import parse_yaml
 
@@ -22,7 +22,7 @@ def rule(control: str, mode: str = "enforce", extra: str = "") -> CompiledPolicy
 
 
 def req(eid: str, body: Any = None, query: tuple[tuple[str, str], ...] = ()) -> CanonicalRequest:
-    ep = Endpoint(eid, "POST", "/x", "json" if body is not None else "none")
+    ep = Operation(eid, "POST", "/x", "json" if body is not None else "none")
     return CanonicalRequest("POST", ep, "/x", query=query, body=body)
 
 

@@ -4,7 +4,7 @@ classification in ``dockgate.policy.fields`` (inert, host-level, or a control
 the policy schema knows).
 
 v1.18 to v1.41 are validated against ``v1.41.json`` and v1.42 to v1.51 against
-``v1.51.json`` (``dockgate.versions.snapshot_for``), so walking both snapshots
+``v1.51.json`` (``dockgate.admission.versions.snapshot_for``), so walking both snapshots
 covers every version dockgate accepts.  A new snapshot (or a regenerated one
 with new fields) fails here until each new field is classified.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from dockgate.admission.routes import ENDPOINTS
+from dockgate.admission.schemas import load_snapshot
+from dockgate.admission.versions import SNAPSHOTS, snapshot_for
 from dockgate.policy import fields
 from dockgate.policy.schema import CONTROLS
-from dockgate.routes import ENDPOINTS
-from dockgate.schemas import load_snapshot
-from dockgate.versions import SNAPSHOTS, snapshot_for
 
 
 def _paths(defs: Mapping[str, Any], schema: Any, prefix: str, seen: frozenset[str]) -> Iterator[str]:

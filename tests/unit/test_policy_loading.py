@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from dockgate.decision import Policy, decide
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import PolicyError, PolicyHolder, load_policy
+from dockgate.policy.decision import Policy, decide
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER = Peer("main", "unix", "@")
 
 
 def _create(body: object) -> CanonicalRequest:
-    ep = Endpoint("container.create", "POST", "/containers/create", "json")
+    ep = Operation("container.create", "POST", "/containers/create", "json")
     return CanonicalRequest("POST", ep, "/containers/create", body=body)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import load_policy
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
@@ -33,13 +33,13 @@ HARDENED = {"CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"], "Memory": 
 
 
 def create(hc: dict[str, Any], user: str = "1000:1000") -> CanonicalRequest:
-    ep = Endpoint("container.create", "POST", "/containers/create", "json")
+    ep = Operation("container.create", "POST", "/containers/create", "json")
     body = {"Image": "busybox", "User": user, "HostConfig": {**HARDENED, **hc}}
     return CanonicalRequest("POST", ep, "/containers/create", body=body)
 
 
 def exec_create(body: dict[str, Any]) -> CanonicalRequest:
-    ep = Endpoint("exec.create", "POST", "/containers/{id}/exec", "json")
+    ep = Operation("exec.create", "POST", "/containers/{id}/exec", "json")
     return CanonicalRequest("POST", ep, "/containers/c/exec", body={"Cmd": ["sh"], **body})
 
 

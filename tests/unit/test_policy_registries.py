@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import load_policy
 from dockgate.policy.registries import (
     RegistryAllowlist,
@@ -35,7 +35,7 @@ def req(
     query: tuple[tuple[str, str], ...] = (),
     body: Any = None,
 ) -> CanonicalRequest:
-    ep = Endpoint(eid, "POST", "/x", "json" if body is not None else "none")
+    ep = Operation(eid, "POST", "/x", "json" if body is not None else "none")
     return CanonicalRequest("POST", ep, "/x", params=params or {}, query=query, body=body)
 
 

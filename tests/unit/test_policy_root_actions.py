@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import DaemonFacts, DecisionContext, PolicyError, load_policy
 from dockgate.policy import seccomp as sc
 from dockgate.policy.rules import CompiledPolicy, compile_policy
@@ -24,7 +24,7 @@ def policy(rules: str) -> CompiledPolicy:
 
 def req(eid: str, body: Any, version: str | None = "1.47",
         query: tuple[tuple[str, str], ...] = ()) -> CanonicalRequest:
-    return CanonicalRequest("POST", Endpoint(eid, "POST", "/x", "json"), "/x", version, {},
+    return CanonicalRequest("POST", Operation(eid, "POST", "/x", "json"), "/x", version, {},
                             query, body=body)
 
 
@@ -263,7 +263,7 @@ def test_network_connect_to_the_host_network_is_a_host_namespace() -> None:
     """``network connect host C`` is the host's network namespace, refused by baseline and
     restricted like ``--network host`` (the daemons refuse it too; the policy does not rely
     on that); a named network passes."""
-    connect = Endpoint("network.connect", "POST", "/networks/{id}/connect", "json")
+    connect = Operation("network.connect", "POST", "/networks/{id}/connect", "json")
     host = CanonicalRequest("POST", connect, "/networks/host/connect", "1.47", {"id": "host"},
                             (), body={"Container": "c"})
     for profile in (BASELINE, RESTRICTED):

@@ -20,15 +20,16 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from dockgate import decision, protocol
-from dockgate.admission import ApiContext
+from dockgate.admission.admit import ApiContext
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
+from dockgate.policy import decision
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
-from dockgate.protocol import ProxyServerFactory, ProxyServerProtocol
-from dockgate.server import ProxySettings
+from dockgate.proxy import protocol
+from dockgate.proxy.protocol import ProxyServerFactory, ProxyServerProtocol
+from dockgate.proxy.settings import ProxySettings
+from dockgate.proxy.upstream import UpstreamConnection
 from dockgate.tenancy import OWNER_LABEL, Tenant, TenantMap
-from dockgate.upstream import UpstreamConnection
 
 
 class HalfCloseTransport(StringTransport):
@@ -897,7 +898,7 @@ def test_the_response_reaches_the_client_before_its_completion_is_recorded() -> 
     ``dockgate serve`` runs) before the exchange's ResponseComplete record and
     the rest of its bookkeeping, not at the end of the daemon's read: the
     client can send its next request meanwhile.  The record is the same."""
-    from dockgate.reactor import DockgateReactor  # noqa: PLC0415 (a reactor of its own)
+    from dockgate.fastio.reactor import DockgateReactor  # noqa: PLC0415 (a reactor of its own)
 
     reactor = DockgateReactor()
     client, server = socket.socketpair()

@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockgate.admission import ApiContext, admit_head
-from dockgate.errors import BadRequest
-from dockgate.query import (
+from dockgate.admission.admit import ApiContext, admit_head
+from dockgate.admission.query import (
     canonical_bool,
     canonical_filters,
     canonical_int,
     canonical_query,
     parse_query,
 )
-from dockgate.schemas import load_snapshot
+from dockgate.admission.schemas import load_snapshot
+from dockgate.errors import BadRequest
 
 SPEC = {
     "all": {"type": "boolean"},

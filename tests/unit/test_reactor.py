@@ -1,4 +1,4 @@
-"""dockgate's reactor (``dockgate.reactor``): Twisted's epoll reactor without a
+"""dockgate's reactor (``dockgate.fastio.reactor``): Twisted's epoll reactor without a
 logging context per event, and the end-of-turn hook the audit log uses."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from twisted.internet import main
 from twisted.internet.abstract import FileDescriptor
 from twisted.logger import globalLogPublisher
 
-from dockgate.reactor import DockgateReactor
+from dockgate.fastio.reactor import DockgateReactor
 
 
 class Reader(FileDescriptor):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from dockgate.model import CanonicalRequest, Endpoint, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import load_policy
+from dockgate.policy.redact import EventRedactor, Redaction, rules_for, transform
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
-from dockgate.redact import EventRedactor, Redaction, rules_for, transform
 
 ALL = Redaction({"env": True, "exec_commands": True})
 PEER = Peer("main", "unix", "@", uid=1000, gid=1000)
@@ -88,7 +88,7 @@ def test_a_partial_line_is_held_only_until_its_end() -> None:
 
 def test_readonly_redacts_by_default_and_exemptions_apply() -> None:
     """readonly ships a redact rule; ``exempt`` peers get the answer as it is."""
-    ep = Endpoint("container.inspect", "GET", "/containers/{id}/json")
+    ep = Operation("container.inspect", "GET", "/containers/{id}/json")
     req = CanonicalRequest("GET", ep, "/containers/x/json", params={"id": "x"})
     assert rules_for(load_policy("policies/readonly.yaml"), req, PEER)
     assert not rules_for(load_policy("policies/baseline.yaml"), req, PEER)

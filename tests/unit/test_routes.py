@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockgate.admission import ApiContext, admit_head, is_json_media_type
+from dockgate.admission.admit import ApiContext, admit_head, is_json_media_type
+from dockgate.admission.routes import ENDPOINTS, ROUTES, match
+from dockgate.admission.versions import MAX_API_VERSION
 from dockgate.errors import BadRequest, DockgateError, Forbidden, MethodNotAllowed, NotFound
-from dockgate.model import Endpoint
-from dockgate.routes import ENDPOINTS, ROUTES, match
-from dockgate.versions import MAX_API_VERSION
+from dockgate.model import Operation
 
 CTX = ApiContext("1.51")
 
@@ -196,7 +196,7 @@ _templates = st.sampled_from([r.endpoint for r in ROUTES])
        st.dictionaries(st.sampled_from(["all", "force", "filters", "t", "name", "tail"]),
                        st.text(max_size=6), max_size=3))
 def test_admitted_targets_are_fixed_points(
-    ep: Endpoint, names: list[str], version: str, params: dict[str, str]
+    ep: Operation, names: list[str], version: str, params: dict[str, str]
 ) -> None:
     """Whatever admission accepts, its forwarded target is admitted again as
     the same request: the daemon reads what the decision saw."""

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dockgate.routes import ROUTES
-from dockgate.routes_cli import main
+from dockgate.admission.routes import ROUTES
+from dockgate.cli.routes import main
 
 
 def test_routes_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dockgate.versions import (
+from dockgate.admission.versions import (
     MAX_API_VERSION,
     MIN_API_VERSION,
     clamp_api_version,

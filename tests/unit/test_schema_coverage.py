@@ -19,9 +19,9 @@ import yaml
 from jsonschema import Draft202012Validator
 from support.doubles import endpoint_for
 
-from dockgate.routes import ENDPOINTS, ROUTES
-from dockgate.schemas import load_snapshot
-from dockgate.versions import SNAPSHOTS, compare_versions
+from dockgate.admission.routes import ENDPOINTS, ROUTES
+from dockgate.admission.schemas import load_snapshot
+from dockgate.admission.versions import SNAPSHOTS, compare_versions
 
 REF = Path(os.environ.get("DOCKGATE_REFERENCE", "/work/shared/reference"))
 pytestmark = pytest.mark.skipif(not REF.is_dir(), reason="reference specs not available")
@@ -126,7 +126,7 @@ def test_every_snapshot_schema_compiles() -> None:
 @pytest.mark.parametrize("version", SNAPSHOTS)
 def test_body_schemas_are_valid_json_schema(version: str) -> None:
     """The stored documents are a JSON Schema subset; a standard validator accepts them."""
-    doc = json.loads(resources.files("dockgate.schemas").joinpath(f"v{version}.json")
+    doc = json.loads(resources.files("dockgate.admission.schemas").joinpath(f"v{version}.json")
                      .read_text("utf-8"))
     bodies = {i: e["body"] for i, e in doc["endpoints"].items() if "body" in e}
     Draft202012Validator.check_schema({"$defs": doc["$defs"], "properties": bodies})

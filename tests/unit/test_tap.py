@@ -16,11 +16,12 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 
-from dockgate import kernelsplice, tap, writethrough
-from dockgate.audit import JsonLinesAudit, NullAudit
-from dockgate.listeners import CannotListen, UnixListener, UnixListenerSpec, UpstreamSpec
+from dockgate.audit.sink import JsonLinesAudit, NullAudit
+from dockgate.fastio import kernelsplice, writethrough
 from dockgate.policy import PolicyHolder
-from dockgate.server import ProxySettings
+from dockgate.proxy.settings import ProxySettings
+from dockgate.service import tap
+from dockgate.service.listeners import CannotListen, UnixListener, UnixListenerSpec, UpstreamSpec
 
 REPO = Path(__file__).resolve().parents[2]
 PRIVILEGED = REPO / "policies" / "privileged.yaml"
@@ -68,7 +69,7 @@ def test_bundled_policy_found() -> None:
     (dockgate/policies, installed from policies/; unless /etc has one)."""
     if not Path("/etc/dockgate/policy.yaml").exists():
         found = tap.default_policy_path()
-        assert found == Path(tap.__file__).parent / "policies" / "privileged.yaml"
+        assert found == Path(tap.__file__).parents[1] / "policies" / "privileged.yaml"
         assert found.read_bytes() == PRIVILEGED.read_bytes()
 
 
@@ -276,12 +277,12 @@ def test_reload_survives_audit_reopen_failure(logged: EventLoggingObserver) -> N
 
 
 def test_plugin_discovered() -> None:
-    """twisted.plugin finds the dockgate service maker, which points at dockgate.tap."""
+    """twisted.plugin finds the dockgate service maker, which points at dockgate.service.tap."""
     makers = {m.tapname: m for m in getPlugins(IServiceMaker)}
     maker: Any = makers["dockgate"]
     assert maker.options is tap.Options
     assert maker.makeService is tap.makeService
-    assert maker.module == "dockgate.tap"
+    assert maker.module == "dockgate.service.tap"
 
 
 def test_startup_warnings(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dockgate.admission.target import escape_path, parse_target, percent_decode
 from dockgate.errors import BadRequest
-from dockgate.target import escape_path, parse_target, percent_decode
 
 
 @pytest.mark.parametrize(("raw", "version", "path", "query"), [

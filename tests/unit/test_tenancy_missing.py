@@ -12,12 +12,11 @@ from urllib.parse import unquote
 
 import pytest
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
 from dockgate.buildctx import DockerfileFacts
 from dockgate.errors import DockgateError, Forbidden, NotFound
-from dockgate.joincheck import check_build_images, check_tenant_build
 from dockgate.model import CanonicalRequest
-from dockgate.scoping import scope_request
+from dockgate.policy.joincheck import check_build_images, check_tenant_build
 from dockgate.tenancy import OWNER_LABEL, ObjectRef, Tenant, TenantMap
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
@@ -31,6 +30,7 @@ from dockgate.tenancy.missing import (
     replayable,
     stand_in,
 )
+from dockgate.tenancy.scoping import scope_request
 
 CTX = ApiContext()
 A = Tenant("team-a")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
 from dockgate.errors import BadRequest, Forbidden
 from dockgate.model import CanonicalRequest
 from dockgate.tenancy import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
 from dockgate.model import CanonicalRequest
 from dockgate.tenancy import Quotas, Tenant, Usage, needs_inspect, needs_usage, quota_check
 from dockgate.tenancy import usage_from_list as usage_of

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from dockgate.admission import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import ApiContext, admit_body, admit_head
+from dockgate.admission.routes import ENDPOINTS
+from dockgate.admission.versions import SNAPSHOTS
 from dockgate.model import CanonicalRequest
-from dockgate.routes import ENDPOINTS
 from dockgate.tenancy import object_refs
 from dockgate.tenancy.ownership import _PATH_KINDS, NOT_REFERENCES, REFERENCES, admin_only
-from dockgate.versions import SNAPSHOTS
 
 CANDIDATE = re.compile(
     r"(?i)container|image|volume|network|mode$|^links$|^source$|^from|^name$|^names$|repo"
@@ -58,7 +58,7 @@ def _fields() -> set[str]:
     """``"<endpoint> <field>"`` for every body and query field of every snapshot."""
     out = set()
     for snapshot in SNAPSHOTS:
-        doc = json.loads(resources.files("dockgate.schemas").joinpath(f"v{snapshot}.json")
+        doc = json.loads(resources.files("dockgate.admission.schemas").joinpath(f"v{snapshot}.json")
                          .read_text("utf-8"))
         for endpoint, spec in doc["endpoints"].items():
             for field in _walk(spec.get("body"), doc["$defs"], ""):

@@ -1,11 +1,11 @@
-"""Unit tests for dockgate.wire: raw head checks and hop-by-hop handling."""
+"""Unit tests for dockgate.http1.wire: raw head checks and hop-by-hop handling."""
 
 from __future__ import annotations
 
 import pytest
 
-from dockgate import wire
 from dockgate.errors import BadRequest, HeadTooLarge
+from dockgate.http1 import wire
 
 OK_HEADS = [
     b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
@@ -104,3 +104,13 @@ def test_header_count_is_capped_with_431() -> None:
     with pytest.raises(HeadTooLarge) as exc:
         wire.check_request_head(head(wire.MAX_HEADERS + 1))
     assert exc.value.status == 431 and str(wire.MAX_HEADERS) in exc.value.message
+
+
+def test_one_token_list_reading_for_both_roles() -> None:
+    """``wire.tokens`` lower-cases, strips optional whitespace and drops empty
+    members; ``connection_tokens`` and both codecs' ``close`` checks read through it,
+    and admission never forwards a header a Connection header names."""
+    assert wire.tokens(b" Keep-Alive ,, \tX-Foo,close") == {b"keep-alive", b"x-foo", b"close"}
+    assert wire.tokens(b", ,") == frozenset()
+    assert wire.connection_tokens([(b"Connection", b"x-a"), (b"connection", b"X-B, ")]) == {
+        b"x-a", b"x-b"}

@@ -1,0 +1,189 @@
+"""Following the containers a request joins, with the daemon's answers (see ``policy.joins``).
+
+Like ``scoping``, this walks the steps that need the daemon (inspections)
+with a ``fetch`` function the I/O layer supplies, so it is tested with a
+scripted daemon.  For each container a request joins: inspect it, decide its
+own configuration under the caller's policy, follow what *it* joins (a chain
+``container:X`` → ``container:Y`` ends in Y's namespace), and pin the request
+to the full id that was checked.  At start the container itself is judged.
+
+A tenant's build context names images too (``FROM``, ``COPY --from``...):
+``check_build_images`` checks each as a read of that image, with the tenancy
+rules (pulled, unowned images are shared; another tenant's image is refused
+exactly as a missing one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from dockgate.buildctx import DockerfileFacts
+from dockgate.buildctx.dockerfile import triggers
+from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
+from dockgate.model import CanonicalRequest, Peer
+from dockgate.policy.decision import decide
+from dockgate.policy.joins import MAX_DEPTH, STARTS, as_create, join_refs, pin, stored_refs
+from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
+from dockgate.tenancy.ownership import ObjectRef, image_shared
+from dockgate.tenancy.ownership import pin as pin_path
+
+Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+
+
+def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
+    """Whether deciding ``request`` needs inspections of containers (none for most requests).
+
+    Only for policies that read bodies (the privileged profile does not), and
+    only when the request names a container it joins, or starts one.
+    """
+    if not getattr(policy, "checks_bodies", False):
+        return False
+    return request.endpoint.id in STARTS or bool(join_refs(request))
+
+
+async def _inspect(fetch: Fetch, ref: str, version: str | None, field: str) -> Mapping[str, Any]:
+    name = ref.lstrip("/")
+    if not name or "/" in name or any(ord(c) < 0x20 for c in name):
+        raise NotFound(f"No such container: {ref}", reason="no-such-object")
+    prefix = f"/v{version}" if version else ""
+    status, info = await fetch("GET", f"{prefix}/containers/{quote(name, safe='')}/json", None)
+    if status == 404:
+        raise NotFound(f"No such container: {ref}", reason="no-such-object")
+    if status != 200 or not isinstance(info, Mapping) or not isinstance(info.get("Id"), str):
+        raise UpstreamUnavailable(f"{field}: cannot inspect container {ref!r} ({status})")
+    return info
+
+
+async def _judge(
+    info: Mapping[str, Any],
+    what: str,
+    *,
+    policy: Any,
+    peer: Peer,
+    fetch: Fetch,
+    version: str | None,
+    seen: set[str],
+) -> None:
+    """``info`` (an inspected container) and everything it joins must pass ``policy``."""
+    cid = str(info.get("Id"))
+    if cid in seen:
+        return
+    if len(seen) >= MAX_DEPTH:
+        raise Forbidden(f"{what}: joins more than {MAX_DEPTH} containers in a chain",
+                        reason="policy")
+    seen.add(cid)
+    decision = decide(policy, as_create(info, version), peer)
+    if not decision.allowed:
+        raise Forbidden(f"{what} does not pass the policy: {decision.reason}", reason="policy")
+    for ref in stored_refs(info):
+        nxt = await _inspect(fetch, ref.ref, version, ref.field)
+        await _judge(nxt, f"{what}, which joins container {ref.ref!r} ({ref.field}),",
+                     policy=policy, peer=peer, fetch=fetch, version=version, seen=seen)
+
+
+async def check_joins(
+    request: CanonicalRequest, policy: Any, peer: Peer, fetch: Fetch
+) -> CanonicalRequest:
+    """Judge every container ``request`` joins (and the one it starts); pin the joins.
+
+    Raises:
+        Forbidden: a joined (or started) container does not pass ``policy``.
+        NotFound: a joined container does not exist.
+        UpstreamUnavailable: the daemon did not answer an inspection.
+    """
+    version = request.version
+    if request.endpoint.id in STARTS and "id" in request.params:
+        cid = request.params["id"]
+        info = await _inspect(fetch, cid, version, "path")
+        await _judge(info, f"container {cid!r}", policy=policy, peer=peer, fetch=fetch,
+                     version=version, seen=set())
+        # Start the container that was judged, not one renamed into its name since.
+        path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
+        request = pin_path(request, path_ref, str(info["Id"]))
+    for ref in join_refs(request):
+        info = await _inspect(fetch, ref.ref, version, ref.field)
+        await _judge(info, f"{ref.field}: container {ref.ref!r}", policy=policy, peer=peer,
+                     fetch=fetch, version=version, seen=set())
+        request = pin(request, ref, str(info["Id"]))
+    return request
+
+
+async def check_tenant_build(
+    request: CanonicalRequest, tenant: Tenant, fetch: Fetch
+) -> CanonicalRequest:
+    """A tenant's build that joins ``container:X`` (``networkmode``) must join its own X.
+
+    The RUN steps would otherwise read what another tenant's container serves
+    on its loopback.  Pinned to X's full id, like every checked reference.
+    Another tenant's X gets the very refusal a missing X gets (the daemon
+    itself would build and fail only at the first RUN step, so no answer
+    before the build can be the daemon's).
+    """
+    if tenant.admin or request.endpoint.id != "image.build":
+        return request
+    for ref in join_refs(request):
+        info = await _inspect(fetch, ref.ref, request.version, ref.field)
+        checked = ObjectRef("container", ref.ref, "query", ref.field)
+        if not may_access(tenant, owner_of("container", info), checked):
+            raise NotFound(f"No such container: {ref.ref}", reason="not-owner")
+        request = pin(request, ref, str(info["Id"]))
+    return request
+
+
+async def check_build_images(
+    facts: DockerfileFacts, tenant: Tenant, fetch: Fetch, version: str | None
+) -> None:
+    """Each image a tenant's Dockerfile names must be on the daemon, and one the tenant
+    may read.
+
+    The daemon would pull a missing one during the build, so the answer for a
+    missing image is a registry's, after the build began; none that dockgate
+    could give for another tenant's image (which the daemon has) would look
+    the same.  So a tenant's build may name only images that are present
+    (pulled first, through dockgate's checks of a pull), and a missing image
+    and another tenant's get the same refusal, naming only the reference.
+    """
+    for where, name in facts.images:
+        ref = ObjectRef("image", name, "body", f"Dockerfile {where}", "read")
+        status, info = await fetch("GET", inspect_target(ref, version), None)
+        if status not in (200, 404) or (status == 200 and not isinstance(info, Mapping)):
+            raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
+        reason = "no-such-object"
+        if isinstance(info, Mapping) and status == 200:
+            shared = image_shared(tenant, info)
+            if may_access(tenant, owner_of("image", info), ref, shared):
+                continue
+            reason = "not-owner"
+        raise NotFound(f"Dockerfile {where}: no such image: {name} (a tenant's build may "
+                       "name only images on the daemon: pull it first)", reason=reason)
+
+
+async def check_base_triggers(
+    facts: DockerfileFacts, fetch: Fetch, version: str | None, pulls: bool
+) -> None:
+    """Add the ``ONBUILD`` triggers of the build's base images to ``facts``.
+
+    An image's triggers run in every build ``FROM`` it (``ADD <url>`` included),
+    so the base images are inspected.  A base the daemon would pull during the
+    build (missing, or ``pull`` asked) has triggers dockgate cannot read:
+    that is a problem (refused) rather than a guess.
+    """
+    for where, name in facts.bases:
+        if pulls:
+            facts.problems.append((where, f"image {name!r} is pulled during the build (pull=1), "
+                                          "so its ONBUILD triggers cannot be checked"))
+            continue
+        ref = ObjectRef("image", name, "body", f"Dockerfile {where}", "read")
+        status, info = await fetch("GET", inspect_target(ref, version), None)
+        if status == 404:
+            facts.problems.append((where, f"image {name!r} is not on the daemon (pull it "
+                                          "first): its ONBUILD triggers cannot be checked"))
+            continue
+        if status != 200 or not isinstance(info, Mapping):
+            raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
+        config = info.get("Config")
+        onbuild = config.get("OnBuild") if isinstance(config, Mapping) else None
+        if isinstance(onbuild, list) and onbuild:
+            triggers(name, [str(t) for t in onbuild], facts)

@@ -1,0 +1,470 @@
+"""Connections to the daemon: an HTTP/1.1 client per connection (``http1``), and
+a pool of idle keep-alive connections.
+
+A connection belongs to one exchange at a time (its ``delegate``).  It goes
+back to the pool only when the request was sent whole, the response was read
+whole and the daemon kept the connection alive; a connection that was spliced, failed, or was
+abandoned by its client is closed, never reused, so that no half-read
+response can leak into another client's exchange.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol as TypingProtocol
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from dockgate.errors import TIMED_OUT
+from dockgate.fastio import writethrough
+from dockgate.http1.client import (
+    LAST_CHUNK,
+    Body,
+    End,
+    Head,
+    ProtocolError,
+    ResponseReader,
+    chunk,
+    request_head,
+)
+from dockgate.proxy.gate import ReadGate, drop_producer, half_close
+
+log = Logger()
+
+
+class UpstreamDelegate(TypingProtocol):
+    """What an upstream connection reports to the exchange that holds it."""
+
+    def upstream_event(self, event: object) -> None:
+        """An ``http1`` event from the daemon (response head, 1xx, body, end)."""
+
+    def upstream_raw(self, data: bytes) -> None:
+        """Raw bytes from the daemon after the connection was spliced."""
+
+    def upstream_read_closed(self) -> None:
+        """The daemon closed its sending side (spliced connections only)."""
+
+    def upstream_lost(self, reason: Failure) -> None:
+        """The connection failed or closed."""
+
+    def upstream_paused(self, paused: bool) -> None:
+        """The daemon's socket buffer filled (True) or drained (False)."""
+
+    def upstream_batch(self, begin: bool) -> None:
+        """Events of one read from the daemon begin (True) or ended (False)."""
+
+
+@implementer(IHalfCloseableProtocol, IPushProducer)
+class UpstreamConnection(Protocol):
+    """One connection to the daemon, speaking HTTP/1.1 until spliced."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.reader = ResponseReader()
+        self._chunked = False
+        self._sent_end = True
+        self.delegate: UpstreamDelegate | None = None
+        self.raw = False
+        self.connected_ = False
+        self.gate: ReadGate | None = None
+
+    # Twisted interfaces
+
+    def connectionMade(self) -> None:
+        """Register as the producer for our own transport, for back-pressure."""
+        self.connected_ = True
+        assert self.transport is not None
+        writethrough.enable(self.transport)
+        self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        """Read the response (or pass raw bytes once spliced)."""
+        if self.gate is not None:
+            self.gate.arrived()
+        if self.raw:
+            if self.delegate is not None:
+                self.delegate.upstream_raw(data)
+            return
+        if self.delegate is None:
+            # An idle pooled connection must never speak: discard it.
+            log.warn("the daemon sent {n} bytes on an idle connection; dropping it", n=len(data))
+            self.abort()
+            return
+        delegate = self.delegate
+        delegate.upstream_batch(True)
+        try:
+            try:
+                self.reader.feed(data)
+            except ProtocolError as e:
+                self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
+                return
+            self.pump()
+        finally:
+            delegate.upstream_batch(False)
+
+    def readConnectionLost(self) -> None:
+        """The daemon half-closed: pass it on when spliced, else it is the end."""
+        if self.raw and self.delegate is not None:
+            self.delegate.upstream_read_closed()
+            return
+        if self.delegate is not None:
+            self.pump()
+            try:
+                end = self.reader.eof()
+            except ProtocolError as e:
+                self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
+                return
+            if end is not None and self.delegate is not None:
+                self.delegate.upstream_event(end)
+        self.close()
+
+    def writeConnectionLost(self) -> None:
+        """Our half-close went out; nothing to do."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Tell the holder, and forget this connection in the pool."""
+        self.connected_ = False
+        self.pool.forget(self)
+        delegate, self.delegate = self.delegate, None
+        if delegate is not None:
+            delegate.upstream_lost(reason)
+
+    def pauseProducing(self) -> None:
+        """The daemon's socket is full: the holder should stop reading its client."""
+        if self.delegate is not None:
+            self.delegate.upstream_paused(True)
+
+    def resumeProducing(self) -> None:
+        """The daemon's socket drained."""
+        if self.delegate is not None:
+            self.delegate.upstream_paused(False)
+
+    def stopProducing(self) -> None:
+        """The transport is going away; connectionLost follows."""
+
+    # Used by the exchange
+
+    def pump(self) -> None:
+        """Deliver response events to the delegate until more bytes are needed."""
+        while self.delegate is not None and not self.raw:
+            try:
+                event = self.reader.next_event()
+            except ProtocolError as e:
+                self.abort_with(Failure(e))  # type: ignore[no-untyped-call]
+                return
+            if event is None:
+                return
+            self.delegate.upstream_event(event)
+
+    def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None = None,
+        *,
+        stream: str | None = None,
+    ) -> None:
+        """Send a request head, with its whole ``body`` or, for ``stream`` ("chunked"
+        or "length"), with the body to follow through ``send_data`` and ``send_end``.
+
+        Raises:
+            ValueError: a header would not survive serialisation (see ``http1``).
+        """
+        self.send(method, request_head(method, target, headers), body, stream=stream)
+
+    def send(
+        self, method: str, head: bytes, body: bytes | None = None, *, stream: str | None = None
+    ) -> None:
+        """``request`` with the head already serialised (``http1.request_head``).
+
+        Raises:
+            ProtocolError: the connection is still reading a response.
+        """
+        assert self.transport is not None
+        self.reader.expect(method)
+        self._chunked = stream == "chunked"
+        self._sent_end = stream is None
+        self.transport.write(head + body if body else head)
+
+    def send_data(self, data: bytes) -> None:
+        """Send part of a streamed request body."""
+        assert self.transport is not None
+        if data and not self._sent_end:
+            self.transport.write(chunk(data) if self._chunked else data)
+
+    def send_end(self) -> None:
+        """End a streamed request body."""
+        assert self.transport is not None
+        if not self._sent_end:
+            self._sent_end = True
+            if self._chunked:
+                self.transport.write(LAST_CHUNK)
+
+    def write_raw(self, data: bytes) -> None:
+        """Write spliced bytes to the daemon."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def go_raw(self) -> bytes:
+        """Stop speaking HTTP; return bytes received past the response head."""
+        self.raw = True
+        return self.reader.go_raw()
+
+    @property
+    def reusable(self) -> bool:
+        """Whether the exchange finished on both sides and the daemon keeps it alive."""
+        return self.connected_ and not self.raw and self._sent_end and self.reader.reusable
+
+    def pause_reading(self, reason: str) -> None:
+        """Stop reading from the daemon for ``reason``."""
+        if self.gate is not None:
+            self.gate.hold(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        """Stop holding reading paused for ``reason``."""
+        if self.gate is not None:
+            self.gate.release(reason)
+
+    def half_close(self) -> None:
+        """Send EOF to the daemon (spliced stdin ended)."""
+        if self.transport is not None and self.connected_:
+            half_close(self.transport)
+
+    def close(self) -> None:
+        """Close gracefully, flushing what was written."""
+        if self.transport is not None and self.connected_:
+            drop_producer(self.transport)
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Drop the connection at once: its state can no longer be trusted."""
+        self.delegate = None
+        if self.transport is not None and self.connected_:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def abort_with(self, reason: Failure) -> None:
+        """Report ``reason`` to the holder, then drop the connection."""
+        delegate, self.delegate = self.delegate, None
+        self.abort()
+        if delegate is not None:
+            delegate.upstream_lost(reason)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one daemon endpoint, and new ones on demand."""
+
+    def __init__(
+        self,
+        endpoint: IStreamClientEndpoint,
+        reactor: IReactorTime,
+        *,
+        size: int = 16,
+        connect_timeout: float = 10.0,
+        answer_timeout: float | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self.reactor = reactor
+        self._size = size
+        self._connect_timeout = connect_timeout
+        self.answer_timeout = answer_timeout
+        """How long dockgate's own side requests (``JsonFetch``) wait for an answer."""
+        self._idle: list[UpstreamConnection] = []
+        self.open_connections = 0
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """An idle connection ready for its next exchange, if there is one."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.connected_:
+                return conn
+        return None
+
+    def acquire(self) -> Deferred[UpstreamConnection]:
+        """Return an idle connection, or connect a new one (with a timeout)."""
+        idle = self.take_idle()
+        if idle is not None:
+            return succeed(idle)
+        conn = UpstreamConnection(self)
+        d = self._endpoint.connect(_Quiet(conn))
+        d.addTimeout(self._connect_timeout, self.reactor)
+        return d.addCallback(lambda _: conn)
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take a connection back after an exchange, or close it if it cannot be reused."""
+        conn.delegate = None
+        if conn.reusable and len(self._idle) < self._size:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """A connection closed: make sure it is not handed out again."""
+        if conn in self._idle:
+            self._idle.remove(conn)
+
+    def close_idle(self) -> None:
+        """Close every idle connection (at shutdown)."""
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class _Quiet(Factory):
+    """Hands the endpoint one prepared connection, without a log line per connection."""
+
+    noisy = False
+
+    def __init__(self, proto: UpstreamConnection) -> None:
+        self._proto = proto
+
+    def buildProtocol(self, addr: object) -> UpstreamConnection:
+        """The prepared connection."""
+        return self._proto
+
+
+class JsonFetch:
+    """A side request of dockgate's own to the daemon, answered as decoded JSON.
+
+    Some decisions need a fact only the daemon knows (the user an image runs
+    as).  The request goes over a pooled connection like any other and its
+    small response is read whole; any failure yields None, which the policy
+    treats as "unknown" (the strict reading).
+
+    An answer that has not come within the pool's ``answer_timeout`` is a
+    failure too (the connection is dropped): a request waiting on an
+    ownership check, a tenant's quota lock and a tenant's event stream must
+    not wait forever on a daemon, or a volume plugin, that never answers.
+    """
+
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        target: str,
+        limit: int = 4 << 20,
+        *,
+        method: str = "GET",
+        body: object = None,
+        payload: bytes | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self._pool = pool
+        self._timeout = pool.answer_timeout
+        self._timer: IDelayedCall | None = None
+        self._target = target
+        self._limit = limit
+        self._method = method
+        self._payload = payload if body is None else json.dumps(body).encode()
+        self._conn: UpstreamConnection | None = None
+        self.status = 0
+        self.content_type = b""
+        self._extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                       if k not in ("host", "user-agent", "content-type", "content-length")]
+        self._body = bytearray()
+        self.result: Deferred[object] = Deferred()
+
+    def start(self) -> Deferred[object]:
+        """Send the request; the Deferred fires with the JSON value or None."""
+        if self._timeout is not None:
+            self._timer = self._pool.reactor.callLater(self._timeout, self._timed_out)
+        d = self._pool.acquire()
+        d.addCallbacks(self._ready, self._failed)
+        return self.result
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        log.warn("side request {target}: no answer from the daemon in {seconds} s",
+                 target=self._target, seconds=self._timeout)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+        self.status = TIMED_OUT
+        self._done(None)
+
+    def _ready(self, conn: UpstreamConnection) -> None:
+        if self.result.called:  # timed out while connecting
+            conn.abort()
+            return
+        self._conn = conn
+        conn.delegate = self
+        headers = [(b"host", b"docker"), (b"user-agent", b"dockgate"), *self._extra]
+        if self._payload is not None:
+            headers += [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(self._payload)),
+            ]
+        elif self._method in ("POST", "PUT"):
+            headers.append((b"content-length", b"0"))
+        try:
+            conn.request(self._method, self._target.encode("ascii"), headers, self._payload)
+        except (ValueError, ProtocolError) as e:
+            log.warn("side request {target} not sent: {e}", target=self._target, e=e)
+            conn.abort()
+            self._done(None)
+
+    def _failed(self, reason: Failure) -> None:
+        self._done(None)
+
+    def _done(self, value: object) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+        if not self.result.called:
+            self.result.callback(value)
+
+    def upstream_event(self, event: object) -> None:
+        """Collect the response."""
+        if isinstance(event, Head):
+            if event.status >= 200:
+                self.status = event.status
+                self.content_type = dict(event.headers).get(b"content-type", b"")
+        elif isinstance(event, Body):
+            self._body += event.data
+            if len(self._body) > self._limit and self._conn is not None:
+                self._conn.abort()
+                self._done(None)
+        elif isinstance(event, End):
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self._pool.release(conn)
+            value = None
+            if 200 <= self.status < 300:
+                try:
+                    value = json.loads(self._body)
+                except ValueError:
+                    value = None
+            self._done(value)
+
+    @property
+    def raw(self) -> bytes:
+        """The response body as received (any status; empty after a failure)."""
+        return bytes(self._body)
+
+    def upstream_raw(self, data: bytes) -> None:
+        """Not used: side requests never hijack."""
+
+    def upstream_read_closed(self) -> None:
+        """Not used: side requests never hijack."""
+
+    def upstream_lost(self, reason: Failure) -> None:
+        """The daemon went away: the fact stays unknown."""
+        self._done(None)
+
+    def upstream_paused(self, paused: bool) -> None:
+        """Nothing to pause: the request has no body."""
+
+    def upstream_batch(self, begin: bool) -> None:
+        """Nothing to batch: the response is collected whole."""
