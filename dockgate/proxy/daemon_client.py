@@ -135,6 +135,7 @@ class DaemonClient:
         self._timeout = answer_timeout
         self._limit = limit
         self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+        self._pool.maxPersistentPerHost = 4  # questions of concurrent requests, kept alive
         self._agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
             reactor, _DaemonEndpoint(endpoint), pool=self._pool)
         self._asking: set[Deferred[Any]] = set()
