@@ -23,6 +23,7 @@ from io import BytesIO
 from typing import Any
 
 import treq
+from hyperlink import EncodedURL
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
@@ -163,9 +164,13 @@ class DaemonClient:
         if payload is not None:
             sent.setRawHeaders(b"content-type", [b"application/json"])
         result: Deferred[Answer] = Deferred()
+        url = "http://docker" + target
         try:
+            if EncodedURL.from_text(url).to_uri().to_text() != url:
+                # treq would send another target than the one dockgate built and checked.
+                raise ValueError("the target is not sent as it is")
             step: Deferred[Any] = treq.request(
-                method, "http://docker" + target, headers=sent,
+                method, url, headers=sent,
                 data=None if payload is None else FileBodyProducer(  # type: ignore[no-untyped-call]
                     BytesIO(payload), cooperator=self._cooperator),
                 agent=self._agent, allow_redirects=False, unbuffered=True)

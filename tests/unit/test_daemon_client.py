@@ -210,3 +210,12 @@ def test_a_daemon_gone_mid_answer_or_absent_gives_no_value(daemon: _Daemon) -> N
     assert (cut.status, cut.value, cut.raw) == (0, None, b"")
     reactor, absent = _client(daemon.server_address + ".none")  # type: ignore[operator]
     assert _ask(reactor, absent, "/_ping") == Answer(0)
+
+
+def test_a_target_treq_would_rewrite_is_not_sent(daemon: _Daemon) -> None:
+    """A target that would not go out byte for byte as dockgate built it (here non-ASCII, which the
+    URL library would percent-encode) is not sent at all: no value, and the daemon saw nothing."""
+    reactor, client = _client(daemon.server_address)  # type: ignore[arg-type]
+    assert _ask(reactor, client, "/volumes/dat\u00e9") == Answer(0)
+    assert _ask(reactor, client, "/volumes/data%2Fx?filters=%7B%7D").status == 200
+    assert [h.split(b" ")[1] for h in daemon.heads] == [b"/volumes/data%2Fx?filters=%7B%7D"]
