@@ -25,6 +25,8 @@ from twisted.internet.epollreactor import EPollReactor
 
 from dockgate.errors import TIMED_OUT
 from dockgate.proxy.daemon_client import Answer, DaemonClient
+from dockgate.service.listener_spec import parse_upstream
+from dockgate.service.listeners import upstream_endpoint
 
 
 def _response(status: str, body: bytes, content_type: bytes = b"application/json",
@@ -39,13 +41,19 @@ class _Daemon(socketserver.ThreadingUnixStreamServer):
 
     daemon_threads = True
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, address: Any) -> None:
         self.heads: list[bytes] = []
         self.bodies: list[bytes] = []
         self.accepted = 0
         self.ended = threading.Event()  # a kept-alive connection saw the client's EOF
         self.release = threading.Event()
-        super().__init__(path, _Handler)
+        super().__init__(address, _Handler)
+
+
+class _TcpDaemon(_Daemon):
+    """The stand-in daemon on a TCP port (``--upstream tcp:host:port``)."""
+
+    address_family = socket.AF_INET
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -219,3 +227,24 @@ def test_a_target_treq_would_rewrite_is_not_sent(daemon: _Daemon) -> None:
     assert _ask(reactor, client, "/volumes/dat\u00e9") == Answer(0)
     assert _ask(reactor, client, "/volumes/data%2Fx?filters=%7B%7D").status == 200
     assert [h.split(b" ")[1] for h in daemon.heads] == [b"/volumes/data%2Fx?filters=%7B%7D"]
+
+
+def test_a_tcp_upstream_is_asked_over_the_same_endpoint_the_proxy_uses() -> None:
+    """With ``--upstream tcp:host:port`` the questions go over the endpoint built for the proxy
+    (``listeners.upstream_endpoint``), still with Host: docker."""
+    server = _TcpDaemon(("127.0.0.1", 0))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reactor = EPollReactor()  # type: ignore[no-untyped-call]
+        reactor.startRunning()  # type: ignore[no-untyped-call]  # host names resolve in its threads
+        spec = parse_upstream(f"tcp:127.0.0.1:{server.server_address[1]}")
+        client = DaemonClient(reactor, upstream_endpoint(reactor, spec, 5.0),  # type: ignore[arg-type]
+                              answer_timeout=30.0)
+        assert _ask(reactor, client, "/version").value == {"Path": "/version"}
+        assert b"\r\nhost: docker" in server.heads[0].lower()
+        _wait(reactor, client.close())
+        reactor.stop()  # type: ignore[no-untyped-call]
+        reactor.iterate(0)  # type: ignore[no-untyped-call]  # its thread pool stops
+    finally:
+        server.shutdown()
+        server.server_close()
