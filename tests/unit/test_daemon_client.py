@@ -46,7 +46,7 @@ class _Daemon(socketserver.ThreadingUnixStreamServer):
         self.bodies: list[bytes] = []
         self.accepted = 0
         self.ended = threading.Event()  # a kept-alive connection saw the client's EOF
-        self.release = threading.Event()
+        self.dropped = threading.Event()  # the client closed a connection mid-answer
         super().__init__(address, _Handler)
 
 
@@ -85,13 +85,18 @@ class _Handler(socketserver.BaseRequestHandler):
             try:
                 if not self._answer(sock, path):
                     return
-            except OSError:
+            except OSError:  # the client closed while the answer was being sent
+                self.server.dropped.set()
                 return
 
     def _answer(self, sock: socket.socket, path: bytes) -> bool:
         """Answer ``path``; False when the connection must end."""
-        if path == b"/silent":
-            self.server.release.wait(30)
+        if path in (b"/silent", b"/stall"):
+            if path == b"/stall":
+                sock.sendall(_response("200 OK", b'{"Name": "da', length=40))
+            sock.settimeout(30)
+            if sock.recv(1) == b"":  # no answer, or half of one: wait for the client to go
+                self.server.dropped.set()
             return False
         if path == b"/big":
             sock.sendall(_response("200 OK", b"", length=5 << 20))
@@ -118,7 +123,6 @@ def daemon() -> Iterator[_Daemon]:
         try:
             yield server
         finally:
-            server.release.set()
             server.shutdown()
             server.server_close()
 
@@ -138,6 +142,16 @@ def _wait(reactor: EPollReactor, d: Deferred[Any]) -> Any:
             return out[0]
         reactor.iterate(0.01)  # type: ignore[no-untyped-call]
     raise AssertionError("no answer")
+
+
+def _dropped(reactor: EPollReactor, daemon: _Daemon) -> bool:
+    """Whether the daemon saw the client close a connection mid-answer (the reactor turning,
+    since a connection is closed in one of its turns)."""
+    for _ in range(1000):
+        if daemon.dropped.is_set():
+            return True
+        reactor.iterate(0.01)  # type: ignore[no-untyped-call]
+    return False
 
 
 def _ask(reactor: EPollReactor, client: DaemonClient, target: str, **kw: Any) -> Answer:
@@ -169,8 +183,19 @@ def test_a_daemon_that_never_answers_is_timed_out_and_dropped(daemon: _Daemon) -
     reactor, client = _client(daemon.server_address, timeout=0.3)  # type: ignore[arg-type]
     answer = _ask(reactor, client, "/silent")
     assert (answer.status, answer.value, answer.raw) == (TIMED_OUT, None, b"")
-    daemon.release.set()
+    assert _dropped(reactor, daemon), "the connection was not dropped"
     assert _ask(reactor, client, "/_ping").value == {"Path": "/_ping"}
+    assert daemon.accepted == 2
+
+
+def test_an_answer_that_stalls_mid_body_is_timed_out_and_dropped(daemon: _Daemon) -> None:
+    """The answer timeout covers the whole body, not only the head: an answer that stops halfway
+    is TIMED_OUT with no value and no partial body, and its connection is not reused."""
+    reactor, client = _client(daemon.server_address, timeout=0.3)  # type: ignore[arg-type]
+    answer = _ask(reactor, client, "/stall")
+    assert (answer.status, answer.value, answer.raw) == (TIMED_OUT, None, b"")
+    assert _dropped(reactor, daemon), "the connection was not dropped"
+    assert _ask(reactor, client, "/_ping").status == 200
     assert daemon.accepted == 2
 
 
@@ -179,6 +204,7 @@ def test_an_answer_over_the_limit_is_not_read_and_its_connection_dropped(daemon:
     reactor, client = _client(daemon.server_address)  # type: ignore[arg-type]
     answer = _ask(reactor, client, "/big")
     assert (answer.status, answer.value, answer.raw) == (0, None, b"")
+    assert _dropped(reactor, daemon), "the rest of the answer was still read"
     assert _ask(reactor, client, "/_ping").status == 200
     assert daemon.accepted == 2
 
