@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 TIMED_OUT = 504
-"""``upstream.JsonFetch.status`` when the daemon did not answer in time
+"""``daemon_client.Answer.status`` when the daemon did not answer in time
 (dockgate's own gateway timeout; the daemon itself never answers 504).  Here,
-not in ``upstream``, so that the pure core (``scoping``) can read it without
+not in ``daemon_client``, so that the pure core (``scoping``) can read it without
 loading the Twisted client."""
 
 

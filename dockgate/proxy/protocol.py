@@ -97,12 +97,13 @@ from dockgate.policy.joincheck import (
     needs_joins,
 )
 from dockgate.proxy import binding
+from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
 from dockgate.proxy.gate import ReadGate
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.splice import Splice
-from dockgate.proxy.upstream import JsonFetch, UpstreamConnection, UpstreamPool
+from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 from dockgate.tenancy import Tenant, filter_list, needs_usage
 from dockgate.tenancy.event_scope import EventScope
 from dockgate.tenancy.missing import NamesBack, StandIn, forwarded
@@ -340,8 +341,10 @@ class ProxyServerFactory(ServerFactory):
             reactor,
             size=settings.pool_size,
             connect_timeout=settings.connect_timeout,
-            answer_timeout=settings.response_timeout,
         )
+        self.daemon = DaemonClient(reactor, settings.upstream,
+                                   answer_timeout=settings.response_timeout)
+        """dockgate's own questions to the daemon (side requests)."""
         self.open_connections = 0
         self.per_peer: dict[str, int] = {}
         self.api = settings.api
@@ -423,15 +426,18 @@ class ProxyServerFactory(ServerFactory):
 
     def startFactory(self) -> None:
         """Ask the daemon for its API version once, before clients do."""
-        JsonFetch(self.pool, "/version").start().addCallback(self._learn_version)
+        self.daemon.ask("GET", "/version").addCallback(self._learn_version)
 
-    def _learn_version(self, value: object) -> None:
+    def _learn_version(self, answer: Answer) -> None:
+        value = answer.value
         if isinstance(value, dict) and isinstance(value.get("ApiVersion"), str):
             self.note_daemon_version(value["ApiVersion"])
 
     def stopFactory(self) -> None:
-        """Close pooled upstream connections when the listener stops."""
+        """Close pooled upstream connections, and the side requests', when the listener
+        stops."""
         self.pool.close_idle()
+        self.daemon.close()
 
 
 @implementer(IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
@@ -919,17 +925,14 @@ class ProxyServerProtocol(Protocol):
 
     async def _fetch(self, method: str, target: str, body: Any) -> tuple[int, Any]:
         """A side request to the daemon (see scoping.Fetch)."""
-        fetch = JsonFetch(self.factory.pool, target, method=method, body=body)
-        value = await fetch.start()
-        return fetch.status, value
+        answer = await self.factory.daemon.ask(method, target, body=body)
+        return answer.status, answer.value
 
     async def _replay(self, method: str, target: str, body: bytes | None,
                       headers: tuple[tuple[str, str], ...]) -> tuple[int, bytes, bytes]:
         """A side request whose answer is copied to the client (see scoping.Replay)."""
-        fetch = JsonFetch(self.factory.pool, target, method=method, payload=body,
-                          headers=headers)
-        await fetch.start()
-        return fetch.status, fetch.content_type, fetch.raw
+        answer = await self.factory.daemon.ask(method, target, payload=body, headers=headers)
+        return answer.status, answer.content_type, answer.raw
 
     def _prepared(self, result: tuple[Policy, DecisionContext | None], x: Exchange) -> None:
         if self.closed or self.exchange is not x:
@@ -1577,10 +1580,11 @@ class ProxyServerProtocol(Protocol):
             self._emit(x, "SessionEnded")
             return
         # The stream does not carry the exit code; the daemon's record does.
-        d = JsonFetch(self.factory.pool, target).start()
+        d = self.factory.daemon.ask("GET", target)
         d.addCallback(self._session_exit_code, x)
 
-    def _session_exit_code(self, value: object, x: Exchange) -> None:
+    def _session_exit_code(self, answer: Answer, x: Exchange) -> None:
+        value = answer.value
         if isinstance(value, dict):
             state = value.get("State") if isinstance(value.get("State"), dict) else value
             assert isinstance(state, dict)

@@ -52,7 +52,8 @@ class ProxySettings:
         api: API context for admission (daemon version, JSON body cap).
         connect_timeout: seconds to connect to the daemon before answering 502.
         response_timeout: seconds to wait for the daemon's response head before 504,
-            and for each of dockgate's own side requests (the pool's ``answer_timeout``).
+            and for the whole answer to each of dockgate's own side requests
+            (``daemon_client.DaemonClient``'s ``answer_timeout``).
         max_head_size: request head cap in bytes (431 above).
         pool_size: idle keep-alive upstream connections kept.
         head_timeout: seconds a client may take to send a whole request head

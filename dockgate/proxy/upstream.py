@@ -10,12 +10,10 @@ response can leak into another client's exchange.
 
 from __future__ import annotations
 
-import json
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IHalfCloseableProtocol,
     IPushProducer,
     IReactorTime,
@@ -26,13 +24,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate.errors import TIMED_OUT
 from dockgate.fastio import writethrough
 from dockgate.http1.client import (
     LAST_CHUNK,
-    Body,
-    End,
-    Head,
     ProtocolError,
     ResponseReader,
     chunk,
@@ -273,14 +267,11 @@ class UpstreamPool:
         *,
         size: int = 16,
         connect_timeout: float = 10.0,
-        answer_timeout: float | None = None,
     ) -> None:
         self._endpoint = endpoint
         self.reactor = reactor
         self._size = size
         self._connect_timeout = connect_timeout
-        self.answer_timeout = answer_timeout
-        """How long dockgate's own side requests (``JsonFetch``) wait for an answer."""
         self._idle: list[UpstreamConnection] = []
         self.open_connections = 0
 
@@ -333,138 +324,3 @@ class _Quiet(Factory):
     def buildProtocol(self, addr: object) -> UpstreamConnection:
         """The prepared connection."""
         return self._proto
-
-
-class JsonFetch:
-    """A side request of dockgate's own to the daemon, answered as decoded JSON.
-
-    Some decisions need a fact only the daemon knows (the user an image runs
-    as).  The request goes over a pooled connection like any other and its
-    small response is read whole; any failure yields None, which the policy
-    treats as "unknown" (the strict reading).
-
-    An answer that has not come within the pool's ``answer_timeout`` is a
-    failure too (the connection is dropped): a request waiting on an
-    ownership check, a tenant's quota lock and a tenant's event stream must
-    not wait forever on a daemon, or a volume plugin, that never answers.
-    """
-
-    def __init__(
-        self,
-        pool: UpstreamPool,
-        target: str,
-        limit: int = 4 << 20,
-        *,
-        method: str = "GET",
-        body: object = None,
-        payload: bytes | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
-        self._pool = pool
-        self._timeout = pool.answer_timeout
-        self._timer: IDelayedCall | None = None
-        self._target = target
-        self._limit = limit
-        self._method = method
-        self._payload = payload if body is None else json.dumps(body).encode()
-        self._conn: UpstreamConnection | None = None
-        self.status = 0
-        self.content_type = b""
-        self._extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
-                       if k not in ("host", "user-agent", "content-type", "content-length")]
-        self._body = bytearray()
-        self.result: Deferred[object] = Deferred()
-
-    def start(self) -> Deferred[object]:
-        """Send the request; the Deferred fires with the JSON value or None."""
-        if self._timeout is not None:
-            self._timer = self._pool.reactor.callLater(self._timeout, self._timed_out)
-        d = self._pool.acquire()
-        d.addCallbacks(self._ready, self._failed)
-        return self.result
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        log.warn("side request {target}: no answer from the daemon in {seconds} s",
-                 target=self._target, seconds=self._timeout)
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.abort()
-        self.status = TIMED_OUT
-        self._done(None)
-
-    def _ready(self, conn: UpstreamConnection) -> None:
-        if self.result.called:  # timed out while connecting
-            conn.abort()
-            return
-        self._conn = conn
-        conn.delegate = self
-        headers = [(b"host", b"docker"), (b"user-agent", b"dockgate"), *self._extra]
-        if self._payload is not None:
-            headers += [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(self._payload)),
-            ]
-        elif self._method in ("POST", "PUT"):
-            headers.append((b"content-length", b"0"))
-        try:
-            conn.request(self._method, self._target.encode("ascii"), headers, self._payload)
-        except (ValueError, ProtocolError) as e:
-            log.warn("side request {target} not sent: {e}", target=self._target, e=e)
-            conn.abort()
-            self._done(None)
-
-    def _failed(self, reason: Failure) -> None:
-        self._done(None)
-
-    def _done(self, value: object) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-        if not self.result.called:
-            self.result.callback(value)
-
-    def upstream_event(self, event: object) -> None:
-        """Collect the response."""
-        if isinstance(event, Head):
-            if event.status >= 200:
-                self.status = event.status
-                self.content_type = dict(event.headers).get(b"content-type", b"")
-        elif isinstance(event, Body):
-            self._body += event.data
-            if len(self._body) > self._limit and self._conn is not None:
-                self._conn.abort()
-                self._done(None)
-        elif isinstance(event, End):
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                self._pool.release(conn)
-            value = None
-            if 200 <= self.status < 300:
-                try:
-                    value = json.loads(self._body)
-                except ValueError:
-                    value = None
-            self._done(value)
-
-    @property
-    def raw(self) -> bytes:
-        """The response body as received (any status; empty after a failure)."""
-        return bytes(self._body)
-
-    def upstream_raw(self, data: bytes) -> None:
-        """Not used: side requests never hijack."""
-
-    def upstream_read_closed(self) -> None:
-        """Not used: side requests never hijack."""
-
-    def upstream_lost(self, reason: Failure) -> None:
-        """The daemon went away: the fact stays unknown."""
-        self._done(None)
-
-    def upstream_paused(self, paused: bool) -> None:
-        """Nothing to pause: the request has no body."""
-
-    def upstream_batch(self, begin: bool) -> None:
-        """Nothing to batch: the response is collected whole."""

@@ -104,6 +104,7 @@ IO = {
     "dockgate.audit.sink": "the audit sink, which logs its failures through twisted.logger",
     "dockgate.audit.config": "builds the audit sink (audit)",
     "dockgate.proxy.binding": "asks the daemon through Deferreds",
+    "dockgate.proxy.daemon_client": "asks the daemon with treq (twisted.web.client)",
     "dockgate.cli.main": "starts the reactor",
     "dockgate.proxy.gate": "pauses and resumes Twisted transports",
     "dockgate.fastio.kernelsplice": "reactor readers and writers for splice(2)",
