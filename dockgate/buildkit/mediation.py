@@ -655,11 +655,14 @@ class _Dockerfiles:
     None of a Dockerfile's bytes reach the daemon before its verdict: the
     daemon keeps what a transfer wrote for the next build of the same shared
     key, so not even a refused file's first bytes may land there.  For the same
-    reason, when a transfer ends (the CLI's FIN) without the daemon having
-    asked for every Dockerfile it was offered, the daemon builds from the copy
-    it kept: that copy is judged again with this build's arguments from what
-    dockgate remembers of the transfer that left it (``KeptDockerfiles``), and
-    the FIN waits for the verdicts; a copy dockgate has no memory of is refused.
+    reason, when the daemon is done asking (its FIN: it has written every file
+    it asked for) without having asked for every Dockerfile it was offered, it
+    builds from the copy it kept: that copy is judged again with this build's
+    arguments from what dockgate remembers of the transfer that left it
+    (``KeptDockerfiles``), and the daemon's FIN waits for the verdicts (the CLI
+    answers it with its own FIN and ends the call, which a held stream could not
+    take); a copy dockgate has no memory of is refused.  A CLI's FIN that finds
+    a Dockerfile not asked for is refused too.
     """
 
     def __init__(self, kept: Callable[[str, tuple[int, ...]], tuple[bytes, ...]]) -> None:
@@ -670,18 +673,24 @@ class _Dockerfiles:
         self.open: dict[int, bytearray] = {}
         self.held = 0
 
-    def packet(self, payload: bytes) -> tuple[bool, list[tuple[str, tuple[int, ...], bytes]]]:
+    def packet(self, side: Side, payload: bytes
+               ) -> tuple[bool, list[tuple[str, tuple[int, ...], bytes]]]:
         """(hold from this packet on, the Dockerfiles to judge now: path, ``stat_class``,
-        bytes): one this packet ends, or at the FIN each kept copy the daemon will use."""
+        bytes): one this packet ends, or at the daemon's FIN each kept copy it will use."""
         p = decode_filesync_packet(payload)
+        if side == "daemon":
+            # Its requests (the CLI's data for them is read as it comes), and its FIN.
+            if p.kind == "fin" and self.files:
+                return True, self._kept_copies()
+            return False, []
+        if p.kind == "fin" and self.files:
+            raise _Refused(self._not_asked(sorted(self.files.values())[0][0]))
         if p.kind == "stat":
             if p.path and p.mode & _GO_MODE_TYPE == 0 and \
                     not os.path.basename(p.path).endswith(".dockerignore"):
                 self.files[self.index] = (p.path, stat_class(p))
             self.index += 1
             return bool(self.open), []
-        if p.kind == "fin" and self.files:
-            return True, self._kept_copies()
         if p.kind != "data" or p.id not in self.files:
             return bool(self.open), []
         buf = self.open.setdefault(p.id, bytearray())
@@ -705,13 +714,16 @@ class _Dockerfiles:
         for path, stat in sorted(self.files.values()):
             known = self.kept(path, stat)
             if not known:
-                raise _Refused(
-                    f"dockgate: the daemon did not ask for the Dockerfile {path!r} (it kept "
-                    "one from an earlier build that dockgate did not judge, or no longer "
-                    "remembers); the build is refused")
+                raise _Refused(self._not_asked(path))
             copies.extend((path, (), data) for data in known)
         self.files.clear()
         return copies
+
+    @staticmethod
+    def _not_asked(path: str) -> str:
+        return (f"dockgate: the daemon did not ask for the Dockerfile {path!r} (it kept one "
+                "from an earlier build that dockgate did not judge, or no longer remembers); "
+                "the build is refused")
 
 
 def _bytes_message(payload: bytes) -> bytes:
@@ -767,7 +779,7 @@ class SessionHooks:
                 self._files[stream] = _Dockerfiles(
                     lambda path, stat: self._kept(names, path, stat, None))
                 self._dirs[stream] = tuple(names)
-                return Plan(frozenset({"client"}))
+                return Plan(frozenset({"client", "daemon"}))
             return None
         if path == GET_SECRET:
             self._secret_streams.add(stream)
@@ -792,7 +804,7 @@ class SessionHooks:
             files = self._files.get(stream)
             if files is None:
                 return False
-            hold, done = files.packet(payload)
+            hold, done = files.packet(side, payload)
         except _Refused as e:
             self._refuse(stream, str(e))
             return True

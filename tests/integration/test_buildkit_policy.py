@@ -160,6 +160,29 @@ ASKS = {
 
 
 @pytest.mark.allow_refusals
+def test_same_directory_built_again_through_baseline(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """One directory built again and again through baseline (buildx twice, then ``docker
+    build``) builds each time: engine 20.10's daemon keeps the Dockerfile of the first
+    transfer and does not ask for it again, and dockgate judges the bytes it forwarded
+    then (each solve's audit record has an allowed Dockerfile decision).  Once the
+    Dockerfile gains an ``ADD http://...``, the daemon asks for the changed file and
+    the build is refused with the rule in the CLI's output."""
+    pg = baseline(engine, policy_gates)
+    ctx = context(engine, f"FROM {BASE}\nCOPY a.txt /a.txt\n", **{"a.txt": "again"})
+    for argv in (BUILDX, BUILDX, ("build", "--progress", "plain")):
+        mark = pg.mark()
+        out = pg.docker(*argv, "--network", "none", str(ctx), check=False, timeout=300)
+        assert out.returncode == 0, out.stderr
+        decisions = [d for r in solve_records(pg, mark) for d in r["build"]["decisions"]
+                     if d["what"] == "dockerfile"]
+        assert decisions and all(d["allowed"] for d in decisions), decisions
+    with (ctx / "Dockerfile").open("a") as f:
+        f.write("ADD http://127.0.0.1:9/x /x\n")
+    refused(buildx(pg, ctx, "--network", "none", check=False), "baseline", "build-fetches")
+
+
+@pytest.mark.allow_refusals
 @pytest.mark.parametrize("kind", sorted(ASKS))
 def test_entitlements_are_refused(engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate],
                                   kind: str) -> None:

@@ -83,7 +83,7 @@ def test_dockerfile_dir_is_held_until_each_dockerfile_is_judged(judged: list[byt
     builds = mediation.Builds()
     hooks = session(builds)
     plan = hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
-    assert plan == Plan(frozenset({"client"}))
+    assert plan == Plan(frozenset({"client", "daemon"}))
     assert builds.sessions["sess"].dirs == ["dockerfile"]
     assert not hooks.message(3, "client", packet(STAT, path="Dockerfile"))
     assert not hooks.message(3, "client", packet(STAT, path="Dockerfile.dockerignore"))
@@ -195,7 +195,7 @@ def test_dockerfile_not_asked_for_is_refused(judged: list[bytes]) -> None:
 def transfer(hooks: mediation.SessionHooks, stream: int, data: bytes | None, *,
              mtime: int = 7, uid: int = 0, mode: int = 0o644) -> bool:
     """One ``dockerfile`` DiffCopy offering a Dockerfile of ``len(data)`` bytes; the daemon
-    asks for it (``data``) or not (None: the CLI's FIN follows the stats). Whether the
+    asks for it (``data``) or not (None: the daemon's FIN follows the stats). Whether the
     last packet was held."""
     hooks.opened(stream, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
     size = len(data or b"FROM a\n")
@@ -205,13 +205,14 @@ def transfer(hooks: mediation.SessionHooks, stream: int, data: bytes | None, *,
     if data is not None:
         hooks.message(stream, "client", packet(DATA, ident=0, data=data))
         return hooks.message(stream, "client", packet(DATA, ident=0))
-    return hooks.message(stream, "client", packet(FIN))
+    return hooks.message(stream, "daemon", packet(FIN))
 
 
 def test_kept_dockerfile_is_judged_again_from_memory(judged: list[bytes]) -> None:
     """A Dockerfile judged and forwarded in one transfer is remembered; a later transfer
     of the same caller and shared key whose daemon does not ask for it (same stat) has
-    the remembered bytes judged again, its FIN held until that verdict; a changed stat,
+    the remembered bytes judged again, the daemon's FIN held until that verdict (the CLI
+    ends the call once it has it); a changed stat,
     another shared key, another caller or a session without a shared key is refused."""
     builds = mediation.Builds()
     hooks = session(builds, key="k1")
