@@ -16,6 +16,7 @@ through the baseline and restricted dockgates, both engines, with their gRPC med
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +181,31 @@ def test_same_directory_built_again_through_baseline(
     with (ctx / "Dockerfile").open("a") as f:
         f.write("ADD http://127.0.0.1:9/x /x\n")
     refused(buildx(pg, ctx, "--network", "none", check=False), "baseline", "build-fetches")
+
+
+@pytest.mark.allow_refusals
+def test_dockerfile_kept_from_a_build_dockgate_did_not_see_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """A directory first built direct (with the same buildx config, so the same shared
+    key), then through baseline: engine 20.10's daemon kept the Dockerfile of the direct
+    build and does not ask for it, and
+    dockgate, which never judged those bytes, refuses the build with that reason; 28.5's
+    asks for it again and the build goes through.  Touching the Dockerfile (a new stat)
+    makes 20.10 ask for it, and the build goes through."""
+    pg = baseline(engine, policy_gates)
+    ctx = context(engine, f"FROM {BASE}\nRUN true\n")
+    # buildx's shared key is the directory's and its config's: the gate's config, direct.
+    direct = {**pg.env, "DOCKER_HOST": f"unix://{engine.daemon_socket}"}
+    engine.run_cli(engine.cli, (*BUILDX, "--network", "none", str(ctx)), env=direct,
+                   timeout=300)
+    out = buildx(pg, ctx, "--network", "none", check=False)
+    if engine.name == "20.10":
+        assert out.returncode != 0
+        assert "dockgate: the daemon did not ask for the Dockerfile 'Dockerfile'" in out.stderr, \
+            out.stderr
+        os.utime(ctx / "Dockerfile", ns=(1, 1))
+        out = buildx(pg, ctx, "--network", "none", check=False)
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.allow_refusals
