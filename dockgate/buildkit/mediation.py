@@ -14,7 +14,9 @@
 ``/session`` (the daemon calls the CLI)
     ``FileSync/DiffCopy`` of the ``dockerfile`` directory is mediated: the
     file data the CLI sends is held until each Dockerfile in it is whole and
-    judged with the solve that named this session; a denial refuses the
+    judged with the solve that named this session (one the daemon kept from an
+    earlier transfer and does not ask for again is judged from what dockgate
+    remembers of that transfer: ``KeptDockerfiles``); a denial refuses the
     transfer and fails that solve on ``/grpc`` with the denial, so the CLI
     prints it.  ``Secrets/GetSecret`` requests are read for the audit record
     (the ID, never the value).  ``Upload/Pull`` (a context piped to ``docker
