@@ -410,3 +410,27 @@ def test_tenants_image_solves_get_the_owner_label() -> None:
     assert admin.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
     admin.message(1, "client", solve_request("r3", exporter=("moby", {"name": "b:1"})))
     assert admin.pending[-1].rewrite is None
+
+
+def test_kept_dockerfile_is_judged_with_this_builds_arguments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The remembered bytes are judged afresh: a kept Dockerfile allowed with the first
+    build's arguments but not with this one's is refused (the daemon's FIN is held, then
+    the transfer refused), and the daemon's requests before its FIN are not held."""
+    verdicts = [True, False]
+
+    def judge_dockerfile(policy: Any, ask: Any, dockerfile: bytes, ctx: Any = None,
+                         *, peer: Any = None) -> BuildVerdict:
+        return BuildVerdict(verdicts.pop(0), "dockgate: denied by policy p rule r: x")
+
+    monkeypatch.setattr(mediation, "judge_dockerfile", judge_dockerfile)
+    hooks = session(mediation.Builds(), key="k1")
+    assert transfer(hooks, 1, b"FROM $BASE\n")
+    hooks.pending.clear()
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    hooks.message(3, "client", packet(STAT, path="Dockerfile", size=11, mtime=7))
+    hooks.message(3, "client", packet(STAT))
+    assert not hooks.message(3, "daemon", packet(1, ident=5))
+    assert hooks.message(3, "daemon", packet(FIN))
+    assert [(p.stream, p.verdict.allowed) for p in hooks.pending] == [(3, False)]
+    assert not verdicts
