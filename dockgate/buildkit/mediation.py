@@ -14,7 +14,9 @@
 ``/session`` (the daemon calls the CLI)
     ``FileSync/DiffCopy`` of the ``dockerfile`` directory is mediated: the
     file data the CLI sends is held until each Dockerfile in it is whole and
-    judged with the solve that named this session; a denial refuses the
+    judged with the solve that named this session (one the daemon kept from an
+    earlier transfer and does not ask for again is judged from what dockgate
+    remembers of that transfer: ``KeptDockerfiles``); a denial refuses the
     transfer and fails that solve on ``/grpc`` with the denial, so the CLI
     prints it.  ``Secrets/GetSecret`` requests are read for the audit record
     (the ID, never the value).  ``Upload/Pull`` (a context piped to ``docker
@@ -43,6 +45,7 @@ cache of what earlier transfers under that key wrote).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -58,6 +61,7 @@ from dockgate.buildkit.grpcwire import Unreadable
 from dockgate.buildkit.h2relay import Plan, Side
 from dockgate.buildkit.solve import (
     ContainerAsk,
+    Packet,
     SolveAsk,
     Undecodable,
     decode_bridge_solve,
@@ -208,6 +212,8 @@ class SessionInfo:
 
     owner: str
     name: str = ""
+    shared_key: str = ""
+    """Its ``X-Docker-Expose-Session-Sharedkey`` (the daemon keeps transfers under it)."""
     dirs: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     connected: bool = True
@@ -246,6 +252,7 @@ class Builds:
         self.sessions: dict[str, SessionInfo] = {}
         self.solves: dict[str, SolveRecord] = {}
         self.shared_keys: dict[str, str] = {}
+        self.kept = KeptDockerfiles()
         self._waiting: dict[str, list[Handle]] = {}
 
     def session_opened(self, session: str, owner: str, name: str, shared_key: str = ""
@@ -264,6 +271,7 @@ class Builds:
             if holder != owner:
                 return "dockgate: the session's shared key belongs to another caller"
         info = self.sessions[session] = known or SessionInfo(owner, name)
+        info.shared_key = shared_key
         info.connected = True
         return None
 
@@ -571,6 +579,75 @@ class _Refused(Undecodable):
     """A Dockerfile transfer dockgate cannot judge (the message is the refusal)."""
 
 
+KeptKey = tuple[str, str, tuple[str, ...], str, tuple[int, ...]]
+"""(caller, session shared key, ``dir-name`` values, path, ``stat_class``)."""
+
+
+def stat_class(p: Packet) -> tuple[int, ...]:
+    """The fields of a file's fsutil stat by which the daemon tells a kept copy is current.
+
+    fsutil's receiver skips a regular file whose size, modification time, mode,
+    owner (and link target, device numbers: never a regular file's) equal its kept
+    copy's.  Some daemons (BuildKit 0.8, engine 20.10) widen the owner's mode bits
+    to group and others before they compare, so two stats that differ only there
+    are one file to them: the group and other bits are left out here, so a class
+    is never finer than the daemon's comparison.
+    """
+    return (p.size, p.mod_time, p.mode & ~0o077, p.uid, p.gid)
+
+
+class KeptDockerfiles:
+    """The Dockerfile bytes dockgate judged and forwarded, per what the daemon keeps them by.
+
+    The daemon keeps what a ``dockerfile`` transfer wrote under a key made of the
+    local source's name (the ``dir-name`` of the DiffCopy), the frontend's
+    ``SharedKeyHint`` (not on the wire: dockgate does not see it) and the
+    session's shared key (the ``/session`` upgrade header; nothing in the DiffCopy
+    call names it); on the next build under that key it asks only for the files
+    whose stat changed.  A Dockerfile it does not ask for is the copy it kept, and
+    that copy is bytes an earlier transfer forwarded: through this dockgate
+    (bound to one caller, ``Builds.session_opened``) only after they were judged
+    and allowed.  So the bytes remembered here for the same caller, shared key,
+    directory, path and ``stat_class`` include the daemon's copy, and judging
+    each of them with this build's arguments judges what the daemon will use.
+    Several distinct contents under one class (the same stat written twice, or
+    kept under two hints) are all judged; more than ``PER_CLASS`` of them, and
+    the class is unknown (refused).
+
+    Not covered, and refused as before: a copy the daemon kept from a transfer
+    that did not pass through this dockgate (direct to the daemon, another
+    dockgate, or one forgotten here: bounded, least recently used first; a
+    restart forgets all), and any transfer of a session without a shared key
+    (the daemon's key is then the same for every caller).
+    """
+
+    LIMIT = 512
+    PER_CLASS = 4
+
+    def __init__(self, limit: int = LIMIT) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[KeptKey, tuple[bytes, ...]] = OrderedDict()
+
+    def remember(self, key: KeptKey, dockerfile: bytes) -> None:
+        """``dockerfile`` was judged and allowed: it goes to the daemon, which may keep it."""
+        known = self._kept.pop(key, None)
+        if known is None:
+            known = (dockerfile,)
+        elif known and dockerfile not in known:
+            known = (*known, dockerfile) if len(known) < self.PER_CLASS else ()
+        self._kept[key] = known
+        while len(self._kept) > self.limit:
+            self._kept.popitem(last=False)
+
+    def recall(self, key: KeptKey) -> tuple[bytes, ...]:
+        """Each content the daemon's copy for ``key`` may be (none: unknown)."""
+        known = self._kept.get(key)
+        if known is None:
+            return ()
+        self._kept.move_to_end(key)
+        return known
+
+
 class _Dockerfiles:
     """The Dockerfiles of one ``dockerfile`` DiffCopy, from the CLI's fsutil packets.
 
@@ -580,35 +657,44 @@ class _Dockerfiles:
     None of a Dockerfile's bytes reach the daemon before its verdict: the
     daemon keeps what a transfer wrote for the next build of the same shared
     key, so not even a refused file's first bytes may land there.  For the same
-    reason a transfer that ends (the CLI's FIN) without the daemon having asked
-    for every Dockerfile it was offered is refused: the daemon would build
-    from the copy it kept.
+    reason, when the daemon is done asking (its FIN: it has written every file
+    it asked for) without having asked for every Dockerfile it was offered, it
+    builds from the copy it kept: that copy is judged again with this build's
+    arguments from what dockgate remembers of the transfer that left it
+    (``KeptDockerfiles``), and the daemon's FIN waits for the verdicts (the CLI
+    answers it with its own FIN and ends the call, which a held stream could not
+    take); a copy dockgate has no memory of is refused.  A CLI's FIN that finds
+    a Dockerfile not asked for is refused too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kept: Callable[[str, tuple[int, ...]], tuple[bytes, ...]]) -> None:
         self.index = 0
-        self.files: dict[int, str] = {}
+        self.kept = kept
+        """What dockgate remembers of a kept Dockerfile: (path, ``stat_class``) → contents."""
+        self.files: dict[int, tuple[str, tuple[int, ...]]] = {}
         self.open: dict[int, bytearray] = {}
         self.held = 0
 
-    def packet(self, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
-        """(hold from this packet on, a Dockerfile this packet ends)."""
+    def packet(self, side: Side, payload: bytes
+               ) -> tuple[bool, list[tuple[str, tuple[int, ...], bytes]]]:
+        """(hold from this packet on, the Dockerfiles to judge now: path, ``stat_class``,
+        bytes): one this packet ends, or at the daemon's FIN each kept copy it will use."""
         p = decode_filesync_packet(payload)
+        if side == "daemon":
+            # Its requests (the CLI's data for them is read as it comes), and its FIN.
+            if p.kind == "fin" and self.files:
+                return True, self._kept_copies()
+            return False, []
+        if p.kind == "fin" and self.files:
+            raise _Refused(self._not_asked(sorted(self.files.values())[0][0]))
         if p.kind == "stat":
             if p.path and p.mode & _GO_MODE_TYPE == 0 and \
                     not os.path.basename(p.path).endswith(".dockerignore"):
-                self.files[self.index] = p.path
+                self.files[self.index] = (p.path, stat_class(p))
             self.index += 1
-            return bool(self.open), None
-        if p.kind == "fin" and self.files:
-            # The daemon did not ask for a Dockerfile: it would use the copy an
-            # earlier transfer under this shared key left, judged then (if at all)
-            # with other build arguments.
-            raise _Refused("dockgate: the daemon did not ask for the Dockerfile "
-                           f"{sorted(self.files.values())[0]!r} (it kept one from an earlier "
-                           "build, which dockgate cannot judge again); the build is refused")
+            return bool(self.open), []
         if p.kind != "data" or p.id not in self.files:
-            return bool(self.open), None
+            return bool(self.open), []
         buf = self.open.setdefault(p.id, bytearray())
         if p.data:
             buf += p.data
@@ -617,11 +703,29 @@ class _Dockerfiles:
                 raise _Refused(f"dockgate: a Dockerfile larger than {MAX_DOCKERFILE >> 10} KiB "
                                 "is more than dockgate can hold while it judges it (HTTP/2 "
                                 "flow control); the build is refused")
-            return True, None
+            return True, []
         del self.open[p.id]
         if not self.open:
             self.held = 0
-        return True, (self.files.pop(p.id), bytes(buf))
+        path, stat = self.files.pop(p.id)
+        return True, [(path, stat, bytes(buf))]
+
+    def _kept_copies(self) -> list[tuple[str, tuple[int, ...], bytes]]:
+        """The Dockerfiles the daemon did not ask for, as remembered (or refused)."""
+        copies: list[tuple[str, tuple[int, ...], bytes]] = []
+        for path, stat in sorted(self.files.values()):
+            known = self.kept(path, stat)
+            if not known:
+                raise _Refused(self._not_asked(path))
+            copies.extend((path, (), data) for data in known)
+        self.files.clear()
+        return copies
+
+    @staticmethod
+    def _not_asked(path: str) -> str:
+        return (f"dockgate: the daemon did not ask for the Dockerfile {path!r} (it kept one "
+                "from an earlier build that dockgate did not judge, or no longer remembers); "
+                "the build is refused")
 
 
 def _bytes_message(payload: bytes) -> bytes:
@@ -655,6 +759,7 @@ class SessionHooks:
         self.pending: list[Pending] = []
         self._fail_solves = fail_solves
         self._files: dict[int, _Dockerfiles] = {}
+        self._dirs: dict[int, tuple[str, ...]] = {}
         self._uploads: dict[int, _Upload] = {}
         self._secret_streams: set[int] = set()
         self._judging: dict[int, int] = {}
@@ -673,8 +778,10 @@ class SessionHooks:
             if info is not None:
                 info.dirs.extend(names)
             if DOCKERFILE_DIR in names:
-                self._files[stream] = _Dockerfiles()
-                return Plan(frozenset({"client"}))
+                self._files[stream] = _Dockerfiles(
+                    lambda path, stat: self._kept(names, path, stat, None))
+                self._dirs[stream] = tuple(names)
+                return Plan(frozenset({"client", "daemon"}))
             return None
         if path == GET_SECRET:
             self._secret_streams.add(stream)
@@ -699,7 +806,7 @@ class SessionHooks:
             files = self._files.get(stream)
             if files is None:
                 return False
-            hold, done = files.packet(payload)
+            hold, done = files.packet(side, payload)
         except _Refused as e:
             self._refuse(stream, str(e))
             return True
@@ -707,9 +814,24 @@ class SessionHooks:
             self._refuse(stream, f"dockgate: cannot decode a session message ({e}); "
                                  "the build is refused")
             return True
-        if done is not None:
-            self._judge_dockerfile(stream, done[1])
+        for path, stat, dockerfile in done:
+            if self._judge_dockerfile(stream, dockerfile).allowed and stat:
+                # On to the daemon, which may keep it (a kept copy has no ``stat``).
+                self._kept(self._dirs[stream], path, stat, dockerfile)
         return hold
+
+    def _kept(self, dirs: Any, path: str, stat: tuple[int, ...], dockerfile: bytes | None
+              ) -> tuple[bytes, ...]:
+        """Remember an allowed ``dockerfile`` the daemon may keep, or (None) recall what it
+        may have kept: only for a session with a shared key (``KeptDockerfiles``)."""
+        info = self.builds.sessions.get(self.session)
+        if info is None or not info.shared_key:
+            return ()
+        key: KeptKey = (self.judge.owner, info.shared_key, tuple(dirs), path, stat)
+        if dockerfile is None:
+            return self.builds.kept.recall(key)
+        self.builds.kept.remember(key, dockerfile)
+        return ()
 
     def _frontend_ask(self) -> SolveAsk | None:
         asks = [r.frontend_ask for r in self.builds.for_session(self.session)
@@ -725,10 +847,11 @@ class SessionHooks:
             record.decisions.append(_decision("dockerfile", verdict))
         return verdict
 
-    def _judge_dockerfile(self, stream: int, dockerfile: bytes) -> None:
+    def _judge_dockerfile(self, stream: int, dockerfile: bytes) -> BuildVerdict:
         verdict = self._verdict(dockerfile)
         self._judging[stream] = self._judging.get(stream, 0) + 1
         self.pending.append(Pending(stream, verdict, session=self.session, kind="dockerfile"))
+        return verdict
 
     def _upload(self, stream: int) -> Plan | str:
         if self.judge.tenant is not None:
@@ -801,6 +924,7 @@ class SessionHooks:
 
     def closed(self, stream: int) -> None:
         self._files.pop(stream, None)
+        self._dirs.pop(stream, None)
         self._uploads.pop(stream, None)
         self._judging.pop(stream, None)
         self._secret_streams.discard(stream)

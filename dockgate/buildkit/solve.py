@@ -180,6 +180,8 @@ class Packet:
         size: a ``stat`` packet's size.
         linkname: a ``stat`` packet's symlink target.
         data: a ``data`` packet's bytes (or an ``err`` packet's message).
+        uid, gid: a ``stat`` packet's owner.
+        mod_time: a ``stat`` packet's modification time (Unix nanoseconds).
     """
 
     kind: str
@@ -189,6 +191,9 @@ class Packet:
     size: int = 0
     linkname: str = ""
     data: bytes = b""
+    uid: int = 0
+    gid: int = 0
+    mod_time: int = 0
 
 
 
@@ -472,6 +477,9 @@ def decode_filesync_packet(payload: bytes) -> Packet:
         size=st.size,
         linkname=st.linkname,
         data=p.data,
+        uid=st.uid,
+        gid=st.gid,
+        mod_time=st.modTime,
     )
 
 

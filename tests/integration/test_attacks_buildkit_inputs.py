@@ -395,8 +395,8 @@ def test_buildkit_image_names_and_labels_of_tenants(
 
 def test_compose_build_of_a_tenant_is_owned_by_it(
         tenants: tuple[Engine, TenantGate, str]) -> None:
-    """A's compose ``build:`` and plain ``docker build -t`` (no label anywhere) build
-    through the tenant gate as directly, and the daemon has each image labelled
+    """A's compose ``build:`` and plain ``docker build -t`` (no label anywhere; twice, of
+    the same directory) build through the tenant gate as directly, and the daemon has each image labelled
     ``io.dockgate.owner=<A>``; B cannot see it."""
     engine, tg, tag = tenants
     a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
@@ -413,13 +413,14 @@ def test_compose_build_of_a_tenant_is_owned_by_it(
     seen = b.docker("image", "inspect", image, check=False)
     assert seen.returncode != 0 and "No such image" in seen.stderr, seen.stderr
     plain = f"a-plain-{tag}:latest"  # the CLI's own ``docker build`` (buildx behind it)
-    # Its own directory: engine 20.10 keeps a transferred Dockerfile for the next build of
-    # the same directory and does not ask again, which dockgate refuses (see _Dockerfiles).
+    # Twice: engine 20.10 keeps the Dockerfile of the first transfer and does not ask
+    # for it again; dockgate judges the bytes it remembers from the first.
     context = readable_dir({"Dockerfile": f"FROM {IMAGE}\nRUN echo P > /who\n"})
-    out = a.docker("build", "--network", "none", "-t", plain, str(context), check=False,
-                   timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert image_owner(engine, plain) == a.tenant
+    for _ in range(2):
+        out = a.docker("build", "--network", "none", "-t", plain, str(context), check=False,
+                       timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert image_owner(engine, plain) == a.tenant
 
 
 def test_build_history_of_another_tenant_is_not_served(

@@ -16,6 +16,7 @@ through the baseline and restricted dockgates, both engines, with their gRPC med
 from __future__ import annotations
 
 import gzip
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,6 +158,54 @@ ASKS = {
     "insecure": ("RUN --security=insecure true\n", ("--allow", "security.insecure"),
                  "no-privileged"),
 }
+
+
+@pytest.mark.allow_refusals
+def test_same_directory_built_again_through_baseline(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """One directory built again and again through baseline (buildx twice, then ``docker
+    build``) builds each time: engine 20.10's daemon keeps the Dockerfile of the first
+    transfer and does not ask for it again, and dockgate judges the bytes it forwarded
+    then (each solve's audit record has an allowed Dockerfile decision).  Once the
+    Dockerfile gains an ``ADD http://...``, the daemon asks for the changed file and
+    the build is refused with the rule in the CLI's output."""
+    pg = baseline(engine, policy_gates)
+    ctx = context(engine, f"FROM {BASE}\nCOPY a.txt /a.txt\n", **{"a.txt": "again"})
+    for argv in (BUILDX, BUILDX, ("build", "--progress", "plain")):
+        mark = pg.mark()
+        out = pg.docker(*argv, "--network", "none", str(ctx), check=False, timeout=300)
+        assert out.returncode == 0, out.stderr
+        decisions = [d for r in solve_records(pg, mark) for d in r["build"]["decisions"]
+                     if d["what"] == "dockerfile"]
+        assert decisions and all(d["allowed"] for d in decisions), decisions
+    with (ctx / "Dockerfile").open("a") as f:
+        f.write("ADD http://127.0.0.1:9/x /x\n")
+    refused(buildx(pg, ctx, "--network", "none", check=False), "baseline", "build-fetches")
+
+
+@pytest.mark.allow_refusals
+def test_dockerfile_kept_from_a_build_dockgate_did_not_see_is_refused(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """A directory first built direct (with the same buildx config, so the same shared
+    key), then through baseline: engine 20.10's daemon kept the Dockerfile of the direct
+    build and does not ask for it, and
+    dockgate, which never judged those bytes, refuses the build with that reason; 28.5's
+    asks for it again and the build goes through.  Touching the Dockerfile (a new stat)
+    makes 20.10 ask for it, and the build goes through."""
+    pg = baseline(engine, policy_gates)
+    ctx = context(engine, f"FROM {BASE}\nRUN true\n")
+    # buildx's shared key is the directory's and its config's: the gate's config, direct.
+    direct = {**pg.env, "DOCKER_HOST": f"unix://{engine.daemon_socket}"}
+    engine.run_cli(engine.cli, (*BUILDX, "--network", "none", str(ctx)), env=direct,
+                   timeout=300)
+    out = buildx(pg, ctx, "--network", "none", check=False)
+    if engine.name == "20.10":
+        assert out.returncode != 0
+        assert "dockgate: the daemon did not ask for the Dockerfile 'Dockerfile'" in out.stderr, \
+            out.stderr
+        os.utime(ctx / "Dockerfile", ns=(1, 1))
+        out = buildx(pg, ctx, "--network", "none", check=False)
+    assert out.returncode == 0, out.stderr
 
 
 @pytest.mark.allow_refusals

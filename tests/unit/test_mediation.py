@@ -27,12 +27,15 @@ _DIR = 1 << 31
 
 
 def packet(kind: int, *, path: str = "", mode: int = 0o644, ident: int = 0,
-           data: bytes = b"") -> bytes:
+           data: bytes = b"", size: int = 0, mtime: int = 0, uid: int = 0) -> bytes:
     p: Any = message_class("fsutil.types.Packet")()
     p.type = kind
     if kind == 0 and path:
         p.stat.path = path
         p.stat.mode = mode
+        p.stat.size = size
+        p.stat.modTime = mtime
+        p.stat.uid = uid
     p.ID = ident
     p.data = data
     return bytes(p.SerializeToString())
@@ -67,10 +70,11 @@ def judged(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return seen
 
 
-def session(builds: mediation.Builds) -> mediation.SessionHooks:
-    judge = mediation.Judge(policy=None, peer=None, owner="alice")
-    assert builds.session_opened("sess", "alice", "ctx") is None
-    return mediation.SessionHooks(judge, builds, "sess", lambda s, m: None)
+def session(builds: mediation.Builds, *, key: str = "", name: str = "sess",
+            owner: str = "alice") -> mediation.SessionHooks:
+    judge = mediation.Judge(policy=None, peer=None, owner=owner)
+    assert builds.session_opened(name, owner, "ctx", key) is None
+    return mediation.SessionHooks(judge, builds, name, lambda s, m: None)
 
 
 def test_dockerfile_dir_is_held_until_each_dockerfile_is_judged(judged: list[bytes]) -> None:
@@ -79,7 +83,7 @@ def test_dockerfile_dir_is_held_until_each_dockerfile_is_judged(judged: list[byt
     builds = mediation.Builds()
     hooks = session(builds)
     plan = hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
-    assert plan == Plan(frozenset({"client"}))
+    assert plan == Plan(frozenset({"client", "daemon"}))
     assert builds.sessions["sess"].dirs == ["dockerfile"]
     assert not hooks.message(3, "client", packet(STAT, path="Dockerfile"))
     assert not hooks.message(3, "client", packet(STAT, path="Dockerfile.dockerignore"))
@@ -186,6 +190,84 @@ def test_dockerfile_not_asked_for_is_refused(judged: list[bytes]) -> None:
     assert hooks.message(3, "client", packet(FIN))
     assert not judged
     assert "did not ask for the Dockerfile 'Dockerfile'" in hooks.pending[0].verdict.message
+
+
+def transfer(hooks: mediation.SessionHooks, stream: int, data: bytes | None, *,
+             mtime: int = 7, uid: int = 0, mode: int = 0o644) -> bool:
+    """One ``dockerfile`` DiffCopy offering a Dockerfile of ``len(data)`` bytes; the daemon
+    asks for it (``data``) or not (None: the daemon's FIN follows the stats). Whether the
+    last packet was held."""
+    hooks.opened(stream, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    size = len(data or b"FROM a\n")
+    hooks.message(stream, "client", packet(STAT, path="Dockerfile", size=size, mtime=mtime,
+                                           uid=uid, mode=mode))
+    hooks.message(stream, "client", packet(STAT))
+    if data is not None:
+        hooks.message(stream, "client", packet(DATA, ident=0, data=data))
+        return hooks.message(stream, "client", packet(DATA, ident=0))
+    return hooks.message(stream, "daemon", packet(FIN))
+
+
+def test_kept_dockerfile_is_judged_again_from_memory(judged: list[bytes]) -> None:
+    """A Dockerfile judged and forwarded in one transfer is remembered; a later transfer
+    of the same caller and shared key whose daemon does not ask for it (same stat) has
+    the remembered bytes judged again, the daemon's FIN held until that verdict (the CLI
+    ends the call once it has it); a changed stat,
+    another shared key, another caller or a session without a shared key is refused."""
+    builds = mediation.Builds()
+    hooks = session(builds, key="k1")
+    assert transfer(hooks, 1, b"FROM a\n")
+    assert judged == [b"FROM a\n"] and hooks.decided(1)
+    hooks.pending.clear()
+    assert transfer(hooks, 3, None)
+    assert judged == [b"FROM a\n"] * 2
+    assert [p.verdict.allowed for p in hooks.pending] == [True]
+    assert hooks.decided(3)
+    hooks.pending.clear()
+    # The group and other mode bits alone are the same file to some daemons (20.10).
+    assert transfer(hooks, 5, None, mode=0o600)
+    assert [p.verdict.allowed for p in hooks.pending] == [True]
+    refused = [
+        (hooks, {"mtime": 8}), (hooks, {"uid": 1}),
+        (session(builds, key="k2", name="s2"), {}),
+        # Another caller's hooks on this session's shared key (never opened so
+        # through Builds, which binds a key to its first caller).
+        (mediation.SessionHooks(mediation.Judge(None, None, owner="bob"), builds, "sess",
+                                lambda s, m: None), {}),
+        (session(builds, name="s4"), {}),
+    ]
+    for n, (other, changed) in enumerate(refused):
+        other.pending.clear()
+        assert transfer(other, 11 + 2 * n, None, **changed)
+        assert [p.verdict.message for p in other.pending] == [
+            "dockgate: the daemon did not ask for the Dockerfile 'Dockerfile' (it kept one "
+            "from an earlier build that dockgate did not judge, or no longer remembers); "
+            "the build is refused"], changed
+    assert len(judged) == 3
+
+
+def test_kept_dockerfile_memory_is_bounded_and_keeps_every_content(
+        judged: list[bytes]) -> None:
+    """Every distinct content forwarded under one stat class is judged when the daemon
+    skips it (whichever it kept); more than PER_CLASS contents, or an entry the bounded
+    memory let go (least recently used first), is unknown."""
+    kept = mediation.KeptDockerfiles(limit=2)
+    key: Any = ("alice", "k", ("dockerfile",), "Dockerfile", (1, 2, 3, 0, 0))
+    for n in range(kept.PER_CLASS):
+        kept.remember(key, b"FROM %d\n" % n)
+        kept.remember(key, b"FROM 0\n")
+    assert len(kept.recall(key)) == kept.PER_CLASS
+    kept.remember(key, b"FROM x\n")
+    assert kept.recall(key) == ()
+    def at(n: int) -> Any:
+        return (*key[:4], (n,))
+
+    kept.remember(at(1), b"FROM a\n")
+    kept.remember(at(2), b"FROM b\n")
+    kept.recall(at(1))
+    kept.remember(at(3), b"FROM c\n")
+    assert kept.recall(at(2)) == ()
+    assert kept.recall(at(1)) == (b"FROM a\n",)
 
 
 def test_blind_only_where_nothing_is_judged() -> None:
@@ -328,3 +410,27 @@ def test_tenants_image_solves_get_the_owner_label() -> None:
     assert admin.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
     admin.message(1, "client", solve_request("r3", exporter=("moby", {"name": "b:1"})))
     assert admin.pending[-1].rewrite is None
+
+
+def test_kept_dockerfile_is_judged_with_this_builds_arguments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The remembered bytes are judged afresh: a kept Dockerfile allowed with the first
+    build's arguments but not with this one's is refused (the daemon's FIN is held, then
+    the transfer refused), and the daemon's requests before its FIN are not held."""
+    verdicts = [True, False]
+
+    def judge_dockerfile(policy: Any, ask: Any, dockerfile: bytes, ctx: Any = None,
+                         *, peer: Any = None) -> BuildVerdict:
+        return BuildVerdict(verdicts.pop(0), "dockgate: denied by policy p rule r: x")
+
+    monkeypatch.setattr(mediation, "judge_dockerfile", judge_dockerfile)
+    hooks = session(mediation.Builds(), key="k1")
+    assert transfer(hooks, 1, b"FROM $BASE\n")
+    hooks.pending.clear()
+    hooks.opened(3, [(":path", mediation.DIFFCOPY), ("dir-name", "dockerfile")])
+    hooks.message(3, "client", packet(STAT, path="Dockerfile", size=11, mtime=7))
+    hooks.message(3, "client", packet(STAT))
+    assert not hooks.message(3, "daemon", packet(1, ident=5))
+    assert hooks.message(3, "daemon", packet(FIN))
+    assert [(p.stream, p.verdict.allowed) for p in hooks.pending] == [(3, False)]
+    assert not verdicts
