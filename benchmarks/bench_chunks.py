@@ -2,7 +2,7 @@
 
 Issue 21 measured a 1 MB JSON body sent as 1-byte chunks (6 MB on the wire)
 costing dockgate 3 s of CPU, and four such clients stalling everyone else
-(a /_ping took 591 ms).  Chunks beyond ``http1_server.FREE_CHUNKS`` must now
+(a /_ping took 591 ms).  Chunks beyond ``http1.server.FREE_CHUNKS`` must now
 average ``MIN_CHUNK_AVERAGE`` bytes, so such a client is refused (413) after
 a few thousand chunks, and the chunks of one read are one body event.  The
 other bounds of issue 21 item 5 get the same load with ``--attack``: bodies of

@@ -51,7 +51,7 @@ def checkpoint_message(seq: int, prev: str | None, time: str) -> bytes:
 
 
 class Signer(Protocol):
-    """Signs checkpoint messages (``audit_keys`` provides HMAC and Ed25519)."""
+    """Signs checkpoint messages (``audit.keys`` provides HMAC and Ed25519)."""
 
     alg: str
     key_id: str

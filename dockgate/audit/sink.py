@@ -2,8 +2,8 @@
 
 ``JsonLinesAudit`` is what the protocol's ``AuditSink`` calls.  For each
 event it asks the audit policy for a level, builds the versioned record
-(``audit_schema``), appends it to the chained file (``audit_writer``) and
-manages session recordings (``audit_session``).  It is synchronous on
+(``audit.schema``), appends it to the chained file (``audit.writer``) and
+manages session recordings (``audit.session``).  It is synchronous on
 purpose: the protocol emits ``RequestDecided`` before forwarding an allowed
 request and before sending a refusal, and this call returns only once the
 line is in the kernel (and on disk, under ``fsync always``), so nothing is

@@ -8,7 +8,7 @@ strictness where it matters (framing): a response is read exactly as RFC
 9112 section 6.3 frames it, and anything that could be read two ways is an
 error, never a guess, so no byte of one response can be taken for part of
 the next.  ``Framed`` (buffered bytes, Content-Length and chunked bodies) is
-shared with the client side (``http1_server``).
+shared with the client side (``http1.server``).
 
 ``ResponseReader`` is pure (bytes in, events out); ``request_head`` and
 ``chunk`` produce the bytes dockgate sends.
@@ -89,7 +89,7 @@ Event = Head | Body | Framing | End
 
 (ST_IDLE, ST_HEAD, ST_LENGTH, ST_CHUNK_LINE, ST_CHUNK_DATA, ST_CHUNK_END, ST_TRAILER, ST_CLOSE,
  ST_ENDING, ST_DONE, ST_RAW) = range(11)
-"""Where a reader is in a message; shared with ``http1_server``, whose reader has
+"""Where a reader is in a message; shared with ``http1.server``, whose reader has
 the same body framings."""
 
 

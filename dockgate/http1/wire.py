@@ -5,7 +5,7 @@ headers merged, bare-LF line endings, ``Transfer-Encoding`` winning over
 ``Content-Length``, folded lines.  Any of these is a place where two parsers
 (dockgate's and the daemon's, or a front proxy's) can disagree about where a
 request ends (request smuggling), so the raw head is checked here before
-``http1_server`` reads it, and any doubt is a 400.
+``http1.server`` reads it, and any doubt is a 400.
 
 The module also knows which headers are hop-by-hop, so that the heads dockgate
 serialises itself carry only end-to-end headers.
@@ -174,7 +174,7 @@ def serialise_response_head(
 ) -> bytes:
     """Serialise a response head.
 
-    Used for every response to a client (``http1_server.ResponseWriter``
+    Used for every response to a client (``http1.server.ResponseWriter``
     adds the framing headers) and for hijacked ones (101, or Docker's legacy
     raw-stream 200), which are followed by raw bytes, not an HTTP body.
     """

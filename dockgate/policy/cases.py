@@ -16,7 +16,7 @@ names the policy (relative to itself) and a list of cases::
         expect: {verdict: deny, rule: no-privileged, reason_contains: Privileged}
 
 ``expect`` may hold ``verdict`` (required), ``rule`` (the deciding rule),
-``reason`` or ``reason_contains``, ``warnings_contain``, ``audit_rules`` (the
+``reason`` or ``reason_contains``, ``warnings_contain``, ``audit.rules`` (the
 exact set of audit-mode rules that fired), ``fired`` (rules that must have
 found something, whichever rule decided) and ``sets_contain`` (what the
 policy's ``set`` actions must have set).  ``context.daemon`` is a ``GET /info``

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Each client connection has a ``http1_server.RequestReader``.  Requests are
+Each client connection has a ``http1.server.RequestReader``.  Requests are
 handled strictly one at a time: the reader reports ``PAUSED`` after a request
 until its exchange has finished and ``next_cycle`` was called, and reading
 from the client is paused meanwhile, so nothing is buffered without bound.
@@ -20,7 +20,7 @@ For every request head:
    client's body streamed with back-pressure.
 
 The response is read by ``http1.ResponseReader`` and its head written anew
-for the client by ``http1_server.ResponseWriter`` (framing headers derived by
+for the client by ``http1.server.ResponseWriter`` (framing headers derived by
 dockgate, the daemon's other header names spelled as it spelled them).  A body
 that reaches the client in the daemon's own framing (chunked to an HTTP/1.1
 client, or the same Content-Length) and is not rewritten is relayed as it
@@ -321,7 +321,7 @@ class Exchange:
     """The image id a create's decision read; the created container must run it
     (``binding.verify_created``)."""
     context: HeldContext | None = None
-    """A classic build's context, held until its Dockerfile is read (``buildgate``)."""
+    """A classic build's context, held until its Dockerfile is read (``buildctx.hold``)."""
     build_judge: Any = None
     """What an upgraded BuildKit connection is mediated with; None splices it blind
     (``buildkit.connection``)."""
