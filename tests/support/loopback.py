@@ -13,13 +13,14 @@ repository made by ``git_repo`` is served under ``/<name>.git`` over git's
 from __future__ import annotations
 
 import http.server
+import socketserver
 import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -91,10 +92,12 @@ class Loopback(http.server.ThreadingHTTPServer):
         return any(needle in hit for hit in self.hits)
 
 
+_S = TypeVar("_S", bound=socketserver.BaseServer)
+
+
 @contextmanager
-def loopback(secret: str) -> Iterator[Loopback]:
-    """A running ``Loopback`` (stopped on exit)."""
-    server = Loopback(secret)
+def serving(server: _S) -> Iterator[_S]:
+    """``server`` (a socketserver) serving on a thread until the block ends."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -102,3 +105,10 @@ def loopback(secret: str) -> Iterator[Loopback]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def loopback(secret: str) -> Iterator[Loopback]:
+    """A running ``Loopback`` (stopped on exit)."""
+    with serving(Loopback(secret)) as server:
+        yield server

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.loopback import serving
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.epollreactor import EPollReactor
@@ -116,15 +117,9 @@ class _Handler(socketserver.BaseRequestHandler):
 
 @pytest.fixture
 def daemon() -> Iterator[_Daemon]:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = _Daemon(os.path.join(tmp, "docker.sock"))
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield server
-        finally:
-            server.shutdown()
-            server.server_close()
+    with tempfile.TemporaryDirectory() as tmp, \
+            serving(_Daemon(os.path.join(tmp, "docker.sock"))) as server:
+        yield server
 
 
 def _client(path: str, timeout: float | None = 30.0) -> tuple[EPollReactor, DaemonClient]:
