@@ -18,12 +18,13 @@ that never answers); a body over ``limit`` is not read further.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
-import treq
 from hyperlink import EncodedURL
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
@@ -67,6 +68,21 @@ class Answer:
 
 
 _FAILED = Answer(0)
+
+_SENT_AS_IT_IS = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]*(?<!\?)").fullmatch
+"""Targets that treq (hyperlink) sends byte for byte: URI characters only, and no
+empty query (a trailing ``?`` is dropped).  Anything else is checked by letting
+hyperlink convert it, which costs ~30 us per side request."""
+
+
+def _sent_as_it_is(target: str) -> bool:
+    """Whether treq would put exactly ``target`` on the request line."""
+    if _SENT_AS_IT_IS(target) is not None:
+        return True
+    if "#" in target:  # the Agent leaves a fragment off the request line
+        return False
+    url = "http://docker" + target
+    return bool(EncodedURL.from_text(url).to_uri().to_text() == url)
 
 
 @implementer(IAgentEndpointFactory)
@@ -139,6 +155,8 @@ class DaemonClient:
         self._pool.maxPersistentPerHost = 4  # questions of concurrent requests, kept alive
         self._agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
             reactor, _DaemonEndpoint(endpoint), pool=self._pool)
+        self._http = HTTPClient(self._agent)
+        """One treq client for every question (it wraps the Agent once, not per call)."""
         self._asking: set[Deferred[Any]] = set()
         self._cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step))
         """Writes request bodies on this client's reactor (not the global one)."""
@@ -164,16 +182,15 @@ class DaemonClient:
         if payload is not None:
             sent.setRawHeaders(b"content-type", [b"application/json"])
         result: Deferred[Answer] = Deferred()
-        url = "http://docker" + target
         try:
-            if EncodedURL.from_text(url).to_uri().to_text() != url:
+            if not _sent_as_it_is(target):
                 # treq would send another target than the one dockgate built and checked.
                 raise ValueError("the target is not sent as it is")
-            step: Deferred[Any] = treq.request(
-                method, url, headers=sent,
+            step: Deferred[Any] = self._http.request(
+                method, "http://docker" + target, headers=sent,
                 data=None if payload is None else FileBodyProducer(  # type: ignore[no-untyped-call]
                     BytesIO(payload), cooperator=self._cooperator),
-                agent=self._agent, allow_redirects=False, unbuffered=True)
+                allow_redirects=False, unbuffered=True)
         except (ValueError, UnicodeError) as e:
             log.warn("side request {target} not sent: {e}", target=target, e=e)
             result.callback(_FAILED)
