@@ -17,7 +17,8 @@ root (``hostpaths``: dockgate runs on the daemon's host), and the opt-in
 from __future__ import annotations
 
 from dockgate.policy.controls import DaemonFacts, DecisionContext, Finding
-from dockgate.policy.rules import CompiledPolicy, Evaluation, RuleFinding, load_policy
+from dockgate.policy.denial import RuleFinding
+from dockgate.policy.rules import CompiledPolicy, Evaluation, load_policy
 from dockgate.policy.source import PolicyError
 
 

@@ -49,9 +49,9 @@ from dockgate.buildkit.solve import ContainerAsk, SolveAsk
 from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import spelling
 from dockgate.policy.controls import Check, DecisionContext, Finding, _image_pattern
+from dockgate.policy.denial import RuleFinding, denial_reason
 from dockgate.policy.facts import Facts, extract
 from dockgate.policy.registries import RegistryAllowlist
-from dockgate.policy.rules import RuleFinding, denial_reason
 
 BUILD_ENDPOINT = "image.build"
 
@@ -207,7 +207,7 @@ class BuildVerdict:
     Attributes:
         allowed: whether the message may reach the daemon.
         message: on a denial the full ``dockgate: denied by policy P rule R: ...``
-            text (``rules.denial_reason``), which the wire layer sends as the
+            text (``denial.denial_reason``), which the wire layer sends as the
             gRPC status message so the CLI prints it; on an allow, ``allowed by
             policy P`` (plus warn/audit notes).
         rule: the deciding rule ("" when allowed).

@@ -830,13 +830,6 @@ class RedactControl:
         return []
 
 
-def _build(cfg: Mapping[str, Any]) -> Check:
-    """The ``build`` control lives in ``buildcontrol`` (which imports this module)."""
-    from dockgate.policy.buildcontrol import build  # noqa: PLC0415
-
-    return build(cfg)
-
-
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "endpoints": endpoints,
     "privileged": privileged,
@@ -860,7 +853,8 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], Check]] = {
     "resources": resources,
     "registries": RegistriesControl,
     "redact": RedactControl,
-    "build": _build,
 }
 """Control name (as in the policy file) → builder, for the controls defined here;
-``root_actions.BUILDERS`` has the rest.  Together they list every key of ``schema.CONTROLS``."""
+``buildcontrol.build`` and ``root_actions.BUILDERS`` have the rest (``rules.BUILDERS``
+joins them: both import this module, so it cannot import them).  Together they list
+every key of ``schema.CONTROLS``."""

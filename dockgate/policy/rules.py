@@ -17,34 +17,22 @@ from typing import Any
 from dockgate.admission.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Decision, Peer
 from dockgate.policy import hostpaths, root_actions, spelling
+from dockgate.policy.buildcontrol import build
 from dockgate.policy.controls import BUILDERS as BASE_BUILDERS
 from dockgate.policy.controls import Check, DecisionContext, Finding, OptionError, endpoint_globs
+from dockgate.policy.denial import RuleFinding, denial_reason
 from dockgate.policy.facts import extract
 from dockgate.policy.schema import CONTROLS, POLICY_SCHEMA
 from dockgate.policy.source import Document, PolicyError, read_yaml, schema_problems
 
 _NO_CONTEXT = DecisionContext()
 
-BUILDERS = {**BASE_BUILDERS, **root_actions.BUILDERS}
+BUILDERS = {**BASE_BUILDERS, "build": build, **root_actions.BUILDERS}
 """Every control (name as in the policy file) → its builder."""
 
 IMPLICIT_PLAIN_NAMES = "plain-plugin-names"
 """The rule every policy gets unless it has a ``plugin_names`` rule of its own:
 driver names with path syntax reach host sockets (root_actions.plain_name)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RuleFinding:
-    """A finding attributed to the rule (and its mode) that produced it."""
-
-    rule: str
-    mode: str
-    finding: Finding
-
-    @property
-    def text(self) -> str:
-        """``rule R: field why`` (for audit and warn summaries)."""
-        return f"rule {self.rule}: {self.finding.text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,34 +236,6 @@ def _apply(decision: Decision, request: CanonicalRequest, applied: list[RuleFind
         sets=sets,
         request=replace(request, body=body, body_bytes=dumps(body)),
     )
-DENIAL_LINES = 8
-"""Failed rules listed in a denial, one line each; the rest are counted."""
-DENIAL_CHARS = 2000
-"""Longest denial message (the docker CLI prints it whole)."""
-
-
-def denial_reason(policy: str, enforced: Sequence[RuleFinding]) -> str:
-    """Every failed rule of a denial, one line each, within a bounded length.
-
-    The first line keeps the one-rule form (``denied by policy P rule R:
-    why``); each further finding is a line ``also rule R: why``, so a caller
-    fixes everything in one round instead of one rule per attempt.
-    """
-    first = enforced[0]
-    lines = [f"denied by policy {policy} rule {first.rule}: {first.finding.text}"]
-    size = len(lines[0])
-    shown = 1
-    for rf in enforced[1:]:
-        line = f"also rule {rf.rule}: {rf.finding.text}"
-        if line in lines or shown >= DENIAL_LINES or size + len(line) > DENIAL_CHARS:
-            continue
-        lines.append(line)
-        size += len(line) + 1
-        shown += 1
-    rest = len({(rf.rule, rf.finding.text) for rf in enforced}) - shown
-    if rest > 0:
-        lines.append(f"and {rest} more (dockgate policy explain lists them all)")
-    return "\n".join(lines)
 
 
 def compile_policy(doc: Document) -> CompiledPolicy:

@@ -15,7 +15,7 @@ from dockgate.audit.schema import principal_of
 from dockgate.audit.session import TerminalFilter
 from dockgate.model import Decision
 from dockgate.policy import load_policy
-from dockgate.policy.rules import DENIAL_CHARS, DENIAL_LINES
+from dockgate.policy.denial import DENIAL_CHARS, DENIAL_LINES
 from dockgate.service import compat
 from dockgate.service.listeners import DelegatedListenerSpec, parse_listener, plain_tcp_loopback
 from dockgate.service.oplog import AccessLog
