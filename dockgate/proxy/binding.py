@@ -14,9 +14,9 @@ putting another container under the name) would be acted on unchecked.
   id instead of the name), so the create is forwarded as the client wrote
   it and verified after the fact: the created container's ``Image`` must be
   the image id that was checked, or it is removed and the request refused
-  (``verify_created``).  Until that verification ends, starting any
-  container waits (``PENDING``), so the unverified container cannot be
-  started by someone who guesses or lists its name in between.
+  (``verify_created``).  Until that verification ends, a start that could
+  name the new container waits (``PENDING``), so the unverified container
+  cannot be started by someone who guesses or lists its name in between.
 
 Tenancy pins the objects it checks for ownership itself (``scoping``).
 """
@@ -36,8 +36,11 @@ from dockgate.tenancy.ownership import ObjectRef, pin
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 """``fetch(method, target, json_body)`` → (status, decoded JSON or None), as in ``scoping``."""
 
-STARTS = frozenset({"container.start", "container.restart", "container.unpause"})
-"""Endpoints that make a created container run: they wait for pending verifications."""
+STARTS = frozenset({"container.start", "container.restart", "container.unpause",
+                    "container.rename"})
+"""Endpoints that make a created container run (or rename it, so that a start by the
+new name would not be seen to be of it): they wait for pending verifications of the
+container they name."""
 
 
 def checked_image(inspected: Any) -> str | None:
@@ -62,6 +65,18 @@ def bind_exec(request: CanonicalRequest, inspected: Any) -> CanonicalRequest:
     return pin(request, ref, ident)
 
 
+def created(body: bytes, query: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The new container's id (from the create's answer ``body``; "" if it has none)
+    and the name the create asked for (its ``name`` query; "" when the daemon picks)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    ident = answer.get("Id") if isinstance(answer, dict) else None
+    name = next((v for k, v in query if k == "name"), "")
+    return (ident if isinstance(ident, str) else ""), name
+
+
 async def verify_created(
     body: bytes, image: str, checked: str, version: str | None, fetch: Fetch
 ) -> str | None:
@@ -71,12 +86,8 @@ async def verify_created(
     with its anonymous volumes) and returns the refusal for the client.
     Anything that cannot be verified counts as a mismatch (fail closed).
     """
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = None
-    ident = answer.get("Id") if isinstance(answer, dict) else None
-    if not isinstance(ident, str) or not ident:
+    ident = created(body, ())[0]
+    if not ident:
         return f"cannot verify which image the new container of {image} runs"
     prefix = f"/v{version}" if version else ""
     target = prefix + "/containers/" + quote(ident, safe="")
@@ -95,30 +106,62 @@ async def verify_created(
     )
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 class Pending:
-    """Creates being verified, process-wide; starts wait until there are none."""
+    """Creates being verified, process-wide, each by the new container's id and the
+    name the create gave it ("" when the daemon chose one).
+
+    A start (or rename) waits while a pending container could be the one it names.
+    The daemon resolves ``{id}`` as a full id, then a name, then an id prefix, so
+    a reference may name a pending container when it is a prefix of its id, its
+    name, or, for a container whose name the daemon chose (unknown here until it
+    is inspected), any reference that is not hexadecimal: such names never are.
+    Other starts go on at once, so a verification that hangs delays only starts
+    that might be of its container, not every start on the daemon.
+    """
 
     def __init__(self) -> None:
-        self.count = 0
-        self._waiters: list[Deferred[None]] = []
+        self._pending: list[tuple[str, str]] = []
+        self._waiters: list[tuple[str, Deferred[None]]] = []
 
-    def begin(self) -> None:
-        self.count += 1
+    @property
+    def count(self) -> int:
+        """How many verifications are under way."""
+        return len(self._pending)
 
-    def end(self) -> None:
-        self.count -= 1
-        if self.count == 0:
-            waiters, self._waiters = self._waiters, []
-            for d in waiters:
+    def begin(self, ident: str, name: str) -> None:
+        """A verification of the container ``ident`` (created as ``name``) starts."""
+        self._pending.append((ident, name.removeprefix("/")))
+
+    def end(self, ident: str, name: str) -> None:
+        """That verification ended; starts it held (and no other) go on."""
+        self._pending.remove((ident, name.removeprefix("/")))
+        waiting, self._waiters = self._waiters, []
+        for ref, d in waiting:
+            if self.holds(ref):
+                self._waiters.append((ref, d))
+            else:
                 d.callback(None)
 
-    def wait(self) -> Deferred[None]:
-        """Fires once no verification is pending (at once if none is)."""
+    def holds(self, ref: str) -> bool:
+        """Whether a start of ``ref`` might start a container still being verified."""
+        ref = ref.removeprefix("/")
+        hexadecimal = bool(ref) and set(ref) <= _HEX
+        return any(
+            (hexadecimal and ident.startswith(ref)) or ref == name
+            or (not name and not hexadecimal)
+            for ident, name in self._pending
+        )
+
+    def wait(self, ref: str) -> Deferred[None]:
+        """Fires once no pending verification holds ``ref`` (at once if none does)."""
         d: Deferred[None] = Deferred()
-        if self.count == 0:
-            d.callback(None)
+        if self.holds(ref):
+            self._waiters.append((ref, d))
         else:
-            self._waiters.append(d)
+            d.callback(None)
         return d
 
 

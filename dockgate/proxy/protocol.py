@@ -826,12 +826,14 @@ class ProxyServerProtocol(Protocol):
         """
         assert x.request is not None
         if x.request.endpoint.id in binding.STARTS and binding.PENDING.count:
-            # A container being verified must not run before the verdict.
-            x.waiting = True
-            assert self.gate is not None
-            self.gate.hold("prepare")
-            binding.PENDING.wait().addCallback(lambda _: self._after_bindings(x))
-            return
+            ref = x.request.params.get("id", "")
+            if binding.PENDING.holds(ref):
+                # A container being verified must not run before the verdict.
+                x.waiting = True
+                assert self.gate is not None
+                self.gate.hold("prepare")
+                binding.PENDING.wait(ref).addCallback(lambda _: self._after_bindings(x))
+                return
         if self.settings.tenants is None or self.settings.tenants() is None:
             # The common case needs no daemon lookups: decide at once,
             # without a coroutine and Deferred per request.
@@ -1025,10 +1027,12 @@ class ProxyServerProtocol(Protocol):
             self._refuse(x, AuditUnavailable("cannot write the audit log; request refused"))
             return
         assert x.request is not None
-        if x.request.endpoint.id in binding.STARTS and binding.PENDING.count:
+        if x.request.endpoint.id in binding.STARTS and binding.PENDING.holds(
+                x.request.params.get("id", "")):
             # A create's verification began while the record was written: a
             # start still waits for its verdict, as when deciding.
-            binding.PENDING.wait().addCallback(lambda _: self._recorded(x, True))
+            binding.PENDING.wait(x.request.params.get("id", "")).addCallback(
+                lambda _: self._recorded(x, True))
             return
         idle = self.factory.pool.take_idle()
         if idle is not None:
@@ -1309,17 +1313,20 @@ class ProxyServerProtocol(Protocol):
         assert x.request is not None and x.bound_image is not None
         body = x.request.body
         image = str(body.get("Image")) if isinstance(body, dict) else "?"
-        binding.PENDING.begin()
+        key = binding.created(bytes(x.held_body), x.request.query)
+        binding.PENDING.begin(*key)
         d = Deferred.fromCoroutine(
             binding.verify_created(
                 bytes(x.held_body), image, x.bound_image, x.request.version, self._fetch
             )
         )
-        d.addBoth(self._binding_verified, x)
+        d.addBoth(self._binding_verified, x, key)
         d.addErrback(self._unexpected)
 
-    def _binding_verified(self, refusal: str | Failure | None, x: Exchange) -> None:
-        binding.PENDING.end()
+    def _binding_verified(
+        self, refusal: str | Failure | None, x: Exchange, key: tuple[str, str]
+    ) -> None:
+        binding.PENDING.end(*key)
         if isinstance(refusal, Failure):
             self.log.failure("verifying a create failed", refusal)
             refusal = "cannot verify the new container's image"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dockgate.model import CanonicalRequest, Operation
-from dockgate.proxy.binding import Pending, bind_exec, checked_image, verify_created
+from dockgate.proxy.binding import Pending, bind_exec, checked_image, created, verify_created
 
 FULL = "a" * 64
 IMG = "sha256:" + "b" * 64
@@ -83,18 +83,36 @@ def test_unverifiable_is_a_mismatch() -> None:
     assert run(Daemon(IMG), b"not json") is not None
 
 
-def test_starts_wait_for_pending_verifications() -> None:
-    """``wait`` fires at once when nothing is pending, else when the last one ends."""
+def test_starts_wait_for_pending_verifications_of_what_they_may_name() -> None:
+    """A start waits while a pending verification holds the container it may name: an id
+    prefix, the create's name (with or without ``/``), or, while a container whose name
+    the daemon chose is pending, any name that is not hexadecimal; it goes on when that
+    verification (not another) ends.  Starts naming something else go on at once."""
     p = Pending()
-    fired: list[int] = []
-    p.wait().addCallback(lambda _: fired.append(0))
-    p.begin()
-    p.begin()
-    p.wait().addCallback(lambda _: fired.append(1))
-    p.end()
-    assert fired == [0]
-    p.end()
-    assert fired == [0, 1]
+    fired: list[str] = []
+    p.wait("web").addCallback(lambda _: fired.append("idle"))
+    p.begin(FULL, "web")
+    for ref in (FULL[:12], FULL[:1], "web", "/web"):
+        assert p.holds(ref), ref
+    for ref in ("redis", "0" * 12 if not FULL.startswith("0") else "f" * 12, ""):
+        assert not p.holds(ref), ref
+    p.wait("/web").addCallback(lambda _: fired.append("web"))
+    p.wait("redis").addCallback(lambda _: fired.append("redis"))
+    other = "f" * 64 if not FULL.startswith("f") else "e" * 64
+    p.begin(other, "")
+    assert p.holds("quirky_turing") and p.holds("redis") and not p.holds("abc123")
+    p.wait("quirky_turing").addCallback(lambda _: fired.append("generated"))
+    p.end(FULL, "web")
+    assert fired == ["idle", "redis"]  # "web" might still be the unnamed one's name
+    p.end(other, "")
+    assert fired == ["idle", "redis", "web", "generated"] and p.count == 0
+
+
+def test_the_created_container_is_named_by_its_answer_and_query() -> None:
+    """``created`` reads the id from the create's answer and the name from its query
+    ("" for either when absent or unreadable)."""
+    assert created(json.dumps({"Id": FULL}).encode(), (("name", "web"),)) == (FULL, "web")
+    assert created(b"not json", ()) == ("", "")
 
 
 def test_a_failed_question_still_removes_the_container() -> None:
