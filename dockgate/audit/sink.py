@@ -29,7 +29,7 @@ from typing import Any, Literal
 from twisted.logger import Logger
 
 from dockgate.audit.rules import AuditPolicy, load_audit_policy
-from dockgate.audit.schema import RecordTemplates, build_record, encode_record
+from dockgate.audit.schema import build_record, encode_plain, encode_record, plain_members
 from dockgate.audit.session import FORMAT, SessionWriter, terminal_size
 from dockgate.audit.writer import ChainedLog
 from dockgate.model import AuditEvent, CanonicalRequest, record_now
@@ -86,7 +86,6 @@ class JsonLinesAudit:
         self._flush_due = False
         self._waiting: list[Callable[[bool], None]] = []
         """The requests decided in this reactor turn, waiting for their records' write."""
-        self._templates = RecordTemplates()
 
     @property
     def defer(self) -> Callable[[Callable[[], None]], object] | None:
@@ -145,9 +144,21 @@ class JsonLinesAudit:
 
     def _record(self, event: AuditEvent, hold: bool = False) -> None:
         request, decision = event.request, event.decision
-        choice = self.policy.choose(
-            request.endpoint.id if request else None, decision.verdict if decision else None
-        )
+        policy = self.policy
+        known = event.known  # a request seen before (``proxy.fastpath``): its slot
+        slot = None
+        if known is not None and known.request is request and known.decision is decision:
+            slot = known.audit.get(event.stage)
+            if slot is None or slot[0] is not policy:  # new, or a reloaded audit policy
+                choice = policy.choose(request.endpoint.id, decision.verdict)
+                slot = known.audit[event.stage] = (
+                    policy, choice, plain_members(event, choice.level, policy.redactor)
+                    if choice.level != "none" else None)
+            choice = slot[1]
+        else:
+            choice = policy.choose(
+                request.endpoint.id if request else None, decision.verdict if decision else None
+            )
         extra: dict[str, Any] | None = None
         if event.stage == "RequestDecided":
             if choice.session and request is not None and request.endpoint.hijack and (
@@ -172,10 +183,10 @@ class JsonLinesAudit:
         if choice.level == "none":
             return
         record: dict[str, Any] | bytes | None = None
-        if extra is None:
-            record = self._templates.encode(event, choice.level, self.policy.redactor)
+        if extra is None and slot is not None and slot[2] is not None:
+            record = encode_plain(event, slot[2])
         if record is None:
-            record = build_record(event, choice.level, self.policy.redactor, extra)
+            record = build_record(event, choice.level, policy.redactor, extra)
         defer = self._defer
         if defer is None:
             self.log.append(record)
