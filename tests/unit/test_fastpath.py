@@ -496,3 +496,18 @@ def test_audit_records_are_the_full_paths_byte_for_byte(tmp_path: Path) -> None:
     assert [_ACCESS_VARYING.sub("_", line) for line in fast.access] == \
         [_ACCESS_VARYING.sub("_", line) for line in full.access]
     assert len(fast.access) == 9
+
+
+def test_a_known_resize_still_reaches_the_session_recordings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resize taken from the fast path is still applied to the recordings of what it
+    names (its records take the sink's full path, which does that)."""
+    listener = Listener(tmp_path)
+    resized: list[str] = []
+    monkeypatch.setattr(listener.sink, "_resized", lambda request: resized.append(request.target))
+    listener.connect()
+    resize = b"POST /containers/c/resize?h=10&w=20 HTTP/1.1\r\nHost: d\r\n\r\n"
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    for _ in range(2):
+        assert listener.exchange(resize, ok).startswith(b"HTTP/1.1 200 ")
+    assert len(listener.factory.fast) == 1 and len(resized) == 2
