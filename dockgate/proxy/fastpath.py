@@ -74,14 +74,14 @@ carry its ``Date`` and differ per second; no request key can name them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.http1.server import Request
 from dockgate.model import CanonicalRequest, Decision, Peer
 
-__all__ = ["HEAD_LIMIT", "FastPath", "Known"]
+__all__ = ["HEAD_LIMIT", "FastPath", "Finder", "Known"]
 
 HEAD_LIMIT = 2048
 """The largest raw head, in bytes, an entry is kept for: with ``FastPath``'s
@@ -109,6 +109,26 @@ class Known:
     """Per stage: (audit policy, level, encoded members or None), filled by the audit sink."""
     access: tuple[Any, ...] | None = None
     """The access log line's fixed part, filled by ``service.oplog.AccessLog``."""
+
+
+class Finder:
+    """One connection's lookup: its caller number and the listener's entries.
+
+    The number is fixed for the connection (a TLS handshake that names the
+    caller takes a new ``Finder``), so a caller number forgotten meanwhile
+    (``FastPath.caller``) costs sharing with later connections, never the
+    connection its entries.
+    """
+
+    __slots__ = ("_known", "caller")
+
+    def __init__(self, caller: int, known: dict[tuple[int, bytes], Known]) -> None:
+        self.caller = caller
+        self._known = known
+
+    def __call__(self, head: bytes) -> Known | None:
+        """The entry of ``head`` from this caller, or None."""
+        return self._known.get((self.caller, head))
 
 
 class FastPath:
@@ -140,15 +160,10 @@ class FastPath:
             number = self._callers[peer] = next(self._numbers)
         return number
 
-    def lookup(self, peer: Peer) -> Callable[[bytes], Known | None]:
-        """How a reader of ``peer``'s connection finds what its heads are known as."""
-        number = self.caller(peer)
-        known = self._known
-
-        def find(head: bytes) -> Known | None:
-            return known.get((number, head))
-
-        return find
+    def lookup(self, peer: Peer) -> Finder:
+        """How a reader of ``peer``'s connection finds what its heads are known as
+        (``RequestReader.lookup``); the connection remembers under the same number."""
+        return Finder(self.caller(peer), self._known)
 
     def current(self, known: Known | None, policy: object, api: object,
                 tenancy: bool) -> Known | None:
@@ -163,7 +178,7 @@ class FastPath:
         self._known.clear()
         return None
 
-    def remember(self, peer: Peer, head: bytes, parsed: tuple[Request, bool, bool], *,
+    def remember(self, finder: Finder, head: bytes, parsed: tuple[Request, bool, bool], *,
                  policy: object, api: object, request: CanonicalRequest, decision: Decision,
                  redactions: list[Any]) -> Known | None:
         """Keep the result of a request decided on the quick path, if it may be reused.
@@ -186,5 +201,5 @@ class FastPath:
         if len(self._known) >= self.limit:
             self._known.clear()
         known = Known(parsed, policy, api, request, decision, redactions)
-        self._known[(self.caller(peer), head)] = known
+        self._known[(finder.caller, head)] = known
         return known

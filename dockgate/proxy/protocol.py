@@ -103,7 +103,7 @@ from dockgate.policy.joincheck import (
 from dockgate.proxy import binding
 from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
-from dockgate.proxy.fastpath import FastPath, Known
+from dockgate.proxy.fastpath import FastPath, Finder, Known
 from dockgate.proxy.gate import ReadGate
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
@@ -475,6 +475,8 @@ class ProxyServerProtocol(Protocol):
         self._head_deadline = Deadline(self.reactor, self._head_timed_out)
         self._answer_deadline = Deadline(self.reactor, self._response_timeout)
         self._peer_key = ""
+        self._finder: Finder | None = None
+        """This connection's lookup on the listener's fast path (``fastpath``)."""
 
     # -- Twisted interfaces -------------------------------------------------
 
@@ -484,7 +486,7 @@ class ProxyServerProtocol(Protocol):
         writethrough.enable(self.transport)
         self.peer = peer_of(self.transport, self.factory.listener)
         self._peer_key = _peer_key(self.peer)
-        self.reader.lookup = self.factory.fast.lookup(self.peer)
+        self.reader.lookup = self._finder = self.factory.fast.lookup(self.peer)
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self.factory.connections.add(self)
@@ -505,7 +507,7 @@ class ProxyServerProtocol(Protocol):
         if cert is not None and self.peer is not None:
             cn, sans = principal_from_certificate(cert.to_cryptography())
             self.peer = replace(self.peer, transport="tls", principal=cn or None, sans=sans)
-            self.reader.lookup = self.factory.fast.lookup(self.peer)  # another caller
+            self.reader.lookup = self._finder = self.factory.fast.lookup(self.peer)  # a new caller
 
     def dataReceived(self, data: bytes) -> None:
         """Scan and parse HTTP, or pass bytes straight on once spliced."""
@@ -1011,9 +1013,10 @@ class ProxyServerProtocol(Protocol):
             x.build_judge = build_judge(policy, context, self.peer, x.tenant,
                                         x.request.endpoint.id)
         reader = self.reader
-        if quick and reader.parsed is not None and x.build_judge is None:
+        if quick and self._finder is not None and reader.parsed is not None \
+                and x.build_judge is None:
             x.known = self.factory.fast.remember(
-                self.peer, reader.head, reader.parsed, policy=policy, api=self.factory.api,
+                self._finder, reader.head, reader.parsed, policy=policy, api=self.factory.api,
                 request=x.request, decision=x.decision, redactions=x.redactions)
         self._forward_decided(x)
 

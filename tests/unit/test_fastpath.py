@@ -67,7 +67,7 @@ def admitted(head: bytes, ctx: ApiContext = CTX) -> CanonicalRequest:
 
 def remember(fast: FastPath, head: bytes, *, peer: Peer = PEER, policy: object = None,
              api: object = CTX, decision: Decision = ALLOW) -> Any:
-    return fast.remember(peer, head, parsed(head), policy=policy, api=api,
+    return fast.remember(fast.lookup(peer), head, parsed(head), policy=policy, api=api,
                          request=admitted(head), decision=decision, redactions=[])
 
 
@@ -141,6 +141,18 @@ def test_the_fast_path_is_bounded() -> None:
         assert len(fast) <= 3 and len(fast._callers) <= 2
     # Caller numbers are never reused: a forgotten caller comes back as another.
     assert fast.caller(replace(PEER, pid=0)) not in {fast.caller(replace(PEER, pid=9))}
+
+
+def test_a_connection_keeps_its_number_when_callers_are_forgotten() -> None:
+    """A long-lived connection finds what it remembered even after many other callers
+    made the fast path forget its caller numbers (a TCP listener: a caller per port)."""
+    fast = FastPath(callers=2)
+    finder = fast.lookup(PEER)
+    for i in range(5):
+        fast.caller(replace(PEER, pid=100 + i))
+    known = fast.remember(finder, PING, parsed(PING), policy=POLICY, api=CTX,
+                          request=admitted(PING), decision=ALLOW, redactions=[])
+    assert known is not None and finder(PING) is known
 
 
 # -- the audit record's fixed part -------------------------------------------------------
