@@ -1,18 +1,21 @@
-"""Bounded memories for the results of pure functions on the request path.
+"""Bounded memories of the daemon's repeated response heads.
 
-Clients repeat themselves: the CLI, compose and every tool that polls the
-daemon (Traefik, Portainer, monitoring) send the same few heads over and
-over, byte for byte.  Parsing, admitting and deciding such a head is a pure
-function of its bytes (and of the configuration objects passed with them), so
-the result of the first time is the result of every time.  Remembering it
-takes the per-request work of the common case from tens of microseconds to a
-dictionary lookup, without any change to what is accepted or refused: a
-result is only ever remembered after the full check produced it, errors are
-never remembered, and what is remembered is immutable.
+The request side of a repeated exchange is the listener's fast path
+(``proxy.fastpath``): one entry per (caller, request head) holds everything
+dockgate works out before forwarding.  What it cannot hold is keyed by the
+daemon's answer, not by the request: the daemon's response heads carry its
+``Date`` and change once a second, so no request key names them.  Three
+memories remain for those, each a pure function of the daemon's bytes:
+``http1.client._HEADS`` (a response head parsed, with its framing),
+``proxy.protocol._FACTS`` (what the protocol reads from a parsed head), and
+``http1.server._PLANS`` (the client's response head built from them).  A
+result is only remembered after the full work produced it, errors never are,
+and what is remembered is immutable.
 
-Both memories are bounded in entries, and callers only remember results for
-small keys, so a client sending endless distinct requests costs a cleared
-dictionary now and then, never memory.  They live in the reactor thread.
+Both kinds are bounded in entries, and callers only remember results for
+heads up to ``SMALL`` bytes, so a daemon (or a client making it answer)
+with endless distinct heads costs a cleared dictionary now and then, never
+memory.  They live in the reactor thread.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from typing import Generic, TypeVar
 __all__ = ["SMALL", "IdentityMemo", "Memo"]
 
 SMALL = 2048
-"""The largest head, in bytes, whose results are remembered anywhere on the
-request path: with the memories' entry limits, they hold about a megabyte
-at most."""
+"""The largest response head, in bytes, whose results are remembered: with the
+memories' entry limits, they hold about a megabyte at most."""
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -86,10 +86,6 @@ class CanonicalRequest:
             without framing and hop-by-hop headers.
         body: the decoded JSON body for ``json`` endpoints, else None.
         body_bytes: the canonical serialisation of ``body`` that is forwarded.
-        small: admitted from a head small enough to be remembered
-            (``memo.SMALL``); only such requests, and those derived
-            from them, are kept in the request path's memories (``memo``),
-            which bounds what those can hold.  Not part of equality.
     """
 
     method: str
@@ -101,7 +97,6 @@ class CanonicalRequest:
     headers: tuple[tuple[str, str], ...] = ()
     body: Any = None
     body_bytes: bytes | None = None
-    small: bool = field(default=False, compare=False)
 
     @property
     def target(self) -> str:
@@ -192,6 +187,10 @@ class AuditEvent:
     upstream_seconds: float | None = None
     build: Mapping[str, Any] | None = None
     """A ``BuildSolved`` event's facts: the solve's decisions and its session's metadata."""
+    known: Any = None
+    """The listener's fast-path entry of a request seen before (``proxy.fastpath.Known``):
+    the audit sink and the access log keep what they derive from the request, its
+    decision and its caller in it, and only format what changes per record."""
 
 
 def record_now(

@@ -60,7 +60,6 @@ from dockgate.admission.versions import (
 )
 from dockgate.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound
 from dockgate.http1 import wire
-from dockgate.memo import SMALL, Memo
 from dockgate.model import CanonicalRequest
 
 NEVER_FORWARDED = frozenset(
@@ -210,33 +209,6 @@ def admit_head(
         query=query,
         headers=kept,
     )
-
-
-_ADMITTED: Memo[tuple[str, bytes, tuple[tuple[bytes, bytes], ...], ApiContext],
-                CanonicalRequest] = Memo(512)
-
-
-def admit_head_memo(
-    method: str,
-    target: bytes,
-    headers: tuple[tuple[bytes, bytes], ...],
-    ctx: ApiContext,
-    size: int,
-) -> CanonicalRequest:
-    """``admit_head``, remembered for heads of ``size`` up to ``memo.SMALL`` bytes.
-
-    Admission is a pure function of these arguments and its result is
-    immutable, so a repeated head gets the very same ``CanonicalRequest``
-    (see ``memo``), marked ``small``; refusals are not remembered.
-    """
-    if size > SMALL:
-        return admit_head(method, target, headers, ctx)
-    key = (method, target, headers, ctx)
-    found = _ADMITTED.get(key)
-    if found is None:
-        found = replace(admit_head(method, target, headers, ctx), small=True)
-        _ADMITTED.put(key, found)
-    return found
 
 
 def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> CanonicalRequest:

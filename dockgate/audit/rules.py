@@ -63,10 +63,6 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-_CHOICES = 4096
-"""More (endpoint, verdict) pairs than the routes and verdicts make: a bound, not a size."""
-
-
 @dataclass(frozen=True, slots=True)
 class Choice:
     """What to record for one exchange."""
@@ -105,23 +101,13 @@ class AuditPolicy:
     default: Level = "metadata"
     redactor: Redactor = field(default_factory=Redactor)
     source: str = "(built-in)"
-    _chosen: dict[tuple[str | None, str | None], Choice] = field(
-        default_factory=dict, init=False, repr=False, compare=False)
-    """Each (endpoint id, verdict) pair's choice once made: the choice is a function of
-    the pair and the rules, and the pairs are few (route endpoint ids times verdicts),
-    so matching the globs once per pair rather than twice per request is enough."""
 
     def choose(self, endpoint: str | None, verdict: str | None) -> Choice:
-        """The level (and session recording) for an exchange."""
-        key = (endpoint, verdict)
-        choice = self._chosen.get(key)
-        if choice is None:
-            choice = self._choose(endpoint, verdict)
-            if len(self._chosen) < _CHOICES:
-                self._chosen[key] = choice
-        return choice
+        """The level (and session recording) for an exchange: the first rule that matches.
 
-    def _choose(self, endpoint: str | None, verdict: str | None) -> Choice:
+        A request seen before keeps its choice with its fast-path entry
+        (``audit.sink``), so this runs on the full path only.
+        """
         for rule in self.rules:
             if rule.matches(endpoint, verdict):
                 return rule.choice

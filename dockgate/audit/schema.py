@@ -25,7 +25,6 @@ from math import isfinite
 from typing import Any, Literal
 
 from dockgate.audit.redact import TEXT_LIMIT, Redactor, clip, target_of
-from dockgate.memo import Memo
 from dockgate.model import AuditEvent, Peer
 
 __all__ = [
@@ -33,11 +32,12 @@ __all__ = [
     "MAX_TEXT",
     "SCHEMA_VERSION",
     "Level",
-    "RecordTemplates",
     "build_record",
     "clip",
+    "encode_plain",
     "encode_record",
     "iso_time",
+    "plain_members",
 ]
 
 SCHEMA_VERSION = 1
@@ -249,85 +249,62 @@ _PLAIN = (*_LEAD, *_MIDDLE, *_TAIL)
 """The members, in order, of a record with nothing unusual in it."""
 
 
-class RecordTemplates:
-    """Encodes the records of repeated exchanges without building them each time.
+def plain_members(event: AuditEvent, level: Level, redactor: Redactor) -> str | None:
+    """The encoded members from ``level`` to ``reasons`` of ``event``'s record, if it is
+    a plain one; else None (the record takes ``build_record``).
 
     Most records differ from the previous record of the same request only in
     id, time, status, duration and byte counts: the rest (who, where, which
     endpoint, what was decided and why) is a function of the request, the
-    decision, the peer and the redactor, which are the very same objects for
-    a repeated request (see ``memo``).  That part is built once with
-    ``build_record`` and ``encode_record`` and kept encoded; each record then
-    costs one string formatting.  The bytes are exactly ``encode_record``'s
-    for the same record (tested), and anything unusual (an error, an exit
-    code, warnings, masked values, the ``request`` level's headers and
-    body) takes the general path.
+    decision, the peer, the listener, the method, the tenant and the redactor.
+    The audit sink keeps this part in the request's fast-path entry
+    (``proxy.fastpath``), so each further record costs one string formatting
+    (``encode_plain``).  The bytes are exactly ``encode_record``'s for the same
+    record (tested).  None for what makes every record of the request unusual:
+    no request, decision or peer, a body, a record with members beyond the
+    plain ones (warnings, a policy's ``set``, masked values, the ``request``
+    level's headers and body).
     """
+    request = event.request
+    if (
+        request is None
+        or event.decision is None
+        or event.peer is None
+        or request.body is not None
+        or not event.stage.isidentifier()
+    ):
+        return None
+    record = build_record(event, level, redactor)
+    if tuple(record) != _PLAIN:
+        return None
+    encoded = _ENCODER.encode({name: record[name] for name in _MIDDLE})
+    return encoded[1:-1]
 
-    def __init__(self, limit: int = 1024) -> None:
-        self._memo: Memo[tuple[Any, ...], tuple[Any, ...]] = Memo(limit)
 
-    def encode(self, event: AuditEvent, level: Level, redactor: Redactor) -> bytes | None:
-        """The record's members encoded (no braces, no newline), or None for the general path."""
-        request, decision, peer = event.request, event.decision, event.peer
-        key = (id(request), id(decision), id(peer), id(redactor), level, event.stage,
-               event.listener, event.method, event.tenant)
-        entry = self._memo.get(key)
-        if (
-            entry is None
-            or entry[0] is not request
-            or entry[1] is not decision
-            or entry[2] is not peer
-            or entry[3] is not redactor
-        ):
-            entry = (request, decision, peer, redactor, self._middle(event, level, redactor))
-            self._memo.put(key, entry)
-        middle = entry[4]
-        if middle is None:
-            return None
-        # What differs from one record of the request to the next: only plain values.
-        duration, status, bytes_in, bytes_out = (
-            event.duration, event.status, event.bytes_in, event.bytes_out)
-        if (
-            event.error
-            or event.exit_code is not None
-            or event.build is not None
-            or type(duration) is not float
-            or not isfinite(duration)
-            or (status is not None and type(status) is not int)
-            or type(bytes_in) is not int
-            or type(bytes_out) is not int
-        ):
-            return None
-        ident = encode_basestring_ascii(event.id)
-        stage = event.stage
-        return (
-            f'"id":{ident},"record_id":{ident[:-1]}/{stage}","stage":"{stage}",'
-            f'"time":"{iso_time(event.time)}",{middle},"status":'
-            f'{"null" if status is None else int.__repr__(status)},'
-            f'"duration":{float.__repr__(duration)},"bytes_in":{bytes_in:d},'
-            f'"bytes_out":{bytes_out:d}'
-        ).encode("ascii")
-
-    @staticmethod
-    def _middle(event: AuditEvent, level: Level, redactor: Redactor) -> str | None:
-        """The encoded members from ``level`` to ``reasons``, if the record is a plain one.
-
-        Also None for what makes every record of the request unusual: no
-        request, decision or peer, a body, a request that is not small.
-        """
-        request = event.request
-        if (
-            request is None
-            or event.decision is None
-            or event.peer is None
-            or request.body is not None
-            or not request.small
-            or not event.stage.isidentifier()
-        ):
-            return None
-        record = build_record(event, level, redactor)
-        if tuple(record) != _PLAIN:
-            return None
-        encoded = _ENCODER.encode({name: record[name] for name in _MIDDLE})
-        return encoded[1:-1]
+def encode_plain(event: AuditEvent, members: str) -> bytes | None:
+    """``event``'s record encoded (no braces, no newline) around ``members``
+    (``plain_members`` of the same request, decision, peer and redactor), or None
+    when this record has something unusual (an error, an exit code, build facts,
+    a value that is not a plain number) and takes the general path."""
+    duration, status, bytes_in, bytes_out = (
+        event.duration, event.status, event.bytes_in, event.bytes_out)
+    if (
+        event.error
+        or event.exit_code is not None
+        or event.build is not None
+        or type(duration) is not float
+        or not isfinite(duration)
+        or (status is not None and type(status) is not int)
+        or type(bytes_in) is not int
+        or type(bytes_out) is not int
+    ):
+        return None
+    ident = encode_basestring_ascii(event.id)
+    stage = event.stage
+    return (
+        f'"id":{ident},"record_id":{ident[:-1]}/{stage}","stage":"{stage}",'
+        f'"time":"{iso_time(event.time)}",{members},"status":'
+        f'{"null" if status is None else int.__repr__(status)},'
+        f'"duration":{float.__repr__(duration)},"bytes_in":{bytes_in:d},'
+        f'"bytes_out":{bytes_out:d}'
+    ).encode("ascii")

@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 from twisted.logger import Logger
 
-from dockgate.audit.rules import AuditPolicy, load_audit_policy
-from dockgate.audit.schema import RecordTemplates, build_record, encode_record
+from dockgate.audit.rules import AuditPolicy, Choice, load_audit_policy
+from dockgate.audit.schema import build_record, encode_plain, encode_record, plain_members
 from dockgate.audit.session import FORMAT, SessionWriter, terminal_size
 from dockgate.audit.writer import ChainedLog
 from dockgate.model import AuditEvent, CanonicalRequest, record_now
@@ -86,7 +86,6 @@ class JsonLinesAudit:
         self._flush_due = False
         self._waiting: list[Callable[[bool], None]] = []
         """The requests decided in this reactor turn, waiting for their records' write."""
-        self._templates = RecordTemplates()
 
     @property
     def defer(self) -> Callable[[Callable[[], None]], object] | None:
@@ -144,8 +143,40 @@ class JsonLinesAudit:
             self._defer(self._flush)
 
     def _record(self, event: AuditEvent, hold: bool = False) -> None:
+        hold = hold or event.stage == "ResponseComplete"  # nothing waits on those
+        known = event.known  # a request seen before (``proxy.fastpath``)
+        if known is not None and known.request is event.request \
+                and known.decision is event.decision:
+            slot = known.audit.get(event.stage)
+            if slot is None or slot[0] is not self.policy:  # new, or a reloaded audit policy
+                slot = known.audit[event.stage] = self._slot(event)
+            members = slot[2]
+            if members is not None:
+                # Neither a session nor a resize, at a level that writes: only what
+                # varies from one record of the request to the next is formatted.
+                record = encode_plain(event, members)
+                if record is not None:
+                    self._write(record, hold)
+                    return
+        self._record_in_full(event, hold)
+
+    def _slot(self, event: AuditEvent) -> tuple[AuditPolicy, Choice, str | None]:
+        """What a known request's records at ``event``'s stage share: the audit policy
+        they follow, its choice, and the encoded fixed members (None: the full path,
+        for a level that writes nothing and for resizes, which touch recordings)."""
+        policy = self.policy
         request, decision = event.request, event.decision
-        choice = self.policy.choose(
+        assert request is not None and decision is not None
+        choice = policy.choose(request.endpoint.id, decision.verdict)
+        members = None
+        if choice.level != "none" and request.endpoint.id not in _RESIZES:
+            members = plain_members(event, choice.level, policy.redactor)
+        return policy, choice, members
+
+    def _record_in_full(self, event: AuditEvent, hold: bool) -> None:
+        request, decision = event.request, event.decision
+        policy = self.policy
+        choice = policy.choose(
             request.endpoint.id if request else None, decision.verdict if decision else None
         )
         extra: dict[str, Any] | None = None
@@ -171,11 +202,10 @@ class JsonLinesAudit:
                     writer.discard()
         if choice.level == "none":
             return
-        record: dict[str, Any] | bytes | None = None
-        if extra is None:
-            record = self._templates.encode(event, choice.level, self.policy.redactor)
-        if record is None:
-            record = build_record(event, choice.level, self.policy.redactor, extra)
+        self._write(build_record(event, choice.level, policy.redactor, extra), hold)
+
+    def _write(self, record: dict[str, Any] | bytes, hold: bool) -> None:
+        """Append ``record``: now, or (``hold``, under ``defer``) with the turn's write."""
         defer = self._defer
         if defer is None:
             self.log.append(record)
@@ -183,7 +213,7 @@ class JsonLinesAudit:
         if not self._flush_due:
             self._flush_due = True
             defer(self._flush)
-        self.log.append(record, hold=hold or event.stage == "ResponseComplete")
+        self.log.append(record, hold=hold)
 
     def _flush(self) -> None:
         """The reactor turn is over: write the records held during it, then let the

@@ -255,7 +255,7 @@ class ChainedLog:
 
         ``body`` is the record's members, as a mapping or already encoded
         (``encode_record``'s output without its braces and newline, see
-        ``audit.schema.RecordTemplates``); the chain members lead either way.
+        ``audit.schema.encode_plain``); the chain members lead either way.
 
         With ``hold``, the record is chained now but written with the next
         record that is not held, or by ``flush`` (the service flushes at the

@@ -21,9 +21,9 @@ end of the connection.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from dockgate.errors import BadRequest, BodyTooLarge, HeadTooLarge
 from dockgate.http1 import wire
@@ -42,7 +42,7 @@ from dockgate.http1.client import (
 )
 from dockgate.memo import SMALL, Memo
 
-__all__ = ["PAUSED", "Body", "End", "Request", "RequestReader", "ResponseWriter"]
+__all__ = ["PAUSED", "Body", "End", "KnownHead", "Request", "RequestReader", "ResponseWriter"]
 
 _REQUEST_LINE = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
@@ -82,7 +82,7 @@ class Request:
     """A request head: method, target, fields (names lowercased, values trimmed).
 
     Immutable: one parsed head is shared by every repetition of its bytes
-    (see ``_HEADS``).
+    (see ``RequestReader.lookup``).
     """
 
     method: bytes
@@ -139,10 +139,11 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
     return request, keep_alive, expect and not http10
 
 
-_HEADS: Memo[bytes, tuple[Request, bool, bool]] = Memo(512)
-"""Parsed heads by their raw bytes (``memo``): a head accepted once is
-accepted again, byte for byte, with the same result.  Only heads of up to
-``memo.SMALL`` bytes are remembered."""
+class KnownHead(Protocol):
+    """What a reader's ``lookup`` finds for a head seen before (``proxy.fastpath.Known``)."""
+
+    parsed: tuple[Request, bool, bool]
+    """The head as ``_parse`` read it the first time."""
 
 
 class RequestReader(Framed):
@@ -158,6 +159,15 @@ class RequestReader(Framed):
         """The client sent ``Expect: 100-continue`` and no body byte yet."""
         self._chunks = 0
         self._payload = 0
+        self.lookup: Callable[[bytes], KnownHead | None] | None = None
+        """Finds what a head seen before is known as (``proxy.fastpath``), if set:
+        its parse is taken from there instead of checking and parsing it again."""
+        self.head = b""
+        """The raw bytes of the current request's head, blank line included."""
+        self.parsed: tuple[Request, bool, bool] | None = None
+        """The current head parsed: the request, keep-alive, expects 100."""
+        self.known: KnownHead | None = None
+        """What ``lookup`` found for the current head, or None."""
 
     def _error(self, message: str) -> Exception:
         return BadRequest(f"malformed HTTP request: {message}")
@@ -271,12 +281,13 @@ class RequestReader(Framed):
         if end > self.max_head:
             raise HeadTooLarge(f"request head larger than {self.max_head} bytes")
         head = buf[:end]
-        parsed = _HEADS.get(head)
-        if parsed is None:
+        known = self.lookup(head) if self.lookup is not None else None
+        if known is None:
             wire.check_request_head(head)
             parsed = _parse(head[:-4])
-            if end <= SMALL:
-                _HEADS.put(head, parsed)
+        else:  # the very bytes were checked and parsed before: the same result
+            parsed = known.parsed
+        self.head, self.parsed, self.known = head, parsed, known
         request, self.keep_alive, self.expects_continue = parsed
         self._buf, self._pos = buf, end
         self._frame(request)

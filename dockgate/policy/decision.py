@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from dockgate.memo import Memo
 from dockgate.model import CanonicalRequest, Decision, Peer
 
 
@@ -45,27 +44,3 @@ def decide(
         return policy.decide(request, peer)
     except Exception as e:
         return Decision("deny", policy.name, "internal-error", f"policy error: {e!r}")
-
-
-_DECIDED: Memo[tuple[int, int, Peer], tuple[Policy, CanonicalRequest, Decision]] = Memo(1024)
-
-
-def decide_memo(policy: Policy, request: CanonicalRequest, peer: Peer) -> Decision:
-    """``decide`` without context, remembered by the identity of policy and request.
-
-    Policies are pure functions of the request and the peer, and a repeated
-    head is admitted as the very same ``CanonicalRequest`` (``admission``),
-    so its decision is the same object too (see ``memo``).  A reloaded policy
-    is another object, so nothing decided under the old one is reused.
-    Callers use it for ``small`` body-less requests only (which bounds what
-    the memory holds), and only for policies that are pure functions of
-    request and peer (all of dockgate's are): a rule that looked at the
-    clock or at outside state would have to be decided with ``decide``.
-    """
-    key = (id(policy), id(request), peer)
-    found = _DECIDED.get(key)
-    if found is not None and found[0] is policy and found[1] is request:
-        return found[2]
-    decision = decide(policy, request, peer)
-    _DECIDED.put(key, (policy, request, decision))
-    return decision

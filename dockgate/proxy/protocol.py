@@ -11,13 +11,17 @@ For every request head:
 
 1. ``wire.check_request_head`` checks the raw head bytes for framing that two
    parsers could read differently, and the reader parses it strictly;
-2. ``admission.admit_head`` (remembered for repeated heads) routes and canonicalises it;
+2. ``admission.admit_head`` routes and canonicalises it;
 3. for JSON endpoints the body is buffered (under a cap) and
    ``admission.admit_body`` canonicalises it;
 4. ``decision.decide`` returns allow or deny — the single decision point;
 5. only then is an upstream connection taken from the pool and a head that
    dockgate serialised itself sent, followed by the canonical body, or by the
    client's body streamed with back-pressure.
+
+A head seen before from the same caller, without a body and decided on the
+request and caller alone, skips steps 1 to 4 and the serialisation: the
+listener's ``fastpath.FastPath`` has the whole result (``_begin``).
 
 The response is read by ``http1.ResponseReader`` and its head written anew
 for the client by ``http1.server.ResponseWriter`` (framing headers derived by
@@ -64,7 +68,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate.admission.admit import admit_body, admit_head_memo
+from dockgate.admission.admit import admit_body, admit_head
 from dockgate.admission.versions import clamp_api_version, clamp_version_body, is_known_version
 from dockgate.buildctx import ContextError, DockerfileFacts
 from dockgate.buildctx.hold import HeldContext, classic_context
@@ -88,7 +92,7 @@ from dockgate.memo import SMALL, IdentityMemo
 from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
 from dockgate.policy import DaemonFacts, DecisionContext, load_policy, redact
 from dockgate.policy.buildcontrol import wants_dockerfile
-from dockgate.policy.decision import Policy, decide, decide_memo
+from dockgate.policy.decision import Policy, decide
 from dockgate.policy.joincheck import (
     check_base_triggers,
     check_build_images,
@@ -99,6 +103,7 @@ from dockgate.policy.joincheck import (
 from dockgate.proxy import binding
 from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
+from dockgate.proxy.fastpath import FastPath, Finder, Known
 from dockgate.proxy.gate import ReadGate
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
@@ -233,8 +238,8 @@ _HEAD_READ_TRIES = 400
 """How many half milliseconds a hijacked session's first daemon bytes wait at
 most for the client to read the head before them (``_daemon_bytes_after_head``)."""
 _FACTS: IdentityMemo[Head, ResponseFacts] = IdentityMemo(256)
-_FORWARD_HEADS: IdentityMemo[CanonicalRequest, bytes] = IdentityMemo(512)
-"""Upstream heads of requests without a body of their own (``_forward_head``)."""
+"""Facts of the daemon's response heads, by the parsed head ``http1.client`` shares
+between repetitions of the same bytes (outside ``fastpath``'s reach: see there)."""
 
 
 def _response_facts(head: Head) -> ResponseFacts:
@@ -325,6 +330,8 @@ class Exchange:
     build_judge: Any = None
     """What an upgraded BuildKit connection is mediated with; None splices it blind
     (``buildkit.connection``)."""
+    known: Known | None = None
+    """The fast path's entry this exchange took or made (``fastpath``)."""
 
 
 class ProxyServerFactory(ServerFactory):
@@ -351,6 +358,8 @@ class ProxyServerFactory(ServerFactory):
         self._quota_locks: dict[str, DeferredLock] = {}
         self._policies: dict[str, tuple[int, Policy]] = {}
         self.daemon_facts: DaemonFacts | None = None  # GET /info, read once when a policy asks
+        self.fast = FastPath(never=binding.STARTS)
+        """Requests seen before on this listener, with their whole admission result."""
         self.connections: set[ProxyServerProtocol] = set()
         """Open client connections, so a shutdown can complete their records."""
         self.record_then: Callable[[AuditEvent, Callable[[bool], None]], None] | None = getattr(
@@ -466,6 +475,8 @@ class ProxyServerProtocol(Protocol):
         self._head_deadline = Deadline(self.reactor, self._head_timed_out)
         self._answer_deadline = Deadline(self.reactor, self._response_timeout)
         self._peer_key = ""
+        self._finder: Finder | None = None
+        """This connection's lookup on the listener's fast path (``fastpath``)."""
 
     # -- Twisted interfaces -------------------------------------------------
 
@@ -475,6 +486,7 @@ class ProxyServerProtocol(Protocol):
         writethrough.enable(self.transport)
         self.peer = peer_of(self.transport, self.factory.listener)
         self._peer_key = _peer_key(self.peer)
+        self.reader.lookup = self._finder = self.factory.fast.lookup(self.peer)
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self.factory.connections.add(self)
@@ -495,6 +507,7 @@ class ProxyServerProtocol(Protocol):
         if cert is not None and self.peer is not None:
             cn, sans = principal_from_certificate(cert.to_cryptography())
             self.peer = replace(self.peer, transport="tls", principal=cn or None, sans=sans)
+            self.reader.lookup = self._finder = self.factory.fast.lookup(self.peer)  # a new caller
 
     def dataReceived(self, data: bytes) -> None:
         """Scan and parse HTTP, or pass bytes straight on once spliced."""
@@ -647,10 +660,17 @@ class ProxyServerProtocol(Protocol):
             upgrade=upgrade,
         )
         self.exchange = x
+        settings = self.settings
+        known = self.factory.fast.current(self.reader.known, settings.policy(), self.factory.api,
+                                          settings.tenants is not None and
+                                          settings.tenants() is not None)
+        if known is not None:  # seen before: decided, serialised and recorded as then
+            x.known, x.request, x.decision = known, known.request, known.decision
+            x.redactions = known.redactions
+            self._forward_decided(x)
+            return
         try:
-            request = admit_head_memo(
-                method, event.target, headers, self.factory.api, event.size
-            )
+            request = admit_head(method, event.target, headers, self.factory.api)
         except DockgateError as e:
             self._refuse(x, e)
             return
@@ -849,7 +869,7 @@ class ProxyServerProtocol(Protocol):
             if quick:
                 # As ``_daemon_context(policy, x, None)``, without asking the policy again.
                 context = DecisionContext(daemon=self.factory.daemon_facts) if daemon else None
-                self._decide_with(x, policy, context)
+                self._decide_with(x, policy, context, quick=context is None)
                 return
         x.waiting = True
         assert self.gate is not None
@@ -977,25 +997,37 @@ class ProxyServerProtocol(Protocol):
             return f"/containers/{quote(request.params['id'], safe='')}/json"
         return None
 
-    def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None) -> None:
+    def _decide_with(self, x: Exchange, policy: Policy, context: DecisionContext | None,
+                     quick: bool = False) -> None:
+        """Decide ``x``, then refuse or forward it; ``quick``: decided on the request and
+        caller alone (no tenants, no daemon state), so the fast path may keep it."""
         assert x.request is not None and self.peer is not None
         if self._hold_context(x, policy, context):
             return
-        if context is None and x.request.body is None and x.request.small:
-            # Small body-less requests repeat; others are remembered nowhere.
-            x.decision = decide_memo(policy, x.request, self.peer)
-        else:
-            x.decision = decide(policy, x.request, self.peer, context)
+        x.decision = decide(policy, x.request, self.peer, context)
+        if x.decision.allowed:
+            if x.decision.request is not None:
+                x.request = x.decision.request  # the policy set a daemon default (audited)
+            if x.stand_ins:
+                x.request = forwarded(x.request, x.stand_ins)  # decided as the caller wrote it
+            if x.request.endpoint.id in redact.ENDPOINTS:
+                x.redactions = redact.rules_for(policy, x.request, self.peer)
+            x.build_judge = build_judge(policy, context, self.peer, x.tenant,
+                                        x.request.endpoint.id)
+        reader = self.reader
+        if quick and self._finder is not None and reader.parsed is not None \
+                and x.build_judge is None:
+            x.known = self.factory.fast.remember(
+                self._finder, reader.head, reader.parsed, policy=policy, api=self.factory.api,
+                request=x.request, decision=x.decision, redactions=x.redactions)
+        self._forward_decided(x)
+
+    def _forward_decided(self, x: Exchange) -> None:
+        """``x`` is decided: refuse it, or record the decision and then forward it."""
+        assert x.decision is not None
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
-        if x.decision.request is not None:
-            x.request = x.decision.request  # the policy set a daemon default (audited)
-        if x.stand_ins:
-            x.request = forwarded(x.request, x.stand_ins)  # decided as the caller wrote it
-        if x.request.endpoint.id in redact.ENDPOINTS:
-            x.redactions = redact.rules_for(policy, x.request, self.peer)
-        x.build_judge = build_judge(policy, context, self.peer, x.tenant, x.request.endpoint.id)
         x.waiting = True
         assert self.gate is not None
         self.gate.hold("upstream")
@@ -1098,20 +1130,17 @@ class ProxyServerProtocol(Protocol):
         """The head dockgate sends upstream for ``x``: its own serialisation, with a
         fixed Host, the admitted end-to-end headers and its own framing.
 
-        A request without a body of its own (the common, repeated case) has a
-        head that depends on the admitted request alone, so it is serialised
-        once per ``CanonicalRequest`` (see ``memo``).
+        A request on the fast path has a head that depends on its entry alone,
+        so it is serialised once per entry (``fastpath``).
 
         Raises:
             ValueError: a header would not survive serialisation (see ``http1``).
         """
+        known = x.known
+        if known is not None and known.head is not None:
+            return known.head
         kind = request.endpoint.body
         upgrade = request.endpoint.hijack and x.upgrade in _HIJACK_UPGRADES
-        plain = kind not in ("json", "stream") and not upgrade and request.small
-        if plain:
-            head = _FORWARD_HEADS.get(request)
-            if head is not None:
-                return head
         headers: list[tuple[bytes, bytes]] = [(b"host", b"docker")]
         headers += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in request.headers]
         if upgrade:
@@ -1128,8 +1157,8 @@ class ProxyServerProtocol(Protocol):
         elif request.method in ("POST", "PUT"):
             headers.append((b"content-length", b"0"))
         head = request_head(request.method, request.target.encode("ascii"), headers)
-        if plain:
-            _FORWARD_HEADS.put(request, head)
+        if known is not None:
+            known.head = head
         return head
 
     def _start_timer(self, x: Exchange) -> None:
@@ -1786,4 +1815,5 @@ class ProxyServerProtocol(Protocol):
             exit_code=x.exit_code,
             tenant=x.tenant.name if x.tenant is not None else None,
             upstream_seconds=x.upstream_seconds,
+            known=x.known,
         )

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -34,7 +34,6 @@ from twisted.logger import (
 from zope.interface import directlyProvides
 
 from dockgate.audit.schema import principal_of
-from dockgate.memo import Memo
 from dockgate.model import AuditEvent
 
 __all__ = ["FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "start_logging"]
@@ -135,7 +134,6 @@ class AccessLog:
         self.json = log_format == "json"
         self.defer: Callable[[Callable[[], None]], object] | None = None
         self._pending: list[str] = []
-        self._prefixes: Memo[tuple[Any, ...], tuple[Any, ...]] = Memo(256)
         self._second = -1
         self._stamp = self._utc = ""
 
@@ -143,15 +141,15 @@ class AccessLog:
         """Log ``event`` if it ends its exchange."""
         if event.stage not in FINAL_STAGES:
             return
-        request, decision, peer = event.request, event.decision, event.peer
-        key = (id(request), id(decision), id(peer), event.method, event.tenant)
-        entry = self._prefixes.get(key) if request is not None else None
-        if entry is None or entry[0] is not request or entry[1] is not decision \
-                or entry[2] is not peer:
-            entry = (request, decision, peer, *self._prefix(event))
-            if request is not None:
-                self._prefixes.put(key, entry)
-        prefix, caller, verdict, rule = entry[3:]
+        known = event.known  # a request seen before (``proxy.fastpath``): its fixed part
+        if known is not None and known.request is event.request \
+                and known.decision is event.decision:
+            fixed = known.access
+            if fixed is None:
+                fixed = known.access = self._prefix(event)
+        else:
+            fixed = self._prefix(event)
+        prefix, caller, verdict, rule = fixed
         message = (f"{prefix}status={event.status if event.status is not None else '-'} "
                    f"duration={event.duration * 1000:.1f}ms")
         if self.stream is None:
@@ -169,8 +167,8 @@ class AccessLog:
         """The line up to its status, and the caller, verdict and rule in it.
 
         A function of the request, decision, peer, method and tenant alone:
-        ``__call__`` remembers it by those (the same objects for a repeated
-        request, see ``memo``), so a repeated request's line is one format.
+        ``__call__`` keeps it in a repeated request's fast-path entry
+        (``proxy.fastpath``), so such a request's line is one format.
         """
         request, decision = event.request, event.decision
         path = request.path if request is not None else event.raw_target.partition("?")[0]

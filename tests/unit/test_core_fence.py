@@ -84,6 +84,7 @@ CORE = (
     "dockgate.policy.spelling",
     "dockgate.proxy",
     "dockgate.proxy.deadline",
+    "dockgate.proxy.fastpath",
     "dockgate.service",
     "dockgate.service.compat",
     "dockgate.service.config",
