@@ -226,9 +226,9 @@ def test_the_package_has_no_import_cycle() -> None:
         state[m] = 1
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                cycles.append(path[path.index(n):] + [n] if n in path else [m, n])
+                cycles.append([*path[path.index(n):], n] if n in path else [m, n])
             elif n not in state:
-                visit(n, path + [n])
+                visit(n, [*path, n])
         state[m] = 2
 
     for m in sorted(modules):
