@@ -28,6 +28,7 @@ from dockgate.buildkit.mediation import (
     Judge,
     Pending,
     SessionHooks,
+    tenant_denial,
 )
 from dockgate.model import AuditEvent, Peer
 from dockgate.policy.buildcontrol import BuildVerdict
@@ -195,7 +196,7 @@ class MediatedSplice(Splice):
         a name another holds (None: all are fine)."""
         foreign = await self._foreign_image(tenant, verdict.image_refs)
         if foreign is not None:
-            return (f"tenant-images: no such image: {foreign} (a tenant's build may name "
+            return (f"no such image: {foreign} (a tenant's build may name "
                     "only images on the daemon: pull it first)")
         for name in verdict.image_names:
             ref = ObjectRef("image", name, "body", "exporter name", "write")
@@ -206,7 +207,7 @@ class MediatedSplice(Splice):
                     owner_of("image", info) != tenant.name:
                 # As ``docker build -t`` of a name another holds (or shared): the
                 # answer says only that the name is taken.
-                return f"tenant-images: image name {name!r} is already in use"
+                return f"image name {name!r} is already in use"
         return None
 
     async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:
@@ -231,9 +232,7 @@ class MediatedSplice(Splice):
         if why is not None:
             # A foreign image is said as one that does not exist: the answer tells
             # nothing about whose it is.
-            policy = getattr(self._judge.policy, "name", "")
-            verdict = BuildVerdict(False, f"dockgate: denied by policy {policy} rule {why}",
-                                   rule="tenant-images", facts=verdict.facts)
+            verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
         self._decided(p, verdict)
         self._flush()
 
