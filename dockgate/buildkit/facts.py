@@ -50,6 +50,9 @@ class BuildKitFacts:
     """Cache backends the daemon contacts (gha, s3, azblob): ``allow_url_sources``."""
     images: list[Pair] = field(default_factory=list)
     """Images the daemon pulls or reads (sources, named contexts, Dockerfile)."""
+    bases: list[Pair] = field(default_factory=list)
+    """The Dockerfile's ``FROM`` images (among ``images``), whose ``ONBUILD`` triggers
+    run in this build: the I/O layer reads them (``joincheck.base_triggers``)."""
     frontends: list[Pair] = field(default_factory=list)
     """Frontend images the daemon runs (``# syntax=``, ``source``, BUILDKIT_SYNTAX)."""
     registries: list[Pair] = field(default_factory=list)
@@ -445,6 +448,7 @@ def dockerfile_facts(
     facts.images.extend(
         (f"Dockerfile {w}", ref) for w, ref in df.images if ref not in frontends
     )
+    facts.bases.extend((f"Dockerfile {w}", ref) for w, ref in df.bases)
     facts.network_host.extend((f"Dockerfile {w}", v) for w, v in df.networks if v == "host")
     facts.insecure.extend((f"Dockerfile {w}", v) for w, v in df.security if v == "insecure")
     facts.devices.extend((f"Dockerfile {w}", v) for w, v in df.devices)

@@ -87,6 +87,7 @@ from dockgate.policy.buildcontrol import (
 from dockgate.policy.controls import DecisionContext
 from dockgate.tenancy import (
     OWNER_ATTR,
+    PULLED_BASES,
     Tenant,
     buildkit_label_refusal,
     cache_mount_refusal,
@@ -524,6 +525,9 @@ class GrpcHooks:
         rewrite: tuple[bytes, bytes] | None = None
         sets: tuple[str, ...] = ()
         verdict = private_cache_verdict(j, verdict)
+        if verdict.allowed and j.tenant is not None and \
+                ask.frontend_attrs.get("image-resolve-mode") == "pull":
+            verdict = tenant_denial(j, "tenant-images", PULLED_BASES, verdict.facts)
         if verdict.allowed and j.tenant is not None:
             label = buildkit_label_refusal(ask.frontend_attrs, j.tenant.name)
             if label is not None:

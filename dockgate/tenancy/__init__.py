@@ -24,6 +24,7 @@ must be asked of the daemon, see ``dockgate.tenancy.event_scope``).
 from dockgate.tenancy.ownership import (
     OWNER_ATTR,
     OWNER_LABEL,
+    PULLED_BASES,
     RESERVED_PREFIX,
     ObjectRef,
     admin_only,
@@ -59,6 +60,7 @@ from dockgate.tenancy.tenants import Quotas, Tenant, TenantMap
 __all__ = [
     "OWNER_ATTR",
     "OWNER_LABEL",
+    "PULLED_BASES",
     "RESERVED_PREFIX",
     "ObjectRef",
     "Quotas",

@@ -268,6 +268,14 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     return request
 
 
+PULLED_BASES = ("a tenant's build may not pull its base images (--pull): the ONBUILD "
+                "triggers of an image pulled during the build cannot be checked; pull them "
+                "first (docker pull) and build without --pull")
+"""Why a tenant's build that pulls its bases is refused (either builder): a trigger is an
+instruction of the build (``COPY --from`` another tenant's image), kept in the base's
+config, which dockgate reads from the daemon before the build."""
+
+
 def build_cache_sets(request: CanonicalRequest, tenant: Tenant | None) -> tuple[str, ...]:
     """What ``stamp`` set in a tenant's classic build to keep it from the shared build
     cache, one sentence each for the audit record's ``set`` (empty for anything else).

@@ -1,5 +1,5 @@
 """Where the dockerfile frontend reads its Dockerfile from, besides the session; what a
-BuildKit solve writes (image names, pushes, a tenant's owner label).
+BuildKit solve writes (image names, pushes, a tenant's owner label and no-cache).
 
 dockgate judges the Dockerfile the CLI sends in the session's ``dockerfile``
 directory.  A ``dockerfilekey`` option names another directory (not read: refused);

@@ -498,3 +498,25 @@ def test_kept_dockerfile_is_judged_with_this_builds_arguments(
     assert hooks.message(3, "daemon", packet(FIN))
     assert [(p.stream, p.verdict.allowed) for p in hooks.pending] == [(3, False)]
     assert not verdicts
+
+
+def test_tenants_solve_that_pulls_its_bases_is_refused() -> None:
+    """A tenant's solve with ``image-resolve-mode=pull`` (``buildx build --pull``) is refused
+    (the base images' ONBUILD triggers would be the registry's, unread); ``local`` passes,
+    and an admin's pull is not refused."""
+    hooks = mediation.GrpcHooks(mediation.Judge(BASELINE, None, owner="teama",
+                                                tenant=Tenant("teama")), mediation.Builds(),
+                                Handle())
+    for stream, mode in ((1, "pull"), (3, "local")):
+        hooks.opened(stream, [(":path", mediation.CONTROL_SOLVE)])
+        hooks.message(stream, "client", solve_request(f"r{stream}",
+                                                      attrs={"image-resolve-mode": mode}))
+    pulled, local = hooks.pending
+    assert not pulled.verdict.allowed and pulled.verdict.rule == "tenant-images"
+    assert "may not pull its base images" in pulled.verdict.message
+    assert local.verdict.allowed
+    admin = mediation.GrpcHooks(mediation.Judge(BASELINE, None, owner="ops"), mediation.Builds(),
+                                Handle())
+    admin.opened(1, [(":path", mediation.CONTROL_SOLVE)])
+    admin.message(1, "client", solve_request("r9", attrs={"image-resolve-mode": "pull"}))
+    assert admin.pending[-1].verdict.allowed
