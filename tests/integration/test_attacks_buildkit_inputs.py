@@ -576,23 +576,47 @@ def test_named_context_of_another_tenants_image_is_refused(
     assert image_file(engine, f"a-ctx-{tag}:latest", "/secret") is None
 
 
-@pytest.mark.parametrize("builder", ["buildx", "classic"])
-def test_base_image_trigger_naming_another_tenants_image_is_refused(
-        tenants: tuple[Engine, TenantGate, str], builder: str) -> None:
-    """A's own image, committed through the tenant gate with the trigger ``ONBUILD COPY
-    --from=<B's image> /secret /secret`` (image config, not a Dockerfile dockgate reads
-    as such: it runs in every build ``FROM`` that image).  Built ``FROM`` it on the bare
-    daemon the image holds B's secret; A's build of it through the tenant gate is
-    refused as naming a missing image, and makes no image."""
+TRIGGERS = {
+    # B's secret copied in by A's own build.
+    ("copy-from", "buildx"), ("copy-from", "classic"),
+    # A cache directory another build wrote (the classic builder has no RUN --mount).
+    ("cache-mount", "buildx"),
+}
+
+
+@pytest.mark.parametrize(("trigger", "builder"), sorted(TRIGGERS))
+def test_base_image_trigger_is_judged_with_the_build(
+        tenants: tuple[Engine, TenantGate, str], trigger: str, builder: str) -> None:
+    """A's own image, committed through the tenant gate with an ``ONBUILD`` trigger (image
+    config, run as an instruction of every build ``FROM`` that image): ``COPY
+    --from=<B's image> /secret /secret``, or a ``RUN`` that reads the cache directory
+    ``c-TAG`` another build wrote.  Built ``FROM`` it on the bare daemon the image holds
+    B's secret, or what the other build left in the cache; A's build of it through the
+    tenant gate is refused (as naming a missing image; by rule ``tenant-build-cache``),
+    and makes no image."""
     engine, tg, tag = tenants
+    if (engine.name, builder, trigger) == ("20.10", "buildx", "copy-from"):
+        pytest.skip("engine 20.10's BuildKit does not resolve a trigger's COPY --from image "
+                    "(the step fails on the bare daemon)")
     a = tg.caller("alice-tls")
-    base = f"a-onb-{builder}-{tag}:latest"
-    a.docker("run", "--network", "none", "--name", f"a-onb-{builder}-{tag}", IMAGE, "true")
-    a.docker("commit", "--change", f"ONBUILD COPY --from=b-img-{tag}:latest /secret /secret",
-             f"a-onb-{builder}-{tag}", base)
-    a.docker("rm", f"a-onb-{builder}-{tag}")
-    text = f"FROM {base}\n"
-    direct, gate = f"d-onb-{builder}-{tag}:latest", f"g-onb-{builder}-{tag}:latest"
+    name = f"{trigger}-{builder}-{tag}"
+    if trigger == "copy-from":
+        onbuild, path, want = (f"COPY --from=b-img-{tag}:latest /secret /secret", "/secret",
+                               f"b-secret-{tag}\n")
+        refusal = f"no such image: b-img-{tag}:latest"
+    else:
+        cache = f"RUN --mount=type=cache,id=c-{tag},target=/c"
+        engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false",
+                             "--network", "none", str(readable_dir({"Dockerfile": (
+                                 f"FROM {IMAGE}\n{cache} echo left-{tag} > /c/left\n")})),
+                             timeout=300)
+        onbuild, path, want = f"{cache} cp /c/left /left", "/left", f"left-{tag}\n"
+        refusal = f"rule tenant-build-cache: Dockerfile image a-onb-{name}:latest ONBUILD[0]"
+    a.docker("run", "--network", "none", "--name", f"a-onb-{name}", IMAGE, "true")
+    a.docker("commit", "--change", f"ONBUILD {onbuild}", f"a-onb-{name}", f"a-onb-{name}:latest")
+    a.docker("rm", f"a-onb-{name}")
+    text = f"FROM a-onb-{name}:latest\n"
+    direct, gate = f"d-onb-{name}:latest", f"g-onb-{name}:latest"
     if builder == "classic":
         engine.docker_direct("build", "--network", "none", "-t", direct,
                              str(readable_dir({"Dockerfile": text})),
@@ -604,7 +628,7 @@ def test_base_image_trigger_naming_another_tenants_image_is_refused(
                              "--network", "none", "--load", "-t", direct,
                              str(readable_dir({"Dockerfile": text})), timeout=300)
         out = buildx_as(a, gate, text)
-    assert image_file(engine, direct, "/secret") == f"b-secret-{tag}\n"
+    assert image_file(engine, direct, path) == want
     assert out.returncode != 0
-    assert f"no such image: b-img-{tag}:latest" in out.stderr, out.stderr
-    assert image_file(engine, gate, "/secret") is None
+    assert refusal in out.stderr, out.stderr
+    assert image_file(engine, gate, path) is None
