@@ -81,6 +81,12 @@ def mediated_splice(protocol: ProxyServerProtocol, upstream: UpstreamConnection,
                           on_client_closing=on_client_closing)
 
 
+def _no_such_image(name: str) -> str:
+    """What a tenant's build is told of an image it may not read, as of a missing one."""
+    return (f"no such image: {name} (a tenant's build may name only images on the daemon: "
+            "pull it first)")
+
+
 def fail_solves(session: str, message: str) -> None:
     """End every open solve call of ``session``'s builds with ``message``."""
     for solve in BUILDS.for_session(session):
@@ -213,8 +219,7 @@ class MediatedSplice(Splice):
         a name another holds (None: all are fine); ``infos`` gets the inspections."""
         foreign = await self._foreign_image(tenant, verdict.image_refs, infos)
         if foreign is not None:
-            return (f"no such image: {foreign} (a tenant's build may name "
-                    "only images on the daemon: pull it first)")
+            return _no_such_image(foreign)
         for name in verdict.image_names:
             ref = ObjectRef("image", name, "body", "exporter name", "write")
             status, info = await self._fetch("GET", inspect_target(ref, None), None)
@@ -255,9 +260,8 @@ class MediatedSplice(Splice):
         if tenant is not None:
             foreign = await self._foreign_image(tenant, judged.image_refs, {})
             if foreign is not None:
-                return tenant_denial(j, "tenant-images", (
-                    f"no such image: {foreign} (a tenant's build may name only images on "
-                    "the daemon: pull it first)"), verdict.facts)
+                return tenant_denial(j, "tenant-images", _no_such_image(foreign),
+                                     verdict.facts)
         return verdict
 
     async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...],

@@ -164,16 +164,14 @@ async def check_build_images(
         await _readable_image(fetch, tenant, version, where, name)
 
 
-def base_triggers(name: str, info: Mapping[str, Any], facts: DockerfileFacts) -> bool:
+def base_triggers(name: str, info: Mapping[str, Any], facts: DockerfileFacts) -> None:
     """Add the ``ONBUILD`` triggers of the image ``name`` (its inspection ``info``) to
-    ``facts``; whether it has any.  They run as instructions of every build ``FROM``
-    that image (a ``COPY --from``, an ``ADD <url>``, a cache mount among them)."""
+    ``facts``.  They run as instructions of every build ``FROM`` that image (a
+    ``COPY --from``, an ``ADD <url>``, a cache mount among them)."""
     config = info.get("Config")
     onbuild = config.get("OnBuild") if isinstance(config, Mapping) else None
-    if not isinstance(onbuild, list) or not onbuild:
-        return False
-    triggers(name, [str(t) for t in onbuild], facts)
-    return True
+    if isinstance(onbuild, list) and onbuild:
+        triggers(name, [str(t) for t in onbuild], facts)
 
 
 async def _readable_image(fetch: Fetch, tenant: Tenant, version: str | None, where: str,
