@@ -17,6 +17,7 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from support.grpcsolve import (
 )
 from support.loopback import Loopback, loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
-from support.tenantgate import Caller, TenantGate, tenant_gates
+from support.tenantgate import TENANTS, Caller, TenantGate, tenant_gates
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard, tenant_gates)
@@ -355,6 +356,42 @@ def test_buildkit_step_cache_does_not_cross_tenants(
     assert a_key and a_key != b_key, (a_key, b_key)
     assert kind != "secret" or a_key == "none\n", a_key
     assert any(s.endswith("no-cache=") for s in build_sets(tg, mark)), build_sets(tg, mark)
+
+
+@contextmanager
+def shared_build_cache(tg: TenantGate) -> Iterator[None]:
+    """The tenant gate with ``build_cache: shared`` (its tenants file reloaded), private
+    again afterwards."""
+    tg.reload("build_cache: shared\n" + TENANTS)
+    try:
+        yield
+    finally:
+        tg.reload(TENANTS)
+
+
+def test_shared_build_cache_is_the_daemons(tenants: tuple[Engine, TenantGate, str]) -> None:
+    """With ``build_cache: shared`` in the tenants file (reloaded with SIGHUP) tenants' builds
+    use the daemon's caches as they are: A's BuildKit build of B's step comes out with B's
+    output, a cache mount builds, and no ``no-cache`` is set; with the file private again,
+    A's build of the same step runs it afresh."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    text = f"FROM {IMAGE}\nRUN echo {tag}-shared && {KEY} > /key\n"
+    with shared_build_cache(tg):
+        keys = []
+        mark = tg.mark()
+        for who, caller in (("b", b), ("a", a)):
+            out = buildx_as(caller, f"{who}-sh-{tag}:latest", text)
+            assert out.returncode == 0, out.stderr
+            keys.append(image_file(engine, f"{who}-sh-{tag}:latest", "/key"))
+        assert keys[0] and keys[0] == keys[1], keys
+        assert not any("no-cache" in s for s in build_sets(tg, mark)), build_sets(tg, mark)
+        out = buildx_as(a, f"a-shcm-{tag}:latest", f"FROM {IMAGE}\nRUN --mount=type=cache,"
+                        f"id=sh-{tag},target=/c touch /c/x\n")
+        assert out.returncode == 0, out.stderr
+    out = buildx_as(a, f"a-sh2-{tag}:latest", text)
+    assert out.returncode == 0, out.stderr
+    assert image_file(engine, f"a-sh2-{tag}:latest", "/key") not in (None, keys[0])
 
 
 def test_buildkit_cache_mount_is_refused_to_tenants(

@@ -30,6 +30,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -318,6 +319,19 @@ class TenantGate:
 
     def mark(self) -> int:
         return self.process.audit_size()
+
+    def reload(self, tenants: str, timeout: float = 30.0) -> None:
+        """Make ``tenants`` the gate's tenants file and reload it (SIGHUP), until dockgate's
+        log says it did."""
+        start = self.process.log_size()
+        (self.directory / "tenants.yaml").write_text(tenants)
+        os.kill(self.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while "Tenants reloaded" not in self.process.log_text(start):
+            if time.monotonic() > deadline or not self.process.alive():
+                raise RuntimeError(f"{self.process.engine} did not reload its tenants file:\n"
+                                   f"{self.process.log_text(start)[-2000:]}")
+            time.sleep(0.1)
 
     def records_since(self, mark: int) -> list[dict[str, Any]]:
         return self.process.audit_records(mark)
