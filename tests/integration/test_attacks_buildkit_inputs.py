@@ -17,7 +17,6 @@ import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ from support.grpcsolve import (
 )
 from support.loopback import Loopback, loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
-from support.tenantgate import TENANTS, Caller, TenantGate, tenant_gates
+from support.tenantgate import Caller, TenantGate, shared_build_cache, tenant_gates
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard, tenant_gates)
@@ -356,17 +355,6 @@ def test_buildkit_step_cache_does_not_cross_tenants(
     assert a_key and a_key != b_key, (a_key, b_key)
     assert kind != "secret" or a_key == "none\n", a_key
     assert any(s.endswith("no-cache=") for s in build_sets(tg, mark)), build_sets(tg, mark)
-
-
-@contextmanager
-def shared_build_cache(tg: TenantGate) -> Iterator[None]:
-    """The tenant gate with ``build_cache: shared`` (its tenants file reloaded), private
-    again afterwards."""
-    tg.reload("build_cache: shared\n" + TENANTS)
-    try:
-        yield
-    finally:
-        tg.reload(TENANTS)
 
 
 def test_shared_build_cache_is_the_daemons(tenants: tuple[Engine, TenantGate, str]) -> None:

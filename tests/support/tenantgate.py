@@ -37,6 +37,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -335,6 +336,17 @@ class TenantGate:
 
     def records_since(self, mark: int) -> list[dict[str, Any]]:
         return self.process.audit_records(mark)
+
+
+@contextmanager
+def shared_build_cache(tg: TenantGate) -> Iterator[None]:
+    """The tenant gate with ``build_cache: shared`` (its tenants file reloaded), private
+    again afterwards."""
+    tg.reload("build_cache: shared\n" + TENANTS)
+    try:
+        yield
+    finally:
+        tg.reload(TENANTS)
 
 
 def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:
