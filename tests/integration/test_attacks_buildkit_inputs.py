@@ -618,7 +618,8 @@ def test_base_image_trigger_is_judged_with_the_build(
     ``c-TAG`` another build wrote.  Built ``FROM`` it on the bare daemon the image holds
     B's secret, or what the other build left in the cache; A's build of it through the
     tenant gate is refused (as naming a missing image; by rule ``tenant-build-cache``),
-    and makes no image."""
+    and makes no image.  A's build with ``--pull`` (the base's triggers would be the
+    registry's copy's, which dockgate cannot read first) is refused."""
     engine, tg, tag = tenants
     if (engine.name, builder, trigger) == ("20.10", "buildx", "copy-from"):
         pytest.skip("engine 20.10's BuildKit does not resolve a trigger's COPY --from image "
@@ -657,3 +658,9 @@ def test_base_image_trigger_is_judged_with_the_build(
     assert out.returncode != 0
     assert refusal in out.stderr, out.stderr
     assert image_file(engine, gate, path) is None
+    pulled = readable_dir({"Dockerfile": f"FROM {IMAGE}\n"})
+    out = a.classic("build", "--pull", "--network", "none", str(pulled)) \
+        if builder == "classic" else a.docker(
+            "buildx", "build", "--progress", "plain", "--pull", "--network", "none",
+            str(pulled), check=False, timeout=300)
+    assert out.returncode != 0 and "may not pull its base images" in out.stderr, out.stderr
