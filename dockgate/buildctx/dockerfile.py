@@ -20,7 +20,7 @@ first, and ARG/ENV substitution.  The facts dockgate needs:
   directive loop below reads it: BuildKit hands the build to that image;
 * **BuildKit's RUN flags**: ``--network=`` (``networks``), ``--security=``
   (``security``) and ``--device=`` (``devices``); a value dockgate does not
-  know is a problem;
+  know is a problem; cache mounts (``--mount=type=cache``: ``caches``);
 * **problems**: a value dockgate cannot determine (a variable it cannot
   resolve, a quoted or escaped reference): the caller refuses the build.
 
@@ -64,6 +64,9 @@ class DockerfileFacts:
     """``RUN --security=`` values (BuildKit): ``sandbox`` or ``insecure``."""
     devices: list[tuple[str, str]] = field(default_factory=list)
     """``RUN --device=`` values (BuildKit): CDI devices."""
+    caches: list[tuple[str, str]] = field(default_factory=list)
+    """``RUN --mount=type=cache`` (BuildKit): the cache id (else the target), a directory
+    the daemon shares by id with every build; a ``type`` dockgate cannot read counts."""
 
 
 class _Undetermined(ValueError):
@@ -293,10 +296,19 @@ def _run_flag(st: _State, where: str, flag: str) -> None:
             why = f"RUN --mount {value!r} has quotes dockgate does not read"
             st.facts.problems.append((where, why))
             return
-        for part in value.split(","):
-            key, _, val = part.partition("=")
-            if key.strip().lower() == "from" and val:
-                _image(st, where + " RUN --mount from", val.strip(), base=False)
+        fields = [(k.strip().lower(), v.strip()) for k, _, v in
+                  (part.partition("=") for part in value.split(","))]
+        for key, val in fields:
+            if key == "from" and val:
+                _image(st, where + " RUN --mount from", val, base=False)
+        # BuildKit lowercases the type, expands variables in it (newer frontends), and
+        # takes the last one given: any type that is or may be ``cache`` counts.
+        kinds = [val.lower() for key, val in fields if key == "type"]
+        if any(k == "cache" or "$" in k for k in kinds):
+            names = dict(fields)
+            st.facts.caches.append((where + " RUN --mount type=cache",
+                                    names.get("id") or names.get("target") or
+                                    names.get("dst") or names.get("destination") or ""))
     elif name in _RUN_VALUES:
         kind, known = _RUN_VALUES[name]
         if value.lower() not in known:

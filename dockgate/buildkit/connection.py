@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dockgate.audit.schema import principal_of
+from dockgate.buildctx import DockerfileFacts
 from dockgate.buildkit.h2relay import H2Relay, RelayError, Side
 from dockgate.buildkit.mediation import (
     Builds,
@@ -28,10 +29,13 @@ from dockgate.buildkit.mediation import (
     Judge,
     Pending,
     SessionHooks,
+    private_cache_verdict,
+    tenant_denial,
 )
 from dockgate.model import AuditEvent, Peer
-from dockgate.policy.buildcontrol import BuildVerdict
+from dockgate.policy.buildcontrol import BuildVerdict, judge_dockerfile
 from dockgate.policy.controls import DecisionContext
+from dockgate.policy.joincheck import base_triggers
 from dockgate.proxy.splice import Splice
 from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.ownership import ObjectRef
@@ -75,6 +79,12 @@ def mediated_splice(protocol: ProxyServerProtocol, upstream: UpstreamConnection,
         return None
     return MediatedSplice(protocol, upstream, on_done, record, x=x, judge=judge, fetch=fetch,
                           on_client_closing=on_client_closing)
+
+
+def _no_such_image(name: str) -> str:
+    """What a tenant's build is told of an image it may not read, as of a missing one."""
+    return (f"no such image: {name} (a tenant's build may name only images on the daemon: "
+            "pull it first)")
 
 
 def fail_solves(session: str, message: str) -> None:
@@ -171,9 +181,9 @@ class MediatedSplice(Splice):
             p = pending.pop(0)
             verdict = p.verdict
             tenant = self._judge.tenant
-            if verdict.allowed and tenant is not None and (verdict.image_refs or
-                                                            verdict.image_names):
-                d = ensureDeferred(self._tenant_images(tenant, verdict))
+            if verdict.allowed and (verdict.bases or (tenant is not None and (
+                    verdict.image_refs or verdict.image_names))):
+                d = ensureDeferred(self._with_daemon(tenant, verdict))
                 d.addCallback(self._checked, p)
                 d.addErrback(self._check_failed, p)
                 continue
@@ -190,13 +200,26 @@ class MediatedSplice(Splice):
             return  # another Dockerfile of this transfer still waits for its verdict
         self.relay.release(p.stream, ("client", *p.rewrite) if p.rewrite else None)
 
-    async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict) -> str | None:
+    async def _with_daemon(self, tenant: Tenant | None, verdict: BuildVerdict) -> BuildVerdict:
+        """``verdict`` judged further with what the daemon has: a tenant's images (each it
+        reads its own or shared, and on the daemon; each name it writes free or its
+        own), and the ``ONBUILD`` triggers of the base images."""
+        infos: dict[str, Mapping[str, Any]] = {}
+        if tenant is not None:
+            # A foreign image is said as one that does not exist: the answer tells
+            # nothing about whose it is.
+            why = await self._tenant_images(tenant, verdict, infos)
+            if why is not None:
+                return tenant_denial(self._judge, "tenant-images", why, verdict.facts)
+        return await self._base_triggers(tenant, verdict, infos)
+
+    async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict,
+                             infos: dict[str, Mapping[str, Any]]) -> str | None:
         """The refusal for the first image the build reads and may not, or writes under
-        a name another holds (None: all are fine)."""
-        foreign = await self._foreign_image(tenant, verdict.image_refs)
+        a name another holds (None: all are fine); ``infos`` gets the inspections."""
+        foreign = await self._foreign_image(tenant, verdict.image_refs, infos)
         if foreign is not None:
-            return (f"tenant-images: no such image: {foreign} (a tenant's build may name "
-                    "only images on the daemon: pull it first)")
+            return _no_such_image(foreign)
         for name in verdict.image_names:
             ref = ObjectRef("image", name, "body", "exporter name", "write")
             status, info = await self._fetch("GET", inspect_target(ref, None), None)
@@ -206,12 +229,45 @@ class MediatedSplice(Splice):
                     owner_of("image", info) != tenant.name:
                 # As ``docker build -t`` of a name another holds (or shared): the
                 # answer says only that the name is taken.
-                return f"tenant-images: image name {name!r} is already in use"
+                return f"image name {name!r} is already in use"
         return None
 
-    async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...]) -> str | None:
+    async def _base_triggers(self, tenant: Tenant | None, verdict: BuildVerdict,
+                             infos: dict[str, Mapping[str, Any]]) -> BuildVerdict:
+        """``verdict``, or the refusal of the ``ONBUILD`` triggers of its base images.
+
+        The dockerfile frontend runs a base image's triggers as instructions of this
+        build (``COPY --from`` another image, ``ADD <url>``, a cache mount): they are
+        judged as a Dockerfile of their own, and a tenant's images they name are
+        checked as the build's.  A base the daemon does not have has no triggers to
+        read (a tenant's such build was refused above; see docs/policy.md).
+        """
+        facts = DockerfileFacts()
+        for name in verdict.bases:
+            info = infos.get(name)
+            if info is None:
+                ref = ObjectRef("image", name, "body", "build base", "read")
+                status, found = await self._fetch("GET", inspect_target(ref, None), None)
+                info = found if status == 200 and isinstance(found, Mapping) else {}
+            base_triggers(name, info, facts)
+        if facts == DockerfileFacts():
+            return verdict
+        j = self._judge
+        judged = private_cache_verdict(j, judge_dockerfile(j.policy, None, facts, j.context,
+                                                           peer=j.peer))
+        if not judged.allowed:
+            return judged
+        if tenant is not None:
+            foreign = await self._foreign_image(tenant, judged.image_refs, {})
+            if foreign is not None:
+                return tenant_denial(j, "tenant-images", _no_such_image(foreign),
+                                     verdict.facts)
+        return verdict
+
+    async def _foreign_image(self, tenant: Tenant, names: tuple[str, ...],
+                             infos: dict[str, Mapping[str, Any]]) -> str | None:
         """The first image of ``names`` the tenant may not read or that is not on the
-        daemon (None: all are fine).
+        daemon (None: all are fine); ``infos`` gets the inspections of the others.
 
         A missing image is refused like another tenant's, as for the classic
         builder: the daemon would pull it in the middle of the build and answer
@@ -224,16 +280,10 @@ class MediatedSplice(Splice):
             if status != 200 or not isinstance(info, Mapping) or \
                     not may_access(tenant, owner_of("image", info), ref):
                 return name
+            infos[name] = info
         return None
 
-    def _checked(self, why: str | None, p: Pending) -> None:
-        verdict = p.verdict
-        if why is not None:
-            # A foreign image is said as one that does not exist: the answer tells
-            # nothing about whose it is.
-            policy = getattr(self._judge.policy, "name", "")
-            verdict = BuildVerdict(False, f"dockgate: denied by policy {policy} rule {why}",
-                                   rule="tenant-images", facts=verdict.facts)
+    def _checked(self, verdict: BuildVerdict, p: Pending) -> None:
         self._decided(p, verdict)
         self._flush()
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockgate.buildctx.dockerfile import DockerfileFacts, parse
-from dockgate.buildkit.solve import DOCKERFILE_INPUT, ContainerAsk, LlbOp, SolveAsk
+from dockgate.buildkit.solve import DOCKERFILE_INPUT, ContainerAsk, LlbMount, LlbOp, SolveAsk
 
 DOCKERFILE_DIR = "dockerfile"
 """The session directory the dockerfile frontend reads its Dockerfile from (the one
@@ -50,6 +50,9 @@ class BuildKitFacts:
     """Cache backends the daemon contacts (gha, s3, azblob): ``allow_url_sources``."""
     images: list[Pair] = field(default_factory=list)
     """Images the daemon pulls or reads (sources, named contexts, Dockerfile)."""
+    bases: list[Pair] = field(default_factory=list)
+    """The Dockerfile's ``FROM`` images (among ``images``), whose ``ONBUILD`` triggers
+    run in this build: the I/O layer reads them (``joincheck.base_triggers``)."""
     frontends: list[Pair] = field(default_factory=list)
     """Frontend images the daemon runs (``# syntax=``, ``source``, BUILDKIT_SYNTAX)."""
     registries: list[Pair] = field(default_factory=list)
@@ -69,6 +72,9 @@ class BuildKitFacts:
     locals: list[Pair] = field(default_factory=list)
     secrets: list[Pair] = field(default_factory=list)
     ssh: list[Pair] = field(default_factory=list)
+    cache_mounts: list[Pair] = field(default_factory=list)
+    """Cache mounts (``RUN --mount=type=cache``, an LLB or gateway container mount of type
+    cache), by id: the daemon shares each id with every build on it."""
 
     def image_refs(self) -> tuple[str, ...]:
         """The images the build reads, each once, in order (for tenant ownership)."""
@@ -316,6 +322,18 @@ def _process(facts: BuildKitFacts, where: str, *, network: str, security: str,
     facts.devices.extend((where, d) for d in devices)
 
 
+def _mounts(facts: BuildKitFacts, where: str, mounts: Iterable[LlbMount]) -> None:
+    """The secrets, SSH agents and cache directories an exec op or a container mounts."""
+    for m in mounts:
+        if m.secret_id:
+            facts.secrets.append((where, m.secret_id))
+        if m.ssh_id:
+            facts.ssh.append((where, m.ssh_id))
+        if m.type == "cache":
+            # An empty id means the target (moby/buildkit ``solver/llbsolver/vertex.go``).
+            facts.cache_mounts.append((where, m.cache_id or m.dest))
+
+
 def llb_ops(facts: BuildKitFacts, ops: Iterable[LlbOp], where: str) -> None:
     """Sources, exec steps and op kinds of an LLB definition."""
     for i, op in enumerate(ops):
@@ -326,11 +344,7 @@ def llb_ops(facts: BuildKitFacts, ops: Iterable[LlbOp], where: str) -> None:
         elif op.kind == "exec":
             _process(facts, at, network=op.network, security=op.security,
                      cgroup_parent=op.cgroup_parent, ulimits=op.ulimits, devices=op.devices)
-            for m in op.mounts:
-                if m.secret_id:
-                    facts.secrets.append((at, m.secret_id))
-                if m.ssh_id:
-                    facts.ssh.append((at, m.ssh_id))
+            _mounts(facts, at, op.mounts)
         elif op.kind in ("build", "passthrough"):
             facts.refusals.append((at, f"a {op.kind} op names work dockgate cannot inspect"))
 
@@ -434,9 +448,11 @@ def dockerfile_facts(
     facts.images.extend(
         (f"Dockerfile {w}", ref) for w, ref in df.images if ref not in frontends
     )
+    facts.bases.extend((f"Dockerfile {w}", ref) for w, ref in df.bases)
     facts.network_host.extend((f"Dockerfile {w}", v) for w, v in df.networks if v == "host")
     facts.insecure.extend((f"Dockerfile {w}", v) for w, v in df.security if v == "insecure")
     facts.devices.extend((f"Dockerfile {w}", v) for w, v in df.devices)
+    facts.cache_mounts.extend((f"Dockerfile {w}", v) for w, v in df.caches)
     facts.urls.extend((f"Dockerfile {w}", u) for w, u in df.urls)
     facts.refusals.extend((f"Dockerfile {w}", why) for w, why in df.problems)
     return facts, df
@@ -445,6 +461,8 @@ def dockerfile_facts(
 def container_facts(ask: ContainerAsk) -> BuildKitFacts:
     """A gateway container (NewContainer) or a process started in it (ExecProcess Init)."""
     facts = BuildKitFacts()
-    _process(facts, f"container {ask.container_id}", network=ask.network,
+    where = f"container {ask.container_id}"
+    _process(facts, where, network=ask.network,
              security=ask.security, cgroup_parent=ask.cgroup_parent, ulimits=ask.ulimits)
+    _mounts(facts, where, ask.mounts)
     return facts

@@ -60,6 +60,7 @@ from dockgate.buildkit.facts import DOCKERFILE_DIR
 from dockgate.buildkit.grpcwire import Unreadable
 from dockgate.buildkit.h2relay import Plan, Side
 from dockgate.buildkit.solve import (
+    NO_CACHE_ATTR,
     ContainerAsk,
     Packet,
     SolveAsk,
@@ -74,7 +75,7 @@ from dockgate.buildkit.solve import (
     decode_return_metadata,
     decode_secret_request,
     return_has_result,
-    with_frontend_attr,
+    tenant_solve,
 )
 from dockgate.model import Peer
 from dockgate.policy.buildcontrol import (
@@ -86,8 +87,10 @@ from dockgate.policy.buildcontrol import (
 from dockgate.policy.controls import DecisionContext
 from dockgate.tenancy import (
     OWNER_ATTR,
+    PULLED_BASES,
     Tenant,
     buildkit_label_refusal,
+    cache_mount_refusal,
     returned_config_refusal,
     writes_image,
 )
@@ -360,6 +363,23 @@ def _refusal(message: str) -> BuildVerdict:
     return BuildVerdict(False, message, rule="")
 
 
+def tenant_denial(judge: Judge, rule: str, why: str, facts: Mapping[str, Any]) -> BuildVerdict:
+    """A tenancy refusal worded as the policy's own (``rule`` names what refused)."""
+    policy = getattr(judge.policy, "name", "")
+    return BuildVerdict(False, f"dockgate: denied by policy {policy} rule {rule}: {why}",
+                        rule=rule, facts=facts)
+
+
+def private_cache_verdict(judge: Judge, verdict: BuildVerdict) -> BuildVerdict:
+    """``verdict``, or a refusal when it allows a tenant whose build caches are private a
+    cache mount (``tenancy.cache_mount_refusal``)."""
+    if judge.tenant is None or not verdict.allowed:
+        return verdict
+    why = cache_mount_refusal(judge.tenant, verdict.facts.get("cache_mounts", ()))
+    return verdict if why is None else tenant_denial(judge, "tenant-build-cache", why,
+                                                     verdict.facts)
+
+
 _BRIDGE_DECODERS: Mapping[str, Callable[[bytes, str], SolveAsk]] = {
     "bridge": decode_bridge_solve,
     "image-config": decode_resolve_image_config,
@@ -481,7 +501,8 @@ class GrpcHooks:
             return Pending(stream, verdict, ref=buildid, kind=kind)
         if kind == "container":
             ask_c: ContainerAsk = decode_new_container(payload, buildid)
-            verdict = judge_container(j.policy, ask_c, j.context, peer=j.peer)
+            verdict = private_cache_verdict(j, judge_container(j.policy, ask_c, j.context,
+                                                               peer=j.peer))
             self._note(buildid, "container", verdict, None)
             return Pending(stream, verdict, ref=buildid, kind=kind)
         if kind == "control":
@@ -502,13 +523,18 @@ class GrpcHooks:
             verdict = _refusal(f"dockgate: {foreign} names a session of another caller "
                                "(the daemon would read that caller's files)")
         rewrite: tuple[bytes, bytes] | None = None
+        sets: tuple[str, ...] = ()
+        verdict = private_cache_verdict(j, verdict)
+        if verdict.allowed and j.tenant is not None and \
+                ask.frontend_attrs.get("image-resolve-mode") == "pull":
+            verdict = tenant_denial(j, "tenant-images", PULLED_BASES, verdict.facts)
         if verdict.allowed and j.tenant is not None:
             label = buildkit_label_refusal(ask.frontend_attrs, j.tenant.name)
             if label is not None:
                 verdict = BuildVerdict(False, label, rule="tenant-images", facts=verdict.facts)
             else:
                 try:
-                    rewrite = self._owner_label(record, ask, payload, j.tenant.name)
+                    rewrite, sets = self._tenant_rewrite(record, ask, payload, j.tenant)
                 except _NoFrontend as e:
                     verdict = BuildVerdict(False, str(e), rule="tenant-images",
                                            facts=verdict.facts)
@@ -517,21 +543,26 @@ class GrpcHooks:
         record.open.append((self.handle, stream))
         if kind == "control":
             self._solves[stream] = record.ref
-        sets = (f"{OWNER_ATTR}={j.tenant.name}",) if rewrite and j.tenant is not None else ()
         record.decisions.append(_decision(kind, verdict, sets))
         return Pending(stream, verdict, ref=record.ref, session=record.session, kind=kind,
                        rewrite=rewrite)
 
     @staticmethod
-    def _owner_label(record: SolveRecord, ask: SolveAsk, payload: bytes, tenant: str
-                     ) -> tuple[bytes, bytes] | None:
-        """``(payload, rewritten)`` when the tenant's solve must carry its owner label.
+    def _tenant_rewrite(record: SolveRecord, ask: SolveAsk, payload: bytes, tenant: Tenant
+                        ) -> tuple[tuple[bytes, bytes] | None, tuple[str, ...]]:
+        """``(payload, rewritten)`` when the tenant's solve must go on changed, and what
+        was set (for the audit record).
 
-        A Control Solve whose exporters write an image gets it among its frontend
-        options; so does each frontend sub-solve of that build (buildx and compose run
-        the dockerfile frontend through the gateway with the same options, and return
-        the image config it made, labels and all: ``LLBBridge/Return``).  A client's
-        own value of that option is replaced.
+        The owner label: a Control Solve whose exporters write an image gets it among
+        its frontend options; so does each frontend sub-solve of that build (buildx and
+        compose run the dockerfile frontend through the gateway with the same options,
+        and return the image config it made, labels and all: ``LLBBridge/Return``).
+
+        The shared build cache, while the tenant's is private: every solve with a
+        frontend gets ``no-cache`` (empty: every stage), and every op of an LLB
+        definition it carries (a raw solve, the frontend's inputs) is marked to ignore
+        the cache, so no step is answered from a cached result, whoever's it is
+        (``solve.NO_CACHE_ATTR``).  A client's own value of either option is replaced.
         """
         if ask.via == "control":
             record.writes_image = writes_image(ask.exporters)
@@ -540,9 +571,19 @@ class GrpcHooks:
                     "dockgate: a tenant's build that writes an image needs a frontend (a raw "
                     "LLB definition has no image config to carry the owner label); the build "
                     "is refused")
-        if not record.writes_image or (ask.via == "bridge" and not ask.frontend):
-            return None
-        return payload, with_frontend_attr(payload, ask.via, OWNER_ATTR, tenant)
+        attrs: dict[str, str] = {}
+        if record.writes_image and (ask.via == "control" or ask.frontend):
+            attrs[OWNER_ATTR] = tenant.name
+        private = tenant.private_build_cache
+        if private and ask.frontend:
+            attrs[NO_CACHE_ATTR] = ""
+        if not attrs and not (private and ask.ops):
+            return None, ()
+        new, marked = tenant_solve(payload, ask.via, attrs, private)
+        sets = [f"{key}={value}" for key, value in attrs.items()]
+        if marked:
+            sets.append(f"ignore_cache on {marked} LLB ops")
+        return (payload, new), tuple(sets)
 
     def _note(self, ref: str, kind: str, verdict: BuildVerdict, record: SolveRecord | None
               ) -> None:
@@ -841,8 +882,8 @@ class SessionHooks:
     def _verdict(self, dockerfile: bytes) -> BuildVerdict:
         """The Dockerfile judged with the solve this session serves (noted for its audit)."""
         j = self.judge
-        verdict = judge_dockerfile(j.policy, self._frontend_ask(), dockerfile, j.context,
-                                   peer=j.peer)
+        verdict = private_cache_verdict(j, judge_dockerfile(
+            j.policy, self._frontend_ask(), dockerfile, j.context, peer=j.peer))
         for record in self.builds.for_session(self.session):
             record.decisions.append(_decision("dockerfile", verdict))
         return verdict

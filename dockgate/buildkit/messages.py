@@ -122,6 +122,9 @@ _OPS: _File = (
             ("path", 1, "string"), ("mode", 2, "int32"), ("makeParents", 3, "bool"),
             ("owner", 4, "bytes"), ("timestamp", 5, "int64"),
         ]),
+        # A definition's ``metadata`` values: read only to mark an op to ignore the
+        # cache (``solve.tenant_solve``); open, its other fields go on as they came.
+        ("OpMetadata", False, [("ignore_cache", 1, "bool")]),
     ],
 )
 

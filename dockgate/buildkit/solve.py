@@ -369,19 +369,49 @@ _ATTRS = {
 }
 
 
-def with_frontend_attr(payload: bytes, via: Literal["control", "bridge"], key: str,
-                       value: str) -> bytes:
-    """A Control or LLBBridge Solve request body with frontend option ``key`` set to
-    ``value`` (replacing the client's), re-encoded (Undecodable as the decoders).
+NO_CACHE_ATTR = "no-cache"
+"""The frontend option that makes the dockerfile frontend mark every step of the stages
+it names (an empty value: of all stages) to ignore the cache (moby/buildkit
+``frontend/dockerui/config.go``, ``dockerfile2llb``: ``llb.IgnoreCache`` on each
+``RUN``, ``COPY`` and ``ADD``).  A step that ignores the cache queries no cache record,
+the daemon's own or one a ``--cache-from`` import brings (``solver/edge.go``), and runs."""
+
+
+def _ignore_cache(definition: Any, where: str) -> int:
+    """Mark every op of ``definition`` to ignore the cache (its ``OpMetadata``, keyed by
+    the op's digest, which the mark does not change); the number of ops marked."""
+    ops = list(getattr(definition, "def"))
+    for n, raw in enumerate(ops):
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        meta = _parse("pb.OpMetadata", definition.metadata.get(digest, b""),
+                      f"{where} op {n} metadata")
+        meta.ignore_cache = True
+        definition.metadata[digest] = meta.SerializeToString(deterministic=True)
+    return len(ops)
+
+
+def tenant_solve(payload: bytes, via: Literal["control", "bridge"],
+                 attrs: Mapping[str, str], ignore_cache: bool) -> tuple[bytes, int]:
+    """A Control or LLBBridge Solve request body with the frontend options ``attrs`` set
+    (replacing the client's) and, with ``ignore_cache``, every op of its LLB definition
+    and of its frontend inputs marked to ignore the cache; re-encoded, with the number
+    of ops marked (Undecodable as the decoders).
 
     The request was parsed with unknown fields refused, so the new encoding carries
     exactly the fields dockgate judged; it is serialized deterministically (map
     entries sorted), which protobuf readers take as the same message.
     """
-    full_name, attrs, what = _ATTRS[via]
+    full_name, field_name, what = _ATTRS[via]
     req = _parse(full_name, payload, what)
-    getattr(req, attrs)[key] = value
-    return bytes(req.SerializeToString(deterministic=True))
+    options = getattr(req, field_name)
+    for key, value in attrs.items():
+        options[key] = value
+    marked = 0
+    if ignore_cache:
+        marked = _ignore_cache(req.Definition, what)
+        for name in sorted(req.FrontendInputs):
+            marked += _ignore_cache(req.FrontendInputs[name], f"{what} input {name!r}")
+    return bytes(req.SerializeToString(deterministic=True)), marked
 
 
 def decode_bridge_solve(payload: bytes, buildid: str) -> SolveAsk:

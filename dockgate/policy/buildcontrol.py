@@ -218,6 +218,8 @@ class BuildVerdict:
         warnings: warn-mode findings, ready to show (``dockgate: policy P rule R: ...``).
         image_names: image names the build writes on the daemon (exporter ``name``),
             which the I/O layer checks for tenants: free, or the tenant's own.
+        bases: a Dockerfile's base images, whose ``ONBUILD`` triggers the I/O layer
+            reads from the daemon and judges as part of the build.
     """
 
     allowed: bool
@@ -227,6 +229,7 @@ class BuildVerdict:
     image_refs: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     image_names: tuple[str, ...] = ()
+    bases: tuple[str, ...] = ()
 
 
 _BUILD = Operation(BUILD_ENDPOINT, "POST", "/build", "stream")
@@ -292,7 +295,8 @@ def judge_facts(
         f"dockgate: policy {name} rule {rf.rule}: {rf.finding.text}"
         for rf in found if rf.mode == "warn"
     )
-    return BuildVerdict(True, message, "", record, refs, warnings, names)
+    bases = tuple(dict.fromkeys(n for _, n in bk.bases))
+    return BuildVerdict(True, message, "", record, refs, warnings, names, bases)
 
 
 def judge_solve(

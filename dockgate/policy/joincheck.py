@@ -25,11 +25,14 @@ from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
 from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.decision import decide
 from dockgate.policy.joins import MAX_DEPTH, STARTS, as_create, join_refs, pin, stored_refs
-from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
+from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.ownership import ObjectRef, image_shared
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+
+_GO_FALSE = frozenset({"", "0", "no", "false", "none"})
+"""What moby's ``httputils.BoolValue`` reads as false (lowercased, trimmed)."""
 
 
 def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
@@ -113,7 +116,9 @@ async def check_joins(
 async def check_tenant_build(
     request: CanonicalRequest, tenant: Tenant, fetch: Fetch
 ) -> CanonicalRequest:
-    """A tenant's build that joins ``container:X`` (``networkmode``) must join its own X.
+    """A tenant's build that joins ``container:X`` (``networkmode``) must join its own X,
+    and may not pull its base images (their ``ONBUILD`` triggers, read from the daemon's
+    copy before the build, would be the registry's: ``PULLED_BASES``).
 
     The RUN steps would otherwise read what another tenant's container serves
     on its loopback.  Pinned to X's full id, like every checked reference.
@@ -123,6 +128,8 @@ async def check_tenant_build(
     """
     if tenant.admin or request.endpoint.id != "image.build":
         return request
+    if any(k == "pull" and v.strip().lower() not in _GO_FALSE for k, v in request.query):
+        raise Forbidden(PULLED_BASES, reason="tenant-pull")
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, request.version, ref.field)
         checked = ObjectRef("container", ref.ref, "query", ref.field)
@@ -144,20 +151,45 @@ async def check_build_images(
     the same.  So a tenant's build may name only images that are present
     (pulled first, through dockgate's checks of a pull), and a missing image
     and another tenant's get the same refusal, naming only the reference.
+    The images the ``ONBUILD`` triggers of its base images name are checked
+    alike (a trigger is an instruction of this build, kept in the base's config).
     """
+    bases = set(facts.bases)
+    triggered = DockerfileFacts()
     for where, name in facts.images:
-        ref = ObjectRef("image", name, "body", f"Dockerfile {where}", "read")
-        status, info = await fetch("GET", inspect_target(ref, version), None)
-        if status not in (200, 404) or (status == 200 and not isinstance(info, Mapping)):
-            raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
-        reason = "no-such-object"
-        if isinstance(info, Mapping) and status == 200:
-            shared = image_shared(tenant, info)
-            if may_access(tenant, owner_of("image", info), ref, shared):
-                continue
-            reason = "not-owner"
-        raise NotFound(f"Dockerfile {where}: no such image: {name} (a tenant's build may "
-                       "name only images on the daemon: pull it first)", reason=reason)
+        info = await _readable_image(fetch, tenant, version, where, name)
+        if (where, name) in bases:
+            base_triggers(name, info, triggered)
+    for where, name in triggered.images:
+        await _readable_image(fetch, tenant, version, where, name)
+
+
+def base_triggers(name: str, info: Mapping[str, Any], facts: DockerfileFacts) -> None:
+    """Add the ``ONBUILD`` triggers of the image ``name`` (its inspection ``info``) to
+    ``facts``.  They run as instructions of every build ``FROM`` that image (a
+    ``COPY --from``, an ``ADD <url>``, a cache mount among them)."""
+    config = info.get("Config")
+    onbuild = config.get("OnBuild") if isinstance(config, Mapping) else None
+    if isinstance(onbuild, list) and onbuild:
+        triggers(name, [str(t) for t in onbuild], facts)
+
+
+async def _readable_image(fetch: Fetch, tenant: Tenant, version: str | None, where: str,
+                          name: str) -> Mapping[str, Any]:
+    """The inspection of image ``name`` a tenant's Dockerfile names at ``where``, if it is
+    on the daemon and the tenant may read it; else NotFound, alike for both."""
+    ref = ObjectRef("image", name, "body", f"Dockerfile {where}", "read")
+    status, info = await fetch("GET", inspect_target(ref, version), None)
+    if status not in (200, 404) or (status == 200 and not isinstance(info, Mapping)):
+        raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
+    reason = "no-such-object"
+    if isinstance(info, Mapping) and status == 200:
+        shared = image_shared(tenant, info)
+        if may_access(tenant, owner_of("image", info), ref, shared):
+            return info
+        reason = "not-owner"
+    raise NotFound(f"Dockerfile {where}: no such image: {name} (a tenant's build may "
+                   "name only images on the daemon: pull it first)", reason=reason)
 
 
 async def check_base_triggers(
@@ -183,7 +215,4 @@ async def check_base_triggers(
             continue
         if status != 200 or not isinstance(info, Mapping):
             raise UpstreamUnavailable(f"cannot check image {name!r} ({status})")
-        config = info.get("Config")
-        onbuild = config.get("OnBuild") if isinstance(config, Mapping) else None
-        if isinstance(onbuild, list) and onbuild:
-            triggers(name, [str(t) for t in onbuild], facts)
+        base_triggers(name, info, facts)

@@ -109,7 +109,7 @@ from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.splice import Splice
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
-from dockgate.tenancy import Tenant, filter_list, needs_usage
+from dockgate.tenancy import Tenant, filter_list, needs_usage, with_tenant_sets
 from dockgate.tenancy.event_scope import EventScope
 from dockgate.tenancy.missing import NamesBack, StandIn, forwarded
 from dockgate.tenancy.scoping import check_quota, owned_objects, owns_object, scope_request
@@ -1008,6 +1008,7 @@ class ProxyServerProtocol(Protocol):
         if x.decision.allowed:
             if x.decision.request is not None:
                 x.request = x.decision.request  # the policy set a daemon default (audited)
+            x.decision = with_tenant_sets(x.decision, x.request, x.tenant)
             if x.stand_ins:
                 x.request = forwarded(x.request, x.stand_ins)  # decided as the caller wrote it
             if x.request.endpoint.id in redact.ENDPOINTS:

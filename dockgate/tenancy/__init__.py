@@ -6,7 +6,8 @@ layer calls, per request, in this order (see docs/tenants.md):
 1. ``TenantMap.resolve(peer, user, groups, principal, sans)`` → ``Tenant`` or
    None (403); ``admin_only(endpoint_id)`` refuses unscopable endpoints for
    non-admins;
-2. ``stamp`` and ``scope_list``;
+2. ``stamp`` and ``scope_list`` (what ``stamp`` sets to keep a build from the shared
+   build cache is added to the decision's ``sets`` by ``with_tenant_sets``);
 3. ``object_refs``; per reference ``inspect_target`` → ``GET`` →
    ``owner_of``/``exec_container`` → ``may_access`` (``image_shared``) →
    ``full_id`` → ``pin``; a missing or foreign object is answered as the
@@ -23,10 +24,13 @@ must be asked of the daemon, see ``dockgate.tenancy.event_scope``).
 from dockgate.tenancy.ownership import (
     OWNER_ATTR,
     OWNER_LABEL,
+    PULLED_BASES,
     RESERVED_PREFIX,
     ObjectRef,
     admin_only,
+    build_cache_sets,
     buildkit_label_refusal,
+    cache_mount_refusal,
     event_visible,
     exec_container,
     filter_list,
@@ -41,6 +45,7 @@ from dockgate.tenancy.ownership import (
     returned_config_refusal,
     scope_list,
     stamp,
+    with_tenant_sets,
     writes_image,
 )
 from dockgate.tenancy.quota import (
@@ -55,6 +60,7 @@ from dockgate.tenancy.tenants import Quotas, Tenant, TenantMap
 __all__ = [
     "OWNER_ATTR",
     "OWNER_LABEL",
+    "PULLED_BASES",
     "RESERVED_PREFIX",
     "ObjectRef",
     "Quotas",
@@ -62,7 +68,9 @@ __all__ = [
     "TenantMap",
     "Usage",
     "admin_only",
+    "build_cache_sets",
     "buildkit_label_refusal",
+    "cache_mount_refusal",
     "event_visible",
     "exec_container",
     "filter_list",
@@ -81,5 +89,6 @@ __all__ = [
     "scope_list",
     "stamp",
     "usage_from_list",
+    "with_tenant_sets",
     "writes_image",
 ]

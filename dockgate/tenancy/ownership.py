@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -41,7 +41,7 @@ from dockgate.admission.jsonstrict import dumps
 from dockgate.admission.target import escape_path
 from dockgate.admission.versions import compare_versions
 from dockgate.errors import BadRequest, Forbidden
-from dockgate.model import CanonicalRequest
+from dockgate.model import CanonicalRequest, Decision
 from dockgate.policy import spelling
 from dockgate.tenancy.tenants import Tenant
 
@@ -222,7 +222,8 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     Covers container, volume, network, secret and config create (``Labels``),
     service create (``Labels`` and the task ``ContainerSpec.Labels``), image
     build (the ``labels`` query parameter, which overrides Dockerfile
-    ``LABEL``s), commit (body ``Labels``, which win over the container's; no
+    ``LABEL``s; and ``nocache=1`` while build caches are private:
+    ``build_cache_sets``), commit (body ``Labels``, which win over the container's; no
     ``LABEL`` in ``changes``) and import (``image.create`` with ``fromSrc``:
     a ``LABEL`` change is appended).  Other requests are returned unchanged.
 
@@ -255,13 +256,62 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
         raw = query_values(request, "labels")
         labels = json.loads(raw[0]) if raw and raw[0] else {}
         labels = {**_check_labels(labels, "labels"), **owner}
-        return with_query(request, "labels", [dumps(labels).decode("ascii")])
+        request = with_query(request, "labels", [dumps(labels).decode("ascii")])
+        if tenant.private_build_cache:
+            request = with_query(request, "nocache", ["1"])
+        return request
     if ep == "image.create":
         changes = query_values(request, "changes")
         _check_changes(changes, "changes")
         if any(k == "fromSrc" for k, _ in request.query):
             return with_query(request, "changes", [*changes, f"LABEL {OWNER_LABEL}={tenant.name}"])
     return request
+
+
+PULLED_BASES = ("a tenant's build may not pull its base images (--pull): the ONBUILD "
+                "triggers of an image pulled during the build cannot be checked; pull them "
+                "first (docker pull) and build without --pull")
+"""Why a tenant's build that pulls its bases is refused (either builder): a trigger is an
+instruction of the build (``COPY --from`` another tenant's image), kept in the base's
+config, which dockgate reads from the daemon before the build."""
+
+
+def build_cache_sets(request: CanonicalRequest, tenant: Tenant | None) -> tuple[str, ...]:
+    """What ``stamp`` set in a tenant's classic build to keep it from the shared build
+    cache, one sentence each for the audit record's ``set`` (empty for anything else).
+
+    The classic builder finds a step's cache among every image on the host (and the
+    ``cachefrom`` images); with ``nocache`` it probes none (moby
+    ``builder/dockerfile/imageprobe.go``: a no-op prober), so a tenant's steps all
+    run, and none comes out with another tenant's result.
+    """
+    if tenant is None or not tenant.private_build_cache or request.endpoint.id != "image.build":
+        return ()
+    return ("tenant: nocache=1 (build caches are private to each tenant: build_cache)",)
+
+
+def cache_mount_refusal(tenant: Tenant, mounts: Iterable[Sequence[str]]) -> str | None:
+    """Why a tenant's build may not mount a cache directory (``(where, id)`` pairs), or None.
+
+    BuildKit keeps a cache mount's directory by its id for every build on the daemon
+    (``RUN --mount=type=cache,id=X``: whoever names X gets what the last build left
+    there), whatever ``no-cache`` says; so while build caches are private to each
+    tenant, a tenant's build mounts none.
+    """
+    if not tenant.private_build_cache:
+        return None
+    for where, cache_id in mounts:
+        return (f"{where}: the cache {cache_id!r} is shared with every build on the daemon, "
+                "and build caches are private to each tenant here (build_cache: private "
+                "in the tenants file)")
+    return None
+
+
+def with_tenant_sets(decision: Decision, request: CanonicalRequest, tenant: Tenant | None
+                     ) -> Decision:
+    """``decision`` with what tenancy set in ``request`` added to its ``sets`` (audited)."""
+    sets = build_cache_sets(request, tenant)
+    return replace(decision, sets=decision.sets + sets) if sets else decision
 
 
 # -- scope_list -----------------------------------------------------------------

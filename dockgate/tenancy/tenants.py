@@ -10,6 +10,7 @@ YAML reader as policies: duplicate keys and unknown fields are refused)::
 
     default: guests              # optional: tenant for callers that match nothing
     shared_images: ["busybox:*", "registry.example.com/base/*"]  # optional, see below
+    build_cache: private         # optional: private (the default) or shared, see below
     tenants:
       - name: team-a             # becomes the io.dockgate.owner label value
         policy: baseline.yaml    # relative to this file; optional
@@ -35,6 +36,16 @@ every tenant may use.  Without it, all of them; with it, only those with a
 name (``RepoTags``, as ``docker images`` shows them: ``busybox:latest``) that
 matches one of the glob patterns.  Other unowned images are for admins only, and a tenant gets
 the daemon's answer for a missing image.
+
+``build_cache``: whether tenants' builds use the daemon's build caches, which are
+daemon-wide (BuildKit's step cache and ``RUN --mount=type=cache`` directories, the
+classic builder's layer cache: a step's cached result is found by whoever builds
+the same step).  ``private`` (the default): a tenant's build reads no cached step
+(dockgate sets BuildKit's ``no-cache`` and the classic builder's ``nocache``) and
+may not mount a cache directory.  ``shared``: builds use the caches as the daemon
+has them, across tenants.  It is one setting for the host, not per tenant: a build
+that skips the cache still writes its results there, so one tenant reading the
+cache would read every tenant's.
 """
 
 from __future__ import annotations
@@ -59,6 +70,9 @@ from dockgate.policy.source import (
 TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 """Tenant names: label-value safe, no ``=`` or ``,`` (they go into ``label=k=v`` filters)."""
 
+BUILD_CACHE_MODES = ("private", "shared")
+"""Values of the tenants file's ``build_cache`` (the first is the default)."""
+
 _names: dict[str, Any] = {"type": "array", "items": {"type": "string", "minLength": 1}}
 _ids: dict[str, Any] = {"type": "array", "items": {"type": "integer", "minimum": 0}}
 
@@ -77,6 +91,7 @@ TENANTS_SCHEMA: dict[str, Any] = {
         ["tenants"],
         default={"type": "string"},
         shared_images={"type": "array", "items": {"type": "string", "minLength": 1}},
+        build_cache={"enum": list(BUILD_CACHE_MODES)},
         tenants={
             "type": "array",
             "items": _obj(
@@ -85,6 +100,7 @@ TENANTS_SCHEMA: dict[str, Any] = {
                 description={"type": "string"},
                 policy={"type": "string", "minLength": 1},
                 admin={"type": "boolean"},
+                build_cache={"enum": list(BUILD_CACHE_MODES)},  # refused: see _compile
                 quotas=_obj(
                     max_containers=_count,
                     max_running=_count,
@@ -135,6 +151,15 @@ class Tenant:
     quotas: Quotas = field(default_factory=Quotas)
     shared_images: tuple[str, ...] | None = None
     """Glob patterns of the unowned images the tenant may use; None: all of them."""
+    build_cache: str = BUILD_CACHE_MODES[0]
+    """The tenants file's ``build_cache``: ``private`` (the tenant's builds read no cached
+    step and mount no cache directory) or ``shared`` (the daemon's caches, as they are)."""
+
+    @property
+    def private_build_cache(self) -> bool:
+        """Whether this tenant's builds are kept from the daemon's shared build caches
+        (never for admins, who see every tenant's objects anyway)."""
+        return not self.admin and self.build_cache != "shared"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +258,15 @@ class TenantMap:
                         problems.append(doc.problem(
                             ("tenants", i, "principals", kind, j),
                             f"{value!r} is already a principal of tenant {other!r}"))
+            if "build_cache" in raw:
+                problems.append(doc.problem(
+                    ("tenants", i, "build_cache"),
+                    "is one setting for the whole host (a build that skips the cache still "
+                    "writes to it): move build_cache to the top level of the file"))
             shared = doc.data.get("shared_images")
             entries.append((Tenant(name, bool(raw.get("admin", False)), policy, quotas,
-                                   tuple(shared) if shared is not None else None),
+                                   tuple(shared) if shared is not None else None,
+                                   doc.data.get("build_cache", BUILD_CACHE_MODES[0])),
                             principals))
         default: Tenant | None = None
         if "default" in doc.data:

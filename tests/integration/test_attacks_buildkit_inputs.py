@@ -32,7 +32,7 @@ from support.grpcsolve import (
 )
 from support.loopback import Loopback, loopback
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates
-from support.tenantgate import Caller, TenantGate, tenant_gates
+from support.tenantgate import Caller, TenantGate, shared_build_cache, tenant_gates
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard, tenant_gates)
@@ -299,46 +299,145 @@ def test_add_scp_style_git_url_is_refused(
     assert port22[0] == before
 
 
-CACHE_LEAKS = {
-    # A step whose output B alone could know (random bytes: B's key) is cached by the
-    # daemon's BuildKit for every build with the same parent and the same line.
-    "step": "FROM {base}\nRUN head -c 16 /dev/urandom | od -An -tx1 > /key\n",
-    # A cache mount is shared by id across every build on the daemon.
-    "cache-mount": ("FROM {base}\nRUN --mount=type=cache,id=shared,target=/c "
-                    "(test -f /c/key || head -c 16 /dev/urandom | od -An -tx1 > /c/key)"
-                    " && cp /c/key /key\n"),
-}
-
-
-@pytest.mark.xfail(strict=True, reason="BuildKit's cache (step results, cache mounts) is "
-                   "daemon-wide and dockgate cannot namespace it per tenant without "
-                   "rewriting solves: a tenant that writes another's step gets its result")
-@pytest.mark.parametrize("kind", sorted(CACHE_LEAKS))
-def test_buildkit_cache_does_not_cross_tenants(
-        tenants: tuple[Engine, TenantGate, str], kind: str) -> None:
-    """B builds a step whose output only B knows (a random key); A's build of the same
-    Dockerfile through the tenant gate must not come out with B's key."""
-    engine, tg, tag = tenants
-    text = CACHE_LEAKS[kind].format(base=IMAGE)
-    keys = []
-    for who in ("bob-tls", "alice-tls"):
-        image = f"{who.split('-')[0]}-key-{kind}-{tag}:latest"
-        caller = tg.caller(who)
-        out = caller.docker(
-            "buildx", "build", "--progress", "plain", "--pull=false", "--network", "none",
-            "--load", "-t", image, str(readable_dir({"Dockerfile": text})),
-            check=False, timeout=300)
-        assert out.returncode == 0, out.stderr
-        keys.append(image_file(engine, image, "/key"))
-    assert keys[0] and keys[1] and keys[0] != keys[1], keys
-
-
 def buildx_as(caller: Caller, image: str, dockerfile: str, *args: str
               ) -> subprocess.CompletedProcess[str]:
     """``docker buildx build --load -t IMAGE ARGS`` of ``dockerfile`` as ``caller``."""
     return caller.docker("buildx", "build", "--progress", "plain", "--pull=false",
                          "--network", "none", "--load", "-t", image, *args,
                          str(readable_dir({"Dockerfile": dockerfile})), check=False, timeout=300)
+
+
+KEY = "head -c 16 /dev/urandom | od -An -tx1"
+"""Random bytes: a step's output that only the build that ran it knows."""
+
+STEP_LEAKS = {
+    # A step whose output B alone could know (random bytes: B's key) is cached by the
+    # daemon's BuildKit for every build with the same parent and the same line.
+    "step": "FROM {base}\nRUN echo {tag} && " + KEY + " > /key\n",
+    # A step that reads a build secret is cached without the secret in its key: a build
+    # that has no secret gets the output of one that had it.
+    "secret": "FROM {base}\nRUN --mount=type=secret,id=tok echo {tag} && "
+              "(cat /run/secrets/tok || echo none) > /key\n",
+}
+
+
+def build_sets(tg: TenantGate, mark: int) -> list[str]:
+    """The ``set`` of every BuildKit solve recorded since ``mark``."""
+    return [s for r in tg.records_since(mark) if r.get("stage") == "BuildSolved"
+            for s in r["build"]["set"]]
+
+
+@pytest.mark.parametrize("kind", sorted(STEP_LEAKS))
+def test_buildkit_step_cache_does_not_cross_tenants(
+        tenants: tuple[Engine, TenantGate, str], kind: str) -> None:
+    """B builds, through the tenant gate, a step whose output only B knows (random bytes,
+    or what B's build secret holds).  The daemon keeps that result in its build cache
+    (B's solve skipped the cache, but still wrote to it): the same Dockerfile built on
+    the bare daemon, without the secret, comes out with B's output.  A's build of it
+    through the tenant gate runs the step itself and comes out with its own output; the
+    audit record of A's solve says dockgate set ``no-cache``."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    text = STEP_LEAKS[kind].format(base=IMAGE, tag=tag)
+    secret = readable_dir({"tok": f"b-tok-{tag}"}) / "tok"
+    out = buildx_as(b, f"b-{kind}-{tag}:latest", text, "--secret", f"id=tok,src={secret}")
+    assert out.returncode == 0, out.stderr
+    b_key = image_file(engine, f"b-{kind}-{tag}:latest", "/key")
+    assert b_key and (kind != "secret" or b_key == f"b-tok-{tag}"), b_key
+    engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false", "--network",
+                         "none", "--load", "-t", f"direct-{kind}-{tag}:latest",
+                         str(readable_dir({"Dockerfile": text})), timeout=300)
+    assert image_file(engine, f"direct-{kind}-{tag}:latest", "/key") == b_key
+    mark = tg.mark()
+    out = buildx_as(a, f"a-{kind}-{tag}:latest", text)
+    assert out.returncode == 0, out.stderr
+    a_key = image_file(engine, f"a-{kind}-{tag}:latest", "/key")
+    assert a_key and a_key != b_key, (a_key, b_key)
+    assert kind != "secret" or a_key == "none\n", a_key
+    assert any(s.endswith("no-cache=") for s in build_sets(tg, mark)), build_sets(tg, mark)
+
+
+def test_shared_build_cache_is_the_daemons(tenants: tuple[Engine, TenantGate, str]) -> None:
+    """With ``build_cache: shared`` in the tenants file (reloaded with SIGHUP) tenants' builds
+    use the daemon's caches as they are: A's BuildKit build of B's step comes out with B's
+    output, a cache mount builds, and no ``no-cache`` is set; with the file private again,
+    A's build of the same step runs it afresh."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    text = f"FROM {IMAGE}\nRUN echo {tag}-shared && {KEY} > /key\n"
+    with shared_build_cache(tg):
+        keys = []
+        mark = tg.mark()
+        for who, caller in (("b", b), ("a", a)):
+            out = buildx_as(caller, f"{who}-sh-{tag}:latest", text)
+            assert out.returncode == 0, out.stderr
+            keys.append(image_file(engine, f"{who}-sh-{tag}:latest", "/key"))
+        assert keys[0] and keys[0] == keys[1], keys
+        assert not any("no-cache" in s for s in build_sets(tg, mark)), build_sets(tg, mark)
+        out = buildx_as(a, f"a-shcm-{tag}:latest", f"FROM {IMAGE}\nRUN --mount=type=cache,"
+                        f"id=sh-{tag},target=/c touch /c/x\n")
+        assert out.returncode == 0, out.stderr
+    out = buildx_as(a, f"a-sh2-{tag}:latest", text)
+    assert out.returncode == 0, out.stderr
+    assert image_file(engine, f"a-sh2-{tag}:latest", "/key") not in (None, keys[0])
+
+
+def test_buildkit_cache_mount_is_refused_to_tenants(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """A cache mount is shared by its id with every build on the daemon: on the bare
+    daemon one build leaves random bytes in cache ``c-TAG`` and another build, of another
+    Dockerfile, reads them back.  Through the tenant gate a Dockerfile that mounts a
+    cache is refused by rule ``tenant-build-cache`` naming the line and the id (the CLI
+    prints it), and makes no image."""
+    engine, tg, tag = tenants
+    mount = f"RUN --mount=type=cache,id=c-{tag},target=/c"
+    write = f"FROM {IMAGE}\n{mount} {KEY} > /c/key && cp /c/key /key\n"
+    read = f"FROM {IMAGE}\n{mount} cp /c/key /key\n"
+    for name, text in (("write", write), ("read", read)):
+        engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false",
+                             "--network", "none", "--load", "-t", f"cm-{name}-{tag}:latest",
+                             str(readable_dir({"Dockerfile": text})), timeout=300)
+    written = image_file(engine, f"cm-write-{tag}:latest", "/key")
+    assert written and image_file(engine, f"cm-read-{tag}:latest", "/key") == written
+    out = buildx_as(tg.caller("alice-tls"), f"a-cm-{tag}:latest", read)
+    assert out.returncode != 0
+    assert "rule tenant-build-cache: Dockerfile line 2 RUN --mount type=cache: the cache " \
+        f"'c-{tag}' is shared" in out.stderr, out.stderr
+    assert image_file(engine, f"a-cm-{tag}:latest", "/key") is None
+
+
+def test_classic_layer_cache_does_not_cross_tenants(
+        tenants: tuple[Engine, TenantGate, str]) -> None:
+    """The classic builder finds a step's cache among every image on the host: after B's
+    classic build through the tenant gate, the same Dockerfile built on the bare daemon
+    says ``Using cache`` and comes out with B's random bytes.  A's classic build of it
+    through the gate runs the step (dockgate forwarded ``nocache=1``, a ``set`` of its
+    audit record) and comes out with its own.  The classic builder has no
+    ``RUN --mount`` at all: the bare daemon refuses a cache mount itself."""
+    engine, tg, tag = tenants
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    ctx = readable_dir({"Dockerfile": f"FROM {IMAGE}\nRUN echo {tag}-classic && {KEY} > /key\n"})
+    out = b.classic("build", "--network", "none", "-t", f"b-cl-{tag}:latest", str(ctx))
+    assert out.returncode == 0, out.stderr
+    b_key = image_file(engine, f"b-cl-{tag}:latest", "/key")
+    direct = engine.docker_direct("build", "--network", "none", "-t", f"d-cl-{tag}:latest",
+                                  str(ctx), extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert "Using cache" in direct.stdout, direct.stdout
+    assert b_key and image_file(engine, f"d-cl-{tag}:latest", "/key") == b_key
+    mark = tg.mark()
+    out = a.classic("build", "--network", "none", "-t", f"a-cl-{tag}:latest", str(ctx))
+    assert out.returncode == 0, out.stderr
+    assert "Using cache" not in out.stdout, out.stdout
+    a_key = image_file(engine, f"a-cl-{tag}:latest", "/key")
+    assert a_key and a_key != b_key
+    sets = [s for r in tg.records_since(mark) if r.get("stage") == "RequestDecided"
+            for s in r.get("set", ())]
+    assert any("nocache=1" in s for s in sets), sets
+    mounted = readable_dir({"Dockerfile": f"FROM {IMAGE}\nRUN --mount=type=cache,target=/c "
+                                          "true\n"})
+    out = engine.docker_direct("build", "--network", "none", str(mounted), check=False,
+                               extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert out.returncode != 0 and "--mount" in out.stdout + out.stderr, out
 
 
 def image_owner(engine: Engine, image: str) -> str | None:
@@ -500,3 +599,68 @@ def test_named_context_of_another_tenants_image_is_refused(
     assert out.returncode != 0
     assert f"no such image: b-img-{tag}:latest" in out.stderr, out.stderr
     assert image_file(engine, f"a-ctx-{tag}:latest", "/secret") is None
+
+
+TRIGGERS = {
+    # B's secret copied in by A's own build.
+    ("copy-from", "buildx"), ("copy-from", "classic"),
+    # A cache directory another build wrote (the classic builder has no RUN --mount).
+    ("cache-mount", "buildx"),
+}
+
+
+@pytest.mark.parametrize(("trigger", "builder"), sorted(TRIGGERS))
+def test_base_image_trigger_is_judged_with_the_build(
+        tenants: tuple[Engine, TenantGate, str], trigger: str, builder: str) -> None:
+    """A's own image, committed through the tenant gate with an ``ONBUILD`` trigger (image
+    config, run as an instruction of every build ``FROM`` that image): ``COPY
+    --from=<B's image> /secret /secret``, or a ``RUN`` that reads the cache directory
+    ``c-TAG`` another build wrote.  Built ``FROM`` it on the bare daemon the image holds
+    B's secret, or what the other build left in the cache; A's build of it through the
+    tenant gate is refused (as naming a missing image; by rule ``tenant-build-cache``),
+    and makes no image.  A's build with ``--pull`` (the base's triggers would be the
+    registry's copy's, which dockgate cannot read first) is refused."""
+    engine, tg, tag = tenants
+    if (engine.name, builder, trigger) == ("20.10", "buildx", "copy-from"):
+        pytest.skip("engine 20.10's BuildKit does not resolve a trigger's COPY --from image "
+                    "(the step fails on the bare daemon)")
+    a = tg.caller("alice-tls")
+    name = f"{trigger}-{builder}-{tag}"
+    if trigger == "copy-from":
+        onbuild, path, want = (f"COPY --from=b-img-{tag}:latest /secret /secret", "/secret",
+                               f"b-secret-{tag}\n")
+        refusal = f"no such image: b-img-{tag}:latest"
+    else:
+        cache = f"RUN --mount=type=cache,id=c-{tag},target=/c"
+        engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false",
+                             "--network", "none", str(readable_dir({"Dockerfile": (
+                                 f"FROM {IMAGE}\n{cache} echo left-{tag} > /c/left\n")})),
+                             timeout=300)
+        onbuild, path, want = f"{cache} cp /c/left /left", "/left", f"left-{tag}\n"
+        refusal = f"rule tenant-build-cache: Dockerfile image a-onb-{name}:latest ONBUILD[0]"
+    a.docker("run", "--network", "none", "--name", f"a-onb-{name}", IMAGE, "true")
+    a.docker("commit", "--change", f"ONBUILD {onbuild}", f"a-onb-{name}", f"a-onb-{name}:latest")
+    a.docker("rm", f"a-onb-{name}")
+    text = f"FROM a-onb-{name}:latest\n"
+    direct, gate = f"d-onb-{name}:latest", f"g-onb-{name}:latest"
+    if builder == "classic":
+        engine.docker_direct("build", "--network", "none", "-t", direct,
+                             str(readable_dir({"Dockerfile": text})),
+                             extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+        out = a.classic("build", "--network", "none", "-t", gate,
+                        str(readable_dir({"Dockerfile": text})))
+    else:
+        engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false",
+                             "--network", "none", "--load", "-t", direct,
+                             str(readable_dir({"Dockerfile": text})), timeout=300)
+        out = buildx_as(a, gate, text)
+    assert image_file(engine, direct, path) == want
+    assert out.returncode != 0
+    assert refusal in out.stderr, out.stderr
+    assert image_file(engine, gate, path) is None
+    pulled = readable_dir({"Dockerfile": f"FROM {IMAGE}\n"})
+    out = a.classic("build", "--pull", "--network", "none", str(pulled)) \
+        if builder == "classic" else a.docker(
+            "buildx", "build", "--progress", "plain", "--pull", "--network", "none",
+            str(pulled), check=False, timeout=300)
+    assert out.returncode != 0 and "may not pull its base images" in out.stderr, out.stderr

@@ -24,7 +24,7 @@ import pytest
 from support import engines as eng
 from support.buildhelp import image_file, readable_dir
 from support.engines import IMAGE, Engine
-from support.tenantgate import Caller, TenantGate, tenant_gates
+from support.tenantgate import Caller, TenantGate, shared_build_cache, tenant_gates
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = tenant_gates
@@ -176,7 +176,8 @@ def test_build_from_own_and_shared_images_works(two: Tenants) -> None:
 def test_cache_from_another_tenants_image_is_ignored(two: Tenants) -> None:
     """``--cache-from <B's image>``: on the daemon A's build reuses B's layer ("Using cache",
     which tells A what B built); through dockgate the source is replaced by a stand-in that
-    names nothing, so A's build runs its step as with a missing cache source."""
+    names nothing, so A's build runs its step as with a missing cache source.  (With the
+    tenants file's ``build_cache: shared``: while private, ``nocache=1`` alone would.)"""
     text = f"FROM {IMAGE}\nRUN echo {SECRET}-cached > /c\n"
     ctx = _context(text)
     b_cache = f"b-cache-{uuid.uuid4().hex[:8]}:latest"
@@ -188,10 +189,11 @@ def test_cache_from_another_tenants_image_is_ignored(two: Tenants) -> None:
                                       extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
     assert "Using cache" in direct.stdout, direct.stdout
     ran = []
-    for name in (b_cache, f"b-missing-{uuid.uuid4().hex[:8]}:latest"):
-        out = classic(two.a, *NONE, "--cache-from", name, "-t", tag + ":gate", str(ctx))
-        assert out.returncode == 0, out.stderr
-        ran.append("Using cache" in out.stdout)
+    with shared_build_cache(two.a.gate):
+        for name in (b_cache, f"b-missing-{uuid.uuid4().hex[:8]}:latest"):
+            out = classic(two.a, *NONE, "--cache-from", name, "-t", tag + ":gate", str(ctx))
+            assert out.returncode == 0, out.stderr
+            ran.append("Using cache" in out.stdout)
     assert ran == [False, False]
 
 

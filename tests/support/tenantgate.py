@@ -30,12 +30,14 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,8 +321,32 @@ class TenantGate:
     def mark(self) -> int:
         return self.process.audit_size()
 
+    def reload(self, tenants: str, timeout: float = 30.0) -> None:
+        """Make ``tenants`` the gate's tenants file and reload it (SIGHUP), until dockgate's
+        log says it did."""
+        start = self.process.log_size()
+        (self.directory / "tenants.yaml").write_text(tenants)
+        os.kill(self.process.pid, signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while "Tenants reloaded" not in self.process.log_text(start):
+            if time.monotonic() > deadline or not self.process.alive():
+                raise RuntimeError(f"{self.process.engine} did not reload its tenants file:\n"
+                                   f"{self.process.log_text(start)[-2000:]}")
+            time.sleep(0.1)
+
     def records_since(self, mark: int) -> list[dict[str, Any]]:
         return self.process.audit_records(mark)
+
+
+@contextmanager
+def shared_build_cache(tg: TenantGate) -> Iterator[None]:
+    """The tenant gate with ``build_cache: shared`` (its tenants file reloaded), private
+    again afterwards."""
+    tg.reload("build_cache: shared\n" + TENANTS)
+    try:
+        yield
+    finally:
+        tg.reload(TENANTS)
 
 
 def start_tenant_gate(engine: Engine, base: Path) -> TenantGate:

@@ -60,6 +60,24 @@ def test_run_flags() -> None:
     assert facts.problems == [("line 4", 'RUN --network="host" is not a value dockgate knows')]
 
 
+def test_cache_mounts() -> None:
+    """``RUN --mount=type=cache`` is a cache fact by its id, else its target, in any case
+    and field order, also under ONBUILD; a type dockgate cannot read (a variable) counts
+    as a cache; other mount types do not."""
+    facts = parse(
+        b"FROM x\n"
+        b"RUN --mount=type=cache,id=go,target=/c true\n"
+        b"RUN --mount=target=/d,TYPE=Cache --mount=type=bind,target=/e true\n"
+        b"RUN --mount=type=$T,dst=/f --mount=type=secret,id=s true\n"
+        b"ONBUILD RUN --mount=type=cache,target=/g true\n"
+        b"RUN --mount=type=tmpfs,target=/h true\n"
+    )
+    assert facts.caches == [("line 2 RUN --mount type=cache", "go"),
+                            ("line 3 RUN --mount type=cache", "/d"),
+                            ("line 4 RUN --mount type=cache", "/f"),
+                            ("line 5 (ONBUILD) RUN --mount type=cache", "/g")]
+
+
 def test_add_git_forms() -> None:
     """ADD of git refs in every form BuildKit fetches, URLs too; COPY sources are not fetched."""
     facts = parse(

@@ -1,5 +1,5 @@
 """Where the dockerfile frontend reads its Dockerfile from, besides the session; what a
-BuildKit solve writes (image names, pushes, a tenant's owner label).
+BuildKit solve writes (image names, pushes, a tenant's owner label and no-cache).
 
 dockgate judges the Dockerfile the CLI sends in the session's ``dockerfile``
 directory.  A ``dockerfilekey`` option names another directory (not read: refused);
@@ -11,7 +11,9 @@ refused otherwise).  Messages are built as a raw client sends them
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.grpcsolve import files_definition, solve_request
@@ -22,7 +24,7 @@ from dockgate.buildkit.solve import (
     decode_bridge_solve,
     decode_control_solve,
     decode_return_metadata,
-    with_frontend_attr,
+    tenant_solve,
 )
 from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import judge_solve
@@ -98,24 +100,62 @@ def test_tenant_build_labels() -> None:
 
 
 def test_owner_label_is_set_in_the_reencoded_solve() -> None:
-    """``with_frontend_attr`` sets the frontend option on a Control and an LLBBridge
+    """``tenant_solve`` sets the frontend option on a Control and an LLBBridge
     Solve, replacing the client's value, and keeps every other field as decoded."""
     req = solve_request("r", attrs={"label:io.dockgate.owner": "teamb", "target": "t"},
                         exporter=("moby", {"name": "x:1"}))
-    new = with_frontend_attr(req, "control", "label:io.dockgate.owner", "teama")
+    new, marked = tenant_solve(req, "control", {"label:io.dockgate.owner": "teama"}, False)
     ask, before = decode_control_solve(new), decode_control_solve(req)
     assert ask.frontend_attrs == {"label:io.dockgate.owner": "teama", "target": "t"}
     assert (ask.exporters, ask.exporter_attrs, ask.ref, ask.frontend) == \
         (before.exporters, before.exporter_attrs, before.ref, before.frontend)
+    assert marked == 0
     bridge = message_class("moby.buildkit.v1.frontend.SolveRequest")()
     bridge.Frontend = "dockerfile.v0"
     bridge.FrontendOpt["label:a"] = "b"
-    new = with_frontend_attr(bridge.SerializeToString(), "bridge", "label:io.dockgate.owner",
-                             "teama")
+    new, _ = tenant_solve(bridge.SerializeToString(), "bridge",
+                          {"label:io.dockgate.owner": "teama"}, False)
     assert decode_bridge_solve(new, "id").frontend_attrs == {
         "label:a": "b", "label:io.dockgate.owner": "teama"}
     with pytest.raises(Undecodable):
-        with_frontend_attr(b"\xff\xff", "control", "k", "v")
+        tenant_solve(b"\xff\xff", "control", {"k": "v"}, False)
+
+
+def _metadata(definition: Any) -> dict[str, Any]:
+    """Each op's ``OpMetadata`` of a definition, by the op's digest."""
+    meta = message_class("pb.OpMetadata")
+    return {k: meta.FromString(v) for k, v in definition.metadata.items()}
+
+
+def test_no_cache_is_forced_and_every_op_ignores_the_cache() -> None:
+    """A private-cache tenant's solve: ``no-cache`` is set to "" (every stage) over the
+    client's own value (``no-cache=stage`` would leave the other stages cached), and
+    every op of the definition and of each frontend input gets ``ignore_cache`` in its
+    metadata, keyed by the op's unchanged digest, the op bytes and the metadata's other
+    fields kept; a raw bridge solve's definition alike."""
+    ctx = files_definition({"a": "x"})
+    digests = [f"sha256:{hashlib.sha256(raw).hexdigest()}" for raw in getattr(ctx, "def")]
+    kept = message_class("pb.OpMetadata")()
+    kept.ignore_cache = False
+    # A field dockgate does not declare (``caps``, 5) goes on as it came.
+    ctx.metadata[digests[0]] = kept.SerializeToString() + b"\x2a\x04\x0a\x00\x10\x01"
+    req = solve_request("r", attrs={"no-cache": "build", "target": "t"}, inputs={"context": ctx})
+    new, marked = tenant_solve(req, "control", {"no-cache": ""}, True)
+    assert marked == len(digests) == 2
+    ask = decode_control_solve(new)
+    assert ask.frontend_attrs == {"no-cache": "", "target": "t"}
+    parsed = message_class("moby.buildkit.v1.SolveRequest").FromString(new)
+    got = parsed.FrontendInputs["context"]
+    assert list(getattr(got, "def")) == list(getattr(ctx, "def"))
+    assert sorted(_metadata(got)) == sorted(digests)
+    assert all(m.ignore_cache for m in _metadata(got).values())
+    assert got.metadata[digests[0]].endswith(b"\x2a\x04\x0a\x00\x10\x01")
+    bridge = message_class("moby.buildkit.v1.frontend.SolveRequest")()
+    bridge.Definition.CopyFrom(files_definition({"b": "y"}))
+    new, marked = tenant_solve(bridge.SerializeToString(), "bridge", {}, True)
+    got = message_class("moby.buildkit.v1.frontend.SolveRequest").FromString(new).Definition
+    assert marked == 2 and all(m.ignore_cache for m in _metadata(got).values())
+    assert decode_bridge_solve(new, "id").frontend_attrs == {}
 
 
 def test_exporter_names_and_pushes() -> None:

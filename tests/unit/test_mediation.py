@@ -23,6 +23,8 @@ from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import BuildVerdict
 from dockgate.tenancy import Tenant
 
+BASELINE = load_policy(str(Path(__file__).resolve().parents[2] / "policies" / "baseline.yaml"))
+
 _DIR = 1 << 31
 
 
@@ -370,11 +372,11 @@ def test_tenants_image_solves_get_the_owner_label() -> None:
     with ``label:io.dockgate.owner=<tenant>`` (over a forged value), noted as a ``set`` in
     the audit facts; so is a frontend sub-solve of that build.  A solve that writes no
     image, and an admin's, go on unchanged; a tenant's raw LLB image build (no frontend,
-    so no image config to carry the label) is refused."""
-    policy = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
-                                 "baseline.yaml"))
+    so no image config to carry the label) is refused.  (Build caches shared here:
+    ``test_private_build_cache_rewrites_and_refusals`` has what private ones add.)"""
     builds = mediation.Builds()
-    judge = mediation.Judge(policy, None, owner="teama", tenant=Tenant("teama"))
+    judge = mediation.Judge(BASELINE, None, owner="teama",
+                            tenant=Tenant("teama", build_cache="shared"))
     hooks = mediation.GrpcHooks(judge, builds, Handle())
     assert hooks.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(
         frozenset({"client"}), whole=frozenset({"client"}))
@@ -406,10 +408,72 @@ def test_tenants_image_solves_get_the_owner_label() -> None:
     hooks.opened(7, [(":path", mediation.CONTROL_SOLVE)])
     hooks.message(7, "client", raw.SerializeToString())
     assert "needs a frontend" in hooks.pending[-1].verdict.message
-    admin = mediation.GrpcHooks(mediation.Judge(policy, None, owner="ops"), builds, Handle())
+    admin = mediation.GrpcHooks(mediation.Judge(BASELINE, None, owner="ops"), builds, Handle())
     assert admin.opened(1, [(":path", mediation.CONTROL_SOLVE)]) == Plan(frozenset({"client"}))
     admin.message(1, "client", solve_request("r3", exporter=("moby", {"name": "b:1"})))
     assert admin.pending[-1].rewrite is None
+
+
+def _cache_mount() -> Any:
+    """A ``pb.Mount`` of the cache directory ``go`` at ``/c``."""
+    mount = message_class("pb.Mount")()
+    mount.mountType, mount.dest, mount.input = 3, "/c", -1
+    mount.cacheOpt.ID = "go"
+    return mount
+
+
+def test_private_build_cache_rewrites_and_refusals() -> None:
+    """While a tenant's build cache is private: every solve with a frontend goes on with
+    ``no-cache`` set to "" (every stage; the client's ``no-cache=stage`` replaced), beside
+    the owner label where an image is written; a raw sub-solve's LLB goes on with every op
+    marked ``ignore_cache``; each is a ``set`` in the audit facts.  A cache mount is
+    refused by rule ``tenant-build-cache``, in an LLB exec op, a gateway container and a
+    Dockerfile the session sends, naming where; a Dockerfile without one passes."""
+    builds = mediation.Builds()
+    judge = mediation.Judge(BASELINE, None, owner="teama", tenant=Tenant("teama"))
+    hooks = mediation.GrpcHooks(judge, builds, Handle())
+    hooks.opened(1, [(":path", mediation.CONTROL_SOLVE)])
+    hooks.message(1, "client", solve_request("r1", attrs={"no-cache": "build"},
+                                             exporter=("moby", {"name": "a:1"})))
+    hooks.opened(3, [(":path", mediation.CONTROL_SOLVE)])
+    hooks.message(3, "client", solve_request("r2", exporter=("local", {})))
+    for p in hooks.pending:
+        assert p.verdict.allowed and p.rewrite is not None
+        assert decode_control_solve(p.rewrite[1]).frontend_attrs["no-cache"] == ""
+    raw = message_class("moby.buildkit.v1.frontend.SolveRequest")()
+    raw.Definition.CopyFrom(files_definition({"f": "x"}))
+    hooks.opened(5, [(":path", mediation.BRIDGE + "Solve"), (mediation.BUILDID, "r1")])
+    hooks.message(5, "client", raw.SerializeToString())
+    sub = hooks.pending[-1]
+    assert sub.verdict.allowed and sub.rewrite is not None
+    marked = message_class("moby.buildkit.v1.frontend.SolveRequest").FromString(sub.rewrite[1])
+    meta = message_class("pb.OpMetadata")
+    assert [meta.FromString(v).ignore_cache for v in marked.Definition.metadata.values()] == \
+        [True, True]
+    assert mediation.audit_facts(builds.solves["r1"], None)["set"] == [
+        "control: label:io.dockgate.owner=teama", "control: no-cache=",
+        "bridge: ignore_cache on 2 LLB ops"]
+    run = message_class("pb.Op")()
+    run.exec.meta.args.append("true")
+    run.exec.mounts.append(_cache_mount())
+    cached = message_class("moby.buildkit.v1.frontend.SolveRequest")()
+    getattr(cached.Definition, "def").append(run.SerializeToString())
+    container = message_class("moby.buildkit.v1.frontend.NewContainerRequest")()
+    container.Mounts.append(_cache_mount())
+    for n, (path, body) in enumerate([("Solve", cached), ("NewContainer", container)]):
+        hooks.opened(7 + 2 * n, [(":path", mediation.BRIDGE + path), (mediation.BUILDID, "r1")])
+        hooks.message(7 + 2 * n, "client", body.SerializeToString())
+        verdict = hooks.pending[-1].verdict
+        assert not verdict.allowed and verdict.rule == "tenant-build-cache", verdict
+        assert "rule tenant-build-cache: " in verdict.message and "'go'" in verdict.message
+    files = mediation.SessionHooks(judge, builds, "sess", lambda s, m: None)
+    transfer(files, 1, b"FROM a\nRUN --mount=type=cache,id=go,target=/c true\n")
+    transfer(files, 3, b"FROM a\nRUN true\n")
+    refused, allowed = files.pending
+    assert not refused.verdict.allowed and refused.verdict.message.startswith(
+        "dockgate: denied by policy baseline rule tenant-build-cache: Dockerfile line 2 RUN "
+        "--mount type=cache: the cache 'go' is shared")
+    assert allowed.verdict.allowed
 
 
 def test_kept_dockerfile_is_judged_with_this_builds_arguments(
@@ -434,3 +498,25 @@ def test_kept_dockerfile_is_judged_with_this_builds_arguments(
     assert hooks.message(3, "daemon", packet(FIN))
     assert [(p.stream, p.verdict.allowed) for p in hooks.pending] == [(3, False)]
     assert not verdicts
+
+
+def test_tenants_solve_that_pulls_its_bases_is_refused() -> None:
+    """A tenant's solve with ``image-resolve-mode=pull`` (``buildx build --pull``) is refused
+    (the base images' ONBUILD triggers would be the registry's, unread); ``local`` passes,
+    and an admin's pull is not refused."""
+    hooks = mediation.GrpcHooks(mediation.Judge(BASELINE, None, owner="teama",
+                                                tenant=Tenant("teama")), mediation.Builds(),
+                                Handle())
+    for stream, mode in ((1, "pull"), (3, "local")):
+        hooks.opened(stream, [(":path", mediation.CONTROL_SOLVE)])
+        hooks.message(stream, "client", solve_request(f"r{stream}",
+                                                      attrs={"image-resolve-mode": mode}))
+    pulled, local = hooks.pending
+    assert not pulled.verdict.allowed and pulled.verdict.rule == "tenant-images"
+    assert "may not pull its base images" in pulled.verdict.message
+    assert local.verdict.allowed
+    admin = mediation.GrpcHooks(mediation.Judge(BASELINE, None, owner="ops"), mediation.Builds(),
+                                Handle())
+    admin.opened(1, [(":path", mediation.CONTROL_SOLVE)])
+    admin.message(1, "client", solve_request("r9", attrs={"image-resolve-mode": "pull"}))
+    assert admin.pending[-1].verdict.allowed

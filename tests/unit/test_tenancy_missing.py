@@ -460,3 +460,36 @@ def test_build_networkmode_foreign_or_missing_same_refusal(owner: str) -> None:
         asyncio.run(check_tenant_build(req("POST", "/v1.51/build?networkmode=container:web"),
                                        A, Daemon(objects).fetch))
     assert caught.value.message == "No such container: web"
+
+
+def test_build_base_triggers_name_images_checked_alike() -> None:
+    """The ``ONBUILD`` triggers of a tenant's base image (its own, read from the daemon's
+    inspection) run in the build: a ``COPY --from`` another tenant's image there gets the
+    refusal a missing image gets, naming the trigger; one naming a shared image passes."""
+    own = {"Id": "sha256:1", "Config": {"Labels": {OWNER_LABEL: "team-a"},
+                                         "OnBuild": ["COPY --from=b-img /secret /secret"]}}
+    shared = {"Id": "sha256:3", "RepoTags": ["dgtest:latest"], "Config": {}}
+    facts = DockerfileFacts(images=[("line 1 FROM", "mine")], bases=[("line 1 FROM", "mine")])
+    daemon = Daemon({"/v1.51/images/mine/json": own, "/v1.51/images/b-img/json": THEIR_IMAGE,
+                     "/v1.51/images/dgtest/json": shared})
+    with pytest.raises(NotFound) as caught:
+        asyncio.run(check_build_images(facts, A, daemon.fetch, "1.51"))
+    assert caught.value.message.startswith(
+        "Dockerfile image mine ONBUILD[0] COPY --from: no such image: b-img (")
+    own["Config"]["OnBuild"] = ["COPY --from=dgtest /etc/hostname /x"]
+    asyncio.run(check_build_images(facts, A, daemon.fetch, "1.51"))
+
+
+@pytest.mark.parametrize(("pull", "refused"), [("1", True), ("true", True), ("0", False),
+                                               ("false", False), ("", False)])
+def test_build_that_pulls_its_bases_is_refused(pull: str, refused: bool) -> None:
+    """A tenant's classic build with ``pull`` (as the daemon reads the boolean) is refused:
+    the triggers of a base pulled during the build cannot be read first; an admin's is
+    not."""
+    request = req("POST", f"/v1.51/build?pull={pull}")
+    if refused:
+        with pytest.raises(Forbidden, match="may not pull its base images"):
+            asyncio.run(check_tenant_build(request, A, Daemon({}).fetch))
+    else:
+        asyncio.run(check_tenant_build(request, A, Daemon({}).fetch))
+    asyncio.run(check_tenant_build(request, Tenant("ops", admin=True), Daemon({}).fetch))

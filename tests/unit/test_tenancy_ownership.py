@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 
 from dockgate.admission.admit import ApiContext, admit_body, admit_head
 from dockgate.errors import BadRequest, Forbidden
-from dockgate.model import CanonicalRequest
+from dockgate.model import CanonicalRequest, Decision
 from dockgate.tenancy import (
     OWNER_LABEL,
     ObjectRef,
     Tenant,
     admin_only,
+    build_cache_sets,
+    cache_mount_refusal,
     event_visible,
     exec_container,
     filter_list,
@@ -33,6 +35,7 @@ from dockgate.tenancy import (
     pin,
     scope_list,
     stamp,
+    with_tenant_sets,
 )
 
 CTX = ApiContext()
@@ -150,6 +153,41 @@ def test_stamp_build_labels_query() -> None:
     r = stamp(req("POST", "/v1.41/build"), A)
     assert dict(r.query)["labels"] == '{"io.dockgate.owner":"team-a"}'
     assert "labels=%7B%22io.dockgate.owner%22%3A%22team-a%22%7D" in r.target
+
+
+def test_stamp_build_forces_nocache_while_build_caches_are_private() -> None:
+    """A tenant's classic build gets ``nocache=1`` over the client's ``nocache=0`` (the
+    classic builder then probes no image for a step's cache, ``cachefrom`` ones
+    included), and the decision's audited ``sets`` say so; with ``build_cache: shared``,
+    for an admin, and for any other request, nothing is set."""
+    for query in ("", "?nocache=0", "?nocache=1&t=x"):
+        r = stamp(req("POST", "/v1.41/build" + query), A)
+        assert [v for k, v in r.query if k == "nocache"] == ["1"]
+        assert [k for k, _ in r.query] == sorted(k for k, _ in r.query)
+        decided = with_tenant_sets(Decision("allow", "p", sets=("rule r: x",)), r, A)
+        assert decided.sets[0] == "rule r: x" and "nocache=1" in decided.sets[1]
+        assert decided.sets[1:] == build_cache_sets(r, A)
+    shared = Tenant("team-a", build_cache="shared")
+    for tenant in (shared, ADMIN):
+        r = stamp(req("POST", "/v1.41/build?nocache=0"), tenant)
+        assert [v for k, v in r.query if k == "nocache"] == ["0"]
+        assert build_cache_sets(r, tenant) == ()
+    plain = Decision("allow", "p")
+    create = req("POST", "/v1.41/containers/create", {"Image": "x"})
+    assert with_tenant_sets(plain, create, A) is plain
+    assert with_tenant_sets(plain, stamp(req("POST", "/v1.41/build"), A), None) is plain
+
+
+def test_cache_mounts_are_refused_while_build_caches_are_private() -> None:
+    """A cache mount (``(where, id)``) is refused for a tenant whose build caches are
+    private, naming where it is and the tenants-file option; allowed with
+    ``build_cache: shared`` and for admins; no mount, no refusal."""
+    why = cache_mount_refusal(A, [("Dockerfile line 2 RUN --mount type=cache", "go")])
+    assert why is not None and why.startswith("Dockerfile line 2 RUN --mount type=cache: ")
+    assert "'go'" in why and "build_cache" in why
+    assert cache_mount_refusal(A, []) is None
+    for tenant in (Tenant("team-a", build_cache="shared"), ADMIN):
+        assert cache_mount_refusal(tenant, [("x", "go")]) is None
 
 
 def test_stamp_commit() -> None:

@@ -121,17 +121,36 @@ def test_no_default_means_none(tmp_path: Path) -> None:
     ("tenants:\n  - name: a\n    principals: {cert_san: ['IP:1.2.3.4']}\n", 3, "does not match"),
     ("tenants:\n  - name: a\n    name: b\n", 3, "duplicate key"),
     ("tenants: [\n", 2, "(yaml)"),
+    ("build_cache: public\ntenants:\n  - name: a\n", 1,
+     "build_cache: 'public' is not one of private, shared"),
+    ("tenants:\n  - name: a\n    build_cache: shared\n", 3,
+     "build_cache: is one setting for the whole host"),
 ])
 def test_errors_have_file_and_line(tmp_path: Path, text: str, line: int, why: str) -> None:
     """Tenants file mistakes (unknown fields, duplicate or bad names, missing policy, bad default, a
-    principal claimed twice, conflicting or bad quotas, bad SANs, duplicate keys, bad YAML) name the
-    file and line."""
+    principal claimed twice, conflicting or bad quotas, bad SANs, duplicate keys, bad YAML, a
+    ``build_cache`` that is not private or shared, or given per tenant) name the file and line."""
     path = tmp_path / "t.yaml"
     path.write_text(text)
     with pytest.raises(PolicyError) as e:
         TenantMap.load(str(path))
     assert any(p.startswith(f"{path}:{line}:") and why in p for p in e.value.problems), \
         e.value.problems
+
+
+def test_build_cache_is_private_unless_the_file_shares_it(tmp_path: Path) -> None:
+    """Without ``build_cache`` every tenant's build cache is private (admins' never is);
+    ``build_cache: shared`` (top level: one setting for the host) shares it for all."""
+    path = tmp_path / "t.yaml"
+    body = "tenants:\n  - name: a\n  - name: ops\n    admin: true\n"
+    path.write_text(body)
+    a, ops = TenantMap.load(str(path)).tenants
+    assert a.build_cache == "private" and a.private_build_cache
+    assert not ops.private_build_cache
+    path.write_text("build_cache: shared\n" + body)
+    assert not any(t.private_build_cache for t in TenantMap.load(str(path)).tenants)
+    path.write_text("build_cache: private\n" + body)
+    assert TenantMap.load(str(path)).tenants[0].private_build_cache
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
