@@ -146,10 +146,14 @@ def attack_wire(kind: str) -> bytes:
         return _with_length(b'{"Image":"x","Deep":' + b"[" * 5000 + b"]" * 5000 + b"}")
     if kind == "headers":
         return _with_length(b'{"Image":"x"}', b"".join(b"X-F%d: v\r\n" % i for i in range(300)))
+    if kind == "large":
+        pad = "v" * 38
+        labels = ",".join(f'"k{i:05}":"{pad}"' for i in range(19990)).encode()
+        return _with_length(b'{"Image":"x","Labels":{' + labels + b"}}")
     raise ValueError(kind)
 
 
-ATTACKS = ("chunks", "members", "nesting", "headers")
+ATTACKS = ("chunks", "members", "nesting", "headers", "large")
 
 
 def run_delay(pid: int) -> float:
