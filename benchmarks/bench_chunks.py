@@ -12,9 +12,9 @@ of nesting (400), heads of 300 header fields (431), and ``large``: a valid
 (a step per reactor turn, ``dockgate.proxy.turns``) and forwards.
 
 No daemon is needed: the request side is what is measured, so a small
-stand-in daemon on a unix socket answers every request with 200 (reading the
-body first).  dockgate runs in front of it as ``python -m dockgate serve``
-with policies/privileged.yaml and no audit log.
+stand-in daemon on a unix socket, in a process of its own, answers every
+request with 200 (reading the body first).  dockgate runs in front of it as
+``python -m dockgate serve`` with policies/privileged.yaml and no audit log.
 
     python benchmarks/bench_chunks.py [--attackers 4] [--seconds 5]
         [--attack chunks|members|nesting|headers|large|all] [--nice 19]
@@ -100,6 +100,14 @@ def stand_in_daemon(path: str) -> socket.socket:
 
     threading.Thread(target=serve, daemon=True).start()
     return srv
+
+
+def _daemon_process(path: str, ready: Any) -> None:
+    """The stand-in daemon in a process of its own: its threads reading 1 MB bodies
+    would otherwise hold the GIL of the thread timing the pings."""
+    stand_in_daemon(path)
+    ready.set()
+    threading.Event().wait()
 
 
 def connect(path: str) -> socket.socket:
@@ -242,7 +250,12 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dgchunks-") as tmp:
         daemon_sock, gate_sock = os.path.join(tmp, "d.sock"), os.path.join(tmp, "g.sock")
-        srv = stand_in_daemon(daemon_sock)
+        ready = multiprocessing.Event()
+        daemon = multiprocessing.Process(target=_daemon_process, args=(daemon_sock, ready),
+                                         daemon=True)
+        daemon.start()
+        if not ready.wait(30):
+            raise RuntimeError("the stand-in daemon did not start")
         gate = subprocess.Popen(
             [sys.executable, "-m", "dockgate", "serve", "--listen", f"unix:{gate_sock}",
              "--upstream", f"unix:{daemon_sock}",
@@ -262,7 +275,8 @@ def main() -> int:
         finally:
             gate.terminate()
             gate.wait(timeout=15)
-            srv.close()
+            daemon.terminate()
+            daemon.join(timeout=15)
     return 0
 
 
