@@ -8,19 +8,27 @@ sending 1 MB bodies, a ``/_ping`` waited 66 ms at p99 behind such a queue).
 
 Here such work is a generator whose steps are its costly parts
 (``admission.admit.admit_body_steps``: decode, schema walk, encode), and
-what follows it (the decision and forwarding) is one more step.  Each
-reactor turn runs one step of one job, jobs taken round-robin by peer, and
-between two steps the reactor handles every ready descriptor
-(``callLater(0)`` runs in the timer phase of the next iteration, and the
-poll before it does not wait).  So a request that needs no such work waits
-for at most one step per turn it spends in dockgate, never for a queue of
-them, and a peer sending costly bodies on many connections gets its share
-of steps, not the reactor.  The cost of one step stays bounded by the body
-cap; the cost of the whole load is not lowered, only spread.
+what follows it (the decision and forwarding) is one more step.  Steps run
+in the reactor's timer phase, one step of one job at a time, jobs taken
+round-robin by peer, and after a step that took ``d`` seconds the next one
+waits ``d`` (``callLater(d)``): such work gets at most half of the reactor's
+time while there is any, and between two steps the reactor has as long as
+the last step took to handle every other descriptor.  A request that needs
+no such work therefore waits for at most the one step running when it
+arrives: the daemon's answer to it (well under a millisecond for a
+``/_ping``) arrives in the free time after that step, not behind the next.
+Running steps back to back (``callLater(0)``) instead put a step between a
+request and its answer, about two steps of wait per request.  The price is
+on the large bodies themselves: one takes about twice its CPU time to be
+forwarded when others compete, and a peer sending them on many connections
+gets its share of steps, not the reactor.  The cost of one step stays
+bounded by the body cap; the cost of the whole load is not lowered, only
+spread.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any
@@ -94,16 +102,19 @@ class Turns:
     def _turn(self) -> None:
         """Run one step of the job at the head of the next peer's queue."""
         self._call = None
+        took = 0.0
         try:
             while self._order:
                 key = self._order.popleft()
                 queue = self._queues[key]
                 job = queue[0]
                 ran = not job.over
+                started = time.perf_counter()
                 try:
                     if ran:
                         job.step()
                 finally:  # a callback that raised still leaves the queues in order
+                    took = time.perf_counter() - started
                     if job.over:
                         queue.popleft()
                     if queue:
@@ -114,4 +125,4 @@ class Turns:
                     return  # one step per turn; a cancelled job took no time
         finally:
             if self._order and self._call is None:
-                self._call = self._reactor.callLater(0, self._turn)
+                self._call = self._reactor.callLater(took, self._turn)

@@ -13,13 +13,15 @@ from dockgate.proxy.turns import Turns
 
 
 class TurnReactor:
-    """``callLater(0)`` as the reactor does it: calls made in a turn run in the next."""
+    """Timers as the reactor runs them: calls made in a turn run in a later one
+    (all due by then, whatever their delay); the delays asked for are kept."""
 
     def __init__(self) -> None:
         self.calls: list[Callable[[], object]] = []
+        self.delays: list[float] = []
 
     def callLater(self, delay: float, f: Callable[[], object]) -> object:
-        assert delay == 0
+        self.delays.append(delay)
         self.calls.append(f)
         return object()
 
@@ -65,6 +67,21 @@ def test_one_step_per_turn_peers_in_turn_and_results_in_a_turn_of_their_own() ->
         ([], ["A"]), ([], ["B"]), (["C0", "C closed"], []), ([], ["C"]),
     ]
     assert turns.pending == 0
+
+
+def test_the_next_step_waits_as_long_as_the_last_one_took(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a step of d seconds the next is asked for d later, so costly work gets at
+    most half the reactor's time and other requests run in the gap."""
+    reactor = TurnReactor()
+    turns = Turns(reactor)
+    clock = iter([10.0, 10.004, 20.0, 20.25])
+    monkeypatch.setattr("dockgate.proxy.turns.time.perf_counter", lambda: next(clock))
+    turns.submit("a", job([], "A", 3), lambda _: None, pytest.fail)
+    reactor.turn()
+    reactor.turn()
+    assert reactor.delays == [0, pytest.approx(0.004), pytest.approx(0.25)]
 
 
 def test_a_refusal_reaches_the_failure_callback_and_the_rest_goes_on() -> None:
