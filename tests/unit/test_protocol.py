@@ -995,3 +995,18 @@ def test_a_client_gone_before_its_large_body_is_admitted_costs_no_more_turns() -
     h.proto.connectionLost(Failure(ConnectionDone()))
     h.clock.advance(0)
     assert h.upstream_sent() == b"" and h.factory.turns.pending == 0
+
+
+def test_a_request_pipelined_behind_a_large_body_follows_it_in_order() -> None:
+    """A request sent in the same segment as a large body waits in the reader while
+    the body is admitted in turns, and is forwarded after the body's answer."""
+    h = Harness()
+    h.send(_large_create(1000) + b"GET /version HTTP/1.1\r\nHost: d\r\n\r\n")
+    _take_turns(h)
+    assert b"POST /containers/create" in h.upstream_sent()
+    assert b"GET /version" not in h.upstream_sent()
+    h.reply(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+    h.clock.advance(0)
+    assert b"GET /version" in h.upstream_sent()
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    assert h.received().count(b"HTTP/1.1 20") == 2
