@@ -24,8 +24,10 @@ later, several times what the same bytes cost as a string, so a body of
 members is the costliest a client can send per byte.  The count comes from a
 scan at C speed (``str.count``, ``str.split``; see ``members``), a fraction of
 what decoding costs, so a client sending too many members never gets the
-decode it asks for.  Lone surrogate escapes are likewise found in the text
-(``_lone_surrogate``), not by walking the decoded value.
+decode it asks for.  (A body over the limit that is also invalid in another
+way is therefore refused 413, where the decoder might have met the other fault
+first; refused either way.)  Lone surrogate escapes are likewise found in the
+text (``_lone_surrogate``), not by walking the decoded value.
 
 Objects are decoded as ``Pairs`` (a list of key/value tuples) so that no
 duplicate is lost before the schema walker sees it.  ``dumps`` emits the one
@@ -50,15 +52,17 @@ class Pairs(list[tuple[str, Any]]):
 MAX_KEYS = 20000
 """Most object members one JSON value may have, over all its objects.
 
-Real bodies are far below it: a container create with every field set has
-a few hundred members, and the largest bodies clients send (a service spec, a
-create with hundreds of labels from compose or Traefik) a few thousand.  The
-limit is there for cost, not meaning: a member costs about a microsecond to
-decode, check and re-encode, so 20000 of them cost about what the whole
-1 MB body cap costs as strings, and no member-dense body can cost much more
-than a string-dense one of the same size.  Refusing early costs the same at
-any limit (``members`` scans the whole text once), so a lower one would buy
-no time and could refuse a real client.
+Real bodies are far below it: a container create with every field set has a
+few hundred members, and one with hundreds of labels (compose, Traefik) a
+few thousand at most.  The limit is there for cost, not meaning: decoding,
+walking and re-encoding cost up to about 0.8 microseconds per member (the
+1 MB create of 19990 labels in ``benchmarks/bench_chunks.py`` takes 16 ms),
+and without it the 1 MB body cap would allow more than 100000 members
+(``{"a":0},`` repeated), about a tenth of a second on the reactor thread.
+At 20000 the member-dense worst case is the same order as the largest valid
+bodies.  Refusing early costs the same at any limit (``members`` scans the
+whole text once), so a lower limit would buy no time and could refuse a real
+client.
 """
 
 
@@ -143,14 +147,15 @@ def _lone_surrogate(text: str) -> bool:
     Python's decoder joins a high surrogate escape directly followed by a low
     one into one character and keeps every other surrogate escape as a lone
     surrogate (Go would read U+FFFD).  As in ``members``, escaped backslashes
-    go first so that every backslash left starts an escape; the joined pairs
-    go next (left to right, as the decoder reads them); any surrogate escape
-    still there is a lone one.  At C speed: walking a large decoded value in
-    Python cost more than decoding it.
+    go first so that every backslash left starts an escape (replaced, not
+    removed: ``\\ud83d\\\\\\ude00`` holds two lone surrogates, which must not
+    become adjacent); the joined pairs go next (left to right, as the decoder
+    reads them); any surrogate escape still there is a lone one.  At C speed:
+    walking a large decoded value in Python cost more than decoding it.
     """
     if _SURROGATE_ESCAPE.search(text) is None:
         return False
-    text = _SURROGATE_PAIR.sub("", text.replace("\\\\", ""))
+    text = _SURROGATE_PAIR.sub("", text.replace("\\\\", "__"))
     return _SURROGATE_ESCAPE.search(text) is not None
 
 

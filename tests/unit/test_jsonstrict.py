@@ -366,6 +366,7 @@ def test_too_many_members_refused_before_decoding(monkeypatch: pytest.MonkeyPatc
     ('"\\\\ud800"', False),
     ('"\\\\\\ud800"', True),
     ('"\\u0041\\\\uD800x"', False),
+    ('"\\ud83d\\\\\\ude00"', True),
     ('{"\\ud800":1}', True),
 ])
 def test_lone_surrogates_found_in_the_text(text: str, lone: bool) -> None:
