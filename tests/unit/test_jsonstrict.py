@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -379,15 +380,19 @@ def test_lone_surrogates_found_in_the_text(text: str, lone: bool) -> None:
         loads(text)
 
 
-@given(st.lists(st.sampled_from(["\\ud83d", "\\ude00", "\\\\", "\\u0041", "a", "\\\""]),
-                max_size=8))
-def test_surrogate_check_agrees_with_the_decoder(parts: list[str]) -> None:
-    """Property: a string of escapes is refused exactly when Python's decoder would
-    leave a surrogate in it."""
-    text = '"' + "".join(parts) + '"'
-    decoded = json.loads(text)
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in decoded):
-        with pytest.raises(BadRequest, match="surrogate"):
-            loads(text)
-    else:
-        assert loads(text) == decoded
+_ESCAPES = ("\\ud83d", "\\ude00", "\\uDBFF", "\\uDC00", "\\\\", "\\u0041", "a", '\\"')
+
+
+def test_surrogate_check_agrees_with_the_decoder() -> None:
+    """Exhaustively over strings of up to four of these escapes (joined pairs, lone
+    halves, escaped backslashes and quotes between them): a string is refused
+    exactly when Python's decoder would leave a surrogate in it."""
+    for n in range(1, 5):
+        for parts in itertools.product(_ESCAPES, repeat=n):
+            text = '"' + "".join(parts) + '"'
+            decoded = json.loads(text)
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in decoded):
+                with pytest.raises(BadRequest, match="surrogate"):
+                    loads(text)
+            else:
+                assert loads(text) == decoded, text
