@@ -242,11 +242,12 @@ def admit_head_memo(
 HEAVY_BODY = 16 << 10
 """Bytes above which a JSON body is admitted in steps (``admit_body_steps``).
 
-Decoding, checking and re-encoding cost about 15 ms per MB of body on the
-reactor thread (more for bodies of many small members), so a body under
-this size costs well under a millisecond: taken inline, as nearly every
-body Docker clients send is (a create is a few KB).  Larger ones are taken
-a step at a time, between other clients' requests (``proxy.turns``).
+Decoding, checking and re-encoding cost 15 to 25 ms per MB of body on the
+reactor thread (the 1 MB create of 19990 labels in
+``benchmarks/bench_chunks.py``), so a body under this size costs well under
+a millisecond: taken inline, as nearly every body Docker clients send is (a
+create is a few KB).  Larger ones are taken a step at a time, between other
+clients' requests (``proxy.turns``).
 """
 
 
