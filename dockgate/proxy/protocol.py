@@ -748,6 +748,7 @@ class ProxyServerProtocol(Protocol):
         self.gate.hold("prepare")
 
         def admitted(request: CanonicalRequest) -> None:
+            self._admitting = None
             if self.closed or self.exchange is not x:
                 return
             x.waiting = False
@@ -755,10 +756,12 @@ class ProxyServerProtocol(Protocol):
             x.request = request
             self._decide_and_forward(x)
 
+        def refused(error: BaseException) -> None:
+            self._admitting = None
+            self._prepare_failed(Failure(error), x)  # type: ignore[no-untyped-call]
+
         steps = admit_body_steps(x.request, body, self.factory.api)
-        self._admitting = self.factory.turns.submit(
-            self._peer_key, steps, admitted,
-            lambda e: self._prepare_failed(Failure(e), x))  # type: ignore[no-untyped-call]
+        self._admitting = self.factory.turns.submit(self._peer_key, steps, admitted, refused)
 
     def _context_data(self, x: Exchange, data: bytes) -> bool:
         """Feed a held build context; True when ``data`` may be forwarded now."""

@@ -61,7 +61,8 @@ class Job:
         """Run the next step; the job is ``over`` once its callback was called."""
         if self._result is not Job._PENDING:
             self.over = True  # first: a callback that raises is not called again
-            self._done(self._result)
+            result, self._result = self._result, None  # kept no longer than needed
+            self._done(result)
             return
         try:
             next(self._steps)
