@@ -81,6 +81,9 @@ class Turns:
         self._queues: dict[str, deque[Job]] = {}
         self._order: deque[str] = deque()
         self._call: IDelayedCall | None = None
+        self._not_before = 0.0
+        """Reactor time before which no step runs: the gap after the last step,
+        kept even when the queues ran empty in between."""
 
     def submit(self, key: str, steps: Generator[None, None, Any], done: Callable[[Any], object],
                failed: Callable[[BaseException], object]) -> Job:
@@ -92,8 +95,12 @@ class Turns:
             self._order.append(key)
         queue.append(job)
         if self._call is None:
-            self._call = self._reactor.callLater(0, self._turn)
+            self._schedule()
         return job
+
+    def _schedule(self) -> None:
+        wait = max(0.0, self._not_before - self._reactor.seconds())
+        self._call = self._reactor.callLater(wait, self._turn)
 
     @property
     def pending(self) -> int:
@@ -125,5 +132,6 @@ class Turns:
                 if ran:
                     return  # one step per turn; a cancelled job took no time
         finally:
+            self._not_before = self._reactor.seconds() + took
             if self._order and self._call is None:
-                self._call = self._reactor.callLater(took, self._turn)
+                self._schedule()

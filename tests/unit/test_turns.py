@@ -20,6 +20,9 @@ class TurnReactor:
         self.calls: list[Callable[[], object]] = []
         self.delays: list[float] = []
 
+    def seconds(self) -> float:
+        return 0.0  # time stands still: every wait asked for is the whole gap
+
     def callLater(self, delay: float, f: Callable[[], object]) -> object:
         self.delays.append(delay)
         self.calls.append(f)
@@ -72,16 +75,22 @@ def test_one_step_per_turn_peers_in_turn_and_results_in_a_turn_of_their_own() ->
 def test_the_next_step_waits_as_long_as_the_last_one_took(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """After a step of d seconds the next is asked for d later, so costly work gets at
-    most half the reactor's time and other requests run in the gap."""
+    """After a step of d seconds the next is asked for d later, even when it is
+    submitted after the queues ran empty, so costly work gets at most half the
+    reactor's time and other requests run in the gap."""
     reactor = TurnReactor()
     turns = Turns(reactor)
     clock = iter([10.0, 10.004, 20.0, 20.25])
     monkeypatch.setattr("dockgate.proxy.turns.time.perf_counter", lambda: next(clock))
-    turns.submit("a", job([], "A", 3), lambda _: None, pytest.fail)
+    turns.submit("a", job([], "A", 2), lambda _: None, pytest.fail)
     reactor.turn()
     reactor.turn()
     assert reactor.delays == [0, pytest.approx(0.004), pytest.approx(0.25)]
+    clock = iter([30.0, 30.002])
+    reactor.turn()  # the result: A is over and nothing is queued
+    assert turns.pending == 0 and len(reactor.delays) == 3
+    turns.submit("b", job([], "B", 1), lambda _: None, pytest.fail)
+    assert reactor.delays[-1] == pytest.approx(0.002), "the gap holds across an empty queue"
 
 
 def test_a_refusal_reaches_the_failure_callback_and_the_rest_goes_on() -> None:
