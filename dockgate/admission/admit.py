@@ -42,7 +42,7 @@ forwarded body has no top-level HostConfig fields left.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 
 from dockgate.admission.jsonstrict import Pairs, dumps, go_fold, loads
@@ -211,11 +211,43 @@ def admit_head(
     )
 
 
+HEAVY_BODY = 16 << 10
+"""Bytes above which a JSON body is admitted in steps (``admit_body_steps``).
+
+Decoding, checking and re-encoding cost 15 to 25 ms per MB of body on the
+reactor thread (the 1 MB create of 19990 labels in
+``benchmarks/bench_chunks.py``), so a body under this size costs well under
+a millisecond: taken inline, as nearly every body Docker clients send is (a
+create is a few KB).  Larger ones are taken a step at a time, between other
+clients' requests (``proxy.turns``).
+"""
+
+
 def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> CanonicalRequest:
     """Decode and canonicalise a JSON body; raise a DockgateError to refuse it.
 
     An empty body is accepted (as "no body") wherever the daemon accepts one:
     every JSON endpoint whose schema makes the body optional.
+    """
+    steps = admit_body_steps(request, body, ctx)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            admitted: CanonicalRequest = done.value
+            return admitted
+
+
+def admit_body_steps(
+    request: CanonicalRequest, body: bytes, ctx: ApiContext
+) -> Generator[None, None, CanonicalRequest]:
+    """``admit_body`` as a generator that pauses between its costly steps.
+
+    It yields after decoding and after the schema walk (each of them, and the
+    encoding after them, costs a few milliseconds for a body near the 1 MB
+    cap) and returns the admitted request; a refusal is raised from the step
+    that finds it.  The same checks in the same order as ``admit_body``,
+    which runs it to the end at once.
     """
     schemas = schemas_for(effective_version(request, ctx))
     walker = schemas.body_walker(request.endpoint.id)
@@ -247,10 +279,12 @@ def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> Canon
         raise BadRequest(f"Content-Type {content_type!r} is not application/json")
     try:
         decoded = loads(body)
+        yield
         if request.endpoint.id == "container.create" and isinstance(decoded, Pairs):
             value = _create_body(decoded, schemas, walker)
         else:
             value = walker(decoded, None)
+        yield
         encoded = dumps(value)
     except RecursionError:
         raise BadRequest("JSON body is nested too deeply") from None

@@ -18,9 +18,16 @@ disagree:
 Cost is bounded by size and shape: nesting deeper than the interpreter's
 recursion limit (about a thousand levels; Docker's bodies nest fewer than
 ten) is refused as "nested too deeply", and a value with more than
-``MAX_KEYS`` object members is refused (413) as soon as the decoder reaches
-the member past the limit: every member costs a ``Pairs`` entry here and a
-schema lookup later, several times what the same bytes cost as a string.
+``MAX_KEYS`` object members is refused (413) before it is decoded at all:
+every member costs a ``Pairs`` entry here, a schema lookup and a re-encoding
+later, several times what the same bytes cost as a string, so a body of
+members is the costliest a client can send per byte.  The count comes from a
+scan at C speed (``str.count``, ``str.split``; see ``members``), a fraction of
+what decoding costs, so a client sending too many members never gets the
+decode it asks for.  (A body over the limit that is also invalid in another
+way is therefore refused 413, where the decoder might have met the other fault
+first; refused either way.)  Lone surrogate escapes are likewise found in the
+text (``_lone_surrogate``), not by walking the decoded value.
 
 Objects are decoded as ``Pairs`` (a list of key/value tuples) so that no
 duplicate is lost before the schema walker sees it.  ``dumps`` emits the one
@@ -43,17 +50,37 @@ class Pairs(list[tuple[str, Any]]):
 
 
 MAX_KEYS = 20000
-"""Most object members one JSON value may have, over all its objects."""
+"""Most object members one JSON value may have, over all its objects.
 
-_members = [0]
-"""Members decoded so far by the current ``loads`` (the reactor decodes one at a time)."""
+Real bodies are far below it: a container create with every field set has a
+few hundred members, and one with hundreds of labels (compose, Traefik) a
+few thousand at most.  The limit is there for cost, not meaning: decoding,
+walking and re-encoding cost up to about 0.8 microseconds per member (the
+1 MB create of 19990 labels in ``benchmarks/bench_chunks.py`` takes 16 ms),
+and without it the 1 MB body cap would allow more than 100000 members
+(``{"a":0},`` repeated), about a tenth of a second on the reactor thread.
+At 20000 the member-dense worst case is the same order as the largest valid
+bodies.  Refusing early costs the same at any limit (``members`` scans the
+whole text once), so a lower limit would buy no time and could refuse a real
+client.
+"""
 
 
-def _pairs_hook(pairs: list[tuple[str, Any]]) -> Pairs:
-    _members[0] += len(pairs)
-    if _members[0] > MAX_KEYS:
-        raise BodyTooLarge(f"JSON value has more than {MAX_KEYS} object members")
-    return Pairs(pairs)
+def members(text: str) -> int:
+    """The object members of ``text``, exact when ``text`` is one JSON value.
+
+    Every member has exactly one ``:`` outside string literals, and nothing
+    else outside a string has one.  So the string literals' contents are
+    dropped and the ``:`` left are counted: escaped backslashes are removed
+    first (left to right, as the decoder pairs them; in valid JSON a run of
+    backslashes always starts an escape), then escaped quotes, and what lies
+    between the remaining quotes, every other piece of ``split('"')``, is
+    inside strings.  Text that is not valid JSON may be miscounted, but such
+    text is refused anyway: whatever this returns for it, it is never accepted.
+    """
+    if "\\" in text:
+        text = text.replace("\\\\", "").replace('\\"', "")
+    return "".join(text.split('"')[::2]).count(":")
 
 
 def _reject_constant(name: str) -> Any:
@@ -67,10 +94,15 @@ def _parse_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs_hook, parse_constant=_reject_constant,
+_DECODER = json.JSONDecoder(object_pairs_hook=Pairs, parse_constant=_reject_constant,
                             parse_float=_parse_float)
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A ``\\u`` escape of a UTF-16 surrogate, high (D800-DBFF) or low (DC00-DFFF)."""
+
+_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+"""A high surrogate escape directly followed by a low one: the decoder joins them."""
+
 _WS = " \t\n\r"
 
 
@@ -88,7 +120,10 @@ def loads(data: bytes | str, what: str = "JSON body") -> Any:
     """Decode exactly one JSON value; objects come back as ``Pairs``."""
     text = decode_text(data, what) if isinstance(data, bytes) else data
     start = len(text) - len(text.lstrip(_WS))
-    _members[0] = 0
+    # ``count`` is an upper bound (strings can only inflate it) at a
+    # fraction of the exact count's cost, which only bodies above it pay.
+    if text.count(":") > MAX_KEYS and members(text) > MAX_KEYS:
+        raise BodyTooLarge(f"JSON value has more than {MAX_KEYS} object members")
     try:
         value, end = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError as e:
@@ -101,22 +136,27 @@ def loads(data: bytes | str, what: str = "JSON body") -> Any:
     if text[end:].strip(_WS):
         raise BadRequest(f"{what} has data after the JSON value (offset {end}); the daemon "
                          "would ignore it")
-    if "\\u" in text and _has_surrogate(value):
+    if "\\u" in text and _lone_surrogate(text):
         raise BadRequest(f"{what} contains a lone UTF-16 surrogate escape")
     return value
 
 
-def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, list):
-        # Pairs is a list of (key, value) tuples; plain lists hold values.
-        return any(_has_surrogate(v) for v in value)
-    if isinstance(value, tuple):
-        return any(_has_surrogate(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    return False
+def _lone_surrogate(text: str) -> bool:
+    """Whether valid JSON ``text`` has a surrogate escape the decoder leaves alone.
+
+    Python's decoder joins a high surrogate escape directly followed by a low
+    one into one character and keeps every other surrogate escape as a lone
+    surrogate (Go would read U+FFFD).  As in ``members``, escaped backslashes
+    go first so that every backslash left starts an escape (replaced, not
+    removed: ``\\ud83d\\\\\\ude00`` holds two lone surrogates, which must not
+    become adjacent); the joined pairs go next (left to right, as the decoder
+    reads them); any surrogate escape still there is a lone one.  At C speed:
+    walking a large decoded value in Python cost more than decoding it.
+    """
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return False
+    text = _SURROGATE_PAIR.sub("", text.replace("\\\\", "__"))
+    return _SURROGATE_ESCAPE.search(text) is not None
 
 
 def plain(value: Any, what: str = "JSON body") -> Any:

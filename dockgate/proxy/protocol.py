@@ -68,7 +68,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate.admission.admit import admit_body, admit_head
+from dockgate.admission.admit import HEAVY_BODY, admit_body, admit_body_steps, admit_head
 from dockgate.admission.versions import clamp_api_version, clamp_version_body, is_known_version
 from dockgate.buildctx import ContextError, DockerfileFacts
 from dockgate.buildctx.hold import HeldContext, classic_context
@@ -108,6 +108,7 @@ from dockgate.proxy.gate import ReadGate
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.splice import Splice
+from dockgate.proxy.turns import Job, Turns
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 from dockgate.tenancy import Tenant, filter_list, needs_usage, with_tenant_sets
 from dockgate.tenancy.event_scope import EventScope
@@ -355,6 +356,8 @@ class ProxyServerFactory(ServerFactory):
         self.open_connections = 0
         self.per_peer: dict[str, int] = {}
         self.api = settings.api
+        self.turns = Turns(reactor)
+        """Large bodies' admission, a step per reactor turn (see ``turns``)."""
         self._quota_locks: dict[str, DeferredLock] = {}
         self._policies: dict[str, tuple[int, Policy]] = {}
         self.daemon_facts: DaemonFacts | None = None  # GET /info, read once when a policy asks
@@ -477,6 +480,7 @@ class ProxyServerProtocol(Protocol):
         self._peer_key = ""
         self._finder: Finder | None = None
         """This connection's lookup on the listener's fast path (``fastpath``)."""
+        self._admitting: Job | None = None
 
     # -- Twisted interfaces -------------------------------------------------
 
@@ -554,6 +558,8 @@ class ProxyServerProtocol(Protocol):
         self._head_deadline.cancel()
         self._answer_deadline.cancel()
         self.closed = True
+        if self._admitting is not None:
+            self._admitting.cancel()
         if self.splice is not None:
             self.splice.client_lost()
             return
@@ -728,12 +734,15 @@ class ProxyServerProtocol(Protocol):
             x.buffering = False
             x.request_done = True  # all of it is here, whatever we decide
             assert x.request is not None
+            body, x.body = bytes(x.body), bytearray()
+            if len(body) > HEAVY_BODY:
+                self._admit_in_turns(x, body)
+                return
             try:
-                x.request = admit_body(x.request, bytes(x.body), self.factory.api)
+                x.request = admit_body(x.request, body, self.factory.api)
             except DockgateError as e:
                 self._refuse(x, e)
                 return
-            x.body = bytearray()
             self._decide_and_forward(x)
             return
         x.request_done = True
@@ -750,6 +759,29 @@ class ProxyServerProtocol(Protocol):
             x.sent_end = True
             x.upstream.send_end()
             self._start_timer(x)
+
+    def _admit_in_turns(self, x: Exchange, body: bytes) -> None:
+        """Admit a large body a step per reactor turn, between other requests
+        (``turns``); then decide and forward it in a turn of its own."""
+        assert x.request is not None and self.gate is not None
+        x.waiting = True
+        self.gate.hold("prepare")
+
+        def admitted(request: CanonicalRequest) -> None:
+            self._admitting = None
+            if self.closed or self.exchange is not x:
+                return
+            x.waiting = False
+            self._release_gate("prepare")
+            x.request = request
+            self._decide_and_forward(x)
+
+        def refused(error: BaseException) -> None:
+            self._admitting = None
+            self._prepare_failed(Failure(error), x)  # type: ignore[no-untyped-call]
+
+        steps = admit_body_steps(x.request, body, self.factory.api)
+        self._admitting = self.factory.turns.submit(self._peer_key, steps, admitted, refused)
 
     def _context_data(self, x: Exchange, data: bytes) -> bool:
         """Feed a held build context; True when ``data`` may be forwarded now."""

@@ -142,3 +142,23 @@ def test_costly_request_is_refused_before_the_daemon_sees_it(
         assert status == costly.status, (profile, status, body)
         assert json.loads(body)["message"].startswith(costly.message), (profile, body)
         assert not exists(engine, proxied), profile
+
+
+def test_a_large_body_under_every_bound_is_created_with_every_label(
+    engine: Engine, profile_gates: dict[str, PolicyGate]
+) -> None:
+    """A create of exactly 20000 object members (19995 labels; about 600 KB) whose
+    label values hold ``:`` ``,`` ``{`` ``[`` and escaped quotes and backslashes, so that
+    the cheap member bound is over the limit and the exact scan decides, is admitted
+    in steps between turns and forwarded: the daemon has the container with every
+    label, values intact."""
+    value = 'a:b,{c}[d]"e\\f:'
+    # 20000 members: the labels, Image, Cmd, HostConfig, HostConfig.NetworkMode, Labels
+    labels = {f"k{i:05}": value for i in range(20000 - 5)}
+    body = json.dumps({**CREATE, "Labels": labels}).encode()
+    assert body.count(b":") > 20000 and len(body) < 1 << 20
+    name = unique("cost-large")
+    status, answer = exchange(profile_gates["privileged"].socket, with_length(name, body))
+    assert status == 201, answer
+    out = engine.docker_direct("inspect", "--format", "{{json .Config.Labels}}", name)
+    assert json.loads(out.stdout) == labels

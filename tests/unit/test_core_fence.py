@@ -118,6 +118,7 @@ IO = {
     "dockgate.fastio.reactor": "installs the reactor",
     "dockgate.proxy.settings": "settings holding Twisted endpoints",
     "dockgate.proxy.splice": "joins two Twisted transports",
+    "dockgate.proxy.turns": "runs costly work a step per reactor turn (callLater)",
     "dockgate.service.tap": "the twistd service",
     "dockgate.service.tlshalfclose": "a TLS endpoint wrapper (pyOpenSSL)",
     "dockgate.proxy.upstream": "the daemon-facing Twisted protocol",

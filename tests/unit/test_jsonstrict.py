@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -9,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dockgate.admission import jsonstrict
 from dockgate.admission.admit import ApiContext, admit_body, admit_head
-from dockgate.admission.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, plain
+from dockgate.admission.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, members, plain
 from dockgate.admission.validation import SchemaSet
 from dockgate.errors import BadRequest, DockgateError
 
@@ -302,3 +304,95 @@ def test_object_members_are_bounded() -> None:
     at_limit = b"{" + b",".join(b'"k%d":1' % i for i in range(MAX_KEYS)) + b"}"
     for _ in range(2):  # the count starts afresh with each value
         assert len(loads(at_limit)) == MAX_KEYS
+
+
+_TRICKY = st.text(alphabet=':,{}[]"\\ab\u00e9\ud83d', max_size=8)
+"""Strings full of what the member scan must not take for structure."""
+
+_NESTED = st.recursive(
+    st.none() | st.integers() | _TRICKY,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_count(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_count(v) for v in value)
+    return 0
+
+
+@given(_NESTED, st.booleans())
+def test_member_scan_is_exact(value: Any, ascii_only: bool) -> None:
+    """Property: ``members`` counts exactly the object members of a JSON text, whatever
+    its strings hold (``:`` ``,`` ``{`` ``[`` quotes and backslashes, escaped or not)."""
+    assert members(json.dumps(value, ensure_ascii=ascii_only)) == _count(value)
+
+
+def _labels(n: int, value: str) -> bytes:
+    return json.dumps({"Labels": {f"k{i}": value for i in range(n)}}).encode()
+
+
+def test_member_limit_is_exact_when_strings_inflate_the_cheap_bound() -> None:
+    """A body just under the member limit passes even when its strings hold more
+    ``:`` (escaped quotes and backslashes around them) than the limit, and one member
+    more is refused (413) with the same message."""
+    value = 'a:\\":{[,\\'
+    under = _labels(MAX_KEYS - 1, value)
+    assert under.count(b":") > 2 * MAX_KEYS
+    assert len(plain(loads(under))["Labels"]) == MAX_KEYS - 1
+    with pytest.raises(DockgateError) as caught:
+        loads(_labels(MAX_KEYS, value))
+    assert (caught.value.status, str(caught.value)) == (
+        413, f"JSON value has more than {MAX_KEYS} object members")
+
+
+def test_too_many_members_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body over the member limit is refused by the scan, without being decoded: the
+    decoder is not touched (a client asking for an over-limit decode never gets it)."""
+    monkeypatch.setattr(jsonstrict, "_DECODER", None)
+    with pytest.raises(DockgateError) as caught:
+        loads(b"[" + b",".join([b'{"a":1}'] * (MAX_KEYS + 1)) + b"]", "query parameter 'x'")
+    assert caught.value.status == 413
+
+
+@pytest.mark.parametrize(("text", "lone"), [
+    ('"\\ud800"', True),
+    ('"\\udc00"', True),
+    ('"\\uD83D\\uDE00"', False),
+    ('"\\ud83d\\ude00\\ude00"', True),
+    ('"\\ud800\\ud800\\udc00"', True),
+    ('"\\\\ud800"', False),
+    ('"\\\\\\ud800"', True),
+    ('"\\u0041\\\\uD800x"', False),
+    ('"\\ud83d\\\\\\ude00"', True),
+    ('{"\\ud800":1}', True),
+])
+def test_lone_surrogates_found_in_the_text(text: str, lone: bool) -> None:
+    """Lone surrogate escapes (in keys too) are refused and joined pairs pass, escaped
+    backslashes before a ``u`` being no escape, as Python's decoder reads them."""
+    if lone:
+        with pytest.raises(BadRequest, match="surrogate"):
+            loads(text)
+    else:
+        loads(text)
+
+
+_ESCAPES = ("\\ud83d", "\\ude00", "\\uDBFF", "\\uDC00", "\\\\", "\\u0041", "a", '\\"')
+
+
+def test_surrogate_check_agrees_with_the_decoder() -> None:
+    """Exhaustively over strings of up to four of these escapes (joined pairs, lone
+    halves, escaped backslashes and quotes between them): a string is refused
+    exactly when Python's decoder would leave a surrogate in it."""
+    for n in range(1, 5):
+        for parts in itertools.product(_ESCAPES, repeat=n):
+            text = '"' + "".join(parts) + '"'
+            decoded = json.loads(text)
+            if any(0xD800 <= ord(c) <= 0xDFFF for c in decoded):
+                with pytest.raises(BadRequest, match="surrogate"):
+                    loads(text)
+            else:
+                assert loads(text) == decoded, text

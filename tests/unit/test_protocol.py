@@ -20,7 +20,7 @@ from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
-from dockgate.admission.admit import ApiContext
+from dockgate.admission.admit import HEAVY_BODY, ApiContext
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
@@ -931,3 +931,81 @@ def test_the_response_reaches_the_client_before_its_completion_is_recorded() -> 
         reactor._poller.close()
         client.close()
         server.close()
+
+
+def _large_create(labels: int, *, twice: bool = False) -> bytes:
+    """A container create over ``HEAVY_BODY`` bytes, framed; ``twice`` repeats a key."""
+    members = {f"k{i:05}": "v" * 20 for i in range(labels)}
+    body = json.dumps({"Image": "dgtest", "Labels": members}).encode()
+    if twice:
+        body = body[:-1] + b',"image":"x"}'
+    assert len(body) > HEAVY_BODY
+    return (b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+def _take_turns(h: Harness) -> None:
+    """Let the clock run until no admission step is left."""
+    while h.factory.turns.pending:
+        h.clock.advance(1)
+
+
+def test_a_large_body_is_admitted_between_turns_and_forwarded_canonical() -> None:
+    """A JSON body over HEAVY_BODY is not decoded in the turn that read it: another
+    client's request read in that turn is forwarded first; on the following turns the
+    body is admitted and forwarded in canonical form."""
+    h = Harness()
+    h.send(_large_create(1000))
+    assert h.upstream_sent() == b"" and h.factory.turns.pending == 1
+    other = h.factory.buildProtocol(None)
+    other.makeConnection(HalfCloseTransport())
+    other.dataReceived(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.upstream_sent().startswith(b"GET /_ping")
+    _take_turns(h)
+    sent = h.upstream_sent()
+    assert b"POST /containers/create" in sent and b'"Image":"dgtest","Labels":{"k00000"' in sent
+    assert h.factory.turns.pending == 0
+
+
+@pytest.mark.parametrize(("twice", "labels", "status", "needle"), [
+    (True, 1000, 400, "case-insensitively"),
+    (False, 20001, 413, "more than 20000 object members"),
+])
+def test_a_large_body_is_refused_as_an_inline_one_and_the_connection_stays_in_step(
+    twice: bool, labels: int, status: int, needle: str,
+) -> None:
+    """A large body refused in its turns gets the status and message an inline body
+    gets, nothing goes upstream, and the next request on the connection follows."""
+    h = Harness()
+    h.send(_large_create(labels, twice=twice))
+    _take_turns(h)
+    got, msg = _status_and_json(h.received())
+    assert got == status and needle in msg["message"]
+    assert h.upstream_sent() == b""
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.upstream_sent().startswith(b"GET /_ping")
+
+
+def test_a_client_gone_before_its_large_body_is_admitted_costs_no_more_turns() -> None:
+    """A client that disconnects while its large body waits for its turns has its
+    admission cancelled: nothing is decoded or forwarded for it."""
+    h = Harness()
+    h.send(_large_create(1000))
+    h.proto.connectionLost(Failure(ConnectionDone()))
+    h.clock.advance(0)
+    assert h.upstream_sent() == b"" and h.factory.turns.pending == 0
+
+
+def test_a_request_pipelined_behind_a_large_body_follows_it_in_order() -> None:
+    """A request sent in the same segment as a large body waits in the reader while
+    the body is admitted in turns, and is forwarded after the body's answer."""
+    h = Harness()
+    h.send(_large_create(1000) + b"GET /version HTTP/1.1\r\nHost: d\r\n\r\n")
+    _take_turns(h)
+    assert b"POST /containers/create" in h.upstream_sent()
+    assert b"GET /version" not in h.upstream_sent()
+    h.reply(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+    h.clock.advance(0)
+    assert b"GET /version" in h.upstream_sent()
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    assert h.received().count(b"HTTP/1.1 20") == 2
