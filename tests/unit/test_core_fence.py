@@ -82,6 +82,7 @@ CORE = (
     "dockgate.policy.spelling",
     "dockgate.proxy",
     "dockgate.proxy.deadline",
+    "dockgate.proxy.lifecycle",
     "dockgate.service",
     "dockgate.service.compat",
     "dockgate.service.config",
