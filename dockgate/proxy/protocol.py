@@ -1026,21 +1026,23 @@ class ProxyServerProtocol(Protocol):
         if "RequestDecided" not in x.stages:
             x.stages.add("RequestDecided")
             try:
-                record_then(self._event(x, "RequestDecided"), partial(self._recorded, x))
+                record_then(self._event(x, "RequestDecided"), partial(self._recorded_later, x))
             except Exception:  # the sink's contract is to call back, never to raise
                 self.log.failure("audit write failed at {stage}", stage="RequestDecided")
                 self._abort()
         else:
             self._recorded(x, True)
 
-    def _recorded(self, x: Exchange, written: bool) -> None:
-        """The decision of ``x`` is on record (``written``), or could not be: forward or refuse."""
+    def _recorded_later(self, x: Exchange, written: bool) -> None:
+        """``_recorded``, called back by the audit sink: outside the protocol's own
+        entry points, so an illegal move is answered here."""
         try:
-            self._forward(x, written)
+            self._recorded(x, written)
         except IllegalTransition as e:
             self._broken(e)
 
-    def _forward(self, x: Exchange, written: bool) -> None:
+    def _recorded(self, x: Exchange, written: bool) -> None:
+        """The decision of ``x`` is on record (``written``), or could not be: forward or refuse."""
         if not self._current(x):
             return
         if not written:
@@ -1053,7 +1055,8 @@ class ProxyServerProtocol(Protocol):
         if x.request.endpoint.id in binding.STARTS and binding.PENDING.count:
             # A create's verification began while the record was written: a
             # start still waits for its verdict, as when deciding.
-            binding.PENDING.wait().addCallback(lambda _: self._recorded(x, True))
+            binding.PENDING.wait().addCallback(lambda _: self._recorded(x, True)) \
+                .addErrback(self._unexpected)
             return
         idle = self.factory.pool.take_idle()
         if idle is not None:
