@@ -881,7 +881,7 @@ class ProxyServerProtocol(Protocol):
 
     def _after_bindings(self, x: Exchange) -> None:
         """No create is being verified any more: carry on with ``x`` (a start)."""
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             return
         self._release_gate("prepare")
         self._decide_and_forward(x)  # waits again if another began meanwhile
@@ -957,7 +957,7 @@ class ProxyServerProtocol(Protocol):
         return answer.status, answer.content_type, answer.raw
 
     def _prepared(self, result: tuple[Policy, DecisionContext | None], x: Exchange) -> None:
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             self._release(x)  # a quota lock taken after the exchange ended
             return
         self._release_gate("prepare")
@@ -965,7 +965,7 @@ class ProxyServerProtocol(Protocol):
         self._decide_with(x, policy, context)
 
     def _prepare_failed(self, failure: Failure, x: Exchange) -> None:
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             self._release(x)  # a quota lock taken after the exchange ended
             return
         self._release_gate("prepare")
@@ -1043,7 +1043,7 @@ class ProxyServerProtocol(Protocol):
 
     def _recorded(self, x: Exchange, written: bool) -> None:
         """The decision of ``x`` is on record (``written``), or could not be: forward or refuse."""
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             return
         if not written:
             # Fail closed: what cannot be recorded is not forwarded.
@@ -1092,7 +1092,7 @@ class ProxyServerProtocol(Protocol):
             self._abort()
 
     def _upstream_failed(self, reason: Failure, x: Exchange) -> None:
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             return
         self.log.warn("upstream connect failed: {reason}", reason=reason.getErrorMessage())
         self._release_gate("upstream")
@@ -1101,7 +1101,7 @@ class ProxyServerProtocol(Protocol):
         )
 
     def _upstream_ready(self, conn: UpstreamConnection, x: Exchange) -> None:
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             self.factory.pool.release(conn)
             return
         x.upstream = conn
@@ -1362,7 +1362,7 @@ class ProxyServerProtocol(Protocol):
         if isinstance(refusal, Failure):
             self.log.failure("verifying a create failed", refusal)
             refusal = "cannot verify the new container's image"
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             return
         if refusal is None:
             self._go(VERIFIED)
@@ -1408,7 +1408,7 @@ class ProxyServerProtocol(Protocol):
 
     def _end_response(self, x: Exchange) -> None:
         """Close the client's response and finish the exchange, if it is still current."""
-        if not self._current(x):
+        if self.exchange is not x or self.state is CLOSED:
             return
         self._send_client(self.writer.end())
         # The response is whole: it leaves now, not after the exchange's
@@ -1421,7 +1421,7 @@ class ProxyServerProtocol(Protocol):
         """Filter this tenant's event stream, asking the daemon about volumes and networks."""
 
         def emit(data: bytes) -> None:
-            if self._current(x):
+            if self.exchange is x and self.state is not CLOSED:
                 self._send_client(*self.writer.data(data))
 
         def resolve(key: tuple[str, str], done: Callable[[int | None], None]) -> None:
@@ -1662,7 +1662,7 @@ class ProxyServerProtocol(Protocol):
 
     def _drain_expired(self, x: Exchange) -> None:
         """A refused request's rest was not read within the bounds: close."""
-        if self._current(x):
+        if self.exchange is x and self.state is not CLOSED:
             self._teardown(x)
             self._close()
 
@@ -1766,10 +1766,6 @@ class ProxyServerProtocol(Protocol):
             raise IllegalTransition(self.state, event)
         self.state = state
         return state
-
-    def _current(self, x: Exchange) -> bool:
-        """Whether ``x`` is still this open connection's exchange (for late callbacks)."""
-        return self.exchange is x and self.state is not CLOSED
 
     def _teardown(
         self, x: Exchange, *, reuse: bool = False, record: AuditStage | None = "ResponseComplete"
