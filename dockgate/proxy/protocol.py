@@ -1190,12 +1190,6 @@ class ProxyServerProtocol(Protocol):
 
     def upstream_event(self, event: object) -> None:
         """An ``http1`` event from the daemon for the current exchange."""
-        try:
-            self._daemon_event(event)
-        except IllegalTransition as e:
-            self._broken(e)
-
-    def _daemon_event(self, event: object) -> None:
         x = self.exchange
         if x is None:
             return
@@ -1228,26 +1222,35 @@ class ProxyServerProtocol(Protocol):
                 return
             self._send_client(*self.writer.data(event.data))
             return
-        if isinstance(event, End):
-            if x.redactor is not None:
-                rest = x.redactor.finish()
-                if rest and x.events is not None:
-                    x.events.feed(rest)
-                elif rest:
-                    self._send_client(*self.writer.data(rest))
-            if x.held is not None and x.bound_image is not None:
-                self._verify_binding(x)
-                return
-            if x.held is not None:
-                self._send_held(x)
-            if x.events is not None:
-                # The last lines may still wait for the daemon's answers.
-                x.events.finish(lambda: self._end_response(x))
-                return
-            self._end_response(x)
+        try:  # the head and the end move the exchange on; a move it lacks ends it
+            if isinstance(event, End):
+                self._response_end(x)
+            elif isinstance(event, Head):
+                self._response_head_arrived(x, event)
+        except IllegalTransition as e:
+            self._broken(e)
+
+    def _response_end(self, x: Exchange) -> None:
+        """The daemon's answer ended: pass on what was held back, then finish."""
+        if x.redactor is not None:
+            rest = x.redactor.finish()
+            if rest and x.events is not None:
+                x.events.feed(rest)
+            elif rest:
+                self._send_client(*self.writer.data(rest))
+        if x.held is not None and x.bound_image is not None:
+            self._verify_binding(x)
             return
-        if not isinstance(event, Head):
+        if x.held is not None:
+            self._send_held(x)
+        if x.events is not None:
+            # The last lines may still wait for the daemon's answers.
+            x.events.finish(lambda: self._end_response(x))
             return
+        self._end_response(x)
+
+    def _response_head_arrived(self, x: Exchange, event: Head) -> None:
+        """The daemon's response head: splice, or answer the client (see ``lifecycle``)."""
         if x.forwarded:
             x.upstream_seconds = round(time.monotonic() - x.forwarded, 6)
         if event.status < 200:
