@@ -30,7 +30,7 @@ action would be a per-request allocation on the hottest path (see
 and ``ProxyServerProtocol._teardown`` is the one place an exchange's
 resources are released.
 
-States and events are ``IntEnum`` members, so a lookup hashes like an int;
+States and events are ``IntEnum`` members, so they index tuples as ints do:
 the protocol steps through ``NEXT``, the same table laid out as nested
 tuples, at a cost of two indexings per event.
 """
@@ -186,8 +186,9 @@ WAITING: Final = frozenset({DECIDING, CONNECTING, SPLICED, CLOSED})
 exchange waits on dockgate's own work, or the bytes are not HTTP any more."""
 
 HEARD: Final = frozenset({RESPONDING, RESPONDING_EARLY, VERIFYING})
-"""States after the daemon's final response head: losing the daemon now
-cannot be answered with a 502, the client's connection is aborted."""
+"""States after the daemon's final response head: losing the daemon now is
+not answered with a 502, the client's connection is aborted (in VERIFYING too,
+the held answer going with it)."""
 
 ANSWERING: Final = frozenset({RESPONDING, RESPONDING_EARLY})
 """States in which the daemon's answer is on its way to the client: an error
