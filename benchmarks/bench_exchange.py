@@ -82,16 +82,15 @@ def turn_end(later: list[Any]) -> None:
             call()
 
 
-def per_exchange_us(audit: Any, request: bytes, replies: list[bytes], n: int) -> float:
-    """Median-of-3 microseconds of this process's CPU per exchange on one keep-alive
-    connection (CPU, not wall time: steady while other processes share the machine)."""
+def connection(audit: Any) -> tuple[Any, list[Any]]:
+    """A protocol on one keep-alive connection with ``audit``, and the list of
+    what its sinks defer to the end of a reactor turn."""
     policy = load_policy(str(ROOT / "policies/privileged.yaml"))
     settings = ProxySettings(upstream=_Endpoint(), policy=lambda: policy,  # type: ignore[arg-type]
                              audit=audit)
     factory = ProxyServerFactory(settings, "unix:/run/dockgate.sock", MemoryReactorClock())
-    client = StringTransport()
     proto = factory.buildProtocol(None)
-    proto.makeConnection(client)
+    proto.makeConnection(StringTransport())
     # As in the service (tap's AuditUpkeep): records held during a reactor
     # turn are written at its end; here the request and the response each
     # stand for a turn.
@@ -99,18 +98,31 @@ def per_exchange_us(audit: Any, request: bytes, replies: list[bytes], n: int) ->
     for sink in (audit, getattr(audit, "inner", None), getattr(audit, "access", None)):
         if isinstance(sink, JsonLinesAudit | AccessLog):
             sink.defer = later.append
+    return proto, later
+
+
+def exchanges(proto: Any, later: list[Any], request: bytes, replies: list[bytes], n: int) -> None:
+    """``n`` exchanges on ``proto``'s connection, one request and its answer at a time."""
+    client = proto.transport
+    for _ in range(n):
+        proto.dataReceived(request)
+        turn_end(later)  # the decision's record is written, the request forwarded
+        upstream = proto.exchange.upstream
+        for reply in replies:
+            upstream.dataReceived(reply)
+        turn_end(later)
+        upstream.transport.clear()
+        client.clear()
+
+
+def per_exchange_us(audit: Any, request: bytes, replies: list[bytes], n: int) -> float:
+    """Median-of-3 microseconds of this process's CPU per exchange on one keep-alive
+    connection (CPU, not wall time: steady while other processes share the machine)."""
+    proto, later = connection(audit)
     rounds = []
     for _ in range(3):
         start = time.process_time()
-        for _ in range(n):
-            proto.dataReceived(request)
-            turn_end(later)  # the decision's record is written, the request forwarded
-            upstream = proto.exchange.upstream  # type: ignore[union-attr]
-            for reply in replies:
-                upstream.dataReceived(reply)  # type: ignore[union-attr]
-            turn_end(later)
-            upstream.transport.clear()  # type: ignore[union-attr]
-            client.clear()
+        exchanges(proto, later, request, replies, n)
         rounds.append((time.process_time() - start) / n * 1e6)
     return sorted(rounds)[1]
 

@@ -105,6 +105,37 @@ from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
 from dockgate.proxy.fastpath import FastPath, Finder, Known
 from dockgate.proxy.gate import ReadGate
+from dockgate.proxy.lifecycle import (
+    ALLOW,
+    ANSWERING,
+    AWAITING,
+    BODY_END,
+    BUFFER,
+    BUFFERING,
+    CLOSE,
+    CLOSED,
+    DOCKERFILE,
+    DRAINING,
+    FINISH,
+    FORWARD_ALL,
+    FORWARD_STREAM,
+    HEAD,
+    HEARD,
+    HOLD,
+    IDLE,
+    NEXT,
+    REFUSE,
+    RESPONSE,
+    SENDING,
+    SPLICE,
+    UNANSWERED,
+    VERIFIED,
+    VERIFY,
+    WAITING,
+    Event,
+    IllegalTransition,
+    State,
+)
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.splice import Splice
@@ -276,7 +307,13 @@ def _response_facts(head: Head) -> ResponseFacts:
 
 @dataclass
 class Exchange:
-    """The state of one request/response exchange on a client connection."""
+    """What one request/response exchange on a client connection holds and knows.
+
+    Where it stands is not here but in its connection's ``state``
+    (``proxy.lifecycle``); what it holds (the upstream connection, the drain
+    timer, the quota lock, the event scope) is released in one place,
+    ``ProxyServerProtocol._teardown``.
+    """
 
     id: str
     method: str
@@ -290,24 +327,16 @@ class Exchange:
     decision: Decision | None = None
     upstream: UpstreamConnection | None = None
     body: bytearray = field(default_factory=bytearray)
-    buffering: bool = False
-    waiting: bool = False
-    request_done: bool = False
-    response_started: bool = False
     status: int | None = None
     bytes_in: int = 0
     bytes_out: int = 0
     timer: IDelayedCall | None = None
     """A refused request's drain deadline."""
-    awaiting_answer: bool = False
-    """The connection's answer deadline runs for this exchange."""
     error: str | None = None
-    draining: bool = False
     held: tuple[int, bytes, tuple[tuple[bytes, bytes], ...]] | None = None
     held_body: bytearray = field(default_factory=bytearray)
     transform: Callable[[Any], Any] | None = None
     must_filter: bool = False
-    sent_end: bool = False
     stages: set[str] = field(default_factory=set)
     exit_code: int | None = None
     tenant: Tenant | None = None
@@ -472,9 +501,8 @@ class ProxyServerProtocol(Protocol):
         self._early: list[bytes | None] | None = None
         """While a session's head waits to be read: the daemon's bytes meanwhile
         (None: its end), passed on in order once it was (``_daemon_bytes_after_head``)."""
-        self.closed = False
-        self.client_eof = False
-        self._scanning = True  # waiting for the next request head
+        self.state = IDLE
+        """Where the connection's exchange stands; moved only by ``_go`` (``lifecycle``)."""
         self._head_deadline = Deadline(self.reactor, self._head_timed_out)
         self._answer_deadline = Deadline(self.reactor, self._response_timeout)
         self._peer_key = ""
@@ -520,9 +548,10 @@ class ProxyServerProtocol(Protocol):
         if self.splice is not None:
             self.splice.from_client(data)
             return
-        if self.closed:
+        state = self.state
+        if state is CLOSED:
             return
-        if self._scanning and not self.reader.buffered and self._head_deadline.pending:
+        if state is IDLE and not self.reader.buffered and self._head_deadline.pending:
             # The first byte of a head: from now on the whole head must
             # arrive within head_timeout, however slowly it trickles.
             self._arm_head_timer(self.settings.head_timeout)
@@ -531,11 +560,11 @@ class ProxyServerProtocol(Protocol):
 
     def readConnectionLost(self) -> None:
         """The client closed its sending side."""
-        self.client_eof = True
+        self.reader.eof()  # the reader keeps the fact (``closed``) for ``_finish``
         if self.splice is not None:
             self.splice.client_read_closed()
             return
-        if self.closed:
+        if self.state is CLOSED:
             return
         if self.exchange is None:
             # Idle, or in the middle of a head that can now never complete.
@@ -543,7 +572,6 @@ class ProxyServerProtocol(Protocol):
             return
         # An exchange is in flight: let it finish (the reader reports a
         # truncated request body as an error), then _finish closes the connection.
-        self.reader.eof()
         self._pump()
 
     def writeConnectionLost(self) -> None:
@@ -557,7 +585,7 @@ class ProxyServerProtocol(Protocol):
         self.factory.connection_closed(self._peer_key)
         self._head_deadline.cancel()
         self._answer_deadline.cancel()
-        self.closed = True
+        self._go(CLOSE)
         if self._admitting is not None:
             self._admitting.cancel()
         if self.splice is not None:
@@ -565,17 +593,9 @@ class ProxyServerProtocol(Protocol):
             return
         x = self.exchange
         if x is not None:
-            self._cancel_timer(x)
-            self._release_quota(x)
-            if x.events is not None:
-                x.events.stop()
-            if x.upstream is not None:
-                x.upstream.abort()
-                x.upstream = None
-            if x.error is None and not (x.request_done and x.status is not None):
+            if x.error is None and not (self.reader.done and x.status is not None):
                 x.error = "client disconnected"
-            self._emit(x, "ResponseComplete")
-            self.exchange = None
+            self._teardown(x)
 
     def pauseProducing(self) -> None:
         """The client reads slowly: stop reading from the daemon."""
@@ -611,7 +631,7 @@ class ProxyServerProtocol(Protocol):
         self._head_deadline.set(self.settings.idle_timeout if seconds is None else seconds)
 
     def _head_timed_out(self) -> None:
-        if self.closed or self.splice is not None or not self._scanning:
+        if self.state is not IDLE:
             return
         if self.reader.buffered:
             self._refuse_connection(RequestTimeout("request head not received in time"))
@@ -620,33 +640,33 @@ class ProxyServerProtocol(Protocol):
 
     def _pump(self) -> None:
         """Take request events while the current exchange can accept them."""
-        while not self.closed and self.splice is None:
-            x = self.exchange
-            if x is not None and x.waiting:
-                return
-            try:
-                event = self.reader.next_event()
-            except DockgateError as e:
-                self._refuse_connection(e)
-                return
-            if event is None:
-                return
-            if event is PAUSED:
-                # A pipelined request (or legacy-hijack stdin) waits in the reader.
-                assert self.gate is not None
-                self.gate.hold("pipelined")
-                return
-            if isinstance(event, Request):
-                self._scanning = False
-                self._head_deadline.clear()
-                self._begin(event)
-            elif isinstance(event, Body):
-                self._client_data(event.data)
-            elif isinstance(event, End):
-                self._client_end()
+        try:
+            while self.state not in WAITING:
+                try:
+                    event = self.reader.next_event()
+                except DockgateError as e:
+                    self._refuse_connection(e)
+                    return
+                if event is None:
+                    return
+                if event is PAUSED:
+                    # A pipelined request (or legacy-hijack stdin) waits in the reader.
+                    assert self.gate is not None
+                    self.gate.hold("pipelined")
+                    return
+                if isinstance(event, Request):
+                    self._head_deadline.clear()
+                    self._begin(event)
+                elif isinstance(event, Body):
+                    self._client_data(event.data)
+                elif isinstance(event, End):
+                    self._client_end()
+        except IllegalTransition as e:
+            self._broken(e)
 
     def _begin(self, event: Request) -> None:
         """A request head arrived: admit it, then buffer, or decide and forward."""
+        self._go(HEAD)
         headers = event.headers
         self._http10 = event.http10
         length, chunked = event.length, event.chunked
@@ -686,7 +706,7 @@ class ProxyServerProtocol(Protocol):
             if length is not None and length > self.settings.api.max_json_body:
                 self._refuse(x, BodyTooLarge(self._too_large()))
                 return
-            x.buffering = True
+            self._go(BUFFER)
             self._continue_if_expected()
             return
         if kind == "none" and x.has_body:
@@ -708,11 +728,12 @@ class ProxyServerProtocol(Protocol):
         if x is None:
             return
         x.bytes_in += len(data)
-        if x.draining:
+        state = self.state
+        if state is DRAINING:
             if x.bytes_in > _DRAIN_BYTES:
                 self._drain_expired(x)
             return
-        if x.buffering:
+        if state is BUFFERING:
             x.body += data
             if len(x.body) > self.settings.api.max_json_body:
                 self._refuse(x, BodyTooLarge(self._too_large()))
@@ -726,13 +747,12 @@ class ProxyServerProtocol(Protocol):
         x = self.exchange
         if x is None:
             return
-        if x.draining:
-            x.request_done = True
+        state = self.state
+        if state is DRAINING:
             self._finish(x)
             return
-        if x.buffering:
-            x.buffering = False
-            x.request_done = True  # all of it is here, whatever we decide
+        if state is BUFFERING:
+            self._go(BODY_END)  # all of it is here, whatever we decide
             assert x.request is not None
             body, x.body = bytes(x.body), bytearray()
             if len(body) > HEAVY_BODY:
@@ -745,7 +765,6 @@ class ProxyServerProtocol(Protocol):
                 return
             self._decide_and_forward(x)
             return
-        x.request_done = True
         if x.context is not None:
             try:
                 x.context.end()
@@ -755,23 +774,25 @@ class ProxyServerProtocol(Protocol):
             if x.context.pending:
                 self._context_ready(x)
                 return
-        if x.upstream is not None and not x.sent_end:
-            x.sent_end = True
-            x.upstream.send_end()
-            self._start_timer(x)
+        self._go(BODY_END)
+        if state is AWAITING:
+            return  # a body-less request's end, read after it went up whole
+        # SENDING or RESPONDING_EARLY: the body's end goes up too.
+        assert x.upstream is not None
+        x.upstream.send_end()
+        if state is SENDING:  # now AWAITING: bound the wait for the answer
+            self._answer_deadline.set(self.settings.response_timeout)
 
     def _admit_in_turns(self, x: Exchange, body: bytes) -> None:
         """Admit a large body a step per reactor turn, between other requests
         (``turns``); then decide and forward it in a turn of its own."""
         assert x.request is not None and self.gate is not None
-        x.waiting = True
-        self.gate.hold("prepare")
+        self.gate.hold("prepare")  # DECIDING: no HTTP event is taken meanwhile
 
         def admitted(request: CanonicalRequest) -> None:
             self._admitting = None
-            if self.closed or self.exchange is not x:
+            if self.state is CLOSED or self.exchange is not x:
                 return
-            x.waiting = False
             self._release_gate("prepare")
             x.request = request
             self._decide_and_forward(x)
@@ -800,6 +821,7 @@ class ProxyServerProtocol(Protocol):
 
     def _context_ready(self, x: Exchange) -> None:
         """The held context's Dockerfile is known: decide with it (checking its images)."""
+        self._go(DOCKERFILE)
         held = x.context
         assert held is not None
         facts = held.facts()
@@ -809,7 +831,6 @@ class ProxyServerProtocol(Protocol):
         if (x.tenant is None or x.tenant.admin) and not bases:
             self._decide_with(x, held.policy, context)
             return
-        x.waiting = True
         assert self.gate is not None
         self.gate.hold("prepare")
         d = Deferred.fromCoroutine(self._build_images(x, facts, held.policy, context))
@@ -865,6 +886,7 @@ class ProxyServerProtocol(Protocol):
         except ContextError as e:
             self._refuse(x, BadRequest(str(e)))
             return True
+        self._go(HOLD)
         self._continue_if_expected()
         self.reactor.callLater(0, self._pump)
         return True
@@ -881,10 +903,10 @@ class ProxyServerProtocol(Protocol):
             ref = x.request.params.get("id", "")
             if binding.PENDING.holds(ref):
                 # A container being verified must not run before the verdict.
-                x.waiting = True
                 assert self.gate is not None
                 self.gate.hold("prepare")
-                binding.PENDING.wait(ref).addCallback(lambda _: self._after_bindings(x))
+                binding.PENDING.wait(ref).addCallback(lambda _: self._after_bindings(x)) \
+                    .addErrback(self._unexpected)
                 return
         if self.settings.tenants is None or self.settings.tenants() is None:
             # The common case needs no daemon lookups: decide at once,
@@ -903,7 +925,6 @@ class ProxyServerProtocol(Protocol):
                 context = DecisionContext(daemon=self.factory.daemon_facts) if daemon else None
                 self._decide_with(x, policy, context, quick=context is None)
                 return
-        x.waiting = True
         assert self.gate is not None
         self.gate.hold("prepare")
         d = Deferred.fromCoroutine(self._prepare(x))
@@ -912,9 +933,8 @@ class ProxyServerProtocol(Protocol):
 
     def _after_bindings(self, x: Exchange) -> None:
         """No create is being verified any more: carry on with ``x`` (a start)."""
-        if self.closed or self.exchange is not x:
+        if self.exchange is not x or self.state is CLOSED:
             return
-        x.waiting = False
         self._release_gate("prepare")
         self._decide_and_forward(x)  # waits again if another began meanwhile
 
@@ -989,19 +1009,17 @@ class ProxyServerProtocol(Protocol):
         return answer.status, answer.content_type, answer.raw
 
     def _prepared(self, result: tuple[Policy, DecisionContext | None], x: Exchange) -> None:
-        if self.closed or self.exchange is not x:
-            self._release_quota(x)
+        if self.exchange is not x or self.state is CLOSED:
+            self._release(x)  # a quota lock taken after the exchange ended
             return
-        x.waiting = False
         self._release_gate("prepare")
         policy, context = result
         self._decide_with(x, policy, context)
 
     def _prepare_failed(self, failure: Failure, x: Exchange) -> None:
-        if self.closed or self.exchange is not x:
-            self._release_quota(x)
+        if self.exchange is not x or self.state is CLOSED:
+            self._release(x)  # a quota lock taken after the exchange ended
             return
-        x.waiting = False
         self._release_gate("prepare")
         error = failure.value
         if not isinstance(error, DockgateError):
@@ -1061,7 +1079,7 @@ class ProxyServerProtocol(Protocol):
         if not x.decision.allowed:
             self._refuse(x, Forbidden(x.decision.reason, reason="policy"))
             return
-        x.waiting = True
+        self._go(ALLOW)
         assert self.gate is not None
         self.gate.hold("upstream")
         record_then = self.factory.record_then
@@ -1073,20 +1091,27 @@ class ProxyServerProtocol(Protocol):
         if "RequestDecided" not in x.stages:
             x.stages.add("RequestDecided")
             try:
-                record_then(self._event(x, "RequestDecided"), partial(self._recorded, x))
+                record_then(self._event(x, "RequestDecided"), partial(self._recorded_later, x))
             except Exception:  # the sink's contract is to call back, never to raise
                 self.log.failure("audit write failed at {stage}", stage="RequestDecided")
                 self._abort()
         else:
             self._recorded(x, True)
 
+    def _recorded_later(self, x: Exchange, written: bool) -> None:
+        """``_recorded``, called back by the audit sink: outside the protocol's own
+        entry points, so an illegal move is answered here."""
+        try:
+            self._recorded(x, written)
+        except IllegalTransition as e:
+            self._broken(e)
+
     def _recorded(self, x: Exchange, written: bool) -> None:
         """The decision of ``x`` is on record (``written``), or could not be: forward or refuse."""
-        if self.closed or self.exchange is not x:
+        if self.exchange is not x or self.state is CLOSED:
             return
         if not written:
             # Fail closed: what cannot be recorded is not forwarded.
-            x.waiting = False
             self._release_gate("upstream")
             x.decision = None
             self._refuse(x, AuditUnavailable("cannot write the audit log; request refused"))
@@ -1097,7 +1122,7 @@ class ProxyServerProtocol(Protocol):
             # A create's verification began while the record was written: a
             # start still waits for its verdict, as when deciding.
             binding.PENDING.wait(x.request.params.get("id", "")).addCallback(
-                lambda _: self._recorded(x, True))
+                lambda _: self._recorded(x, True)).addErrback(self._unexpected)
             return
         idle = self.factory.pool.take_idle()
         if idle is not None:
@@ -1109,21 +1134,40 @@ class ProxyServerProtocol(Protocol):
 
     def _unexpected(self, failure: Failure) -> None:
         """A bug on a deferred path: log it and drop the connection rather than hang it."""
+        if isinstance(failure.value, IllegalTransition):
+            self._broken(failure.value)
+            return
         self.log.failure("internal error handling a request", failure)
         self._abort()
 
+    def _broken(self, error: IllegalTransition) -> None:
+        """A move the exchange's table does not allow: a bug, never the client's doing.
+
+        Answered with a 500 while the client was sent nothing yet, else the
+        connection is aborted; either way it ends, and with it the exchange's
+        resources and record (``_teardown``): it never hangs.
+        """
+        self.log.error("internal error: {error}", error=error)
+        x = self.exchange
+        if x is not None and x.error is None:
+            x.error = f"internal error: {error}"
+        if self.state in UNANSWERED and self.transport is not None:
+            self._refuse_connection(DockgateError("internal error handling the request",
+                                                  status=500, reason="internal-error"))
+        else:
+            self._abort()
+
     def _upstream_failed(self, reason: Failure, x: Exchange) -> None:
-        if self.closed or self.exchange is not x:
+        if self.exchange is not x or self.state is CLOSED:
             return
         self.log.warn("upstream connect failed: {reason}", reason=reason.getErrorMessage())
-        x.waiting = False
         self._release_gate("upstream")
         self._refuse(
             x, UpstreamUnavailable(f"cannot reach the Docker daemon: {reason.getErrorMessage()}")
         )
 
     def _upstream_ready(self, conn: UpstreamConnection, x: Exchange) -> None:
-        if self.closed or self.exchange is not x:
+        if self.exchange is not x or self.state is CLOSED:
             self.factory.pool.release(conn)
             return
         x.upstream = conn
@@ -1147,13 +1191,14 @@ class ProxyServerProtocol(Protocol):
             return
         if x.context is not None:
             conn.send_data(x.context.release())
-            if x.request_done:
+            if self.reader.done:
                 stream = None
                 conn.send_end()
         if stream is None:
-            x.sent_end = True
-            self._start_timer(x)
-        x.waiting = False
+            self._go(FORWARD_ALL)
+            self._answer_deadline.set(self.settings.response_timeout)
+        else:
+            self._go(FORWARD_STREAM)
         if kind == "stream":
             self._continue_if_expected()
         self._release_gate("upstream")
@@ -1194,31 +1239,15 @@ class ProxyServerProtocol(Protocol):
             known.head = head
         return head
 
-    def _start_timer(self, x: Exchange) -> None:
-        """Bound the wait for the daemon's answer to ``x`` (response_timeout)."""
-        if not x.awaiting_answer and not x.response_started:
-            x.awaiting_answer = True
-            self._answer_deadline.set(self.settings.response_timeout)
-
-    def _cancel_timer(self, x: Exchange) -> None:
-        """Stop ``x``'s timers: the wait for the answer, and a refused body's drain."""
-        if x.awaiting_answer:
-            x.awaiting_answer = False
-            self._answer_deadline.clear()
-        if x.timer is not None:
-            if x.timer.active():
-                x.timer.cancel()
-            x.timer = None
-
     def _response_timeout(self) -> None:
+        """The daemon did not answer in time (the deadline runs only in ``AWAITING``)."""
         x = self.exchange
-        if x is None or not x.awaiting_answer or x.response_started:
+        if x is None or self.state is not AWAITING:
             return
-        x.awaiting_answer = False
-        if x.upstream is not None:
-            x.upstream.abort()
-            x.upstream = None
-        self._refuse(x, UpstreamTimeout("the Docker daemon did not answer in time"))
+        try:
+            self._refuse(x, UpstreamTimeout("the Docker daemon did not answer in time"))
+        except IllegalTransition as e:
+            self._broken(e)
 
     # -- response side (UpstreamDelegate) -----------------------------------
 
@@ -1256,26 +1285,35 @@ class ProxyServerProtocol(Protocol):
                 return
             self._send_client(*self.writer.data(event.data))
             return
-        if isinstance(event, End):
-            if x.redactor is not None:
-                rest = x.redactor.finish()
-                if rest and x.events is not None:
-                    x.events.feed(rest)
-                elif rest:
-                    self._send_client(*self.writer.data(rest))
-            if x.held is not None and x.bound_image is not None:
-                self._verify_binding(x)
-                return
-            if x.held is not None:
-                self._send_held(x)
-            if x.events is not None:
-                # The last lines may still wait for the daemon's answers.
-                x.events.finish(lambda: self._end_response(x))
-                return
-            self._end_response(x)
+        try:  # the head and the end move the exchange on; a move it lacks ends it
+            if isinstance(event, End):
+                self._response_end(x)
+            elif isinstance(event, Head):
+                self._response_head_arrived(x, event)
+        except IllegalTransition as e:
+            self._broken(e)
+
+    def _response_end(self, x: Exchange) -> None:
+        """The daemon's answer ended: pass on what was held back, then finish."""
+        if x.redactor is not None:
+            rest = x.redactor.finish()
+            if rest and x.events is not None:
+                x.events.feed(rest)
+            elif rest:
+                self._send_client(*self.writer.data(rest))
+        if x.held is not None and x.bound_image is not None:
+            self._verify_binding(x)
             return
-        if not isinstance(event, Head):
+        if x.held is not None:
+            self._send_held(x)
+        if x.events is not None:
+            # The last lines may still wait for the daemon's answers.
+            x.events.finish(lambda: self._end_response(x))
             return
+        self._end_response(x)
+
+    def _response_head_arrived(self, x: Exchange, event: Head) -> None:
+        """The daemon's response head: splice, or answer the client (see ``lifecycle``)."""
         if x.forwarded:
             x.upstream_seconds = round(time.monotonic() - x.forwarded, 6)
         if event.status < 200:
@@ -1283,13 +1321,13 @@ class ProxyServerProtocol(Protocol):
                 self._splice(x, event.status, event.reason, event.spelled or event.headers,
                              upgrade=True)
             return
-        self._cancel_timer(x)
+        self._answer_deadline.clear()
         facts = _response_facts(event)
         assert x.request is not None
         if x.request.endpoint.hijack and event.status == 200 and not facts.framed:
             self._splice(x, 200, event.reason, event.spelled or event.headers, upgrade=False)
             return
-        x.response_started = True
+        self._go(RESPONSE)
         x.status = event.status
         self._release_quota(x)
         if facts.api_version is not None:
@@ -1372,6 +1410,7 @@ class ProxyServerProtocol(Protocol):
 
     def _verify_binding(self, x: Exchange) -> None:
         """The create's answer is held: check the new container runs the checked image."""
+        self._go(VERIFY)
         assert x.request is not None and x.bound_image is not None
         body = x.request.body
         image = str(body.get("Image")) if isinstance(body, dict) else "?"
@@ -1392,17 +1431,15 @@ class ProxyServerProtocol(Protocol):
         if isinstance(refusal, Failure):
             self.log.failure("verifying a create failed", refusal)
             refusal = "cannot verify the new container's image"
-        if self.closed or self.exchange is not x:
+        if self.exchange is not x or self.state is CLOSED:
             return
         if refusal is None:
+            self._go(VERIFIED)
             self._send_held(x)
             self._end_response(x)
             return
-        x.held, x.bound_image, x.response_started = None, None, False
-        upstream, x.upstream = x.upstream, None
-        if upstream is not None:  # its answer was read to the end: reusable, as in _finish
-            upstream.resume_reading("client-full")
-            self.factory.pool.release(upstream)
+        x.held, x.bound_image = None, None
+        self._release(x, reuse=True)  # its answer was read to the end: reusable
         self._refuse(x, Forbidden(refusal, reason="image-changed"))
 
     def _response_transform(
@@ -1440,7 +1477,7 @@ class ProxyServerProtocol(Protocol):
 
     def _end_response(self, x: Exchange) -> None:
         """Close the client's response and finish the exchange, if it is still current."""
-        if self.exchange is not x or self.closed:
+        if self.exchange is not x or self.state is CLOSED:
             return
         self._send_client(self.writer.end())
         # The response is whole: it leaves now, not after the exchange's
@@ -1453,7 +1490,7 @@ class ProxyServerProtocol(Protocol):
         """Filter this tenant's event stream, asking the daemon about volumes and networks."""
 
         def emit(data: bytes) -> None:
-            if self.exchange is x and not self.closed:
+            if self.exchange is x and self.state is not CLOSED:
                 self._send_client(*self.writer.data(data))
 
         def resolve(key: tuple[str, str], done: Callable[[int | None], None]) -> None:
@@ -1489,20 +1526,22 @@ class ProxyServerProtocol(Protocol):
             self.splice.upstream_lost()
             return
         x = self.exchange
-        if x is None or self.closed:
+        if x is None or self.state is CLOSED:
             return
-        x.upstream = None
-        self._cancel_timer(x)
-        if not x.response_started:
+        x.upstream = None  # gone: nothing to release
+        if self.state in HEARD:
+            x.error = "daemon disconnected mid-response"
+            self._abort()
+            return
+        try:
             self._refuse(
                 x,
                 UpstreamUnavailable(
                     f"the Docker daemon closed the connection: {reason.getErrorMessage()}"
                 ),
             )
-            return
-        x.error = "daemon disconnected mid-response"
-        self._abort()
+        except IllegalTransition as e:
+            self._broken(e)
 
     def upstream_batch(self, begin: bool) -> None:
         """Hold what one read from the daemon makes us write, and send it in one go."""
@@ -1525,30 +1564,17 @@ class ProxyServerProtocol(Protocol):
 
     def _finish(self, x: Exchange) -> None:
         """The response is complete: recycle the upstream, start the next cycle."""
-        self._cancel_timer(x)
-        self._release_quota(x)
-        upstream, x.upstream = x.upstream, None
-        if upstream is not None:
-            upstream.resume_reading("client-full")
-            self.factory.pool.release(upstream)
-        self._emit(x, "ResponseComplete")
-        self.exchange = None
+        self._go(FINISH)
+        self._teardown(x, reuse=True)
         reader, writer = self.reader, self.writer
-        if not (
-            x.request_done
-            and reader.done
-            and writer.done
-            and reader.keep_alive
-            and writer.keep_alive
-        ):
+        if not (reader.done and writer.done and reader.keep_alive and writer.keep_alive):
             self._close()
             return
         reader.next_cycle()
         writer.next_cycle()
-        self._scanning = True
         self._arm_head_timer(self.settings.head_timeout if reader.buffered else None)
         self._release_gate("pipelined")
-        if self.client_eof and not reader.buffered:
+        if reader.closed and not reader.buffered:
             self._close()
             return
         self._pump()
@@ -1565,9 +1591,9 @@ class ProxyServerProtocol(Protocol):
         """Hand both connections over to a byte-for-byte splice."""
         conn = x.upstream
         assert conn is not None and self.transport is not None
-        self._cancel_timer(x)
+        self._go(SPLICE)
+        self._answer_deadline.clear()
         x.status = status
-        x.response_started = True
         out = wire.upgrade_headers(headers, x.upgrade or b"tcp") if upgrade else \
             wire.end_to_end(headers)
         from_daemon = conn.go_raw()
@@ -1593,7 +1619,7 @@ class ProxyServerProtocol(Protocol):
         self._release_gate("upstream")
         if from_client:
             self.splice.from_client(from_client)
-        if client_closed or self.client_eof:
+        if client_closed:
             self.splice.client_read_closed()
         # The daemon's first bytes (those that came in the same read as its
         # head, and any after) go on once the client has read the head:
@@ -1637,18 +1663,19 @@ class ProxyServerProtocol(Protocol):
 
     def _splice_closing(self) -> None:
         """The splice is closing or aborting the client's transport: handle nothing more."""
-        self.closed = True
+        self._go(CLOSE)
 
     def _splice_done(self, x: Exchange, splice: Splice) -> None:
         x.bytes_in += splice.bytes_in
         x.bytes_out += splice.bytes_out
-        x.upstream = None
-        self.exchange = None
+        x.upstream = None  # the splice's, and closed with it
         target = _exit_code_source(x)
         if target is None:
-            self._emit(x, "SessionEnded")
+            self._teardown(x, record="SessionEnded")
             return
-        # The stream does not carry the exit code; the daemon's record does.
+        # The stream does not carry the exit code; the daemon's record does,
+        # so the session's last record waits for its answer.
+        self._teardown(x, record=None)
         d = self.factory.daemon.ask("GET", target)
         d.addCallback(self._session_exit_code, x)
 
@@ -1664,11 +1691,10 @@ class ProxyServerProtocol(Protocol):
 
     def _refuse(self, x: Exchange, error: DockgateError) -> None:
         """Answer ``error`` ourselves; nothing of this request goes upstream."""
-        self._cancel_timer(x)
-        self._release_quota(x)
-        if x.upstream is not None:
-            x.upstream.abort()
-            x.upstream = None
+        answering = self.state in ANSWERING
+        if not answering:
+            self._go(REFUSE)
+        self._release(x)
         x.status = error.status
         x.error = error.reason
         if x.decision is None:
@@ -1676,10 +1702,9 @@ class ProxyServerProtocol(Protocol):
         # A refusal is on record before it is sent (a failure here still
         # refuses: there is nothing to fail open to).
         self._emit(x, "RequestDecided")
-        if x.response_started:
+        if answering:  # the daemon's answer is under way: it cannot be replaced
             self._abort()
             return
-        x.response_started = True
         body = error.body()
         headers = [(b"content-type", error.content_type), (b"content-length", b"%d" % len(body))]
         try:
@@ -1691,9 +1716,8 @@ class ProxyServerProtocol(Protocol):
             self._abort()
             return
         self._send_client(*parts)
-        x.waiting = False
         self._release_gate("upstream")
-        if x.request_done:
+        if self.reader.done:
             self._finish(x)
         else:
             # Read and drop the rest of the request (nothing of it is
@@ -1701,17 +1725,14 @@ class ProxyServerProtocol(Protocol):
             # `docker load`, would otherwise hit a broken pipe and report
             # that instead of the refusal.  Bounded in bytes and time; past
             # either, the connection is closed.
-            x.draining = True
-            x.buffering = False
             x.body = bytearray()
             if x.has_body:
                 x.timer = self.reactor.callLater(_DRAIN_SECONDS, self._drain_expired, x)
 
     def _drain_expired(self, x: Exchange) -> None:
-        x.timer = None
-        if self.exchange is x and not self.closed:
-            self._emit(x, "ResponseComplete")
-            self.exchange = None
+        """A refused request's rest was not read within the bounds: close."""
+        if self.exchange is x and self.state is not CLOSED:
+            self._teardown(x)
             self._close()
 
     def _refuse_connection(self, error: DockgateError) -> None:
@@ -1740,13 +1761,9 @@ class ProxyServerProtocol(Protocol):
         x.status = error.status
         x.error = error.reason
         x.decision = Decision("deny", self._policy_name(), error.reason, error.message)
-        if x.upstream is not None:
-            x.upstream.abort()
-            x.upstream = None
         self._emit(x, "RequestDecided")
         self.transport.write(head + body)
-        self._emit(x, "ResponseComplete")
-        self.exchange = None
+        self._teardown(x)
         self._close()
 
     def _policy_name(self) -> str:
@@ -1780,8 +1797,8 @@ class ProxyServerProtocol(Protocol):
 
     def _close(self) -> None:
         """Close gracefully after what was written is flushed."""
-        if self.transport is not None and not self.closed:
-            self.closed = True
+        if self.transport is not None and self.state is not CLOSED:
+            self._go(CLOSE)
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
@@ -1791,7 +1808,7 @@ class ProxyServerProtocol(Protocol):
         if self.splice is not None:
             self.splice.client_lost()
         x = self.exchange
-        if x is not None and x.error is None and not (x.request_done and x.status is not None):
+        if x is not None and x.error is None and not (self.reader.done and x.status is not None):
             x.error = "dockgate shut down"
         self._abort()
 
@@ -1799,17 +1816,65 @@ class ProxyServerProtocol(Protocol):
         """Drop the connection at once (a response cannot be completed)."""
         x = self.exchange
         if x is not None:
-            self._cancel_timer(x)
-            if x.events is not None:
-                x.events.stop()
-            if x.upstream is not None:
-                x.upstream.abort()
-                x.upstream = None
-            self._emit(x, "ResponseComplete")
-            self.exchange = None
+            self._teardown(x)
         if self.transport is not None:
-            self.closed = True
+            self._go(CLOSE)
             self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # -- the exchange's state and its one teardown ----------------------------
+
+    def _go(self, event: Event) -> State:
+        """Move the connection's exchange on by ``event`` (``lifecycle.TRANSITIONS``).
+
+        Raises:
+            IllegalTransition: a move the table does not have (a bug); the
+                entry points answer it with ``_broken``.
+        """
+        state = NEXT[self.state][event]
+        if state is None:
+            raise IllegalTransition(self.state, event)
+        self.state = state
+        return state
+
+    def _teardown(
+        self, x: Exchange, *, reuse: bool = False, record: AuditStage | None = "ResponseComplete"
+    ) -> None:
+        """End ``x``, whichever way it ended: every path out of an exchange comes here.
+
+        Releases what it holds (``_release``), detaches it from the connection
+        and writes its one completion record (``ResponseComplete``, or a
+        session's ``SessionEnded``; once, whatever calls this again).  With
+        ``record=None`` the caller writes it later (a session's exit code is
+        asked first).  The connection's own state is the caller's to move.
+        """
+        self._release(x, reuse=reuse)
+        if self.exchange is x:
+            self.exchange = None
+        if record is not None:
+            self._emit(x, record)
+
+    def _release(self, x: Exchange, *, reuse: bool = False) -> None:
+        """Let go of what ``x`` holds: the answer and drain deadlines, the tenant's
+        quota lock, the event scope, and its upstream connection (back to the
+        pool when ``reuse`` and its answer was read whole, else aborted).
+
+        Safe to call again: what was released is forgotten.
+        """
+        if self.exchange is x:  # the connection's deadline, not a later exchange's
+            self._answer_deadline.clear()
+        timer, x.timer = x.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        self._release_quota(x)
+        if x.events is not None:
+            x.events.stop()
+        upstream, x.upstream = x.upstream, None
+        if upstream is not None:
+            if reuse:
+                upstream.resume_reading("client-full")
+                self.factory.pool.release(upstream)
+            else:
+                upstream.abort()
 
     def _emit(self, x: Exchange, stage: AuditStage) -> bool:
         """Send one audit event for this exchange (once per stage).

@@ -85,6 +85,7 @@ CORE = (
     "dockgate.proxy",
     "dockgate.proxy.deadline",
     "dockgate.proxy.fastpath",
+    "dockgate.proxy.lifecycle",
     "dockgate.service",
     "dockgate.service.compat",
     "dockgate.service.config",

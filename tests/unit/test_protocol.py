@@ -24,6 +24,8 @@ from dockgate.admission.admit import HEAVY_BODY, ApiContext
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
+from dockgate.proxy import protocol
+from dockgate.proxy.lifecycle import State
 from dockgate.proxy.protocol import ProxyServerFactory, ProxyServerProtocol
 from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.upstream import UpstreamConnection
@@ -234,7 +236,7 @@ def test_daemon_disconnect_mid_response_aborts_the_client() -> None:
     h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n[{")
     h.upstream.connectionLost(Failure(ConnectionDone()))
     assert h.received().endswith(b"[{")
-    assert h.proto.closed
+    assert h.proto.state is State.CLOSED
     assert h.audit.records[-1]["error"] == "daemon disconnected mid-response"
 
 
@@ -1009,3 +1011,147 @@ def test_a_request_pipelined_behind_a_large_body_follows_it_in_order() -> None:
     assert b"GET /version" in h.upstream_sent()
     h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
     assert h.received().count(b"HTTP/1.1 20") == 2
+
+
+# -- the exchange's states, played through the real protocol (``lifecycle``) --
+
+_LOAD = b"POST /images/load HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-tar\r\n"
+
+
+def _completions(h: Harness) -> list[str]:
+    """The ids of the ResponseComplete records, in order."""
+    return [r["id"] for r in h.audit.records if r["stage"] == "ResponseComplete"]
+
+
+def _timers(h: Harness) -> list[Any]:
+    """Pending reactor timers other than the connection's own head and answer deadlines."""
+    own = {h.proto._head_deadline._fire, h.proto._answer_deadline._fire}
+    return [c for c in h.clock.getDelayedCalls() if c.func not in own]
+
+
+def test_playbook_pipelined_gets_walk_the_states_in_turn() -> None:
+    """Two pipelined GETs: the first waits in AWAITING while the second waits in the
+    reader; the answer finishes the first (IDLE) and the second is forwarded at once."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\nGET /version HTTP/1.1\r\nHost: d\r\n\r\n")
+    assert h.proto.state is State.AWAITING
+    h.reply(PING_OK)
+    assert h.proto.state is State.AWAITING and h.upstream_sent().count(b"GET /") == 2
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    assert h.proto.state is State.IDLE
+    assert len(_completions(h)) == 2 and len(set(_completions(h))) == 2
+
+
+def test_playbook_100_continue_is_sent_while_the_json_body_is_buffered() -> None:
+    """``Expect: 100-continue`` on a JSON body: dockgate (not the daemon) says
+    continue on entering BUFFERING; the body is then admitted whole."""
+    h = Harness()
+    body = b'{"Image":"dgtest"}'
+    h.send(b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/json\r\n"
+           b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    assert h.proto.state is State.BUFFERING
+    assert h.received() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert h.upstream_sent() == b""
+    h.send(body)
+    assert h.proto.state is State.AWAITING
+    assert h.upstream_sent().endswith(body)
+
+
+def test_playbook_a_refused_upload_drains_then_finishes_without_a_timer_left() -> None:
+    """Refused at its head: DRAINING until the body ends, then IDLE; the drain
+    deadline is cancelled with the exchange and one completion is recorded."""
+    h = Harness(policy=_DenyLoad())
+    h.send(_LOAD + b"Content-Length: 10\r\n\r\n01234")
+    assert h.proto.state is State.DRAINING and len(_timers(h)) == 1
+    h.send(b"56789")
+    assert h.proto.state is State.IDLE
+    assert _timers(h) == []
+    assert [r["stage"] for r in h.audit.records] == ["RequestDecided", "ResponseComplete"]
+
+
+def test_playbook_a_drain_past_its_byte_bound_closes_once() -> None:
+    """A refused upload longer than the drain allows is cut: CLOSED, its timer
+    cancelled, one completion record."""
+    h = Harness(policy=_DenyLoad())
+    h.send(_LOAD + b"Content-Length: %d\r\n\r\n" % (2 << 30))
+    assert h.proto.state is State.DRAINING
+    h.proto.exchange.bytes_in = protocol._DRAIN_BYTES  # type: ignore[union-attr]
+    h.send(b"x")
+    assert h.proto.state is State.CLOSED and h.client.disconnecting
+    assert _timers(h) == []
+    h.proto.connectionLost(Failure(ConnectionDone()))
+    assert len(_completions(h)) == 1
+
+
+def test_playbook_client_eof_mid_body_aborts_the_upload_with_one_record() -> None:
+    """The client half-closes mid-upload: the truncated body is refused (400),
+    the upstream request aborted, the connection CLOSED, one completion."""
+    h = Harness()
+    h.send(_LOAD + b"Content-Length: 1000\r\n\r\nabc")
+    assert h.proto.state is State.SENDING
+    h.proto.readConnectionLost()
+    assert h.proto.state is State.CLOSED
+    assert h.received().startswith(b"HTTP/1.1 400 ")
+    assert h.upstream.transport.disconnecting  # type: ignore[union-attr]
+    h.proto.connectionLost(Failure(ConnectionDone()))
+    assert len(_completions(h)) == 1
+
+
+def test_playbook_the_daemon_lost_before_its_answer_is_a_502_and_the_connection_goes_on() -> None:
+    """The daemon drops the connection before its head: a 502 (REFUSE), then
+    IDLE for the next request; after its head it would be an abort instead."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    h.upstream.connectionLost(Failure(ConnectionDone()))
+    assert h.received().startswith(b"HTTP/1.1 502 ")
+    assert h.proto.state is State.IDLE and not h.client.disconnecting
+    assert len(_completions(h)) == 1
+
+
+def test_playbook_a_hijack_is_spliced_and_ends_with_one_session_record() -> None:
+    """A 101 makes the connection SPLICED; the splice closing it makes it CLOSED;
+    the session's last record is written once, after its exit code."""
+    h = Harness()
+    h.send(b"POST /containers/abc/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+           b"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n")
+    h.reply(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+    assert h.proto.state is State.SPLICED and h.proto.exchange is not None
+    h.proto.readConnectionLost()
+    h.upstream.readConnectionLost()
+    assert h.proto.state is State.CLOSED and h.proto.exchange is None
+    h.proto.connectionLost(Failure(ConnectionDone()))
+    state = b'{"State":{"Running":false,"ExitCode":0}}'
+    h.endpoint.connections[-1].dataReceived(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(state), state))
+    assert [r["stage"] for r in h.audit.records].count("SessionEnded") == 1
+
+
+def test_playbook_http10_is_answered_then_closed() -> None:
+    """An HTTP/1.0 request takes the same states; FINISH is followed by CLOSED."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.0\r\n\r\n")
+    assert h.proto.state is State.AWAITING
+    h.reply(PING_OK)
+    assert h.received().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\nConnection: close\r\n" in h.received()
+    assert h.proto.state is State.CLOSED and h.client.disconnecting
+    assert len(_completions(h)) == 1
+
+
+def test_an_illegal_move_is_a_500_and_a_closed_connection_never_a_hang(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug that asks the table for a move it lacks (here: forwarding a request
+    whole is taken out of the table) is answered 500 while nothing was sent,
+    the daemon's connection is aborted and the exchange recorded once."""
+    broken = [list(row) for row in protocol.NEXT]
+    broken[State.CONNECTING][protocol.FORWARD_ALL] = None
+    monkeypatch.setattr(protocol, "NEXT", tuple(tuple(row) for row in broken))
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    status, body = _status_and_json(h.received())
+    assert status == 500 and body["message"] == "dockgate: internal error handling the request"
+    assert h.proto.state is State.CLOSED and h.client.disconnecting
+    assert h.upstream.transport.disconnecting  # type: ignore[union-attr]
+    assert [r["stage"] for r in h.audit.records] == ["RequestDecided", "ResponseComplete"]
+    assert h.audit.records[-1]["status"] == 500
