@@ -156,7 +156,13 @@ class JsonLinesAudit:
                 # varies from one record of the request to the next is formatted.
                 record = encode_plain(event, members)
                 if record is not None:
-                    self._write(record, hold)
+                    if self._defer is None:
+                        self.log.append(record)
+                        return
+                    if not self._flush_due:  # ``_write``, inline: twice per request
+                        self._flush_due = True
+                        self._defer(self._flush)
+                    self.log.append(record, hold=hold)
                     return
         self._record_in_full(event, hold)
 
@@ -204,7 +210,7 @@ class JsonLinesAudit:
             return
         self._write(build_record(event, choice.level, policy.redactor, extra), hold)
 
-    def _write(self, record: dict[str, Any] | bytes, hold: bool) -> None:
+    def _write(self, record: dict[str, Any] | str, hold: bool) -> None:
         """Append ``record``: now, or (``hold``, under ``defer``) with the turn's write."""
         defer = self._defer
         if defer is None:

@@ -45,6 +45,8 @@ FSYNC_POLICIES: tuple[FsyncPolicy, ...] = ("always", "interval", "never")
 FILE_MODE = 0o640
 """Audit records name callers and what they did; not for every local user."""
 _TAIL_CHUNK = 64 * 1024
+_CHAIN_LEAD = f'{{"v":{SCHEMA_VERSION},"seq":'
+"""How every line starts: ``encode_record``'s bytes for the first chain members."""
 
 
 SyncRunner = Callable[[Callable[[], None], Callable[[BaseException | None], None]], None]
@@ -250,12 +252,12 @@ class ChainedLog:
 
     # -- writing -----------------------------------------------------------
 
-    def append(self, body: dict[str, Any] | bytes, *, hold: bool = False) -> None:
+    def append(self, body: dict[str, Any] | str, *, hold: bool = False) -> None:
         """Chain, encode and append one record; raise if it is not fully written.
 
-        ``body`` is the record's members, as a mapping or already encoded
-        (``encode_record``'s output without its braces and newline, see
-        ``audit.schema.encode_plain``); the chain members lead either way.
+        ``body`` is the record's members, as a mapping or already encoded as
+        ASCII text (``encode_record``'s output without its braces and newline,
+        see ``audit.schema.encode_plain``); the chain members lead either way.
 
         With ``hold``, the record is chained now but written with the next
         record that is not held, or by ``flush`` (the service flushes at the
@@ -270,7 +272,8 @@ class ChainedLog:
         if not (hold or self._followed):
             self._follow()
             self._followed = self._per_turn
-        if self._size and self._rotation_due(0):
+        if (self.rotate_size is not None or self.rotate_interval is not None) \
+                and self._size and self._rotation_due(0):
             self.rotate()
         self._append(body, hold=hold)
         self._since_checkpoint += 1
@@ -283,8 +286,8 @@ class ChainedLog:
     def flush(self) -> None:
         """Write the held records now; raise if they cannot all be written."""
         if self._held:
-            if not self._followed:
-                self._follow()
+            if not self._followed and self._is_file and os.fstat(self._fd).st_nlink == 0:
+                self.reopen()  # ``_follow``, inline: this runs once per reactor turn
             self._write_held()
 
     def end_turn(self) -> None:
@@ -307,23 +310,25 @@ class ChainedLog:
             raise OSError(f"audit log {self.path}: records of this turn could not be written")
 
     def _append(
-        self, body: dict[str, Any] | bytes, checkpoint: bool = False, hold: bool = False
+        self, body: dict[str, Any] | str, checkpoint: bool = False, hold: bool = False
     ) -> None:
         if self._fd < 0:
             raise OSError(f"audit log {self.path} is closed")
         seq = self.seq + 1
-        if isinstance(body, bytes):
+        prev = self.prev
+        if type(body) is str:
             # The same bytes encode_record gives for the merged mapping.
-            prev = b"null" if self.prev is None else b'"%s"' % self.prev.encode("ascii")
-            record_bytes = b'{"v":%d,"seq":%d,"prev":%s,%s}' % (SCHEMA_VERSION, seq, prev, body)
+            record_bytes = (f'{_CHAIN_LEAD}{seq},"prev":"{prev}",{body}}}' if prev is not None
+                            else f'{_CHAIN_LEAD}{seq},"prev":null,{body}}}').encode("ascii")
             # line_hash of the line, without copying it to strip its newline.
             digest = sha256(record_bytes).hexdigest()
             line = record_bytes + b"\n"
         else:
-            record = {"v": SCHEMA_VERSION, "seq": seq, "prev": self.prev, **body}
+            assert isinstance(body, dict)
+            record = {"v": SCHEMA_VERSION, "seq": seq, "prev": prev, **body}
             line = encode_record(record)
             digest = line_hash(line)
-        self._held.append((line, seq, self.prev, checkpoint))
+        self._held.append((line, seq, prev, checkpoint))
         self.seq = seq
         self.prev = digest
         if not hold:

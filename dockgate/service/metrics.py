@@ -171,6 +171,8 @@ class MetricsAudit:
         self.metrics = metrics
         self.access = access
         """Also sees every event, after the inner sink (the access log, ``oplog.AccessLog``)."""
+        self._access: Callable[[AuditEvent], None] | None = getattr(access, "record", access)
+        """``access`` as a bound method when it has one: calling an instance costs more."""
         if metrics is None and access is not None:
             self.record = self._record_access  # type: ignore[method-assign]
 
@@ -179,7 +181,7 @@ class MetricsAudit:
         try:
             self.inner.record(event)
         finally:
-            self.access(event)  # type: ignore[misc]
+            self._access(event)  # type: ignore[misc]
 
     def record(self, event: AuditEvent) -> None:
         """Count ``event``, then record it with the inner sink."""
@@ -192,8 +194,8 @@ class MetricsAudit:
         finally:
             if self.metrics is not None:
                 self.metrics.observe(event)
-            if self.access is not None:
-                self.access(event)
+            if self._access is not None:
+                self._access(event)
 
     def record_then(self, event: AuditEvent, then: Callable[[bool], None]) -> None:
         """``record`` for a decision whose request waits for it (see
@@ -204,19 +206,25 @@ class MetricsAudit:
             record_now(self.record, event, then)
             return
         metrics = self.metrics
-
-        def done(written: bool) -> None:
-            if not written and metrics is not None:
-                metrics.audit_failures.inc()
-            then(written)
-
         try:
-            inner(event, done if metrics is not None else then)
+            inner(event, then if metrics is None else self._counting(then))
         finally:
             if metrics is not None:
                 metrics.observe(event)
-            if self.access is not None:
-                self.access(event)
+            if self._access is not None:
+                self._access(event)
+
+    def _counting(self, then: Callable[[bool], None]) -> Callable[[bool], None]:
+        """``then``, counting an audit failure first when the record was not written."""
+        metrics = self.metrics
+        assert metrics is not None
+
+        def done(written: bool) -> None:
+            if not written:
+                metrics.audit_failures.inc()
+            then(written)
+
+        return done
 
     def session_data(self, event_id: str, direction: str, data: bytes) -> None:
         """Pass session bytes on; a failure to record them is an audit failure."""
