@@ -78,15 +78,15 @@ def created(body: bytes, query: tuple[tuple[str, str], ...]) -> tuple[str, str]:
 
 
 async def verify_created(
-    body: bytes, image: str, checked: str, version: str | None, fetch: Fetch
+    ident: str, image: str, checked: str, version: str | None, fetch: Fetch
 ) -> str | None:
-    """Check that the container a create answered runs image ``checked``.
+    """Check that the container ``ident`` a create answered (``created``; "" when the
+    answer named none) runs image ``checked``.
 
     Returns None when it does; otherwise removes the container (forcibly,
     with its anonymous volumes) and returns the refusal for the client.
     Anything that cannot be verified counts as a mismatch (fail closed).
     """
-    ident = created(body, ())[0]
     if not ident:
         return f"cannot verify which image the new container of {image} runs"
     prefix = f"/v{version}" if version else ""

@@ -1417,9 +1417,7 @@ class ProxyServerProtocol(Protocol):
         key = binding.created(bytes(x.held_body), x.request.query)
         binding.PENDING.begin(*key)
         d = Deferred.fromCoroutine(
-            binding.verify_created(
-                bytes(x.held_body), image, x.bound_image, x.request.version, self._fetch
-            )
+            binding.verify_created(key[0], image, x.bound_image, x.request.version, self._fetch)
         )
         d.addBoth(self._binding_verified, x, key)
         d.addErrback(self._unexpected)

@@ -57,7 +57,7 @@ class Daemon:
 
 
 def run(daemon: Daemon, answer: bytes = json.dumps({"Id": FULL}).encode()) -> str | None:
-    return asyncio.run(verify_created(answer, "app:1", IMG, "1.41", daemon))
+    return asyncio.run(verify_created(created(answer, ())[0], "app:1", IMG, "1.41", daemon))
 
 
 def test_created_from_the_checked_image_passes() -> None:
