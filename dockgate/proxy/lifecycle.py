@@ -31,8 +31,8 @@ and ``ProxyServerProtocol._teardown`` is the one place an exchange's
 resources are released.
 
 States and events are ``IntEnum`` members, so they index tuples as ints do:
-the protocol steps through ``NEXT``, the same table laid out as nested
-tuples, at a cost of two indexings per event.
+the protocol steps through ``advance``, which reads ``NEXT``, the same table
+laid out as nested tuples: two indexings per event.
 """
 
 from __future__ import annotations

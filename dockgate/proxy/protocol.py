@@ -123,7 +123,6 @@ from dockgate.proxy.lifecycle import (
     HEARD,
     HOLD,
     IDLE,
-    NEXT,
     REFUSE,
     RESPONSE,
     SENDING,
@@ -135,6 +134,7 @@ from dockgate.proxy.lifecycle import (
     Event,
     IllegalTransition,
     State,
+    advance,
 )
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
@@ -1828,10 +1828,7 @@ class ProxyServerProtocol(Protocol):
             IllegalTransition: a move the table does not have (a bug); the
                 entry points answer it with ``_broken``.
         """
-        state = NEXT[self.state][event]
-        if state is None:
-            raise IllegalTransition(self.state, event)
-        self.state = state
+        self.state = state = advance(self.state, event)
         return state
 
     def _teardown(

@@ -24,7 +24,7 @@ from dockgate.admission.admit import HEAVY_BODY, ApiContext
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
-from dockgate.proxy import protocol
+from dockgate.proxy import lifecycle, protocol
 from dockgate.proxy.lifecycle import State
 from dockgate.proxy.protocol import ProxyServerFactory, ProxyServerProtocol
 from dockgate.proxy.settings import ProxySettings
@@ -1144,9 +1144,9 @@ def test_an_illegal_move_is_a_500_and_a_closed_connection_never_a_hang(
     """A bug that asks the table for a move it lacks (here: forwarding a request
     whole is taken out of the table) is answered 500 while nothing was sent,
     the daemon's connection is aborted and the exchange recorded once."""
-    broken = [list(row) for row in protocol.NEXT]
-    broken[State.CONNECTING][protocol.FORWARD_ALL] = None
-    monkeypatch.setattr(protocol, "NEXT", tuple(tuple(row) for row in broken))
+    broken = [list(row) for row in lifecycle.NEXT]
+    broken[State.CONNECTING][lifecycle.FORWARD_ALL] = None
+    monkeypatch.setattr(lifecycle, "NEXT", tuple(tuple(row) for row in broken))
     h = Harness()
     h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
     status, body = _status_and_json(h.received())
