@@ -170,15 +170,47 @@ def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
     return None
 
 
+_CONTINUATIONS = ("\\", "`")
+"""The escape characters a Dockerfile line can end with to continue on the next line
+(``\\``, or `````` after an ``# escape=`` directive)."""
+
+
 def _check_changes(changes: Iterable[str], where: str) -> None:
     """Refuse Dockerfile ``LABEL`` instructions (also under ``ONBUILD``) in commit/import
-    ``changes``: with ``ENV`` substitution and quoting their keys cannot be read reliably."""
+    ``changes``: with ``ENV`` substitution and quoting their keys cannot be read reliably.
+
+    The daemon joins the changes with newlines and parses them as one Dockerfile
+    (moby ``BuildFromConfig``), so a change that holds a line break, or ends with an
+    escape character and so continues into the next change (``LA\\`` then ``BEL
+    io.dockgate.owner=x``; or into the ``LABEL`` dockgate appends to an import, which
+    would then be a value of the client's ``ENV`` and the image nobody's), is refused
+    too: each change must be exactly one instruction for its first word to tell which.
+    """
     for change in changes:
+        if "\n" in change or "\r" in change or change.rstrip().endswith(_CONTINUATIONS):
+            raise Forbidden(f"{where}: a change must be one line, without a line break or a "
+                            "trailing escape character (\\ or `): the daemon joins the "
+                            "changes into one Dockerfile", reason="reserved-label")
         words = change.replace("\\", " ").split()
-        upper = [w.upper() for w in words[:2]]
-        if upper[:1] == ["LABEL"] or upper == ["ONBUILD", "LABEL"]:
+        lower = [w.lower() for w in words[:2]]
+        if lower[:1] == ["label"] or lower == ["onbuild", "label"]:
             raise Forbidden(f"{where}: LABEL instructions are not allowed in changes "
                             "(labels are set by dockgate)", reason="reserved-label")
+
+
+def _check_mount_labels(holder: Any, where: str) -> None:
+    """Refuse dockgate labels in the ``VolumeOptions.Labels`` of volume mounts.
+
+    The daemon creates the volume of a mount that names none (an anonymous volume;
+    a named one that is missing dockgate creates for the tenant first) with those
+    labels: ``io.dockgate.owner=<another tenant>`` would hand that tenant a volume the
+    creator's container keeps mounted, to read what the other tenant puts there.
+    """
+    mounts = holder.get("Mounts") if isinstance(holder, Mapping) else None
+    for i, mount in enumerate(mounts if isinstance(mounts, list) else ()):
+        options = mount.get("VolumeOptions") if isinstance(mount, Mapping) else None
+        if isinstance(options, Mapping):
+            _check_labels(options.get("Labels"), f"{where}[{i}].VolumeOptions.Labels")
 
 
 # -- rewriting helpers ------------------------------------------------------------
@@ -225,7 +257,9 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     ``LABEL``s; and ``nocache=1`` while build caches are private:
     ``build_cache_sets``), commit (body ``Labels``, which win over the container's; no
     ``LABEL`` in ``changes``) and import (``image.create`` with ``fromSrc``:
-    a ``LABEL`` change is appended).  Other requests are returned unchanged.
+    a ``LABEL`` change is appended).  A container's (or service's) volume mounts may
+    not carry dockgate labels for the volumes they create.  Other requests are
+    returned unchanged.
 
     Raises:
         Forbidden: the client set a label in the ``io.dockgate.`` namespace.
@@ -246,6 +280,11 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
                 }
         if ep == "image.commit":
             _check_changes(query_values(request, "changes"), "changes")
+        if ep == "container.create":
+            _check_mount_labels(body.get("HostConfig"), "HostConfig.Mounts")
+        if ep == "service.create":
+            _check_mount_labels((body.get("TaskTemplate") or {}).get("ContainerSpec"),
+                                "TaskTemplate.ContainerSpec.Mounts")
         if ep == "network.create" and request.version is not None \
                 and compare_versions(request.version, "1.44") < 0:
             # Before API 1.44 the daemon makes a second network of a taken name
