@@ -42,11 +42,13 @@ NONE = ("--network", "none")
 
 @dataclass
 class Tenants:
+    """Tenant A (the attacker) and B on one engine; ``a_src``: a stopped container of A's
+    (for commits)."""
+
     engine: Engine
+    a_src: str
     a: Caller
     b: Caller
-    a_src: str
-    """A stopped container of A's (for commits)."""
 
 
 @pytest.fixture(scope="module", params=eng.ENGINE_NAMES)
@@ -61,7 +63,7 @@ def two(request: pytest.FixtureRequest, engine_set: dict[str, Engine],
     try:
         src = eng.unique("a-src")
         a.docker("run", *NONE, "--name", src, IMAGE, "true")
-        yield Tenants(engine, a, b, src)
+        yield Tenants(engine, src, a, b)
     finally:
         failures = engine.remove_new(before)
         assert not failures, failures
