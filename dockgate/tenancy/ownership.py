@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from dockgate.admission.jsonstrict import dumps
+from dockgate.admission.jsonstrict import dumps, go_field
 from dockgate.admission.target import escape_path
 from dockgate.admission.versions import compare_versions
 from dockgate.errors import BadRequest, Forbidden
@@ -122,17 +122,6 @@ def buildkit_label_refusal(attrs: Mapping[str, str], tenant: str) -> str | None:
 _IMAGE_CONFIG_KEY = "containerimage.config"
 
 
-def _go_field(doc: Any, name: str) -> Any:
-    """The member Go's encoding/json gives a struct field ``name``: keys match
-    case-insensitively, the last one wins."""
-    found = None
-    if isinstance(doc, Mapping):
-        for key, value in doc.items():
-            if str(key).lower() == name:
-                found = value
-    return found
-
-
 def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
                             image: bool = False) -> str | None:
     """Why a tenant's client-side build may not return this result, or None.
@@ -156,7 +145,7 @@ def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
             doc = json.loads(raw)
         except ValueError:
             return f"dockgate: the returned image config {key!r} is not JSON dockgate reads"
-        labels = _go_field(_go_field(doc, "config"), "labels") or {}
+        labels = go_field(go_field(doc, "config"), "labels") or {}
         if not isinstance(labels, Mapping):
             return f"dockgate: the returned image config {key!r} has labels dockgate cannot read"
         for name, value in labels.items():

@@ -219,3 +219,36 @@ def test_buildkit_from_another_tenants_image_is_refused(two: Tenants) -> None:
                  str(_context(f"FROM {two.a_image}\nRUN cat /mine\n")))
     assert out.returncode == 0, out.stderr
     assert image_file(two.engine, tag + ":own", "/mine") == "mine\n"
+
+
+def test_buildkit_named_context_triggers_are_checked(two: Tenants) -> None:
+    """A named context (``--build-context dgtest=docker-image://X``) stands in for ``FROM
+    dgtest`` and the frontend runs X's ONBUILD triggers: with X an image of A's whose
+    trigger copies from B's image, the bare daemon builds A an image holding B's secret;
+    through dockgate the build is refused exactly as when the trigger names a missing
+    image, and A gets no image.  (Engine 28.5: 20.10's builtin frontend has no named
+    contexts.)"""
+    if two.a.kind != "tls" or two.engine.name == "20.10":
+        pytest.skip("buildx as root (TLS), on the engine whose frontend has named contexts")
+    tag = uuid.uuid4().hex[:8]
+    ctx = _context(f"FROM {IMAGE}\nRUN true\n")
+    said = []
+    for name in (two.b_image, f"b-missing-{tag}:latest"):
+        trig = f"a-trig-{uuid.uuid4().hex[:8]}:latest"
+        src = f"a-trig-src-{tag}"
+        two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+        two.a.docker("commit", "-c", f"ONBUILD COPY --from={name} /secret /stolen", src, trig)
+        two.a.docker("rm", src)
+        if name == two.b_image:
+            two.engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false",
+                                     *NONE, "--build-context", f"{IMAGE}=docker-image://{trig}",
+                                     "--load", "-t", f"a-nc-{tag}:direct", str(ctx),
+                                     timeout=300)
+            assert image_file(two.engine, f"a-nc-{tag}:direct", "/stolen") == SECRET + "\n"
+        out = buildx(two.a, "--build-context", f"{IMAGE}=docker-image://{trig}", "--load",
+                     "-t", f"a-nc-{tag}:gate", str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME")))
+        assert image_file(two.engine, f"a-nc-{tag}:gate", "/stolen") is None
+    assert said[0][0] != 0 and "rule tenant-images: no such image: NAME" in said[0][1], said
+    assert said[0][1].count("no such image") == said[1][1].count("no such image")
+    assert "teamb" not in said[0][1]
