@@ -252,3 +252,34 @@ def test_buildkit_named_context_triggers_are_checked(two: Tenants) -> None:
     assert said[0][0] != 0 and "rule tenant-images: no such image: NAME" in said[0][1], said
     assert said[0][1].count("no such image") == said[1][1].count("no such image")
     assert "teamb" not in said[0][1]
+
+
+def test_base_trigger_over_several_lines_is_checked(two: Tenants) -> None:
+    """A commit's ``OnBuild`` is kept verbatim, and the daemon parses each trigger as a
+    Dockerfile of its own: ``COPY \\`` then ``--from=<B's image>`` on the next line is one
+    instruction.  With such a trigger in an image of A's, the bare daemon builds A an
+    image holding B's secret from ``FROM`` that image; through dockgate the build is
+    refused exactly as when the trigger names a missing image, and A gets no image."""
+    if two.a.kind != "tls":
+        pytest.skip("the commit's OnBuild is sent as a raw request (TLS callers)")
+    tag = uuid.uuid4().hex[:8]
+    src = f"a-ml-src-{tag}"
+    two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+    said = []
+    for name in (two.b_image, f"b-missing-{tag}:latest"):
+        base = f"a-ml-{uuid.uuid4().hex[:8]}"
+        status, answer = two.a.request(
+            "POST", f"/commit?container={src}&repo={base}&tag=latest",
+            {"OnBuild": [f"COPY \\\n--from={name} /secret /stolen"]})
+        assert status == 201, answer
+        ctx = _context(f"FROM {base}\nRUN true\n")
+        if name == two.b_image:
+            _direct(two.engine, ctx, f"{base}-out:direct")
+            assert image_file(two.engine, f"{base}-out:direct", "/stolen") == SECRET + "\n"
+        out = classic(two.a, *NONE, "-t", f"{base}-out:gate", str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME").replace(base, "BASE")))
+        assert image_file(two.engine, f"{base}-out:gate", "/stolen") is None
+    assert said[0][0] != 0, said
+    assert "dockgate: Dockerfile image BASE ONBUILD[0] line 1 COPY --from: no such " \
+        "image: NAME" in said[0][1], said
+    assert said[0] == said[1]
