@@ -206,6 +206,7 @@ async def scope_request(
                 # A missing name is asked of the registry: so is this one, for a tag
                 # nobody has, and the answer says the caller's tag again.
                 stand_ins.append(pull_stand_in(request, secrets.token_hex(16))[1])
+                writes.remove(ref.ref)  # it writes the stand-in: holds say nothing
                 continue
             if _name_taken(ref):
                 raise name_in_use(ref)

@@ -586,3 +586,18 @@ def test_build_claims_its_bases_before_reading_them() -> None:
     with pytest.raises(DockgateError) as caught:
         asyncio.run(check_build_images(facts, A, daemon.fetch, None, [], holds=holds))
     assert caught.value.status == 409 and "being written" in caught.value.message
+
+
+def test_pull_of_another_tenants_held_name_says_nothing_of_the_hold() -> None:
+    """A pull of a name another tenant's running build holds goes on with a stand-in tag
+    (it writes nothing of that name), as when no build holds it: no 409 tells A of B's
+    build."""
+    holds = NameHolds()
+    assert isinstance(holds.claim("base", ["b-img:latest"]), Claim)
+    daemon = Daemon({"/v1.51/images/b-img:latest/json": _image("team-b", "b-img:latest")})
+    stands: list[Any] = []
+    claims: list[Claim] = []
+    asyncio.run(scope_request(req("POST", "/v1.51/images/create?fromImage=b-img&tag=latest"),
+                              A, daemon.fetch, daemon.replay, stands, claims=claims,
+                              holds=holds))
+    assert len(stands) == 1 and claims == []
