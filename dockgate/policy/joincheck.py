@@ -163,7 +163,7 @@ async def check_build_images(
     forwarded write is writing at that moment is refused (409).
     """
     if claims is not None:
-        claim = holds.claim("base", [name for _, name in facts.bases])
+        claim = holds.claim("base", [name for _, name in facts.bases], tenant.name)
         if isinstance(claim, str):
             raise DockgateError(write_pending_message(claim), status=409, reason="base-held")
         claims.append(claim)

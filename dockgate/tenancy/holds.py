@@ -9,9 +9,10 @@ an image of its own whose triggers were never read (``COPY --from=<another
 tenant's image>``).  So from the check until the build's answer ends, the
 names of its bases are *held*: a tenant's request that would write one of
 them (tag, commit, build ``t``, import, pull, or remove it or an image that
-carries it) is refused, and a build whose base name is being written at that
-moment (the write forwarded, its answer not yet in) is refused too, so that
-a write the daemon has not applied yet cannot land after the check.
+carries it, or prune the tenant's images) is refused, and a build whose base
+name is being written at that moment (the write forwarded, its answer not yet
+in) is refused too, so that a write the daemon has not applied yet cannot land
+after the check.
 
 Names are compared as the daemon resolves them (``busybox`` is
 ``docker.io/library/busybox:latest``); a reference with a digest, or one
@@ -48,6 +49,8 @@ class Claim:
 
     kind: Kind
     keys: tuple[str, ...]
+    owner: str = ""
+    """The tenant whose build holds base names (``building``)."""
     released: bool = field(default=False)
 
 
@@ -57,6 +60,11 @@ class NameHolds:
 
     def __init__(self) -> None:
         self._held: dict[Kind, dict[str, int]] = {"base": {}, "write": {}}
+        self._builds: dict[str, int] = {}
+
+    def building(self, owner: str) -> bool:
+        """Whether a build of tenant ``owner`` holds base names now."""
+        return self._builds.get(owner, 0) > 0
 
     def conflict(self, kind: Kind, names: Iterable[str]) -> str | None:
         """The first of ``names`` that a hold of the other kind holds, or None."""
@@ -67,9 +75,9 @@ class NameHolds:
                 return name
         return None
 
-    def claim(self, kind: Kind, names: Iterable[str]) -> Claim | str:
-        """Hold ``names`` as ``kind``; or the first name held by the other kind, holding
-        nothing."""
+    def claim(self, kind: Kind, names: Iterable[str], owner: str = "") -> Claim | str:
+        """Hold ``names`` as ``kind`` (a base hold for tenant ``owner``'s build); or the
+        first name held by the other kind, holding nothing."""
         names = list(names)
         found = self.conflict(kind, names)
         if found is not None:
@@ -78,7 +86,9 @@ class NameHolds:
         table = self._held[kind]
         for key in keys:
             table[key] = table.get(key, 0) + 1
-        return Claim(kind, keys)
+        if kind == "base":
+            self._builds[owner] = self._builds.get(owner, 0) + 1
+        return Claim(kind, keys, owner)
 
     def release(self, claim: Claim) -> None:
         """Let go of ``claim`` (once; again is a no-op)."""
@@ -92,6 +102,12 @@ class NameHolds:
                 table[key] = left
             else:
                 table.pop(key, None)
+        if claim.kind == "base":
+            left = self._builds.get(claim.owner, 0) - 1
+            if left > 0:
+                self._builds[claim.owner] = left
+            else:
+                self._builds.pop(claim.owner, None)
 
 
 HOLDS = NameHolds()
@@ -102,6 +118,12 @@ def base_held_message(name: str) -> str:
     """The refusal of a write of ``name`` while a running build holds it as its base."""
     return (f"image name {name!r} is in use by a running build that starts from it; "
             "write it when that build has ended")
+
+
+PRUNE_WHILE_BUILDING = ("images cannot be pruned while a build of this tenant runs: it "
+                        "could remove a base image the build was checked with, which the "
+                        "daemon would then pull; prune when the build has ended")
+"""Why a tenant's image prune waits for its own running builds."""
 
 
 def write_pending_message(name: str) -> str:

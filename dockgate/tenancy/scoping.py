@@ -53,7 +53,13 @@ from dockgate.tenancy import (
     stamp,
     usage_from_list,
 )
-from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, base_held_message
+from dockgate.tenancy.holds import (
+    HOLDS,
+    PRUNE_WHILE_BUILDING,
+    Claim,
+    NameHolds,
+    base_held_message,
+)
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
     MissingAnswer,
@@ -144,6 +150,8 @@ async def scope_request(
     if endpoint == "image.push" and not tenant.admin and not _query_value(request, "tag"):
         raise Forbidden("pushing every tag of a repository is for administrators only; "
                         "push NAME:TAG", reason="admin-only")
+    if endpoint == "image.prune" and not tenant.admin and holds.building(tenant.name):
+        raise DockgateError(PRUNE_WHILE_BUILDING, status=409, reason="base-held")
     request = scope_list(stamp(request, tenant), tenant)
     if endpoint == "volume.create" and not tenant.admin:
         await _volume_name_free(request, tenant, fetch)

@@ -601,3 +601,24 @@ def test_pull_of_another_tenants_held_name_says_nothing_of_the_hold() -> None:
                               A, daemon.fetch, daemon.replay, stands, claims=claims,
                               holds=holds))
     assert len(stands) == 1 and claims == []
+
+
+def test_image_prune_waits_for_the_tenants_own_builds() -> None:
+    """``docker image prune -a`` could remove a base a running build of the tenant was
+    checked with (the daemon would pull that name then): refused (409) while a build of
+    that tenant holds bases; another tenant's build does not hold it back, nor does an
+    admin's prune wait."""
+    holds = NameHolds()
+    daemon = Daemon({})
+    prune = req("POST", "/v1.51/images/prune")
+    claim = holds.claim("base", ["a-base"], "team-a")
+    assert isinstance(claim, Claim) and holds.building("team-a")
+    with pytest.raises(DockgateError) as caught:
+        asyncio.run(scope_request(prune, A, daemon.fetch, daemon.replay, holds=holds))
+    assert caught.value.status == 409 and "cannot be pruned" in caught.value.message
+    asyncio.run(scope_request(prune, Tenant("team-b"), daemon.fetch, daemon.replay,
+                              holds=holds))
+    asyncio.run(scope_request(prune, ADMIN, daemon.fetch, daemon.replay, holds=holds))
+    holds.release(claim)
+    assert not holds.building("team-a")
+    asyncio.run(scope_request(prune, A, daemon.fetch, daemon.replay, holds=holds))
