@@ -195,3 +195,15 @@ def go_fold(key: str) -> str:
 
 
 _FOLD_CHARS = frozenset("\u017f\u212a")
+
+
+def go_field(doc: Any, name: str) -> Any:
+    """The member Go's encoding/json gives the struct field ``name`` (lower case) of an
+    already decoded object: keys match case-insensitively and the last one wins (None
+    when ``doc`` is not an object or has no such member)."""
+    found = None
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if str(key).lower() == name:
+                found = value
+    return found

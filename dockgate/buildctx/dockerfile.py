@@ -415,8 +415,22 @@ def triggers(image: str, onbuild: list[str], facts: DockerfileFacts) -> None:
     """Add what a base image's ``ONBUILD`` triggers fetch or name to ``facts``.
 
     The daemon runs them as instructions of the build that starts ``FROM``
-    that image; a trigger may not itself be ``ONBUILD``.
+    that image; a trigger may not itself be ``ONBUILD``.  Each trigger is
+    parsed by the daemon as a Dockerfile of its own (moby ``processOnBuild``,
+    BuildKit's ``initOnBuildTriggers``: ``parser.Parse`` of its text), which
+    must hold one instruction; a trigger's text, which a commit's ``OnBuild``
+    sets verbatim, may put it over several lines (``COPY \\`` and ``--from=X``
+    on the next, or after a comment or an escape directive), so a trigger that
+    holds a line break is read as a whole Dockerfile, every reading ``parse``
+    makes, not as one line.
     """
     st = _State(facts, {}, {}, seen_from=True)
     for i, line in enumerate(onbuild):
-        _instruction(st, line, f"image {image} ONBUILD[{i}]", nested=True)
+        where = f"image {image} ONBUILD[{i}]"
+        if "\n" not in line:
+            _instruction(st, line, where, nested=True)
+            continue
+        read = parse(line)
+        for name in DockerfileFacts.__dataclass_fields__:
+            mine = getattr(facts, name)
+            mine.extend((f"{where} {w}", v) for w, v in getattr(read, name))

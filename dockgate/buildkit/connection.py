@@ -38,6 +38,7 @@ from dockgate.policy.controls import DecisionContext
 from dockgate.policy.joincheck import base_triggers
 from dockgate.proxy.splice import Splice
 from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
+from dockgate.tenancy.holds import HOLDS, base_held_message
 from dockgate.tenancy.ownership import ObjectRef
 
 if TYPE_CHECKING:
@@ -230,7 +231,8 @@ class MediatedSplice(Splice):
                 # As ``docker build -t`` of a name another holds (or shared): the
                 # answer says only that the name is taken.
                 return f"image name {name!r} is already in use"
-        return None
+        held = HOLDS.conflict("write", verdict.image_names)
+        return None if held is None else base_held_message(held)
 
     async def _base_triggers(self, tenant: Tenant | None, verdict: BuildVerdict,
                              infos: dict[str, Mapping[str, Any]]) -> BuildVerdict:

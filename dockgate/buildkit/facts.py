@@ -17,13 +17,16 @@ see.  Each fact carries ``where`` it came from, so the denial names it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockgate.buildctx.dockerfile import DockerfileFacts, parse
+from dockgate.admission.jsonstrict import go_field
+from dockgate.buildctx.dockerfile import DockerfileFacts, parse, triggers
 from dockgate.buildkit.solve import DOCKERFILE_INPUT, ContainerAsk, LlbMount, LlbOp, SolveAsk
 
 DOCKERFILE_DIR = "dockerfile"
@@ -51,8 +54,14 @@ class BuildKitFacts:
     images: list[Pair] = field(default_factory=list)
     """Images the daemon pulls or reads (sources, named contexts, Dockerfile)."""
     bases: list[Pair] = field(default_factory=list)
-    """The Dockerfile's ``FROM`` images (among ``images``), whose ``ONBUILD`` triggers
-    run in this build: the I/O layer reads them (``joincheck.base_triggers``)."""
+    """The Dockerfile's ``FROM`` images and ``docker-image://`` named contexts (among
+    ``images``), whose ``ONBUILD`` triggers run in this build: the I/O layer reads them
+    (``joincheck.base_triggers``)."""
+    unread_triggers: list[Pair] = field(default_factory=list)
+    """Named contexts whose image config (``ONBUILD`` triggers included) dockgate cannot
+    read: an ``oci-layout://`` store on the client's session, an input's metadata that
+    does not decode.  Refused (also among ``refusals``; a tenant's build whatever its
+    policy)."""
     frontends: list[Pair] = field(default_factory=list)
     """Frontend images the daemon runs (``# syntax=``, ``source``, BUILDKIT_SYNTAX)."""
     registries: list[Pair] = field(default_factory=list)
@@ -75,6 +84,11 @@ class BuildKitFacts:
     cache_mounts: list[Pair] = field(default_factory=list)
     """Cache mounts (``RUN --mount=type=cache``, an LLB or gateway container mount of type
     cache), by id: the daemon shares each id with every build on it."""
+
+    def extend(self, other: BuildKitFacts) -> None:
+        """Add every fact of ``other`` to these."""
+        for name in self.__dataclass_fields__:
+            getattr(self, name).extend(getattr(other, name))
 
     def image_refs(self) -> tuple[str, ...]:
         """The images the build reads, each once, in order (for tenant ownership)."""
@@ -102,7 +116,9 @@ _INERT_KEYS = frozenset({
     "cpusetmems", "cmdline", "contextkey",
 })
 """Build-target selection, image metadata and limits of the build's own containers."""
-_INERT_PREFIXES = ("label:", "vcs:", "input-metadata:", "sharedkey:", "build-arg:")
+_INERT_PREFIXES = ("label:", "vcs:", "sharedkey:", "build-arg:")
+_INPUT_METADATA = "input-metadata:"
+_IMAGE_CONFIG = "containerimage.config"
 _SYNTAX_ARG = "build-arg:BUILDKIT_SYNTAX"
 _NETWORK_MODES = {"": None, "default": None, "sandbox": None, "none": None, "host": "host"}
 _LOCAL_VALUE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -171,15 +187,52 @@ def _named_context(facts: BuildKitFacts, where: str, value: str) -> None:
     elif scheme == "docker-image":
         ref = rest.removeprefix("//")
         if ref != "scratch":
+            # It stands in for a FROM: the frontend runs the image's ONBUILD triggers.
             facts.images.append((where, ref))
+            facts.bases.append((where, ref))
     elif scheme in ("git", "http", "https"):
         facts.urls.append((where, value))
     elif scheme == "local":
         facts.locals.append((where, rest))
-    elif scheme in ("oci-layout", "input"):
-        pass  # a store on the client's session; a frontend input (its ops are judged)
+    elif scheme == "oci-layout":
+        # The frontend reads the image config, ONBUILD triggers and all, from the
+        # client's store on the session, which dockgate does not read.
+        _unread_triggers(facts, where, f"{value!r} is an image whose config (ONBUILD "
+                                       "triggers) comes from the client's store, unread")
+    elif scheme == "input":
+        pass  # a frontend input: its ops are judged, its image config by input-metadata
     else:
         facts.refusals.append((where, f"context {value!r} is not a kind dockgate knows"))
+
+
+def _unread_triggers(facts: BuildKitFacts, where: str, why: str) -> None:
+    facts.unread_triggers.append((where, why))
+    facts.refusals.append((where, why))
+
+
+def _input_metadata(facts: BuildKitFacts, where: str, value: str) -> None:
+    """``input-metadata:NAME``: the exporter metadata of a frontend input, whose
+    ``containerimage.config`` the frontend takes as the image config of the named
+    context ``input:NAME`` (moby/buildkit ``frontend/dockerui``), and whose ``ONBUILD``
+    triggers it then runs as instructions of this build: they are read here as a
+    Dockerfile's (a config that does not decode as Go decodes it is refused)."""
+    try:
+        doc = json.loads(value)
+        raw = doc.get(_IMAGE_CONFIG) if isinstance(doc, dict) else None
+        config = json.loads(base64.b64decode(raw, validate=True)) \
+            if isinstance(raw, str) else None
+    except (ValueError, binascii.Error):
+        _unread_triggers(facts, where, "is input metadata dockgate cannot read")
+        return
+    onbuild = go_field(go_field(config, "config"), "onbuild")
+    if not onbuild:
+        return
+    if not isinstance(onbuild, list) or not all(isinstance(t, str) for t in onbuild):
+        _unread_triggers(facts, where, "has ONBUILD triggers dockgate cannot read")
+        return
+    df = DockerfileFacts()
+    triggers(where, onbuild, df)
+    facts.extend(dockerfile_facts(df)[0])
 
 
 def _cache(facts: BuildKitFacts, where: str, entries: Iterable[tuple[str, Mapping[str, str]]],
@@ -261,6 +314,8 @@ def frontend_options(facts: BuildKitFacts, attrs: Mapping[str, str], frontend: s
             _cache_imports_json(facts, where, value)
         elif base.startswith("context:"):
             _named_context(facts, where, value)
+        elif key.startswith(_INPUT_METADATA):
+            _input_metadata(facts, where, value)
         elif key == "context" or base.startswith("input:"):
             if _is_remote(value):
                 facts.remote.append((where, value))

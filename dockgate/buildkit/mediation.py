@@ -528,6 +528,10 @@ class GrpcHooks:
         if verdict.allowed and j.tenant is not None and \
                 ask.frontend_attrs.get("image-resolve-mode") == "pull":
             verdict = tenant_denial(j, "tenant-images", PULLED_BASES, verdict.facts)
+        if verdict.allowed and j.tenant is not None and verdict.facts.get("unread_triggers"):
+            where, why = verdict.facts["unread_triggers"][0]
+            verdict = tenant_denial(j, "tenant-images", f"{where}: {why} (its ONBUILD "
+                                    "triggers would run in this build unchecked)", verdict.facts)
         if verdict.allowed and j.tenant is not None:
             label = buildkit_label_refusal(ask.frontend_attrs, j.tenant.name)
             if label is not None:

@@ -21,11 +21,12 @@ from urllib.parse import quote
 
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildctx.dockerfile import triggers
-from dockgate.errors import Forbidden, NotFound, UpstreamUnavailable
+from dockgate.errors import DockgateError, Forbidden, NotFound, UpstreamUnavailable
 from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.decision import decide
 from dockgate.policy.joins import MAX_DEPTH, STARTS, as_create, join_refs, pin, stored_refs
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
+from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_message
 from dockgate.tenancy.ownership import ObjectRef, image_shared
 from dockgate.tenancy.ownership import pin as pin_path
 
@@ -140,7 +141,8 @@ async def check_tenant_build(
 
 
 async def check_build_images(
-    facts: DockerfileFacts, tenant: Tenant, fetch: Fetch, version: str | None
+    facts: DockerfileFacts, tenant: Tenant, fetch: Fetch, version: str | None,
+    claims: list[Claim] | None = None, *, holds: NameHolds = HOLDS,
 ) -> None:
     """Each image a tenant's Dockerfile names must be on the daemon, and one the tenant
     may read.
@@ -153,7 +155,18 @@ async def check_build_images(
     and another tenant's get the same refusal, naming only the reference.
     The images the ``ONBUILD`` triggers of its base images name are checked
     alike (a trigger is an instruction of this build, kept in the base's config).
+
+    The base names are claimed in ``holds`` before they are read (the claim added
+    to ``claims``, which the I/O layer releases when the build's answer ends): the
+    daemon resolves them only once the whole context has arrived, and a name
+    retagged meanwhile would bring triggers nobody read.  A base name that a
+    forwarded write is writing at that moment is refused (409).
     """
+    if claims is not None:
+        claim = holds.claim("base", [name for _, name in facts.bases], tenant.name)
+        if isinstance(claim, str):
+            raise DockgateError(write_pending_message(claim), status=409, reason="base-held")
+        claims.append(claim)
     bases = set(facts.bases)
     triggered = DockerfileFacts()
     for where, name in facts.images:

@@ -143,6 +143,7 @@ from dockgate.proxy.turns import Job, Turns
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 from dockgate.tenancy import Tenant, filter_list, needs_usage, with_tenant_sets
 from dockgate.tenancy.event_scope import EventScope
+from dockgate.tenancy.holds import HOLDS, Claim
 from dockgate.tenancy.missing import NamesBack, StandIn, forwarded
 from dockgate.tenancy.scoping import check_quota, owned_objects, owns_object, scope_request
 
@@ -351,6 +352,8 @@ class Exchange:
     """Rewrites an /events stream line by line (``redact.EventRedactor``), or an answer
     that names stand-ins (``missing.NamesBack``)."""
     stand_ins: list[StandIn] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    """Image names this exchange holds (``tenancy.holds``), released with it."""
     """Stand-ins the forwarded request names instead of the caller's names (``scoping``)."""
     bound_image: str | None = None
     """The image id a create's decision read; the created container must run it
@@ -842,7 +845,8 @@ class ProxyServerProtocol(Protocol):
     ) -> tuple[Policy, DecisionContext | None]:
         assert x.request is not None and self.peer is not None
         if x.tenant is not None and not x.tenant.admin:
-            await check_build_images(facts, x.tenant, self._fetch, x.request.version)
+            await check_build_images(facts, x.tenant, self._fetch, x.request.version,
+                                     x.claims)
         if wants_dockerfile(policy, x.request, self.peer):
             pulls = any(k == "pull" and v not in ("", "0") for k, v in x.request.query)
             await check_base_triggers(facts, self._fetch, x.request.version, pulls)
@@ -949,7 +953,8 @@ class ProxyServerProtocol(Protocol):
                 raise Forbidden(f"no tenant for {_caller(peer)}", reason="no-tenant")
             x.tenant = tenant
             x.request, target = await scope_request(x.request, tenant, self._fetch,
-                                                    self._replay, x.stand_ins)
+                                                    self._replay, x.stand_ins,
+                                                    claims=x.claims)
             x.request = await check_tenant_build(x.request, tenant, self._fetch)
             if needs_usage(tenant, x.request.endpoint.id):
                 # One quota-checked request at a time per tenant, until the
@@ -1861,6 +1866,8 @@ class ProxyServerProtocol(Protocol):
         if timer is not None and timer.active():
             timer.cancel()
         self._release_quota(x)
+        for claim in x.claims:
+            HOLDS.release(claim)
         if x.events is not None:
             x.events.stop()
         upstream, x.upstream = x.upstream, None

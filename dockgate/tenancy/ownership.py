@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from dockgate.admission.jsonstrict import dumps
+from dockgate.admission.jsonstrict import dumps, go_field
 from dockgate.admission.target import escape_path
 from dockgate.admission.versions import compare_versions
 from dockgate.errors import BadRequest, Forbidden
@@ -122,17 +122,6 @@ def buildkit_label_refusal(attrs: Mapping[str, str], tenant: str) -> str | None:
 _IMAGE_CONFIG_KEY = "containerimage.config"
 
 
-def _go_field(doc: Any, name: str) -> Any:
-    """The member Go's encoding/json gives a struct field ``name``: keys match
-    case-insensitively, the last one wins."""
-    found = None
-    if isinstance(doc, Mapping):
-        for key, value in doc.items():
-            if str(key).lower() == name:
-                found = value
-    return found
-
-
 def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
                             image: bool = False) -> str | None:
     """Why a tenant's client-side build may not return this result, or None.
@@ -156,7 +145,7 @@ def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
             doc = json.loads(raw)
         except ValueError:
             return f"dockgate: the returned image config {key!r} is not JSON dockgate reads"
-        labels = _go_field(_go_field(doc, "config"), "labels") or {}
+        labels = go_field(go_field(doc, "config"), "labels") or {}
         if not isinstance(labels, Mapping):
             return f"dockgate: the returned image config {key!r} has labels dockgate cannot read"
         for name, value in labels.items():
@@ -170,15 +159,47 @@ def returned_config_refusal(metadata: Mapping[str, bytes], tenant: str,
     return None
 
 
+_CONTINUATIONS = ("\\", "`")
+"""The escape characters a Dockerfile line can end with to continue on the next line
+(``\\``, or `````` after an ``# escape=`` directive)."""
+
+
 def _check_changes(changes: Iterable[str], where: str) -> None:
     """Refuse Dockerfile ``LABEL`` instructions (also under ``ONBUILD``) in commit/import
-    ``changes``: with ``ENV`` substitution and quoting their keys cannot be read reliably."""
+    ``changes``: with ``ENV`` substitution and quoting their keys cannot be read reliably.
+
+    The daemon joins the changes with newlines and parses them as one Dockerfile
+    (moby ``BuildFromConfig``), so a change that holds a line break, or ends with an
+    escape character and so continues into the next change (``LA\\`` then ``BEL
+    io.dockgate.owner=x``; or into the ``LABEL`` dockgate appends to an import, which
+    would then be a value of the client's ``ENV`` and the image nobody's), is refused
+    too: each change must be exactly one instruction for its first word to tell which.
+    """
     for change in changes:
+        if "\n" in change or "\r" in change or change.rstrip().endswith(_CONTINUATIONS):
+            raise Forbidden(f"{where}: a change must be one line, without a line break or a "
+                            "trailing escape character (\\ or `): the daemon joins the "
+                            "changes into one Dockerfile", reason="reserved-label")
         words = change.replace("\\", " ").split()
-        upper = [w.upper() for w in words[:2]]
-        if upper[:1] == ["LABEL"] or upper == ["ONBUILD", "LABEL"]:
+        lower = [w.lower() for w in words[:2]]
+        if lower[:1] == ["label"] or lower == ["onbuild", "label"]:
             raise Forbidden(f"{where}: LABEL instructions are not allowed in changes "
                             "(labels are set by dockgate)", reason="reserved-label")
+
+
+def _check_mount_labels(holder: Any, where: str) -> None:
+    """Refuse dockgate labels in the ``VolumeOptions.Labels`` of volume mounts.
+
+    The daemon creates the volume of a mount that names none (an anonymous volume;
+    a named one that is missing dockgate creates for the tenant first) with those
+    labels: ``io.dockgate.owner=<another tenant>`` would hand that tenant a volume the
+    creator's container keeps mounted, to read what the other tenant puts there.
+    """
+    mounts = holder.get("Mounts") if isinstance(holder, Mapping) else None
+    for i, mount in enumerate(mounts if isinstance(mounts, list) else ()):
+        options = mount.get("VolumeOptions") if isinstance(mount, Mapping) else None
+        if isinstance(options, Mapping):
+            _check_labels(options.get("Labels"), f"{where}[{i}].VolumeOptions.Labels")
 
 
 # -- rewriting helpers ------------------------------------------------------------
@@ -225,7 +246,9 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     ``LABEL``s; and ``nocache=1`` while build caches are private:
     ``build_cache_sets``), commit (body ``Labels``, which win over the container's; no
     ``LABEL`` in ``changes``) and import (``image.create`` with ``fromSrc``:
-    a ``LABEL`` change is appended).  Other requests are returned unchanged.
+    a ``LABEL`` change is appended).  A container's (or service's) volume mounts may
+    not carry dockgate labels for the volumes they create.  Other requests are
+    returned unchanged.
 
     Raises:
         Forbidden: the client set a label in the ``io.dockgate.`` namespace.
@@ -246,6 +269,11 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
                 }
         if ep == "image.commit":
             _check_changes(query_values(request, "changes"), "changes")
+        if ep == "container.create":
+            _check_mount_labels(body.get("HostConfig"), "HostConfig.Mounts")
+        if ep == "service.create":
+            _check_mount_labels((body.get("TaskTemplate") or {}).get("ContainerSpec"),
+                                "TaskTemplate.ContainerSpec.Mounts")
         if ep == "network.create" and request.version is not None \
                 and compare_versions(request.version, "1.44") < 0:
             # Before API 1.44 the daemon makes a second network of a taken name

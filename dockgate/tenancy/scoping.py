@@ -53,6 +53,13 @@ from dockgate.tenancy import (
     stamp,
     usage_from_list,
 )
+from dockgate.tenancy.holds import (
+    HOLDS,
+    PRUNE_WHILE_BUILDING,
+    Claim,
+    NameHolds,
+    base_held_message,
+)
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
     MissingAnswer,
@@ -89,7 +96,10 @@ Replay = Callable[[str, str, bytes | None, tuple[tuple[str, str], ...]],
 """``replay(method, target, body, headers)`` → (status, content type, raw body): a side
 request whose answer is given back to the client as it is (``missing``)."""
 
-_CREATED_IF_MISSING = frozenset({"t", "repo", "fromImage", "cachefrom"})
+_NAMES_WRITTEN = frozenset({"t", "repo", "fromImage"})
+"""Image references (by query key) that name what a build, commit, tag, import or pull
+writes."""
+_CREATED_IF_MISSING = _NAMES_WRITTEN | {"cachefrom"}
 """Image references (by query key) whose absence the daemon does not refuse: a
 name that a build, commit, tag, import or pull writes, and the build's cache
 sources (a missing one is ignored)."""
@@ -97,7 +107,8 @@ sources (a missing one is ignored)."""
 
 async def scope_request(
     request: CanonicalRequest, tenant: Tenant, fetch: Fetch, replay: Replay | None = None,
-    stand_ins: list[StandIn] | None = None,
+    stand_ins: list[StandIn] | None = None, *, claims: list[Claim] | None = None,
+    holds: NameHolds = HOLDS,
 ) -> tuple[CanonicalRequest, Mapping[str, Any] | None]:
     """Stamp, scope, check and pin ``request`` for ``tenant``.
 
@@ -114,12 +125,18 @@ async def scope_request(
     answer (``missing.NamesBack``).  Without ``stand_ins`` such a pull is
     refused as a name in use.
 
+    The image names a tenant's request writes (tag, commit, build ``t``, import,
+    pull) or removes (an image delete: its name, and every name of the image)
+    are claimed as writes in ``holds`` and the claim added to ``claims``, which the
+    I/O layer releases when the exchange ends; a name that a running build holds
+    as its base is refused (``tenancy.holds``).
+
     Raises:
         MissingAnswer: a named object is missing or not the tenant's.
         Forbidden: an admin-only endpoint, a spoofed owner label, or a shared
             image's name the request would write.
         DockgateError: (409) a name the request would write that the tenant
-            may not use (``missing.name_in_use``).
+            may not use (``missing.name_in_use``), or that a running build holds.
         UpstreamUnavailable: the daemon could not answer an inspection.
     """
     endpoint = request.endpoint.id
@@ -133,6 +150,8 @@ async def scope_request(
     if endpoint == "image.push" and not tenant.admin and not _query_value(request, "tag"):
         raise Forbidden("pushing every tag of a repository is for administrators only; "
                         "push NAME:TAG", reason="admin-only")
+    if endpoint == "image.prune" and not tenant.admin and holds.building(tenant.name):
+        raise DockgateError(PRUNE_WHILE_BUILDING, status=409, reason="base-held")
     request = scope_list(stamp(request, tenant), tenant)
     if endpoint == "volume.create" and not tenant.admin:
         await _volume_name_free(request, tenant, fetch)
@@ -140,11 +159,17 @@ async def scope_request(
     target: Mapping[str, Any] | None = None
     new_volumes: list[str] = []
     hidden: list[tuple[ObjectRef, str]] = []
+    writes: list[str] = []
     for ref in object_refs(request):
         if ref.kind in _SWARM_KINDS and not tenant.admin:
             raise Forbidden(f"{ref.key}: {ref.kind}s are for administrators only",
                             reason="admin-only")
+        if ref.kind == "image" and ref.key.split("[")[0] in _NAMES_WRITTEN:
+            writes.append(ref.ref)
         status, info = await fetch("GET", inspect_target(ref, request.version), None)
+        if endpoint == "image.delete" and ref.where == "path":
+            tags = info.get("RepoTags") if status == 200 and isinstance(info, dict) else None
+            writes.extend([ref.ref, *(t for t in tags or () if isinstance(t, str))])
         if status in (400, 404) and ref.kind == "image" and ref.key.split("[")[0] \
                 in _CREATED_IF_MISSING:
             continue  # names nothing yet, or nothing the daemon can parse: it answers
@@ -189,6 +214,7 @@ async def scope_request(
                 # A missing name is asked of the registry: so is this one, for a tag
                 # nobody has, and the answer says the caller's tag again.
                 stand_ins.append(pull_stand_in(request, secrets.token_hex(16))[1])
+                writes.remove(ref.ref)  # it writes the stand-in: holds say nothing
                 continue
             if _name_taken(ref):
                 raise name_in_use(ref)
@@ -201,6 +227,11 @@ async def scope_request(
         # Every reference was checked first: the answer must not depend on
         # whether some other object the request names exists.
         raise await _as_missing(asked, hidden, fetch, replay)
+    if writes and claims is not None and not tenant.admin:
+        claim = holds.claim("write", writes)
+        if isinstance(claim, str):
+            raise DockgateError(base_held_message(claim), status=409, reason="base-held")
+        claims.append(claim)
     for name in dict.fromkeys(new_volumes):
         await _create_owned_volume(request, name, tenant, fetch)
     return request, target

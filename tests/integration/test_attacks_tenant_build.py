@@ -13,8 +13,13 @@ shared test image still work.
 
 from __future__ import annotations
 
+import io
 import json
+import socket
+import ssl
 import subprocess
+import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,3 +224,148 @@ def test_buildkit_from_another_tenants_image_is_refused(two: Tenants) -> None:
                  str(_context(f"FROM {two.a_image}\nRUN cat /mine\n")))
     assert out.returncode == 0, out.stderr
     assert image_file(two.engine, tag + ":own", "/mine") == "mine\n"
+
+
+def test_buildkit_named_context_triggers_are_checked(two: Tenants) -> None:
+    """A named context (``--build-context dgtest=docker-image://X``) stands in for ``FROM
+    dgtest`` and the frontend runs X's ONBUILD triggers: with X an image of A's whose
+    trigger copies from B's image, the bare daemon builds A an image holding B's secret;
+    through dockgate the build is refused exactly as when the trigger names a missing
+    image, and A gets no image.  (Engine 28.5: 20.10's builtin frontend has no named
+    contexts.)"""
+    if two.a.kind != "tls" or two.engine.name == "20.10":
+        pytest.skip("buildx as root (TLS), on the engine whose frontend has named contexts")
+    tag = uuid.uuid4().hex[:8]
+    ctx = _context(f"FROM {IMAGE}\nRUN true\n")
+    said = []
+    for name in (two.b_image, f"b-missing-{tag}:latest"):
+        trig = f"a-trig-{uuid.uuid4().hex[:8]}:latest"
+        src = f"a-trig-src-{tag}"
+        two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+        two.a.docker("commit", "-c", f"ONBUILD COPY --from={name} /secret /stolen", src, trig)
+        two.a.docker("rm", src)
+        if name == two.b_image:
+            two.engine.docker_direct("buildx", "build", "--progress", "plain", "--pull=false",
+                                     *NONE, "--build-context", f"{IMAGE}=docker-image://{trig}",
+                                     "--load", "-t", f"a-nc-{tag}:direct", str(ctx),
+                                     timeout=300)
+            assert image_file(two.engine, f"a-nc-{tag}:direct", "/stolen") == SECRET + "\n"
+        out = buildx(two.a, "--build-context", f"{IMAGE}=docker-image://{trig}", "--load",
+                     "-t", f"a-nc-{tag}:gate", str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME")))
+        assert image_file(two.engine, f"a-nc-{tag}:gate", "/stolen") is None
+    assert said[0][0] != 0 and "rule tenant-images: no such image: NAME" in said[0][1], said
+    assert said[0][1].count("no such image") == said[1][1].count("no such image")
+    assert "teamb" not in said[0][1]
+
+
+def test_base_trigger_over_several_lines_is_checked(two: Tenants) -> None:
+    """A commit's ``OnBuild`` is kept verbatim, and the daemon parses each trigger as a
+    Dockerfile of its own: ``COPY \\`` then ``--from=<B's image>`` on the next line is one
+    instruction.  With such a trigger in an image of A's, the bare daemon builds A an
+    image holding B's secret from ``FROM`` that image; through dockgate the build is
+    refused exactly as when the trigger names a missing image, and A gets no image."""
+    if two.a.kind != "tls":
+        pytest.skip("the commit's OnBuild is sent as a raw request (TLS callers)")
+    tag = uuid.uuid4().hex[:8]
+    src = f"a-ml-src-{tag}"
+    two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+    said = []
+    for name in (two.b_image, f"b-missing-{tag}:latest"):
+        base = f"a-ml-{uuid.uuid4().hex[:8]}"
+        status, answer = two.a.request(
+            "POST", f"/commit?container={src}&repo={base}&tag=latest",
+            {"OnBuild": [f"COPY \\\n--from={name} /secret /stolen"]})
+        assert status == 201, answer
+        ctx = _context(f"FROM {base}\nRUN true\n")
+        if name == two.b_image:
+            _direct(two.engine, ctx, f"{base}-out:direct")
+            assert image_file(two.engine, f"{base}-out:direct", "/stolen") == SECRET + "\n"
+        out = classic(two.a, *NONE, "-t", f"{base}-out:gate", str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME").replace(base, "BASE")))
+        assert image_file(two.engine, f"{base}-out:gate", "/stolen") is None
+    assert said[0][0] != 0, said
+    assert "dockgate: Dockerfile image BASE ONBUILD[0] line 1 COPY --from: no such " \
+        "image: NAME" in said[0][1], said
+    assert said[0] == said[1]
+
+
+def _held_back_build(tag: str, dockerfile: str) -> tuple[bytes, bytes, bytes]:
+    """A classic build of ``dockerfile`` as three pieces: the request head, the start of
+    its context (the whole Dockerfile entry), and the rest (held back by the caller)."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, content in (("Dockerfile", dockerfile.encode()), ("pad", b"x" * 4096)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            tar.addfile(info, io.BytesIO(content))
+    body = data.getvalue()
+    head = (f"POST /build?t={tag}&networkmode=none HTTP/1.1\r\nHost: docker\r\n"
+            "Content-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n").encode()
+    return head, body[:1536], body[1536:]
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n" % len(data) + data + b"\r\n"
+
+
+def _finish(sock: socket.socket, rest: bytes) -> str:
+    """Send the rest of the context and read the build's whole answer."""
+    sock.sendall(_chunk(rest) + b"0\r\n\r\n")
+    sock.settimeout(180)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    return answer.decode(errors="replace")
+
+
+def test_base_retagged_while_the_context_is_held_back_is_refused(two: Tenants) -> None:
+    """The daemon resolves ``FROM`` only once the whole context has arrived.  A checked
+    base of A's, retagged by A to an image of its own whose ONBUILD trigger copies from B's
+    image while A holds back the rest of the context: on the bare daemon A's build gets B's
+    secret; through dockgate the retag is refused while the build runs (its base name is
+    held), the build runs from the image that was checked, and the retag works once the
+    build has ended."""
+    if two.a.kind != "tls":
+        pytest.skip("a raw TLS connection holds the context back")
+    tag = uuid.uuid4().hex[:8]
+    base, trig = f"a-held-{tag}:latest", f"a-held-trig-{tag}:latest"
+    src = f"a-held-src-{tag}"
+    two.a.docker("tag", two.a_image, base)
+    two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+    two.a.docker("commit", "-c", f"ONBUILD COPY --from={two.b_image} /secret /stolen", src,
+                 trig)
+    head, start, rest = _held_back_build(f"a-held-out-{tag}:direct",
+                                         f"FROM {base}\nRUN true\n")
+    direct = socket.socket(socket.AF_UNIX)
+    direct.connect(two.engine.daemon_socket)
+    direct.sendall(head + _chunk(start))
+    two.engine.docker_direct("tag", trig, base)
+    assert "Successfully tagged" in _finish(direct, rest)
+    assert image_file(two.engine, f"a-held-out-{tag}:direct", "/stolen") == SECRET + "\n"
+    two.a.docker("tag", two.a_image, base)
+
+    tg = two.a.gate
+    mark = tg.mark()
+    head, start, rest = _held_back_build(f"a-held-out-{tag}:gate",
+                                         f"FROM {base}\nRUN true\n")
+    gated = two.a.tls_context().wrap_socket(
+        socket.create_connection(("127.0.0.1", tg.port), timeout=60),
+        server_hostname="127.0.0.1")
+    assert isinstance(gated, ssl.SSLSocket)
+    gated.sendall(head + _chunk(start))
+    deadline = time.monotonic() + 60
+    while not any(r.get("stage") == "RequestDecided" and r.get("endpoint") == "image.build"
+                  for r in tg.records_since(mark)):
+        assert time.monotonic() < deadline, "dockgate did not decide the build"
+        time.sleep(0.1)
+    out = two.a.docker("tag", trig, base, check=False)
+    assert out.returncode != 0
+    assert "Error response from daemon: dockgate: image name " in out.stderr
+    assert "is in use by a running build" in out.stderr, out.stderr
+    assert "Successfully tagged" in _finish(gated, rest)
+    assert image_file(two.engine, f"a-held-out-{tag}:gate", "/stolen") == ""  # no file
+    assert image_file(two.engine, f"a-held-out-{tag}:gate", "/mine") == "mine\n"
+    two.a.docker("tag", trig, base)

@@ -8,6 +8,8 @@ recorded by tests/support/grpccapture.py against both engines) are judged too.
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,53 @@ def test_harmless_frontend_options_are_allowed() -> None:
     assert verdict.image_refs == ("busybox:lab",)
     sbom = judge_solve(BASELINE, solve(attrs={"attest:sbom": ""}), peer=PEER)
     assert sbom.allowed and sbom.image_refs == ("docker/buildkit-syft-scanner:stable-1",)
+
+
+def test_named_image_contexts_are_bases() -> None:
+    """A ``docker-image://`` named context stands in for a ``FROM``: the frontend runs its
+    image's ONBUILD triggers, so it is among the bases whose triggers the I/O layer
+    reads (as well as an image the build reads)."""
+    verdict = judge_solve(PRIVILEGED, solve(attrs={"context:dgtest": "docker-image://a-trig",
+                                                   "context:s": "docker-image://scratch"}),
+                          peer=PEER)
+    assert verdict.allowed and verdict.bases == ("a-trig",) and verdict.image_refs == ("a-trig",)
+
+
+def _metadata(config: Any) -> str:
+    raw = json.dumps(config).encode()
+    return json.dumps({"containerimage.config": base64.b64encode(raw).decode()})
+
+
+def test_input_metadata_triggers_are_read() -> None:
+    """The image config of an ``input:`` named context comes in ``input-metadata:NAME``: its
+    ONBUILD triggers (keys read as Go reads them) are judged as the build's Dockerfile
+    lines; metadata dockgate cannot decode is refused, also for a tenant whatever its
+    policy (``unread_triggers``)."""
+    config = {"config": {"OnBuild": ["COPY --from=b-img /secret /stolen",
+                                     "RUN --network=host true"]}}
+    attrs = {"context:base": "input:base", "input-metadata:base": _metadata(config)}
+    verdict = judge_solve(BASELINE, solve(attrs=attrs), peer=PEER)
+    assert not verdict.allowed and "RUN --network" in verdict.message, verdict.message
+    loose = judge_solve(PRIVILEGED, solve(attrs=attrs), peer=PEER)
+    assert loose.allowed and loose.image_refs == ("b-img",)
+    plain = {"input-metadata:base": _metadata({"Config": {"Env": ["A=1"]}})}
+    assert judge_solve(BASELINE, solve(attrs=plain), peer=PEER).allowed
+    for bad in ("{", json.dumps({"containerimage.config": "!!"}),
+                _metadata({"config": {"onbuild": "RUN x"}})):
+        verdict = judge_solve(PRIVILEGED, solve(attrs={"input-metadata:x": bad}), peer=PEER)
+        assert verdict.allowed and verdict.facts["unread_triggers"], bad
+        assert not judge_solve(BASELINE, solve(attrs={"input-metadata:x": bad}),
+                               peer=PEER).allowed
+
+
+def test_oci_layout_contexts_are_unread_triggers() -> None:
+    """An ``oci-layout://`` named context's image config (its ONBUILD triggers) is read
+    from the client's store, which dockgate does not read: refused under baseline, and
+    marked for the tenant check under any policy."""
+    attrs = {"context:base": "oci-layout://store@sha256:" + "0" * 64}
+    assert not judge_solve(BASELINE, solve(attrs=attrs), peer=PEER).allowed
+    verdict = judge_solve(PRIVILEGED, solve(attrs=attrs), peer=PEER)
+    assert verdict.allowed and verdict.facts["unread_triggers"]
 
 
 def test_llb_with_image_local_and_mounts_is_allowed() -> None:

@@ -93,6 +93,7 @@ CORE = (
     "dockgate.service.metrics",
     "dockgate.tenancy",
     "dockgate.tenancy.event_scope",
+    "dockgate.tenancy.holds",
     "dockgate.tenancy.missing",
     "dockgate.tenancy.ownership",
     "dockgate.tenancy.quota",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dockgate.buildctx import ContextCheck, ContextError, parse
+from dockgate.buildctx.dockerfile import DockerfileFacts, triggers
 from dockgate.buildctx.tarscan import TarScanner
 from dockgate.errors import Forbidden, NotFound
 from dockgate.model import CanonicalRequest, Operation, Peer
@@ -309,6 +310,22 @@ def test_base_image_triggers_are_read() -> None:
     pulled = parse("FROM trig:1\n")
     asyncio.run(check_base_triggers(pulled, fetch, None, pulls=True))
     assert "pulled during the build" in pulled.problems[0][1]
+
+
+@pytest.mark.parametrize("trigger", [
+    "COPY \\\n--from=b-img /secret /stolen",
+    "# a comment\nCOPY --from=b-img /secret /stolen",
+    "# escape=`\nCOPY `\n  --from=b-img /secret /stolen",
+    "\nCOPY --from=b-img /secret /stolen",
+])
+def test_trigger_over_several_lines_is_read_as_the_daemon_reads_it(trigger: str) -> None:
+    """The daemon parses each trigger as a Dockerfile of its own: one instruction that a
+    commit's ``OnBuild`` spread over several lines (a continuation, a comment, an escape
+    directive, a blank line first) still names its image."""
+    facts = DockerfileFacts()
+    triggers("trig:1", [trigger], facts)
+    assert [ref for _, ref in facts.images] == ["b-img"], facts
+    assert facts.images[0][0].startswith("image trig:1 ONBUILD[0] line ")
 
 
 def test_policy_check_warns_and_serve_refuses(tmp_path: Path) -> None:

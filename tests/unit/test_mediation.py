@@ -24,6 +24,8 @@ from dockgate.policy.buildcontrol import BuildVerdict
 from dockgate.tenancy import Tenant
 
 BASELINE = load_policy(str(Path(__file__).resolve().parents[2] / "policies" / "baseline.yaml"))
+PRIVILEGED = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
+                                "privileged.yaml"))
 
 _DIR = 1 << 31
 
@@ -520,3 +522,21 @@ def test_tenants_solve_that_pulls_its_bases_is_refused() -> None:
     admin.opened(1, [(":path", mediation.CONTROL_SOLVE)])
     admin.message(1, "client", solve_request("r9", attrs={"image-resolve-mode": "pull"}))
     assert admin.pending[-1].verdict.allowed
+
+
+def test_tenants_solve_with_unread_triggers_is_refused_under_any_policy() -> None:
+    """A tenant's solve with a named context whose image config dockgate cannot read
+    (``oci-layout://``: its ONBUILD triggers would run unread) is refused even under a
+    policy that allows it (privileged), naming the context; an admin's is not."""
+    attrs = {"context:base": "oci-layout://store@sha256:" + "0" * 64}
+    for owner, tenant, allowed in (("teama", Tenant("teama"), False), ("ops", None, True)):
+        hooks = mediation.GrpcHooks(mediation.Judge(PRIVILEGED, None, owner=owner,
+                                                    tenant=tenant), mediation.Builds(),
+                                    Handle())
+        hooks.opened(1, [(":path", mediation.CONTROL_SOLVE)])
+        hooks.message(1, "client", solve_request("r1", attrs=attrs))
+        verdict = hooks.pending[-1].verdict
+        assert verdict.allowed is allowed, verdict.message
+        if not allowed:
+            assert verdict.rule == "tenant-images"
+            assert "context:base" in verdict.message and "unchecked" in verdict.message

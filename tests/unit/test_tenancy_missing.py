@@ -14,10 +14,12 @@ import pytest
 
 from dockgate.admission.admit import ApiContext, admit_body, admit_head
 from dockgate.buildctx import DockerfileFacts
+from dockgate.buildctx.dockerfile import parse
 from dockgate.errors import DockgateError, Forbidden, NotFound
 from dockgate.model import CanonicalRequest
 from dockgate.policy.joincheck import check_build_images, check_tenant_build
 from dockgate.tenancy import OWNER_LABEL, ObjectRef, Tenant, TenantMap
+from dockgate.tenancy.holds import Claim, NameHolds, name_key
 from dockgate.tenancy.missing import (
     STAND_IN_PREFIX,
     MissingAnswer,
@@ -493,3 +495,130 @@ def test_build_that_pulls_its_bases_is_refused(pull: str, refused: bool) -> None
     else:
         asyncio.run(check_tenant_build(request, A, Daemon({}).fetch))
     asyncio.run(check_tenant_build(request, Tenant("ops", admin=True), Daemon({}).fetch))
+
+
+# -- held image names (tenancy.holds) ------------------------------------------------
+
+
+def test_names_are_keyed_as_the_daemon_resolves_them() -> None:
+    """``busybox``, ``busybox:latest`` and ``docker.io/library/busybox`` are one name; a
+    digest or an id names no rewritable name."""
+    assert name_key("busybox") == name_key("docker.io/library/busybox:latest") \
+        == "docker.io/library/busybox:latest"
+    assert name_key("me/web:1") == "docker.io/me/web:1"
+    assert name_key("busybox@sha256:" + "a" * 64) is None
+    assert name_key("Bad Name") is None
+
+
+def test_bases_and_writes_exclude_each_other_until_released() -> None:
+    """A base hold refuses a write of the same name and the other way round; holds of one
+    kind share a name; a release (once, however often called) lets the other kind in."""
+    holds = NameHolds()
+    base = holds.claim("base", ["a-base"])
+    assert isinstance(base, Claim)
+    assert isinstance(holds.claim("base", ["a-base:latest"]), Claim)
+    assert holds.claim("write", ["x", "docker.io/library/a-base"]) == \
+        "docker.io/library/a-base"
+    assert holds.conflict("write", ["a-base:other"]) is None
+    holds.release(base)
+    holds.release(base)
+    assert holds.conflict("write", ["a-base"]) == "a-base"  # the second base hold
+    write = holds.claim("write", ["b"])
+    assert isinstance(write, Claim) and holds.claim("base", ["b"]) == "b"
+    holds.release(write)
+    assert isinstance(holds.claim("base", ["b"]), Claim)
+
+
+def _image(owner: str, *tags: str) -> dict[str, Any]:
+    return {"Id": "sha256:" + "1" * 64, "RepoTags": list(tags),
+            "Config": {"Labels": {OWNER_LABEL: owner}}}
+
+
+@pytest.mark.parametrize("request_", [
+    req("POST", "/v1.51/images/a-trig/tag?repo=a-base&tag=latest"),
+    req("POST", "/v1.51/commit?container=c&repo=a-base"),
+    req("POST", "/v1.51/build?t=docker.io/library/a-base:latest&networkmode=none"),
+    req("DELETE", "/v1.51/images/a-base"),
+    req("DELETE", "/v1.51/images/sha256:" + "1" * 64),
+], ids=["tag", "commit", "build", "delete", "delete-by-id"])
+def test_tenant_writes_of_a_held_base_name_are_refused(request_: Any) -> None:
+    """While a build holds ``a-base``, a tenant's request that would write or remove that
+    name (also removing by id an image that carries it) is refused with 409; once it is
+    released the request passes and claims the name as a write, until released."""
+    holds = NameHolds()
+    image = _image("team-a", "a-base:latest")
+    daemon = Daemon({f"/v1.51/images/{n}/json": image
+                     for n in ("a-trig", "a-base", "sha256:" + "1" * 64)} |
+                    {"/v1.51/containers/c/json": container("team-a")})
+    base = holds.claim("base", ["a-base"])
+    assert isinstance(base, Claim)
+    claims: list[Claim] = []
+    with pytest.raises(DockgateError) as caught:
+        asyncio.run(scope_request(request_, A, daemon.fetch, daemon.replay, claims=claims,
+                                  holds=holds))
+    assert caught.value.status == 409 and "running build" in caught.value.message
+    assert claims == []
+    holds.release(base)
+    asyncio.run(scope_request(request_, A, daemon.fetch, daemon.replay, claims=claims,
+                              holds=holds))
+    assert [c.kind for c in claims] == ["write"]
+    assert holds.claim("base", ["a-base"]) == "a-base"
+    holds.release(claims[0])
+    # an admin's writes are not held back
+    assert isinstance(holds.claim("base", ["a-base"]), Claim)
+    asyncio.run(scope_request(request_, ADMIN, daemon.fetch, daemon.replay, claims=[],
+                              holds=holds))
+
+
+def test_build_claims_its_bases_before_reading_them() -> None:
+    """A tenant's classic build claims its base names (not stage names) before it inspects
+    them; a base name being written at that moment refuses the build (409)."""
+    holds = NameHolds()
+    daemon = Daemon({"/images/a-base/json": _image("team-a", "a-base:latest")})
+    facts = parse("FROM a-base AS s\nFROM s\n")
+    claims: list[Claim] = []
+    asyncio.run(check_build_images(facts, A, daemon.fetch, None, claims, holds=holds))
+    assert [c.keys for c in claims] == [("docker.io/library/a-base:latest",)]
+    assert holds.conflict("write", ["a-base"]) == "a-base"
+    holds.release(claims[0])
+    write = holds.claim("write", ["a-base"])
+    assert isinstance(write, Claim)
+    with pytest.raises(DockgateError) as caught:
+        asyncio.run(check_build_images(facts, A, daemon.fetch, None, [], holds=holds))
+    assert caught.value.status == 409 and "being written" in caught.value.message
+
+
+def test_pull_of_another_tenants_held_name_says_nothing_of_the_hold() -> None:
+    """A pull of a name another tenant's running build holds goes on with a stand-in tag
+    (it writes nothing of that name), as when no build holds it: no 409 tells A of B's
+    build."""
+    holds = NameHolds()
+    assert isinstance(holds.claim("base", ["b-img:latest"]), Claim)
+    daemon = Daemon({"/v1.51/images/b-img:latest/json": _image("team-b", "b-img:latest")})
+    stands: list[Any] = []
+    claims: list[Claim] = []
+    asyncio.run(scope_request(req("POST", "/v1.51/images/create?fromImage=b-img&tag=latest"),
+                              A, daemon.fetch, daemon.replay, stands, claims=claims,
+                              holds=holds))
+    assert len(stands) == 1 and claims == []
+
+
+def test_image_prune_waits_for_the_tenants_own_builds() -> None:
+    """``docker image prune -a`` could remove a base a running build of the tenant was
+    checked with (the daemon would pull that name then): refused (409) while a build of
+    that tenant holds bases; another tenant's build does not hold it back, nor does an
+    admin's prune wait."""
+    holds = NameHolds()
+    daemon = Daemon({})
+    prune = req("POST", "/v1.51/images/prune")
+    claim = holds.claim("base", ["a-base"], "team-a")
+    assert isinstance(claim, Claim) and holds.building("team-a")
+    with pytest.raises(DockgateError) as caught:
+        asyncio.run(scope_request(prune, A, daemon.fetch, daemon.replay, holds=holds))
+    assert caught.value.status == 409 and "cannot be pruned" in caught.value.message
+    asyncio.run(scope_request(prune, Tenant("team-b"), daemon.fetch, daemon.replay,
+                              holds=holds))
+    asyncio.run(scope_request(prune, ADMIN, daemon.fetch, daemon.replay, holds=holds))
+    holds.release(claim)
+    assert not holds.building("team-a")
+    asyncio.run(scope_request(prune, A, daemon.fetch, daemon.replay, holds=holds))

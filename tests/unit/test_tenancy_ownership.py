@@ -207,6 +207,39 @@ def test_stamp_commit() -> None:
     stamp(req("POST", "/v1.41/commit?container=web&changes=" + quote("ENV A=1"), {}), A)
 
 
+@pytest.mark.parametrize("changes", [
+    ["CMD sh\nLABEL io.dockgate.owner=team-b"],
+    ["LA\\", "BEL io.dockgate.owner=team-b"],
+    ["ONBUILD LA`  ", "BEL x=y"],
+    ["ENV A=1\r"],
+])
+def test_stamp_changes_are_one_line_each(changes: list[str]) -> None:
+    """The daemon joins ``changes`` with newlines into one Dockerfile: a change with a line
+    break, or ending in an escape character (continuing into the next change, or into the
+    LABEL an import gets appended), could hide a LABEL instruction and is refused, for a
+    commit and an import alike."""
+    query = "".join("&changes=" + quote(c) for c in changes)
+    for target, body in (("/v1.41/commit?container=web" + query, {}),
+                         ("/v1.41/images/create?fromSrc=-" + query, None)):
+        with pytest.raises(Forbidden, match="a change must be one line"):
+            stamp(req("POST", target, body), A)
+
+
+def test_stamp_refuses_owner_labels_of_mounted_volumes() -> None:
+    """A volume mount's ``VolumeOptions.Labels`` label the volume the daemon creates for it
+    (an anonymous one): a dockgate label there, in any spelling, is refused; other labels
+    pass."""
+    def create(labels: dict[str, str]) -> CanonicalRequest:
+        return req("POST", "/v1.41/containers/create", {"Image": "x", "HostConfig": {"Mounts": [
+            {"Type": "tmpfs", "Target": "/t"},
+            {"Type": "volume", "Target": "/x", "VolumeOptions": {"Labels": labels}}]}})
+    for key in (OWNER_LABEL, "IO.Dockgate.Owner", "io.dockgate.other"):
+        with pytest.raises(Forbidden, match=r"HostConfig.Mounts\[1\].VolumeOptions.Labels"):
+            stamp(create({key: "team-b"}), A)
+    r = stamp(create({"app": "web"}), A)
+    assert r.body["HostConfig"]["Mounts"][1]["VolumeOptions"]["Labels"] == {"app": "web"}
+
+
 def test_stamp_import_appends_label() -> None:
     """An import (fromSrc) gets a LABEL owner change appended after the client's changes and
     refuses a client LABEL; a pull (fromImage) is left unstamped."""
