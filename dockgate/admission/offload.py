@@ -33,6 +33,7 @@ import pickle
 import socket
 import struct
 import sys
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from dockgate import errors
@@ -94,12 +95,23 @@ def read_result(payload: bytes) -> tuple[Any, ...]:
     return result
 
 
-def refusal(name: str, message: str, status: int, reason: str) -> DockgateError:
-    """The refusal a worker reported, as the inline path would have raised it."""
-    cls = getattr(errors, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, DockgateError)):
-        cls = DockgateError
-    return cls(message, status=status, reason=reason)
+def outcome(request: CanonicalRequest, result: tuple[Any, ...]) -> CanonicalRequest:
+    """What ``admit_body(request, ...)`` returned or raised, from the worker's result.
+
+    A refusal is rebuilt as the ``dockgate.errors`` class it named; a defect in
+    the worker is the 500 a defect inline gets.
+    """
+    kind = result[1]
+    if kind == ADMITTED:
+        _, _, value, encoded = result
+        return replace(request, body=value, body_bytes=encoded)
+    if kind == REFUSED:
+        _, _, name, message, status, reason = result
+        cls = getattr(errors, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, DockgateError)):
+            cls = DockgateError
+        raise cls(message, status=status, reason=reason)
+    raise DockgateError("internal error while checking the request", status=500)
 
 
 def serve(sock: socket.socket) -> None:

@@ -35,7 +35,6 @@ import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Generator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dockgate.admission.admit import ApiContext, admit_body_steps
-from dockgate.admission.offload import (
-    ADMITTED,
-    FRAME,
-    READY,
-    REFUSED,
-    job_frame,
-    read_result,
-    refusal,
-)
+from dockgate.admission.offload import FAILED, FRAME, READY, job_frame, outcome, read_result
 from dockgate.errors import DockgateError
 from dockgate.model import CanonicalRequest
 from dockgate.proxy.turns import Turns
@@ -121,14 +112,9 @@ class Offloaded:
         """Loads in one step (a generator, so that ``turns`` runs it in a turn of its own)."""
         yield from ()
         result = read_result(payload)
-        if result[1] == ADMITTED:
-            _, _, value, encoded = result
-            return replace(self.request, body=value, body_bytes=encoded)
-        if result[1] == REFUSED:
-            _, _, name, message, status, reason = result
-            raise refusal(name, message, status, reason)
-        log.error("The admission worker failed on a request: {why}", why=result[2:])
-        raise DockgateError("internal error while checking the request", status=500)
+        if result[1] == FAILED:
+            log.error("The admission worker failed on a request: {why}", why=result[2:])
+        return outcome(self.request, result)
 
 
 class _Worker(Protocol):
@@ -230,7 +216,7 @@ class AdmissionWorkers:
         self._stopped = True
         self._queue.clear()
         for worker in list(self.workers):
-            self._kill(worker)
+            self.lost(worker, "was stopped")
 
     # -- workers ----------------------------------------------------------
 
@@ -316,6 +302,8 @@ class AdmissionWorkers:
                 self.lost(worker, "did not start")
                 return
             worker.ready = True  # it has loaded everything and takes jobs
+            assert worker.process is not None
+            log.info("Admission worker {pid} ready", pid=worker.process.pid)
             self._dispatch()
             return
         if worker.deadline is not None and worker.deadline.active():
