@@ -45,7 +45,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from dockgate.admission.admit import ApiContext, admit_body_steps
-from dockgate.admission.offload import FAILED, FRAME, READY, job_frame, outcome, read_result
+from dockgate.admission.offload import FAILED, FRAME, READY, job_frame, outcome_steps, read_result
 from dockgate.errors import DockgateError
 from dockgate.model import CanonicalRequest
 from dockgate.proxy.turns import Turns
@@ -109,12 +109,12 @@ class Offloaded:
                                              self.failed)
 
     def _load(self, payload: bytes) -> Generator[None, None, CanonicalRequest]:
-        """Loads in one step (a generator, so that ``turns`` runs it in a turn of its own)."""
+        """Loads the outcome a piece per step of ``turns`` (the first in a turn of its own)."""
         yield from ()
         result = read_result(payload)
         if result[1] == FAILED:
             log.error("The admission worker failed on a request: {why}", why=result[2:])
-        return outcome(self.request, result)
+        return (yield from outcome_steps(self.request, result))
 
 
 class _Worker(Protocol):
