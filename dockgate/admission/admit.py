@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from dockgate.admission.jsonstrict import Pairs, dumps, go_fold, loads
 from dockgate.admission.query import canonical_query
@@ -66,6 +67,8 @@ NEVER_FORWARDED = frozenset(
     {name.decode("latin-1") for name in wire.HOP_BY_HOP} | {"content-length", "host", "expect"})
 """Headers that never pass through: the connection's own (``wire.HOP_BY_HOP``, the
 one hop-by-hop set) and framing, Host and Expect, which the I/O layer writes anew."""
+
+T = TypeVar("T")
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"})
 
@@ -229,13 +232,17 @@ def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> Canon
     An empty body is accepted (as "no body") wherever the daemon accepts one:
     every JSON endpoint whose schema makes the body optional.
     """
-    steps = admit_body_steps(request, body, ctx)
+    return run_steps(admit_body_steps(request, body, ctx))
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Run a generator of steps (``admit_body_steps`` and the like) to its end at once."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
-            admitted: CanonicalRequest = done.value
-            return admitted
+            result: T = done.value
+            return result
 
 
 def admit_body_steps(

@@ -41,7 +41,7 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 from dockgate import errors
-from dockgate.admission.admit import ApiContext, admit_body
+from dockgate.admission.admit import ApiContext, admit_body, run_steps
 from dockgate.errors import DockgateError
 from dockgate.model import CanonicalRequest
 
@@ -109,13 +109,7 @@ def outcome(request: CanonicalRequest, result: tuple[Any, ...]) -> CanonicalRequ
 
     ``outcome_steps`` run to the end at once.
     """
-    steps = outcome_steps(request, result)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            admitted: CanonicalRequest = done.value
-            return admitted
+    return run_steps(outcome_steps(request, result))
 
 
 def outcome_steps(
