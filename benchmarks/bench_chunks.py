@@ -320,6 +320,13 @@ def main() -> int:
                     raise RuntimeError("dockgate did not start")
                 time.sleep(0.05)
             pings(gate_sock, 0.5)  # warm up
+            # One large body first: an admission worker (started by it) is then
+            # running before anything is timed.
+            warm = connect(gate_sock)
+            warm.sendall(attack_wire("large"))
+            warm.recv(4096)
+            warm.close()
+            time.sleep(1)
             windows = {}
             for kind in ATTACKS if args.attack == "all" else (args.attack,):
                 windows[kind] = measure(gate_sock, gate.pid, kind, args.attackers, args.seconds,

@@ -32,6 +32,7 @@ are frames of a 4-byte big-endian length and a pickle.
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import socket
 import struct
@@ -47,6 +48,13 @@ from dockgate.model import CanonicalRequest
 
 FRAME = struct.Struct("!I")
 """A frame's head: the length of the pickle after it."""
+
+NICENESS = 10
+"""How much lower the worker's CPU priority is than dockgate's: where CPUs are
+scarce, the reactor thread (every other client's requests) goes first and the
+large body waits (measured in ``benchmarks/bench_chunks.py``, session 10:
+``/_ping`` p99 under four clients sending 1 MB creates 5-7 ms against 7-9 ms
+at equal priority, on 2 busy CPUs)."""
 
 ADMITTED, REFUSED, FAILED, READY = "admitted", "refused", "failed", "ready"
 """Result kinds: canonical bytes and value; a refusal; a defect in the
@@ -233,6 +241,7 @@ def serve(sock: socket.socket) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m dockgate.admission.offload FD``: serve jobs on inherited socket FD."""
+    os.nice(NICENESS)
     sock = socket.socket(fileno=int(argv[0]))
     try:
         serve(sock)
