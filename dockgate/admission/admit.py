@@ -221,8 +221,9 @@ Decoding, checking and re-encoding cost 15 to 25 ms per MB of body on the
 reactor thread (the 1 MB create of 19990 labels in
 ``benchmarks/bench_chunks.py``), so a body under this size costs well under
 a millisecond: taken inline, as nearly every body Docker clients send is (a
-create is a few KB).  Larger ones are taken a step at a time, between other
-clients' requests (``proxy.turns``).
+create is a few KB), since a round trip to a worker process would cost more.
+Larger ones are admitted in a worker process (``proxy.workers``), or with
+none a step at a time between other clients' requests (``proxy.turns``).
 """
 
 

@@ -216,6 +216,7 @@ def _whole(parts: list[bytes]) -> tuple[Any, int]:
 
 SHAPES = {
     "one large map": {"Image": "x", "Labels": {f"k{i}": "v" for i in range(20000)}},
+    "one large list of strings": {"Env": [f"V{i}=x" for i in range(10000)], "Cmd": ["a"]},
     "a list of many small objects": {"Mounts": [{"Type": "bind", "Source": f"/s{i}",
                                                  "Target": f"/t{i}"} for i in range(3000)]},
     "large inside large": {"A": {f"k{i}": {f"j{j}": [j] for j in range(3000)} if i == 5
