@@ -31,6 +31,7 @@ are frames of a 4-byte big-endian length and a pickle.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -266,7 +267,8 @@ def serve(sock: socket.socket) -> None:
 
 def main(argv: list[str]) -> int:
     """``python -m dockgate.admission.offload FD``: serve jobs on inherited socket FD."""
-    os.nice(NICENESS)
+    with contextlib.suppress(OSError):  # a sandbox that refuses it: equal priority
+        os.nice(NICENESS)
     sock = socket.socket(fileno=int(argv[0]))
     try:
         serve(sock)
