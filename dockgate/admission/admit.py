@@ -46,7 +46,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from dockgate.admission.jsonstrict import Pairs, dumps, go_fold, loads
+from dockgate.admission.jsonstrict import Pairs, dumps_spans, go_fold, loads
 from dockgate.admission.query import canonical_query
 from dockgate.admission.routes import match
 from dockgate.admission.schemas import SnapshotSchemas, schemas_for
@@ -293,10 +293,11 @@ def admit_body_steps(
         else:
             value = walker(decoded, None)
         yield
-        encoded = dumps(value)
+        encoded, spans = dumps_spans(value)
     except RecursionError:
         raise BadRequest("JSON body is nested too deeply") from None
-    return replace(request, body=value, body_bytes=encoded)
+    members = (value, encoded, spans) if spans is not None else None
+    return replace(request, body=value, body_bytes=encoded, body_members=members)
 
 
 _MERGED = ("Memory", "MemorySwap", "CpuShares", "CpusetCpus", "VolumeDriver")

@@ -85,7 +85,8 @@ def run_job(payload: bytes) -> bytes:
     except Exception as e:  # a defect, reported, never a crash of the worker
         result = (job_id, FAILED, f"{type(e).__name__}: {e}")
     else:
-        result = (job_id, ADMITTED, pieces(admitted.body), admitted.body_bytes)
+        spans = admitted.body_members[2] if admitted.body_members is not None else None
+        result = (job_id, ADMITTED, pieces(admitted.body), admitted.body_bytes, spans)
     return _frame(result)
 
 
@@ -132,9 +133,10 @@ def outcome_steps(
     """
     kind = result[1]
     if kind == ADMITTED:
-        _, _, pieces, encoded = result
+        _, _, pieces, encoded, spans = result
         value = yield from load_pieces(pieces)
-        return replace(request, body=value, body_bytes=encoded)
+        members = (value, encoded, spans) if spans is not None else None
+        return replace(request, body=value, body_bytes=encoded, body_members=members)
     if kind == REFUSED:
         _, _, name, message, status, reason = result
         cls = getattr(errors, name, None)

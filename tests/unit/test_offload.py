@@ -35,12 +35,20 @@ CREATE = head("/v1.51/containers/create")
 
 
 def inline(request: CanonicalRequest, body: bytes) -> Any:
-    """``admit_body``'s outcome: ("ok", value, bytes) or the refusal's fields."""
+    """``admit_body``'s outcome: ("ok", value, bytes, member spans) or the refusal's fields."""
     try:
         admitted = admit_body(request, body, CTX)
     except DockgateError as e:
         return (type(e), e.status, e.message, e.reason)
-    return ("ok", admitted.body, admitted.body_bytes)
+    return ("ok", admitted.body, admitted.body_bytes, _spans(admitted))
+
+
+def _spans(request: CanonicalRequest) -> Any:
+    members = request.body_members
+    if members is None:
+        return None
+    assert members[0] is request.body and members[1] is request.body_bytes
+    return members[2]
 
 
 def offloaded(request: CanonicalRequest, body: bytes) -> Any:
@@ -55,7 +63,7 @@ def offloaded(request: CanonicalRequest, body: bytes) -> Any:
         admitted = offload.outcome(request, read)
     except DockgateError as e:
         return (type(e), e.status, e.message, e.reason)
-    return ("ok", admitted.body, admitted.body_bytes)
+    return ("ok", admitted.body, admitted.body_bytes, _spans(admitted))
 
 
 def labels(n: int, value: str = "v" * 38) -> bytes:
@@ -88,7 +96,7 @@ def test_offloaded_admission_is_the_inline_one(name: str) -> None:
     members, lone surrogate, invalid UTF-8, BOM, trailing data, unknown field,
     wrong type, NaN, blank) is admitted with the same canonical bytes and value,
     or refused with the same class, status, message and reason, through a worker's
-    job and result as by ``admit_body``."""
+    job and result as by ``admit_body`` (with the same top-level member spans)."""
     body = BODIES[name]
     assert offloaded(CREATE, body) == inline(CREATE, body)
 
