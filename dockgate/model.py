@@ -88,11 +88,12 @@ class CanonicalRequest:
             without framing and hop-by-hop headers.
         body: the decoded JSON body for ``json`` endpoints, else None.
         body_bytes: the canonical serialisation of ``body`` that is forwarded.
-        body_members: for an object body as admitted, ``(body, body_bytes,
-            spans)``: where each top-level member lies in the bytes, so that
-            ``with_body`` re-encodes only what a change replaced (a 1 MB body
-            costs 6-10 ms to encode whole on the reactor thread).  Valid only
-            while ``body`` and ``body_bytes`` are those objects (checked).
+        body_members: for an object body over ``admit.HEAVY_BODY`` as
+            admitted, ``(body, body_bytes, spans)``: where each top-level member
+            lies in the bytes, so that ``with_body`` re-encodes only what a
+            change replaced (a 1 MB body costs 6-10 ms to encode whole on the
+            reactor thread; a small one less than keeping spans would).  Valid
+            only while ``body`` and ``body_bytes`` are those objects (checked).
     """
 
     method: str

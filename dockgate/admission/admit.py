@@ -46,7 +46,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from dockgate.admission.jsonstrict import Pairs, dumps_spans, go_fold, loads
+from dockgate.admission.jsonstrict import Pairs, dumps, dumps_spans, go_fold, loads
 from dockgate.admission.query import canonical_query
 from dockgate.admission.routes import match
 from dockgate.admission.schemas import SnapshotSchemas, schemas_for
@@ -293,7 +293,10 @@ def admit_body_steps(
         else:
             value = walker(decoded, None)
         yield
-        encoded, spans = dumps_spans(value)
+        if len(body) > HEAVY_BODY:  # worth the spans: see CanonicalRequest.body_members
+            encoded, spans = dumps_spans(value)
+        else:
+            encoded, spans = dumps(value), None
     except RecursionError:
         raise BadRequest("JSON body is nested too deeply") from None
     members = (value, encoded, spans) if spans is not None else None

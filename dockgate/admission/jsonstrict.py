@@ -175,8 +175,12 @@ def plain(value: Any, what: str = "JSON body") -> Any:
 
 def dumps(value: Any) -> bytes:
     """The canonical serialisation: sorted keys, compact, ASCII-safe."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=True,
-                      allow_nan=False).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), sort_keys=True,
+                            allow_nan=False)
+"""``json.dumps`` with these options, without building an encoder per call."""
 
 
 Spans = dict[str, tuple[int, int]]

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dockgate.admission import jsonstrict
-from dockgate.admission.admit import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import HEAVY_BODY, ApiContext, admit_body, admit_head
 from dockgate.admission.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, members, plain
 from dockgate.admission.validation import SchemaSet
 from dockgate.errors import BadRequest, DockgateError
@@ -444,13 +444,16 @@ def test_with_body_ignores_spans_of_other_bytes() -> None:
     assert moved.with_body(dict(old)).body_bytes == dumps(old)
 
 
-def test_admitted_bodies_carry_their_member_spans() -> None:
-    """``admit_body`` of an object body keeps where each top-level member lies in the
-    forwarded bytes; a non-object body keeps none."""
+def test_large_admitted_bodies_carry_their_member_spans() -> None:
+    """``admit_body`` of an object body over HEAVY_BODY keeps where each top-level
+    member lies in the forwarded bytes; a small body keeps none (encoding it whole
+    again costs less than keeping them)."""
     head = admit_head("POST", b"/v1.51/containers/create", JSON_CT, CTX)
-    admitted = admit_body(head, b'{"Image":"x","Labels":{"a":"b"}}', CTX)
+    filler = "b" * HEAVY_BODY
+    admitted = admit_body(head, b'{"Image":"x","Labels":{"a":"%s"}}' % filler.encode(), CTX)
     assert admitted.body_members is not None
     value, encoded, spans = admitted.body_members
     assert value is admitted.body and encoded is admitted.body_bytes
     assert {k: encoded[a:b] for k, (a, b) in spans.items()} == {
-        "Image": b'"Image":"x"', "Labels": b'"Labels":{"a":"b"}'}
+        "Image": b'"Image":"x"', "Labels": b'"Labels":{"a":"%s"}' % filler.encode()}
+    assert admit_body(head, b'{"Image":"x"}', CTX).body_members is None
