@@ -10,6 +10,10 @@ decision after it), where admitting it inline costs 15 to 25 ms in three
 steps of 4 to 10 ms.  Smaller bodies stay inline: a round trip to another
 process costs more than their admission.
 
+The reactor reads the workers' sockets itself, with no thread in between:
+in an executor's management thread, unpickling a result would hold the GIL
+and be a wait for the reactor all the same.
+
 Workers start lazily, when the first large body arrives (an idle dockgate
 keeps no worker), as ``python -m dockgate.admission.offload FD`` through
 ``spawnProcess`` (``posix_spawn``: the reactor's process is never forked),
