@@ -21,7 +21,8 @@ each with one end of a socket pair.  Until one has loaded and said so, large
 bodies are admitted on the reactor as before (``proxy.turns``), so the first
 one does not wait for an interpreter to start.
 
-Each worker takes one job at a time; the others wait here, in order.  Fail
+Each worker takes one job at a time; the others wait here, taken
+round-robin by peer.  Fail
 closed: a worker that exits, closes its socket or takes longer than
 ``JOB_DEADLINE`` with a job (it is killed) fails that job with a 500 and
 nothing of it is forwarded; a replacement is started at once, and jobs that
@@ -121,6 +122,50 @@ class Offloaded:
         return (yield from outcome_steps(self.request, result))
 
 
+class _ByPeer:
+    """Jobs waiting for a worker, taken round-robin by peer (as ``turns`` takes its
+    steps): a caller sending large bodies on many connections gets its turn, and
+    another caller's body waits for one of them at most, not for all."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Offloaded]] = {}
+        self._order: deque[str] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._order)
+
+    def append(self, job: Offloaded) -> None:
+        queue = self._queues.get(job.key)
+        if queue is None:
+            queue = self._queues[job.key] = deque()
+            self._order.append(job.key)
+        queue.append(job)
+
+    def popleft(self) -> Offloaded:
+        key = self._order.popleft()
+        queue = self._queues[key]
+        job = queue.popleft()
+        if queue:
+            self._order.append(key)
+        else:
+            del self._queues[key]
+        return job
+
+    def remove(self, job: Offloaded) -> None:
+        """Drop ``job`` if it waits here."""
+        queue = self._queues.get(job.key)
+        if queue is None or job not in queue:
+            return
+        queue.remove(job)
+        if not queue:
+            del self._queues[job.key]
+            self._order.remove(job.key)
+
+    def clear(self) -> None:
+        self._queues.clear()
+        self._order.clear()
+
+
 class _Worker(Protocol):
     """The reactor's end of one worker's socket, and the worker process."""
 
@@ -187,7 +232,7 @@ class AdmissionWorkers:
         self._reactor = reactor
         self.size = size
         self.workers: list[_Worker] = []
-        self._queue: deque[Offloaded] = deque()
+        self._queue = _ByPeer()
         self._next_id = 1
         self._retry_at = 0.0
         self._stopped = False
@@ -212,8 +257,7 @@ class AdmissionWorkers:
 
     def forget(self, job: Offloaded) -> None:
         """Drop a cancelled job that is still queued."""
-        with contextlib.suppress(ValueError):  # else under way or done
-            self._queue.remove(job)
+        self._queue.remove(job)  # if still waiting
 
     def stop(self) -> None:
         """Stop every worker (dockgate is stopping); queued jobs are dropped."""

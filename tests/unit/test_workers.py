@@ -6,6 +6,7 @@ hangs (500, nothing admitted), with the waiting jobs admitted inline."""
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -107,8 +108,9 @@ class Outcomes:
         self.done: list[CanonicalRequest] = []
         self.failed: list[BaseException] = []
 
-    def submit(self, pool: AdmissionWorkers, turns: Turns, body: bytes = BODY) -> Any:
-        return pool.submit(CREATE, body, CTX, turns=turns, key="peer", done=self.done.append,
+    def submit(self, pool: AdmissionWorkers, turns: Turns, body: bytes = BODY,
+               key: str = "peer") -> Any:
+        return pool.submit(CREATE, body, CTX, turns=turns, key=key, done=self.done.append,
                            failed=self.failed.append)
 
 
@@ -266,3 +268,21 @@ def test_stop_kills_every_worker() -> None:
     assert all(w.transport.closed for w in reactor.sockets)
     assert Outcomes().submit(pool, turns) is None
     assert len(reactor.spawned) == 2
+
+
+def test_waiting_jobs_are_taken_round_robin_by_peer() -> None:
+    """Jobs waiting for the worker are sent peer by peer in turn: peer b's one body
+    waits for one of peer a's queued bodies, not for all of them."""
+    reactor = Reactor()
+    pool, turns = ready_pool(reactor)
+    outcomes = Outcomes()
+    for name in ("a1", "a2", "a3"):
+        outcomes.submit(pool, turns, BODY.replace(b'"x"', b'"%s"' % name.encode()), key="a")
+    outcomes.submit(pool, turns, BODY.replace(b'"x"', b'"b1"'), key="b")
+    worker = reactor.sockets[0]
+    sent = []
+    while len(sent) < 4:
+        job = worker.transport.written[-1]
+        sent.append(pickle.loads(job[offload.FRAME.size:])[3][9:13])  # noqa: S301 (our own)
+        answer(worker, job)
+    assert sent == [b'"a1"', b'"a2"', b'"b1"', b'"a3"']
