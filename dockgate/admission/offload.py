@@ -80,13 +80,12 @@ def run_job(payload: bytes) -> bytes:
     result: tuple[Any, ...]
     try:
         admitted = admit_body(request, body, ctx)
+        spans = admitted.body_members[2] if admitted.body_members is not None else None
+        result = (job_id, ADMITTED, pieces(admitted.body), admitted.body_bytes, spans)
     except DockgateError as e:
         result = (job_id, REFUSED, type(e).__name__, e.message, e.status, e.reason)
     except Exception as e:  # a defect, reported, never a crash of the worker
         result = (job_id, FAILED, f"{type(e).__name__}: {e}")
-    else:
-        spans = admitted.body_members[2] if admitted.body_members is not None else None
-        result = (job_id, ADMITTED, pieces(admitted.body), admitted.body_bytes, spans)
     return _frame(result)
 
 
@@ -165,9 +164,17 @@ def pieces(value: Any) -> list[bytes]:
     small objects.
     """
     fills: list[tuple[_Path, Any, int]] = []
-    root, _ = _cut(value, (), fills)
+    # A value as deep as admission lets through (about a thousand levels) takes
+    # a few frames a level here: only the worker calls this, single-threaded.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 8 * limit))
+    try:
+        root, _ = _cut(value, (), fills)
+        first = pickle.dumps(root, protocol=5)
+    finally:
+        sys.setrecursionlimit(limit)
     fills.sort(key=lambda fill: len(fill[0]))  # stable: a container's fills stay in order
-    out = [pickle.dumps(root, protocol=5)]
+    out = [first]
     batch: list[tuple[_Path, Any]] = []
     size = 0
     for path, part, count in fills:

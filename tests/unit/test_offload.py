@@ -5,6 +5,7 @@ and the reactor's end reads nothing from a worker but plain data."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -231,6 +232,8 @@ SHAPES = {
                                  else i for i in range(5000)}},
     "deep and small": {"a": [[[[{"b": None}]]]], "c": 1.5},
     "a scalar": "just a string",
+    "as deep as admission lets through": {"A": functools.reduce(lambda v, _: [v], range(990),
+                                                                 [])},
 }
 
 
@@ -238,13 +241,35 @@ SHAPES = {
 def test_pieces_bring_back_the_value_in_order_a_bounded_piece_per_step(name: str) -> None:
     """A value cut into pieces loads back equal, with every map's keys in their
     order; each piece holds at most about PIECE objects, and a value over PIECE is
-    loaded in several steps (one per piece after the first)."""
+    loaded in several steps (one per piece after the first).  A value nested about
+    as deep as admission lets through (990 levels) is cut and loaded as well."""
     value = SHAPES[name]
+    limit = sys.getrecursionlimit()
     parts = offload.pieces(value)
+    assert sys.getrecursionlimit() == limit  # raised only while cutting
     loaded, steps = _whole(parts)
-    assert loaded == value
-    assert json.dumps(loaded) == json.dumps(value)  # same key order throughout
-    assert steps == len(parts) - 1
-    for part in parts:
-        assert _objects(pickle.loads(part)) <= 3 * offload.PIECE  # noqa: S301 (our own)
-    assert (len(parts) > 1) == (_objects(value) > offload.PIECE)
+    sys.setrecursionlimit(10 * limit)  # for this test's own walks of the deep value
+    try:
+        assert loaded == value
+        assert json.dumps(loaded) == json.dumps(value)  # same key order throughout
+        assert steps == len(parts) - 1
+        for part in parts:
+            assert _objects(pickle.loads(part)) <= 3 * offload.PIECE  # noqa: S301 (our own)
+        assert (len(parts) > 1) == (_objects(value) > offload.PIECE)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def test_a_defect_in_the_worker_is_reported_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails in the worker after the admission (here cutting the value)
+    becomes a FAILED result, which the reactor answers 500; the worker goes on."""
+    def broken(value: Any) -> list[bytes]:
+        raise ZeroDivisionError("cut")
+
+    monkeypatch.setattr(offload, "pieces", broken)
+    frame = b"".join(offload.job_frame(3, CREATE, BODIES["valid 1 MB create"], CTX))
+    result = offload.read_result(offload.run_job(frame[offload.FRAME.size:])[4:])
+    assert result == (3, offload.FAILED, "ZeroDivisionError: cut")
+    with pytest.raises(DockgateError) as exc:
+        offload.outcome(CREATE, result)
+    assert exc.value.status == 500
