@@ -21,14 +21,20 @@ request with 200 (reading the body first).  dockgate runs in front of it as
 
 Prints, per attack, /_ping p50/p99/max with no load and under the attack, the
 ratio of the two p99s, the attack requests dockgate answered (refused, or
-for ``large`` passed on), dockgate's CPU seconds per attack request, and how
-long dockgate was runnable but waiting for a CPU during the loaded window
-(the machine's share of the latency).
+for ``large`` passed on), dockgate's CPU seconds per attack request (and its
+admission workers', ``--admission-workers``), and how long dockgate was
+runnable but waiting for a CPU during the loaded window (the machine's share
+of the latency).  At the end, per attack, the CPU time of the reactor's
+iterations in the loaded window (``_turn_probe``): how long a request
+arriving in one waits for dockgate's own work, whatever else the machine runs.
+Options after ``--`` go to ``dockgate serve`` (``-- --admission-workers 0``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import multiprocessing
 import os
 import socket
@@ -215,29 +221,69 @@ def summary(name: str, lat: list[float]) -> str:
             f"p99={p99(lat) * 1e3:7.2f} ms  max={max(lat) * 1e3:7.2f} ms")
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (dockgate's admission workers)."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def children_cpu(pid: int) -> dict[int, float]:
+    out = {}
+    for child in children(pid):
+        with contextlib.suppress(OSError):  # ended meanwhile
+            out[child] = cpu_seconds(child)
+    return out
+
+
 def measure(gate_sock: str, gate_pid: int, kind: str, attackers: int, seconds: float, *,
-            nice: int = 0) -> None:
-    """Quiet pings, then pings while ``attackers`` processes send ``kind`` requests."""
+            nice: int = 0) -> tuple[float, float]:
+    """Quiet pings, then pings while ``attackers`` processes send ``kind`` requests;
+    returns the loaded window (monotonic start and end)."""
     quiet = pings(gate_sock, seconds)
     stop, answered = multiprocessing.Event(), multiprocessing.Value("i", 0)
     procs = [multiprocessing.Process(target=attacker,
                                      args=(gate_sock, stop, answered, kind, nice),
                                      daemon=True) for _ in range(attackers)]
     cpu0, wait0 = cpu_seconds(gate_pid), run_delay(gate_pid)
+    kids0 = children_cpu(gate_pid)
     for proc in procs:
         proc.start()
+    window = time.monotonic()
     loaded = pings(gate_sock, seconds)
+    window_end = time.monotonic()
     stop.set()
     for proc in procs:
         proc.join(timeout=60)
     cpu, wait = cpu_seconds(gate_pid) - cpu0, run_delay(gate_pid) - wait0
+    kids = sum(c - kids0.get(pid, 0.0) for pid, c in children_cpu(gate_pid).items())
     print(summary(f"/_ping, quiet ({kind})", quiet))
     print(summary(f"/_ping, {attackers} {kind} attackers", loaded))
     n = answered.value
     per = f"{cpu / n:.4f} s" if n else "n/a"
+    workers = f", its workers {kids / n:.4f} s" if n and kids else ""
     print(f"  p99 loaded/quiet {p99(loaded) / p99(quiet):.1f}x; attack requests answered: {n}; "
-          f"dockgate CPU {cpu:.2f} s ({per} per attack request), runnable but waiting for "
-          f"a CPU {wait:.2f} s")
+          f"dockgate CPU {cpu:.2f} s ({per} per attack request{workers}), runnable but "
+          f"waiting for a CPU {wait:.2f} s")
+    return window, window_end
+
+
+def reactor_turns(path: str, windows: dict[str, tuple[float, float]]) -> None:
+    """Per attack: the CPU time of the reactor's iterations in the loaded window
+    (``_turn_probe``): what a request arriving in one waits for, without the
+    machine's share."""
+    with open(path) as f:
+        iterations = [json.loads(line) for line in f if line.strip()]
+    for kind, (start, end) in windows.items():
+        cpu = sorted(c for t, c in iterations if start <= t <= end)
+        if not cpu:
+            continue
+        print(f"reactor iterations under {kind}: n={len(cpu)} "
+              f"p50={statistics.median(cpu) * 1e3:.2f} ms p99={p99(cpu) * 1e3:.2f} ms "
+              f"p99.9={cpu[int(len(cpu) * 0.999)] * 1e3:.2f} ms max={cpu[-1] * 1e3:.2f} ms "
+              "(CPU time)")
 
 
 def main() -> int:
@@ -247,6 +293,9 @@ def main() -> int:
     ap.add_argument("--attack", choices=(*ATTACKS, "all"), default="chunks")
     ap.add_argument("--nice", type=int, default=0,
                     help="run the attackers at this niceness (19: they get only spare CPU)")
+    ap.add_argument("serve", nargs="*", metavar="SERVE-OPTION",
+                    help="more options for dockgate serve, after -- "
+                         "(e.g. -- --admission-workers 0)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="dgchunks-") as tmp:
         daemon_sock, gate_sock = os.path.join(tmp, "d.sock"), os.path.join(tmp, "g.sock")
@@ -256,10 +305,11 @@ def main() -> int:
         daemon.start()
         if not ready.wait(30):
             raise RuntimeError("the stand-in daemon did not start")
+        probe = os.path.join(tmp, "turns.jsonl")
         gate = subprocess.Popen(
-            [sys.executable, "-m", "dockgate", "serve", "--listen", f"unix:{gate_sock}",
-             "--upstream", f"unix:{daemon_sock}",
-             "--policy", str(ROOT / "policies/privileged.yaml")],
+            [sys.executable, str(Path(__file__).resolve().parent / "_turn_probe.py"), probe,
+             "serve", "--listen", f"unix:{gate_sock}", "--upstream", f"unix:{daemon_sock}",
+             "--policy", str(ROOT / "policies/privileged.yaml"), *args.serve],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -270,11 +320,22 @@ def main() -> int:
                     raise RuntimeError("dockgate did not start")
                 time.sleep(0.05)
             pings(gate_sock, 0.5)  # warm up
+            # One large body first: an admission worker (started by it) is then
+            # running before anything is timed.
+            warm = connect(gate_sock)
+            warm.sendall(attack_wire("large"))
+            warm.recv(4096)
+            warm.close()
+            time.sleep(1)
+            windows = {}
             for kind in ATTACKS if args.attack == "all" else (args.attack,):
-                measure(gate_sock, gate.pid, kind, args.attackers, args.seconds, nice=args.nice)
+                windows[kind] = measure(gate_sock, gate.pid, kind, args.attackers, args.seconds,
+                                        nice=args.nice)
         finally:
             gate.terminate()
             gate.wait(timeout=15)
+        if os.path.exists(probe):
+            reactor_turns(probe, windows)
             daemon.terminate()
             daemon.join(timeout=15)
     return 0

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from dockgate.admission.jsonstrict import Pairs, dumps, go_fold, loads
+from dockgate.admission.jsonstrict import Pairs, dumps, dumps_spans, go_fold, loads
 from dockgate.admission.query import canonical_query
 from dockgate.admission.routes import match
 from dockgate.admission.schemas import SnapshotSchemas, schemas_for
@@ -66,6 +67,8 @@ NEVER_FORWARDED = frozenset(
     {name.decode("latin-1") for name in wire.HOP_BY_HOP} | {"content-length", "host", "expect"})
 """Headers that never pass through: the connection's own (``wire.HOP_BY_HOP``, the
 one hop-by-hop set) and framing, Host and Expect, which the I/O layer writes anew."""
+
+T = TypeVar("T")
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"})
 
@@ -218,8 +221,9 @@ Decoding, checking and re-encoding cost 15 to 25 ms per MB of body on the
 reactor thread (the 1 MB create of 19990 labels in
 ``benchmarks/bench_chunks.py``), so a body under this size costs well under
 a millisecond: taken inline, as nearly every body Docker clients send is (a
-create is a few KB).  Larger ones are taken a step at a time, between other
-clients' requests (``proxy.turns``).
+create is a few KB), since a round trip to a worker process would cost more.
+Larger ones are admitted in a worker process (``proxy.workers``), or with
+none a step at a time between other clients' requests (``proxy.turns``).
 """
 
 
@@ -229,13 +233,17 @@ def admit_body(request: CanonicalRequest, body: bytes, ctx: ApiContext) -> Canon
     An empty body is accepted (as "no body") wherever the daemon accepts one:
     every JSON endpoint whose schema makes the body optional.
     """
-    steps = admit_body_steps(request, body, ctx)
+    return run_steps(admit_body_steps(request, body, ctx))
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Run a generator of steps (``admit_body_steps`` and the like) to its end at once."""
     while True:
         try:
             next(steps)
         except StopIteration as done:
-            admitted: CanonicalRequest = done.value
-            return admitted
+            result: T = done.value
+            return result
 
 
 def admit_body_steps(
@@ -285,10 +293,14 @@ def admit_body_steps(
         else:
             value = walker(decoded, None)
         yield
-        encoded = dumps(value)
+        if len(body) > HEAVY_BODY:  # worth the spans: see CanonicalRequest.body_members
+            encoded, spans = dumps_spans(value)
+        else:
+            encoded, spans = dumps(value), None
     except RecursionError:
         raise BadRequest("JSON body is nested too deeply") from None
-    return replace(request, body=value, body_bytes=encoded)
+    members = (value, encoded, spans) if spans is not None else None
+    return replace(request, body=value, body_bytes=encoded, body_members=members)
 
 
 _MERGED = ("Memory", "MemorySwap", "CpuShares", "CpusetCpus", "VolumeDriver")

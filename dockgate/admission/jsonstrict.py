@@ -175,8 +175,54 @@ def plain(value: Any, what: str = "JSON body") -> Any:
 
 def dumps(value: Any) -> bytes:
     """The canonical serialisation: sorted keys, compact, ASCII-safe."""
-    return json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=True,
-                      allow_nan=False).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), sort_keys=True,
+                            allow_nan=False)
+"""``json.dumps`` with these options, without building an encoder per call."""
+
+
+Spans = dict[str, tuple[int, int]]
+"""Where each top-level member (``"key":value``) of a canonical object lies in its bytes."""
+
+
+def dumps_spans(value: Any) -> tuple[bytes, Spans | None]:
+    """``dumps(value)``, and for an object where each top-level member lies in it.
+
+    The same bytes (``dumps`` of an object with sorted keys is its members'
+    encodings, sorted by key, joined by commas in braces), at about the same
+    cost; the spans let ``reencode`` copy the members a later change left alone.
+    """
+    if not isinstance(value, dict):
+        return dumps(value), None
+    keys = sorted(value)
+    parts = [dumps(key) + b":" + dumps(value[key]) for key in keys]
+    spans: Spans = {}
+    at = 1
+    for key, part in zip(keys, parts, strict=True):
+        spans[key] = (at, at + len(part))
+        at += len(part) + 1
+    return b"{" + b",".join(parts) + b"}", spans
+
+
+def reencode(old: dict[str, Any], encoded: bytes, spans: Spans, new: dict[str, Any]) -> bytes:
+    """``dumps(new)``, where ``new`` is ``old`` (canonically ``encoded``, members at
+    ``spans``) with some top-level members replaced: a member that is still the
+    same object is copied from ``encoded``, the others are encoded.
+
+    Relies on what every admitted body already relies on (its bytes are
+    forwarded as they are): a decoded body is never changed in place, only
+    copied along the path that changes (``policy.rules``' ``set``).
+    """
+    parts = []
+    for key in sorted(new):
+        span = spans.get(key)
+        if span is not None and key in old and new[key] is old[key]:
+            parts.append(encoded[span[0]:span[1]])
+        else:
+            parts.append(dumps(key) + b":" + dumps(new[key]))
+    return b"{" + b",".join(parts) + b"}"
 
 
 _FOLD = str.maketrans({"\u017f": "s", "\u212a": "k"})

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from dockgate.admission.jsonstrict import dumps
 from dockgate.model import CanonicalRequest, Decision, Peer
 from dockgate.policy import hostpaths, root_actions, spelling
 from dockgate.policy.buildcontrol import build
@@ -217,7 +216,8 @@ def _apply(decision: Decision, request: CanonicalRequest, applied: list[RuleFind
     """The decision with the policy's ``set`` actions applied to a copy of the request body.
 
     Only the objects on each set path are copied; the forwarded bytes are the
-    canonical serialisation of the new body, as for any admitted body.
+    canonical serialisation of the new body, as for any admitted body (only the
+    top-level members a set replaced are encoded again: ``with_body``).
     """
     body: dict[str, Any] = dict(request.body)
     for rf in applied:
@@ -234,7 +234,7 @@ def _apply(decision: Decision, request: CanonicalRequest, applied: list[RuleFind
         decision,
         reason=decision.reason + "; set: " + "; ".join(sets),
         sets=sets,
-        request=replace(request, body=body, body_bytes=dumps(body)),
+        request=request.with_body(body),
     )
 
 

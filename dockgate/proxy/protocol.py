@@ -141,6 +141,7 @@ from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.splice import Splice
 from dockgate.proxy.turns import Job, Turns
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
+from dockgate.proxy.workers import Offloaded
 from dockgate.tenancy import Tenant, filter_list, needs_usage, with_tenant_sets
 from dockgate.tenancy.event_scope import EventScope
 from dockgate.tenancy.holds import HOLDS, Claim
@@ -511,7 +512,7 @@ class ProxyServerProtocol(Protocol):
         self._peer_key = ""
         self._finder: Finder | None = None
         """This connection's lookup on the listener's fast path (``fastpath``)."""
-        self._admitting: Job | None = None
+        self._admitting: Job | Offloaded | None = None
 
     # -- Twisted interfaces -------------------------------------------------
 
@@ -759,7 +760,7 @@ class ProxyServerProtocol(Protocol):
             assert x.request is not None
             body, x.body = bytes(x.body), bytearray()
             if len(body) > HEAVY_BODY:
-                self._admit_in_turns(x, body)
+                self._admit_large(x, body)
                 return
             try:
                 x.request = admit_body(x.request, body, self.factory.api)
@@ -786,9 +787,10 @@ class ProxyServerProtocol(Protocol):
         if state is SENDING:  # now AWAITING: bound the wait for the answer
             self._answer_deadline.set(self.settings.response_timeout)
 
-    def _admit_in_turns(self, x: Exchange, body: bytes) -> None:
-        """Admit a large body a step per reactor turn, between other requests
-        (``turns``); then decide and forward it in a turn of its own."""
+    def _admit_large(self, x: Exchange, body: bytes) -> None:
+        """Admit a large body in a worker process (``workers``), or else a step per
+        reactor turn between other requests (``turns``); then decide and forward
+        it in a turn of its own."""
         assert x.request is not None and self.gate is not None
         self.gate.hold("prepare")  # DECIDING: no HTTP event is taken meanwhile
 
@@ -804,8 +806,14 @@ class ProxyServerProtocol(Protocol):
             self._admitting = None
             self._prepare_failed(Failure(error), x)  # type: ignore[no-untyped-call]
 
+        turns, workers = self.factory.turns, self.settings.workers
+        if workers is not None:
+            self._admitting = workers.submit(x.request, body, self.factory.api, turns=turns,
+                                             key=self._peer_key, done=admitted, failed=refused)
+            if self._admitting is not None:
+                return
         steps = admit_body_steps(x.request, body, self.factory.api)
-        self._admitting = self.factory.turns.submit(self._peer_key, steps, admitted, refused)
+        self._admitting = turns.submit(self._peer_key, steps, admitted, refused)
 
     def _context_data(self, x: Exchange, data: bytes) -> bool:
         """Feed a held build context; True when ``data`` may be forwarded now."""

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IStreamClientEndpoint
 from dockgate.admission.admit import ApiContext
 from dockgate.model import AuditEvent
 from dockgate.policy.decision import Policy
+from dockgate.proxy.workers import AdmissionWorkers
 from dockgate.tenancy import TenantMap
 
 
@@ -65,6 +66,9 @@ class ProxySettings:
             principal, or remote host).
         tenants: returns the tenant map in force, if tenancy is configured
             (then every caller must map to a tenant).
+        workers: the processes that admit large JSON bodies off the reactor
+            thread (``workers``), shared by every listener; None admits them
+            on the reactor, a step per turn (``turns``).
     """
 
     upstream: IStreamClientEndpoint
@@ -80,4 +84,5 @@ class ProxySettings:
     max_connections: int = 4096
     max_connections_per_peer: int = 512
     tenants: Callable[[], TenantMap | None] | None = None
+    workers: AdmissionWorkers | None = None
 

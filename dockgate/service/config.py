@@ -93,6 +93,7 @@ LIMIT_KEYS: dict[str, dict[str, Any]] = {
     "max_json_body": _posint,
     "max_head_size": _posint,
     "pool_size": {"type": "integer", "minimum": 0},
+    "admission_workers": {"type": "integer", "minimum": 0},
     "max_connections": _posint,
     "max_connections_per_peer": _posint,
 }

@@ -38,6 +38,7 @@ from dockgate.policy import PolicyError, PolicyHolder
 from dockgate.policy.rules import IMPLICIT_PLAIN_NAMES
 from dockgate.proxy.protocol import ProxyServerFactory
 from dockgate.proxy.settings import ProxySettings
+from dockgate.proxy.workers import DEFAULT_WORKERS, MAX_WORKERS, AdmissionWorkers
 from dockgate.service import compat
 from dockgate.service.admin import READY_TIMEOUT, admin_site, parse_admin_listener
 from dockgate.service.config import Config, load_config
@@ -137,6 +138,10 @@ class Options(usage.Options):
          _positive(float)],
         ["max-json-body", None, _default(ApiContext, "max_json_body"),
          "Largest JSON request body inspected, in bytes (413 above).", _positive(int)],
+        ["admission-workers", None, DEFAULT_WORKERS,
+         "Worker processes that check JSON bodies over 16 KB off the event loop (started "
+         "with the first such body); 0 checks them in the event loop, a step at a time.",
+         int],
         ["max-head-size", None, _default(ProxySettings, "max_head_size"),
          "Largest request head, in bytes (431 above).", _positive(int)],
         ["pool-size", None, _default(ProxySettings, "pool_size"),
@@ -236,6 +241,10 @@ class Options(usage.Options):
             raise usage.UsageError(f"--upstream: {e}") from None
         if self["pool-size"] < 0:
             raise usage.UsageError("--pool-size must not be negative")
+        if not 0 <= self["admission-workers"] <= MAX_WORKERS:
+            raise usage.UsageError(
+                f"--admission-workers must be 0 (check large bodies in the event loop) to "
+                f"{MAX_WORKERS}; {self['admission-workers']} is not")
         if self["access-log"] not in ("on", "off"):
             raise usage.UsageError("--access-log must be on or off")
         for name, spec in self.listeners:
@@ -481,6 +490,18 @@ class EndExchanges(Service):
         super().stopService()  # type: ignore[no-untyped-call]
 
 
+class StopWorkers(Service):
+    """On stop, ends the admission worker processes (``proxy.workers``)."""
+
+    def __init__(self, workers: AdmissionWorkers) -> None:
+        self._workers = workers
+
+    def stopService(self) -> None:
+        """Kill the workers; exchanges are ended before (``EndExchanges``)."""
+        self._workers.stop()
+        super().stopService()  # type: ignore[no-untyped-call]
+
+
 class TurnEnd(Service):
     """Lets the access log write its lines once per reactor turn while the service runs."""
 
@@ -682,7 +703,10 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     if metrics is not None or access is not None:
         audit = MetricsAudit(audit, metrics, access)
     fields = dict(options.settings_fields())
+    workers = (AdmissionWorkers(reactor, options["admission-workers"])
+               if options["admission-workers"] else None)
     settings = ProxySettings(
+        workers=workers,
         upstream=upstream_endpoint(reactor, options.upstream, fields["connect_timeout"]),
         policy=lambda: holder.current,
         audit=audit,
@@ -737,6 +761,8 @@ def makeService(options: Options, reactor: Any = None) -> MultiService:
     root.addService(ReopenOnUsr1(lambda: _reopen_audit(audit), reactor))  # type: ignore[no-untyped-call]
     if options["audit-log"]:
         root.addService(AuditUpkeep(audit, reactor))  # type: ignore[no-untyped-call]
+    if workers is not None:  # stopped after the exchanges end (their jobs cancelled)
+        root.addService(StopWorkers(workers))  # type: ignore[no-untyped-call]
     # Added last, so stopped first: open exchanges are recorded before the log closes.
     root.addService(EndExchanges(factories))  # type: ignore[no-untyped-call]
     return root

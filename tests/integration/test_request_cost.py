@@ -8,17 +8,31 @@ request and creates the container; through every shipped profile dockgate
 refuses it early (413, 431 or 400, Docker-shaped), and the daemon is never
 asked: no container of that name exists.  (``/_ping`` latency under such a
 load is measured in benchmarks/bench_chunks.py, not here.)
+
+A large body under every bound is admitted in an admission worker process
+(``--admission-workers``, default 1): the container gets every label, and a
+worker killed while it holds a body fails that request closed (500, nothing
+created) and is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from support import gate
 from support.engines import IMAGE, Engine, unique
 from support.policygate import (
     PROFILES,
@@ -162,3 +176,81 @@ def test_a_large_body_under_every_bound_is_created_with_every_label(
     assert status == 201, answer
     out = engine.docker_direct("inspect", "--format", "{{json .Config.Labels}}", name)
     assert json.loads(out.stdout) == labels
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(c) for c in f.read().split()]
+    return found
+
+
+def _until(what: str, check: Callable[[], object], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _has_unread_job(worker: int) -> bool:
+    """Whether the worker's socket holds bytes it has not read: a job sent."""
+    out = subprocess.run(["ss", "-xpn"], capture_output=True, text=True, check=True).stdout
+    return any(f",pid={worker}," in line and int(line.split()[2]) > 0
+               for line in out.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to see a job sent")
+def test_a_worker_admits_large_bodies_and_a_killed_one_fails_its_body_closed(
+    engine: Engine,
+) -> None:
+    """Through a dockgate of its own: a 1 MB create (19990 labels) is answered 201
+    with every label while the first admission worker starts; once the worker is
+    ready, another is admitted by it, labels intact.  Then the worker is stopped,
+    a third create is sent to it (its socket holds the job) and the worker is
+    killed: the client gets a Docker-shaped 500 and the daemon has no such
+    container.  A replacement starts and the next create is admitted again."""
+    labels = {f"k{i:05}": "v" * 38 for i in range(19990)}
+    body = json.dumps({**CREATE, "Labels": labels}).encode()
+    assert 1 << 19 < len(body) < 1 << 20
+    workdir = Path(tempfile.mkdtemp(prefix="dgw", dir="/tmp"))
+    proc = gate.start_dockgate(f"{engine.name}/workers", engine.daemon_socket, workdir)
+    try:
+        gate.wait_dockgate(proc)
+
+        def create(name: str) -> tuple[int, bytes]:
+            return exchange(proc.socket, with_length(name, body))
+
+        def has_labels(name: str) -> bool:
+            out = engine.docker_direct("inspect", "--format", "{{json .Config.Labels}}", name)
+            return bool(json.loads(out.stdout) == labels)
+
+        first = unique("cost-worker")
+        assert create(first)[0] == 201 and has_labels(first)
+        _until("the admission worker", lambda: proc.log_text().count("Admission worker") == 1)
+        [worker] = _children(proc.pid)
+        second = unique("cost-worker")
+        assert create(second)[0] == 201 and has_labels(second)
+
+        os.kill(worker, signal.SIGSTOP)
+        lost = unique("cost-worker-lost")
+        answers: list[tuple[int, bytes]] = []
+        sender = threading.Thread(target=lambda: answers.append(create(lost)))
+        sender.start()
+        _until("the job on the worker's socket", lambda: _has_unread_job(worker))
+        os.kill(worker, signal.SIGKILL)
+        sender.join(120)
+        [(status, answer)] = answers
+        assert status == 500, answer
+        assert json.loads(answer)["message"].startswith(
+            "dockgate: the worker checking this request "), answer
+        assert not exists(engine, lost)
+
+        _until("a replacement worker", lambda: proc.log_text().count("Admission worker") == 2)
+        third = unique("cost-worker")
+        assert create(third)[0] == 201 and has_labels(third)
+        assert worker not in _children(proc.pid)
+    finally:
+        proc.stop()
+        shutil.rmtree(workdir, ignore_errors=True)

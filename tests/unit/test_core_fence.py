@@ -25,6 +25,7 @@ CORE = (
     "dockgate.admission",
     "dockgate.admission.admit",
     "dockgate.admission.jsonstrict",
+    "dockgate.admission.offload",
     "dockgate.admission.query",
     "dockgate.admission.routes",
     "dockgate.admission.schemas",
@@ -124,6 +125,7 @@ IO = {
     "dockgate.service.tap": "the twistd service",
     "dockgate.service.tlshalfclose": "a TLS endpoint wrapper (pyOpenSSL)",
     "dockgate.proxy.upstream": "the daemon-facing Twisted protocol",
+    "dockgate.proxy.workers": "spawns the admission workers and reads their sockets (reactor)",
     "dockgate.fastio.writethrough": "subclasses Twisted's socket transports",
     "dockgate.fastio": "probes Twisted's transport internals",
 }

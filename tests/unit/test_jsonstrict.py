@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dockgate.admission import jsonstrict
-from dockgate.admission.admit import ApiContext, admit_body, admit_head
+from dockgate.admission.admit import HEAVY_BODY, ApiContext, admit_body, admit_head
 from dockgate.admission.jsonstrict import MAX_KEYS, Pairs, dumps, go_fold, loads, members, plain
 from dockgate.admission.validation import SchemaSet
 from dockgate.errors import BadRequest, DockgateError
@@ -396,3 +397,63 @@ def test_surrogate_check_agrees_with_the_decoder() -> None:
                     loads(text)
             else:
                 assert loads(text) == decoded, text
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                               max_size=3),
+    max_leaves=12,
+)
+
+
+@given(old=st.dictionaries(st.text(max_size=6), _values, max_size=8),
+       changes=st.dictionaries(st.text(max_size=6), _values | st.none(), max_size=4),
+       drop=st.sets(st.text(max_size=6), max_size=2))
+def test_reencode_is_dumps_of_the_new_body(old: dict[str, Any], changes: dict[str, Any],
+                                           drop: set[str]) -> None:
+    """``dumps_spans`` gives ``dumps``'s bytes, each span holding its member; and a
+    body made from an admitted one by replacing, adding and dropping top-level
+    members (the rest the same objects) is re-encoded by ``reencode`` and by
+    ``CanonicalRequest.with_body`` to exactly ``dumps`` of it."""
+    encoded, spans = jsonstrict.dumps_spans(old)
+    assert encoded == dumps(old)
+    assert spans is not None
+    for key, (start, end) in spans.items():
+        assert encoded[start:end] == dumps(key) + b":" + dumps(old[key])
+    new = {k: v for k, v in old.items() if k not in drop}
+    new.update(changes)
+    assert jsonstrict.reencode(old, encoded, spans, new) == dumps(new)
+    head = admit_head("POST", b"/v1.51/networks/create", JSON_CT, CTX)
+    admitted = replace(head, body=old, body_bytes=encoded, body_members=(old, encoded, spans))
+    assert admitted.with_body(new).body_bytes == dumps(new)
+
+
+def test_with_body_ignores_spans_of_other_bytes() -> None:
+    """Spans kept on a request whose body or bytes were replaced since (a copy made
+    with ``dataclasses.replace``) are not used: the new body is encoded whole."""
+    old = {"A": {"x": 1}, "B": [1, 2]}
+    encoded, spans = jsonstrict.dumps_spans(old)
+    head = admit_head("POST", b"/v1.51/networks/create", JSON_CT, CTX)
+    admitted = replace(head, body=old, body_bytes=encoded, body_members=(old, encoded, spans))
+    other = {"A": {"x": 2}, "B": old["B"]}
+    stale = replace(admitted, body=other, body_bytes=b'{"A":{"x":2},"B":[1,2]}')
+    new = dict(other, C=3)
+    assert stale.with_body(new).body_bytes == dumps(new)
+    moved = replace(admitted, body_bytes=b" " + encoded)  # bytes no longer the spanned ones
+    assert moved.with_body(dict(old)).body_bytes == dumps(old)
+
+
+def test_large_admitted_bodies_carry_their_member_spans() -> None:
+    """``admit_body`` of an object body over HEAVY_BODY keeps where each top-level
+    member lies in the forwarded bytes; a small body keeps none (encoding it whole
+    again costs less than keeping them)."""
+    head = admit_head("POST", b"/v1.51/containers/create", JSON_CT, CTX)
+    filler = "b" * HEAVY_BODY
+    admitted = admit_body(head, b'{"Image":"x","Labels":{"a":"%s"}}' % filler.encode(), CTX)
+    assert admitted.body_members is not None
+    value, encoded, spans = admitted.body_members
+    assert value is admitted.body and encoded is admitted.body_bytes
+    assert {k: encoded[a:b] for k, (a, b) in spans.items()} == {
+        "Image": b'"Image":"x"', "Labels": b'"Labels":{"a":"%s"}' % filler.encode()}
+    assert admit_body(head, b'{"Image":"x"}', CTX).body_members is None

@@ -297,3 +297,41 @@ def test_startup_warnings(tmp_path: Path) -> None:
     root = tap.makeService(parse("--upstream", f"unix:{tmp_path}/d.sock", "--audit-log",  # type: ignore[no-untyped-call]
                                  str(tmp_path / "a.jsonl")), MemoryReactorClock())
     assert root.warnings == []
+
+
+def test_admission_workers_option_builds_a_shared_pool_lazily() -> None:
+    """--admission-workers N (default 1) gives every listener the same pool of N,
+    with no process started by makeService; 0 gives none (bodies admitted on the
+    reactor); a negative or huge number is a one-line usage error naming the option
+    and what it takes; the config file's ``limits.admission_workers`` sets it."""
+    reactor = MemoryReactorClock()
+    root = tap.makeService(parse("--listen", "tcp:2375", "--listen", "tcp:2376"),  # type: ignore[no-untyped-call]
+                           reactor)
+    listeners = [c for c in root if isinstance(c, StreamServerEndpointService)]
+    pool = listeners[0].factory.settings.workers
+    assert pool is not None and pool.size == 1 and pool.workers == []
+    assert listeners[1].factory.settings.workers is pool
+    assert sum(isinstance(c, tap.StopWorkers) for c in root) == 1
+    root = tap.makeService(parse("--admission-workers", "0"), reactor)  # type: ignore[no-untyped-call]
+    [listener] = [c for c in root if isinstance(c, StreamServerEndpointService)]
+    assert listener.factory.settings.workers is None
+    assert not any(isinstance(c, tap.StopWorkers) for c in root)
+    for bad in ("-1", "65"):
+        with pytest.raises(usage.UsageError) as exc:
+            parse("--admission-workers", bad)
+        assert str(exc.value).startswith("--admission-workers must be 0 ")
+        assert "\n" not in str(exc.value)
+    with pytest.raises(usage.UsageError):
+        parse("--admission-workers", "two")
+
+
+def test_admission_workers_from_the_config_file(tmp_path: Path) -> None:
+    """``limits: {admission_workers: 3}`` in the config file is --admission-workers 3;
+    a negative count there is refused with the file, line and field."""
+    path = tmp_path / "dockgate.yaml"
+    path.write_text(f"policy: {PRIVILEGED}\nlimits: {{admission_workers: 3}}\n")
+    options = parse("--config", str(path))
+    assert options["admission-workers"] == 3
+    path.write_text(f"policy: {PRIVILEGED}\nlimits: {{admission_workers: -1}}\n")
+    with pytest.raises(usage.UsageError, match=r"dockgate\.yaml:2: limits\.admission_workers"):
+        parse("--config", str(path))
