@@ -108,7 +108,7 @@ class Swapper:
                 # A random pause keeps the swaps out of step with dockgate's own
                 # check-to-create gap, which would otherwise (under load) line up
                 # with the swap period and make every checked create lose.
-                time.sleep(random.random() * self.jitter)
+                time.sleep(random.random() * self.jitter)  # noqa: S311 (timing, not secrets)
 
     def __enter__(self) -> Swapper:
         self.thread.start()
