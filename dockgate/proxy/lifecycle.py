@@ -198,7 +198,7 @@ UNANSWERED: Final = frozenset({IDLE, *_UNANSWERED})
 """States in which the client was sent no answer yet (at most ``100 Continue``)."""
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(RuntimeError):
     """A move the table does not allow: a bug in dockgate, never the client's doing."""
 
     def __init__(self, state: State, event: Event) -> None:
