@@ -70,6 +70,11 @@ def missing_from_wheel(tracked: Iterable[str], wheel_names: Iterable[str]) -> li
     return sorted(expected_in_wheel(tracked) - set(wheel_names))
 
 
+def pure_build() -> bool:
+    """Whether builds are asked for pure Python (``DOCKGATE_PURE``, as setup.py reads it)."""
+    return os.environ.get("DOCKGATE_PURE", "") not in ("", "0")
+
+
 def compiled_modules(repo: Path = REPO) -> list[str]:
     """The modules setup.py compiles with mypyc (its ``COMPILED``), as dotted names;
     read from the file, not imported (importing it would build)."""
@@ -171,7 +176,7 @@ def main(argv: list[str]) -> int:
         if missing:
             print(f"{wheel.name} lacks tracked files: {', '.join(missing)}", file=sys.stderr)
             return 1
-        uncompiled = [] if os.environ.get("DOCKGATE_PURE", "") not in ("", "0") else \
+        uncompiled = [] if pure_build() else \
             uncompiled_in_wheel(compiled_modules(), wheel_names(wheel))
         if uncompiled:
             print(f"{wheel.name} lacks the compiled {', '.join(uncompiled)}", file=sys.stderr)
