@@ -56,12 +56,20 @@ COMPILED = (
 
 PURE = "DOCKGATE_PURE"
 
+BUILDS = frozenset({"bdist_wheel", "build", "build_ext", "install", "develop", "editable_wheel"})
+"""The setup.py commands that build modules.  setuptools runs this file for every
+step of a build (metadata, sdist, wheel); only these compile, the others take
+no minute of mypyc's type check and say nothing."""
+
 
 def _say(message: str) -> None:
     print(f"dockgate build: {message}", file=sys.stderr, flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    if not BUILDS.intersection((sys.argv if argv is None else argv)[1:]):
+        setup()
+        return
     if os.environ.get(PURE, "") not in ("", "0"):
         _say(f"pure Python ({PURE} is set): no module is compiled")
         setup()

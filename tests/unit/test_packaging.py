@@ -106,7 +106,7 @@ def test_the_build_compiles_the_listed_modules(monkeypatch: pytest.MonkeyPatch,
     tracked module of the package."""
     monkeypatch.delenv("DOCKGATE_PURE", raising=False)
     build = _Build(monkeypatch)
-    build.main()
+    build.main(["setup.py", "bdist_wheel", "--dist-dir", "dist"])
     (paths,) = build.compiled
     assert "dockgate/proxy/protocol.py" in paths
     assert set(paths) <= set(packaging.tracked_files())
@@ -119,7 +119,7 @@ def test_a_pure_build_compiles_nothing_and_says_so(monkeypatch: pytest.MonkeyPat
     """DOCKGATE_PURE=1 builds pure Python, and the build says it did."""
     monkeypatch.setenv("DOCKGATE_PURE", "1")
     build = _Build(monkeypatch)
-    build.main()
+    build.main(["setup.py", "bdist_wheel"])
     assert build.compiled == [] and build.setups == [{}]
     assert "pure Python (DOCKGATE_PURE is set)" in capsys.readouterr().err
 
@@ -130,10 +130,22 @@ def test_without_mypyc_the_build_fails_rather_than_build_pure(
     monkeypatch.delenv("DOCKGATE_PURE", raising=False)
     build = _Build(monkeypatch, mypyc=False)
     with pytest.raises(SystemExit) as stopped:
-        build.main()
+        build.main(["setup.py", "build_ext", "--inplace"])
     assert "mypyc is not installed" in str(stopped.value)
     assert "DOCKGATE_PURE=1" in str(stopped.value)
     assert build.setups == []
+
+
+def test_metadata_and_sdist_steps_compile_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The steps of a build that make no modules (metadata, the sdist) run no mypyc and
+    say nothing; the wheel step is the one that compiles."""
+    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    build = _Build(monkeypatch)
+    for step in ("egg_info", "dist_info", "sdist"):
+        build.main(["setup.py", step, "--output-dir", "x"])
+    assert build.compiled == [] and build.setups == [{}, {}, {}]
+    assert capsys.readouterr().err == ""
 
 
 def test_a_wheel_without_an_extension_module_is_named() -> None:
