@@ -19,9 +19,10 @@ listed here are the compiled ones.
 
 What mypyc needs of these modules (and keeps them to): ``mypy --strict``
 clean; no method aliases in class bodies (``__call__ = record``); no
-attributes set on functions (``directlyProvides``) or on instances of their
-classes beyond those declared; no ``@implementer`` on a class whose methods
-hold closures (``classImplements`` after it instead); a compiled class cannot
+attributes set on functions (``directlyProvides``), no methods assigned on
+instances (``self.record = ...``); no ``@implementer`` on a class whose methods
+hold closures (``classImplements`` after it instead); a frozen dataclass that
+is pickled needs a ``__reduce__`` (``model._rebuilt``); a compiled class cannot
 be subclassed by interpreted code, and its module's globals are bound at
 compile time, so tests replace collaborators, not module globals.
 """
