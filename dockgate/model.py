@@ -9,7 +9,7 @@ change a request between the decision and the bytes sent upstream.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -26,6 +26,15 @@ sees only the head and query.
 """
 
 Transport = Literal["unix", "tcp", "tls"]
+
+
+def _rebuilt(value: Any) -> tuple[type, tuple[Any, ...]]:
+    """How pickle rebuilds a frozen value: its class called with its fields, in order.
+
+    Compiled (setup.py), a frozen dataclass restores pickled state by assigning
+    its fields, which it refuses; every field here is an argument of ``__init__``.
+    """
+    return type(value), tuple(getattr(value, f.name) for f in fields(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +59,9 @@ class Operation:
     since: str = "1.18"
     until: str | None = None
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return _rebuilt(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Peer:
@@ -71,6 +83,9 @@ class Peer:
     user: str | None = None
     groups: tuple[str, ...] = ()
     sans: tuple[str, ...] = ()
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return _rebuilt(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +141,9 @@ class CanonicalRequest:
         q = urlencode(self.query, quote_via=quote, safe="") if self.query else ""
         return prefix + self.path + ("?" + q if q else "")
 
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return _rebuilt(self)
+
 
 Verdict = Literal["allow", "deny", "warn"]
 
@@ -159,6 +177,9 @@ class Decision:
     def allowed(self) -> bool:
         """Whether the request may be forwarded."""
         return self.verdict != "deny"
+
+    def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
+        return _rebuilt(self)
 
 
 AuditStage = Literal["RequestDecided", "ResponseComplete", "SessionStarted", "SessionEnded",

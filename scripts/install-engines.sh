@@ -32,6 +32,11 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 # test bootstraps its base with debootstrap; the systemd test needs
 # systemd-analyze and systemd-socket-activate.
 "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The wheel is compiled (setup.py, mypyc): a C compiler, libc's headers and
+# Python's own (python3-dev for Debian's python3; another interpreter brings them).
+python_h=$("${PYTHON:-python3}" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+printf '#include <Python.h>\nint main(void) { return 0; }\n' \
+  | gcc -fsyntax-only -I"$python_h" -x c - >/dev/null 2>&1 || need_apt+=(gcc libc6-dev python3-dev)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 command -v systemd-socket-activate >/dev/null 2>&1 || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then

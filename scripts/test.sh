@@ -2,14 +2,17 @@
 # The test command: installs what the tests need (on a fresh Debian bookworm
 # machine too), builds dockgate's wheel, installs it into a fresh venv, then
 # runs ruff and mypy --strict on the source and pytest against the installed
-# wheel. Exits non-zero when any of them fails. Extra arguments go to pytest,
-# e.g.
+# wheel, whose request path is compiled with mypyc (setup.py; a C compiler and
+# Python's headers, which scripts/install-engines.sh installs). Exits non-zero
+# when any of them fails. Extra arguments go to pytest, e.g.
 #   scripts/test.sh tests/unit -x
 # Environment:
 #   DOCKGATE_SKIP_INSTALL=1   skip apt and refreshing the wheelhouse (a quick
 #                             re-run; the wheel is still rebuilt and installed).
 #   DOCKGATE_TEST_EDITABLE=1  the fast local path: test the source tree through
-#                             an editable install into $PYTHON, no wheel.
+#                             an editable install into $PYTHON, no wheel (pure
+#                             Python: DOCKGATE_PURE=1).
+#   DOCKGATE_PURE=1           build and test the pure-Python wheel instead.
 #   DOCKGATE_TEST_VENV=DIR    the venv the wheel is tested in (default .venv-test,
 #                             recreated each run).
 #   DOCKGATE_WHEELHOUSE=DIR   dependency wheels (default dist/wheels): the venv,
@@ -40,6 +43,9 @@ if [ -z "${DOCKGATE_SKIP_INSTALL:-}" ]; then
 fi
 
 if [ -n "$EDITABLE" ]; then
+  # The source tree is what runs: pure Python (setup.py would otherwise compile
+  # the request path in place, and the extension modules would shadow edits).
+  export DOCKGATE_PURE=1
   if [ -z "${DOCKGATE_SKIP_INSTALL:-}" ]; then
     section "install: editable package and test dependencies into $PYTHON"
     # compat mode puts the checkout on sys.path, where twistd looks for

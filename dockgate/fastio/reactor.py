@@ -107,7 +107,11 @@ class DockgateReactor(epollreactor.EPollReactor):
                 except Exception:
                     log.failure("unhandled error at the end of a reactor turn")
 
-    doIteration = doPoll
+    def doIteration(self, timeout: float | None) -> None:
+        """What Twisted's main loop calls: ``doPoll`` (as ``EPollReactor``'s alias,
+        written as a method because an alias in the class body does not compile,
+        ``setup.py``)."""
+        self.doPoll(timeout)
 
 
 def install() -> Any:

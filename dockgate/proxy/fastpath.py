@@ -94,9 +94,9 @@ class Known:
 
     parsed: tuple[Request, bool, bool]
     """The parsed head, whether it keeps the connection alive, whether it expects 100."""
-    policy: object
+    policy: Any  # not ``object``: mypyc's dataclasses (``setup.py``) cannot name it
     """The policy object it was decided under (the generation)."""
-    api: object
+    api: Any
     """The ``ApiContext`` it was admitted with (the generation)."""
     request: CanonicalRequest
     """The request as decided and forwarded."""

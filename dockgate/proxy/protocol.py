@@ -66,7 +66,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from dockgate.admission.admit import HEAVY_BODY, admit_body, admit_body_steps, admit_head
 from dockgate.admission.versions import clamp_api_version, clamp_version_body, is_known_version
@@ -485,7 +485,6 @@ class ProxyServerFactory(ServerFactory):
         self.daemon.close()
 
 
-@implementer(IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
 class ProxyServerProtocol(Protocol):
     """One client connection: parse, decide, forward, one request at a time."""
 
@@ -1925,3 +1924,8 @@ class ProxyServerProtocol(Protocol):
             upstream_seconds=x.upstream_seconds,
             known=x.known,
         )
+
+
+# Declared after the class rather than with ``@implementer``: mypyc (``setup.py``)
+# cannot compile closures in the methods of a decorated class.
+classImplements(ProxyServerProtocol, IHalfCloseableProtocol, IPushProducer, IHandshakeListener)

@@ -173,27 +173,19 @@ class MetricsAudit:
         """Also sees every event, after the inner sink (the access log, ``oplog.AccessLog``)."""
         self._access: Callable[[AuditEvent], None] | None = getattr(access, "record", access)
         """``access`` as a bound method when it has one: calling an instance costs more."""
-        if metrics is None and access is not None:
-            self.record = self._record_access  # type: ignore[method-assign]
-
-    def _record_access(self, event: AuditEvent) -> None:
-        """``record`` without metrics (twice per request): the inner sink, then the access log."""
-        try:
-            self.inner.record(event)
-        finally:
-            self._access(event)  # type: ignore[misc]
 
     def record(self, event: AuditEvent) -> None:
         """Count ``event``, then record it with the inner sink."""
+        metrics = self.metrics
         try:
             self.inner.record(event)
         except Exception:
-            if self.metrics is not None:
-                self.metrics.audit_failures.inc()
+            if metrics is not None:
+                metrics.audit_failures.inc()
             raise
         finally:
-            if self.metrics is not None:
-                self.metrics.observe(event)
+            if metrics is not None:
+                metrics.observe(event)
             if self._access is not None:
                 self._access(event)
 

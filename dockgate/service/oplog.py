@@ -31,7 +31,7 @@ from twisted.logger import (
     globalLogBeginner,
     textFileLogObserver,
 )
-from zope.interface import directlyProvides
+from zope.interface import implementer
 
 from dockgate.audit.schema import principal_of
 from dockgate.model import AuditEvent
@@ -42,14 +42,18 @@ LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 
-def json_lines_observer(stream: TextIO) -> ILogObserver:
-    """Return an observer writing each event as one JSON object per line.
+@implementer(ILogObserver)
+class _JsonLines:
+    """Writes each event as one JSON object per line (``json_lines_observer``).
 
-    Fields: ``time`` (ISO 8601, UTC), ``level``, ``namespace``, ``message``
-    (the formatted text) and, for logged failures, ``traceback``.
-    """
+    A class declaring its interface rather than a function marked with
+    ``directlyProvides``: a compiled module's functions (``setup.py``) take
+    no attributes."""
 
-    def observe(event: LogEvent) -> None:
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: LogEvent) -> None:
         record: dict[str, object] = {
             "time": datetime.fromtimestamp(event.get("log_time", 0.0), UTC).isoformat(),
             "level": getattr(event.get("log_level"), "name", None),
@@ -59,11 +63,17 @@ def json_lines_observer(stream: TextIO) -> ILogObserver:
         failure = event.get("log_failure")
         if failure is not None:
             record["traceback"] = failure.getTraceback()
-        stream.write(json.dumps(record, ensure_ascii=True, default=str) + "\n")
-        stream.flush()
+        self.stream.write(json.dumps(record, ensure_ascii=True, default=str) + "\n")
+        self.stream.flush()
 
-    directlyProvides(observe, ILogObserver)
-    return ILogObserver(observe)
+
+def json_lines_observer(stream: TextIO) -> ILogObserver:
+    """Return an observer writing each event as one JSON object per line.
+
+    Fields: ``time`` (ISO 8601, UTC), ``level``, ``namespace``, ``message``
+    (the formatted text) and, for logged failures, ``traceback``.
+    """
+    return ILogObserver(_JsonLines(stream))
 
 
 _PER_CONNECTION_NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
@@ -71,14 +81,14 @@ _PER_CONNECTION_NOISE = frozenset({"Starting factory {factory!r}", "Stopping fac
 at dockgate's volume they would drown everything else."""
 
 
-def _drop_factory_chatter(event: LogEvent) -> object:
-    """Drop Twisted's per-factory start/stop lines below debug level."""
-    if event.get("log_format") in _PER_CONNECTION_NOISE:
-        return PredicateResult.no
-    return PredicateResult.maybe
+@implementer(ILogFilterPredicate)
+class _DropFactoryChatter:
+    """Drops Twisted's per-factory start/stop lines below debug level."""
 
-
-directlyProvides(_drop_factory_chatter, ILogFilterPredicate)
+    def __call__(self, event: LogEvent) -> object:
+        if event.get("log_format") in _PER_CONNECTION_NOISE:
+            return PredicateResult.no
+        return PredicateResult.maybe
 
 
 def start_logging(
@@ -96,7 +106,7 @@ def start_logging(
     )
     predicates = [ILogFilterPredicate(LogLevelFilterPredicate(level))]
     if level > LogLevel.debug:
-        predicates.append(ILogFilterPredicate(_drop_factory_chatter))
+        predicates.append(ILogFilterPredicate(_DropFactoryChatter()))
     filtered = ILogObserver(FilteringLogObserver(observer, predicates))
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
 
@@ -170,7 +180,9 @@ class AccessLog:
             else:
                 self.defer(self.flush)
 
-    __call__ = record
+    def __call__(self, event: AuditEvent) -> None:
+        """``record`` (an alias assigned in the class body does not compile, ``setup.py``)."""
+        self.record(event)
 
     @staticmethod
     def _prefix(event: AuditEvent) -> tuple[str, str, str, str]:

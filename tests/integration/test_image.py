@@ -90,7 +90,8 @@ def test_image_runs_unprivileged_read_only_and_proxies(
     engine28: Engine, image: str, socket_dir: Path
 ) -> None:
     """The image runs as the non-root user ``dockgate`` on a read-only root
-    filesystem with no capabilities (as deploy/compose.yaml runs it), and the
+    filesystem with no capabilities (as deploy/compose.yaml runs it), with the
+    request path compiled (the wheel built here matches its Python), and the
     docker CLI works through it: version, and a container run to completion,
     each audited on the container's standard output."""
     engine = engine28
@@ -115,6 +116,12 @@ def test_image_runs_unprivileged_read_only_and_proxies(
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     uid = engine.docker("exec", name, "id", "-u").stdout.strip()
     assert uid != "0"
+    # The wheel built on this machine is the compiled one (unless DOCKGATE_PURE), and
+    # the image's Python runs it.
+    where = engine.docker("exec", name, "python", "-c",
+                          "import dockgate.proxy.protocol as p; print(p.__file__)")
+    suffix = ".py" if packaging.pure_build() else ".so"
+    assert where.stdout.strip().endswith(suffix), where.stdout
     write = engine.docker("exec", name, "touch", "/etc/dockgate/x", check=False)
     assert write.returncode != 0
     assert "Read-only file system" in write.stderr

@@ -4,7 +4,8 @@ installed from its wheel into a fresh virtual environment.
 Used by tests/integration/test_install.py, and run by scripts/test.sh to build
 the wheel the suite is tested against::
 
-    python tests/support/packaging.py build OUTDIR       # sdist and wheel
+    python tests/support/packaging.py build OUTDIR       # sdist and wheel (compiled, or
+                                                         # pure with DOCKGATE_PURE=1)
     python tests/support/packaging.py wheelhouse WHEEL[EXTRAS] DIR
 
 The copy holds only what ``git ls-files`` lists (tracked, plus new files not
@@ -16,7 +17,9 @@ too.
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,6 +70,31 @@ def missing_from_wheel(tracked: Iterable[str], wheel_names: Iterable[str]) -> li
     return sorted(expected_in_wheel(tracked) - set(wheel_names))
 
 
+def pure_build() -> bool:
+    """Whether builds are asked for pure Python (``DOCKGATE_PURE``, as setup.py reads it)."""
+    return os.environ.get("DOCKGATE_PURE", "") not in ("", "0")
+
+
+def compiled_modules(repo: Path = REPO) -> list[str]:
+    """The modules setup.py compiles with mypyc (its ``COMPILED``), as dotted names;
+    read from the file, not imported (importing it would build)."""
+    tree = ast.parse((repo / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [
+                "COMPILED"]:
+            paths = ast.literal_eval(node.value)
+            return [path.removesuffix(".py").replace("/", ".") for path in paths]
+    raise ValueError("setup.py has no COMPILED")
+
+
+def uncompiled_in_wheel(modules: Iterable[str], wheel_names: Iterable[str]) -> list[str]:
+    """The ``modules`` the wheel holds no extension module for (``a/b.cpython-311-….so``)."""
+    names = set(wheel_names)
+    return sorted(m for m in modules if not any(
+        re.fullmatch(re.escape(m.replace(".", "/")) + r"\.[^./]+(\.[^./]+)*\.so", n)
+        for n in names))
+
+
 def wheel_names(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as archive:
         return archive.namelist()
@@ -97,6 +125,10 @@ def build(outdir: Path, repo: Path = REPO) -> tuple[Path, Path]:
         )
         if built.returncode:
             raise RuntimeError(f"python -m build failed:\n{built.stdout}{built.stderr}")
+        # setup.py says whether it compiled or built pure Python: pass that on.
+        for line in (built.stdout + built.stderr).splitlines():
+            if line.startswith("dockgate build: "):
+                print(line, file=sys.stderr)
     (sdist,) = outdir.glob("dockgate-*.tar.gz")
     (wheel,) = outdir.glob("dockgate-*.whl")
     return sdist, wheel
@@ -143,6 +175,11 @@ def main(argv: list[str]) -> int:
         missing = missing_from_wheel(tracked_files(), wheel_names(wheel))
         if missing:
             print(f"{wheel.name} lacks tracked files: {', '.join(missing)}", file=sys.stderr)
+            return 1
+        uncompiled = [] if pure_build() else \
+            uncompiled_in_wheel(compiled_modules(), wheel_names(wheel))
+        if uncompiled:
+            print(f"{wheel.name} lacks the compiled {', '.join(uncompiled)}", file=sys.stderr)
             return 1
         print(wheel)
         return 0

@@ -4,6 +4,12 @@ says must ship, and that a gap is named."""
 
 from __future__ import annotations
 
+import runpy
+import sys
+import types
+from typing import Any
+
+import pytest
 from support import packaging
 
 TRACKED = [
@@ -73,3 +79,79 @@ def test_the_tracked_tree_expects_every_module_under_dockgate() -> None:
     assert modules <= expected
     assert "dockgate/tenancy/__init__.py" in expected
     assert {f"dockgate/{p}" for p in tracked if p.startswith("policies/")} <= expected
+
+
+class _Build:
+    """setup.py's ``main`` with ``setup`` and mypyc's ``mypycify`` recorded, not run."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, mypyc: bool = True) -> None:
+        self.setups: list[dict[str, Any]] = []
+        """The keyword arguments of each ``setup`` call."""
+        self.compiled: list[list[str]] = []
+        self.main = runpy.run_path(str(packaging.REPO / "setup.py"), run_name="setup")["main"]
+        monkeypatch.setitem(self.main.__globals__, "setup", lambda **kw: self.setups.append(kw))
+        build = types.ModuleType("mypyc.build")
+        build.mypycify = self.mypycify  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "mypyc", types.ModuleType("mypyc"))
+        monkeypatch.setitem(sys.modules, "mypyc.build", build if mypyc else None)
+
+    def mypycify(self, paths: list[str], **options: Any) -> list[str]:
+        self.compiled.append(paths)
+        return ["extensions"]
+
+
+def test_the_build_compiles_the_listed_modules(monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """By default setup.py hands its list to mypyc and says so; every listed module is a
+    tracked module of the package."""
+    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    build = _Build(monkeypatch)
+    build.main(["setup.py", "bdist_wheel", "--dist-dir", "dist"])
+    (paths,) = build.compiled
+    assert "dockgate/proxy/protocol.py" in paths
+    assert set(paths) <= set(packaging.tracked_files())
+    assert build.setups == [{"ext_modules": ["extensions"]}]
+    assert f"compiling {len(paths)} modules with mypyc" in capsys.readouterr().err
+
+
+def test_a_pure_build_compiles_nothing_and_says_so(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """DOCKGATE_PURE=1 builds pure Python, and the build says it did."""
+    monkeypatch.setenv("DOCKGATE_PURE", "1")
+    build = _Build(monkeypatch)
+    build.main(["setup.py", "bdist_wheel"])
+    assert build.compiled == [] and build.setups == [{}]
+    assert "pure Python (DOCKGATE_PURE is set)" in capsys.readouterr().err
+
+
+def test_without_mypyc_the_build_fails_rather_than_build_pure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled build that cannot import mypyc stops with the fix, never falls back."""
+    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    build = _Build(monkeypatch, mypyc=False)
+    with pytest.raises(SystemExit) as stopped:
+        build.main(["setup.py", "build_ext", "--inplace"])
+    assert "mypyc is not installed" in str(stopped.value)
+    assert "DOCKGATE_PURE=1" in str(stopped.value)
+    assert build.setups == []
+
+
+def test_metadata_and_sdist_steps_compile_nothing(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The steps of a build that make no modules (metadata, the sdist) run no mypyc and
+    say nothing; the wheel step is the one that compiles."""
+    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    build = _Build(monkeypatch)
+    for step in ("egg_info", "dist_info", "sdist"):
+        build.main(["setup.py", step, "--output-dir", "x"])
+    assert build.compiled == [] and build.setups == [{}, {}, {}]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_wheel_without_an_extension_module_is_named() -> None:
+    """The compiled-wheel check wants each listed module's extension module, whatever
+    its platform suffix."""
+    names = ["dockgate/proxy/protocol.cpython-311-x86_64-linux-gnu.so",
+             "dockgate/proxy/protocol.py", "dockgate/audit/sink.py"]
+    assert packaging.uncompiled_in_wheel(["dockgate.proxy.protocol", "dockgate.audit.sink"],
+                                         names) == ["dockgate.audit.sink"]

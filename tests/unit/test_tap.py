@@ -229,7 +229,10 @@ def test_sighup_schedules_reload_while_running() -> None:
     assert signal.getsignal(signal.SIGHUP) == previous
 
 
-class _Reopenable(NullAudit):
+class _Reopenable:
+    """An audit log that counts its reopens and may fail them (a stand-in of its own:
+    the compiled ``NullAudit`` cannot be subclassed, setup.py)."""
+
     def __init__(self, error: OSError | None = None) -> None:
         self.reopened = 0
         self.error = error
