@@ -103,23 +103,49 @@ def test_local_volume_options_mount_host_filesystems(engine: Engine, pg: PolicyG
 # -- security profiles -------------------------------------------------------------------
 
 
+UNSHARE = ("unshare", "-U", "true")
+"""Refused by the default seccomp profile (unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN)."""
+
+
+def profile_unconfines(engine: Engine, pg: PolicyGate, text: str, why: str) -> None:
+    """The seccomp profile ``text`` lets the bare daemon's container make a call the
+    default profile refuses; through ``pg`` it is refused with ``why`` (baseline) or as a
+    custom profile (restricted)."""
+    profile = engine.workdir / unique("seccomp.json")
+    profile.write_text(text)
+    default = engine.docker_direct(*RUN, IMAGE, *UNSHARE, check=False)
+    assert default.returncode != 0, "the default profile refuses unshare(CLONE_NEWUSER)"
+    engine.docker_direct(*RUN, "--security-opt", f"seccomp={profile}", IMAGE, *UNSHARE)
+
+    if pg.policy == "restricted":
+        why = "sets a custom seccomp profile"
+    denied(pg, (*run_as(pg, "--security-opt", f"seccomp={profile}"), IMAGE, *UNSHARE),
+           "security-options", f"HostConfig.SecurityOpt[{seccomp_index(pg)}] {why}")
+
+
+def seccomp_index(pg: PolicyGate) -> int:
+    """Where the CLI puts ``--security-opt seccomp=`` (after restricted's no-new-privileges)."""
+    return 1 if pg.policy == "restricted" else 0
+
+
 def test_permissive_seccomp_profile(engine: Engine, pg: PolicyGate) -> None:
     """A custom profile with defaultAction SCMP_ACT_ALLOW lets a container call what the
     default profile refuses (unshare of a user namespace); the policy refuses it."""
-    profile = engine.workdir / unique("allow-all.json")
-    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}))
-    probe = ("unshare", "-U", "true")
-    default = engine.docker_direct(*RUN, IMAGE, *probe, check=False)
-    assert default.returncode != 0, "the default profile refuses unshare(CLONE_NEWUSER)"
-    engine.docker_direct(*RUN, "--security-opt", f"seccomp={profile}", IMAGE, *probe)
+    profile_unconfines(engine, pg, json.dumps({"defaultAction": "SCMP_ACT_ALLOW"}),
+                       "sets a seccomp profile that has defaultAction 'SCMP_ACT_ALLOW'")
+    denied(pg, (*run_as(pg, "--security-opt", "seccomp=unconfined"), IMAGE, *UNSHARE),
+           "security-options",
+           f"HostConfig.SecurityOpt[{seccomp_index(pg)}] disables seccomp (unconfined)")
 
-    sec = 1 if pg.policy == "restricted" else 0
-    why = ("sets a custom seccomp profile" if pg.policy == "restricted" else
-           "sets a seccomp profile that has defaultAction 'SCMP_ACT_ALLOW'")
-    denied(pg, (*run_as(pg, "--security-opt", f"seccomp={profile}"), IMAGE, *probe),
-           "security-options", f"HostConfig.SecurityOpt[{sec}] {why}")
-    denied(pg, (*run_as(pg, "--security-opt", "seccomp=unconfined"), IMAGE, *probe),
-           "security-options", f"HostConfig.SecurityOpt[{sec}] disables seccomp (unconfined)")
+
+def test_seccomp_profile_key_in_another_case(engine: Engine, pg: PolicyGate) -> None:
+    """The daemon reads a seccomp profile with Go's encoding/json: ``DefaultAction`` after
+    ``defaultAction`` sets the same field, last wins, so a profile that reads as refusing
+    everything to an exact-key reader runs the container with every syscall allowed.  The
+    policy reads keys as the daemon does and refuses the profile."""
+    profile_unconfines(
+        engine, pg, '{"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}',
+        "sets a seccomp profile that spells the key 'defaultAction' as 'DefaultAction'")
 
 
 # -- connections dockerd makes: log drivers ------------------------------------------------

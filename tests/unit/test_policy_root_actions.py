@@ -111,6 +111,39 @@ def test_seccomp_stricter_profiles_pass() -> None:
     assert d.rule != "security-options"
 
 
+SPELLED = [
+    ('{"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}',
+     "spells the key 'defaultAction' as 'DefaultAction'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","ListenerPath":"/run/x.sock"}',
+     "spells the key 'listenerPath' as 'ListenerPath'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"NAMES":["unshare"],'
+     '"action":"SCMP_ACT_ALLOW"}]}', "spells the key 'names' as 'NAMES'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","\u017fyscalls":[{"names":["unshare"],'
+     '"action":"SCMP_ACT_ALLOW"}]}', "spells the key 'syscalls' as '\u017fyscalls'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],'
+     '"action":"SCMP_ACT_ALLOW","action":"SCMP_ACT_ALLOW"}]}', "has the key 'action' twice"),
+]
+
+
+@pytest.mark.parametrize(("text", "why"), SPELLED)
+def test_seccomp_keys_are_read_as_the_daemon_reads_them(text: str, why: str) -> None:
+    """The daemon decodes the profile with Go's encoding/json (keys in any case, the last
+    of several wins), so a key spelled other than its field, or a field set twice, would
+    make the check judge another profile than runc installs: refused."""
+    found = sc.weaker_than_default(text)
+    assert found is not None and found.startswith(why), found
+    d = BASELINE.decide(req("container.create", {"HostConfig": {
+        "SecurityOpt": ["seccomp=" + text]}}), PEER)
+    assert d.rule == "security-options" and why in d.reason, d
+
+
+def test_seccomp_keys_that_name_no_field_are_ignored() -> None:
+    """Keys that name no field of the profile are ignored by the daemon, and by the check."""
+    text = '{"defaultAction":"SCMP_ACT_ERRNO","note":"mine","syscalls":[{"names":["read"],' \
+        '"action":"SCMP_ACT_ALLOW","why":"io"}]}'
+    assert sc.weaker_than_default(text) is None
+
+
 def test_seccomp_digest_allowlist() -> None:
     """An operator can allow one exact profile by its SHA-256."""
     text = json.dumps(PERMISSIVE[0])
