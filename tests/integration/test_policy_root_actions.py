@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.buildhelp import build, context
 from support.engines import IMAGE, Engine, unique
 from support.plugins import FakePlugin
 from support.policygate import (
@@ -266,6 +267,33 @@ def test_cgroup_namespace_default_is_set_private(engine: Engine, pg: PolicyGate)
                for s in decided[0].get("set", ())), decided
     denied(pg, ("create", *run_as(pg)[2:], IMAGE, "true"), "daemon-defaults",
            "HostConfig.CgroupnsMode is empty", extra_env={"DOCKER_API_VERSION": "1.40"})
+
+
+CGROUPNS_PROBE = "FROM dgtest:latest\nRUN readlink /proc/self/ns/cgroup\n"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "limit: a build's RUN steps take the daemon's default cgroup namespace (the host's on "
+    "cgroup v1) and neither /build nor a BuildKit solve can ask for another; only refusing "
+    "builds on such daemons would close it (docs/policy.md, limits)"))
+def test_build_steps_take_the_hosts_cgroup_namespace(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
+) -> None:
+    """On a cgroup v1 host a classic build's RUN step runs in the host's cgroup namespace
+    (the daemon's default, which daemon-defaults makes explicit only for container
+    create).  Through baseline (restricted refuses builds) the build must be refused or
+    its step must run in a namespace of its own."""
+    pg = policy_gates[(engine.name, "baseline")]
+    ours = os.readlink("/proc/self/ns/cgroup")
+    status, out = build(engine.daemon_socket, context({"Dockerfile": CGROUPNS_PROBE}),
+                        rm="1", nocache="1")
+    assert status == 200 and "Successfully built" in out, out
+    if ours not in out:
+        pytest.skip("the daemon's default cgroup namespace is private here (cgroup v2)")
+
+    status, out = build(pg.socket, context({"Dockerfile": CGROUPNS_PROBE}), rm="1",
+                        nocache="1")
+    assert status == 403 or ("Successfully built" in out and ours not in out), out
 
 
 # -- plugin names that are paths ---------------------------------------------------------------
