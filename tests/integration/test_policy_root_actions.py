@@ -244,7 +244,8 @@ def cgroupns_of(engine: Engine, name: str) -> str:
 def test_cgroup_namespace_default_is_set_private(engine: Engine, pg: PolicyGate) -> None:
     """On a cgroup v1 host an ordinary create lands in the host's cgroup namespace (the
     daemon's default); through the policy dockgate sets CgroupnsMode private in the
-    forwarded body and records it, and denies what it cannot set (API 1.40)."""
+    forwarded body and records it, and denies what it cannot set (API 1.40).  A container
+    so made starts at API 1.40 too (its stored private mode settles the namespace)."""
     info = json.loads(engine.docker_direct("info", "--format", "{{json .}}").stdout)
     direct = unique("dgra-ns")
     engine.docker_direct("create", "--network", "none", "--name", direct, IMAGE, "true")
@@ -265,6 +266,7 @@ def test_cgroup_namespace_default_is_set_private(engine: Engine, pg: PolicyGate)
     assert len(decided) == 1 and decided[0]["decision"] in ("allow", "warn"), decided
     assert any("HostConfig.CgroupnsMode set to 'private'" in s
                for s in decided[0].get("set", ())), decided
+    pg.docker("start", mine, extra_env={"DOCKER_API_VERSION": "1.40"})
     denied(pg, ("create", *run_as(pg)[2:], IMAGE, "true"), "daemon-defaults",
            "HostConfig.CgroupnsMode is empty", extra_env={"DOCKER_API_VERSION": "1.40"})
 
