@@ -245,7 +245,7 @@ def _daemon(containers: dict[str, dict[str, Any]]) -> Any:
 
     async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
         asked.append(target)
-        name = target.split("/containers/", 1)[1].split("/")[0]
+        name = target.split("/containers/", 1)[1].split("/", maxsplit=1)[0]
         for c in containers.values():
             if name in (c["Id"], c["Name"]):
                 return 200, c
