@@ -168,7 +168,7 @@ def _set(key: str, value: Any) -> bool:
     if key in ("MaskedPaths", "ReadonlyPaths"):
         return value is not None
     if key == "CgroupnsMode":
-        return value == "private"
+        return bool(value == "private")
     return value not in (None, "", 0, False, [], {})
 
 
