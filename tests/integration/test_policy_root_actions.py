@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import unixhttp
 from support.buildhelp import build, context
 from support.engines import IMAGE, Engine, unique
 from support.plugins import FakePlugin
@@ -358,3 +360,41 @@ def test_driver_name_with_dots_reaches_a_host_socket(engine: Engine, pg: PolicyG
         assert len(plugin.requests) == seen, "dockerd was never asked to look the name up"
     finally:
         plugin.close()
+
+
+
+def log_since(engine: Engine, start: int) -> bytes:
+    """What the daemon logged after byte ``start`` of its log."""
+    with open(engine.daemon.log_path, "rb") as log:
+        log.seek(start)
+        return log.read()
+
+
+def test_allowed_driver_name_with_a_final_newline(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
+) -> None:
+    """``local\\n`` is not the builtin local driver to the daemon but a plugin it looks up
+    (legacy discovery in its plugin directories, retried for 15 s; its log says so at the
+    first miss); the policies' allowlist of ``local`` must not take it (Python's ``$``
+    matched before the newline)."""
+    start = engine.daemon.log_path.stat().st_size
+    conn = unixhttp.UnixHTTPConnection(engine.daemon_socket, timeout=2)
+    try:
+        conn.request("POST", "/volumes/create",
+                     body=json.dumps({"Name": unique("dgra-nl"), "Driver": "local\n"}),
+                     headers={"Content-Type": "application/json"})
+        conn.getresponse().read()  # refused once the retries end: not waited for
+    except TimeoutError:
+        pass
+    finally:
+        conn.close()
+    looked_up = rb"Unable to locate plugin: local\n"
+    deadline = time.monotonic() + 30
+    while looked_up not in log_since(engine, start):
+        assert time.monotonic() < deadline, "the daemon never looked the plugin up"
+        time.sleep(0.2)
+
+    for policy in POLICY_NAMES:
+        denied(policy_gates[(engine.name, policy)],
+               ("volume", "create", "--driver", "local\n", unique("dgra-nl")),
+               "volume-drivers", "Driver volume driver 'local\\n' is not allowed")

@@ -367,3 +367,35 @@ def test_subnets_option_typos_fail_with_file_and_line(entry: str, expect: str) -
         compile_policy(parse_yaml(f"name: t\nrules:\n  - id: a\n    networks: "
                                   f"{{subnets: ['{entry}']}}\n", "p.yaml"))
     assert f"p.yaml:4: {expect}" in str(e.value)
+
+
+NEWLINE_NAMES = [
+    ("volume.create", {"Driver": "local\n"}, "volume-drivers"),
+    ("network.create", {"Driver": "bridge\n", "Internal": True}, "networks"),
+    ("network.create", {"Internal": True, "IPAM": {"Driver": "default\n"}}, "networks"),
+    ("container.create", {"HostConfig": {"Runtime": "runc\n"}}, "runtimes"),
+    ("container.create", {"HostConfig": {"Sysctls": {"kernel.shm_rmid_forced\n": "1"}}},
+     "safe-sysctls"),
+    ("container.create", {"HostConfig": {"SecurityOpt": ["apparmor=docker-default\n"]}},
+     "security-options"),
+]
+
+
+@pytest.mark.parametrize(("eid", "body", "rule"), NEWLINE_NAMES)
+def test_allowed_names_do_not_take_a_final_newline(eid: str, body: Any, rule: str) -> None:
+    """A name on an allowlist followed by a newline is another name to the daemon (a
+    volume or network driver ``local\\n`` is a plugin it looks up; a runtime, sysctl or
+    profile that does not exist): refused, though Python's ``$`` matches before it."""
+    d = BASELINE.decide(req(eid, body), PEER)
+    assert not d.allowed and d.rule == rule, d
+
+
+
+def test_allowed_host_path_takes_no_final_newline() -> None:
+    """``/srv/data\\n`` is a sibling of an allowed ``/srv/data`` (the daemon creates it at
+    start): refused, while a path below the allowed one is allowed."""
+    p = policy("  - id: h\n    host_paths: {allow: [/srv/data], accept_writable_roots: true}\n")
+    ok = p.decide(req("container.create", {"HostConfig": {"Binds": ["/srv/data/x:/d"]}}), PEER)
+    assert ok.allowed, ok
+    d = p.decide(req("container.create", {"HostConfig": {"Binds": ["/srv/data\n:/d"]}}), PEER)
+    assert not d.allowed and d.rule == "h", d
