@@ -197,9 +197,12 @@ def digest(text: str) -> str:
 
 
 def _names(rule: dict[str, Any]) -> list[str] | None:
-    names = rule.get("names")
-    if names is None and isinstance(rule.get("name"), str):
-        names = [rule["name"]]
+    """The calls a rule names, as moby's ``setupSeccomp`` reads them: a non-empty ``name``
+    is appended to an *empty* ``names`` (and refused beside a non-empty one), so
+    ``{"names": [], "name": "unshare"}`` names ``unshare``.  None: no list to judge."""
+    names, name = rule.get("names"), rule.get("name")
+    if name is not None and name != "":
+        return [name] if isinstance(name, str) and not names else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return None
     return names

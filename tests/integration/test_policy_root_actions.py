@@ -35,6 +35,8 @@ from support.policygate import (
     policy_gates,
 )
 
+from dockgate.policy import seccomp as seccomp_check
+
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard)  # fixtures, imported for pytest
 
@@ -149,6 +151,19 @@ def test_seccomp_profile_key_in_another_case(engine: Engine, pg: PolicyGate) -> 
     profile_unconfines(
         engine, pg, '{"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}',
         "sets a seccomp profile that spells the key 'defaultAction' as 'DefaultAction'")
+
+
+def test_seccomp_rule_named_by_name_beside_empty_names(engine: Engine, pg: PolicyGate) -> None:
+    """moby appends a rule's ``name`` to an empty ``names``: ``{"names": [], "name":
+    "unshare", "action": "SCMP_ACT_ALLOW"}`` allows unshare, which a reader of ``names``
+    alone takes for a rule naming nothing.  The policy reads the rule as the daemon does."""
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": sorted(seccomp_check.UNCONDITIONAL), "action": "SCMP_ACT_ALLOW"},
+        {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW",
+         "includes": {"arches": ["amd64", "x32"]}},
+        {"names": [], "name": "unshare", "action": "SCMP_ACT_ALLOW"}]}
+    profile_unconfines(engine, pg, json.dumps(profile),
+                       "sets a seccomp profile that syscalls[2] allows unshare")
 
 
 # -- connections dockerd makes: log drivers ------------------------------------------------

@@ -89,6 +89,9 @@ PERMISSIVE = [
                                                       "action": "SCMP_ACT_ALLOW"}]},
     {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"name": "mount",
                                                       "action": "SCMP_ACT_TRACE"}]},
+    # moby appends ``name`` to an empty ``names``.
+    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": [], "name": "unshare",
+                                                      "action": "SCMP_ACT_ALLOW"}]},
 ]
 
 
