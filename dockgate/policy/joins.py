@@ -158,14 +158,17 @@ def _set(key: str, value: Any) -> bool:
 
     Zero values are what a create without the field gets.  ``MaskedPaths``
     and ``ReadonlyPaths`` stay even when empty (``[]`` unmasks).
-    ``CgroupnsMode`` is the daemon's default filled in (``host`` on cgroup v1
-    hosts); that default is governed where containers are created, and a
-    join does not enter the cgroup namespace.
+    ``CgroupnsMode`` may be the daemon's default filled in (``host`` on cgroup
+    v1 hosts); that default is governed where containers are created, and a
+    join does not enter the cgroup namespace, so only ``private`` is kept: it
+    tells ``daemon_defaults`` that the namespace is settled, which it cannot
+    otherwise know for a start or join at API < 1.41 (every such request was
+    refused).
     """
     if key in ("MaskedPaths", "ReadonlyPaths"):
         return value is not None
     if key == "CgroupnsMode":
-        return False
+        return bool(value == "private")
     return value not in (None, "", 0, False, [], {})
 
 

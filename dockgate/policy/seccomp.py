@@ -24,6 +24,14 @@ what is listed here) would refuse:
    ``excludes`` (so a copy of the default with calls removed passes).
    Rules that refuse are always fine: they only narrow.
 
+The profile is read as the daemon reads it (moby ``seccomp.LoadProfile``:
+Go's ``encoding/json``, which matches keys to fields case-insensitively and
+lets the last of several matching keys win): a key spelled other than the
+field it sets (``DefaultAction``, ``ListenerPath``), or two keys setting one
+field, is refused, since reading the exact spelling here would judge a
+different profile than runc installs.  Go ignores keys that name no field,
+and so does this check.
+
 Anything else is refused; an operator who needs such a profile lists its
 SHA-256 (``security_options.seccomp_profiles``).  The check is sound but
 not complete: it may refuse a profile that is in fact stricter (say, one
@@ -35,6 +43,9 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+
+from dockgate.admission.jsonstrict import Pairs, go_fold, loads, plain
+from dockgate.errors import BadRequest, BodyTooLarge
 
 REFUSING = frozenset(
     {"SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD",
@@ -146,15 +157,52 @@ CONDITIONAL: tuple[tuple[frozenset[str], str, str, str], ...] = (
 """The default profile's allowing rules that carry a condition."""
 
 
+FIELDS = frozenset(
+    """
+defaultAction defaultErrnoRet architectures archMap flags listenerPath listenerMetadata syscalls
+architecture subArchitectures names name action errnoRet args comment includes excludes caps
+arches minKernel index value valueTwo op
+""".split()  # noqa: SIM905 - a word list
+)
+"""The JSON names of the fields of moby's ``seccomp.Seccomp`` and of every struct below it
+(``Architecture``, ``Syscall``, ``Filter``, the runtime-spec ``LinuxSeccompArg``)."""
+
+_FOLDED = {go_fold(f): f for f in FIELDS}
+
+
+def _spelling(value: Any) -> str | None:
+    """Why Go would read ``value``'s keys differently from their exact spelling, or None."""
+    if not isinstance(value, list):
+        return None
+    if not isinstance(value, Pairs):  # an array (Pairs, an object, is a list too)
+        return next((why for why in map(_spelling, value) if why is not None), None)
+    seen: dict[str, str] = {}
+    for key, member in value:
+        folded = go_fold(key)
+        field = _FOLDED.get(folded)
+        if field is not None and key != field:
+            return f"spells the key {field!r} as {key!r} (the daemon matches keys in any case)"
+        if folded in seen:
+            return f"has the key {key!r} twice (the daemon reads only the last)"
+        seen[folded] = key
+        why = _spelling(member)
+        if why is not None:
+            return why
+    return None
+
+
 def digest(text: str) -> str:
     """``sha256:<hex>`` of a profile as sent (the text after ``seccomp=``)."""
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _names(rule: dict[str, Any]) -> list[str] | None:
-    names = rule.get("names")
-    if names is None and isinstance(rule.get("name"), str):
-        names = [rule["name"]]
+    """The calls a rule names, as moby's ``setupSeccomp`` reads them: a non-empty ``name``
+    is appended to an *empty* ``names`` (and refused beside a non-empty one), so
+    ``{"names": [], "name": "unshare"}`` names ``unshare``.  None: no list to judge."""
+    names, name = rule.get("names"), rule.get("name")
+    if name is not None and name != "":
+        return [name] if isinstance(name, str) and not names else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         return None
     return names
@@ -163,11 +211,15 @@ def _names(rule: dict[str, Any]) -> list[str] | None:
 def weaker_than_default(text: str) -> str | None:
     """Why the profile ``text`` may allow more than the default, or None if it cannot."""
     try:
-        profile = json.loads(text)
-    except ValueError:
+        decoded = loads(text, "seccomp profile")
+    except (BadRequest, BodyTooLarge):
         return "is not a JSON seccomp profile"
-    if not isinstance(profile, dict):
+    if not isinstance(decoded, Pairs):
         return "is not a JSON seccomp profile"
+    spelled = _spelling(decoded)
+    if spelled is not None:
+        return spelled
+    profile = plain(decoded)
     default = profile.get("defaultAction")
     if default not in REFUSING:
         return f"has defaultAction {default!r}, which does not refuse unlisted syscalls"

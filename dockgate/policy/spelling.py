@@ -134,18 +134,25 @@ def path_pattern(pattern: str) -> re.Pattern[str]:
     A pattern covers the paths below it too (``/srv/data`` allows
     ``/srv/data/x``), because a bind of a directory exposes everything in it:
     allowing the directory but not its children would be meaningless.
+    Patterns end in ``\\Z``, not ``$`` (which also matches before a final
+    newline: ``/srv/data`` would allow ``/srv/data\\n``, another directory).
     """
     cleaned = host_path(pattern)
     if cleaned == "/":
-        return re.compile(r"^/.*$")
+        return re.compile(r"^/.*\Z")
     segs = cleaned.strip("/").split("/")
     body = "/".join(".*" if s == "**" else _glob_segment(s) for s in segs)
-    return re.compile("^/" + body + "(/.*)?$")
+    return re.compile("^/" + body + "(/.*)?\\Z")
 
 
 def name_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a simple glob for names (endpoint ids, sysctls, images): ``*`` matches anything."""
-    return re.compile("^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "$")
+    """Compile a simple glob for names (endpoint ids, sysctls, images): ``*`` matches anything
+    but a line break.
+
+    The end is ``\\Z``: ``$`` also matches before a final newline, and the daemon
+    reads ``local\\n`` as a plugin's name, not as the builtin ``local`` driver.
+    """
+    return re.compile("^" + ".*".join(re.escape(p) for p in pattern.split("*")) + "\\Z")
 
 
 # -- Binds ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ import io
 import lzma
 import os
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +245,7 @@ def _daemon(containers: dict[str, dict[str, Any]]) -> Any:
 
     async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
         asked.append(target)
-        name = target.split("/")[2]
+        name = target.split("/containers/", 1)[1].split("/", maxsplit=1)[0]
         for c in containers.values():
             if name in (c["Id"], c["Name"]):
                 return 200, c
@@ -289,6 +290,18 @@ def test_check_joins_judges_the_target_and_its_chain() -> None:
     with pytest.raises(Forbidden, match="host path /etc"):
         run(check_joins(req("container.start", None, params={"id": "b"}), BASELINE, PEER,
                         _daemon({"b": bind})))
+
+
+def test_start_at_an_old_api_version_keeps_the_stored_cgroup_namespace() -> None:
+    """A container started (or joined) at API < 1.41 is judged as the create that made it;
+    its stored CgroupnsMode ``private`` settles the namespace there (dockgate cannot set it
+    at that version), while the daemon's ``host`` default stays out of a join's judgement."""
+    start = replace(req("container.start", None, params={"id": "c"}), version="1.40")
+    fetch = _daemon({"c": _ctr("c", CgroupnsMode="private"), "h": _ctr("h")})
+    asyncio.run(check_joins(start, BASELINE, PEER, fetch))
+    assert "CgroupnsMode" not in J.as_create(_ctr("h"), "1.47").body["HostConfig"]
+    assert J.as_create(_ctr("c", CgroupnsMode="private"), "1.40").body["HostConfig"][
+        "CgroupnsMode"] == "private"
 
 
 def test_base_image_triggers_are_read() -> None:

@@ -89,6 +89,9 @@ PERMISSIVE = [
                                                       "action": "SCMP_ACT_ALLOW"}]},
     {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"name": "mount",
                                                       "action": "SCMP_ACT_TRACE"}]},
+    # moby appends ``name`` to an empty ``names``.
+    {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": [], "name": "unshare",
+                                                      "action": "SCMP_ACT_ALLOW"}]},
 ]
 
 
@@ -109,6 +112,39 @@ def test_seccomp_stricter_profiles_pass() -> None:
     d = BASELINE.decide(req("container.create", {"HostConfig": {
         "SecurityOpt": ["seccomp=" + json.dumps(strict)]}}), PEER)
     assert d.rule != "security-options"
+
+
+SPELLED = [
+    ('{"defaultAction":"SCMP_ACT_ERRNO","DefaultAction":"SCMP_ACT_ALLOW"}',
+     "spells the key 'defaultAction' as 'DefaultAction'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","ListenerPath":"/run/x.sock"}',
+     "spells the key 'listenerPath' as 'ListenerPath'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"NAMES":["unshare"],'
+     '"action":"SCMP_ACT_ALLOW"}]}', "spells the key 'names' as 'NAMES'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","\u017fyscalls":[{"names":["unshare"],'
+     '"action":"SCMP_ACT_ALLOW"}]}', "spells the key 'syscalls' as '\u017fyscalls'"),
+    ('{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],'
+     '"action":"SCMP_ACT_ALLOW","action":"SCMP_ACT_ALLOW"}]}', "has the key 'action' twice"),
+]
+
+
+@pytest.mark.parametrize(("text", "why"), SPELLED)
+def test_seccomp_keys_are_read_as_the_daemon_reads_them(text: str, why: str) -> None:
+    """The daemon decodes the profile with Go's encoding/json (keys in any case, the last
+    of several wins), so a key spelled other than its field, or a field set twice, would
+    make the check judge another profile than runc installs: refused."""
+    found = sc.weaker_than_default(text)
+    assert found is not None and found.startswith(why), found
+    d = BASELINE.decide(req("container.create", {"HostConfig": {
+        "SecurityOpt": ["seccomp=" + text]}}), PEER)
+    assert d.rule == "security-options" and why in d.reason, d
+
+
+def test_seccomp_keys_that_name_no_field_are_ignored() -> None:
+    """Keys that name no field of the profile are ignored by the daemon, and by the check."""
+    text = '{"defaultAction":"SCMP_ACT_ERRNO","note":"mine","syscalls":[{"names":["read"],' \
+        '"action":"SCMP_ACT_ALLOW","why":"io"}]}'
+    assert sc.weaker_than_default(text) is None
 
 
 def test_seccomp_digest_allowlist() -> None:
@@ -334,3 +370,35 @@ def test_subnets_option_typos_fail_with_file_and_line(entry: str, expect: str) -
         compile_policy(parse_yaml(f"name: t\nrules:\n  - id: a\n    networks: "
                                   f"{{subnets: ['{entry}']}}\n", "p.yaml"))
     assert f"p.yaml:4: {expect}" in str(e.value)
+
+
+NEWLINE_NAMES = [
+    ("volume.create", {"Driver": "local\n"}, "volume-drivers"),
+    ("network.create", {"Driver": "bridge\n", "Internal": True}, "networks"),
+    ("network.create", {"Internal": True, "IPAM": {"Driver": "default\n"}}, "networks"),
+    ("container.create", {"HostConfig": {"Runtime": "runc\n"}}, "runtimes"),
+    ("container.create", {"HostConfig": {"Sysctls": {"kernel.shm_rmid_forced\n": "1"}}},
+     "safe-sysctls"),
+    ("container.create", {"HostConfig": {"SecurityOpt": ["apparmor=docker-default\n"]}},
+     "security-options"),
+]
+
+
+@pytest.mark.parametrize(("eid", "body", "rule"), NEWLINE_NAMES)
+def test_allowed_names_do_not_take_a_final_newline(eid: str, body: Any, rule: str) -> None:
+    """A name on an allowlist followed by a newline is another name to the daemon (a
+    volume or network driver ``local\\n`` is a plugin it looks up; a runtime, sysctl or
+    profile that does not exist): refused, though Python's ``$`` matches before it."""
+    d = BASELINE.decide(req(eid, body), PEER)
+    assert not d.allowed and d.rule == rule, d
+
+
+
+def test_allowed_host_path_takes_no_final_newline() -> None:
+    """``/srv/data\\n`` is a sibling of an allowed ``/srv/data`` (the daemon creates it at
+    start): refused, while a path below the allowed one is allowed."""
+    p = policy("  - id: h\n    host_paths: {allow: [/srv/data], accept_writable_roots: true}\n")
+    ok = p.decide(req("container.create", {"HostConfig": {"Binds": ["/srv/data/x:/d"]}}), PEER)
+    assert ok.allowed, ok
+    d = p.decide(req("container.create", {"HostConfig": {"Binds": ["/srv/data\n:/d"]}}), PEER)
+    assert not d.allowed and d.rule == "h", d
