@@ -5,7 +5,8 @@ with a ``fetch`` function the I/O layer supplies, so it is tested with a
 scripted daemon.  For each container a request joins: inspect it, decide its
 own configuration under the caller's policy, follow what *it* joins (a chain
 ``container:X`` → ``container:Y`` ends in Y's namespace), and pin the request
-to the full id that was checked.  At start the container itself is judged.
+to the full id that was checked.  At start the container itself is judged,
+and so it is when a request enters it (exec, attach, ``docker cp``).
 
 A tenant's build context names images too (``FROM``, ``COPY --from``...):
 ``check_build_images`` checks each as a read of that image, with the tenancy
@@ -24,7 +25,14 @@ from dockgate.buildctx.dockerfile import triggers
 from dockgate.errors import DockgateError, Forbidden, NotFound, UpstreamUnavailable
 from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.decision import decide
-from dockgate.policy.joins import MAX_DEPTH, STARTS, as_create, join_refs, pin, stored_refs
+from dockgate.policy.joins import (
+    JUDGES_PATH,
+    MAX_DEPTH,
+    as_create,
+    join_refs,
+    pin,
+    stored_refs,
+)
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_message
 from dockgate.tenancy.ownership import ObjectRef, image_shared
@@ -40,11 +48,11 @@ def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
     """Whether deciding ``request`` needs inspections of containers (none for most requests).
 
     Only for policies that read bodies (the privileged profile does not), and
-    only when the request names a container it joins, or starts one.
+    only when the request names a container it joins, or starts or enters one.
     """
     if not getattr(policy, "checks_bodies", False):
         return False
-    return request.endpoint.id in STARTS or bool(join_refs(request))
+    return request.endpoint.id in JUDGES_PATH or bool(join_refs(request))
 
 
 async def _inspect(fetch: Fetch, ref: str, version: str | None, field: str) -> Mapping[str, Any]:
@@ -69,8 +77,13 @@ async def _judge(
     fetch: Fetch,
     version: str | None,
     seen: set[str],
+    user: str | None = None,
 ) -> None:
-    """``info`` (an inspected container) and everything it joins must pass ``policy``."""
+    """``info`` (an inspected container) and everything it joins must pass ``policy``.
+
+    ``user``, when given, is judged in place of the container's own user (see
+    ``as_create``); what the container joins is judged as it is.
+    """
     cid = str(info.get("Id"))
     if cid in seen:
         return
@@ -78,7 +91,7 @@ async def _judge(
         raise Forbidden(f"{what}: joins more than {MAX_DEPTH} containers in a chain",
                         reason="policy")
     seen.add(cid)
-    decision = decide(policy, as_create(info, version), peer)
+    decision = decide(policy, as_create(info, version, user), peer)
     if not decision.allowed:
         raise Forbidden(f"{what} does not pass the policy: {decision.reason}", reason="policy")
     for ref in stored_refs(info):
@@ -90,7 +103,12 @@ async def _judge(
 async def check_joins(
     request: CanonicalRequest, policy: Any, peer: Peer, fetch: Fetch
 ) -> CanonicalRequest:
-    """Judge every container ``request`` joins (and the one it starts); pin the joins.
+    """Judge every container ``request`` joins (and the one it starts or enters); pin them.
+
+    An exec that sets ``User`` runs as that user, so the container is judged
+    with it in place of its own; without one (and for attach, whose process
+    is the container's, and ``docker cp``, which the daemon does as root
+    whatever the container's user) the container's user stands.
 
     Raises:
         Forbidden: a joined (or started) container does not pass ``policy``.
@@ -98,12 +116,12 @@ async def check_joins(
         UpstreamUnavailable: the daemon did not answer an inspection.
     """
     version = request.version
-    if request.endpoint.id in STARTS and "id" in request.params:
+    if request.endpoint.id in JUDGES_PATH and "id" in request.params:
         cid = request.params["id"]
         info = await _inspect(fetch, cid, version, "path")
         await _judge(info, f"container {cid!r}", policy=policy, peer=peer, fetch=fetch,
-                     version=version, seen=set())
-        # Start the container that was judged, not one renamed into its name since.
+                     version=version, seen=set(), user=_exec_user(request))
+        # Act on the container that was judged, not one renamed into its name since.
         path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
         request = pin_path(request, path_ref, str(info["Id"]))
     for ref in join_refs(request):
@@ -112,6 +130,15 @@ async def check_joins(
                      fetch=fetch, version=version, seen=set())
         request = pin(request, ref, str(info["Id"]))
     return request
+
+
+def _exec_user(request: CanonicalRequest) -> str | None:
+    """The ``User`` an exec create sets (None when it sets none: the container's stands)."""
+    body = request.body
+    if request.endpoint.id != "exec.create" or not isinstance(body, Mapping):
+        return None
+    user = body.get("User")
+    return user if isinstance(user, str) and user else None
 
 
 async def check_tenant_build(

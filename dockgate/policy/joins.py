@@ -15,7 +15,9 @@ joins the container that was checked, not one renamed into its place.
 At ``POST /containers/{id}/start`` (and ``restart``) the container itself is
 judged the same way, because the daemon acts on its stored configuration at
 start: binds are resolved then (see ``hostpaths``), and a join target may
-have changed since create.  ``UTSMode``/``UsernsMode`` take no ``container:``
+have changed since create.  Entering a container (``ENTERS``: exec, attach,
+``docker cp``) is judged by the container too: it gives the caller what the
+container has (its host binds, its namespaces), whoever made it.  ``UTSMode``/``UsernsMode`` take no ``container:``
 value (the daemon refuses one), so they name nothing here.
 """
 
@@ -30,6 +32,12 @@ from dockgate.model import CanonicalRequest, Operation
 
 JOIN_MODES = ("NetworkMode", "PidMode", "IpcMode")
 STARTS = frozenset({"container.start", "container.restart"})
+ENTERS = frozenset({"exec.create", "container.attach", "container.attach.ws",
+                    "container.archive", "container.archive.head", "container.archive.put",
+                    "container.copy"})
+"""Requests that enter the container named in their path (run in it, read or write its files)."""
+JUDGES_PATH = STARTS | ENTERS
+"""Requests whose path's container is itself judged under the caller's policy."""
 MAX_DEPTH = 8
 """Longest chain of joins followed (X joins Y joins Z ...); longer is refused."""
 
@@ -125,12 +133,15 @@ def stored_refs(inspect: Mapping[str, Any]) -> list[JoinRef]:
 _CREATE = Operation("container.create", "POST", "/containers/create", "json")
 
 
-def as_create(inspect: Mapping[str, Any], version: str | None) -> CanonicalRequest:
+def as_create(inspect: Mapping[str, Any], version: str | None,
+              user: str | None = None) -> CanonicalRequest:
     """The create request that would make the inspected container, to decide under a policy.
 
     Its HostConfig as stored (binds, mounts, modes, capabilities ...), its
     image and user, and the bind mounts it actually has (``Mounts`` of type
     ``bind``, which include those inherited through ``VolumesFrom``).
+    ``user``, when given, stands in for the container's own user: an exec
+    with a ``User`` runs as that user, not the container's.
     """
     stored = inspect.get("HostConfig")
     hc = {k: v for k, v in stored.items() if _set(k, v)} if isinstance(stored, Mapping) else {}
@@ -147,8 +158,10 @@ def as_create(inspect: Mapping[str, Any], version: str | None) -> CanonicalReque
     body: dict[str, Any] = {"HostConfig": hc}
     if isinstance(config.get("Image"), str):
         body["Image"] = config["Image"]
-    if isinstance(config.get("User"), str):
-        body["User"] = config["User"]
+    if user is None and isinstance(config.get("User"), str):
+        user = config["User"]
+    if user is not None:
+        body["User"] = user
     return CanonicalRequest("POST", _CREATE, "/containers/create", version, body=body,
                             body_bytes=dumps(body))
 

@@ -557,11 +557,17 @@ def fill(text: str, values: dict[str, str]) -> str:
 def targets(engine_set: dict[str, Engine]) -> Iterator[dict[str, dict[str, str]]]:
     """Per engine, made directly on the daemon (not through any dockgate) once per module:
     a sleeper running as root, one running as 1000:1000, an image whose USER is
-    1000:1000, and a small file for commands that need one."""
+    1000:1000, and a small file for commands that need one.
+
+    The sleepers are hardened as restricted requires (which baseline's rules are part
+    of), all but the root one's user: exec, attach and cp are judged by the container
+    they enter, so a case that enters one pins what its own flags do, and
+    ``exec-as-user-in-root-container`` that an exec's non-root user stands in for a
+    root container's own."""
     made: dict[str, dict[str, str]] = {}
     try:
         for name, engine in engine_set.items():
-            sleep = ("run", "-d", "--init", "--network", "none", "--pull", "never")
+            sleep = ("run", "-d", "--init", "--network", "none", "--pull", "never", *HARDENED)
             root = f"{ROOT_SLEEPER}-{name}"
             user = f"{USER_SLEEPER}-{name}"
             engine.docker_direct(*sleep, "--name", root, IMAGE, "sleep", "600")

@@ -315,16 +315,12 @@ def test_build_steps_take_the_hosts_cgroup_namespace(
     assert status == 403 or ("Successfully built" in out and ours not in out), out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design gap: exec (and attach, docker cp) is judged by its own fields only, not by the "
-    "container it enters (start is; see joins.STARTS), so a container someone else made "
-    "with host binds lends them to any client; judging the target would also refuse "
-    "test_policy_controls' exec-as-user-in-root-container, so the lead decides"))
-def test_exec_into_a_container_with_a_host_bind(engine: Engine, pg: PolicyGate) -> None:
+def test_entering_a_container_with_a_host_bind(engine: Engine, pg: PolicyGate) -> None:
     """A container made directly on the daemon with a host directory bound in (an
-    operator's, say) runs an exec of any client with that host directory.  Through the
-    policy the exec must be refused: the client gets what creating such a container would
-    give, which the policy refuses it."""
+    operator's, say) lends that directory to any client that enters it: an exec as
+    another user, ``docker cp`` out of it (the daemon copies as root), an attach.  Through
+    the policy each is refused, naming the container and the policy's reason: the client
+    would get what creating such a container gives, which the policy refuses it."""
     secret_dir = engine.workdir / unique("lent")
     secret_dir.mkdir(mode=0o755)
     secret = secret_dir / "secret"
@@ -334,10 +330,19 @@ def test_exec_into_a_container_with_a_host_bind(engine: Engine, pg: PolicyGate) 
     engine.docker_direct("run", "-d", "--init", "--network", "none", "--pull", "never",
                          "--name", lender, "-v", f"{secret_dir}:/lent:ro", IMAGE, "sleep", "600")
     read = ("exec", "-u", "1000:1000", lender, "cat", "/lent/secret")
+    copy = ("cp", f"{lender}:/lent/secret", "-")
     assert engine.docker_direct(*read).stdout == "host-secret\n"
+    assert "host-secret" in engine.docker_direct(*copy).stdout
 
-    out = pg.docker(*read, check=False, timeout=60)
-    assert out.returncode != 0 and "dockgate: " in out.stderr, out.stdout
+    why = f"container {lender!r} does not pass the policy: denied by policy {pg.policy} rule"
+    for args in (read, copy):
+        out = pg.docker(*args, check=False, timeout=60)
+        assert out.returncode != 0 and "host-secret" not in out.stdout, out.stdout
+        assert f"dockgate: {why}" in out.stderr, out.stderr
+    status, body = unixhttp.request(
+        pg.socket, "POST", f"/containers/{lender}/attach?stream=0&logs=1&stdout=1",
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+    assert status == 403 and why in json.loads(body)["message"], body
 
 
 # -- plugin names that are paths ---------------------------------------------------------------
