@@ -17,8 +17,9 @@ judged the same way, because the daemon acts on its stored configuration at
 start: binds are resolved then (see ``hostpaths``), and a join target may
 have changed since create.  Entering a container (``ENTERS``: exec, attach,
 ``docker cp``) is judged by the container too: it gives the caller what the
-container has (its host binds, its namespaces), whoever made it.  ``UTSMode``/``UsernsMode`` take no ``container:``
-value (the daemon refuses one), so they name nothing here.
+container has (its host binds, its namespaces), whoever made it.
+``UTSMode``/``UsernsMode`` take no ``container:`` value (the daemon refuses
+one), so they name nothing here.
 """
 
 from __future__ import annotations

@@ -377,3 +377,58 @@ def test_serve_refuses_a_root_others_can_write(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stderr
     assert "accept_writable_roots: true" in run.stderr
     assert not sock.exists()
+
+
+ENTERING = ("exec.create", "container.attach", "container.attach.ws", "container.archive",
+            "container.archive.head", "container.archive.put", "container.copy")
+RESTRICTED = load_policy(str(ROOT / "policies" / "restricted.yaml"))
+PRIVILEGED = load_policy(str(ROOT / "policies" / "privileged.yaml"))
+
+
+def _hardened(cid: str, user: str) -> dict[str, Any]:
+    """An inspected container that passes restricted but for its ``user``."""
+    c = _ctr(cid, CapDrop=["ALL"], SecurityOpt=["no-new-privileges"], Memory=64 << 20,
+             NanoCpus=500_000_000, PidsLimit=64, CgroupnsMode="private", IpcMode="private")
+    c["Config"]["User"] = user
+    return c
+
+
+def _enter(eid: str, cid: str, body: Any = None) -> CanonicalRequest:
+    op = Operation(eid, "POST", "/containers/{id}/x", "json" if body is not None else "none")
+    return CanonicalRequest("POST", op, f"/containers/{cid}/x", params={"id": cid}, body=body)
+
+
+@pytest.mark.parametrize("eid", ENTERING)
+def test_entering_a_container_judges_it(eid: str) -> None:
+    """exec, attach and docker cp need the container they enter inspected under a policy
+    that reads bodies (privileged makes no lookup); one with a host bind is refused naming
+    it, a plain one is entered by its full id."""
+    assert needs_joins(BASELINE, _enter(eid, "x"))
+    assert not needs_joins(PRIVILEGED, _enter(eid, "x"))
+    bind = _ctr("b")
+    bind["HostConfig"]["Binds"] = ["/etc:/e:ro"]
+    bind["Mounts"] = [{"Type": "bind", "Source": "/etc", "Destination": "/e", "RW": False}]
+    fetch = _daemon({"b": bind, "o": _ctr("o")})
+    body = {"Cmd": ["id"]} if eid == "exec.create" else None
+    with pytest.raises(Forbidden, match=r"container 'b' does not pass the policy: .*host path /etc"):
+        asyncio.run(check_joins(_enter(eid, "b", body), BASELINE, PEER, fetch))
+    entered = asyncio.run(check_joins(_enter(eid, "o", body), BASELINE, PEER, fetch))
+    assert entered.path == f"/containers/{'o' * 64}/x" and entered.params["id"] == "o" * 64
+
+
+def test_an_exec_user_stands_in_for_the_containers() -> None:
+    """An exec that sets User runs as it: a root container that otherwise passes
+    restricted is entered as 1000:1000, and a non-root container is judged as root when
+    the exec asks for root.  Without an exec User the container's own stands, and attach
+    and cp (the daemon copies as root) judge the container as it is."""
+    fetch = _daemon({"r": _hardened("r", ""), "u": _hardened("u", "1000:1000")})
+    run = asyncio.run
+    run(check_joins(_enter("exec.create", "r", {"Cmd": ["id"], "User": "1000:1000"}),
+                    RESTRICTED, PEER, fetch))
+    run(check_joins(_enter("exec.create", "u", {"Cmd": ["id"]}), RESTRICTED, PEER, fetch))
+    run(check_joins(_enter("container.archive", "u"), RESTRICTED, PEER, fetch))
+    for entering in (_enter("exec.create", "r", {"Cmd": ["id"], "User": ""}),
+                     _enter("exec.create", "u", {"Cmd": ["id"], "User": "0"}),
+                     _enter("container.archive", "r"), _enter("container.attach", "r")):
+        with pytest.raises(Forbidden, match="rule non-root-user"):
+            run(check_joins(entering, RESTRICTED, PEER, fetch))
