@@ -239,14 +239,20 @@ def test_docker_hub_passes_the_registry_rule(
 MARKER = "s3cret-"
 
 
+RESTRICTED_RUN = ("--user", "1000:1000", "--cap-drop", "ALL", "--security-opt",
+                  "no-new-privileges", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "64")
+"""``docker run`` flags that make a container pass policies/restricted.yaml."""
+
+
 @pytest.fixture
 def secret_container(engine: Engine) -> Iterator[tuple[str, str]]:
     """(name, secret): a running container whose environment holds the secret, which
-    it also prints to its log and writes to /secret."""
+    it also prints to its log and writes to /tmp/secret.  It passes restricted (a
+    non-root user, hardened), as ``docker cp`` out of it is judged by it too."""
     name, secret = eng.unique("envsecret"), eng.unique(MARKER)
-    engine.docker_direct("run", "-d", "--network", "none", "--name", name, "-e",
-                         f"DB_PASSWORD={secret}", "-e", "PLAIN=visible", eng.IMAGE,
-                         "sh", "-c", "echo $DB_PASSWORD | tee /secret; exec sleep 120")
+    engine.docker_direct("run", "-d", "--network", "none", "--name", name, *RESTRICTED_RUN,
+                         "-e", f"DB_PASSWORD={secret}", "-e", "PLAIN=visible", eng.IMAGE,
+                         "sh", "-c", "echo $DB_PASSWORD | tee /tmp/secret; exec sleep 120")
     yield name, secret
 
 
@@ -301,7 +307,7 @@ READONLY_DENIED = {
     "logs": "/containers/{id}/logs?stdout=1&stderr=1",
     "top": "/containers/{id}/top",
     "export": "/containers/{id}/export",
-    "archive": "/containers/{id}/archive?path=/secret",
+    "archive": "/containers/{id}/archive?path=/tmp/secret",
     "changes": "/containers/{id}/changes",
     "image-save": "/images/get?names={image}",
     "exec-inspect": "/exec/{exec}/json",
@@ -314,7 +320,7 @@ exec's command line: what readonly refuses although they are reads."""
 def test_readonly_refuses_the_reads_that_carry_data(
     engine: Engine, secret_container: tuple[str, str], profile_gates: dict[str, PolicyGate]
 ) -> None:
-    """Directly, the container's logs, export and archive (its /secret file), image
+    """Directly, the container's logs, export and archive (its /tmp/secret file), image
     save (the committed ENV) and exec inspect (the exec's command line) carry the
     secret, ``top`` the container's command line and ``changes`` (docker diff) its
     file names; privileged, baseline and
@@ -330,7 +336,7 @@ def test_readonly_refuses_the_reads_that_carry_data(
     values = {"id": cid, "image": image, "exec": json.loads(made)["Id"]}
     for what, target in READONLY_DENIED.items():
         path = target.format(**values)
-        needle = {"top": b"sleep 120", "changes": b'"/secret"'}.get(what, secret.encode())
+        needle = {"top": b"sleep 120", "changes": b'"/tmp/secret"'}.get(what, secret.encode())
         status, body = unixhttp.request(engine.daemon_socket, "GET", path, timeout=60)
         assert status == 200 and needle in body, (what, status, body[:300])
         for profile, pg in profile_gates.items():
