@@ -111,7 +111,7 @@ async def check_joins(
     whatever the container's user) the container's user stands.
 
     Raises:
-        Forbidden: a joined (or started) container does not pass ``policy``.
+        Forbidden: a joined (or started, or entered) container does not pass ``policy``.
         NotFound: a joined container does not exist.
         UpstreamUnavailable: the daemon did not answer an inspection.
     """
