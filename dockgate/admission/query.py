@@ -70,6 +70,12 @@ def parse_query(raw: str) -> dict[str, list[str]]:
     return out
 
 
+def bool_value(value: str) -> bool:
+    """A parameter as moby's ``httputils.BoolValue`` reads it (for parameters kept as
+    strings, such as build's ``pull``, whose value is forwarded as written)."""
+    return value.strip().lower() not in _FALSE
+
+
 def canonical_bool(name: str, value: str) -> str:
     """``1`` or ``0`` for a boolean spelled the same way by BoolValue and ParseBool."""
     v = value.strip().lower()

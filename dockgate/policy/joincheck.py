@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from dockgate.admission.query import bool_value
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildctx.dockerfile import triggers
 from dockgate.errors import DockgateError, Forbidden, NotFound, UpstreamUnavailable
@@ -39,9 +40,6 @@ from dockgate.tenancy.ownership import ObjectRef, image_shared
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
-
-_GO_FALSE = frozenset({"", "0", "no", "false", "none"})
-"""What moby's ``httputils.BoolValue`` reads as false (lowercased, trimmed)."""
 
 
 def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
@@ -156,7 +154,7 @@ async def check_tenant_build(
     """
     if tenant.admin or request.endpoint.id != "image.build":
         return request
-    if any(k == "pull" and v.strip().lower() not in _GO_FALSE for k, v in request.query):
+    if any(k == "pull" and bool_value(v) for k, v in request.query):
         raise Forbidden(PULLED_BASES, reason="tenant-pull")
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, request.version, ref.field)
