@@ -41,9 +41,76 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from twisted.internet.interfaces import IDelayedCall
+
+T = TypeVar("T")
+
+
+class ByPeer(Generic[T]):
+    """Items queued per peer key, served round-robin by key: a peer that queues
+    many items gets one turn in each round, and another peer's item waits for
+    one of them at most, not for all.  ``Turns`` keeps its jobs here (a job
+    stays at its peer's head for as many turns as it has steps), and so do the
+    admission workers (``proxy.workers``) their waiting jobs."""
+
+    __slots__ = ("_order", "_queues")
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[T]] = {}
+        self._order: deque[str] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self._order)
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def append(self, key: str, item: T) -> None:
+        """Queue ``item`` behind ``key``'s others; a new key joins the round last."""
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = deque()
+            self._order.append(key)
+        queue.append(item)
+
+    def head(self) -> T:
+        """The item whose turn it is (the first of the next peer's); IndexError if none."""
+        return self._queues[self._order[0]][0]
+
+    def advance(self, *, done: bool) -> None:
+        """End the current turn: drop the head item if ``done``, and move its peer
+        to the end of the round (out of it, if it has nothing left)."""
+        key = self._order.popleft()
+        queue = self._queues[key]
+        if done:
+            queue.popleft()
+        if queue:
+            self._order.append(key)
+        else:
+            del self._queues[key]
+
+    def popleft(self) -> T:
+        """Take the item whose turn it is."""
+        item = self.head()
+        self.advance(done=True)
+        return item
+
+    def remove(self, key: str, item: T) -> None:
+        """Drop ``item`` if it waits behind ``key``."""
+        queue = self._queues.get(key)
+        if queue is None or item not in queue:
+            return
+        queue.remove(item)
+        if not queue:
+            del self._queues[key]
+            self._order.remove(key)
+
+    def clear(self) -> None:
+        """Drop everything."""
+        self._queues.clear()
+        self._order.clear()
 
 
 class Job:
@@ -88,8 +155,7 @@ class Turns:
 
     def __init__(self, reactor: Any) -> None:
         self._reactor = reactor
-        self._queues: dict[str, deque[Job]] = {}
-        self._order: deque[str] = deque()
+        self._jobs: ByPeer[Job] = ByPeer()
         self._call: IDelayedCall | None = None
         self._not_before = 0.0
         """Reactor time before which no step runs: the gap after the last step,
@@ -99,11 +165,7 @@ class Turns:
                failed: Callable[[BaseException], object]) -> Job:
         """Queue ``steps`` for peer ``key``; ``done(result)`` or ``failed(error)`` at the end."""
         job = Job(steps, done, failed)
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            self._order.append(key)
-        queue.append(job)
+        self._jobs.append(key, job)
         if self._call is None:
             self._schedule()
         return job
@@ -115,17 +177,15 @@ class Turns:
     @property
     def pending(self) -> int:
         """Jobs queued (cancelled ones included until their turn comes)."""
-        return sum(len(queue) for queue in self._queues.values())
+        return len(self._jobs)
 
     def _turn(self) -> None:
         """Run one step of the job at the head of the next peer's queue."""
         self._call = None
         took = 0.0
         try:
-            while self._order:
-                key = self._order.popleft()
-                queue = self._queues[key]
-                job = queue[0]
+            while self._jobs:
+                job = self._jobs.head()
                 ran = not job.over
                 started = time.perf_counter()
                 try:
@@ -133,15 +193,10 @@ class Turns:
                         job.step()
                 finally:  # a callback that raised still leaves the queues in order
                     took = time.perf_counter() - started
-                    if job.over:
-                        queue.popleft()
-                    if queue:
-                        self._order.append(key)
-                    else:
-                        del self._queues[key]
+                    self._jobs.advance(done=job.over)
                 if ran:
                     return  # one step per turn; a cancelled job took no time
         finally:
             self._not_before = self._reactor.seconds() + took
-            if self._order and self._call is None:
+            if self._jobs and self._call is None:
                 self._schedule()

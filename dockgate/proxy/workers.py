@@ -38,7 +38,6 @@ import contextlib
 import os
 import socket
 import sys
-from collections import deque
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ from dockgate.admission.admit import ApiContext, admit_body_steps
 from dockgate.admission.offload import FAILED, FRAME, READY, job_frame, outcome_steps, read_result
 from dockgate.errors import DockgateError
 from dockgate.model import CanonicalRequest
-from dockgate.proxy.turns import Turns
+from dockgate.proxy.turns import ByPeer, Turns
 
 DEFAULT_WORKERS = 1
 """``--admission-workers`` when not given: one process, started with the first large body."""
@@ -122,50 +121,6 @@ class Offloaded:
         return (yield from outcome_steps(self.request, result))
 
 
-class _ByPeer:
-    """Jobs waiting for a worker, taken round-robin by peer (as ``turns`` takes its
-    steps): a caller sending large bodies on many connections gets its turn, and
-    another caller's body waits for one of them at most, not for all."""
-
-    def __init__(self) -> None:
-        self._queues: dict[str, deque[Offloaded]] = {}
-        self._order: deque[str] = deque()
-
-    def __bool__(self) -> bool:
-        return bool(self._order)
-
-    def append(self, job: Offloaded) -> None:
-        queue = self._queues.get(job.key)
-        if queue is None:
-            queue = self._queues[job.key] = deque()
-            self._order.append(job.key)
-        queue.append(job)
-
-    def popleft(self) -> Offloaded:
-        key = self._order.popleft()
-        queue = self._queues[key]
-        job = queue.popleft()
-        if queue:
-            self._order.append(key)
-        else:
-            del self._queues[key]
-        return job
-
-    def remove(self, job: Offloaded) -> None:
-        """Drop ``job`` if it waits here."""
-        queue = self._queues.get(job.key)
-        if queue is None or job not in queue:
-            return
-        queue.remove(job)
-        if not queue:
-            del self._queues[job.key]
-            self._order.remove(job.key)
-
-    def clear(self) -> None:
-        self._queues.clear()
-        self._order.clear()
-
-
 class _Worker(Protocol):
     """The reactor's end of one worker's socket, and the worker process."""
 
@@ -232,7 +187,7 @@ class AdmissionWorkers:
         self._reactor = reactor
         self.size = size
         self.workers: list[_Worker] = []
-        self._queue = _ByPeer()
+        self._queue: ByPeer[Offloaded] = ByPeer()
         self._next_id = 1
         self._retry_at = 0.0
         self._stopped = False
@@ -251,13 +206,13 @@ class AdmissionWorkers:
         if not self.ready:
             return None
         job = Offloaded(self, request, body, ctx, turns=turns, key=key, done=done, failed=failed)
-        self._queue.append(job)
+        self._queue.append(key, job)
         self._dispatch()
         return job
 
     def forget(self, job: Offloaded) -> None:
         """Drop a cancelled job that is still queued."""
-        self._queue.remove(job)  # if still waiting
+        self._queue.remove(job.key, job)  # if still waiting
 
     def stop(self) -> None:
         """Stop every worker (dockgate is stopping); queued jobs are dropped."""

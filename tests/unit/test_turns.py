@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dockgate.errors import BadRequest
-from dockgate.proxy.turns import Turns
+from dockgate.proxy.turns import ByPeer, Turns
 
 
 class TurnReactor:
@@ -147,3 +147,54 @@ def test_a_callback_that_raises_does_not_stall_the_others() -> None:
         except RuntimeError:
             raised += 1
     assert raised == 1 and done == ["B"] and turns.pending == 0
+
+
+def test_by_peer_serves_keys_round_robin_and_items_in_order() -> None:
+    """ByPeer hands out one item per key per round, each key's items in the order
+    they came, and a key rejoins the round last when it queues again."""
+    queue: ByPeer[str] = ByPeer()
+    for key, item in [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("c", "c1")]:
+        queue.append(key, item)
+    assert len(queue) == 5
+    taken = [queue.popleft() for _ in range(3)]
+    queue.append("b", "b2")
+    while queue:
+        taken.append(queue.popleft())
+    assert taken == ["a1", "b1", "c1", "a2", "b2", "a3"]
+    assert len(queue) == 0
+    with pytest.raises(IndexError):
+        queue.head()
+
+
+def test_by_peer_keeps_an_unfinished_head_for_its_peers_next_turn() -> None:
+    """advance(done=False) leaves the head item at its peer's front and moves the
+    peer to the end of the round (a job with more steps), done=True drops it."""
+    queue: ByPeer[str] = ByPeer()
+    queue.append("a", "a1")
+    queue.append("a", "a2")
+    queue.append("b", "b1")
+    assert queue.head() == "a1"
+    queue.advance(done=False)
+    assert queue.head() == "b1"
+    queue.advance(done=True)
+    assert queue.head() == "a1"
+    queue.advance(done=True)
+    assert queue.head() == "a2"
+    assert len(queue) == 1
+
+
+def test_by_peer_remove_drops_only_that_item_and_an_emptied_key() -> None:
+    """remove() drops a waiting item (and its key from the round once empty);
+    removing an item that is not there changes nothing."""
+    queue: ByPeer[str] = ByPeer()
+    queue.append("a", "a1")
+    queue.append("b", "b1")
+    queue.append("b", "b2")
+    queue.remove("a", "a1")
+    queue.remove("a", "zz")
+    queue.remove("b", "zz")
+    queue.remove("c", "c1")
+    assert [queue.popleft() for _ in range(len(queue))] == ["b1", "b2"]
+    queue.append("a", "a1")
+    queue.clear()
+    assert not queue and len(queue) == 0
