@@ -630,7 +630,9 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef],
                           ("HostConfig", "Mounts", i, "Source"),
                           "read" if mount_type == "image" else "write")
         for i, bind in enumerate(host.get("Binds") or ()):
-            if not isinstance(bind, str):
+            if not isinstance(bind, str) or bind.startswith("/"):
+                # A bind from a host path names no volume: parse_bind would say so
+                # (or refuse it), at 2.7 µs a bind: 53 ms for 20000 of them.
                 continue
             try:
                 parsed = spelling.parse_bind(bind)

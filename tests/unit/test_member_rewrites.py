@@ -24,7 +24,7 @@ from dockgate.admission.admit import HEAVY_BODY, ApiContext, admit_body, admit_h
 from dockgate.admission.jsonstrict import dumps, dumps_spans
 from dockgate.errors import DockgateError
 from dockgate.model import CanonicalRequest, copy_along
-from dockgate.policy import joins
+from dockgate.policy import joins, spelling
 from dockgate.tenancy import OWNER_LABEL, Tenant, is_reserved_label, object_refs, pin, stamp
 
 CTX = ApiContext()
@@ -258,3 +258,22 @@ def test_label_keys_checked_at_once_are_checked_as_one_by_one(keys: list[str]) -
     reserved = any(is_reserved_label(k) for k in labels)
     got = outcome(stamped, spanned("/v1.41/containers/create", {"Image": "x", "Labels": labels}))
     assert (got[0] == "Forbidden") == reserved
+
+
+@settings(max_examples=300, deadline=None)
+@given(binds=st.lists(st.lists(st.sampled_from(["/", "srv", "vol", ":", "ro", "rw", "", "a,b"]),
+                               max_size=6).map("".join), max_size=6))
+def test_binds_from_host_paths_name_no_volume(binds: list[str]) -> None:
+    """The volumes a create's ``Binds`` name are those ``spelling.parse_bind`` reads as
+    named volumes, although binds from a host path (``/...``) are skipped unparsed."""
+    def named(bind: str) -> bool:
+        try:
+            parsed = spelling.parse_bind(bind)
+        except ValueError:
+            return False
+        return bool(parsed.source) and not parsed.is_host_path
+
+    request = spanned("/v1.41/containers/create", {"Image": "x", "HostConfig": {"Binds": binds}})
+    found = [(ref.ref, ref.path) for ref in object_refs(request) if ref.kind == "volume"]
+    assert found == [(spelling.parse_bind(b).source, ("HostConfig", "Binds", i))
+                     for i, b in enumerate(binds) if named(b)]
