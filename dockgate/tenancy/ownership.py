@@ -3,8 +3,10 @@ naming every object a request touches so the I/O layer can check its owner.
 
 Everything here is pure: functions over ``CanonicalRequest`` that return new
 requests (``dataclasses.replace``) with ``body``, ``body_bytes`` and ``query``
-kept consistent (bodies are re-serialised with ``jsonstrict.dumps``, the same
-canonical serialiser admission uses).
+kept consistent (bodies by ``CanonicalRequest.with_body``: the canonical
+serialisation admission uses, encoding again only the top-level members a
+change replaced; the objects on the changed path are copied, never changed in
+place).
 
 How the daemon resolves the names this module hands out (moby):
 
