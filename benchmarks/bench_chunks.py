@@ -28,6 +28,17 @@ of the latency).  At the end, per attack, the CPU time of the reactor's
 iterations in the loaded window (``_turn_probe``): how long a request
 arriving in one waits for dockgate's own work, whatever else the machine runs.
 Options after ``--`` go to ``dockgate serve`` (``-- --admission-workers 0``).
+
+``--tenant POLICY`` runs every client as a tenant (the tenants file's
+``default``, under POLICY): each create is stamped with the owner label, and
+the stand-in daemon answers the inspections tenancy and the policy make (the
+image ``x``; the container ``web``, owned by the tenant).  ``--attack joined``
+is ``large`` whose ``HostConfig.NetworkMode`` is ``container:web``: tenancy
+pins it to web's id, and a policy that follows joins judges web and pins it
+again; ``--attack confined`` is ``large`` with what policies/restricted.yaml
+asks for (a user, limits, no capabilities), where that policy sets a daemon
+default.  The first answer dockgate gives to a large body is printed: it must be
+the stand-in's ``200 OK`` (passed on), not a refusal.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -57,8 +69,37 @@ OK = (b"HTTP/1.1 200 OK\r\nApi-Version: 1.51\r\nContent-Type: text/plain\r\n"
       b"Content-Length: 2\r\n\r\nOK")
 
 
+IMAGE = {"Id": "sha256:" + "1" * 64, "RepoTags": ["x:latest"],
+         "Config": {"User": "1000", "Labels": None}}
+JOINED = {"Id": "2" * 64, "Name": "/web", "Config": {"Image": "x", "User": "1000",
+                                                      "Labels": {"io.dockgate.owner": "bench"}},
+          "HostConfig": {"NetworkMode": "bridge"}, "Mounts": []}
+INSPECTED = {b"/images/x/json": IMAGE, b"/containers/web/json": JOINED,
+             b"/containers/" + JOINED["Id"].encode() + b"/json": JOINED}
+"""What the stand-in daemon answers to the inspections a tenant's create makes."""
+
+
+def _answer(head: bytes, body: bytes = b"") -> bytes:
+    """200 OK, or for an inspection of ``INSPECTED`` its JSON (version prefix ignored).
+
+    The OK to a JSON body says in ``X-Seen`` what of tenancy's rewrites the body
+    carries (the owner label, the network mode), for the warm-up to print."""
+    target = re.sub(rb"^/v[0-9.]+/", b"/", head.split(b" ", 2)[1].split(b"?")[0])
+    found = INSPECTED.get(target) if head.startswith(b"GET ") else None
+    if found is None and body.startswith(b"{"):
+        mode = re.search(rb'"NetworkMode":"([^"]*)"', body)
+        seen = b"owner=%s mode=%s" % (b"yes" if b'"io.dockgate.owner":"bench"' in body else b"no",
+                                     mode.group(1) if mode else b"-")
+        return OK.replace(b"\r\n\r\n", b"\r\nX-Seen: " + seen + b"\r\n\r\n")
+    if found is None:
+        return OK
+    body = json.dumps(found).encode()
+    return (b"HTTP/1.1 200 OK\r\nApi-Version: 1.51\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+
 def _daemon_conn(conn: socket.socket) -> None:
-    """Answer each request with 200 OK once its head (and any body) has arrived."""
+    """Answer each request (``_answer``) once its head (and any body) has arrived."""
     buf = b""
     try:
         while True:
@@ -83,8 +124,10 @@ def _daemon_conn(conn: socket.socket) -> None:
                     if not data:
                         return
                     buf += data
-                buf = buf[n:]
-            conn.sendall(OK)
+                body, buf = buf[:n], buf[n:]
+                conn.sendall(_answer(head, body))
+                continue
+            conn.sendall(_answer(head))
     except OSError:
         return
     finally:
@@ -163,14 +206,22 @@ def attack_wire(kind: str) -> bytes:
         return _with_length(b'{"Image":"x","Deep":' + b"[" * 5000 + b"]" * 5000 + b"}")
     if kind == "headers":
         return _with_length(b'{"Image":"x"}', b"".join(b"X-F%d: v\r\n" % i for i in range(300)))
-    if kind == "large":
+    if kind in LARGE:
         pad = "v" * 38
         labels = ",".join(f'"k{i:05}":"{pad}"' for i in range(19990)).encode()
-        return _with_length(b'{"Image":"x","Labels":{' + labels + b"}}")
+        return _with_length(b'{"Image":"x","Labels":{' + labels + b"}" + LARGE[kind] + b"}")
     raise ValueError(kind)
 
 
-ATTACKS = ("chunks", "members", "nesting", "headers", "large")
+LARGE = {
+    "large": b"",
+    "joined": b',"HostConfig":{"NetworkMode":"container:web"}',
+    "confined": b',"User":"1000:1000","HostConfig":{"CapDrop":["ALL"],"Memory":67108864,'
+                b'"NanoCpus":500000000,"PidsLimit":100,"SecurityOpt":["no-new-privileges"]}',
+}
+"""The valid 1 MB creates: 19990 labels, and what else the body holds (``joined``:
+another container's network; ``confined``: what policies/restricted.yaml asks for)."""
+ATTACKS = ("chunks", "members", "nesting", "headers", *LARGE)
 
 
 def run_delay(pid: int) -> float:
@@ -293,6 +344,8 @@ def main() -> int:
     ap.add_argument("--attack", choices=(*ATTACKS, "all"), default="chunks")
     ap.add_argument("--nice", type=int, default=0,
                     help="run the attackers at this niceness (19: they get only spare CPU)")
+    ap.add_argument("--tenant", metavar="POLICY",
+                    help="every client is a tenant under this policy file (see above)")
     ap.add_argument("serve", nargs="*", metavar="SERVE-OPTION",
                     help="more options for dockgate serve, after -- "
                          "(e.g. -- --admission-workers 0)")
@@ -306,10 +359,17 @@ def main() -> int:
         if not ready.wait(30):
             raise RuntimeError("the stand-in daemon did not start")
         probe = os.path.join(tmp, "turns.jsonl")
+        tenancy: list[str] = []
+        if args.tenant:
+            tenants = os.path.join(tmp, "tenants.yaml")
+            with open(tenants, "w") as f:
+                f.write(f"default: bench\ntenants:\n  - name: bench\n"
+                        f"    policy: {Path(args.tenant).resolve()}\n")
+            tenancy = ["--tenants", tenants]
         gate = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve().parent / "_turn_probe.py"), probe,
              "serve", "--listen", f"unix:{gate_sock}", "--upstream", f"unix:{daemon_sock}",
-             "--policy", str(ROOT / "policies/privileged.yaml"), *args.serve],
+             "--policy", str(ROOT / "policies/privileged.yaml"), *tenancy, *args.serve],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
@@ -323,8 +383,11 @@ def main() -> int:
             # One large body first: an admission worker (started by it) is then
             # running before anything is timed.
             warm = connect(gate_sock)
-            warm.sendall(attack_wire("large"))
-            warm.recv(4096)
+            warm.sendall(attack_wire(args.attack if args.attack in LARGE else "large"))
+            answer = warm.recv(4096).split(b"\r\n\r\n")[0].decode().split("\r\n")
+            seen = [h for h in answer if h.lower().startswith("x-seen")]
+            print("a large body's answer:", answer[0], *seen,
+                  "(tenant, policy " + args.tenant + ")" if args.tenant else "")
             warm.close()
             time.sleep(1)
             windows = {}

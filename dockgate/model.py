@@ -8,7 +8,7 @@ change a request between the decision and the bytes sent upstream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -104,7 +104,8 @@ class CanonicalRequest:
         body: the decoded JSON body for ``json`` endpoints, else None.
         body_bytes: the canonical serialisation of ``body`` that is forwarded.
         body_members: for an object body over ``admit.HEAVY_BODY`` as
-            admitted, ``(body, body_bytes, spans)``: where each top-level member
+            admitted (and as ``with_body`` changed it since),
+            ``(body, body_bytes, spans)``: where each top-level member
             lies in the bytes, so that ``with_body`` re-encodes only what a
             change replaced (a 1 MB body costs 6-10 ms to encode whole on the
             reactor thread; a small one less than keeping spans would).  Valid
@@ -123,16 +124,35 @@ class CanonicalRequest:
     body_members: tuple[Any, bytes, Spans] | None = field(default=None, compare=False,
                                                           repr=False)
 
-    def with_body(self, body: Any) -> CanonicalRequest:
+    def with_body(self, body: Any, known: Mapping[str, bytes] | None = None
+                  ) -> CanonicalRequest:
         """This request with ``body``, made from ``self.body`` by replacing members
-        (never by changing one in place), and its canonical bytes."""
+        (never by changing one in place), and its canonical bytes.
+
+        With spans (a heavy body), only the replaced members are encoded, and the
+        result keeps spans of its own, so a chain of changes (tenancy's owner label,
+        its pins, a policy's ``set``, the joins' pins) each encodes only what it
+        replaced.  ``known``: the canonical encoding of some replaced members'
+        values (``dumps(body[key])``), which the caller made more cheaply.
+        """
         members = self.body_members
         if (members is not None and members[0] is self.body and members[1] is self.body_bytes
                 and isinstance(body, dict)):
-            encoded = reencode(self.body, members[1], members[2], body)
-        else:
-            encoded = dumps(body)
-        return replace(self, body=body, body_bytes=encoded, body_members=None)
+            encoded, spans = reencode(self.body, members[1], members[2], body, known)
+            return replace(self, body=body, body_bytes=encoded,
+                           body_members=(body, encoded, spans))
+        return replace(self, body=body, body_bytes=dumps(body), body_members=None)
+
+    def member_bytes(self, key: str) -> bytes | None:
+        """The canonical encoding of the body's top-level member ``key``'s value, cut
+        from the forwarded bytes, when its spans are valid (a heavy body), else None."""
+        members = self.body_members
+        if members is None or members[0] is not self.body or members[1] is not self.body_bytes:
+            return None
+        span = members[2].get(key)
+        if span is None:
+            return None
+        return members[1][span[0] + len(dumps(key)) + 1:span[1]]
 
     @property
     def target(self) -> str:
@@ -143,6 +163,36 @@ class CanonicalRequest:
 
     def __reduce__(self) -> tuple[type, tuple[Any, ...]]:
         return _rebuilt(self)
+
+
+def copy_along(body: Any, path: Sequence[str | int]) -> tuple[Any, Any]:
+    """``body`` with each object and array on ``path`` copied (shallowly), for a change
+    at its end: ``(the new body, the copy of the value at path)``.
+
+    Everything off the path stays the very same object, which is what
+    ``CanonicalRequest.with_body`` needs to copy those members' bytes instead of
+    encoding them again, and what keeps the decoded body that was decided from
+    ever being changed in place (its spans would no longer be its bytes).
+
+    Raises:
+        KeyError, IndexError: a key or index on ``path`` is not there.
+        TypeError: a value on ``path`` (``body`` too) is neither object nor array.
+    """
+    top = _shallow(body)
+    node = top
+    for step in path:
+        child = _shallow(node[step])
+        node[step] = child
+        node = child
+    return top, node
+
+
+def _shallow(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is neither a JSON object nor an array")
 
 
 Verdict = Literal["allow", "deny", "warn"]

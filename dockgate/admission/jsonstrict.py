@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from dockgate.errors import BadRequest, BodyTooLarge
@@ -206,23 +207,64 @@ def dumps_spans(value: Any) -> tuple[bytes, Spans | None]:
     return b"{" + b",".join(parts) + b"}", spans
 
 
-def reencode(old: dict[str, Any], encoded: bytes, spans: Spans, new: dict[str, Any]) -> bytes:
-    """``dumps(new)``, where ``new`` is ``old`` (canonically ``encoded``, members at
-    ``spans``) with some top-level members replaced: a member that is still the
-    same object is copied from ``encoded``, the others are encoded.
+def reencode(old: dict[str, Any], encoded: bytes, spans: Spans, new: dict[str, Any],
+             known: Mapping[str, bytes] | None = None) -> tuple[bytes, Spans]:
+    """``dumps(new)`` and its member spans, where ``new`` is ``old`` (canonically
+    ``encoded``, members at ``spans``) with some top-level members replaced: a
+    member that is still the same object is copied from ``encoded``, one whose
+    value's encoding the caller has (``known``: ``dumps(new[key])``, e.g. made by
+    ``with_string_member``) is taken from there, the others are encoded.
 
     Relies on what every admitted body already relies on (its bytes are
     forwarded as they are): a decoded body is never changed in place, only
-    copied along the path that changes (``policy.rules``' ``set``).
+    copied along the path that changes (``policy.rules``' ``set``).  The spans
+    returned let the next change of the new body do the same.
     """
-    parts = []
+    parts: list[bytes | memoryview] = []
+    out: Spans = {}
+    at = 1
+    view = memoryview(encoded)  # kept members are copied once, by the join
     for key in sorted(new):
         span = spans.get(key)
+        part: bytes | memoryview
         if span is not None and key in old and new[key] is old[key]:
-            parts.append(encoded[span[0]:span[1]])
+            part = view[span[0]:span[1]]
+        elif known is not None and key in known:
+            part = dumps(key) + b":" + known[key]
         else:
-            parts.append(dumps(key) + b":" + dumps(new[key]))
-    return b"{" + b",".join(parts) + b"}"
+            part = dumps(key) + b":" + dumps(new[key])
+        parts.append(part)
+        out[key] = (at, at + len(part))
+        at += len(part) + 1
+    return b"{" + b",".join(parts) + b"}", out
+
+
+def with_string_member(encoded: bytes, obj: Mapping[str, Any], key: str, value: str
+                       ) -> bytes | None:
+    """``dumps({**obj, key: value})`` from ``encoded`` (``dumps(obj)``), by inserting
+    the one member where it sorts, for an object whose values are all strings and
+    which has no ``key`` (a label map getting the owner label); None otherwise.
+
+    Costs a pass over the keys and a search of the bytes (about 1 ms for 20000
+    labels) instead of an encoding of all of them (5 ms).  Where it goes is found
+    by searching ``encoded`` for the member that follows it, ``,"next":``: with
+    every value a string, an unescaped ``"`` is always a string's delimiter and
+    a ``,`` outside a string always separates members, so that sequence cannot
+    occur inside a key or a value (the ``"`` after a ``,`` that ends a string is
+    that string's closing quote, which only ``:``, ``,`` or ``}`` follows).
+    """
+    if key in obj or not set(map(type, obj.values())) <= {str}:
+        return None
+    member = dumps(key) + b":" + dumps(value)
+    following = min((k for k in obj if k > key), default=None)
+    if following is None:
+        return b"{" + member + b"}" if not obj else encoded[:-1] + b"," + member + b"}"
+    needle = dumps(following) + b":"
+    at = 0 if encoded.startswith(b"{" + needle) else encoded.find(b"," + needle)
+    if at < 0:
+        return None  # not the encoding of obj: the caller encodes whole
+    view = memoryview(encoded)
+    return b"".join((view[:at + 1], member, b",", view[at + 1:]))
 
 
 _FOLD = str.maketrans({"\u017f": "s", "\u212a": "k"})

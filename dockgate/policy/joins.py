@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dockgate.admission.jsonstrict import dumps
-from dockgate.model import CanonicalRequest, Operation
+from dockgate.model import CanonicalRequest, Operation, copy_along
 
 JOIN_MODES = ("NetworkMode", "PidMode", "IpcMode")
 STARTS = frozenset({"container.start", "container.restart"})
@@ -192,10 +192,9 @@ def pin(request: CanonicalRequest, ref: JoinRef, full: str) -> CanonicalRequest:
         key = str(ref.path[1])
         query = tuple((k, f"container:{full}" if k == key else v) for k, v in request.query)
         return replace(request, query=query)
-    body = _copy(request.body)
-    node = body
-    for p in ref.path[:-1]:
-        node = node[p]
+    # Only the objects on the path are copied, and only the members they are in
+    # encoded again (``with_body``): the rest of a 1 MB body is kept as it is.
+    body, node = copy_along(request.body, ref.path[:-1])
     last = ref.path[-1]
     value = node[last]
     if ref.kind == "mode":
@@ -206,12 +205,4 @@ def pin(request: CanonicalRequest, ref: JoinRef, full: str) -> CanonicalRequest:
     else:
         name, sep, alias = value.partition(":")
         node[last] = f"{full}:{alias if sep else name.lstrip('/')}"
-    return replace(request, body=body, body_bytes=dumps(body))
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
+    return request.with_body(body)

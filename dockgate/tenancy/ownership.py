@@ -3,8 +3,10 @@ naming every object a request touches so the I/O layer can check its owner.
 
 Everything here is pure: functions over ``CanonicalRequest`` that return new
 requests (``dataclasses.replace``) with ``body``, ``body_bytes`` and ``query``
-kept consistent (bodies are re-serialised with ``jsonstrict.dumps``, the same
-canonical serialiser admission uses).
+kept consistent (bodies by ``CanonicalRequest.with_body``: the canonical
+serialisation admission uses, encoding again only the top-level members a
+change replaced; the objects on the changed path are copied, never changed in
+place).
 
 How the daemon resolves the names this module hands out (moby):
 
@@ -37,11 +39,11 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from dockgate.admission.jsonstrict import dumps, go_field
+from dockgate.admission.jsonstrict import dumps, go_field, with_string_member
 from dockgate.admission.target import escape_path
 from dockgate.admission.versions import compare_versions
 from dockgate.errors import BadRequest, Forbidden
-from dockgate.model import CanonicalRequest, Decision
+from dockgate.model import CanonicalRequest, Decision, copy_along
 from dockgate.policy import spelling
 from dockgate.tenancy.tenants import Tenant
 
@@ -75,17 +77,31 @@ def is_reserved_label(key: str) -> bool:
     return _fold(key).startswith(RESERVED_PREFIX)
 
 
-def _check_labels(labels: Any, where: str) -> dict[str, Any]:
+def _check_labels(labels: Any, where: str) -> Mapping[str, Any]:
+    """``labels`` (an empty map for None), once no key spells a dockgate label."""
     if labels is None:
         return {}
     if not isinstance(labels, Mapping):
         raise BadRequest(f"{where} must be an object")
+    if _plain_keys(labels) and ("\n" + "\n".join(labels).lower()).find(
+            "\n" + RESERVED_PREFIX) < 0:
+        return labels
     for key in labels:
         if is_reserved_label(str(key)):
             raise Forbidden(f"{where}: label {key!r} is reserved for dockgate "
                             f"({OWNER_LABEL} is set from the caller's tenant)",
                             reason="reserved-label")
-    return dict(labels)
+    return labels
+
+
+def _plain_keys(labels: Mapping[str, Any]) -> bool:
+    """Whether every key is printable ASCII without a space: then ``_fold`` of a key is
+    its ``lower()`` (NFKC and case folding of ASCII are ``lower``, and it has no
+    whitespace, control or format character to drop), so all of them are checked at
+    once, as one string, instead of one ``_fold`` each (1 µs a key: 20 ms for the
+    20000 labels of a 1 MB create, on the reactor thread)."""
+    joined = "".join(labels)
+    return joined.isascii() and joined.isprintable() and " " not in joined
 
 
 _IMAGE_EXPORTERS = frozenset({"image", "moby"})
@@ -205,11 +221,15 @@ def _check_mount_labels(holder: Any, where: str) -> None:
 # -- rewriting helpers ------------------------------------------------------------
 
 
-def _with_body(request: CanonicalRequest, body: Any) -> CanonicalRequest:
+def _with_body(request: CanonicalRequest, body: Any,
+               known: Mapping[str, bytes] | None = None) -> CanonicalRequest:
+    """``request.with_body(body, known)`` (only the members ``body`` replaced are encoded
+    again), with a JSON content type when the request had none (a bodiless volume
+    create that gets its owner label)."""
     headers = request.headers
     if not any(name == "content-type" for name, _ in headers):
         headers = (*headers, ("content-type", "application/json"))
-    return replace(request, body=body, body_bytes=dumps(body), headers=headers)
+    return replace(request.with_body(body, known), headers=headers)
 
 
 def with_query(request: CanonicalRequest, key: str, values: list[str]) -> CanonicalRequest:
@@ -225,16 +245,33 @@ def query_values(request: CanonicalRequest, key: str) -> list[str]:
     return [v for k, v in request.query if k == key]
 
 
-def _copy(value: Any) -> Any:
-    return json.loads(json.dumps(value))
-
-
 # -- stamp ----------------------------------------------------------------------
 
 _LABELLED_BODIES = frozenset({
     "container.create", "volume.create", "network.create", "secret.create", "config.create",
     "image.commit",
 })
+
+
+def _member(value: Any, key: str) -> Any:
+    """``value[key]`` of an object, else None."""
+    return value.get(key) if isinstance(value, Mapping) else None
+
+
+def _owner_labels(request: CanonicalRequest, body: dict[str, Any], tenant: Tenant
+                  ) -> dict[str, bytes] | None:
+    """Set ``body["Labels"]`` to the client's labels and the owner label (refusing a
+    dockgate label of the client's); returns the new labels' encoding when it could
+    be made from the request's bytes (``jsonstrict.with_string_member``), for
+    ``with_body``.  A 1 MB body of labels is then not encoded again."""
+    labels = body.get("Labels")
+    checked = _check_labels(labels, "Labels")
+    body["Labels"] = {**checked, OWNER_LABEL: tenant.name}
+    encoded = request.member_bytes("Labels")
+    if encoded is None or not isinstance(labels, dict):
+        return None
+    spliced = with_string_member(encoded, labels, OWNER_LABEL, tenant.name)
+    return {"Labels": spliced} if spliced is not None else None
 
 
 def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
@@ -256,13 +293,16 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
     ep = request.endpoint.id
     owner = {OWNER_LABEL: tenant.name}
     if ep in _LABELLED_BODIES or ep == "service.create":
-        body = _copy(request.body) if request.body is not None else {}
-        if not isinstance(body, dict):
+        if request.body is not None and not isinstance(request.body, dict):
             raise BadRequest(f"{ep} body must be a JSON object")
-        body["Labels"] = {**_check_labels(body.get("Labels"), "Labels"), **owner}
+        # Members are replaced, never changed in place (``CanonicalRequest.with_body``).
+        body = dict(request.body) if request.body is not None else {}
+        known = _owner_labels(request, body, tenant)
         if ep == "service.create":
-            spec = (body.get("TaskTemplate") or {}).get("ContainerSpec")
-            if isinstance(spec, dict):
+            template = _member(body, "TaskTemplate")
+            spec = _member(template, "ContainerSpec")
+            if isinstance(template, dict) and isinstance(spec, dict):
+                body, spec = copy_along(body, ("TaskTemplate", "ContainerSpec"))
                 spec["Labels"] = {
                     **_check_labels(spec.get("Labels"), "TaskTemplate.ContainerSpec.Labels"),
                     **owner,
@@ -272,14 +312,14 @@ def stamp(request: CanonicalRequest, tenant: Tenant) -> CanonicalRequest:
         if ep == "container.create":
             _check_mount_labels(body.get("HostConfig"), "HostConfig.Mounts")
         if ep == "service.create":
-            _check_mount_labels((body.get("TaskTemplate") or {}).get("ContainerSpec"),
+            _check_mount_labels(_member(_member(body, "TaskTemplate"), "ContainerSpec"),
                                 "TaskTemplate.ContainerSpec.Mounts")
         if ep == "network.create" and request.version is not None \
                 and compare_versions(request.version, "1.44") < 0:
             # Before API 1.44 the daemon makes a second network of a taken name
             # unless asked not to; a tenant gets the daemon's "already exists".
             body["CheckDuplicate"] = True
-        return _with_body(request, body)
+        return _with_body(request, body, known)
     if ep == "image.build":
         raw = query_values(request, "labels")
         labels = json.loads(raw[0]) if raw and raw[0] else {}
@@ -592,7 +632,9 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef],
                           ("HostConfig", "Mounts", i, "Source"),
                           "read" if mount_type == "image" else "write")
         for i, bind in enumerate(host.get("Binds") or ()):
-            if not isinstance(bind, str):
+            if not isinstance(bind, str) or bind.startswith("/"):
+                # A bind from a host path names no volume: parse_bind would say so
+                # (or refuse it), at 2.7 µs a bind: 53 ms for 20000 of them.
                 continue
             try:
                 parsed = spelling.parse_bind(bind)
@@ -892,39 +934,33 @@ def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> Canonic
             values[ref.path[1]] = full  # one of a repeated parameter (images/get names)
             return with_query(request, key, values)
         return with_query(request, key, [full])
-    body = _copy(request.body)
-    _pin_body(body, ref, full)
-    return _with_body(request, body)
+    return _with_body(request, _pin_body(request.body, ref, full))
 
 
-def _pin_body(body: Any, ref: ObjectRef, full: str) -> None:
+def _pin_body(body: Any, ref: ObjectRef, full: str) -> Any:
+    """``body`` with ``ref`` naming ``full``: a copy of the objects and arrays on its
+    path only (``copy_along``), the rest shared with ``body``, which is not changed."""
     *parents, last = ref.path
     try:
         if last == "":
             # A mapping key (an EndpointsConfig network name): rename the key.
             *holder_path, old = parents
-            holder = _walk(body, holder_path)
+            body, holder = copy_along(body, holder_path)
             if not isinstance(holder, dict) or old not in holder:
                 raise KeyError(old)
             if full != old:
                 if full in holder:
                     raise ValueError(f"{ref.key}: {full!r} is named twice")
                 holder[full] = holder.pop(old)
-            return
-        node = _walk(body, parents)
+            return body
+        body, node = copy_along(body, parents)
         value = node[last]
     except (KeyError, IndexError, TypeError):
         raise ValueError(f"{ref.key} is not in the body") from None
     if not isinstance(value, str):
         raise ValueError(f"{ref.key} is not a string")
     node[last] = _replace_ref(value, ref, full)
-
-
-def _walk(body: Any, path: Iterable[str | int]) -> Any:
-    node = body
-    for p in path:
-        node = node[p]
-    return node
+    return body
 
 
 def _replace_ref(value: str, ref: ObjectRef, full: str) -> str:

@@ -415,7 +415,8 @@ def test_reencode_is_dumps_of_the_new_body(old: dict[str, Any], changes: dict[st
     """``dumps_spans`` gives ``dumps``'s bytes, each span holding its member; and a
     body made from an admitted one by replacing, adding and dropping top-level
     members (the rest the same objects) is re-encoded by ``reencode`` and by
-    ``CanonicalRequest.with_body`` to exactly ``dumps`` of it."""
+    ``CanonicalRequest.with_body`` to exactly ``dumps`` of it, with spans that
+    are its members' (so the next change can use them)."""
     encoded, spans = jsonstrict.dumps_spans(old)
     assert encoded == dumps(old)
     assert spans is not None
@@ -423,10 +424,14 @@ def test_reencode_is_dumps_of_the_new_body(old: dict[str, Any], changes: dict[st
         assert encoded[start:end] == dumps(key) + b":" + dumps(old[key])
     new = {k: v for k, v in old.items() if k not in drop}
     new.update(changes)
-    assert jsonstrict.reencode(old, encoded, spans, new) == dumps(new)
+    again, new_spans = jsonstrict.reencode(old, encoded, spans, new)
+    assert again == dumps(new)
+    assert new_spans == jsonstrict.dumps_spans(new)[1]
     head = admit_head("POST", b"/v1.51/networks/create", JSON_CT, CTX)
     admitted = replace(head, body=old, body_bytes=encoded, body_members=(old, encoded, spans))
-    assert admitted.with_body(new).body_bytes == dumps(new)
+    changed = admitted.with_body(new)
+    assert changed.body_bytes == dumps(new)
+    assert changed.body_members == (new, changed.body_bytes, new_spans)
 
 
 def test_with_body_ignores_spans_of_other_bytes() -> None:
