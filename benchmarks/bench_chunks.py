@@ -214,18 +214,21 @@ def attack_wire(kind: str) -> bytes:
         return _with_length(b'{"Image":"x","HostConfig":{"Binds":[' + binds + b"]}}")
     if kind in LARGE:
         pad = "v" * 38
-        labels = ",".join(f'"k{i:05}":"{pad}"' for i in range(19990)).encode()
+        key = "k\u00e9" if kind == "oddkeys" else "k"  # not ASCII: the slower fold
+        labels = ",".join(f'"{key}{i:05}":"{pad}"' for i in range(19990)).encode()
         return _with_length(b'{"Image":"x","Labels":{' + labels + b"}" + LARGE[kind] + b"}")
     raise ValueError(kind)
 
 
 LARGE = {
     "large": b"",
+    "oddkeys": b"",
     "joined": b',"HostConfig":{"NetworkMode":"container:web"}',
     "confined": b',"User":"1000:1000","HostConfig":{"CapDrop":["ALL"],"Memory":67108864,'
                 b'"NanoCpus":500000000,"PidsLimit":100,"SecurityOpt":["no-new-privileges"]}',
 }
-"""The valid 1 MB creates: 19990 labels, and what else the body holds (``joined``:
+"""The valid 1 MB creates: 19990 labels (``oddkeys``: keys with a non-ASCII letter,
+which a tenant's check folds as Unicode), and what else the body holds (``joined``:
 another container's network; ``confined``: what policies/restricted.yaml asks for)."""
 ATTACKS = ("chunks", "members", "nesting", "headers", "entries", *LARGE)
 

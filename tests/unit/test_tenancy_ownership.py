@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
@@ -37,6 +38,7 @@ from dockgate.tenancy import (
     stamp,
     with_tenant_sets,
 )
+from dockgate.tenancy.ownership import _SEP, _reserved_key
 
 CTX = ApiContext()
 A = Tenant("team-a")
@@ -657,3 +659,52 @@ def test_filter_list() -> None:
              {"Id": "3", "Labels": {OWNER_LABEL: "team-b"}}, "junk"]
     assert [i["Id"] for i in filter_list("container", items, A)] == ["1"]
     assert filter_list("container", items, ADMIN) == items
+
+
+def test_every_character_the_label_fold_drops_lies_in_the_planes_scanned_at_import() -> None:
+    """The characters ``_fold`` drops (whitespace, Cc, Cf) all lie in planes 0, 1 and 14,
+    the only ones ``ownership._reserved_pattern`` scans; a Unicode version that adds
+    one elsewhere fails here instead of letting a label through."""
+    outside = [c for c in (*range(0x20000, 0xE0000), *range(0xE1000, 0x110000))
+               if chr(c).isspace() or unicodedata.category(chr(c)) in ("Cf", "Cc")]
+    assert outside == []
+
+
+_KEY_PARTS = st.sampled_from(
+    ["io.dockgate.", "IO.", "Dock", "gate.", "i", "o", ".", "d", "x", " ", "\t", "\n", "\x00",
+     "\u200b", "\ufeff", "\u00ad", "\u2003", "\U000e0001", "\uff49", "\uff4f", "\u2024",
+     "\u0130", "\u0307", "\u00e9", "e\u0301", "\u1100", "\u1161", "\U0001d422", "\ue000",
+     "\U0001f600", "\u0345", "\u03a3"])
+
+
+_BETWEEN = st.sampled_from(["", "", "", " ", "\u200b", "\ufeff", "\u00ad", "\t", "\x1f",
+                            "\U000e0020", "\u2028", "\u0301", "x"])
+
+
+@st.composite
+def _spelled(draw: st.DrawFn) -> str:
+    """``io.dockgate.`` in some case, with characters between its letters (most of
+    which the fold drops) and something after it."""
+    out = [draw(_BETWEEN)]
+    for ch in "io.dockgate.":
+        out.append(ch.upper() if draw(st.booleans()) else ch)
+        out.append(draw(_BETWEEN))
+    return "".join(out) + draw(st.sampled_from(["", "owner", "\u00e9"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(keys=st.lists(st.one_of(st.lists(_KEY_PARTS, max_size=6).map("".join), _spelled()),
+                     max_size=6))
+def test_label_keys_checked_at_once_find_what_one_by_one_finds(keys: list[str]) -> None:
+    """All keys checked at once (``ownership._reserved_key``) find a reserved key exactly
+    when one of them is reserved (``is_reserved_label``) and name the first such key;
+    a key holding U+E000 (the join character) counts as several keys, so a label
+    spelled after it is found too (stricter, on a character no label needs)."""
+    pieces = [piece for key in keys for piece in key.split(_SEP)]
+    owners = [key for key in keys for piece in key.split(_SEP) if is_reserved_label(piece)]
+    got = _reserved_key(keys)
+    assert (got is not None) == any(is_reserved_label(p) for p in pieces)
+    if got is not None:
+        assert got == owners[0]
+    if not any(_SEP in key for key in keys):
+        assert (got is not None) == any(is_reserved_label(k) for k in keys)
