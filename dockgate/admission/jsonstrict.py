@@ -256,7 +256,7 @@ def with_string_member(encoded: bytes, obj: Mapping[str, Any], key: str, value: 
     if key in obj or not set(map(type, obj.values())) <= {str}:
         return None
     member = dumps(key) + b":" + dumps(value)
-    following = min((k for k in obj if k > key), default=None)
+    following = min(filter(key.__lt__, obj), default=None)  # the next key, in C
     if following is None:
         return b"{" + member + b"}" if not obj else encoded[:-1] + b"," + member + b"}"
     needle = dumps(following) + b":"

@@ -87,7 +87,7 @@ def _check_labels(labels: Any, where: str) -> Mapping[str, Any]:
         return {}
     if not isinstance(labels, Mapping):
         raise BadRequest(f"{where} must be an object")
-    keys = [str(key) for key in labels]
+    keys: list[str] = list(labels)  # a JSON object's keys
     hit = _reserved_key(keys)
     if hit is not None:
         raise Forbidden(f"{where}: label {hit!r} is reserved for dockgate "
@@ -137,19 +137,21 @@ def _reserved_key(keys: Sequence[str]) -> str | None:
     label spelled after a ``_SEP`` inside a key is refused too (stricter than
     ``is_reserved_label``, on a character no label needs).
     """
-    joined = _SEP + _SEP.join(keys)
-    if joined[1:].isascii() and joined[1:].isprintable() and " " not in joined:
-        at = joined.lower().find(_SEP + RESERVED_PREFIX)
-        folded = joined
+    plain = "".join(keys)
+    if plain.isascii() and plain.isprintable() and " " not in plain:
+        sep = "\n"  # in no such key
+        folded = (sep + sep.join(keys)).lower()
+        at = folded.find(sep + RESERVED_PREFIX)
     else:
-        folded = unicodedata.normalize("NFKC", joined).casefold()
+        sep = _SEP
+        folded = unicodedata.normalize("NFKC", sep + sep.join(keys)).casefold()
         hit = _RESERVED.search(folded)
         at = -1 if hit is None else hit.start()
     if at < 0:
         return None
-    segment = folded.count(_SEP, 0, at)  # the hit starts the segment-th piece
+    segment = folded.count(sep, 0, at)  # the hit starts the segment-th piece
     for key in keys:
-        segment -= key.count(_SEP) + 1
+        segment -= key.count(sep) + 1
         if segment < 0:
             return key
     raise AssertionError("unreachable: a segment past the last key")
