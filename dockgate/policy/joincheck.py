@@ -20,11 +20,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from dockgate.admission.jsonstrict import dumps
 from dockgate.admission.query import bool_value
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildctx.dockerfile import triggers
 from dockgate.errors import DockgateError, Forbidden, NotFound, UpstreamUnavailable
-from dockgate.model import CanonicalRequest, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
+from dockgate.policy.controls import DecisionContext
 from dockgate.policy.decision import decide
 from dockgate.policy.joins import (
     JUDGES_PATH,
@@ -42,15 +44,22 @@ from dockgate.tenancy.ownership import pin as pin_path
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
 
+EXEC_START = "exec.start"
+"""Starting an exec: it runs what its create asked, in its container, whoever created it."""
+_EXEC_CREATE = Operation("exec.create", "POST", "/containers/{id}/exec", "json")
+
+
 def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
     """Whether deciding ``request`` needs inspections of containers (none for most requests).
 
     Only for policies that read bodies (the privileged profile does not), and
-    only when the request names a container it joins, or starts or enters one.
+    only when the request names a container it joins, or starts or enters one,
+    or starts an exec.
     """
     if not getattr(policy, "checks_bodies", False):
         return False
-    return request.endpoint.id in JUDGES_PATH or bool(join_refs(request))
+    eid = request.endpoint.id
+    return eid in JUDGES_PATH or eid == EXEC_START or bool(join_refs(request))
 
 
 async def _inspect(fetch: Fetch, ref: str, version: str | None, field: str) -> Mapping[str, Any]:
@@ -114,6 +123,8 @@ async def check_joins(
         UpstreamUnavailable: the daemon did not answer an inspection.
     """
     version = request.version
+    if request.endpoint.id == EXEC_START and "id" in request.params:
+        return await _check_exec_start(request, policy, peer, fetch)
     if request.endpoint.id in JUDGES_PATH and "id" in request.params:
         cid = request.params["id"]
         info = await _inspect(fetch, cid, version, "path")
@@ -128,6 +139,59 @@ async def check_joins(
                      fetch=fetch, version=version, seen=set())
         request = pin(request, ref, str(info["Id"]))
     return request
+
+
+async def _check_exec_start(
+    request: CanonicalRequest, policy: Any, peer: Peer, fetch: Fetch
+) -> CanonicalRequest:
+    """Judge the exec ``request`` starts as the exec create that made it would be judged.
+
+    Exec ids are not secrets (a container's inspect lists them, ``/events``
+    carries them), and an exec made on the daemon by another party (an admin,
+    a tool, a client under another policy) was never judged under this
+    caller's policy: starting it runs its command as its user, with its
+    ``Privileged``, in its container.  So the daemon's record of the exec
+    (``GET /exec/{id}/json``: container, user, privileged, command) is decided
+    as an ``exec.create`` under the caller's policy, the container judged
+    with the exec's user standing in for its own, and the start is pinned to
+    the exec's full id.
+
+    Raises:
+        Forbidden: the exec, or the container it runs in, does not pass ``policy``.
+        NotFound: no such exec.
+        UpstreamUnavailable: the daemon did not answer an inspection.
+    """
+    ref = request.params["id"]
+    name = ref.strip()
+    prefix = f"/v{request.version}" if request.version else ""
+    if not name or "/" in name or any(ord(c) < 0x20 for c in name):
+        raise NotFound(f"No such exec instance: {ref}", reason="no-such-object")
+    status, info = await fetch("GET", f"{prefix}/exec/{quote(name, safe='')}/json", None)
+    if status == 404:
+        raise NotFound(f"No such exec instance: {ref}", reason="no-such-object")
+    process = info.get("ProcessConfig") if isinstance(info, Mapping) else None
+    if (status != 200 or not isinstance(info, Mapping) or not isinstance(info.get("ID"), str)
+            or not isinstance(info.get("ContainerID"), str) or not isinstance(process, Mapping)):
+        raise UpstreamUnavailable(f"path: cannot inspect exec {ref!r} ({status})")
+    container = await _inspect(fetch, info["ContainerID"], request.version, "path")
+    user = process.get("user") if isinstance(process.get("user"), str) else ""
+    args = process.get("arguments")
+    body = {"User": user, "Privileged": process.get("privileged") is True,
+            "Cmd": [process.get("entrypoint"), *(args if isinstance(args, list) else ())]}
+    cid = str(container["Id"])
+    created = CanonicalRequest("POST", _EXEC_CREATE, f"/containers/{cid}/exec", request.version,
+                               params={"id": cid}, body=body, body_bytes=dumps(body))
+    config = container.get("Config")
+    default = config.get("User") if isinstance(config, Mapping) else None
+    context = DecisionContext(default_user=default if isinstance(default, str) else "")
+    decision = decide(policy, created, peer, context)
+    what = f"exec {ref!r}"
+    if not decision.allowed:
+        raise Forbidden(f"{what} does not pass the policy: {decision.reason}", reason="policy")
+    await _judge(container, f"{what} runs in container {cid[:12]!r}, which", policy=policy,
+                 peer=peer, fetch=fetch, version=request.version, seen=set(), user=user or None)
+    exec_ref = ObjectRef("exec", ref, "path", "id", "write", ("id",))
+    return pin_path(request, exec_ref, str(info["ID"]))
 
 
 def _exec_user(request: CanonicalRequest) -> str | None:

@@ -10,15 +10,20 @@ entry by name or number in that file before it reads a number.  Each test
 first shows on the bare daemon that a spelling restricted's ``non-root-user``
 or ``no-root-group`` rule used to pass runs with uid or gid 0, then that
 restricted refuses it, on create and on exec, and that the daemon created
-nothing.
+nothing.  Last, who an exec runs as is fixed when it is created: starting an
+exec another party made on the daemon as root runs it as root, so a start is
+judged as the exec's create.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from support import unixhttp
 from support.engines import IMAGE, Engine, unique
 from support.policygate import PolicyGate, policy_audit_guard, policy_gates, rules_of
 
@@ -139,5 +144,53 @@ def test_exec_with_a_group_name_for_gid_0_is_refused_by_restricted(
         assert after == execs, "an exec was created"
         ok = pg.docker("exec", "-u", "1000:1000", name, "id", "-g")
         assert ok.stdout.strip() == "1000"
+    finally:
+        engine.docker_direct("rm", "-f", name, check=False)
+
+
+def _api(sock: str, method: str, target: str, body: object = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    status, raw = unixhttp.request(sock, method, target, data, timeout=60)
+    return status, json.loads(raw) if raw.strip() else None
+
+
+def _root_exec(engine: Engine, container: str, out: str) -> str:
+    """An exec of ``container`` made directly on the daemon (another party's: an admin's, a
+    tool's), as root, that writes its uid to ``out``; not started.  Its id."""
+    status, made = _api(engine.daemon_socket, "POST", f"/containers/{container}/exec",
+                        {"User": "0", "Cmd": ["sh", "-c", f"id -u > {out}"]})
+    assert status == 201, made
+    return str(made["Id"])
+
+
+@pytest.mark.allow_refusals
+def test_starting_another_partys_root_exec_is_refused_by_restricted(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate],
+) -> None:
+    """An exec created on the daemon by another party as root, in a container restricted
+    allows, runs as root when started (shown by starting one directly); started through
+    restricted (its id is in the container's inspect and in /events) it is refused, and
+    the daemon says it never ran."""
+    name = unique("dgusr")
+    engine.docker_direct("run", "-d", "--init", "--name", name, *HARDENED, "--user", "1000:1000",
+                         IMAGE, "sleep", "600")
+    try:
+        sock = engine.daemon_socket
+        bare = _root_exec(engine, name, "/tmp/bare")
+        status, _ = _api(sock, "POST", f"/exec/{bare}/start", {"Detach": True})
+        assert status == 200
+        ran = engine.docker_direct("exec", name, "sh", "-c", "sleep 1; cat /tmp/bare")
+        assert ran.stdout.strip() == "0", ran.stderr
+
+        pg = policy_gates[(engine.name, "restricted")]
+        foreign = _root_exec(engine, name, "/tmp/through")
+        mark = pg.mark()
+        status, answer = _api(pg.socket, "POST", f"/exec/{foreign}/start", {"Detach": True})
+        assert status == 403, answer
+        assert "rule non-root-user: User '0' runs as root" in answer["message"], answer
+        assert pg.refusals_since(mark), "the refusal is not in the audit log"
+        status, info = _api(sock, "GET", f"/exec/{foreign}/json")
+        assert status == 200 and info["Pid"] == 0 and info["ExitCode"] is None, info
+        assert engine.docker_direct("exec", name, "ls", "/tmp/through", check=False).returncode
     finally:
         engine.docker_direct("rm", "-f", name, check=False)

@@ -432,3 +432,57 @@ def test_an_exec_user_stands_in_for_the_containers() -> None:
                      _enter("container.archive", "r"), _enter("container.attach", "r")):
         with pytest.raises(Forbidden, match="rule non-root-user"):
             run(check_joins(entering, RESTRICTED, PEER, fetch))
+
+
+def _execs(execs: dict[str, dict[str, Any]], containers: dict[str, dict[str, Any]]) -> Any:
+    """A daemon that answers exec inspections from ``execs`` and container ones as ``_daemon``."""
+    inspect_container = _daemon(containers)
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if target.startswith("/exec/"):
+            name = target.split("/")[2]
+            return (200, execs[name]) if name in execs else (404, None)
+        return await inspect_container(method, target, body)
+
+    return fetch
+
+
+def _exec(eid: str, cid: str, user: str, privileged: bool = False) -> dict[str, Any]:
+    return {"ID": eid * 64, "ContainerID": cid * 64, "Running": False, "ExitCode": None,
+            "ProcessConfig": {"user": user, "privileged": privileged, "entrypoint": "id",
+                              "arguments": ["-u"], "tty": False}}
+
+
+def _start(eid: str) -> CanonicalRequest:
+    op = Operation("exec.start", "POST", "/exec/{id}/start", "json")
+    return CanonicalRequest("POST", op, f"/exec/{eid}/start", params={"id": eid},
+                            body={"Detach": True})
+
+
+def test_starting_an_exec_judges_it_as_its_create() -> None:
+    """An exec start is judged as the exec create the daemon recorded (another party may have
+    made it): its user, in place of the container's, and its Privileged under the caller's
+    policy; the container it runs in as for entering it; the start is pinned to the exec's
+    full id, and an exec the daemon does not know is not found."""
+    assert needs_joins(RESTRICTED, _start("x"))
+    assert not needs_joins(PRIVILEGED, _start("x"))
+    fetch = _execs({"r": _exec("r", "u", "0"), "p": _exec("p", "u", "1000:1000", True),
+                    "d": _exec("d", "u", ""), "e": _exec("e", "r", ""),
+                    "o": _exec("o", "r", "1000:1000"), "b": _exec("b", "b", "1000:1000")},
+                   {"r": _hardened("r", ""), "u": _hardened("u", "1000:1000"),
+                    "b": _hardened("b", "1000:1000") | {"Mounts": [
+                        {"Type": "bind", "Source": "/etc", "Destination": "/e", "RW": False}]}})
+    run = asyncio.run
+    with pytest.raises(Forbidden, match=r"exec 'r' does not pass .* User '0' runs as root"):
+        run(check_joins(_start("r"), RESTRICTED, PEER, fetch))
+    with pytest.raises(Forbidden, match="rule no-privileged: Privileged"):
+        run(check_joins(_start("p"), RESTRICTED, PEER, fetch))
+    with pytest.raises(Forbidden, match="rule non-root-user: User is empty and the default user is root"):
+        run(check_joins(_start("e"), RESTRICTED, PEER, fetch))
+    with pytest.raises(Forbidden, match="host path /etc"):
+        run(check_joins(_start("b"), RESTRICTED, PEER, fetch))
+    with pytest.raises(NotFound, match="No such exec instance: nope"):
+        run(check_joins(_start("nope"), RESTRICTED, PEER, fetch))
+    for ok in ("d", "o"):
+        started = run(check_joins(_start(ok), RESTRICTED, PEER, fetch))
+        assert started.path == f"/exec/{ok * 64}/start" and started.params["id"] == ok * 64
