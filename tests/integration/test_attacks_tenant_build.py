@@ -369,3 +369,49 @@ def test_base_retagged_while_the_context_is_held_back_is_refused(two: Tenants) -
     assert image_file(two.engine, f"a-held-out-{tag}:gate", "/stolen") == ""  # no file
     assert image_file(two.engine, f"a-held-out-{tag}:gate", "/mine") == "mine\n"
     two.a.docker("tag", trig, base)
+
+
+def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
+    """A tenant's BuildKit build holds its base names as a classic build does: the frontend
+    resolves each ``FROM`` after dockgate read the base's triggers, so a retag of the base
+    (to an image whose ONBUILD trigger copies B's image) is refused from the check until
+    the build's connections end, the build runs from the image that was checked, and the
+    retag works afterwards."""
+    if two.a.kind != "tls":
+        pytest.skip("buildx keeps state in DOCKER_CONFIG, which only root can write here")
+    tag = uuid.uuid4().hex[:8]
+    base, trig, out_tag = f"a-bkh-{tag}:latest", f"a-bkh-trig-{tag}:latest", f"a-bkh-out-{tag}"
+    src = f"a-bkh-src-{tag}"
+    two.a.docker("tag", two.a_image, base)
+    two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+    two.a.docker("commit", "-c", f"ONBUILD COPY --from={two.b_image} /secret /stolen", src,
+                 trig)
+    ctx = _context(f"FROM {base}\nRUN sleep 6\n")
+    build = subprocess.Popen(
+        two.a.argv(("buildx", "build", "--progress", "plain", "--pull=false", *NONE, "--load",
+                    "-t", out_tag, str(ctx))),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        # Retagging the base to the image it already names changes nothing; once it
+        # is refused, the build holds the name.
+        refused = None
+        deadline = time.monotonic() + 60
+        while refused is None and build.poll() is None and time.monotonic() < deadline:
+            same = two.a.docker("tag", two.a_image, base, check=False)
+            if same.returncode != 0:
+                refused = same.stderr
+            time.sleep(0.2)
+        assert refused is not None, "no retag was refused while the build ran"
+        assert "is in use by a running build that starts from it" in refused, refused
+        swap = two.a.docker("tag", trig, base, check=False)
+        assert swap.returncode != 0 and "is in use by a running build" in swap.stderr, \
+            swap.stderr
+        _, err = build.communicate(timeout=300)
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.communicate()
+    assert build.returncode == 0, err.decode(errors="replace")[-3000:]
+    assert image_file(two.engine, out_tag + ":latest", "/mine") == "mine\n"
+    assert image_file(two.engine, out_tag + ":latest", "/stolen") == ""  # no file
+    two.a.docker("tag", trig, base)
