@@ -38,7 +38,7 @@ from dockgate.policy.joins import (
 )
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_message
-from dockgate.tenancy.ownership import ObjectRef, image_shared
+from dockgate.tenancy.ownership import ObjectRef, image_shared, object_refs
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -47,6 +47,7 @@ Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 EXEC_START = "exec.start"
 """Starting an exec: it runs what its create asked, in its container, whoever created it."""
 _EXEC_CREATE = Operation("exec.create", "POST", "/containers/{id}/exec", "json")
+_VOLUME_CREATE = Operation("volume.create", "POST", "/volumes/create", "json")
 
 
 def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
@@ -59,7 +60,47 @@ def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
     if not getattr(policy, "checks_bodies", False):
         return False
     eid = request.endpoint.id
-    return eid in JUDGES_PATH or eid == EXEC_START or bool(join_refs(request))
+    return (eid in JUDGES_PATH or eid == EXEC_START or bool(join_refs(request))
+            or bool(_volume_refs(request)))
+
+
+def _volume_refs(request: CanonicalRequest) -> list[ObjectRef]:
+    """The named volumes a request's body mounts (``-v NAME:/p``, ``--mount src=NAME``)."""
+    if request.endpoint.id != "container.create":
+        return []
+    return [r for r in object_refs(request) if r.kind == "volume" and r.where == "body"]
+
+
+async def _check_volume(name: str, what: str, *, policy: Any, peer: Peer, fetch: Fetch,
+                        version: str | None) -> None:
+    """A named volume that exists must pass ``policy`` as the create that would make it.
+
+    A volume is made once and mounted by name ever after: one made directly on
+    the daemon (by an admin, a tool, before dockgate) with the local driver's
+    ``o=bind,device=/etc`` is the host's ``/etc`` in every container that
+    names it, and a plugin's volume is whatever the plugin mounts.  So the
+    daemon's record (``GET /volumes/NAME``: driver and options) is decided as
+    the ``volume.create`` that would make it, under the caller's policy.  A
+    missing volume is made by the daemon from the request itself, which was
+    judged as such.
+    """
+    if not name or "/" in name or any(ord(c) < 0x20 for c in name):
+        return  # not a volume name: the daemon refuses it
+    prefix = f"/v{version}" if version else ""
+    status, info = await fetch("GET", f"{prefix}/volumes/{quote(name, safe='')}", None)
+    if status == 404:
+        return
+    if status != 200 or not isinstance(info, Mapping):
+        raise UpstreamUnavailable(f"{what}: cannot inspect volume {name!r} ({status})")
+    options = info.get("Options")
+    body = {"Name": name, "Driver": info.get("Driver") or "local",
+            "DriverOpts": dict(options) if isinstance(options, Mapping) else {}}
+    created = CanonicalRequest("POST", _VOLUME_CREATE, "/volumes/create", version, body=body,
+                               body_bytes=dumps(body))
+    decision = decide(policy, created, peer)
+    if not decision.allowed:
+        raise Forbidden(f"{what}: volume {name!r} does not pass the policy: {decision.reason}",
+                        reason="policy")
 
 
 async def _inspect(fetch: Fetch, ref: str, version: str | None, field: str) -> Mapping[str, Any]:
@@ -101,6 +142,11 @@ async def _judge(
     decision = decide(policy, as_create(info, version, user), peer)
     if not decision.allowed:
         raise Forbidden(f"{what} does not pass the policy: {decision.reason}", reason="policy")
+    for mount in info.get("Mounts") or ():
+        if isinstance(mount, Mapping) and mount.get("Type") == "volume" \
+                and isinstance(mount.get("Name"), str):
+            await _check_volume(mount["Name"], what, policy=policy, peer=peer, fetch=fetch,
+                                version=version)
     for ref in stored_refs(info):
         nxt = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(nxt, f"{what}, which joins container {ref.ref!r} ({ref.field}),",
@@ -133,6 +179,9 @@ async def check_joins(
         # Act on the container that was judged, not one renamed into its name since.
         path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
         request = pin_path(request, path_ref, str(info["Id"]))
+    for vref in _volume_refs(request):
+        await _check_volume(vref.ref, vref.key, policy=policy, peer=peer, fetch=fetch,
+                            version=version)
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(info, f"{ref.field}: container {ref.ref!r}", policy=policy, peer=peer,

@@ -486,3 +486,55 @@ def test_starting_an_exec_judges_it_as_its_create() -> None:
     for ok in ("d", "o"):
         started = run(check_joins(_start(ok), RESTRICTED, PEER, fetch))
         assert started.path == f"/exec/{ok * 64}/start" and started.params["id"] == ok * 64
+
+
+def _volumes(volumes: dict[str, dict[str, Any]], containers: dict[str, dict[str, Any]]) -> Any:
+    """A daemon that answers volume inspections from ``volumes`` and container ones as
+    ``_daemon``; ``fetch.asked`` lists what was asked."""
+    inspect_container = _daemon(containers)
+    asked: list[str] = []
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        asked.append(target)
+        if target.startswith("/volumes/"):
+            name = target.split("/")[2]
+            return (200, volumes[name]) if name in volumes else (404, None)
+        return await inspect_container(method, target, body)
+
+    fetch.asked = asked  # type: ignore[attr-defined]
+    return fetch
+
+
+def test_a_named_volume_is_judged_as_its_create() -> None:
+    """A named volume a create mounts (a bind's source, a volume mount's Source) that already
+    exists is judged as the volume create that would make it: one made on the daemon as a bind
+    of a host directory is refused, a plain or tmpfs one and a missing one (the daemon makes
+    it from the judged request) pass; a started or entered container's volume mounts alike."""
+    etc = {"Name": "etc", "Driver": "local", "Options": {"type": "none", "o": "bind",
+                                                        "device": "/etc"}}
+    plain = {"Name": "plain", "Driver": "local", "Options": None}
+    tmp = {"Name": "tmp", "Driver": "local", "Options": {"type": "tmpfs", "device": "tmpfs",
+                                                        "o": "size=1m"}}
+    holder = _ctr("h")
+    holder["Mounts"] = [{"Type": "volume", "Name": "etc", "Source": "/var/lib/docker/volumes/etc",
+                         "Destination": "/h", "RW": True}]
+    fetch = _volumes({"etc": etc, "plain": plain, "tmp": tmp}, {"h": holder})
+    run = asyncio.run
+
+    def create(**hc: Any) -> CanonicalRequest:
+        return req("container.create", {"Image": "dgtest", "HostConfig": hc})
+
+    for bad in (create(Binds=["etc:/h"]),
+                create(Mounts=[{"Type": "volume", "Source": "etc", "Target": "/h"}])):
+        assert needs_joins(BASELINE, bad)
+        with pytest.raises(Forbidden, match=r"volume 'etc' does not pass the policy: .*/etc"):
+            run(check_joins(bad, BASELINE, PEER, fetch))
+    for ok in (create(Binds=["plain:/p", "tmp:/t", "new:/n"]),
+               create(Mounts=[{"Type": "volume", "Source": "new", "Target": "/n"}])):
+        run(check_joins(ok, BASELINE, PEER, fetch))
+    assert not needs_joins(BASELINE, create(Binds=["/tmp:/t"]))
+    assert not needs_joins(PRIVILEGED, create(Binds=["etc:/h"]))
+    for entering in (req("container.start", None, params={"id": "h"}), _enter("exec.create", "h",
+                                                                            {"Cmd": ["id"]})):
+        with pytest.raises(Forbidden, match="volume 'etc' does not pass the policy"):
+            run(check_joins(entering, BASELINE, PEER, fetch))
