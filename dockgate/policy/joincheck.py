@@ -38,7 +38,7 @@ from dockgate.policy.joins import (
 )
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_message
-from dockgate.tenancy.ownership import ObjectRef, image_shared, object_refs
+from dockgate.tenancy.ownership import BUILTIN_NETWORKS, ObjectRef, image_shared, object_refs
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -47,7 +47,6 @@ Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 EXEC_START = "exec.start"
 """Starting an exec: it runs what its create asked, in its container, whoever created it."""
 _EXEC_CREATE = Operation("exec.create", "POST", "/containers/{id}/exec", "json")
-_VOLUME_CREATE = Operation("volume.create", "POST", "/volumes/create", "json")
 
 
 def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
@@ -61,45 +60,87 @@ def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
         return False
     eid = request.endpoint.id
     return (eid in JUDGES_PATH or eid == EXEC_START or bool(join_refs(request))
-            or bool(_volume_refs(request)))
+            or bool(_attached_refs(request)))
 
 
-def _volume_refs(request: CanonicalRequest) -> list[ObjectRef]:
-    """The named volumes a request's body mounts (``-v NAME:/p``, ``--mount src=NAME``)."""
-    if request.endpoint.id != "container.create":
+def _attached_refs(request: CanonicalRequest) -> list[ObjectRef]:
+    """The named volumes a request's body mounts (``-v NAME:/p``, ``--mount src=NAME``),
+    and the user-defined networks it attaches a container to (``--network NAME``,
+    ``EndpointsConfig`` keys, ``network connect``'s network)."""
+    eid = request.endpoint.id
+    if eid == "network.connect":
+        return [r for r in object_refs(request) if r.kind == "network" and r.where == "path"]
+    if eid != "container.create":
         return []
-    return [r for r in object_refs(request) if r.kind == "volume" and r.where == "body"]
+    return [r for r in object_refs(request)
+            if r.kind in ("volume", "network") and r.where == "body"]
 
 
-async def _check_volume(name: str, what: str, *, policy: Any, peer: Peer, fetch: Fetch,
-                        version: str | None) -> None:
-    """A named volume that exists must pass ``policy`` as the create that would make it.
+_NETWORK_FIELDS = ("Driver", "Scope", "Internal", "Ingress", "EnableIPv6", "ConfigOnly",
+                   "ConfigFrom", "Options")
 
-    A volume is made once and mounted by name ever after: one made directly on
-    the daemon (by an admin, a tool, before dockgate) with the local driver's
-    ``o=bind,device=/etc`` is the host's ``/etc`` in every container that
-    names it, and a plugin's volume is whatever the plugin mounts.  So the
-    daemon's record (``GET /volumes/NAME``: driver and options) is decided as
-    the ``volume.create`` that would make it, under the caller's policy.  A
-    missing volume is made by the daemon from the request itself, which was
-    judged as such.
+
+def _volume_as_create(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``volume.create`` body that would make the inspected volume ``info``."""
+    options = info.get("Options")
+    return {"Name": name, "Driver": info.get("Driver") or "local",
+            "DriverOpts": dict(options) if isinstance(options, Mapping) else {}}
+
+
+def _network_as_create(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``network.create`` body that would make the inspected network ``info``, its
+    addresses aside (they were checked, or allocated, when it was made, and joining does
+    not route them anew)."""
+    body: dict[str, Any] = {"Name": str(info.get("Name") or name)}
+    body.update((k, info[k]) for k in _NETWORK_FIELDS if info.get(k) not in (None, "", {}))
+    ipam = info.get("IPAM")
+    if isinstance(ipam, Mapping):
+        body["IPAM"] = {k: ipam[k] for k in ("Driver", "Options") if ipam.get(k)}
+    return body
+
+
+_AS_CREATE: Mapping[str, tuple[str, Operation,
+                               Callable[[str, Mapping[str, Any]], dict[str, Any]]]] = {
+    "volume": ("/volumes/", Operation("volume.create", "POST", "/volumes/create", "json"),
+               _volume_as_create),
+    "network": ("/networks/", Operation("network.create", "POST", "/networks/create", "json"),
+                _network_as_create),
+}
+
+
+async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer: Peer,
+                          fetch: Fetch, version: str | None) -> None:
+    """A named volume or network a container uses must pass ``policy`` as the create that
+    would make it, when it exists (a missing one the daemon makes from the judged request,
+    or refuses).
+
+    Both are made once and used by name ever after, and what they were made as
+    acts on the host whenever a container uses them: a local volume made directly
+    on the daemon (by an admin, a tool, before dockgate) with ``o=bind,device=/etc``
+    is the host's ``/etc`` in every container that mounts it; joining a macvlan
+    network made with ``parent=eth0`` puts the container on the host's link, and
+    with ``macvlan_mode=passthru`` makes the host's NIC promiscuous and gives it
+    the container's MAC address.  So the daemon's record (``GET /volumes/NAME``,
+    ``GET /networks/NAME``) is decided as the create that would make it, under the
+    caller's policy.  The built-in networks' names are governed as network modes
+    (``namespaces``); one named by its id is judged here as what it is (the host
+    network's driver ``host`` is not an allowed network driver).
     """
     if not name or "/" in name or any(ord(c) < 0x20 for c in name):
-        return  # not a volume name: the daemon refuses it
+        return  # not a name of such an object: the daemon refuses it
+    base, operation, as_create = _AS_CREATE[kind]
     prefix = f"/v{version}" if version else ""
-    status, info = await fetch("GET", f"{prefix}/volumes/{quote(name, safe='')}", None)
+    status, info = await fetch("GET", f"{prefix}{base}{quote(name, safe='')}", None)
     if status == 404:
         return
     if status != 200 or not isinstance(info, Mapping):
-        raise UpstreamUnavailable(f"{what}: cannot inspect volume {name!r} ({status})")
-    options = info.get("Options")
-    body = {"Name": name, "Driver": info.get("Driver") or "local",
-            "DriverOpts": dict(options) if isinstance(options, Mapping) else {}}
-    created = CanonicalRequest("POST", _VOLUME_CREATE, "/volumes/create", version, body=body,
+        raise UpstreamUnavailable(f"{what}: cannot inspect {kind} {name!r} ({status})")
+    body = as_create(name, info)
+    created = CanonicalRequest("POST", operation, operation.template, version, body=body,
                                body_bytes=dumps(body))
     decision = decide(policy, created, peer)
     if not decision.allowed:
-        raise Forbidden(f"{what}: volume {name!r} does not pass the policy: {decision.reason}",
+        raise Forbidden(f"{what}: {kind} {name!r} does not pass the policy: {decision.reason}",
                         reason="policy")
 
 
@@ -145,8 +186,16 @@ async def _judge(
     for mount in info.get("Mounts") or ():
         if isinstance(mount, Mapping) and mount.get("Type") == "volume" \
                 and isinstance(mount.get("Name"), str):
-            await _check_volume(mount["Name"], what, policy=policy, peer=peer, fetch=fetch,
-                                version=version)
+            await _check_attached("volume", mount["Name"], what, policy=policy, peer=peer,
+                                  fetch=fetch, version=version)
+    settings = info.get("NetworkSettings")
+    networks = settings.get("Networks") if isinstance(settings, Mapping) else None
+    for net, endpoint in (networks.items() if isinstance(networks, Mapping) else ()):
+        if str(net).strip().lower() in BUILTIN_NETWORKS:
+            continue
+        ident = endpoint.get("NetworkID") if isinstance(endpoint, Mapping) else None
+        await _check_attached("network", ident if isinstance(ident, str) and ident else str(net),
+                              what, policy=policy, peer=peer, fetch=fetch, version=version)
     for ref in stored_refs(info):
         nxt = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(nxt, f"{what}, which joins container {ref.ref!r} ({ref.field}),",
@@ -179,9 +228,9 @@ async def check_joins(
         # Act on the container that was judged, not one renamed into its name since.
         path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
         request = pin_path(request, path_ref, str(info["Id"]))
-    for vref in _volume_refs(request):
-        await _check_volume(vref.ref, vref.key, policy=policy, peer=peer, fetch=fetch,
-                            version=version)
+    for vref in _attached_refs(request):
+        await _check_attached(vref.kind, vref.ref, vref.key, policy=policy, peer=peer,
+                              fetch=fetch, version=version)
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(info, f"{ref.field}: container {ref.ref!r}", policy=policy, peer=peer,

@@ -567,3 +567,47 @@ def test_network_connect_to_the_host_network_is_refused_by_the_policy(
         assert list(json.loads(networks)) == ["none"], networks
     finally:
         assert engine.remove_new(objects) == []
+
+
+def test_joining_a_host_interface_network_made_on_the_daemon_is_refused(
+    engine: Engine, host_links: Callable[[], HostLinks], profile_gates: dict[str, PolicyGate],
+) -> None:
+    """A passthru macvlan network someone made directly on the daemon takes the host's
+    interface over when a container joins it (shown on the bare daemon: promiscuous, the
+    container's MAC address).  Through baseline and restricted, a container that joins such
+    a network (``--network NET``, ``network connect NET C``) is refused as the network's own
+    create would be, and the host interface stays exactly as it was."""
+    objects = engine.snapshot()
+    try:
+        passthru = ("-d", "macvlan", "-o", "macvlan_mode=passthru", "--internal", "--subnet")
+        bare, links = unique("dgif-net"), host_links()
+        engine.docker_direct("network", "create", *passthru, subnet(), "-o",
+                             f"parent={links.nic}", bare)
+        before = link_state(links.nic)
+        ctr = unique("dgif-c")
+        engine.docker_direct("run", "-d", "--pull", "never", "--name", ctr, "--network", bare,
+                             IMAGE, "sleep", "300")
+        shown_taken_over(engine, links, before, ctr)
+
+        net, links = unique("dgif-net"), host_links()
+        engine.docker_direct("network", "create", *passthru, subnet(), "-o",
+                             f"parent={links.nic}", net)
+        plain = unique("dgif-c")
+        engine.docker_direct("create", "--network", "none", "--name", plain, IMAGE, "true")
+        before = link_state(links.nic)
+        for profile in POLICY_NAMES:
+            pg = profile_gates[profile]
+            flags = HARDENED if profile == "restricted" else ()
+            for args in (("run", "-d", "--pull", "never", *flags, "--network", net, IMAGE,
+                          "sleep", "300"), ("network", "connect", net, plain)):
+                out = pg.docker(*args, check=False, timeout=60)
+                assert out.returncode != 0, out.stdout
+                assert f"network {net!r} does not pass the policy: denied by policy {profile} " \
+                    f"rule networks: Driver network driver 'macvlan' is not allowed" \
+                    in out.stderr, out.stderr
+            assert link_state(links.nic) == before, profile
+        networks = engine.docker_direct("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                        plain).stdout
+        assert list(json.loads(networks)) == ["none"], networks
+    finally:
+        assert engine.remove_new(objects) == []

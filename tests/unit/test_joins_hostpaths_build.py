@@ -488,17 +488,20 @@ def test_starting_an_exec_judges_it_as_its_create() -> None:
         assert started.path == f"/exec/{ok * 64}/start" and started.params["id"] == ok * 64
 
 
-def _volumes(volumes: dict[str, dict[str, Any]], containers: dict[str, dict[str, Any]]) -> Any:
-    """A daemon that answers volume inspections from ``volumes`` and container ones as
-    ``_daemon``; ``fetch.asked`` lists what was asked."""
+def _volumes(volumes: dict[str, dict[str, Any]], containers: dict[str, dict[str, Any]],
+             networks: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A daemon that answers volume and network inspections from ``volumes`` and
+    ``networks`` and container ones as ``_daemon``; ``fetch.asked`` lists what was asked."""
     inspect_container = _daemon(containers)
     asked: list[str] = []
+    tables = {"volumes": volumes, "networks": networks or {}}
 
     async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
         asked.append(target)
-        if target.startswith("/volumes/"):
-            name = target.split("/")[2]
-            return (200, volumes[name]) if name in volumes else (404, None)
+        kind, _, rest = target.lstrip("/").partition("/")
+        if kind in tables:
+            name = rest.split("/")[0]
+            return (200, tables[kind][name]) if name in tables[kind] else (404, None)
         return await inspect_container(method, target, body)
 
     fetch.asked = asked  # type: ignore[attr-defined]
@@ -538,3 +541,39 @@ def test_a_named_volume_is_judged_as_its_create() -> None:
                                                                             {"Cmd": ["id"]})):
         with pytest.raises(Forbidden, match="volume 'etc' does not pass the policy"):
             run(check_joins(entering, BASELINE, PEER, fetch))
+
+
+def test_a_joined_network_is_judged_as_its_create() -> None:
+    """A user-defined network a container joins (``--network NAME``, an ``EndpointsConfig``
+    key, ``network connect``) that exists is judged as the network create that would make
+    it, addresses aside: a macvlan on a host interface is refused, a bridge network (routed
+    or not: ``internal`` is set at create) passes, a missing one is left to the daemon; a
+    started container's networks alike, by their ids."""
+    mac = {"Name": "lan", "Id": "l" * 64, "Driver": "macvlan", "Scope": "local",
+           "Internal": True, "Options": {"parent": "eth0", "macvlan_mode": "passthru"},
+           "IPAM": {"Driver": "default", "Options": None,
+                    "Config": [{"Subnet": "10.9.0.0/24"}]}}
+    routed = {"Name": "web", "Id": "w" * 64, "Driver": "bridge", "Scope": "local",
+              "Internal": False, "Options": {}, "IPAM": {"Driver": "default", "Options": {},
+                                                         "Config": [{"Subnet": "172.30.0.0/16"}]}}
+    holder = _ctr("h")
+    holder["NetworkSettings"] = {"Networks": {"lan": {"NetworkID": "l" * 64}}}
+    fetch = _volumes({}, {"h": holder}, {"lan": mac, "l" * 64: mac, "web": routed})
+    run = asyncio.run
+    for bad in (req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": "lan"}}),
+                req("container.create", {"Image": "x", "NetworkingConfig": {
+                    "EndpointsConfig": {"lan": {}}}}),
+                CanonicalRequest("POST", Operation("network.connect", "POST",
+                                                   "/networks/{id}/connect", "json"),
+                                 "/networks/lan/connect", params={"id": "lan"},
+                                 body={"Container": "c"}),
+                req("container.start", None, params={"id": "h"})):
+        assert needs_joins(BASELINE, bad)
+        with pytest.raises(Forbidden, match=r"network '(lan|l{64})' does not pass the policy: "
+                                            r".*network driver 'macvlan' is not allowed"):
+            run(check_joins(bad, BASELINE, PEER, fetch))
+    for ok in (req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": "web"}}),
+               req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": "new"}})):
+        run(check_joins(ok, BASELINE, PEER, fetch))
+    assert not needs_joins(BASELINE, req("container.create", {
+        "Image": "x", "HostConfig": {"NetworkMode": "bridge"}}))
