@@ -32,13 +32,20 @@ from dockgate.policy.joins import (
     JUDGES_PATH,
     MAX_DEPTH,
     as_create,
+    container_mode,
     join_refs,
     pin,
     stored_refs,
 )
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_message
-from dockgate.tenancy.ownership import BUILTIN_NETWORKS, ObjectRef, image_shared, object_refs
+from dockgate.tenancy.ownership import (
+    BUILTIN_NETWORKS,
+    ObjectRef,
+    image_shared,
+    object_refs,
+    query_values,
+)
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
@@ -70,6 +77,13 @@ def _attached_refs(request: CanonicalRequest) -> list[ObjectRef]:
     eid = request.endpoint.id
     if eid == "network.connect":
         return [r for r in object_refs(request) if r.kind == "network" and r.where == "path"]
+    if eid == "image.build":
+        # The classic builder's RUN containers take ``networkmode`` as their
+        # NetworkMode, a user-defined network's name included.
+        return [ObjectRef("network", mode, "query", "query.networkmode", "write",
+                          ("query", "networkmode"))
+                for mode in query_values(request, "networkmode")
+                if mode.strip().lower() not in BUILTIN_NETWORKS and container_mode(mode) is None]
     if eid != "container.create":
         return []
     return [r for r in object_refs(request)
@@ -305,13 +319,15 @@ async def check_tenant_build(
     request: CanonicalRequest, tenant: Tenant, fetch: Fetch
 ) -> CanonicalRequest:
     """A tenant's build that joins ``container:X`` (``networkmode``) must join its own X,
+    one whose RUN steps join a user-defined network (``networkmode=NET``) its own NET,
     and may not pull its base images (their ``ONBUILD`` triggers, read from the daemon's
     copy before the build, would be the registry's: ``PULLED_BASES``).
 
     The RUN steps would otherwise read what another tenant's container serves
-    on its loopback.  Pinned to X's full id, like every checked reference.
-    Another tenant's X gets the very refusal a missing X gets (the daemon
-    itself would build and fail only at the first RUN step, so no answer
+    on its loopback, or reach another tenant's containers on their internal
+    network.  X is pinned to its full id, like every checked reference.
+    Another tenant's X or NET gets the very refusal a missing one gets (the
+    daemon itself would build and fail only at the first RUN step, so no answer
     before the build can be the daemon's).
     """
     if tenant.admin or request.endpoint.id != "image.build":
@@ -324,6 +340,11 @@ async def check_tenant_build(
         if not may_access(tenant, owner_of("container", info), checked):
             raise NotFound(f"No such container: {ref.ref}", reason="not-owner")
         request = pin(request, ref, str(info["Id"]))
+    for net in _attached_refs(request):
+        status, found = await fetch("GET", inspect_target(net, request.version), None)
+        if status != 200 or not isinstance(found, Mapping) or \
+                not may_access(tenant, owner_of("network", found), net):
+            raise NotFound(f"network {net.ref} not found", reason="not-owner")
     return request
 
 

@@ -167,6 +167,37 @@ def test_build_in_another_tenants_container_network_is_refused(two: Tenants) -> 
     assert image_file(two.engine, tag + ":gate", "/got") is None
 
 
+def test_build_on_another_tenants_network_is_refused(two: Tenants) -> None:
+    """``networkmode=<B's network>``: the classic builder's RUN step joins B's internal
+    network (its address is in B's subnet, beside B's containers) when sent to the daemon;
+    through dockgate A gets what it gets for a missing network, and A's build on its own
+    network works."""
+    tag = uuid.uuid4().hex[:8]
+    b_net, a_net = f"b-bnet-{tag}", f"a-bnet-{tag}"
+    two.b.docker("network", "create", "--internal", b_net)
+    two.a.docker("network", "create", "--internal", a_net)
+    subnet = two.engine.docker_direct("network", "inspect", "-f",
+                                      "{{(index .IPAM.Config 0).Subnet}}", b_net).stdout.strip()
+    prefix = subnet.rsplit(".", 1)[0] + "."
+    ctx = _context(f"FROM {IMAGE}\nRUN ip -4 -o addr show eth0 > /got\n")
+    two.engine.docker_direct("build", "--network", b_net, "--no-cache", "-t",
+                             f"a-bnet-out-{tag}:direct", str(ctx),
+                             extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+    assert f"inet {prefix}" in (image_file(two.engine, f"a-bnet-out-{tag}:direct", "/got")
+                                or ""), subnet
+    said = []
+    for name in (b_net, f"b-missing-{tag}"):
+        out = classic(two.a, "--network", name, "--no-cache", "-t", f"a-bnet-out-{tag}:gate",
+                      str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME")))
+    assert said[0][0] != 0 and "dockgate: network NAME not found" in said[0][1], said
+    assert said[0] == said[1]
+    assert image_file(two.engine, f"a-bnet-out-{tag}:gate", "/got") is None
+    own = classic(two.a, "--network", a_net, "--no-cache", "-t", f"a-bnet-out-{tag}:own",
+                  str(ctx))
+    assert own.returncode == 0, own.stderr
+
+
 def test_build_from_own_and_shared_images_works(two: Tenants) -> None:
     """A builds FROM its own image, copying from the shared test image, as before."""
     ctx = _context(f"FROM {two.a_image}\nCOPY --from={IMAGE} /bin/busybox /bb\n")

@@ -548,7 +548,7 @@ def test_a_joined_network_is_judged_as_its_create() -> None:
     key, ``network connect``) that exists is judged as the network create that would make
     it, addresses aside: a macvlan on a host interface is refused, a bridge network (routed
     or not: ``internal`` is set at create) passes, a missing one is left to the daemon; a
-    started container's networks alike, by their ids."""
+    started container's networks alike, by their ids, and a classic build's networkmode."""
     mac = {"Name": "lan", "Id": "l" * 64, "Driver": "macvlan", "Scope": "local",
            "Internal": True, "Options": {"parent": "eth0", "macvlan_mode": "passthru"},
            "IPAM": {"Driver": "default", "Options": None,
@@ -577,3 +577,9 @@ def test_a_joined_network_is_judged_as_its_create() -> None:
         run(check_joins(ok, BASELINE, PEER, fetch))
     assert not needs_joins(BASELINE, req("container.create", {
         "Image": "x", "HostConfig": {"NetworkMode": "bridge"}}))
+    # A classic build's RUN steps join the network its networkmode names.
+    with pytest.raises(Forbidden, match=r"query\.networkmode: network 'lan' does not pass"):
+        run(check_joins(req("image.build", None, (("networkmode", "lan"),)), BASELINE, PEER,
+                        fetch))
+    for mode in ("default", "none", "host"):
+        assert not needs_joins(BASELINE, req("image.build", None, (("networkmode", mode),)))
