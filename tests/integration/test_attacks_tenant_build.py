@@ -180,11 +180,15 @@ def test_build_on_another_tenants_network_is_refused(two: Tenants) -> None:
                                       "{{(index .IPAM.Config 0).Subnet}}", b_net).stdout.strip()
     prefix = subnet.rsplit(".", 1)[0] + "."
     ctx = _context(f"FROM {IMAGE}\nRUN ip -4 -o addr show eth0 > /got\n")
-    two.engine.docker_direct("build", "--network", b_net, "--no-cache", "-t",
-                             f"a-bnet-out-{tag}:direct", str(ctx),
-                             extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
-    assert f"inet {prefix}" in (image_file(two.engine, f"a-bnet-out-{tag}:direct", "/got")
-                                or ""), subnet
+    # Engine 20.10 cannot start a container on a bridge network from the test daemons'
+    # loopback address pool ("failed to set gateway"): the oracle is 28.5's.
+    runs = two.engine.name != "20.10"
+    if runs:
+        two.engine.docker_direct("build", "--network", b_net, "--no-cache", "-t",
+                                 f"a-bnet-out-{tag}:direct", str(ctx),
+                                 extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+        assert f"inet {prefix}" in (image_file(two.engine, f"a-bnet-out-{tag}:direct", "/got")
+                                    or ""), subnet
     said = []
     for name in (b_net, f"b-missing-{tag}"):
         out = classic(two.a, "--network", name, "--no-cache", "-t", f"a-bnet-out-{tag}:gate",
@@ -195,7 +199,8 @@ def test_build_on_another_tenants_network_is_refused(two: Tenants) -> None:
     assert image_file(two.engine, f"a-bnet-out-{tag}:gate", "/got") is None
     own = classic(two.a, "--network", a_net, "--no-cache", "-t", f"a-bnet-out-{tag}:own",
                   str(ctx))
-    assert own.returncode == 0, own.stderr
+    assert own.returncode == 0 or not runs, own.stderr
+    assert "dockgate" not in own.stderr, own.stderr
 
 
 def test_build_from_own_and_shared_images_works(two: Tenants) -> None:
