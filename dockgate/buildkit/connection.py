@@ -38,7 +38,7 @@ from dockgate.policy.controls import DecisionContext
 from dockgate.policy.joincheck import base_triggers
 from dockgate.proxy.splice import Splice
 from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
-from dockgate.tenancy.holds import HOLDS, base_held_message
+from dockgate.tenancy.holds import HOLDS, Claim, base_held_message, write_pending_message
 from dockgate.tenancy.ownership import ObjectRef
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ class MediatedSplice(Splice):
         self._fetch = fetch
         self._reactor = client.reactor
         self._solves = 0
+        self._claims: list[Claim] = []
         self.session = ""
         hooks: GrpcHooks | SessionHooks
         if x.request.endpoint.id == "build.grpc":
@@ -206,13 +207,35 @@ class MediatedSplice(Splice):
         reads its own or shared, and on the daemon; each name it writes free or its
         own), and the ``ONBUILD`` triggers of the base images."""
         infos: dict[str, Mapping[str, Any]] = {}
+        claim: Claim | None = None
         if tenant is not None:
+            held = HOLDS.conflict("write", verdict.image_names)
+            if held is not None:
+                return tenant_denial(self._judge, "tenant-images", base_held_message(held),
+                                     verdict.facts)
+            if verdict.bases:
+                # As a classic build's (joincheck.check_build_images): the frontend
+                # resolves each FROM after this check, so its names are held against
+                # a tenant's retag until this connection ends, claimed before they
+                # are read.
+                got = HOLDS.claim("base", verdict.bases, tenant.name)
+                if isinstance(got, str):
+                    return tenant_denial(self._judge, "tenant-images",
+                                         write_pending_message(got), verdict.facts)
+                claim = got
             # A foreign image is said as one that does not exist: the answer tells
             # nothing about whose it is.
             why = await self._tenant_images(tenant, verdict, infos)
             if why is not None:
-                return tenant_denial(self._judge, "tenant-images", why, verdict.facts)
-        return await self._base_triggers(tenant, verdict, infos)
+                verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
+        if verdict.allowed:
+            verdict = await self._base_triggers(tenant, verdict, infos)
+        if claim is not None:
+            if verdict.allowed and self._on_done is not None:
+                self._claims.append(claim)
+            else:
+                HOLDS.release(claim)
+        return verdict
 
     async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict,
                              infos: dict[str, Mapping[str, Any]]) -> str | None:
@@ -231,8 +254,7 @@ class MediatedSplice(Splice):
                 # As ``docker build -t`` of a name another holds (or shared): the
                 # answer says only that the name is taken.
                 return f"image name {name!r} is already in use"
-        held = HOLDS.conflict("write", verdict.image_names)
-        return None if held is None else base_held_message(held)
+        return None
 
     async def _base_triggers(self, tenant: Tenant | None, verdict: BuildVerdict,
                              infos: dict[str, Mapping[str, Any]]) -> BuildVerdict:
@@ -332,4 +354,7 @@ class MediatedSplice(Splice):
     def _done(self) -> None:
         if self.session:
             BUILDS.session_closed(self.session)
+        for claim in self._claims:
+            HOLDS.release(claim)
+        self._claims.clear()
         super()._done()

@@ -556,7 +556,15 @@ runtimes = _allowlist("runtime", lambda facts: facts.runtimes)
 
 
 def group_add(cfg: Mapping[str, Any]) -> Check:
-    """Supplementary groups: never root (``0``, ``00``, ``root``) unless allowed; an allowlist."""
+    """Supplementary groups: never root unless allowed; an allowlist.
+
+    The daemon looks each entry up in the container's ``/etc/group`` by name
+    *or* number first (``GetAdditionalGroups``: a group named ``2000`` with gid
+    0 matches ``2000``) and reads it as a number only when nothing matches.
+    That file is the image's, and the container's own writes to it count at
+    the next start or exec, so without ``allow_root`` no entry is safe: every
+    one is refused, the root spellings (``0``, ``00``, ``root``) by name.
+    """
     allow = _names(cfg.get("allow", ("*",)))
     root_ok = cfg.get("allow_root", False)
 
@@ -566,6 +574,9 @@ def group_add(cfg: Mapping[str, Any]) -> Check:
             s = str(g)
             if not root_ok and spelling.UserSpec("x", s).root_group:
                 out.append(Finding(f, f"{s!r} adds the root group"))
+            elif not root_ok:
+                out.append(Finding(f, f"{s!r} is looked up by name in the container's "
+                                      "/etc/group first, which may map it to the root group"))
             elif not _any(allow, s):
                 out.append(Finding(f, f"group {s!r} is not allowed"))
         return out
@@ -628,9 +639,11 @@ def user(cfg: Mapping[str, Any]) -> Check:
             if raw is not None and not isinstance(raw, str):
                 out.append(Finding(f, "must be a string"))
                 continue
+            text = raw or ""
             spec = spelling.user_spec(raw)
-            shown = repr(raw or "")
+            shown = repr(text)
             if spec is None:
+                text = ctx.default_user or ""
                 spec = spelling.user_spec(ctx.default_user)
                 if spec is None:
                     if non_root or numeric:
@@ -650,6 +663,18 @@ def user(cfg: Mapping[str, Any]) -> Check:
                 out.append(Finding(f, f"{shown} must be a numeric non-root uid"))
             elif not root_group_ok and spec.root_group:
                 out.append(Finding(f, f"{shown} runs with the root group"))
+            elif not root_group_ok and spec.group is not None and spec.gid is None:
+                # A group name is looked up in the container's /etc/group, which
+                # the image (and the container itself) writes: any name may be gid 0.
+                out.append(Finding(f, f"{shown} names its group by name, which the "
+                                      "container's /etc/group may map to the root group"))
+            elif numeric and not spec.canonical:
+                out.append(Finding(f, f"{shown} must be written uid:gid in plain decimal "
+                                      "(the daemon reads other spellings differently)"))
+            elif numeric and spelling.user_has_extra_parts(text):
+                out.append(Finding(f, f"{shown} must be written uid:gid (engines read what "
+                                      "follows a second ':' differently, and an empty group "
+                                      "as none)"))
             elif not root_group_ok and spec.group is None and not spec.is_root:
                 # The daemon takes the group from the image's /etc/passwd, and
                 # falls back to gid 0 when the user is not listed there.

@@ -20,37 +20,142 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from dockgate.admission.jsonstrict import dumps
 from dockgate.admission.query import bool_value
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildctx.dockerfile import triggers
 from dockgate.errors import DockgateError, Forbidden, NotFound, UpstreamUnavailable
-from dockgate.model import CanonicalRequest, Peer
+from dockgate.model import CanonicalRequest, Operation, Peer
+from dockgate.policy.controls import DecisionContext
 from dockgate.policy.decision import decide
 from dockgate.policy.joins import (
     JUDGES_PATH,
     MAX_DEPTH,
     as_create,
+    container_mode,
     join_refs,
     pin,
     stored_refs,
 )
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
 from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_message
-from dockgate.tenancy.ownership import ObjectRef, image_shared
+from dockgate.tenancy.ownership import (
+    BUILTIN_NETWORKS,
+    ObjectRef,
+    image_shared,
+    object_refs,
+    query_values,
+)
 from dockgate.tenancy.ownership import pin as pin_path
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+
+
+EXEC_START = "exec.start"
+"""Starting an exec: it runs what its create asked, in its container, whoever created it."""
+_EXEC_CREATE = Operation("exec.create", "POST", "/containers/{id}/exec", "json")
 
 
 def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
     """Whether deciding ``request`` needs inspections of containers (none for most requests).
 
     Only for policies that read bodies (the privileged profile does not), and
-    only when the request names a container it joins, or starts or enters one.
+    only when the request names a container it joins, or starts or enters one,
+    or starts an exec.
     """
     if not getattr(policy, "checks_bodies", False):
         return False
-    return request.endpoint.id in JUDGES_PATH or bool(join_refs(request))
+    eid = request.endpoint.id
+    return (eid in JUDGES_PATH or eid == EXEC_START or bool(join_refs(request))
+            or bool(_attached_refs(request)))
+
+
+def _attached_refs(request: CanonicalRequest) -> list[ObjectRef]:
+    """The named volumes a request's body mounts (``-v NAME:/p``, ``--mount src=NAME``),
+    and the user-defined networks it attaches a container to (``--network NAME``,
+    ``EndpointsConfig`` keys, ``network connect``'s network)."""
+    eid = request.endpoint.id
+    if eid == "network.connect":
+        return [r for r in object_refs(request) if r.kind == "network" and r.where == "path"]
+    if eid == "image.build":
+        # The classic builder's RUN containers take ``networkmode`` as their
+        # NetworkMode, a user-defined network's name included.
+        return [ObjectRef("network", mode, "query", "query.networkmode", "write",
+                          ("query", "networkmode"))
+                for mode in query_values(request, "networkmode")
+                if mode.strip().lower() not in BUILTIN_NETWORKS and container_mode(mode) is None]
+    if eid != "container.create":
+        return []
+    return [r for r in object_refs(request)
+            if r.kind in ("volume", "network") and r.where == "body"]
+
+
+_NETWORK_FIELDS = ("Driver", "Scope", "Internal", "Ingress", "EnableIPv6", "ConfigOnly",
+                   "ConfigFrom", "Options")
+
+
+def _volume_as_create(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``volume.create`` body that would make the inspected volume ``info``."""
+    options = info.get("Options")
+    return {"Name": name, "Driver": info.get("Driver") or "local",
+            "DriverOpts": dict(options) if isinstance(options, Mapping) else {}}
+
+
+def _network_as_create(name: str, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``network.create`` body that would make the inspected network ``info``, its
+    addresses aside (they were checked, or allocated, when it was made, and joining does
+    not route them anew)."""
+    body: dict[str, Any] = {"Name": str(info.get("Name") or name)}
+    body.update((k, info[k]) for k in _NETWORK_FIELDS if info.get(k) not in (None, "", {}))
+    ipam = info.get("IPAM")
+    if isinstance(ipam, Mapping):
+        body["IPAM"] = {k: ipam[k] for k in ("Driver", "Options") if ipam.get(k)}
+    return body
+
+
+_AS_CREATE: Mapping[str, tuple[str, Operation,
+                               Callable[[str, Mapping[str, Any]], dict[str, Any]]]] = {
+    "volume": ("/volumes/", Operation("volume.create", "POST", "/volumes/create", "json"),
+               _volume_as_create),
+    "network": ("/networks/", Operation("network.create", "POST", "/networks/create", "json"),
+                _network_as_create),
+}
+
+
+async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer: Peer,
+                          fetch: Fetch, version: str | None) -> None:
+    """A named volume or network a container uses must pass ``policy`` as the create that
+    would make it, when it exists (a missing one the daemon makes from the judged request,
+    or refuses).
+
+    Both are made once and used by name ever after, and what they were made as
+    acts on the host whenever a container uses them: a local volume made directly
+    on the daemon (by an admin, a tool, before dockgate) with ``o=bind,device=/etc``
+    is the host's ``/etc`` in every container that mounts it; joining a macvlan
+    network made with ``parent=eth0`` puts the container on the host's link, and
+    with ``macvlan_mode=passthru`` makes the host's NIC promiscuous and gives it
+    the container's MAC address.  So the daemon's record (``GET /volumes/NAME``,
+    ``GET /networks/NAME``) is decided as the create that would make it, under the
+    caller's policy.  The built-in networks' names are governed as network modes
+    (``namespaces``); one named by its id is judged here as what it is (the host
+    network's driver ``host`` is not an allowed network driver).
+    """
+    if not name or "/" in name or any(ord(c) < 0x20 for c in name):
+        return  # not a name of such an object: the daemon refuses it
+    base, operation, as_create = _AS_CREATE[kind]
+    prefix = f"/v{version}" if version else ""
+    status, info = await fetch("GET", f"{prefix}{base}{quote(name, safe='')}", None)
+    if status == 404:
+        return
+    if status != 200 or not isinstance(info, Mapping):
+        raise UpstreamUnavailable(f"{what}: cannot inspect {kind} {name!r} ({status})")
+    body = as_create(name, info)
+    created = CanonicalRequest("POST", operation, operation.template, version, body=body,
+                               body_bytes=dumps(body))
+    decision = decide(policy, created, peer)
+    if not decision.allowed:
+        raise Forbidden(f"{what}: {kind} {name!r} does not pass the policy: {decision.reason}",
+                        reason="policy")
 
 
 async def _inspect(fetch: Fetch, ref: str, version: str | None, field: str) -> Mapping[str, Any]:
@@ -92,6 +197,19 @@ async def _judge(
     decision = decide(policy, as_create(info, version, user), peer)
     if not decision.allowed:
         raise Forbidden(f"{what} does not pass the policy: {decision.reason}", reason="policy")
+    for mount in info.get("Mounts") or ():
+        if isinstance(mount, Mapping) and mount.get("Type") == "volume" \
+                and isinstance(mount.get("Name"), str):
+            await _check_attached("volume", mount["Name"], what, policy=policy, peer=peer,
+                                  fetch=fetch, version=version)
+    settings = info.get("NetworkSettings")
+    networks = settings.get("Networks") if isinstance(settings, Mapping) else None
+    for net, endpoint in (networks.items() if isinstance(networks, Mapping) else ()):
+        if str(net).strip().lower() in BUILTIN_NETWORKS:
+            continue
+        ident = endpoint.get("NetworkID") if isinstance(endpoint, Mapping) else None
+        await _check_attached("network", ident if isinstance(ident, str) and ident else str(net),
+                              what, policy=policy, peer=peer, fetch=fetch, version=version)
     for ref in stored_refs(info):
         nxt = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(nxt, f"{what}, which joins container {ref.ref!r} ({ref.field}),",
@@ -114,6 +232,8 @@ async def check_joins(
         UpstreamUnavailable: the daemon did not answer an inspection.
     """
     version = request.version
+    if request.endpoint.id == EXEC_START and "id" in request.params:
+        return await _check_exec_start(request, policy, peer, fetch)
     if request.endpoint.id in JUDGES_PATH and "id" in request.params:
         cid = request.params["id"]
         info = await _inspect(fetch, cid, version, "path")
@@ -122,12 +242,68 @@ async def check_joins(
         # Act on the container that was judged, not one renamed into its name since.
         path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
         request = pin_path(request, path_ref, str(info["Id"]))
+    for vref in _attached_refs(request):
+        await _check_attached(vref.kind, vref.ref, vref.key, policy=policy, peer=peer,
+                              fetch=fetch, version=version)
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(info, f"{ref.field}: container {ref.ref!r}", policy=policy, peer=peer,
                      fetch=fetch, version=version, seen=set())
         request = pin(request, ref, str(info["Id"]))
     return request
+
+
+async def _check_exec_start(
+    request: CanonicalRequest, policy: Any, peer: Peer, fetch: Fetch
+) -> CanonicalRequest:
+    """Judge the exec ``request`` starts as the exec create that made it would be judged.
+
+    Exec ids are not secrets (a container's inspect lists them, ``/events``
+    carries them), and an exec made on the daemon by another party (an admin,
+    a tool, a client under another policy) was never judged under this
+    caller's policy: starting it runs its command as its user, with its
+    ``Privileged``, in its container.  So the daemon's record of the exec
+    (``GET /exec/{id}/json``: container, user, privileged, command) is decided
+    as an ``exec.create`` under the caller's policy, the container judged
+    with the exec's user standing in for its own, and the start is pinned to
+    the exec's full id.
+
+    Raises:
+        Forbidden: the exec, or the container it runs in, does not pass ``policy``.
+        NotFound: no such exec.
+        UpstreamUnavailable: the daemon did not answer an inspection.
+    """
+    ref = request.params["id"]
+    name = ref.strip()
+    prefix = f"/v{request.version}" if request.version else ""
+    if not name or "/" in name or any(ord(c) < 0x20 for c in name):
+        raise NotFound(f"No such exec instance: {ref}", reason="no-such-object")
+    status, info = await fetch("GET", f"{prefix}/exec/{quote(name, safe='')}/json", None)
+    if status == 404:
+        raise NotFound(f"No such exec instance: {ref}", reason="no-such-object")
+    process = info.get("ProcessConfig") if isinstance(info, Mapping) else None
+    if (status != 200 or not isinstance(info, Mapping) or not isinstance(info.get("ID"), str)
+            or not isinstance(info.get("ContainerID"), str) or not isinstance(process, Mapping)):
+        raise UpstreamUnavailable(f"path: cannot inspect exec {ref!r} ({status})")
+    container = await _inspect(fetch, info["ContainerID"], request.version, "path")
+    user = process.get("user") if isinstance(process.get("user"), str) else ""
+    args = process.get("arguments")
+    body = {"User": user, "Privileged": process.get("privileged") is True,
+            "Cmd": [process.get("entrypoint"), *(args if isinstance(args, list) else ())]}
+    cid = str(container["Id"])
+    created = CanonicalRequest("POST", _EXEC_CREATE, f"/containers/{cid}/exec", request.version,
+                               params={"id": cid}, body=body, body_bytes=dumps(body))
+    config = container.get("Config")
+    default = config.get("User") if isinstance(config, Mapping) else None
+    context = DecisionContext(default_user=default if isinstance(default, str) else "")
+    decision = decide(policy, created, peer, context)
+    what = f"exec {ref!r}"
+    if not decision.allowed:
+        raise Forbidden(f"{what} does not pass the policy: {decision.reason}", reason="policy")
+    await _judge(container, f"{what} runs in container {cid[:12]!r}, which", policy=policy,
+                 peer=peer, fetch=fetch, version=request.version, seen=set(), user=user or None)
+    exec_ref = ObjectRef("exec", ref, "path", "id", "write", ("id",))
+    return pin_path(request, exec_ref, str(info["ID"]))
 
 
 def _exec_user(request: CanonicalRequest) -> str | None:
@@ -143,13 +319,15 @@ async def check_tenant_build(
     request: CanonicalRequest, tenant: Tenant, fetch: Fetch
 ) -> CanonicalRequest:
     """A tenant's build that joins ``container:X`` (``networkmode``) must join its own X,
+    one whose RUN steps join a user-defined network (``networkmode=NET``) its own NET,
     and may not pull its base images (their ``ONBUILD`` triggers, read from the daemon's
     copy before the build, would be the registry's: ``PULLED_BASES``).
 
     The RUN steps would otherwise read what another tenant's container serves
-    on its loopback.  Pinned to X's full id, like every checked reference.
-    Another tenant's X gets the very refusal a missing X gets (the daemon
-    itself would build and fail only at the first RUN step, so no answer
+    on its loopback, or reach another tenant's containers on their internal
+    network.  X is pinned to its full id, like every checked reference.
+    Another tenant's X or NET gets the very refusal a missing one gets (the
+    daemon itself would build and fail only at the first RUN step, so no answer
     before the build can be the daemon's).
     """
     if tenant.admin or request.endpoint.id != "image.build":
@@ -162,6 +340,11 @@ async def check_tenant_build(
         if not may_access(tenant, owner_of("container", info), checked):
             raise NotFound(f"No such container: {ref.ref}", reason="not-owner")
         request = pin(request, ref, str(info["Id"]))
+    for net in _attached_refs(request):
+        status, found = await fetch("GET", inspect_target(net, request.version), None)
+        if status != 200 or not isinstance(found, Mapping) or \
+                not may_access(tenant, owner_of("network", found), net):
+            raise NotFound(f"network {net.ref} not found", reason="not-owner")
     return request
 
 

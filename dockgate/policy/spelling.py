@@ -49,12 +49,18 @@ def capability(name: object) -> str:
 
 # -- users ----------------------------------------------------------------------
 
-_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+_GO_INT = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
 class UserSpec:
-    """A ``user[:group]`` string, split the way ``moby/sys/user`` splits it."""
+    """A ``user[:group]`` string, split the way ``moby/sys/user`` splits it.
+
+    ``GetExecUser`` splits on every ``:`` and keeps the first two parts
+    (``parseLine``), so ``1000:0:x`` is user ``1000``, group ``0``; an empty
+    group part (``1000:``) is no group at all, and an empty user part
+    (``:1000``) is the lookup's default, uid 0.
+    """
 
     user: str
     group: str | None
@@ -71,17 +77,34 @@ class UserSpec:
 
     @property
     def is_root(self) -> bool:
-        """Whether this names uid 0: ``root``, ``0``, ``00``, ``+0``, ``-0``."""
-        return self.user == "root" or self.uid == 0
+        """Whether this names uid 0: ``root``, ``0``, ``00``, ``+0``, ``-0``, or an empty
+        user part (``:1000``: the daemon's lookup starts from uid 0 and keeps it)."""
+        return self.user in ("root", "") or self.uid == 0
 
     @property
     def root_group(self) -> bool:
         """Whether the group part names gid 0."""
         return self.group is not None and (self.group == "root" or self.gid == 0)
 
+    @property
+    def canonical(self) -> bool:
+        """Whether the user part, and the group part when there is one, are plain decimal
+        ids within the daemon's range (``1000:1000``): read alike by every reader, and
+        looked up by number only (never by name in the container's files)."""
+        return _plain_id(self.user) and (self.group is None or _plain_id(self.group))
+
 
 def _go_atoi(s: str) -> int | None:
-    return int(s) if _GO_INT.match(s) else None
+    # ``$`` would also match before a final newline, which Atoi refuses.
+    return int(s) if _GO_INT.fullmatch(s) else None
+
+
+_PLAIN_ID = re.compile(r"0|[1-9][0-9]{0,9}")
+_MAX_ID = (1 << 31) - 1  # moby/sys/user maxID
+
+
+def _plain_id(s: str) -> bool:
+    return _PLAIN_ID.fullmatch(s) is not None and int(s) <= _MAX_ID
 
 
 def user_spec(raw: object) -> UserSpec | None:
@@ -91,8 +114,16 @@ def user_spec(raw: object) -> UserSpec | None:
     s = str(raw)
     if s == "":
         return None
-    user, sep, group = s.partition(":")
-    return UserSpec(user, group if sep else None)
+    parts = s.split(":")
+    group = parts[1] if len(parts) > 1 and parts[1] != "" else None
+    return UserSpec(parts[0], group)
+
+
+def user_has_extra_parts(raw: str) -> bool:
+    """Whether a User value has parts the daemon ignores (``1000:1000:x``) or an empty
+    group part (``1000:``): spellings only a canonical form rules out."""
+    parts = raw.split(":")
+    return len(parts) > 2 or (len(parts) == 2 and parts[1] == "")
 
 
 # -- host paths -----------------------------------------------------------------

@@ -12,7 +12,9 @@ them (tag, commit, build ``t``, import, pull, or remove it or an image that
 carries it, or prune the tenant's images) is refused, and a build whose base
 name is being written at that moment (the write forwarded, its answer not yet
 in) is refused too, so that a write the daemon has not applied yet cannot land
-after the check.
+after the check.  A BuildKit build's bases are held the same way (its frontend
+resolves each ``FROM`` after the check), from the check until the connection
+that named them ends (``buildkit.connection``).
 
 Names are compared as the daemon resolves them (``busybox`` is
 ``docker.io/library/busybox:latest``); a reference with a digest, or one

@@ -323,3 +323,45 @@ def test_volumes_from_a_container_with_host_binds_is_refused(
     pg.docker("create", *flags(policy), "--name", good, "-v", f"{shared}:/s:ro", IMAGE, "true")
     out = pg.docker("run", "--rm", *flags(policy), "--volumes-from", good, IMAGE, "cat", "/s/f")
     assert out.stdout == "allowed\n"
+
+
+# -- named volumes made behind dockgate's back ------------------------------------------
+
+
+@pytest.mark.allow_refusals
+def test_a_named_volume_bound_to_a_host_directory_is_refused(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate],
+) -> None:
+    """A volume someone made directly on the daemon as a bind of a host directory
+    (``-o type=none -o o=bind -o device=DIR``) is that directory, writable, in every
+    container that names it (shown on the bare daemon).  Through baseline and restricted,
+    a create that mounts it by name (``-v``, ``--mount``) is refused as the volume's own
+    create would be, and so is the start of a container made with it on the daemon."""
+    host = engine.workdir / unique("hostdir")
+    host.mkdir()
+    (host / "secret").write_text(SECRET)
+    vol = unique("hostvol")
+    engine.docker_direct("volume", "create", "-o", "type=none", "-o", "o=bind",
+                         "-o", f"device={host}", vol)
+    holder = unique("volholder")
+    try:
+        bare = engine.docker_direct("run", "--rm", *NONE, "-v", f"{vol}:/h", IMAGE, "sh", "-c",
+                                    "cat /h/secret; echo planted > /h/planted")
+        assert bare.stdout == SECRET and (host / "planted").exists()
+        before = engine.snapshot()
+        for policy in POLICIES:
+            pg = policy_gates[(engine.name, policy)]
+            for mount in (("-v", f"{vol}:/h"), ("--mount", f"type=volume,src={vol},dst=/h")):
+                out = pg.docker("run", "--rm", *flags(policy), *mount, IMAGE, "cat", "/h/secret",
+                                check=False)
+                assert out.returncode != 0 and SECRET not in out.stdout
+                assert f"volume {vol!r} does not pass the policy: denied by policy {policy}" \
+                    in out.stderr, out.stderr
+        assert engine.snapshot()["containers"] == before["containers"]
+        engine.docker_direct("create", "--name", holder, *NONE, "-v", f"{vol}:/h", IMAGE, "true")
+        out = policy_gates[(engine.name, "baseline")].docker("start", holder, check=False)
+        assert out.returncode != 0 and f"volume {vol!r} does not pass" in out.stderr, out.stderr
+        assert never_started(engine, holder)
+    finally:
+        engine.docker_direct("rm", "-f", holder, check=False)
+        engine.docker_direct("volume", "rm", vol, check=False)

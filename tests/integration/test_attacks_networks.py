@@ -45,6 +45,7 @@ from typing import Any
 
 import pytest
 from support import unixhttp
+from support.buildhelp import build, context
 from support.engines import IMAGE, Engine, unique
 from support.plugins import FakePlugin
 from support.policygate import (
@@ -564,6 +565,62 @@ def test_network_connect_to_the_host_network_is_refused_by_the_policy(
                    HOST_NAMESPACE_RULE[profile], "path.id 'host' shares the host's namespace")
         networks = engine.docker_direct("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                         ctr).stdout
+        assert list(json.loads(networks)) == ["none"], networks
+    finally:
+        assert engine.remove_new(objects) == []
+
+
+def test_joining_a_host_interface_network_made_on_the_daemon_is_refused(
+    engine: Engine, host_links: Callable[[], HostLinks], profile_gates: dict[str, PolicyGate],
+) -> None:
+    """A passthru macvlan network someone made directly on the daemon takes the host's
+    interface over when a container joins it (shown on the bare daemon: promiscuous, the
+    container's MAC address), and so does a classic build's RUN step on it
+    (``networkmode=NET``).  Through baseline and restricted, a container that joins such
+    a network (``--network NET``, ``network connect NET C``) is refused as the network's own
+    create would be, and so is baseline's build (restricted refuses every build), and the
+    host interface stays exactly as it was."""
+    objects = engine.snapshot()
+    try:
+        passthru = ("-d", "macvlan", "-o", "macvlan_mode=passthru", "--internal", "--subnet")
+        bare, links = unique("dgif-net"), host_links()
+        engine.docker_direct("network", "create", *passthru, subnet(), "-o",
+                             f"parent={links.nic}", bare)
+        before = link_state(links.nic)
+        ctr = unique("dgif-c")
+        engine.docker_direct("run", "-d", "--pull", "never", "--name", ctr, "--network", bare,
+                             IMAGE, "sleep", "300")
+        shown_taken_over(engine, links, before, ctr)
+        engine.docker_direct("rm", "-f", ctr)
+        # The RUN step's eth0 hangs off the host's interface (its iflink is the NIC's index).
+        dockerfile = {"Dockerfile": f"FROM {IMAGE}\nRUN echo iflink=$(cat /sys/class/net/eth0/iflink)\n"}
+        status, answer = build(engine.daemon_socket, context(dockerfile), networkmode=bare)
+        ifindex = (SYS_NET / links.nic / "ifindex").read_text().strip()
+        assert status == 200 and f"iflink={ifindex}\\n" in answer, answer
+
+        net, links = unique("dgif-net"), host_links()
+        engine.docker_direct("network", "create", *passthru, subnet(), "-o",
+                             f"parent={links.nic}", net)
+        plain = unique("dgif-c")
+        engine.docker_direct("create", "--network", "none", "--name", plain, IMAGE, "true")
+        before = link_state(links.nic)
+        for profile in POLICY_NAMES:
+            pg = profile_gates[profile]
+            flags = HARDENED if profile == "restricted" else ()
+            for args in (("run", "-d", "--pull", "never", *flags, "--network", net, IMAGE,
+                          "sleep", "300"), ("network", "connect", net, plain)):
+                out = pg.docker(*args, check=False, timeout=60)
+                assert out.returncode != 0, out.stdout
+                assert f"network {net!r} does not pass the policy: denied by policy {profile} " \
+                    f"rule networks: Driver network driver 'macvlan' is not allowed" \
+                    in out.stderr, out.stderr
+            assert link_state(links.nic) == before, profile
+        status, answer = build(profile_gates["baseline"].socket, context(dockerfile),
+                               networkmode=net)
+        assert status == 403 and f"network {net!r} does not pass the policy" in answer, answer
+        assert link_state(links.nic) == before
+        networks = engine.docker_direct("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                                        plain).stdout
         assert list(json.loads(networks)) == ["none"], networks
     finally:
         assert engine.remove_new(objects) == []

@@ -167,6 +167,42 @@ def test_build_in_another_tenants_container_network_is_refused(two: Tenants) -> 
     assert image_file(two.engine, tag + ":gate", "/got") is None
 
 
+def test_build_on_another_tenants_network_is_refused(two: Tenants) -> None:
+    """``networkmode=<B's network>``: the classic builder's RUN step joins B's internal
+    network (its address is in B's subnet, beside B's containers) when sent to the daemon;
+    through dockgate A gets what it gets for a missing network, and A's build on its own
+    network works."""
+    tag = uuid.uuid4().hex[:8]
+    b_net, a_net = f"b-bnet-{tag}", f"a-bnet-{tag}"
+    two.b.docker("network", "create", "--internal", b_net)
+    two.a.docker("network", "create", "--internal", a_net)
+    subnet = two.engine.docker_direct("network", "inspect", "-f",
+                                      "{{(index .IPAM.Config 0).Subnet}}", b_net).stdout.strip()
+    prefix = subnet.rsplit(".", 1)[0] + "."
+    ctx = _context(f"FROM {IMAGE}\nRUN ip -4 -o addr show eth0 > /got\n")
+    # Engine 20.10 cannot start a container on a bridge network from the test daemons'
+    # loopback address pool ("failed to set gateway"): the oracle is 28.5's.
+    runs = two.engine.name != "20.10"
+    if runs:
+        two.engine.docker_direct("build", "--network", b_net, "--no-cache", "-t",
+                                 f"a-bnet-out-{tag}:direct", str(ctx),
+                                 extra_env={"DOCKER_BUILDKIT": "0"}, timeout=180)
+        assert f"inet {prefix}" in (image_file(two.engine, f"a-bnet-out-{tag}:direct", "/got")
+                                    or ""), subnet
+    said = []
+    for name in (b_net, f"b-missing-{tag}"):
+        out = classic(two.a, "--network", name, "--no-cache", "-t", f"a-bnet-out-{tag}:gate",
+                      str(ctx))
+        said.append((out.returncode, out.stderr.replace(name, "NAME")))
+    assert said[0][0] != 0 and "dockgate: network NAME not found" in said[0][1], said
+    assert said[0] == said[1]
+    assert image_file(two.engine, f"a-bnet-out-{tag}:gate", "/got") is None
+    own = classic(two.a, "--network", a_net, "--no-cache", "-t", f"a-bnet-out-{tag}:own",
+                  str(ctx))
+    assert own.returncode == 0 or not runs, own.stderr
+    assert "dockgate" not in own.stderr, own.stderr
+
+
 def test_build_from_own_and_shared_images_works(two: Tenants) -> None:
     """A builds FROM its own image, copying from the shared test image, as before."""
     ctx = _context(f"FROM {two.a_image}\nCOPY --from={IMAGE} /bin/busybox /bb\n")
@@ -368,4 +404,50 @@ def test_base_retagged_while_the_context_is_held_back_is_refused(two: Tenants) -
     assert "Successfully tagged" in _finish(gated, rest)
     assert image_file(two.engine, f"a-held-out-{tag}:gate", "/stolen") == ""  # no file
     assert image_file(two.engine, f"a-held-out-{tag}:gate", "/mine") == "mine\n"
+    two.a.docker("tag", trig, base)
+
+
+def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
+    """A tenant's BuildKit build holds its base names as a classic build does: the frontend
+    resolves each ``FROM`` after dockgate read the base's triggers, so a retag of the base
+    (to an image whose ONBUILD trigger copies B's image) is refused from the check until
+    the build's connections end, the build runs from the image that was checked, and the
+    retag works afterwards."""
+    if two.a.kind != "tls":
+        pytest.skip("buildx keeps state in DOCKER_CONFIG, which only root can write here")
+    tag = uuid.uuid4().hex[:8]
+    base, trig, out_tag = f"a-bkh-{tag}:latest", f"a-bkh-trig-{tag}:latest", f"a-bkh-out-{tag}"
+    src = f"a-bkh-src-{tag}"
+    two.a.docker("tag", two.a_image, base)
+    two.a.docker("run", *NONE, "--name", src, IMAGE, "true")
+    two.a.docker("commit", "-c", f"ONBUILD COPY --from={two.b_image} /secret /stolen", src,
+                 trig)
+    ctx = _context(f"FROM {base}\nRUN sleep 6\n")
+    build = subprocess.Popen(
+        two.a.argv(("buildx", "build", "--progress", "plain", "--pull=false", *NONE, "--load",
+                    "-t", out_tag, str(ctx))),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        # Retagging the base to the image it already names changes nothing; once it
+        # is refused, the build holds the name.
+        refused = None
+        deadline = time.monotonic() + 60
+        while refused is None and build.poll() is None and time.monotonic() < deadline:
+            same = two.a.docker("tag", two.a_image, base, check=False)
+            if same.returncode != 0:
+                refused = same.stderr
+            time.sleep(0.2)
+        assert refused is not None, "no retag was refused while the build ran"
+        assert "is in use by a running build that starts from it" in refused, refused
+        swap = two.a.docker("tag", trig, base, check=False)
+        assert swap.returncode != 0 and "is in use by a running build" in swap.stderr, \
+            swap.stderr
+        _, err = build.communicate(timeout=300)
+    finally:
+        if build.poll() is None:
+            build.kill()
+            build.communicate()
+    assert build.returncode == 0, err.decode(errors="replace")[-3000:]
+    assert image_file(two.engine, out_tag + ":latest", "/mine") == "mine\n"
+    assert image_file(two.engine, out_tag + ":latest", "/stolen") == ""  # no file
     two.a.docker("tag", trig, base)

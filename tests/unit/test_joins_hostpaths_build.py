@@ -432,3 +432,154 @@ def test_an_exec_user_stands_in_for_the_containers() -> None:
                      _enter("container.archive", "r"), _enter("container.attach", "r")):
         with pytest.raises(Forbidden, match="rule non-root-user"):
             run(check_joins(entering, RESTRICTED, PEER, fetch))
+
+
+def _execs(execs: dict[str, dict[str, Any]], containers: dict[str, dict[str, Any]]) -> Any:
+    """A daemon that answers exec inspections from ``execs`` and container ones as ``_daemon``."""
+    inspect_container = _daemon(containers)
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if target.startswith("/exec/"):
+            name = target.split("/")[2]
+            return (200, execs[name]) if name in execs else (404, None)
+        return await inspect_container(method, target, body)
+
+    return fetch
+
+
+def _exec(eid: str, cid: str, user: str, privileged: bool = False) -> dict[str, Any]:
+    return {"ID": eid * 64, "ContainerID": cid * 64, "Running": False, "ExitCode": None,
+            "ProcessConfig": {"user": user, "privileged": privileged, "entrypoint": "id",
+                              "arguments": ["-u"], "tty": False}}
+
+
+def _start(eid: str) -> CanonicalRequest:
+    op = Operation("exec.start", "POST", "/exec/{id}/start", "json")
+    return CanonicalRequest("POST", op, f"/exec/{eid}/start", params={"id": eid},
+                            body={"Detach": True})
+
+
+def test_starting_an_exec_judges_it_as_its_create() -> None:
+    """An exec start is judged as the exec create the daemon recorded (another party may have
+    made it): its user, in place of the container's, and its Privileged under the caller's
+    policy; the container it runs in as for entering it; the start is pinned to the exec's
+    full id, and an exec the daemon does not know is not found."""
+    assert needs_joins(RESTRICTED, _start("x"))
+    assert not needs_joins(PRIVILEGED, _start("x"))
+    fetch = _execs({"r": _exec("r", "u", "0"), "p": _exec("p", "u", "1000:1000", True),
+                    "d": _exec("d", "u", ""), "e": _exec("e", "r", ""),
+                    "o": _exec("o", "r", "1000:1000"), "b": _exec("b", "b", "1000:1000")},
+                   {"r": _hardened("r", ""), "u": _hardened("u", "1000:1000"),
+                    "b": _hardened("b", "1000:1000") | {"Mounts": [
+                        {"Type": "bind", "Source": "/etc", "Destination": "/e", "RW": False}]}})
+    run = asyncio.run
+    with pytest.raises(Forbidden, match=r"exec 'r' does not pass .* User '0' runs as root"):
+        run(check_joins(_start("r"), RESTRICTED, PEER, fetch))
+    with pytest.raises(Forbidden, match="rule no-privileged: Privileged"):
+        run(check_joins(_start("p"), RESTRICTED, PEER, fetch))
+    with pytest.raises(Forbidden, match="rule non-root-user: User is empty and the default user is root"):
+        run(check_joins(_start("e"), RESTRICTED, PEER, fetch))
+    with pytest.raises(Forbidden, match="host path /etc"):
+        run(check_joins(_start("b"), RESTRICTED, PEER, fetch))
+    with pytest.raises(NotFound, match="No such exec instance: nope"):
+        run(check_joins(_start("nope"), RESTRICTED, PEER, fetch))
+    for ok in ("d", "o"):
+        started = run(check_joins(_start(ok), RESTRICTED, PEER, fetch))
+        assert started.path == f"/exec/{ok * 64}/start" and started.params["id"] == ok * 64
+
+
+def _volumes(volumes: dict[str, dict[str, Any]], containers: dict[str, dict[str, Any]],
+             networks: dict[str, dict[str, Any]] | None = None) -> Any:
+    """A daemon that answers volume and network inspections from ``volumes`` and
+    ``networks`` and container ones as ``_daemon``; ``fetch.asked`` lists what was asked."""
+    inspect_container = _daemon(containers)
+    asked: list[str] = []
+    tables = {"volumes": volumes, "networks": networks or {}}
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        asked.append(target)
+        kind, _, rest = target.lstrip("/").partition("/")
+        if kind in tables:
+            name = rest.split("/")[0]
+            return (200, tables[kind][name]) if name in tables[kind] else (404, None)
+        return await inspect_container(method, target, body)
+
+    fetch.asked = asked  # type: ignore[attr-defined]
+    return fetch
+
+
+def test_a_named_volume_is_judged_as_its_create() -> None:
+    """A named volume a create mounts (a bind's source, a volume mount's Source) that already
+    exists is judged as the volume create that would make it: one made on the daemon as a bind
+    of a host directory is refused, a plain or tmpfs one and a missing one (the daemon makes
+    it from the judged request) pass; a started or entered container's volume mounts alike."""
+    etc = {"Name": "etc", "Driver": "local", "Options": {"type": "none", "o": "bind",
+                                                        "device": "/etc"}}
+    plain = {"Name": "plain", "Driver": "local", "Options": None}
+    tmp = {"Name": "tmp", "Driver": "local", "Options": {"type": "tmpfs", "device": "tmpfs",
+                                                        "o": "size=1m"}}
+    holder = _ctr("h")
+    holder["Mounts"] = [{"Type": "volume", "Name": "etc", "Source": "/var/lib/docker/volumes/etc",
+                         "Destination": "/h", "RW": True}]
+    fetch = _volumes({"etc": etc, "plain": plain, "tmp": tmp}, {"h": holder})
+    run = asyncio.run
+
+    def create(**hc: Any) -> CanonicalRequest:
+        return req("container.create", {"Image": "dgtest", "HostConfig": hc})
+
+    for bad in (create(Binds=["etc:/h"]),
+                create(Mounts=[{"Type": "volume", "Source": "etc", "Target": "/h"}])):
+        assert needs_joins(BASELINE, bad)
+        with pytest.raises(Forbidden, match=r"volume 'etc' does not pass the policy: .*/etc"):
+            run(check_joins(bad, BASELINE, PEER, fetch))
+    for ok in (create(Binds=["plain:/p", "tmp:/t", "new:/n"]),
+               create(Mounts=[{"Type": "volume", "Source": "new", "Target": "/n"}])):
+        run(check_joins(ok, BASELINE, PEER, fetch))
+    assert not needs_joins(BASELINE, create(Binds=["/tmp:/t"]))
+    assert not needs_joins(PRIVILEGED, create(Binds=["etc:/h"]))
+    for entering in (req("container.start", None, params={"id": "h"}), _enter("exec.create", "h",
+                                                                            {"Cmd": ["id"]})):
+        with pytest.raises(Forbidden, match="volume 'etc' does not pass the policy"):
+            run(check_joins(entering, BASELINE, PEER, fetch))
+
+
+def test_a_joined_network_is_judged_as_its_create() -> None:
+    """A user-defined network a container joins (``--network NAME``, an ``EndpointsConfig``
+    key, ``network connect``) that exists is judged as the network create that would make
+    it, addresses aside: a macvlan on a host interface is refused, a bridge network (routed
+    or not: ``internal`` is set at create) passes, a missing one is left to the daemon; a
+    started container's networks alike, by their ids, and a classic build's networkmode."""
+    mac = {"Name": "lan", "Id": "l" * 64, "Driver": "macvlan", "Scope": "local",
+           "Internal": True, "Options": {"parent": "eth0", "macvlan_mode": "passthru"},
+           "IPAM": {"Driver": "default", "Options": None,
+                    "Config": [{"Subnet": "10.9.0.0/24"}]}}
+    routed = {"Name": "web", "Id": "w" * 64, "Driver": "bridge", "Scope": "local",
+              "Internal": False, "Options": {}, "IPAM": {"Driver": "default", "Options": {},
+                                                         "Config": [{"Subnet": "172.30.0.0/16"}]}}
+    holder = _ctr("h")
+    holder["NetworkSettings"] = {"Networks": {"lan": {"NetworkID": "l" * 64}}}
+    fetch = _volumes({}, {"h": holder}, {"lan": mac, "l" * 64: mac, "web": routed})
+    run = asyncio.run
+    for bad in (req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": "lan"}}),
+                req("container.create", {"Image": "x", "NetworkingConfig": {
+                    "EndpointsConfig": {"lan": {}}}}),
+                CanonicalRequest("POST", Operation("network.connect", "POST",
+                                                   "/networks/{id}/connect", "json"),
+                                 "/networks/lan/connect", params={"id": "lan"},
+                                 body={"Container": "c"}),
+                req("container.start", None, params={"id": "h"})):
+        assert needs_joins(BASELINE, bad)
+        with pytest.raises(Forbidden, match=r"network '(lan|l{64})' does not pass the policy: "
+                                            r".*network driver 'macvlan' is not allowed"):
+            run(check_joins(bad, BASELINE, PEER, fetch))
+    for ok in (req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": "web"}}),
+               req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": "new"}})):
+        run(check_joins(ok, BASELINE, PEER, fetch))
+    assert not needs_joins(BASELINE, req("container.create", {
+        "Image": "x", "HostConfig": {"NetworkMode": "bridge"}}))
+    # A classic build's RUN steps join the network its networkmode names.
+    with pytest.raises(Forbidden, match=r"query\.networkmode: network 'lan' does not pass"):
+        run(check_joins(req("image.build", None, (("networkmode", "lan"),)), BASELINE, PEER,
+                        fetch))
+    for mode in ("default", "none", "host"):
+        assert not needs_joins(BASELINE, req("image.build", None, (("networkmode", mode),)))

@@ -8,6 +8,7 @@ import pytest
 
 from dockgate.model import CanonicalRequest, Decision, Operation, Peer
 from dockgate.policy import DecisionContext
+from dockgate.policy import spelling as user_spelling
 from dockgate.policy.controls import DEFAULT_MASKED, DEFAULT_READONLY
 from dockgate.policy.decision import decide as gate
 from dockgate.policy.rules import CompiledPolicy, compile_policy
@@ -464,8 +465,13 @@ def test_cgroup_parent_group_add_runtime_oom() -> None:
     g = rule("group_add: {allow_root: false}")
     for root in ("0", "00", "root", "+0"):
         assert denied(g, create(GroupAdd=[root])), root
-    assert not denied(g, create(GroupAdd=["audio", "1000"]))
-    assert denied(rule("group_add: {allow: [audio]}"), create(GroupAdd=["docker"]))
+    # The daemon matches each entry by name first in the container's /etc/group
+    # (a group named 1000 may be gid 0): without allow_root, no entry passes.
+    for other in ("audio", "1000"):
+        assert denied(g, create(GroupAdd=[other])), other
+    assert not denied(g, create())
+    assert not denied(rule("group_add: {allow_root: true}"), create(GroupAdd=["audio", "1000"]))
+    assert denied(rule("group_add: {allow: [audio], allow_root: true}"), create(GroupAdd=["docker"]))
     rt = rule("runtimes: {allow: [runc]}")
     assert denied(rt, create(Runtime="nvidia"))
     assert not denied(rt, create(Runtime="runc"))
@@ -504,10 +510,11 @@ def test_ports() -> None:
 
 
 @pytest.mark.parametrize("user", ["root", "0", "00", "000", "+0", "-0", "0:0", "root:0",
-                                  "0:1000", "root:root"])
+                                  "0:1000", "root:root", ":1000", ":", "0:1000:x"])
 def test_root_users_denied(user: str) -> None:
-    """With non_root, root in every spelling (name, zeros, signed zero, with a group) is refused on
-    container create, exec and services."""
+    """With non_root, root in every spelling (name, zeros, signed zero, with a group, an empty user
+    part, which the daemon's lookup leaves at uid 0) is refused on container create, exec and
+    services."""
     p = rule("user: {non_root: true}")
     assert denied(p, req("container.create", {"User": user}))
     assert denied(p, req("exec.create", {"User": user, "Cmd": ["sh"]}))
@@ -550,6 +557,41 @@ def test_user_numeric_and_group() -> None:
     assert denied(p, req("container.create", {"User": 1000}))
     names = rule("user: {non_root: true}")
     assert not denied(names, req("container.create", {"User": "nobody"}))
+
+
+@pytest.mark.parametrize("user", [
+    "1000:0:x",      # the daemon keeps the first two parts: group 0
+    "1000:1000:x",   # the same split, spelt so no part is root
+    "1000:",         # an empty group is none: the passwd entry's, or gid 0
+    "1000:staff",    # a group name: the container's /etc/group may say gid 0
+    "1000:1000\n",   # not a number to the daemon, so a failed name lookup
+    "1000:01000", "01000:1000", "+1000:1000", "1000:+1000",
+    "1000: 1000", "1000 :1000", "1000:2147483648", "4294967296:1000",
+])
+def test_restricted_user_has_one_canonical_spelling(user: str) -> None:
+    """Under require_numeric and allow_root_group: false (restricted) a user is written uid:gid in
+    plain decimal within the daemon's id range; every other spelling, which the daemon splits or
+    looks up differently (third parts, empty or named groups, padding, signs), is refused, on create
+    and exec and as the image's default user."""
+    p = rule("user: {non_root: true, require_numeric: true, allow_root_group: false}")
+    assert denied(p, req("container.create", {"User": user}))
+    assert denied(p, req("exec.create", {"User": user, "Cmd": ["sh"]}))
+    empty = req("container.create", {"Image": "x", "User": ""})
+    assert not decide(p, empty, DecisionContext(default_user=user)).allowed
+    assert not denied(p, req("container.create", {"User": "1000:1000"}))
+    assert not denied(p, req("exec.create", {"User": "2000:3000", "Cmd": ["sh"]}))
+    assert not denied(p, req("container.create", {"User": "2147483647:2147483647"}))
+
+
+def test_user_spec_splits_as_the_daemon_does() -> None:
+    """user_spec keeps the first two ':'-parts (moby/sys/user parseLine), reads an empty group part
+    as none, and an empty user part as root (the lookup's default, uid 0)."""
+    assert user_spelling.user_spec("1000:0:x") == user_spelling.UserSpec("1000", "0")
+    assert user_spelling.user_spec("1000:0:x").root_group  # type: ignore[union-attr]
+    assert user_spelling.user_spec("1000:") == user_spelling.UserSpec("1000", None)
+    assert user_spelling.user_spec(":1000").is_root  # type: ignore[union-attr]
+    assert user_spelling.user_spec("0\n").uid is None  # type: ignore[union-attr]
+    assert user_spelling.user_spec("") is None
 
 
 # -- images ----------------------------------------------------------------------------
