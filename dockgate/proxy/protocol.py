@@ -84,7 +84,7 @@ from dockgate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from dockgate.fastio import writethrough
+from dockgate.fastio import sockio, writethrough
 from dockgate.http1 import wire
 from dockgate.http1.client import Framing, Head, ProtocolError, request_head
 from dockgate.http1.server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
@@ -1493,7 +1493,7 @@ class ProxyServerProtocol(Protocol):
         # The response is whole: it leaves now, not after the exchange's
         # bookkeeping (its ResponseComplete record, the next cycle), so the
         # client can send its next request while dockgate does that work.
-        writethrough.flush(self.transport)
+        sockio.flush(self.transport)
         self._finish(x)
 
     def _scope_events(self, x: Exchange, tenant: Tenant) -> None:
@@ -1558,9 +1558,9 @@ class ProxyServerProtocol(Protocol):
         if self.transport is None:
             return
         if begin:
-            writethrough.cork(self.transport)
+            sockio.cork(self.transport)
         else:
-            writethrough.uncork(self.transport)
+            sockio.uncork(self.transport)
 
     def upstream_paused(self, paused: bool) -> None:
         """The daemon's socket is full (True) or drained (False)."""
@@ -1613,7 +1613,7 @@ class ProxyServerProtocol(Protocol):
         # follow in later writes): clients that read the head through a
         # buffered reader and then read the socket itself (docker-py's
         # attach(stream=False)) lose whatever arrived with the head.
-        writethrough.flush(self.transport)
+        sockio.flush(self.transport)
         self._emit(x, "SessionStarted")
         audit = self.settings.audit
         recording = getattr(audit, "recording", None)
@@ -1668,7 +1668,7 @@ class ProxyServerProtocol(Protocol):
             return
         conn.resume_reading("head-unread")
         # The splice may move the socket into the kernel: nothing may stay held.
-        writethrough.flush(self.transport)
+        sockio.flush(self.transport)
         splice.offload(self.reactor)
 
     def _splice_closing(self) -> None:
@@ -1799,7 +1799,7 @@ class ProxyServerProtocol(Protocol):
         """Write bytes to the client, in one write (pieces stay apart while corked)."""
         assert self.transport is not None
         if parts:
-            self.transport.writeSequence(parts)
+            sockio.write_parts(self.transport, parts)
 
     def _release_gate(self, reason: str) -> None:
         if self.gate is not None:
