@@ -52,6 +52,7 @@ COMPILED = (
     "dockgate/service/oplog.py",
     "dockgate/service/metrics.py",
     "dockgate/fastio/reactor.py",
+    "dockgate/fastio/sockio.py",
 )
 """The modules compiled, as paths (tests/integration/test_install.py reads this)."""
 

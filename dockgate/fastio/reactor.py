@@ -13,7 +13,9 @@ disconnections are handled, timers, threads, signals) is Twisted's own.
 A descriptor that is only readable (the event of nearly every wake-up) is
 read directly, as ``_doReadOrWrite`` would read it, without its checks for
 hang-ups and writability or its ``fileno()`` call (a closed selectable is
-no longer in ``_selectables``, which is looked up first).
+no longer in ``_selectables``, which is looked up first); a write-through
+socket (``writethrough``) is read by the compiled ``sockio.read`` that its
+``doRead`` would call, without that interpreted frame.
 
 An exception escaping ``_doReadOrWrite`` (a protocol's ``connectionLost``
 that raises) is logged here, as ``callWithLogger`` would, instead of ending
@@ -41,6 +43,8 @@ from typing import Any
 from twisted.internet import epollreactor
 from twisted.internet.main import installReactor
 from twisted.logger import Logger
+
+from dockgate.fastio.sockio import FAST, read
 
 __all__ = ["DockgateReactor", "install"]
 
@@ -87,7 +91,10 @@ class DockgateReactor(epollreactor.EPollReactor):
                     # without its checks for the others: read; what ``doRead``
                     # returns or raises disconnects the selectable.
                     try:
-                        why, in_read = selectable.doRead(), True
+                        if type(selectable) in FAST:  # a write-through socket
+                            why, in_read = read(selectable), True
+                        else:
+                            why, in_read = selectable.doRead(), True
                     except Exception as e:
                         log.failure("unhandled error reading {selectable!r}",
                                     selectable=selectable)

@@ -18,6 +18,10 @@ call; dockgate never passes descriptors, and with ``recv`` any a client sends
 are discarded by the kernel instead of being received into dockgate.  Per
 exchange that is four socket calls, each a few microseconds cheaper.
 
+The reads and writes themselves are in ``sockio``, compiled, which the
+proxy's protocols and the reactor call directly; the subclass's methods
+delegate to it for Twisted and every other caller.
+
 Only Twisted's plain TCP and unix socket transports are changed, by giving
 the instance a subclass; TLS connections (whose protocol sees a TLS
 transport, not the socket) keep the stock behaviour.
@@ -31,14 +35,18 @@ it on, so a Twisted that changed runs with its stock transports.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import struct
 import termios
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.internet import abstract, main, tcp, unix
+from twisted.internet import abstract, tcp, unix
+
+from dockgate.fastio import sockio
+from dockgate.fastio.sockio import cork, flush, uncork
+
+__all__ = ["ENABLED", "PROBLEM", "cork", "enable", "flush", "probe", "uncork", "unread"]
 
 _BASES: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
 _SUBCLASSES: dict[type, type] = {}
@@ -88,119 +96,36 @@ ENABLED = PROBLEM is None
 
 
 class _WriteThrough:
-    """Mixed in before the transport's own class; see the module docstring."""
+    """Mixed in before the transport's own class; see the module docstring.
+
+    Each method hands the work to ``sockio``, compiled, which the proxy's
+    protocols and the reactor call directly on the request path.
+    """
 
     _dg_corked = 0
     _aborting = False
 
     def _held(self, data: bytes) -> bool:
         """While corked, queue ``data`` without registering for writability (uncork sends)."""
-        t: Any = self
-        if not (t._dg_corked and t.connected and not t._writeDisconnected):
-            return False
-        if data:
-            t._tempDataBuffer.append(data)
-            t._tempDataLen += len(data)
-        return True
+        return sockio.held(self, data)
+
+    def _dg_queue(self, data: bytes) -> None:
+        """Twisted's own ``write``: queue ``data`` for the next writable turn."""
+        super().write(data)  # type: ignore[misc]
 
     def write(self, data: bytes) -> None:
-        t: Any = self
-        if self._held(data):
-            return
-        if (
-            data
-            and not t._tempDataLen
-            and t.offset == len(t.dataBuffer)
-            and t.connected
-            and not t.disconnecting
-            and not t._writeDisconnecting
-            and not t._writeDisconnected
-            and not t._aborting
-            and type(data) is bytes
-        ):
-            sent = t.writeSomeData(data)
-            if isinstance(sent, int) and sent >= 0:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            # On an error the bytes are queued as usual and the next doWrite
-            # reports the lost connection the way Twisted always does.
-        super().write(data)  # type: ignore[misc]
+        sockio.write_through(self, data)
 
     def doRead(self) -> object:
         """One ``recv`` of up to ``bufferSize`` bytes, straight to the protocol."""
-        t: Any = self
-        try:
-            data = t.socket.recv(t.bufferSize)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return main.CONNECTION_LOST
-        if not data:
-            return main.CONNECTION_DONE
-        t.protocol.dataReceived(data)
-        return None
+        return sockio.read(self)
 
     def writeSomeData(self, data: bytes) -> object:
         """One ``send``: the count sent, 0 when the socket is full, or the loss."""
-        t: Any = self
-        try:
-            return t.socket.send(data)
-        except BlockingIOError:
-            return 0
-        except OSError as e:
-            if e.errno == errno.ENOBUFS:
-                return 0
-            return main.CONNECTION_LOST
+        return sockio.send(self, data)
 
     def writeSequence(self, iovec: Iterable[bytes]) -> None:
-        if self._dg_corked:
-            # Keep the pieces: the one join happens when uncorked.
-            for data in iovec:
-                self.write(data)
-            return
-        self.write(b"".join(iovec))
-
-
-def cork(transport: object) -> None:
-    """Hold writes to ``transport`` until ``uncork``, to send them in one system call.
-
-    A response's head, body and end arrive as separate events from one read
-    of the daemon's socket; corked, they leave in one ``send``.  Nothing else
-    changes: bytes held are in Twisted's own queue, so a ``loseConnection``
-    meanwhile still flushes them and an ``abortConnection`` drops them.
-    """
-    if isinstance(transport, _WriteThrough):
-        transport._dg_corked += 1
-
-
-def uncork(transport: object) -> None:
-    """Undo one ``cork``; at the last one, send what was held."""
-    if isinstance(transport, _WriteThrough):
-        transport._dg_corked -= 1
-        if not transport._dg_corked:
-            flush(transport)
-
-
-def flush(transport: object) -> None:
-    """Send what ``cork`` held now (for a caller about to hand the socket elsewhere)."""
-    if not isinstance(transport, _WriteThrough):
-        return
-    t: Any = transport
-    if not t._tempDataLen or t._aborting:
-        return
-    if t.offset == len(t.dataBuffer):
-        data = b"".join(t._tempDataBuffer)
-        t._tempDataBuffer = []
-        t._tempDataLen = 0
-        corked, t._dg_corked = t._dg_corked, 0
-        try:
-            t.write(data)
-        finally:
-            t._dg_corked = corked
-    else:
-        t._maybePauseProducer()
-        t.startWriting()
+        sockio.write_parts(self, list(iovec))
 
 
 def unread(transport: object) -> int:
@@ -232,5 +157,6 @@ def enable(transport: object) -> bool:
     if sub is None:
         sub = type(f"WriteThrough{cls.__name__}", (_WriteThrough, cls), {})
         _SUBCLASSES[cls] = sub
+        sockio.FAST.add(sub)
     transport.__class__ = sub
     return True

@@ -64,14 +64,22 @@ class Head:
     the head was not read off the wire (then ``headers`` stands for both)."""
 
 
-@dataclass(slots=True)
+# The events made per read write their ``__init__`` out: mypyc compiles a
+# method written in the class, while a dataclass's generated one stays
+# interpreted (``setup.py``).
+
+
+@dataclass(slots=True, init=False)
 class Body:
     """Some bytes of the response body (framing removed)."""
 
     data: bytes
 
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Framing:
     """Some bytes of a relayed response body as the daemon sent them, framing and
     all (``ResponseReader.relay``); ``size`` of them are body bytes."""
@@ -79,10 +87,17 @@ class Framing:
     data: bytes
     size: int
 
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data = data
+        self.size = size
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class End:
     """The response body is complete."""
+
+    def __init__(self) -> None:
+        pass
 
 
 Event = Head | Body | Framing | End

@@ -50,7 +50,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
 from http import HTTPStatus
 from typing import Any, NamedTuple
@@ -84,7 +84,7 @@ from dockgate.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from dockgate.fastio import writethrough
+from dockgate.fastio import sockio, writethrough
 from dockgate.http1 import wire
 from dockgate.http1.client import Framing, Head, ProtocolError, request_head
 from dockgate.http1.server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
@@ -307,7 +307,7 @@ def _response_facts(head: Head) -> ResponseFacts:
     return facts
 
 
-@dataclass
+@dataclass(init=False)
 class Exchange:
     """What one request/response exchange on a client connection holds and knows.
 
@@ -315,6 +315,10 @@ class Exchange:
     (``proxy.lifecycle``); what it holds (the upstream connection, the drain
     timer, the quota lock, the event scope) is released in one place,
     ``ProxyServerProtocol._teardown``.
+
+    Its ``__init__`` is written out rather than generated: mypyc compiles a
+    method written in the class, while a dataclass's generated ``__init__``
+    stays interpreted (setting 36 attributes, one exchange per request).
     """
 
     id: str
@@ -325,47 +329,88 @@ class Exchange:
     chunked: bool
     length: int | None
     upgrade: bytes | None
-    request: CanonicalRequest | None = None
-    decision: Decision | None = None
-    upstream: UpstreamConnection | None = None
-    body: bytearray = field(default_factory=bytearray)
-    status: int | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    timer: IDelayedCall | None = None
+    request: CanonicalRequest | None
+    decision: Decision | None
+    upstream: UpstreamConnection | None
+    body: bytearray
+    status: int | None
+    bytes_in: int
+    bytes_out: int
+    timer: IDelayedCall | None
     """A refused request's drain deadline."""
-    error: str | None = None
-    held: tuple[int, bytes, tuple[tuple[bytes, bytes], ...]] | None = None
-    held_body: bytearray = field(default_factory=bytearray)
-    transform: Callable[[Any], Any] | None = None
-    must_filter: bool = False
-    stages: set[str] = field(default_factory=set)
-    exit_code: int | None = None
-    tenant: Tenant | None = None
-    forwarded: float | None = None
-    upstream_seconds: float | None = None
-    quota_lock: DeferredLock | None = None
-    events: EventScope | None = None
+    error: str | None
+    held: tuple[int, bytes, tuple[tuple[bytes, bytes], ...]] | None
+    held_body: bytearray
+    transform: Callable[[Any], Any] | None
+    must_filter: bool
+    stages: set[str]
+    exit_code: int | None
+    tenant: Tenant | None
+    forwarded: float | None
+    upstream_seconds: float | None
+    quota_lock: DeferredLock | None
+    events: EventScope | None
     """A tenant's /events stream, filtered line by line (``event_scope``)."""
-    redactions: list[redact.Redaction] = field(default_factory=list)
+    redactions: list[redact.Redaction]
     """The policy's ``redact`` rules for this request's answer (``redact``)."""
-    redactor: redact.EventRedactor | NamesBack | None = None
+    redactor: redact.EventRedactor | NamesBack | None
     """Rewrites an /events stream line by line (``redact.EventRedactor``), or an answer
     that names stand-ins (``missing.NamesBack``)."""
-    stand_ins: list[StandIn] = field(default_factory=list)
-    claims: list[Claim] = field(default_factory=list)
+    stand_ins: list[StandIn]
+    claims: list[Claim]
     """Image names this exchange holds (``tenancy.holds``), released with it."""
     """Stand-ins the forwarded request names instead of the caller's names (``scoping``)."""
-    bound_image: str | None = None
+    bound_image: str | None
     """The image id a create's decision read; the created container must run it
     (``binding.verify_created``)."""
-    context: HeldContext | None = None
+    context: HeldContext | None
     """A classic build's context, held until its Dockerfile is read (``buildctx.hold``)."""
-    build_judge: Any = None
+    build_judge: Any
     """What an upgraded BuildKit connection is mediated with; None splices it blind
     (``buildkit.connection``)."""
-    known: Known | None = None
+    known: Known | None
     """The fast path's entry this exchange took or made (``fastpath``)."""
+
+    def __init__(
+        self, *, id: str, method: str, raw_target: str, started: float, has_body: bool,
+        chunked: bool, length: int | None, upgrade: bytes | None
+    ) -> None:
+        self.id = id
+        self.method = method
+        self.raw_target = raw_target
+        self.started = started
+        self.has_body = has_body
+        self.chunked = chunked
+        self.length = length
+        self.upgrade = upgrade
+        self.request = None
+        self.decision = None
+        self.upstream = None
+        self.body = bytearray()
+        self.status = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.timer = None
+        self.error = None
+        self.held = None
+        self.held_body = bytearray()
+        self.transform = None
+        self.must_filter = False
+        self.stages = set()
+        self.exit_code = None
+        self.tenant = None
+        self.forwarded = None
+        self.upstream_seconds = None
+        self.quota_lock = None
+        self.events = None
+        self.redactions = []
+        self.redactor = None
+        self.stand_ins = []
+        self.claims = []
+        self.bound_image = None
+        self.context = None
+        self.build_judge = None
+        self.known = None
 
 
 class ProxyServerFactory(ServerFactory):
@@ -1493,7 +1538,7 @@ class ProxyServerProtocol(Protocol):
         # The response is whole: it leaves now, not after the exchange's
         # bookkeeping (its ResponseComplete record, the next cycle), so the
         # client can send its next request while dockgate does that work.
-        writethrough.flush(self.transport)
+        sockio.flush(self.transport)
         self._finish(x)
 
     def _scope_events(self, x: Exchange, tenant: Tenant) -> None:
@@ -1558,9 +1603,9 @@ class ProxyServerProtocol(Protocol):
         if self.transport is None:
             return
         if begin:
-            writethrough.cork(self.transport)
+            sockio.cork(self.transport)
         else:
-            writethrough.uncork(self.transport)
+            sockio.uncork(self.transport)
 
     def upstream_paused(self, paused: bool) -> None:
         """The daemon's socket is full (True) or drained (False)."""
@@ -1613,7 +1658,7 @@ class ProxyServerProtocol(Protocol):
         # follow in later writes): clients that read the head through a
         # buffered reader and then read the socket itself (docker-py's
         # attach(stream=False)) lose whatever arrived with the head.
-        writethrough.flush(self.transport)
+        sockio.flush(self.transport)
         self._emit(x, "SessionStarted")
         audit = self.settings.audit
         recording = getattr(audit, "recording", None)
@@ -1668,7 +1713,7 @@ class ProxyServerProtocol(Protocol):
             return
         conn.resume_reading("head-unread")
         # The splice may move the socket into the kernel: nothing may stay held.
-        writethrough.flush(self.transport)
+        sockio.flush(self.transport)
         splice.offload(self.reactor)
 
     def _splice_closing(self) -> None:
@@ -1799,7 +1844,7 @@ class ProxyServerProtocol(Protocol):
         """Write bytes to the client, in one write (pieces stay apart while corked)."""
         assert self.transport is not None
         if parts:
-            self.transport.writeSequence(parts)
+            sockio.write_parts(self.transport, parts)
 
     def _release_gate(self, reason: str) -> None:
         if self.gate is not None:

@@ -10,6 +10,7 @@ response can leak into another client's exchange.
 
 from __future__ import annotations
 
+from typing import Any
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -24,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from dockgate.fastio import writethrough
+from dockgate.fastio import sockio, writethrough
 from dockgate.http1.client import (
     LAST_CHUNK,
     ProtocolError,
@@ -79,7 +80,16 @@ class UpstreamConnection(Protocol):
         """Register as the producer for our own transport, for back-pressure."""
         self.connected_ = True
         assert self.transport is not None
-        writethrough.enable(self.transport)
+        if writethrough.enable(self.transport):
+            # The endpoint wrapped this protocol to fire its connection's
+            # Deferred (fired as this returns); afterwards the wrapper only
+            # passes each read and loss on, an interpreted frame per read of
+            # the daemon's socket.  A plain socket transport calls this
+            # protocol directly instead (IHalfCloseableProtocol is declared
+            # here as the wrapper copied it).
+            transport: Any = self.transport
+            if getattr(transport.protocol, "_wrappedProtocol", None) is self:
+                transport.protocol = self
         self.gate = ReadGate(self.transport)  # type: ignore[arg-type]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
 
@@ -191,7 +201,7 @@ class UpstreamConnection(Protocol):
         self.reader.expect(method)
         self._chunked = stream == "chunked"
         self._sent_end = stream is None
-        self.transport.write(head + body if body else head)
+        sockio.write(self.transport, head + body if body else head)
 
     def send_data(self, data: bytes) -> None:
         """Send part of a streamed request body."""

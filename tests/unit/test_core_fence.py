@@ -127,6 +127,7 @@ IO = {
     "dockgate.proxy.upstream": "the daemon-facing Twisted protocol",
     "dockgate.proxy.workers": "spawns the admission workers and reads their sockets (reactor)",
     "dockgate.fastio.writethrough": "subclasses Twisted's socket transports",
+    "dockgate.fastio.sockio": "reads and writes Twisted's socket transports",
     "dockgate.fastio": "probes Twisted's transport internals",
 }
 """Modules that are Twisted I/O by design, and why."""

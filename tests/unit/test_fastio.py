@@ -14,10 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 from twisted.internet import main, protocol, unix
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
 from dockgate import fastio
 from dockgate.fastio import kernelsplice, writethrough
+from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 
 
 class _Collect(protocol.Protocol):
@@ -538,3 +541,70 @@ def test_configure_on_off_and_why(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not writethrough.ENABLED and kernelsplice.ENABLED
     assert "write-through off (tcp.Server has no writeSomeData)" in phrase
     assert "stock Twisted transports instead" in phrase
+
+
+# -- the daemon's connection without the endpoint's wrapper ----------------------
+
+
+class _Delegate:
+    """Records what an ``UpstreamConnection`` hands its holder."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.read_closed = False
+
+    def upstream_event(self, event: object) -> None:
+        self.events.append(event)
+
+    def upstream_raw(self, data: bytes) -> None:
+        self.events.append(data)
+
+    def upstream_read_closed(self) -> None:
+        self.read_closed = True
+
+    def upstream_lost(self, reason: object) -> None:
+        """Not expected here."""
+
+    def upstream_paused(self, paused: bool) -> None:
+        """Not expected here."""
+
+    def upstream_batch(self, begin: bool) -> None:
+        """Corking is tested above."""
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["writethrough", "stock"])
+def test_upstream_connection_is_read_without_the_endpoint_wrapper(
+    reactor: MemoryReactor, fast: bool
+) -> None:
+    """Connected as an endpoint connects it (inside Twisted's wrapper, which fires
+    the connection's Deferred), a write-through transport then calls the
+    ``UpstreamConnection`` itself: the daemon's answer read off a real socket
+    reaches it as events, and the daemon's half-close reaches it once spliced.
+    With fast I/O off the wrapper stays, as Twisted made it."""
+    writethrough.ENABLED = fast
+    ours, theirs = socket.socketpair()
+    conn = UpstreamConnection(UpstreamPool(None, reactor))  # type: ignore[arg-type]
+    connected: Deferred[object] = Deferred()
+    wrapper = _WrappingProtocol(connected, conn)
+    transport = unix.Server(ours, wrapper, None, _Port(), 0, reactor)
+    wrapper.makeConnection(transport)
+    try:
+        assert connected.called
+        assert (transport.protocol is conn) is fast
+        assert (transport.protocol is wrapper) is not fast
+        delegate = _Delegate()
+        conn.delegate = delegate  # type: ignore[assignment]
+        conn.send("GET", b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        if fast:
+            assert _drain(theirs).startswith(b"GET /_ping ")
+        theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+        assert transport.doRead() is None
+        assert [type(e).__name__ for e in delegate.events] == ["Head", "Body", "End"]
+        conn.raw = True
+        theirs.shutdown(socket.SHUT_WR)
+        assert transport.doRead() == main.CONNECTION_DONE
+        transport.readConnectionLost(main.CONNECTION_DONE)
+        assert delegate.read_closed
+    finally:
+        theirs.close()
+        ours.close()
