@@ -95,8 +95,9 @@ def main() -> int:
         sink = JsonLinesAudit(f"{tmp}/s.jsonl", policy=policy, sessions_dir=tmp)
         start = admit_head("POST", b"/v1.51/exec/abc/start",
                            [(b"content-type", b"application/json")], CTX)
-        sink.record(AuditEvent("RequestDecided", "sess", time.time(), PEER.listener, PEER,
-                               "POST", start.target, start, ALLOW))
+        sink.record(AuditEvent(stage="RequestDecided", id="sess", time=time.time(),
+                               listener=PEER.listener, peer=PEER, method="POST",
+                               raw_target=start.target, request=start, decision=ALLOW))
         chunk = b"x" * 32768
         total = 64 * 1024 * 1024
         t0 = time.perf_counter()

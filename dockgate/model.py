@@ -244,7 +244,7 @@ A mediated BuildKit connection (``/grpc``) adds one ``BuildSolved`` per solve
 """
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class AuditEvent:
     """Everything the I/O layer knows about an exchange at one stage.
 
@@ -283,6 +283,35 @@ class AuditEvent:
     """The listener's fast-path entry of a request seen before (``proxy.fastpath.Known``):
     the audit sink and the access log keep what they derive from the request, its
     decision and its caller in it, and only format what changes per record."""
+
+    def __init__(self, *, stage: AuditStage, id: str, time: float, listener: str,
+                 peer: Peer | None, method: str, raw_target: str,
+                 request: CanonicalRequest | None = None, decision: Decision | None = None,
+                 status: int | None = None, duration: float = 0.0, bytes_in: int = 0,
+                 bytes_out: int = 0, error: str | None = None, exit_code: int | None = None,
+                 tenant: str | None = None, upstream_seconds: float | None = None,
+                 build: Mapping[str, Any] | None = None, known: Any = None) -> None:
+        # Written out, not generated: mypyc compiles a method written in the class,
+        # and two events are built per request.
+        self.stage = stage
+        self.id = id
+        self.time = time
+        self.listener = listener
+        self.peer = peer
+        self.method = method
+        self.raw_target = raw_target
+        self.request = request
+        self.decision = decision
+        self.status = status
+        self.duration = duration
+        self.bytes_in = bytes_in
+        self.bytes_out = bytes_out
+        self.error = error
+        self.exit_code = exit_code
+        self.tenant = tenant
+        self.upstream_seconds = upstream_seconds
+        self.build = build
+        self.known = known
 
 
 def record_now(
