@@ -1,0 +1,126 @@
+"""Wire-level differentials: bytes the daemon reads differently from dockgate.
+
+The daemon is Go's net/http under moby's handlers.  ``mime.ParseMediaType``
+lower-cases and trims a Content-Type with Unicode rules on its UTF-8 text, so
+``appl\u0130cation/x-www-form-urlencoded`` (U+0130 lower-cases to ``i``) and a
+form type followed by U+00A0 are forms to it, and moby's ``ParseForm`` reads the
+streamed body of ``POST /images/create`` into ``r.Form`` *ahead of* the query:
+the body's ``fromSrc`` is the import URL the daemon fetches, not the query's
+``-`` that the decision saw.  The bare daemon fetches from a loopback HTTP
+server (a request the ``registries`` rule of baseline refuses in the query);
+through every shipped profile the request is refused 400 before the daemon
+sees it: the server is never asked and no image of that name exists.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from support.engines import Engine, unique
+from support.policygate import (
+    PROFILES,
+    PolicyGate,
+    policy_audit_guard,
+    policy_gates,
+    profile_gates,
+)
+from support.unixhttp import exchange
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = (policy_gates, policy_audit_guard, profile_gates)  # fixtures, imported for pytest
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """An HTTP server on the host's loopback serving an empty tar at any path; it
+    records the paths it was asked for (what the daemon fetched)."""
+
+    asked: list[str]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        assert isinstance(self.server, LoopbackServer)
+        self.server.asked.append(self.path)
+        buf = io.BytesIO()
+        tarfile.open(fileobj=buf, mode="w").close()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-tar")
+        self.send_header("Content-Length", str(len(buf.getvalue())))
+        self.end_headers()
+        self.wfile.write(buf.getvalue())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback() -> Iterator[LoopbackServer]:
+    """A loopback HTTP server the daemon (running on the host) can fetch from."""
+    server = LoopbackServer(("127.0.0.1", 0), _Handler)
+    server.asked = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+# Go's reading of each is application/x-www-form-urlencoded.
+FORM_LOOKALIKES = {
+    "dotted-capital-i": b"appl\xc4\xb0cation/x-www-form-urlencoded",
+    "trailing-nbsp": b"application/x-www-form-urlencoded\xc2\xa0",
+}
+
+
+def _import(repo: str, content_type: bytes, form: bytes) -> bytes:
+    """An import of an uploaded tar (``fromSrc=-``) under a harmless name, whose body
+    is form data."""
+    return (f"POST /v1.41/images/create?fromSrc=-&repo={repo}-decided&tag=1 HTTP/1.1\r\n"
+            "Host: docker\r\nConnection: close\r\n".encode()
+            + b"Content-Type: " + content_type + b"\r\n"
+            + b"Content-Length: %d\r\n\r\n" % len(form) + form)
+
+
+def _has_image(engine: Engine, ref: str) -> bool:
+    out = engine.docker_direct("image", "inspect", ref, check=False)
+    assert out.returncode == 0 or "No such image" in out.stderr, out.stderr
+    return out.returncode == 0
+
+
+@pytest.mark.parametrize("content_type", list(FORM_LOOKALIKES.values()),
+                         ids=list(FORM_LOOKALIKES))
+def test_unicode_form_content_type_cannot_replace_the_import_url(
+    engine: Engine, profile_gates: dict[str, PolicyGate], loopback: LoopbackServer,
+    content_type: bytes,
+) -> None:
+    """The bare daemon reads the body's ``fromSrc`` (a loopback URL) over the query's
+    ``-`` and imports from it; through every profile the Content-Type is refused 400
+    (Docker-shaped), the loopback server is never asked and no image exists."""
+    port = loopback.server_address[1]
+
+    def form(repo: str) -> bytes:
+        return f"fromSrc=http://127.0.0.1:{port}/{repo}.tar&repo={repo}&tag=1".encode()
+
+    direct = unique("wire-direct")
+    status, body = exchange(engine.daemon_socket, _import(direct, content_type, form(direct)))
+    assert status == 200, body
+    assert loopback.asked == [f"/{direct}.tar"]
+    assert _has_image(engine, f"{direct}:1")
+    assert not _has_image(engine, f"{direct}-decided:1")
+    engine.docker_direct("image", "rm", f"{direct}:1")
+    for profile in PROFILES:
+        proxied = unique("wire-proxied")
+        status, body = exchange(profile_gates[profile].socket,
+                                _import(proxied, content_type, form(proxied)))
+        assert status == 400, (profile, body)
+        assert json.loads(body)["message"].startswith("dockgate: Content-Type "), body
+        assert "read the body as query parameters" in json.loads(body)["message"]
+        assert not _has_image(engine, f"{proxied}:1"), profile
+        assert not _has_image(engine, f"{proxied}-decided:1"), profile
+    assert loopback.asked == [f"/{direct}.tar"]
