@@ -10,6 +10,12 @@ the body's ``fromSrc`` is the import URL the daemon fetches, not the query's
 server (a request the ``registries`` rule of baseline refuses in the query);
 through every shipped profile the request is refused 400 before the daemon
 sees it: the server is never asked and no image of that name exists.
+
+The daemon compares network modes exactly (``NetworkMode.IsBridge`` is
+``== "bridge"``): ``Bridge``, `` bridge`` and, on Linux, ``nat`` are names of
+networks anyone may create.  A tenant's create naming one joins the network of
+that name, another tenant's included, so through a tenant gate it is judged as
+the network reference it is (refused like a missing network).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote
 
 import pytest
-from support.engines import Engine, unique
+from support import unixhttp as http
+from support.engines import IMAGE, Engine, unique
 from support.policygate import (
     PROFILES,
     PolicyGate,
@@ -30,10 +38,11 @@ from support.policygate import (
     policy_gates,
     profile_gates,
 )
+from support.tenantgate import TenantGate, tenant_gates
 from support.unixhttp import exchange
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
-_ = (policy_gates, policy_audit_guard, profile_gates)  # fixtures, imported for pytest
+_ = (policy_gates, policy_audit_guard, profile_gates, tenant_gates)  # fixtures for pytest
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -124,3 +133,47 @@ def test_unicode_form_content_type_cannot_replace_the_import_url(
         assert not _has_image(engine, f"{proxied}:1"), profile
         assert not _has_image(engine, f"{proxied}-decided:1"), profile
     assert loopback.asked == [f"/{direct}.tar"]
+
+
+def _start(engine: Engine, name: str) -> tuple[int, object]:
+    status, answer = http.request(engine.daemon_socket, "POST", f"/containers/{name}/start")
+    return status, json.loads(answer) if answer else None
+
+
+@pytest.mark.parametrize("mode", ["Bridge", " bridge", "nat"])
+def test_builtin_network_lookalike_is_another_tenants_network(
+    engine: Engine, tenant_gates: dict[str, TenantGate], mode: str
+) -> None:
+    """The bare daemon reads NetworkMode ``mode`` as the name of a network, not a
+    builtin: a container created with it does not start ("network <mode> not found")
+    while no such network exists, and (28.5; 20.10 cannot start containers on a
+    network in this sandbox) starts on the network tenant A then creates through the
+    tenant gate.  Tenant B's create naming it is refused as for a missing network, in
+    the daemon's words, and nothing of B's exists."""
+    tg = tenant_gates[engine.name]
+    a, b = tg.caller("alice-tls"), tg.caller("bob-tls")
+    direct, proxied = unique("wire-net-direct"), unique("wire-net-b")
+    missing = {"message": f"network {mode} not found"}
+    body = {"Image": IMAGE, "Cmd": ["sleep", "30"], "HostConfig": {"NetworkMode": mode}}
+    try:
+        status, _ = http.request(engine.daemon_socket, "POST", f"/containers/create?name={direct}",
+                                 json.dumps(body).encode())
+        assert status == 201
+        status, said = _start(engine, direct)
+        assert status == 404 and isinstance(said, dict), said
+        assert said["message"].endswith(missing["message"]), said  # 28.5 says more first
+        status, made = a.request("POST", "/v1.41/networks/create", {"Name": mode,
+                                                                     "Internal": True})
+        assert status == 201, made
+        if engine.name != "20.10":
+            assert _start(engine, direct) == (204, None)
+            info = http.get_json(engine.daemon_socket, f"/containers/{direct}/json")
+            assert info["NetworkSettings"]["Networks"][mode]["NetworkID"] == made["Id"]
+        said = b.request("POST", f"/v1.41/containers/create?name={proxied}", body)
+        assert said == (404, missing)
+        status, _ = http.request(engine.daemon_socket, "GET", f"/containers/{proxied}/json")
+        assert status == 404
+    finally:
+        for target in (f"/containers/{direct}?force=1", f"/containers/{proxied}?force=1",
+                       f"/networks/{quote(mode)}"):
+            http.request(engine.daemon_socket, "DELETE", target)
