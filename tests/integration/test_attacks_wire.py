@@ -16,6 +16,11 @@ The daemon compares network modes exactly (``NetworkMode.IsBridge`` is
 networks anyone may create.  A tenant's create naming one joins the network of
 that name, another tenant's included, so through a tenant gate it is judged as
 the network reference it is (refused like a missing network).
+
+moby's ``BoolValue`` trims with Go's ``strings.TrimSpace``, which keeps
+U+001C..U+001F: ``pull=%1Ffalse`` makes the daemon pull a build's base image,
+so a tenant's build (which may not pull, see ``PULLED_BASES``) spelled so is
+refused like ``pull=1``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import json
 import tarfile
 import threading
 from collections.abc import Iterator
+from http.client import HTTPSConnection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
@@ -38,7 +44,7 @@ from support.policygate import (
     policy_gates,
     profile_gates,
 )
-from support.tenantgate import TenantGate, tenant_gates
+from support.tenantgate import Caller, TenantGate, tenant_gates
 from support.unixhttp import exchange
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
@@ -177,3 +183,50 @@ def test_builtin_network_lookalike_is_another_tenants_network(
         for target in (f"/containers/{direct}?force=1", f"/containers/{proxied}?force=1",
                        f"/networks/{quote(mode)}"):
             http.request(engine.daemon_socket, "DELETE", target)
+
+
+def _context_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        dockerfile = f"FROM {IMAGE}\nLABEL wire=pull\n".encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    return buf.getvalue()
+
+
+def _tls_build(caller: Caller, query: str, context: bytes) -> tuple[int, bytes]:
+    """A classic build by ``caller`` over the tenant gate's TLS port."""
+    conn = HTTPSConnection("127.0.0.1", caller.gate.port, timeout=120,
+                                       context=caller.tls_context())
+    try:
+        conn.request("POST", f"/v1.41/build?{query}", body=context,
+                     headers={"Content-Type": "application/x-tar"})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_tenant_build_pull_spelled_with_a_control_byte_is_refused(
+    engine: Engine, tenant_gates: dict[str, TenantGate]
+) -> None:
+    """The bare daemon asks the registry for the base image with ``pull=%1Ffalse``
+    (not with ``pull=false``); through the tenant gate that build is refused as a
+    pulling build (403, the tenant's no-pull reason) and no image is tagged."""
+    context = _context_tar()
+    direct = unique("wire-pull")
+    for value, pulls in (("false", False), ("%1Ffalse", True)):
+        status, out = exchange(engine.daemon_socket, (
+            f"POST /v1.41/build?t={direct}&pull={value} HTTP/1.1\r\nHost: docker\r\n"
+            "Content-Type: application/x-tar\r\nConnection: close\r\n"
+            f"Content-Length: {len(context)}\r\n\r\n").encode() + context)
+        assert status == 200
+        assert (b"registry-1.docker.io" in out) is pulls, out[-500:]
+    engine.docker_direct("image", "rm", direct, check=False)
+    tag = unique("wire-pull-b")
+    status, said = _tls_build(tenant_gates[engine.name].caller("bob-tls"),
+                              f"t={tag}&pull=%1Ffalse", context)
+    assert status == 403, said
+    assert "may not pull its base images" in json.loads(said)["message"]
+    assert not _has_image(engine, tag)
