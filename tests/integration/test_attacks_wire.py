@@ -21,12 +21,19 @@ moby's ``BoolValue`` trims with Go's ``strings.TrimSpace``, which keeps
 U+001C..U+001F: ``pull=%1Ffalse`` makes the daemon pull a build's base image,
 so a tenant's build (which may not pull, see ``PULLED_BASES``) spelled so is
 refused like ``pull=1``.
+
+Two regression probes: a create body whose second ``Binds`` key is spelled
+with U+017F (Go's case folding makes it the same field, last one wins: the
+bare daemon mounts the host's root; the policy gates refuse the duplicate), and a privileged create pipelined behind an attach that baseline
+refuses after asking the daemon (the container is missing): it is read as a
+request of its own and judged (403), never spliced or forwarded.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import socket
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -230,3 +237,77 @@ def test_tenant_build_pull_spelled_with_a_control_byte_is_refused(
     assert status == 403, said
     assert "may not pull its base images" in json.loads(said)["message"]
     assert not _has_image(engine, tag)
+
+
+LONG_S_BINDS = ('{"Image":"%s","Cmd":["true"],"HostConfig":{"NetworkMode":"none",'
+                '"Binds":[],"Bind\u017f":["/:/host"]}}')
+
+
+def _create(name: str, body: bytes, *fields: str) -> bytes:
+    lines = [f"POST /v1.41/containers/create?name={name} HTTP/1.1", "Host: docker",
+             "Content-Type: application/json", f"Content-Length: {len(body)}", *fields]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def _host_config(engine: Engine, name: str) -> dict[str, object] | None:
+    """The container's HostConfig as the daemon has it; None if it does not exist."""
+    status, body = http.request(engine.daemon_socket, "GET", f"/containers/{name}/json")
+    return dict(json.loads(body)["HostConfig"]) if status == 200 else None
+
+
+def test_a_go_folded_duplicate_key_is_refused(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
+) -> None:
+    """``Bind\u017f`` is ``Binds`` to Go's decoder (last wins): the bare daemon creates a
+    container with the host's root mounted from a body whose ``Binds`` is empty;
+    baseline and restricted refuse the duplicate (400) and no container exists."""
+    body = (LONG_S_BINDS % IMAGE).encode()
+    direct = unique("wire-fold")
+    status, answer = exchange(engine.daemon_socket, _create(direct, body, "Connection: close"))
+    assert status == 201, answer
+    config = _host_config(engine, direct)
+    assert config is not None and config["Binds"] == ["/:/host"], config
+    for policy in ("baseline", "restricted"):
+        proxied = unique("wire-fold")
+        status, answer = exchange(policy_gates[(engine.name, policy)].socket,
+                                  _create(proxied, body, "Connection: close"))
+        assert status == 400, (policy, answer)
+        assert "both set field 'Binds'" in json.loads(answer)["message"]
+        assert _host_config(engine, proxied) is None
+
+
+def test_a_create_pipelined_behind_a_refused_attach_is_judged(
+    engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
+) -> None:
+    """An attach (with Upgrade) to a missing container, and a privileged create pipelined
+    behind it: the bare daemon answers 404 and reads nothing more; baseline answers
+    the attach 404 (after asking the daemon) and then the create 403, and no container
+    exists."""
+    missing = unique("wire-missing")
+    privileged = json.dumps({"Image": IMAGE, "Cmd": ["true"],
+                             "HostConfig": {"Privileged": True, "NetworkMode": "none"}}).encode()
+
+    def wire(name: str) -> bytes:
+        return (f"POST /v1.41/containers/{missing}/attach?stream=1&stdout=1 HTTP/1.1\r\n"
+                "Host: docker\r\nUpgrade: tcp\r\nConnection: Upgrade\r\n\r\n").encode() \
+            + _create(name, privileged, "Connection: close")
+
+    direct = unique("wire-pipe")
+    status, _ = exchange(engine.daemon_socket, wire(direct))
+    assert status == 404
+    assert _host_config(engine, direct) is None
+    proxied = unique("wire-pipe")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(60)
+    sock.connect(policy_gates[(engine.name, "baseline")].socket)
+    answer = b""
+    try:
+        sock.sendall(wire(proxied))
+        while chunk := sock.recv(65536):
+            answer += chunk
+    finally:
+        sock.close()
+    assert [line.split(b" ")[1] for line in answer.split(b"\n")
+            if line.startswith(b"HTTP/1.1 ")] == [b"404", b"403"], answer
+    assert b"no-privileged" in answer
+    assert _host_config(engine, proxied) is None
