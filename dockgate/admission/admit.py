@@ -17,8 +17,9 @@ Order of checks for a head, each with its own status:
    ``/containers/{id}/copy``) or absent from the version's schema snapshot;
 4. the query (``query.canonical_query``) against the version's schema: 400;
 5. headers: hop-by-hop, framing and ``Connection``-named headers are dropped;
-   a form-encoded ``Content-Type`` is refused on every endpoint (Go's
-   ``ParseForm`` would merge the body into the query parameters);
+   a ``Content-Type`` Go would read as a form (``application/x-www-form-urlencoded``
+   or ``multipart/form-data``) is refused on every endpoint, and so is one with
+   bytes outside printable ASCII (see ``_form_media_type``);
    a ``json`` endpoint's non-empty body must be labelled ``application/json``
    (checked in ``admit_body``, 400).
 
@@ -42,6 +43,7 @@ forwarded body has no top-level HostConfig fields left.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -130,12 +132,32 @@ def _headers(
     return tuple(kept), content_type
 
 
-_FORM = "application/x-www-form-urlencoded"
+_FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+"""Media types whose body Go's ``net/http`` reads into ``r.Form`` beside the query:
+``ParseForm`` reads an urlencoded POST or PUT body (its values come *before* the
+query's), and ``FormValue`` (moby's build handler reads its options with it before
+any ``ParseForm``) also parses a multipart body (its values after the query's, so
+they set every parameter the query left out)."""
+
+_PRINTABLE = re.compile("[\t\x20-\x7e]*")
 
 
 def _media_type(value: str) -> str:
     """The lower-cased media type of a Content-Type value, without parameters."""
     return value.partition(";")[0].strip().lower()
+
+
+def _form_media_type(value: str) -> bool:
+    """Whether a Content-Type value may make the daemon read the body as form values.
+
+    Go's ``mime.ParseMediaType`` lower-cases and trims the media type with
+    Unicode rules on the UTF-8 text (``strings.ToLower`` turns U+0130 into
+    ``i``, ``strings.TrimSpace`` drops U+00A0), so ``appl\u0130cation/...`` is
+    a form to the daemon while the header's bytes spell something else; a value
+    with any byte outside printable ASCII therefore counts as one (no Docker
+    client sends such a value).
+    """
+    return _PRINTABLE.fullmatch(value) is None or _media_type(value) in _FORMS
 
 
 def is_json_media_type(value: str) -> bool:
@@ -197,12 +219,12 @@ def admit_head(
     query = canonical_query(parsed.raw_query, schemas.query_spec(endpoint.id),
                             schemas.query_walkers(endpoint.id))
     kept, content_type = _headers(headers)
-    if content_type is not None and _media_type(content_type) == _FORM:
-        # Go's r.ParseForm (moby httputils.ParseForm) reads a POST/PUT body of
-        # this type into r.Form, and body values win over the query string: a
-        # streamed body could replace the parameters the decision saw.
-        raise BadRequest("Content-Type application/x-www-form-urlencoded is refused: the "
-                         "daemon would read the body as query parameters")
+    if content_type is not None and _form_media_type(content_type):
+        # A streamed body the daemon reads into r.Form could replace or add to
+        # the parameters the decision saw.
+        raise BadRequest(f"Content-Type {content_type!r} is refused: the daemon would, or "
+                         "could, read the body as query parameters (form media types "
+                         "and bytes outside printable ASCII are refused)")
     return CanonicalRequest(
         method=method,
         endpoint=endpoint,

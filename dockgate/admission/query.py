@@ -70,10 +70,19 @@ def parse_query(raw: str) -> dict[str, list[str]]:
     return out
 
 
+GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) \
+    + "\u2028\u2029\u202f\u205f\u3000"
+"""What Go's ``strings.TrimSpace`` trims (``unicode.IsSpace``).  Python's
+``str.strip()`` also trims U+001C..U+001F, which Go keeps."""
+
+
 def bool_value(value: str) -> bool:
     """A parameter as moby's ``httputils.BoolValue`` reads it (for parameters kept as
-    strings, such as build's ``pull``, whose value is forwarded as written)."""
-    return value.strip().lower() not in _FALSE
+    strings, such as build's ``pull``, whose value is forwarded as written): trimmed
+    as Go trims (``"\x1ffalse"`` is true to the daemon), then lower-cased (Go and
+    Python lower-case differently only where the result holds ``i`` or ``k``, which
+    no false spelling has)."""
+    return value.strip(GO_SPACE).lower() not in _FALSE
 
 
 def canonical_bool(name: str, value: str) -> str:

@@ -32,7 +32,6 @@ from dockgate.policy.joins import (
     JUDGES_PATH,
     MAX_DEPTH,
     as_create,
-    container_mode,
     join_refs,
     pin,
     stored_refs,
@@ -43,6 +42,7 @@ from dockgate.tenancy.ownership import (
     BUILTIN_NETWORKS,
     ObjectRef,
     image_shared,
+    names_network,
     object_refs,
     query_values,
 )
@@ -83,7 +83,7 @@ def _attached_refs(request: CanonicalRequest) -> list[ObjectRef]:
         return [ObjectRef("network", mode, "query", "query.networkmode", "write",
                           ("query", "networkmode"))
                 for mode in query_values(request, "networkmode")
-                if mode.strip().lower() not in BUILTIN_NETWORKS and container_mode(mode) is None]
+                if names_network(mode)]
     if eid != "container.create":
         return []
     return [r for r in object_refs(request)
@@ -205,7 +205,7 @@ async def _judge(
     settings = info.get("NetworkSettings")
     networks = settings.get("Networks") if isinstance(settings, Mapping) else None
     for net, endpoint in (networks.items() if isinstance(networks, Mapping) else ()):
-        if str(net).strip().lower() in BUILTIN_NETWORKS:
+        if str(net) in BUILTIN_NETWORKS:
             continue
         ident = endpoint.get("NetworkID") if isinstance(endpoint, Mapping) else None
         await _check_attached("network", ident if isinstance(ident, str) and ident else str(net),

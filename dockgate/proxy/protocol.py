@@ -1783,6 +1783,10 @@ class ProxyServerProtocol(Protocol):
             x.body = bytearray()
             if x.has_body:
                 x.timer = self.reactor.callLater(_DRAIN_SECONDS, self._drain_expired, x)
+            # A refusal after dockgate asked the daemon comes outside ``_pump``: the
+            # request's end (and a request pipelined behind it) may be buffered
+            # already, and no new byte may come to take them.
+            self._pump()
 
     def _drain_expired(self, x: Exchange) -> None:
         """A refused request's rest was not read within the bounds: close."""

@@ -59,8 +59,16 @@ Kind = Literal["container", "exec", "volume", "network", "image", "plugin",
 Where = Literal["path", "body", "query"]
 Access = Literal["read", "write"]
 
-BUILTIN_NETWORKS = frozenset({"", "default", "bridge", "host", "none", "nat"})
-"""Network modes that name no user-defined network."""
+BUILTIN_NETWORKS = frozenset({"", "default", "bridge", "host", "none"})
+"""Network modes that name no user-defined network, compared exactly as the daemon
+compares them (``NetworkMode.IsBridge`` is ``== "bridge"``): ``Bridge``, `` bridge``
+and, on Linux, ``nat`` are the names of networks a tenant can create."""
+
+
+def names_network(mode: str) -> bool:
+    """Whether a NetworkMode value (or a network's name) names a user-defined network to
+    the daemon: neither a builtin nor ``container:<ref>``, both spelled exactly."""
+    return mode not in BUILTIN_NETWORKS and not mode.startswith("container:")
 
 # -- reserved labels ------------------------------------------------------------
 
@@ -668,8 +676,9 @@ def _container_create_refs(body: Mapping[str, Any], refs: list[ObjectRef],
             target = _container_mode(value)
             if target is not None:
                 _body_ref(refs, "container", target, ("HostConfig", field))
-            elif field == "NetworkMode" and isinstance(value, str) \
-                    and value.strip().lower() not in BUILTIN_NETWORKS:
+            if field == "NetworkMode" and isinstance(value, str) and names_network(value):
+                # Also beside a container ref read case-insensitively (``Container:X``,
+                # a network's name to the daemon).
                 _body_ref(refs, "network", value, ("HostConfig", field))
         for i, link in enumerate(host.get("Links") or ()):
             if isinstance(link, str):
@@ -732,7 +741,7 @@ def _endpoints_refs(endpoints: Mapping[str, Any], base: tuple[str | int, ...],
     for name, settings in endpoints.items():
         if isinstance(settings, Mapping):
             _endpoint_settings_refs(settings, (*base, name), refs)
-        if name.strip().lower() not in BUILTIN_NETWORKS:
+        if name not in BUILTIN_NETWORKS:
             refs.append(ObjectRef("network", name, "body", _dotted((*base, name)) + " (key)",
                                   "write", (*base, name, "")))
 

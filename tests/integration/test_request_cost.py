@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -41,6 +40,7 @@ from support.policygate import (
     policy_gates,
     profile_gates,
 )
+from support.unixhttp import exchange
 
 pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
 _ = (policy_gates, policy_audit_guard, profile_gates)  # fixtures, imported for pytest
@@ -110,36 +110,6 @@ COSTLY = [
     CostlyRequest("many-headers", many_headers, 431, "dockgate: request has 303 header fields"),
     CostlyRequest("deep-nesting", deep_nesting, 400, "dockgate: JSON body is nested too deeply"),
 ]
-
-
-def exchange(sock_path: str, wire: bytes) -> tuple[int, bytes]:
-    """Send ``wire`` on a fresh connection; the answer's status and body (the
-    connection may be closed before all of ``wire`` is sent)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(120)
-    s.connect(sock_path)
-    answer = b""
-    try:
-        with contextlib.suppress(OSError):  # refused before the end: the connection closes
-            s.sendall(wire)
-        while True:
-            try:
-                data = s.recv(65536)
-            except OSError:
-                break
-            if not data:
-                break
-            answer += data
-            if b"\r\n\r\n" in answer:
-                head_end = answer.index(b"\r\n\r\n")
-                lengths = [line for line in answer[:head_end].split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")]
-                if lengths and len(answer) - head_end - 4 >= int(lengths[0].split(b":")[1]):
-                    break
-    finally:
-        s.close()
-    status = int(answer.split(b" ", 2)[1]) if answer else 0
-    return status, answer.partition(b"\r\n\r\n")[2]
 
 
 def exists(engine: Engine, name: str) -> bool:

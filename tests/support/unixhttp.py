@@ -3,6 +3,7 @@ bookkeeping that must not depend on the code under test or on docker-py."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -75,3 +76,33 @@ def wait_ping(path: str, deadline: float, alive: Any = None) -> None:
             raise RuntimeError(f"the server for {path} exited before answering /_ping")
         time.sleep(0.1)
     raise TimeoutError(f"no answer to GET /_ping on {path}")
+
+
+def exchange(sock_path: str, wire: bytes) -> tuple[int, bytes]:
+    """Send ``wire`` on a fresh connection; the answer's status and body (the
+    connection may be closed before all of ``wire`` is sent)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(120)
+    s.connect(sock_path)
+    answer = b""
+    try:
+        with contextlib.suppress(OSError):  # refused before the end: the connection closes
+            s.sendall(wire)
+        while True:
+            try:
+                data = s.recv(65536)
+            except OSError:
+                break
+            if not data:
+                break
+            answer += data
+            if b"\r\n\r\n" in answer:
+                head_end = answer.index(b"\r\n\r\n")
+                lengths = [line for line in answer[:head_end].split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")]
+                if lengths and len(answer) - head_end - 4 >= int(lengths[0].split(b":")[1]):
+                    break
+    finally:
+        s.close()
+    status = int(answer.split(b" ", 2)[1]) if answer else 0
+    return status, answer.partition(b"\r\n\r\n")[2]

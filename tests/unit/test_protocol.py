@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 import pytest
+from support.cli import REPO
 from support.doubles import AllowAll, flat_record
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 
 from dockgate.admission.admit import HEAVY_BODY, ApiContext
 from dockgate.model import AuditEvent, CanonicalRequest, Decision, Peer
+from dockgate.policy import load_policy
 from dockgate.policy.rules import compile_policy
 from dockgate.policy.source import parse_yaml
 from dockgate.proxy import lifecycle, protocol
@@ -687,6 +689,23 @@ def test_a_refused_upload_is_drained_so_the_client_reads_the_refusal() -> None:
     h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
     assert h.upstream_sent().startswith(b"GET /_ping")
     assert b"01234" not in h.upstream_sent() and b"56789" not in h.upstream_sent()
+
+
+def test_a_refusal_after_asking_the_daemon_takes_the_pipelined_request() -> None:
+    """A request refused once the daemon answered dockgate's own question (baseline
+    looks an attach's container up first: missing) is answered, and the request
+    pipelined behind it, already buffered, is read and forwarded then; the refused
+    one never is."""
+    h = Harness(policy=load_policy(str(REPO / "policies" / "baseline.yaml")))
+    h.send(b"POST /containers/c1/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+           b"Upgrade: tcp\r\nConnection: Upgrade\r\n\r\nGET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
+    lookup = h.endpoint.connections[0]
+    assert lookup.transport.value().startswith(b"GET /containers/c1/json ")  # type: ignore[union-attr]
+    _json_reply(lookup, b"404 Not Found", b'{"message":"No such container: c1"}')
+    status, body = _status_and_json(h.received())
+    assert status == 404 and body["message"] == "dockgate: No such container: c1"
+    assert h.upstream_sent().endswith(b"GET /_ping HTTP/1.1\r\nhost: docker\r\n\r\n")
+    assert b"attach" not in h.upstream_sent().split(b"GET /containers/c1/json", 1)[1]
 
 
 def test_a_refused_upload_that_never_ends_is_cut() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from dockgate.admission.admit import ApiContext, admit_head
 from dockgate.admission.query import (
+    bool_value,
     canonical_bool,
     canonical_filters,
     canonical_int,
@@ -51,6 +52,17 @@ def test_parse_refusals(raw: str) -> None:
 def test_bool_spellings(value: str, out: str) -> None:
     """Boolean query values in every spelling the daemon accepts become 1 or 0."""
     assert canonical_bool("all", value) == out
+
+
+@pytest.mark.parametrize(("value", "read"), [
+    ("false", False), (" no\t", False), ("\u00a0none\u3000", False), ("", False),
+    ("\x1ffalse", True), ("false\x1c", True), ("\x1e0", True), ("1", True), ("x", True),
+])
+def test_bool_value_trims_as_go_does(value: str, read: bool) -> None:
+    """A parameter kept as written (build's ``pull``) is read as moby's BoolValue reads
+    it: Go's TrimSpace keeps U+001C..U+001F, which Python's strip() drops, so
+    ``pull=%1Ffalse`` makes the daemon pull."""
+    assert bool_value(value) is read
 
 
 @pytest.mark.parametrize("value", ["t", "f", "on", "off", "2", "banana"])

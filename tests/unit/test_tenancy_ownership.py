@@ -467,7 +467,7 @@ def test_every_body_reference_is_found_and_pinned(entries: list[tuple[str, str]]
     expected |= {("volume", m["Source"]) for m in host.get("Mounts", ())}
     expected |= {("volume", b.split(":")[0]) for b in host.get("Binds", ())}
     for net, opts in endpoints.items():
-        if net.lower() not in ("bridge", "host", "none", "default", "nat"):
+        if net not in ("bridge", "host", "none", "default"):
             expected.add(("network", net))
         expected |= {("container", link) for link in opts.get("Links", ())}
     body: dict[str, Any] = {"Image": "img", "HostConfig": host}
@@ -708,3 +708,16 @@ def test_label_keys_checked_at_once_find_what_one_by_one_finds(keys: list[str]) 
         assert got == owners[0]
     if not any(_SEP in key for key in keys):
         assert (got is not None) == any(is_reserved_label(k) for k in keys)
+
+
+@pytest.mark.parametrize("mode", ["Bridge", " bridge", "HOST", "nat", "Default", "Container:c1"])
+def test_builtin_network_lookalikes_name_networks(mode: str) -> None:
+    """The daemon compares network modes exactly (``IsBridge`` is ``== "bridge"``), so a
+    builtin's other spelling, and ``nat`` on Linux, is a user-defined network's name (one
+    another tenant may have created): a network reference, in NetworkMode and as an
+    endpoint key alike."""
+    body = {"Image": "img", "HostConfig": {"NetworkMode": mode},
+            "NetworkingConfig": {"EndpointsConfig": {mode: {}}}}
+    found = object_refs(req("POST", "/v1.41/containers/create", body))
+    assert [x.key for x in found if x.kind == "network" and x.ref == mode] == [
+        "HostConfig.NetworkMode", "NetworkingConfig.EndpointsConfig." + mode + " (key)"]
