@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -38,7 +39,13 @@ from dockgate.policy.controls import DecisionContext
 from dockgate.policy.joincheck import base_triggers
 from dockgate.proxy.splice import Splice
 from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
-from dockgate.tenancy.holds import HOLDS, Claim, base_held_message, write_pending_message
+from dockgate.tenancy.holds import (
+    HOLDS,
+    Claim,
+    Kind,
+    base_held_message,
+    write_pending_message,
+)
 from dockgate.tenancy.ownership import ObjectRef
 
 if TYPE_CHECKING:
@@ -53,6 +60,10 @@ BUILDS = Builds()
 daemon-wide too)."""
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+
+HOLD_WAIT = 120.0
+"""Seconds a tenant's solve waits for a name another solve holds the other way (its
+export, or its base) before it is refused (``MediatedSplice._claim``)."""
 
 SESSION_ID = "x-docker-expose-session-uuid"
 SESSION_NAME = "x-docker-expose-session-name"
@@ -86,6 +97,11 @@ def _no_such_image(name: str) -> str:
     """What a tenant's build is told of an image it may not read, as of a missing one."""
     return (f"no such image: {name} (a tenant's build may name only images on the daemon: "
             "pull it first)")
+
+
+def _fire(d: Deferred[None]) -> None:
+    if not d.called:
+        d.callback(None)
 
 
 def fail_solves(session: str, message: str) -> None:
@@ -185,7 +201,7 @@ class MediatedSplice(Splice):
             tenant = self._judge.tenant
             if verdict.allowed and (verdict.bases or (tenant is not None and (
                     verdict.image_refs or verdict.image_names))):
-                d = ensureDeferred(self._with_daemon(tenant, verdict))
+                d = ensureDeferred(self._with_daemon(tenant, verdict, p))
                 d.addCallback(self._checked, p)
                 d.addErrback(self._check_failed, p)
                 continue
@@ -202,27 +218,35 @@ class MediatedSplice(Splice):
             return  # another Dockerfile of this transfer still waits for its verdict
         self.relay.release(p.stream, ("client", *p.rewrite) if p.rewrite else None)
 
-    async def _with_daemon(self, tenant: Tenant | None, verdict: BuildVerdict) -> BuildVerdict:
+    async def _with_daemon(self, tenant: Tenant | None, verdict: BuildVerdict, p: Pending
+                           ) -> BuildVerdict:
         """``verdict`` judged further with what the daemon has: a tenant's images (each it
         reads its own or shared, and on the daemon; each name it writes free or its
-        own), and the ``ONBUILD`` triggers of the base images."""
+        own), and the ``ONBUILD`` triggers of the base images.
+
+        A tenant's base names and exported names are held (``tenancy.holds``) from
+        before they are read until the build ends (``_hold``)."""
         infos: dict[str, Mapping[str, Any]] = {}
-        claim: Claim | None = None
+        claims: list[Claim] = []
         if tenant is not None:
-            held = HOLDS.conflict("write", verdict.image_names)
-            if held is not None:
-                return tenant_denial(self._judge, "tenant-images", base_held_message(held),
-                                     verdict.facts)
-            if verdict.bases:
-                # As a classic build's (joincheck.check_build_images): the frontend
-                # resolves each FROM after this check, so its names are held against
-                # a tenant's retag until this connection ends, claimed before they
-                # are read.
-                got = HOLDS.claim("base", verdict.bases, tenant.name)
+            group = BUILDS.group(p.ref, p.session)
+            # What the exporters write is held as a write, so that no build starts
+            # from it mid-export; the bases as a classic build's are
+            # (joincheck.check_build_images): the frontend resolves each FROM after
+            # this check, so its names are held against a retag.
+            held: tuple[tuple[Kind, tuple[str, ...], Callable[[str], str]], ...] = (
+                ("write", verdict.image_names, base_held_message),
+                ("base", verdict.bases, write_pending_message))
+            for kind, names, refusal in held:
+                if not names:
+                    continue
+                got = await self._claim(kind, names, tenant.name, group)
                 if isinstance(got, str):
-                    return tenant_denial(self._judge, "tenant-images",
-                                         write_pending_message(got), verdict.facts)
-                claim = got
+                    for claim in claims:
+                        HOLDS.release(claim)
+                    return tenant_denial(self._judge, "tenant-images", refusal(got),
+                                         verdict.facts)
+                claims.append(got)
             # A foreign image is said as one that does not exist: the answer tells
             # nothing about whose it is.
             why = await self._tenant_images(tenant, verdict, infos)
@@ -230,12 +254,50 @@ class MediatedSplice(Splice):
                 verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
         if verdict.allowed:
             verdict = await self._base_triggers(tenant, verdict, infos)
-        if claim is not None:
-            if verdict.allowed and self._on_done is not None:
-                self._claims.append(claim)
-            else:
-                HOLDS.release(claim)
+        for claim in claims:
+            self._hold(claim, p, verdict.allowed)
         return verdict
+
+    async def _claim(self, kind: Kind, names: tuple[str, ...], owner: str, group: str
+                     ) -> Claim | str:
+        """``HOLDS.claim``; a name held the other way is waited for (each release is a
+        new try) for at most ``HOLD_WAIT`` seconds, then given as the conflict.
+
+        Solves of one ``buildx bake`` or ``compose build`` run at once: one whose
+        ``FROM`` names what another exports waits for that export to end (and
+        builds from the image it wrote), an export of a name another solve starts
+        from waits for that solve, and a cycle ends in a refusal."""
+        deadline = self._reactor.seconds() + HOLD_WAIT
+        while True:
+            got = HOLDS.claim(kind, names, owner, group)
+            left = deadline - self._reactor.seconds()
+            if not isinstance(got, str) or left <= 0 or self._on_done is None:
+                return got
+            released: Deferred[None] = Deferred()
+            timer = self._reactor.callLater(left, _fire, released)
+            # Tried again later, not from inside the release (a relay's frame may be
+            # being taken apart there).
+            cancel = HOLDS.when_released(partial(self._reactor.callLater, 0, _fire, released))
+            try:
+                await released
+            finally:
+                cancel()
+                if timer.active():
+                    timer.cancel()
+
+    def _hold(self, claim: Claim, p: Pending, allowed: bool) -> None:
+        """Keep ``claim`` until the build ``p`` is for ends (its Control Solve; for a
+        Dockerfile, each build of its session), or release it now: refused, or that
+        build or this connection is over already.  A session serving no build holds
+        it until the session's connection ends."""
+        if not allowed or self._on_done is None:
+            HOLDS.release(claim)
+        elif p.ref:
+            BUILDS.hold((p.ref,), claim)
+        elif p.session and BUILDS.for_session(p.session):
+            BUILDS.hold([r.ref for r in BUILDS.for_session(p.session)], claim)
+        else:
+            self._claims.append(claim)
 
     async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict,
                              infos: dict[str, Mapping[str, Any]]) -> str | None:
@@ -352,6 +414,8 @@ class MediatedSplice(Splice):
             self._abort_both()
 
     def _done(self) -> None:
+        if isinstance(self.hooks, GrpcHooks):
+            self.hooks.connection_lost()
         if self.session:
             BUILDS.session_closed(self.session)
         for claim in self._claims:
