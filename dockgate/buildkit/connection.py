@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dockgate.admission.versions import compare_versions, parse_version
 from dockgate.audit.schema import principal_of
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildkit.h2relay import H2Relay, RelayError, Side
@@ -61,6 +63,8 @@ daemon-wide too)."""
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
+NAMED_CONTEXTS_API = "1.42"
+"""The API version of the first engine (23.0) whose BuildKit (0.11) has named contexts."""
 HOLD_WAIT = 120.0
 """Seconds a tenant's solve waits for a name another solve holds the other way (its
 export, or its base) before it is refused (``MediatedSplice._claim``)."""
@@ -99,6 +103,10 @@ def _no_such_image(name: str) -> str:
             "pull it first)")
 
 
+def _without(names: tuple[str, ...], drop: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in names if n not in drop)
+
+
 def _fire(d: Deferred[None]) -> None:
     if not d.called:
         d.callback(None)
@@ -127,6 +135,7 @@ class MediatedSplice(Splice):
         self._reactor = client.reactor
         self._solves = 0
         self._claims: list[Claim] = []
+        self._named: bool | None = None
         self.session = ""
         hooks: GrpcHooks | SessionHooks
         if x.request.endpoint.id == "build.grpc":
@@ -228,6 +237,12 @@ class MediatedSplice(Splice):
         before they are read until the build ends (``_hold``)."""
         infos: dict[str, Mapping[str, Any]] = {}
         claims: list[Claim] = []
+        if verdict.named and await self._named_contexts():
+            # Taken from the solve's named contexts (judged with it), not the daemon's
+            # images: a bake target FROM a target it depends on (``target:``) reads
+            # nothing of the daemon's, so nothing is checked or held for it.
+            verdict = replace(verdict, image_refs=_without(verdict.image_refs, verdict.named),
+                              bases=_without(verdict.bases, verdict.named))
         if tenant is not None:
             group = BUILDS.group(p.ref, p.session)
             # What the exporters write is held as a write, so that no build starts
@@ -257,6 +272,17 @@ class MediatedSplice(Splice):
         for claim in claims:
             self._hold(claim, p, verdict.allowed)
         return verdict
+
+    async def _named_contexts(self) -> bool:
+        """Whether the daemon's BuildKit resolves a Dockerfile's images through named
+        contexts (API 1.42, engine 23, on; engine 20.10's ignores them): asked once."""
+        if self._named is None:
+            status, info = await self._fetch("GET", "/version", None)
+            version = info.get("ApiVersion") if status == 200 and isinstance(info, Mapping) \
+                else None
+            self._named = isinstance(version, str) and parse_version(version) is not None and \
+                compare_versions(version, NAMED_CONTEXTS_API) >= 0
+        return self._named
 
     async def _claim(self, kind: Kind, names: tuple[str, ...], owner: str, group: str
                      ) -> Claim | str:

@@ -8,17 +8,25 @@ claim is released exactly once, and nothing stays held once the builds are over.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h2.config
 import h2.connection
 from support.grpcsolve import solve_request
 
 from dockgate.buildkit import mediation
+from dockgate.buildkit.facts import familiar_name
 from dockgate.buildkit.grpcwire import frame_message
 from dockgate.buildkit.h2relay import H2Relay
+from dockgate.buildkit.solve import SolveAsk
+from dockgate.policy import load_policy
+from dockgate.policy.buildcontrol import judge_dockerfile
 from dockgate.tenancy import Tenant
 from dockgate.tenancy.holds import Claim, NameHolds
 
 EMPTY = {"base": (), "write": ()}
+PRIVILEGED = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
+                                "privileged.yaml"))
 
 
 class Handle:
@@ -144,3 +152,32 @@ def test_relay_stream_ends_release_the_solves_holds() -> None:
     assert claims[reset].released and not claims[refused].released
     relay.refuse(refused, "dockgate: no")
     assert holds.held() == EMPTY and not builds.solves
+
+
+def _ask(frontend: str = "dockerfile.v0", **attrs: str) -> SolveAsk:
+    return SolveAsk("bridge", "r1", frontend=frontend, frontend_attrs=attrs)
+
+
+def test_images_a_named_context_stands_in_for_are_told_apart() -> None:
+    """A Dockerfile image the daemon's dockerfile frontend takes from a named context
+    (``context:`` + its familiar name less ``:latest``: ``buildx bake`` ``contexts``,
+    ``target:`` dependencies) is marked ``named``: FROM, COPY --from and RUN --mount
+    from alike.  Not where another frontend may run (``# syntax=``, BUILDKIT_SYNTAX,
+    ``cmdline``, a gateway frontend), not for a platform-only context, and not for an
+    image the Dockerfile also names under ONBUILD."""
+    df = (b"FROM ta\nCOPY --from=docker.io/library/tb:latest /a /a\n"
+          b"RUN --mount=from=localhost:5000/x/y:1,target=/m true\nFROM tc\nFROM td\n"
+          b"ONBUILD COPY --from=td /d /d\n")
+    attrs = {"context:ta": "input:ta", "context:tb": "input:tb",
+             "context:localhost:5000/x/y:1": "input:y", "context:tc::linux/amd64": "input:tc",
+             "context:td": "input:td"}
+    verdict = judge_dockerfile(PRIVILEGED, _ask(**attrs), df)
+    assert verdict.named == ("ta", "docker.io/library/tb:latest", "localhost:5000/x/y:1")
+    assert set(verdict.named) <= set(verdict.image_refs) and "ta" in verdict.bases
+    for ask in (_ask("gateway.v0", **attrs), _ask(**attrs, cmdline="img"),
+                _ask(**attrs, **{"build-arg:BUILDKIT_SYNTAX": "img"}), None):
+        assert judge_dockerfile(PRIVILEGED, ask, df).named == ()
+    assert judge_dockerfile(PRIVILEGED, _ask(**attrs), b"# syntax=img\n" + df).named == ()
+    assert [familiar_name(r) for r in ("busybox:latest", "docker.io/library/a/b", "x@sha256:"
+                                       + "a" * 64, "Bad Name")] == \
+        ["busybox", "library/a/b", "x@sha256:" + "a" * 64, ""]
