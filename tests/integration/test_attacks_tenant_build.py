@@ -451,3 +451,65 @@ def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
     assert image_file(two.engine, out_tag + ":latest", "/mine") == "mine\n"
     assert image_file(two.engine, out_tag + ":latest", "/stolen") == ""  # no file
     two.a.docker("tag", trig, base)
+
+
+def _bake_file(tag: str, *, dependent: bool) -> Path:
+    """A bake file: target ``a`` (a slow step) exports ``ta-TAG``; with ``dependent``,
+    target ``b`` is ``FROM ta-TAG``, declared as depending on ``a`` (``contexts``:
+    ``target:a``, which only engines with named contexts build)."""
+    targets: dict[str, dict[str, object]] = {"a": {
+        "context": str(_context(f"FROM {IMAGE}\nRUN sleep 4 && echo a-{tag} > /a\n")),
+        "tags": [f"ta-{tag}"], "output": ["type=docker"], "network": "none"}}
+    if dependent:
+        targets["b"] = {"context": str(_context(f"FROM ta-{tag}\nRUN cat /a > /b\n")),
+                        "tags": [f"tb-{tag}"], "output": ["type=docker"], "network": "none",
+                        "contexts": {f"ta-{tag}": "target:a"}}
+    bake = {"group": {"default": {"targets": sorted(targets)}}, "target": targets}
+    return readable_dir({"docker-bake.json": json.dumps(bake)}) / "docker-bake.json"
+
+
+def test_buildkit_solve_holds_its_exports_and_bases_for_the_solve_only(two: Tenants) -> None:
+    """A tenant's BuildKit solve holds the names it exports as writes while it runs: a
+    classic build ``FROM`` such a name meanwhile is refused (409, being written), not
+    read mid-export.  The holds last for that solve only: on the engine with named
+    contexts a ``buildx bake`` target ``FROM`` the tag of a target it declares it
+    depends on (``target:``) builds from what that target wrote, on the first run (the
+    name did not exist) and the second (it did), as on the bare daemon; and once the
+    bake is over nothing is held (a retag of every name and a build from each work)."""
+    if two.a.kind != "tls":
+        pytest.skip("buildx keeps state in DOCKER_CONFIG, which only root can write here")
+    dependent = two.engine.name != "20.10"  # its BuildKit has no named contexts
+    tag = uuid.uuid4().hex[:8]
+    if dependent:
+        direct = two.engine.docker_direct(
+            "buildx", "bake", "--allow", "fs=*", "--progress", "plain", "-f",
+            str(_bake_file(f"d{tag}", dependent=True)), check=False, timeout=300)
+        assert direct.returncode == 0, direct.stderr[-3000:]
+    for run in range(2 if dependent else 1):
+        bake = subprocess.Popen(
+            two.a.argv(("buildx", "bake", "--progress", "plain", "-f",
+                        str(_bake_file(tag, dependent=dependent)))),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+        try:
+            refused = ""
+            deadline = time.monotonic() + 60
+            while not refused and bake.poll() is None and time.monotonic() < deadline:
+                out = classic(two.a, *NONE, str(_context(f"FROM ta-{tag}\n")))
+                if "is being written by another request" in out.stderr:
+                    refused = out.stderr
+                time.sleep(0.2)
+            _, err = bake.communicate(timeout=300)
+        finally:
+            if bake.poll() is None:
+                bake.kill()
+                bake.communicate()
+        assert bake.returncode == 0, err.decode(errors="replace")[-3000:]
+        assert refused, f"run {run}: no build from the exported name was refused"
+        assert f"image name 'ta-{tag}' is being written by another request" in refused
+    names = [f"ta-{tag}"] + ([f"tb-{tag}"] if dependent else [])
+    if dependent:
+        assert image_file(two.engine, f"tb-{tag}", "/b") == f"a-{tag}\n"
+    for name in names:
+        assert classic(two.a, *NONE, "-t", f"{name}-after",
+                       str(_context(f"FROM {name}\n"))).returncode == 0
+        two.a.docker("tag", two.a_image, name)
