@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -407,6 +407,30 @@ def test_base_retagged_while_the_context_is_held_back_is_refused(two: Tenants) -
     two.a.docker("tag", trig, base)
 
 
+def _during(caller: Caller, args: tuple[str, ...], probe: Callable[[], str | None],
+            then: Callable[[], None] = lambda: None) -> tuple[str | None, int, str]:
+    """Run ``docker ARGS`` as ``caller`` in the background and ``probe`` every 0.2 s (for
+    at most 60 s) until it returns something while the command runs; then ``then``, and
+    wait for the command.  Returns what ``probe`` returned (None: nothing), the exit
+    status and the command's stderr."""
+    proc = subprocess.Popen(caller.argv(args), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        found = None
+        deadline = time.monotonic() + 60
+        while found is None and proc.poll() is None and time.monotonic() < deadline:
+            found = probe()
+            time.sleep(0.2)
+        if found is not None:
+            then()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return found, proc.returncode, err.decode(errors="replace")
+
+
 def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
     """A tenant's BuildKit build holds its base names as a classic build does: the frontend
     resolves each ``FROM`` after dockgate read the base's triggers, so a retag of the base
@@ -423,31 +447,23 @@ def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
     two.a.docker("commit", "-c", f"ONBUILD COPY --from={two.b_image} /secret /stolen", src,
                  trig)
     ctx = _context(f"FROM {base}\nRUN sleep 6\n")
-    build = subprocess.Popen(
-        two.a.argv(("buildx", "build", "--progress", "plain", "--pull=false", *NONE, "--load",
-                    "-t", out_tag, str(ctx))),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
-    try:
+
+    def retag() -> str | None:
         # Retagging the base to the image it already names changes nothing; once it
         # is refused, the build holds the name.
-        refused = None
-        deadline = time.monotonic() + 60
-        while refused is None and build.poll() is None and time.monotonic() < deadline:
-            same = two.a.docker("tag", two.a_image, base, check=False)
-            if same.returncode != 0:
-                refused = same.stderr
-            time.sleep(0.2)
-        assert refused is not None, "no retag was refused while the build ran"
-        assert "is in use by a running build that starts from it" in refused, refused
-        swap = two.a.docker("tag", trig, base, check=False)
-        assert swap.returncode != 0 and "is in use by a running build" in swap.stderr, \
-            swap.stderr
-        _, err = build.communicate(timeout=300)
-    finally:
-        if build.poll() is None:
-            build.kill()
-            build.communicate()
-    assert build.returncode == 0, err.decode(errors="replace")[-3000:]
+        same = two.a.docker("tag", two.a_image, base, check=False)
+        return same.stderr if same.returncode != 0 else None
+
+    def swap() -> None:
+        out = two.a.docker("tag", trig, base, check=False)
+        assert out.returncode != 0 and "is in use by a running build" in out.stderr, out.stderr
+
+    refused, status, err = _during(two.a, ("buildx", "build", "--progress", "plain",
+                                           "--pull=false", *NONE, "--load", "-t", out_tag,
+                                           str(ctx)), retag, swap)
+    assert refused is not None, "no retag was refused while the build ran"
+    assert "is in use by a running build that starts from it" in refused, refused
+    assert status == 0, err[-3000:]
     assert image_file(two.engine, out_tag + ":latest", "/mine") == "mine\n"
     assert image_file(two.engine, out_tag + ":latest", "/stolen") == ""  # no file
     two.a.docker("tag", trig, base)
@@ -485,25 +501,16 @@ def test_buildkit_solve_holds_its_exports_and_bases_for_the_solve_only(two: Tena
             "buildx", "bake", "--allow", "fs=*", "--progress", "plain", "-f",
             str(_bake_file(f"d{tag}", dependent=True)), check=False, timeout=300)
         assert direct.returncode == 0, direct.stderr[-3000:]
+
+    def classic_from() -> str | None:
+        out = classic(two.a, *NONE, str(_context(f"FROM ta-{tag}\n")))
+        return out.stderr if "is being written by another request" in out.stderr else None
+
     for run in range(2 if dependent else 1):
-        bake = subprocess.Popen(
-            two.a.argv(("buildx", "bake", "--progress", "plain", "-f",
-                        str(_bake_file(tag, dependent=dependent)))),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
-        try:
-            refused = ""
-            deadline = time.monotonic() + 60
-            while not refused and bake.poll() is None and time.monotonic() < deadline:
-                out = classic(two.a, *NONE, str(_context(f"FROM ta-{tag}\n")))
-                if "is being written by another request" in out.stderr:
-                    refused = out.stderr
-                time.sleep(0.2)
-            _, err = bake.communicate(timeout=300)
-        finally:
-            if bake.poll() is None:
-                bake.kill()
-                bake.communicate()
-        assert bake.returncode == 0, err.decode(errors="replace")[-3000:]
+        refused, status, err = _during(two.a, ("buildx", "bake", "--progress", "plain", "-f",
+                                               str(_bake_file(tag, dependent=dependent))),
+                                       classic_from)
+        assert status == 0, err[-3000:]
         assert refused, f"run {run}: no build from the exported name was refused"
         assert f"image name 'ta-{tag}' is being written by another request" in refused
     names = [f"ta-{tag}"] + ([f"tb-{tag}"] if dependent else [])
