@@ -45,6 +45,7 @@ from dockgate.tenancy.holds import (
     HOLDS,
     Claim,
     Kind,
+    NameHolds,
     base_held_message,
     write_pending_message,
 )
@@ -101,6 +102,34 @@ def _no_such_image(name: str) -> str:
     """What a tenant's build is told of an image it may not read, as of a missing one."""
     return (f"no such image: {name} (a tenant's build may name only images on the daemon: "
             "pull it first)")
+
+
+async def claim_waiting(holds: NameHolds, reactor: Any, kind: Kind, names: tuple[str, ...], *,
+                        owner: str, group: str, alive: Callable[[], bool]) -> Claim | str:
+    """``holds.claim``; a name held the other way is waited for (each release is a new
+    try) for at most ``HOLD_WAIT`` seconds while ``alive()``, then given as the conflict.
+
+    Solves of one ``buildx bake`` or ``compose build`` run at once: one whose
+    ``FROM`` names what another exports waits for that export to end (and builds
+    from the image it wrote), an export of a name another solve starts from waits
+    for that solve, and a cycle ends in a refusal."""
+    deadline = reactor.seconds() + HOLD_WAIT
+    while True:
+        got = holds.claim(kind, names, owner, group)
+        left = deadline - reactor.seconds()
+        if not isinstance(got, str) or left <= 0 or not alive():
+            return got
+        released: Deferred[None] = Deferred()
+        timer = reactor.callLater(left, _fire, released)
+        # Tried again later, not from inside the release (a relay's frame may be
+        # being taken apart there).
+        cancel = holds.when_released(partial(reactor.callLater, 0, _fire, released))
+        try:
+            await released
+        finally:
+            cancel()
+            if timer.active():
+                timer.cancel()
 
 
 def _without(names: tuple[str, ...], drop: tuple[str, ...]) -> tuple[str, ...]:
@@ -286,30 +315,8 @@ class MediatedSplice(Splice):
 
     async def _claim(self, kind: Kind, names: tuple[str, ...], owner: str, group: str
                      ) -> Claim | str:
-        """``HOLDS.claim``; a name held the other way is waited for (each release is a
-        new try) for at most ``HOLD_WAIT`` seconds, then given as the conflict.
-
-        Solves of one ``buildx bake`` or ``compose build`` run at once: one whose
-        ``FROM`` names what another exports waits for that export to end (and
-        builds from the image it wrote), an export of a name another solve starts
-        from waits for that solve, and a cycle ends in a refusal."""
-        deadline = self._reactor.seconds() + HOLD_WAIT
-        while True:
-            got = HOLDS.claim(kind, names, owner, group)
-            left = deadline - self._reactor.seconds()
-            if not isinstance(got, str) or left <= 0 or self._on_done is None:
-                return got
-            released: Deferred[None] = Deferred()
-            timer = self._reactor.callLater(left, _fire, released)
-            # Tried again later, not from inside the release (a relay's frame may be
-            # being taken apart there).
-            cancel = HOLDS.when_released(partial(self._reactor.callLater, 0, _fire, released))
-            try:
-                await released
-            finally:
-                cancel()
-                if timer.active():
-                    timer.cancel()
+        return await claim_waiting(HOLDS, self._reactor, kind, names, owner=owner, group=group,
+                                   alive=lambda: self._on_done is not None)
 
     def _hold(self, claim: Claim, p: Pending, allowed: bool) -> None:
         """Keep ``claim`` until the build ``p`` is for ends (its Control Solve; for a

@@ -13,8 +13,11 @@ from pathlib import Path
 import h2.config
 import h2.connection
 from support.grpcsolve import solve_request
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
 
 from dockgate.buildkit import mediation
+from dockgate.buildkit.connection import HOLD_WAIT, claim_waiting
 from dockgate.buildkit.facts import familiar_name
 from dockgate.buildkit.grpcwire import frame_message
 from dockgate.buildkit.h2relay import H2Relay
@@ -181,3 +184,35 @@ def test_images_a_named_context_stands_in_for_are_told_apart() -> None:
     assert [familiar_name(r) for r in ("busybox:latest", "docker.io/library/a/b", "x@sha256:"
                                        + "a" * 64, "Bad Name")] == \
         ["busybox", "library/a/b", "x@sha256:" + "a" * 64, ""]
+
+
+def test_a_solve_waits_for_the_other_kinds_release_then_claims_or_gives_up() -> None:
+    """A solve whose name another solve holds the other way waits: it claims once that
+    hold is released (tried on the reactor's next turn, not inside the release), and
+    gives the conflict after ``HOLD_WAIT`` seconds, or at once once its connection is
+    gone; nothing stays held by the one that gave up."""
+    holds, clock = NameHolds(), Clock()
+    export = _claim(holds, "write", ["ta"], group="a")
+    waiting = ensureDeferred(claim_waiting(holds, clock, "base", ("ta",), owner="teama",
+                                           group="b", alive=lambda: True))
+    clock.advance(HOLD_WAIT / 2)
+    assert not waiting.called
+    holds.release(export)
+    assert not waiting.called  # not from inside the release
+    clock.advance(0)
+    got = waiting.result
+    assert isinstance(got, Claim) and got.group == "b"
+    late = ensureDeferred(claim_waiting(holds, clock, "write", ("ta",), owner="teama",
+                                           group="c", alive=lambda: True))
+    clock.advance(HOLD_WAIT)
+    assert late.result == "ta"
+    alive = [True]
+    gone = ensureDeferred(claim_waiting(holds, clock, "write", ("ta",), owner="teama",
+                                           group="c", alive=lambda: alive[0]))
+    alive[0] = False
+    unrelated = _claim(holds, "base", ["other"])
+    holds.release(unrelated)
+    clock.advance(0)
+    assert gone.result == "ta"
+    holds.release(got)
+    assert holds.held() == EMPTY and not clock.getDelayedCalls()
