@@ -272,35 +272,38 @@ class MediatedSplice(Splice):
             # nothing of the daemon's, so nothing is checked or held for it.
             verdict = replace(verdict, image_refs=_without(verdict.image_refs, verdict.named),
                               bases=_without(verdict.bases, verdict.named))
-        if tenant is not None:
-            group = BUILDS.group(p.ref, p.session)
-            # What the exporters write is held as a write, so that no build starts
-            # from it mid-export; the bases as a classic build's are
-            # (joincheck.check_build_images): the frontend resolves each FROM after
-            # this check, so its names are held against a retag.
-            held: tuple[tuple[Kind, tuple[str, ...], Callable[[str], str]], ...] = (
-                ("write", verdict.image_names, base_held_message),
-                ("base", verdict.bases, write_pending_message))
-            for kind, names, refusal in held:
-                if not names:
-                    continue
-                got = await self._claim(kind, names, tenant.name, group)
-                if isinstance(got, str):
-                    for claim in claims:
-                        HOLDS.release(claim)
-                    return tenant_denial(self._judge, "tenant-images", refusal(got),
-                                         verdict.facts)
-                claims.append(got)
-            # A foreign image is said as one that does not exist: the answer tells
-            # nothing about whose it is.
-            why = await self._tenant_images(tenant, verdict, infos)
-            if why is not None:
-                verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
-        if verdict.allowed:
-            verdict = await self._base_triggers(tenant, verdict, infos)
-        for claim in claims:
-            self._hold(claim, p, verdict.allowed)
-        return verdict
+        allowed = False
+        try:
+            if tenant is not None:
+                group = BUILDS.group(p.ref, p.session)
+                # What the exporters write is held as a write, so that no build starts
+                # from it mid-export; the bases as a classic build's are
+                # (joincheck.check_build_images): the frontend resolves each FROM after
+                # this check, so its names are held against a retag.
+                held: tuple[tuple[Kind, tuple[str, ...], Callable[[str], str]], ...] = (
+                    ("write", verdict.image_names, base_held_message),
+                    ("base", verdict.bases, write_pending_message))
+                for kind, names, refusal in held:
+                    if not names:
+                        continue
+                    got = await self._claim(kind, names, tenant.name, group)
+                    if isinstance(got, str):
+                        return tenant_denial(self._judge, "tenant-images", refusal(got),
+                                             verdict.facts)
+                    claims.append(got)
+                # A foreign image is said as one that does not exist: the answer tells
+                # nothing about whose it is.
+                why = await self._tenant_images(tenant, verdict, infos)
+                if why is not None:
+                    verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
+            if verdict.allowed:
+                verdict = await self._base_triggers(tenant, verdict, infos)
+            allowed = verdict.allowed
+            return verdict
+        finally:
+            # Kept only for an allowed build; released on a refusal or a failed check.
+            for claim in claims:
+                self._hold(claim, p, allowed)
 
     async def _named_contexts(self) -> bool:
         """Whether the daemon's BuildKit resolves a Dockerfile's images through named
