@@ -520,3 +520,28 @@ def test_buildkit_solve_holds_its_exports_and_bases_for_the_solve_only(two: Tena
         assert classic(two.a, *NONE, "-t", f"{name}-after",
                        str(_context(f"FROM {name}\n"))).returncode == 0
         two.a.docker("tag", two.a_image, name)
+
+
+def test_compose_service_from_another_services_image_builds(two: Tenants) -> None:
+    """``docker compose build`` of a service ``FROM`` the image another service builds,
+    declared (``additional_contexts: NAME: service:a``), builds through dockgate as on
+    the bare daemon: the two solves share one connection, and neither's holds outlast
+    it (engines with named contexts)."""
+    if two.a.kind != "tls" or two.engine.name == "20.10":
+        pytest.skip("compose keeps state in DOCKER_CONFIG (TLS only); 20.10 has no named "
+                    "contexts")
+    for run in ("direct", "gated"):
+        tag = uuid.uuid4().hex[:8]
+        b = {"context": str(_context(f"FROM ta-{tag}\nRUN cat /a > /b\n")), "network": "none",
+             "additional_contexts": {f"ta-{tag}": "service:a"}}
+        a = {"context": str(_context(f"FROM {IMAGE}\nRUN echo a-{tag} > /a\n")),
+             "network": "none"}
+        doc = {"services": {"a": {"build": a, "image": f"ta-{tag}"},
+                            "b": {"build": b, "image": f"tb-{tag}"}}}
+        args = ("compose", "-f", str(readable_dir({"compose.json": json.dumps(doc)}) /
+                                     "compose.json"), "-p", f"p{tag}", "build")
+        out = two.a.docker(*args, check=False, timeout=300) if run == "gated" else \
+            two.engine.docker_direct(*args, check=False, timeout=300)
+        assert out.returncode == 0, f"{run}: {out.stderr[-3000:]}"
+        assert image_file(two.engine, f"tb-{tag}", "/b") == f"a-{tag}\n"
+    two.a.docker("tag", two.a_image, f"ta-{tag}")  # nothing holds the name any more
