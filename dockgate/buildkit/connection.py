@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from dockgate.admission.versions import compare_versions, parse_version
 from dockgate.audit.schema import principal_of
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildkit.h2relay import H2Relay, RelayError, Side
@@ -38,7 +41,14 @@ from dockgate.policy.controls import DecisionContext
 from dockgate.policy.joincheck import base_triggers
 from dockgate.proxy.splice import Splice
 from dockgate.tenancy import Tenant, inspect_target, may_access, owner_of
-from dockgate.tenancy.holds import HOLDS, Claim, base_held_message, write_pending_message
+from dockgate.tenancy.holds import (
+    HOLDS,
+    Claim,
+    Kind,
+    NameHolds,
+    base_held_message,
+    write_pending_message,
+)
 from dockgate.tenancy.ownership import ObjectRef
 
 if TYPE_CHECKING:
@@ -53,6 +63,12 @@ BUILDS = Builds()
 daemon-wide too)."""
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
+
+NAMED_CONTEXTS_API = "1.42"
+"""The API version of the first engine (23.0) whose BuildKit (0.11) has named contexts."""
+HOLD_WAIT = 120.0
+"""Seconds a tenant's solve waits for a name another solve holds the other way (its
+export, or its base) before it is refused (``MediatedSplice._claim``)."""
 
 SESSION_ID = "x-docker-expose-session-uuid"
 SESSION_NAME = "x-docker-expose-session-name"
@@ -88,6 +104,43 @@ def _no_such_image(name: str) -> str:
             "pull it first)")
 
 
+async def claim_waiting(holds: NameHolds, reactor: Any, kind: Kind, names: tuple[str, ...], *,
+                        owner: str, group: str, alive: Callable[[], bool]) -> Claim | str:
+    """``holds.claim``; a name held the other way is waited for (each release is a new
+    try) for at most ``HOLD_WAIT`` seconds while ``alive()``, then given as the conflict.
+
+    Solves of one ``buildx bake`` or ``compose build`` run at once: one whose
+    ``FROM`` names what another exports waits for that export to end (and builds
+    from the image it wrote), an export of a name another solve starts from waits
+    for that solve, and a cycle ends in a refusal."""
+    deadline = reactor.seconds() + HOLD_WAIT
+    while True:
+        got = holds.claim(kind, names, owner, group)
+        left = deadline - reactor.seconds()
+        if not isinstance(got, str) or left <= 0 or not alive():
+            return got
+        released: Deferred[None] = Deferred()
+        timer = reactor.callLater(left, _fire, released)
+        # Tried again later, not from inside the release (a relay's frame may be
+        # being taken apart there).
+        cancel = holds.when_released(partial(reactor.callLater, 0, _fire, released))
+        try:
+            await released
+        finally:
+            cancel()
+            if timer.active():
+                timer.cancel()
+
+
+def _without(names: tuple[str, ...], drop: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in names if n not in drop)
+
+
+def _fire(d: Deferred[None]) -> None:
+    if not d.called:
+        d.callback(None)
+
+
 def fail_solves(session: str, message: str) -> None:
     """End every open solve call of ``session``'s builds with ``message``."""
     for solve in BUILDS.for_session(session):
@@ -111,6 +164,7 @@ class MediatedSplice(Splice):
         self._reactor = client.reactor
         self._solves = 0
         self._claims: list[Claim] = []
+        self._named: bool | None = None
         self.session = ""
         hooks: GrpcHooks | SessionHooks
         if x.request.endpoint.id == "build.grpc":
@@ -185,7 +239,7 @@ class MediatedSplice(Splice):
             tenant = self._judge.tenant
             if verdict.allowed and (verdict.bases or (tenant is not None and (
                     verdict.image_refs or verdict.image_names))):
-                d = ensureDeferred(self._with_daemon(tenant, verdict))
+                d = ensureDeferred(self._with_daemon(tenant, verdict, p))
                 d.addCallback(self._checked, p)
                 d.addErrback(self._check_failed, p)
                 continue
@@ -202,40 +256,84 @@ class MediatedSplice(Splice):
             return  # another Dockerfile of this transfer still waits for its verdict
         self.relay.release(p.stream, ("client", *p.rewrite) if p.rewrite else None)
 
-    async def _with_daemon(self, tenant: Tenant | None, verdict: BuildVerdict) -> BuildVerdict:
+    async def _with_daemon(self, tenant: Tenant | None, verdict: BuildVerdict, p: Pending
+                           ) -> BuildVerdict:
         """``verdict`` judged further with what the daemon has: a tenant's images (each it
         reads its own or shared, and on the daemon; each name it writes free or its
-        own), and the ``ONBUILD`` triggers of the base images."""
+        own), and the ``ONBUILD`` triggers of the base images.
+
+        A tenant's base names and exported names are held (``tenancy.holds``) from
+        before they are read until the build ends (``_hold``)."""
         infos: dict[str, Mapping[str, Any]] = {}
-        claim: Claim | None = None
-        if tenant is not None:
-            held = HOLDS.conflict("write", verdict.image_names)
-            if held is not None:
-                return tenant_denial(self._judge, "tenant-images", base_held_message(held),
-                                     verdict.facts)
-            if verdict.bases:
-                # As a classic build's (joincheck.check_build_images): the frontend
-                # resolves each FROM after this check, so its names are held against
-                # a tenant's retag until this connection ends, claimed before they
-                # are read.
-                got = HOLDS.claim("base", verdict.bases, tenant.name)
-                if isinstance(got, str):
-                    return tenant_denial(self._judge, "tenant-images",
-                                         write_pending_message(got), verdict.facts)
-                claim = got
-            # A foreign image is said as one that does not exist: the answer tells
-            # nothing about whose it is.
-            why = await self._tenant_images(tenant, verdict, infos)
-            if why is not None:
-                verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
-        if verdict.allowed:
-            verdict = await self._base_triggers(tenant, verdict, infos)
-        if claim is not None:
-            if verdict.allowed and self._on_done is not None:
-                self._claims.append(claim)
-            else:
-                HOLDS.release(claim)
-        return verdict
+        claims: list[Claim] = []
+        if verdict.named and await self._named_contexts():
+            # Taken from the solve's named contexts (judged with it), not the daemon's
+            # images: a bake target FROM a target it depends on (``target:``) reads
+            # nothing of the daemon's, so nothing is checked or held for it.
+            verdict = replace(verdict, image_refs=_without(verdict.image_refs, verdict.named),
+                              bases=_without(verdict.bases, verdict.named))
+        allowed = False
+        try:
+            if tenant is not None:
+                group = BUILDS.group(p.ref, p.session)
+                # What the exporters write is held as a write, so that no build starts
+                # from it mid-export; the bases as a classic build's are
+                # (joincheck.check_build_images): the frontend resolves each FROM after
+                # this check, so its names are held against a retag.
+                held: tuple[tuple[Kind, tuple[str, ...], Callable[[str], str]], ...] = (
+                    ("write", verdict.image_names, base_held_message),
+                    ("base", verdict.bases, write_pending_message))
+                for kind, names, refusal in held:
+                    if not names:
+                        continue
+                    got = await self._claim(kind, names, tenant.name, group)
+                    if isinstance(got, str):
+                        return tenant_denial(self._judge, "tenant-images", refusal(got),
+                                             verdict.facts)
+                    claims.append(got)
+                # A foreign image is said as one that does not exist: the answer tells
+                # nothing about whose it is.
+                why = await self._tenant_images(tenant, verdict, infos)
+                if why is not None:
+                    verdict = tenant_denial(self._judge, "tenant-images", why, verdict.facts)
+            if verdict.allowed:
+                verdict = await self._base_triggers(tenant, verdict, infos)
+            allowed = verdict.allowed
+            return verdict
+        finally:
+            # Kept only for an allowed build; released on a refusal or a failed check.
+            for claim in claims:
+                self._hold(claim, p, allowed)
+
+    async def _named_contexts(self) -> bool:
+        """Whether the daemon's BuildKit resolves a Dockerfile's images through named
+        contexts (API 1.42, engine 23, on; engine 20.10's ignores them): asked once."""
+        if self._named is None:
+            status, info = await self._fetch("GET", "/version", None)
+            version = info.get("ApiVersion") if status == 200 and isinstance(info, Mapping) \
+                else None
+            self._named = isinstance(version, str) and parse_version(version) is not None and \
+                compare_versions(version, NAMED_CONTEXTS_API) >= 0
+        return self._named
+
+    async def _claim(self, kind: Kind, names: tuple[str, ...], owner: str, group: str
+                     ) -> Claim | str:
+        return await claim_waiting(HOLDS, self._reactor, kind, names, owner=owner, group=group,
+                                   alive=lambda: self._on_done is not None)
+
+    def _hold(self, claim: Claim, p: Pending, allowed: bool) -> None:
+        """Keep ``claim`` until the build ``p`` is for ends (its Control Solve; for a
+        Dockerfile, each build of its session), or release it now: refused, or that
+        build or this connection is over already.  A session serving no build holds
+        it until the session's connection ends."""
+        if not allowed or self._on_done is None:
+            HOLDS.release(claim)
+        elif p.ref:
+            BUILDS.hold((p.ref,), claim)
+        elif p.session and BUILDS.for_session(p.session):
+            BUILDS.hold([r.ref for r in BUILDS.for_session(p.session)], claim)
+        else:
+            self._claims.append(claim)
 
     async def _tenant_images(self, tenant: Tenant, verdict: BuildVerdict,
                              infos: dict[str, Mapping[str, Any]]) -> str | None:
@@ -352,6 +450,8 @@ class MediatedSplice(Splice):
             self._abort_both()
 
     def _done(self) -> None:
+        if isinstance(self.hooks, GrpcHooks):
+            self.hooks.connection_lost()
         if self.session:
             BUILDS.session_closed(self.session)
         for claim in self._claims:

@@ -57,6 +57,12 @@ class BuildKitFacts:
     """The Dockerfile's ``FROM`` images and ``docker-image://`` named contexts (among
     ``images``), whose ``ONBUILD`` triggers run in this build: the I/O layer reads them
     (``joincheck.base_triggers``)."""
+    named: list[Pair] = field(default_factory=list)
+    """Dockerfile images (among ``images``) that the daemon's own dockerfile frontend takes
+    from a named context of the solve (``context:NAME``, ``_named_context_images``)
+    instead of the daemon's images, where its BuildKit has named contexts (0.10, engine
+    23, API 1.42 on): the I/O layer, which knows the daemon, then neither checks nor holds
+    them (the context itself is judged with the solve)."""
     unread_triggers: list[Pair] = field(default_factory=list)
     """Named contexts whose image config (``ONBUILD`` triggers included) dockgate cannot
     read: an ``oci-layout://`` store on the client's session, an input's metadata that
@@ -510,7 +516,45 @@ def dockerfile_facts(
     facts.cache_mounts.extend((f"Dockerfile {w}", v) for w, v in df.caches)
     facts.urls.extend((f"Dockerfile {w}", u) for w, u in df.urls)
     facts.refusals.extend((f"Dockerfile {w}", why) for w, why in df.problems)
+    facts.named.extend((f"Dockerfile {w}", ref) for w, ref in _named_context_images(df, ask))
     return facts, df
+
+
+def _named_context_images(df: DockerfileFacts, ask: SolveAsk | None) -> list[Pair]:
+    """The images of ``df`` that the dockerfile frontend built into the daemon resolves
+    through a named context of ``ask`` (moby/buildkit ``frontend/dockerui``
+    ``NamedContext``: ``context:`` + the reference's familiar form without
+    ``:latest``; ``buildx bake``'s ``contexts``, ``target:`` dependencies among them).
+
+    None where another frontend may run (``# syntax=``, ``BUILDKIT_SYNTAX``, a
+    ``cmdline`` option), for an image also named under ``ONBUILD`` (a trigger of later
+    builds), and for a platform-qualified context only (``context:NAME::PLATFORM`` is
+    used only for its platform)."""
+    attrs = ask.frontend_attrs if ask is not None else {}
+    if ask is None or ask.frontend != "dockerfile.v0" or df.frontends or \
+            "cmdline" in attrs or "build-arg:BUILDKIT_SYNTAX" in attrs:
+        return []
+    nested = {ref for where, ref in df.images if "(ONBUILD)" in where}
+    return [(where, ref) for where, ref in df.images
+            if ref not in nested and (key := familiar_name(ref)) and f"context:{key}" in attrs]
+
+
+def familiar_name(ref: str) -> str:
+    """``ref`` as the dockerfile frontend names its named context (``FamiliarString``
+    less a ``:latest`` suffix); "" for a reference that does not parse."""
+    from dockgate.policy.spelling import image_ref  # noqa: PLC0415 (policy imports this)
+
+    try:
+        parsed = image_ref(ref)
+    except ValueError:
+        return ""
+    name = parsed.name
+    if name.startswith("docker.io/"):
+        name = name[len("docker.io/"):]
+        if name.startswith("library/") and name.count("/") == 1:
+            name = name[len("library/"):]
+    text = name + (f":{parsed.tag}" if parsed.tag else "") + (parsed.digest or "")
+    return text.removesuffix(":latest")
 
 
 def container_facts(ask: ContainerAsk) -> BuildKitFacts:

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -94,6 +94,7 @@ from dockgate.tenancy import (
     returned_config_refusal,
     writes_image,
 )
+from dockgate.tenancy.holds import HOLDS, Claim, NameHolds
 
 CONTROL = "/moby.buildkit.v1.Control/"
 BRIDGE = "/moby.buildkit.v1.frontend.LLBBridge/"
@@ -246,12 +247,15 @@ class SolveRecord:
     frontend_ask: SolveAsk | None = None
     writes_image: bool = False
     """Its Control Solve's exporters write an image on the daemon."""
+    claims: list[Claim] = field(default_factory=list)
+    """Image names it holds (``tenancy.holds``): released when its Control Solve ends."""
 
 
 class Builds:
     """Solves and sessions across connections (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, holds: NameHolds = HOLDS) -> None:
+        self.holds = holds
         self.sessions: dict[str, SessionInfo] = {}
         self.solves: dict[str, SolveRecord] = {}
         self.shared_keys: dict[str, str] = {}
@@ -326,12 +330,35 @@ class Builds:
     def for_session(self, session: str) -> list[SolveRecord]:
         return [r for r in self.solves.values() if r.session == session and session]
 
+    def hold(self, refs: Iterable[str], claim: Claim) -> bool:
+        """Tie ``claim`` to the running builds ``refs`` (released when the last of them
+        ends); False, and the claim released, when none of them runs any more."""
+        records = [r for r in map(self.solves.get, dict.fromkeys(refs)) if r is not None]
+        for record in records:
+            record.claims.append(claim)
+        if not records:
+            self.holds.release(claim)
+        return bool(records)
+
     def finished(self, ref: str) -> SolveRecord | None:
-        """The Control Solve of ``ref`` ended: its record, taken out."""
+        """The Control Solve of ``ref`` ended: its record, taken out, and the holds no
+        other running build shares released."""
         record = self.solves.pop(ref, None)
         if record is not None:
             self._forget(record.session)
+            for claim in record.claims:
+                if not any(claim in r.claims for r in self.solves.values()):
+                    self.holds.release(claim)
+            record.claims.clear()
         return record
+
+    def group(self, ref: str, session: str) -> str:
+        """The hold group of what a verdict for build ``ref`` (or, without one, for the
+        only build of ``session``) claims: that build ("": none, no exemption)."""
+        if ref:
+            return ref
+        records = self.for_session(session)
+        return records[0].ref if len(records) == 1 else ""
 
 
 def audit_facts(record: SolveRecord, session: SessionInfo | None) -> dict[str, Any]:
@@ -600,6 +627,12 @@ class GrpcHooks:
 
     def ending(self, stream: int, side: Side) -> str | None:
         return None
+
+    def connection_lost(self) -> None:
+        """The connection ended: each Control Solve still open on it ends with it (its
+        record written, its holds released)."""
+        while self._solves:
+            self.closed(next(iter(self._solves)))
 
     def closed(self, stream: int) -> None:
         call = self._calls.pop(stream, None)

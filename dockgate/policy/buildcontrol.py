@@ -220,6 +220,9 @@ class BuildVerdict:
             which the I/O layer checks for tenants: free, or the tenant's own.
         bases: a Dockerfile's base images, whose ``ONBUILD`` triggers the I/O layer
             reads from the daemon and judges as part of the build.
+        named: images of ``image_refs`` (and ``bases``) named only where the daemon's
+            dockerfile frontend takes them from a named context of the solve, if its
+            BuildKit has named contexts (``facts.BuildKitFacts.named``).
     """
 
     allowed: bool
@@ -230,6 +233,7 @@ class BuildVerdict:
     warnings: tuple[str, ...] = ()
     image_names: tuple[str, ...] = ()
     bases: tuple[str, ...] = ()
+    named: tuple[str, ...] = ()
 
 
 _BUILD = Operation(BUILD_ENDPOINT, "POST", "/build", "stream")
@@ -296,7 +300,11 @@ def judge_facts(
         for rf in found if rf.mode == "warn"
     )
     bases = tuple(dict.fromkeys(n for _, n in bk.bases))
-    return BuildVerdict(True, message, "", record, refs, warnings, names, bases)
+    named_pairs = set(bk.named)
+    elsewhere = {n for p in bk.images if p not in named_pairs for n in p[1:]} | \
+        {n for _, n in bk.frontends + bk.cache_images}
+    named = tuple(dict.fromkeys(n for _, n in bk.named if n not in elsewhere))
+    return BuildVerdict(True, message, "", record, refs, warnings, names, bases, named)
 
 
 def judge_solve(

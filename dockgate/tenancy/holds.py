@@ -12,9 +12,12 @@ them (tag, commit, build ``t``, import, pull, or remove it or an image that
 carries it, or prune the tenant's images) is refused, and a build whose base
 name is being written at that moment (the write forwarded, its answer not yet
 in) is refused too, so that a write the daemon has not applied yet cannot land
-after the check.  A BuildKit build's bases are held the same way (its frontend
-resolves each ``FROM`` after the check), from the check until the connection
-that named them ends (``buildkit.connection``).
+after the check.  A BuildKit solve's bases are held the same way (its frontend
+resolves each ``FROM`` after the check), from the check until that solve's
+``Control/Solve`` call ends, and so are the names its exporters write, as writes
+(``buildkit.connection``).  Holds of one *group* (one BuildKit solve) do not
+conflict with each other: a solve's frontend resolves its bases before its
+exporter writes, so a build ``FROM app`` that exports ``app`` is no race.
 
 Names are compared as the daemon resolves them (``busybox`` is
 ``docker.io/library/busybox:latest``); a reference with a digest, or one
@@ -25,7 +28,7 @@ front of the one daemon, like ``buildkit.connection.BUILDS``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -53,6 +56,8 @@ class Claim:
     keys: tuple[str, ...]
     owner: str = ""
     """The tenant whose build holds base names (``building``)."""
+    group: str = ""
+    """Claims of one group do not conflict with each other ("": none)."""
     released: bool = field(default=False)
 
 
@@ -61,36 +66,56 @@ class NameHolds:
     names that forwarded writes have not finished writing."""
 
     def __init__(self) -> None:
-        self._held: dict[Kind, dict[str, int]] = {"base": {}, "write": {}}
+        self._held: dict[Kind, dict[str, dict[str, int]]] = {"base": {}, "write": {}}
+        """kind -> name key -> group -> count."""
         self._builds: dict[str, int] = {}
+        self._waiting: list[Callable[[], None]] = []
 
     def building(self, owner: str) -> bool:
         """Whether a build of tenant ``owner`` holds base names now."""
         return self._builds.get(owner, 0) > 0
 
-    def conflict(self, kind: Kind, names: Iterable[str]) -> str | None:
-        """The first of ``names`` that a hold of the other kind holds, or None."""
+    def conflict(self, kind: Kind, names: Iterable[str], group: str = "") -> str | None:
+        """The first of ``names`` that a hold of the other kind holds (outside ``group``),
+        or None."""
         other = self._held["write" if kind == "base" else "base"]
         for name in names:
             key = name_key(name)
-            if key is not None and other.get(key):
+            holders = other.get(key) if key is not None else None
+            if holders and (not group or any(g != group for g in holders)):
                 return name
         return None
 
-    def claim(self, kind: Kind, names: Iterable[str], owner: str = "") -> Claim | str:
+    def claim(self, kind: Kind, names: Iterable[str], owner: str = "", group: str = ""
+              ) -> Claim | str:
         """Hold ``names`` as ``kind`` (a base hold for tenant ``owner``'s build); or the
-        first name held by the other kind, holding nothing."""
+        first name held by the other kind (outside ``group``), holding nothing."""
         names = list(names)
-        found = self.conflict(kind, names)
+        found = self.conflict(kind, names, group)
         if found is not None:
             return found
         keys = tuple(dict.fromkeys(k for k in map(name_key, names) if k is not None))
         table = self._held[kind]
         for key in keys:
-            table[key] = table.get(key, 0) + 1
+            holders = table.setdefault(key, {})
+            holders[group] = holders.get(group, 0) + 1
         if kind == "base":
             self._builds[owner] = self._builds.get(owner, 0) + 1
-        return Claim(kind, keys, owner)
+        return Claim(kind, keys, owner, group)
+
+    def held(self) -> dict[Kind, tuple[str, ...]]:
+        """The names held now, by kind (for tests and operators: empty when idle)."""
+        return {kind: tuple(sorted(table)) for kind, table in self._held.items()}
+
+    def when_released(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once, at the next release of any claim; returns what cancels
+        that (a claim refused for a conflict may be tried again then)."""
+        self._waiting.append(callback)
+
+        def cancel() -> None:
+            if callback in self._waiting:
+                self._waiting.remove(callback)
+        return cancel
 
     def release(self, claim: Claim) -> None:
         """Let go of ``claim`` (once; again is a no-op)."""
@@ -99,17 +124,23 @@ class NameHolds:
         claim.released = True
         table = self._held[claim.kind]
         for key in claim.keys:
-            left = table.get(key, 0) - 1
-            if left > 0:
-                table[key] = left
-            else:
+            holders = table.get(key, {})
+            _uncount(holders, claim.group)
+            if not holders:
                 table.pop(key, None)
         if claim.kind == "base":
-            left = self._builds.get(claim.owner, 0) - 1
-            if left > 0:
-                self._builds[claim.owner] = left
-            else:
-                self._builds.pop(claim.owner, None)
+            _uncount(self._builds, claim.owner)
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback()
+
+
+def _uncount(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 HOLDS = NameHolds()

@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -407,6 +407,30 @@ def test_base_retagged_while_the_context_is_held_back_is_refused(two: Tenants) -
     two.a.docker("tag", trig, base)
 
 
+def _during(caller: Caller, args: tuple[str, ...], probe: Callable[[], str | None],
+            then: Callable[[], None] = lambda: None) -> tuple[str | None, int, str]:
+    """Run ``docker ARGS`` as ``caller`` in the background and ``probe`` every 0.2 s (for
+    at most 60 s) until it returns something while the command runs; then ``then``, and
+    wait for the command.  Returns what ``probe`` returned (None: nothing), the exit
+    status and the command's stderr."""
+    proc = subprocess.Popen(caller.argv(args), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+    try:
+        found = None
+        deadline = time.monotonic() + 60
+        while found is None and proc.poll() is None and time.monotonic() < deadline:
+            found = probe()
+            time.sleep(0.2)
+        if found is not None:
+            then()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return found, proc.returncode, err.decode(errors="replace")
+
+
 def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
     """A tenant's BuildKit build holds its base names as a classic build does: the frontend
     resolves each ``FROM`` after dockgate read the base's triggers, so a retag of the base
@@ -423,31 +447,101 @@ def test_buildkit_base_is_held_while_the_build_runs(two: Tenants) -> None:
     two.a.docker("commit", "-c", f"ONBUILD COPY --from={two.b_image} /secret /stolen", src,
                  trig)
     ctx = _context(f"FROM {base}\nRUN sleep 6\n")
-    build = subprocess.Popen(
-        two.a.argv(("buildx", "build", "--progress", "plain", "--pull=false", *NONE, "--load",
-                    "-t", out_tag, str(ctx))),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
-    try:
+
+    def retag() -> str | None:
         # Retagging the base to the image it already names changes nothing; once it
         # is refused, the build holds the name.
-        refused = None
-        deadline = time.monotonic() + 60
-        while refused is None and build.poll() is None and time.monotonic() < deadline:
-            same = two.a.docker("tag", two.a_image, base, check=False)
-            if same.returncode != 0:
-                refused = same.stderr
-            time.sleep(0.2)
-        assert refused is not None, "no retag was refused while the build ran"
-        assert "is in use by a running build that starts from it" in refused, refused
-        swap = two.a.docker("tag", trig, base, check=False)
-        assert swap.returncode != 0 and "is in use by a running build" in swap.stderr, \
-            swap.stderr
-        _, err = build.communicate(timeout=300)
-    finally:
-        if build.poll() is None:
-            build.kill()
-            build.communicate()
-    assert build.returncode == 0, err.decode(errors="replace")[-3000:]
+        same = two.a.docker("tag", two.a_image, base, check=False)
+        return same.stderr if same.returncode != 0 else None
+
+    def swap() -> None:
+        out = two.a.docker("tag", trig, base, check=False)
+        assert out.returncode != 0 and "is in use by a running build" in out.stderr, out.stderr
+
+    refused, status, err = _during(two.a, ("buildx", "build", "--progress", "plain",
+                                           "--pull=false", *NONE, "--load", "-t", out_tag,
+                                           str(ctx)), retag, swap)
+    assert refused is not None, "no retag was refused while the build ran"
+    assert "is in use by a running build that starts from it" in refused, refused
+    assert status == 0, err[-3000:]
     assert image_file(two.engine, out_tag + ":latest", "/mine") == "mine\n"
     assert image_file(two.engine, out_tag + ":latest", "/stolen") == ""  # no file
     two.a.docker("tag", trig, base)
+
+
+def _bake_file(tag: str, *, dependent: bool) -> Path:
+    """A bake file: target ``a`` (a slow step) exports ``ta-TAG``; with ``dependent``,
+    target ``b`` is ``FROM ta-TAG``, declared as depending on ``a`` (``contexts``:
+    ``target:a``, which only engines with named contexts build)."""
+    targets: dict[str, dict[str, object]] = {"a": {
+        "context": str(_context(f"FROM {IMAGE}\nRUN sleep 4 && echo a-{tag} > /a\n")),
+        "tags": [f"ta-{tag}"], "output": ["type=docker"], "network": "none"}}
+    if dependent:
+        targets["b"] = {"context": str(_context(f"FROM ta-{tag}\nRUN cat /a > /b\n")),
+                        "tags": [f"tb-{tag}"], "output": ["type=docker"], "network": "none",
+                        "contexts": {f"ta-{tag}": "target:a"}}
+    bake = {"group": {"default": {"targets": sorted(targets)}}, "target": targets}
+    return readable_dir({"docker-bake.json": json.dumps(bake)}) / "docker-bake.json"
+
+
+def test_buildkit_solve_holds_its_exports_and_bases_for_the_solve_only(two: Tenants) -> None:
+    """A tenant's BuildKit solve holds the names it exports as writes while it runs: a
+    classic build ``FROM`` such a name meanwhile is refused (409, being written), not
+    read mid-export.  The holds last for that solve only: on the engine with named
+    contexts a ``buildx bake`` target ``FROM`` the tag of a target it declares it
+    depends on (``target:``) builds from what that target wrote, on the first run (the
+    name did not exist) and the second (it did), as on the bare daemon; and once the
+    bake is over nothing is held (a retag of every name and a build from each work)."""
+    if two.a.kind != "tls":
+        pytest.skip("buildx keeps state in DOCKER_CONFIG, which only root can write here")
+    dependent = two.engine.name != "20.10"  # its BuildKit has no named contexts
+    tag = uuid.uuid4().hex[:8]
+    if dependent:
+        direct = two.engine.docker_direct(
+            "buildx", "bake", "--allow", "fs=*", "--progress", "plain", "-f",
+            str(_bake_file(f"d{tag}", dependent=True)), check=False, timeout=300)
+        assert direct.returncode == 0, direct.stderr[-3000:]
+
+    def classic_from() -> str | None:
+        out = classic(two.a, *NONE, str(_context(f"FROM ta-{tag}\n")))
+        return out.stderr if "is being written by another request" in out.stderr else None
+
+    for run in range(2 if dependent else 1):
+        refused, status, err = _during(two.a, ("buildx", "bake", "--progress", "plain", "-f",
+                                               str(_bake_file(tag, dependent=dependent))),
+                                       classic_from)
+        assert status == 0, err[-3000:]
+        assert refused, f"run {run}: no build from the exported name was refused"
+        assert f"image name 'ta-{tag}' is being written by another request" in refused
+    names = [f"ta-{tag}"] + ([f"tb-{tag}"] if dependent else [])
+    if dependent:
+        assert image_file(two.engine, f"tb-{tag}", "/b") == f"a-{tag}\n"
+    for name in names:
+        assert classic(two.a, *NONE, "-t", f"{name}-after",
+                       str(_context(f"FROM {name}\n"))).returncode == 0
+        two.a.docker("tag", two.a_image, name)
+
+
+def test_compose_service_from_another_services_image_builds(two: Tenants) -> None:
+    """``docker compose build`` of a service ``FROM`` the image another service builds,
+    declared (``additional_contexts: NAME: service:a``), builds through dockgate as on
+    the bare daemon: the two solves share one connection, and neither's holds outlast
+    it (engines with named contexts)."""
+    if two.a.kind != "tls" or two.engine.name == "20.10":
+        pytest.skip("compose keeps state in DOCKER_CONFIG (TLS only); 20.10 has no named "
+                    "contexts")
+    for run in ("direct", "gated"):
+        tag = uuid.uuid4().hex[:8]
+        b = {"context": str(_context(f"FROM ta-{tag}\nRUN cat /a > /b\n")), "network": "none",
+             "additional_contexts": {f"ta-{tag}": "service:a"}}
+        a = {"context": str(_context(f"FROM {IMAGE}\nRUN echo a-{tag} > /a\n")),
+             "network": "none"}
+        doc = {"services": {"a": {"build": a, "image": f"ta-{tag}"},
+                            "b": {"build": b, "image": f"tb-{tag}"}}}
+        args = ("compose", "-f", str(readable_dir({"compose.json": json.dumps(doc)}) /
+                                     "compose.json"), "-p", f"p{tag}", "build")
+        out = two.a.docker(*args, check=False, timeout=300) if run == "gated" else \
+            two.engine.docker_direct(*args, check=False, timeout=300)
+        assert out.returncode == 0, f"{run}: {out.stderr[-3000:]}"
+        assert image_file(two.engine, f"tb-{tag}", "/b") == f"a-{tag}\n"
+    two.a.docker("tag", two.a_image, f"ta-{tag}")  # nothing holds the name any more
