@@ -34,7 +34,15 @@ _DONE: Final = main.CONNECTION_DONE
 
 
 def read(t: Any) -> object:
-    """One ``recv`` of up to ``bufferSize`` bytes, straight to the protocol (``doRead``)."""
+    """One ``recv`` of up to ``bufferSize`` bytes, straight to the protocol (``doRead``).
+
+    Nothing is read once an abort is under way: Twisted's ``abortConnection``
+    replaces the instance's ``doRead`` with a no-op until ``connectionLost``,
+    which the reactor's direct call here would otherwise bypass (a producer's
+    ``resumeProducing`` restarts reading while the transport is still connected).
+    """
+    if t._aborting:
+        return None
     try:
         data: bytes = t.socket.recv(t.bufferSize)
     except BlockingIOError:

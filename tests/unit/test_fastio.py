@@ -20,6 +20,7 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 
 from dockgate import fastio
 from dockgate.fastio import kernelsplice, writethrough
+from dockgate.fastio.reactor import DockgateReactor
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 
 
@@ -606,5 +607,35 @@ def test_upstream_connection_is_read_without_the_endpoint_wrapper(
         transport.readConnectionLost(main.CONNECTION_DONE)
         assert delegate.read_closed
     finally:
+        theirs.close()
+        ours.close()
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_aborted_connection_delivers_nothing_more_even_if_read_again(fast: bool) -> None:
+    """After ``abortConnection`` a transport's protocol gets no more bytes, as with
+    Twisted's own transports (whose abort replaces ``doRead`` with a no-op until
+    ``connectionLost`` runs), even when something resumes reading it meanwhile
+    (``resumeProducing`` restarts reading while the transport is still
+    connected): dockgate's reactor, which reads a write-through socket with the
+    compiled ``sockio.read`` directly, must not hand the protocol what the peer
+    sent after the abort."""
+    real = DockgateReactor()
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    transport = _server(ours, real)  # type: ignore[arg-type]
+    if fast:
+        assert writethrough.enable(transport)
+    transport.startReading()
+    try:
+        transport.abortConnection()
+        transport.resumeProducing()  # still connected: reading starts again
+        theirs.sendall(b"GET /after-the-abort HTTP/1.1\r\n\r\n")
+        real.doPoll(1.0)
+        assert transport.protocol.received == b""  # type: ignore[attr-defined]
+    finally:
+        transport.stopReading()
+        transport.stopWriting()
+        real._poller.close()
         theirs.close()
         ours.close()
