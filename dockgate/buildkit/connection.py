@@ -458,3 +458,7 @@ class MediatedSplice(Splice):
             HOLDS.release(claim)
         self._claims.clear()
         super()._done()
+        # A check of this connection waiting for a name held the other way gives up
+        # now, releasing what it claimed before (``claim_waiting``): not at its
+        # deadline, up to HOLD_WAIT seconds after the connection ended.
+        HOLDS.wake()

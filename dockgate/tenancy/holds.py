@@ -130,6 +130,12 @@ class NameHolds:
                 table.pop(key, None)
         if claim.kind == "base":
             _uncount(self._builds, claim.owner)
+        self.wake()
+
+    def wake(self) -> None:
+        """Call (once) what ``when_released`` registered, as a release does: for a
+        waiter whose own situation changed without a release (its connection ended,
+        so it gives up at once rather than at its deadline)."""
         waiting, self._waiting = self._waiting, []
         for callback in waiting:
             callback()

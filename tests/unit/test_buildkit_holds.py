@@ -9,6 +9,7 @@ claim is released exactly once, and nothing stays held once the builds are over.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import h2.config
 import h2.connection
@@ -17,7 +18,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
 from dockgate.buildkit import mediation
-from dockgate.buildkit.connection import HOLD_WAIT, claim_waiting
+from dockgate.buildkit.connection import HOLD_WAIT, MediatedSplice, claim_waiting
 from dockgate.buildkit.facts import familiar_name
 from dockgate.buildkit.grpcwire import frame_message
 from dockgate.buildkit.h2relay import H2Relay
@@ -25,7 +26,7 @@ from dockgate.buildkit.solve import SolveAsk
 from dockgate.policy import load_policy
 from dockgate.policy.buildcontrol import judge_dockerfile
 from dockgate.tenancy import Tenant
-from dockgate.tenancy.holds import Claim, NameHolds
+from dockgate.tenancy.holds import HOLDS, Claim, NameHolds
 
 EMPTY = {"base": (), "write": ()}
 PRIVILEGED = load_policy(str(Path(__file__).resolve().parents[2] / "policies" /
@@ -216,3 +217,32 @@ def test_a_solve_waits_for_the_other_kinds_release_then_claims_or_gives_up() -> 
     assert gone.result == "ta"
     holds.release(got)
     assert holds.held() == EMPTY and not clock.getDelayedCalls()
+
+
+def test_a_check_waiting_for_a_name_gives_up_when_its_connection_ends() -> None:
+    """A BuildKit connection's check that waits for a name another solve holds the other
+    way gives the conflict on the reactor's next turn once that connection ends (what it
+    claimed before the wait is then released with it), even when the end releases
+    nothing; it does not keep waiting, and holding, until ``HOLD_WAIT``."""
+    clock = Clock()
+    other = _claim(HOLDS, "write", ["waitedfor"], group="other-solve")
+    request = SimpleNamespace(endpoint=SimpleNamespace(id="build.grpc"), headers=())
+    ended: list[object] = []
+    splice = MediatedSplice(
+        SimpleNamespace(reactor=clock), SimpleNamespace(), ended.append, None,  # type: ignore[arg-type]
+        x=SimpleNamespace(request=request),  # type: ignore[arg-type]
+        judge=mediation.Judge(None, None, owner="teama", tenant=Tenant("teama")),
+        fetch=None,  # type: ignore[arg-type]
+        on_client_closing=lambda: None)
+    try:
+        waiting = ensureDeferred(splice._claim("base", ("waitedfor",), "teama", "this-solve"))
+        clock.advance(1)
+        assert not waiting.called
+        splice._done()
+        assert ended == [splice]
+        clock.advance(0)
+        assert waiting.called and waiting.result == "waitedfor"
+        assert not clock.getDelayedCalls()
+    finally:
+        HOLDS.release(other)
+    assert HOLDS.held() == EMPTY
