@@ -140,8 +140,11 @@ async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer:
     (``namespaces``); one named by its id is judged here as what it is (the host
     network's driver ``host`` is not an allowed network driver).
     """
-    if not name or "/" in name or any(ord(c) < 0x20 for c in name):
-        return  # not a name of such an object: the daemon refuses it
+    if not name:
+        return  # names nothing: the daemon refuses it
+    # Any other name is asked for, path-escaped: the daemon makes networks named with a
+    # '/' or a control character (28.5: ``a/b``, ``e<TAB>f``), attaches containers to
+    # them by that name, and answers ``GET /networks/a%2Fb``.
     base, operation, as_create = _AS_CREATE[kind]
     prefix = f"/v{version}" if version else ""
     status, info = await fetch("GET", f"{prefix}{base}{quote(name, safe='')}", None)

@@ -12,6 +12,7 @@ import tarfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -583,3 +584,30 @@ def test_a_joined_network_is_judged_as_its_create() -> None:
                         fetch))
     for mode in ("default", "none", "host"):
         assert not needs_joins(BASELINE, req("image.build", None, (("networkmode", mode),)))
+
+
+def test_a_joined_network_named_with_a_slash_or_a_control_is_judged_too() -> None:
+    """Network names are not validated by the daemon (28.5 makes ``a/b`` and ``e<TAB>f``,
+    attaches a container created with ``--network a/b`` to it, and answers
+    ``GET /networks/a%2Fb``): a macvlan on a host interface with such a name is inspected,
+    path-escaped, and refused like any other, not let through unjudged."""
+    mac = {"Id": "m" * 64, "Driver": "macvlan", "Scope": "local", "Internal": True,
+           "Options": {"parent": "eth0", "macvlan_mode": "passthru"}}
+    names = ("lan/x", "lan\tx", "lan%2Fx")
+    asked: list[str] = []
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        asked.append(target)
+        prefix, _, name = target.partition("/networks/")
+        name = unquote(name)
+        return (200, {**mac, "Name": name}) if not prefix and name in names else (404, None)
+
+    for name in names:
+        for bad in (req("container.create", {"Image": "x", "HostConfig": {"NetworkMode": name}}),
+                    req("container.create", {"Image": "x", "NetworkingConfig": {
+                        "EndpointsConfig": {name: {}}}})):
+            assert needs_joins(BASELINE, bad)
+            with pytest.raises(Forbidden, match=r"does not pass the policy: .*network driver "
+                                                r"'macvlan' is not allowed"):
+                asyncio.run(check_joins(bad, BASELINE, PEER, fetch))
+    assert f"/networks/{quote('lan/x', safe='')}" in asked
