@@ -153,11 +153,18 @@ LIMITED_ARRAYS: dict[str, tuple[str, ...]] = {
     "Resources": ("Devices", "DeviceRequests", "DeviceCgroupRules", "Ulimits"),
     "TaskSpec": ("Networks",),
     "EndpointSpec": ("Ports",),
+    # Each endpoint's links are container inspections (policy/joins.py).
+    "EndpointSettings": ("Links",),
 }
 LIMITED_MAPS: dict[str, tuple[str, ...]] = {
     "HostConfig": ("Tmpfs", "Sysctls", "StorageOpt"),
+    # Each endpoint is a network mode the policy reads and a network inspection.
+    "NetworkingConfig": ("EndpointsConfig",),
 }
+# A path's "*" is any member of a map (``additionalProperties``).
 LIMITED_NESTED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("PortMap", ()),  # HostConfig.PortBindings: the policy reads each binding
+    ("PortMap", ("*",)),
     ("Mount", ("TmpfsOptions", "Options")),
     ("TaskSpec", ("ContainerSpec", "Groups")),
     ("TaskSpec", ("ContainerSpec", "Mounts")),
@@ -188,7 +195,8 @@ def limit_entries(defs: dict[str, Any]) -> None:
     for name, path in LIMITED_NESTED:
         node = defs.get(name)
         for key in path:
-            node = None if node is None else node.get("properties", {}).get(key)
+            node = None if node is None else node.get("additionalProperties") if key == "*" \
+                else node.get("properties", {}).get(key)
         if node is not None:
             cap(node)
 

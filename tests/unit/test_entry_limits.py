@@ -55,6 +55,18 @@ CASES: list[tuple[str, str, Any, str]] = [
     ("/containers/create", "HostConfig.Mounts[0].TmpfsOptions.Options", lambda n: create(
         {"Mounts": [{"Type": "tmpfs", "Target": "/t",
                      "TmpfsOptions": {"Options": [["noexec"]] * n}}]}), "1.47"),
+    # Read entry by entry by the policy (facts: port bindings, network modes) and, for
+    # each endpoint and each of its links, an inspection of the daemon (joins).
+    ("/containers/create", "HostConfig.PortBindings", lambda n: create(
+        {"PortBindings": {f"{i}/tcp": [{"HostPort": ""}] for i in range(n)}}), "1.24"),
+    ("/containers/create", "HostConfig.PortBindings.80/tcp", lambda n: create(
+        {"PortBindings": {"80/tcp": [{"HostPort": ""}] * n}}), "1.24"),
+    ("/containers/create", "NetworkingConfig.EndpointsConfig", lambda n: {
+        "Image": "b", "NetworkingConfig": {"EndpointsConfig": {f"n{i}": {} for i in range(n)}}},
+     "1.24"),
+    ("/containers/create", "NetworkingConfig.EndpointsConfig.n.Links", lambda n: {
+        "Image": "b", "NetworkingConfig": {"EndpointsConfig": {"n": {
+            "Links": [f"c{i}:a{i}" for i in range(n)]}}}}, "1.24"),
     ("/containers/abc/update", "Devices", lambda n: {
         "Devices": [{"PathOnHost": "/dev/null"}] * n}, "1.24"),
     ("/services/create", "TaskTemplate.ContainerSpec.CapabilityAdd", lambda n: {
