@@ -24,7 +24,7 @@ from dockgate.admission.jsonstrict import dumps
 from dockgate.admission.query import bool_value
 from dockgate.buildctx import DockerfileFacts
 from dockgate.buildctx.dockerfile import triggers
-from dockgate.errors import DockgateError, Forbidden, NotFound, UpstreamUnavailable
+from dockgate.errors import BadRequest, DockgateError, Forbidden, NotFound, UpstreamUnavailable
 from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy.controls import DecisionContext
 from dockgate.policy.decision import decide
@@ -219,6 +219,35 @@ async def _judge(
                      policy=policy, peer=peer, fetch=fetch, version=version, seen=seen)
 
 
+MAX_LOOKUPS = 128
+"""Distinct daemon lookups one request's join check may make.  Each list it follows
+is capped at 512 entries (the schemas), but they nest (every endpoint's ``Links``,
+every joined container's volumes and networks), and each lookup is a request the
+daemon serves: a client must not make one create cost thousands of them."""
+
+
+class _Lookups:
+    """The daemon lookups of one join check: a target asked twice gets the first
+    answer (a volume named by several binds, a container joined twice, is judged on
+    one reading), and more than ``MAX_LOOKUPS`` distinct ones refuse the request."""
+
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
+        self._answers: dict[str, tuple[int, Any]] = {}
+
+    async def __call__(self, method: str, target: str, body: Any) -> tuple[int, Any]:
+        if method != "GET" or body is not None:
+            return await self._fetch(method, target, body)
+        answer = self._answers.get(target)
+        if answer is None:
+            if len(self._answers) >= MAX_LOOKUPS:
+                raise BadRequest(f"the request refers to more than {MAX_LOOKUPS} volumes, "
+                                 "networks and containers (with those they join) for "
+                                 "dockgate to check")
+            answer = self._answers[target] = await self._fetch(method, target, body)
+        return answer
+
+
 async def check_joins(
     request: CanonicalRequest, policy: Any, peer: Peer, fetch: Fetch
 ) -> CanonicalRequest:
@@ -233,8 +262,10 @@ async def check_joins(
         Forbidden: a joined (or started, or entered) container does not pass ``policy``.
         NotFound: a joined container does not exist.
         UpstreamUnavailable: the daemon did not answer an inspection.
+        BadRequest: more than ``MAX_LOOKUPS`` objects to look up.
     """
     version = request.version
+    fetch = _Lookups(fetch)
     if request.endpoint.id == EXEC_START and "id" in request.params:
         return await _check_exec_start(request, policy, peer, fetch)
     if request.endpoint.id in JUDGES_PATH and "id" in request.params:

@@ -19,12 +19,12 @@ import pytest
 from dockgate.buildctx import ContextCheck, ContextError, parse
 from dockgate.buildctx.dockerfile import DockerfileFacts, triggers
 from dockgate.buildctx.tarscan import TarScanner
-from dockgate.errors import Forbidden, NotFound
+from dockgate.errors import BadRequest, Forbidden, NotFound
 from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import DecisionContext, PolicyError, load_policy
 from dockgate.policy import joins as J
 from dockgate.policy.hostpaths import literal_root, root_problem, symlink_below
-from dockgate.policy.joincheck import check_joins, needs_joins
+from dockgate.policy.joincheck import MAX_LOOKUPS, check_joins, needs_joins
 from dockgate.policy.rules import CompiledPolicy, compile_policy
 from dockgate.policy.source import parse_yaml
 
@@ -611,3 +611,30 @@ def test_a_joined_network_named_with_a_slash_or_a_control_is_judged_too() -> Non
                                                 r"'macvlan' is not allowed"):
                 asyncio.run(check_joins(bad, BASELINE, PEER, fetch))
     assert f"/networks/{quote('lan/x', safe='')}" in asked
+
+
+def test_a_join_check_asks_each_target_once_and_at_most_max_lookups() -> None:
+    """A volume named by many binds is looked up once; a create naming more distinct
+    volumes than ``MAX_LOOKUPS`` is refused (400) after that many lookups, not after one
+    per name; one at the limit is checked whole."""
+    asked: list[str] = []
+
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        asked.append(target)
+        name = unquote(target.rpartition("/volumes/")[2])
+        return 200, {"Name": name, "Driver": "local", "Options": None, "Labels": None}
+
+    def create(binds: list[str]) -> CanonicalRequest:
+        return req("container.create", {"Image": "x", "HostConfig": {"Binds": binds}})
+
+    asyncio.run(check_joins(create([f"same:/m{i}" for i in range(500)]), BASELINE, PEER, fetch))
+    assert len(asked) == 1
+    asked.clear()
+    asyncio.run(check_joins(create([f"v{i}:/m{i}" for i in range(MAX_LOOKUPS)]), BASELINE, PEER,
+                            fetch))
+    assert len(asked) == MAX_LOOKUPS
+    asked.clear()
+    with pytest.raises(BadRequest, match=f"more than {MAX_LOOKUPS} volumes, networks"):
+        asyncio.run(check_joins(create([f"v{i}:/m{i}" for i in range(MAX_LOOKUPS + 1)]),
+                                BASELINE, PEER, fetch))
+    assert len(asked) == MAX_LOOKUPS
