@@ -286,7 +286,7 @@ class MediatedSplice(Splice):
                 for kind, names, refusal in held:
                     if not names:
                         continue
-                    got = await self._claim(kind, names, tenant.name, group)
+                    got = await self._claim(kind, names, tenant.name, group, p.ref)
                     if isinstance(got, str):
                         return tenant_denial(self._judge, "tenant-images", refusal(got),
                                              verdict.facts)
@@ -316,10 +316,17 @@ class MediatedSplice(Splice):
                 compare_versions(version, NAMED_CONTEXTS_API) >= 0
         return self._named
 
-    async def _claim(self, kind: Kind, names: tuple[str, ...], owner: str, group: str
-                     ) -> Claim | str:
+    async def _claim(self, kind: Kind, names: tuple[str, ...], owner: str, group: str,
+                     ref: str) -> Claim | str:
+        """``claim_waiting`` while this connection is open and, if build ``ref``'s
+        Control Solve had begun, until it ends (a wait must not outlive its build)."""
+        running = bool(ref) and ref in BUILDS.solves
+
+        def alive() -> bool:
+            return self._on_done is not None and (not running or ref in BUILDS.solves)
+
         return await claim_waiting(HOLDS, self._reactor, kind, names, owner=owner, group=group,
-                                   alive=lambda: self._on_done is not None)
+                                   alive=alive)
 
     def _hold(self, claim: Claim, p: Pending, allowed: bool) -> None:
         """Keep ``claim`` until the build ``p`` is for ends (its Control Solve; for a

@@ -350,6 +350,7 @@ class Builds:
                 if not any(claim in r.claims for r in self.solves.values()):
                     self.holds.release(claim)
             record.claims.clear()
+            self.holds.wake()  # a check of this build still waiting gives up now
         return record
 
     def group(self, ref: str, session: str) -> str:

@@ -18,7 +18,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import Clock
 
 from dockgate.buildkit import mediation
-from dockgate.buildkit.connection import HOLD_WAIT, MediatedSplice, claim_waiting
+from dockgate.buildkit.connection import BUILDS, HOLD_WAIT, MediatedSplice, claim_waiting
 from dockgate.buildkit.facts import familiar_name
 from dockgate.buildkit.grpcwire import frame_message
 from dockgate.buildkit.h2relay import H2Relay
@@ -235,7 +235,8 @@ def test_a_check_waiting_for_a_name_gives_up_when_its_connection_ends() -> None:
         fetch=None,  # type: ignore[arg-type]
         on_client_closing=lambda: None)
     try:
-        waiting = ensureDeferred(splice._claim("base", ("waitedfor",), "teama", "this-solve"))
+        waiting = ensureDeferred(splice._claim("base", ("waitedfor",), "teama", "this-solve",
+                                               ""))
         clock.advance(1)
         assert not waiting.called
         splice._done()
@@ -245,4 +246,36 @@ def test_a_check_waiting_for_a_name_gives_up_when_its_connection_ends() -> None:
         assert not clock.getDelayedCalls()
     finally:
         HOLDS.release(other)
+    assert HOLDS.held() == EMPTY
+
+
+def test_a_check_waiting_for_a_name_gives_up_when_its_solve_ends() -> None:
+    """A check that waits for a name on behalf of a Control Solve that had begun gives the
+    conflict on the next turn once that solve ends (its answer, a reset), although its
+    connection stays open and nothing it waits for was released: the wait does not
+    outlive its build."""
+    clock = Clock()
+    other = _claim(HOLDS, "write", ["waitedfor2"], group="other-solve")
+    request = SimpleNamespace(endpoint=SimpleNamespace(id="build.grpc"), headers=())
+    splice = MediatedSplice(
+        SimpleNamespace(reactor=clock), SimpleNamespace(), lambda _: None, None,  # type: ignore[arg-type]
+        x=SimpleNamespace(request=request),  # type: ignore[arg-type]
+        judge=mediation.Judge(None, None, owner="teama", tenant=Tenant("teama")),
+        fetch=None,  # type: ignore[arg-type]
+        on_client_closing=lambda: None)
+    record, why = BUILDS.solve("ref-ending", "", "teama")
+    assert record is not None and why == ""
+    try:
+        waiting = ensureDeferred(splice._claim("base", ("waitedfor2",), "teama", "ref-ending",
+                                               "ref-ending"))
+        clock.advance(1)
+        assert not waiting.called
+        BUILDS.finished("ref-ending")
+        clock.advance(0)
+        assert waiting.called and waiting.result == "waitedfor2"
+        assert not clock.getDelayedCalls()
+    finally:
+        BUILDS.finished("ref-ending")
+        HOLDS.release(other)
+        splice._done()
     assert HOLDS.held() == EMPTY
