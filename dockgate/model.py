@@ -135,10 +135,9 @@ class CanonicalRequest:
         replaced.  ``known``: the canonical encoding of some replaced members'
         values (``dumps(body[key])``), which the caller made more cheaply.
         """
-        members = self.body_members
-        if (members is not None and members[0] is self.body and members[1] is self.body_bytes
-                and isinstance(body, dict)):
-            encoded, spans = reencode(self.body, members[1], members[2], body, known)
+        spans = self._spans()
+        if spans is not None and self.body_bytes is not None and isinstance(body, dict):
+            encoded, spans = reencode(self.body, self.body_bytes, spans, body, known)
             return replace(self, body=body, body_bytes=encoded,
                            body_members=(body, encoded, spans))
         return replace(self, body=body, body_bytes=dumps(body), body_members=None)
@@ -146,13 +145,19 @@ class CanonicalRequest:
     def member_bytes(self, key: str) -> bytes | None:
         """The canonical encoding of the body's top-level member ``key``'s value, cut
         from the forwarded bytes, when its spans are valid (a heavy body), else None."""
+        spans = self._spans()
+        span = spans.get(key) if spans is not None else None
+        if span is None or self.body_bytes is None:
+            return None
+        return self.body_bytes[span[0] + len(dumps(key)) + 1:span[1]]
+
+    def _spans(self) -> Spans | None:
+        """The member spans of ``body_bytes``, while ``body_members`` was made for this
+        very ``body`` and ``body_bytes`` (a change of either leaves them stale)."""
         members = self.body_members
         if members is None or members[0] is not self.body or members[1] is not self.body_bytes:
             return None
-        span = members[2].get(key)
-        if span is None:
-            return None
-        return members[1][span[0] + len(dumps(key)) + 1:span[1]]
+        return members[2]
 
     @property
     def target(self) -> str:
