@@ -44,9 +44,8 @@ from typing import Any
 from twisted.internet import abstract, tcp, unix
 
 from dockgate.fastio import sockio
-from dockgate.fastio.sockio import cork, flush, uncork
 
-__all__ = ["ENABLED", "PROBLEM", "cork", "enable", "flush", "probe", "uncork", "unread"]
+__all__ = ["ENABLED", "PROBLEM", "enable", "probe", "unread"]
 
 _BASES: tuple[type, ...] = (tcp.Server, tcp.Client, unix.Server, unix.Client)
 _SUBCLASSES: dict[type, type] = {}

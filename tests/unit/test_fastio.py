@@ -19,7 +19,7 @@ from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
 from dockgate import fastio
-from dockgate.fastio import kernelsplice, writethrough
+from dockgate.fastio import kernelsplice, sockio, writethrough
 from dockgate.fastio.reactor import DockgateReactor
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 
@@ -155,10 +155,10 @@ def test_enable_does_nothing_while_fast_io_is_off(reactor: MemoryReactor) -> Non
         transport = _server(ours, reactor)
         assert not writethrough.enable(transport)
         assert type(transport) is unix.Server
-        writethrough.cork(transport)
+        sockio.cork(transport)
         transport.write(b"stock")
-        writethrough.uncork(transport)
-        writethrough.flush(transport)
+        sockio.uncork(transport)
+        sockio.flush(transport)
         assert transport._tempDataBuffer == [b"stock"]
         assert transport in reactor.getWriters()
 
@@ -238,15 +238,15 @@ def test_cork_holds_writes_until_uncork_sends_them_as_one(
     """Corked, a response's pieces (write and writeSequence) stay queued
     without registering for writability; the last uncork sends them in order."""
     transport, theirs = pair
-    writethrough.cork(transport)
-    writethrough.cork(transport)
+    sockio.cork(transport)
+    sockio.cork(transport)
     transport.write(b"HTTP/1.1 200 OK\r\n")
     transport.writeSequence([b"Content-Length: 2\r\n", b"\r\n", b"ok"])
     assert _drain(theirs) == b""
     assert transport not in reactor.getWriters()
-    writethrough.uncork(transport)
+    sockio.uncork(transport)
     assert _drain(theirs) == b""
-    writethrough.uncork(transport)
+    sockio.uncork(transport)
     assert _drain(theirs) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -263,13 +263,13 @@ def test_flush_sends_what_cork_held(pair: tuple[unix.Server, socket.socket]) -> 
     """flush sends held bytes now, while still corked (before the socket is
     handed to a splice), and leaves the cork count as it was."""
     transport, theirs = pair
-    writethrough.cork(transport)
+    sockio.cork(transport)
     transport.write(b"held")
-    writethrough.flush(transport)
+    sockio.flush(transport)
     assert _drain(theirs) == b"held"
     assert transport._dg_corked == 1  # type: ignore[attr-defined]
-    writethrough.flush(transport)  # nothing held: nothing happens
-    writethrough.uncork(transport)
+    sockio.flush(transport)  # nothing held: nothing happens
+    sockio.uncork(transport)
     assert _drain(theirs) == b""
 
 
@@ -283,9 +283,9 @@ def test_flush_behind_a_queue_registers_for_writability(
     transport.write(b"q" * (1 << 20))
     transport.doWrite()  # moves the queue into dataBuffer
     reactor.removeWriter(transport)
-    writethrough.cork(transport)
+    sockio.cork(transport)
     transport.write(b"later")
-    writethrough.flush(transport)
+    sockio.flush(transport)
     assert transport in reactor.getWriters()
     assert _drain(theirs).count(b"later") == 0
 
@@ -299,8 +299,8 @@ def test_writes_while_half_closed_or_aborting_are_not_sent(
     transport._aborting = True  # type: ignore[attr-defined]
     transport.write(b"late")
     assert _drain(theirs) == b""
-    writethrough.cork(transport)
-    writethrough.flush(transport)  # nothing leaves during an abort
+    sockio.cork(transport)
+    sockio.flush(transport)  # nothing leaves during an abort
     assert _drain(theirs) == b""
 
 
@@ -316,10 +316,10 @@ def test_unread_counts_queued_and_unconsumed_bytes(
     transport.write(b"12345")
     in_kernel = writethrough.unread(transport)
     assert in_kernel >= 5
-    writethrough.cork(transport)
+    sockio.cork(transport)
     transport.write(b"678")
     assert writethrough.unread(transport) == in_kernel + 3
-    writethrough.uncork(transport)
+    sockio.uncork(transport)
     assert _drain(theirs) == b"12345678"
     assert writethrough.unread(transport) == 0
     assert writethrough.unread(StringTransport()) == 0
