@@ -17,6 +17,7 @@ exactly as a missing one).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +42,7 @@ from dockgate.tenancy.holds import HOLDS, Claim, NameHolds, write_pending_messag
 from dockgate.tenancy.ownership import (
     BUILTIN_NETWORKS,
     ObjectRef,
+    bind_network_ids,
     image_shared,
     names_network,
     object_refs,
@@ -123,10 +125,11 @@ _AS_CREATE: Mapping[str, tuple[str, Operation,
 
 
 async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer: Peer,
-                          fetch: Fetch, version: str | None) -> None:
+                          fetch: Fetch, version: str | None) -> str | None:
     """A named volume or network a container uses must pass ``policy`` as the create that
     would make it, when it exists (a missing one the daemon makes from the judged request,
-    or refuses).
+    or refuses).  Returns the full id of a network judged (None for a volume, whose name
+    is its identity, or for nothing found).
 
     Both are made once and used by name ever after, and what they were made as
     acts on the host whenever a container uses them: a local volume made directly
@@ -141,7 +144,7 @@ async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer:
     network's driver ``host`` is not an allowed network driver).
     """
     if not name:
-        return  # names nothing: the daemon refuses it
+        return None  # names nothing: the daemon refuses it
     # Any other name is asked for, path-escaped: the daemon makes networks named with a
     # '/' or a control character (28.5: ``a/b``, ``e<TAB>f``), attaches containers to
     # them by that name, and answers ``GET /networks/a%2Fb``.
@@ -149,7 +152,7 @@ async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer:
     prefix = f"/v{version}" if version else ""
     status, info = await fetch("GET", f"{prefix}{base}{quote(name, safe='')}", None)
     if status == 404:
-        return
+        return None
     if status != 200 or not isinstance(info, Mapping):
         raise UpstreamUnavailable(f"{what}: cannot inspect {kind} {name!r} ({status})")
     body = as_create(name, info)
@@ -159,6 +162,21 @@ async def _check_attached(kind: str, name: str, what: str, *, policy: Any, peer:
     if not decision.allowed:
         raise Forbidden(f"{what}: {kind} {name!r} does not pass the policy: {decision.reason}",
                         reason="policy")
+    ident = info.get("Id")
+    return ident if kind == "network" and isinstance(ident, str) and ident else None
+
+
+def _pin_network(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalRequest:
+    """``request`` naming the network ``ref`` names by ``full``, the id that was judged: the
+    daemon resolves a name again when it acts (exact name, then id prefix), so a network
+    removed meanwhile would leave its name to another network's id."""
+    if ref.path[:1] == ("query",):
+        return replace(request, query=tuple((k, full if k == "networkmode" else v)
+                                            for k, v in request.query))
+    try:
+        return pin_path(request, ref, full)
+    except ValueError as e:
+        raise BadRequest(f"{ref.key}: {e}") from None
 
 
 async def _inspect(fetch: Fetch, ref: str, version: str | None, field: str) -> Mapping[str, Any]:
@@ -277,8 +295,11 @@ async def check_joins(
         path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
         request = pin_path(request, path_ref, str(info["Id"]))
     for vref in _attached_refs(request):
-        await _check_attached(vref.kind, vref.ref, vref.key, policy=policy, peer=peer,
-                              fetch=fetch, version=version)
+        network = await _check_attached(vref.kind, vref.ref, vref.key, policy=policy,
+                                        peer=peer, fetch=fetch, version=version)
+        if network is not None:
+            request = _pin_network(request, vref, network)
+    request = bind_network_ids(request)
     for ref in join_refs(request):
         info = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(info, f"{ref.field}: container {ref.ref!r}", policy=policy, peer=peer,
@@ -379,6 +400,8 @@ async def check_tenant_build(
         if status != 200 or not isinstance(found, Mapping) or \
                 not may_access(tenant, owner_of("network", found), net):
             raise NotFound(f"network {net.ref} not found", reason="not-owner")
+        # Each RUN step's container names it again, later: the id that was checked.
+        request = _pin_network(request, net, str(found.get("Id") or net.ref))
     return request
 
 

@@ -964,6 +964,45 @@ def pin(request: CanonicalRequest, ref: ObjectRef, full: str) -> CanonicalReques
     return substitute(request, ref, full)
 
 
+_NETWORK_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def bind_network_ids(request: CanonicalRequest) -> CanonicalRequest:
+    """A container create whose networks were pinned to their full ids (``pin``), with
+    each endpoint's ``NetworkID`` set to that id (an endpoint added for a ``NetworkMode``
+    network that has none), so that every start connects the network that was checked.
+
+    The daemon keeps a create's endpoints under the network's *name*, with the
+    client's ``NetworkID`` (empty unless given), and a start connects each by its
+    ``NetworkID`` when set, else by that name (``FindNetwork``: id, exact name, then
+    id prefix).  So a checked network removed before a start left its name to be
+    read as a prefix of another network's id: a tenant's container on its own
+    network named like the start of another tenant's network id joined that
+    network at start (20.10), and a start raced with the removal joined, under
+    baseline, a network the policy refuses (both engines).  Other requests are
+    returned unchanged.
+    """
+    body = request.body
+    if request.endpoint.id != "container.create" or not isinstance(body, dict):
+        return request
+    host = body.get("HostConfig")
+    mode = host.get("NetworkMode") if isinstance(host, Mapping) else None
+    net = body.get("NetworkingConfig")
+    net = net if isinstance(net, Mapping) else {}
+    endpoints = net.get("EndpointsConfig")
+    endpoints = endpoints if isinstance(endpoints, Mapping) else {}
+    bound = dict(endpoints)
+    for key, settings in endpoints.items():
+        if _NETWORK_ID.fullmatch(key) and (settings is None or isinstance(settings, Mapping)) \
+                and not (settings or {}).get("NetworkID"):
+            bound[key] = {**(settings or {}), "NetworkID": key}
+    if isinstance(mode, str) and _NETWORK_ID.fullmatch(mode) and mode not in bound:
+        bound[mode] = {"NetworkID": mode}
+    if bound == endpoints:
+        return request
+    return _with_body(request, {**body, "NetworkingConfig": {**net, "EndpointsConfig": bound}})
+
+
 def substitute(request: CanonicalRequest, ref: ObjectRef, value: str) -> CanonicalRequest:
     """``request`` with the reference ``ref`` replaced by ``value``, for any kind.
 

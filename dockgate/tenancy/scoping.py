@@ -71,7 +71,7 @@ from dockgate.tenancy.missing import (
     replayable,
     stand_in,
 )
-from dockgate.tenancy.ownership import ObjectRef, image_shared, substitute
+from dockgate.tenancy.ownership import ObjectRef, bind_network_ids, image_shared, substitute
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 """``fetch(method, target, json_body)`` → (status, decoded JSON or None)."""
@@ -234,7 +234,7 @@ async def scope_request(
         claims.append(claim)
     for name in dict.fromkeys(new_volumes):
         await _create_owned_volume(request, name, tenant, fetch)
-    return request, target
+    return bind_network_ids(request), target
 
 
 _SWARM_KINDS = frozenset({"service", "node", "task", "secret", "config"})

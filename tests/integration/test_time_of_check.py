@@ -43,13 +43,7 @@ ROUNDS = 30
 SECONDS = 60.0
 
 
-def call(sock: str, method: str, target: str, body: object = None) -> tuple[int, object]:
-    data = json.dumps(body).encode() if body is not None else None
-    status, raw = unixhttp.request(sock, method, target, data, timeout=60)
-    try:
-        return status, json.loads(raw) if raw.strip() else None
-    except ValueError:
-        return status, raw
+call = unixhttp.call
 
 
 def nonroot_image(engine: Engine, name: str) -> str:

@@ -46,6 +46,18 @@ def request(
         conn.close()
 
 
+def call(path: str, method: str, target: str, body: Any = None,
+         timeout: float = 60.0) -> tuple[int, Any]:
+    """One request with ``body`` sent as JSON; returns (status, the answer decoded as JSON,
+    or its bytes when it is not JSON; None when empty)."""
+    data = json.dumps(body).encode() if body is not None else None
+    status, raw = request(path, method, target, data, timeout=timeout)
+    try:
+        return status, json.loads(raw) if raw.strip() else None
+    except ValueError:
+        return status, raw
+
+
 def get_json(path: str, target: str, timeout: float = 30.0) -> Any:
     """GET ``target`` and decode its JSON body; raise on a non-2xx status."""
     status, body = request(path, "GET", target, timeout=timeout)
