@@ -170,15 +170,17 @@ def upgrade_headers(
 
 
 def serialise_response_head(
-    status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]
+    status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]], http10: bool = False
 ) -> bytes:
     """Serialise a response head.
 
     Used for every response to a client (``http1.server.ResponseWriter``
     adds the framing headers) and for hijacked ones (101, or Docker's legacy
     raw-stream 200), which are followed by raw bytes, not an HTTP body.
+    ``http10``: the status line says ``HTTP/1.0``, as Go's server answers a
+    request made in HTTP/1.0.
     """
-    out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    out = [b"HTTP/1.%d %d %s\r\n" % (0 if http10 else 1, status, reason)]
     out += [b"%s: %s\r\n" % pair for pair in headers]
     out.append(b"\r\n")
     head = b"".join(out)
