@@ -100,7 +100,7 @@ from dockgate.policy.joincheck import (
     check_tenant_build,
     needs_joins,
 )
-from dockgate.proxy import binding
+from dockgate.proxy import binding, lifecycle
 from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
 from dockgate.proxy.fastpath import FastPath, Finder, Known
@@ -134,7 +134,6 @@ from dockgate.proxy.lifecycle import (
     Event,
     IllegalTransition,
     State,
-    advance,
 )
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
@@ -1889,8 +1888,13 @@ class ProxyServerProtocol(Protocol):
             IllegalTransition: a move the table does not have (a bug); the
                 entry points answer it with ``_broken``.
         """
-        self.state = state = advance(self.state, event)
-        return state
+        # lifecycle.advance written out: an interpreted call six times an exchange.
+        state = self.state
+        nxt = lifecycle.NEXT[state][event]
+        if nxt is None:
+            raise IllegalTransition(state, event)
+        self.state = nxt
+        return nxt
 
     def _teardown(
         self, x: Exchange, *, reuse: bool = False, record: AuditStage | None = "ResponseComplete"
