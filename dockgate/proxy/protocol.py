@@ -201,7 +201,7 @@ def _new_id() -> str:
     by the prefix, across restarts; ``uuid4`` reads the kernel's random source
     on every call, which showed up on the per-request path.
     """
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return _ID_PREFIX + next(_ID_COUNTER).to_bytes(8, "big").hex()
 
 
 def _exit_code_source(x: Exchange) -> str | None:
