@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -61,9 +61,12 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
     IHandshakeListener,
+    ILoggingContext,
+    IProtocol,
     IPushProducer,
+    ITransport,
 )
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import classImplements
@@ -509,8 +512,9 @@ class ProxyServerFactory(ServerFactory):
         if version != self.api.daemon_version and is_known_version(version):
             self.api = replace(self.api, daemon_version=version)
 
-    def buildProtocol(self, addr: Any) -> ProxyServerProtocol:
-        """A fresh protocol for each connection."""
+    def buildProtocol(self, addr: Any) -> ProxyServerProtocol:  # type: ignore[override]
+        """A fresh protocol for each connection (an ``IProtocol`` provider; Twisted's
+        stubs want a ``Protocol`` subclass, which it is not, see the class)."""
         return ProxyServerProtocol(self)
 
     def startFactory(self) -> None:
@@ -529,12 +533,22 @@ class ProxyServerFactory(ServerFactory):
         self.daemon.close()
 
 
-class ProxyServerProtocol(Protocol):
-    """One client connection: parse, decide, forward, one request at a time."""
+class ProxyServerProtocol:
+    """One client connection: parse, decide, forward, one request at a time.
 
-    log = Logger()
+    Twisted's ``IProtocol`` without Twisted's ``Protocol`` base class: a class
+    that derives from none but ``object`` compiles (``setup.py``) to one whose
+    attributes are fields of a C struct, where a subclass of ``Protocol`` keeps
+    them in an instance dictionary and every ``self.x`` on the request path was
+    a generic attribute lookup.  ``makeConnection`` and ``logPrefix`` are what
+    it took from ``Protocol``.
+    """
+
+    log: ClassVar[Logger] = Logger()
 
     def __init__(self, factory: ProxyServerFactory) -> None:
+        self.transport: ITransport | None = None
+        self.connected = 0
         self.factory = factory
         self.settings = factory.settings
         self.reactor = factory.reactor
@@ -558,6 +572,16 @@ class ProxyServerProtocol(Protocol):
         self._admitting: Job | Offloaded | None = None
 
     # -- Twisted interfaces -------------------------------------------------
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """The transport connected (``Protocol.makeConnection``)."""
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def logPrefix(self) -> str:
+        """What Twisted prefixes this connection's log lines with."""
+        return "ProxyServerProtocol"
 
     def connectionMade(self) -> None:
         """Fix the peer's identity and register for write back-pressure."""
@@ -734,7 +758,9 @@ class ProxyServerProtocol(Protocol):
         )
         self.exchange = x
         settings = self.settings
-        known = self.factory.fast.current(self.reader.known, settings.policy(), self.factory.api,
+        # The reader's ``known`` is what this listener's fast path found for the head.
+        seen = cast("Known | None", self.reader.known)
+        known = self.factory.fast.current(seen, settings.policy(), self.factory.api,
                                           settings.tenants is not None and
                                           settings.tenants() is not None)
         if known is not None:  # seen before: decided, serialised and recorded as then
@@ -1185,7 +1211,8 @@ class ProxyServerProtocol(Protocol):
             self._upstream_ready(idle, x)
             return
         d = self.factory.pool.acquire()
-        d.addCallbacks(self._upstream_ready, self._upstream_failed, (x,), None, (x,), None)
+        d.addCallbacks(self._upstream_ready, self._upstream_failed, callbackArgs=(x,),
+                       errbackArgs=(x,))
         d.addErrback(self._unexpected)
 
     def _unexpected(self, failure: Failure) -> None:
@@ -1981,4 +2008,5 @@ class ProxyServerProtocol(Protocol):
 
 # Declared after the class rather than with ``@implementer``: mypyc (``setup.py``)
 # cannot compile closures in the methods of a decorated class.
-classImplements(ProxyServerProtocol, IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
+classImplements(ProxyServerProtocol, IProtocol, ILoggingContext, IHalfCloseableProtocol,
+                IPushProducer, IHandshakeListener)
