@@ -16,14 +16,17 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
+    ILoggingContext,
+    IProtocol,
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
+    ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from dockgate.fastio import sockio, writethrough
 from dockgate.http1.client import (
@@ -60,11 +63,16 @@ class UpstreamDelegate(TypingProtocol):
         """Events of one read from the daemon begin (True) or ended (False)."""
 
 
-@implementer(IHalfCloseableProtocol, IPushProducer)
-class UpstreamConnection(Protocol):
-    """One connection to the daemon, speaking HTTP/1.1 until spliced."""
+class UpstreamConnection:
+    """One connection to the daemon, speaking HTTP/1.1 until spliced.
+
+    An ``IProtocol`` provider without Twisted's ``Protocol`` base, as
+    ``ProxyServerProtocol`` is: compiled, its attributes are struct fields.
+    """
 
     def __init__(self, pool: UpstreamPool) -> None:
+        self.transport: ITransport | None = None
+        self.connected = 0
         self.pool = pool
         self.reader = ResponseReader()
         self._chunked = False
@@ -75,6 +83,16 @@ class UpstreamConnection(Protocol):
         self.gate: ReadGate | None = None
 
     # Twisted interfaces
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """The transport connected (``Protocol.makeConnection``)."""
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def logPrefix(self) -> str:
+        """What Twisted prefixes this connection's log lines with."""
+        return "UpstreamConnection"
 
     def connectionMade(self) -> None:
         """Register as the producer for our own transport, for back-pressure."""
@@ -267,6 +285,11 @@ class UpstreamConnection(Protocol):
             delegate.upstream_lost(reason)
 
 
+# Declared after the class, as ProxyServerProtocol's interfaces are (see there).
+classImplements(UpstreamConnection, IProtocol, ILoggingContext, IHalfCloseableProtocol,
+                IPushProducer)
+
+
 class UpstreamPool:
     """Idle keep-alive connections to one daemon endpoint, and new ones on demand."""
 
@@ -331,6 +354,7 @@ class _Quiet(Factory):
     def __init__(self, proto: UpstreamConnection) -> None:
         self._proto = proto
 
-    def buildProtocol(self, addr: object) -> UpstreamConnection:
-        """The prepared connection."""
+    def buildProtocol(self, addr: object) -> UpstreamConnection:  # type: ignore[override]
+        """The prepared connection (an ``IProtocol`` provider; Twisted's stubs want a
+        ``Protocol`` subclass)."""
         return self._proto
