@@ -64,7 +64,6 @@ from twisted.internet.interfaces import (
     ILoggingContext,
     IProtocol,
     IPushProducer,
-    ITransport,
 )
 from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
@@ -107,7 +106,7 @@ from dockgate.proxy import binding, lifecycle
 from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
 from dockgate.proxy.fastpath import FastPath, Finder, Known
-from dockgate.proxy.gate import ReadGate
+from dockgate.proxy.gate import NativeProtocol, ReadGate
 from dockgate.proxy.lifecycle import (
     ALLOW,
     ANSWERING,
@@ -533,22 +532,17 @@ class ProxyServerFactory(ServerFactory):
         self.daemon.close()
 
 
-class ProxyServerProtocol:
+class ProxyServerProtocol(NativeProtocol):
     """One client connection: parse, decide, forward, one request at a time.
 
-    Twisted's ``IProtocol`` without Twisted's ``Protocol`` base class: a class
-    that derives from none but ``object`` compiles (``setup.py``) to one whose
-    attributes are fields of a C struct, where a subclass of ``Protocol`` keeps
-    them in an instance dictionary and every ``self.x`` on the request path was
-    a generic attribute lookup.  ``makeConnection`` and ``logPrefix`` are what
-    it took from ``Protocol``.
+    An ``IProtocol`` provider without Twisted's ``Protocol`` base, so that it
+    compiles to a native class (``gate.NativeProtocol``).
     """
 
     log: ClassVar[Logger] = Logger()
 
     def __init__(self, factory: ProxyServerFactory) -> None:
-        self.transport: ITransport | None = None
-        self.connected = 0
+        super().__init__()
         self.factory = factory
         self.settings = factory.settings
         self.reactor = factory.reactor
@@ -572,16 +566,6 @@ class ProxyServerProtocol:
         self._admitting: Job | Offloaded | None = None
 
     # -- Twisted interfaces -------------------------------------------------
-
-    def makeConnection(self, transport: ITransport) -> None:
-        """The transport connected (``Protocol.makeConnection``)."""
-        self.connected = 1
-        self.transport = transport
-        self.connectionMade()
-
-    def logPrefix(self) -> str:
-        """What Twisted prefixes this connection's log lines with."""
-        return "ProxyServerProtocol"
 
     def connectionMade(self) -> None:
         """Fix the peer's identity and register for write back-pressure."""

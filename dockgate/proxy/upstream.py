@@ -21,7 +21,6 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
-    ITransport,
 )
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
@@ -36,7 +35,7 @@ from dockgate.http1.client import (
     chunk,
     request_head,
 )
-from dockgate.proxy.gate import ReadGate, drop_producer, half_close
+from dockgate.proxy.gate import NativeProtocol, ReadGate, drop_producer, half_close
 
 log = Logger()
 
@@ -63,16 +62,12 @@ class UpstreamDelegate(TypingProtocol):
         """Events of one read from the daemon begin (True) or ended (False)."""
 
 
-class UpstreamConnection:
-    """One connection to the daemon, speaking HTTP/1.1 until spliced.
-
-    An ``IProtocol`` provider without Twisted's ``Protocol`` base, as
-    ``ProxyServerProtocol`` is: compiled, its attributes are struct fields.
-    """
+class UpstreamConnection(NativeProtocol):
+    """One connection to the daemon, speaking HTTP/1.1 until spliced (a native
+    class, see ``gate.NativeProtocol``)."""
 
     def __init__(self, pool: UpstreamPool) -> None:
-        self.transport: ITransport | None = None
-        self.connected = 0
+        super().__init__()
         self.pool = pool
         self.reader = ResponseReader()
         self._chunked = False
@@ -83,16 +78,6 @@ class UpstreamConnection:
         self.gate: ReadGate | None = None
 
     # Twisted interfaces
-
-    def makeConnection(self, transport: ITransport) -> None:
-        """The transport connected (``Protocol.makeConnection``)."""
-        self.connected = 1
-        self.transport = transport
-        self.connectionMade()
-
-    def logPrefix(self) -> str:
-        """What Twisted prefixes this connection's log lines with."""
-        return "UpstreamConnection"
 
     def connectionMade(self) -> None:
         """Register as the producer for our own transport, for back-pressure."""
