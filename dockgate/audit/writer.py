@@ -52,6 +52,17 @@ _CHAIN_LEAD = f'{{"v":{SCHEMA_VERSION},"seq":'
 SyncRunner = Callable[[Callable[[], None], Callable[[BaseException | None], None]], None]
 """Runs a job in a worker thread, then ``done(error or None)`` on the caller's thread."""
 
+_SHA256 = sha256()
+"""An empty SHA-256 state: a copy of it starts each record's hash, which skips
+OpenSSL's per-hash set-up (1.75 against 1.35 µs for a 600-byte record)."""
+
+
+def _hash_of(data: bytes) -> str:
+    """SHA-256 of ``data``, in hex (``sha256(data).hexdigest()``)."""
+    state = _SHA256.copy()
+    state.update(data)
+    return state.hexdigest()
+
 
 class Copy(Protocol):
     """A secondary destination for each line (syslog, journald); best effort."""
@@ -321,7 +332,7 @@ class ChainedLog:
             record_bytes = (f'{_CHAIN_LEAD}{seq},"prev":"{prev}",{body}}}' if prev is not None
                             else f'{_CHAIN_LEAD}{seq},"prev":null,{body}}}').encode("ascii")
             # line_hash of the line, without copying it to strip its newline.
-            digest = sha256(record_bytes).hexdigest()
+            digest = _hash_of(record_bytes)
             line = record_bytes + b"\n"
         else:
             assert isinstance(body, dict)

@@ -21,6 +21,12 @@ An exception escaping ``_doReadOrWrite`` (a protocol's ``connectionLost``
 that raises) is logged here, as ``callWithLogger`` would, instead of ending
 the iteration.
 
+Its main loop asks Twisted's ``runUntilCurrent`` and ``timeout`` (interpreted,
+about 2 µs per iteration together) only when they have something to do: a
+call from a thread, a timer added, cancelled in numbers, or due, or the
+reactor stopping.  Otherwise the poll's timeout is the first timer's delay,
+which is what ``timeout`` would compute.
+
 It also offers ``at_turn_end``: run a function once the ready descriptors of
 this iteration were handled (a function asked for outside an iteration, in a
 timer or a thread's callback, runs after the next poll, which then does not
@@ -52,6 +58,13 @@ log = Logger()
 
 _READABLE = select.EPOLLIN
 """An event that is input alone: no hang-up, error or writability with it."""
+
+_LONGEST = 2147483
+"""The longest poll timeout in seconds (``epoll_wait``'s milliseconds in a C int),
+as Twisted's ``timeout`` caps it."""
+
+_CANCELLED_SWEEP = 50
+"""Above this many cancelled timers Twisted's ``runUntilCurrent`` may sweep them out."""
 
 
 class DockgateReactor(epollreactor.EPollReactor):
@@ -113,6 +126,37 @@ class DockgateReactor(epollreactor.EPollReactor):
                     function()
                 except Exception:
                     log.failure("unhandled error at the end of a reactor turn")
+
+    def mainLoop(self) -> None:
+        """Twisted's main loop (``ReactorBase.mainLoop``): iterations until the
+        reactor stops, an exception escaping one logged as Twisted logs it."""
+        while self._started:
+            try:
+                self._iterate()
+            except BaseException:  # as Twisted's loop: log anything and go on
+                log.failure("Unexpected error in main loop")
+        log.info("Main loop terminated.")
+
+    def _iterate(self) -> None:
+        """Iterations as ``mainLoop``'s: run what is due, then poll until the next
+        timer; ``runUntilCurrent`` and ``timeout`` only when there is work for them."""
+        seconds = self.seconds
+        while self._started:
+            pending = self._pendingTimedCalls
+            if (self.threadCallQueue or self._newTimedCalls or self._justStopped
+                    or self._cancellations > _CANCELLED_SWEEP):
+                self.runUntilCurrent()
+                timeout: float | None = self.timeout()
+            elif pending:
+                delay = pending[0].time - seconds()
+                if delay <= 0:
+                    self.runUntilCurrent()
+                    timeout = self.timeout()
+                else:
+                    timeout = min(delay, _LONGEST)
+            else:
+                timeout = None
+            self.doPoll(timeout if self.running else 0)
 
     def doIteration(self, timeout: float | None) -> None:
         """What Twisted's main loop calls: ``doPoll`` (as ``EPollReactor``'s alias,

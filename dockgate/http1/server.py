@@ -15,7 +15,11 @@ returns ``PAUSED`` until ``next_cycle``, and the bytes that arrived meanwhile
 (a pipelined request, or a hijacked session's first bytes) stay buffered
 (``trailing``).  ``ResponseWriter`` frames the response: the daemon's
 Content-Length when it gave one, else chunked for HTTP/1.1 clients, else the
-end of the connection.
+end of the connection.  HTTP/1.0 is answered as the daemon's Go server
+answers it: in an ``HTTP/1.0`` status line; the connection is kept only for
+a request that asked (``Connection: keep-alive``) and a response that is
+delimited, which then says ``Connection: keep-alive``; otherwise no
+Connection field is added and the connection ends.
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
         raise BadRequest(f"malformed HTTP request: bad request line {lines[0][:80]!r}")
     headers: list[tuple[bytes, bytes]] = []
     hosts = 0
-    keep_alive = match.group(3) == b"1"
+    http10 = match.group(3) == b"0"
+    close = False
+    http10_keep_alive = False
     expect = False
     length = None
     chunked = False
@@ -121,8 +127,11 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
         if name == b"host":
             hosts += 1
         elif name == b"connection":
-            if b"close" in wire.tokens(value):
-                keep_alive = False
+            tokens = wire.tokens(value)
+            if b"close" in tokens:
+                close = True
+            elif b"keep-alive" in tokens:
+                http10_keep_alive = True
         elif name == b"expect" and value.lower() == b"100-continue":
             expect = True
         elif name == b"content-length":
@@ -130,7 +139,9 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
         elif name == b"transfer-encoding":
             chunked = True  # exactly "chunked": checked by wire
         headers.append((name, value))
-    http10 = match.group(3) == b"0"
+    # HTTP/1.0 keeps the connection only when asked to (Go's wantsHttp10KeepAlive);
+    # whether it then stays open depends on the response's framing (``_plan``).
+    keep_alive = not close and (not http10 or http10_keep_alive)
     if not http10 and hosts != 1:
         raise BadRequest("malformed HTTP request: exactly one Host header is required")
     request = Request(
@@ -332,9 +343,16 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
     else:
         chunked = True
         out.append((b"Transfer-Encoding", b"chunked"))
-    if not keep_alive:
+    if http10:
+        # As Go's server answers HTTP/1.0: "Connection: keep-alive" on a response
+        # it keeps the connection for (asked for, and delimited), else no
+        # Connection field at all (closing is HTTP/1.0's default).
+        if keep_alive:
+            out.append((b"Connection", b"keep-alive"))
+    elif not keep_alive:
         out.append((b"Connection", b"close"))
-    return wire.serialise_response_head(status, reason, out), keep_alive, chunked, left, body
+    return (wire.serialise_response_head(status, reason, out, http10), keep_alive, chunked,
+            left, body)
 
 
 _PLANS: Memo[tuple[object, ...], _Plan] = Memo(256)

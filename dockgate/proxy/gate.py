@@ -15,13 +15,45 @@ anything more, and pausing and resuming the socket for each would cost two
 ``epoll_ctl`` calls per request for nothing.  What can arrive between the
 hold and the pause is one read's worth of bytes, which the protocol buffers
 as it always did while paused.
+
+``NativeProtocol`` is the part of Twisted's ``Protocol`` that both of
+dockgate's connection protocols need, for them to derive from it instead.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ITransport
+
+
+class NativeProtocol:
+    """``makeConnection``, ``logPrefix`` and the ``transport``, as ``Protocol`` has them.
+
+    A class that derives from Twisted's ``Protocol`` compiles (``setup.py``) to a
+    class whose attributes live in an instance dictionary, so every ``self.x``
+    of the request path was a generic attribute lookup.  Deriving from this
+    one instead, the client's and the daemon's connection protocols compile
+    to classes whose attributes are fields of a C struct.  Each declares
+    ``IProtocol`` and its other interfaces with ``classImplements``.
+    """
+
+    def __init__(self) -> None:
+        self.transport: ITransport | None = None
+        self.connected = 0
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """The transport connected: keep it, then ``connectionMade``."""
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def connectionMade(self) -> None:
+        """Called once connected (override)."""
+
+    def logPrefix(self) -> str:
+        """What Twisted prefixes the connection's log lines with."""
+        return type(self).__name__
 
 
 class ReadGate:

@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -61,9 +61,11 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IHalfCloseableProtocol,
     IHandshakeListener,
+    ILoggingContext,
+    IProtocol,
     IPushProducer,
 )
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.protocol import ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import classImplements
@@ -100,11 +102,11 @@ from dockgate.policy.joincheck import (
     check_tenant_build,
     needs_joins,
 )
-from dockgate.proxy import binding
+from dockgate.proxy import binding, lifecycle
 from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
 from dockgate.proxy.fastpath import FastPath, Finder, Known
-from dockgate.proxy.gate import ReadGate
+from dockgate.proxy.gate import NativeProtocol, ReadGate
 from dockgate.proxy.lifecycle import (
     ALLOW,
     ANSWERING,
@@ -134,7 +136,6 @@ from dockgate.proxy.lifecycle import (
     Event,
     IllegalTransition,
     State,
-    advance,
 )
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
@@ -202,7 +203,7 @@ def _new_id() -> str:
     by the prefix, across restarts; ``uuid4`` reads the kernel's random source
     on every call, which showed up on the per-request path.
     """
-    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+    return _ID_PREFIX + next(_ID_COUNTER).to_bytes(8, "big").hex()
 
 
 def _exit_code_source(x: Exchange) -> str | None:
@@ -510,8 +511,9 @@ class ProxyServerFactory(ServerFactory):
         if version != self.api.daemon_version and is_known_version(version):
             self.api = replace(self.api, daemon_version=version)
 
-    def buildProtocol(self, addr: Any) -> ProxyServerProtocol:
-        """A fresh protocol for each connection."""
+    def buildProtocol(self, addr: Any) -> ProxyServerProtocol:  # type: ignore[override]
+        """A fresh protocol for each connection (an ``IProtocol`` provider; Twisted's
+        stubs want a ``Protocol`` subclass, which it is not, see the class)."""
         return ProxyServerProtocol(self)
 
     def startFactory(self) -> None:
@@ -530,12 +532,17 @@ class ProxyServerFactory(ServerFactory):
         self.daemon.close()
 
 
-class ProxyServerProtocol(Protocol):
-    """One client connection: parse, decide, forward, one request at a time."""
+class ProxyServerProtocol(NativeProtocol):
+    """One client connection: parse, decide, forward, one request at a time.
 
-    log = Logger()
+    An ``IProtocol`` provider without Twisted's ``Protocol`` base, so that it
+    compiles to a native class (``gate.NativeProtocol``).
+    """
+
+    log: ClassVar[Logger] = Logger()
 
     def __init__(self, factory: ProxyServerFactory) -> None:
+        super().__init__()
         self.factory = factory
         self.settings = factory.settings
         self.reactor = factory.reactor
@@ -735,7 +742,9 @@ class ProxyServerProtocol(Protocol):
         )
         self.exchange = x
         settings = self.settings
-        known = self.factory.fast.current(self.reader.known, settings.policy(), self.factory.api,
+        # The reader's ``known`` is what this listener's fast path found for the head.
+        seen = cast("Known | None", self.reader.known)
+        known = self.factory.fast.current(seen, settings.policy(), self.factory.api,
                                           settings.tenants is not None and
                                           settings.tenants() is not None)
         if known is not None:  # seen before: decided, serialised and recorded as then
@@ -1186,7 +1195,8 @@ class ProxyServerProtocol(Protocol):
             self._upstream_ready(idle, x)
             return
         d = self.factory.pool.acquire()
-        d.addCallbacks(self._upstream_ready, self._upstream_failed, (x,), None, (x,), None)
+        d.addCallbacks(self._upstream_ready, self._upstream_failed, callbackArgs=(x,),
+                       errbackArgs=(x,))
         d.addErrback(self._unexpected)
 
     def _unexpected(self, failure: Failure) -> None:
@@ -1889,8 +1899,13 @@ class ProxyServerProtocol(Protocol):
             IllegalTransition: a move the table does not have (a bug); the
                 entry points answer it with ``_broken``.
         """
-        self.state = state = advance(self.state, event)
-        return state
+        # lifecycle.advance written out: an interpreted call six times an exchange.
+        state = self.state
+        nxt = lifecycle.NEXT[state][event]
+        if nxt is None:
+            raise IllegalTransition(state, event)
+        self.state = nxt
+        return nxt
 
     def _teardown(
         self, x: Exchange, *, reuse: bool = False, record: AuditStage | None = "ResponseComplete"
@@ -1977,4 +1992,5 @@ class ProxyServerProtocol(Protocol):
 
 # Declared after the class rather than with ``@implementer``: mypyc (``setup.py``)
 # cannot compile closures in the methods of a decorated class.
-classImplements(ProxyServerProtocol, IHalfCloseableProtocol, IPushProducer, IHandshakeListener)
+classImplements(ProxyServerProtocol, IProtocol, ILoggingContext, IHalfCloseableProtocol,
+                IPushProducer, IHandshakeListener)

@@ -14,6 +14,7 @@ container's stdin one way and its output the other.  Two rules matter:
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +27,15 @@ from dockgate.proxy.gate import drop_producer, half_close
 log = Logger()
 
 if TYPE_CHECKING:
-    from twisted.internet.protocol import Protocol
+    from twisted.internet.interfaces import ITransport
 
     from dockgate.proxy.upstream import UpstreamConnection
+
+
+class ClientSide(typing.Protocol):
+    """What a splice needs of the client's protocol: its transport."""
+
+    transport: ITransport | None
 
 
 class Splice:
@@ -45,7 +52,7 @@ class Splice:
 
     def __init__(
         self,
-        client: Protocol,
+        client: ClientSide,
         upstream: UpstreamConnection,
         on_done: Callable[[Splice], None],
         record: Callable[[str, bytes], None] | None = None,

@@ -16,14 +16,16 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
+    ILoggingContext,
+    IProtocol,
     IPushProducer,
     IReactorTime,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import classImplements
 
 from dockgate.fastio import sockio, writethrough
 from dockgate.http1.client import (
@@ -33,7 +35,7 @@ from dockgate.http1.client import (
     chunk,
     request_head,
 )
-from dockgate.proxy.gate import ReadGate, drop_producer, half_close
+from dockgate.proxy.gate import NativeProtocol, ReadGate, drop_producer, half_close
 
 log = Logger()
 
@@ -60,11 +62,12 @@ class UpstreamDelegate(TypingProtocol):
         """Events of one read from the daemon begin (True) or ended (False)."""
 
 
-@implementer(IHalfCloseableProtocol, IPushProducer)
-class UpstreamConnection(Protocol):
-    """One connection to the daemon, speaking HTTP/1.1 until spliced."""
+class UpstreamConnection(NativeProtocol):
+    """One connection to the daemon, speaking HTTP/1.1 until spliced (a native
+    class, see ``gate.NativeProtocol``)."""
 
     def __init__(self, pool: UpstreamPool) -> None:
+        super().__init__()
         self.pool = pool
         self.reader = ResponseReader()
         self._chunked = False
@@ -267,6 +270,11 @@ class UpstreamConnection(Protocol):
             delegate.upstream_lost(reason)
 
 
+# Declared after the class, as ProxyServerProtocol's interfaces are (see there).
+classImplements(UpstreamConnection, IProtocol, ILoggingContext, IHalfCloseableProtocol,
+                IPushProducer)
+
+
 class UpstreamPool:
     """Idle keep-alive connections to one daemon endpoint, and new ones on demand."""
 
@@ -331,6 +339,7 @@ class _Quiet(Factory):
     def __init__(self, proto: UpstreamConnection) -> None:
         self._proto = proto
 
-    def buildProtocol(self, addr: object) -> UpstreamConnection:
-        """The prepared connection."""
+    def buildProtocol(self, addr: object) -> UpstreamConnection:  # type: ignore[override]
+        """The prepared connection (an ``IProtocol`` provider; Twisted's stubs want a
+        ``Protocol`` subclass)."""
         return self._proto

@@ -6,12 +6,14 @@ daemon what happened: legacy links removed by their ``<parent>/<alias>``
 name, a Dockerfile from outside the build context (docker-py sends its text,
 with newlines, in the query), ``attach(stream=False, logs=True)`` (the 101
 head and the first frame must not arrive in one segment), and the daemon's
-spelling of response header names.  Also the cap on a request's header count.
+spelling of response header names, HTTP/1.0 keep-alive.  Also the cap on a
+request's header count.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -159,6 +161,62 @@ def test_attach_head_names_and_values_as_the_daemon_wrote_them(clients: Any,
         assert lines[1] == lines[0]
     finally:
         direct.api.remove_container(ident, force=True)
+
+
+def _exchange_until_quiet(path: str, request: bytes, quiet: float = 1.0) -> tuple[bytes, bool]:
+    """Send ``request`` on a fresh unix connection; return everything that came back
+    until the server closed or went ``quiet`` seconds without a byte, and whether it
+    closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        sock.sendall(request)
+        sock.settimeout(quiet)
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return data, False
+            if not chunk:
+                return data, True
+            data += chunk
+
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.[01] [0-9]{3} [^\r]*")
+
+
+def _heads(data: bytes) -> list[list[bytes]]:
+    """The header names of each response head in ``data`` (one per status line)."""
+    return [[line.partition(b":")[0] for line in part.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]]
+            for part in data.split(b"HTTP/1.")[1:]]
+
+
+@pytest.mark.parametrize(("name", "request_bytes"), [
+    ("keep-alive, pipelined twice",
+     b"GET /_ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2),
+    ("keep-alive, then HTTP/1.1",
+     b"GET /_ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+     b"GET /version HTTP/1.1\r\nHost: docker\r\n\r\n"),
+    ("plain, pipelined twice", b"GET /_ping HTTP/1.0\r\n\r\n" * 2),
+    ("keep-alive, a HEAD", b"HEAD /_ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+])
+def test_http10_keep_alive_as_the_daemon(engine: Engine, name: str, request_bytes: bytes) -> None:
+    """HTTP/1.0 clients (``curl -0``, health checkers) see what the daemon does: a
+    request asking for keep-alive is answered ``Connection: keep-alive`` and the
+    connection carries the next pipelined request; a plain one is answered once
+    with no Connection field and closed; status lines say the request's version.
+    Same status lines, same header names in each head, same open or closed
+    connection, direct and through dockgate."""
+    direct, direct_closed = _exchange_until_quiet(engine.daemon_socket, request_bytes)
+    gated, gated_closed = _exchange_until_quiet(engine.proxy_socket, request_bytes)
+    want = 1 if name.startswith("plain") else request_bytes.count(b" HTTP/1.")
+    status_lines = _STATUS_LINE.findall(direct)
+    assert len(status_lines) == want, direct
+    assert _STATUS_LINE.findall(gated) == status_lines, gated
+    assert [sorted(h) for h in _heads(gated)] == [sorted(h) for h in _heads(direct)]
+    assert gated_closed == direct_closed == name.startswith("plain")
+    if not name.startswith("plain"):
+        assert b"\r\nConnection: keep-alive\r\n" in gated
 
 
 @pytest.mark.allow_refusals

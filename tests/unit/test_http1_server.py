@@ -109,6 +109,37 @@ def test_connection_close_and_http10_do_not_keep_alive() -> None:
     assert isinstance(got[0], Request) and got[0].http10
 
 
+@pytest.mark.parametrize(("connection", "kept"), [
+    (b"keep-alive", True), (b"Keep-Alive", True), (b"foo, keep-alive", True),
+    (b"close", False), (b"keep-alive, close", False), (b"upgrade", False),
+])
+def test_http10_keeps_alive_only_when_asked(connection: bytes, kept: bool) -> None:
+    """An HTTP/1.0 request keeps the connection when its Connection field has the
+    keep-alive token (Go's wantsHttp10KeepAlive) and no close token."""
+    reader, got = events(b"GET /_ping HTTP/1.0\r\nConnection: %s\r\n\r\n" % connection)
+    assert isinstance(got[0], Request) and got[0].http10
+    assert reader.keep_alive is kept
+
+
+def test_http10_keep_alive_responses_as_go_frames_them() -> None:
+    """To an HTTP/1.0 client that asked for keep-alive, a delimited response says
+    ``Connection: keep-alive`` and keeps the connection (a HEAD, a 204 and a
+    Content-Length body alike); an undelimited one is close-delimited with no
+    Connection field; every status line says HTTP/1.0, as the daemon's Go
+    server answers."""
+    for status, method, headers in [(200, "GET", [(b"Content-Length", b"2")]),
+                                    (200, "HEAD", [(b"Content-Type", b"text/plain")]),
+                                    (204, "DELETE", [])]:
+        w = ResponseWriter()
+        head = w.head(status, b"X", headers, method=method, http10=True, keep_alive=True)
+        assert head.startswith(b"HTTP/1.0 ") and head.endswith(b"\r\nConnection: keep-alive\r\n\r\n") and w.keep_alive
+    w = ResponseWriter()
+    head = w.head(200, b"OK", [(b"Content-Type", b"application/json")], method="GET",
+                  http10=True, keep_alive=True)
+    assert head == b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+    assert not w.keep_alive and b"".join(w.data(b"[]")) == b"[]" and w.end() == b""
+
+
 def test_expect_100_continue_until_the_body_starts() -> None:
     """expects_continue holds from an Expect: 100-continue head until the body's first bytes arrive.
     """
@@ -186,7 +217,7 @@ def test_writer_frames_by_length_chunked_or_close() -> None:
     assert b"".join(w.data(b"abc")) == b"3\r\nabc\r\n" and w.end() == b"0\r\n\r\n"
     w.next_cycle()
     head = w.head(200, b"OK", [], method="GET", http10=True, keep_alive=False)
-    assert head.endswith(b"Connection: close\r\n\r\n") and b"chunked" not in head
+    assert head == b"HTTP/1.0 200 OK\r\n\r\n"  # HTTP/1.0 closes without saying so
     assert b"".join(w.data(b"abc")) == b"abc" and w.end() == b"" and not w.keep_alive
 
 
@@ -286,14 +317,15 @@ def test_repeated_response_heads_are_framed_for_each_request() -> None:
     cases = [
         (dict(method="GET", http10=False, keep_alive=True), b"Transfer-Encoding: chunked", True),
         (dict(method="HEAD", http10=False, keep_alive=True), None, False),
-        (dict(method="GET", http10=True, keep_alive=True), b"Connection: close", True),
+        (dict(method="GET", http10=True, keep_alive=True), None, True),
         (dict(method="GET", http10=False, keep_alive=False), b"Connection: close", True),
     ]
     for _ in range(2):  # the second round is answered from memory
         for kw, line, has_body in cases:
             writer = ResponseWriter()
             head = writer.head(200, b"OK", headers, **kw)  # type: ignore[arg-type]
-            assert head.startswith(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+            status_line = b"HTTP/1.0 200 OK\r\n" if kw["http10"] else b"HTTP/1.1 200 OK\r\n"
+            assert head.startswith(status_line + b"content-type: application/json\r\n")
             if line is None:
                 assert b"transfer-encoding" not in head and b"connection" not in head
             else:
@@ -303,7 +335,8 @@ def test_repeated_response_heads_are_framed_for_each_request() -> None:
             else:
                 with pytest.raises(ValueError):
                     writer.data(b"x")
-            assert writer.keep_alive == (kw["keep_alive"] and not kw["http10"])
+            # HTTP/1.0 keeps alive only with a length (HEAD has none to send)
+            assert writer.keep_alive == (kw["keep_alive"] and (not kw["http10"] or not has_body))
 
 
 CHUNKED_HEAD = b"POST /containers/create HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"

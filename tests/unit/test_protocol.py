@@ -1151,10 +1151,25 @@ def test_playbook_http10_is_answered_then_closed() -> None:
     h.send(b"GET /_ping HTTP/1.0\r\n\r\n")
     assert h.proto.state is State.AWAITING
     h.reply(PING_OK)
-    assert h.received().startswith(b"HTTP/1.1 200 OK\r\n")
-    assert b"\r\nConnection: close\r\n" in h.received()
+    assert h.received().startswith(b"HTTP/1.0 200 OK\r\n")
+    assert b"\r\nConnection:" not in h.received()  # as Go answers HTTP/1.0
     assert h.proto.state is State.CLOSED and h.client.disconnecting
     assert len(_completions(h)) == 1
+
+
+def test_http10_keep_alive_pipelined_requests_are_each_answered() -> None:
+    """Two pipelined HTTP/1.0 requests asking for keep-alive are answered in turn
+    on one connection, each ``Connection: keep-alive``, and the connection stays
+    open, as the daemon does."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" * 2)
+    h.reply(PING_OK)
+    h.reply(PING_OK)
+    got = h.received()
+    assert got.count(b"HTTP/1.0 200 OK\r\n") == 2
+    assert got.count(b"\r\nConnection: keep-alive\r\n") == 2
+    assert h.proto.state is State.IDLE and not h.client.disconnecting
+    assert len(_completions(h)) == 2
 
 
 def test_an_illegal_move_is_a_500_and_a_closed_connection_never_a_hang(

@@ -3,7 +3,9 @@ logging context per event, and the end-of-turn hook the audit log uses."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -146,3 +148,107 @@ def test_a_turn_end_asked_for_outside_a_turn_does_not_wait_for_the_next_event(
     reactor.at_turn_end(lambda: ran.append("end"))
     reactor.doPoll(None)
     assert timeouts == [-1, 0] and ran == ["end"]
+
+
+def _run(reactor: DockgateReactor, seconds: float = 5.0) -> None:
+    """Run ``reactor`` (its real main loop, without signal handlers); stop it after
+    ``seconds`` at the latest (an interval timer signal, which needs no working
+    timer in the loop), so a loop that misses its timers fails instead of hanging."""
+    expired: list[bool] = []
+
+    def expire(*_: object) -> None:
+        expired.append(True)
+        reactor.stop()
+        reactor.wakeUp()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not expired, "the main loop ran into its guard"
+
+
+def test_the_main_loop_runs_timers_in_order_at_their_time(reactor: DockgateReactor) -> None:
+    """Timers added before and while the loop runs fire in time order and not
+    before their time, also after a socket woke the loop with none due (then the
+    loop's own timeout, not Twisted's ``timeout``, decides how long the poll
+    waits); a cancelled one never fires; then stop ends the loop and fires the
+    shutdown triggers."""
+    fired: list[tuple[str, float]] = []
+    order: list[str] = []
+    sock, peer = pair()
+    reactor.addReader(Reader(reactor, sock, "s", order))
+    peer.send(b"x")  # readable at once: a wake-up with no timer due
+    start = reactor.seconds()
+
+    def note(name: str) -> None:
+        fired.append((name, reactor.seconds() - start))
+
+    reactor.callLater(0.05, note, "b")
+    reactor.callLater(0.01, note, "a")
+    reactor.callLater(0.02, lambda: reactor.callLater(0.06, note, "c"))
+    reactor.callLater(0.03, note, "never").cancel()
+    reactor.callLater(0.12, reactor.stop)
+    shutdown: list[str] = []
+    reactor.addSystemEventTrigger("during", "shutdown", shutdown.append, "down")
+    _run(reactor)
+    reactor.removeAll()
+    sock.close()
+    peer.close()
+    assert order == ["s:x"]
+    assert [name for name, _ in fired] == ["a", "b", "c"]
+    for (name, at), due in zip(fired, (0.01, 0.05, 0.08), strict=True):
+        assert at >= due - 0.001, (name, at)
+    assert shutdown == ["down"]
+
+
+def test_the_main_loop_takes_a_call_from_a_thread_with_no_timer_due(
+    reactor: DockgateReactor,
+) -> None:
+    """A call from another thread wakes and runs in a loop that has no timer at all
+    (nothing else would make it run ``runUntilCurrent``)."""
+    got: list[str] = []
+
+    def from_thread() -> None:
+        got.append("thread")
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: threading.Thread(
+        target=reactor.callFromThread, args=(from_thread,)).start())
+    _run(reactor)
+    assert got == ["thread"]
+
+
+def test_a_timer_reset_later_fires_at_its_new_time(reactor: DockgateReactor) -> None:
+    """A timer reset to later (Twisted's lazy ``delayed_time``: its heap entry keeps
+    the old time) fires at its new time, not the old."""
+    got: list[float] = []
+    start = reactor.seconds()
+    later = reactor.callLater(0.02, lambda: got.append(reactor.seconds() - start))
+    later.reset(0.15)
+    reactor.callLater(0.2, reactor.stop)
+    _run(reactor)
+    assert len(got) == 1 and got[0] >= 0.149
+
+
+def test_an_error_escaping_a_timer_is_logged_and_the_loop_goes_on(
+    reactor: DockgateReactor,
+) -> None:
+    """An exception out of a timed call is logged (as Twisted logs it) and the
+    loop keeps running the next timers."""
+    logged: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(logged.append)
+    ran: list[str] = []
+    try:
+        reactor.callLater(0.01, lambda: 1 / 0)
+        reactor.callLater(0.02, ran.append, "after")
+        reactor.callLater(0.03, reactor.stop)
+        _run(reactor)
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert ran == ["after"]
+    assert any(isinstance(e.get("log_failure") and e["log_failure"].value, ZeroDivisionError)
+               for e in logged)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dockgate.errors import BadRequest, HeadTooLarge
 from dockgate.http1 import wire
@@ -114,3 +116,11 @@ def test_one_token_list_reading_for_both_roles() -> None:
     assert wire.tokens(b", ,") == frozenset()
     assert wire.connection_tokens([(b"Connection", b"x-a"), (b"connection", b"X-B, ")]) == {
         b"x-a", b"x-b"}
+
+
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"a", b":", b" "]), max_size=40).map(b"".join))
+def test_find_head_end_is_the_expressions_first_match(data: bytes) -> None:
+    """``find_head_end`` ends where ``HEAD_END`` (CRLF or bare LF blank line) first
+    matches, over strings made of CR, LF and a few other bytes."""
+    match = wire.HEAD_END.search(data)
+    assert wire.find_head_end(data) == (-1 if match is None else match.end())
