@@ -266,8 +266,8 @@ def _stale(container: str, name: str, why: str, reason: str = "stale-network"
     return StaleEndpoint(
         f"container {container}: its endpoint on network {name!r} {why}: a start would "
         f"connect whichever network that then resolves to (full id, exact name, then id "
-        f"prefix). Recreate the container, or disconnect "
-        f"it from {name!r} and connect it to the network again, then start it",
+        f"prefix). Remove the container and create it again (dockgate binds each "
+        f"endpoint of a create to the network it checked)",
         reason=reason)
 
 

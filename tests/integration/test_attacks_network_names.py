@@ -230,7 +230,9 @@ def test_baseline_start_of_an_unbound_endpoint_named_like_a_refused_networks_id(
     after its own network is removed, on the bare daemon; through baseline its start is
     refused (409, naming the network and the fix) both after the removal and before it
     (the name is also the start of another network's id, so a removal raced with the
-    start would join it), and the daemon neither starts it nor connects the network."""
+    start would join it), and the daemon neither starts it nor connects the network.
+    A disconnect by the stored name cannot drop the endpoint (the daemon reads the name
+    as the other network), so recreating the container is the fix named."""
     pg = policy_gates[(engine.name, "baseline")]
     evil = refused_network(engine, 42)
     prefix = evil[:12]
@@ -252,13 +254,18 @@ def test_baseline_start_of_an_unbound_endpoint_named_like_a_refused_networks_id(
     assert status == 409, answer
     assert f"endpoint on network '{prefix}' is kept by name only, and that name is also the " \
            "start of another network's id" in answer["message"], answer
-    assert "Recreate the container" in answer["message"], answer
+    assert "Remove the container and create it again" in answer["message"], answer
     assert call(engine.daemon_socket, "DELETE", f"/networks/{prefix}")[0] == 204
     for _ in ("start", "restart"):
         status, answer = call(pg.socket, "POST", f"/containers/{cid}/{_}")
         assert status == 409 and "no network is named so (it is the start of a network's id)" \
             in answer["message"], answer
     assert network_ids(engine, cid) == {prefix: ""} and never_started(engine, cid)
+    # Nor can the endpoint be dropped by its name: the daemon reads it as the other
+    # network, which the container is not on (so the refusal says: recreate it).
+    status, answer = call(pg.socket, "POST", f"/networks/{prefix}/disconnect", {"Container": cid})
+    assert status == 500 and "is not connected to the network refused-" in answer["message"]
+    assert network_ids(engine, cid) == {prefix: ""}
 
 
 def test_tenant_start_of_an_unbound_endpoint_joins_only_the_tenants_networks(

@@ -681,17 +681,19 @@ def test_a_start_refuses_an_endpoint_kept_by_a_name_another_network_can_answer()
         return ctr
 
     refused = (
-        ([own, other, web], holder(abc123def456={}), "by name only, and that name is also the start of "
-         "another network's id"),
-        ([other, web], holder(abc123def456={"NetworkID": ""}), r"no network is named so \(it is the start"),
+        ([own, other, web], holder(abc123def456={}),
+         "by name only, and that name is also the start of another network's id"),
+        ([other, web], holder(abc123def456={"NetworkID": ""}),
+         r"no network is named so \(it is the start"),
         ([own, web], holder(gone={}), "no network is named so now"),
         ([own, web, {**web, "Id": "6" * 64}], holder(web={}), "several networks are named so"),
-        ([own, web], holder(web={"NetworkID": "5" * 64}), r"is bound to network 5{12}, which is gone"),
+        ([own, web], holder(web={"NetworkID": "5" * 64}),
+         r"is bound to network 5{12}, which is gone"),
         ([own, {**web, "Name": "5" * 64}], holder(web={"NetworkID": "5" * 64}), "is gone"),
     )
     for networks, ctr, why in refused:
-        with pytest.raises(DockgateError, match=f"network '[a-z0-9]+' .*{why}.*"
-                                                "Recreate the container") as caught:
+        with pytest.raises(DockgateError, match=f"network '[a-z0-9]+' .*{why}.*Remove the "
+                                                "container and create it again") as caught:
             run(check_joins(start, BASELINE, PEER, _network_daemon(networks, ctr)))
         assert caught.value.status == 409
     for networks, ctr in (([own, web], holder(web={})), ([own, web], holder(abc123def456={})),
