@@ -360,3 +360,42 @@ def test_an_ordinary_container_made_before_endpoints_were_bound_starts_through_d
         else:
             assert not str(answer["message"]).startswith("dockgate"), answer
     assert answers[0] == answers[1] == (204 if engine.name == "28.5" else 500), answers
+
+
+COMPOSE = """\
+services:
+  app:
+    image: dgtest
+    pull_policy: never
+    command: ["true"]
+    networks: [back]
+networks:
+  back:
+    internal: true
+"""
+
+
+def test_a_compose_project_created_before_endpoints_were_bound_starts_through_dockgate(
+        engine28: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """A compose project created on the daemon directly (``docker compose create``: its
+    endpoint is kept by the network's name, no ``NetworkID``) starts through baseline
+    (``docker compose start``) as its twin starts on the bare daemon, and the start
+    connects the project's network by its id (28.5)."""
+    engine = engine28
+    pg = policy_gates[(engine.name, "baseline")]
+    for sock in (engine.daemon_socket, pg.socket):
+        project = unique("proj")
+        workdir = engine.workdir / project
+        workdir.mkdir()
+        (workdir / "compose.yaml").write_text(COMPOSE)
+        engine.run_cli(engine.cli, ("compose", "-p", project, "create"),
+                       env=engine.direct_env, cwd=workdir)
+        [cid] = engine.run_cli(engine.cli, (
+            "ps", "-aq", "--no-trunc", "--filter", f"label=com.docker.compose.project={project}"),
+            env=engine.direct_env).stdout.split()
+        network = f"{project}_back"
+        assert network_ids(engine, cid) == {network: ""}
+        engine.run_cli(engine.cli, ("compose", "-p", project, "start"),
+                       env={**engine.direct_env, "DOCKER_HOST": f"unix://{sock}"}, cwd=workdir)
+        assert network_ids(engine, cid) == {network: network_id(engine, network)}
+        assert not never_started(engine, cid)
