@@ -32,6 +32,7 @@ from dockgate.policy.decision import decide
 from dockgate.policy.joins import (
     JUDGES_PATH,
     MAX_DEPTH,
+    STARTS,
     as_create,
     join_refs,
     pin,
@@ -49,6 +50,7 @@ from dockgate.tenancy.ownership import (
     query_values,
 )
 from dockgate.tenancy.ownership import pin as pin_path
+from dockgate.tenancy.scoping import start_networks
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 
@@ -202,11 +204,14 @@ async def _judge(
     version: str | None,
     seen: set[str],
     user: str | None = None,
+    networks: list[str] | None = None,
 ) -> None:
     """``info`` (an inspected container) and everything it joins must pass ``policy``.
 
     ``user``, when given, is judged in place of the container's own user (see
-    ``as_create``); what the container joins is judged as it is.
+    ``as_create``); what the container joins is judged as it is.  ``networks``,
+    when given, are the full ids of the user-defined networks judged in place of
+    those ``info`` lists (a start's: what it will connect).
     """
     cid = str(info.get("Id"))
     if cid in seen:
@@ -223,14 +228,18 @@ async def _judge(
                 and isinstance(mount.get("Name"), str):
             await _check_attached("volume", mount["Name"], what, policy=policy, peer=peer,
                                   fetch=fetch, version=version)
-    settings = info.get("NetworkSettings")
-    networks = settings.get("Networks") if isinstance(settings, Mapping) else None
-    for net, endpoint in (networks.items() if isinstance(networks, Mapping) else ()):
-        if str(net) in BUILTIN_NETWORKS:
-            continue
-        ident = endpoint.get("NetworkID") if isinstance(endpoint, Mapping) else None
-        await _check_attached("network", ident if isinstance(ident, str) and ident else str(net),
-                              what, policy=policy, peer=peer, fetch=fetch, version=version)
+    if networks is None:
+        settings = info.get("NetworkSettings")
+        listed = settings.get("Networks") if isinstance(settings, Mapping) else None
+        networks = []
+        for net, endpoint in (listed.items() if isinstance(listed, Mapping) else ()):
+            if str(net) in BUILTIN_NETWORKS:
+                continue
+            ident = endpoint.get("NetworkID") if isinstance(endpoint, Mapping) else None
+            networks.append(ident if isinstance(ident, str) and ident else str(net))
+    for net in networks:
+        await _check_attached("network", net, what, policy=policy, peer=peer, fetch=fetch,
+                              version=version)
     for ref in stored_refs(info):
         nxt = await _inspect(fetch, ref.ref, version, ref.field)
         await _judge(nxt, f"{what}, which joins container {ref.ref!r} ({ref.field}),",
@@ -289,8 +298,14 @@ async def check_joins(
     if request.endpoint.id in JUDGES_PATH and "id" in request.params:
         cid = request.params["id"]
         info = await _inspect(fetch, cid, version, "path")
+        started = None
+        if request.endpoint.id in STARTS:
+            # What the start will connect, each by the full id judged; an endpoint
+            # the daemon would look up by a name that can be read as another
+            # network is refused (``start_networks``).
+            started = [str(n["Id"]) for *_, n in await start_networks(info, fetch, version)]
         await _judge(info, f"container {cid!r}", policy=policy, peer=peer, fetch=fetch,
-                     version=version, seen=set(), user=_exec_user(request))
+                     version=version, seen=set(), user=_exec_user(request), networks=started)
         # Act on the container that was judged, not one renamed into its name since.
         path_ref = ObjectRef("container", cid, "path", "id", "write", ("id",))
         request = pin_path(request, path_ref, str(info["Id"]))

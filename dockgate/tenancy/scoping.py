@@ -9,7 +9,9 @@ supplies.  Keeping the walk here, apart from the protocol, lets it be tested
 with a scripted fetch and keeps the order of the checks in one place:
 
 stamp and scope → for each named object: inspect, check the owner, pin the
-request to the full id that was checked → quota.
+request to the full id that was checked → at a start, the networks it will
+connect (``start_networks``: a start cannot be pinned, so an endpoint the
+daemon would look up by a name another network can answer is refused) → quota.
 
 Pinning matters: the daemon resolves names and id prefixes again when it acts,
 so the forwarded request must name the exact object that was checked, or a
@@ -71,7 +73,13 @@ from dockgate.tenancy.missing import (
     replayable,
     stand_in,
 )
-from dockgate.tenancy.ownership import ObjectRef, bind_network_ids, image_shared, substitute
+from dockgate.tenancy.ownership import (
+    BUILTIN_NETWORKS,
+    ObjectRef,
+    bind_network_ids,
+    image_shared,
+    substitute,
+)
 
 Fetch = Callable[[str, str, Any], Awaitable[tuple[int, Any]]]
 """``fetch(method, target, json_body)`` → (status, decoded JSON or None)."""
@@ -234,7 +242,122 @@ async def scope_request(
         claims.append(claim)
     for name in dict.fromkeys(new_volumes):
         await _create_owned_volume(request, name, tenant, fetch)
+    if endpoint in _STARTS and target is not None and not tenant.admin:
+        for name, bound, network in await start_networks(target, fetch, request.version):
+            if not may_access(tenant, owner_of("network", network)):
+                # Answered as if that network did not exist.
+                raise _absent(str(target.get("Id") or "")[:12], name, bound, "not-owner")
     return bind_network_ids(request), target
+
+
+_STARTS = frozenset({"container.start", "container.restart"})
+"""Requests that connect a container's networks (``policy.joins.STARTS``)."""
+
+
+class StaleEndpoint(DockgateError):
+    """A start refused because one of the container's endpoints names its network in a
+    way the daemon would resolve again when it starts it (``start_networks``)."""
+
+    status = 409
+
+
+def _stale(container: str, name: str, why: str, reason: str = "stale-network"
+           ) -> StaleEndpoint:
+    return StaleEndpoint(
+        f"container {container}: its endpoint on network {name!r} {why}: a start would "
+        f"connect whichever network that then resolves to (full id, exact name, then id "
+        f"prefix). Remove the container and create it again (dockgate binds each "
+        f"endpoint of a create to the network it checked)",
+        reason=reason)
+
+
+def _absent(container: str, name: str, bound: str, reason: str = "stale-network"
+            ) -> StaleEndpoint:
+    """The refusal of a start whose endpoint on ``name`` (``bound`` to that id, when
+    not empty) names no network."""
+    if bound:
+        return _stale(container, name, f"is bound to network {bound[:12]}, which is gone (the "
+                      "daemon would look its id up as a name)", reason)
+    return _stale(container, name, "is kept by name only, and no network is named so now",
+                  reason)
+
+
+async def start_networks(info: Mapping[str, Any], fetch: Fetch, version: str | None
+                         ) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """The user-defined networks a start of the inspected container ``info`` connects:
+    (the name its endpoint is kept under, the ``NetworkID`` it is bound to or "", the
+    network as inspected by its full id).
+
+    A start connects each endpoint by its ``NetworkID`` when that is set (the
+    daemon sets it when it connects one, and dockgate binds it at create), else
+    by the name the endpoint is kept under, resolved as the start runs
+    (``FindNetwork``: full id, exact name, then a unique id prefix).  So a
+    container created before dockgate bound ``NetworkID``, or on the daemon
+    directly, connects by a name that a network removed between the check and
+    the start (or at any time before) leaves to another network: the name's
+    own network gone, the start joins the network whose id the name begins.
+    An endpoint is therefore accepted only when what it names is one network
+    under every reading the daemon could make of it: its ``NetworkID`` that
+    network's full id, or (none set) exactly one network that the name is the
+    full id or the exact name of, and no other network named so or whose id
+    begins with it.
+
+    Raises:
+        StaleEndpoint: (409) an endpoint whose ``NetworkID`` names no network
+            (the daemon would look it up as a name), or whose name resolves to
+            none, or could resolve to another network.
+        UpstreamUnavailable: the daemon did not answer a lookup.
+    """
+    settings = info.get("NetworkSettings")
+    networks = settings.get("Networks") if isinstance(settings, Mapping) else None
+    if not isinstance(networks, Mapping):
+        return []
+    container = str(info.get("Id") or "")[:12]
+    prefix = f"/v{version}" if version else ""
+    listing: list[Any] | None = None
+    found: list[tuple[str, str, Mapping[str, Any]]] = []
+    for key, endpoint in networks.items():
+        name = str(key)
+        if name in BUILTIN_NETWORKS:
+            continue  # connected by name, whatever its NetworkID (``getNetworkID``)
+        bound = endpoint.get("NetworkID") if isinstance(endpoint, Mapping) else None
+        bound = bound if isinstance(bound, str) else ""
+        ident = bound
+        if not ident:
+            if listing is None:
+                status, answer = await fetch("GET", f"{prefix}/networks", None)
+                if status != 200 or not isinstance(answer, list):
+                    raise _unanswered(status, "cannot list networks")
+                listing = answer
+            ident = _only_reading(container, name, listing)
+        status, network = await fetch("GET", f"{prefix}/networks/{quote(ident, safe='')}", None)
+        if status == 404 or (status == 200 and isinstance(network, Mapping)
+                             and network.get("Id") != ident):
+            raise _absent(container, name, bound)
+        if status != 200 or not isinstance(network, Mapping):
+            raise _unanswered(status, f"cannot inspect network {ident[:12]}")
+        found.append((name, bound, network))
+    return found
+
+
+def _only_reading(container: str, name: str, listing: list[Any]) -> str:
+    """The full id of the one network ``name`` can be read as among the ``listing``
+    (``GET /networks``): its full id or exact name, no other's name or id prefix."""
+    matches = {str(n.get("Id")): n for n in listing if isinstance(n, Mapping) and (
+        n.get("Id") == name or n.get("Name") == name
+        or str(n.get("Id") or "").startswith(name))}
+    if not matches:
+        raise _absent(container, name, "")
+    if len(matches) > 1:
+        named = sum(n.get("Name") == name for n in matches.values())
+        raise _stale(container, name, "is kept by name only, and several networks are "
+                     "named so" if named > 1 else "is kept by name only, and that name is "
+                     "also the start of another network's id")
+    ident, only = next(iter(matches.items()))
+    if name not in (ident, only.get("Name")):
+        raise _stale(container, name, "is kept by name only, and no network is named "
+                     "so (it is the start of a network's id)")
+    return ident
 
 
 _SWARM_KINDS = frozenset({"service", "node", "task", "secret", "config"})

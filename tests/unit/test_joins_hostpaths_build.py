@@ -19,7 +19,7 @@ import pytest
 from dockgate.buildctx import ContextCheck, ContextError, parse
 from dockgate.buildctx.dockerfile import DockerfileFacts, triggers
 from dockgate.buildctx.tarscan import TarScanner
-from dockgate.errors import BadRequest, Forbidden, NotFound
+from dockgate.errors import BadRequest, DockgateError, Forbidden, NotFound
 from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy import DecisionContext, PolicyError, load_policy
 from dockgate.policy import joins as J
@@ -638,3 +638,69 @@ def test_a_join_check_asks_each_target_once_and_at_most_max_lookups() -> None:
         asyncio.run(check_joins(create([f"v{i}:/m{i}" for i in range(MAX_LOOKUPS + 1)]),
                                 BASELINE, PEER, fetch))
     assert len(asked) == MAX_LOOKUPS
+
+
+def _network_daemon(networks: list[dict[str, Any]], container: dict[str, Any]) -> Any:
+    """A daemon that resolves network lookups as ``GET /networks/{id}`` does (full id,
+    exact name, then unique id prefix), lists ``networks``, and inspects ``container``."""
+    async def fetch(method: str, target: str, body: Any) -> tuple[int, Any]:
+        if target == "/networks":
+            return 200, networks
+        if target.startswith("/networks/"):
+            ref = unquote(target.removeprefix("/networks/"))
+            for found in ([n for n in networks if n["Id"] == ref],
+                          [n for n in networks if n["Name"] == ref],
+                          [n for n in networks if n["Id"].startswith(ref)]):
+                if len(found) == 1:
+                    return 200, found[0]
+            return 404, None
+        return (200, container) if container["Name"] in target or container["Id"] in target \
+            else (404, None)
+
+    return fetch
+
+
+def test_a_start_refuses_an_endpoint_kept_by_a_name_another_network_can_answer() -> None:
+    """A start connects an endpoint without ``NetworkID`` by its stored name (full id,
+    exact name, then id prefix, when the start runs): it is refused (409, naming the
+    network and the fix) when the name is the start of another network's id, names no
+    network exactly, or several; and when a set ``NetworkID`` names a network that is
+    gone (or is another network's name).  An endpoint whose name is exactly one network's
+    name and no id's start, or whose ``NetworkID`` is a network's id, starts, and that
+    network, by its full id, is what is judged."""
+    own = {"Name": "abc123def456", "Id": "9" * 64, "Driver": "bridge", "Scope": "local"}
+    other = {"Name": "other", "Id": "abc123def456" + "0" * 52, "Driver": "bridge",
+             "Scope": "local", "Options": {"com.docker.network.bridge.name": "evil0"}}
+    web = {"Name": "web", "Id": "7" * 64, "Driver": "bridge", "Scope": "local"}
+    run = asyncio.run
+    start = req("container.start", None, params={"id": "h"})
+
+    def holder(**endpoints: Any) -> dict[str, Any]:
+        ctr = _ctr("h")
+        ctr["NetworkSettings"] = {"Networks": {"bridge": {"NetworkID": ""}, **endpoints}}
+        return ctr
+
+    refused = (
+        ([own, other, web], holder(abc123def456={}),
+         "by name only, and that name is also the start of another network's id"),
+        ([other, web], holder(abc123def456={"NetworkID": ""}),
+         r"no network is named so \(it is the start"),
+        ([own, web], holder(gone={}), "no network is named so now"),
+        ([own, web, {**web, "Id": "6" * 64}], holder(web={}), "several networks are named so"),
+        ([own, web], holder(web={"NetworkID": "5" * 64}),
+         r"is bound to network 5{12}, which is gone"),
+        ([own, {**web, "Name": "5" * 64}], holder(web={"NetworkID": "5" * 64}), "is gone"),
+    )
+    for networks, ctr, why in refused:
+        with pytest.raises(DockgateError, match=f"network '[a-z0-9]+' .*{why}.*Remove the "
+                                                "container and create it again") as caught:
+            run(check_joins(start, BASELINE, PEER, _network_daemon(networks, ctr)))
+        assert caught.value.status == 409
+    for networks, ctr in (([own, web], holder(web={})), ([own, web], holder(abc123def456={})),
+                          ([own, web], holder(web={"NetworkID": "7" * 64})),
+                          ([own, web], holder(**{"7" * 64: {}}))):
+        run(check_joins(start, BASELINE, PEER, _network_daemon(networks, ctr)))
+    # What is judged is the network the endpoint reads as: a refused one, by its id.
+    with pytest.raises(Forbidden, match=r"network 'abc123def4560{52}' does not pass the policy"):
+        run(check_joins(start, BASELINE, PEER, _network_daemon(
+            [other, web], holder(abc123def456={"NetworkID": other["Id"]}))))

@@ -622,3 +622,39 @@ def test_image_prune_waits_for_the_tenants_own_builds() -> None:
     holds.release(claim)
     assert not holds.building("team-a")
     asyncio.run(scope_request(prune, A, daemon.fetch, daemon.replay, holds=holds))
+
+
+@pytest.mark.parametrize("owner", ["team-b", None])
+def test_a_tenants_start_connects_only_its_own_networks(owner: str | None) -> None:
+    """A tenant's own container whose endpoint names (by ``NetworkID``, or by its exact
+    name) a network that is another tenant's or nobody's is not started: it gets the
+    refusal (409) of a start whose endpoint names no network; one kept by a name that is
+    only the start of another network's id is refused (409) whoever owns that network;
+    on its own network, by id or name, it starts."""
+    net_id, own_id = "e" * 64, "d" * 64
+    labels = {OWNER_LABEL: owner} if owner else {}
+    theirs = {"Name": "shared", "Id": net_id, "Labels": labels}
+    ours = {"Name": "ed" + "0" * 10, "Id": own_id, "Labels": {OWNER_LABEL: "team-a"}}
+
+    def started(**endpoints: Any) -> Daemon:
+        ctr = container("team-a")
+        ctr["NetworkSettings"] = {"Networks": endpoints}
+        return Daemon({"/v1.51/containers/web/json": ctr, "/v1.51/networks": [theirs, ours],
+                       f"/v1.51/networks/{net_id}": theirs, f"/v1.51/networks/{own_id}": ours})
+
+    for refused, why in ((started(shared={"NetworkID": net_id}), "is bound to network e{12}, "
+                          r"which is gone \(the daemon would look its id up as a name\)"),
+                         (started(shared={}), "is kept by name only, and no network is named "
+                          "so now")):
+        with pytest.raises(DockgateError) as caught:
+            run(req("POST", "/v1.51/containers/web/start"), A, refused)
+        assert caught.value.status == 409
+        assert re.fullmatch(f"container c{{12}}: its endpoint on network 'shared' {why}: .*",
+                            caught.value.message)
+    with pytest.raises(DockgateError, match=r"no network is named so \(it is the start") as stale:
+        run(req("POST", "/v1.51/containers/web/restart"), A, started(e={}))
+    assert stale.value.status == 409
+    for ok in (started(bridge={}, **{"ed" + "0" * 10: {}}), started(x={"NetworkID": own_id})):
+        request, _ = run(req("POST", "/v1.51/containers/web/start"), A, ok)
+        assert request.path == f"/containers/{'c' * 64}/start"
+    run(req("POST", "/v1.51/containers/web/start"), ADMIN, started(shared={}))
