@@ -37,6 +37,7 @@ from dockgate.errors import (
     UpstreamUnavailable,
 )
 from dockgate.model import CanonicalRequest
+from dockgate.policy.joins import STARTS
 from dockgate.tenancy import (
     OWNER_LABEL,
     Tenant,
@@ -242,16 +243,12 @@ async def scope_request(
         claims.append(claim)
     for name in dict.fromkeys(new_volumes):
         await _create_owned_volume(request, name, tenant, fetch)
-    if endpoint in _STARTS and target is not None and not tenant.admin:
+    if endpoint in STARTS and target is not None and not tenant.admin:
         for name, bound, network in await start_networks(target, fetch, request.version):
             if not may_access(tenant, owner_of("network", network)):
                 # Answered as if that network did not exist.
                 raise _absent(str(target.get("Id") or "")[:12], name, bound, "not-owner")
     return bind_network_ids(request), target
-
-
-_STARTS = frozenset({"container.start", "container.restart"})
-"""Requests that connect a container's networks (``policy.joins.STARTS``)."""
 
 
 class StaleEndpoint(DockgateError):
