@@ -54,11 +54,16 @@ def _inner(case: str, n: int) -> None:
 
 def _count(tree: Path, case: str, n: int) -> float:
     """Instructions per exchange for ``case``, with dockgate from ``tree``."""
+    # The tree's own copy of this script: bench_exchange puts the tree it is in
+    # first on sys.path, so this tree's copy would count this tree's dockgate.
+    script = tree / "benchmarks" / "icount_exchange.py"
+    if not script.is_file():
+        raise SystemExit(f"--tree {tree}: no benchmarks/icount_exchange.py there")
     with tempfile.TemporaryDirectory() as out:
         env = dict(os.environ, PYTHONPATH=f"{tree}:{tree / 'benchmarks'}", PYTHONHASHSEED="0")
         subprocess.run(
             ["valgrind", "--tool=callgrind", "--dump-before=getppid",
-             f"--callgrind-out-file={out}/cg", sys.executable, str(Path(__file__).resolve()),
+             f"--callgrind-out-file={out}/cg", sys.executable, str(script),
              "--inner", case, "-n", str(n)],
             env=env, check=True, capture_output=True,
         )

@@ -20,11 +20,11 @@ memory.  They live in the reactor thread.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 __all__ = ["SMALL", "IdentityMemo", "Memo"]
 
-SMALL = 2048
+SMALL: Final = 2048
 """The largest response head, in bytes, whose results are remembered: with the
 memories' entry limits, they hold about a megabyte at most."""
 

@@ -73,6 +73,9 @@ else
   # Also checks that the wheel holds every tracked module and profile.
   wheel=$("$PY" tests/support/packaging.py build dist) || die "building the wheel failed"
   echo "built $wheel"
+  # The install and image tests take this build (stamped with the tree's digest)
+  # instead of compiling the same tree again.
+  export DOCKGATE_BUILT=$PWD/dist
   if [ -z "${DOCKGATE_SKIP_INSTALL:-}" ] || [ ! -d "$DOCKGATE_WHEELHOUSE" ]; then
     section "install: dependency wheels into $DOCKGATE_WHEELHOUSE"
     "$PY" tests/support/packaging.py wheelhouse "$wheel[test]" "$DOCKGATE_WHEELHOUSE" \

@@ -22,7 +22,7 @@ import hmac
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 __all__ = [
     "CHECKPOINT_STAGE",
@@ -34,7 +34,7 @@ __all__ = [
     "verify_lines",
 ]
 
-CHECKPOINT_STAGE = "Checkpoint"
+CHECKPOINT_STAGE: Final = "Checkpoint"
 
 
 def line_hash(line: bytes) -> str:

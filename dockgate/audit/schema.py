@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from math import isfinite
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from dockgate.audit.redact import TEXT_LIMIT, Redactor, clip, target_of
 from dockgate.model import AuditEvent, Peer
@@ -40,14 +40,14 @@ __all__ = [
     "plain_members",
 ]
 
-SCHEMA_VERSION = 1
-MAX_TEXT = TEXT_LIMIT
+SCHEMA_VERSION: Final = 1
+MAX_TEXT: Final = TEXT_LIMIT
 """Longest free-text value (path, reason, header) kept whole, in characters."""
-MAX_BODY = 64 * 1024
+MAX_BODY: Final = 64 * 1024
 """Largest canonical body (encoded JSON bytes) kept in a ``request``-level record."""
 
 Level = Literal["none", "metadata", "request"]
-LEVELS: tuple[Level, ...] = ("none", "metadata", "request")
+LEVELS: Final[tuple[Level, ...]] = ("none", "metadata", "request")
 
 
 def _to_json(value: object) -> object:
@@ -77,12 +77,12 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     return _ENCODER.encode(record).encode("ascii") + b"\n"
 
 
-_ENCODER = json.JSONEncoder(
+_ENCODER: Final = json.JSONEncoder(
     ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_to_json
 )
 """Built once: ``json.dumps`` with options builds a new encoder for every record."""
 
-_second: list[Any] = [None, ""]
+_second: Final[list[Any]] = [None, ""]
 """The whole second ``iso_time`` formatted last, and its text up to the fraction's
 dot (one record after another mostly falls in the same second, and ``strftime``
 is the costly part)."""
@@ -241,13 +241,13 @@ def build_record(
 
 
 
-_LEAD = ("id", "record_id", "stage", "time")
-_MIDDLE = (
+_LEAD: Final = ("id", "record_id", "stage", "time")
+_MIDDLE: Final = (
     "level", "principal", "tenant", "peer", "listener", "method", "path", "endpoint",
     "api_version", "decision", "policy", "rules", "reasons",
 )
-_TAIL = ("status", "duration", "bytes_in", "bytes_out")
-_PLAIN = (*_LEAD, *_MIDDLE, *_TAIL)
+_TAIL: Final = ("status", "duration", "bytes_in", "bytes_out")
+_PLAIN: Final = (*_LEAD, *_MIDDLE, *_TAIL)
 """The members, in order, of a record with nothing unusual in it."""
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from twisted.logger import Logger
 
@@ -37,15 +37,15 @@ from dockgate.policy.source import PolicyError
 
 __all__ = ["FailureMode", "JsonLinesAudit", "NullAudit", "encode_record"]
 
-log = Logger()
+log: Final = Logger()
 
 FailureMode = Literal["closed", "open"]
-_REPORT_EVERY = 10.0
-_SESSION_TARGETS = {"container.attach": "container", "container.attach.ws": "container",
+_REPORT_EVERY: Final = 10.0
+_SESSION_TARGETS: Final = {"container.attach": "container", "container.attach.ws": "container",
                     "exec.start": "exec"}
 """What a recorded session's ``{id}`` (its header's ``container``) names: resizes of
 the same thing apply to it."""
-_RESIZES = {"container.resize": "container", "exec.resize": "exec"}
+_RESIZES: Final = {"container.resize": "container", "exec.resize": "exec"}
 
 
 class JsonLinesAudit:

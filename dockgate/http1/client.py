@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from dockgate.http1.wire import FIELD_VALUE, TOKEN, tokens
 from dockgate.memo import SMALL, Memo
@@ -34,12 +35,12 @@ __all__ = [
     "request_head",
 ]
 
-MAX_HEAD = 64 * 1024
+MAX_HEAD: Final = 64 * 1024
 """Largest response head (status line and headers) accepted from the daemon."""
-_MAX_CHUNK_LINE = 4096
-_STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-LAST_CHUNK = b"0\r\n\r\n"
+_MAX_CHUNK_LINE: Final = 4096
+_STATUS: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 class ProtocolError(Exception):
@@ -102,10 +103,20 @@ class End:
 
 Event = Head | Body | Framing | End
 
-(ST_IDLE, ST_HEAD, ST_LENGTH, ST_CHUNK_LINE, ST_CHUNK_DATA, ST_CHUNK_END, ST_TRAILER, ST_CLOSE,
- ST_ENDING, ST_DONE, ST_RAW) = range(11)
-"""Where a reader is in a message; shared with ``http1.server``, whose reader has
-the same body framings."""
+# Where a reader is in a message; shared with ``http1.server``, whose reader has
+# the same body framings.  Final: compiled, each comparison is of two machine
+# integers, not a lookup in the module's namespace and a generic comparison.
+ST_IDLE: Final = 0
+ST_HEAD: Final = 1
+ST_LENGTH: Final = 2
+ST_CHUNK_LINE: Final = 3
+ST_CHUNK_DATA: Final = 4
+ST_CHUNK_END: Final = 5
+ST_TRAILER: Final = 6
+ST_CLOSE: Final = 7
+ST_ENDING: Final = 8
+ST_DONE: Final = 9
+ST_RAW: Final = 10
 
 
 def request_head(method: str, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
@@ -155,7 +166,7 @@ def _parse_head(block: bytes) -> Head:
 
 _Framing = tuple[int, int, bool]
 """A body framing chosen by ``ResponseReader._frame``: state, length left, keep-alive."""
-_HEADS: Memo[tuple[bytes, bool], tuple[Head, _Framing | None]] = Memo(256)
+_HEADS: Final[Memo[tuple[bytes, bool], tuple[Head, _Framing | None]]] = Memo(256)
 """Parsed response heads and their framing, by raw bytes and whether the
 request was HEAD (see ``memo``).  The daemon's heads differ from one
 response of a kind to the next only in ``Date``, so a head of each kind is

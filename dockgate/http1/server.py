@@ -48,7 +48,7 @@ from dockgate.memo import SMALL, Memo
 
 __all__ = ["PAUSED", "Body", "End", "KnownHead", "Request", "RequestReader", "ResponseWriter"]
 
-_REQUEST_LINE = re.compile(
+_REQUEST_LINE: Final = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
 )
 
@@ -355,7 +355,7 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
             left, body)
 
 
-_PLANS: Memo[tuple[object, ...], _Plan] = Memo(256)
+_PLANS: Final[Memo[tuple[object, ...], _Plan]] = Memo(256)
 """Response heads by everything they are made of, for the daemon's repeated
 answers (whose header tuples ``protocol`` shares, see ``memo``)."""
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 from dockgate.errors import BadRequest, HeadTooLarge
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -33,18 +34,18 @@ HOP_BY_HOP = frozenset(
 )
 """Headers that describe one connection, never the message (RFC 9110 7.6.1)."""
 
-HEAD_END = re.compile(rb"\r?\n\r?\n")
+HEAD_END: Final = re.compile(rb"\r?\n\r?\n")
 """The end of a head, bare LF included (a head found that way is then refused);
 ``find_head_end`` finds its first match without the regular expression."""
 
-TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """An RFC 9110 token (header names, methods); use with ``fullmatch``."""
-FIELD_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
+FIELD_VALUE: Final = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 """A header value once trimmed: no control character but HTAB; use with ``fullmatch``."""
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BARE_LF: Final = re.compile(rb"(?<!\r)\n")
 
 
-MAX_HEADERS = 256
+MAX_HEADERS: Final = 256
 """Header fields a request may have (431 beyond).  Engine 20.10 has no count
 limit of its own (only Go's 1 MB head) and 28.5 answers 431 above about 500
 fields (measured), but every field is parsed, checked

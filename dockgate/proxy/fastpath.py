@@ -76,14 +76,14 @@ from __future__ import annotations
 import itertools
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from dockgate.http1.server import Request
 from dockgate.model import CanonicalRequest, Decision, Peer
 
 __all__ = ["HEAD_LIMIT", "FastPath", "Finder", "Known"]
 
-HEAD_LIMIT = 2048
+HEAD_LIMIT: Final = 2048
 """The largest raw head, in bytes, an entry is kept for: with ``FastPath``'s
 limit, the heads held come to two megabytes at most."""
 

@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from http import HTTPStatus
-from typing import Any, ClassVar, NamedTuple, cast
+from typing import Any, ClassVar, Final, NamedTuple, cast
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, DeferredLock
@@ -149,21 +149,21 @@ from dockgate.tenancy.holds import HOLDS, Claim
 from dockgate.tenancy.missing import NamesBack, StandIn, forwarded
 from dockgate.tenancy.scoping import check_quota, owned_objects, owns_object, scope_request
 
-_HIJACK_UPGRADES = frozenset({b"tcp", b"h2c", b"websocket"})
+_HIJACK_UPGRADES: Final = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
 
 
-_DRAIN_BYTES = 1 << 30
-_DRAIN_SECONDS = 60.0
+_DRAIN_BYTES: Final = 1 << 30
+_DRAIN_SECONDS: Final = 60.0
 """How much of a refused request's body is read and dropped before closing."""
 
-_MAX_HELD = 64 << 20
+_MAX_HELD: Final = 64 << 20
 """Largest response body dockgate holds to rewrite or filter."""
-_EVENTS_BACKLOG = 4 << 20
+_EVENTS_BACKLOG: Final = 4 << 20
 """Most of a tenant's event stream held while the daemon says who owns a volume or
 network (thousands of events); a stream that would need more is ended."""
 
-_TENANT_LISTS = {
+_TENANT_LISTS: Final = {
     "container.list": "container",
     "image.list": "image",
     "network.list": "network",
@@ -188,12 +188,13 @@ def _same(value: Any) -> Any:
     return value
 
 
-_WARNABLE = frozenset({"container.create", "container.update", "service.create", "service.update"})
+_WARNABLE: Final = frozenset({
+    "container.create", "container.update", "service.create", "service.update"})
 """Endpoints whose JSON response has a ``Warnings`` list the docker CLI prints."""
 
 
-_ID_PREFIX = os.urandom(8).hex()
-_ID_COUNTER = itertools.count(1)
+_ID_PREFIX: Final = os.urandom(8).hex()
+_ID_COUNTER: Final = itertools.count(1)
 
 
 def _new_id() -> str:
@@ -269,10 +270,10 @@ class ResponseFacts(NamedTuple):
     """The daemon's ``Api-Version``, as sent."""
 
 
-_HEAD_READ_TRIES = 400
+_HEAD_READ_TRIES: Final = 400
 """How many half milliseconds a hijacked session's first daemon bytes wait at
 most for the client to read the head before them (``_daemon_bytes_after_head``)."""
-_FACTS: IdentityMemo[Head, ResponseFacts] = IdentityMemo(256)
+_FACTS: Final[IdentityMemo[Head, ResponseFacts]] = IdentityMemo(256)
 """Facts of the daemon's response heads, by the parsed head ``http1.client`` shares
 between repetitions of the same bytes (outside ``fastpath``'s reach: see there)."""
 

@@ -10,7 +10,7 @@ response can leak into another client's exchange.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -37,7 +37,7 @@ from dockgate.http1.client import (
 )
 from dockgate.proxy.gate import NativeProtocol, ReadGate, drop_producer, half_close
 
-log = Logger()
+log: Final = Logger()
 
 
 class UpstreamDelegate(TypingProtocol):

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import Final, Literal, TextIO
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -39,7 +39,7 @@ from dockgate.model import AuditEvent
 __all__ = ["FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "start_logging"]
 
 LogFormat = Literal["text", "json"]
-LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("text", "json")
 
 
 @implementer(ILogObserver)
@@ -76,7 +76,8 @@ def json_lines_observer(stream: TextIO) -> ILogObserver:
     return ILogObserver(_JsonLines(stream))
 
 
-_PER_CONNECTION_NOISE = frozenset({"Starting factory {factory!r}", "Stopping factory {factory!r}"})
+_PER_CONNECTION_NOISE: Final = frozenset({
+    "Starting factory {factory!r}", "Stopping factory {factory!r}"})
 """Twisted logs these at info for every outgoing connection's one-shot factory;
 at dockgate's volume they would drown everything else."""
 
@@ -111,10 +112,10 @@ def start_logging(
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
 
 
-FINAL_STAGES = frozenset({"ResponseComplete", "SessionEnded"})
+FINAL_STAGES: Final = frozenset({"ResponseComplete", "SessionEnded"})
 """The stage that ends each exchange: one access line per request, written then."""
 
-_PATH_LIMIT = 200
+_PATH_LIMIT: Final = 200
 _access_log = Logger(namespace="dockgate.access")
 
 

@@ -178,7 +178,8 @@ def test_slow_reader_of_logs_follow_does_not_grow_memory(
 def test_big_export_and_load_stream_with_flat_memory(
     engine: Engine, dockgate_process: DockgateProcess, tmp_path: Path
 ) -> None:
-    """`docker export` of 500 MB and `docker load` of 1 GiB pass with flat dockgate memory."""
+    """`docker export` of 256 MiB and `docker load` of 384 MiB pass with flat dockgate memory
+    (its growth under 40 MB: a proxy that held either stream would grow by all of it)."""
     if engine.name != "28.5":
         pytest.skip("one engine is enough for the big-stream check (time budget)")
     pid = dockgate_process.pid
@@ -192,14 +193,14 @@ def test_big_export_and_load_stream_with_flat_memory(
         IMAGE,
         "sh",
         "-c",
-        "head -c 524288000 /dev/urandom > /big",
+        "head -c 268435456 /dev/urandom > /big",
         timeout=300,
     )
     before = rss(pid)
     out = tmp_path / "export.tar"
     with peak_rss(pid) as peak:
         engine.docker("export", "-o", str(out), name, timeout=300)
-    assert out.stat().st_size > 500 * 1000 * 1000
+    assert out.stat().st_size > 256 * MB
     assert peak() - before < 40 * MB, f"export grew dockgate by {(peak() - before) / MB:.1f} MB"
     out.unlink()
 
@@ -213,7 +214,7 @@ def test_big_export_and_load_stream_with_flat_memory(
         IMAGE,
         "sh",
         "-c",
-        "head -c 1073741824 /dev/urandom > /huge",
+        "head -c 402653184 /dev/urandom > /huge",
         timeout=300,
     )
     engine.docker_direct("commit", image, f"{image}:1", timeout=300)
@@ -221,7 +222,7 @@ def test_big_export_and_load_stream_with_flat_memory(
     engine.docker_direct("save", "-o", str(saved), f"{image}:1", timeout=300)
     engine.docker_direct("rm", "-f", image)
     engine.docker_direct("rmi", f"{image}:1")
-    assert saved.stat().st_size > 1 << 30
+    assert saved.stat().st_size > 384 * MB
     before = rss(pid)
     with peak_rss(pid) as peak:
         result = engine.docker("load", "-i", str(saved), timeout=600)

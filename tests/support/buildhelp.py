@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import io
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -13,11 +15,22 @@ from urllib.parse import quote, urlencode
 from support import unixhttp
 from support.engines import IMAGE, Engine
 
+_MADE: list[Path] = []
+"""The directories ``readable_dir`` made: removed when the test run ends (a CLI
+run as another user may still read one until its test ends)."""
+
+
+@atexit.register
+def _remove_made() -> None:
+    for d in _MADE:
+        shutil.rmtree(d, ignore_errors=True)
+
 
 def readable_dir(files: dict[str, str]) -> Path:
     """A fresh directory holding ``files`` (name → text) that every test user can read:
     a CLI run as a test principal (another unix user) reads it."""
     d = Path(tempfile.mkdtemp(prefix="dgfiles-"))
+    _MADE.append(d)
     d.chmod(0o755)
     for name, text in files.items():
         (d / name).write_text(text)

@@ -155,3 +155,88 @@ def test_a_wheel_without_an_extension_module_is_named() -> None:
              "dockgate/proxy/protocol.py", "dockgate/audit/sink.py"]
     assert packaging.uncompiled_in_wheel(["dockgate.proxy.protocol", "dockgate.audit.sink"],
                                          names) == ["dockgate.audit.sink"]
+
+
+def _repo(tmp_path: Any) -> Any:
+    """A git work tree with one tracked module (what ``tracked_files`` lists)."""
+    import subprocess  # noqa: PLC0415
+
+    repo = tmp_path / "repo"
+    (repo / "dockgate").mkdir(parents=True)
+    (repo / "dockgate" / "__init__.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    return repo
+
+
+def _fake_build(outdir: Any, repo: Any) -> tuple[Any, Any]:
+    """Stands in for ``python -m build``: an sdist and a wheel holding the tree's module."""
+    sdist = outdir / "dockgate-0.1.0.tar.gz"
+    wheel = outdir / "dockgate-0.1.0-py3-none-any.whl"
+    for path in (sdist, wheel):
+        path.write_bytes((repo / "dockgate" / "__init__.py").read_bytes())
+    return sdist, wheel
+
+
+def test_a_build_of_the_same_tree_is_copied_not_made_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build`` copies the sdist and wheel of ``DOCKGATE_BUILT`` when its stamp is the
+    tree's digest now; after any tracked file changes, or the build kind does, it
+    builds again (a stale wheel is never taken for the tree)."""
+    repo = _repo(tmp_path)
+    made: list[Any] = []
+
+    def counting_build(outdir: Any, repo: Any) -> tuple[Any, Any]:
+        made.append(outdir)
+        return _fake_build(outdir, repo)
+
+    monkeypatch.setattr(packaging, "_build", counting_build)
+    monkeypatch.setattr(packaging, "_last_built", [])
+    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    first = tmp_path / "dist"
+    packaging.build(first, repo)
+    assert made == [first]
+    monkeypatch.setenv("DOCKGATE_BUILT", str(first))
+    monkeypatch.setattr(packaging, "_last_built", [])
+
+    sdist, wheel = packaging.build(tmp_path / "again", repo)
+    assert made == [first]  # copied
+    assert wheel.parent == tmp_path / "again" and wheel.read_bytes() == b"x = 1\n"
+    assert sdist.name == "dockgate-0.1.0.tar.gz"
+
+    (repo / "dockgate" / "__init__.py").write_text("x = 2\n")
+    _, wheel = packaging.build(tmp_path / "changed", repo)
+    assert made == [first, tmp_path / "changed"]
+    assert wheel.read_bytes() == b"x = 2\n"
+
+    monkeypatch.setenv("DOCKGATE_BUILT", str(tmp_path / "changed"))
+    monkeypatch.setenv("DOCKGATE_PURE", "1")
+    packaging.build(tmp_path / "pure", repo)
+    assert made[-1] == tmp_path / "pure"
+
+
+def test_the_process_reuses_its_own_last_build_while_it_exists(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``DOCKGATE_BUILT`` the second build of one tree in a process copies the
+    first; once the first's directory is gone (a test's temporary one), it builds."""
+    import shutil  # noqa: PLC0415
+
+    repo = _repo(tmp_path)
+    made: list[Any] = []
+
+    def counting_build(outdir: Any, repo: Any) -> tuple[Any, Any]:
+        made.append(outdir)
+        return _fake_build(outdir, repo)
+
+    monkeypatch.setattr(packaging, "_build", counting_build)
+    monkeypatch.setattr(packaging, "_last_built", [])
+    monkeypatch.delenv("DOCKGATE_BUILT", raising=False)
+    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    packaging.build(tmp_path / "a", repo)
+    packaging.build(tmp_path / "b", repo)
+    assert made == [tmp_path / "a"]
+    shutil.rmtree(tmp_path / "a")
+    shutil.rmtree(tmp_path / "b")
+    packaging.build(tmp_path / "c", repo)
+    assert made == [tmp_path / "a", tmp_path / "c"]
