@@ -399,6 +399,38 @@ def size(raw: int | str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+# -- CPU limits -------------------------------------------------------------------
+
+CFS_PERIOD = 100_000
+"""The CFS period in microseconds the daemon uses with NanoCpus (and the kernel's default)."""
+
+
+def cpu_limit(nano: float | None, quota: float | None, period: float | None) -> float | None:
+    """The CPU limit, in 1e-9 CPUs, that a container's cgroup gets from these
+    resources when it starts; None when it gets none.
+
+    As moby's ``getCPUResources`` (``daemon/oci_linux.go``, both engines) builds
+    the OCI spec: a positive ``NanoCpus`` gives a quota over a 100 ms period,
+    then a non-zero ``CpuPeriod`` replaces the period and a non-zero
+    ``CpuQuota`` the quota.  A negative quota is no limit (the kernel reads any
+    negative ``cfs_quota_us`` as -1), whatever ``NanoCpus`` says: the daemon
+    refuses ``NanoCpus`` beside a *positive* ``CpuQuota`` only, so
+    ``{"NanoCpus": 1e9, "CpuQuota": -1}`` is accepted and runs unlimited.
+    A ``None`` argument is an absent field.
+    """
+    p = float(CFS_PERIOD)
+    q: float | None = None
+    if nano is not None and nano > 0:
+        q = nano * CFS_PERIOD / 1e9
+    if period:
+        p = period
+    if quota:
+        q = quota
+    if q is None or q <= 0 or p <= 0:
+        return None
+    return q / p * 1e9
+
+
 def port_range(raw: int | str) -> tuple[int, int]:
     """``8080`` or ``8000-8010`` as an inclusive range; ValueError when malformed."""
     s = str(raw).strip()

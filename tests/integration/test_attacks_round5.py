@@ -1,0 +1,164 @@
+"""Round 5 of the red team: what the daemon does with a field the policy read
+differently, each attack shown live on the bare daemon first (its cgroups and its
+answers are the oracle), then through dockgate.
+
+* **A negative ``CpuQuota`` is no CPU limit** (both engines).  The daemon refuses
+  ``NanoCpus`` beside a *positive* ``CpuQuota`` only, and builds the cgroup from
+  ``NanoCpus`` and then any non-zero ``CpuQuota`` over it
+  (``getCPUResources``), so ``{"NanoCpus": 5e8, "CpuQuota": -1}`` runs with
+  ``cfs_quota_us`` -1 while its inspect shows half a CPU; an update with
+  ``CpuQuota: -1`` reaches a running container's cgroup as sent, and the stored
+  ``NanoCpus`` stays.  Restricted's required CPU limit and a tenant's
+  ``max_cpus`` read ``NanoCpus`` and were bypassed both ways; through dockgate
+  both are refused.
+
+What held (session 13): a ``HostConfig`` on ``POST /v1.23/containers/{id}/start``
+(20.10 applies it; dockgate refuses any start body over 7 bytes, chunked too);
+creates at API 1.24-1.40 (``CgroupnsMode`` and ``IpcMode`` defaults);
+``SecurityOpt`` spellings (``seccomp:unconfined``, ``seccomp=Unconfined``,
+``systempaths=unconfined``, ``label:disable``, ``apparmor:unconfined``); empty
+``MaskedPaths``/``ReadonlyPaths``; ``PidMode``/``IpcMode`` with case and spaces;
+``Annotations``, ``Runtime``, ``CgroupParent``, ``DeviceCgroupRules``; an exec's
+``privileged`` in any case or twice; ``fromSrc`` URLs in thirteen spellings of a
+loopback host (none reached the listener); a tmpfs or volume mounted over
+``/proc``, ``/proc/sys`` or ``/sys/fs/cgroup`` (runc refuses, or it shadows only the
+container's own view).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import unixhttp
+from support.engines import IMAGE, Engine, unique
+from support.policygate import PolicyGate, policy_audit_guard, policy_gates
+from support.tenantgate import TENANTS, TenantGate, tenant_gates
+
+pytestmark = [pytest.mark.engine, pytest.mark.allow_refusals]
+_ = (policy_gates, policy_audit_guard, tenant_gates)
+
+call = unixhttp.call
+
+HARDENED = {"NetworkMode": "none", "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges"],
+            "Memory": 64 << 20, "PidsLimit": 64}
+"""A HostConfig restricted accepts once it has a CPU limit."""
+
+
+def cfs_quota(engine: Engine, cid: str) -> int | None:
+    """The CFS quota of the running container's cgroup as the kernel has it (microseconds per
+    period), None when unlimited (cgroup v1 ``cpu.cfs_quota_us`` -1, v2 ``cpu.max`` ``max``)."""
+    status, info = call(engine.daemon_socket, "GET", f"/containers/{cid}/json")
+    assert status == 200 and info["State"]["Running"], info
+    lines = Path(f"/proc/{info['State']['Pid']}/cgroup").read_text().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            for mount in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                f = Path(f"/sys/fs/cgroup/{mount}{path}/cpu.cfs_quota_us")
+                if f.exists():
+                    value = int(f.read_text())
+                    return None if value < 0 else value
+    path = next(line.split(":", 2)[2] for line in lines if line.startswith("0::"))
+    quota = Path(f"/sys/fs/cgroup{path}/cpu.max").read_text().split()[0]
+    return None if quota == "max" else int(quota)
+
+
+def run(sock: str, hc: dict[str, Any], user: str = "1000:1000") -> tuple[int, Any]:
+    """Create (and, when that succeeds, start) a sleeping container through ``sock``."""
+    status, made = call(sock, "POST", f"/containers/create?name={unique('cpu')}",
+                        {"Image": IMAGE, "User": user, "Cmd": ["sleep", "120"],
+                         "HostConfig": hc})
+    if status != 201:
+        return status, made
+    status, answer = call(sock, "POST", f"/containers/{made['Id']}/start")
+    assert status == 204, answer
+    return status, made["Id"]
+
+
+def test_restricted_cpu_limit_cannot_be_removed_by_a_negative_quota(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """On the bare daemon a container with NanoCpus and CpuQuota -1 runs without a CPU limit,
+    and an update with CpuQuota -1 lifts a running container's limit while its inspect still
+    shows NanoCpus; through restricted (which requires a CPU limit) both are refused and the
+    container keeps its limit."""
+    pg = policy_gates[(engine.name, "restricted")]
+    direct = engine.daemon_socket
+    status, cid = run(direct, {**HARDENED, "NanoCpus": 500_000_000, "CpuQuota": -1})
+    assert status == 204
+    assert cfs_quota(engine, cid) is None, "the bare daemon ran it unlimited"
+    status, cid = run(direct, {**HARDENED, "NanoCpus": 500_000_000})
+    assert cfs_quota(engine, cid) == 50_000
+    status, answer = call(direct, "POST", f"/containers/{cid}/update", {"CpuQuota": -1})
+    assert status == 200, answer
+    assert cfs_quota(engine, cid) is None, "the bare daemon's update lifted the limit"
+    assert call(direct, "GET", f"/containers/{cid}/json")[1]["HostConfig"]["NanoCpus"] \
+        == 500_000_000
+
+    status, answer = run(pg.socket, {**HARDENED, "NanoCpus": 500_000_000, "CpuQuota": -1})
+    assert status == 403, answer
+    assert answer["message"] == ("dockgate: denied by policy restricted rule resource-limits: "
+                                 "HostConfig.CpuQuota -1 removes the CPU limit (a negative "
+                                 "quota is unlimited, whatever NanoCpus says)"), answer
+    status, cid = run(pg.socket, {**HARDENED, "NanoCpus": 500_000_000})
+    assert status == 204, cid
+    status, answer = call(pg.socket, "POST", f"/containers/{cid}/update", {"CpuQuota": -1})
+    assert status == 403, answer
+    assert answer["message"] == ("dockgate: denied by policy restricted rule resource-limits: "
+                                 "CpuQuota -1 removes the CPU limit"), answer
+    assert cfs_quota(engine, cid) == 50_000
+    status, answer = call(pg.socket, "POST", f"/containers/{cid}/update",
+                          {"NanoCpus": 250_000_000, "CpuQuota": 0, "CpuPeriod": 0})
+    assert status == 200, answer
+    assert cfs_quota(engine, cid) == 25_000
+
+
+@pytest.fixture
+def cpu_quota_tenants(engine: Engine, tenant_gates: dict[str, TenantGate]
+                      ) -> Iterator[TenantGate]:
+    """The tenant gate with teamb's quotas extended by ``max_cpus: 1`` (reloaded back after)."""
+    tg = tenant_gates[engine.name]
+    with_cpus = TENANTS.replace("max_running: 1}", "max_running: 1, max_cpus: 1}")
+    assert with_cpus != TENANTS
+    tg.reload(with_cpus)
+    try:
+        yield tg
+    finally:
+        tg.reload(TENANTS)
+
+
+def test_tenant_cpu_quota_cannot_be_escaped_by_a_negative_quota(
+        engine: Engine, cpu_quota_tenants: TenantGate) -> None:
+    """A tenant with a one-CPU quota cannot run a container without a CPU limit through a
+    negative CpuQuota beside NanoCpus, at create or by an update of its running container (the
+    daemon's cgroup would be unlimited while the quota counts the NanoCpus); a lower limit by
+    NanoCpus is still updated."""
+    bob = cpu_quota_tenants.caller("bob-tls")
+    body = {"Image": IMAGE, "Cmd": ["sleep", "120"],
+            "HostConfig": {"NetworkMode": "none", "NanoCpus": 1_000_000_000, "CpuQuota": -1}}
+    status, answer = bob.request("POST", f"/containers/create?name={unique('q')}", body)
+    assert status == 403, answer
+    assert answer["message"] == ("dockgate: quota: tenant teamb has a CPU quota, so containers "
+                                 "need a CPU limit (--cpus)"), answer
+
+    body["HostConfig"]["CpuQuota"] = 0
+    status, made = bob.request("POST", f"/containers/create?name={unique('q')}", body)
+    assert status == 201, made
+    cid = made["Id"]
+    try:
+        status, answer = bob.request("POST", f"/containers/{cid}/start")
+        assert status == 204, answer
+        assert cfs_quota(engine, cid) == 100_000
+        status, answer = bob.request("POST", f"/containers/{cid}/update", {"CpuQuota": -1})
+        assert status == 403, answer
+        assert "containers need a CPU limit" in answer["message"], answer
+        assert cfs_quota(engine, cid) == 100_000
+        status, answer = bob.request("POST", f"/containers/{cid}/update",
+                                     {"NanoCpus": 500_000_000})
+        assert status == 200, answer
+        assert cfs_quota(engine, cid) == 50_000
+    finally:
+        call(engine.daemon_socket, "DELETE", f"/containers/{cid}?force=1")
+
