@@ -138,9 +138,18 @@ _HOST_CONFIG: dict[str, str] = {
     "Mounts[].VolumeOptions.DriverConfig": "volume_options",
     "Mounts[].VolumeOptions.Labels": INERT,
     "Mounts[].VolumeOptions.NoCopy": INERT,
-    "Mounts[].VolumeOptions.Subpath": INERT,  # opened symlink-safely inside the volume
+    # A subpath is mounted only from inside the volume (image), but engine 28.5
+    # first resolves it with the host's symlinks as root (safepath's
+    # filepath.EvalSymlinks) and answers differently for a target that exists
+    # ("escapes the base directory") and one that does not ("lstat /x: no such
+    # file"): a symlink the client put in a volume or image probes any host
+    # path, other tenants' volumes and container roots too (the Blkio paths'
+    # existence oracle).  dockgate cannot see the volume's links when the
+    # daemon does (a container may swap them), so the field is host-level.
+    "Mounts[].VolumeOptions.Subpath": HOST,
     "Mounts[].TmpfsOptions": "tmpfs",
     "Mounts[].ImageOptions": "images",
+    "Mounts[].ImageOptions.Subpath": HOST,
     "Mounts[].Consistency": INERT,
     "NetworkMode": "namespaces",
     "OomScoreAdj": "oom_score_adj",

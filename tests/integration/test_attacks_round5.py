@@ -11,6 +11,15 @@ answers are the oracle), then through dockgate.
   ``NanoCpus`` stays.  Restricted's required CPU limit and a tenant's
   ``max_cpus`` read ``NanoCpus`` and were bypassed both ways; through dockgate
   both are refused.
+* **A volume or image subpath probes host paths** (engine 28.5, API 1.45 and
+  1.48).  The daemon resolves ``VolumeOptions.Subpath`` and
+  ``ImageOptions.Subpath`` with the host's symlinks as root before it checks that
+  the result stays inside the volume, and its answer differs for a target that
+  exists (400, ``escapes the base directory``) and one that does not (404,
+  ``lstat /root/nonexistent: no such file or directory``): a symlink the client
+  put in its own volume or image tells it whether any host path exists, another
+  tenant's volume files included.  Through baseline and restricted the field is
+  host-level (closed world).
 
 What held (session 13): a ``HostConfig`` on ``POST /v1.23/containers/{id}/start``
 (20.10 applies it; dockgate refuses any start body over 7 bytes, chunked too);
@@ -27,6 +36,8 @@ container's own view).
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +173,84 @@ def test_tenant_cpu_quota_cannot_be_escaped_by_a_negative_quota(
     finally:
         call(engine.daemon_socket, "DELETE", f"/containers/{cid}?force=1")
 
+
+# -- subpaths (engine 28.5) ----------------------------------------------------------------
+
+
+def _links_tar() -> bytes:
+    """A layer of two absolute symlinks: to a host file that exists and to one that does not."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, target in (("yes", "/etc/hostname"), ("no", "/etc/dg-no-such-file")):
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tar.addfile(info)
+    return buf.getvalue()
+
+
+def _probe(sock: str, mount: dict[str, Any], version: str) -> tuple[int, Any]:
+    """Create a container (one restricted accepts but for ``mount``) with ``mount`` through
+    ``sock`` and start it there; (status, answer) of the create when it fails, else of the
+    start."""
+    status, made = call(sock, "POST", f"/{version}/containers/create",
+                        {"Image": IMAGE, "User": "1000:1000", "Cmd": ["true"],
+                         "HostConfig": {**HARDENED, "NanoCpus": 500_000_000,
+                                        "Mounts": [mount]}})
+    if status != 201:
+        return status, made
+    return call(sock, "POST", f"/{version}/containers/{made['Id']}/start")
+
+
+@pytest.mark.parametrize("kind", ["volume", "image"])
+def test_a_subpath_cannot_probe_host_paths(
+        kind: str, engine28: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """On engine 28.5 a volume (image) subpath that is a symlink in the client's own volume
+    (image) gets one answer when its host target exists and another when it does not; through
+    baseline (and restricted for volumes) a subpath is refused as a host-level field."""
+    engine = engine28
+    direct = engine.daemon_socket
+    if kind == "volume":
+        vol = unique("subpath")
+        status, made = call(direct, "POST", "/containers/create",
+                            {"Image": IMAGE, "Cmd": ["sh", "-c", "ln -s /etc/hostname /v/yes && "
+                                                     "ln -s /etc/dg-no-such-file /v/no"],
+                             "HostConfig": {"NetworkMode": "none",
+                                            "Mounts": [{"Type": "volume", "Source": vol,
+                                                        "Target": "/v"}]}})
+        assert status == 201, made
+        assert call(direct, "POST", f"/containers/{made['Id']}/start")[0] == 204
+        status, done = call(direct, "POST", f"/containers/{made['Id']}/wait")
+        assert status == 200 and done["StatusCode"] == 0, done
+
+        def mount(sub: str) -> dict[str, Any]:
+            return {"Type": "volume", "Source": vol, "Target": "/x",
+                    "VolumeOptions": {"Subpath": sub}}
+        version, field = "v1.45", "VolumeOptions"
+    else:
+        repo = unique("links")
+        status, raw = unixhttp.request(direct, "POST", f"/images/create?fromSrc=-&repo={repo}",
+                                       _links_tar(), content_type="application/x-tar")
+        assert status == 200, raw
+
+        def mount(sub: str) -> dict[str, Any]:
+            return {"Type": "image", "Source": repo, "Target": "/x",
+                    "ImageOptions": {"Subpath": sub}}
+        version, field = "v1.48", "ImageOptions"
+
+    status, answer = _probe(direct, mount("yes"), version)
+    assert status == 400 and "escapes the base directory" in answer["message"], answer
+    status, answer = _probe(direct, mount("no"), version)
+    assert status == 404, answer
+    assert "lstat /etc/dg-no-such-file: no such file or directory" in answer["message"], answer
+
+    policies = ("baseline", "restricted") if kind == "volume" else ("baseline",)
+    for policy in policies:
+        pg = policy_gates[(engine.name, policy)]
+        for sub in ("yes", "no"):
+            status, answer = _probe(pg.socket, mount(sub), version)
+            assert status == 403, answer
+            assert answer["message"] == (
+                f"dockgate: denied by policy {policy} rule closed-world: "
+                f"HostConfig.Mounts[0].{field}.Subpath makes the daemon act on the host "
+                "(host-level field)"), answer

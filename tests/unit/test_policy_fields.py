@@ -132,3 +132,20 @@ def test_present_reports_unclassified_and_host_fields() -> None:
         "HostConfig.Mounts[0].VolumeOptions.DriverConfig": "volume_options",
         "query.name": "inert",
     }
+
+
+def test_mount_subpaths_are_host_level() -> None:
+    """A volume or image mount's ``Subpath`` is host-level (engine 28.5 resolves it with the
+    host's symlinks first, an existence oracle), while the rest of those options keeps its class."""
+    mounts = [{"Type": "volume", "Source": "v", "Target": "/x",
+               "VolumeOptions": {"Subpath": "a", "NoCopy": True}},
+              {"Type": "image", "Source": "i", "Target": "/y", "ImageOptions": {"Subpath": "b"}}]
+    refused = fields.present("container.create", {"HostConfig": {"Mounts": mounts}}, (),
+                             everything=False)
+    assert [(p.field, p.kind) for p in refused] == [
+        ("HostConfig.Mounts[0].VolumeOptions.Subpath", "host"),
+        ("HostConfig.Mounts[1].ImageOptions.Subpath", "host")]
+    assert fields.classify("container.create", "HostConfig.Mounts[].ImageOptions") == "images"
+    empty = [{**mounts[0], "VolumeOptions": {"Subpath": ""}}]
+    assert fields.present("container.create", {"HostConfig": {"Mounts": empty}}, (),
+                          everything=False) == []
