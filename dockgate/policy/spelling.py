@@ -399,6 +399,40 @@ def size(raw: int | str) -> int:
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
+# -- docker top ---------------------------------------------------------------------
+
+_PS_UNIX = frozenset("AeadNfFljycLTmHw")
+"""``-X`` letters that select processes or pick a built-in format whose columns
+before PID are one word each (no ``o``/``O`` formats, ``p``/``u``/``C``/``t``...
+selections, ``M``/``Z`` labels, which may hold a space)."""
+_PS_BSD = frozenset("auxjlsvXmHefwcSnrTg")
+"""BSD letters alike (no ``o``/``O``/``k`` formats and sorts, ``h`` for no header,
+``p``/``t``/``U`` selections, ``Z`` labels)."""
+
+
+def ps_args_builtin(raw: str) -> bool:
+    """Whether ``GET /containers/{id}/top``'s ``ps_args`` only selects processes
+    and picks one of ps's built-in formats, with its header.
+
+    The daemon runs ``ps`` on the host, as root, with these words (split on
+    single spaces, moby ``daemon/top_unix.go``) over every process on the host,
+    then keeps the rows whose PID column holds one of the container's pids,
+    finding that column by the header's words.  A custom format (``-o`` and
+    the like), no header (``h``, ``--no-headers``), or a column of several
+    words before PID makes it read another column of a row as the pid, and its
+    answer for a row of any host process (``Unexpected pid 'SECRET=...'``, or
+    the row itself) shows that process's command line and environment (the
+    ``e`` modifier).  Only words of the letters above pass, each ``-X...`` or
+    ``X...`` alone: what ``docker top C aux`` and ``docker top C -ef`` send.
+    """
+    words = raw.split(" ")
+    for word in words:
+        letters, allowed = (word[1:], _PS_UNIX) if word.startswith("-") else (word, _PS_BSD)
+        if not letters or not set(letters) <= allowed:
+            return False
+    return True
+
+
 # -- CPU limits -------------------------------------------------------------------
 
 CFS_PERIOD = 100_000

@@ -21,6 +21,14 @@ answers are the oracle), then through dockgate.
   tenant's volume files included.  Through baseline and restricted the field is
   host-level (closed world).
 
+* **``docker top`` reads any host process** (both engines).  The daemon runs
+  ``ps`` on the host with the client's ``ps_args`` over every process, then keeps
+  the rows whose PID column holds a pid of the container, finding the column by
+  the header's words: four header words over the one-word LABEL column make it
+  read the fourth word of any host process's row (``-p PID``, with its
+  environment: ``e``) as the pid and quote it in its error.  Through baseline
+  and restricted only ps's own selections and built-in formats pass.
+
 What held (session 13): a ``HostConfig`` on ``POST /v1.23/containers/{id}/start``
 (20.10 applies it; dockgate refuses any start body over 7 bytes, chunked too);
 creates at API 1.24-1.40 (``CgroupnsMode`` and ``IpcMode`` defaults);
@@ -37,7 +45,9 @@ container's own view).
 from __future__ import annotations
 
 import io
+import subprocess
 import tarfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,6 +182,56 @@ def test_tenant_cpu_quota_cannot_be_escaped_by_a_negative_quota(
         assert cfs_quota(engine, cid) == 50_000
     finally:
         call(engine.daemon_socket, "DELETE", f"/containers/{cid}?force=1")
+
+
+# -- docker top ----------------------------------------------------------------------------
+
+LEAK_ARGS = "-o label=A\fB\fC\fD -o pid -o args e -p {pid}"
+"""Four header words over the one-word LABEL column: the daemon reads a row's fourth word
+(of ``/bin/sleep 120 DG_SECRET=...``) as its pid and quotes it in its error."""
+
+
+@pytest.fixture
+def host_secret() -> Iterator[tuple[int, str]]:
+    """A host process (not in any container) whose environment holds a secret: (pid, secret)."""
+    secret = unique("hunter2")
+    proc = subprocess.Popen(["/bin/sleep", "120"], env={"DG_SECRET": secret},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        yield proc.pid, secret
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_top_cannot_read_host_processes(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate],
+        host_secret: tuple[int, str]) -> None:
+    """On the bare daemon ``docker top`` with ps options that shift the header over the PID
+    column answers with the environment of any host process (the daemon runs ps on the host over
+    every process); through baseline and restricted such options are refused as host-level, and
+    ``docker top C aux`` and ``-ef`` still list the container's processes."""
+    pid, secret = host_secret
+    status, cid = run(engine.daemon_socket, {**HARDENED, "NanoCpus": 500_000_000})
+    assert status == 204
+    target = f"/containers/{cid}/top?" + urllib.parse.urlencode(
+        {"ps_args": LEAK_ARGS.format(pid=pid)})
+    status, answer = call(engine.daemon_socket, "GET", target)
+    assert status == 500 and f"Unexpected pid 'DG_SECRET={secret}'" in answer["message"], answer
+
+    for policy in ("baseline", "restricted"):
+        pg = policy_gates[(engine.name, policy)]
+        status, answer = call(pg.socket, "GET", target)
+        assert status == 403, answer
+        assert answer["message"] == (
+            f"dockgate: denied by policy {policy} rule closed-world: query.ps_args makes the "
+            "daemon act on the host (host-level field): ps options other than process selection "
+            "and ps's built-in formats; the daemon runs ps on the host over every process and "
+            "would show other processes' command lines and environments"), answer
+        for words in (("aux",), ("-ef",)):
+            out = pg.docker("top", cid, *words, timeout=60).stdout
+            assert "sleep 120" in out and secret not in out, out
 
 
 # -- subpaths (engine 28.5) ----------------------------------------------------------------

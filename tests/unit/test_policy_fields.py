@@ -149,3 +149,12 @@ def test_mount_subpaths_are_host_level() -> None:
     empty = [{**mounts[0], "VolumeOptions": {"Subpath": ""}}]
     assert fields.present("container.create", {"HostConfig": {"Mounts": empty}}, (),
                           everything=False) == []
+
+
+def test_checked_reads_are_routed_reads_in_the_table() -> None:
+    """Each read the closed world also judges is a routed GET with an entry, and each harmless
+    spelling belongs to a host-level field of the table."""
+    for eid in fields.CHECKED_READS:
+        assert ENDPOINTS[eid].method == "GET" and eid in fields.FIELDS
+    for eid, path in fields.HARMLESS:
+        assert fields.classify(eid, path) == fields.HOST, (eid, path)
