@@ -29,6 +29,13 @@ answers are the oracle), then through dockgate.
   environment: ``e``) as the pid and quote it in its error.  Through baseline
   and restricted only ps's own selections and built-in formats pass.
 
+* **An update that sets a restart policy starts a container later** (both
+  engines).  A container made on the daemon with a host path, which baseline
+  refuses to start, is started by the daemon itself once an update gave it
+  ``RestartPolicy: always``: when it exits, and at the daemon's next start even
+  after a ``docker stop`` (shown by hand on 28.5: the container ran again after
+  dockerd restarted).  Through dockgate such an update is judged as a start.
+
 What held (session 13): a ``HostConfig`` on ``POST /v1.23/containers/{id}/start``
 (20.10 applies it; dockgate refuses any start body over 7 bytes, chunked too);
 creates at API 1.24-1.40 (``CgroupnsMode`` and ``IpcMode`` defaults);
@@ -47,6 +54,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,6 +190,68 @@ def test_tenant_cpu_quota_cannot_be_escaped_by_a_negative_quota(
         assert cfs_quota(engine, cid) == 50_000
     finally:
         call(engine.daemon_socket, "DELETE", f"/containers/{cid}?force=1")
+
+
+# -- restart policies ---------------------------------------------------------------------
+
+
+def _made_on_the_daemon(engine: Engine, cmd: list[str]) -> str:
+    """A container made and started on the daemon directly, with the host's /etc bound in
+    (baseline refuses to start it), running ``cmd`` with no restart policy."""
+    status, made = call(engine.daemon_socket, "POST", f"/containers/create?name={unique('adm')}",
+                        {"Image": IMAGE, "Cmd": cmd,
+                         "HostConfig": {"NetworkMode": "none", "Binds": ["/etc:/hostetc:ro"]}})
+    assert status == 201, made
+    assert call(engine.daemon_socket, "POST", f"/containers/{made['Id']}/start")[0] == 204
+    return str(made["Id"])
+
+
+def _restarts(engine: Engine, cid: str) -> tuple[int, str]:
+    status, info = call(engine.daemon_socket, "GET", f"/containers/{cid}/json")
+    assert status == 200, info
+    return int(info["RestartCount"]), str(info["HostConfig"]["RestartPolicy"]["Name"])
+
+
+def test_an_update_cannot_make_the_daemon_restart_a_refused_container(
+        engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]) -> None:
+    """On the bare daemon an update that sets ``RestartPolicy: always`` on a container with a
+    host bind makes the daemon start it again when it exits (and, seen by hand, at the
+    daemon's next start after a stop), which baseline refuses to do with a start; through
+    baseline such an update is refused as that start is, and the stored policy stays ``no``,
+    while a container baseline made gets its restart policy."""
+    always = {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 0}}
+    cid = _made_on_the_daemon(engine, ["sh", "-c", "sleep 1"])
+    try:
+        status, answer = call(engine.daemon_socket, "POST", f"/containers/{cid}/update", always)
+        assert status == 200, answer
+        deadline = time.monotonic() + 60
+        while _restarts(engine, cid)[0] == 0:
+            assert time.monotonic() < deadline, "the bare daemon did not restart it"
+            time.sleep(0.2)
+    finally:
+        call(engine.daemon_socket, "DELETE", f"/containers/{cid}?force=1")
+
+    pg = policy_gates[(engine.name, "baseline")]
+    cid = _made_on_the_daemon(engine, ["sleep", "120"])
+    try:
+        status, answer = call(pg.socket, "POST", f"/containers/{cid}/update", always)
+        assert status == 403, answer
+        assert answer["message"].startswith(
+            f"dockgate: container '{cid}' does not pass the policy: denied by policy baseline "
+            "rule no-host-paths: HostConfig.Binds[0] host path /etc"), answer
+        assert _restarts(engine, cid) in ((0, "no"), (0, ""))  # 20.10 keeps "" for none
+        status, answer = call(pg.socket, "POST", f"/containers/{cid}/update", {"Memory": 1 << 28,
+                                                                              "MemorySwap": -1})
+        assert status == 200, answer
+    finally:
+        call(engine.daemon_socket, "DELETE", f"/containers/{cid}?force=1")
+    status, made = call(pg.socket, "POST", f"/containers/create?name={unique('own')}",
+                        {"Image": IMAGE, "Cmd": ["sleep", "120"],
+                         "HostConfig": {"NetworkMode": "none", "Memory": 64 << 20,
+                                        "PidsLimit": 64}})
+    assert status == 201, made
+    pg.docker("update", "--restart", "always", made["Id"])
+    assert _restarts(engine, made["Id"]) == (0, "always")
 
 
 # -- docker top ----------------------------------------------------------------------------
