@@ -9,7 +9,8 @@ cannot classify rather than guessing in the permissive direction.
 
 Facts mirrored (moby ``volume/mounts/linux_parser.go``, ``oci/caps/utils.go``,
 ``daemon/daemon_unix.go`` ``parseSecurityOpt``, ``moby/sys/user``,
-``distribution/reference``) are noted next to each function.
+``distribution/reference``, ``daemon/oci_linux.go`` ``getCPUResources``,
+``daemon/top_unix.go``) are noted next to each function.
 """
 
 from __future__ import annotations
