@@ -750,8 +750,12 @@ def resources(cfg: Mapping[str, Any]) -> Check:
     """Required limits and ceilings for memory, swap, CPU and pids.
 
     A ceiling implies a requirement on create: no limit means unlimited, which
-    is above any ceiling.  On a partial update only the fields sent are checked,
-    and a value that removes a limit (``-1``, or ``0`` for pids) is refused.
+    is above any ceiling.  The CPU limit is the one the daemon writes into the
+    cgroup (``spelling.cpu_limit``: a negative ``CpuQuota`` beside ``NanoCpus``
+    is no limit).  On a partial update only the fields sent are checked, and a
+    value that removes a limit (``-1``, a negative ``CpuQuota``, or ``0`` for
+    pids) is refused; under a CPU maximum ``CpuQuota`` and ``CpuPeriod`` are
+    updated together, since the daemon keeps the stored other one.
     """
     required = set(cfg.get("require", ()))
     mx = cfg.get("max", {})
@@ -791,16 +795,30 @@ def resources(cfg: Mapping[str, Any]) -> Check:
                     Finding(f_swap, f"defaults to twice Memory, above the maximum {max_swap}")
                 )
         f_nano, nano, _ = get("NanoCpus")
-        _, quota, _ = get("CpuQuota")
+        f_quota, quota, _ = get("CpuQuota")
         _, period, _ = get("CpuPeriod")
-        cpu = (
-            nano
-            if nano and nano > 0
-            else (quota / (period or 100000) * 1e9 if quota and quota > 0 else None)
-        )
-        if creating and ("cpu" in required or max_cpu is not None) and cpu is None:
-            out.append(Finding(f_nano, "must set a CPU limit (NanoCpus or CpuQuota)"))
-        elif max_cpu is not None and cpu is not None and cpu > max_cpu:
+        need_cpu = "cpu" in required or max_cpu is not None
+        cpu: float | None = None
+        if creating:
+            cpu = spelling.cpu_limit(nano, quota, period)
+            if need_cpu and cpu is None:
+                out.append(Finding(f_quota, f"{int(quota)} removes the CPU limit (a negative "
+                                            "quota is unlimited, whatever NanoCpus says)")
+                           if quota is not None and quota < 0 else
+                           Finding(f_nano, "must set a CPU limit (NanoCpus or CpuQuota)"))
+        # An update reaches the running cgroup as sent (0: unchanged), and the
+        # daemon keeps a negative CpuQuota beside a stored NanoCpus.
+        elif need_cpu and quota is not None and quota < 0:
+            out.append(Finding(f_quota, f"{int(quota)} removes the CPU limit"))
+        elif nano is not None and nano > 0:
+            cpu = nano
+        elif quota and period and quota > 0 and period > 0:
+            cpu = quota / period * 1e9
+        elif max_cpu is not None and ((quota or 0) > 0 or (period or 0) > 0):
+            out.append(Finding(f_quota, "CpuQuota and CpuPeriod must be updated together "
+                                        "under a CPU maximum (the daemon keeps the stored "
+                                        "other one)"))
+        if max_cpu is not None and cpu is not None and cpu > max_cpu:
             out.append(
                 Finding(f_nano, f"CPU limit {cpu / 1e9:g} exceeds the maximum {max_cpu / 1e9:g}")
             )

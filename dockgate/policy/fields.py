@@ -37,9 +37,11 @@ for what dockerd does with each field as root.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from dockgate.policy import spelling
 
 INERT = "inert"
 HOST = "host"
@@ -138,9 +140,18 @@ _HOST_CONFIG: dict[str, str] = {
     "Mounts[].VolumeOptions.DriverConfig": "volume_options",
     "Mounts[].VolumeOptions.Labels": INERT,
     "Mounts[].VolumeOptions.NoCopy": INERT,
-    "Mounts[].VolumeOptions.Subpath": INERT,  # opened symlink-safely inside the volume
+    # A subpath is mounted only from inside the volume (image), but engine 28.5
+    # first resolves it with the host's symlinks as root (safepath's
+    # filepath.EvalSymlinks) and answers differently for a target that exists
+    # ("escapes the base directory") and one that does not ("lstat /x: no such
+    # file"): a symlink the client put in a volume or image probes any host
+    # path, other tenants' volumes and container roots too (the Blkio paths'
+    # existence oracle).  dockgate cannot see the volume's links when the
+    # daemon does (a container may swap them), so the field is host-level.
+    "Mounts[].VolumeOptions.Subpath": HOST,
     "Mounts[].TmpfsOptions": "tmpfs",
     "Mounts[].ImageOptions": "images",
+    "Mounts[].ImageOptions.Subpath": HOST,
     "Mounts[].Consistency": INERT,
     "NetworkMode": "namespaces",
     "OomScoreAdj": "oom_score_adj",
@@ -240,6 +251,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "container.update": {**_RESOURCES, "RestartPolicy": INERT},
     "container.start": {"?detachKeys": INERT, "?checkpoint": HOST, "?checkpoint-dir": HOST},
     "container.stop": {"?t": INERT, "?signal": INERT},
+    # A read (see CHECKED_READS): the daemon runs ps on the host, as root, with
+    # these options; spelling.ps_args_builtin says which are harmless.
+    "container.top": {"?ps_args": HOST},
     "container.restart": {"?t": INERT, "?signal": INERT},
     "container.kill": {"?signal": INERT},
     "container.wait": {"?condition": INERT},
@@ -439,6 +453,32 @@ The ``""`` path classifies a whole body."""
 
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 """Operations with these methods change state and must be fully classified."""
+
+CHECKED_READS = frozenset({"container.top"})
+"""Reads whose parameters make the daemon act on the host, classified like writes."""
+
+HARMLESS: dict[tuple[str, str], tuple[Callable[[str], bool], str]] = {
+    ("container.top", "?ps_args"): (
+        spelling.ps_args_builtin,
+        "ps options other than process selection and ps's built-in formats; the daemon runs "
+        "ps on the host over every process and would show other processes' command lines and "
+        "environments"),
+}
+"""Host-level fields with spellings that stay harmless: (endpoint, path) -> (the
+spellings that pass, what the others do, for the refusal)."""
+
+
+def harmless(endpoint_id: str, unit: Present) -> bool:
+    """Whether a non-empty host-level ``unit`` is one of its field's harmless spellings."""
+    entry = HARMLESS.get((endpoint_id, unit.path))
+    return entry is not None and isinstance(unit.value, str) and entry[0](unit.value)
+
+
+def host_level_reason(endpoint_id: str, unit: Present) -> str:
+    """Why a host-level ``unit`` is refused."""
+    entry = HARMLESS.get((endpoint_id, unit.path))
+    why = "makes the daemon act on the host (host-level field)"
+    return f"{why}: {entry[1]}" if entry is not None else why
 
 
 # -- the compiled tree ---------------------------------------------------------------

@@ -30,12 +30,12 @@ from dockgate.model import CanonicalRequest, Operation, Peer
 from dockgate.policy.controls import DecisionContext
 from dockgate.policy.decision import decide
 from dockgate.policy.joins import (
-    JUDGES_PATH,
     MAX_DEPTH,
-    STARTS,
     as_create,
     join_refs,
+    judges_path,
     pin,
+    starts,
     stored_refs,
 )
 from dockgate.tenancy import PULLED_BASES, Tenant, inspect_target, may_access, owner_of
@@ -70,7 +70,7 @@ def needs_joins(policy: Any, request: CanonicalRequest) -> bool:
     if not getattr(policy, "checks_bodies", False):
         return False
     eid = request.endpoint.id
-    return (eid in JUDGES_PATH or eid == EXEC_START or bool(join_refs(request))
+    return (judges_path(request) or eid == EXEC_START or bool(join_refs(request))
             or bool(_attached_refs(request)))
 
 
@@ -295,11 +295,11 @@ async def check_joins(
     fetch = _Lookups(fetch)
     if request.endpoint.id == EXEC_START and "id" in request.params:
         return await _check_exec_start(request, policy, peer, fetch)
-    if request.endpoint.id in JUDGES_PATH and "id" in request.params:
+    if judges_path(request) and "id" in request.params:
         cid = request.params["id"]
         info = await _inspect(fetch, cid, version, "path")
         started = None
-        if request.endpoint.id in STARTS:
+        if starts(request):
             # What the start will connect, each by the full id judged; an endpoint
             # the daemon would look up by a name that can be read as another
             # network is refused (``start_networks``).

@@ -39,6 +39,35 @@ ENTERS = frozenset({"exec.create", "container.attach", "container.attach.ws",
 """Requests that enter the container named in their path (run in it, read or write its files)."""
 JUDGES_PATH = STARTS | ENTERS
 """Requests whose path's container is itself judged under the caller's policy."""
+
+
+def sets_restart(request: CanonicalRequest) -> bool:
+    """Whether ``request`` is a ``container.update`` that gives the container a restart
+    policy (any ``RestartPolicy.Name`` but ``""`` and ``no``).
+
+    The daemon then starts the container by itself: when it exits, and for
+    ``always`` at the daemon's next start even after a ``docker stop``.  So such
+    an update starts the container as surely as a start does, later, and is
+    judged as one (a container made behind dockgate's back with a host path,
+    stopped, would otherwise run again after a reboot for whoever may update it).
+    """
+    if request.endpoint.id != "container.update" or not isinstance(request.body, Mapping):
+        return False
+    policy = request.body.get("RestartPolicy")
+    name = policy.get("Name") if isinstance(policy, Mapping) else None
+    return name not in (None, "", "no")
+
+
+def judges_path(request: CanonicalRequest) -> bool:
+    """Whether the container in ``request``'s path is judged under the caller's policy:
+    starts, entries, and updates that set a restart policy (``sets_restart``)."""
+    return request.endpoint.id in JUDGES_PATH or sets_restart(request)
+
+
+def starts(request: CanonicalRequest) -> bool:
+    """Whether ``request`` makes the container run and connect its networks: a start,
+    a restart, or an update that sets a restart policy."""
+    return request.endpoint.id in STARTS or sets_restart(request)
 MAX_DEPTH = 8
 """Longest chain of joins followed (X joins Y joins Z ...); longer is refused."""
 

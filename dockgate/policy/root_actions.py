@@ -40,7 +40,8 @@ def _any(patterns: Iterable[re.Pattern[str]], value: str) -> bool:
 
 
 def closed_world(cfg: Mapping[str, Any]) -> Check:
-    """Unclassified fields and non-empty host-level fields of write operations."""
+    """Unclassified fields and non-empty host-level fields of write operations (and of the
+    reads in ``fields.CHECKED_READS``), but a host-level field's harmless spellings."""
     deny_unclassified = cfg.get("unclassified", "deny") == "deny"
     deny_host = cfg.get("host_level", "deny") == "deny"
     allow = frozenset(cfg.get("allow", ()))
@@ -50,18 +51,19 @@ def closed_world(cfg: Mapping[str, Any]) -> Check:
                              "(see dockgate/policy/fields.py)")
 
     def check(facts: Facts, req: CanonicalRequest, ctx: DecisionContext) -> list[Finding]:
-        if req.endpoint.method not in field_table.WRITE_METHODS:
+        eid = req.endpoint.id
+        if (req.endpoint.method not in field_table.WRITE_METHODS
+                and eid not in field_table.CHECKED_READS):
             return []
         out: list[Finding] = []
-        for p in field_table.present(req.endpoint.id, req.body, req.query, everything=False):
+        for p in field_table.present(eid, req.body, req.query, everything=False):
             if p.kind is None:
                 if deny_unclassified:
                     out.append(Finding(p.field, "is not classified by dockgate "
                                                 "(unclassified fields are denied)"))
             elif (p.kind == field_table.HOST and deny_host and p.path not in allow
-                  and not field_table.empty(p.value)):
-                out.append(Finding(p.field, "makes the daemon act on the host "
-                                                "(host-level field)"))
+                  and not field_table.empty(p.value) and not field_table.harmless(eid, p)):
+                out.append(Finding(p.field, field_table.host_level_reason(eid, p)))
         return out
 
     return check

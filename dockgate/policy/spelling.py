@@ -9,7 +9,8 @@ cannot classify rather than guessing in the permissive direction.
 
 Facts mirrored (moby ``volume/mounts/linux_parser.go``, ``oci/caps/utils.go``,
 ``daemon/daemon_unix.go`` ``parseSecurityOpt``, ``moby/sys/user``,
-``distribution/reference``) are noted next to each function.
+``distribution/reference``, ``daemon/oci_linux.go`` ``getCPUResources``,
+``daemon/top_unix.go``) are noted next to each function.
 """
 
 from __future__ import annotations
@@ -397,6 +398,72 @@ def size(raw: int | str) -> int:
     if not m:
         raise ValueError(f"invalid size {raw!r}")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+# -- docker top ---------------------------------------------------------------------
+
+_PS_UNIX = frozenset("AeadNfFljycLTmHw")
+"""``-X`` letters that select processes or pick a built-in format whose columns
+before PID are one word each (no ``o``/``O`` formats, ``p``/``u``/``C``/``t``...
+selections, ``M``/``Z`` labels, which may hold a space)."""
+_PS_BSD = frozenset("auxjlsvXmHefwcSnrTg")
+"""BSD letters alike (no ``o``/``O``/``k`` formats and sorts, ``h`` for no header,
+``p``/``t``/``U`` selections, ``Z`` labels)."""
+
+
+def ps_args_builtin(raw: str) -> bool:
+    """Whether ``GET /containers/{id}/top``'s ``ps_args`` only selects processes
+    and picks one of ps's built-in formats, with its header.
+
+    The daemon runs ``ps`` on the host, as root, with these words (split on
+    single spaces, moby ``daemon/top_unix.go``) over every process on the host,
+    then keeps the rows whose PID column holds one of the container's pids,
+    finding that column by the header's words.  A custom format (``-o`` and
+    the like), no header (``h``, ``--no-headers``), or a column of several
+    words before PID makes it read another column of a row as the pid, and its
+    answer for a row of any host process (``Unexpected pid 'SECRET=...'``, or
+    the row itself) shows that process's command line and environment (the
+    ``e`` modifier).  Only words of the letters above pass, each ``-X...`` or
+    ``X...`` alone: what ``docker top C aux`` and ``docker top C -ef`` send.
+    """
+    words = raw.split(" ")
+    for word in words:
+        letters, allowed = (word[1:], _PS_UNIX) if word.startswith("-") else (word, _PS_BSD)
+        if not letters or not set(letters) <= allowed:
+            return False
+    return True
+
+
+# -- CPU limits -------------------------------------------------------------------
+
+CFS_PERIOD = 100_000
+"""The CFS period in microseconds the daemon uses with NanoCpus (and the kernel's default)."""
+
+
+def cpu_limit(nano: float | None, quota: float | None, period: float | None) -> float | None:
+    """The CPU limit, in 1e-9 CPUs, that a container's cgroup gets from these
+    resources when it starts; None when it gets none.
+
+    As moby's ``getCPUResources`` (``daemon/oci_linux.go``, both engines) builds
+    the OCI spec: a positive ``NanoCpus`` gives a quota over a 100 ms period,
+    then a non-zero ``CpuPeriod`` replaces the period and a non-zero
+    ``CpuQuota`` the quota.  A negative quota is no limit (the kernel reads any
+    negative ``cfs_quota_us`` as -1), whatever ``NanoCpus`` says: the daemon
+    refuses ``NanoCpus`` beside a *positive* ``CpuQuota`` only, so
+    ``{"NanoCpus": 1e9, "CpuQuota": -1}`` is accepted and runs unlimited.
+    A ``None`` argument is an absent field.
+    """
+    p = float(CFS_PERIOD)
+    q: float | None = None
+    if nano is not None and nano > 0:
+        q = nano * CFS_PERIOD / 1e9
+    if period:
+        p = period
+    if quota:
+        q = quota
+    if q is None or q <= 0 or p <= 0:
+        return None
+    return q / p * 1e9
 
 
 def port_range(raw: int | str) -> tuple[int, int]:

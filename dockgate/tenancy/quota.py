@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockgate.model import CanonicalRequest
+from dockgate.policy.spelling import cpu_limit
 from dockgate.tenancy.tenants import Tenant
 
 ACTIVE_STATES = frozenset({"running", "paused", "restarting"})
@@ -59,17 +60,18 @@ def memory_of(host_config: Mapping[str, Any] | None) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def nano_cpus_of(host_config: Mapping[str, Any] | None) -> int:
-    """The CPU limit in 1e-9 CPUs: ``NanoCpus``, else ``CpuQuota/CpuPeriod`` (0 when unlimited)."""
+    """The CPU limit in 1e-9 CPUs that the daemon gives the container's cgroup
+    (``spelling.cpu_limit``: ``NanoCpus``, overridden by a non-zero ``CpuQuota``
+    and ``CpuPeriod``; a negative ``CpuQuota`` is unlimited); 0 when unlimited."""
     hc = host_config or {}
-    nano = hc.get("NanoCpus") or 0
-    if isinstance(nano, int) and nano > 0:
-        return nano
-    quota = hc.get("CpuQuota") or 0
-    period = hc.get("CpuPeriod") or 100_000  # the kernel's (and daemon's) default period
-    if isinstance(quota, int) and quota > 0 and isinstance(period, int) and period > 0:
-        return quota * 1_000_000_000 // period
-    return 0
+    limit = cpu_limit(_int(hc.get("NanoCpus")), _int(hc.get("CpuQuota")),
+                      _int(hc.get("CpuPeriod")))
+    return int(limit) if limit is not None else 0
 
 
 def _active(item: Mapping[str, Any]) -> bool:
@@ -192,7 +194,10 @@ def quota_check(
         if q.max_running is not None and usage.running + 1 > q.max_running:
             return f"{who} may run at most {q.max_running} containers"
         return _limits(tenant, usage, memory_of(hc), nano_cpus_of(hc))
-    # container.update: the new limits replace the old (0 or absent means unchanged)
+    # container.update: the new limits replace the old (0 or absent means unchanged).
+    # The daemon writes the request's CpuQuota into a running container's cgroup as
+    # sent and keeps a negative one beside a stored NanoCpus (it refuses only a
+    # positive one there): the merged record reads as unlimited then, as the cgroup is.
     merged = dict(hc)
     for key in ("Memory", "NanoCpus", "CpuQuota", "CpuPeriod"):
         value = body.get(key)

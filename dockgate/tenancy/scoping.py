@@ -37,7 +37,7 @@ from dockgate.errors import (
     UpstreamUnavailable,
 )
 from dockgate.model import CanonicalRequest
-from dockgate.policy.joins import STARTS
+from dockgate.policy.joins import starts
 from dockgate.tenancy import (
     OWNER_LABEL,
     Tenant,
@@ -243,7 +243,7 @@ async def scope_request(
         claims.append(claim)
     for name in dict.fromkeys(new_volumes):
         await _create_owned_volume(request, name, tenant, fetch)
-    if endpoint in STARTS and target is not None and not tenant.admin:
+    if starts(request) and target is not None and not tenant.admin:
         for name, bound, network in await start_networks(target, fetch, request.version):
             if not may_access(tenant, owner_of("network", network)):
                 # Answered as if that network did not exist.

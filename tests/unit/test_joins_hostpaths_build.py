@@ -417,6 +417,32 @@ def test_entering_a_container_judges_it(eid: str) -> None:
     assert entered.path == f"/containers/{'o' * 64}/x" and entered.params["id"] == "o" * 64
 
 
+@pytest.mark.parametrize("name", ["always", "unless-stopped", "on-failure"])
+def test_an_update_that_sets_a_restart_policy_judges_the_container(name: str) -> None:
+    """An update giving the container a restart policy makes the daemon start it by itself
+    (``always`` at its next start, even after a stop), so it is judged as a start: one with a
+    host bind is refused, a plain one is updated by its full id; updates of limits, or to
+    ``no``, make no lookup."""
+    def update(cid: str, body: Any) -> CanonicalRequest:
+        op = Operation("container.update", "POST", "/containers/{id}/update", "json")
+        return CanonicalRequest("POST", op, f"/containers/{cid}/update", params={"id": cid},
+                                body=body)
+
+    restart = {"RestartPolicy": {"Name": name, "MaximumRetryCount": 0}}
+    assert J.sets_restart(update("x", restart)) and needs_joins(BASELINE, update("x", restart))
+    assert not needs_joins(PRIVILEGED, update("x", restart))
+    for body in ({"Memory": 1 << 28}, {"RestartPolicy": {"Name": "no"}},
+                 {"RestartPolicy": {"Name": ""}}, {"RestartPolicy": None}):
+        assert not needs_joins(BASELINE, update("x", body)), body
+    bind = _ctr("b")
+    bind["HostConfig"]["Binds"] = ["/etc:/e:ro"]
+    fetch = _daemon({"b": bind, "o": _ctr("o")})
+    with pytest.raises(Forbidden, match=r"container 'b' does not pass the policy: .*host path /etc"):
+        asyncio.run(check_joins(update("b", restart), BASELINE, PEER, fetch))
+    updated = asyncio.run(check_joins(update("o", restart), BASELINE, PEER, fetch))
+    assert updated.path == f"/containers/{'o' * 64}/update"
+
+
 def test_an_exec_user_stands_in_for_the_containers() -> None:
     """An exec that sets User runs as it: a root container that otherwise passes
     restricted is entered as 1000:1000, and a non-root container is judged as root when

@@ -633,6 +633,38 @@ def test_resources_required() -> None:
     assert denied(p, create(Memory=1 << 28, NanoCpus=10**9, PidsLimit=-1))
     assert not denied(p, req("container.update", {"Memory": 1 << 28}))
     assert denied(p, req("container.update", {"PidsLimit": -1}))
+    assert not denied(p, req("container.update", {"CpuQuota": 0, "CpuPeriod": 0, "NanoCpus": 0}))
+    assert not denied(p, req("container.update", {"CpuQuota": 50000}))
+
+
+def test_resources_negative_cpu_quota() -> None:
+    """A negative CpuQuota is no CPU limit, on create even beside NanoCpus (the daemon accepts
+    the pair and the quota wins in the cgroup) and on update (it reaches the running cgroup as
+    sent): both are refused when a CPU limit is required or capped."""
+    for cfg in ("{require: [cpu]}", "{max: {cpus: 2}}"):
+        p = rule(f"resources: {cfg}")
+        reason = decide(p, create(Memory=1 << 28, NanoCpus=10**9, CpuQuota=-1)).reason
+        assert "HostConfig.CpuQuota -1 removes the CPU limit" in reason, reason
+        assert denied(p, create(Memory=1 << 28, CpuQuota=-1))
+        assert denied(p, create(Memory=1 << 28, CpuPeriod=100000, CpuQuota=-5))
+        reason = decide(p, req("container.update", {"CpuQuota": -1})).reason
+        assert "CpuQuota -1 removes the CPU limit" in reason, reason
+        assert denied(p, req("container.update", {"CpuQuota": -1, "NanoCpus": 10**9}))
+    assert not denied(rule("resources: {require: [memory]}"),
+                      req("container.update", {"CpuQuota": -1}))
+
+
+def test_resources_cpu_maximum_on_update() -> None:
+    """Under a CPU maximum an update's CpuQuota and CpuPeriod are judged together: one without
+    the other is refused (the daemon keeps the stored other one, so a shorter period alone raises
+    the limit), both together or NanoCpus are measured against the maximum."""
+    p = rule("resources: {max: {cpus: 2}}")
+    assert denied(p, req("container.update", {"CpuPeriod": 1000}))
+    assert denied(p, req("container.update", {"CpuQuota": 50000, "CpuPeriod": 0}))
+    assert not denied(p, req("container.update", {"CpuQuota": 100000, "CpuPeriod": 100000}))
+    assert denied(p, req("container.update", {"CpuQuota": 300000, "CpuPeriod": 100000}))
+    assert not denied(p, req("container.update", {"NanoCpus": 2 * 10**9}))
+    assert denied(p, req("container.update", {"NanoCpus": 3 * 10**9}))
     limits = {"MemoryBytes": 1 << 28, "NanoCPUs": 10**9, "Pids": 10}
     svc = {"TaskTemplate": {"ContainerSpec": {}, "Resources": {"Limits": limits}}}
     assert not denied(p, req("service.create", svc))

@@ -132,3 +132,29 @@ def test_present_reports_unclassified_and_host_fields() -> None:
         "HostConfig.Mounts[0].VolumeOptions.DriverConfig": "volume_options",
         "query.name": "inert",
     }
+
+
+def test_mount_subpaths_are_host_level() -> None:
+    """A volume or image mount's ``Subpath`` is host-level (engine 28.5 resolves it with the
+    host's symlinks first, an existence oracle), while the rest of those options keeps its class."""
+    mounts = [{"Type": "volume", "Source": "v", "Target": "/x",
+               "VolumeOptions": {"Subpath": "a", "NoCopy": True}},
+              {"Type": "image", "Source": "i", "Target": "/y", "ImageOptions": {"Subpath": "b"}}]
+    refused = fields.present("container.create", {"HostConfig": {"Mounts": mounts}}, (),
+                             everything=False)
+    assert [(p.field, p.kind) for p in refused] == [
+        ("HostConfig.Mounts[0].VolumeOptions.Subpath", "host"),
+        ("HostConfig.Mounts[1].ImageOptions.Subpath", "host")]
+    assert fields.classify("container.create", "HostConfig.Mounts[].ImageOptions") == "images"
+    empty = [{**mounts[0], "VolumeOptions": {"Subpath": ""}}]
+    assert fields.present("container.create", {"HostConfig": {"Mounts": empty}}, (),
+                          everything=False) == []
+
+
+def test_checked_reads_are_routed_reads_in_the_table() -> None:
+    """Each read the closed world also judges is a routed GET with an entry, and each harmless
+    spelling belongs to a host-level field of the table."""
+    for eid in fields.CHECKED_READS:
+        assert ENDPOINTS[eid].method == "GET" and eid in fields.FIELDS
+    for eid, path in fields.HARMLESS:
+        assert fields.classify(eid, path) == fields.HOST, (eid, path)

@@ -52,6 +52,44 @@ def test_closed_world_allow_lists_host_level_fields_by_path() -> None:
                         PEER).allowed
 
 
+def top(ps_args: str | None) -> CanonicalRequest:
+    query = (("ps_args", ps_args),) if ps_args is not None else ()
+    return CanonicalRequest("GET", Operation("container.top", "GET", "/containers/{id}/top",
+                                             "none"), "/containers/c/top", "1.47", {"id": "c"},
+                            query)
+
+
+@pytest.mark.parametrize("ps_args", [
+    None, "", "aux", "-ef", "-eLf", "-ef e", "aux e", "axjf", "-elf", "-eF", "auxww", "-eH"])
+def test_closed_world_lets_top_pick_ps_builtin_formats(ps_args: str | None) -> None:
+    """``docker top`` with no options or with ps's own selections and built-in formats (what
+    ``docker top C aux`` and ``docker top C -ef`` send) passes baseline."""
+    assert BASELINE.decide(top(ps_args), PEER).allowed
+
+
+@pytest.mark.parametrize("ps_args", [
+    "-o label=A\fB\fC\fD -o pid -o args e -p 1", "-oargs,label,label,pid e", "-opid=PID",
+    "-o pid,args", "aux h", "-ef --no-headers", "-p 1", "aux --sort=-pid", "-eZ", "auxZ",
+    "aux  -ef", "-aux", "-ef\t", "o pid", "O pid", "-C sleep"])
+def test_closed_world_refuses_other_ps_options_for_top(ps_args: str) -> None:
+    """A ``ps_args`` with a custom format, no header, a label column, a selection that takes a
+    value, or a spelling ps and the daemon split differently is refused by baseline, naming the
+    field: the daemon runs ps on the host over every process and would show other processes'
+    command lines and environments.  privileged forwards it."""
+    d = BASELINE.decide(top(ps_args), PEER)
+    assert not d.allowed
+    assert d.reason.startswith("denied by policy baseline rule closed-world: query.ps_args makes "
+                               "the daemon act on the host (host-level field): ps options"), d.reason
+    assert load_policy("policies/privileged.yaml").decide(top(ps_args), PEER).allowed
+
+
+def test_closed_world_allow_takes_ps_args_back() -> None:
+    """``fields.allow: ["?ps_args"]`` lets any ``docker top`` options through."""
+    p = policy('  - id: w\n    fields: {allow: ["?ps_args"]}\n')
+    assert p.decide(top("-o pid,args e"), PEER).allowed
+    assert not policy("  - id: w\n    fields: {}\n").decide(top("-o pid,args e"), PEER).allowed
+
+
 @pytest.mark.parametrize("opts", [
     {"type": "proc", "device": "proc"},
     {"type": "none", "o": "bind", "device": "etc"},

@@ -106,6 +106,28 @@ def test_update() -> None:
     assert quota_check(T, same, Usage(2, 2, 2 * GIB, 2_000_000_000), inspected(True)) is None
 
 
+def test_negative_cpu_quota_is_unlimited() -> None:
+    """A negative CpuQuota is no CPU limit whatever NanoCpus says (the daemon accepts the pair and
+    the quota wins in the cgroup): a create with it, a start of a container stored with it and an
+    update that sends it (the daemon writes it into the running cgroup and keeps the stored
+    NanoCpus) are refused under a CPU quota."""
+    need = "need a CPU limit"
+    assert need in (quota_check(T, create(CpuQuota=-1), Usage(0, 0, 0, 0)) or "")
+    stored = inspected(False)
+    stored["HostConfig"]["CpuQuota"] = -1
+    start = req("POST", "/v1.41/containers/c/start")
+    assert need in (quota_check(T, start, Usage(1, 0, 0, 0), stored) or "")
+    up = req("POST", "/v1.41/containers/c/update", {"CpuQuota": -1})
+    assert need in (quota_check(T, up, Usage(1, 1, GIB, 1_000_000_000), inspected(True)) or "")
+    assert need in (quota_check(T, up, Usage(1, 0, 0, 0), inspected(False)) or "")
+    # a shorter period under a stored quota raises the limit: measured as the cgroup has it
+    quota_hc = {"Memory": GIB, "CpuQuota": 50_000, "CpuPeriod": 100_000}
+    running = {**inspected(True), "HostConfig": quota_hc}
+    shorter = req("POST", "/v1.41/containers/c/update", {"CpuPeriod": 1000})
+    msg = quota_check(T, shorter, Usage(1, 1, GIB, 500_000_000), running)
+    assert msg is not None and "50 CPUs requested" in msg
+
+
 @pytest.mark.parametrize("target", ["/v1.41/containers/c/stop", "/v1.41/containers/json"])
 def test_other_endpoints(target: str) -> None:
     """Endpoints that neither create nor start containers are never refused by quotas."""
