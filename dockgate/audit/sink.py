@@ -41,8 +41,8 @@ log: Final = Logger()
 
 FailureMode = Literal["closed", "open"]
 _REPORT_EVERY: Final = 10.0
-_SESSION_TARGETS: Final = {"container.attach": "container", "container.attach.ws": "container",
-                    "exec.start": "exec"}
+_SESSION_TARGETS: Final = {"container.attach": "container",
+                           "container.attach.ws": "container", "exec.start": "exec"}
 """What a recorded session's ``{id}`` (its header's ``container``) names: resizes of
 the same thing apply to it."""
 _RESIZES: Final = {"container.resize": "container", "exec.resize": "exec"}

@@ -177,13 +177,11 @@ def _fake_build(outdir: Any, repo: Any) -> tuple[Any, Any]:
     return sdist, wheel
 
 
-def test_a_build_of_the_same_tree_is_copied_not_made_again(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``build`` copies the sdist and wheel of ``DOCKGATE_BUILT`` when its stamp is the
-    tree's digest now; after any tracked file changes, or the build kind does, it
-    builds again (a stale wheel is never taken for the tree)."""
-    repo = _repo(tmp_path)
+@pytest.fixture
+def counted_builds(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The output directories ``packaging.build`` really built into (``_fake_build``
+    stands in for ``python -m build``), in order; no build of an earlier test or of
+    the environment (``DOCKGATE_BUILT``, ``DOCKGATE_PURE``) is known."""
     made: list[Any] = []
 
     def counting_build(outdir: Any, repo: Any) -> tuple[Any, Any]:
@@ -192,7 +190,19 @@ def test_a_build_of_the_same_tree_is_copied_not_made_again(
 
     monkeypatch.setattr(packaging, "_build", counting_build)
     monkeypatch.setattr(packaging, "_last_built", [])
+    monkeypatch.delenv("DOCKGATE_BUILT", raising=False)
     monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    return made
+
+
+def test_a_build_of_the_same_tree_is_copied_not_made_again(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, counted_builds: list[Any]
+) -> None:
+    """``build`` copies the sdist and wheel of ``DOCKGATE_BUILT`` when its stamp is the
+    tree's digest now; after any tracked file changes, or the build kind does, it
+    builds again (a stale wheel is never taken for the tree)."""
+    repo = _repo(tmp_path)
+    made = counted_builds
     first = tmp_path / "dist"
     packaging.build(first, repo)
     assert made == [first]
@@ -216,23 +226,14 @@ def test_a_build_of_the_same_tree_is_copied_not_made_again(
 
 
 def test_the_process_reuses_its_own_last_build_while_it_exists(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Any, counted_builds: list[Any]
 ) -> None:
     """Without ``DOCKGATE_BUILT`` the second build of one tree in a process copies the
     first; once the first's directory is gone (a test's temporary one), it builds."""
     import shutil  # noqa: PLC0415
 
     repo = _repo(tmp_path)
-    made: list[Any] = []
-
-    def counting_build(outdir: Any, repo: Any) -> tuple[Any, Any]:
-        made.append(outdir)
-        return _fake_build(outdir, repo)
-
-    monkeypatch.setattr(packaging, "_build", counting_build)
-    monkeypatch.setattr(packaging, "_last_built", [])
-    monkeypatch.delenv("DOCKGATE_BUILT", raising=False)
-    monkeypatch.delenv("DOCKGATE_PURE", raising=False)
+    made = counted_builds
     packaging.build(tmp_path / "a", repo)
     packaging.build(tmp_path / "b", repo)
     assert made == [tmp_path / "a"]
