@@ -107,36 +107,7 @@ from dockgate.proxy.daemon_client import Answer, DaemonClient
 from dockgate.proxy.deadline import Deadline
 from dockgate.proxy.fastpath import FastPath, Finder, Known
 from dockgate.proxy.gate import NativeProtocol, ReadGate
-from dockgate.proxy.lifecycle import (
-    ALLOW,
-    ANSWERING,
-    AWAITING,
-    BODY_END,
-    BUFFER,
-    BUFFERING,
-    CLOSE,
-    CLOSED,
-    DOCKERFILE,
-    DRAINING,
-    FINISH,
-    FORWARD_ALL,
-    FORWARD_STREAM,
-    HEAD,
-    HEARD,
-    HOLD,
-    IDLE,
-    REFUSE,
-    RESPONSE,
-    SENDING,
-    SPLICE,
-    UNANSWERED,
-    VERIFIED,
-    VERIFY,
-    WAITING,
-    Event,
-    IllegalTransition,
-    State,
-)
+from dockgate.proxy.lifecycle import Event, IllegalTransition, State
 from dockgate.proxy.peer import peer_of, principal_from_certificate
 from dockgate.proxy.settings import ProxySettings
 from dockgate.proxy.splice import Splice
@@ -148,6 +119,35 @@ from dockgate.tenancy.event_scope import EventScope
 from dockgate.tenancy.holds import HOLDS, Claim
 from dockgate.tenancy.missing import NamesBack, StandIn, forwarded
 from dockgate.tenancy.scoping import check_quota, owned_objects, owns_object, scope_request
+
+# proxy.lifecycle's states, events and sets, as this module's own constants: the
+# compiled module reads a Final of its own from a C static, an imported name from
+# its globals dict (some twenty lookups an exchange).
+ALLOW: Final = lifecycle.ALLOW
+ANSWERING: Final = lifecycle.ANSWERING
+AWAITING: Final = lifecycle.AWAITING
+BODY_END: Final = lifecycle.BODY_END
+BUFFER: Final = lifecycle.BUFFER
+BUFFERING: Final = lifecycle.BUFFERING
+CLOSE: Final = lifecycle.CLOSE
+CLOSED: Final = lifecycle.CLOSED
+DOCKERFILE: Final = lifecycle.DOCKERFILE
+DRAINING: Final = lifecycle.DRAINING
+FINISH: Final = lifecycle.FINISH
+FORWARD_ALL: Final = lifecycle.FORWARD_ALL
+FORWARD_STREAM: Final = lifecycle.FORWARD_STREAM
+HEAD: Final = lifecycle.HEAD
+HEARD: Final = lifecycle.HEARD
+HOLD: Final = lifecycle.HOLD
+IDLE: Final = lifecycle.IDLE
+REFUSE: Final = lifecycle.REFUSE
+RESPONSE: Final = lifecycle.RESPONSE
+SENDING: Final = lifecycle.SENDING
+SPLICE: Final = lifecycle.SPLICE
+UNANSWERED: Final = lifecycle.UNANSWERED
+VERIFIED: Final = lifecycle.VERIFIED
+VERIFY: Final = lifecycle.VERIFY
+WAITING: Final = lifecycle.WAITING
 
 _HIJACK_UPGRADES: Final = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
