@@ -36,10 +36,24 @@ from zope.interface import implementer
 from dockgate.audit.schema import principal_of
 from dockgate.model import AuditEvent
 
-__all__ = ["FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "start_logging"]
+__all__ = [
+    "FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "millis", "start_logging",
+]
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("text", "json")
+
+
+def millis(seconds: float) -> str:
+    """``seconds`` in milliseconds to one decimal, halves rounded up (``0.00125`` is
+    ``1.3``): the access line's duration.  Integer arithmetic on the whole
+    microseconds (a duration is rounded to them already) rather than a float
+    format, which costs more than the rest of the line; a value outside a day,
+    negative or not finite is formatted as it is."""
+    if not 0.0 <= seconds < 86400.0:
+        return f"{seconds * 1000:.1f}"
+    tenths = (int(seconds * 1e6 + 0.5) + 50) // 100
+    return f"{tenths // 10}.{tenths % 10}"
 
 
 @implementer(ILogObserver)
@@ -163,14 +177,14 @@ class AccessLog:
             fixed = self._prefix(event)
         prefix, caller, verdict, rule = fixed
         outcome = (f"status={event.status if event.status is not None else '-'} "
-                   f"duration={event.duration * 1000:.1f}ms")
+                   f"duration={millis(event.duration)}ms")
         if self.stream is None:
             _access_log.info("{message}", message=prefix + outcome)
             return
         if self.json:
             line = self._json_line(event, prefix + outcome, caller, verdict, rule)
         else:  # the usual line: one format, around the second's time stamp
-            now = time.time()
+            now = event.time  # the exchange's end, a moment ago
             if int(now) != self._second:
                 self._new_second(now)
             line = f"{self._stamp} [dockgate.access#info] {prefix}{outcome}\n"
@@ -215,7 +229,7 @@ class AccessLog:
 
     def _json_line(self, event: AuditEvent, message: str, caller: str, verdict: str,
                    rule: str) -> str:
-        now = time.time()
+        now = event.time
         if int(now) != self._second:
             self._new_second(now)
         return json.dumps({

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,7 +19,7 @@ from dockgate.policy import load_policy
 from dockgate.policy.denial import DENIAL_CHARS, DENIAL_LINES
 from dockgate.service import compat
 from dockgate.service.listeners import DelegatedListenerSpec, parse_listener, plain_tcp_loopback
-from dockgate.service.oplog import AccessLog
+from dockgate.service.oplog import AccessLog, millis
 
 DENY = Decision("deny", "baseline", "no-privileged", "denied by policy baseline rule x")
 
@@ -45,6 +46,24 @@ def test_access_line_text_and_json() -> None:
     record = json.loads(access_line("json"))
     assert record["caller"] == "uid:1000" and record["rule"] == "no-privileged"
     assert record["path"] == "/v1.41/containers/create" and record["status"] == 403
+
+
+def test_access_line_is_stamped_with_the_exchanges_end() -> None:
+    """The text line's time stamp is the local time of the event it logs (the end of the
+    exchange), not of the moment the line is formatted."""
+    line = access_line()
+    assert line.startswith(time.strftime("%Y-%m-%dT%H:%M:%S%z ", time.localtime(1767225600.25)))
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0.0, "0.0"), (0.0123, "12.3"), (0.00125, "1.3"), (0.00124, "1.2"), (0.000049, "0.0"),
+    (0.00005, "0.1"), (1.23456, "1234.6"), (0.999951, "1000.0"), (86399.999999, "86400000.0"),
+    (86400.0, "86400000.0"), (-0.002, "-2.0"), (float("inf"), "inf"), (float("nan"), "nan"),
+])
+def test_access_duration_in_milliseconds(seconds: float, text: str) -> None:
+    """The access line's duration is milliseconds to one decimal with halves of a tenth
+    rounded up; outside a day, negative or not finite it is the float's own format."""
+    assert millis(seconds) == text
 
 
 def test_principal_is_the_user_name_on_unix_and_the_cn_on_tls() -> None:
