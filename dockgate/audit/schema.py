@@ -21,7 +21,6 @@ import hashlib
 import json
 from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
-from math import isfinite
 from typing import Any, Final, Literal
 
 from dockgate.audit.redact import TEXT_LIMIT, Redactor, clip, target_of
@@ -38,6 +37,7 @@ __all__ = [
     "encode_record",
     "iso_time",
     "plain_members",
+    "seconds_text",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -91,7 +91,9 @@ is the costly part)."""
 def iso_time(seconds: float) -> str:
     """Unix time as ISO 8601 UTC with microseconds (``2026-01-02T03:04:05.678901Z``)."""
     whole = int(seconds // 1)
-    micros = round((seconds - whole) * 1e6)
+    # Halves up (``round`` would take them to even): the same text either way but
+    # for a time stamp exactly half a microsecond off, and no call.
+    micros = int((seconds - whole) * 1e6 + 0.5)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
     if _second[0] != whole:
@@ -283,6 +285,20 @@ def plain_members(event: AuditEvent, level: Level, redactor: Redactor) -> str | 
     return encoded[1:-1]
 
 
+def seconds_text(seconds: float) -> str:
+    """``repr(seconds)``, as JSON writes a float, from integers when ``seconds`` is a
+    whole number of microseconds from 0.0001 to 10**9 (durations are rounded to
+    microseconds): the shortest text that reads back as that float is then its
+    six decimals without trailing zeros, and a float's own repr costs more than the
+    rest of a record.  Anything else is the float's repr."""
+    if 1e-4 <= seconds < 1e9:
+        micros = int(seconds * 1e6 + 0.5)
+        if micros / 1e6 == seconds:
+            whole, fraction = divmod(micros, 1_000_000)
+            return f"{whole}.{str(1_000_000 + fraction)[1:].rstrip('0') or '0'}"
+    return float.__repr__(seconds)
+
+
 def encode_plain(event: AuditEvent, members: str) -> str | None:
     """``event``'s record encoded (no braces, no newline) around ``members``
     (``plain_members`` of the same request, decision, peer and redactor), or None
@@ -299,7 +315,7 @@ def encode_plain(event: AuditEvent, members: str) -> str | None:
         or event.exit_code is not None
         or event.build is not None
         or type(duration) is not float
-        or not isfinite(duration)
+        or duration - duration != 0.0  # not finite (inf - inf and nan are nan)
         or (status is not None and type(status) is not int)
         or type(bytes_in) is not int
         or type(bytes_out) is not int
@@ -313,6 +329,6 @@ def encode_plain(event: AuditEvent, members: str) -> str | None:
         f'"id":{ident},"record_id":{ident[:-1]}/{stage}","stage":"{stage}",'
         f'"time":"{iso_time(event.time)}",{members},"status":'
         f'{"null" if status is None else status},'
-        f'"duration":{float.__repr__(duration)},"bytes_in":{bytes_in},'
+        f'"duration":{seconds_text(duration)},"bytes_in":{bytes_in},'
         f'"bytes_out":{bytes_out}'
     )

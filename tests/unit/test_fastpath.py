@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.doubles import AllowAll
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
@@ -22,7 +24,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from dockgate.admission.admit import ApiContext, admit_head
 from dockgate.admission.routes import ENDPOINTS
 from dockgate.audit.redact import Redactor
-from dockgate.audit.schema import build_record, encode_plain, encode_record, plain_members
+from dockgate.audit.schema import (
+    build_record,
+    encode_plain,
+    encode_record,
+    plain_members,
+    seconds_text,
+)
 from dockgate.audit.sink import JsonLinesAudit
 from dockgate.audit.writer import ChainedLog
 from dockgate.http1.server import Request, RequestReader
@@ -192,6 +200,18 @@ ODD = [
     {"stage": "RequestDecided", "status": None, "duration": 1e300, "time": 0.0000004},
     {"time": 4102444799.9999999, "bytes_out": 2**70},
 ]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    st.floats(),
+    st.floats(min_value=0.0, max_value=2e9).map(lambda x: round(x, 6)),
+    st.integers(min_value=0, max_value=2 * 10**15).map(lambda n: n / 1e6),
+))
+def test_seconds_are_written_as_the_floats_repr(seconds: float) -> None:
+    """The duration's text in a plain record (made from integers for whole microseconds)
+    is ``repr`` of the float, as the JSON encoder writes it, for every float."""
+    assert seconds_text(seconds) == repr(seconds)
 
 
 @pytest.mark.parametrize("changes", PLAIN + ODD)
