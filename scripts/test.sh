@@ -19,6 +19,11 @@
 #                             the install test and the container image install
 #                             from it with --no-index.
 #   DOCKGATE_TEST_DIRECT=1    run the client suite against the daemons directly.
+#   DOCKGATE_TEST_WORKERS=N   pytest workers (pytest-xdist, whole files each; each
+#                             worker starts its own two engines). Default 3: the
+#                             suite mostly waits on the daemons (builds, container
+#                             starts), so three workers keep 2 cores busy. 0 runs
+#                             in one process.
 #   PYTHON=python3.11         the interpreter to build with and test on.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -106,7 +111,10 @@ section "pytest"
 # importlib mode: test files in different folders may share a basename
 # (tests/unit/test_x.py and tests/integration/test_x.py); tests/conftest.py
 # puts tests/ on sys.path for the support package.
-"${PYTEST[@]}" --import-mode=importlib -ra --durations=15 "$@"
+workers=${DOCKGATE_TEST_WORKERS:-3}
+parallel=()
+[ "$workers" != 0 ] && parallel=(-n "$workers" --dist loadfile)
+"${PYTEST[@]}" --import-mode=importlib -ra --durations=15 "${parallel[@]}" "$@"
 rc=$?
 case $rc in
   0) ;;

@@ -87,10 +87,13 @@ def ensure_users() -> None:
             continue
         except KeyError:
             pass
-        subprocess.run(
+        made = subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
-            check=True, capture_output=True, timeout=30,
+            check=False, capture_output=True, text=True, timeout=30,
         )
+        # Exit 9: another test worker (pytest-xdist) created it in the meantime.
+        if made.returncode not in (0, 9):
+            raise RuntimeError(f"useradd {user} failed: {made.stderr.strip()}")
     for user in USERS:
         groups = subprocess.run(["id", "-nG", user], capture_output=True, text=True,
                                 check=True, timeout=10).stdout.split()
