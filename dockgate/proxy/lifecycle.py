@@ -176,10 +176,14 @@ TRANSITIONS: Final[dict[tuple[State, Event], State]] = {
 }
 """Every move an exchange can make: (state, event) to the next state."""
 
-NEXT: Final[tuple[tuple[State | None, ...], ...]] = tuple(
-    tuple(TRANSITIONS.get((state, event)) for event in Event) for state in State
+NEXT: Final[tuple[list[State | None], ...]] = tuple(
+    [TRANSITIONS.get((state, event)) for event in Event] for state in State
 )
-"""``TRANSITIONS`` as ``NEXT[state][event]`` (None where the table has no entry)."""
+"""``TRANSITIONS`` as ``NEXT[state][event]`` (None where the table has no entry).
+
+The compiled protocol holds this very table (its own constant, read without a
+lookup), so its rows are lists: a test takes a move out of a row in place to see
+what a bug in the table does.  Nothing else writes them."""
 
 WAITING: Final = frozenset({DECIDING, CONNECTING, SPLICED, CLOSED})
 """States in which no HTTP event is taken from the client's bytes: the

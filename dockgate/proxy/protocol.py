@@ -149,11 +149,20 @@ VERIFIED: Final = lifecycle.VERIFIED
 VERIFY: Final = lifecycle.VERIFY
 WAITING: Final = lifecycle.WAITING
 
-# The clocks and ``round`` an exchange reads (four times each), bound once: the
-# compiled module calls a Final of its own without looking the name up.
+_NEXT: Final = lifecycle.NEXT
+"""The table ``_go`` steps through (rows changed in place by a test: the same object)."""
+
+# The clocks an exchange reads (four times each), bound once: the compiled module
+# calls a Final of its own without looking the name up.
 _wall: Final = time.time
 _clock: Final = time.monotonic
-_round: Final = round
+
+
+def _micros(seconds: float) -> float:
+    """``seconds`` (not negative) to the nearest microsecond, halves up: ``round(seconds,
+    6)`` but for a tie, in arithmetic (``round`` with digits formats the float)."""
+    return int(seconds * 1e6 + 0.5) / 1e6
+
 
 _HIJACK_UPGRADES: Final = frozenset({b"tcp", b"h2c", b"websocket"})
 """Upgrade protocols the daemon speaks on hijack routes; any other is dropped."""
@@ -1389,7 +1398,7 @@ class ProxyServerProtocol(NativeProtocol):
     def _response_head_arrived(self, x: Exchange, event: Head) -> None:
         """The daemon's response head: splice, or answer the client (see ``lifecycle``)."""
         if x.forwarded:
-            x.upstream_seconds = _round(_clock() - x.forwarded, 6)
+            x.upstream_seconds = _micros(_clock() - x.forwarded)
         if event.status < 200:
             if event.status == 101:
                 self._splice(x, event.status, event.reason, event.spelled or event.headers,
@@ -1908,7 +1917,7 @@ class ProxyServerProtocol(NativeProtocol):
         """
         # lifecycle.advance written out: an interpreted call six times an exchange.
         state = self.state
-        nxt = lifecycle.NEXT[state][event]
+        nxt = _NEXT[state][event]
         if nxt is None:
             raise IllegalTransition(state, event)
         self.state = nxt
@@ -1986,7 +1995,7 @@ class ProxyServerProtocol(NativeProtocol):
             request=x.request,
             decision=x.decision,
             status=x.status,
-            duration=_round(_clock() - x.started, 6),
+            duration=_micros(_clock() - x.started),
             bytes_in=x.bytes_in,
             bytes_out=x.bytes_out,
             error=x.error,

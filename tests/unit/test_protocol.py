@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -1172,15 +1173,24 @@ def test_http10_keep_alive_pipelined_requests_are_each_answered() -> None:
     assert len(_completions(h)) == 2
 
 
-def test_an_illegal_move_is_a_500_and_a_closed_connection_never_a_hang(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def forward_all_taken_out() -> Iterator[None]:
+    """``lifecycle.NEXT`` without the move CONNECTING --FORWARD_ALL--> (in place: the
+    compiled protocol holds the table itself), put back afterwards."""
+    row = lifecycle.NEXT[State.CONNECTING]
+    saved = row[lifecycle.FORWARD_ALL]
+    row[lifecycle.FORWARD_ALL] = None
+    try:
+        yield
+    finally:
+        row[lifecycle.FORWARD_ALL] = saved
+
+
+@pytest.mark.usefixtures("forward_all_taken_out")
+def test_an_illegal_move_is_a_500_and_a_closed_connection_never_a_hang() -> None:
     """A bug that asks the table for a move it lacks (here: forwarding a request
     whole is taken out of the table) is answered 500 while nothing was sent,
     the daemon's connection is aborted and the exchange recorded once."""
-    broken = [list(row) for row in lifecycle.NEXT]
-    broken[State.CONNECTING][lifecycle.FORWARD_ALL] = None
-    monkeypatch.setattr(lifecycle, "NEXT", tuple(tuple(row) for row in broken))
     h = Harness()
     h.send(b"GET /_ping HTTP/1.1\r\nHost: d\r\n\r\n")
     status, body = _status_and_json(h.received())
