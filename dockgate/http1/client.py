@@ -282,6 +282,12 @@ class ResponseReader(Framed):
         self._head_request = False
         self._relay = False
         self.keep_alive = False
+        # The connection's last response head (raw, whether to a HEAD, parsed): a
+        # poller's next answer mostly repeats it byte for byte, and comparing the
+        # bytes costs less than hashing them for ``_HEADS``.
+        self._last_raw = b""
+        self._last_head_request = False
+        self._last: tuple[Head, _Framing | None] | None = None
 
     @property
     def reusable(self) -> bool:
@@ -415,15 +421,24 @@ class ResponseReader(Framed):
         if end - pos > MAX_HEAD:
             raise ProtocolError(f"response head larger than {MAX_HEAD} bytes")
         raw = buf[pos:end]
-        key = (raw, self._head_request)
-        known = _HEADS.get(key)
-        if known is None:
-            head = _parse_head(raw)
-            framing = None if head.status < 200 else self._frame(head)
-            if end - pos <= SMALL:
-                _HEADS.put(key, (head, framing))
+        head_request = self._head_request
+        last = self._last
+        if last is not None and head_request == self._last_head_request \
+                and raw == self._last_raw:
+            head, framing = last
         else:
-            head, framing = known
+            key = (raw, head_request)
+            known = _HEADS.get(key)
+            if known is None:
+                head = _parse_head(raw)
+                framing = None if head.status < 200 else self._frame(head)
+                known = (head, framing)
+                if end - pos <= SMALL:
+                    _HEADS.put(key, known)
+            else:
+                head, framing = known
+            if end - pos <= SMALL:
+                self._last_raw, self._last_head_request, self._last = raw, head_request, known
         self._pos = end + 4
         if framing is None:
             if head.status == 101:

@@ -355,9 +355,11 @@ def _plan(key: tuple[int, bytes, Sequence[tuple[bytes, bytes]], bytes | str, boo
             left, body)
 
 
-_PLANS: Final[Memo[tuple[object, ...], _Plan]] = Memo(256)
+_PLANS: Final[Memo[tuple[object, ...], tuple[object, _Plan]]] = Memo(256)
 """Response heads by everything they are made of, for the daemon's repeated
-answers (whose header tuples ``protocol`` shares, see ``memo``)."""
+answers, whose header tuples ``protocol`` shares (see ``memo``): by the header
+tuple's identity, kept with the plan so that its ``id`` is not reused while the
+entry lives (hashing the tuple of pairs cost more than the rest of a hit)."""
 
 
 class ResponseWriter:
@@ -397,13 +399,17 @@ class ResponseWriter:
         if self.started:
             raise ValueError("a response was already started")
         self.started = True
-        key = (status, reason, headers, method, http10, keep_alive)
-        remember = type(headers) is tuple
-        plan = _PLANS.get(key) if remember else None
-        if plan is None:
-            plan = _plan(key)
-            if remember and len(plan[0]) <= SMALL:
-                _PLANS.put(key, plan)
+        if type(headers) is tuple:
+            key: tuple[object, ...] = (status, reason, id(headers), method, http10, keep_alive)
+            entry = _PLANS.get(key)
+            if entry is not None and entry[0] is headers:
+                plan = entry[1]
+            else:
+                plan = _plan((status, reason, headers, method, http10, keep_alive))
+                if len(plan[0]) <= SMALL:
+                    _PLANS.put(key, (headers, plan))
+        else:
+            plan = _plan((status, reason, headers, method, http10, keep_alive))
         head, self.keep_alive, self._chunked, self._left, self._body = plan
         return head
 

@@ -255,6 +255,27 @@ def test_repeated_head_is_parsed_once_and_framed_for_its_request() -> None:
     assert shape(after) == [200, b"hello", "end"]
 
 
+def test_one_connections_repeated_head_is_framed_for_each_request() -> None:
+    """On one connection, a head repeating the last one byte for byte is framed for the
+    request it answers (HEAD: no body, whatever its Content-Length), and a head that
+    differs in one byte is read as itself."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n"
+    other = head.replace(b"Length: 5", b"Length: 3")
+    reader = ResponseReader()
+    seen = []
+    for method, data in (("GET", head + b"hello"), ("HEAD", head), ("GET", head + b"hello"),
+                         ("GET", other + b"abc"), ("GET", head + b"hello")):
+        reader.expect(method)
+        reader.feed(data)
+        events: list[object] = []
+        while (event := reader.next_event()) is not None:
+            events.append(event)
+        seen.append(shape(events))
+        assert reader.reusable, method
+    assert seen == [[200, b"hello", "end"], [200, "end"], [200, b"hello", "end"],
+                    [200, b"abc", "end"], [200, b"hello", "end"]]
+
+
 def test_refused_response_head_is_refused_every_time() -> None:
     """A refused response head is refused again on a fresh reader (the head memo does not remember
     it as good)."""
