@@ -287,15 +287,21 @@ def plain_members(event: AuditEvent, level: Level, redactor: Redactor) -> str | 
 
 def seconds_text(seconds: float) -> str:
     """``repr(seconds)``, as JSON writes a float, from integers when ``seconds`` is a
-    whole number of microseconds from 0.0001 to 10**9 (durations are rounded to
+    whole number of microseconds above 0 and below 10**9 (durations are rounded to
     microseconds): the shortest text that reads back as that float is then its
-    six decimals without trailing zeros, and a float's own repr costs more than the
-    rest of a record.  Anything else is the float's repr."""
-    if 1e-4 <= seconds < 1e9:
+    digits without trailing zeros (in repr's exponent form below 0.0001), and a
+    float's own repr costs more than the rest of a record.  Anything else is the
+    float's repr."""
+    if 0.0 < seconds < 1e9:
         micros = int(seconds * 1e6 + 0.5)
         if micros / 1e6 == seconds:
-            whole, fraction = divmod(micros, 1_000_000)
-            return f"{whole}.{str(1_000_000 + fraction)[1:].rstrip('0') or '0'}"
+            if micros >= 100:
+                fraction = str(1_000_000 + micros % 1_000_000)[1:].rstrip("0") or "0"
+                return f"{micros // 1_000_000}.{fraction}"
+            if micros >= 10:
+                tenth = micros % 10
+                return f"{micros // 10}.{tenth}e-05" if tenth else f"{micros // 10}e-05"
+            return f"{micros}e-06"
     return float.__repr__(seconds)
 
 

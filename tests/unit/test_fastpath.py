@@ -207,6 +207,7 @@ ODD = [
     st.floats(),
     st.floats(min_value=0.0, max_value=2e9).map(lambda x: round(x, 6)),
     st.integers(min_value=0, max_value=2 * 10**15).map(lambda n: n / 1e6),
+    st.integers(min_value=0, max_value=200).map(lambda n: n / 1e6),
 ))
 def test_seconds_are_written_as_the_floats_repr(seconds: float) -> None:
     """The duration's text in a plain record (made from integers for whole microseconds)
