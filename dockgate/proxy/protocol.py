@@ -451,6 +451,13 @@ class ProxyServerFactory(ServerFactory):
         self.open_connections = 0
         self.per_peer: dict[str, int] = {}
         self.api = settings.api
+        # What every exchange reads of ``settings``, as this native class's own
+        # attributes (``ProxySettings`` is interpreted: each read a lookup).
+        self.policy = settings.policy
+        self.tenants = settings.tenants
+        self.head_timeout = settings.head_timeout
+        self.idle_timeout = settings.idle_timeout
+        self.response_timeout = settings.response_timeout
         self.turns = Turns(reactor)
         """Large bodies' admission, a step per reactor turn (see ``turns``)."""
         self._quota_locks: dict[str, DeferredLock] = {}
@@ -625,7 +632,7 @@ class ProxyServerProtocol(NativeProtocol):
         if state is IDLE and not self.reader.buffered and self._head_deadline.pending:
             # The first byte of a head: from now on the whole head must
             # arrive within head_timeout, however slowly it trickles.
-            self._arm_head_timer(self.settings.head_timeout)
+            self._arm_head_timer(self.factory.head_timeout)
         self.reader.feed(data)
         self._pump()
 
@@ -699,7 +706,7 @@ class ProxyServerProtocol(NativeProtocol):
 
     def _arm_head_timer(self, seconds: float | None = None) -> None:
         """Bound the wait for the next head: idle_timeout, or head_timeout once it began."""
-        self._head_deadline.set(self.settings.idle_timeout if seconds is None else seconds)
+        self._head_deadline.set(self.factory.idle_timeout if seconds is None else seconds)
 
     def _head_timed_out(self) -> None:
         if self.state is not IDLE:
@@ -757,12 +764,12 @@ class ProxyServerProtocol(NativeProtocol):
             upgrade=upgrade,
         )
         self.exchange = x
-        settings = self.settings
         # The reader's ``known`` is what this listener's fast path found for the head.
         seen = cast("Known | None", self.reader.known)
-        known = self.factory.fast.current(seen, settings.policy(), self.factory.api,
-                                          settings.tenants is not None and
-                                          settings.tenants() is not None)
+        factory = self.factory
+        tenants = factory.tenants
+        known = factory.fast.current(seen, factory.policy(), factory.api,
+                                     tenants is not None and tenants() is not None)
         if known is not None:  # seen before: decided, serialised and recorded as then
             x.known, x.request, x.decision = known, known.request, known.decision
             x.redactions = known.redactions
@@ -854,7 +861,7 @@ class ProxyServerProtocol(NativeProtocol):
         assert x.upstream is not None
         x.upstream.send_end()
         if state is SENDING:  # now AWAITING: bound the wait for the answer
-            self._answer_deadline.set(self.settings.response_timeout)
+            self._answer_deadline.set(self.factory.response_timeout)
 
     def _admit_large(self, x: Exchange, body: bytes) -> None:
         """Admit a large body in a worker process (``workers``), or else a step per
@@ -1279,7 +1286,7 @@ class ProxyServerProtocol(NativeProtocol):
                 conn.send_end()
         if stream is None:
             self._go(FORWARD_ALL)
-            self._answer_deadline.set(self.settings.response_timeout)
+            self._answer_deadline.set(self.factory.response_timeout)
         else:
             self._go(FORWARD_STREAM)
         if kind == "stream":
@@ -1653,7 +1660,7 @@ class ProxyServerProtocol(NativeProtocol):
             return
         reader.next_cycle()
         writer.next_cycle()
-        self._arm_head_timer(self.settings.head_timeout if reader.buffered else None)
+        self._arm_head_timer(self.factory.head_timeout if reader.buffered else None)
         self._release_gate("pipelined")
         if reader.closed and not reader.buffered:
             self._close()

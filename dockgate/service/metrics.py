@@ -19,13 +19,16 @@ process do not share counters.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from dockgate.model import AuditEvent, record_now
+
+if TYPE_CHECKING:
+    from dockgate.service.oplog import AccessLog
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsAudit"]
 
@@ -168,11 +171,20 @@ class MetricsAudit:
     def __init__(self, inner: Any, metrics: Metrics | None,
                  access: Callable[[AuditEvent], None] | None = None) -> None:
         self.inner = inner
+        self._inner_then: Callable[[AuditEvent, Callable[[bool], None]], None] | None = \
+            getattr(inner, "record_then", None)
+        """``inner.record_then``, looked up once (``record_then`` runs for every request)."""
         self.metrics = metrics
         self.access = access
         """Also sees every event, after the inner sink (the access log, ``oplog.AccessLog``)."""
-        self._access: Callable[[AuditEvent], None] | None = getattr(access, "record", access)
-        """``access`` as a bound method when it has one: calling an instance costs more."""
+        # Imported here: the module itself stays free of Twisted (the core fence).
+        from dockgate.service.oplog import AccessLog  # noqa: PLC0415
+
+        self._log: AccessLog | None = access if isinstance(access, AccessLog) else None
+        """``access`` when it is the access log: a call the compiled module makes directly."""
+        self._access: Callable[[AuditEvent], None] | None = \
+            None if self._log is not None else getattr(access, "record", access)
+        """Any other ``access``, as a bound method when it has one (cheaper to call)."""
 
     def record(self, event: AuditEvent) -> None:
         """Count ``event``, then record it with the inner sink."""
@@ -186,14 +198,16 @@ class MetricsAudit:
         finally:
             if metrics is not None:
                 metrics.observe(event)
-            if self._access is not None:
+            if self._log is not None:
+                self._log.record(event)
+            elif self._access is not None:
                 self._access(event)
 
     def record_then(self, event: AuditEvent, then: Callable[[bool], None]) -> None:
         """``record`` for a decision whose request waits for it (see
         ``JsonLinesAudit.record_then``): counted now, ``then(written)`` when the
         inner sink has written it.  Never raises."""
-        inner = getattr(self.inner, "record_then", None)
+        inner = self._inner_then
         if inner is None:
             record_now(self.record, event, then)
             return
@@ -203,7 +217,9 @@ class MetricsAudit:
         finally:
             if metrics is not None:
                 metrics.observe(event)
-            if self._access is not None:
+            if self._log is not None:
+                self._log.record(event)
+            elif self._access is not None:
                 self._access(event)
 
     def _counting(self, then: Callable[[bool], None]) -> Callable[[bool], None]:
