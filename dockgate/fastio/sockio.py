@@ -85,16 +85,23 @@ def write_through(t: Any, data: Any) -> None:
     ``bytes`` as Twisted does)."""
     if held(t, data):
         return
+    if not t._tempDataLen and t.offset == len(t.dataBuffer) and not t._aborting:
+        _send_first(t, data)
+    else:
+        t._dg_queue(data)
+
+
+def _send_first(t: Any, data: Any) -> None:
+    """``write_through`` once nothing is queued or held and no abort is under way: send
+    ``data`` at once if the transport still writes, queue what the kernel did not
+    take (or all of it) as Twisted would (``_dg_queue``)."""
     if (
         type(data) is bytes
         and data
-        and not t._tempDataLen
-        and t.offset == len(t.dataBuffer)
         and t.connected
         and not t.disconnecting
         and not t._writeDisconnecting
         and not t._writeDisconnected
-        and not t._aborting
     ):
         sent = send(t, data)
         if isinstance(sent, int) and sent >= 0:
@@ -161,12 +168,9 @@ def flush(transport: Any) -> None:
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         t._tempDataBuffer = []
         t._tempDataLen = 0
-        corked = t._dg_corked
-        t._dg_corked = 0
-        try:
-            write_through(t, data)
-        finally:
-            t._dg_corked = corked
+        # What ``write_through`` would check again is known here (nothing queued,
+        # no abort), and its corked test is passed by: held bytes go out first.
+        _send_first(t, data)
     else:
         t._maybePauseProducer()
         t.startWriting()
