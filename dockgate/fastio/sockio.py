@@ -142,6 +142,9 @@ def cork(transport: Any) -> None:
     of the daemon's socket; corked, they leave in one ``send``.  Nothing else
     changes: bytes held are in Twisted's own queue, so a ``loseConnection``
     meanwhile still flushes them and an ``abortConnection`` drops them.
+    (``proxy.protocol`` now holds a read's writes in a list of its own instead,
+    ``upstream_batch``: a corked write reads half a dozen of the transport's
+    attributes.)
     """
     if type(transport) in FAST:
         transport._dg_corked += 1

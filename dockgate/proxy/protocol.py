@@ -577,6 +577,12 @@ class ProxyServerProtocol(NativeProtocol):
         self.exchange: Exchange | None = None
         self.splice: Splice | None = None
         self._early: list[bytes | None] | None = None
+        self._batch: list[bytes] | None = None
+        """What is written to the client while ``_batch_depth`` is above 0: the events
+        of one read of the daemon's socket (head, body, end), sent in one write when
+        the read is done (``upstream_batch``), or sooner when a response ends or the
+        connection is closed or handed over (``_flush_client``)."""
+        self._batch_depth = 0
         """While a session's head waits to be read: the daemon's bytes meanwhile
         (None: its end), passed on in order once it was (``_daemon_bytes_after_head``)."""
         self.state = IDLE
@@ -1571,7 +1577,7 @@ class ProxyServerProtocol(NativeProtocol):
         # The response is whole: it leaves now, not after the exchange's
         # bookkeeping (its ResponseComplete record, the next cycle), so the
         # client can send its next request while dockgate does that work.
-        sockio.flush(self.transport)
+        self._flush_client()
         self._finish(x)
 
     def _scope_events(self, x: Exchange, tenant: Tenant) -> None:
@@ -1632,13 +1638,26 @@ class ProxyServerProtocol(NativeProtocol):
             self._broken(e)
 
     def upstream_batch(self, begin: bool) -> None:
-        """Hold what one read from the daemon makes us write, and send it in one go."""
-        if self.transport is None:
-            return
+        """Hold what one read from the daemon makes us write, and send it in one go.
+
+        Held here, in a list of this native class, rather than corked in the
+        transport (``sockio.cork``): each write to a corked transport read and
+        wrote half a dozen of Twisted's attributes."""
         if begin:
-            sockio.cork(self.transport)
+            self._batch_depth += 1
         else:
-            sockio.uncork(self.transport)
+            self._batch_depth -= 1
+            if self._batch_depth <= 0:
+                self._batch_depth = 0
+                self._flush_client()
+
+    def _flush_client(self) -> None:
+        """Write what the batch holds now, in one write."""
+        batch = self._batch
+        if batch is not None:
+            self._batch = None
+            if self.transport is not None:
+                sockio.write_parts(self.transport, batch)
 
     def upstream_paused(self, paused: bool) -> None:
         """The daemon's socket is full (True) or drained (False)."""
@@ -1686,6 +1705,7 @@ class ProxyServerProtocol(NativeProtocol):
             wire.end_to_end(headers)
         from_daemon = conn.go_raw()
         from_client, client_closed = self.reader.trailing(), self.reader.closed
+        self._flush_client()
         self.transport.write(wire.serialise_response_head(status, reason, out))
         # The head leaves in its own send, as dockerd writes it (the frames
         # follow in later writes): clients that read the head through a
@@ -1746,6 +1766,7 @@ class ProxyServerProtocol(NativeProtocol):
             return
         conn.resume_reading("head-unread")
         # The splice may move the socket into the kernel: nothing may stay held.
+        self._flush_client()
         sockio.flush(self.transport)
         splice.offload(self.reactor)
 
@@ -1854,6 +1875,7 @@ class ProxyServerProtocol(NativeProtocol):
         x.error = error.reason
         x.decision = Decision("deny", self._policy_name(), error.reason, error.message)
         self._emit(x, "RequestDecided")
+        self._flush_client()
         self.transport.write(head + body)
         self._teardown(x)
         self._close()
@@ -1878,10 +1900,17 @@ class ProxyServerProtocol(NativeProtocol):
         )
 
     def _send_client(self, *parts: bytes) -> None:
-        """Write bytes to the client, in one write (pieces stay apart while corked)."""
+        """Write bytes to the client, in one write, or add them to the batch."""
         assert self.transport is not None
         if parts:
-            sockio.write_parts(self.transport, parts)
+            if self._batch_depth:
+                batch = self._batch
+                if batch is None:
+                    self._batch = list(parts)
+                else:
+                    batch.extend(parts)
+            else:
+                sockio.write_parts(self.transport, parts)
 
     def _release_gate(self, reason: str) -> None:
         if self.gate is not None:
@@ -1891,6 +1920,7 @@ class ProxyServerProtocol(NativeProtocol):
         """Close gracefully after what was written is flushed."""
         if self.transport is not None and self.state is not CLOSED:
             self._go(CLOSE)
+            self._flush_client()
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
@@ -1909,6 +1939,7 @@ class ProxyServerProtocol(NativeProtocol):
         x = self.exchange
         if x is not None:
             self._teardown(x)
+        self._batch = None  # dropped, as an abort drops what the transport holds
         if self.transport is not None:
             self._go(CLOSE)
             self.transport.abortConnection()  # type: ignore[attr-defined]
