@@ -13,6 +13,7 @@ from twisted.python import usage
 
 from dockgate import __version__
 from dockgate.cli import main as cli
+from dockgate.fastio import reactor as fastio_reactor
 from dockgate.service import oplog, tap
 
 
@@ -97,6 +98,9 @@ def test_serve_invalid_policy(
 ) -> None:
     """An invalid policy file stops serve with the policy's own message and status 1."""
     monkeypatch.setattr(oplog, "start_logging", lambda *a, **k: None)
+    # A reactor of its own, not installed: another test in this process (under
+    # pytest-xdist, in any order) may have installed Twisted's global one.
+    monkeypatch.setattr(fastio_reactor, "install", fastio_reactor.DockgateReactor)
     policy = tmp_path / "bad.yaml"
     policy.write_text("rules: 12\n")
     status = cli.main(["serve", "--listen", f"unix:{tmp_path}/g.sock", "--policy", str(policy)])
