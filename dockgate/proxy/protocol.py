@@ -577,14 +577,14 @@ class ProxyServerProtocol(NativeProtocol):
         self.exchange: Exchange | None = None
         self.splice: Splice | None = None
         self._early: list[bytes | None] | None = None
+        """While a session's head waits to be read: the daemon's bytes meanwhile
+        (None: its end), passed on in order once it was (``_daemon_bytes_after_head``)."""
         self._batch: list[bytes] | None = None
         """What is written to the client while ``_batch_depth`` is above 0: the events
         of one read of the daemon's socket (head, body, end), sent in one write when
         the read is done (``upstream_batch``), or sooner when a response ends or the
         connection is closed or handed over (``_flush_client``)."""
         self._batch_depth = 0
-        """While a session's head waits to be read: the daemon's bytes meanwhile
-        (None: its end), passed on in order once it was (``_daemon_bytes_after_head``)."""
         self.state = IDLE
         """Where the connection's exchange stands; moved only by ``_go`` (``lifecycle``)."""
         self._head_deadline = Deadline(self.reactor, self._head_timed_out)
