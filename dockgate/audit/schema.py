@@ -24,7 +24,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, Final, Literal
 
 from dockgate.audit.redact import TEXT_LIMIT, Redactor, clip, target_of
-from dockgate.model import AuditEvent, Peer
+from dockgate.model import AuditEvent, Peer, whole_micros
 
 __all__ = [
     "MAX_BODY",
@@ -91,9 +91,7 @@ is the costly part)."""
 def iso_time(seconds: float) -> str:
     """Unix time as ISO 8601 UTC with microseconds (``2026-01-02T03:04:05.678901Z``)."""
     whole = int(seconds // 1)
-    # Halves up (``round`` would take them to even): the same text either way but
-    # for a time stamp exactly half a microsecond off, and no call.
-    micros = int((seconds - whole) * 1e6 + 0.5)
+    micros = whole_micros(seconds - whole)
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
     if _second[0] != whole:
@@ -293,7 +291,7 @@ def seconds_text(seconds: float) -> str:
     float's own repr costs more than the rest of a record.  Anything else is the
     float's repr."""
     if 0.0 < seconds < 1e9:
-        micros = int(seconds * 1e6 + 0.5)
+        micros = whole_micros(seconds)
         if micros / 1e6 == seconds:
             if micros >= 100:
                 fraction = str(1_000_000 + micros % 1_000_000)[1:].rstrip("0") or "0"

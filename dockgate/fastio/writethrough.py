@@ -101,12 +101,7 @@ class _WriteThrough:
     protocols and the reactor call directly on the request path.
     """
 
-    _dg_corked = 0
     _aborting = False
-
-    def _held(self, data: bytes) -> bool:
-        """While corked, queue ``data`` without registering for writability (uncork sends)."""
-        return sockio.held(self, data)
 
     def _dg_queue(self, data: bytes) -> None:
         """Twisted's own ``write``: queue ``data`` for the next writable turn."""

@@ -428,16 +428,17 @@ class ResponseReader(Framed):
             head, framing = last
         else:
             key = (raw, head_request)
+            small = end - pos <= SMALL
             known = _HEADS.get(key)
             if known is None:
                 head = _parse_head(raw)
                 framing = None if head.status < 200 else self._frame(head)
                 known = (head, framing)
-                if end - pos <= SMALL:
+                if small:
                     _HEADS.put(key, known)
             else:
                 head, framing = known
-            if end - pos <= SMALL:
+            if small:
                 self._last_raw, self._last_head_request, self._last = raw, head_request, known
         self._pos = end + 4
         if framing is None:

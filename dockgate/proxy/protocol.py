@@ -91,7 +91,7 @@ from dockgate.http1 import wire
 from dockgate.http1.client import Framing, Head, ProtocolError, request_head
 from dockgate.http1.server import PAUSED, Body, End, Request, RequestReader, ResponseWriter
 from dockgate.memo import SMALL, IdentityMemo
-from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer
+from dockgate.model import AuditEvent, AuditStage, CanonicalRequest, Decision, Peer, whole_micros
 from dockgate.policy import DaemonFacts, DecisionContext, load_policy, redact
 from dockgate.policy.buildcontrol import wants_dockerfile
 from dockgate.policy.decision import Policy, decide
@@ -159,9 +159,9 @@ _clock: Final = time.monotonic
 
 
 def _micros(seconds: float) -> float:
-    """``seconds`` (not negative) to the nearest microsecond, halves up: ``round(seconds,
-    6)`` but for a tie, in arithmetic (``round`` with digits formats the float)."""
-    return int(seconds * 1e6 + 0.5) / 1e6
+    """``seconds`` (not negative) to the nearest microsecond, halves up
+    (``model.whole_micros``)."""
+    return whole_micros(seconds) / 1e6
 
 
 _HIJACK_UPGRADES: Final = frozenset({b"tcp", b"h2c", b"websocket"})
@@ -1640,9 +1640,9 @@ class ProxyServerProtocol(NativeProtocol):
     def upstream_batch(self, begin: bool) -> None:
         """Hold what one read from the daemon makes us write, and send it in one go.
 
-        Held here, in a list of this native class, rather than corked in the
-        transport (``sockio.cork``): each write to a corked transport read and
-        wrote half a dozen of Twisted's attributes."""
+        Held here, in a list of this native class, rather than in the
+        transport's own queue: each write held there read and wrote half a
+        dozen of Twisted's attributes."""
         if begin:
             self._batch_depth += 1
         else:
@@ -1711,7 +1711,6 @@ class ProxyServerProtocol(NativeProtocol):
         # follow in later writes): clients that read the head through a
         # buffered reader and then read the socket itself (docker-py's
         # attach(stream=False)) lose whatever arrived with the head.
-        sockio.flush(self.transport)
         self._emit(x, "SessionStarted")
         audit = self.settings.audit
         recording = getattr(audit, "recording", None)
@@ -1767,7 +1766,6 @@ class ProxyServerProtocol(NativeProtocol):
         conn.resume_reading("head-unread")
         # The splice may move the socket into the kernel: nothing may stay held.
         self._flush_client()
-        sockio.flush(self.transport)
         splice.offload(self.reactor)
 
     def _splice_closing(self) -> None:

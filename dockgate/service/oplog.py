@@ -34,7 +34,7 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from dockgate.audit.schema import principal_of
-from dockgate.model import AuditEvent
+from dockgate.model import AuditEvent, whole_micros
 
 __all__ = [
     "FINAL_STAGES", "LOG_FORMATS", "AccessLog", "json_lines_observer", "millis", "start_logging",
@@ -52,7 +52,7 @@ def millis(seconds: float) -> str:
     negative or not finite is formatted as it is."""
     if not 0.0 <= seconds < 86400.0:
         return f"{seconds * 1000:.1f}"
-    tenths = (int(seconds * 1e6 + 0.5) + 50) // 100
+    tenths = (whole_micros(seconds) + 50) // 100
     return f"{tenths // 10}.{tenths % 10}"
 
 

@@ -1,5 +1,5 @@
 """dockgate's fast I/O on real socket pairs: ``writethrough`` (plain recv/send,
-immediate sends, corking), ``kernelsplice`` (splice(2) pipes) and the start-up
+immediate sends), ``kernelsplice`` (splice(2) pipes) and the start-up
 switch ``fastio.configure`` with the probes behind it.
 
 The transports are Twisted's own ``unix.Server`` over ``socket.socketpair``;
@@ -19,7 +19,7 @@ from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
 from dockgate import fastio
-from dockgate.fastio import kernelsplice, sockio, writethrough
+from dockgate.fastio import kernelsplice, writethrough
 from dockgate.fastio.reactor import DockgateReactor
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 
@@ -147,18 +147,15 @@ def test_enable_gives_a_socket_transport_the_subclass(reactor: MemoryReactor) ->
 
 
 def test_enable_does_nothing_while_fast_io_is_off(reactor: MemoryReactor) -> None:
-    """With fast I/O off the transport keeps Twisted's own class, and cork,
-    uncork and flush are harmless no-ops on it."""
+    """With fast I/O off the transport keeps Twisted's own class, and a write
+    takes Twisted's own path: queued for the reactor's next writable turn."""
     writethrough.ENABLED = False
     ours, theirs = socket.socketpair()
     with ours, theirs:
         transport = _server(ours, reactor)
         assert not writethrough.enable(transport)
         assert type(transport) is unix.Server
-        sockio.cork(transport)
         transport.write(b"stock")
-        sockio.uncork(transport)
-        sockio.flush(transport)
         assert transport._tempDataBuffer == [b"stock"]
         assert transport in reactor.getWriters()
 
@@ -232,62 +229,13 @@ def test_do_read_reports_a_failed_recv_as_loss(
     assert transport.doRead() == main.CONNECTION_LOST
 
 
-def test_cork_holds_writes_until_uncork_sends_them_as_one(
-    pair: tuple[unix.Server, socket.socket], reactor: MemoryReactor
-) -> None:
-    """Corked, a response's pieces (write and writeSequence) stay queued
-    without registering for writability; the last uncork sends them in order."""
-    transport, theirs = pair
-    sockio.cork(transport)
-    sockio.cork(transport)
-    transport.write(b"HTTP/1.1 200 OK\r\n")
-    transport.writeSequence([b"Content-Length: 2\r\n", b"\r\n", b"ok"])
-    assert _drain(theirs) == b""
-    assert transport not in reactor.getWriters()
-    sockio.uncork(transport)
-    assert _drain(theirs) == b""
-    sockio.uncork(transport)
-    assert _drain(theirs) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-def test_write_sequence_uncorked_is_one_send(
+def test_write_sequence_is_one_send(
     pair: tuple[unix.Server, socket.socket],
 ) -> None:
-    """Uncorked, writeSequence joins its pieces and sends them at once."""
+    """writeSequence joins its pieces and sends them at once."""
     transport, theirs = pair
     transport.writeSequence([b"a", b"b", b"c"])
     assert _drain(theirs) == b"abc"
-
-
-def test_flush_sends_what_cork_held(pair: tuple[unix.Server, socket.socket]) -> None:
-    """flush sends held bytes now, while still corked (before the socket is
-    handed to a splice), and leaves the cork count as it was."""
-    transport, theirs = pair
-    sockio.cork(transport)
-    transport.write(b"held")
-    sockio.flush(transport)
-    assert _drain(theirs) == b"held"
-    assert transport._dg_corked == 1  # type: ignore[attr-defined]
-    sockio.flush(transport)  # nothing held: nothing happens
-    sockio.uncork(transport)
-    assert _drain(theirs) == b""
-
-
-def test_flush_behind_a_queue_registers_for_writability(
-    pair: tuple[unix.Server, socket.socket], reactor: MemoryReactor
-) -> None:
-    """When Twisted still has queued bytes, held bytes are not sent past them:
-    flush hands them to the reactor's write path instead."""
-    transport, theirs = pair
-    transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    transport.write(b"q" * (1 << 20))
-    transport.doWrite()  # moves the queue into dataBuffer
-    reactor.removeWriter(transport)
-    sockio.cork(transport)
-    transport.write(b"later")
-    sockio.flush(transport)
-    assert transport in reactor.getWriters()
-    assert _drain(theirs).count(b"later") == 0
 
 
 def test_writes_while_half_closed_or_aborting_are_not_sent(
@@ -298,9 +246,6 @@ def test_writes_while_half_closed_or_aborting_are_not_sent(
     transport, theirs = pair
     transport._aborting = True  # type: ignore[attr-defined]
     transport.write(b"late")
-    assert _drain(theirs) == b""
-    sockio.cork(transport)
-    sockio.flush(transport)  # nothing leaves during an abort
     assert _drain(theirs) == b""
 
 
@@ -316,10 +261,9 @@ def test_unread_counts_queued_and_unconsumed_bytes(
     transport.write(b"12345")
     in_kernel = writethrough.unread(transport)
     assert in_kernel >= 5
-    sockio.cork(transport)
-    transport.write(b"678")
+    transport._dg_queue(b"678")  # type: ignore[attr-defined]  # Twisted's own queue
     assert writethrough.unread(transport) == in_kernel + 3
-    sockio.uncork(transport)
+    transport.doWrite()
     assert _drain(theirs) == b"12345678"
     assert writethrough.unread(transport) == 0
     assert writethrough.unread(StringTransport()) == 0
