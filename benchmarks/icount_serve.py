@@ -12,6 +12,11 @@ compiled: ``setup.py build_ext --inplace``).  It also prints how many
 attributes of Twisted's transports ``fastio.sockio`` read per request.
 
     python benchmarks/icount_serve.py [--tree DIR] [--mode ping|json] [--window 20]
+                                      [--containers N] [--keep DIR]
+
+``--containers N`` creates N bare containers first (json mode's list: 1 is
+about 1 KB with a Content-Length, 6 about 4 KB, chunked, as ``run.py``'s two
+small sizes); ``--keep DIR`` copies the callgrind dump there to read further.
 
 How many requests share a reactor turn (and so an audit write) depends on
 timing, so the count moves by about 2 % from run to run; compare trees
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,8 +39,9 @@ from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from _fixtures import create_container  # noqa: E402
 from support import engines  # noqa: E402
 
 BEGIN = "CPyDef_protocol___ProxyServerProtocol____begin"
@@ -74,6 +81,8 @@ def main() -> int:
     parser.add_argument("--tree", type=Path, default=HERE.parent)
     parser.add_argument("--mode", choices=("ping", "json"), default="ping")
     parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--containers", type=int, default=0)
+    parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
     tree = args.tree.resolve()
     root = Path(tempfile.mkdtemp(prefix="dgi-", dir="/tmp"))
@@ -82,6 +91,8 @@ def main() -> int:
     try:
         daemon.wait_ready()
         engines.import_image(engines.find_cli(), daemon, engines.build_rootfs(root / "rootfs.tar"))
+        for _ in range(args.containers):
+            create_container(daemon.socket, engines.IMAGE, ["true"])
         sock = root / "g.sock"
         env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
         gate = subprocess.Popen(
@@ -106,6 +117,9 @@ def main() -> int:
         subprocess.run(["callgrind_control", "-d", str(gate.pid)], check=True, capture_output=True)
         dumps = sorted(root.glob("cg.*"), key=lambda p: p.stat().st_mtime)
         begun, instructions, reads = per_request(dumps[-1])
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(dumps[-1], args.keep / f"callgrind.{args.mode}.{begun}")
         print(f"{args.mode}: {begun} requests, {instructions / 1000:.1f} k instructions per "
               f"request; sockio's reads of transport attributes per request: "
               f"{sum(reads.values()):.1f} "

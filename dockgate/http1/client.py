@@ -232,13 +232,40 @@ class Framed:
         Returns False when more bytes are needed.
         """
         buf, pos, state = self._buf, self._pos, self._state
+        have = len(buf) - pos
         if state == ST_CHUNK_END:
-            if len(buf) - pos < 2:
+            if have < 2:
                 return False
-            if buf[pos:pos + 2] != b"\r\n":
+            if buf[pos] != 13 or buf[pos + 1] != 10:
                 raise self._error("chunk data not followed by CRLF")
             self._pos += 2
             self._state = ST_CHUNK_LINE
+            return True
+        if state == ST_CHUNK_LINE:
+            # The usual line, hex digits and CRLF, read byte by byte: compiled,
+            # that costs less than the find, match and int calls below, which
+            # take every other line (extensions, blanks, errors).
+            i, stop, size = pos, pos + min(have, 16), 0
+            while i < stop:
+                c = buf[i]
+                if 48 <= c <= 57:
+                    size = size * 16 + c - 48
+                elif 97 <= c <= 102:
+                    size = size * 16 + c - 87
+                elif 65 <= c <= 70:
+                    size = size * 16 + c - 55
+                else:
+                    break
+                i += 1
+            if i > pos and i + 1 < len(buf) and buf[i] == 13 and buf[i + 1] == 10:
+                self._left = size
+                self._pos = i + 2
+                self._state = ST_CHUNK_DATA if size else ST_TRAILER
+                return True
+        elif have >= 2 and buf[pos] == 13 and buf[pos + 1] == 10:
+            # ST_TRAILER with no trailer field: the body's end.
+            self._pos = pos + 2
+            self._state = ST_ENDING
             return True
         end = buf.find(b"\r\n", pos)
         if state == ST_CHUNK_LINE:
@@ -349,11 +376,12 @@ class ResponseReader(Framed):
                 if not self._left:
                     self._state = ST_ENDING if state == ST_LENGTH else ST_CHUNK_END
             elif state == ST_TRAILER:
-                if buf[self._pos:self._pos + 2] == b"\r\n":
-                    self._pos += 2
+                at = self._pos
+                if end - at >= 2:
+                    if buf[at] != 13 or buf[at + 1] != 10:
+                        raise ProtocolError("the daemon sent a trailer section")
+                    self._pos = at + 2
                     self._state = ST_ENDING
-                elif end - self._pos >= 2:
-                    raise ProtocolError("the daemon sent a trailer section")
                 break
             elif state not in (ST_CHUNK_LINE, ST_CHUNK_END) or not self._chunked_step():
                 break
