@@ -281,6 +281,9 @@ class RequestReader(Framed):
 
     def _head(self) -> Request | None:
         buf = self._take_all()
+        if not buf:  # asked again once a request was read: nothing to search
+            self._buf = buf
+            return None
         end = wire.find_head_end(buf)
         if end < 0:
             self._buf = buf
