@@ -137,6 +137,19 @@ def refused_without_connecting(
     (no registries rule) lets it connect too; every other profile answers 403 naming
     the rule (``registries``: the host is ``kind`` … address) and nothing connects."""
     method, target, body = registry_request(engine, what, listener.host)
+    try:
+        _refused_without_connecting(engine, what, listener, profile_gates, kind,
+                                    (method, target, body))
+    finally:
+        if what == "push":  # the tag registry_request made (later tests list the image's tags)
+            engine.docker_direct("rmi", f"{listener.host}/x:1", check=False)
+
+
+def _refused_without_connecting(
+    engine: Engine, what: str, listener: Listener, profile_gates: dict[str, PolicyGate],
+    kind: str, request: tuple[str, str, dict[str, Any]],
+) -> None:
+    method, target, body = request
     unixhttp.request(engine.daemon_socket, method, target, timeout=60, **body)
     assert listener.wait_for_connection(), f"dockerd did not connect for {target} (direct)"
     listener.connections = 0
