@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.chunklines import accepted_size, size_lines
 
 from dockgate.http1.client import (
     LAST_CHUNK,
@@ -342,39 +341,20 @@ def test_a_relayed_body_with_a_trailer_or_bad_framing_is_refused() -> None:
         _relayed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"zz\r\n", 1000)
 
 
-_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-"""RFC 9112's chunk-size line as dockgate accepts it: 1 to 16 hex digits, blanks,
-an optional extension (the reference the compiled byte-by-byte reading must agree with)."""
-
-
-_JUNK = b"0aF;; \tgG\r="
-"""What may follow a size line's digits: more digits, blanks, extensions, stray bytes."""
-
-
 @settings(max_examples=400, deadline=None)
-@given(
-    zeros=st.integers(0, 18),
-    size=st.integers(0, 40),
-    case=st.sampled_from(["%x", "%X"]),
-    junk=st.binary(max_size=4).map(lambda b: bytes(_JUNK[x % len(_JUNK)] for x in b)),
-    step=st.sampled_from([1, 2, 5, 1000]),
-    relay=st.booleans(),
-)
-def test_chunk_size_lines_are_read_as_the_grammar_says(
-    zeros: int, size: int, case: str, junk: bytes, step: int, relay: bool
-) -> None:
+@given(line=size_lines(), step=st.sampled_from([1, 2, 5, 1000]), relay=st.booleans())
+def test_chunk_size_lines_are_read_as_the_grammar_says(line: bytes, step: int, relay: bool) -> None:
     """A chunk-size line, leading zeros, hex digits in either case and any tail of
     digits, blanks, extensions or stray bytes, is accepted with the size its digits
     say exactly when the grammar accepts it (1-16 digits, blanks, ``;`` extension),
     whether the body is read or relayed and however the bytes are split; anything
     else is a ProtocolError."""
-    line = b"0" * zeros + (case % size).encode() + junk
-    match = _SIZE_LINE.fullmatch(line)
-    got = int(match.group(1), 16) if match is not None else 0
+    want = accepted_size(line)
+    got = want or 0
     body = line + b"\r\n" + (b"x" * got + b"\r\n" + LAST_CHUNK if got else b"\r\n")
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     step = max(step, got // 64)  # a tail of digits can make a chunk of megabytes
-    if match is None:
+    if want is None:
         with pytest.raises(ProtocolError):
             if relay:
                 _relayed(head, body, step)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.chunklines import accepted_size, size_lines
 
 from dockgate.errors import BadRequest, DockgateError, HeadTooLarge
 from dockgate.http1.server import (
@@ -389,3 +392,25 @@ def test_chunks_in_one_read_are_one_event() -> None:
     bodies = [e for e in out if isinstance(e, Body)]
     assert len(bodies) == 1 and bodies[0].data == b"ab" * 32000
     assert isinstance(out[-1], End)
+
+
+@settings(max_examples=300, deadline=None)
+@given(line=size_lines(), step=st.sampled_from([1, 2, 5, 1000]))
+def test_request_chunk_size_lines_are_read_as_the_grammar_says(line: bytes, step: int) -> None:
+    """A client's chunk-size line (leading zeros, either case, any tail of digits,
+    blanks, extensions or stray bytes) gives a body of the size its digits say
+    exactly when the grammar accepts it (1-16 hex digits, blanks, a ``;``
+    extension), however the bytes are split; anything else is refused: the
+    request's framing is read one way only."""
+    want = accepted_size(line)
+    got = want or 0
+    head = b"POST /v1.51/images/load HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n"
+    data = head + line + b"\r\n" + (b"x" * got + b"\r\n0\r\n\r\n" if got else b"\r\n")
+    step = max(step, got // 64)
+    if want is None:
+        with pytest.raises(DockgateError):
+            events(data, step)
+        return
+    reader, out = events(data, step)
+    assert shape(out) == ["POST /v1.51/images/load"] + ([b"x" * got] if got else []) + ["end"]
+    assert reader.keep_alive
