@@ -196,12 +196,7 @@ class MetricsAudit:
                 metrics.audit_failures.inc()
             raise
         finally:
-            if metrics is not None:
-                metrics.observe(event)
-            if self._log is not None:
-                self._log.record(event)
-            elif self._access is not None:
-                self._access(event)
+            self._observed(event)
 
     def record_then(self, event: AuditEvent, then: Callable[[bool], None]) -> None:
         """``record`` for a decision whose request waits for it (see
@@ -215,12 +210,17 @@ class MetricsAudit:
         try:
             inner(event, then if metrics is None else self._counting(then))
         finally:
-            if metrics is not None:
-                metrics.observe(event)
-            if self._log is not None:
-                self._log.record(event)
-            elif self._access is not None:
-                self._access(event)
+            self._observed(event)
+
+    def _observed(self, event: AuditEvent) -> None:
+        """After the inner sink, whatever it did: count ``event`` and pass it to the
+        access log (the access log directly, a call the compiled module makes itself)."""
+        if self.metrics is not None:
+            self.metrics.observe(event)
+        if self._log is not None:
+            self._log.record(event)
+        elif self._access is not None:
+            self._access(event)
 
     def _counting(self, then: Callable[[bool], None]) -> Callable[[bool], None]:
         """``then``, counting an audit failure first when the record was not written."""

@@ -138,36 +138,27 @@ def refused_without_connecting(
     the rule (``registries``: the host is ``kind`` … address) and nothing connects."""
     method, target, body = registry_request(engine, what, listener.host)
     try:
-        _refused_without_connecting(engine, what, listener, profile_gates, kind,
-                                    (method, target, body))
+        unixhttp.request(engine.daemon_socket, method, target, timeout=60, **body)
+        assert listener.wait_for_connection(), f"dockerd did not connect for {target} (direct)"
+        listener.connections = 0
+        status, answer = unixhttp.request(profile_gates["privileged"].socket, method, target,
+                                          timeout=60, **body)
+        assert status != 403, answer
+        assert listener.wait_for_connection(), f"privileged: no connection for {target}"
+        listener.connections = 0
+        for profile in PROFILES[1:]:
+            status, answer = unixhttp.request(profile_gates[profile].socket, method, target,
+                                              timeout=60, **body)
+            assert status == 403, (profile, answer)
+            message = json.loads(answer)["message"]
+            rule = EARLIER_RULES.get((profile, what), "registries")
+            assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}: ")
+            if rule == "registries":
+                assert f" {listener.host} is {kind}" in message and "address" in message, message
+        assert not listener.wait_for_connection(timeout=1.0), "the daemon connected"
     finally:
         if what == "push":  # the tag registry_request made (later tests list the image's tags)
             engine.docker_direct("rmi", f"{listener.host}/x:1", check=False)
-
-
-def _refused_without_connecting(
-    engine: Engine, what: str, listener: Listener, profile_gates: dict[str, PolicyGate],
-    kind: str, request: tuple[str, str, dict[str, Any]],
-) -> None:
-    method, target, body = request
-    unixhttp.request(engine.daemon_socket, method, target, timeout=60, **body)
-    assert listener.wait_for_connection(), f"dockerd did not connect for {target} (direct)"
-    listener.connections = 0
-    status, answer = unixhttp.request(profile_gates["privileged"].socket, method, target,
-                                      timeout=60, **body)
-    assert status != 403, answer
-    assert listener.wait_for_connection(), f"privileged: no connection for {target}"
-    listener.connections = 0
-    for profile in PROFILES[1:]:
-        status, answer = unixhttp.request(profile_gates[profile].socket, method, target,
-                                          timeout=60, **body)
-        assert status == 403, (profile, answer)
-        message = json.loads(answer)["message"]
-        rule = EARLIER_RULES.get((profile, what), "registries")
-        assert message.startswith(f"dockgate: denied by policy {profile} rule {rule}: ")
-        if rule == "registries":
-            assert f" {listener.host} is {kind}" in message and "address" in message, message
-    assert not listener.wait_for_connection(timeout=1.0), "the daemon connected"
 
 
 @pytest.mark.allow_refusals
