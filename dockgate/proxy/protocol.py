@@ -1002,21 +1002,23 @@ class ProxyServerProtocol(NativeProtocol):
                 binding.PENDING.wait(ref).addCallback(lambda _: self._after_bindings(x)) \
                     .addErrback(self._unexpected)
                 return
-        if self.settings.tenants is None or self.settings.tenants() is None:
+        factory = self.factory
+        tenants = factory.tenants
+        if tenants is None or tenants() is None:
             # The common case needs no daemon lookups: decide at once,
             # without a coroutine and Deferred per request.
             try:
-                policy = self.settings.policy()
+                policy = factory.policy()
                 assert x.request is not None
                 daemon = _wants_daemon(policy, x, self)
                 quick = self._default_user_target(policy, x) is None and (
-                    self.factory.daemon_facts is not None or not daemon
+                    factory.daemon_facts is not None or not daemon
                 ) and not needs_joins(policy, x.request)
             except Exception:
                 quick = False  # the full path reports the error
             if quick:
                 # As ``_daemon_context(policy, x, None)``, without asking the policy again.
-                context = DecisionContext(daemon=self.factory.daemon_facts) if daemon else None
+                context = DecisionContext(daemon=factory.daemon_facts) if daemon else None
                 self._decide_with(x, policy, context, quick=context is None)
                 return
         assert self.gate is not None
@@ -1033,8 +1035,9 @@ class ProxyServerProtocol(NativeProtocol):
         self._decide_and_forward(x)  # waits again if another began meanwhile
 
     async def _prepare(self, x: Exchange) -> tuple[Policy, DecisionContext | None]:
-        policy = self.settings.policy()
-        tenants = self.settings.tenants() if self.settings.tenants is not None else None
+        factory = self.factory
+        policy = factory.policy()
+        tenants = factory.tenants() if factory.tenants is not None else None
         assert x.request is not None and self.peer is not None
         if tenants is not None:
             peer = self.peer
@@ -1880,7 +1883,7 @@ class ProxyServerProtocol(NativeProtocol):
 
     def _policy_name(self) -> str:
         try:
-            return self.settings.policy().name
+            return self.factory.policy().name
         except Exception:
             return "?"
 
