@@ -26,6 +26,7 @@ attributes.)
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import Any, Final
 
 from twisted.internet import main
@@ -113,11 +114,69 @@ def write(t: Any, data: bytes) -> None:
         t.write(data)
 
 
-def write_parts(t: Any, parts: tuple[bytes, ...] | list[bytes]) -> None:
-    """Write ``parts`` to any transport in one write (``writeSequence``)."""
+def write_parts(t: Any, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` to any transport in one write (``writeSequence``).
+
+    Small writes are joined and sent as one.  From ``GATHER`` bytes on, the
+    parts go to the socket in one ``sendmsg`` as they are: joining them would
+    copy a large relayed body once more (``ResponseReader`` hands such pieces
+    on as views of the buffer they were read into).  A ``memoryview`` part is
+    copied only where the kernel did not take it (into Twisted's queue, which
+    holds ``bytes``), or for a transport that is not write-through."""
     if type(t) not in FAST:
-        t.writeSequence(parts)
-    elif len(parts) == 1:
-        write_through(t, parts[0])
-    else:
+        t.writeSequence([p if type(p) is bytes else bytes(p) for p in parts])
+        return
+    if len(parts) == 1:
+        data = parts[0]
+        if type(data) is bytes:
+            write_through(t, data)
+        else:
+            _write_parts(t, parts, len(data))
+        return
+    total = 0
+    for p in parts:
+        total += len(p)
+    if total < GATHER or len(parts) > _MAX_PARTS:
         write_through(t, b"".join(parts))
+    else:
+        _write_parts(t, parts, total)
+
+
+GATHER: Final = 16384
+"""From this many bytes on, ``write_parts`` sends parts without joining them."""
+
+_MAX_PARTS: Final = 64
+"""More parts than this are joined first (well under any system's ``IOV_MAX``)."""
+
+
+def _write_parts(t: Any, parts: Sequence[bytes | memoryview], total: int) -> None:
+    """``total`` bytes of ``parts`` sent in one ``sendmsg`` when the transport
+    could send now (``_send_first``'s conditions), and what the kernel did not
+    take queued as ``bytes`` as Twisted would."""
+    sent = 0
+    if (
+        not t._tempDataLen
+        and t.offset == len(t.dataBuffer)
+        and not t._aborting
+        and t.connected
+        and not t.disconnecting
+        and not t._writeDisconnecting
+        and not t._writeDisconnected
+    ):
+        try:
+            sent = t.socket.sendmsg(parts)
+        except OSError:
+            # Full (BlockingIOError, ENOBUFS) or failed: queued as usual, and
+            # on a failure the next doWrite reports the loss as Twisted does.
+            sent = 0
+        if sent >= total:
+            return
+    rest: list[bytes | memoryview] = []
+    for p in parts:
+        n = len(p)
+        if sent >= n:
+            sent -= n
+        else:
+            rest.append(p[sent:] if sent else p)
+            sent = 0
+    t._dg_queue(b"".join(rest))

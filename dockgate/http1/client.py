@@ -42,6 +42,9 @@ _STATUS: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\x
 _CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
+VIEW_FROM: Final = 16 * 1024
+"""A relayed piece this large is a view of the buffer read, not a copy (``Framing``)."""
+
 
 class ProtocolError(Exception):
     """The daemon's bytes are not a well-framed HTTP/1.1 response."""
@@ -83,12 +86,14 @@ class Body:
 @dataclass(slots=True, init=False)
 class Framing:
     """Some bytes of a relayed response body as the daemon sent them, framing and
-    all (``ResponseReader.relay``); ``size`` of them are body bytes."""
+    all (``ResponseReader.relay``); ``size`` of them are body bytes.  ``data`` is
+    a ``memoryview`` of the bytes read for a piece of ``VIEW_FROM`` bytes or
+    more that is not the whole buffer: the writer sends it as it is."""
 
-    data: bytes
+    data: bytes | memoryview
     size: int
 
-    def __init__(self, data: bytes, size: int) -> None:
+    def __init__(self, data: bytes | memoryview, size: int) -> None:
         self.data = data
         self.size = size
 
@@ -391,6 +396,10 @@ class ResponseReader(Framed):
         if start == 0 and pos == end:
             self._buf, self._pos = b"", 0
             return Framing(buf, size)
+        if pos - start >= VIEW_FROM:
+            # Most of a read (the rest of it after a head): a copy would cost
+            # more than the view, which the buffer's next replacement leaves intact.
+            return Framing(memoryview(buf)[start:pos], size)
         return Framing(buf[start:pos], size)
 
     def go_raw(self) -> bytes:

@@ -579,7 +579,7 @@ class ProxyServerProtocol(NativeProtocol):
         self._early: list[bytes | None] | None = None
         """While a session's head waits to be read: the daemon's bytes meanwhile
         (None: its end), passed on in order once it was (``_daemon_bytes_after_head``)."""
-        self._batch: list[bytes] | None = None
+        self._batch: list[bytes | memoryview] | None = None
         """What is written to the client while ``_batch_depth`` is above 0: the events
         of one read of the daemon's socket (head, body, end), sent in one write when
         the read is done (``upstream_batch``), or sooner when a response ends or the
@@ -1576,7 +1576,9 @@ class ProxyServerProtocol(NativeProtocol):
         """Close the client's response and finish the exchange, if it is still current."""
         if self.exchange is not x or self.state is CLOSED:
             return
-        self._send_client(self.writer.end())
+        end = self.writer.end()
+        if end:  # (a relayed body's own last chunk was passed on with it)
+            self._send_client(end)
         # The response is whole: it leaves now, not after the exchange's
         # bookkeeping (its ResponseComplete record, the next cycle), so the
         # client can send its next request while dockgate does that work.
@@ -1900,7 +1902,7 @@ class ProxyServerProtocol(NativeProtocol):
             keep_alive=self.reader.keep_alive,
         )
 
-    def _send_client(self, *parts: bytes) -> None:
+    def _send_client(self, *parts: bytes | memoryview) -> None:
         """Write bytes to the client, in one write, or add them to the batch."""
         assert self.transport is not None
         if parts:

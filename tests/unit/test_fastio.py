@@ -19,7 +19,7 @@ from twisted.internet.endpoints import _WrappingProtocol
 from twisted.internet.testing import MemoryReactor, StringTransport
 
 from dockgate import fastio
-from dockgate.fastio import kernelsplice, writethrough
+from dockgate.fastio import kernelsplice, sockio, writethrough
 from dockgate.fastio.reactor import DockgateReactor
 from dockgate.proxy.upstream import UpstreamConnection, UpstreamPool
 
@@ -236,6 +236,92 @@ def test_write_sequence_is_one_send(
     transport, theirs = pair
     transport.writeSequence([b"a", b"b", b"c"])
     assert _drain(theirs) == b"abc"
+
+
+class _SendmsgSpy:
+    """A socket that records the buffers each ``sendmsg`` was given."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.calls: list[list[type]] = []
+
+    def sendmsg(self, buffers: list[bytes | memoryview]) -> int:
+        self.calls.append([type(b) for b in buffers])
+        return self._sock.sendmsg(buffers)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+def test_large_parts_go_out_in_one_sendmsg_as_they_are(
+    pair: tuple[unix.Server, socket.socket], reactor: MemoryReactor
+) -> None:
+    """From GATHER bytes on, write_parts hands the parts, a memoryview among
+    them, to one sendmsg unjoined; the peer reads them in order and nothing is
+    queued.  Below GATHER the parts are joined into one send instead."""
+    transport, theirs = pair
+    spy = _SendmsgSpy(transport.socket)
+    transport.socket = spy  # type: ignore[assignment]
+    big = bytes(range(256)) * 200
+    sockio.write_parts(transport, [b"head;", memoryview(big)[7:]])
+    assert spy.calls == [[bytes, memoryview]]
+    assert _drain(theirs) == b"head;" + big[7:]
+    assert transport._tempDataLen == 0 and transport not in reactor.getWriters()
+    sockio.write_parts(transport, [b"a", b"b" * 100])
+    assert len(spy.calls) == 1 and _drain(theirs) == b"a" + b"b" * 100
+    sockio.write_parts(transport, [memoryview(big)[: sockio.GATHER]])
+    assert len(spy.calls) == 2 and _drain(theirs) == big[: sockio.GATHER]
+
+
+def test_what_sendmsg_leaves_is_queued_as_bytes_in_order(
+    pair: tuple[unix.Server, socket.socket], reactor: MemoryReactor
+) -> None:
+    """When the kernel takes only part of a gathered write, the rest (from the
+    middle of a part on) is queued as bytes, as Twisted's queue requires; a
+    later write goes behind it and a write made while the queue is not empty
+    is queued whole, so the peer reads everything once, in order."""
+    transport, theirs = pair
+    transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    big = bytes(range(256)) * 4096
+    sockio.write_parts(transport, [b"<", memoryview(big)[1:], b">"])
+    assert transport._tempDataLen > 0
+    assert all(type(b) is bytes for b in transport._tempDataBuffer)
+    sockio.write_parts(transport, [memoryview(big)[:30_000], b"!"])
+    transport.write(b"tail")
+    got = b""
+    for _ in range(100_000):
+        got += _drain(theirs)
+        if transport.doWrite() is not None or transport not in reactor.getWriters():
+            break
+    got += _drain(theirs)
+    assert got == b"<" + big[1:] + b">" + big[:30_000] + b"!" + b"tail"
+
+
+def test_large_parts_after_loss_are_queued_and_reported_by_twisted(
+    pair: tuple[unix.Server, socket.socket],
+) -> None:
+    """A failed sendmsg is not an exception: everything is queued and
+    Twisted's next doWrite reports the connection lost."""
+    transport, theirs = pair
+    theirs.close()
+    sockio.write_parts(transport, [b"x", memoryview(b"y" * sockio.GATHER)])
+    assert transport._tempDataLen == 1 + sockio.GATHER
+    assert transport.doWrite() == main.CONNECTION_LOST
+
+
+def test_parts_to_other_transports_are_bytes() -> None:
+    """A transport that is not write-through (TLS, a test's StringTransport)
+    gets writeSequence of bytes only: memoryview parts are copied for it."""
+    seen: list[list[type]] = []
+
+    class _Strict(StringTransport):
+        def writeSequence(self, data: list[bytes]) -> None:  # type: ignore[override]
+            seen.append([type(b) for b in data])
+            super().writeSequence(data)
+
+    t = _Strict()
+    sockio.write_parts(t, [b"a", memoryview(b"bcd")[1:]])
+    assert seen == [[bytes, bytes]] and t.value() == b"acd"
 
 
 def test_writes_while_half_closed_or_aborting_are_not_sent(

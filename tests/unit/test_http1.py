@@ -9,6 +9,7 @@ from support.chunklines import accepted_size, size_lines
 
 from dockgate.http1.client import (
     LAST_CHUNK,
+    VIEW_FROM,
     Body,
     End,
     Framing,
@@ -329,6 +330,34 @@ def test_a_relayed_length_body_stops_at_its_length(step: int) -> None:
     _, raw, size, rest = _relayed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
                                        b"0123456789", step)
     assert raw == b"0123456789" and size == 10 and isinstance(rest[0], End)
+
+
+@pytest.mark.parametrize("step", [VIEW_FROM // 3, VIEW_FROM + 5, 1 << 20])
+def test_a_large_relayed_piece_is_a_view_of_the_read_not_a_copy(step: int) -> None:
+    """A relayed piece of VIEW_FROM bytes or more that is not the whole buffer
+    (the rest of a read after its head) is a memoryview of the bytes read;
+    smaller pieces are bytes.  Either way the pieces joined are the body as it
+    came, framing included."""
+    chunk = b"1000\r\n" + b"x" * 0x1000 + b"\r\n"
+    body = chunk * 20 + b"0\r\n\r\n"
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    reader = ResponseReader()
+    reader.expect("GET")
+    data = head + body
+    pieces: list[bytes | memoryview] = []
+    for i in range(0, len(data), step):
+        read = data[i:i + step]
+        reader.feed(read)
+        while (event := reader.next_event()) is not None:
+            if isinstance(event, Head):
+                reader.relay()
+            elif isinstance(event, Framing):
+                pieces.append(event.data)
+                if len(event.data) < VIEW_FROM:
+                    assert type(event.data) is bytes
+    assert b"".join(pieces) == body
+    if step > len(head) + VIEW_FROM:
+        assert isinstance(pieces[0], memoryview)
 
 
 def test_a_relayed_body_with_a_trailer_or_bad_framing_is_refused() -> None:
