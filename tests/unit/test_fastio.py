@@ -72,6 +72,16 @@ def _fill(sock: socket.socket) -> int:
         return sent
 
 
+def _deliver(transport: unix.Server, theirs: socket.socket, reactor: MemoryReactor) -> bytes:
+    """What the peer reads while ``doWrite`` empties the transport's queue."""
+    got = b""
+    for _ in range(100_000):
+        got += _drain(theirs)
+        if transport.doWrite() is not None or transport not in reactor.getWriters():
+            break
+    return got + _drain(theirs)
+
+
 @pytest.fixture
 def reactor() -> MemoryReactor:
     return MemoryReactor()
@@ -184,13 +194,7 @@ def test_what_the_kernel_does_not_take_is_queued_in_order(
     transport.write(b"tail")
     assert transport._tempDataLen > 0
     assert transport in reactor.getWriters()
-    got = b""
-    for _ in range(10_000):
-        got += _drain(theirs)
-        if transport.doWrite() is not None or transport not in reactor.getWriters():
-            break
-    got += _drain(theirs)
-    assert got == big + b"tail"
+    assert _deliver(transport, theirs, reactor) == big + b"tail"
 
 
 def test_write_after_loss_is_queued_and_reported_by_twisted(
@@ -288,13 +292,8 @@ def test_what_sendmsg_leaves_is_queued_as_bytes_in_order(
     assert all(type(b) is bytes for b in transport._tempDataBuffer)
     sockio.write_parts(transport, [memoryview(big)[:30_000], b"!"])
     transport.write(b"tail")
-    got = b""
-    for _ in range(100_000):
-        got += _drain(theirs)
-        if transport.doWrite() is not None or transport not in reactor.getWriters():
-            break
-    got += _drain(theirs)
-    assert got == b"<" + big[1:] + b">" + big[:30_000] + b"!" + b"tail"
+    assert _deliver(transport, theirs, reactor) == (
+        b"<" + big[1:] + b">" + big[:30_000] + b"!" + b"tail")
 
 
 def test_large_parts_after_loss_are_queued_and_reported_by_twisted(
