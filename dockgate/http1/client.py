@@ -37,9 +37,19 @@ __all__ = [
 
 MAX_HEAD: Final = 64 * 1024
 """Largest response head (status line and headers) accepted from the daemon."""
-_MAX_CHUNK_LINE: Final = 4096
+_MAX_CHUNK_LINE: Final = 4000
+"""Longest chunk-size line read (without its CRLF), however it arrives: Go's
+reader refuses a line of 4096 bytes with its CRLF, so whatever dockgate reads
+as a size line, the daemon would read as one too."""
+_MAX_CHUNK_EXCESS: Final = 16 * 1024
+"""How far a body's chunk-size lines may run ahead of the data they carry (see
+``Framed._chunk_excess``): the bound Go's reader has had since Go 1.22, which
+refuses ``too much non-data`` beyond it."""
 _STATUS: Final = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*|;[^\r\n]*)")
+"""A chunk-size line: the size, then blanks or an extension (no blank between
+the size and ``;``: Go trims blanks only at the line's end before it cuts the
+extension off, so ``2b ;e`` is no size to it)."""
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
 VIEW_FROM: Final = 16 * 1024
@@ -191,6 +201,10 @@ class Framed:
         self._pos = 0
         self._state = ST_IDLE
         self._left = 0
+        self._chunk_excess = 0
+        """The bytes of this body's chunk-size lines not yet covered by the
+        allowance each chunk brings (16 bytes plus twice its size): the budget
+        Go's reader keeps, so that dockgate refuses what it refuses."""
 
     def _error(self, message: str) -> Exception:
         return ProtocolError(message)
@@ -231,6 +245,14 @@ class Framed:
         self._pos = pos + n
         return Body(buf[pos:pos + n])
 
+    def _count_excess(self, line: int, size: int) -> None:
+        """Count a chunk-size line of ``line`` bytes (without its CRLF) for a chunk
+        of ``size`` bytes against ``_MAX_CHUNK_EXCESS``."""
+        excess = self._chunk_excess + line + 2 - 16 - 2 * size
+        if excess > _MAX_CHUNK_EXCESS:
+            raise self._error("chunk size lines too long for the data they carry")
+        self._chunk_excess = excess if excess > 0 else 0
+
     def _chunked_step(self) -> bool:
         """One step of chunk framing (size line, CRLF after data, trailer line).
 
@@ -263,6 +285,8 @@ class Framed:
                     break
                 i += 1
             if i > pos and i + 1 < len(buf) and buf[i] == 13 and buf[i + 1] == 10:
+                if self._chunk_excess:  # (from nothing, a line this short stays far below)
+                    self._count_excess(i - pos, size)
                 self._left = size
                 self._pos = i + 2
                 self._state = ST_CHUNK_DATA if size else ST_TRAILER
@@ -271,32 +295,35 @@ class Framed:
             # ST_TRAILER with no trailer field: the body's end.
             self._pos = pos + 2
             self._state = ST_ENDING
+            self._chunk_excess = 0
             return True
-        end = buf.find(b"\r\n", pos)
-        if state == ST_CHUNK_LINE:
-            if end < 0:
-                if len(buf) - pos > _MAX_CHUNK_LINE:
-                    raise self._error("chunk size line too long")
+        elif have:
+            # A trailer field.  Go reads a trailer section with its header
+            # reader (bare LF ends a line there, and its end is where the next
+            # request begins); dockgate would forward none of it anyway, so
+            # none is read: the body ends at the first CRLF after the last chunk.
+            if buf[pos] != 13:
+                raise self._error("trailer fields after a chunked body are not supported")
+            if have == 1:
                 return False
-            match = _CHUNK_SIZE.fullmatch(buf, pos, end)
-            if match is None:
-                raise self._error(f"malformed chunk size line {buf[pos:min(end, pos + 40)]!r}")
-            self._left = int(match.group(1), 16)
-            self._pos = end + 2
-            self._state = ST_CHUNK_DATA if self._left else ST_TRAILER
-            return True
-        # ST_TRAILER: trailer fields are dropped (dockgate never forwards them)
-        if end < 0:
-            if len(buf) - pos > MAX_HEAD:
-                raise self._error("trailer section too large")
+            raise self._error("malformed end of a chunked body")
+        else:
             return False
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(buf) - pos > _MAX_CHUNK_LINE + 1:  # (+1: a CR whose LF is yet to come)
+                raise self._error("chunk size line too long")
+            return False
+        if end - pos > _MAX_CHUNK_LINE:
+            raise self._error("chunk size line too long")
+        match = _CHUNK_SIZE.fullmatch(buf, pos, end)
+        if match is None:
+            raise self._error(f"malformed chunk size line {buf[pos:min(end, pos + 40)]!r}")
+        size = int(match.group(1), 16)
+        self._count_excess(end - pos, size)
+        self._left = size
         self._pos = end + 2
-        if end == pos:
-            self._state = ST_ENDING
-            return True
-        name, colon, _ = buf[pos:end].partition(b":")
-        if not colon or TOKEN.fullmatch(name) is None:
-            raise self._error(f"malformed trailer line {buf[pos:min(end, pos + 80)]!r}")
+        self._state = ST_CHUNK_DATA if size else ST_TRAILER
         return True
 
 

@@ -51,6 +51,9 @@ __all__ = ["PAUSED", "Body", "End", "KnownHead", "Request", "RequestReader", "Re
 _REQUEST_LINE: Final = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e\x80-\xff]+) HTTP/1\.([01])"
 )
+_HOST: Final = re.compile(rb"[0-9A-Za-z!$%&'()*+,\-.:;=\[\]_~]*")
+"""A Host value the daemon takes: the bytes of a URI host and port (Go's
+``httpguts.ValidHostHeader``); with any other byte it answers 400."""
 
 
 class _Paused:
@@ -113,7 +116,7 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
     http10 = match.group(3) == b"0"
     close = False
     http10_keep_alive = False
-    expect = False
+    expectation: bytes | None = None
     length = None
     chunked = False
     for line in lines[1:]:
@@ -126,14 +129,21 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
             raise BadRequest(f"malformed HTTP request: control character in {name[:40]!r}")
         if name == b"host":
             hosts += 1
+            if _HOST.fullmatch(value) is None:
+                raise BadRequest(f"malformed HTTP request: malformed Host header {value[:64]!r}")
         elif name == b"connection":
             tokens = wire.tokens(value)
             if b"close" in tokens:
                 close = True
             elif b"keep-alive" in tokens:
                 http10_keep_alive = True
-        elif name == b"expect" and value.lower() == b"100-continue":
-            expect = True
+        elif name == b"expect":
+            if expectation is None:
+                expectation = value  # the first, as Go reads it (Header.Get)
+        elif name == b"trailer":
+            # dockgate refuses trailer fields, so a request announcing them is
+            # refused too (the daemon refuses some, Trailer: Content-Length).
+            raise BadRequest("malformed HTTP request: request trailers are not supported")
         elif name == b"content-length":
             length = int(value)  # digits only, and only one: checked by wire
         elif name == b"transfer-encoding":
@@ -144,10 +154,22 @@ def _parse(head: bytes) -> tuple[Request, bool, bool]:
     keep_alive = not close and (not http10 or http10_keep_alive)
     if not http10 and hosts != 1:
         raise BadRequest("malformed HTTP request: exactly one Host header is required")
+    if http10 and chunked:
+        # Go ignores Transfer-Encoding on HTTP/1.0: for the daemon the body is
+        # empty and the chunks are the next request.
+        raise BadRequest("malformed HTTP request: Transfer-Encoding on an HTTP/1.0 request")
+    # Go answers 100 Continue only to an HTTP/1.1 request with a body whose Expect
+    # names 100-continue, and 417 to any other non-empty Expect.
+    expect = False
+    if expectation:
+        if b"100-continue" in wire.tokens(expectation) and not http10 and (chunked or length):
+            expect = True
+        else:
+            raise BadRequest(f"Expect {expectation[:40]!r} cannot be met", status=417)
     request = Request(
         match.group(1), match.group(2), tuple(headers), http10, length, chunked, len(head) + 4
     )
-    return request, keep_alive, expect and not http10
+    return request, keep_alive, expect
 
 
 class KnownHead(Protocol):

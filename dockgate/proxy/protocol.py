@@ -651,8 +651,11 @@ class ProxyServerProtocol(NativeProtocol):
         if self.state is CLOSED:
             return
         if self.exchange is None:
-            # Idle, or in the middle of a head that can now never complete.
-            self._close()
+            if self.reader.buffered:
+                # In the middle of a head that can now never complete: the
+                # reader says so and it is answered 400, as the daemon answers.
+                self._pump()
+            self._close()  # (nothing more once the answer closed it)
             return
         # An exchange is in flight: let it finish (the reader reports a
         # truncated request body as an error), then _finish closes the connection.

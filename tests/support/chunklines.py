@@ -14,9 +14,10 @@ from typing import Final
 
 from hypothesis import strategies as st
 
-GRAMMAR: Final = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-"""A chunk-size line as dockgate accepts it: 1 to 16 hex digits, blanks, an
-optional ``;`` extension (the reference the readers must agree with)."""
+GRAMMAR: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*|;[^\r\n]*)")
+"""A chunk-size line as dockgate accepts it: 1 to 16 hex digits, then blanks or
+a ``;`` extension, no blank between the digits and ``;`` (Go's reading; the
+reference the readers must agree with)."""
 
 _TAIL: Final = b"0aF;; \tgG\r="
 """What may follow a line's digits: more digits, blanks, extensions, stray bytes."""

@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -93,8 +94,28 @@ def wait_ping(path: str, deadline: float, alive: Any = None) -> None:
 def exchange(sock_path: str, wire: bytes) -> tuple[int, bytes]:
     """Send ``wire`` on a fresh connection; the answer's status and body (the
     connection may be closed before all of ``wire`` is sent)."""
+    answer = talk(sock_path, wire, 120, until=_whole_answer)
+    status = int(answer.split(b" ", 2)[1]) if answer else 0
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+def _whole_answer(answer: bytes) -> bool:
+    """Whether ``answer`` holds a head and the whole Content-Length body it declares."""
+    head_end = answer.find(b"\r\n\r\n")
+    if head_end < 0:
+        return False
+    lengths = [line for line in answer[:head_end].split(b"\r\n")
+               if line.lower().startswith(b"content-length:")]
+    return bool(lengths) and len(answer) - head_end - 4 >= int(lengths[0].split(b":")[1])
+
+
+def talk(sock_path: str, wire: bytes, timeout: float = 30.0,
+         until: Callable[[bytes], bool] | None = None) -> bytes:
+    """Send ``wire`` on a fresh connection; everything answered until the peer
+    closes, ``until(answer)`` holds or ``timeout`` passes between reads (the
+    connection may be closed before all of ``wire`` is sent)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(120)
+    s.settimeout(timeout)
     s.connect(sock_path)
     answer = b""
     try:
@@ -108,13 +129,8 @@ def exchange(sock_path: str, wire: bytes) -> tuple[int, bytes]:
             if not data:
                 break
             answer += data
-            if b"\r\n\r\n" in answer:
-                head_end = answer.index(b"\r\n\r\n")
-                lengths = [line for line in answer[:head_end].split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")]
-                if lengths and len(answer) - head_end - 4 >= int(lengths[0].split(b":")[1]):
-                    break
+            if until is not None and until(answer):
+                break
     finally:
         s.close()
-    status = int(answer.split(b" ", 2)[1]) if answer else 0
-    return status, answer.partition(b"\r\n\r\n")[2]
+    return answer

@@ -53,7 +53,7 @@ def shape(items: list[object]) -> list[object]:
 
 POST = (
     b"POST /v1.51/images/load HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: chunked\r\n"
-    b"Content-Type: application/x-tar\r\n\r\n4;a=b\r\nabcd\r\n2\r\nef\r\n0\r\nT: 1\r\n\r\n"
+    b"Content-Type: application/x-tar\r\n\r\n4;a=b\r\nabcd\r\n2\r\nef\r\n0\r\n\r\n"
 )
 
 
@@ -201,6 +201,140 @@ def test_truncated_body_or_head_at_eof_is_400() -> None:
         with pytest.raises(DockgateError) as info:
             events(data, eof=True)
         assert info.value.status == 400
+
+
+# -- where Go's net/http (the daemon) reads a request otherwise -----------------
+
+_CHUNKED_HEAD = b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b"0\r\nX-T: 1\r\n\r\n",
+        b"0\r\nX: a\n\nPOST /y HTTP/1.1\nHost: a\nContent-Length: 0\n\n\r\n\r\n",
+        b"0\r\nX: a\x00b\r\n\r\n",
+        b"0\r\n\rX",
+    ],
+    ids=["field", "request-behind-bare-lf", "nul", "cr-then-junk"],
+)
+def test_trailer_fields_are_refused(tail: bytes, step: int | None) -> None:
+    """A chunked body ends at the CRLF right after its last chunk: any trailer
+    field is a 400, however split.  Go reads a trailer with its header reader (a
+    bare LF ends a line there, and a request may follow the section's end); a
+    field dockgate would only drop is still a second reading of the bytes."""
+    with pytest.raises(BadRequest):
+        events(_CHUNKED_HEAD + b"1\r\na\r\n" + tail, step)
+
+
+def test_a_trailer_header_is_refused() -> None:
+    """A request announcing trailer fields (``Trailer``) is 400: none are read."""
+    with pytest.raises(BadRequest):
+        events(b"POST /x HTTP/1.1\r\nHost: a\r\nTrailer: Content-Length\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+
+
+def test_chunked_on_http10_is_refused() -> None:
+    """Transfer-Encoding on an HTTP/1.0 request is 400: Go ignores it there (the
+    body is empty to the daemon and the chunks are its next request)."""
+    with pytest.raises(BadRequest):
+        events(b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n")
+
+
+@pytest.mark.parametrize("line", [b"1 ;e", b"1\t;e", b"1 \t;"])
+def test_a_blank_before_a_chunk_extension_is_refused(line: bytes) -> None:
+    """``1 ;e`` is 400 (Go trims blanks only at a line's end, then cuts the
+    extension: ``1 `` is no size to it); blanks before the CRLF are read."""
+    with pytest.raises(BadRequest):
+        events(_CHUNKED_HEAD + line + b"\r\na\r\n0\r\n\r\n")
+    _, got = events(_CHUNKED_HEAD + b"1 \t\r\na\r\n1;e\t\r\nb\r\n0\r\n\r\n")
+    assert shape(got) == ["POST /x", b"ab", "end"]
+
+
+@pytest.mark.parametrize("step", [None, 1000, 3999, 4001])
+def test_the_chunk_line_limit_holds_however_the_line_arrives(step: int | None) -> None:
+    """A chunk-size line of up to 4000 bytes (without its CRLF) is read and a
+    longer one is 400, whether its CRLF came in the same read or later (Go
+    refuses a line of 4096 bytes with its CRLF)."""
+    longest = b"1;" + b"e" * 3998
+    _, got = events(_CHUNKED_HEAD + longest + b"\r\na\r\n0\r\n\r\n", step)
+    assert shape(got) == ["POST /x", b"a", "end"]
+    with pytest.raises(BadRequest):
+        events(_CHUNKED_HEAD + longest + b"e\r\na\r\n0\r\n\r\n", step)
+
+
+def test_chunk_lines_may_not_run_far_ahead_of_their_data() -> None:
+    """Size lines count against the data they bring as Go counts them since Go
+    1.22 (each chunk allows 16 bytes plus twice its size; 16 KiB over is too
+    much non-data): four 1-byte chunks with 3,990-byte extensions are read,
+    five are 400; forty 4-KiB chunks pay for the same extensions."""
+    ext = b";" + b"e" * 3990
+
+    def body(chunks: int, size: int) -> bytes:
+        return _CHUNKED_HEAD + (b"%x%s\r\n%s\r\n" % (size, ext, b"a" * size)) * chunks + b"0\r\n\r\n"
+
+    _, got = events(body(4, 1))
+    assert shape(got)[-1] == "end"
+    with pytest.raises(BadRequest):
+        events(body(5, 1))
+    _, got = events(body(40, 4096))
+    assert shape(got)[-1] == "end"
+
+
+@pytest.mark.parametrize(
+    ("expect", "framing", "continues"),
+    [
+        (b"100-continue", b"Content-Length: 1", True),
+        (b"100-Continue", b"Transfer-Encoding: chunked", True),
+        (b"foo, 100-continue", b"Content-Length: 1", True),
+        (b"", b"Content-Length: 1", False),
+    ],
+)
+def test_expect_100_continue_as_go_reads_it(expect: bytes, framing: bytes, continues: bool) -> None:
+    """An HTTP/1.1 request with a body whose (first) Expect lists 100-continue
+    expects it, as Go's hasToken reads it; an empty Expect is no expectation."""
+    reader = RequestReader(8192)
+    reader.feed(b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: " + expect + b"\r\n" + framing + b"\r\n\r\n")
+    assert isinstance(reader.next_event(), Request)
+    assert reader.expects_continue is continues
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: foo\r\nContent-Length: 1\r\n\r\na",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\na",
+        b"POST /x HTTP/1.1\r\nHost: a\r\nExpect: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 1\r\n\r\na",
+    ],
+    ids=["unknown", "no-body", "http10", "first-unknown"],
+)
+def test_other_expectations_are_417(data: bytes) -> None:
+    """Go answers 417 to an Expect it will not meet (anything but 100-continue,
+    or 100-continue without a body or on HTTP/1.0); so does dockgate."""
+    with pytest.raises(BadRequest) as info:
+        events(data)
+    assert info.value.status == 417
+
+
+@pytest.mark.parametrize("host", [b"a b", b"a/b", b"a\x80", b'a"b', b"a@b"])
+def test_a_malformed_host_is_400(host: bytes) -> None:
+    """A Host with a byte outside a URI host and port is 400, as the daemon answers."""
+    with pytest.raises(BadRequest):
+        events(b"GET /_ping HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"docker", b"api.moby.localhost", b"127.0.0.1:2375", b"[::1]:2375", b"%2Fvar%2Frun%2Fd.sock", b""],
+)
+def test_hosts_clients_send_are_read(host: bytes) -> None:
+    """The Host values real clients send (names, addresses with ports, bracketed
+    IPv6, a percent-encoded socket path, empty) are read."""
+    _, got = events(b"GET /_ping HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert shape(got) == ["GET /_ping", "end"]
 
 
 def test_writer_frames_by_length_chunked_or_close() -> None:

@@ -1103,6 +1103,28 @@ def test_playbook_a_drain_past_its_byte_bound_closes_once() -> None:
     assert len(_completions(h)) == 1
 
 
+def test_playbook_client_eof_mid_head_is_answered_400_with_one_record() -> None:
+    """The client half-closes in the middle of a head: it is answered 400 (as
+    the daemon answers) with one refusal record, and the connection closes;
+    nothing goes upstream."""
+    h = Harness()
+    h.send(b"GET /_ping HTTP/1.1\r\nHo")
+    h.proto.readConnectionLost()
+    assert h.proto.state is State.CLOSED and h.client.disconnecting
+    assert h.received().startswith(b"HTTP/1.1 400 ")
+    assert b"dockgate: " in h.received()
+    assert h.endpoint.connections == []  # no daemon connection was even made
+    h.proto.connectionLost(Failure(ConnectionDone()))
+    assert len(_completions(h)) == 1
+
+
+def test_playbook_client_eof_between_requests_just_closes() -> None:
+    """A half-close with nothing buffered (between requests) closes quietly."""
+    h = Harness()
+    h.proto.readConnectionLost()
+    assert h.proto.state is State.CLOSED and h.received() == b""
+
+
 def test_playbook_client_eof_mid_body_aborts_the_upload_with_one_record() -> None:
     """The client half-closes mid-upload: the truncated body is refused (400),
     the upstream request aborted, the connection CLOSED, one completion."""
