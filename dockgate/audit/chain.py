@@ -115,6 +115,9 @@ class _State:
     records: int = 0
     checkpoints: int = 0
     last_checkpoint: tuple[str, int] | None = None
+    torn: int = 0
+    torn_where: tuple[str, int] | None = None
+    """The line just checked, if it was not a whole record."""
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
@@ -149,9 +152,18 @@ def verify_lines(
         where = (file, number)
         record = _parse(raw)
         if record is None:
-            yield ChainFinding(file, number, "edited", "not a JSON record (a line was altered, "
-                          "truncated or inserted)")
-            return
+            # A write cut short (a full disk, or dockgate stopped mid-write):
+            # the writer chains the next record to these bytes and gives it the
+            # seq the torn one had, so the chain goes on through them.  An edit
+            # that leaves no record here breaks the next link instead.
+            st.torn += 1
+            yield ChainFinding(file, number, "torn",
+                          "not a whole record (a write cut short, or an edit); the chain "
+                          "is checked on through its bytes", fatal=False)
+            st.prev_hash = line_hash(raw)
+            st.prev_where = st.torn_where = where
+            continue
+        torn_before, st.torn_where = st.torn_where, None
         seq, prev = record.get("seq"), record.get("prev")
         if not isinstance(seq, int) or (prev is not None and not isinstance(prev, str)):
             yield ChainFinding(file, number, "edited", "record has no valid seq/prev chain fields")
@@ -170,11 +182,23 @@ def verify_lines(
                           "earlier records may have been removed, or the log was replaced")
             return
         elif prev != st.prev_hash:
-            yield _broken(st, file, number, seq)
+            if torn_before is not None:
+                yield ChainFinding(torn_before[0], torn_before[1], "edited",
+                              f"record seq {seq} at {file}:{number} does not chain to this "
+                              "line, which is not a whole record: a record was altered or "
+                              "replaced here")
+            else:
+                yield _broken(st, file, number, seq)
             return
         elif st.prev_seq is not None and seq != st.prev_seq + 1:
             yield ChainFinding(file, number, "edited", f"seq {seq} follows seq {st.prev_seq} "
                           "although the hashes link (the seq field was altered)")
+            return
+        elif st.prev_seq is None and seq != 1 and not partial:
+            # Only torn lines before it: the first record proper must be seq 1.
+            yield ChainFinding(file, number, "head-missing",
+                          f"the chain starts at seq {seq} after a torn line: records before "
+                          "it are not in the files given (--partial accepts that)")
             return
         if record.get("stage") == CHECKPOINT_STAGE:
             problem = _check_signature(record, verifier)
@@ -195,8 +219,9 @@ def verify_lines(
                       "no key given (--key)", fatal=False)
     sealed = (f"; signed up to {st.last_checkpoint[0]}:{st.last_checkpoint[1]}"
               if st.last_checkpoint else "; no verified checkpoint")
+    torn = f", {st.torn} torn line(s)" if st.torn else ""
     yield ChainFinding(where[0], where[1], "summary",
-                  f"{st.records} records, chain intact{sealed}", fatal=False)
+                  f"{st.records} records{torn}, chain intact{sealed}", fatal=False)
 
 
 def _broken(st: _State, file: str, number: int, seq: int) -> ChainFinding:

@@ -254,12 +254,36 @@ class Redactor:
         return json.dumps(args, separators=(",", ":")) if changed else value
 
 
-def target_of(prefix_version: str | None, path: str, query: Sequence[tuple[str, str]]) -> str:
+def target_of(prefix_version: str | None, path: str, query: Sequence[tuple[str, str]],
+              value_limit: int | None = None) -> str:
     """The request target as forwarded (``/v1.41/containers/json?all=1``), from parts.
 
     Mirrors ``CanonicalRequest.target`` so that a record with masked query
-    values still shows the shape of what was sent.
+    values still shows the shape of what was sent.  With ``value_limit``, each
+    encoded query value longer than that is clipped on its own (``clip``).
     """
     prefix = f"/v{prefix_version}" if prefix_version else ""
-    q = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    if value_limit is None:
+        q = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    else:
+        q = "&".join(f"{quote(k, safe='')}={clip(quote(v, safe=''), value_limit)}"
+                     for k, v in query)
     return prefix + path + ("?" + q if q else "")
+
+
+QUERY_VALUE_LIMIT = 256
+"""In a record whose target would be longer than ``TEXT_LIMIT``, the longest
+encoded query value kept whole: each is clipped on its own, so that one long
+value (an import's ``changes``, a commit's ``author``) cannot push the others
+(``repo``, ``tag``, ``container``, ``fromSrc``) out of the record."""
+
+
+def recorded_target(prefix_version: str | None, path: str,
+                    query: Sequence[tuple[str, str]]) -> str:
+    """The target a record shows: whole when it fits ``TEXT_LIMIT``; else every
+    query parameter with its value clipped to ``QUERY_VALUE_LIMIT`` and the
+    path to ``TEXT_LIMIT``."""
+    target = target_of(prefix_version, path, query)
+    if len(target) <= TEXT_LIMIT:
+        return target
+    return target_of(prefix_version, clip(path) or "", query, QUERY_VALUE_LIMIT)

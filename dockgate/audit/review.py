@@ -13,10 +13,11 @@ import datetime as dt
 import fnmatch
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from dockgate.model import CanonicalRequest, Peer
 from dockgate.policy.decision import Policy, decide
@@ -44,8 +45,26 @@ def printable(value: object) -> str:
     escape sequences to the reviewer.
     """
     text = "-" if value is None else str(value)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                        else f"\\u{ord(m.group()):04x}", text)
+    if not text.isascii():
+        # Beyond ASCII, every invisible or reordering character is escaped too:
+        # bidi controls (U+202E would turn the rest of a row around), zero
+        # widths, separators, surrogates, private and unassigned code points.
+        return "".join(_escape(ch) if unicodedata.category(ch) in _HIDDEN else ch
+                       for ch in text)
+    return _CONTROL.sub(lambda m: _escape(m.group()), text)
+
+
+_HIDDEN: Final = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Unicode categories ``printable`` escapes: controls, format characters
+(bidi, zero width), surrogates, private use, unassigned, line and paragraph
+separators."""
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if code < 256:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:

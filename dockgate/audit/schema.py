@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Any, Final, Literal
 
-from dockgate.audit.redact import TEXT_LIMIT, Redactor, clip, target_of
+from dockgate.audit.redact import TEXT_LIMIT, Redactor, clip, recorded_target
 from dockgate.model import AuditEvent, Peer, whole_micros
 
 __all__ = [
@@ -189,7 +189,7 @@ def build_record(
     erased: list[str] = []
     if request is not None:
         query = redactor.query(request.query, masked)
-        path = target_of(request.version, request.path, query)
+        path = recorded_target(request.version, request.path, query)
     else:
         path = _text(event.raw_target) or ""
     record: dict[str, Any] = {
@@ -203,7 +203,7 @@ def build_record(
         "peer": _peer(event.peer),
         "listener": _text(event.listener),
         "method": _text(event.method),
-        "path": clip(path),
+        "path": path if request is not None else clip(path),
         "endpoint": request.endpoint.id if request else None,
         "api_version": request.version if request else None,
         "decision": decision.verdict if decision else None,

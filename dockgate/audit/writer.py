@@ -72,12 +72,14 @@ class Copy(Protocol):
         ...
 
 
-def last_line(fd: int) -> bytes | None:
-    """The last line of the file open at ``fd`` (without reading the whole file), or None.
+def last_line(fd: int, size: int | None = None) -> bytes | None:
+    """The last line of the file open at ``fd`` (without reading the whole file), or None;
+    with ``size``, of its first ``size`` bytes.
 
     A final line without its newline (a torn write) is returned as it is.
     """
-    size = os.fstat(fd).st_size
+    if size is None:
+        size = os.fstat(fd).st_size
     if size == 0:
         return None
     end = size
@@ -92,6 +94,20 @@ def last_line(fd: int) -> bytes | None:
             return body[cut + 1:]
         end = start
     return tail[:-1] if tail.endswith(b"\n") else tail
+
+
+_RESUME_LINES: Final = 64
+"""How many lines back from the end a restart looks for the last whole record."""
+
+
+def _seq_of(line: bytes) -> int | None:
+    """The ``seq`` of a record line, or None if the line is not a whole record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    seq = record.get("seq") if isinstance(record, dict) else None
+    return seq if isinstance(seq, int) else None
 
 
 class ChainedLog:
@@ -212,11 +228,27 @@ class ChainedLog:
             return
         self.prev = line_hash(line)
         self._torn = not ends_clean
+        self.seq = self._last_seq()
+
+    def _last_seq(self) -> int:
+        """The seq of the file's last whole record (0 if none): the next record's
+        seq follows it, also after torn lines (a write cut short keeps no seq, as
+        while running, and the verifier checks the chain through its bytes)."""
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
-            seq = json.loads(line).get("seq")
-        except (ValueError, AttributeError):
-            seq = None
-        self.seq = seq if isinstance(seq, int) else 0
+            end = os.fstat(fd).st_size
+            for _ in range(_RESUME_LINES):
+                line = last_line(fd, end)
+                if line is None:
+                    return 0
+                seq = _seq_of(line)
+                if seq is not None:
+                    return seq
+                ends_with_newline = os.pread(fd, 1, end - 1) == b"\n"
+                end -= len(line) + (1 if ends_with_newline else 0)
+        finally:
+            os.close(fd)
+        return 0
 
     def reopen(self) -> None:
         """Write to whatever file is now at ``path`` (after logrotate moved ours).

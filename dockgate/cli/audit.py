@@ -112,6 +112,7 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     stream = ((path, n, raw) for path in files for n, raw in _lines(path))
     status = 0
     summary = None
+    torn = False
     for finding in verify_lines(stream, verifier, partial=args.partial):
         if finding.kind == "summary":
             summary = finding.message
@@ -119,12 +120,17 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         print(finding, file=out)
         if finding.fatal:
             status = 1
+        torn = torn or finding.kind == "torn"
     checked = ""
     if status == 0 and args.sessions:
         status, count = _verify_sessions(files, args.sessions_dir, out)
         checked = f", {count} session recording(s) match"
     if status == 0 and summary is not None:
-        print(f"ok: {summary}{checked} ({len(files)} file(s))", file=out)
+        # A torn line is a record lost (a write cut short), not an edit: the
+        # rest is checked, and the exit status still says the log is not whole.
+        word = "incomplete" if torn else "ok"
+        print(f"{word}: {summary}{checked} ({len(files)} file(s))", file=out)
+        status = 1 if torn else 0
     return status
 
 

@@ -114,6 +114,22 @@ def test_hostile_target_cannot_break_or_bloat_a_record(hostile: str) -> None:
         assert "truncated" in json.loads(line)["path"]
 
 
+def test_a_long_query_value_leaves_every_parameter_in_the_record() -> None:
+    """A target over 2048 characters keeps every query parameter: each long value
+    is clipped on its own, so a 2,100-character ``changes`` (sorted first) cannot
+    push ``fromSrc``, ``repo`` and ``tag`` out of an import's record (attack round
+    of session 16); a short target is recorded whole."""
+    long = "ENV A=" + "x" * 2100
+    request = canonical("POST", "/v1.41/images/create?changes=" + long.replace(" ", "%20")
+                        .replace("=", "%3D") + "&fromSrc=-&repo=dgtest&tag=latest", None)
+    path = build_record(event(request), "metadata", Redactor())["path"]
+    assert path.endswith("&fromSrc=-&repo=dgtest&tag=latest"), path[-120:]
+    assert "truncated" in path and len(path) < 1000
+    short = canonical("POST", "/v1.41/images/create?fromSrc=-&repo=dgtest&tag=latest", None)
+    assert build_record(event(short), "metadata", Redactor())["path"] == (
+        "/v1.41/images/create?fromSrc=-&repo=dgtest&tag=latest")
+
+
 def test_huge_body_is_summarised() -> None:
     """A body over 64 KiB is recorded as a truncation summary with its size, not in full."""
     request = canonical("POST", "/v1.41/containers/create",
@@ -412,6 +428,76 @@ def test_short_write_of_several_records_keeps_the_chain(
     assert first["record_id"] == "a/ResponseComplete" and len(torn) == 10
     assert last["record_id"] == "d/RequestDecided" and last["seq"] == 2
     assert last["prev"] == audit_writer.line_hash(torn)
+
+
+def _torn_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Three records, a fourth cut short after 20 bytes (a full disk), then five more."""
+    log = tmp_path / "audit.jsonl"
+    chained = audit_writer.ChainedLog(str(log), fsync="never")
+    for i in range(3):
+        chained.append({"stage": "RequestDecided", "id": f"a{i}", "decision": "deny"})
+    real_write = os.write
+    monkeypatch.setattr(audit_writer.os, "write", lambda fd, data: real_write(fd, bytes(data)[:20]))
+    with pytest.raises(OSError):
+        chained.append({"stage": "RequestDecided", "id": "torn", "decision": "deny"})
+    monkeypatch.setattr(audit_writer.os, "write", real_write)
+    for i in range(5):
+        chained.append({"stage": "RequestDecided", "id": f"b{i}", "decision": "deny"})
+    chained.close()
+    return log
+
+
+def test_verify_goes_on_past_a_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torn line (a write cut short) is reported as torn and verification goes on
+    through its bytes: the untouched log is ``incomplete`` (exit 1, no other
+    finding), and a record edited after the torn line is still found at its own
+    line, as is one removed (attack round of session 16: verify used to stop at the
+    torn line, so later tampering gave the same report)."""
+    log = _torn_log(tmp_path, monkeypatch)
+    status, clean = run("verify", str(log))
+    assert status == 1 and ":4: torn:" in clean and "incomplete: 8 records, 1 torn" in clean
+    assert "edited" not in clean and "deleted" not in clean
+    lines_ = log.read_bytes().splitlines(keepends=True)
+    assert b'"id":"b3"' in lines_[7]
+    edited = [*lines_[:7], lines_[7].replace(b'"deny"', b'"allow"'), *lines_[8:]]
+    log.write_bytes(b"".join(edited))
+    status, out = run("verify", str(log))
+    assert status == 1 and ":8: edited:" in out, out
+    log.write_bytes(b"".join(lines_[:6] + lines_[7:]))
+    status, out = run("verify", str(log))
+    assert status == 1 and ":7: deleted:" in out, out
+
+
+def test_a_record_replaced_by_a_torn_looking_line_is_edited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole record replaced by bytes that are not a record breaks the next link:
+    verify reports that line as edited, not merely torn."""
+    log = _torn_log(tmp_path, monkeypatch)
+    lines_ = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join([*lines_[:1], b'{"seq": 2, "junk\n', *lines_[2:]]))
+    status, out = run("verify", str(log))
+    assert status == 1 and ":2: edited:" in out, out
+
+
+def test_restart_after_a_torn_last_line_keeps_counting(tmp_path: Path) -> None:
+    """dockgate stopped mid-write leaves a torn last line: the restarted writer
+    gives the next record the seq after the last whole record (the torn one's, as
+    while running) and chains it to the torn bytes, so verify finds the log whole
+    but for the torn line (it used to start again at seq 1)."""
+    log = tmp_path / "audit.jsonl"
+    chained = audit_writer.ChainedLog(str(log), fsync="never")
+    for i in range(3):
+        chained.append({"stage": "RequestDecided", "id": f"a{i}"})
+    chained.close()
+    log.write_bytes(log.read_bytes()[:-20])
+    chained = audit_writer.ChainedLog(str(log), fsync="never")
+    chained.append({"stage": "RequestDecided", "id": "b"})
+    chained.close()
+    last = json.loads(log.read_bytes().splitlines()[-1])
+    assert last["seq"] == 3 and last["id"] == "b"
+    status, out = run("verify", str(log))
+    assert status == 1 and ":3: torn:" in out and "incomplete: 3 records" in out, out
 
 
 def test_restart_continues_the_chain(tmp_path: Path) -> None:

@@ -177,6 +177,24 @@ def test_show_deny_is_one_aligned_row_per_request_with_rule_reason_tenant(
     assert len(staged.splitlines()) == 3 and "STAGE" in staged
 
 
+def test_show_escapes_bidi_and_invisible_characters(tmp_path: Path) -> None:
+    """A denial whose reason quotes the caller's text with U+202E (right-to-left
+    override, which reorders the rest of a terminal row), a zero-width space or a
+    private-use character: ``audit show`` prints them as escapes, as it prints
+    control characters, and leaves other non-ASCII text as it is (attack round of
+    session 16: bidi controls reached the reviewer's terminal)."""
+    log = tmp_path / "audit.jsonl"
+    sink = JsonLinesAudit(str(log))
+    reason = "host path /etc/\u202eabc\u200b\ue000 is not allowed (caf\u00e9)"
+    sink.record(event(canonical("POST", "/v1.51/containers/create", PRIVILEGED), status=403,
+                      decision=Decision("deny", "baseline", "no-host-paths", reason),
+                      error="policy"))
+    sink.close()
+    out = dockgate("audit", "show", str(log)).stdout
+    assert "/etc/\\u202eabc\\u200b\\ue000 is not allowed (caf\u00e9)" in out, out
+    assert not {"\u202e", "\u200b", "\ue000"} & set(out)
+
+
 def dgrec(tty_output: bytes) -> bytes:
     """A one-frame TTY recording of ``tty_output``."""
     header = b'DGREC2 {"id": "x", "tty": true}\n'
