@@ -88,10 +88,13 @@ def wait_for(pred: Callable[[], bool], timeout: float = 15.0) -> bool:
     return pred()
 
 
+@pytest.mark.allow_refusals
 def test_no_descriptor_leaks_after_aborted_connections(
     engine: Engine, dockgate_process: DockgateProcess
 ) -> None:
-    """Half-sent heads, abandoned streams and killed attach sessions leave no open descriptors."""
+    """Half-sent heads, abandoned streams and killed attach sessions leave no open
+    descriptors (each half-sent head, cut short by the close, is refused 400 and
+    recorded: hence the refusals)."""
     pid = dockgate_process.pid
     sock = engine.proxy_socket
     name = unique("fd")
