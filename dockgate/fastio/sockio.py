@@ -78,31 +78,38 @@ def write_through(t: Any, data: Any) -> None:
     queued, and queue what the kernel did not take as Twisted would
     (``_dg_queue``, the stock ``write``, which also refuses what is not ``bytes``
     as Twisted does)."""
-    if not t._tempDataLen and t.offset == len(t.dataBuffer) and not t._aborting:
+    if type(data) is bytes and data and _clear(t):
         _send_first(t, data)
     else:
         t._dg_queue(data)
 
 
-def _send_first(t: Any, data: Any) -> None:
-    """``write_through`` once nothing is queued and no abort is under way: send
-    ``data`` at once if the transport still writes, queue what the kernel did not
-    take (or all of it) as Twisted would (``_dg_queue``)."""
-    if (
-        type(data) is bytes
-        and data
+def _clear(t: Any) -> bool:
+    """Whether ``t`` may send now: nothing queued, no abort under way, and the
+    transport still connected and writing (what Twisted's own ``write`` and
+    ``doWrite`` would check before the bytes reach the socket)."""
+    return (
+        not t._tempDataLen
+        and t.offset == len(t.dataBuffer)
+        and not t._aborting
         and t.connected
         and not t.disconnecting
         and not t._writeDisconnecting
         and not t._writeDisconnected
-    ):
-        sent = send(t, data)
-        if isinstance(sent, int) and sent >= 0:
-            if sent == len(data):
-                return
-            data = data[sent:]
-        # On an error the bytes are queued as usual and the next doWrite
-        # reports the lost connection the way Twisted always does.
+    )
+
+
+def _send_first(t: Any, data: bytes) -> None:
+    """``write_through`` of non-empty ``data`` once the transport is clear to send:
+    send it at once, queue what the kernel did not take (or all of it) as Twisted
+    would (``_dg_queue``)."""
+    sent = send(t, data)
+    if isinstance(sent, int) and sent >= 0:
+        if sent == len(data):
+            return
+        data = data[sent:]
+    # On an error the bytes are queued as usual and the next doWrite
+    # reports the lost connection the way Twisted always does.
     t._dg_queue(data)
 
 
@@ -151,18 +158,10 @@ _MAX_PARTS: Final = 64
 
 def _write_parts(t: Any, parts: Sequence[bytes | memoryview], total: int) -> None:
     """``total`` bytes of ``parts`` sent in one ``sendmsg`` when the transport
-    could send now (``_send_first``'s conditions), and what the kernel did not
-    take queued as ``bytes`` as Twisted would."""
+    is clear to send (``_clear``), and what the kernel did not take queued as
+    ``bytes`` as Twisted would."""
     sent = 0
-    if (
-        not t._tempDataLen
-        and t.offset == len(t.dataBuffer)
-        and not t._aborting
-        and t.connected
-        and not t.disconnecting
-        and not t._writeDisconnecting
-        and not t._writeDisconnected
-    ):
+    if _clear(t):
         try:
             sent = t.socket.sendmsg(parts)
         except OSError:
