@@ -228,12 +228,14 @@ class ChainedLog:
             return
         self.prev = line_hash(line)
         self._torn = not ends_clean
-        self.seq = self._last_seq()
+        seq = _seq_of(line)
+        self.seq = seq if seq is not None else self._last_seq()
 
     def _last_seq(self) -> int:
-        """The seq of the file's last whole record (0 if none): the next record's
-        seq follows it, also after torn lines (a write cut short keeps no seq, as
-        while running, and the verifier checks the chain through its bytes)."""
+        """The seq of the file's last whole record (0 if none), for a file whose
+        last line is torn: the next record's seq follows it (a write cut short
+        keeps no seq, as while running, and the verifier checks the chain through
+        its bytes)."""
         fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             end = os.fstat(fd).st_size
