@@ -66,12 +66,6 @@ def _statuses(answer: bytes) -> list[bytes]:
     return re.findall(rb"(?:^|\n)HTTP/1\.[01] ([0-9]{3}) ", answer)
 
 
-def _host_config(engine: Engine, name: str) -> dict[str, object] | None:
-    """The container's HostConfig as the daemon has it; None if it does not exist."""
-    status, body = http.request(engine.daemon_socket, "GET", f"/containers/{name}/json")
-    return dict(json.loads(body)["HostConfig"]) if status == 200 else None
-
-
 def _refused_400(answer: bytes) -> None:
     assert _statuses(answer)[:1] == [b"400"], answer
     assert b'"message": "dockgate: ' in answer, answer
@@ -99,15 +93,15 @@ def test_a_request_hidden_in_a_chunked_trailer_is_refused(
     outer, hidden = unique("frame-outer"), unique("frame-hidden")
     answer = talk(engine.daemon_socket, _hidden_in_trailer(outer, hidden))
     assert _statuses(answer)[:2] == [b"201", b"201"], answer
-    assert _host_config(engine, outer) is not None
-    config = _host_config(engine, hidden)
+    assert http.host_config(engine.daemon_socket, outer) is not None
+    config = http.host_config(engine.daemon_socket, hidden)
     assert config is not None and config["Privileged"] is True
 
     outer, hidden = unique("frame-outer"), unique("frame-hidden")
     answer = talk(policy_gates[(engine.name, policy)].socket, _hidden_in_trailer(outer, hidden))
     _refused_400(answer)
-    assert _host_config(engine, outer) is None
-    assert _host_config(engine, hidden) is None
+    assert http.host_config(engine.daemon_socket, outer) is None
+    assert http.host_config(engine.daemon_socket, hidden) is None
 
 
 @pytest.mark.parametrize("policy", POLICY_NAMES)
@@ -123,12 +117,12 @@ def test_chunked_on_http10_is_refused(
     direct = unique("frame-h10")
     answer = talk(engine.daemon_socket, wire(direct), timeout=10)
     assert _statuses(answer)[:1] in ([b"400"], [b"500"]), answer
-    assert _host_config(engine, direct) is None
+    assert http.host_config(engine.daemon_socket, direct) is None
 
     proxied = unique("frame-h10")
     answer = talk(policy_gates[(engine.name, policy)].socket, wire(proxied), timeout=10)
     _refused_400(answer)
-    assert _host_config(engine, proxied) is None
+    assert http.host_config(engine.daemon_socket, proxied) is None
 
 
 CHUNK_LINES = {
@@ -152,12 +146,12 @@ def test_chunk_lines_the_daemon_refuses_are_refused(
     direct = unique("frame-line")
     answer = talk(engine.daemon_socket, wire(direct), timeout=10)
     assert _statuses(answer)[:1] in ([b"400"], [b"500"]), answer
-    assert _host_config(engine, direct) is None
+    assert http.host_config(engine.daemon_socket, direct) is None
 
     proxied = unique("frame-line")
     answer = talk(policy_gates[(engine.name, "baseline")].socket, wire(proxied), timeout=10)
     _refused_400(answer)
-    assert _host_config(engine, proxied) is None
+    assert http.host_config(engine.daemon_socket, proxied) is None
 
 
 HEADS = {
@@ -192,10 +186,10 @@ def test_heads_the_daemon_refuses_are_refused_alike(
     direct = unique("frame-head")
     answer = talk(engine.daemon_socket, wire(direct), timeout=10)
     assert _statuses(answer)[:1] == [status], answer
-    assert _host_config(engine, direct) is None
+    assert http.host_config(engine.daemon_socket, direct) is None
 
     proxied = unique("frame-head")
     answer = talk(policy_gates[(engine.name, "baseline")].socket, wire(proxied), timeout=10)
     assert _statuses(answer)[:1] == [status], answer
     assert b'"message": "dockgate: ' in answer, answer
-    assert _host_config(engine, proxied) is None
+    assert http.host_config(engine.daemon_socket, proxied) is None

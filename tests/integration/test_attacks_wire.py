@@ -249,12 +249,6 @@ def _create(name: str, body: bytes, *fields: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _host_config(engine: Engine, name: str) -> dict[str, object] | None:
-    """The container's HostConfig as the daemon has it; None if it does not exist."""
-    status, body = http.request(engine.daemon_socket, "GET", f"/containers/{name}/json")
-    return dict(json.loads(body)["HostConfig"]) if status == 200 else None
-
-
 def test_a_go_folded_duplicate_key_is_refused(
     engine: Engine, policy_gates: dict[tuple[str, str], PolicyGate]
 ) -> None:
@@ -265,7 +259,7 @@ def test_a_go_folded_duplicate_key_is_refused(
     direct = unique("wire-fold")
     status, answer = exchange(engine.daemon_socket, _create(direct, body, "Connection: close"))
     assert status == 201, answer
-    config = _host_config(engine, direct)
+    config = http.host_config(engine.daemon_socket, direct)
     assert config is not None and config["Binds"] == ["/:/host"], config
     for policy in ("baseline", "restricted"):
         proxied = unique("wire-fold")
@@ -273,7 +267,7 @@ def test_a_go_folded_duplicate_key_is_refused(
                                   _create(proxied, body, "Connection: close"))
         assert status == 400, (policy, answer)
         assert "both set field 'Binds'" in json.loads(answer)["message"]
-        assert _host_config(engine, proxied) is None
+        assert http.host_config(engine.daemon_socket, proxied) is None
 
 
 def test_a_create_pipelined_behind_a_refused_attach_is_judged(
@@ -295,7 +289,7 @@ def test_a_create_pipelined_behind_a_refused_attach_is_judged(
     direct = unique("wire-pipe")
     status, _ = exchange(engine.daemon_socket, wire(direct))
     assert status == 404
-    assert _host_config(engine, direct) is None
+    assert http.host_config(engine.daemon_socket, direct) is None
     proxied = unique("wire-pipe")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(60)
@@ -310,4 +304,4 @@ def test_a_create_pipelined_behind_a_refused_attach_is_judged(
     assert [line.split(b" ")[1] for line in answer.split(b"\n")
             if line.startswith(b"HTTP/1.1 ")] == [b"404", b"403"], answer
     assert b"no-privileged" in answer
-    assert _host_config(engine, proxied) is None
+    assert http.host_config(engine.daemon_socket, proxied) is None

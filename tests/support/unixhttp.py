@@ -134,3 +134,10 @@ def talk(sock_path: str, wire: bytes, timeout: float = 30.0,
     finally:
         s.close()
     return answer
+
+
+def host_config(sock_path: str, name: str) -> dict[str, object] | None:
+    """Container ``name``'s HostConfig as the daemon at ``sock_path`` has it; None
+    if it does not exist."""
+    status, body = request(sock_path, "GET", f"/containers/{name}/json")
+    return dict(json.loads(body)["HostConfig"]) if status == 200 else None
